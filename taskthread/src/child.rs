@@ -1,0 +1,175 @@
+//! Addresses of threads ([`ChildRef`]) and the options a thread is spawned with.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{AskError, SendError, TrySendError};
+use crate::thread::{Accepts, Asks, ChildId, Thread};
+use crate::tree::{Node, ThreadState, TreeSnapshot};
+
+/// The address of a running thread: send it messages, ask it questions, stop it.
+///
+/// Cheap to clone (a channel sender and a reference count). It stays valid after the thread
+/// ends: sends then fail and give the message back.
+pub struct ChildRef<T: Thread> {
+    pub(crate) tx: mpsc::Sender<T::Down>,
+    pub(crate) node: Arc<Node>,
+}
+
+impl<T: Thread> Clone for ChildRef<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            node: Arc::clone(&self.node),
+        }
+    }
+}
+
+impl<T: Thread> fmt::Debug for ChildRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildRef")
+            .field("id", &self.node.id)
+            .field("path", &self.node.path)
+            .field("type", &T::TYPE_NAME)
+            .finish()
+    }
+}
+
+impl<T: Thread> ChildRef<T> {
+    /// The thread's id.
+    pub fn id(&self) -> ChildId {
+        self.node.id
+    }
+
+    /// The thread's name among its siblings, e.g. `tcp_connection-3`.
+    pub fn name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// The thread's path in the tree, e.g. `master/tcp_server/tcp_connection-3`.
+    pub fn path(&self) -> &str {
+        &self.node.path
+    }
+
+    /// Where the thread is in its lifecycle.
+    pub fn state(&self) -> ThreadState {
+        self.node.state()
+    }
+
+    /// Whether the thread has stopped accepting messages (it is stopping or has ended).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Sends a message DOWN, waiting while the queue is full (backpressure).
+    ///
+    /// Fails, giving the message back, if the thread no longer accepts messages.
+    pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        match self.tx.send(T::__wrap(msg)).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(SendError::new(T::__unwrap(e.0), &self.node.path)),
+        }
+    }
+
+    /// Sends a message DOWN if there is room now, without waiting.
+    pub fn try_send<M>(&self, msg: M) -> Result<(), TrySendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        match self.tx.try_send(T::__wrap(msg)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(d)) => Err(TrySendError::Full(T::__unwrap(d))),
+            Err(mpsc::error::TrySendError::Closed(d)) => Err(TrySendError::Ended(T::__unwrap(d))),
+        }
+    }
+
+    /// Sends a question DOWN and waits for the handler's answer.
+    ///
+    /// The handler for `Q` must return a value (`-> Result<Answer>`).
+    pub async fn ask<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    where
+        T: Asks<Q>,
+    {
+        let (reply, answer) = oneshot::channel();
+        let down = T::__wrap_ask(question, crate::__private::Reply(reply));
+        if let Err(e) = self.tx.send(down).await {
+            return Err(AskError::Ended(T::__unwrap(e.0)));
+        }
+        answer.await.map_err(|_| AskError::NoReply)
+    }
+
+    /// Asks the thread to stop gracefully. Returns at once; the parent hears of the exit.
+    ///
+    /// Stopping a thread that is already stopping or has ended does nothing.
+    pub fn stop(&self) {
+        self.node.stop.cancel();
+    }
+
+    /// A snapshot of the thread's subtree.
+    pub fn snapshot(&self) -> TreeSnapshot {
+        self.node.snapshot()
+    }
+}
+
+/// Options for spawning a thread: name, queue capacity, stop stage.
+///
+/// ```
+/// use taskthread::ChildOptions;
+///
+/// let options = ChildOptions::new().name("conn").capacity(16).stop_stage(0);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ChildOptions {
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) capacity: Option<usize>,
+    pub(crate) stage: u32,
+}
+
+impl ChildOptions {
+    /// The defaults: the type's snake-case name, the type's capacity, stop stage 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The base name; siblings with the same name get a numeric suffix (`conn`, `conn-2`, ...).
+    ///
+    /// # Panics
+    /// If the name is empty or contains `/` (the path separator).
+    #[track_caller]
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        let name = name.into();
+        assert!(
+            !name.is_empty() && !name.contains('/'),
+            "a thread name must be non-empty and must not contain `/`, got {name:?}"
+        );
+        self.name = Some(name);
+        self
+    }
+
+    /// The capacity of the thread's DOWN queue and of its inbound queue.
+    ///
+    /// # Panics
+    /// If `capacity` is 0: a queue must hold at least one message.
+    #[track_caller]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        assert!(capacity > 0, "a queue capacity must be at least 1");
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// The stage in which the parent stops this child. On a graceful stop, a parent stops its
+    /// children stage by stage in ascending order, all children of one stage concurrently,
+    /// waiting for every child of a stage to exit before stopping the next. All children are
+    /// in stage 0 unless told otherwise, so by default they stop concurrently.
+    pub fn stop_stage(mut self, stage: u32) -> Self {
+        self.stage = stage;
+        self
+    }
+}

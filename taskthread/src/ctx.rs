@@ -1,0 +1,492 @@
+//! [`Ctx`]: a thread's handle on the tree — send UP, spawn and address children, schedule
+//! tasks, attach streams and background work.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::child::{ChildOptions, ChildRef};
+use crate::driver::{Inbound, ParentPort, UpPort, launch, prepare};
+use crate::error::{SendError, TrySendError};
+use crate::reschedule::{TaskRef, Timetable};
+use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
+use crate::tree::{Node, NodeInit, ThreadState, TreeSnapshot};
+
+pub(crate) struct ChildEntry {
+    node: Arc<Node>,
+    /// The child's `mpsc::Sender<C::Down>`, type-erased so children of many types can live
+    /// in one map; recovered by downcasting for typed lookups and broadcasts.
+    sender: Box<dyn Any + Send + Sync>,
+    stage: u32,
+    join: JoinHandle<Exit>,
+}
+
+/// A brief description of a child, from [`Ctx::children`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ChildInfo<'a> {
+    /// The child's id.
+    pub id: ChildId,
+    /// Its name among its siblings.
+    pub name: &'a str,
+    /// Its path in the tree.
+    pub path: &'a str,
+    /// Its type, e.g. `"TcpConnection"`.
+    pub type_name: &'static str,
+    /// Where it is in its lifecycle.
+    pub state: ThreadState,
+}
+
+/// A thread's context: everything a handler does to the tree goes through it.
+///
+/// Every handler, hook and task of a thread `T` receives `&mut Ctx<T>` next to `&mut self`.
+/// Through it the thread sends UP to its parent, spawns, finds and addresses its children,
+/// starts and cancels its `#[rescheduling]` tasks, and attaches streams and background work
+/// whose results come back to its `#[stream]` handlers.
+pub struct Ctx<T: Thread> {
+    pub(crate) node: Arc<Node>,
+    path: Arc<str>,
+    up: Box<dyn UpPort<T::Up>>,
+    inbound_tx: Option<mpsc::Sender<Inbound<T::Event>>>,
+    pub(crate) inbound_rx: Option<mpsc::Receiver<Inbound<T::Event>>>,
+    pub(crate) children: BTreeMap<ChildId, ChildEntry>,
+    stage_counts: BTreeMap<u32, usize>,
+    signalled_stage: Option<u32>,
+    names: HashMap<Cow<'static, str>, u32>,
+    pub(crate) timetable: Timetable,
+    pub(crate) jobs: Option<JoinSet<()>>,
+    stream_aborts: Vec<AbortHandle>,
+    reaping: Vec<JoinHandle<Exit>>,
+    pub(crate) stopping: bool,
+    pub(crate) completed: bool,
+}
+
+impl<T: Thread> fmt::Debug for Ctx<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx")
+            .field("path", &self.node.path)
+            .field("children", &self.children.len())
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Thread> Ctx<T> {
+    pub(crate) fn new(node: Arc<Node>, up: Box<dyn UpPort<T::Up>>) -> Self {
+        Self {
+            path: Arc::from(node.path.as_str()),
+            node,
+            up,
+            inbound_tx: None,
+            inbound_rx: None,
+            children: BTreeMap::new(),
+            stage_counts: BTreeMap::new(),
+            signalled_stage: None,
+            names: HashMap::new(),
+            timetable: Timetable::new(T::TASKS),
+            jobs: None,
+            stream_aborts: Vec::new(),
+            reaping: Vec::new(),
+            stopping: false,
+            completed: false,
+        }
+    }
+
+    /// This thread's id.
+    pub fn id(&self) -> ChildId {
+        self.node.id
+    }
+
+    /// This thread's name among its siblings.
+    pub fn name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// This thread's path in the tree, e.g. `master/tcp_server/conn-17`.
+    pub fn path(&self) -> &str {
+        &self.node.path
+    }
+
+    /// Whether this thread is stopping (draining its queue, stopping its children).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping || self.completed
+    }
+
+    /// A snapshot of this thread's subtree.
+    pub fn snapshot(&self) -> TreeSnapshot {
+        self.node.snapshot()
+    }
+
+    // ---- UP -------------------------------------------------------------------------
+
+    /// Sends a message UP to the parent, waiting while the parent's queue is full.
+    ///
+    /// Fails, giving the message back, if the parent no longer exists.
+    pub async fn up(&self, msg: T::Up) -> Result<(), SendError<T::Up>> {
+        match self.up.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(msg)) => self
+                .up
+                .send(msg)
+                .await
+                .map_err(|msg| SendError::new(msg, self.up.target())),
+            Err(TrySendError::Ended(msg)) => Err(SendError::new(msg, self.up.target())),
+        }
+    }
+
+    /// Sends a message UP if the parent's queue has room now.
+    pub fn try_up(&self, msg: T::Up) -> Result<(), TrySendError<T::Up>> {
+        self.up.try_send(msg)
+    }
+
+    // ---- children -------------------------------------------------------------------
+
+    /// Spawns a child with default options and returns its address.
+    ///
+    /// `Self` must have an `#[up]` handler for the child's up type; this is checked at
+    /// compile time.
+    pub fn spawn<C>(&mut self, child: C) -> ChildRef<C>
+    where
+        C: Thread,
+        T: HandlesUp<C::Up>,
+    {
+        self.spawn_with(child, ChildOptions::new())
+    }
+
+    /// Spawns a child with a name, a queue capacity or a stop stage.
+    pub fn spawn_with<C>(&mut self, child: C, options: ChildOptions) -> ChildRef<C>
+    where
+        C: Thread,
+        T: HandlesUp<C::Up>,
+    {
+        let id = ChildId::next();
+        let base = options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME));
+        let name = self.unique_name(base);
+        let path = format!("{}/{}", self.node.path, name);
+        let port = ParentPort::<T, C::Up> {
+            from: id,
+            tx: self.inbound_sender(),
+            wrap: <T as HandlesUp<C::Up>>::__wrap_up,
+            parent_path: Arc::clone(&self.path),
+        };
+        let init = NodeInit {
+            name,
+            path,
+            type_name: C::TYPE_NAME,
+            down_types: C::DOWN_TYPES,
+            up_type: C::UP_TYPE,
+            capacity: options.capacity.unwrap_or(C::CAPACITY),
+        };
+        let prepared = prepare::<C>(id, init, Box::new(port));
+        let child_ref = prepared.child.clone();
+        let join = launch(child, prepared, true);
+        self.node.add_child(Arc::clone(&child_ref.node));
+        *self.stage_counts.entry(options.stage).or_default() += 1;
+        if self.stopping && self.signalled_stage.is_some_and(|s| options.stage <= s) {
+            child_ref.node.stop.cancel();
+        }
+        self.children.insert(
+            id,
+            ChildEntry {
+                node: Arc::clone(&child_ref.node),
+                sender: Box::new(child_ref.tx.clone()),
+                stage: options.stage,
+                join,
+            },
+        );
+        child_ref
+    }
+
+    fn unique_name(&mut self, base: Cow<'static, str>) -> String {
+        let count = self.names.entry(base.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            base.into_owned()
+        } else {
+            format!("{base}-{count}")
+        }
+    }
+
+    /// The address of the child with this id, if it is alive and of type `C`.
+    pub fn child<C: Thread>(&self, id: ChildId) -> Option<ChildRef<C>> {
+        let entry = self.children.get(&id)?;
+        let tx = entry.sender.downcast_ref::<mpsc::Sender<C::Down>>()?;
+        Some(ChildRef {
+            tx: tx.clone(),
+            node: Arc::clone(&entry.node),
+        })
+    }
+
+    /// The addresses of all live children of type `C`, in spawn order.
+    pub fn children_of<C: Thread>(&self) -> Vec<ChildRef<C>> {
+        self.children
+            .values()
+            .filter_map(|entry| {
+                let tx = entry.sender.downcast_ref::<mpsc::Sender<C::Down>>()?;
+                Some(ChildRef {
+                    tx: tx.clone(),
+                    node: Arc::clone(&entry.node),
+                })
+            })
+            .collect()
+    }
+
+    /// All live children, in spawn order.
+    pub fn children(&self) -> impl ExactSizeIterator<Item = ChildInfo<'_>> + '_ {
+        self.children.values().map(|entry| ChildInfo {
+            id: entry.node.id,
+            name: &entry.node.name,
+            path: &entry.node.path,
+            type_name: entry.node.type_name,
+            state: entry.node.state(),
+        })
+    }
+
+    /// Sends a clone of `msg` to every live child of type `C`; returns how many accepted it.
+    ///
+    /// Children that are stopping refuse it and are not counted.
+    pub async fn broadcast<C, M>(&self, msg: M) -> usize
+    where
+        C: Accepts<M>,
+        M: Clone,
+    {
+        let mut accepted = 0;
+        for entry in self.children.values() {
+            if let Some(tx) = entry.sender.downcast_ref::<mpsc::Sender<C::Down>>()
+                && tx.send(C::__wrap(msg.clone())).await.is_ok()
+            {
+                accepted += 1;
+            }
+        }
+        accepted
+    }
+
+    /// Asks the child with this id to stop gracefully; `false` if there is no such child.
+    pub fn stop_child(&self, id: ChildId) -> bool {
+        match self.children.get(&id) {
+            Some(entry) => {
+                entry.node.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ---- lifecycle --------------------------------------------------------------------
+
+    /// Stops this thread gracefully once the current handler returns; it will end as
+    /// [`Exit::Completed`].
+    pub fn stop(&mut self) {
+        if !self.stopping {
+            self.completed = true;
+        }
+    }
+
+    // ---- tasks ------------------------------------------------------------------------
+
+    /// Starts a `#[rescheduling]` task that is not scheduled (a `manual` one, or one that
+    /// returned [`Done`](crate::Reschedule::Done)); it first runs after its `delay`.
+    /// Starting a scheduled task does nothing.
+    pub fn start_task(&mut self, task: TaskRef<T>) {
+        if !self.stopping {
+            self.timetable.start(task.index(), Instant::now());
+        }
+    }
+
+    /// Schedules the task's next run `after` from now, replacing its schedule.
+    pub fn reschedule_task(&mut self, task: TaskRef<T>, after: Duration) {
+        if !self.stopping {
+            self.timetable.schedule(task.index(), Instant::now() + after);
+        }
+    }
+
+    /// Schedules the task's next run at `at`, replacing its schedule.
+    pub fn reschedule_task_at(&mut self, task: TaskRef<T>, at: Instant) {
+        if !self.stopping {
+            self.timetable.schedule(task.index(), at);
+        }
+    }
+
+    /// Cancels the task's next run. A run in progress finishes; its return value is then
+    /// ignored. Start it again with [`start_task`](Self::start_task).
+    pub fn cancel_task(&mut self, task: TaskRef<T>) {
+        self.timetable.cancel(task.index());
+    }
+
+    /// Whether the task has a next run scheduled.
+    pub fn is_task_scheduled(&self, task: TaskRef<T>) -> bool {
+        self.timetable.is_scheduled(task.index())
+    }
+
+    /// How many times the task has run (or started running).
+    pub fn task_runs(&self, task: TaskRef<T>) -> u64 {
+        self.timetable.runs(task.index())
+    }
+
+    // ---- streams and background work ---------------------------------------------------
+
+    /// Forwards every item of `stream` to this thread's `#[stream]` handler for its type.
+    ///
+    /// The stream is polled on its own task, so waiting for it never blocks the loop; items
+    /// wait in the inbound queue (backpressure). When the thread starts stopping, attached
+    /// streams are dropped: they are inputs, like the DOWN queue. Items already forwarded
+    /// are still handled.
+    pub fn attach<S>(&mut self, stream: S)
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+        T: HandlesStream<S::Item>,
+    {
+        if self.stopping {
+            tracing::warn!("attach called while stopping: the stream is dropped unread");
+            return;
+        }
+        let tx = self.inbound_sender();
+        let forward = async move {
+            let mut stream = pin!(stream);
+            while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+                if tx.send(Inbound::Event(T::__wrap_item(item))).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let abort = self.jobs().spawn(forward.in_current_span());
+        self.stream_aborts.retain(|a| !a.is_finished());
+        self.stream_aborts.push(abort);
+    }
+
+    /// Runs `future` on its own task and delivers its output to this thread's `#[stream]`
+    /// handler for its type.
+    ///
+    /// The task belongs to the thread: a stopping thread waits for it (and handles its
+    /// result) before running `exit`. A panic in it fails the thread.
+    pub fn spawn_task<F>(&mut self, future: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+        T: HandlesStream<F::Output>,
+    {
+        let tx = self.inbound_sender();
+        let task = async move {
+            let output = future.await;
+            let _ = tx.send(Inbound::Event(T::__wrap_item(output))).await;
+        };
+        self.jobs().spawn(task.in_current_span());
+    }
+
+    /// Runs blocking code on tokio's blocking pool and delivers its result to this thread's
+    /// `#[stream]` handler for its type.
+    ///
+    /// Blocking code cannot be interrupted: a stopping thread waits for it.
+    pub fn spawn_blocking<F, R>(&mut self, f: F)
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+        T: HandlesStream<R>,
+    {
+        let tx = self.inbound_sender();
+        let span = tracing::Span::current();
+        self.jobs().spawn_blocking(move || {
+            let _entered = span.enter();
+            let output = f();
+            let _ = tx.blocking_send(Inbound::Event(T::__wrap_item(output)));
+        });
+    }
+
+    // ---- internals used by the driver ---------------------------------------------------
+
+    fn jobs(&mut self) -> &mut JoinSet<()> {
+        self.jobs.get_or_insert_with(JoinSet::new)
+    }
+
+    fn inbound_sender(&mut self) -> mpsc::Sender<Inbound<T::Event>> {
+        if let Some(tx) = &self.inbound_tx {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(self.node.capacity);
+        self.inbound_rx = Some(rx);
+        self.inbound_tx = Some(tx.clone());
+        tx
+    }
+
+    pub(crate) fn self_stop_requested(&self) -> bool {
+        self.completed
+    }
+
+    pub(crate) fn begin_stopping(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.node.set_state(ThreadState::Stopping);
+        self.timetable.cancel_all();
+        for abort in self.stream_aborts.drain(..) {
+            abort.abort();
+        }
+    }
+
+    pub(crate) fn jobs_idle(&self) -> bool {
+        self.jobs.as_ref().is_none_or(JoinSet::is_empty)
+    }
+
+    pub(crate) fn inbound_empty(&self) -> bool {
+        self.inbound_rx.as_ref().is_none_or(mpsc::Receiver::is_empty)
+    }
+
+    /// Signals the lowest stage that still has children, once per stage.
+    pub(crate) fn stop_next_stage(&mut self) {
+        let Some((&stage, _)) = self.stage_counts.iter().next() else {
+            return;
+        };
+        if self.signalled_stage == Some(stage) {
+            return;
+        }
+        self.signalled_stage = Some(stage);
+        for entry in self.children.values().filter(|e| e.stage == stage) {
+            entry.node.stop.cancel();
+        }
+    }
+
+    pub(crate) fn on_child_exit(&mut self, id: ChildId) {
+        let Some(entry) = self.children.remove(&id) else {
+            return;
+        };
+        self.node.remove_child(id);
+        if let Some(count) = self.stage_counts.get_mut(&entry.stage) {
+            *count -= 1;
+            if *count == 0 {
+                self.stage_counts.remove(&entry.stage);
+            }
+        }
+        if self.reaping.len() >= 32 {
+            self.reaping.retain(|j| !j.is_finished());
+        }
+        self.reaping.push(entry.join);
+    }
+
+    /// Waits for every task this thread owns to be gone, so that after a root is joined no
+    /// task of the tree is alive.
+    pub(crate) async fn reap_all(&mut self) {
+        if let Some(mut jobs) = self.jobs.take() {
+            jobs.shutdown().await;
+        }
+        for join in self.reaping.drain(..) {
+            let _ = join.await;
+        }
+    }
+
+    pub(crate) fn into_port(self) -> Box<dyn UpPort<T::Up>> {
+        self.up
+    }
+}

@@ -1,0 +1,251 @@
+//! Error types: the boxed [`Error`] handlers return, and the typed errors of sends and asks.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// The result type of handlers and hooks: `Result<T, taskthread::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error a handler, hook or task can fail with.
+///
+/// Every `std::error::Error + Send + Sync + 'static` converts into it with `?`, so a handler
+/// can mix I/O errors, parse errors and the framework's own send errors. Its `Display` is the
+/// error's message; the alternate form (`{:#}`) also prints the chain of sources.
+///
+/// ```
+/// use taskthread::Error;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+/// let err = Error::from(io);
+/// assert_eq!(err.to_string(), "disk on fire");
+/// assert_eq!(Error::msg("bad frame").to_string(), "bad frame");
+/// ```
+pub struct Error {
+    inner: Box<dyn StdError + Send + Sync + 'static>,
+}
+
+impl Error {
+    /// Wraps any error.
+    pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> Self {
+        Self {
+            inner: Box::new(error),
+        }
+    }
+
+    /// An error made of a message.
+    pub fn msg<M: fmt::Display + fmt::Debug + Send + Sync + 'static>(message: M) -> Self {
+        Self::new(MessageError(message))
+    }
+
+    /// The wrapped error, to inspect its sources or downcast it.
+    pub fn as_std(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.inner
+    }
+
+    /// Returns the wrapped error if it is an `E`.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        self.inner.downcast_ref::<E>()
+    }
+
+    /// The wrapped error followed by each of its sources, outermost first.
+    pub fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
+        let first: &(dyn StdError + 'static) = &*self.inner;
+        std::iter::successors(Some(first), |e: &&(dyn StdError + 'static)| (*e).source())
+    }
+
+    /// Unwraps the boxed error.
+    pub fn into_inner(self) -> Box<dyn StdError + Send + Sync + 'static> {
+        self.inner
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for Error {
+    fn from(error: E) -> Self {
+        Self::new(error)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)?;
+        if f.alternate() {
+            for source in self.chain().skip(1) {
+                write!(f, ": {source}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}
+
+impl AsRef<dyn StdError + Send + Sync + 'static> for Error {
+    fn as_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.inner
+    }
+}
+
+struct MessageError<M>(M);
+
+impl<M: fmt::Display> fmt::Display for MessageError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<M: fmt::Debug> fmt::Debug for MessageError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<M: fmt::Display + fmt::Debug> StdError for MessageError<M> {}
+
+/// A [`send`](crate::ChildRef::send) to a thread that has ended (or stopped accepting
+/// messages). The message comes back inside: nothing vanishes silently.
+pub struct SendError<M> {
+    message: M,
+    path: String,
+}
+
+impl<M> SendError<M> {
+    pub(crate) fn new(message: M, path: &str) -> Self {
+        Self {
+            message,
+            path: path.to_owned(),
+        }
+    }
+
+    /// The message that could not be delivered.
+    pub fn message(&self) -> &M {
+        &self.message
+    }
+
+    /// Takes the undelivered message back.
+    pub fn into_inner(self) -> M {
+        self.message
+    }
+
+    /// The path in the tree of the thread the message was for.
+    pub fn thread(&self) -> &str {
+        &self.path
+    }
+}
+
+impl<M> fmt::Display for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot send to `{}`: the thread is no longer accepting messages (the message is returned in this error)",
+            self.path
+        )
+    }
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError")
+            .field("thread", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> StdError for SendError<M> {}
+
+/// A [`try_send`](crate::ChildRef::try_send) that could not deliver at once. The message comes
+/// back inside.
+pub enum TrySendError<M> {
+    /// The queue is full; the message may be sent later.
+    Full(M),
+    /// The thread has ended or stopped accepting messages.
+    Ended(M),
+}
+
+impl<M> TrySendError<M> {
+    /// Takes the undelivered message back.
+    pub fn into_inner(self) -> M {
+        match self {
+            Self::Full(m) | Self::Ended(m) => m,
+        }
+    }
+
+    /// Whether the queue was full (as opposed to the thread having ended).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full(_))
+    }
+}
+
+impl<M> fmt::Display for TrySendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("the queue is full (the message is returned in this error)"),
+            Self::Ended(_) => f.write_str(
+                "the thread is no longer accepting messages (the message is returned in this error)",
+            ),
+        }
+    }
+}
+
+impl<M> fmt::Debug for TrySendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("Full(..)"),
+            Self::Ended(_) => f.write_str("Ended(..)"),
+        }
+    }
+}
+
+impl<M> StdError for TrySendError<M> {}
+
+/// An [`ask`](crate::ChildRef::ask) that got no answer.
+pub enum AskError<Q> {
+    /// The thread is no longer accepting messages; the question comes back inside.
+    Ended(Q),
+    /// The question was delivered but the thread ended (failed, panicked or was aborted)
+    /// before replying.
+    NoReply,
+}
+
+impl<Q> AskError<Q> {
+    /// The undelivered question, if it was never delivered.
+    pub fn into_inner(self) -> Option<Q> {
+        match self {
+            Self::Ended(q) => Some(q),
+            Self::NoReply => None,
+        }
+    }
+}
+
+impl<Q> fmt::Display for AskError<Q> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ended(_) => f.write_str(
+                "the thread is no longer accepting messages (the question is returned in this error)",
+            ),
+            Self::NoReply => {
+                f.write_str("the thread ended before replying (its handler failed or it was aborted)")
+            }
+        }
+    }
+}
+
+impl<Q> fmt::Debug for AskError<Q> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ended(_) => f.write_str("Ended(..)"),
+            Self::NoReply => f.write_str("NoReply"),
+        }
+    }
+}
+
+impl<Q> StdError for AskError<Q> {}
+
+impl<M> From<SendError<M>> for AskError<M> {
+    fn from(e: SendError<M>) -> Self {
+        Self::Ended(e.into_inner())
+    }
+}

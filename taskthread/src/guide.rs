@@ -1,0 +1,16 @@
+//! The guide, chapter by chapter. Every Rust snippet in it is compiled and run as a doctest.
+
+#[doc = include_str!("../../docs/01-introduction.md")]
+pub mod introduction {}
+
+#[doc = include_str!("../../docs/02-anatomy-of-a-thread.md")]
+pub mod anatomy_of_a_thread {}
+
+#[doc = include_str!("../../docs/03-rescheduling-tasks.md")]
+pub mod rescheduling_tasks {}
+
+#[doc = include_str!("../../docs/04-messages-up-and-down.md")]
+pub mod messages_up_and_down {}
+
+#[doc = include_str!("../../docs/05-stopping.md")]
+pub mod stopping {}

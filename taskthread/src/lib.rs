@@ -1,0 +1,194 @@
+//! Organise an async program on tokio as a **tree of long-lived threads** that talk only
+//! parent↔child over typed, bounded queues, with self-rescheduling tasks and ordered,
+//! lossless shutdown.
+//!
+//! A *thread* here is not an OS thread: it is one unit of state with its own serial event
+//! loop (one tokio task), its own `#[rescheduling]` tasks and its own children. Data flows
+//! only along the tree — DOWN from a parent to a child's queue, UP from a child to its
+//! parent's — so spawning, waiting, stopping and cleaning up belong to the tree, not to
+//! scattered `tokio::spawn`, `select!` and `JoinSet`s.
+//!
+//! - **Typed messages**: `#[down]` handlers are dispatched by argument type, so
+//!   `child.send(packet)` just works; handlers that return a value can be
+//!   [`ask`](ChildRef::ask)ed. Queues are bounded: a full queue applies backpressure, and a
+//!   send to an ended thread gives the message back.
+//! - **Typed UP**: a child declares one `up` type; spawning it under a parent with no
+//!   `#[up]` handler for it is a compile error naming both types.
+//! - **Rescheduling tasks**: `#[rescheduling(every = "5s")]` methods that decide when they
+//!   run next, started, rescheduled and cancelled by compile-time checked name.
+//! - **Streams and background work**: [`Ctx::attach`], [`Ctx::spawn_task`] and
+//!   [`Ctx::spawn_blocking`] deliver to `#[stream]` handlers without blocking the loop.
+//! - **Ordered, graceful stop**: a stop drains the queue, stops children (concurrently or in
+//!   declared [stages](ChildOptions::stop_stage)) while still handling their UP messages,
+//!   runs `exit`, and reports exactly once. Errors and panics end the thread and are
+//!   always reported to the parent.
+//! - **Observability**: a tracing span per thread carrying its path in the tree, and
+//!   [snapshots](TreeSnapshot) rendered in the original TaskThread's notation.
+//!
+//! # Example
+//!
+//! ```
+//! use taskthread::prelude::*;
+//!
+//! /// A child that turns numbers into their squares and sends them UP.
+//! #[derive(Default)]
+//! struct Squarer;
+//!
+//! #[taskthread(up = u64)]
+//! impl Squarer {
+//!     #[down]
+//!     async fn number(&mut self, ctx: &mut Ctx<Self>, n: u64) -> Result<()> {
+//!         ctx.up(n * n).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// The root: spawns the child, feeds it, and sums what comes back UP.
+//! #[derive(Default)]
+//! struct Summer { child: Option<ChildRef<Squarer>>, sum: u64, seen: usize }
+//!
+//! #[taskthread(up = u64)]
+//! impl Summer {
+//!     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+//!         let child = ctx.spawn(Squarer);
+//!         for n in 1..=3u64 {
+//!             child.send(n).await?;
+//!         }
+//!         self.child = Some(child);
+//!         Ok(())
+//!     }
+//!
+//!     #[up]
+//!     async fn square(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, sq: u64) -> Result<()> {
+//!         self.sum += sq;
+//!         self.seen += 1;
+//!         if self.seen == 3 {
+//!             ctx.up(self.sum).await?; // to whoever holds the root's handle
+//!             ctx.stop();
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() {
+//!     let mut root = taskthread::spawn(Summer::default());
+//!     assert_eq!(root.recv().await, Some(1 + 4 + 9));
+//!     assert!(matches!(root.join().await, Exit::Completed));
+//! }
+//! ```
+//!
+//! The [`guide`] walks through the sample problem, the anatomy of a thread and of a
+//! rescheduling task, messages up and down, and stopping.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod child;
+mod ctx;
+mod driver;
+mod error;
+mod reschedule;
+mod root;
+mod thread;
+mod tree;
+
+pub mod guide;
+
+pub use crate::child::{ChildOptions, ChildRef};
+pub use crate::ctx::{ChildInfo, Ctx};
+pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
+pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
+pub use crate::root::{Handle, run, spawn, spawn_with};
+pub use crate::thread::{
+    Accepts, Asks, ChildExit, ChildId, DEFAULT_CAPACITY, Exit, HandlesStream, HandlesUp, NoUp,
+    Thread,
+};
+pub use crate::tree::{ThreadState, TreeSnapshot};
+
+/// The `#[taskthread]` attribute: turns an annotated `impl` block into a thread.
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use taskthread_macros::taskthread;
+
+/// Everything a thread's module needs: `use taskthread::prelude::*;`.
+///
+/// Brings [`Result`] into scope, which shadows `std`'s `Result` with one whose error type
+/// defaults to [`Error`] (`Result<T, E>` still works).
+pub mod prelude {
+    #[cfg(feature = "macros")]
+    pub use crate::taskthread;
+    pub use crate::{
+        ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle, Reschedule, Result,
+        TaskRef, Thread,
+    };
+}
+
+/// Items the generated code names. Not public API: no stability promises.
+#[doc(hidden)]
+pub mod __private {
+    use std::fmt;
+
+    pub use std::convert::Infallible;
+    pub use std::future::Future;
+    pub use std::marker::PhantomData;
+    pub use std::option::Option;
+    pub use std::result::Result as StdResult;
+    pub use std::time::Duration;
+
+    pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
+    pub use crate::thread::{
+        Accepts, Asks, ChildExit, ChildId, HandlesStream, HandlesUp, NoUp, Thread,
+    };
+    pub use crate::{Ctx, Error, Result};
+
+    /// The reply slot of an asked message.
+    pub struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
+
+    impl<R> Reply<R> {
+        /// Sends the answer; an asker that gave up is not an error.
+        pub fn send(self, answer: R) {
+            let _ = self.0.send(answer);
+        }
+    }
+
+    impl<R> fmt::Debug for Reply<R> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Reply")
+        }
+    }
+
+    /// What a handler may return: nothing, or a `Result` whose error converts into
+    /// [`Error`]; a rescheduling task may also return a bare [`Reschedule`].
+    pub trait HandlerOutput {
+        /// The success value.
+        type Ok;
+        /// Normalises into the framework's `Result`.
+        fn into_result(self) -> Result<Self::Ok>;
+    }
+
+    impl HandlerOutput for () {
+        type Ok = ();
+        fn into_result(self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    impl HandlerOutput for Reschedule {
+        type Ok = Reschedule;
+        fn into_result(self) -> Result<Reschedule> {
+            Ok(self)
+        }
+    }
+
+    impl<T, E: Into<Error>> HandlerOutput for StdResult<T, E> {
+        type Ok = T;
+        fn into_result(self) -> Result<T> {
+            self.map_err(Into::into)
+        }
+    }
+
+    /// The default handling of a child exit, for generated code.
+    pub fn log_exit(parent: &str, exit: &ChildExit) {
+        crate::tree::log_exit(parent, exit);
+    }
+}

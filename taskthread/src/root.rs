@@ -1,0 +1,245 @@
+//! Starting a tree: [`spawn`] a root and get a [`Handle`], or [`run`] one until it exits or
+//! the process is asked to stop.
+
+use std::fmt;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::child::{ChildOptions, ChildRef};
+use crate::driver::{RootPort, launch, prepare};
+use crate::error::{AskError, Error, Result, SendError, TrySendError};
+use crate::thread::{Accepts, Asks, ChildId, Exit, Thread};
+use crate::tree::{NodeInit, TreeSnapshot};
+
+/// The handle of a root thread: its address, its UP messages and its exit.
+///
+/// Dropping the handle does not stop the tree (like a tokio `JoinHandle`); call
+/// [`stop`](Self::stop) and [`join`](Self::join).
+pub struct Handle<T: Thread> {
+    child: ChildRef<T>,
+    up: mpsc::Receiver<T::Up>,
+    join: JoinHandle<Exit>,
+}
+
+impl<T: Thread> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("root", &self.child).finish()
+    }
+}
+
+/// Starts `thread` as the root of a new tree on the current tokio runtime.
+///
+/// ```
+/// use taskthread::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Counter { total: u64 }
+///
+/// #[taskthread]
+/// impl Counter {
+///     #[down]
+///     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) -> Result<()> {
+///         self.total += n;
+///         Ok(())
+///     }
+///     #[down]
+///     async fn total(&mut self, _ctx: &mut Ctx<Self>, _q: Total) -> Result<u64> {
+///         Ok(self.total)
+///     }
+/// }
+/// struct Total;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let handle = taskthread::spawn(Counter::default());
+/// handle.send(2u64).await.unwrap();
+/// handle.send(3u64).await.unwrap();
+/// assert_eq!(handle.ask(Total).await.unwrap(), 5);
+/// handle.stop();
+/// assert!(matches!(handle.join().await, Exit::Stopped));
+/// # }
+/// ```
+///
+/// # Panics
+/// If called outside a tokio runtime.
+pub fn spawn<T: Thread>(thread: T) -> Handle<T> {
+    spawn_with(thread, ChildOptions::new())
+}
+
+/// Starts `thread` as a root with a name or a queue capacity.
+pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
+    let capacity = options.capacity.unwrap_or(T::CAPACITY);
+    let (up_tx, up_rx) = mpsc::channel(capacity);
+    let name = options
+        .name
+        .map_or_else(|| T::DEFAULT_NAME.to_owned(), |n| n.into_owned());
+    let init = NodeInit {
+        path: name.clone(),
+        name,
+        type_name: T::TYPE_NAME,
+        down_types: T::DOWN_TYPES,
+        up_type: T::UP_TYPE,
+        capacity,
+    };
+    let prepared = prepare::<T>(ChildId::next(), init, Box::new(RootPort { tx: up_tx }));
+    let child = prepared.child.clone();
+    let join = launch(thread, prepared, false);
+    Handle {
+        child,
+        up: up_rx,
+        join,
+    }
+}
+
+impl<T: Thread> Handle<T> {
+    /// The root's address, to hand to other code that sends to it.
+    pub fn child_ref(&self) -> ChildRef<T> {
+        self.child.clone()
+    }
+
+    /// The root's id.
+    pub fn id(&self) -> ChildId {
+        self.child.id()
+    }
+
+    /// Sends a message DOWN to the root, waiting while its queue is full.
+    pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        self.child.send(msg).await
+    }
+
+    /// Sends a message DOWN to the root if its queue has room now.
+    pub fn try_send<M>(&self, msg: M) -> Result<(), TrySendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        self.child.try_send(msg)
+    }
+
+    /// Asks the root a question and waits for the answer.
+    pub async fn ask<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    where
+        T: Asks<Q>,
+    {
+        self.child.ask(question).await
+    }
+
+    /// Receives the next message the root sent UP; `None` once the root has ended and every
+    /// message it sent has been received.
+    pub async fn recv(&mut self) -> Option<T::Up> {
+        self.up.recv().await
+    }
+
+    /// Asks the root to stop gracefully (and with it the whole tree). Returns at once.
+    pub fn stop(&self) {
+        self.child.stop();
+    }
+
+    /// A snapshot of the whole tree.
+    pub fn snapshot(&self) -> TreeSnapshot {
+        self.child.snapshot()
+    }
+
+    /// Waits until the root has ended and returns how. When it returns, no task of the tree
+    /// is alive.
+    pub async fn join(self) -> Exit {
+        join_root(self.join).await
+    }
+}
+
+async fn join_root(join: JoinHandle<Exit>) -> Exit {
+    match join.await {
+        Ok(exit) => exit,
+        Err(e) if e.is_panic() => Exit::Panicked(crate::driver::panic_message(e.into_panic())),
+        Err(_) => Exit::Aborted,
+    }
+}
+
+/// Runs `thread` as the root of a tree until it ends, or until Ctrl-C / SIGTERM, which stop
+/// it gracefully. A second signal during the graceful stop gives up waiting and returns.
+///
+/// Returns `Ok` if the root completed or was stopped, the failure otherwise. UP messages
+/// from the root have no receiver here; each is logged at `WARN` and dropped (use
+/// [`spawn`] to receive them).
+///
+/// ```no_run
+/// use taskthread::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Hello;
+///
+/// #[taskthread]
+/// impl Hello {
+///     #[rescheduling(every = "1s")]
+///     async fn tick(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+///         tracing::info!("hello");
+///         Ok(Reschedule::Again)
+///     }
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> taskthread::Result<()> {
+///     taskthread::run(Hello).await
+/// }
+/// ```
+pub async fn run<T: Thread>(thread: T) -> Result<()> {
+    let Handle {
+        child,
+        mut up,
+        mut join,
+    } = spawn(thread);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            joined = &mut join => {
+                let exit = match joined {
+                    Ok(exit) => exit,
+                    Err(e) if e.is_panic() => Exit::Panicked(crate::driver::panic_message(e.into_panic())),
+                    Err(_) => Exit::Aborted,
+                };
+                tracing::info!(root = %child.path(), "tree ended: {exit}");
+                return exit.into_result();
+            }
+            Some(_) = up.recv() => {
+                tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
+            }
+            () = shutdown_signal() => {
+                if stopping {
+                    join.abort();
+                    tracing::warn!(root = %child.path(), "second signal: giving up the graceful stop");
+                    return Err(Error::msg("the graceful stop was interrupted by a second signal"));
+                }
+                stopping = true;
+                tracing::info!(root = %child.path(), "signal received: stopping the tree gracefully (signal again to give up)");
+                child.stop();
+            }
+        }
+    }
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

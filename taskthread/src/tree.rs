@@ -1,0 +1,275 @@
+//! The live tree: each thread's shared node, snapshots of the tree, and their rendering in
+//! the hierarchical notation of the TaskThread docs.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::thread::{ChildExit, ChildId, Exit};
+
+/// Where a thread is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadState {
+    /// Running its `enter` hook.
+    Starting,
+    /// Handling messages and running tasks.
+    Running,
+    /// Stopping: draining its queue, stopping its children, running `exit`.
+    Stopping,
+    /// Ended; its parent has been told.
+    Exited,
+}
+
+impl ThreadState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Starting,
+            1 => Self::Running,
+            2 => Self::Stopping,
+            _ => Self::Exited,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Exited => "exited",
+        }
+    }
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// What the rest of the tree can see of one thread: identity, counters, its stop signal and
+/// its children (for snapshots). Written by the thread's own loop, read by anyone.
+pub(crate) struct Node {
+    pub(crate) id: ChildId,
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) type_name: &'static str,
+    pub(crate) down_types: &'static [&'static str],
+    pub(crate) up_type: Option<&'static str>,
+    pub(crate) capacity: usize,
+    pub(crate) stop: CancellationToken,
+    state: AtomicU8,
+    handled: AtomicU64,
+    depth: DepthProbe,
+    children: Mutex<Vec<Arc<Node>>>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct NodeInit {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) type_name: &'static str,
+    pub(crate) down_types: &'static [&'static str],
+    pub(crate) up_type: Option<&'static str>,
+    pub(crate) capacity: usize,
+}
+
+impl Node {
+    pub(crate) fn new(id: ChildId, init: NodeInit, depth: DepthProbe) -> Self {
+        Self {
+            id,
+            name: init.name,
+            path: init.path,
+            type_name: init.type_name,
+            down_types: init.down_types,
+            up_type: init.up_type,
+            capacity: init.capacity,
+            stop: CancellationToken::new(),
+            state: AtomicU8::new(0),
+            handled: AtomicU64::new(0),
+            depth,
+            children: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: ThreadState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub(crate) fn state(&self) -> ThreadState {
+        ThreadState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Counts one handled message. Only the thread's own loop writes, so a load and a store
+    /// (no read-modify-write) are enough and keep the hot path free of locked instructions.
+    #[inline]
+    pub(crate) fn count_handled(&self) {
+        let n = self.handled.load(Ordering::Relaxed);
+        self.handled.store(n + 1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn queue_depth(&self) -> usize {
+        (self.depth)()
+    }
+
+    pub(crate) fn add_child(&self, child: Arc<Node>) {
+        self.children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(child);
+    }
+
+    pub(crate) fn remove_child(&self, id: ChildId) {
+        let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pos) = children.iter().position(|c| c.id == id) {
+            children.remove(pos);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> TreeSnapshot {
+        let children: Vec<Arc<Node>> = self
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        TreeSnapshot {
+            id: self.id,
+            name: self.name.clone(),
+            path: self.path.clone(),
+            type_name: self.type_name,
+            down_types: self.down_types,
+            up_type: self.up_type,
+            state: self.state(),
+            queue_depth: self.queue_depth(),
+            queue_capacity: self.capacity,
+            handled: self.handled(),
+            children: children.iter().map(|c| c.snapshot()).collect(),
+        }
+    }
+}
+
+/// A picture of a subtree at one moment: names, types, states, queue depths, message counts.
+///
+/// Its `Display` renders the hierarchical notation of the original TaskThread docs, one
+/// thread per line, children indented by four spaces:
+///
+/// ```text
+/// Master [master] running, queue 0/64, handled 0
+///     TcpServer: UP: Frame [master/tcp_server] running, queue 0/64, handled 0
+///         TcpConnection: UP: Frame [master/tcp_server/tcp_connection] running, queue 0/64, handled 3
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TreeSnapshot {
+    /// The thread's id.
+    pub id: ChildId,
+    /// Its name among its siblings.
+    pub name: String,
+    /// Its path in the tree, e.g. `master/tcp_server/conn-17`.
+    pub path: String,
+    /// Its type, e.g. `TcpServer`.
+    pub type_name: &'static str,
+    /// The message types it takes DOWN.
+    pub down_types: &'static [&'static str],
+    /// The type it sends UP, if any.
+    pub up_type: Option<&'static str>,
+    /// Where it is in its lifecycle.
+    pub state: ThreadState,
+    /// Messages waiting in its DOWN queue.
+    pub queue_depth: usize,
+    /// The capacity of its DOWN queue.
+    pub queue_capacity: usize,
+    /// DOWN messages, UP messages, stream items and task runs it has handled.
+    pub handled: u64,
+    /// Its live children, in the order they were spawned.
+    pub children: Vec<TreeSnapshot>,
+}
+
+impl TreeSnapshot {
+    /// The number of threads in this subtree, itself included.
+    pub fn len(&self) -> usize {
+        1 + self.children.iter().map(TreeSnapshot::len).sum::<usize>()
+    }
+
+    /// Always `false`: a snapshot holds at least its root. Present for symmetry with `len`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Finds a thread of this subtree by path.
+    pub fn find(&self, path: &str) -> Option<&TreeSnapshot> {
+        if self.path == path {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(path))
+    }
+
+    /// Renders only the hierarchy and the types, exactly in the original's notation
+    /// (`TcpServer: UP: Frame`), without names or counters.
+    pub fn render_types(&self) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out, 0, false);
+        out
+    }
+
+    fn render_into(&self, out: &mut String, depth: usize, stats: bool) {
+        for _ in 0..depth {
+            out.push_str("    ");
+        }
+        out.push_str(self.type_name);
+        let mut parts = Vec::new();
+        if !self.down_types.is_empty() {
+            parts.push(format!("IN: {}", self.down_types.join(", ")));
+        }
+        if let Some(up) = self.up_type {
+            parts.push(format!("UP: {up}"));
+        }
+        if !parts.is_empty() {
+            let _ = write!(out, ": {}", parts.join(", "));
+        }
+        if stats {
+            let _ = write!(
+                out,
+                " [{}] {}, queue {}/{}, handled {}",
+                self.path, self.state, self.queue_depth, self.queue_capacity, self.handled
+            );
+        }
+        out.push('\n');
+        for child in &self.children {
+            child.render_into(out, depth + 1, stats);
+        }
+    }
+}
+
+impl fmt::Display for TreeSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        self.render_into(&mut out, 0, true);
+        f.write_str(out.trim_end_matches('\n'))
+    }
+}
+
+/// The default handling of a child's exit: a log line at a level fitting the exit.
+pub(crate) fn log_exit(parent: &str, exit: &ChildExit) {
+    match &exit.exit {
+        Exit::Completed | Exit::Stopped => {
+            tracing::debug!(parent, child = %exit.path, "child {}", exit.exit);
+        }
+        Exit::Aborted => tracing::warn!(parent, child = %exit.path, "child aborted"),
+        Exit::Failed(e) => tracing::error!(parent, child = %exit.path, "child failed: {e:#}"),
+        Exit::Panicked(m) => tracing::error!(parent, child = %exit.path, "child panicked: {m}"),
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of taskthread live in `tests/`; this library is empty.
