@@ -21,7 +21,11 @@ impl Errors {
         }
     }
 
-    pub(crate) fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+    pub(crate) fn spanned(
+        &mut self,
+        tokens: impl quote::ToTokens,
+        message: impl std::fmt::Display,
+    ) {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
@@ -173,7 +177,13 @@ fn parse_hook(method: &ImplItemFn, model: &mut Model, errors: &mut Errors) {
 }
 
 /// Checks `async`, no generics, `&mut self`, a `&mut` ctx and the number of arguments.
-fn check_signature(method: &ImplItemFn, what: &str, shape: &str, arity: usize, errors: &mut Errors) -> bool {
+fn check_signature(
+    method: &ImplItemFn,
+    what: &str,
+    shape: &str,
+    arity: usize,
+    errors: &mut Errors,
+) -> bool {
     let sig = &method.sig;
     let mut ok = true;
     if sig.asyncness.is_none() {
@@ -188,24 +198,31 @@ fn check_signature(method: &ImplItemFn, what: &str, shape: &str, arity: usize, e
         ok = false;
     }
     match sig.inputs.first() {
-        Some(FnArg::Receiver(r)) if matches!(r.kind, syn::ReceiverKind::Reference(_, _, Some(_))) => {}
+        Some(FnArg::Receiver(r))
+            if matches!(r.kind, syn::ReceiverKind::Reference(_, _, Some(_))) => {}
         Some(first) => {
-            errors.spanned(first, format!("{what} takes `&mut self` as its first argument"));
-            ok = false;
-        }
-        None => {
-            errors.spanned(&sig.ident, format!("{what} takes `&mut self` as its first argument"));
-            ok = false;
-        }
-    }
-    if let Some(FnArg::Typed(second)) = sig.inputs.iter().nth(1) {
-        if !matches!(&*second.ty, Type::Reference(r) if r.mutability.is_some()) {
             errors.spanned(
-                &second.ty,
-                format!("the second argument of {what} is `ctx: &mut Ctx<Self>`"),
+                first,
+                format!("{what} takes `&mut self` as its first argument"),
             );
             ok = false;
         }
+        None => {
+            errors.spanned(
+                &sig.ident,
+                format!("{what} takes `&mut self` as its first argument"),
+            );
+            ok = false;
+        }
+    }
+    if let Some(FnArg::Typed(second)) = sig.inputs.iter().nth(1)
+        && !matches!(&*second.ty, Type::Reference(r) if r.mutability.is_some())
+    {
+        errors.spanned(
+            &second.ty,
+            format!("the second argument of {what} is `ctx: &mut Ctx<Self>`"),
+        );
+        ok = false;
     }
     if sig.inputs.len() != arity {
         let span_tokens = if sig.inputs.is_empty() {
@@ -227,7 +244,12 @@ fn check_signature(method: &ImplItemFn, what: &str, shape: &str, arity: usize, e
     ok
 }
 
-fn parse_handler(kind: Kind, attr: &Attribute, method: &ImplItemFn, errors: &mut Errors) -> Option<Handler> {
+fn parse_handler(
+    kind: Kind,
+    attr: &Attribute,
+    method: &ImplItemFn,
+    errors: &mut Errors,
+) -> Option<Handler> {
     let task = if kind == Kind::Rescheduling {
         match parse_task_args(attr) {
             Ok(task) => task,
@@ -268,7 +290,9 @@ fn parse_handler(kind: Kind, attr: &Attribute, method: &ImplItemFn, errors: &mut
         (Kind::Up | Kind::Stream, Output::Value(ty)) => {
             errors.spanned(
                 ty,
-                format!("{what} return nothing or `Result<()>`; only `#[down]` handlers can answer"),
+                format!(
+                    "{what} return nothing or `Result<()>`; only `#[down]` handlers can answer"
+                ),
             );
             return None;
         }
@@ -280,7 +304,10 @@ fn parse_handler(kind: Kind, attr: &Attribute, method: &ImplItemFn, errors: &mut
             return None;
         }
         (Kind::Down | Kind::Up | Kind::Stream, Output::Other(ty)) => {
-            errors.spanned(ty, format!("{what} return nothing, `Result<()>` or (`#[down]` only) `Result<Answer>`"));
+            errors.spanned(
+                ty,
+                format!("{what} return nothing, `Result<()>` or (`#[down]` only) `Result<Answer>`"),
+            );
             return None;
         }
         _ => {}
@@ -316,7 +343,11 @@ fn parse_output(output: &ReturnType) -> Output {
             return Output::Unit;
         }
         if let Type::Path(okp) = ok
-            && okp.path.segments.last().is_some_and(|s| s.ident == "Reschedule")
+            && okp
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Reschedule")
         {
             return Output::Other((**ty).clone());
         }

@@ -209,9 +209,15 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration_str("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration_str("500ms"),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(parse_duration_str("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration_str("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration_str("1.5s"),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_duration_str("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration_str("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration_str("10us"), Some(Duration::from_micros(10)));

@@ -27,7 +27,10 @@ pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<T
         let compile_errors = e.into_compile_error();
         return Ok(quote!(#item #compile_errors));
     }
-    let krate: Path = args.krate.clone().unwrap_or_else(|| parse_quote!(::taskthread));
+    let krate: Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| parse_quote!(::taskthread));
     let generated = Generator::new(&item, &args, &model, krate).generate();
     Ok(quote!(#item #generated))
 }
@@ -223,8 +226,14 @@ impl<'a> Generator<'a> {
             }
             None => quote!(#krate::__private::Option::None),
         };
-        let capacity = self.args.capacity.as_ref().map(|lit| quote!(const CAPACITY: usize = #lit;));
-        let tasks = self.handlers(Kind::Rescheduling).map(|(_, h)| task_spec(krate, h));
+        let capacity = self
+            .args
+            .capacity
+            .as_ref()
+            .map(|lit| quote!(const CAPACITY: usize = #lit;));
+        let tasks = self
+            .handlers(Kind::Rescheduling)
+            .map(|(_, h)| task_spec(krate, h));
 
         let hook = |hook: &Option<ast::Hook>| match hook {
             Some(hook) => {
@@ -233,7 +242,10 @@ impl<'a> Generator<'a> {
                     async move { #krate::__private::HandlerOutput::into_result(Self::#method(self, ctx).await) }
                 }
             }
-            None => quote!(async move { let _ = (self, ctx); Ok(()) }),
+            None => quote!(async move {
+                let _ = (self, ctx);
+                Ok(())
+            }),
         };
         let enter = hook(&self.model.enter);
         let exit = hook(&self.model.exit);
@@ -508,7 +520,8 @@ pub(crate) fn snake_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
     for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             let prev_upper = i > 0 && chars[i - 1].is_uppercase();
             if i > 0 && (prev_lower || (prev_upper && next_lower)) && !out.ends_with('_') {

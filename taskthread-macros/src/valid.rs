@@ -14,7 +14,10 @@ pub(crate) fn check_impl(item: &ItemImpl, errors: &mut Errors) {
         );
     }
     if item.unsafety.is_some() {
-        errors.spanned(item.unsafety, "`#[taskthread]` impl blocks cannot be `unsafe`");
+        errors.spanned(
+            item.unsafety,
+            "`#[taskthread]` impl blocks cannot be `unsafe`",
+        );
     }
     for param in &item.generics.params {
         match param {

@@ -1,1 +1,653 @@
-fn main() {}
+//! taskthread against the same programs hand-written on tokio (a spawned task per unit, a
+//! bounded `mpsc` per queue, a `oneshot` per reply), all on a current-thread runtime, with
+//! the same queue capacity (64) and the same message types.
+//!
+//! Criterion benchmarks, each as a pair `<group>/taskthread` and `<group>/tokio`:
+//!
+//! 1. `down_throughput`: the bench task sends 10 000 `u64` DOWN to a root, then asks for the
+//!    total, so every message has been handled when the time is taken.
+//! 2. `up_fan_in`: a parent with 100 children tells each to send 100 `u64` UP; the time runs
+//!    until the parent has handled all 10 000 and told the bench task.
+//! 3. `ask_round_trip`: one question, one answer (`Handle::ask` vs `mpsc` + `oneshot`).
+//! 4. `spawn_stop_10k`: a root spawns 10 000 children, each sends one UP message from its
+//!    `enter` hook; once the root has seen all of them it is stopped and joined (vs 10 000
+//!    tasks with their own `mpsc`, woken by a `CancellationToken`, then all joined).
+//!
+//! Before criterion runs, the binary measures the resident memory of 10 000 idle threads
+//! against 10 000 idle hand-written tasks with their `mpsc`, each in a fresh process (it
+//! re-runs itself with `VS_TOKIO_MEMORY=taskthread|tokio`), and prints bytes per thread.
+//! Set `VS_TOKIO_MEMORY=skip` to leave it out.
+//!
+//! Run: `cargo bench -p taskthread --bench vs_tokio`. Results are in `docs/benchmarks.md`.
+
+use std::hint::black_box;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use taskthread::prelude::*;
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The capacity of every queue on both sides (taskthread's default).
+const CAPACITY: usize = taskthread::DEFAULT_CAPACITY;
+/// Messages per iteration of the DOWN throughput benchmark.
+const DOWN_MESSAGES: u64 = 10_000;
+/// Children in the fan-in benchmark.
+const FAN_IN_CHILDREN: usize = 100;
+/// Messages each of them sends UP per iteration.
+const FAN_IN_MESSAGES: u64 = 100;
+/// Children in the spawn + stop benchmark and in the memory measurement.
+const MANY: usize = 10_000;
+/// The environment variable that selects the memory measurement of one side.
+const MEMORY_ENV: &str = "VS_TOKIO_MEMORY";
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+// ---- 1. DOWN throughput ------------------------------------------------------------------
+
+/// A question: the sum of everything received so far.
+struct Total;
+
+#[derive(Default)]
+struct Sink {
+    sum: u64,
+}
+
+#[taskthread]
+impl Sink {
+    #[down]
+    async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) -> Result<()> {
+        self.sum = self.sum.wrapping_add(n);
+        Ok(())
+    }
+
+    #[down]
+    async fn total(&mut self, _ctx: &mut Ctx<Self>, _q: Total) -> Result<u64> {
+        Ok(self.sum)
+    }
+}
+
+enum SinkMsg {
+    Add(u64),
+    Total(Total, oneshot::Sender<u64>),
+}
+
+async fn tokio_sink(mut rx: mpsc::Receiver<SinkMsg>) {
+    let mut sum = 0u64;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            SinkMsg::Add(n) => sum = sum.wrapping_add(n),
+            SinkMsg::Total(_q, reply) => {
+                let _ = reply.send(sum);
+            }
+        }
+    }
+}
+
+fn down_throughput(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("down_throughput");
+    group.throughput(Throughput::Elements(DOWN_MESSAGES));
+
+    group.bench_function("taskthread", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let root = taskthread::spawn(Sink::default());
+            let start = Instant::now();
+            for _ in 0..iters {
+                for n in 0..DOWN_MESSAGES {
+                    root.send(n).await.expect("the sink runs");
+                }
+                black_box(root.ask(Total).await.expect("the sink answers"));
+            }
+            let elapsed = start.elapsed();
+            root.stop();
+            root.join().await;
+            elapsed
+        });
+    });
+
+    group.bench_function("tokio", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let (tx, rx) = mpsc::channel(CAPACITY);
+            let task = tokio::spawn(tokio_sink(rx));
+            let start = Instant::now();
+            for _ in 0..iters {
+                for n in 0..DOWN_MESSAGES {
+                    if tx.send(SinkMsg::Add(n)).await.is_err() {
+                        panic!("the sink runs");
+                    }
+                }
+                let (reply, answer) = oneshot::channel();
+                if tx.send(SinkMsg::Total(Total, reply)).await.is_err() {
+                    panic!("the sink runs");
+                }
+                black_box(answer.await.expect("the sink answers"));
+            }
+            let elapsed = start.elapsed();
+            drop(tx);
+            task.await.expect("the sink ends");
+            elapsed
+        });
+    });
+    group.finish();
+}
+
+// ---- 2. UP fan-in ------------------------------------------------------------------------
+
+/// DOWN to the parent: have every child send this many messages UP.
+struct Fire(u64);
+
+/// DOWN to a child: send this many messages UP.
+#[derive(Clone)]
+struct Burst(u64);
+
+#[derive(Default)]
+struct Producer;
+
+#[taskthread(up = u64)]
+impl Producer {
+    #[down]
+    async fn burst(&mut self, ctx: &mut Ctx<Self>, b: Burst) -> Result<()> {
+        for i in 0..b.0 {
+            ctx.up(i).await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FanIn {
+    expected: u64,
+    got: u64,
+}
+
+#[taskthread(up = u64)]
+impl FanIn {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for _ in 0..FAN_IN_CHILDREN {
+            ctx.spawn(Producer);
+        }
+        Ok(())
+    }
+
+    #[down]
+    async fn fire(&mut self, ctx: &mut Ctx<Self>, f: Fire) -> Result<()> {
+        self.got = 0;
+        self.expected = f.0 * FAN_IN_CHILDREN as u64;
+        ctx.broadcast::<Producer, _>(Burst(f.0)).await;
+        Ok(())
+    }
+
+    #[up]
+    async fn value(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, v: u64) -> Result<()> {
+        black_box(v);
+        self.got += 1;
+        if self.got == self.expected {
+            ctx.up(self.got).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The hand-written parent's one queue: orders from the bench task and UP messages.
+enum FanInMsg {
+    Fire(Fire),
+    Up(usize, u64),
+}
+
+async fn tokio_producer(id: usize, mut rx: mpsc::Receiver<Burst>, up: mpsc::Sender<FanInMsg>) {
+    while let Some(Burst(n)) = rx.recv().await {
+        for i in 0..n {
+            if up.send(FanInMsg::Up(id, i)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn tokio_fan_in(
+    mut rx: mpsc::Receiver<FanInMsg>,
+    children: Vec<mpsc::Sender<Burst>>,
+    done: mpsc::Sender<u64>,
+) {
+    let (mut expected, mut got) = (0u64, 0u64);
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            FanInMsg::Fire(Fire(n)) => {
+                got = 0;
+                expected = n * children.len() as u64;
+                for child in &children {
+                    let _ = child.send(Burst(n)).await;
+                }
+            }
+            FanInMsg::Up(from, v) => {
+                black_box((from, v));
+                got += 1;
+                if got == expected && done.send(got).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn up_fan_in(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("up_fan_in");
+    group.throughput(Throughput::Elements(
+        FAN_IN_CHILDREN as u64 * FAN_IN_MESSAGES,
+    ));
+
+    group.bench_function("taskthread", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut root = taskthread::spawn(FanIn::default());
+            let start = Instant::now();
+            for _ in 0..iters {
+                root.send(Fire(FAN_IN_MESSAGES))
+                    .await
+                    .expect("the parent runs");
+                black_box(root.recv().await.expect("the parent reports"));
+            }
+            let elapsed = start.elapsed();
+            root.stop();
+            root.join().await;
+            elapsed
+        });
+    });
+
+    group.bench_function("tokio", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let (parent_tx, parent_rx) = mpsc::channel(CAPACITY);
+            let (done_tx, mut done_rx) = mpsc::channel(CAPACITY);
+            let mut children = Vec::with_capacity(FAN_IN_CHILDREN);
+            let mut tasks = Vec::with_capacity(FAN_IN_CHILDREN + 1);
+            for id in 0..FAN_IN_CHILDREN {
+                let (tx, rx) = mpsc::channel(CAPACITY);
+                children.push(tx);
+                tasks.push(tokio::spawn(tokio_producer(id, rx, parent_tx.clone())));
+            }
+            tasks.push(tokio::spawn(tokio_fan_in(parent_rx, children, done_tx)));
+            let start = Instant::now();
+            for _ in 0..iters {
+                if parent_tx
+                    .send(FanInMsg::Fire(Fire(FAN_IN_MESSAGES)))
+                    .await
+                    .is_err()
+                {
+                    panic!("the parent runs");
+                }
+                black_box(done_rx.recv().await.expect("the parent reports"));
+            }
+            let elapsed = start.elapsed();
+            // The parent and the children hold each other's senders: end them by aborting.
+            for task in tasks {
+                task.abort();
+                let _ = task.await;
+            }
+            elapsed
+        });
+    });
+    group.finish();
+}
+
+// ---- 3. ask round trip -------------------------------------------------------------------
+
+/// A question whose answer is a counter.
+struct Ping;
+
+#[derive(Default)]
+struct Echo {
+    n: u64,
+}
+
+#[taskthread]
+impl Echo {
+    #[down]
+    async fn ping(&mut self, _ctx: &mut Ctx<Self>, _q: Ping) -> Result<u64> {
+        self.n += 1;
+        Ok(self.n)
+    }
+}
+
+async fn tokio_echo(mut rx: mpsc::Receiver<(Ping, oneshot::Sender<u64>)>) {
+    let mut n = 0u64;
+    while let Some((_q, reply)) = rx.recv().await {
+        n += 1;
+        let _ = reply.send(n);
+    }
+}
+
+fn ask_round_trip(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("ask_round_trip");
+
+    group.bench_function("taskthread", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let root = taskthread::spawn(Echo::default());
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(root.ask(Ping).await.expect("the echo answers"));
+            }
+            let elapsed = start.elapsed();
+            root.stop();
+            root.join().await;
+            elapsed
+        });
+    });
+
+    group.bench_function("tokio", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let (tx, rx) = mpsc::channel(CAPACITY);
+            let task = tokio::spawn(tokio_echo(rx));
+            let start = Instant::now();
+            for _ in 0..iters {
+                let (reply, answer) = oneshot::channel();
+                if tx.send((Ping, reply)).await.is_err() {
+                    panic!("the echo runs");
+                }
+                black_box(answer.await.expect("the echo answers"));
+            }
+            let elapsed = start.elapsed();
+            drop(tx);
+            task.await.expect("the echo ends");
+            elapsed
+        });
+    });
+    group.finish();
+}
+
+// ---- 4. spawn + stop of 10 000 children ---------------------------------------------------
+
+/// UP from a child whose `enter` hook has run.
+struct Entered;
+
+/// DOWN to an idle child; never sent, it gives the child a queue like the hand-written one.
+struct Poke;
+
+#[derive(Default)]
+struct Idle;
+
+#[taskthread(up = Entered)]
+impl Idle {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.up(Entered).await?;
+        Ok(())
+    }
+
+    #[down]
+    async fn poke(&mut self, _ctx: &mut Ctx<Self>, _p: Poke) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// DOWN to the spawner: spawn this many idle children.
+struct SpawnIdle(usize);
+
+/// A question to the spawner: are you running?
+struct Ready;
+
+#[derive(Default)]
+struct Spawner {
+    expected: usize,
+    entered: usize,
+}
+
+#[taskthread(up = usize)]
+impl Spawner {
+    #[down]
+    async fn spawn_idle(&mut self, ctx: &mut Ctx<Self>, s: SpawnIdle) -> Result<()> {
+        self.expected += s.0;
+        for _ in 0..s.0 {
+            ctx.spawn(Idle);
+        }
+        Ok(())
+    }
+
+    #[down]
+    async fn ready(&mut self, _ctx: &mut Ctx<Self>, _q: Ready) -> Result<bool> {
+        Ok(true)
+    }
+
+    #[up]
+    async fn entered(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, _e: Entered) -> Result<()> {
+        self.entered += 1;
+        if self.entered == self.expected {
+            ctx.up(self.entered).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Spawns `n` idle children under a running root and waits until all have entered.
+async fn taskthread_spawn_idle(root: &mut Handle<Spawner>, n: usize) {
+    root.send(SpawnIdle(n)).await.expect("the spawner runs");
+    let entered = root.recv().await.expect("the spawner reports");
+    assert_eq!(entered, n);
+}
+
+async fn tokio_idle(
+    mut rx: mpsc::Receiver<Poke>,
+    up: mpsc::Sender<Entered>,
+    stop: CancellationToken,
+) {
+    if up.send(Entered).await.is_err() {
+        return;
+    }
+    drop(up);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            msg = rx.recv() => match msg {
+                Some(Poke) => {}
+                None => break,
+            },
+        }
+    }
+}
+
+/// 10 000 idle hand-written tasks, each with its queue, and their common stop signal.
+struct TokioIdle {
+    stop: CancellationToken,
+    tasks: Vec<(mpsc::Sender<Poke>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Spawns `n` idle tasks and waits until every one has started.
+async fn tokio_spawn_idle(n: usize) -> TokioIdle {
+    let stop = CancellationToken::new();
+    let (up_tx, mut up_rx) = mpsc::channel(CAPACITY);
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(CAPACITY);
+        let task = tokio::spawn(tokio_idle(rx, up_tx.clone(), stop.clone()));
+        tasks.push((tx, task));
+    }
+    drop(up_tx);
+    let mut entered = 0;
+    while let Some(Entered) = up_rx.recv().await {
+        entered += 1;
+    }
+    assert_eq!(entered, n);
+    TokioIdle { stop, tasks }
+}
+
+impl TokioIdle {
+    async fn stop_and_join(self) {
+        self.stop.cancel();
+        for (tx, task) in self.tasks {
+            drop(tx);
+            task.await.expect("an idle task ends");
+        }
+    }
+}
+
+fn spawn_stop(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("spawn_stop_10k");
+    group.throughput(Throughput::Elements(MANY as u64));
+
+    group.bench_function("taskthread", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let mut root = taskthread::spawn(Spawner::default());
+                taskthread_spawn_idle(&mut root, MANY).await;
+                root.stop();
+                let exit = root.join().await;
+                total += start.elapsed();
+                assert!(matches!(exit, Exit::Stopped), "{exit}");
+            }
+            total
+        });
+    });
+
+    group.bench_function("tokio", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                tokio_spawn_idle(MANY).await.stop_and_join().await;
+                total += start.elapsed();
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+// ---- 5. memory per idle thread ---------------------------------------------------------------
+
+/// Resident memory of this process in bytes, from `/proc/self/statm`.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("the resident field of statm");
+    pages * page_size()
+}
+
+/// The page size, from the first `KernelPageSize` line of `/proc/self/smaps` (4 KiB if absent).
+fn page_size() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps")
+        .ok()
+        .and_then(|smaps| {
+            smaps.lines().find_map(|line| {
+                let kb = line.strip_prefix("KernelPageSize:")?;
+                kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+            })
+        })
+        .map_or(4096, |kb| kb * 1024)
+}
+
+/// Runs in a fresh process: measures one side and prints `bytes_before bytes_after`.
+fn memory_child(side: &str) {
+    let rt = runtime();
+    let (before, after) = rt.block_on(async {
+        match side {
+            "taskthread" => {
+                let mut root = taskthread::spawn(Spawner::default());
+                assert!(root.ask(Ready).await.expect("the spawner answers"));
+                let before = resident_bytes();
+                taskthread_spawn_idle(&mut root, MANY).await;
+                let after = resident_bytes();
+                root.stop();
+                root.join().await;
+                (before, after)
+            }
+            "tokio" => {
+                // The same warm-up as the other side: one task, one queue, one reply.
+                let (tx, rx) = mpsc::channel(CAPACITY);
+                let echo = tokio::spawn(tokio_echo(rx));
+                let (reply, answer) = oneshot::channel();
+                if tx.send((Ping, reply)).await.is_err() {
+                    panic!("the echo runs");
+                }
+                answer.await.expect("the echo answers");
+                let before = resident_bytes();
+                let idle = tokio_spawn_idle(MANY).await;
+                let after = resident_bytes();
+                idle.stop_and_join().await;
+                drop(tx);
+                echo.await.expect("the echo ends");
+                (before, after)
+            }
+            other => panic!("{MEMORY_ENV} must be taskthread, tokio or skip, not {other:?}"),
+        }
+    });
+    println!("{before} {after}");
+}
+
+/// Bytes per idle thread for one side: the median of `runs` fresh processes.
+fn measure_side(side: &str, runs: usize) -> f64 {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let mut per_thread: Vec<f64> = (0..runs)
+        .map(|_| {
+            let out = Command::new(&exe)
+                .env(MEMORY_ENV, side)
+                .output()
+                .expect("re-running the bench binary");
+            assert!(out.status.success(), "memory run failed: {out:?}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut fields = text
+                .split_whitespace()
+                .map(|f| f.parse::<u64>().expect("a number"));
+            let (before, after) = (
+                fields.next().expect("before"),
+                fields.next().expect("after"),
+            );
+            after.saturating_sub(before) as f64 / MANY as f64
+        })
+        .collect();
+    per_thread.sort_by(f64::total_cmp);
+    per_thread[runs / 2]
+}
+
+fn memory_report() {
+    const RUNS: usize = 5;
+    let taskthread = measure_side("taskthread", RUNS);
+    let tokio = measure_side("tokio", RUNS);
+    println!(
+        "memory per idle thread ({MANY} idle, RSS from /proc/self/statm, median of {RUNS} processes):"
+    );
+    println!("  taskthread: {taskthread:>8.0} bytes");
+    println!("  tokio:      {tokio:>8.0} bytes");
+    println!(
+        "  difference: {:>8.0} bytes (target: at most 1024)",
+        taskthread - tokio
+    );
+}
+
+fn main() {
+    match std::env::var(MEMORY_ENV).as_deref() {
+        Ok("skip") => {}
+        Ok(side) => {
+            memory_child(side);
+            return;
+        }
+        Err(_) => {
+            if !std::env::args().any(|a| a == "--list" || a == "--test") {
+                memory_report();
+            }
+        }
+    }
+
+    let mut criterion = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    down_throughput(&mut criterion);
+    up_fan_in(&mut criterion);
+    ask_round_trip(&mut criterion);
+    spawn_stop(&mut criterion);
+    criterion.final_summary();
+}

@@ -307,7 +307,8 @@ impl<T: Thread> Ctx<T> {
     /// Schedules the task's next run `after` from now, replacing its schedule.
     pub fn reschedule_task(&mut self, task: TaskRef<T>, after: Duration) {
         if !self.stopping {
-            self.timetable.schedule(task.index(), Instant::now() + after);
+            self.timetable
+                .schedule(task.index(), Instant::now() + after);
         }
     }
 
@@ -441,7 +442,9 @@ impl<T: Thread> Ctx<T> {
     }
 
     pub(crate) fn inbound_empty(&self) -> bool {
-        self.inbound_rx.as_ref().is_none_or(mpsc::Receiver::is_empty)
+        self.inbound_rx
+            .as_ref()
+            .is_none_or(mpsc::Receiver::is_empty)
     }
 
     /// Signals the lowest stage that still has children, once per stage.

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -177,9 +178,15 @@ pub(crate) fn prepare<T: Thread>(
 }
 
 /// Spawns the thread's task. A child's task reports its exit UP; a root's returns it.
-pub(crate) fn launch<T: Thread>(thread: T, prepared: Prepared<T>, report: bool) -> JoinHandle<Exit> {
+pub(crate) fn launch<T: Thread>(
+    thread: T,
+    prepared: Prepared<T>,
+    report: bool,
+) -> JoinHandle<Exit> {
     let Prepared { ctx, rx, .. } = prepared;
-    let span = tracing::info_span!("thread", path = %ctx.node.path);
+    // `parent: None`: the path already says where the thread sits; nesting the spawner's
+    // span would repeat it on every line.
+    let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path);
     tokio::spawn(drive(thread, ctx, rx, report).instrument(span))
 }
 
@@ -192,11 +199,39 @@ async fn recv_inbound<E>(rx: &mut Option<mpsc::Receiver<Inbound<E>>>) -> Option<
 }
 
 /// Reaps one finished job (attached stream, spawned task or blocking job).
-async fn join_job(jobs: &mut Option<tokio::task::JoinSet<()>>) -> Option<Result<(), tokio::task::JoinError>> {
+async fn join_job(
+    jobs: &mut Option<tokio::task::JoinSet<()>>,
+) -> Option<Result<(), tokio::task::JoinError>> {
     match jobs {
         Some(jobs) if !jobs.is_empty() => jobs.join_next().await,
         _ => std::future::pending().await,
     }
+}
+
+/// Runs a handler, hook or task. While it awaits, the thread still reacts to a stop: it
+/// stops accepting DOWN messages at once and shows as stopping; the handler itself is let
+/// finish (the framework never drops user code half-way on a graceful stop).
+async fn run_user<R, D>(
+    fut: impl Future<Output = Result<R>>,
+    node: &Node,
+    down: &mut mpsc::Receiver<D>,
+) -> Result<R, Exit> {
+    let mut fut = pin!(guarded(fut));
+    // Fast path: most handlers finish on their first poll, so the stop signal is only
+    // watched (which registers a waiter) for handlers that actually wait.
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return done;
+    }
+    if !node.stop.is_cancelled() {
+        tokio::select! {
+            biased;
+            done = fut.as_mut() => return done,
+            () = node.stop.cancelled() => {}
+        }
+    }
+    down.close();
+    node.set_state(ThreadState::Stopping);
+    fut.await
 }
 
 async fn drive<T: Thread>(
@@ -210,8 +245,7 @@ async fn drive<T: Thread>(
     let mut down_open = true;
     let mut dropped = 0usize;
 
-    tracing::trace!("entering");
-    if let Err(exit) = guarded(thread.__enter(&mut ctx)).await {
+    if let Err(exit) = run_user(thread.__enter(&mut ctx), &node, &mut down).await {
         failure = Some(exit);
     }
     if failure.is_none() {
@@ -225,7 +259,7 @@ async fn drive<T: Thread>(
     }
 
     loop {
-        if ctx.self_stop_requested() && !ctx.stopping {
+        if !ctx.stopping && (ctx.completed || node.stop.is_cancelled()) {
             ctx.begin_stopping();
             down.close();
         }
@@ -240,59 +274,17 @@ async fn drive<T: Thread>(
             ctx.timetable.rearm();
         }
 
+        // Biased: due tasks first so a busy queue cannot starve them, then children (whose
+        // exits and UP messages unblock stops), then DOWN, and the stop signal last — it is
+        // also checked with one atomic load at the top of every iteration, so it is only
+        // waited on when there is nothing else to do.
         tokio::select! {
-            () = node.stop.cancelled(), if !ctx.stopping => {
-                ctx.begin_stopping();
-                down.close();
-            }
-            Some(inbound) = recv_inbound(&mut ctx.inbound_rx) => match inbound {
-                Inbound::Event(event) => {
-                    if failure.is_some() {
-                        dropped += 1;
-                        continue;
-                    }
-                    node.count_handled();
-                    if let Err(exit) = guarded(thread.__event(&mut ctx, event)).await {
-                        fail(&mut ctx, &mut down, &mut failure, exit);
-                    }
-                }
-                Inbound::Exit(exit) => {
-                    ctx.on_child_exit(exit.id);
-                    if failure.is_some() {
-                        crate::tree::log_exit(&node.path, &exit);
-                        continue;
-                    }
-                    if let Err(e) = guarded(thread.__exited(&mut ctx, exit.id, exit)).await {
-                        fail(&mut ctx, &mut down, &mut failure, e);
-                    }
-                }
-            },
-            Some(joined) = join_job(&mut ctx.jobs) => {
-                if let Err(e) = joined
-                    && e.is_panic()
-                {
-                    let exit = Exit::Panicked(panic_message(e.into_panic()));
-                    fail(&mut ctx, &mut down, &mut failure, exit);
-                }
-            }
-            msg = down.recv(), if down_open => match msg {
-                Some(msg) => {
-                    if failure.is_some() {
-                        dropped += 1;
-                        continue;
-                    }
-                    node.count_handled();
-                    if let Err(exit) = guarded(thread.__down(&mut ctx, msg)).await {
-                        fail(&mut ctx, &mut down, &mut failure, exit);
-                    }
-                }
-                None => down_open = false,
-            },
+            biased;
             () = ctx.timetable.wait(), if !ctx.stopping && ctx.timetable.is_armed() => {
                 let now = Instant::now();
                 if let Some((index, due)) = ctx.timetable.take_due(now) {
                     node.count_handled();
-                    match guarded(thread.__task(&mut ctx, index)).await {
+                    match run_user(thread.__task(&mut ctx, index), &node, &mut down).await {
                         Ok(decision) => {
                             if ctx.timetable.finish(index, due, Instant::now(), decision) {
                                 ctx.stop();
@@ -302,25 +294,73 @@ async fn drive<T: Thread>(
                     }
                 }
             }
+            Some(inbound) = recv_inbound(&mut ctx.inbound_rx) => match inbound {
+                Inbound::Event(event) => {
+                    if failure.is_some() {
+                        dropped += 1;
+                        continue;
+                    }
+                    node.count_handled();
+                    if let Err(exit) = run_user(thread.__event(&mut ctx, event), &node, &mut down).await {
+                        fail(&mut ctx, &mut down, &mut failure, exit);
+                    }
+                }
+                Inbound::Exit(exit) => {
+                    ctx.on_child_exit(exit.id);
+                    if failure.is_some() {
+                        crate::tree::log_exit(&node.path, &exit);
+                        continue;
+                    }
+                    let from = exit.id;
+                    if let Err(e) = run_user(thread.__exited(&mut ctx, from, exit), &node, &mut down).await {
+                        fail(&mut ctx, &mut down, &mut failure, e);
+                    }
+                }
+            },
+            msg = down.recv(), if down_open => match msg {
+                Some(msg) => {
+                    if failure.is_some() {
+                        dropped += 1;
+                        continue;
+                    }
+                    node.count_handled();
+                    if let Err(exit) = run_user(thread.__down(&mut ctx, msg), &node, &mut down).await {
+                        fail(&mut ctx, &mut down, &mut failure, exit);
+                    }
+                }
+                None => down_open = false,
+            },
+            Some(joined) = join_job(&mut ctx.jobs) => {
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    let exit = Exit::Panicked(panic_message(e.into_panic()));
+                    fail(&mut ctx, &mut down, &mut failure, exit);
+                }
+            }
+            () = node.stop.cancelled(), if !ctx.stopping => {}
         }
     }
 
     if dropped > 0 {
-        tracing::warn!(dropped, "dropped messages that arrived after the thread failed");
+        tracing::warn!(
+            dropped,
+            "dropped messages that arrived after the thread failed"
+        );
     }
-    if failure.is_none() {
-        if let Err(exit) = guarded(thread.__exit(&mut ctx)).await {
-            failure = Some(exit);
-        }
-    } else {
+    match run_user(thread.__exit(&mut ctx), &node, &mut down).await {
+        Ok(()) => {}
+        Err(exit) if failure.is_none() => failure = Some(exit),
         // The exit hook runs after a failure too, so resources are released; its own error
         // cannot replace the first failure.
-        if let Err(exit) = guarded(thread.__exit(&mut ctx)).await {
-            tracing::warn!("exit hook after failure: {exit}");
-        }
+        Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
     }
     ctx.reap_all().await;
-    let exit = failure.unwrap_or(if ctx.completed { Exit::Completed } else { Exit::Stopped });
+    let exit = failure.unwrap_or(if ctx.completed {
+        Exit::Completed
+    } else {
+        Exit::Stopped
+    });
     match &exit {
         Exit::Failed(e) => tracing::error!("thread failed: {e:#}"),
         Exit::Panicked(m) => tracing::error!("thread panicked: {m}"),

@@ -238,7 +238,13 @@ impl Timetable {
 
     /// Applies what a run returned, unless ctx already changed the task's schedule during
     /// the run. Returns `true` if the task asked to stop the thread.
-    pub(crate) fn finish(&mut self, index: usize, due: Instant, now: Instant, decision: Reschedule) -> bool {
+    pub(crate) fn finish(
+        &mut self,
+        index: usize,
+        due: Instant,
+        now: Instant,
+        decision: Reschedule,
+    ) -> bool {
         self.dirty = true;
         let slot = &mut self.slots[index];
         if slot.touched {
@@ -286,11 +292,20 @@ mod tests {
         let t0 = Instant::now();
         let p = Duration::from_millis(10);
         // On time: the next tick.
-        assert_eq!(next_tick(t0, t0 + Duration::from_millis(3), p, MissedTicks::Skip), t0 + p);
+        assert_eq!(
+            next_tick(t0, t0 + Duration::from_millis(3), p, MissedTicks::Skip),
+            t0 + p
+        );
         // 35 ms late: skip to 40, burst at 10, delay to 45.
         let late = t0 + Duration::from_millis(35);
-        assert_eq!(next_tick(t0, late, p, MissedTicks::Skip), t0 + Duration::from_millis(40));
+        assert_eq!(
+            next_tick(t0, late, p, MissedTicks::Skip),
+            t0 + Duration::from_millis(40)
+        );
         assert_eq!(next_tick(t0, late, p, MissedTicks::Burst), t0 + p);
-        assert_eq!(next_tick(t0, late, p, MissedTicks::Delay), t0 + Duration::from_millis(45));
+        assert_eq!(
+            next_tick(t0, late, p, MissedTicks::Delay),
+            t0 + Duration::from_millis(45)
+        );
     }
 }

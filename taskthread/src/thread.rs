@@ -42,10 +42,16 @@ pub trait Thread: Send + Sized + 'static {
     const TASKS: &'static [TaskSpec] = &[];
 
     #[doc(hidden)]
-    fn __enter<'a>(&'a mut self, ctx: &'a mut Ctx<Self>) -> impl Future<Output = Result<()>> + Send + 'a;
+    fn __enter<'a>(
+        &'a mut self,
+        ctx: &'a mut Ctx<Self>,
+    ) -> impl Future<Output = Result<()>> + Send + 'a;
 
     #[doc(hidden)]
-    fn __exit<'a>(&'a mut self, ctx: &'a mut Ctx<Self>) -> impl Future<Output = Result<()>> + Send + 'a;
+    fn __exit<'a>(
+        &'a mut self,
+        ctx: &'a mut Ctx<Self>,
+    ) -> impl Future<Output = Result<()>> + Send + 'a;
 
     #[doc(hidden)]
     fn __down<'a>(

@@ -70,7 +70,9 @@ pub(crate) struct Node {
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Node").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 

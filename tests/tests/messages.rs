@@ -1,0 +1,256 @@
+//! Typed DOWN and UP messages: send, try_send, ask, backpressure, errors that give the
+//! message back, broadcast, lookup by id, the root's UP messages.
+
+use std::time::Duration;
+
+use taskthread::prelude::*;
+use taskthread::{AskError, TrySendError};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Add(u64);
+#[derive(Debug, Clone, PartialEq)]
+struct Total;
+#[derive(Debug, Clone, PartialEq)]
+struct Fail;
+#[derive(Debug, Clone, PartialEq)]
+struct Hold(Duration);
+
+#[derive(Default)]
+struct Counter {
+    total: u64,
+}
+
+#[taskthread(capacity = 2)]
+impl Counter {
+    #[down]
+    async fn add(&mut self, _ctx: &mut Ctx<Self>, a: Add) -> Result<()> {
+        self.total += a.0;
+        Ok(())
+    }
+
+    #[down]
+    async fn total(&mut self, _ctx: &mut Ctx<Self>, _q: Total) -> Result<u64> {
+        Ok(self.total)
+    }
+
+    #[down]
+    async fn fail(&mut self, _ctx: &mut Ctx<Self>, _f: Fail) -> Result<u64> {
+        Err(Error::msg("refusing to answer"))
+    }
+
+    #[down]
+    async fn hold(&mut self, _ctx: &mut Ctx<Self>, h: Hold) {
+        tokio::time::sleep(h.0).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_then_ask_sees_every_message_in_order() {
+    let root = taskthread::spawn(Counter::default());
+    for n in 1..=100 {
+        root.send(Add(n)).await.unwrap();
+    }
+    assert_eq!(root.ask(Total).await.unwrap(), 5050);
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_send_reports_a_full_queue_and_returns_the_message() {
+    let root = taskthread::spawn(Counter::default());
+    // Keep the loop busy so the queue (capacity 2) fills up.
+    root.send(Hold(Duration::from_secs(10))).await.unwrap();
+    tokio::task::yield_now().await;
+    root.try_send(Add(1)).unwrap();
+    root.try_send(Add(2)).unwrap();
+    match root.try_send(Add(3)) {
+        Err(TrySendError::Full(msg)) => assert_eq!(msg, Add(3)),
+        other => panic!("expected a full queue, got {other:?}"),
+    }
+    // Backpressure: `send` waits until the loop frees a slot, then delivers.
+    root.send(Add(4)).await.unwrap();
+    assert_eq!(root.ask(Total).await.unwrap(), 7);
+    root.stop();
+    root.join().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sends_to_an_ended_thread_give_the_message_back() {
+    let root = taskthread::spawn(Counter::default());
+    let addr = root.child_ref();
+    root.stop();
+    root.join().await;
+    assert!(addr.is_closed());
+    let err = addr.send(Add(7)).await.unwrap_err();
+    assert_eq!(err.thread(), "counter");
+    assert_eq!(err.into_inner(), Add(7));
+    match addr.try_send(Add(8)) {
+        Err(TrySendError::Ended(msg)) => assert_eq!(msg, Add(8)),
+        other => panic!("expected ended, got {other:?}"),
+    }
+    match addr.ask(Total).await {
+        Err(AskError::Ended(Total)) => {}
+        other => panic!("expected ended, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ask_whose_handler_fails_gets_no_reply_and_the_thread_fails() {
+    let root = taskthread::spawn(Counter::default());
+    match root.ask(Fail).await {
+        Err(AskError::NoReply) => {}
+        other => panic!("expected no reply, got {other:?}"),
+    }
+    match root.join().await {
+        Exit::Failed(e) => assert_eq!(e.to_string(), "refusing to answer"),
+        other => panic!("expected failure, got {other}"),
+    }
+}
+
+// ---- UP, broadcast, lookup ------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+struct Ping(u32);
+#[derive(Debug, Clone, PartialEq)]
+struct Pong {
+    worker: String,
+    n: u32,
+}
+#[derive(Debug, Clone, PartialEq)]
+struct Fanout(u32);
+#[derive(Debug, Clone, PartialEq)]
+struct Names;
+#[derive(Debug, Clone, PartialEq)]
+struct PingOne(u32);
+
+struct Worker;
+
+#[taskthread(up = Pong)]
+impl Worker {
+    #[down]
+    async fn ping(&mut self, ctx: &mut Ctx<Self>, p: Ping) -> Result<()> {
+        ctx.up(Pong {
+            worker: ctx.name().to_owned(),
+            n: p.0,
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+struct Other;
+
+#[taskthread]
+impl Other {
+    #[down]
+    async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<()> {
+        panic!("broadcast to Worker must not reach Other");
+    }
+}
+
+#[derive(Default)]
+struct Boss {
+    first: Option<ChildId>,
+}
+
+#[taskthread(up = Pong)]
+impl Boss {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for _ in 0..3 {
+            let w = ctx.spawn(Worker);
+            self.first.get_or_insert(w.id());
+        }
+        ctx.spawn(Other);
+        Ok(())
+    }
+
+    #[down]
+    async fn fanout(&mut self, ctx: &mut Ctx<Self>, f: Fanout) -> Result<usize> {
+        Ok(ctx.broadcast::<Worker, _>(Ping(f.0)).await)
+    }
+
+    #[down]
+    async fn ping_one(&mut self, ctx: &mut Ctx<Self>, p: PingOne) -> Result<bool> {
+        let id = self.first.expect("spawned in enter");
+        let Some(worker) = ctx.child::<Worker>(id) else {
+            return Ok(false);
+        };
+        // The same id with the wrong type finds nothing.
+        assert!(ctx.child::<Other>(id).is_none());
+        worker.send(Ping(p.0)).await?;
+        Ok(true)
+    }
+
+    #[down]
+    async fn names(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _q: Names,
+    ) -> Result<Vec<(String, &'static str)>> {
+        Ok(ctx
+            .children()
+            .map(|c| (c.name.to_owned(), c.type_name))
+            .collect())
+    }
+
+    #[up]
+    async fn pong(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, p: Pong) -> Result<()> {
+        ctx.up(p).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn broadcast_reaches_every_child_of_the_type_and_up_reaches_the_root() {
+    let mut root = taskthread::spawn(Boss::default());
+    assert_eq!(root.ask(Fanout(9)).await.unwrap(), 3);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(root.recv().await.unwrap());
+    }
+    got.sort_by(|a, b| a.worker.cmp(&b.worker));
+    let workers: Vec<_> = got.iter().map(|p| p.worker.as_str()).collect();
+    assert_eq!(workers, ["worker", "worker-2", "worker-3"]);
+    assert!(got.iter().all(|p| p.n == 9));
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_are_listed_and_found_by_id() {
+    let mut root = taskthread::spawn(Boss::default());
+    let names = root.ask(Names).await.unwrap();
+    assert_eq!(
+        names,
+        [
+            ("worker".to_owned(), "Worker"),
+            ("worker-2".to_owned(), "Worker"),
+            ("worker-3".to_owned(), "Worker"),
+            ("other".to_owned(), "Other"),
+        ]
+    );
+    assert!(root.ask(PingOne(5)).await.unwrap());
+    assert_eq!(
+        root.recv().await,
+        Some(Pong {
+            worker: "worker".into(),
+            n: 5
+        })
+    );
+    root.stop();
+    root.join().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_roots_up_channel_closes_after_the_root_ends() {
+    let mut root = taskthread::spawn(Boss::default());
+    root.ask(Fanout(1)).await.unwrap();
+    root.stop();
+    let mut received = 0;
+    while let Some(p) = root.recv().await {
+        assert_eq!(p.n, 1);
+        received += 1;
+    }
+    assert_eq!(received, 3, "UP messages sent before the stop are not lost");
+    root.join().await;
+}

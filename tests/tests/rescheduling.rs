@@ -1,0 +1,269 @@
+//! `#[rescheduling]` tasks on tokio's paused clock: periods, initial delays, manual start,
+//! missed-tick policies, every `Reschedule` value, and start / reschedule / cancel by name.
+
+use std::time::Duration;
+
+use taskthread::prelude::*;
+use tokio::time::Instant;
+
+/// Records the virtual time of each run, in milliseconds since the thread started.
+#[derive(Debug, Clone)]
+struct Runs;
+#[derive(Debug, Clone)]
+struct Cmd(&'static str);
+
+struct Ticker {
+    start: Instant,
+    periodic: Vec<u64>,
+    delayed: Vec<u64>,
+    manual: Vec<u64>,
+    adhoc: Vec<u64>,
+}
+
+impl Ticker {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            periodic: Vec::new(),
+            delayed: Vec::new(),
+            manual: Vec::new(),
+            adhoc: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+#[taskthread]
+impl Ticker {
+    #[rescheduling(every = "100ms")]
+    async fn periodic(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        let now = self.now();
+        self.periodic.push(now);
+        Ok(if self.periodic.len() < 4 {
+            Reschedule::Again
+        } else {
+            Reschedule::Done
+        })
+    }
+
+    #[rescheduling(every = "1s", delay = "250ms")]
+    async fn delayed(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        let now = self.now();
+        self.delayed.push(now);
+        Ok(Reschedule::Again)
+    }
+
+    #[rescheduling(manual, delay = "10ms")]
+    async fn manual(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        let now = self.now();
+        self.manual.push(now);
+        Ok(match self.manual.len() {
+            1 => Reschedule::After(Duration::from_millis(30)),
+            2 => Reschedule::At(Instant::now() + Duration::from_millis(5)),
+            _ => Reschedule::Done,
+        })
+    }
+
+    #[rescheduling(manual)]
+    async fn adhoc(&mut self, _ctx: &mut Ctx<Self>) -> Reschedule {
+        let now = self.now();
+        self.adhoc.push(now);
+        Reschedule::Done
+    }
+
+    #[down]
+    async fn cmd(&mut self, ctx: &mut Ctx<Self>, c: Cmd) -> Result<()> {
+        match c.0 {
+            "start manual" => ctx.start_task(Self::MANUAL),
+            "cancel delayed" => ctx.cancel_task(Self::DELAYED),
+            "adhoc in 40ms" => ctx.reschedule_task(Self::ADHOC, Duration::from_millis(40)),
+            other => return Err(Error::msg(format!("unknown command {other}"))),
+        }
+        Ok(())
+    }
+
+    #[down]
+    async fn runs(&mut self, ctx: &mut Ctx<Self>, _q: Runs) -> Result<[Vec<u64>; 4]> {
+        assert_eq!(ctx.task_runs(Self::PERIODIC), self.periodic.len() as u64);
+        Ok([
+            self.periodic.clone(),
+            self.delayed.clone(),
+            self.manual.clone(),
+            self.adhoc.clone(),
+        ])
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn periods_delays_manual_start_and_every_reschedule_value() {
+    let root = taskthread::spawn(Ticker::new());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    root.send(Cmd("start manual")).await.unwrap();
+    root.send(Cmd("adhoc in 40ms")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    root.send(Cmd("cancel delayed")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let [periodic, delayed, manual, adhoc] = root.ask(Runs).await.unwrap();
+    // Runs at once, then every 100 ms; `Done` after the fourth.
+    assert_eq!(periodic, [0, 100, 200, 300]);
+    // First run after its delay, then on its period until cancelled at 1500 ms.
+    assert_eq!(delayed, [250, 1250]);
+    // Started at 1000 ms: +10 ms delay, then After(30 ms), then At(+5 ms), then Done.
+    assert_eq!(manual, [1010, 1040, 1045]);
+    // Never started automatically; rescheduled by name to run 40 ms later.
+    assert_eq!(adhoc, [1040]);
+    root.stop();
+    root.join().await;
+}
+
+/// A task whose runs take longer than its period.
+struct Slow {
+    start: Instant,
+    runs: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Report;
+
+#[taskthread]
+impl Slow {
+    #[rescheduling(every = "100ms", missed = "skip")]
+    async fn work(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        self.runs.push(self.start.elapsed().as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok(Reschedule::Again)
+    }
+
+    #[down]
+    async fn report(&mut self, _ctx: &mut Ctx<Self>, _r: Report) -> Result<Vec<u64>> {
+        Ok(self.runs.clone())
+    }
+}
+
+struct SlowBurst {
+    start: Instant,
+    runs: Vec<u64>,
+}
+
+#[taskthread]
+impl SlowBurst {
+    #[rescheduling(every = "100ms", missed = "burst")]
+    async fn work(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        self.runs.push(self.start.elapsed().as_millis() as u64);
+        if self.runs.len() == 1 {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+        }
+        Ok(Reschedule::Again)
+    }
+
+    #[down]
+    async fn report(&mut self, _r: &mut Ctx<Self>, _q: Report) -> Result<Vec<u64>> {
+        Ok(self.runs.clone())
+    }
+}
+
+struct SlowDelay {
+    start: Instant,
+    runs: Vec<u64>,
+}
+
+#[taskthread]
+impl SlowDelay {
+    #[rescheduling(every = "100ms", missed = "delay")]
+    async fn work(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        self.runs.push(self.start.elapsed().as_millis() as u64);
+        if self.runs.len() == 1 {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+        }
+        Ok(Reschedule::Again)
+    }
+
+    #[down]
+    async fn report(&mut self, _ctx: &mut Ctx<Self>, _q: Report) -> Result<Vec<u64>> {
+        Ok(self.runs.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn missed_ticks_follow_the_declared_policy_and_runs_never_overlap() {
+    let skip = taskthread::spawn(Slow {
+        start: Instant::now(),
+        runs: Vec::new(),
+    });
+    let burst = taskthread::spawn(SlowBurst {
+        start: Instant::now(),
+        runs: Vec::new(),
+    });
+    let delay = taskthread::spawn(SlowDelay {
+        start: Instant::now(),
+        runs: Vec::new(),
+    });
+    tokio::time::sleep(Duration::from_millis(720)).await;
+    // An ask waits for the run in progress, so look only at runs started before 720 ms.
+    let before = |runs: Vec<u64>| runs.into_iter().filter(|&t| t < 720).collect::<Vec<_>>();
+    // Each run takes 250 ms: the next run starts at the first tick after it ends, never
+    // while it is still running.
+    assert_eq!(before(skip.ask(Report).await.unwrap()), [0, 300, 600]);
+    // The first run overruns 3 ticks (100, 200, 300): they run back to back, then on time.
+    assert_eq!(
+        before(burst.ask(Report).await.unwrap()),
+        [0, 350, 350, 350, 400, 500, 600, 700]
+    );
+    // The schedule shifts: a full period after the late run ended.
+    assert_eq!(before(delay.ask(Report).await.unwrap()), [0, 450, 550, 650]);
+    skip.stop();
+    burst.stop();
+    delay.stop();
+    skip.join().await;
+    burst.join().await;
+    delay.join().await;
+}
+
+/// A task that stops its thread.
+#[derive(Default)]
+struct Countdown {
+    left: u32,
+}
+
+#[taskthread]
+impl Countdown {
+    #[rescheduling(every = "1s")]
+    async fn tick(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        if self.left == 0 {
+            return Ok(Reschedule::Stop);
+        }
+        self.left -= 1;
+        Ok(Reschedule::Again)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_stop_completes_the_thread() {
+    let started = Instant::now();
+    let root = taskthread::spawn(Countdown { left: 3 });
+    assert!(matches!(root.join().await, Exit::Completed));
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+}
+
+/// A task that fails.
+struct Faulty;
+
+#[taskthread]
+impl Faulty {
+    #[rescheduling(delay = "5s")]
+    async fn tick(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        Err(Error::msg("sensor unplugged"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_task_fails_the_thread() {
+    let root = taskthread::spawn(Faulty);
+    match root.join().await {
+        Exit::Failed(e) => assert_eq!(e.to_string(), "sensor unplugged"),
+        other => panic!("expected failed, got {other}"),
+    }
+}
