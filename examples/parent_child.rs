@@ -73,7 +73,7 @@ impl Parent {
     async fn reading(&mut self, _ctx: &mut Ctx<Self>, from: ChildId, r: Reading) -> Result<()> {
         self.readings += 1;
         tracing::info!(%from, value = r.0, "reading");
-        if self.readings % 3 == 0
+        if self.readings.is_multiple_of(3)
             && let Some(sensor) = &self.sensor
         {
             sensor.send(Calibrate { offset: -0.5 }).await?;

@@ -4,7 +4,7 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{
     Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, ItemImpl, PathArguments,
-    ReturnType, Type,
+    ReturnType, Signature, Type,
 };
 
 use crate::attr::{TaskArgs, parse_task_args};
@@ -83,7 +83,9 @@ pub(crate) enum Output {
     Unit,
     /// `Result<T>` / `Result<T, E>` with `T` not `()`: the handler can be asked.
     Value(Type),
-    /// Anything else; checked by the compiler against what the kind allows.
+    /// `Reschedule`, `Result<Reschedule>` or `Result<Reschedule, E>`: what tasks return.
+    Reschedule,
+    /// Anything else.
     Other(Type),
 }
 
@@ -94,11 +96,16 @@ pub(crate) struct Handler {
     pub(crate) msg: Option<Type>,
     pub(crate) output: Output,
     pub(crate) task: TaskArgs,
+    /// Where compiler errors about the call of the method land: its signature.
     pub(crate) span: Span,
+    /// Where a type mismatch of the `ctx` argument lands: the type the user wrote.
+    pub(crate) ctx_span: Span,
 }
 
 pub(crate) struct Hook {
     pub(crate) ident: Ident,
+    pub(crate) span: Span,
+    pub(crate) ctx_span: Span,
 }
 
 pub(crate) struct Model {
@@ -127,17 +134,18 @@ pub(crate) fn parse(item: &mut ItemImpl, errors: &mut Errors) -> Model {
             continue;
         };
         let attrs = take_kind_attrs(method);
-        match attrs.as_slice() {
-            [] => parse_hook(method, &mut model, errors),
-            [(kind, attr)] => {
-                if let Some(handler) = parse_handler(*kind, attr, method, errors) {
-                    model.handlers.push(handler);
-                }
-            }
-            [_, (_, second), ..] => errors.spanned(
-                second,
-                "a method can have only one of `#[down]`, `#[up]`, `#[stream]` and `#[rescheduling]`",
-            ),
+        let Some((kind, attr)) = attrs.first() else {
+            parse_hook(method, &mut model, errors);
+            continue;
+        };
+        for (_, extra) in &attrs[1..] {
+            errors.spanned(
+                extra,
+                "a method can have only one of `#[down]`, `#[up]`, `#[stream]` and `#[rescheduling]`; split it into two methods",
+            );
+        }
+        if let Some(handler) = parse_handler(*kind, attr, method, errors) {
+            model.handlers.push(handler);
         }
     }
     model
@@ -164,33 +172,65 @@ fn parse_hook(method: &ImplItemFn, model: &mut Model, errors: &mut Errors) {
     }
     let what = format!("the `{name}` hook");
     let shape = "(&mut self, ctx: &mut Ctx<Self>)";
-    if check_signature(method, &what, shape, 2, errors) {
-        let hook = Some(Hook {
-            ident: method.sig.ident.clone(),
-        });
-        if name == "enter" {
-            model.enter = hook;
-        } else {
-            model.exit = hook;
+    if !check_signature(&method.sig, &what, shape, 2, None, errors) {
+        return;
+    }
+    match parse_output(&method.sig.output) {
+        Output::Unit => {}
+        Output::Value(ty) | Output::Other(ty) => {
+            errors.spanned(ty, format!("{what} returns nothing or `Result<()>`"));
+            return;
         }
+        Output::Reschedule => {
+            errors.spanned(
+                &method.sig.output,
+                format!("{what} returns nothing or `Result<()>`; only `#[rescheduling]` tasks return `Reschedule`"),
+            );
+            return;
+        }
+    }
+    let hook = Some(Hook {
+        ident: method.sig.ident.clone(),
+        span: method.sig.span(),
+        ctx_span: ctx_span(&method.sig),
+    });
+    if name == "enter" {
+        model.enter = hook;
+    } else {
+        model.exit = hook;
+    }
+}
+
+fn is_mut_ref(arg: &FnArg) -> bool {
+    matches!(arg, FnArg::Typed(arg) if matches!(&*arg.ty, Type::Reference(r) if r.mutability.is_some()))
+}
+
+/// The span of the `Ctx` in `ctx: &mut Ctx<Self>`, where a mismatch is best reported.
+fn ctx_span(sig: &Signature) -> Span {
+    match sig.inputs.iter().nth(1) {
+        Some(FnArg::Typed(arg)) => match &*arg.ty {
+            Type::Reference(r) => r.elem.span(),
+            other => other.span(),
+        },
+        _ => sig.ident.span(),
     }
 }
 
 /// Checks `async`, no generics, `&mut self`, a `&mut` ctx and the number of arguments.
 fn check_signature(
-    method: &ImplItemFn,
+    sig: &Signature,
     what: &str,
     shape: &str,
     arity: usize,
+    kind: Option<Kind>,
     errors: &mut Errors,
 ) -> bool {
-    let sig = &method.sig;
     let mut ok = true;
     if sig.asyncness.is_none() {
         errors.spanned(sig.fn_token, format!("{what} must be `async fn`"));
         ok = false;
     }
-    if !sig.generics.params.is_empty() {
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.spanned(
             &sig.generics,
             format!("{what} cannot have generic parameters; make the thread type generic instead"),
@@ -203,37 +243,42 @@ fn check_signature(
         Some(first) => {
             errors.spanned(
                 first,
-                format!("{what} takes `&mut self` as its first argument"),
+                format!("the first argument of {what} must be `&mut self`"),
             );
             ok = false;
         }
         None => {
             errors.spanned(
                 &sig.ident,
-                format!("{what} takes `&mut self` as its first argument"),
+                format!("the first argument of {what} must be `&mut self`"),
             );
             ok = false;
         }
     }
-    if let Some(FnArg::Typed(second)) = sig.inputs.iter().nth(1)
-        && !matches!(&*second.ty, Type::Reference(r) if r.mutability.is_some())
+    let count = sig.inputs.len();
+    let second_is_ctx = sig.inputs.iter().nth(1).is_some_and(is_mut_ref);
+    if count != arity {
+        // Name the argument that is most likely missing, so one mistake gives one error.
+        let hint = if count < arity && !second_is_ctx {
+            "; `ctx: &mut Ctx<Self>` is missing"
+        } else if count < arity && kind == Some(Kind::Up) {
+            "; add `from: ChildId` before the message"
+        } else {
+            ""
+        };
+        let message = format!("{what} must have {arity} arguments: `{shape}`{hint}");
+        if sig.inputs.is_empty() {
+            errors.spanned(&sig.ident, message);
+        } else {
+            errors.spanned(&sig.inputs, message);
+        }
+        ok = false;
+    } else if let Some(FnArg::Typed(second)) = sig.inputs.iter().nth(1)
+        && !second_is_ctx
     {
         errors.spanned(
             &second.ty,
-            format!("the second argument of {what} is `ctx: &mut Ctx<Self>`"),
-        );
-        ok = false;
-    }
-    if sig.inputs.len() != arity {
-        let span_tokens = if sig.inputs.is_empty() {
-            quote::quote!(#sig)
-        } else {
-            let inputs = &sig.inputs;
-            quote::quote!(#inputs)
-        };
-        errors.spanned(
-            span_tokens,
-            format!("{what} takes {} arguments: `{shape}`", arity),
+            format!("the second argument of {what} must be `ctx: &mut Ctx<Self>`"),
         );
         ok = false;
     }
@@ -251,24 +296,26 @@ fn parse_handler(
     errors: &mut Errors,
 ) -> Option<Handler> {
     let task = if kind == Kind::Rescheduling {
-        match parse_task_args(attr) {
-            Ok(task) => task,
-            Err(e) => {
-                errors.push(e);
-                TaskArgs::default()
-            }
-        }
+        parse_task_args(attr, errors)
     } else {
         if !matches!(attr.meta, syn::Meta::Path(_)) {
-            errors.spanned(attr, format!("`{}` takes no arguments", kind.attr()));
+            errors.spanned(
+                attr,
+                format!(
+                    "`{}` takes no arguments; write `{}`",
+                    kind.attr(),
+                    kind.attr()
+                ),
+            );
         }
         TaskArgs::default()
     };
+    let sig = &method.sig;
     let what = format!("`{}` {}", kind.attr(), kind.what());
-    if !check_signature(method, &what, kind.shape(), kind.arity(), errors) {
+    if !check_signature(sig, &what, kind.shape(), kind.arity(), Some(kind), errors) {
         return None;
     }
-    let msg = match method.sig.inputs.iter().last() {
+    let msg = match sig.inputs.iter().last() {
         Some(FnArg::Typed(arg)) if kind != Kind::Rescheduling => Some((*arg.ty).clone()),
         _ => None,
     };
@@ -276,7 +323,9 @@ fn parse_handler(
         if let Type::Reference(r) = msg {
             errors.spanned(
                 r,
-                format!("{what} take their message by value, not by reference: messages move between threads"),
+                format!(
+                    "{what} take their message by value, not by reference: messages move between threads"
+                ),
             );
             return None;
         }
@@ -285,8 +334,11 @@ fn parse_handler(
             return None;
         }
     }
-    let output = parse_output(&method.sig.output);
+    let output = parse_output(&sig.output);
     match (kind, &output) {
+        (Kind::Down, Output::Unit | Output::Value(_)) => {}
+        (Kind::Up | Kind::Stream, Output::Unit) => {}
+        (Kind::Rescheduling, Output::Reschedule) => {}
         (Kind::Up | Kind::Stream, Output::Value(ty)) => {
             errors.spanned(
                 ty,
@@ -296,30 +348,49 @@ fn parse_handler(
             );
             return None;
         }
-        (Kind::Rescheduling, Output::Unit) => {
+        (Kind::Down | Kind::Up | Kind::Stream, Output::Reschedule) => {
             errors.spanned(
-                &method.sig,
-                "`#[rescheduling]` tasks return `Result<Reschedule>` (or `Reschedule`) to say when they run next",
+                &sig.output,
+                format!("{what} return nothing or `Result<()>`; only `#[rescheduling]` tasks return `Reschedule`"),
             );
             return None;
         }
-        (Kind::Down | Kind::Up | Kind::Stream, Output::Other(ty)) => {
+        (Kind::Down, Output::Other(ty)) => {
             errors.spanned(
                 ty,
-                format!("{what} return nothing, `Result<()>` or (`#[down]` only) `Result<Answer>`"),
+                format!("{what} return nothing, `Result<()>`, or `Result<Answer>` to be asked"),
             );
             return None;
         }
-        _ => {}
+        (Kind::Up | Kind::Stream, Output::Other(ty)) => {
+            errors.spanned(ty, format!("{what} return nothing or `Result<()>`"));
+            return None;
+        }
+        (Kind::Rescheduling, _) => {
+            let message = "`#[rescheduling]` tasks return `Result<Reschedule>` (or `Reschedule`) to say when they run next";
+            match &sig.output {
+                ReturnType::Default => errors.spanned(
+                    &sig.ident,
+                    format!("{message}: add `-> Result<Reschedule>`"),
+                ),
+                ReturnType::Type(_, ty) => errors.spanned(ty, message),
+            }
+            return None;
+        }
     }
     Some(Handler {
         kind,
-        ident: method.sig.ident.clone(),
+        ident: sig.ident.clone(),
         msg,
         output,
         task,
-        span: method.sig.span(),
+        span: sig.span(),
+        ctx_span: ctx_span(sig),
     })
+}
+
+fn is_reschedule(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Reschedule"))
 }
 
 fn parse_output(output: &ReturnType) -> Output {
@@ -330,6 +401,9 @@ fn parse_output(output: &ReturnType) -> Output {
         && t.elems.is_empty()
     {
         return Output::Unit;
+    }
+    if is_reschedule(ty) {
+        return Output::Reschedule;
     }
     if let Type::Path(p) = &**ty
         && let Some(last) = p.path.segments.last()
@@ -342,14 +416,8 @@ fn parse_output(output: &ReturnType) -> Output {
         {
             return Output::Unit;
         }
-        if let Type::Path(okp) = ok
-            && okp
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| s.ident == "Reschedule")
-        {
-            return Output::Other((**ty).clone());
+        if is_reschedule(ok) {
+            return Output::Reschedule;
         }
         return Output::Value(ok.clone());
     }

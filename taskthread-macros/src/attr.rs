@@ -1,10 +1,16 @@
 //! Parsing of attribute arguments: `#[taskthread(...)]` and `#[rescheduling(...)]`.
+//!
+//! Both parsers keep going after a bad option so that every mistake is reported at once;
+//! only a syntax error (the rest cannot be read) stops them.
 
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{LitInt, LitStr, Path, Type};
+use syn::{Lit, LitInt, LitStr, Path, Token, Type};
+
+use crate::ast::Errors;
 
 /// The arguments of `#[taskthread(...)]`.
 #[derive(Default)]
@@ -33,127 +39,193 @@ pub(crate) struct TaskArgs {
     pub(crate) missed: Option<(Missed, Span)>,
 }
 
-fn duplicate(meta: &syn::meta::ParseNestedMeta<'_>, name: &str) -> syn::Error {
-    meta.error(format!("`{name}` specified more than once"))
+fn duplicate(meta: &ParseNestedMeta<'_>, name: &str) -> syn::Error {
+    syn::Error::new_spanned(&meta.path, format!("`{name}` specified more than once"))
 }
 
-pub(crate) fn parse_thread_args(args: TokenStream) -> syn::Result<ThreadArgs> {
+/// Consumes what is left of an option up to the next top-level comma, after its error has
+/// been recorded, so parsing can go on with the next option.
+fn skip_rest(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        meta.input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
+/// Reads `= "..."`: a string literal, or an error that shows the expected form.
+fn string_value(
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+) -> syn::Result<Result<LitStr, syn::Error>> {
+    let lit: Lit = meta.value()?.parse()?;
+    Ok(match lit {
+        Lit::Str(lit) => Ok(lit),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("expected a string, e.g. `{example}`"),
+        )),
+    })
+}
+
+pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> ThreadArgs {
     let mut out = ThreadArgs::default();
+    let mut found = Errors::default();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("up") {
+            let ty: Type = meta.value()?.parse()?;
             if out.up.is_some() {
-                return Err(duplicate(&meta, "up"));
+                found.push(duplicate(&meta, "up"));
+            } else {
+                out.up = Some(ty);
             }
-            out.up = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("capacity") {
-            if out.capacity.is_some() {
-                return Err(duplicate(&meta, "capacity"));
+            let lit: Lit = meta.value()?.parse()?;
+            let capacity = match &lit {
+                Lit::Int(int) => match int.base10_parse::<usize>() {
+                    Ok(0) => {
+                        Err("`capacity` must be at least 1: a queue holds at least one message")
+                    }
+                    Ok(_) => Ok(int.clone()),
+                    Err(_) => Err("`capacity` must be a positive integer, e.g. `capacity = 128`"),
+                },
+                _ => Err("`capacity` must be a positive integer, e.g. `capacity = 128`"),
+            };
+            match capacity {
+                Err(message) => found.push(syn::Error::new(lit.span(), message)),
+                Ok(_) if out.capacity.is_some() => found.push(duplicate(&meta, "capacity")),
+                Ok(int) => out.capacity = Some(int),
             }
-            let lit: LitInt = meta.value()?.parse()?;
-            match lit.base10_parse::<usize>() {
-                Ok(0) => return Err(syn::Error::new(lit.span(), "`capacity` must be at least 1")),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "`capacity` must be a positive integer, e.g. `capacity = 128`",
-                    ));
+        } else if meta.path.is_ident("name") {
+            match string_value(&meta, "name = \"worker\"")? {
+                Err(e) => found.push(e),
+                Ok(lit) => {
+                    let value = lit.value();
+                    if value.is_empty() || value.contains('/') {
+                        found.push(syn::Error::new(
+                            lit.span(),
+                            "`name` must be non-empty and must not contain `/` (the path separator)",
+                        ));
+                    } else if out.name.is_some() {
+                        found.push(duplicate(&meta, "name"));
+                    } else {
+                        out.name = Some(lit);
+                    }
                 }
             }
-            out.capacity = Some(lit);
-        } else if meta.path.is_ident("name") {
-            if out.name.is_some() {
-                return Err(duplicate(&meta, "name"));
-            }
-            let lit: LitStr = meta.value()?.parse()?;
-            let value = lit.value();
-            if value.is_empty() || value.contains('/') {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    "`name` must be non-empty and must not contain `/` (the path separator)",
-                ));
-            }
-            out.name = Some(lit);
         } else if meta.path.is_ident("crate") {
-            if out.krate.is_some() {
-                return Err(duplicate(&meta, "crate"));
+            match string_value(&meta, "crate = \"my_crate::taskthread\"")? {
+                Err(e) => found.push(e),
+                Ok(lit) => match lit.parse::<Path>() {
+                    Err(_) => found.push(syn::Error::new(
+                        lit.span(),
+                        "`crate` must be a path to the taskthread crate, e.g. `crate = \"my_crate::taskthread\"`",
+                    )),
+                    Ok(_) if out.krate.is_some() => found.push(duplicate(&meta, "crate")),
+                    Ok(path) => out.krate = Some(path),
+                },
             }
-            let lit: LitStr = meta.value()?.parse()?;
-            out.krate = Some(lit.parse()?);
         } else {
             let name = path_name(&meta.path);
-            return Err(meta.error(format!(
-                "unknown `#[taskthread]` option `{name}`; expected `up = Type`, `capacity = N`, `name = \"...\"` or `crate = \"path\"`"
-            )));
+            found.push(syn::Error::new_spanned(
+                &meta.path,
+                format!(
+                    "unknown `#[taskthread]` option `{name}`; expected `up = Type`, `capacity = N`, `name = \"...\"` or `crate = \"path\"`"
+                ),
+            ));
+            skip_rest(&meta)?;
         }
         Ok(())
     });
-    parser.parse2(args)?;
-    Ok(out)
+    if let Err(e) = parser.parse2(args) {
+        found.push(e);
+    }
+    if let Err(e) = found.finish() {
+        errors.push(e);
+    }
+    out
 }
 
-pub(crate) fn parse_task_args(attr: &syn::Attribute) -> syn::Result<TaskArgs> {
+pub(crate) fn parse_task_args(attr: &syn::Attribute, errors: &mut Errors) -> TaskArgs {
     let mut out = TaskArgs::default();
     if matches!(attr.meta, syn::Meta::Path(_)) {
-        return Ok(out);
+        return out;
     }
-    attr.parse_nested_meta(|meta| {
+    let mut found = Errors::default();
+    // Whether `every` was written at all, valid or not: `missed` without it is a mistake of
+    // its own, but `missed` next to a bad `every` is not.
+    let mut every_written = false;
+    let parsed = attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("every") {
-            if out.every.is_some() {
-                return Err(duplicate(&meta, "every"));
+            every_written = true;
+            match string_value(&meta, "every = \"5s\"")?.and_then(|lit| {
+                let every = parse_duration(&lit)?;
+                if every.is_zero() {
+                    return Err(syn::Error::new(lit.span(), "`every` must be longer than zero"));
+                }
+                Ok(every)
+            }) {
+                Err(e) => found.push(e),
+                Ok(_) if out.every.is_some() => found.push(duplicate(&meta, "every")),
+                Ok(every) => out.every = Some(every),
             }
-            let lit: LitStr = meta.value()?.parse()?;
-            let every = parse_duration(&lit)?;
-            if every.is_zero() {
-                return Err(syn::Error::new(lit.span(), "`every` must be longer than zero"));
-            }
-            out.every = Some(every);
         } else if meta.path.is_ident("delay") {
-            if out.delay.is_some() {
-                return Err(duplicate(&meta, "delay"));
+            match string_value(&meta, "delay = \"1s\"")?.and_then(|lit| parse_duration(&lit)) {
+                Err(e) => found.push(e),
+                Ok(_) if out.delay.is_some() => found.push(duplicate(&meta, "delay")),
+                Ok(delay) => out.delay = Some(delay),
             }
-            let lit: LitStr = meta.value()?.parse()?;
-            out.delay = Some(parse_duration(&lit)?);
         } else if meta.path.is_ident("manual") {
-            if out.manual {
-                return Err(duplicate(&meta, "manual"));
-            }
-            if meta.input.peek(syn::Token![=]) {
-                return Err(meta.error("`manual` is a flag and takes no value: write `manual`"));
+            if meta.input.peek(Token![=]) || !(meta.input.is_empty() || meta.input.peek(Token![,])) {
+                found.push(meta.error("`manual` is a flag and takes no value: write `manual`"));
+                skip_rest(&meta)?;
+            } else if out.manual {
+                found.push(duplicate(&meta, "manual"));
             }
             out.manual = true;
         } else if meta.path.is_ident("missed") {
-            if out.missed.is_some() {
-                return Err(duplicate(&meta, "missed"));
-            }
-            let lit: LitStr = meta.value()?.parse()?;
-            let missed = match lit.value().as_str() {
-                "skip" => Missed::Skip,
-                "burst" => Missed::Burst,
-                "delay" => Missed::Delay,
-                other => {
-                    return Err(syn::Error::new(
+            let missed = string_value(&meta, "missed = \"skip\"")?.and_then(|lit| {
+                match lit.value().as_str() {
+                    "skip" => Ok((Missed::Skip, lit.span())),
+                    "burst" => Ok((Missed::Burst, lit.span())),
+                    "delay" => Ok((Missed::Delay, lit.span())),
+                    other => Err(syn::Error::new(
                         lit.span(),
-                        format!("unknown missed-tick policy \"{other}\"; expected \"skip\", \"burst\" or \"delay\""),
-                    ));
+                        format!(
+                            "unknown missed-tick policy \"{other}\"; expected \"skip\", \"burst\" or \"delay\""
+                        ),
+                    )),
                 }
-            };
-            out.missed = Some((missed, lit.span()));
+            });
+            match missed {
+                Err(e) => found.push(e),
+                Ok(_) if out.missed.is_some() => found.push(duplicate(&meta, "missed")),
+                Ok(missed) => out.missed = Some(missed),
+            }
         } else {
             let name = path_name(&meta.path);
-            return Err(meta.error(format!(
-                "unknown `#[rescheduling]` option `{name}`; expected `every = \"5s\"`, `delay = \"1s\"`, `manual` or `missed = \"skip\" | \"burst\" | \"delay\"`"
-            )));
+            found.push(syn::Error::new_spanned(
+                &meta.path,
+                format!(
+                    "unknown `#[rescheduling]` option `{name}`; expected `every = \"5s\"`, `delay = \"1s\"`, `manual` or `missed = \"skip\" | \"burst\" | \"delay\"`"
+                ),
+            ));
+            skip_rest(&meta)?;
         }
         Ok(())
-    })?;
-    if let (Some((_, span)), None) = (out.missed, out.every) {
-        return Err(syn::Error::new(
+    });
+    if let Err(e) = parsed {
+        found.push(e);
+    }
+    if let (Some((_, span)), false) = (out.missed, every_written) {
+        found.push(syn::Error::new(
             span,
             "`missed` only applies to periodic tasks; add `every = \"...\"`",
         ));
     }
-    Ok(out)
+    if let Err(e) = found.finish() {
+        errors.push(e);
+    }
+    out
 }
 
 fn path_name(path: &Path) -> String {

@@ -2,7 +2,8 @@
 //! `Accepts` / `Asks` / `HandlesUp` / `HandlesStream` impls, and the task name constants.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{GenericParam, ItemImpl, Path, Type, WherePredicate, parse_quote};
 
 use crate::ast::{self, Errors, Handler, Kind, Model, Output, type_string};
@@ -11,28 +12,55 @@ use crate::attr::{self, Missed};
 pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     let mut item: ItemImpl = syn::parse2(input)?;
     let mut errors = Errors::default();
-    let args = match attr::parse_thread_args(args) {
-        Ok(args) => args,
-        Err(e) => {
-            errors.push(e);
-            attr::ThreadArgs::default()
-        }
+    let args = attr::parse_thread_args(args, &mut errors);
+    let can_generate = crate::valid::check_impl(&item, &mut errors);
+    let mut model = ast::parse(&mut item, &mut errors);
+    crate::valid::check_model(&mut model, &mut errors);
+    // On error, still emit the item (handler attributes stripped) and the code for every
+    // handler that is right, next to the errors: IDEs keep working, and the user sees the
+    // errors that matter rather than follow-on ones about a missing `Thread` impl.
+    let generated = if can_generate {
+        add_thread_bounds(&mut item);
+        let krate: Path = args
+            .krate
+            .clone()
+            .unwrap_or_else(|| parse_quote!(::taskthread));
+        Generator::new(&item, &args, &model, krate).generate()
+    } else {
+        TokenStream::new()
     };
-    crate::valid::check_impl(&item, &mut errors);
-    let model = ast::parse(&mut item, &mut errors);
-    crate::valid::check_model(&model, &mut errors);
-    if let Err(e) = errors.finish() {
-        // Emit the item (handler attributes stripped) with the errors, so IDEs keep working
-        // and the user sees no follow-on errors about unknown attributes.
-        let compile_errors = e.into_compile_error();
-        return Ok(quote!(#item #compile_errors));
+    let compile_errors = errors.finish().err().map(syn::Error::into_compile_error);
+    Ok(quote!(#item #generated #compile_errors))
+}
+
+/// A thread lives on its own task: every type parameter must be `Send + 'static`. The bound
+/// goes on the user's impl block too, since its methods name `Ctx<Self>`, which needs
+/// `Self: Thread`. (A lifetime parameter is an error; bounding it by `'static` here keeps
+/// that error the only one.)
+fn add_thread_bounds(item: &mut ItemImpl) {
+    let predicates: Vec<WherePredicate> = item
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => {
+                let ident = &t.ident;
+                Some(parse_quote!(#ident: ::core::marker::Send + 'static))
+            }
+            GenericParam::Lifetime(l) => {
+                let lifetime = &l.lifetime;
+                Some(parse_quote!(#lifetime: 'static))
+            }
+            GenericParam::Const(_) => None,
+        })
+        .collect();
+    if predicates.is_empty() {
+        return;
     }
-    let krate: Path = args
-        .krate
-        .clone()
-        .unwrap_or_else(|| parse_quote!(::taskthread));
-    let generated = Generator::new(&item, &args, &model, krate).generate();
-    Ok(quote!(#item #generated))
+    item.generics
+        .make_where_clause()
+        .predicates
+        .extend(predicates);
 }
 
 struct Generator<'a> {
@@ -74,32 +102,30 @@ impl<'a> Generator<'a> {
             .enumerate()
     }
 
-    /// Generic parameters of the impl, used on the generated enums (type parameters only;
-    /// lifetimes and consts were rejected).
-    fn type_params(&self) -> Vec<&Ident> {
+    /// What the generated enums hold in their phantom variant: every type parameter, and a
+    /// reference for every lifetime (only there on the error path), so none is unused.
+    fn phantom_params(&self) -> Vec<TokenStream> {
         self.item
             .generics
             .params
             .iter()
             .filter_map(|p| match p {
-                GenericParam::Type(t) => Some(&t.ident),
-                _ => None,
+                GenericParam::Type(t) => {
+                    let ident = &t.ident;
+                    Some(quote!(#ident))
+                }
+                GenericParam::Lifetime(l) => {
+                    let lifetime = &l.lifetime;
+                    Some(quote!(&#lifetime ()))
+                }
+                GenericParam::Const(_) => None,
             })
             .collect()
     }
 
-    /// The impl's generics with `T: Send + 'static` added for each type parameter.
+    /// The impl's generics; `add_thread_bounds` already added `T: Send + 'static`.
     fn thread_generics(&self) -> syn::Generics {
-        let mut generics = self.item.generics.clone();
-        let params = self.type_params().into_iter().cloned().collect::<Vec<_>>();
-        if !params.is_empty() {
-            let where_clause = generics.make_where_clause();
-            for p in params {
-                let pred: WherePredicate = parse_quote!(#p: ::core::marker::Send + 'static);
-                where_clause.predicates.push(pred);
-            }
-        }
-        generics
+        self.item.generics.clone()
     }
 
     fn generate(&self) -> TokenStream {
@@ -107,22 +133,25 @@ impl<'a> Generator<'a> {
         let thread_impl = self.thread_impl();
         let accepts = self.accepts_impls();
         let up_impls = self.up_impls();
+        let placeholders = self.placeholder_impls();
         let tasks = self.task_consts();
+        let send_checks = self.send_checks();
         quote! {
+            #send_checks
             #enums
             #thread_impl
             #accepts
             #up_impls
+            #placeholders
             #tasks
         }
     }
 
     fn enums(&self) -> TokenStream {
         let krate = &self.krate;
-        let params = self.type_params();
+        let params = self.phantom_params();
         let generics = self.thread_generics();
-        let (impl_generics, _, where_clause) = generics.split_for_impl();
-        let _ = impl_generics;
+        let (_, _, where_clause) = generics.split_for_impl();
         let enum_params = &self.item.generics.params;
         let phantom = if params.is_empty() {
             quote!()
@@ -174,16 +203,12 @@ impl<'a> Generator<'a> {
     }
 
     fn enum_ty(&self, ident: &Ident) -> TokenStream {
-        let params = self.type_params();
-        if params.is_empty() {
-            quote!(#ident)
-        } else {
-            quote!(#ident<#(#params),*>)
-        }
+        let (_, ty_generics, _) = self.item.generics.split_for_impl();
+        quote!(#ident #ty_generics)
     }
 
     fn phantom_arm(&self, enum_ty: &Ident) -> TokenStream {
-        if self.type_params().is_empty() {
+        if self.phantom_params().is_empty() {
             quote!()
         } else {
             quote!(#enum_ty::__Phantom(_, never) => match never {},)
@@ -193,8 +218,9 @@ impl<'a> Generator<'a> {
     fn call(&self, h: &Handler, args: TokenStream) -> TokenStream {
         let krate = &self.krate;
         let method = &h.ident;
+        let ctx = quote_spanned!(h.ctx_span=> ctx);
         quote_spanned! {h.span=>
-            #krate::__private::HandlerOutput::into_result(Self::#method(self, ctx, #args).await)
+            #krate::__private::HandlerOutput::into_result(Self::#method(self, #ctx, #args).await)
         }
     }
 
@@ -238,8 +264,9 @@ impl<'a> Generator<'a> {
         let hook = |hook: &Option<ast::Hook>| match hook {
             Some(hook) => {
                 let method = &hook.ident;
-                quote! {
-                    async move { #krate::__private::HandlerOutput::into_result(Self::#method(self, ctx).await) }
+                let ctx = quote_spanned!(hook.ctx_span=> ctx);
+                quote_spanned! {hook.span=>
+                    async move { #krate::__private::HandlerOutput::into_result(Self::#method(self, #ctx).await) }
                 }
             }
             None => quote!(async move {
@@ -280,8 +307,9 @@ impl<'a> Generator<'a> {
         let event_phantom = self.phantom_arm(event_enum);
         let task_arms = self.handlers(Kind::Rescheduling).map(|(i, h)| {
             let method = &h.ident;
+            let ctx = quote_spanned!(h.ctx_span=> ctx);
             quote_spanned! {h.span=>
-                #i => #krate::__private::HandlerOutput::into_result(Self::#method(self, ctx).await),
+                #i => #krate::__private::HandlerOutput::into_result(Self::#method(self, #ctx).await),
             }
         });
         let exited = self
@@ -292,12 +320,12 @@ impl<'a> Generator<'a> {
             .map(|h| {
                 let call = self.call(h, quote!(from, exit));
                 quote! {
-                    fn __exited<'a>(
-                        &'a mut self,
-                        ctx: &'a mut #krate::__private::Ctx<Self>,
+                    fn __exited<'__tt>(
+                        &'__tt mut self,
+                        ctx: &'__tt mut #krate::__private::Ctx<Self>,
                         from: #krate::__private::ChildId,
                         exit: #krate::__private::ChildExit,
-                    ) -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + 'a {
+                    ) -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt {
                         async move { #call }
                     }
                 }
@@ -316,21 +344,21 @@ impl<'a> Generator<'a> {
                 #capacity
                 const TASKS: &'static [#krate::__private::TaskSpec] = &[#(#tasks),*];
 
-                fn __enter<'a>(&'a mut self, ctx: &'a mut #krate::__private::Ctx<Self>)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + 'a
+                fn __enter<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>)
+                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
                 {
                     #enter
                 }
 
-                fn __exit<'a>(&'a mut self, ctx: &'a mut #krate::__private::Ctx<Self>)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + 'a
+                fn __exit<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>)
+                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
                 {
                     #exit
                 }
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __down<'a>(&'a mut self, ctx: &'a mut #krate::__private::Ctx<Self>, msg: Self::Down)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + 'a
+                fn __down<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>, msg: Self::Down)
+                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
                 {
                     async move {
                         match msg {
@@ -341,8 +369,8 @@ impl<'a> Generator<'a> {
                 }
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __event<'a>(&'a mut self, ctx: &'a mut #krate::__private::Ctx<Self>, event: Self::Event)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + 'a
+                fn __event<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>, event: Self::Event)
+                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
                 {
                     async move {
                         match event {
@@ -356,8 +384,8 @@ impl<'a> Generator<'a> {
                 #exited
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __task<'a>(&'a mut self, ctx: &'a mut #krate::__private::Ctx<Self>, task: usize)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<#krate::__private::Reschedule>> + ::core::marker::Send + 'a
+                fn __task<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>, task: usize)
+                    -> impl #krate::__private::Future<Output = #krate::__private::Result<#krate::__private::Reschedule>> + ::core::marker::Send + '__tt
                 {
                     async move {
                         match task {
@@ -379,11 +407,12 @@ impl<'a> Generator<'a> {
         let impls = self.handlers(Kind::Down).map(|(i, h)| {
             let v = format_ident!("V{}", i);
             let ty = h.msg.as_ref().expect("down handlers have a message");
+            let span = ty.span();
             let (wrap, unwrap_pat, asks) = match &h.output {
                 Output::Value(reply) => (
                     quote!(#down_enum::#v(msg, #krate::__private::Option::None)),
                     quote!(#down_enum::#v(msg, _)),
-                    quote! {
+                    quote_spanned! {span=>
                         #[automatically_derived]
                         impl #impl_generics #krate::__private::Asks<#ty> for #self_ty #where_clause {
                             type Reply = #reply;
@@ -395,7 +424,7 @@ impl<'a> Generator<'a> {
                 ),
                 _ => (quote!(#down_enum::#v(msg)), quote!(#down_enum::#v(msg)), quote!()),
             };
-            quote! {
+            quote_spanned! {span=>
                 #[automatically_derived]
                 impl #impl_generics #krate::__private::Accepts<#ty> for #self_ty #where_clause {
                     fn __wrap(msg: #ty) -> Self::Down {
@@ -424,7 +453,8 @@ impl<'a> Generator<'a> {
         let ups = self.handlers(Kind::Up).map(|(i, h)| {
             let v = format_ident!("U{}", i);
             let ty = h.msg.as_ref().expect("up handlers have a message");
-            quote! {
+            let span = ty.span();
+            quote_spanned! {span=>
                 #[automatically_derived]
                 impl #impl_generics #krate::__private::HandlesUp<#ty> for #self_ty #where_clause {
                     fn __wrap_up(from: #krate::__private::ChildId, msg: #ty) -> Self::Event {
@@ -436,7 +466,8 @@ impl<'a> Generator<'a> {
         let streams = self.handlers(Kind::Stream).map(|(i, h)| {
             let v = format_ident!("S{}", i);
             let ty = h.msg.as_ref().expect("stream handlers have an item");
-            quote! {
+            let span = ty.span();
+            quote_spanned! {span=>
                 #[automatically_derived]
                 impl #impl_generics #krate::__private::HandlesStream<#ty> for #self_ty #where_clause {
                     fn __wrap_item(item: #ty) -> Self::Event {
@@ -446,6 +477,159 @@ impl<'a> Generator<'a> {
             }
         });
         quote!(#(#ups)* #(#streams)*)
+    }
+
+    /// Checks that the thread type and every message type are `Send + 'static`, spanned on
+    /// the types the user wrote and saying why, so that these errors come first, before
+    /// rustc's own about the generated code.
+    fn send_checks(&self) -> TokenStream {
+        let generics = self.thread_generics();
+        let (impl_generics, _, where_clause) = generics.split_for_impl();
+        let self_ty = &*self.item.self_ty;
+        let messages = self
+            .model
+            .handlers
+            .iter()
+            .filter_map(|h| h.msg.as_ref())
+            .map(|ty| spanned_generic(quote!(__Message), ty));
+        let thread = spanned_generic(quote!(__Thread), self_ty);
+        quote! {
+            const _: () = {
+                #[diagnostic::on_unimplemented(
+                    message = "`{Self}` cannot be a thread: a thread moves to its own task, so it must be `Send + 'static`",
+                    label = "this type is not `Send + 'static`",
+                    note = "every field of a thread must be `Send + 'static`: `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
+                )]
+                trait __IsThread {}
+                #[diagnostic::do_not_recommend]
+                impl<T: ::core::marker::Send + 'static> __IsThread for T {}
+                struct __Thread<T: __IsThread>(T);
+                #[diagnostic::on_unimplemented(
+                    message = "`{Self}` cannot be a message: messages move between threads, so they must be `Send + 'static`",
+                    label = "this type is not `Send + 'static`",
+                    note = "use `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
+                )]
+                trait __IsMessage {}
+                #[diagnostic::do_not_recommend]
+                impl<M: ::core::marker::Send + 'static> __IsMessage for M {}
+                struct __Message<M: __IsMessage>(M);
+                #[allow(dead_code, clippy::too_many_arguments, clippy::type_complexity)]
+                fn __check #impl_generics (_: #thread, #(_: #messages,)*) #where_clause {}
+            };
+        }
+    }
+
+    /// Placeholder impls of `Accepts`, `Asks`, `HandlesUp` and `HandlesStream` for a type
+    /// that has no values, hidden from diagnostics.
+    ///
+    /// They are there for the errors. When a trait has exactly one impl for a type, rustc
+    /// infers the trait's parameter from it and reports "mismatched types" (or a projection
+    /// mismatch) instead of the trait's `#[diagnostic::on_unimplemented]` message; with none,
+    /// it reports that message before the argument's type is known ("no handler for `_`").
+    /// With one more impl that can never be used, `child.send(pong)` for a type with no
+    /// handler says "`Child` has no `#[down]` handler for `Pong`". Skipped where a handler's
+    /// type could be the placeholder (a bare type parameter), as the impls would overlap.
+    fn placeholder_impls(&self) -> TokenStream {
+        let krate = &self.krate;
+        let self_ty = &self.item.self_ty;
+        let mut generics = self.thread_generics();
+        generics.params.push(parse_quote!(__P: __Placeholder));
+        let (impl_generics, _, where_clause) = generics.split_for_impl();
+        let attrs = quote! {
+            #[automatically_derived]
+            #[doc(hidden)]
+            #[diagnostic::do_not_recommend]
+        };
+        let free = |kind: Kind| {
+            self.handlers(kind)
+                .all(|(_, h)| !h.msg.as_ref().is_some_and(|ty| self.may_be_placeholder(ty)))
+        };
+        let mut impls = TokenStream::new();
+        if free(Kind::Down) {
+            impls.extend(quote! {
+                #attrs
+                impl #impl_generics #krate::__private::Accepts<__P> for #self_ty #where_clause {
+                    fn __wrap(msg: __P) -> Self::Down {
+                        msg.__absurd()
+                    }
+                    fn __unwrap(down: Self::Down) -> __P {
+                        let _ = down;
+                        ::core::unreachable!("no message has a type without values")
+                    }
+                }
+                #attrs
+                impl #impl_generics #krate::__private::Asks<__P> for #self_ty #where_clause {
+                    type Reply = #krate::__private::Infallible;
+                    fn __wrap_ask(msg: __P, reply: #krate::__private::Reply<Self::Reply>) -> Self::Down {
+                        let _ = reply;
+                        msg.__absurd()
+                    }
+                }
+            });
+        }
+        if free(Kind::Up) {
+            impls.extend(quote! {
+                #attrs
+                impl #impl_generics #krate::__private::HandlesUp<__P> for #self_ty #where_clause {
+                    fn __wrap_up(from: #krate::__private::ChildId, msg: __P) -> Self::Event {
+                        let _ = from;
+                        msg.__absurd()
+                    }
+                }
+            });
+        }
+        if free(Kind::Stream) {
+            impls.extend(quote! {
+                #attrs
+                impl #impl_generics #krate::__private::HandlesStream<__P> for #self_ty #where_clause {
+                    fn __wrap_item(item: __P) -> Self::Event {
+                        item.__absurd()
+                    }
+                }
+            });
+        }
+        if impls.is_empty() {
+            return impls;
+        }
+        quote! {
+            const _: () = {
+                trait __Placeholder {
+                    fn __absurd<T>(self) -> T;
+                }
+                impl __Placeholder for #krate::__private::Infallible {
+                    fn __absurd<T>(self) -> T {
+                        match self {}
+                    }
+                }
+                #impls
+            };
+        }
+    }
+
+    /// Whether a handler's type might be the placeholder (`Infallible`), so that a
+    /// placeholder impl could overlap with its impl.
+    fn may_be_placeholder(&self, ty: &Type) -> bool {
+        match ty {
+            Type::Paren(t) => self.may_be_placeholder(&t.elem),
+            Type::Group(t) => self.may_be_placeholder(&t.elem),
+            Type::Path(p) => {
+                let first = &p.path.segments[0].ident;
+                p.qself.is_some()
+                    || first == "Self"
+                    || p.path
+                        .segments
+                        .last()
+                        .is_some_and(|s| s.ident == "Infallible")
+                    || self
+                        .item
+                        .generics
+                        .params
+                        .iter()
+                        .any(|param| matches!(param, GenericParam::Type(t) if t.ident == *first))
+            }
+            Type::Macro(_) | Type::Verbatim(_) => true,
+            _ => false,
+        }
     }
 
     fn task_consts(&self) -> TokenStream {
@@ -475,6 +659,23 @@ impl<'a> Generator<'a> {
             }
         }
     }
+}
+
+/// `wrapper<ty>`, spanned from the type's first token to its last so that an error about
+/// the bound of `wrapper` underlines the whole type as the user wrote it.
+fn spanned_generic(wrapper: TokenStream, ty: &Type) -> TokenStream {
+    let first = ty.span();
+    let last = ty
+        .to_token_stream()
+        .into_iter()
+        .last()
+        .map_or(first, |t| t.span());
+    let close = quote_spanned!(last=> >);
+    let wrapper = wrapper.into_iter().map(|mut t| {
+        t.set_span(first);
+        t
+    });
+    quote_spanned!(first=> #(#wrapper)* < #ty #close)
 }
 
 fn is_exit_handler(h: &Handler) -> bool {

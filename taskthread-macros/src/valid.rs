@@ -6,18 +6,24 @@ use syn::{GenericParam, ItemImpl, Type};
 
 use crate::ast::{Errors, Kind, Model, type_string};
 
-pub(crate) fn check_impl(item: &ItemImpl, errors: &mut Errors) {
+/// Checks the impl block itself. Returns whether the thread's code can still be generated
+/// (so that an error elsewhere does not bring follow-on errors about a missing `Thread`
+/// impl).
+pub(crate) fn check_impl(item: &ItemImpl, errors: &mut Errors) -> bool {
+    let mut generate = true;
     if let Some((path, _)) = &item.trait_ {
         errors.spanned(
             path,
             "`#[taskthread]` goes on an inherent impl block (`impl MyThread { ... }`), not on a trait impl",
         );
+        generate = false;
     }
     if item.unsafety.is_some() {
         errors.spanned(
             item.unsafety,
             "`#[taskthread]` impl blocks cannot be `unsafe`",
         );
+        generate = false;
     }
     for param in &item.generics.params {
         match param {
@@ -37,13 +43,26 @@ pub(crate) fn check_impl(item: &ItemImpl, errors: &mut Errors) {
             &item.self_ty,
             "`#[taskthread]` needs a named struct or enum type, e.g. `impl Worker { ... }`",
         );
+        generate = false;
     }
+    generate
 }
 
-pub(crate) fn check_model(model: &Model, errors: &mut Errors) {
-    let mut seen: HashMap<(u8, String), &syn::Ident> = HashMap::new();
-    for handler in &model.handlers {
-        let Some(msg) = &handler.msg else { continue };
+/// Checks the handlers against each other, and drops the ones in error so the rest can
+/// still be generated.
+pub(crate) fn check_model(model: &mut Model, errors: &mut Errors) {
+    let mut seen: HashMap<(u8, String), syn::Ident> = HashMap::new();
+    model.handlers.retain(|handler| {
+        let Some(msg) = &handler.msg else {
+            return true;
+        };
+        if handler.kind == Kind::Down && crate::ast::is_child_exit(msg) {
+            errors.spanned(
+                msg,
+                "`ChildExit` arrives UP from children: handle it with `#[up] async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit)`",
+            );
+            return false;
+        }
         let key = (handler.kind as u8, type_string(msg));
         if let Some(first) = seen.get(&key) {
             errors.spanned(
@@ -56,14 +75,9 @@ pub(crate) fn check_model(model: &Model, errors: &mut Errors) {
                     handler.ident
                 ),
             );
-        } else {
-            seen.insert(key, &handler.ident);
+            return false;
         }
-        if handler.kind == Kind::Down && crate::ast::is_child_exit(msg) {
-            errors.spanned(
-                msg,
-                "`ChildExit` arrives UP from children: handle it with `#[up] async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit)`",
-            );
-        }
-    }
+        seen.insert(key, handler.ident.clone());
+        true
+    });
 }

@@ -18,6 +18,10 @@
 //! re-runs itself with `VS_TOKIO_MEMORY=taskthread|tokio`), and prints bytes per thread.
 //! Set `VS_TOKIO_MEMORY=skip` to leave it out.
 //!
+//! For a profiler, `VS_TOKIO_RUN=<group>/<side>[:iterations]` runs one workload a fixed
+//! number of times and exits, e.g.
+//! `VS_TOKIO_RUN=spawn_stop_10k/taskthread:3 valgrind --tool=callgrind <bench binary>`.
+//!
 //! Run: `cargo bench -p taskthread --bench vs_tokio`. Results are in `docs/benchmarks.md`.
 
 use std::hint::black_box;
@@ -42,6 +46,8 @@ const FAN_IN_MESSAGES: u64 = 100;
 const MANY: usize = 10_000;
 /// The environment variable that selects the memory measurement of one side.
 const MEMORY_ENV: &str = "VS_TOKIO_MEMORY";
+/// The environment variable that runs one workload outside criterion (for profilers).
+const RUN_ENV: &str = "VS_TOKIO_RUN";
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -91,50 +97,54 @@ async fn tokio_sink(mut rx: mpsc::Receiver<SinkMsg>) {
     }
 }
 
+async fn down_throughput_taskthread(iters: u64) -> Duration {
+    let root = taskthread::spawn(Sink::default());
+    let start = Instant::now();
+    for _ in 0..iters {
+        for n in 0..DOWN_MESSAGES {
+            root.send(n).await.expect("the sink runs");
+        }
+        black_box(root.ask(Total).await.expect("the sink answers"));
+    }
+    let elapsed = start.elapsed();
+    root.stop();
+    root.join().await;
+    elapsed
+}
+
+async fn down_throughput_tokio(iters: u64) -> Duration {
+    let (tx, rx) = mpsc::channel(CAPACITY);
+    let task = tokio::spawn(tokio_sink(rx));
+    let start = Instant::now();
+    for _ in 0..iters {
+        for n in 0..DOWN_MESSAGES {
+            if tx.send(SinkMsg::Add(n)).await.is_err() {
+                panic!("the sink runs");
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        if tx.send(SinkMsg::Total(Total, reply)).await.is_err() {
+            panic!("the sink runs");
+        }
+        black_box(answer.await.expect("the sink answers"));
+    }
+    let elapsed = start.elapsed();
+    drop(tx);
+    task.await.expect("the sink ends");
+    elapsed
+}
+
 fn down_throughput(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("down_throughput");
     group.throughput(Throughput::Elements(DOWN_MESSAGES));
 
     group.bench_function("taskthread", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let root = taskthread::spawn(Sink::default());
-            let start = Instant::now();
-            for _ in 0..iters {
-                for n in 0..DOWN_MESSAGES {
-                    root.send(n).await.expect("the sink runs");
-                }
-                black_box(root.ask(Total).await.expect("the sink answers"));
-            }
-            let elapsed = start.elapsed();
-            root.stop();
-            root.join().await;
-            elapsed
-        });
+        b.to_async(&rt).iter_custom(down_throughput_taskthread)
     });
 
     group.bench_function("tokio", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let (tx, rx) = mpsc::channel(CAPACITY);
-            let task = tokio::spawn(tokio_sink(rx));
-            let start = Instant::now();
-            for _ in 0..iters {
-                for n in 0..DOWN_MESSAGES {
-                    if tx.send(SinkMsg::Add(n)).await.is_err() {
-                        panic!("the sink runs");
-                    }
-                }
-                let (reply, answer) = oneshot::channel();
-                if tx.send(SinkMsg::Total(Total, reply)).await.is_err() {
-                    panic!("the sink runs");
-                }
-                black_box(answer.await.expect("the sink answers"));
-            }
-            let elapsed = start.elapsed();
-            drop(tx);
-            task.await.expect("the sink ends");
-            elapsed
-        });
+        b.to_async(&rt).iter_custom(down_throughput_tokio)
     });
     group.finish();
 }
@@ -238,6 +248,52 @@ async fn tokio_fan_in(
     }
 }
 
+async fn up_fan_in_taskthread(iters: u64) -> Duration {
+    let mut root = taskthread::spawn(FanIn::default());
+    let start = Instant::now();
+    for _ in 0..iters {
+        root.send(Fire(FAN_IN_MESSAGES))
+            .await
+            .expect("the parent runs");
+        black_box(root.recv().await.expect("the parent reports"));
+    }
+    let elapsed = start.elapsed();
+    root.stop();
+    root.join().await;
+    elapsed
+}
+
+async fn up_fan_in_tokio(iters: u64) -> Duration {
+    let (parent_tx, parent_rx) = mpsc::channel(CAPACITY);
+    let (done_tx, mut done_rx) = mpsc::channel(CAPACITY);
+    let mut children = Vec::with_capacity(FAN_IN_CHILDREN);
+    let mut tasks = Vec::with_capacity(FAN_IN_CHILDREN + 1);
+    for id in 0..FAN_IN_CHILDREN {
+        let (tx, rx) = mpsc::channel(CAPACITY);
+        children.push(tx);
+        tasks.push(tokio::spawn(tokio_producer(id, rx, parent_tx.clone())));
+    }
+    tasks.push(tokio::spawn(tokio_fan_in(parent_rx, children, done_tx)));
+    let start = Instant::now();
+    for _ in 0..iters {
+        if parent_tx
+            .send(FanInMsg::Fire(Fire(FAN_IN_MESSAGES)))
+            .await
+            .is_err()
+        {
+            panic!("the parent runs");
+        }
+        black_box(done_rx.recv().await.expect("the parent reports"));
+    }
+    let elapsed = start.elapsed();
+    // The parent and the children hold each other's senders: end them by aborting.
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    elapsed
+}
+
 fn up_fan_in(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("up_fan_in");
@@ -246,54 +302,10 @@ fn up_fan_in(c: &mut Criterion) {
     ));
 
     group.bench_function("taskthread", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut root = taskthread::spawn(FanIn::default());
-            let start = Instant::now();
-            for _ in 0..iters {
-                root.send(Fire(FAN_IN_MESSAGES))
-                    .await
-                    .expect("the parent runs");
-                black_box(root.recv().await.expect("the parent reports"));
-            }
-            let elapsed = start.elapsed();
-            root.stop();
-            root.join().await;
-            elapsed
-        });
+        b.to_async(&rt).iter_custom(up_fan_in_taskthread)
     });
 
-    group.bench_function("tokio", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let (parent_tx, parent_rx) = mpsc::channel(CAPACITY);
-            let (done_tx, mut done_rx) = mpsc::channel(CAPACITY);
-            let mut children = Vec::with_capacity(FAN_IN_CHILDREN);
-            let mut tasks = Vec::with_capacity(FAN_IN_CHILDREN + 1);
-            for id in 0..FAN_IN_CHILDREN {
-                let (tx, rx) = mpsc::channel(CAPACITY);
-                children.push(tx);
-                tasks.push(tokio::spawn(tokio_producer(id, rx, parent_tx.clone())));
-            }
-            tasks.push(tokio::spawn(tokio_fan_in(parent_rx, children, done_tx)));
-            let start = Instant::now();
-            for _ in 0..iters {
-                if parent_tx
-                    .send(FanInMsg::Fire(Fire(FAN_IN_MESSAGES)))
-                    .await
-                    .is_err()
-                {
-                    panic!("the parent runs");
-                }
-                black_box(done_rx.recv().await.expect("the parent reports"));
-            }
-            let elapsed = start.elapsed();
-            // The parent and the children hold each other's senders: end them by aborting.
-            for task in tasks {
-                task.abort();
-                let _ = task.await;
-            }
-            elapsed
-        });
-    });
+    group.bench_function("tokio", |b| b.to_async(&rt).iter_custom(up_fan_in_tokio));
     group.finish();
 }
 
@@ -324,41 +336,45 @@ async fn tokio_echo(mut rx: mpsc::Receiver<(Ping, oneshot::Sender<u64>)>) {
     }
 }
 
+async fn ask_round_trip_taskthread(iters: u64) -> Duration {
+    let root = taskthread::spawn(Echo::default());
+    let start = Instant::now();
+    for _ in 0..iters {
+        black_box(root.ask(Ping).await.expect("the echo answers"));
+    }
+    let elapsed = start.elapsed();
+    root.stop();
+    root.join().await;
+    elapsed
+}
+
+async fn ask_round_trip_tokio(iters: u64) -> Duration {
+    let (tx, rx) = mpsc::channel(CAPACITY);
+    let task = tokio::spawn(tokio_echo(rx));
+    let start = Instant::now();
+    for _ in 0..iters {
+        let (reply, answer) = oneshot::channel();
+        if tx.send((Ping, reply)).await.is_err() {
+            panic!("the echo runs");
+        }
+        black_box(answer.await.expect("the echo answers"));
+    }
+    let elapsed = start.elapsed();
+    drop(tx);
+    task.await.expect("the echo ends");
+    elapsed
+}
+
 fn ask_round_trip(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("ask_round_trip");
 
     group.bench_function("taskthread", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let root = taskthread::spawn(Echo::default());
-            let start = Instant::now();
-            for _ in 0..iters {
-                black_box(root.ask(Ping).await.expect("the echo answers"));
-            }
-            let elapsed = start.elapsed();
-            root.stop();
-            root.join().await;
-            elapsed
-        });
+        b.to_async(&rt).iter_custom(ask_round_trip_taskthread)
     });
 
     group.bench_function("tokio", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let (tx, rx) = mpsc::channel(CAPACITY);
-            let task = tokio::spawn(tokio_echo(rx));
-            let start = Instant::now();
-            for _ in 0..iters {
-                let (reply, answer) = oneshot::channel();
-                if tx.send((Ping, reply)).await.is_err() {
-                    panic!("the echo runs");
-                }
-                black_box(answer.await.expect("the echo answers"));
-            }
-            let elapsed = start.elapsed();
-            drop(tx);
-            task.await.expect("the echo ends");
-            elapsed
-        });
+        b.to_async(&rt).iter_custom(ask_round_trip_tokio)
     });
     group.finish();
 }
@@ -487,38 +503,40 @@ impl TokioIdle {
     }
 }
 
+async fn spawn_stop_taskthread(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let mut root = taskthread::spawn(Spawner::default());
+        taskthread_spawn_idle(&mut root, MANY).await;
+        root.stop();
+        let exit = root.join().await;
+        total += start.elapsed();
+        assert!(matches!(exit, Exit::Stopped), "{exit}");
+    }
+    total
+}
+
+async fn spawn_stop_tokio(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        tokio_spawn_idle(MANY).await.stop_and_join().await;
+        total += start.elapsed();
+    }
+    total
+}
+
 fn spawn_stop(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("spawn_stop_10k");
     group.throughput(Throughput::Elements(MANY as u64));
 
     group.bench_function("taskthread", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let mut root = taskthread::spawn(Spawner::default());
-                taskthread_spawn_idle(&mut root, MANY).await;
-                root.stop();
-                let exit = root.join().await;
-                total += start.elapsed();
-                assert!(matches!(exit, Exit::Stopped), "{exit}");
-            }
-            total
-        });
+        b.to_async(&rt).iter_custom(spawn_stop_taskthread)
     });
 
-    group.bench_function("tokio", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                tokio_spawn_idle(MANY).await.stop_and_join().await;
-                total += start.elapsed();
-            }
-            total
-        });
-    });
+    group.bench_function("tokio", |b| b.to_async(&rt).iter_custom(spawn_stop_tokio));
     group.finish();
 }
 
@@ -626,7 +644,35 @@ fn memory_report() {
     );
 }
 
+/// Runs one workload a fixed number of times, outside criterion, for a profiler:
+/// `VS_TOKIO_RUN=spawn_stop_10k/taskthread:3 valgrind --tool=callgrind <bench binary>`.
+fn run_one(spec: &str) {
+    let (name, iters) = match spec.split_once(':') {
+        Some((name, iters)) => (name, iters.parse().expect("a number of iterations")),
+        None => (spec, 1),
+    };
+    let rt = runtime();
+    let elapsed = rt.block_on(async {
+        match name {
+            "down_throughput/taskthread" => down_throughput_taskthread(iters).await,
+            "down_throughput/tokio" => down_throughput_tokio(iters).await,
+            "up_fan_in/taskthread" => up_fan_in_taskthread(iters).await,
+            "up_fan_in/tokio" => up_fan_in_tokio(iters).await,
+            "ask_round_trip/taskthread" => ask_round_trip_taskthread(iters).await,
+            "ask_round_trip/tokio" => ask_round_trip_tokio(iters).await,
+            "spawn_stop_10k/taskthread" => spawn_stop_taskthread(iters).await,
+            "spawn_stop_10k/tokio" => spawn_stop_tokio(iters).await,
+            other => panic!("{RUN_ENV}: no workload named {other:?}"),
+        }
+    });
+    println!("{name}: {iters} iterations in {elapsed:?}");
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(RUN_ENV) {
+        run_one(&spec);
+        return;
+    }
     match std::env::var(MEMORY_ENV).as_deref() {
         Ok("skip") => {}
         Ok(side) => {

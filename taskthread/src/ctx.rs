@@ -421,10 +421,6 @@ impl<T: Thread> Ctx<T> {
         tx
     }
 
-    pub(crate) fn self_stop_requested(&self) -> bool {
-        self.completed
-    }
-
     pub(crate) fn begin_stopping(&mut self) {
         if self.stopping {
             return;

@@ -244,15 +244,18 @@ async fn drive<T: Thread>(
     let mut failure: Option<Exit> = None;
     let mut down_open = true;
     let mut dropped = 0usize;
+    let mut tasks_turn = true;
 
+    // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
+    // cancel or reschedule them by name.
+    if !ctx.timetable.is_empty() {
+        ctx.timetable.start_automatic(Instant::now());
+    }
     if let Err(exit) = run_user(thread.__enter(&mut ctx), &node, &mut down).await {
         failure = Some(exit);
     }
     if failure.is_none() {
         node.set_state(ThreadState::Running);
-        if !ctx.timetable.is_empty() {
-            ctx.timetable.start_automatic(Instant::now());
-        }
     } else {
         ctx.begin_stopping();
         down.close();
@@ -272,28 +275,23 @@ async fn drive<T: Thread>(
             }
         } else {
             ctx.timetable.rearm();
+            // Tasks and messages take turns: a due task runs before the next message, but
+            // not twice in a row while messages wait, so a task returning `Now` cannot
+            // starve the queues and a busy queue cannot starve the tasks.
+            if tasks_turn && ctx.timetable.is_due(Instant::now()) {
+                tasks_turn = false;
+                run_due_task(&mut thread, &mut ctx, &mut down, &mut failure).await;
+                continue;
+            }
+            tasks_turn = true;
         }
 
-        // Biased: due tasks first so a busy queue cannot starve them, then children (whose
-        // exits and UP messages unblock stops), then DOWN, and the stop signal last — it is
-        // also checked with one atomic load at the top of every iteration, so it is only
-        // waited on when there is nothing else to do.
+        // Biased: children first (their exits and UP messages unblock stops), then DOWN,
+        // then the timer (due tasks also get their turn at the top of the loop), and the
+        // stop signal last — it is also checked with one atomic load at the top of every
+        // iteration, so it is only waited on when there is nothing else to do.
         tokio::select! {
             biased;
-            () = ctx.timetable.wait(), if !ctx.stopping && ctx.timetable.is_armed() => {
-                let now = Instant::now();
-                if let Some((index, due)) = ctx.timetable.take_due(now) {
-                    node.count_handled();
-                    match run_user(thread.__task(&mut ctx, index), &node, &mut down).await {
-                        Ok(decision) => {
-                            if ctx.timetable.finish(index, due, Instant::now(), decision) {
-                                ctx.stop();
-                            }
-                        }
-                        Err(exit) => fail(&mut ctx, &mut down, &mut failure, exit),
-                    }
-                }
-            }
             Some(inbound) = recv_inbound(&mut ctx.inbound_rx) => match inbound {
                 Inbound::Event(event) => {
                     if failure.is_some() {
@@ -330,6 +328,10 @@ async fn drive<T: Thread>(
                 }
                 None => down_open = false,
             },
+            () = ctx.timetable.wait(), if !ctx.stopping && ctx.timetable.is_armed() => {
+                tasks_turn = false;
+                run_due_task(&mut thread, &mut ctx, &mut down, &mut failure).await;
+            }
             Some(joined) = join_job(&mut ctx.jobs) => {
                 if let Err(e) = joined
                     && e.is_panic()
@@ -381,6 +383,27 @@ async fn drive<T: Thread>(
         Exit::Stopped
     } else {
         exit
+    }
+}
+
+async fn run_due_task<T: Thread>(
+    thread: &mut T,
+    ctx: &mut Ctx<T>,
+    down: &mut mpsc::Receiver<T::Down>,
+    failure: &mut Option<Exit>,
+) {
+    let node = Arc::clone(&ctx.node);
+    let Some((index, due)) = ctx.timetable.take_due(Instant::now()) else {
+        return;
+    };
+    node.count_handled();
+    match run_user(thread.__task(ctx, index), &node, down).await {
+        Ok(decision) => {
+            if ctx.timetable.finish(index, due, Instant::now(), decision) {
+                ctx.stop();
+            }
+        }
+        Err(exit) => fail(ctx, down, failure, exit),
     }
 }
 

@@ -107,27 +107,36 @@ impl<M: fmt::Display + fmt::Debug> StdError for MessageError<M> {}
 
 /// A [`send`](crate::ChildRef::send) to a thread that has ended (or stopped accepting
 /// messages). The message comes back inside: nothing vanishes silently.
+///
+/// It converts into [`Error`] with `?` for any `Send` message, `Sync` or not.
 pub struct SendError<M> {
-    message: M,
+    // A mutex makes the error `Sync` for any `M: Send`, so `?` can box it into `Error`
+    // without asking every message type to be `Sync`. It is never locked: `into_inner`
+    // and `message_mut` own or borrow it exclusively.
+    message: std::sync::Mutex<M>,
     path: String,
 }
 
 impl<M> SendError<M> {
     pub(crate) fn new(message: M, path: &str) -> Self {
         Self {
-            message,
+            message: std::sync::Mutex::new(message),
             path: path.to_owned(),
         }
     }
 
     /// The message that could not be delivered.
-    pub fn message(&self) -> &M {
-        &self.message
+    pub fn message_mut(&mut self) -> &mut M {
+        self.message
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes the undelivered message back.
     pub fn into_inner(self) -> M {
         self.message
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The path in the tree of the thread the message was for.

@@ -208,6 +208,11 @@ impl Timetable {
         }
     }
 
+    /// Whether the earliest task is due at `now` (the timetable must be re-armed first).
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.armed.is_some_and(|at| at <= now)
+    }
+
     pub(crate) fn is_armed(&self) -> bool {
         self.armed.is_some()
     }

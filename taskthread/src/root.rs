@@ -145,8 +145,27 @@ impl<T: Thread> Handle<T> {
 
     /// Waits until the root has ended and returns how. When it returns, no task of the tree
     /// is alive.
+    ///
+    /// Joining stops receiving the root's UP messages: from then on the root's
+    /// [`Ctx::up`](crate::Ctx::up) fails and gives the message back, so a root can never
+    /// block on a queue nobody reads. Messages it sent that were not yet received are
+    /// dropped with a warning; receive them with [`recv`](Self::recv) until `None` after
+    /// [`stop`](Self::stop) to keep them.
     pub async fn join(self) -> Exit {
-        join_root(self.join).await
+        let Handle {
+            child,
+            mut up,
+            join,
+        } = self;
+        up.close();
+        let mut dropped = 0usize;
+        while up.try_recv().is_ok() {
+            dropped += 1;
+        }
+        if dropped > 0 {
+            tracing::warn!(root = %child.path(), dropped, "join: dropped UP messages that were never received");
+        }
+        join_root(join).await
     }
 }
 

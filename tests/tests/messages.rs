@@ -254,3 +254,70 @@ async fn the_roots_up_channel_closes_after_the_root_ends() {
     assert_eq!(received, 3, "UP messages sent before the stop are not lost");
     root.join().await;
 }
+
+// ---- generic threads ------------------------------------------------------------------------
+
+/// A generic thread: stores values of any type and sends each one UP.
+struct Store<T> {
+    items: Vec<T>,
+}
+
+#[derive(Debug)]
+struct Len;
+
+#[taskthread(up = T)]
+impl<T: Clone + std::fmt::Debug> Store<T> {
+    #[down]
+    async fn put(&mut self, ctx: &mut Ctx<Self>, item: T) -> Result<()> {
+        self.items.push(item.clone());
+        ctx.up(item).await?;
+        Ok(())
+    }
+
+    #[down]
+    async fn len(&mut self, _ctx: &mut Ctx<Self>, _q: Len) -> Result<usize> {
+        Ok(self.items.len())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn generic_thread_types_work() {
+    let mut strings = taskthread::spawn(Store::<String> { items: Vec::new() });
+    let mut numbers = taskthread::spawn(Store::<u8> { items: Vec::new() });
+    strings.send("a".to_owned()).await.unwrap();
+    numbers.send(1u8).await.unwrap();
+    numbers.send(2u8).await.unwrap();
+    assert_eq!(strings.ask(Len).await.unwrap(), 1);
+    assert_eq!(numbers.ask(Len).await.unwrap(), 2);
+    assert_eq!(strings.recv().await.as_deref(), Some("a"));
+    assert_eq!(numbers.recv().await, Some(1));
+    assert_eq!(strings.snapshot().name, "store");
+    strings.stop();
+    numbers.stop();
+    strings.join().await;
+    numbers.join().await;
+}
+
+/// A root that floods UP.
+struct Flood;
+
+#[taskthread(up = u32, capacity = 4)]
+impl Flood {
+    #[rescheduling(every = "1ms")]
+    async fn flood(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        if let Err(e) = ctx.up(1).await {
+            // Nobody receives any more: the message comes back and the root stops itself.
+            assert_eq!(e.into_inner(), 1);
+            return Ok(Reschedule::Stop);
+        }
+        Ok(Reschedule::Again)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn joining_a_root_whose_up_messages_nobody_reads_does_not_hang() {
+    let root = taskthread::spawn(Flood);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The UP queue (capacity 4) is full and the root is blocked sending; joining unblocks it.
+    assert!(matches!(root.join().await, Exit::Completed));
+}

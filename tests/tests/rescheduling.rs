@@ -267,3 +267,84 @@ async fn a_failing_task_fails_the_thread() {
         other => panic!("expected failed, got {other}"),
     }
 }
+
+/// A task that always wants to run again at once.
+#[derive(Default)]
+struct Spinner {
+    spins: u64,
+}
+
+#[derive(Debug)]
+struct Spins;
+
+#[taskthread]
+impl Spinner {
+    #[rescheduling]
+    async fn spin(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        self.spins += 1;
+        Ok(Reschedule::Now)
+    }
+
+    #[down]
+    async fn spins(&mut self, _ctx: &mut Ctx<Self>, _q: Spins) -> Result<u64> {
+        Ok(self.spins)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_always_runs_again_cannot_starve_messages() {
+    let root = taskthread::spawn(Spinner::default());
+    let mut last = 0;
+    for _ in 0..20 {
+        // Answered at once: tasks and messages take turns.
+        let spins = root.ask(Spins).await.unwrap();
+        assert!(spins >= last);
+        last = spins;
+    }
+    assert!(last > 0, "the task ran too");
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
+/// `enter` changes the schedule of automatic tasks by name.
+struct Configured {
+    runs: Vec<u64>,
+    start: Instant,
+}
+
+#[taskthread]
+impl Configured {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.cancel_task(Self::NEVER);
+        ctx.reschedule_task(Self::LATER, Duration::from_secs(5));
+        Ok(())
+    }
+
+    #[rescheduling(every = "1s")]
+    async fn never(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        panic!("cancelled in enter");
+    }
+
+    #[rescheduling(every = "1s")]
+    async fn later(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        self.runs.push(self.start.elapsed().as_secs());
+        Ok(Reschedule::Again)
+    }
+
+    #[down]
+    async fn report(&mut self, _ctx: &mut Ctx<Self>, _r: Report) -> Result<Vec<u64>> {
+        Ok(self.runs.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn enter_can_cancel_and_reschedule_automatic_tasks() {
+    let root = taskthread::spawn(Configured {
+        runs: Vec::new(),
+        start: Instant::now(),
+    });
+    tokio::time::sleep(Duration::from_millis(7500)).await;
+    assert_eq!(root.ask(Report).await.unwrap(), [5, 6, 7]);
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}

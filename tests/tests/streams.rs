@@ -116,12 +116,14 @@ async fn a_stopping_thread_waits_for_its_spawned_tasks_and_handles_their_results
 
 struct PanickyJob;
 
+fn explode() {
+    panic!("job exploded");
+}
+
 #[taskthread]
 impl PanickyJob {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
-        ctx.spawn_task(async {
-            panic!("job exploded");
-        });
+        ctx.spawn_task(async { explode() });
         Ok(())
     }
 

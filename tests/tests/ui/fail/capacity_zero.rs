@@ -1,0 +1,8 @@
+use taskthread::prelude::*;
+
+struct Worker;
+
+#[taskthread(capacity = 0)]
+impl Worker {}
+
+fn main() {}

@@ -1,0 +1,20 @@
+use taskthread::prelude::*;
+
+struct Ping;
+
+struct Worker;
+
+#[taskthread]
+impl Worker {
+    #[down]
+    async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<()> {
+        Ok(())
+    }
+
+    #[down]
+    async fn ping_again(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,15 @@
+use taskthread::prelude::*;
+
+struct Ping;
+
+struct Worker;
+
+#[taskthread]
+impl Worker {
+    #[down]
+    async fn ping(&mut self, _p: Ping) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use taskthread::prelude::*;
+
+struct Worker;
+
+#[taskthread]
+impl Worker {
+    #[rescheduling(every = "1s")]
+    async fn tick(&mut self, _ctx: &mut Ctx<Self>) -> Result<u32> {
+        Ok(1)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,27 @@
+use taskthread::prelude::*;
+
+struct Ping;
+struct Pong;
+
+struct Child;
+
+#[taskthread]
+impl Child {
+    #[down]
+    async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct Parent;
+
+#[taskthread]
+impl Parent {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let child = ctx.spawn(Child);
+        child.send(Pong).await?;
+        Ok(())
+    }
+}
+
+fn main() {}
