@@ -135,7 +135,9 @@ pub(crate) fn parse(item: &mut ItemImpl, errors: &mut Errors) -> Model {
         };
         let attrs = take_kind_attrs(method);
         let Some((kind, attr)) = attrs.first() else {
-            parse_hook(method, &mut model, errors);
+            if parse_hook(method, &mut model, errors) {
+                allow_unused_async(method);
+            }
             continue;
         };
         for (_, extra) in &attrs[1..] {
@@ -146,9 +148,18 @@ pub(crate) fn parse(item: &mut ItemImpl, errors: &mut Errors) -> Model {
         }
         if let Some(handler) = parse_handler(*kind, attr, method, errors) {
             model.handlers.push(handler);
+            allow_unused_async(method);
         }
     }
     model
+}
+
+/// Handlers and hooks must be `async fn` even when they do not await, so clippy's
+/// `unused_async` would only ask for something the macro forbids.
+fn allow_unused_async(method: &mut ImplItemFn) {
+    method
+        .attrs
+        .push(syn::parse_quote!(#[allow(clippy::unused_async)]));
 }
 
 fn take_kind_attrs(method: &mut ImplItemFn) -> Vec<(Kind, Attribute)> {
@@ -165,28 +176,29 @@ fn take_kind_attrs(method: &mut ImplItemFn) -> Vec<(Kind, Attribute)> {
     found
 }
 
-fn parse_hook(method: &ImplItemFn, model: &mut Model, errors: &mut Errors) {
+/// Reads `enter` or `exit`; returns whether the method is a valid hook.
+fn parse_hook(method: &ImplItemFn, model: &mut Model, errors: &mut Errors) -> bool {
     let name = method.sig.ident.to_string();
     if name != "enter" && name != "exit" {
-        return;
+        return false;
     }
     let what = format!("the `{name}` hook");
     let shape = "(&mut self, ctx: &mut Ctx<Self>)";
     if !check_signature(&method.sig, &what, shape, 2, None, errors) {
-        return;
+        return false;
     }
     match parse_output(&method.sig.output) {
         Output::Unit => {}
         Output::Value(ty) | Output::Other(ty) => {
             errors.spanned(ty, format!("{what} returns nothing or `Result<()>`"));
-            return;
+            return false;
         }
         Output::Reschedule => {
             errors.spanned(
                 &method.sig.output,
                 format!("{what} returns nothing or `Result<()>`; only `#[rescheduling]` tasks return `Reschedule`"),
             );
-            return;
+            return false;
         }
     }
     let hook = Some(Hook {
@@ -199,6 +211,7 @@ fn parse_hook(method: &ImplItemFn, model: &mut Model, errors: &mut Errors) {
     } else {
         model.exit = hook;
     }
+    true
 }
 
 fn is_mut_ref(arg: &FnArg) -> bool {

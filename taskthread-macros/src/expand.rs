@@ -15,7 +15,7 @@ pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<T
     let args = attr::parse_thread_args(args, &mut errors);
     let can_generate = crate::valid::check_impl(&item, &mut errors);
     let mut model = ast::parse(&mut item, &mut errors);
-    crate::valid::check_model(&mut model, &mut errors);
+    crate::valid::check_model(&item, &mut model, &mut errors);
     // On error, still emit the item (handler attributes stripped) and the code for every
     // handler that is right, next to the errors: IDEs keep working, and the user sees the
     // errors that matter rather than follow-on ones about a missing `Thread` impl.
@@ -43,12 +43,17 @@ fn add_thread_bounds(item: &mut ItemImpl) {
         .params
         .iter()
         .filter_map(|p| match p {
+            // Spanned at the call site: the bounds are the macro's, not the user's, and lints
+            // on the user's code (clippy's `multiple_bound_locations`) must not see them.
             GenericParam::Type(t) => {
-                let ident = &t.ident;
+                let ident = Ident::new(&t.ident.to_string(), Span::call_site());
                 Some(parse_quote!(#ident: ::core::marker::Send + 'static))
             }
             GenericParam::Lifetime(l) => {
-                let lifetime = &l.lifetime;
+                let lifetime = syn::Lifetime {
+                    apostrophe: Span::call_site(),
+                    ident: Ident::new(&l.lifetime.ident.to_string(), Span::call_site()),
+                };
                 Some(parse_quote!(#lifetime: 'static))
             }
             GenericParam::Const(_) => None,

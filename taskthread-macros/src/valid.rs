@@ -50,7 +50,7 @@ pub(crate) fn check_impl(item: &ItemImpl, errors: &mut Errors) -> bool {
 
 /// Checks the handlers against each other, and drops the ones in error so the rest can
 /// still be generated.
-pub(crate) fn check_model(model: &mut Model, errors: &mut Errors) {
+pub(crate) fn check_model(item: &ItemImpl, model: &mut Model, errors: &mut Errors) {
     let mut seen: HashMap<(u8, String), syn::Ident> = HashMap::new();
     model.handlers.retain(|handler| {
         let Some(msg) = &handler.msg else {
@@ -60,6 +60,17 @@ pub(crate) fn check_model(model: &mut Model, errors: &mut Errors) {
             errors.spanned(
                 msg,
                 "`ChildExit` arrives UP from children: handle it with `#[up] async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit)`",
+            );
+            return false;
+        }
+        if handler.kind == Kind::Up
+            && let Some(param) = bare_type_param(item, msg)
+        {
+            errors.spanned(
+                msg,
+                format!(
+                    "an `#[up]` handler cannot take a bare type parameter: `{param}` could be `NoUp`, which every thread already handles for children that send nothing up; wrap it in a type, e.g. `Done<{param}>`"
+                ),
             );
             return false;
         }
@@ -80,4 +91,14 @@ pub(crate) fn check_model(model: &mut Model, errors: &mut Errors) {
         seen.insert(key, handler.ident.clone());
         true
     });
+}
+
+/// The type parameter of the impl that `ty` is, if it is one.
+fn bare_type_param<'a>(item: &'a ItemImpl, ty: &Type) -> Option<&'a syn::Ident> {
+    let Type::Path(p) = ty else { return None };
+    let ident = p.path.get_ident()?;
+    item.generics.params.iter().find_map(|param| match param {
+        GenericParam::Type(t) if t.ident == *ident => Some(&t.ident),
+        _ => None,
+    })
 }
