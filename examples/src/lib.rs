@@ -1,1 +1,8 @@
-//! Runnable templates for taskthread: see the files next to this crate (`cargo run --example NAME`).
+//! Runnable templates for taskthread: see the files next to this crate (`cargo run --example
+//! NAME`).
+//!
+//! The threads of the flagship example, [`relay`], live in this library so that the
+//! integration tests can drive them through the real components; the example's binary
+//! (`examples/relay.rs`) is only its command line.
+
+pub mod relay;

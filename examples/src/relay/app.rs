@@ -1,0 +1,471 @@
+//! Starting, stopping and checking a relay: what the `relay` example's two commands do,
+//! as functions the tests can call too.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use taskthread::{Exit, Handle};
+use tokio::time::Instant;
+
+use super::database::{self, OpenError};
+use super::frame::Checksum;
+use super::load::{LoadGenerator, LoadOptions};
+use super::sink::{self, SinkReport, WebsocketSink};
+use super::tcp_server::ServerConfig;
+use super::websocket::SubOptions;
+use super::{Database, Master, RelayStats, TcpServer};
+
+/// Everything a relay needs to start.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where to listen for clients (`127.0.0.1:0` for an ephemeral port).
+    pub listen: SocketAddr,
+    /// The websocket destinations; every frame goes to each.
+    pub urls: Vec<String>,
+    /// The SQLite database file.
+    pub db: PathBuf,
+    /// The limits applied to clients.
+    pub server: ServerConfig,
+    /// How the websocket subs buffer and reconnect.
+    pub sub: SubOptions,
+}
+
+/// A relay that could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The database could not be opened.
+    Database(OpenError),
+    /// The listening address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The embedded websocket sink could not start.
+    Sink(io::Error),
+    /// The demo's temporary directory could not be made.
+    TempDir(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Database(e) => e.fmt(f),
+            Self::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Self::Sink(e) => write!(f, "cannot start the embedded websocket sink: {e}"),
+            Self::TempDir(e) => write!(f, "cannot make a temporary directory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Database(e) => Some(e),
+            Self::Bind { source, .. } | Self::Sink(source) | Self::TempDir(source) => Some(source),
+        }
+    }
+}
+
+/// A relay ready to run: its root, the address it listens on, and its counters.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The root of the tree, to [`taskthread::run`] or [`taskthread::spawn`].
+    pub master: Master,
+    /// The address clients connect to.
+    pub addr: SocketAddr,
+    /// The counters its threads keep.
+    pub stats: Arc<RelayStats>,
+}
+
+/// Opens the database and binds the listener: the start-up errors, reported before any
+/// thread starts.
+pub async fn prepare(config: RelayConfig) -> Result<Prepared, StartError> {
+    let stats = Arc::new(RelayStats::new());
+    let database = Database::open(&config.db, Arc::clone(&stats)).map_err(StartError::Database)?;
+    let server = TcpServer::bind(config.listen, config.server, Arc::clone(&stats))
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = server.local_addr();
+    let master = Master::new(
+        server,
+        database,
+        config.urls,
+        config.sub,
+        Arc::clone(&stats),
+    );
+    Ok(Prepared {
+        master,
+        addr,
+        stats,
+    })
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct Relay {
+    handle: Handle<Master>,
+    addr: SocketAddr,
+    stats: Arc<RelayStats>,
+    started: Instant,
+}
+
+impl Relay {
+    /// Starts a relay on the current tokio runtime.
+    pub async fn start(config: RelayConfig) -> Result<Self, StartError> {
+        let Prepared {
+            master,
+            addr,
+            stats,
+        } = prepare(config).await?;
+        Ok(Self {
+            handle: taskthread::spawn(master),
+            addr,
+            stats,
+            started: Instant::now(),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The relay's counters, live.
+    pub fn stats(&self) -> &Arc<RelayStats> {
+        &self.stats
+    }
+
+    /// A snapshot of the relay's tree.
+    pub fn snapshot(&self) -> taskthread::TreeSnapshot {
+        self.handle.snapshot()
+    }
+
+    /// Asks the relay to stop gracefully. Returns at once.
+    pub fn stop(&self) {
+        self.handle.stop();
+    }
+
+    /// Waits until the relay has ended; returns how its root ended and the summary.
+    pub async fn join(self) -> (Exit, Summary) {
+        let exit = self.handle.join().await;
+        (exit, Summary::new(&self.stats, self.started.elapsed()))
+    }
+}
+
+/// The counts of the summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Frames the load generator sent (the demo only).
+    pub sent: Option<u64>,
+    /// Frames fully received from clients.
+    pub received: u64,
+    /// Frames delivered to every websocket destination.
+    pub forwarded: u64,
+    /// Frames committed to the database.
+    pub stored: u64,
+    /// `received - min(forwarded, stored)`.
+    pub lost: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// How long the relay ran.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// The summary of a relay's counters.
+    pub fn new(stats: &RelayStats, elapsed: Duration) -> Self {
+        Self {
+            sent: None,
+            received: stats.received(),
+            forwarded: stats.forwarded(),
+            stored: stats.stored(),
+            lost: stats.lost(),
+            bytes: stats.bytes(),
+            elapsed,
+        }
+    }
+}
+
+/// The summary line: `relay: frames [sent=N ]received=R forwarded=F stored=S lost=L
+/// bytes=B elapsed=Ts`.
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("relay: frames")?;
+        if let Some(sent) = self.sent {
+            write!(f, " sent={sent}")?;
+        }
+        write!(
+            f,
+            " received={} forwarded={} stored={} lost={} bytes={} elapsed={:.2}s",
+            self.received,
+            self.forwarded,
+            self.stored,
+            self.lost,
+            self.bytes,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// How a run ended: the summary, and every check that failed.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The summary line's counts.
+    pub summary: Summary,
+    /// The checks that failed, as sentences; empty when all is well.
+    pub problems: Vec<String>,
+}
+
+impl Outcome {
+    /// Nothing was lost and every check passed.
+    pub fn is_success(&self) -> bool {
+        self.summary.lost == 0 && self.problems.is_empty()
+    }
+}
+
+/// Starts `n` embedded websocket sinks on ephemeral loopback ports.
+pub async fn start_sinks(n: usize) -> Result<Vec<(String, Handle<WebsocketSink>)>, StartError> {
+    let mut sinks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let sink = bind_sink().await?;
+        sinks.push((sink.url(), taskthread::spawn(sink)));
+    }
+    Ok(sinks)
+}
+
+async fn bind_sink() -> Result<WebsocketSink, StartError> {
+    WebsocketSink::bind((Ipv4Addr::LOCALHOST, 0).into())
+        .await
+        .map_err(StartError::Sink)
+}
+
+/// Waits for each sink to have read everything, stops it, and returns its report.
+pub async fn stop_sinks(sinks: Vec<(String, Handle<WebsocketSink>)>) -> Vec<(String, SinkReport)> {
+    let mut reports = Vec::with_capacity(sinks.len());
+    for (url, mut sink) in sinks {
+        let report = sink::settle(&mut sink).await;
+        sink.stop();
+        while sink.recv().await.is_some() {}
+        sink.join().await;
+        if let Some(report) = report {
+            reports.push((url, report));
+        }
+    }
+    reports
+}
+
+/// What the demo does.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Concurrent TCP clients.
+    pub clients: usize,
+    /// Frames per client.
+    pub frames: u64,
+    /// The largest frame, for the load and the relay's limit.
+    pub max_frame: usize,
+    /// Embedded websocket sinks, each a destination of every frame.
+    pub sinks: usize,
+    /// The seed of the load's sizes and payloads.
+    pub seed: u64,
+    /// Whether to draw a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            clients: 20,
+            frames: 500,
+            max_frame: 64 * 1024,
+            sinks: 2,
+            seed: 1,
+            progress: false,
+        }
+    }
+}
+
+/// The demo: a relay on an ephemeral port with embedded sinks and a fresh database, fed
+/// by the load generator until every client is done or `interrupt` completes (Ctrl-C:
+/// the clients stop after their current frames); then a graceful stop, and the checks:
+/// every frame sent was received, and every frame received reached every sink and the
+/// database, payloads included.
+pub async fn demo(
+    options: DemoOptions,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Outcome, StartError> {
+    let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
+    let db = dir.path().join("relay.db");
+    let sinks = start_sinks(options.sinks).await?;
+    let config = RelayConfig {
+        listen: (Ipv4Addr::LOCALHOST, 0).into(),
+        urls: sinks.iter().map(|(url, _)| url.clone()).collect(),
+        db: db.clone(),
+        server: ServerConfig {
+            max_frame: options.max_frame,
+            max_clients: options.clients.max(1),
+            idle_timeout: None,
+        },
+        sub: SubOptions::default(),
+    };
+    let relay = Relay::start(config).await?;
+
+    let total = options.clients as u64 * options.frames;
+    let progress = if options.progress {
+        let bar = ProgressBar::new(total);
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} frames sent ({per_sec})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut load = taskthread::spawn(LoadGenerator::new(LoadOptions {
+        addr: relay.local_addr(),
+        clients: options.clients,
+        frames: options.frames,
+        max_frame: options.max_frame,
+        seed: options.seed,
+        progress: progress.clone(),
+    }));
+    let sent = tokio::select! {
+        sent = load.recv() => sent,
+        () = interrupt => {
+            load.stop();
+            load.recv().await
+        }
+    };
+    load.join().await;
+    progress.finish_and_clear();
+    let sent = sent.unwrap_or_default();
+
+    relay.stop();
+    let stats = Arc::clone(relay.stats());
+    let (exit, mut summary) = relay.join().await;
+    summary.sent = Some(sent.frames);
+    let reports = stop_sinks(sinks).await;
+
+    let mut problems = Vec::new();
+    if let Exit::Failed(_) | Exit::Panicked(_) | Exit::Aborted = exit {
+        problems.push(format!("the relay ended badly: {exit}"));
+    }
+    // Even when interrupted, the clients close their side and wait for the relay to take
+    // everything they sent: sent and received match.
+    let received = stats.received_checksum();
+    if sent != received {
+        problems.push(format!(
+            "the clients sent {sent}, the relay received {received}"
+        ));
+    }
+    check_sinks(&reports, received, &mut problems);
+    check_database(&db, summary.stored, received, &mut problems);
+    Ok(Outcome { summary, problems })
+}
+
+/// Checks that every sink got exactly the frames the relay received.
+pub fn check_sinks(
+    reports: &[(String, SinkReport)],
+    received: Checksum,
+    problems: &mut Vec<String>,
+) {
+    for (url, report) in reports {
+        if report.received != received {
+            problems.push(format!(
+                "the sink at {url} got {}, the relay received {received}",
+                report.received
+            ));
+        }
+    }
+}
+
+/// Checks the database with `SELECT count(*)` and the checksum of its payloads.
+pub fn check_database(
+    db: &std::path::Path,
+    stored: u64,
+    received: Checksum,
+    problems: &mut Vec<String>,
+) {
+    match database::read_back(db) {
+        Ok((count, checksum)) => {
+            if count != stored {
+                problems.push(format!(
+                    "SELECT count(*) says {count} frames, the relay counted {stored} stored"
+                ));
+            }
+            if checksum != received {
+                problems.push(format!(
+                    "the database holds {checksum}, the relay received {received}"
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("cannot read the database back: {e}")),
+    }
+}
+
+/// What `relay serve` does.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The websocket destinations; none starts one embedded sink.
+    pub urls: Vec<String>,
+    /// The SQLite database file.
+    pub db: PathBuf,
+    /// The limits applied to clients.
+    pub server: ServerConfig,
+}
+
+/// Serves clients until Ctrl-C or SIGTERM, then stops gracefully and summarises.
+pub async fn serve(options: ServeOptions) -> Result<Outcome, StartError> {
+    // The embedded sink is bound first for its URL, and only started once the relay could
+    // be prepared.
+    let sink = if options.urls.is_empty() {
+        Some(bind_sink().await?)
+    } else {
+        None
+    };
+    let urls = sink.as_ref().map_or(options.urls, |s| vec![s.url()]);
+    let Prepared {
+        master,
+        addr,
+        stats,
+    } = prepare(RelayConfig {
+        listen: options.listen,
+        urls,
+        db: options.db,
+        server: options.server,
+        sub: SubOptions::default(),
+    })
+    .await?;
+    let sinks: Vec<_> = sink
+        .map(|s| (s.url(), taskthread::spawn(s)))
+        .into_iter()
+        .collect();
+    tracing::info!(%addr, "relay serving; press Ctrl-C to stop");
+    let started = Instant::now();
+    let result = taskthread::run(master).await;
+    let summary = Summary::new(&stats, started.elapsed());
+    let reports = stop_sinks(sinks).await;
+
+    let mut problems = Vec::new();
+    if let Err(e) = result {
+        problems.push(format!("the relay ended badly: {e:#}"));
+    }
+    if summary.lost == 0 {
+        check_sinks(&reports, stats.received_checksum(), &mut problems);
+    }
+    Ok(Outcome { summary, problems })
+}

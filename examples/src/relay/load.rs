@@ -1,0 +1,300 @@
+//! The load generator: concurrent TCP clients streaming random frames, split into random
+//! packets, and a plain [`RelayClient`] for anything that speaks the protocol.
+//!
+//! ```text
+//! LoadGenerator: UP: Checksum
+//!     Client: UP: Checksum               (one per client)
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::{BufMut, BytesMut};
+use indicatif::ProgressBar;
+use taskthread::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::frame::{self, Checksum, GREETING};
+
+/// A client of the relay: connects, checks the greeting, sends frames, and finishes by
+/// waiting for the relay to close the connection, which it does once it has taken every
+/// frame.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use taskthread_examples::relay::load::RelayClient;
+///
+/// let mut client = RelayClient::connect("127.0.0.1:5002".parse().unwrap()).await?;
+/// client.send_frame(b"hello").await?;
+/// client.finish().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RelayClient {
+    stream: TcpStream,
+    sent: Checksum,
+}
+
+impl RelayClient {
+    /// Connects and reads the greeting; fails with `InvalidData` if it is not the relay's.
+    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let mut stream = TcpStream::connect(addr).await?;
+        let len = stream.read_u32().await? as usize;
+        if len > 1024 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "greeting too long",
+            ));
+        }
+        let mut greeting = vec![0; len];
+        stream.read_exact(&mut greeting).await?;
+        if greeting != GREETING.as_bytes() {
+            let got = String::from_utf8_lossy(&greeting).into_owned();
+            let msg = format!("unexpected greeting {got:?}");
+            return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+        }
+        Ok(Self {
+            stream,
+            sent: Checksum::default(),
+        })
+    }
+
+    /// Sends one frame.
+    pub async fn send_frame(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut wire = BytesMut::new();
+        frame::encode(payload, &mut wire);
+        self.stream.write_all(&wire).await?;
+        self.sent.add(payload);
+        Ok(())
+    }
+
+    /// Sends raw bytes: a frame in pieces, or bad input.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The frames sent with [`send_frame`](Self::send_frame).
+    pub fn sent(&self) -> Checksum {
+        self.sent
+    }
+
+    /// Closes the sending side and waits until the relay closes the connection: then it
+    /// has taken everything sent. Fails if the relay sends anything.
+    pub async fn finish(mut self) -> io::Result<Checksum> {
+        self.stream.shutdown().await?;
+        wait_for_close(&mut self.stream).await?;
+        Ok(self.sent)
+    }
+
+    /// The connection itself, for tests that misbehave.
+    pub fn into_inner(self) -> TcpStream {
+        self.stream
+    }
+}
+
+/// Reads until the peer closes; fails if it sends anything.
+async fn wait_for_close(stream: &mut TcpStream) -> io::Result<()> {
+    let mut byte = [0; 1];
+    match stream.read(&mut byte).await? {
+        0 => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the relay sent data after the greeting",
+        )),
+    }
+}
+
+/// A tiny deterministic pseudo-random generator (xorshift64*): payloads and packet sizes
+/// only need to be varied and reproducible.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from a seed (any value; 0 is remapped).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `1..=max` (`max` at least 1).
+    pub fn between_1_and(&mut self, max: usize) -> usize {
+        1 + (self.next_u64() % max.max(1) as u64) as usize
+    }
+
+    /// Fills `buf` with random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut chunks = buf.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            chunk.copy_from_slice(&self.next_u64().to_le_bytes());
+        }
+        let rest = chunks.into_remainder();
+        let last = self.next_u64().to_le_bytes();
+        rest.copy_from_slice(&last[..rest.len()]);
+    }
+}
+
+/// What the load generator does.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The relay's address.
+    pub addr: SocketAddr,
+    /// How many clients run at once.
+    pub clients: usize,
+    /// How many frames each client sends.
+    pub frames: u64,
+    /// The largest payload; sizes are uniform in `1..=max_frame`.
+    pub max_frame: usize,
+    /// The seed of the pseudo-random sizes and payloads.
+    pub seed: u64,
+    /// Advanced by one for every frame sent.
+    pub progress: ProgressBar,
+}
+
+/// Runs the clients, and sends UP the checksum of every frame they sent once they have all
+/// ended (or it is stopped).
+#[derive(Debug)]
+pub struct LoadGenerator {
+    options: LoadOptions,
+    sent: Checksum,
+    failed: usize,
+}
+
+impl LoadGenerator {
+    /// A load generator; it starts its clients when spawned.
+    pub fn new(options: LoadOptions) -> Self {
+        Self {
+            options,
+            sent: Checksum::default(),
+            failed: 0,
+        }
+    }
+}
+
+#[taskthread(up = Checksum)]
+impl LoadGenerator {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for i in 0..self.options.clients {
+            let seed = self.options.seed.wrapping_add(i as u64);
+            let client = Client::new(&self.options, XorShift::new(seed));
+            ctx.spawn_with(client, ChildOptions::new().name("client"));
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn sent(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, sent: Checksum) {
+        self.sent.merge(sent);
+    }
+
+    #[up]
+    async fn client_ended(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        if exit.exit.is_failure() {
+            self.failed += 1;
+            tracing::warn!("{exit}");
+        }
+        if ctx.children().len() == 0 {
+            ctx.stop();
+        }
+    }
+
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        if self.failed > 0 {
+            tracing::warn!(failed = self.failed, "some clients failed");
+        }
+        ctx.up(self.sent).await?;
+        Ok(())
+    }
+}
+
+/// One client: connects, then sends a few frames per run of its task, cut into random
+/// packets that split length prefixes and merge frames, until it has sent them all.
+#[derive(Debug)]
+pub struct Client {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    frames_left: u64,
+    max_frame: usize,
+    rng: XorShift,
+    progress: ProgressBar,
+    sent: Checksum,
+}
+
+impl Client {
+    fn new(options: &LoadOptions, rng: XorShift) -> Self {
+        Self {
+            addr: options.addr,
+            stream: None,
+            frames_left: options.frames,
+            max_frame: options.max_frame,
+            rng,
+            progress: options.progress.clone(),
+            sent: Checksum::default(),
+        }
+    }
+}
+
+#[taskthread(up = Checksum)]
+impl Client {
+    async fn enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+        self.stream = Some(RelayClient::connect(self.addr).await?.into_inner());
+        Ok(())
+    }
+
+    /// Sends up to four frames per run, until all are sent. A stop lets the run finish, so
+    /// frames are never cut.
+    #[rescheduling]
+    async fn send(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(Reschedule::Stop);
+        };
+        if self.frames_left == 0 {
+            return Ok(Reschedule::Stop);
+        }
+        let batch = self.frames_left.min(self.rng.between_1_and(4) as u64);
+        let mut wire = BytesMut::new();
+        let mut sent = Checksum::default();
+        for _ in 0..batch {
+            let len = self.rng.between_1_and(self.max_frame);
+            wire.put_u32(u32::try_from(len)?);
+            let start = wire.len();
+            wire.resize(start + len, 0);
+            self.rng.fill(&mut wire[start..]);
+            sent.add(&wire[start..]);
+        }
+        while !wire.is_empty() {
+            // Mostly large packets, some tiny ones that cut through length prefixes.
+            let size = match self.rng.between_1_and(4) {
+                1 => self.rng.between_1_and(7),
+                _ => self.rng.between_1_and(64 * 1024),
+            };
+            let packet = wire.split_to(size.min(wire.len()));
+            stream.write_all(&packet).await?;
+        }
+        self.frames_left -= batch;
+        self.sent.merge(sent);
+        self.progress.inc(batch);
+        Ok(Reschedule::Now)
+    }
+
+    /// Done or stopped: reports what was sent, then closes the sending side and waits for
+    /// the relay to close the connection, so that everything sent has been taken.
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.up(self.sent).await?;
+        if let Some(mut stream) = self.stream.take() {
+            stream.shutdown().await?;
+            wait_for_close(&mut stream).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! The relay's counters: what the summary line and the progress report are made of.
+//!
+//! Counters are metrics, not messages: each thread adds to its own counters as it goes, and
+//! whoever reports reads them. Frames themselves only travel along the tree.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::frame::Checksum;
+
+/// The counters of one relay, shared by its threads.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    received: AtomicU64,
+    bytes: AtomicU64,
+    received_sum: AtomicU64,
+    routed: AtomicU64,
+    stored: AtomicU64,
+    /// Ids of the frames that at least one websocket destination did not get.
+    undelivered: Mutex<HashSet<u64>>,
+    clients_accepted: AtomicU64,
+    clients_refused: AtomicU64,
+    clients_closed: AtomicU64,
+    clients_rejected: AtomicU64,
+    clients_idle: AtomicU64,
+    frames_truncated: AtomicU64,
+    destination_drops: AtomicU64,
+}
+
+impl RelayStats {
+    /// A new set of counters, all zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts a frame fully received from a client; returns its id (0, 1, 2, ...).
+    pub fn count_received(&self, payload: &[u8]) -> u64 {
+        self.bytes.fetch_add(payload.len() as u64, Relaxed);
+        self.received_sum
+            .fetch_add(Checksum::digest(payload), Relaxed);
+        self.received.fetch_add(1, Relaxed)
+    }
+
+    /// Counts a frame handed to the websocket destinations.
+    pub fn count_routed(&self) {
+        self.routed.fetch_add(1, Relaxed);
+    }
+
+    /// Records that a websocket destination will never get frame `id`.
+    pub fn count_undelivered(&self, id: u64) {
+        self.undelivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    /// Counts `n` frames committed to the database.
+    pub fn count_stored(&self, n: u64) {
+        self.stored.fetch_add(n, Relaxed);
+    }
+
+    /// Counts a client connection accepted.
+    pub fn count_accepted(&self) {
+        self.clients_accepted.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client refused because `--max-clients` were connected.
+    pub fn count_refused(&self) {
+        self.clients_refused.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client connection that ended.
+    pub fn count_closed(&self) {
+        self.clients_closed.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client disconnected for bad input (an oversized length, garbage).
+    pub fn count_rejected(&self) {
+        self.clients_rejected.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client disconnected for being idle.
+    pub fn count_idle(&self) {
+        self.clients_idle.fetch_add(1, Relaxed);
+    }
+
+    /// Counts an incomplete frame discarded when its connection ended.
+    pub fn count_truncated(&self) {
+        self.frames_truncated.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a websocket connection to a destination that was lost.
+    pub fn count_destination_drop(&self) {
+        self.destination_drops.fetch_add(1, Relaxed);
+    }
+
+    /// Frames fully received from clients.
+    pub fn received(&self) -> u64 {
+        self.received.load(Relaxed)
+    }
+
+    /// Payload bytes of the frames received.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+
+    /// The checksum of the frames received.
+    pub fn received_checksum(&self) -> Checksum {
+        Checksum {
+            frames: self.received(),
+            bytes: self.bytes(),
+            sum: self.received_sum.load(Relaxed),
+        }
+    }
+
+    /// Frames delivered to every websocket destination. Exact once the relay has stopped;
+    /// while it runs, frames still on their way count as delivered.
+    pub fn forwarded(&self) -> u64 {
+        self.routed().saturating_sub(self.undelivered())
+    }
+
+    /// Frames handed to the websocket destinations.
+    pub fn routed(&self) -> u64 {
+        self.routed.load(Relaxed)
+    }
+
+    /// Frames that at least one websocket destination did not get.
+    pub fn undelivered(&self) -> u64 {
+        self.undelivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64
+    }
+
+    /// Frames committed to the database.
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Relaxed)
+    }
+
+    /// Frames received but not both forwarded and stored:
+    /// `received - min(forwarded, stored)`.
+    pub fn lost(&self) -> u64 {
+        self.received()
+            .saturating_sub(self.forwarded().min(self.stored()))
+    }
+
+    /// Client connections accepted.
+    pub fn clients_accepted(&self) -> u64 {
+        self.clients_accepted.load(Relaxed)
+    }
+
+    /// Clients refused because `--max-clients` were connected.
+    pub fn clients_refused(&self) -> u64 {
+        self.clients_refused.load(Relaxed)
+    }
+
+    /// Client connections that ended.
+    pub fn clients_closed(&self) -> u64 {
+        self.clients_closed.load(Relaxed)
+    }
+
+    /// Clients disconnected for bad input.
+    pub fn clients_rejected(&self) -> u64 {
+        self.clients_rejected.load(Relaxed)
+    }
+
+    /// Clients disconnected for being idle.
+    pub fn clients_idle(&self) -> u64 {
+        self.clients_idle.load(Relaxed)
+    }
+
+    /// Incomplete frames discarded when their connection ended.
+    pub fn frames_truncated(&self) -> u64 {
+        self.frames_truncated.load(Relaxed)
+    }
+}
+
+impl RelayStats {
+    /// Websocket connections to destinations that were lost.
+    pub fn destination_drops(&self) -> u64 {
+        self.destination_drops.load(Relaxed)
+    }
+}
