@@ -22,6 +22,7 @@ pub struct Master {
     urls: Vec<String>,
     sub_options: SubOptions,
     stats: Arc<RelayStats>,
+    tcp_server: Option<ChildId>,
     websocket: Option<ChildRef<WebsocketMaster>>,
     db: Option<ChildRef<Database>>,
 }
@@ -41,6 +42,7 @@ impl Master {
             urls,
             sub_options,
             stats,
+            tcp_server: None,
             websocket: None,
             db: None,
         }
@@ -51,7 +53,8 @@ impl Master {
 impl Master {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let server = self.server.take().expect("enter runs once");
-        ctx.spawn_with(server, ChildOptions::new().stop_stage(0));
+        let server = ctx.spawn_with(server, ChildOptions::new().stop_stage(0));
+        self.tcp_server = Some(server.id());
 
         let urls = self.urls.clone();
         let websocket = WebsocketMaster::new(urls, self.sub_options.clone(), self.stats.clone());
@@ -63,7 +66,15 @@ impl Master {
     }
 
     #[up]
-    async fn frame(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, frame: Frame) -> Result<()> {
+    async fn frame(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, frame: Frame) -> Result<()> {
+        // Workaround: the runtime stops stage 0 only once this thread's inbound queue has
+        // been empty, which a TCP side under load may never allow; so the first frame
+        // handled after the stop began stops it. Stage 1 still waits for it to end.
+        if ctx.is_stopping()
+            && let Some(id) = self.tcp_server.take()
+        {
+            ctx.stop_child(id);
+        }
         let (Some(websocket), Some(db)) = (&self.websocket, &self.db) else {
             unreachable!("spawned in enter");
         };

@@ -196,3 +196,24 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Reads until the relay closes the connection; fails if it sends anything.
+pub async fn assert_closed_by_relay(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    match stream.read(&mut buf).await {
+        Ok(0) => {}
+        // The relay closed with bytes of ours unread: the kernel resets the connection.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("the relay sent {n} bytes instead of closing"),
+        Err(e) => panic!("reading failed: {e}"),
+    }
+}
+
+/// A URL where no websocket server listens (a port just bound and released).
+pub async fn dead_url() -> (SocketAddr, String) {
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    (addr, format!("ws://{addr}/"))
+}
