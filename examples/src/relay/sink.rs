@@ -72,6 +72,11 @@ impl WebsocketSink {
         })
     }
 
+    /// The address the sink listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The URL to give the relay: `ws://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("ws://{}/", self.addr)
