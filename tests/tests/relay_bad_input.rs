@@ -17,7 +17,7 @@ use taskthread_examples::relay::load::RelayClient;
 use taskthread_examples::relay::sink::{self, WebsocketSink};
 use taskthread_examples::relay::tcp_server::ServerConfig;
 use taskthread_examples::relay::websocket::SubOptions;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn small_frames() -> ServerConfig {
     ServerConfig {
@@ -209,11 +209,15 @@ async fn a_destination_that_drops_is_reconnected_and_gets_the_rest() {
     let relay = TestRelay::start_with(server_config(), 0, vec![url], sub_options()).await;
 
     let mut sent = well_behaved_client(relay.addr(), 1, 5).await;
-    wait_until_sink_has(&first, 5).await;
+    let stats = relay.stats().clone();
+    wait_until("the destination to confirm 5 frames", || {
+        stats.confirmed() == 5
+    })
+    .await;
     let before = first.ask(sink::Count).await.unwrap();
+    assert_eq!(before.received.frames, 5);
     first.stop(); // the destination goes away, dropping the connection
     first.join().await;
-    let stats = relay.stats().clone();
     wait_until("the sub to notice", || stats.destination_drops() >= 1).await;
 
     sent.merge(well_behaved_client(relay.addr(), 2, 5).await); // buffered meanwhile
@@ -232,16 +236,46 @@ async fn a_destination_that_drops_is_reconnected_and_gets_the_rest() {
     assert_eq!(after.received.frames, 5);
 }
 
-/// Asks the sink until it has received `frames` frames.
-async fn wait_until_sink_has(sink: &taskthread::Handle<WebsocketSink>, frames: u64) {
-    let guard = tokio::time::Instant::now() + Duration::from_secs(60);
-    while sink.ask(sink::Count).await.unwrap().received.frames < frames {
-        assert!(
-            tokio::time::Instant::now() < guard,
-            "the sink never got {frames} frames"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_a_destination_never_read_are_sent_again_after_reconnecting() {
+    // A destination that completes the handshake, takes the bytes without reading them as
+    // websocket messages (so it answers no ping), and goes away.
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("ws://{addr}/");
+    let payload_bytes: usize = (0..5).map(|n| 100 + n * 10).sum();
+    let silent = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut raw = tokio_tungstenite::accept_async(socket)
+            .await
+            .unwrap()
+            .into_inner();
+        let (mut seen, mut buf) = (0, [0; 4096]);
+        while seen < payload_bytes {
+            match raw.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => seen += n,
+            }
+        }
+    });
+    let relay = TestRelay::start_with(server_config(), 0, vec![url], sub_options()).await;
+    let sent = well_behaved_client(relay.addr(), 1, 5).await;
+    silent.await.unwrap(); // gone, with every frame written to it and none confirmed
+    let stats = relay.stats().clone();
+    wait_until("the sub to notice", || stats.destination_drops() >= 1).await;
+    assert_eq!(stats.confirmed(), 0);
+
+    let sink = WebsocketSink::bind(addr).await.unwrap();
+    let mut sink = taskthread::spawn(sink);
+    let finished = relay.finish().await;
+    let report = sink::settle(&mut sink).await.unwrap();
+    sink.stop();
+    sink.join().await;
+
+    let s = finished.summary;
+    assert_eq!((s.received, s.stored, s.forwarded, s.lost), (5, 5, 5, 0));
+    assert_eq!(report.received, sent, "the frames were sent again");
+    assert_eq!(finished.stats.confirmed(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ pub struct RelayStats {
     clients_idle: AtomicU64,
     frames_truncated: AtomicU64,
     destination_drops: AtomicU64,
+    confirmed: AtomicU64,
 }
 
 impl RelayStats {
@@ -177,6 +178,16 @@ impl RelayStats {
 }
 
 impl RelayStats {
+    /// Counts `n` frames a websocket destination confirmed it has read.
+    pub fn count_confirmed(&self, n: u64) {
+        self.confirmed.fetch_add(n, Relaxed);
+    }
+
+    /// Frames websocket destinations confirmed they have read, summed over destinations.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed.load(Relaxed)
+    }
+
     /// Websocket connections to destinations that were lost.
     pub fn destination_drops(&self) -> u64 {
         self.destination_drops.load(Relaxed)
