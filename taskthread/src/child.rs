@@ -46,7 +46,7 @@ impl<T: Thread> ChildRef<T> {
 
     /// The thread's name among its siblings, e.g. `tcp_connection-3`.
     pub fn name(&self) -> &str {
-        &self.node.name
+        self.node.name()
     }
 
     /// The thread's path in the tree, e.g. `master/tcp_server/tcp_connection-3`.
@@ -108,7 +108,7 @@ impl<T: Thread> ChildRef<T> {
     ///
     /// Stopping a thread that is already stopping or has ended does nothing.
     pub fn stop(&self) {
-        self.node.stop.cancel();
+        self.node.request_stop();
     }
 
     /// A snapshot of the thread's subtree.

@@ -1,7 +1,6 @@
 //! [`Ctx`]: a thread's handle on the tree — send UP, spawn and address children, schedule
 //! tasks, attach streams and background work.
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -25,12 +24,88 @@ use crate::tree::{Node, NodeInit, ThreadState, TreeSnapshot};
 
 pub(crate) struct ChildEntry {
     node: Arc<Node>,
-    /// The child's `mpsc::Sender<C::Down>`, type-erased so children of many types can live
-    /// in one map; recovered by downcasting for typed lookups and broadcasts.
-    sender: Box<dyn Any + Send + Sync>,
     stage: u32,
     join: JoinHandle<Exit>,
 }
+
+/// What only a thread with children, streams or background jobs needs; boxed and created on
+/// first use, so a leaf thread stays small.
+pub(crate) struct Family<T: Thread> {
+    inbound_tx: mpsc::Sender<Inbound<T::Event>>,
+    pub(crate) inbound_rx: mpsc::Receiver<Inbound<T::Event>>,
+    children: BTreeMap<ChildId, ChildEntry>,
+    stage_counts: BTreeMap<u32, usize>,
+    signalled_stage: Option<u32>,
+    names: HashMap<Cow<'static, str>, u32>,
+    pub(crate) jobs: JoinSet<()>,
+    stream_aborts: Vec<AbortHandle>,
+    reaping: Vec<JoinHandle<Exit>>,
+}
+
+impl<T: Thread> Family<T> {
+    fn new(capacity: usize) -> Self {
+        let (inbound_tx, inbound_rx) = mpsc::channel(capacity);
+        Self {
+            inbound_tx,
+            inbound_rx,
+            children: BTreeMap::new(),
+            stage_counts: BTreeMap::new(),
+            signalled_stage: None,
+            names: HashMap::new(),
+            jobs: JoinSet::new(),
+            stream_aborts: Vec::new(),
+            reaping: Vec::new(),
+        }
+    }
+
+    fn unique_name(&mut self, base: Cow<'static, str>) -> String {
+        let count = self.names.entry(base.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            base.into_owned()
+        } else {
+            format!("{base}-{count}")
+        }
+    }
+}
+
+fn typed_ref<C: Thread>(node: &Arc<Node>) -> Option<ChildRef<C>> {
+    let tx = node
+        .queue
+        .as_any()
+        .downcast_ref::<mpsc::Sender<C::Down>>()?;
+    Some(ChildRef {
+        tx: tx.clone(),
+        node: Arc::clone(node),
+    })
+}
+
+struct Children<'a> {
+    inner: Option<std::collections::btree_map::Values<'a, ChildId, ChildEntry>>,
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = ChildInfo<'a>;
+
+    fn next(&mut self) -> Option<ChildInfo<'a>> {
+        let entry = self.inner.as_mut()?.next()?;
+        Some(ChildInfo {
+            id: entry.node.id,
+            name: entry.node.name(),
+            path: &entry.node.path,
+            type_name: entry.node.type_name,
+            state: entry.node.state(),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner
+            .as_ref()
+            .map_or((0, Some(0)), Iterator::size_hint)
+    }
+}
+
+impl ExactSizeIterator for Children<'_> {}
 
 /// A brief description of a child, from [`Ctx::children`].
 #[derive(Debug, Clone, Copy)]
@@ -56,18 +131,9 @@ pub struct ChildInfo<'a> {
 /// whose results come back to its `#[stream]` handlers.
 pub struct Ctx<T: Thread> {
     pub(crate) node: Arc<Node>,
-    path: Arc<str>,
     up: Box<dyn UpPort<T::Up>>,
-    inbound_tx: Option<mpsc::Sender<Inbound<T::Event>>>,
-    pub(crate) inbound_rx: Option<mpsc::Receiver<Inbound<T::Event>>>,
-    pub(crate) children: BTreeMap<ChildId, ChildEntry>,
-    stage_counts: BTreeMap<u32, usize>,
-    signalled_stage: Option<u32>,
-    names: HashMap<Cow<'static, str>, u32>,
+    pub(crate) family: Option<Box<Family<T>>>,
     pub(crate) timetable: Timetable,
-    pub(crate) jobs: Option<JoinSet<()>>,
-    stream_aborts: Vec<AbortHandle>,
-    reaping: Vec<JoinHandle<Exit>>,
     pub(crate) stopping: bool,
     pub(crate) completed: bool,
 }
@@ -76,7 +142,7 @@ impl<T: Thread> fmt::Debug for Ctx<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
             .field("path", &self.node.path)
-            .field("children", &self.children.len())
+            .field("children", &self.child_entries().count())
             .field("stopping", &self.stopping)
             .finish_non_exhaustive()
     }
@@ -85,19 +151,10 @@ impl<T: Thread> fmt::Debug for Ctx<T> {
 impl<T: Thread> Ctx<T> {
     pub(crate) fn new(node: Arc<Node>, up: Box<dyn UpPort<T::Up>>) -> Self {
         Self {
-            path: Arc::from(node.path.as_str()),
             node,
             up,
-            inbound_tx: None,
-            inbound_rx: None,
-            children: BTreeMap::new(),
-            stage_counts: BTreeMap::new(),
-            signalled_stage: None,
-            names: HashMap::new(),
+            family: None,
             timetable: Timetable::new(T::TASKS),
-            jobs: None,
-            stream_aborts: Vec::new(),
-            reaping: Vec::new(),
             stopping: false,
             completed: false,
         }
@@ -110,7 +167,7 @@ impl<T: Thread> Ctx<T> {
 
     /// This thread's name among its siblings.
     pub fn name(&self) -> &str {
-        &self.node.name
+        self.node.name()
     }
 
     /// This thread's path in the tree, e.g. `master/tcp_server/conn-17`.
@@ -128,7 +185,7 @@ impl<T: Thread> Ctx<T> {
         self.node.snapshot()
     }
 
-    // ---- UP -------------------------------------------------------------------------
+    // ---- UP -------------------------------------------------------------------------------
 
     /// Sends a message UP to the parent, waiting while the parent's queue is full.
     ///
@@ -150,7 +207,7 @@ impl<T: Thread> Ctx<T> {
         self.up.try_send(msg)
     }
 
-    // ---- children -------------------------------------------------------------------
+    // ---- children -------------------------------------------------------------------------
 
     /// Spawns a child with default options and returns its address.
     ///
@@ -171,18 +228,19 @@ impl<T: Thread> Ctx<T> {
         T: HandlesUp<C::Up>,
     {
         let id = ChildId::next();
-        let base = options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME));
-        let name = self.unique_name(base);
-        let path = format!("{}/{}", self.node.path, name);
+        let parent = Arc::clone(&self.node);
+        let stopping = self.stopping;
+        let family = self.family();
+        let name = family.unique_name(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
         let port = ParentPort::<T, C::Up> {
             from: id,
-            tx: self.inbound_sender(),
+            tx: family.inbound_tx.clone(),
             wrap: <T as HandlesUp<C::Up>>::__wrap_up,
-            parent_path: Arc::clone(&self.path),
+            parent: Arc::clone(&parent),
         };
         let init = NodeInit {
+            parent: Some(Arc::clone(&parent.path)),
             name,
-            path,
             type_name: C::TYPE_NAME,
             down_types: C::DOWN_TYPES,
             up_type: C::UP_TYPE,
@@ -191,16 +249,15 @@ impl<T: Thread> Ctx<T> {
         let prepared = prepare::<C>(id, init, Box::new(port));
         let child_ref = prepared.child.clone();
         let join = launch(child, prepared, true);
-        self.node.add_child(Arc::clone(&child_ref.node));
-        *self.stage_counts.entry(options.stage).or_default() += 1;
-        if self.stopping && self.signalled_stage.is_some_and(|s| options.stage <= s) {
-            child_ref.node.stop.cancel();
+        parent.add_child(Arc::clone(&child_ref.node));
+        *family.stage_counts.entry(options.stage).or_default() += 1;
+        if stopping && family.signalled_stage.is_some_and(|s| options.stage <= s) {
+            child_ref.node.request_stop();
         }
-        self.children.insert(
+        family.children.insert(
             id,
             ChildEntry {
                 node: Arc::clone(&child_ref.node),
-                sender: Box::new(child_ref.tx.clone()),
                 stage: options.stage,
                 join,
             },
@@ -208,49 +265,29 @@ impl<T: Thread> Ctx<T> {
         child_ref
     }
 
-    fn unique_name(&mut self, base: Cow<'static, str>) -> String {
-        let count = self.names.entry(base.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            base.into_owned()
-        } else {
-            format!("{base}-{count}")
-        }
-    }
-
     /// The address of the child with this id, if it is alive and of type `C`.
     pub fn child<C: Thread>(&self, id: ChildId) -> Option<ChildRef<C>> {
-        let entry = self.children.get(&id)?;
-        let tx = entry.sender.downcast_ref::<mpsc::Sender<C::Down>>()?;
-        Some(ChildRef {
-            tx: tx.clone(),
-            node: Arc::clone(&entry.node),
-        })
+        let entry = self.family.as_ref()?.children.get(&id)?;
+        typed_ref(&entry.node)
     }
 
     /// The addresses of all live children of type `C`, in spawn order.
     pub fn children_of<C: Thread>(&self) -> Vec<ChildRef<C>> {
-        self.children
-            .values()
-            .filter_map(|entry| {
-                let tx = entry.sender.downcast_ref::<mpsc::Sender<C::Down>>()?;
-                Some(ChildRef {
-                    tx: tx.clone(),
-                    node: Arc::clone(&entry.node),
-                })
-            })
+        self.child_entries()
+            .filter_map(|entry| typed_ref(&entry.node))
             .collect()
     }
 
     /// All live children, in spawn order.
     pub fn children(&self) -> impl ExactSizeIterator<Item = ChildInfo<'_>> + '_ {
-        self.children.values().map(|entry| ChildInfo {
-            id: entry.node.id,
-            name: &entry.node.name,
-            path: &entry.node.path,
-            type_name: entry.node.type_name,
-            state: entry.node.state(),
-        })
+        Children {
+            inner: self.family.as_ref().map(|f| f.children.values()),
+        }
+    }
+
+    /// The number of live children.
+    pub fn child_count(&self) -> usize {
+        self.family.as_ref().map_or(0, |f| f.children.len())
     }
 
     /// Sends a clone of `msg` to every live child of type `C`; returns how many accepted it.
@@ -262,8 +299,12 @@ impl<T: Thread> Ctx<T> {
         M: Clone,
     {
         let mut accepted = 0;
-        for entry in self.children.values() {
-            if let Some(tx) = entry.sender.downcast_ref::<mpsc::Sender<C::Down>>()
+        for entry in self.child_entries() {
+            if let Some(tx) = entry
+                .node
+                .queue
+                .as_any()
+                .downcast_ref::<mpsc::Sender<C::Down>>()
                 && tx.send(C::__wrap(msg.clone())).await.is_ok()
             {
                 accepted += 1;
@@ -274,16 +315,16 @@ impl<T: Thread> Ctx<T> {
 
     /// Asks the child with this id to stop gracefully; `false` if there is no such child.
     pub fn stop_child(&self, id: ChildId) -> bool {
-        match self.children.get(&id) {
+        match self.family.as_ref().and_then(|f| f.children.get(&id)) {
             Some(entry) => {
-                entry.node.stop.cancel();
+                entry.node.request_stop();
                 true
             }
             None => false,
         }
     }
 
-    // ---- lifecycle --------------------------------------------------------------------
+    // ---- lifecycle ----------------------------------------------------------------------
 
     /// Stops this thread gracefully once the current handler returns; it will end as
     /// [`Exit::Completed`].
@@ -353,7 +394,8 @@ impl<T: Thread> Ctx<T> {
             tracing::warn!("attach called while stopping: the stream is dropped unread");
             return;
         }
-        let tx = self.inbound_sender();
+        let family = self.family();
+        let tx = family.inbound_tx.clone();
         let forward = async move {
             let mut stream = pin!(stream);
             while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
@@ -362,9 +404,9 @@ impl<T: Thread> Ctx<T> {
                 }
             }
         };
-        let abort = self.jobs().spawn(forward.in_current_span());
-        self.stream_aborts.retain(|a| !a.is_finished());
-        self.stream_aborts.push(abort);
+        let abort = family.jobs.spawn(forward.in_current_span());
+        family.stream_aborts.retain(|a| !a.is_finished());
+        family.stream_aborts.push(abort);
     }
 
     /// Runs `future` on its own task and delivers its output to this thread's `#[stream]`
@@ -378,12 +420,13 @@ impl<T: Thread> Ctx<T> {
         F::Output: Send + 'static,
         T: HandlesStream<F::Output>,
     {
-        let tx = self.inbound_sender();
+        let family = self.family();
+        let tx = family.inbound_tx.clone();
         let task = async move {
             let output = future.await;
             let _ = tx.send(Inbound::Event(T::__wrap_item(output))).await;
         };
-        self.jobs().spawn(task.in_current_span());
+        family.jobs.spawn(task.in_current_span());
     }
 
     /// Runs blocking code on tokio's blocking pool and delivers its result to this thread's
@@ -396,29 +439,26 @@ impl<T: Thread> Ctx<T> {
         R: Send + 'static,
         T: HandlesStream<R>,
     {
-        let tx = self.inbound_sender();
+        let family = self.family();
+        let tx = family.inbound_tx.clone();
         let span = tracing::Span::current();
-        self.jobs().spawn_blocking(move || {
+        family.jobs.spawn_blocking(move || {
             let _entered = span.enter();
             let output = f();
             let _ = tx.blocking_send(Inbound::Event(T::__wrap_item(output)));
         });
     }
 
-    // ---- internals used by the driver ---------------------------------------------------
+    // ---- internals used by the driver -----------------------------------------------------
 
-    fn jobs(&mut self) -> &mut JoinSet<()> {
-        self.jobs.get_or_insert_with(JoinSet::new)
+    fn family(&mut self) -> &mut Family<T> {
+        let capacity = self.node.capacity;
+        self.family
+            .get_or_insert_with(|| Box::new(Family::new(capacity)))
     }
 
-    fn inbound_sender(&mut self) -> mpsc::Sender<Inbound<T::Event>> {
-        if let Some(tx) = &self.inbound_tx {
-            return tx.clone();
-        }
-        let (tx, rx) = mpsc::channel(self.node.capacity);
-        self.inbound_rx = Some(rx);
-        self.inbound_tx = Some(tx.clone());
-        tx
+    fn child_entries(&self) -> impl Iterator<Item = &ChildEntry> + '_ {
+        self.family.iter().flat_map(|f| f.children.values())
     }
 
     pub(crate) fn begin_stopping(&mut self) {
@@ -428,60 +468,65 @@ impl<T: Thread> Ctx<T> {
         self.stopping = true;
         self.node.set_state(ThreadState::Stopping);
         self.timetable.cancel_all();
-        for abort in self.stream_aborts.drain(..) {
-            abort.abort();
+        if let Some(family) = &mut self.family {
+            for abort in family.stream_aborts.drain(..) {
+                abort.abort();
+            }
         }
     }
 
-    pub(crate) fn jobs_idle(&self) -> bool {
-        self.jobs.as_ref().is_none_or(JoinSet::is_empty)
-    }
-
-    pub(crate) fn inbound_empty(&self) -> bool {
-        self.inbound_rx
+    /// Whether nothing of the thread's family is left: no child, no job, no queued event.
+    pub(crate) fn family_idle(&self) -> bool {
+        self.family
             .as_ref()
-            .is_none_or(mpsc::Receiver::is_empty)
+            .is_none_or(|f| f.children.is_empty() && f.jobs.is_empty() && f.inbound_rx.is_empty())
     }
 
     /// Signals the lowest stage that still has children, once per stage.
     pub(crate) fn stop_next_stage(&mut self) {
-        let Some((&stage, _)) = self.stage_counts.iter().next() else {
+        let Some(family) = &mut self.family else {
             return;
         };
-        if self.signalled_stage == Some(stage) {
+        let Some((&stage, _)) = family.stage_counts.iter().next() else {
+            return;
+        };
+        if family.signalled_stage == Some(stage) {
             return;
         }
-        self.signalled_stage = Some(stage);
-        for entry in self.children.values().filter(|e| e.stage == stage) {
-            entry.node.stop.cancel();
+        family.signalled_stage = Some(stage);
+        for entry in family.children.values().filter(|e| e.stage == stage) {
+            entry.node.request_stop();
         }
     }
 
     pub(crate) fn on_child_exit(&mut self, id: ChildId) {
-        let Some(entry) = self.children.remove(&id) else {
+        let Some(family) = &mut self.family else {
+            return;
+        };
+        let Some(entry) = family.children.remove(&id) else {
             return;
         };
         self.node.remove_child(id);
-        if let Some(count) = self.stage_counts.get_mut(&entry.stage) {
+        if let Some(count) = family.stage_counts.get_mut(&entry.stage) {
             *count -= 1;
             if *count == 0 {
-                self.stage_counts.remove(&entry.stage);
+                family.stage_counts.remove(&entry.stage);
             }
         }
-        if self.reaping.len() >= 32 {
-            self.reaping.retain(|j| !j.is_finished());
+        if family.reaping.len() >= 32 {
+            family.reaping.retain(|j| !j.is_finished());
         }
-        self.reaping.push(entry.join);
+        family.reaping.push(entry.join);
     }
 
     /// Waits for every task this thread owns to be gone, so that after a root is joined no
     /// task of the tree is alive.
     pub(crate) async fn reap_all(&mut self) {
-        if let Some(mut jobs) = self.jobs.take() {
-            jobs.shutdown().await;
-        }
-        for join in self.reaping.drain(..) {
-            let _ = join.await;
+        if let Some(family) = &mut self.family {
+            family.jobs.shutdown().await;
+            for join in family.reaping.drain(..) {
+                let _ = join.await;
+            }
         }
     }
 

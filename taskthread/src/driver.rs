@@ -2,15 +2,14 @@
 //! through which a thread talks to its parent.
 
 use std::any::Any;
-use std::future::Future;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -24,8 +23,8 @@ use crate::tree::{Node, NodeInit, ThreadState};
 pub(crate) enum Inbound<E> {
     /// An UP message from a child, or an item from an attached stream or task.
     Event(E),
-    /// A child's exit report.
-    Exit(ChildExit),
+    /// A child's exit report (boxed: rare, and it would otherwise size every slot).
+    Exit(Box<ChildExit>),
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -35,7 +34,10 @@ pub(crate) trait UpPort<U>: Send + Sync {
     fn try_send(&self, msg: U) -> Result<(), TrySendError<U>>;
     /// The slow path, only taken when the parent's queue is full.
     fn send(&self, msg: U) -> BoxFuture<'_, Result<(), U>>;
-    fn report(&self, exit: ChildExit) -> BoxFuture<'_, ()>;
+    /// Reports the exit; `Some` if the report could not be queued at once.
+    fn try_report(&self, exit: Box<ChildExit>) -> Option<Box<ChildExit>>;
+    /// The slow path of `try_report`.
+    fn report(&self, exit: Box<ChildExit>) -> BoxFuture<'_, ()>;
     fn target(&self) -> &str;
 }
 
@@ -43,7 +45,7 @@ pub(crate) struct ParentPort<P: Thread, U> {
     pub(crate) from: ChildId,
     pub(crate) tx: mpsc::Sender<Inbound<P::Event>>,
     pub(crate) wrap: fn(ChildId, U) -> P::Event,
-    pub(crate) parent_path: Arc<str>,
+    pub(crate) parent: Arc<Node>,
 }
 
 impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
@@ -70,7 +72,16 @@ impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
         })
     }
 
-    fn report(&self, exit: ChildExit) -> BoxFuture<'_, ()> {
+    fn try_report(&self, exit: Box<ChildExit>) -> Option<Box<ChildExit>> {
+        match self.tx.try_send(Inbound::Exit(exit)) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(Inbound::Exit(exit))) => Some(exit),
+            // The parent is gone (only if it was aborted): nobody is left to tell.
+            Err(_) => None,
+        }
+    }
+
+    fn report(&self, exit: Box<ChildExit>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             // The parent drains its inbound queue until every child has reported, so this
             // only fails if the parent itself was aborted.
@@ -79,7 +90,7 @@ impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
     }
 
     fn target(&self) -> &str {
-        &self.parent_path
+        &self.parent.path
     }
 }
 
@@ -101,29 +112,16 @@ impl<U: Send + 'static> UpPort<U> for RootPort<U> {
         Box::pin(async move { self.tx.send(msg).await.map_err(|e| e.0) })
     }
 
-    fn report(&self, _exit: ChildExit) -> BoxFuture<'_, ()> {
+    fn try_report(&self, _exit: Box<ChildExit>) -> Option<Box<ChildExit>> {
+        None
+    }
+
+    fn report(&self, _exit: Box<ChildExit>) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
 
     fn target(&self) -> &str {
         "the root's handle"
-    }
-}
-
-/// Polls a future, turning a panic inside it into an error. The future is pinned by the
-/// caller, so this needs no unsafe pin projection.
-struct CatchUnwind<'a, F>(Pin<&'a mut F>);
-
-impl<F: Future> Future for CatchUnwind<'_, F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(move || fut.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(payload) => Poll::Ready(Err(panic_message(payload))),
-        }
     }
 }
 
@@ -137,14 +135,52 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     }
 }
 
-/// Runs one piece of user code, turning its error or panic into the exit it causes.
-async fn guarded<R>(fut: impl Future<Output = Result<R>>) -> Result<R, Exit> {
-    let fut = pin!(fut);
-    match CatchUnwind(fut).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(Exit::Failed(e)),
-        Err(message) => Err(Exit::Panicked(message)),
+/// Polls user code once, turning its error or panic into the exit it causes.
+fn poll_user<R>(
+    fut: Pin<&mut impl Future<Output = Result<R>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R, Exit>> {
+    match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(Ok(r))) => Poll::Ready(Ok(r)),
+        Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Exit::Failed(e))),
+        Err(payload) => Poll::Ready(Err(Exit::Panicked(panic_message(payload)))),
     }
+}
+
+/// Runs a handler, hook or task, pinned by the caller so it is stored once. While it
+/// awaits, the thread still reacts to a stop: it stops accepting DOWN messages at once and
+/// shows as stopping; the handler itself is let finish (the framework never drops user code
+/// half-way on a graceful stop).
+async fn run_user<R, D>(
+    mut fut: Pin<&mut impl Future<Output = Result<R>>>,
+    node: &Node,
+    down: &mut mpsc::Receiver<D>,
+) -> Result<R, Exit> {
+    // Fast path: most handlers finish on their first poll, so the stop signal is only
+    // watched (which registers a waiter) for handlers that actually wait.
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(poll_user(fut.as_mut(), cx))).await {
+        return done;
+    }
+    if !node.is_stop_requested() {
+        let mut stop = pin!(node.stop_requested());
+        stop.as_mut().enable();
+        if !node.is_stop_requested() {
+            let finished = poll_fn(|cx| {
+                if let Poll::Ready(done) = poll_user(fut.as_mut(), cx) {
+                    return Poll::Ready(Some(done));
+                }
+                stop.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+            if let Some(done) = finished {
+                return done;
+            }
+        }
+    }
+    down.close();
+    node.set_state(ThreadState::Stopping);
+    poll_fn(|cx| poll_user(fut.as_mut(), cx)).await
 }
 
 /// Everything needed to start a thread, made before its task is spawned.
@@ -159,13 +195,8 @@ pub(crate) fn prepare<T: Thread>(
     init: NodeInit,
     up: Box<dyn UpPort<T::Up>>,
 ) -> Prepared<T> {
-    let (tx, rx) = mpsc::channel(init.capacity);
-    let weak = tx.downgrade();
-    let depth = Box::new(move || {
-        weak.upgrade()
-            .map_or(0, |s| s.max_capacity() - s.capacity())
-    });
-    let node = Arc::new(Node::new(id, init, depth));
+    let (tx, rx) = mpsc::channel::<T::Down>(init.capacity);
+    let node = Arc::new(Node::new(id, init, Box::new(tx.clone())));
     let child = ChildRef {
         tx,
         node: Arc::clone(&node),
@@ -190,199 +221,291 @@ pub(crate) fn launch<T: Thread>(
     tokio::spawn(drive(thread, ctx, rx, report).instrument(span))
 }
 
-/// Receives from an inbound queue that may not exist yet.
-async fn recv_inbound<E>(rx: &mut Option<mpsc::Receiver<Inbound<E>>>) -> Option<Inbound<E>> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
+/// What woke the loop.
+enum Next<T: Thread> {
+    Inbound(Inbound<T::Event>),
+    Down(Option<T::Down>),
+    Task,
+    Job(Result<(), JoinError>),
+    Stop,
 }
 
-/// Reaps one finished job (attached stream, spawned task or blocking job).
-async fn join_job(
-    jobs: &mut Option<tokio::task::JoinSet<()>>,
-) -> Option<Result<(), tokio::task::JoinError>> {
-    match jobs {
-        Some(jobs) if !jobs.is_empty() => jobs.join_next().await,
-        _ => std::future::pending().await,
+/// One turn of the loop's wait, in priority order: DOWN and children (taking turns), then
+/// the timer (due tasks also get their turn at the
+/// top of the loop), then finished jobs, and the stop signal last — it is also checked with
+/// one atomic load at the top of every turn, so it is only waited on when there is nothing
+/// else to do. A hand-written poll rather than `select!`: it builds no futures per message.
+fn poll_next<T: Thread>(
+    cx: &mut Context<'_>,
+    ctx: &mut Ctx<T>,
+    down: &mut mpsc::Receiver<T::Down>,
+    down_open: bool,
+    down_first: bool,
+    stop: Pin<&mut tokio::sync::futures::Notified<'_>>,
+) -> Poll<Next<T>> {
+    // DOWN and inbound take turns being polled first, so a busy inbound queue cannot keep
+    // a stopping thread from seeing its DOWN queue drained (and so from stopping its
+    // children), and neither queue starves the other.
+    if down_first
+        && down_open
+        && let Poll::Ready(msg) = down.poll_recv(cx)
+    {
+        return Poll::Ready(Next::Down(msg));
     }
-}
-
-/// Runs a handler, hook or task. While it awaits, the thread still reacts to a stop: it
-/// stops accepting DOWN messages at once and shows as stopping; the handler itself is let
-/// finish (the framework never drops user code half-way on a graceful stop).
-async fn run_user<R, D>(
-    fut: impl Future<Output = Result<R>>,
-    node: &Node,
-    down: &mut mpsc::Receiver<D>,
-) -> Result<R, Exit> {
-    let mut fut = pin!(guarded(fut));
-    // Fast path: most handlers finish on their first poll, so the stop signal is only
-    // watched (which registers a waiter) for handlers that actually wait.
-    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-        return done;
+    if let Some(family) = ctx.family.as_mut()
+        && let Poll::Ready(Some(inbound)) = family.inbound_rx.poll_recv(cx)
+    {
+        return Poll::Ready(Next::Inbound(inbound));
     }
-    if !node.stop.is_cancelled() {
-        tokio::select! {
-            biased;
-            done = fut.as_mut() => return done,
-            () = node.stop.cancelled() => {}
+    if !down_first
+        && down_open
+        && let Poll::Ready(msg) = down.poll_recv(cx)
+    {
+        return Poll::Ready(Next::Down(msg));
+    }
+    // A task due now is taken without waiting for the timer wheel, whose resolution (1 ms)
+    // would otherwise delay every `Now` and period-less `Again`.
+    if !ctx.stopping && ctx.timetable.is_armed() {
+        if ctx.timetable.is_due(Instant::now()) {
+            // Taking a due task without the timer bypasses tokio's cooperative budget, so
+            // spend it explicitly: a task returning `Now` must not starve the runtime.
+            if let Poll::Ready(progress) = tokio::task::coop::poll_proceed(cx) {
+                progress.made_progress();
+                return Poll::Ready(Next::Task);
+            }
+        } else if ctx.timetable.poll_wait(cx).is_ready() {
+            return Poll::Ready(Next::Task);
         }
     }
-    down.close();
-    node.set_state(ThreadState::Stopping);
-    fut.await
+    if let Some(family) = ctx.family.as_mut()
+        && !family.jobs.is_empty()
+        && let Poll::Ready(Some(joined)) = family.jobs.poll_join_next(cx)
+    {
+        return Poll::Ready(Next::Job(joined));
+    }
+    if !ctx.stopping && stop.poll(cx).is_ready() {
+        return Poll::Ready(Next::Stop);
+    }
+    Poll::Pending
 }
 
-async fn drive<T: Thread>(
-    mut thread: T,
-    mut ctx: Ctx<T>,
-    mut down: mpsc::Receiver<T::Down>,
+/// The thread's task. A plain `fn` returning an `async move` block, so the arguments are
+/// stored once in the task rather than twice (argument and local) as an `async fn` would.
+#[allow(clippy::manual_async_fn)]
+fn drive<T: Thread>(
+    thread: T,
+    ctx: Ctx<T>,
+    down: mpsc::Receiver<T::Down>,
     report: bool,
-) -> Exit {
-    let node = Arc::clone(&ctx.node);
-    let mut failure: Option<Exit> = None;
-    let mut down_open = true;
-    let mut dropped = 0usize;
-    let mut tasks_turn = true;
+) -> impl Future<Output = Exit> + Send {
+    async move {
+        let mut thread = thread;
+        let mut ctx = ctx;
+        let mut down = down;
+        let node = Arc::clone(&ctx.node);
+        let mut state = LoopState::default();
+        let mut stop = pin!(node.stop_requested());
+        stop.as_mut().enable();
 
-    // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
-    // cancel or reschedule them by name.
-    if !ctx.timetable.is_empty() {
-        ctx.timetable.start_automatic(Instant::now());
-    }
-    if let Err(exit) = run_user(thread.__enter(&mut ctx), &node, &mut down).await {
-        failure = Some(exit);
-    }
-    if failure.is_none() {
-        node.set_state(ThreadState::Running);
-    } else {
-        ctx.begin_stopping();
-        down.close();
-    }
-
-    loop {
-        if !ctx.stopping && (ctx.completed || node.stop.is_cancelled()) {
-            ctx.begin_stopping();
-            down.close();
+        // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
+        // cancel or reschedule them by name.
+        if !ctx.timetable.is_empty() {
+            ctx.timetable.start_automatic(Instant::now());
         }
-        if ctx.stopping {
-            if !down_open && ctx.children.is_empty() && ctx.jobs_idle() && ctx.inbound_empty() {
-                break;
-            }
-            if !down_open {
-                ctx.stop_next_stage();
-            }
+        let outcome = {
+            let enter = pin!(thread.__enter(&mut ctx));
+            run_user(enter, &node, &mut down).await
+        };
+        if let Err(exit) = outcome {
+            state.fail(&mut ctx, &mut down, exit);
         } else {
-            ctx.timetable.rearm();
-            // Tasks and messages take turns: a due task runs before the next message, but
-            // not twice in a row while messages wait, so a task returning `Now` cannot
-            // starve the queues and a busy queue cannot starve the tasks.
-            if tasks_turn && ctx.timetable.is_due(Instant::now()) {
-                tasks_turn = false;
-                run_due_task(&mut thread, &mut ctx, &mut down, &mut failure).await;
-                continue;
-            }
-            tasks_turn = true;
+            node.set_state(ThreadState::Running);
         }
 
-        // Biased: children first (their exits and UP messages unblock stops), then DOWN,
-        // then the timer (due tasks also get their turn at the top of the loop), and the
-        // stop signal last — it is also checked with one atomic load at the top of every
-        // iteration, so it is only waited on when there is nothing else to do.
-        tokio::select! {
-            biased;
-            Some(inbound) = recv_inbound(&mut ctx.inbound_rx) => match inbound {
-                Inbound::Event(event) => {
-                    if failure.is_some() {
-                        dropped += 1;
+        loop {
+            if !ctx.stopping && (ctx.completed || node.is_stop_requested()) {
+                ctx.begin_stopping();
+                down.close();
+            }
+            if ctx.stopping {
+                if !state.down_open && ctx.family_idle() {
+                    break;
+                }
+                if !state.down_open {
+                    ctx.stop_next_stage();
+                }
+            } else if !ctx.timetable.is_empty() {
+                ctx.timetable.rearm();
+                // Tasks and messages take turns: a due task runs before the next message,
+                // but not twice in a row while messages wait, so a task returning `Now`
+                // cannot starve the queues and a busy queue cannot starve the tasks.
+                if state.tasks_turn
+                    && ctx.timetable.is_armed()
+                    && ctx.timetable.is_due(Instant::now())
+                {
+                    state.tasks_turn = false;
+                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state).await;
+                    continue;
+                }
+                state.tasks_turn = true;
+            }
+
+            let down_open = state.down_open;
+            let down_first = state.family_turns && ctx.family.is_some();
+            state.family_turns = !state.family_turns;
+            let next = poll_fn(|cx| {
+                poll_next(
+                    cx,
+                    &mut ctx,
+                    &mut down,
+                    down_open,
+                    down_first,
+                    stop.as_mut(),
+                )
+            })
+            .await;
+            match next {
+                Next::Down(Some(msg)) => {
+                    if state.failure.is_some() {
+                        state.dropped += 1;
                         continue;
                     }
                     node.count_handled();
-                    if let Err(exit) = run_user(thread.__event(&mut ctx, event), &node, &mut down).await {
-                        fail(&mut ctx, &mut down, &mut failure, exit);
+                    let outcome = {
+                        let handler = pin!(thread.__down(&mut ctx, msg));
+                        run_user(handler, &node, &mut down).await
+                    };
+                    if let Err(exit) = outcome {
+                        state.fail(&mut ctx, &mut down, exit);
                     }
                 }
-                Inbound::Exit(exit) => {
+                Next::Down(None) => state.down_open = false,
+                Next::Inbound(Inbound::Event(event)) => {
+                    if state.failure.is_some() {
+                        state.dropped += 1;
+                        continue;
+                    }
+                    node.count_handled();
+                    let outcome = {
+                        let handler = pin!(thread.__event(&mut ctx, event));
+                        run_user(handler, &node, &mut down).await
+                    };
+                    if let Err(exit) = outcome {
+                        state.fail(&mut ctx, &mut down, exit);
+                    }
+                }
+                Next::Inbound(Inbound::Exit(exit)) => {
                     ctx.on_child_exit(exit.id);
-                    if failure.is_some() {
+                    if state.failure.is_some() {
                         crate::tree::log_exit(&node.path, &exit);
                         continue;
                     }
                     let from = exit.id;
-                    if let Err(e) = run_user(thread.__exited(&mut ctx, from, exit), &node, &mut down).await {
-                        fail(&mut ctx, &mut down, &mut failure, e);
+                    let outcome = {
+                        let handler = pin!(thread.__exited(&mut ctx, from, *exit));
+                        run_user(handler, &node, &mut down).await
+                    };
+                    if let Err(exit) = outcome {
+                        state.fail(&mut ctx, &mut down, exit);
                     }
                 }
-            },
-            msg = down.recv(), if down_open => match msg {
-                Some(msg) => {
-                    if failure.is_some() {
-                        dropped += 1;
-                        continue;
-                    }
-                    node.count_handled();
-                    if let Err(exit) = run_user(thread.__down(&mut ctx, msg), &node, &mut down).await {
-                        fail(&mut ctx, &mut down, &mut failure, exit);
+                Next::Task => {
+                    state.tasks_turn = false;
+                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state).await;
+                }
+                Next::Job(joined) => {
+                    if let Err(e) = joined
+                        && e.is_panic()
+                    {
+                        let exit = Exit::Panicked(panic_message(e.into_panic()));
+                        state.fail(&mut ctx, &mut down, exit);
                     }
                 }
-                None => down_open = false,
-            },
-            () = ctx.timetable.wait(), if !ctx.stopping && ctx.timetable.is_armed() => {
-                tasks_turn = false;
-                run_due_task(&mut thread, &mut ctx, &mut down, &mut failure).await;
+                Next::Stop => {}
             }
-            Some(joined) = join_job(&mut ctx.jobs) => {
-                if let Err(e) = joined
-                    && e.is_panic()
-                {
-                    let exit = Exit::Panicked(panic_message(e.into_panic()));
-                    fail(&mut ctx, &mut down, &mut failure, exit);
-                }
-            }
-            () = node.stop.cancelled(), if !ctx.stopping => {}
         }
-    }
 
-    if dropped > 0 {
-        tracing::warn!(
-            dropped,
-            "dropped messages that arrived after the thread failed"
-        );
-    }
-    match run_user(thread.__exit(&mut ctx), &node, &mut down).await {
-        Ok(()) => {}
-        Err(exit) if failure.is_none() => failure = Some(exit),
-        // The exit hook runs after a failure too, so resources are released; its own error
-        // cannot replace the first failure.
-        Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
-    }
-    ctx.reap_all().await;
-    let exit = failure.unwrap_or(if ctx.completed {
-        Exit::Completed
-    } else {
-        Exit::Stopped
-    });
-    match &exit {
-        Exit::Failed(e) => tracing::error!("thread failed: {e:#}"),
-        Exit::Panicked(m) => tracing::error!("thread panicked: {m}"),
-        other => tracing::trace!("thread {other}"),
-    }
-    node.set_state(ThreadState::Exited);
-    drop(thread);
-    if report {
-        let exit_report = ChildExit {
+        if state.dropped > 0 {
+            tracing::warn!(
+                dropped = state.dropped,
+                "dropped messages that arrived after the thread failed"
+            );
+        }
+        let outcome = {
+            let exit_hook = pin!(thread.__exit(&mut ctx));
+            run_user(exit_hook, &node, &mut down).await
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(exit) if state.failure.is_none() => state.failure = Some(exit),
+            // The exit hook runs after a failure too, so resources are released; its own
+            // error cannot replace the first failure.
+            Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
+        }
+        ctx.reap_all().await;
+        let exit = state.failure.take().unwrap_or(if ctx.completed {
+            Exit::Completed
+        } else {
+            Exit::Stopped
+        });
+        // DEBUG only: the parent hears of the exit and decides how loud it is (its default
+        // exit handling logs failures at ERROR); a root's exit is returned by `join`.
+        tracing::debug!("thread {exit}");
+        node.set_state(ThreadState::Exited);
+        drop(thread);
+        if !report {
+            return exit;
+        }
+        let up = ctx.into_port();
+        let exit_report = Box::new(ChildExit {
             id: node.id,
-            name: node.name.clone(),
-            path: node.path.clone(),
+            path: Arc::clone(&node.path),
+            name_at: node.name_at(),
             type_name: node.type_name,
             exit,
-        };
-        let up = ctx.into_port();
-        up.report(exit_report).await;
+        });
+        if let Some(exit_report) = up.try_report(exit_report) {
+            up.report(exit_report).await;
+        }
         Exit::Stopped
-    } else {
-        exit
+    }
+}
+
+/// The loop's own bookkeeping.
+struct LoopState {
+    failure: Option<Exit>,
+    down_open: bool,
+    dropped: usize,
+    tasks_turn: bool,
+    family_turns: bool,
+}
+
+impl Default for LoopState {
+    fn default() -> Self {
+        Self {
+            failure: None,
+            down_open: true,
+            dropped: 0,
+            tasks_turn: true,
+            family_turns: false,
+        }
+    }
+}
+
+impl LoopState {
+    /// Records the first failure and starts stopping: the queue closes, what is queued is
+    /// dropped (and counted), children are stopped.
+    fn fail<T: Thread>(
+        &mut self,
+        ctx: &mut Ctx<T>,
+        down: &mut mpsc::Receiver<T::Down>,
+        exit: Exit,
+    ) {
+        if self.failure.is_none() {
+            self.failure = Some(exit);
+        }
+        ctx.begin_stopping();
+        down.close();
     }
 }
 
@@ -390,32 +513,23 @@ async fn run_due_task<T: Thread>(
     thread: &mut T,
     ctx: &mut Ctx<T>,
     down: &mut mpsc::Receiver<T::Down>,
-    failure: &mut Option<Exit>,
+    state: &mut LoopState,
 ) {
     let node = Arc::clone(&ctx.node);
     let Some((index, due)) = ctx.timetable.take_due(Instant::now()) else {
         return;
     };
     node.count_handled();
-    match run_user(thread.__task(ctx, index), &node, down).await {
+    let outcome = {
+        let task = pin!(thread.__task(ctx, index));
+        run_user(task, &node, down).await
+    };
+    match outcome {
         Ok(decision) => {
             if ctx.timetable.finish(index, due, Instant::now(), decision) {
                 ctx.stop();
             }
         }
-        Err(exit) => fail(ctx, down, failure, exit),
+        Err(exit) => state.fail(ctx, down, exit),
     }
-}
-
-fn fail<T: Thread>(
-    ctx: &mut Ctx<T>,
-    down: &mut mpsc::Receiver<T::Down>,
-    failure: &mut Option<Exit>,
-    exit: Exit,
-) {
-    if failure.is_none() {
-        *failure = Some(exit);
-    }
-    ctx.begin_stopping();
-    down.close();
 }

@@ -2,6 +2,7 @@
 //! per-thread timetable.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::Duration;
@@ -217,10 +218,11 @@ impl Timetable {
         self.armed.is_some()
     }
 
-    /// Waits until the earliest task is due. Only polled while armed.
-    pub(crate) async fn wait(&mut self) {
-        if let Some(sleep) = self.sleep.as_mut() {
-            sleep.as_mut().await;
+    /// Polls the timer of the earliest task. Only polled while armed.
+    pub(crate) fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.sleep.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
         }
     }
 

@@ -75,7 +75,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         .name
         .map_or_else(|| T::DEFAULT_NAME.to_owned(), |n| n.into_owned());
     let init = NodeInit {
-        path: name.clone(),
+        parent: None,
         name,
         type_name: T::TYPE_NAME,
         down_types: T::DOWN_TYPES,
@@ -146,31 +146,36 @@ impl<T: Thread> Handle<T> {
     /// Waits until the root has ended and returns how. When it returns, no task of the tree
     /// is alive.
     ///
-    /// Joining stops receiving the root's UP messages: from then on the root's
-    /// [`Ctx::up`](crate::Ctx::up) fails and gives the message back, so a root can never
-    /// block on a queue nobody reads. Messages it sent that were not yet received are
-    /// dropped with a warning; receive them with [`recv`](Self::recv) until `None` after
-    /// [`stop`](Self::stop) to keep them.
+    /// While waiting, UP messages from the root that nobody receives any more are taken off
+    /// its queue, so the root never blocks on (or fails at) sending UP during its stop; they
+    /// are counted and reported in one warning. To keep them, call [`stop`](Self::stop) and
+    /// [`recv`](Self::recv) until `None` before joining.
     pub async fn join(self) -> Exit {
         let Handle {
             child,
             mut up,
-            join,
+            mut join,
         } = self;
-        up.close();
         let mut dropped = 0usize;
+        let joined = loop {
+            tokio::select! {
+                biased;
+                joined = &mut join => break joined,
+                Some(_) = up.recv() => dropped += 1,
+            }
+        };
         while up.try_recv().is_ok() {
             dropped += 1;
         }
         if dropped > 0 {
-            tracing::warn!(root = %child.path(), dropped, "join: dropped UP messages that were never received");
+            tracing::warn!(root = %child.path(), dropped, "join: dropped UP messages that nobody received");
         }
-        join_root(join).await
+        exit_of(joined)
     }
 }
 
-async fn join_root(join: JoinHandle<Exit>) -> Exit {
-    match join.await {
+fn exit_of(joined: Result<Exit, tokio::task::JoinError>) -> Exit {
+    match joined {
         Ok(exit) => exit,
         Err(e) if e.is_panic() => Exit::Panicked(crate::driver::panic_message(e.into_panic())),
         Err(_) => Exit::Aborted,
@@ -214,11 +219,10 @@ pub async fn run<T: Thread>(thread: T) -> Result<()> {
     loop {
         tokio::select! {
             joined = &mut join => {
-                let exit = match joined {
-                    Ok(exit) => exit,
-                    Err(e) if e.is_panic() => Exit::Panicked(crate::driver::panic_message(e.into_panic())),
-                    Err(_) => Exit::Aborted,
-                };
+                let exit = exit_of(joined);
+                while up.try_recv().is_ok() {
+                    tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
+                }
                 tracing::info!(root = %child.path(), "tree ended: {exit}");
                 return exit.into_result();
             }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ctx::Ctx;
@@ -231,14 +232,20 @@ impl fmt::Display for Exit {
 pub struct ChildExit {
     /// The child's id.
     pub id: ChildId,
-    /// The child's name among its siblings.
-    pub name: String,
-    /// The child's path in the tree.
-    pub path: String,
+    /// The child's path in the tree; [`name`](Self::name) is its last segment.
+    pub path: Arc<str>,
+    pub(crate) name_at: usize,
     /// The child's type, e.g. `"TcpConnection"`.
     pub type_name: &'static str,
     /// How it ended.
     pub exit: Exit,
+}
+
+impl ChildExit {
+    /// The child's name among its siblings.
+    pub fn name(&self) -> &str {
+        &self.path[self.name_at..]
+    }
 }
 
 impl fmt::Display for ChildExit {

@@ -1,11 +1,14 @@
 //! The live tree: each thread's shared node, snapshots of the tree, and their rendering in
 //! the hierarchical notation of the TaskThread docs.
 
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio_util::sync::CancellationToken;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, mpsc};
 
 use crate::thread::{ChildExit, ChildId, Exit};
 
@@ -49,23 +52,40 @@ impl fmt::Display for ThreadState {
     }
 }
 
-type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
+/// The DOWN queue of a thread, type-erased: its depth for snapshots, and the typed sender
+/// for a parent's lookups and broadcasts (recovered by downcasting).
+pub(crate) trait Queue: Send + Sync {
+    fn depth(&self) -> usize;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<D: Send + 'static> Queue for mpsc::Sender<D> {
+    fn depth(&self) -> usize {
+        self.max_capacity() - self.capacity()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// What the rest of the tree can see of one thread: identity, counters, its stop signal and
 /// its children (for snapshots). Written by the thread's own loop, read by anyone.
 pub(crate) struct Node {
     pub(crate) id: ChildId,
-    pub(crate) name: String,
-    pub(crate) path: String,
+    /// The path in the tree; the name is its last segment, from `name_at`.
+    pub(crate) path: Arc<str>,
+    name_at: usize,
     pub(crate) type_name: &'static str,
     pub(crate) down_types: &'static [&'static str],
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
-    pub(crate) stop: CancellationToken,
+    pub(crate) queue: Box<dyn Queue>,
+    stop_requested: AtomicBool,
+    stop_notify: Notify,
     state: AtomicU8,
     handled: AtomicU64,
-    depth: DepthProbe,
-    children: Mutex<Vec<Arc<Node>>>,
+    children: Mutex<BTreeMap<ChildId, Arc<Node>>>,
 }
 
 impl fmt::Debug for Node {
@@ -77,8 +97,9 @@ impl fmt::Debug for Node {
 }
 
 pub(crate) struct NodeInit {
+    /// The parent's path, if any.
+    pub(crate) parent: Option<Arc<str>>,
     pub(crate) name: String,
-    pub(crate) path: String,
     pub(crate) type_name: &'static str,
     pub(crate) down_types: &'static [&'static str],
     pub(crate) up_type: Option<&'static str>,
@@ -86,21 +107,59 @@ pub(crate) struct NodeInit {
 }
 
 impl Node {
-    pub(crate) fn new(id: ChildId, init: NodeInit, depth: DepthProbe) -> Self {
+    pub(crate) fn new(id: ChildId, init: NodeInit, queue: Box<dyn Queue>) -> Self {
+        let (path, name_at): (Arc<str>, usize) = match &init.parent {
+            None => (Arc::from(init.name.as_str()), 0),
+            Some(parent) => {
+                let mut path = String::with_capacity(parent.len() + 1 + init.name.len());
+                path.push_str(parent);
+                path.push('/');
+                path.push_str(&init.name);
+                (Arc::from(path), parent.len() + 1)
+            }
+        };
         Self {
             id,
-            name: init.name,
-            path: init.path,
+            path,
+            name_at,
             type_name: init.type_name,
             down_types: init.down_types,
             up_type: init.up_type,
             capacity: init.capacity,
-            stop: CancellationToken::new(),
+            queue,
+            stop_requested: AtomicBool::new(false),
+            stop_notify: Notify::new(),
             state: AtomicU8::new(0),
             handled: AtomicU64::new(0),
-            depth,
-            children: Mutex::new(Vec::new()),
+            children: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.path[self.name_at..]
+    }
+
+    pub(crate) fn name_at(&self) -> usize {
+        self.name_at
+    }
+
+    /// Asks the thread to stop. Idempotent.
+    pub(crate) fn request_stop(&self) {
+        if !self.stop_requested.swap(true, Ordering::AcqRel) {
+            self.stop_notify.notify_waiters();
+        }
+    }
+
+    /// One atomic load: checked by the loop on every turn.
+    #[inline]
+    pub(crate) fn is_stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// A future that completes once a stop is requested. Enable it (or poll it once)
+    /// before checking [`is_stop_requested`](Self::is_stop_requested) so no request is missed.
+    pub(crate) fn stop_requested(&self) -> Notified<'_> {
+        self.stop_notify.notified()
     }
 
     pub(crate) fn set_state(&self, state: ThreadState) {
@@ -124,21 +183,21 @@ impl Node {
     }
 
     pub(crate) fn queue_depth(&self) -> usize {
-        (self.depth)()
+        self.queue.depth()
     }
 
     pub(crate) fn add_child(&self, child: Arc<Node>) {
         self.children
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(child);
+            .insert(child.id, child);
     }
 
     pub(crate) fn remove_child(&self, id: ChildId) {
-        let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pos) = children.iter().position(|c| c.id == id) {
-            children.remove(pos);
-        }
+        self.children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
     }
 
     pub(crate) fn snapshot(&self) -> TreeSnapshot {
@@ -146,11 +205,13 @@ impl Node {
             .children
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+            .values()
+            .cloned()
+            .collect();
         TreeSnapshot {
             id: self.id,
-            name: self.name.clone(),
-            path: self.path.clone(),
+            name: self.name().to_owned(),
+            path: self.path.to_string(),
             type_name: self.type_name,
             down_types: self.down_types,
             up_type: self.up_type,
