@@ -32,6 +32,12 @@ impl Error {
         }
     }
 
+    /// Wraps an already boxed error (such as `Box<dyn Error + Send + Sync>` from another
+    /// library, which does not implement `std::error::Error` itself and so has no `From`).
+    pub fn from_boxed(error: Box<dyn StdError + Send + Sync + 'static>) -> Self {
+        Self { inner: error }
+    }
+
     /// An error made of a message.
     pub fn msg<M: fmt::Display + fmt::Debug + Send + Sync + 'static>(message: M) -> Self {
         Self::new(MessageError(message))
@@ -149,7 +155,7 @@ impl<M> fmt::Display for SendError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cannot send to `{}`: the thread is no longer accepting messages (the message is returned in this error)",
+            "cannot send to `{}`: it is no longer accepting messages (the message is returned in this error)",
             self.path
         )
     }

@@ -141,6 +141,9 @@ pub trait HandlesStream<I>: Thread {
 }
 
 /// The up type of a thread that sends nothing up. It has no values.
+///
+/// If the compiler says it expected `NoUp` where you call `ctx.up(msg)`, the thread has not
+/// declared what it sends up: write `#[taskthread(up = Msg)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoUp {}
 
@@ -225,8 +228,8 @@ impl fmt::Display for Exit {
 
 /// The report a parent receives, as an UP event, when one of its children ends.
 ///
-/// Handle it with an `#[up]` handler taking `ChildExit`; without one, the exit is logged
-/// (failures at `ERROR`, the rest at `DEBUG`).
+/// Handle it with an `#[up]` handler taking `ChildExit`; without one, the exit is logged:
+/// failures and panics at `ERROR`, aborts at `WARN`, completed and stopped at `DEBUG`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ChildExit {
