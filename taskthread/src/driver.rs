@@ -221,6 +221,10 @@ pub(crate) fn launch<T: Thread>(
     tokio::spawn(drive(thread, ctx, rx, report).instrument(span))
 }
 
+/// How many DOWN messages (or inbound events) a thread handles back to back before a full
+/// loop turn.
+const DOWN_BATCH: usize = 16;
+
 /// What woke the loop.
 enum Next<T: Thread> {
     Inbound(Inbound<T::Event>),
@@ -365,48 +369,65 @@ fn drive<T: Thread>(
             })
             .await;
             match next {
-                Next::Down(Some(msg)) => {
-                    if state.failure.is_some() {
-                        state.dropped += 1;
-                        continue;
-                    }
-                    node.count_handled();
-                    let outcome = {
-                        let handler = pin!(thread.__down(&mut ctx, msg));
-                        run_user(handler, &node, &mut down).await
-                    };
-                    if let Err(exit) = outcome {
-                        state.fail(&mut ctx, &mut down, exit);
+                Next::Down(Some(first)) => {
+                    let mut msg = first;
+                    let mut left = DOWN_BATCH;
+                    // A short batch: while only DOWN has work (no due task, no inbound
+                    // event, no stop), take the next message without a full loop turn.
+                    // Bounded so the runtime's cooperative budget still applies.
+                    loop {
+                        if state.failure.is_some() {
+                            state.dropped += 1;
+                            break;
+                        }
+                        node.count_handled();
+                        let outcome = {
+                            let handler = pin!(thread.__down(&mut ctx, msg));
+                            run_user(handler, &node, &mut down).await
+                        };
+                        if let Err(exit) = outcome {
+                            state.fail(&mut ctx, &mut down, exit);
+                            break;
+                        }
+                        left -= 1;
+                        if left == 0
+                            || ctx.stopping
+                            || ctx.completed
+                            || node.is_stop_requested()
+                            || ctx.timetable.is_armed()
+                            || ctx.family.is_some()
+                        {
+                            break;
+                        }
+                        match down.try_recv() {
+                            Ok(next) => msg = next,
+                            Err(_) => break,
+                        }
                     }
                 }
                 Next::Down(None) => state.down_open = false,
-                Next::Inbound(Inbound::Event(event)) => {
-                    if state.failure.is_some() {
-                        state.dropped += 1;
-                        continue;
-                    }
-                    node.count_handled();
-                    let outcome = {
-                        let handler = pin!(thread.__event(&mut ctx, event));
-                        run_user(handler, &node, &mut down).await
-                    };
-                    if let Err(exit) = outcome {
-                        state.fail(&mut ctx, &mut down, exit);
-                    }
-                }
-                Next::Inbound(Inbound::Exit(exit)) => {
-                    ctx.on_child_exit(exit.id);
-                    if state.failure.is_some() {
-                        crate::tree::log_exit(&node.path, &exit);
-                        continue;
-                    }
-                    let from = exit.id;
-                    let outcome = {
-                        let handler = pin!(thread.__exited(&mut ctx, from, *exit));
-                        run_user(handler, &node, &mut down).await
-                    };
-                    if let Err(exit) = outcome {
-                        state.fail(&mut ctx, &mut down, exit);
+                Next::Inbound(first) => {
+                    let mut inbound = first;
+                    let mut left = DOWN_BATCH;
+                    // The same short batch for UP messages and exits from children, while
+                    // DOWN has nothing waiting (the queues keep taking turns).
+                    loop {
+                        handle_inbound(&mut thread, &mut ctx, &mut down, &mut state, inbound).await;
+                        left -= 1;
+                        if left == 0
+                            || state.failure.is_some()
+                            || ctx.stopping
+                            || ctx.completed
+                            || node.is_stop_requested()
+                            || ctx.timetable.is_armed()
+                            || (state.down_open && !down.is_empty())
+                        {
+                            break;
+                        }
+                        match ctx.family.as_mut().map(|f| f.inbound_rx.try_recv()) {
+                            Some(Ok(next)) => inbound = next,
+                            _ => break,
+                        }
                     }
                 }
                 Next::Task => {
@@ -506,6 +527,47 @@ impl LoopState {
         }
         ctx.begin_stopping();
         down.close();
+    }
+}
+
+async fn handle_inbound<T: Thread>(
+    thread: &mut T,
+    ctx: &mut Ctx<T>,
+    down: &mut mpsc::Receiver<T::Down>,
+    state: &mut LoopState,
+    inbound: Inbound<T::Event>,
+) {
+    let node = Arc::clone(&ctx.node);
+    match inbound {
+        Inbound::Event(event) => {
+            if state.failure.is_some() {
+                state.dropped += 1;
+                return;
+            }
+            node.count_handled();
+            let outcome = {
+                let handler = pin!(thread.__event(ctx, event));
+                run_user(handler, &node, down).await
+            };
+            if let Err(exit) = outcome {
+                state.fail(ctx, down, exit);
+            }
+        }
+        Inbound::Exit(exit) => {
+            ctx.on_child_exit(exit.id);
+            if state.failure.is_some() {
+                crate::tree::log_exit(&node.path, &exit);
+                return;
+            }
+            let from = exit.id;
+            let outcome = {
+                let handler = pin!(thread.__exited(ctx, from, *exit));
+                run_user(handler, &node, down).await
+            };
+            if let Err(exit) = outcome {
+                state.fail(ctx, down, exit);
+            }
+        }
     }
 }
 

@@ -55,6 +55,39 @@ async fn send_then_ask_sees_every_message_in_order() {
     assert!(matches!(root.join().await, Exit::Stopped));
 }
 
+/// Like `Counter`, with a queue deep enough for the loop to take messages in batches.
+#[derive(Default)]
+struct DeepCounter {
+    seen: Vec<u64>,
+}
+
+#[taskthread(capacity = 256)]
+impl DeepCounter {
+    #[down]
+    async fn add(&mut self, _ctx: &mut Ctx<Self>, a: Add) {
+        self.seen.push(a.0);
+    }
+
+    #[down]
+    async fn total(&mut self, _ctx: &mut Ctx<Self>, _q: Total) -> Result<Vec<u64>> {
+        Ok(std::mem::take(&mut self.seen))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deep_queue_loses_nothing_and_keeps_the_order() {
+    let root = taskthread::spawn(DeepCounter::default());
+    for round in 0..5u64 {
+        let expected: Vec<u64> = (round * 1000..(round + 1) * 1000).collect();
+        for &n in &expected {
+            root.send(Add(n)).await.unwrap();
+        }
+        assert_eq!(root.ask(Total).await.unwrap(), expected);
+    }
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
 #[tokio::test(start_paused = true)]
 async fn try_send_reports_a_full_queue_and_returns_the_message() {
     let root = taskthread::spawn(Counter::default());
