@@ -78,17 +78,17 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Concurrent TCP clients.
-    #[arg(long, default_value_t = 20)]
+    /// Concurrent TCP clients (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     clients: usize,
-    /// Frames each client sends.
-    #[arg(long, default_value_t = 500)]
+    /// Frames each client sends (at least 1).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     frames: u64,
     /// The largest frame (sizes are random up to it), e.g. 64KiB.
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]
     max_frame: usize,
-    /// Embedded websocket sinks; every frame goes to each.
-    #[arg(long, default_value_t = 2)]
+    /// Embedded websocket sinks; every frame goes to each (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     sinks: usize,
     /// The seed of the random sizes and payloads.
     #[arg(long, default_value_t = 1)]

@@ -16,14 +16,6 @@ use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, RelayClient};
 async fn the_tree_has_the_shape_of_the_sample_problem() {
     let relay = TestRelay::start(server_config(), 1).await;
     let client = RelayClient::connect(relay.addr()).await.unwrap();
-    wait_until("the client's connection in the tree", || {
-        relay
-            .relay
-            .snapshot()
-            .render_types()
-            .contains("DataProcessor")
-    })
-    .await;
     let tree = "\
 Master
     TcpServer: UP: Frame
@@ -33,6 +25,12 @@ Master
         WebsocketSub: IN: Frame
     Database: IN: Frame
 ";
+    // The threads come up concurrently (the client's connection may appear before the
+    // websocket side has spawned its sub), so wait for the whole tree, not just a part.
+    wait_until("the whole tree, the client's connection included", || {
+        relay.relay.snapshot().render_types() == tree
+    })
+    .await;
     assert_eq!(relay.relay.snapshot().render_types(), tree);
     let snapshot = relay.relay.snapshot();
     assert!(

@@ -22,7 +22,6 @@ pub struct Master {
     urls: Vec<String>,
     sub_options: SubOptions,
     stats: Arc<RelayStats>,
-    tcp_server: Option<ChildId>,
     websocket: Option<ChildRef<WebsocketMaster>>,
     db: Option<ChildRef<Database>>,
 }
@@ -42,7 +41,6 @@ impl Master {
             urls,
             sub_options,
             stats,
-            tcp_server: None,
             websocket: None,
             db: None,
         }
@@ -53,8 +51,9 @@ impl Master {
 impl Master {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let server = self.server.take().expect("enter runs once");
-        let server = ctx.spawn_with(server, ChildOptions::new().stop_stage(0));
-        self.tcp_server = Some(server.id());
+        // Stage 0: the TCP side stops first; the destinations and the database (stage 1)
+        // stop only once every frame it received has been handed on.
+        ctx.spawn_with(server, ChildOptions::new().stop_stage(0));
 
         let urls = self.urls.clone();
         let websocket = WebsocketMaster::new(urls, self.sub_options.clone(), self.stats.clone());
@@ -66,15 +65,7 @@ impl Master {
     }
 
     #[up]
-    async fn frame(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, frame: Frame) -> Result<()> {
-        // Workaround: the runtime stops stage 0 only once this thread's inbound queue has
-        // been empty, which a TCP side under load may never allow; so the first frame
-        // handled after the stop began stops it. Stage 1 still waits for it to end.
-        if ctx.is_stopping()
-            && let Some(id) = self.tcp_server.take()
-        {
-            ctx.stop_child(id);
-        }
+    async fn frame(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, frame: Frame) -> Result<()> {
         let (Some(websocket), Some(db)) = (&self.websocket, &self.db) else {
             unreachable!("spawned in enter");
         };

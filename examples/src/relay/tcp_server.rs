@@ -30,7 +30,6 @@ pub struct TcpServer {
     addr: SocketAddr,
     config: ServerConfig,
     stats: Arc<RelayStats>,
-    closing: bool,
 }
 
 impl TcpServer {
@@ -47,7 +46,6 @@ impl TcpServer {
             listener: Some(listener),
             config,
             stats,
-            closing: false,
         })
     }
 
@@ -93,15 +91,6 @@ impl TcpServer {
 
     #[up]
     async fn frame(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, frame: Frame) -> Result<()> {
-        // Workaround, as in `Master::frame`: under load the runtime would only stop the
-        // connections once the stream of frames pauses.
-        if ctx.is_stopping() && !self.closing {
-            self.closing = true;
-            let connections: Vec<ChildId> = ctx.children().map(|c| c.id).collect();
-            for id in connections {
-                ctx.stop_child(id);
-            }
-        }
         ctx.up(frame).await?;
         Ok(())
     }
