@@ -186,9 +186,4 @@ pub mod __private {
             self.map_err(Into::into)
         }
     }
-
-    /// The default handling of a child exit, for generated code.
-    pub fn log_exit(parent: &str, exit: &ChildExit) {
-        crate::tree::log_exit(parent, exit);
-    }
 }

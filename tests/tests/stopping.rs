@@ -16,6 +16,13 @@ fn lines(log: &Log) -> Vec<String> {
     log.lock().unwrap().clone()
 }
 
+fn lines_starting(log: &Log, prefix: &str) -> Vec<String> {
+    lines(log)
+        .into_iter()
+        .filter(|l| l.starts_with(prefix))
+        .collect()
+}
+
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -185,10 +192,7 @@ async fn stop_stages_stop_children_in_ascending_order() {
     }
     root.stop();
     root.join().await;
-    let exits: Vec<_> = lines(&log)
-        .into_iter()
-        .filter(|l| l.starts_with("exited"))
-        .collect();
+    let exits = lines_starting(&log, "exited");
     assert_eq!(
         exits,
         [
@@ -229,10 +233,7 @@ async fn an_error_fails_the_thread_and_the_parent_hears_it_once() {
     root.send(Work(1)).await.unwrap_or_else(|e| panic!("{e}"));
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
-    let exits: Vec<_> = lines(&log)
-        .into_iter()
-        .filter(|l| l.starts_with("exited"))
-        .collect();
+    let exits = lines_starting(&log, "exited");
     assert_eq!(exits, ["exited branch/leaf0 failed: disk on fire"]);
     assert_eq!(alive_tasks(), start);
 }
@@ -245,10 +246,7 @@ async fn a_panic_is_reported_as_panicked_and_never_lost() {
     root.send(Panic).await.unwrap();
     root.stop();
     root.join().await;
-    let exits: Vec<_> = lines(&log)
-        .into_iter()
-        .filter(|l| l.starts_with("exited"))
-        .collect();
+    let exits = lines_starting(&log, "exited");
     assert_eq!(exits, ["exited branch/leaf0 panicked: leaf exploded"]);
     // The exit hook still ran after the panic, so resources are released.
     assert!(lines(&log).contains(&"exit branch/leaf0".to_owned()));
@@ -325,10 +323,7 @@ async fn a_failed_parent_stops_its_subtree_before_reporting() {
         Exit::Failed(e) => assert_eq!(e.to_string(), "parent gave up"),
         other => panic!("expected failed, got {other}"),
     }
-    let exits: Vec<_> = lines(&log)
-        .into_iter()
-        .filter(|l| l.starts_with("exit "))
-        .collect();
+    let exits = lines_starting(&log, "exit ");
     assert_eq!(exits.len(), 2, "both leaves ran their exit hook: {exits:?}");
     assert_eq!(alive_tasks(), start);
 }
