@@ -16,8 +16,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::child::{ChildOptions, ChildRef};
-use crate::driver::{Inbound, ParentPort, UpPort, launch, prepare};
+use crate::driver::{ParentPort, UpPort, launch, prepare};
 use crate::error::{SendError, TrySendError};
+use crate::inbox::{Inbound, Inbox};
 use crate::reschedule::{TaskRef, Timetable};
 use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
 use crate::tree::{Node, NodeInit, ThreadState, TreeSnapshot};
@@ -31,8 +32,7 @@ pub(crate) struct ChildEntry {
 /// What only a thread with children, streams or background jobs needs; boxed and created on
 /// first use, so a leaf thread stays small.
 pub(crate) struct Family<T: Thread> {
-    inbound_tx: mpsc::Sender<Inbound<T::Event>>,
-    pub(crate) inbound_rx: mpsc::Receiver<Inbound<T::Event>>,
+    pub(crate) inbox: Inbox<T::Event>,
     children: BTreeMap<ChildId, ChildEntry>,
     stage_counts: BTreeMap<u32, usize>,
     signalled_stage: Option<u32>,
@@ -44,10 +44,8 @@ pub(crate) struct Family<T: Thread> {
 
 impl<T: Thread> Family<T> {
     fn new(capacity: usize) -> Self {
-        let (inbound_tx, inbound_rx) = mpsc::channel(capacity);
         Self {
-            inbound_tx,
-            inbound_rx,
+            inbox: Inbox::new(capacity),
             children: BTreeMap::new(),
             stage_counts: BTreeMap::new(),
             signalled_stage: None,
@@ -58,13 +56,18 @@ impl<T: Thread> Family<T> {
         }
     }
 
-    fn unique_name(&mut self, base: Cow<'static, str>) -> String {
-        let count = self.names.entry(base.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            base.into_owned()
+    /// The suffix that makes `base` unique among the siblings: 0 (none) for the first of a
+    /// name, then 2, 3, ...
+    fn name_suffix(&mut self, base: Cow<'static, str>) -> (Cow<'static, str>, u32) {
+        // Look up before inserting, so the key is only cloned for a new name (and a
+        // `'static` name not even then).
+        if let Some(count) = self.names.get_mut(&*base) {
+            *count += 1;
+            let suffix = *count;
+            (base, suffix)
         } else {
-            format!("{base}-{count}")
+            self.names.insert(base.clone(), 1);
+            (base, 0)
         }
     }
 }
@@ -193,11 +196,22 @@ impl<T: Thread> Ctx<T> {
     pub async fn up(&self, msg: T::Up) -> Result<(), SendError<T::Up>> {
         match self.up.try_send(msg) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(msg)) => self
-                .up
-                .send(msg)
-                .await
-                .map_err(|msg| SendError::new(msg, self.up.target())),
+            // The parent's queue is full: wait for room without boxing a future.
+            Err(TrySendError::Full(msg)) => match self.up.permits() {
+                Some(permits) => match permits.acquire().await {
+                    Ok(permit) => {
+                        permit.forget();
+                        self.up.send_permitted(msg);
+                        Ok(())
+                    }
+                    Err(_) => Err(SendError::new(msg, self.up.target())),
+                },
+                None => self
+                    .up
+                    .send(msg)
+                    .await
+                    .map_err(|msg| SendError::new(msg, self.up.target())),
+            },
             Err(TrySendError::Ended(msg)) => Err(SendError::new(msg, self.up.target())),
         }
     }
@@ -231,16 +245,18 @@ impl<T: Thread> Ctx<T> {
         let parent = Arc::clone(&self.node);
         let stopping = self.stopping;
         let family = self.family();
-        let name = family.unique_name(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
+        let (name, suffix) =
+            family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
         let port = ParentPort::<T, C::Up> {
             from: id,
-            tx: family.inbound_tx.clone(),
+            tx: family.inbox.sender().clone(),
             wrap: <T as HandlesUp<C::Up>>::__wrap_up,
             parent: Arc::clone(&parent),
         };
         let init = NodeInit {
             parent: Some(Arc::clone(&parent.path)),
             name,
+            suffix,
             type_name: C::TYPE_NAME,
             down_types: C::DOWN_TYPES,
             up_type: C::UP_TYPE,
@@ -395,11 +411,11 @@ impl<T: Thread> Ctx<T> {
             return;
         }
         let family = self.family();
-        let tx = family.inbound_tx.clone();
+        let tx = family.inbox.sender().clone();
         let forward = async move {
             let mut stream = pin!(stream);
             while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-                if tx.send(Inbound::Event(T::__wrap_item(item))).await.is_err() {
+                if tx.send_with(item, T::__wrap_item).await.is_err() {
                     break;
                 }
             }
@@ -421,10 +437,10 @@ impl<T: Thread> Ctx<T> {
         T: HandlesStream<F::Output>,
     {
         let family = self.family();
-        let tx = family.inbound_tx.clone();
+        let tx = family.inbox.sender().clone();
         let task = async move {
             let output = future.await;
-            let _ = tx.send(Inbound::Event(T::__wrap_item(output))).await;
+            tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
         };
         family.jobs.spawn(task.in_current_span());
     }
@@ -440,12 +456,12 @@ impl<T: Thread> Ctx<T> {
         T: HandlesStream<R>,
     {
         let family = self.family();
-        let tx = family.inbound_tx.clone();
+        let tx = family.inbox.sender().clone();
         let span = tracing::Span::current();
         family.jobs.spawn_blocking(move || {
             let _entered = span.enter();
             let output = f();
-            let _ = tx.blocking_send(Inbound::Event(T::__wrap_item(output)));
+            tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
         });
     }
 
@@ -479,7 +495,7 @@ impl<T: Thread> Ctx<T> {
     pub(crate) fn family_idle(&self) -> bool {
         self.family
             .as_ref()
-            .is_none_or(|f| f.children.is_empty() && f.jobs.is_empty() && f.inbound_rx.is_empty())
+            .is_none_or(|f| f.children.is_empty() && f.jobs.is_empty() && f.inbox.is_empty())
     }
 
     /// Signals the lowest stage that still has children, once per stage.

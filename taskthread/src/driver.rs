@@ -8,7 +8,8 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -16,77 +17,63 @@ use tracing::Instrument;
 use crate::child::ChildRef;
 use crate::ctx::Ctx;
 use crate::error::{Result, TrySendError};
+use crate::inbox::{Inbound, InboxSender, Refused};
 use crate::thread::{ChildExit, ChildId, Exit, Thread};
 use crate::tree::{Node, NodeInit, ThreadState};
-
-/// What arrives on a thread's inbound queue.
-pub(crate) enum Inbound<E> {
-    /// An UP message from a child, or an item from an attached stream or task.
-    Event(E),
-    /// A child's exit report (boxed: rare, and it would otherwise size every slot).
-    Exit(Box<ChildExit>),
-}
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The way UP, type-erased over the parent's type so `Ctx<T>` does not name its parent.
 pub(crate) trait UpPort<U>: Send + Sync {
     fn try_send(&self, msg: U) -> Result<(), TrySendError<U>>;
-    /// The slow path, only taken when the parent's queue is full.
+    /// The permits of the parent's inbound queue, for the slow path of a send when it is
+    /// full: wait for one, then [`send_permitted`](Self::send_permitted). `None` for a root,
+    /// which uses [`send`](Self::send).
+    fn permits(&self) -> Option<&Semaphore>;
+    /// Sends with a permit acquired (and forgotten) from [`permits`](Self::permits).
+    fn send_permitted(&self, msg: U);
+    /// The slow path of a root's port.
     fn send(&self, msg: U) -> BoxFuture<'_, Result<(), U>>;
-    /// Reports the exit; `Some` if the report could not be queued at once.
-    fn try_report(&self, exit: Box<ChildExit>) -> Option<Box<ChildExit>>;
-    /// The slow path of `try_report`.
-    fn report(&self, exit: Box<ChildExit>) -> BoxFuture<'_, ()>;
+    /// Reports the exit; never waits.
+    fn report(&self, exit: Box<ChildExit>);
     fn target(&self) -> &str;
 }
 
 pub(crate) struct ParentPort<P: Thread, U> {
     pub(crate) from: ChildId,
-    pub(crate) tx: mpsc::Sender<Inbound<P::Event>>,
+    pub(crate) tx: InboxSender<P::Event>,
     pub(crate) wrap: fn(ChildId, U) -> P::Event,
     pub(crate) parent: Arc<Node>,
 }
 
 impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
+    #[inline]
     fn try_send(&self, msg: U) -> Result<(), TrySendError<U>> {
-        match self.tx.try_reserve() {
-            Ok(permit) => {
-                permit.send(Inbound::Event((self.wrap)(self.from, msg)));
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(())) => Err(TrySendError::Full(msg)),
-            Err(mpsc::error::TrySendError::Closed(())) => Err(TrySendError::Ended(msg)),
-        }
+        let (from, wrap) = (self.from, self.wrap);
+        self.tx
+            .try_send_with(msg, |m| wrap(from, m))
+            .map_err(|(refused, m)| match refused {
+                Refused::Full => TrySendError::Full(m),
+                Refused::Closed => TrySendError::Ended(m),
+            })
+    }
+
+    fn permits(&self) -> Option<&Semaphore> {
+        Some(self.tx.permits())
+    }
+
+    fn send_permitted(&self, msg: U) {
+        self.tx.send_permitted((self.wrap)(self.from, msg));
     }
 
     fn send(&self, msg: U) -> BoxFuture<'_, Result<(), U>> {
-        Box::pin(async move {
-            match self.tx.reserve().await {
-                Ok(permit) => {
-                    permit.send(Inbound::Event((self.wrap)(self.from, msg)));
-                    Ok(())
-                }
-                Err(_) => Err(msg),
-            }
-        })
+        let (from, wrap) = (self.from, self.wrap);
+        Box::pin(self.tx.send_with(msg, move |m| wrap(from, m)))
     }
 
-    fn try_report(&self, exit: Box<ChildExit>) -> Option<Box<ChildExit>> {
-        match self.tx.try_send(Inbound::Exit(exit)) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(Inbound::Exit(exit))) => Some(exit),
-            // The parent is gone (only if it was aborted): nobody is left to tell.
-            Err(_) => None,
-        }
-    }
-
-    fn report(&self, exit: Box<ChildExit>) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            // The parent drains its inbound queue until every child has reported, so this
-            // only fails if the parent itself was aborted.
-            let _ = self.tx.send(Inbound::Exit(exit)).await;
-        })
+    fn report(&self, exit: Box<ChildExit>) {
+        // Fails only if the parent itself was aborted: nobody is left to tell.
+        self.tx.send_unmetered(Inbound::Exit(exit));
     }
 
     fn target(&self) -> &str {
@@ -112,13 +99,15 @@ impl<U: Send + 'static> UpPort<U> for RootPort<U> {
         Box::pin(async move { self.tx.send(msg).await.map_err(|e| e.0) })
     }
 
-    fn try_report(&self, _exit: Box<ChildExit>) -> Option<Box<ChildExit>> {
+    fn permits(&self) -> Option<&Semaphore> {
         None
     }
 
-    fn report(&self, _exit: Box<ChildExit>) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
+    fn send_permitted(&self, _msg: U) {
+        unreachable!("a root's port has no permits")
     }
+
+    fn report(&self, _exit: Box<ChildExit>) {}
 
     fn target(&self) -> &str {
         "the root's handle"
@@ -148,39 +137,60 @@ fn poll_user<R>(
     }
 }
 
+/// The loop's stop signal: the node's flag, and a `Notified` pinned once for the life of
+/// the thread that wakes the task when a stop is requested.
+struct StopWatch<'a, 'n> {
+    node: &'a Node,
+    notified: Pin<&'a mut Notified<'n>>,
+    registered: bool,
+}
+
+impl StopWatch<'_, '_> {
+    /// Whether a stop was requested; if not, makes sure this task will be woken by one.
+    ///
+    /// A thread's future only ever runs as its own tokio task, so its waker never changes:
+    /// once the `Notified` has been polled it holds that waker, and later calls need only
+    /// the flag (one atomic load, where polling `Notified` again would take its lock).
+    #[inline]
+    fn requested(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.node.is_stop_requested() {
+            return true;
+        }
+        if !self.registered {
+            self.registered = true;
+            return self.notified.as_mut().poll(cx).is_ready();
+        }
+        false
+    }
+}
+
 /// Runs a handler, hook or task, pinned by the caller so it is stored once. While it
 /// awaits, the thread still reacts to a stop: it stops accepting DOWN messages at once and
 /// shows as stopping; the handler itself is let finish (the framework never drops user code
 /// half-way on a graceful stop).
-async fn run_user<R, D>(
-    mut fut: Pin<&mut impl Future<Output = Result<R>>>,
-    node: &Node,
-    down: &mut mpsc::Receiver<D>,
-) -> Result<R, Exit> {
-    // Fast path: most handlers finish on their first poll, so the stop signal is only
-    // watched (which registers a waiter) for handlers that actually wait.
-    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(poll_user(fut.as_mut(), cx))).await {
-        return done;
-    }
-    if !node.is_stop_requested() {
-        let mut stop = pin!(node.stop_requested());
-        stop.as_mut().enable();
-        if !node.is_stop_requested() {
-            let finished = poll_fn(|cx| {
-                if let Poll::Ready(done) = poll_user(fut.as_mut(), cx) {
-                    return Poll::Ready(Some(done));
-                }
-                stop.as_mut().poll(cx).map(|()| None)
-            })
-            .await;
-            if let Some(done) = finished {
-                return done;
-            }
+///
+/// `stop` is the loop's own stop signal. A plain
+/// `poll_fn` rather than an `async fn`: it adds no state of its own to the thread's task.
+fn run_user<'a, R, D>(
+    mut fut: Pin<&'a mut impl Future<Output = Result<R>>>,
+    node: &'a Node,
+    down: &'a mut mpsc::Receiver<D>,
+    stop: &'a mut StopWatch<'_, '_>,
+) -> impl Future<Output = Result<R, Exit>> + 'a {
+    let mut watching = true;
+    poll_fn(move |cx| {
+        if let Poll::Ready(done) = poll_user(fut.as_mut(), cx) {
+            return Poll::Ready(done);
         }
-    }
-    down.close();
-    node.set_state(ThreadState::Stopping);
-    poll_fn(|cx| poll_user(fut.as_mut(), cx)).await
+        // Most handlers finish on their first poll; the stop signal is only looked at for
+        // those that wait.
+        if watching && stop.requested(cx) {
+            watching = false;
+            down.close();
+            node.set_state(ThreadState::Stopping);
+        }
+        Poll::Pending
+    })
 }
 
 /// Everything needed to start a thread, made before its task is spawned.
@@ -245,7 +255,7 @@ fn poll_next<T: Thread>(
     down: &mut mpsc::Receiver<T::Down>,
     down_open: bool,
     down_first: bool,
-    stop: Pin<&mut tokio::sync::futures::Notified<'_>>,
+    stop: &mut StopWatch<'_, '_>,
 ) -> Poll<Next<T>> {
     // DOWN and inbound take turns being polled first, so a busy inbound queue cannot keep
     // a stopping thread from seeing its DOWN queue drained (and so from stopping its
@@ -257,7 +267,7 @@ fn poll_next<T: Thread>(
         return Poll::Ready(Next::Down(msg));
     }
     if let Some(family) = ctx.family.as_mut()
-        && let Poll::Ready(Some(inbound)) = family.inbound_rx.poll_recv(cx)
+        && let Poll::Ready(Some(inbound)) = family.inbox.poll_recv(cx)
     {
         return Poll::Ready(Next::Inbound(inbound));
     }
@@ -287,7 +297,7 @@ fn poll_next<T: Thread>(
     {
         return Poll::Ready(Next::Job(joined));
     }
-    if !ctx.stopping && stop.poll(cx).is_ready() {
+    if !ctx.stopping && stop.requested(cx) {
         return Poll::Ready(Next::Stop);
     }
     Poll::Pending
@@ -297,19 +307,21 @@ fn poll_next<T: Thread>(
 /// stored once in the task rather than twice (argument and local) as an `async fn` would.
 #[allow(clippy::manual_async_fn)]
 fn drive<T: Thread>(
-    thread: T,
-    ctx: Ctx<T>,
-    down: mpsc::Receiver<T::Down>,
+    mut thread: T,
+    mut ctx: Ctx<T>,
+    mut down: mpsc::Receiver<T::Down>,
     report: bool,
 ) -> impl Future<Output = Exit> + Send {
+    // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
     async move {
-        let mut thread = thread;
-        let mut ctx = ctx;
-        let mut down = down;
         let node = Arc::clone(&ctx.node);
         let mut state = LoopState::default();
-        let mut stop = pin!(node.stop_requested());
-        stop.as_mut().enable();
+        let notified = pin!(node.stop_requested());
+        let mut stop = StopWatch {
+            node: &node,
+            notified,
+            registered: false,
+        };
 
         // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
         // cancel or reschedule them by name.
@@ -318,7 +330,7 @@ fn drive<T: Thread>(
         }
         let outcome = {
             let enter = pin!(thread.__enter(&mut ctx));
-            run_user(enter, &node, &mut down).await
+            run_user(enter, &node, &mut down, &mut stop).await
         };
         if let Err(exit) = outcome {
             state.fail(&mut ctx, &mut down, exit);
@@ -348,7 +360,7 @@ fn drive<T: Thread>(
                     && ctx.timetable.is_due(Instant::now())
                 {
                     state.tasks_turn = false;
-                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state).await;
+                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state, &mut stop).await;
                     continue;
                 }
                 state.tasks_turn = true;
@@ -357,17 +369,9 @@ fn drive<T: Thread>(
             let down_open = state.down_open;
             let down_first = state.family_turns && ctx.family.is_some();
             state.family_turns = !state.family_turns;
-            let next = poll_fn(|cx| {
-                poll_next(
-                    cx,
-                    &mut ctx,
-                    &mut down,
-                    down_open,
-                    down_first,
-                    stop.as_mut(),
-                )
-            })
-            .await;
+            let next =
+                poll_fn(|cx| poll_next(cx, &mut ctx, &mut down, down_open, down_first, &mut stop))
+                    .await;
             match next {
                 Next::Down(Some(first)) => {
                     let mut msg = first;
@@ -383,7 +387,7 @@ fn drive<T: Thread>(
                         node.count_handled();
                         let outcome = {
                             let handler = pin!(thread.__down(&mut ctx, msg));
-                            run_user(handler, &node, &mut down).await
+                            run_user(handler, &node, &mut down, &mut stop).await
                         };
                         if let Err(exit) = outcome {
                             state.fail(&mut ctx, &mut down, exit);
@@ -412,7 +416,15 @@ fn drive<T: Thread>(
                     // The same short batch for UP messages and exits from children, while
                     // DOWN has nothing waiting (the queues keep taking turns).
                     loop {
-                        handle_inbound(&mut thread, &mut ctx, &mut down, &mut state, inbound).await;
+                        handle_inbound(
+                            &mut thread,
+                            &mut ctx,
+                            &mut down,
+                            &mut state,
+                            inbound,
+                            &mut stop,
+                        )
+                        .await;
                         left -= 1;
                         if left == 0
                             || state.failure.is_some()
@@ -424,15 +436,15 @@ fn drive<T: Thread>(
                         {
                             break;
                         }
-                        match ctx.family.as_mut().map(|f| f.inbound_rx.try_recv()) {
-                            Some(Ok(next)) => inbound = next,
-                            _ => break,
+                        match ctx.family.as_mut().and_then(|f| f.inbox.try_recv()) {
+                            Some(next) => inbound = next,
+                            None => break,
                         }
                     }
                 }
                 Next::Task => {
                     state.tasks_turn = false;
-                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state).await;
+                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state, &mut stop).await;
                 }
                 Next::Job(joined) => {
                     if let Err(e) = joined
@@ -454,7 +466,7 @@ fn drive<T: Thread>(
         }
         let outcome = {
             let exit_hook = pin!(thread.__exit(&mut ctx));
-            run_user(exit_hook, &node, &mut down).await
+            run_user(exit_hook, &node, &mut down, &mut stop).await
         };
         match outcome {
             Ok(()) => {}
@@ -485,9 +497,7 @@ fn drive<T: Thread>(
             type_name: node.type_name,
             exit,
         });
-        if let Some(exit_report) = up.try_report(exit_report) {
-            up.report(exit_report).await;
-        }
+        up.report(exit_report);
         Exit::Stopped
     }
 }
@@ -530,68 +540,79 @@ impl LoopState {
     }
 }
 
-async fn handle_inbound<T: Thread>(
-    thread: &mut T,
-    ctx: &mut Ctx<T>,
-    down: &mut mpsc::Receiver<T::Down>,
-    state: &mut LoopState,
+/// A plain `fn` returning an `async move` block (not an `async fn`), so its arguments are
+/// stored once in the thread's task.
+#[allow(clippy::manual_async_fn)]
+fn handle_inbound<'a, T: Thread>(
+    thread: &'a mut T,
+    ctx: &'a mut Ctx<T>,
+    down: &'a mut mpsc::Receiver<T::Down>,
+    state: &'a mut LoopState,
     inbound: Inbound<T::Event>,
-) {
-    let node = Arc::clone(&ctx.node);
-    match inbound {
-        Inbound::Event(event) => {
-            if state.failure.is_some() {
-                state.dropped += 1;
-                return;
+    stop: &'a mut StopWatch<'_, '_>,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let node = Arc::clone(&ctx.node);
+        match inbound {
+            Inbound::Event(event) | Inbound::Output(event) => {
+                if state.failure.is_some() {
+                    state.dropped += 1;
+                    return;
+                }
+                node.count_handled();
+                let outcome = {
+                    let handler = pin!(thread.__event(ctx, event));
+                    run_user(handler, &node, down, stop).await
+                };
+                if let Err(exit) = outcome {
+                    state.fail(ctx, down, exit);
+                }
             }
-            node.count_handled();
-            let outcome = {
-                let handler = pin!(thread.__event(ctx, event));
-                run_user(handler, &node, down).await
-            };
-            if let Err(exit) = outcome {
-                state.fail(ctx, down, exit);
-            }
-        }
-        Inbound::Exit(exit) => {
-            ctx.on_child_exit(exit.id);
-            if state.failure.is_some() {
-                crate::tree::log_exit(&node.path, &exit);
-                return;
-            }
-            let from = exit.id;
-            let outcome = {
-                let handler = pin!(thread.__exited(ctx, from, *exit));
-                run_user(handler, &node, down).await
-            };
-            if let Err(exit) = outcome {
-                state.fail(ctx, down, exit);
+            Inbound::Exit(exit) => {
+                ctx.on_child_exit(exit.id);
+                if state.failure.is_some() {
+                    crate::tree::log_exit(&node.path, &exit);
+                    return;
+                }
+                let from = exit.id;
+                let outcome = {
+                    let handler = pin!(thread.__exited(ctx, from, *exit));
+                    run_user(handler, &node, down, stop).await
+                };
+                if let Err(exit) = outcome {
+                    state.fail(ctx, down, exit);
+                }
             }
         }
     }
 }
 
-async fn run_due_task<T: Thread>(
-    thread: &mut T,
-    ctx: &mut Ctx<T>,
-    down: &mut mpsc::Receiver<T::Down>,
-    state: &mut LoopState,
-) {
-    let node = Arc::clone(&ctx.node);
-    let Some((index, due)) = ctx.timetable.take_due(Instant::now()) else {
-        return;
-    };
-    node.count_handled();
-    let outcome = {
-        let task = pin!(thread.__task(ctx, index));
-        run_user(task, &node, down).await
-    };
-    match outcome {
-        Ok(decision) => {
-            if ctx.timetable.finish(index, due, Instant::now(), decision) {
-                ctx.stop();
+/// Like [`handle_inbound`], a plain `fn` so its arguments are stored once.
+#[allow(clippy::manual_async_fn)]
+fn run_due_task<'a, T: Thread>(
+    thread: &'a mut T,
+    ctx: &'a mut Ctx<T>,
+    down: &'a mut mpsc::Receiver<T::Down>,
+    state: &'a mut LoopState,
+    stop: &'a mut StopWatch<'_, '_>,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let node = Arc::clone(&ctx.node);
+        let Some((index, due)) = ctx.timetable.take_due(Instant::now()) else {
+            return;
+        };
+        node.count_handled();
+        let outcome = {
+            let task = pin!(thread.__task(ctx, index));
+            run_user(task, &node, down, stop).await
+        };
+        match outcome {
+            Ok(decision) => {
+                if ctx.timetable.finish(index, due, Instant::now(), decision) {
+                    ctx.stop();
+                }
             }
+            Err(exit) => state.fail(ctx, down, exit),
         }
-        Err(exit) => state.fail(ctx, down, exit),
     }
 }

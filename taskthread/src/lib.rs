@@ -87,6 +87,7 @@ mod child;
 mod ctx;
 mod driver;
 mod error;
+mod inbox;
 mod reschedule;
 mod root;
 mod thread;

@@ -1,6 +1,7 @@
 //! Starting a tree: [`spawn`] a root and get a [`Handle`], or [`run`] one until it exits or
 //! the process is asked to stop.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use tokio::sync::mpsc;
@@ -71,12 +72,10 @@ pub fn spawn<T: Thread>(thread: T) -> Handle<T> {
 pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
     let capacity = options.capacity.unwrap_or(T::CAPACITY);
     let (up_tx, up_rx) = mpsc::channel(capacity);
-    let name = options
-        .name
-        .map_or_else(|| T::DEFAULT_NAME.to_owned(), |n| n.into_owned());
     let init = NodeInit {
         parent: None,
-        name,
+        name: options.name.unwrap_or(Cow::Borrowed(T::DEFAULT_NAME)),
+        suffix: 0,
         type_name: T::TYPE_NAME,
         down_types: T::DOWN_TYPES,
         up_type: T::UP_TYPE,

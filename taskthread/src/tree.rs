@@ -2,6 +2,7 @@
 //! the hierarchical notation of the TaskThread docs.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -99,25 +100,56 @@ impl fmt::Debug for Node {
 pub(crate) struct NodeInit {
     /// The parent's path, if any.
     pub(crate) parent: Option<Arc<str>>,
-    pub(crate) name: String,
+    pub(crate) name: Cow<'static, str>,
+    /// `name-suffix` unless 0.
+    pub(crate) suffix: u32,
     pub(crate) type_name: &'static str,
     pub(crate) down_types: &'static [&'static str],
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
 }
 
+/// `parent/name-suffix` (or without the parent or the suffix) in one allocation, the
+/// `Arc<str>` itself, for the usual short paths: spawning is a hot path.
+fn build_path(parent: Option<&str>, name: &str, suffix: u32) -> Arc<str> {
+    let mut digits = [0u8; 10];
+    let mut first = digits.len();
+    let mut n = suffix;
+    while n > 0 {
+        first -= 1;
+        digits[first] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let digits = &digits[first..];
+    let mut buf = [0u8; 128];
+    let parts: [&[u8]; 5] = [
+        parent.map_or(&[][..], str::as_bytes),
+        if parent.is_some() { b"/" } else { b"" },
+        name.as_bytes(),
+        if digits.is_empty() { b"" } else { b"-" },
+        digits,
+    ];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > buf.len() {
+        let mut path = String::with_capacity(len);
+        for part in parts {
+            // Every part is UTF-8 (a `str` or ASCII).
+            path.push_str(std::str::from_utf8(part).unwrap_or_default());
+        }
+        return Arc::from(path);
+    }
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+}
+
 impl Node {
     pub(crate) fn new(id: ChildId, init: NodeInit, queue: Box<dyn Queue>) -> Self {
-        let (path, name_at): (Arc<str>, usize) = match &init.parent {
-            None => (Arc::from(init.name.as_str()), 0),
-            Some(parent) => {
-                let mut path = String::with_capacity(parent.len() + 1 + init.name.len());
-                path.push_str(parent);
-                path.push('/');
-                path.push_str(&init.name);
-                (Arc::from(path), parent.len() + 1)
-            }
-        };
+        let name_at = init.parent.as_ref().map_or(0, |p| p.len() + 1);
+        let path = build_path(init.parent.as_deref(), &init.name, init.suffix);
         Self {
             id,
             path,
@@ -334,5 +366,32 @@ pub(crate) fn log_exit(parent: &str, exit: &ChildExit) {
         Exit::Aborted => tracing::warn!(parent, child = %exit.path, "child aborted"),
         Exit::Failed(e) => tracing::error!(parent, child = %exit.path, "child failed: {e:#}"),
         Exit::Panicked(m) => tracing::error!(parent, child = %exit.path, "child panicked: {m}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build_path;
+
+    #[test]
+    fn paths_join_parent_name_and_suffix() {
+        assert_eq!(&*build_path(None, "master", 0), "master");
+        assert_eq!(&*build_path(Some("master"), "conn", 0), "master/conn");
+        assert_eq!(&*build_path(Some("master"), "conn", 17), "master/conn-17");
+        assert_eq!(
+            &*build_path(Some("a"), "b", u32::MAX),
+            format!("a/b-{}", u32::MAX)
+        );
+        assert_eq!(&*build_path(Some("größe"), "naïve", 2), "größe/naïve-2");
+    }
+
+    #[test]
+    fn long_paths_are_built_whole() {
+        let parent = "p".repeat(200);
+        let name = "ñ".repeat(50);
+        assert_eq!(
+            &*build_path(Some(&parent), &name, 3),
+            format!("{parent}/{name}-3")
+        );
     }
 }

@@ -422,3 +422,77 @@ async fn a_stop_while_a_handler_awaits_closes_the_queue_at_once_and_lets_it_fini
     assert!(matches!(root.join().await, Exit::Stopped));
     assert_eq!(started.elapsed(), Duration::from_secs(120));
 }
+
+/// A child that sends `n` numbers UP from `enter`, then completes.
+struct Chatty {
+    n: u32,
+}
+
+#[taskthread(up = u32)]
+impl Chatty {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for i in 0..self.n {
+            ctx.up(i).await?;
+        }
+        ctx.stop();
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SpawnChatty {
+    children: u32,
+    each: u32,
+}
+
+/// Counts, per child, the UP messages received before its exit report.
+#[derive(Default)]
+struct Tally {
+    seen: std::collections::HashMap<ChildId, u32>,
+    at_exit: Vec<u32>,
+}
+
+#[taskthread(up = Vec<u32>)]
+impl Tally {
+    #[down]
+    async fn spawn_chatty(&mut self, ctx: &mut Ctx<Self>, s: SpawnChatty) -> Result<()> {
+        for _ in 0..s.children {
+            ctx.spawn(Chatty { n: s.each });
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn number(&mut self, _ctx: &mut Ctx<Self>, from: ChildId, _n: u32) -> Result<()> {
+        *self.seen.entry(from).or_default() += 1;
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit) -> Result<()> {
+        assert!(matches!(exit.exit, Exit::Completed), "{}", exit.exit);
+        self.at_exit.push(self.seen.get(&from).copied().unwrap_or(0));
+        if ctx.child_count() == 0 {
+            ctx.up(std::mem::take(&mut self.at_exit)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn exit_reports_come_after_the_up_messages_and_never_wait_for_room() {
+    // An inbound queue of 2 for 300 children: their UP messages wait for room, their exit
+    // reports do not, and each report still arrives after everything its child sent.
+    let mut root = taskthread::spawn_with(Tally::default(), ChildOptions::new().capacity(2));
+    root.send(SpawnChatty {
+        children: 300,
+        each: 5,
+    })
+    .await
+    .unwrap();
+    let at_exit = root.recv().await.expect("the tally reports");
+    assert_eq!(at_exit.len(), 300);
+    assert!(at_exit.iter().all(|&n| n == 5), "{at_exit:?}");
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
