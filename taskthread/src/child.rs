@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -117,7 +118,7 @@ impl<T: Thread> ChildRef<T> {
     }
 }
 
-/// Options for spawning a thread: name, queue capacity, stop stage.
+/// Options for spawning a thread: name, queue capacity, stop stage, stop deadline.
 ///
 /// ```
 /// use taskthread::ChildOptions;
@@ -130,7 +131,32 @@ pub struct ChildOptions {
     pub(crate) name: Option<Cow<'static, str>>,
     pub(crate) capacity: Option<usize>,
     pub(crate) stage: u32,
+    pub(crate) stop_deadline: StopDeadline,
 }
+
+/// A thread's stop deadline as given in its options.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) enum StopDeadline {
+    /// The parent's (for a root: [`DEFAULT_STOP_DEADLINE`]).
+    #[default]
+    Inherit,
+    After(Duration),
+    Never,
+}
+
+impl StopDeadline {
+    pub(crate) fn resolve(self, inherited: Option<Duration>) -> Option<Duration> {
+        match self {
+            Self::Inherit => inherited,
+            Self::After(d) => Some(d),
+            Self::Never => None,
+        }
+    }
+}
+
+/// The stop deadline of a root unless its options say otherwise; children inherit their
+/// parent's.
+pub const DEFAULT_STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 impl ChildOptions {
     /// The defaults: the type's snake-case name, the type's capacity, stop stage 0.
@@ -170,6 +196,25 @@ impl ChildOptions {
     /// in stage 0 unless told otherwise, so by default they stop concurrently.
     pub fn stop_stage(mut self, stage: u32) -> Self {
         self.stage = stage;
+        self
+    }
+
+    /// How long a stop of this thread may take, counted from when it first has to wait for
+    /// something (a handler, a child, a job) after the stop began. Past it, the thread and
+    /// what remains of its subtree are aborted — their tasks cancelled, their `exit` hooks not
+    /// run — and the thread reports [`Exit::Aborted`](crate::Exit::Aborted) with the number
+    /// of queued messages dropped.
+    ///
+    /// By default a child inherits its parent's deadline, and a root has
+    /// [`DEFAULT_STOP_DEADLINE`] (30 s). A deadline of zero aborts at the first wait.
+    pub fn stop_deadline(mut self, deadline: Duration) -> Self {
+        self.stop_deadline = StopDeadline::After(deadline);
+        self
+    }
+
+    /// No stop deadline: a stop waits as long as it takes. Children inherit this too.
+    pub fn no_stop_deadline(mut self) -> Self {
+        self.stop_deadline = StopDeadline::Never;
         self
     }
 }

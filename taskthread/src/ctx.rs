@@ -261,10 +261,12 @@ impl<T: Thread> Ctx<T> {
             down_types: C::DOWN_TYPES,
             up_type: C::UP_TYPE,
             capacity: options.capacity.unwrap_or(C::CAPACITY),
+            stop_deadline: options.stop_deadline.resolve(parent.stop_deadline),
         };
         let prepared = prepare::<C>(id, init, Box::new(port));
         let child_ref = prepared.child.clone();
         let join = launch(child, prepared, true);
+        child_ref.node.set_task(join.abort_handle());
         parent.add_child(Arc::clone(&child_ref.node));
         *family.stage_counts.entry(options.stage).or_default() += 1;
         if stopping && family.signalled_stage.is_some_and(|s| options.stage <= s) {
@@ -533,6 +535,28 @@ impl<T: Thread> Ctx<T> {
             family.reaping.retain(|j| !j.is_finished());
         }
         family.reaping.push(entry.join);
+    }
+
+    /// For an abort: forgets the children (their tasks are being cancelled), cancels the
+    /// jobs, and returns how many events were still queued in the inbox (dropped).
+    pub(crate) fn abort_family(&mut self) -> usize {
+        let Some(family) = &mut self.family else {
+            return 0;
+        };
+        let mut dropped = 0;
+        while let Some(inbound) = family.inbox.try_recv() {
+            if !matches!(inbound, Inbound::Exit(_)) {
+                dropped += 1;
+            }
+        }
+        for (id, entry) in std::mem::take(&mut family.children) {
+            self.node.remove_child(id);
+            entry.join.abort();
+            family.reaping.push(entry.join);
+        }
+        family.stage_counts.clear();
+        family.jobs.abort_all();
+        dropped
     }
 
     /// Waits for every task this thread owns to be gone, so that after a root is joined no

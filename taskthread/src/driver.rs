@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinError, JoinHandle};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
 use crate::child::ChildRef;
@@ -137,12 +137,14 @@ fn poll_user<R>(
     }
 }
 
-/// The loop's stop signal: the node's flag, and a `Notified` pinned once for the life of
-/// the thread that wakes the task when a stop is requested.
+/// The loop's stop signal and stop deadline: the node's flag, a `Notified` pinned once for
+/// the life of the thread that wakes the task when a stop is requested, and the deadline's
+/// timer, made the first time the thread has to wait after its stop began (a thread that
+/// stops without waiting never makes one).
 struct StopWatch<'a, 'n> {
-    node: &'a Node,
     notified: Pin<&'a mut Notified<'n>>,
     registered: bool,
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl StopWatch<'_, '_> {
@@ -152,8 +154,8 @@ impl StopWatch<'_, '_> {
     /// once the `Notified` has been polled it holds that waker, and later calls need only
     /// the flag (one atomic load, where polling `Notified` again would take its lock).
     #[inline]
-    fn requested(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.node.is_stop_requested() {
+    fn requested(&mut self, node: &Node, cx: &mut Context<'_>) -> bool {
+        if node.is_stop_requested() {
             return true;
         }
         if !self.registered {
@@ -162,32 +164,51 @@ impl StopWatch<'_, '_> {
         }
         false
     }
+
+    /// For a stopping thread about to wait: whether its stop deadline has passed. The first
+    /// call starts the deadline.
+    fn deadline_passed(&mut self, node: &Node, cx: &mut Context<'_>) -> bool {
+        let Some(after) = node.stop_deadline else {
+            return false;
+        };
+        self.deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+    }
 }
 
 /// Runs a handler, hook or task, pinned by the caller so it is stored once. While it
 /// awaits, the thread still reacts to a stop: it stops accepting DOWN messages at once and
 /// shows as stopping; the handler itself is let finish (the framework never drops user code
-/// half-way on a graceful stop).
+/// half-way on a graceful stop) unless the stop deadline passes, which ends the run with
+/// [`Exit::Aborted`] (and drops the handler).
 ///
-/// `stop` is the loop's own stop signal. A plain
-/// `poll_fn` rather than an `async fn`: it adds no state of its own to the thread's task.
+/// `stopping`: whether the thread is stopping already. `stop` is the loop's own stop
+/// signal. A plain `poll_fn` rather than an `async fn`: it adds no state of its own to the
+/// thread's task.
 fn run_user<'a, R, D>(
     mut fut: Pin<&'a mut impl Future<Output = Result<R>>>,
     node: &'a Node,
     down: &'a mut mpsc::Receiver<D>,
+    stopping: bool,
     stop: &'a mut StopWatch<'_, '_>,
 ) -> impl Future<Output = Result<R, Exit>> + 'a {
-    let mut watching = true;
+    let mut stopping = stopping;
     poll_fn(move |cx| {
         if let Poll::Ready(done) = poll_user(fut.as_mut(), cx) {
             return Poll::Ready(done);
         }
         // Most handlers finish on their first poll; the stop signal is only looked at for
         // those that wait.
-        if watching && stop.requested(cx) {
-            watching = false;
+        if !stopping && stop.requested(node, cx) {
+            stopping = true;
             down.close();
             node.set_state(ThreadState::Stopping);
+        }
+        if stopping && stop.deadline_passed(node, cx) {
+            return Poll::Ready(Err(Exit::Aborted { dropped: 0 }));
         }
         Poll::Pending
     })
@@ -242,6 +263,8 @@ enum Next<T: Thread> {
     Task,
     Job(Result<(), JoinError>),
     Stop,
+    /// The stop deadline passed while the thread waited.
+    Deadline,
 }
 
 /// One turn of the loop's wait, in priority order: DOWN and children (taking turns), then
@@ -297,8 +320,11 @@ fn poll_next<T: Thread>(
     {
         return Poll::Ready(Next::Job(joined));
     }
-    if !ctx.stopping && stop.requested(cx) {
+    if !ctx.stopping && stop.requested(&ctx.node, cx) {
         return Poll::Ready(Next::Stop);
+    }
+    if ctx.stopping && stop.deadline_passed(&ctx.node, cx) {
+        return Poll::Ready(Next::Deadline);
     }
     Poll::Pending
 }
@@ -318,9 +344,9 @@ fn drive<T: Thread>(
         let mut state = LoopState::default();
         let notified = pin!(node.stop_requested());
         let mut stop = StopWatch {
-            node: &node,
             notified,
             registered: false,
+            deadline: None,
         };
 
         // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
@@ -330,7 +356,7 @@ fn drive<T: Thread>(
         }
         let outcome = {
             let enter = pin!(thread.__enter(&mut ctx));
-            run_user(enter, &node, &mut down, &mut stop).await
+            run_user(enter, &node, &mut down, false, &mut stop).await
         };
         if let Err(exit) = outcome {
             state.fail(&mut ctx, &mut down, exit);
@@ -339,6 +365,9 @@ fn drive<T: Thread>(
         }
 
         loop {
+            if state.aborted {
+                break;
+            }
             if !ctx.stopping && (ctx.completed || node.is_stop_requested()) {
                 ctx.begin_stopping();
                 down.close();
@@ -386,8 +415,9 @@ fn drive<T: Thread>(
                         }
                         node.count_handled();
                         let outcome = {
+                            let stopping = ctx.stopping;
                             let handler = pin!(thread.__down(&mut ctx, msg));
-                            run_user(handler, &node, &mut down, &mut stop).await
+                            run_user(handler, &node, &mut down, stopping, &mut stop).await
                         };
                         if let Err(exit) = outcome {
                             state.fail(&mut ctx, &mut down, exit);
@@ -455,6 +485,7 @@ fn drive<T: Thread>(
                     }
                 }
                 Next::Stop => {}
+                Next::Deadline => state.aborted = true,
             }
         }
 
@@ -464,23 +495,39 @@ fn drive<T: Thread>(
                 "dropped messages that arrived after the thread failed"
             );
         }
-        let outcome = {
-            let exit_hook = pin!(thread.__exit(&mut ctx));
-            run_user(exit_hook, &node, &mut down, &mut stop).await
-        };
-        match outcome {
-            Ok(()) => {}
-            Err(exit) if state.failure.is_none() => state.failure = Some(exit),
-            // The exit hook runs after a failure too, so resources are released; its own
-            // error cannot replace the first failure.
-            Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
+        if !state.aborted {
+            let outcome = {
+                let exit_hook = pin!(thread.__exit(&mut ctx));
+                run_user(exit_hook, &node, &mut down, true, &mut stop).await
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Exit::Aborted { .. }) => state.aborted = true,
+                Err(exit) if state.failure.is_none() => state.failure = Some(exit),
+                // The exit hook runs after a failure too, so resources are released; its own
+                // error cannot replace the first failure.
+                Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
+            }
         }
-        ctx.reap_all().await;
-        let exit = state.failure.take().unwrap_or(if ctx.completed {
-            Exit::Completed
+        let exit = if state.aborted {
+            if let Some(failure) = state.failure.take() {
+                tracing::warn!("aborted while stopping after: {failure}");
+            }
+            let dropped = abort_rest(&mut ctx, &mut down).await;
+            tracing::warn!(
+                deadline = ?node.stop_deadline.unwrap_or_default(),
+                dropped,
+                "the stop took longer than its deadline: aborted what remained"
+            );
+            Exit::Aborted { dropped }
         } else {
-            Exit::Stopped
-        });
+            ctx.reap_all().await;
+            state.failure.take().unwrap_or(if ctx.completed {
+                Exit::Completed
+            } else {
+                Exit::Stopped
+            })
+        };
         // DEBUG only: the parent hears of the exit and decides how loud it is (its default
         // exit handling logs failures at ERROR); a root's exit is returned by `join`.
         tracing::debug!("thread {exit}");
@@ -505,6 +552,8 @@ fn drive<T: Thread>(
 /// The loop's own bookkeeping.
 struct LoopState {
     failure: Option<Exit>,
+    /// The stop deadline passed: what remains is aborted.
+    aborted: bool,
     down_open: bool,
     dropped: usize,
     tasks_turn: bool,
@@ -515,6 +564,7 @@ impl Default for LoopState {
     fn default() -> Self {
         Self {
             failure: None,
+            aborted: false,
             down_open: true,
             dropped: 0,
             tasks_turn: true,
@@ -532,7 +582,9 @@ impl LoopState {
         down: &mut mpsc::Receiver<T::Down>,
         exit: Exit,
     ) {
-        if self.failure.is_none() {
+        if let Exit::Aborted { .. } = exit {
+            self.aborted = true;
+        } else if self.failure.is_none() {
             self.failure = Some(exit);
         }
         ctx.begin_stopping();
@@ -561,8 +613,9 @@ fn handle_inbound<'a, T: Thread>(
                 }
                 node.count_handled();
                 let outcome = {
+                    let stopping = ctx.stopping;
                     let handler = pin!(thread.__event(ctx, event));
-                    run_user(handler, &node, down, stop).await
+                    run_user(handler, &node, down, stopping, stop).await
                 };
                 if let Err(exit) = outcome {
                     state.fail(ctx, down, exit);
@@ -576,8 +629,9 @@ fn handle_inbound<'a, T: Thread>(
                 }
                 let from = exit.id;
                 let outcome = {
+                    let stopping = ctx.stopping;
                     let handler = pin!(thread.__exited(ctx, from, *exit));
-                    run_user(handler, &node, down, stop).await
+                    run_user(handler, &node, down, stopping, stop).await
                 };
                 if let Err(exit) = outcome {
                     state.fail(ctx, down, exit);
@@ -603,8 +657,9 @@ fn run_due_task<'a, T: Thread>(
         };
         node.count_handled();
         let outcome = {
+            let stopping = ctx.stopping;
             let task = pin!(thread.__task(ctx, index));
-            run_user(task, &node, down, stop).await
+            run_user(task, &node, down, stopping, stop).await
         };
         match outcome {
             Ok(decision) => {
@@ -615,4 +670,24 @@ fn run_due_task<'a, T: Thread>(
             Err(exit) => state.fail(ctx, down, exit),
         }
     }
+}
+
+/// Aborts what remains of a thread whose stop deadline passed: its queued messages are
+/// dropped and counted, its descendants' tasks and its jobs cancelled (and waited for, so no
+/// task outlives the tree). Returns how many queued messages were dropped in the subtree.
+async fn abort_rest<T: Thread>(ctx: &mut Ctx<T>, down: &mut mpsc::Receiver<T::Down>) -> usize {
+    down.close();
+    let mut dropped = 0;
+    while down.try_recv().is_ok() {
+        dropped += 1;
+    }
+    let mut aborted = Vec::new();
+    dropped += ctx.node.abort_descendants(&mut aborted);
+    dropped += ctx.abort_family();
+    // The cancelled tasks are dropped by the runtime when it next gets to them.
+    while !aborted.iter().all(tokio::task::AbortHandle::is_finished) {
+        tokio::task::yield_now().await;
+    }
+    ctx.reap_all().await;
+    dropped
 }

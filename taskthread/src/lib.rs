@@ -95,7 +95,7 @@ mod tree;
 
 pub mod guide;
 
-pub use crate::child::{ChildOptions, ChildRef};
+pub use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
 pub use crate::ctx::{ChildInfo, Ctx};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};

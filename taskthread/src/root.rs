@@ -7,11 +7,11 @@ use std::fmt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::child::{ChildOptions, ChildRef};
+use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
 use crate::driver::{RootPort, launch, prepare};
 use crate::error::{AskError, Error, Result, SendError, TrySendError};
 use crate::thread::{Accepts, Asks, ChildId, Exit, Thread};
-use crate::tree::{NodeInit, TreeSnapshot};
+use crate::tree::{Node, NodeInit, TreeSnapshot};
 
 /// The handle of a root thread: its address, its UP messages and its exit.
 ///
@@ -80,10 +80,12 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         down_types: T::DOWN_TYPES,
         up_type: T::UP_TYPE,
         capacity,
+        stop_deadline: options.stop_deadline.resolve(Some(DEFAULT_STOP_DEADLINE)),
     };
     let prepared = prepare::<T>(ChildId::next(), init, Box::new(RootPort { tx: up_tx }));
     let child = prepared.child.clone();
     let join = launch(thread, prepared, false);
+    child.node.set_task(join.abort_handle());
     Handle {
         child,
         up: up_rx,
@@ -137,6 +139,18 @@ impl<T: Thread> Handle<T> {
         self.child.stop();
     }
 
+    /// Aborts the whole tree at once: every task of it is cancelled, no `exit` hook runs,
+    /// and queued messages are dropped. Returns [`Exit::Aborted`] with how many were dropped
+    /// (or how the root ended, if it ended first). When it returns, no task of the tree is
+    /// alive. Prefer [`stop`](Self::stop) and [`join`](Self::join): a stop past its deadline
+    /// (see [`ChildOptions::stop_deadline`]) ends in an abort anyway.
+    pub async fn abort(self) -> Exit {
+        let Handle {
+            child, mut join, ..
+        } = self;
+        abort_tree(&child.node, &mut join).await
+    }
+
     /// A snapshot of the whole tree.
     pub fn snapshot(&self) -> TreeSnapshot {
         self.child.snapshot()
@@ -173,16 +187,35 @@ impl<T: Thread> Handle<T> {
     }
 }
 
+/// Cancels the root's task and every task below it; waits until they are gone.
+async fn abort_tree(root: &Node, join: &mut JoinHandle<Exit>) -> Exit {
+    let mut aborted = Vec::new();
+    let dropped = root.abort_descendants(&mut aborted) + root.queue_depth();
+    join.abort();
+    let joined = join.await;
+    while !aborted.iter().all(tokio::task::AbortHandle::is_finished) {
+        tokio::task::yield_now().await;
+    }
+    root.set_state(crate::tree::ThreadState::Exited);
+    match joined {
+        Err(e) if e.is_cancelled() => Exit::Aborted { dropped },
+        other => exit_of(other),
+    }
+}
+
 fn exit_of(joined: Result<Exit, tokio::task::JoinError>) -> Exit {
     match joined {
         Ok(exit) => exit,
         Err(e) if e.is_panic() => Exit::Panicked(crate::driver::panic_message(e.into_panic())),
-        Err(_) => Exit::Aborted,
+        Err(_) => Exit::Aborted { dropped: 0 },
     }
 }
 
 /// Runs `thread` as the root of a tree until it ends, or until Ctrl-C / SIGTERM, which stop
-/// it gracefully. A second signal during the graceful stop gives up waiting and returns.
+/// it gracefully. A second signal during the graceful stop aborts the tree at once (see
+/// [`Handle::abort`]). The stop has the root's stop deadline: [`DEFAULT_STOP_DEADLINE`]
+/// (30 s) unless the tree is started with [`spawn_with`] and a
+/// [`ChildOptions::stop_deadline`]; past it, what remains of the tree is aborted.
 ///
 /// Returns `Ok` if the root completed or was stopped, the failure otherwise. UP messages
 /// from the root have no receiver here; each is logged at `WARN` and dropped (use
@@ -230,9 +263,12 @@ pub async fn run<T: Thread>(thread: T) -> Result<()> {
             }
             () = shutdown_signal() => {
                 if stopping {
-                    join.abort();
-                    tracing::warn!(root = %child.path(), "second signal: giving up the graceful stop");
-                    return Err(Error::msg("the graceful stop was interrupted by a second signal"));
+                    tracing::warn!(root = %child.path(), "second signal: aborting the tree");
+                    let exit = abort_tree(&child.node, &mut join).await;
+                    tracing::warn!(root = %child.path(), "tree ended: {exit}");
+                    return Err(Error::msg(format!(
+                        "the graceful stop was interrupted by a second signal: {exit}"
+                    )));
                 }
                 stopping = true;
                 tracing::info!(root = %child.path(), "signal received: stopping the tree gracefully (signal again to give up)");

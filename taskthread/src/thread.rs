@@ -193,14 +193,25 @@ pub enum Exit {
     Failed(Error),
     /// A handler, hook or task panicked; the panic message.
     Panicked(String),
-    /// It was aborted before it could finish.
-    Aborted,
+    /// Its stop took longer than its stop deadline (see
+    /// [`ChildOptions::stop_deadline`](crate::ChildOptions::stop_deadline)), or the tree was
+    /// aborted (a second Ctrl-C under [`run`](crate::run)): it and what remained of its
+    /// subtree were cancelled without running their `exit` hooks.
+    Aborted {
+        /// Messages still queued in the aborted subtree, dropped unhandled: DOWN messages
+        /// and UP messages or stream items not yet handled. An ask among them fails with
+        /// [`AskError::NoReply`](crate::AskError::NoReply).
+        dropped: usize,
+    },
 }
 
 impl Exit {
     /// Whether it ended by an error, a panic or an abort.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::Panicked(_) | Self::Aborted)
+        matches!(
+            self,
+            Self::Failed(_) | Self::Panicked(_) | Self::Aborted { .. }
+        )
     }
 
     /// Converts into a `Result`: `Ok` for [`Completed`](Self::Completed) and
@@ -221,7 +232,10 @@ impl fmt::Display for Exit {
             Self::Stopped => f.write_str("stopped"),
             Self::Failed(e) => write!(f, "failed: {e:#}"),
             Self::Panicked(m) => write!(f, "panicked: {m}"),
-            Self::Aborted => f.write_str("aborted"),
+            Self::Aborted { dropped: 0 } => f.write_str("aborted"),
+            Self::Aborted { dropped } => {
+                write!(f, "aborted, {dropped} queued messages dropped")
+            }
         }
     }
 }

@@ -6,10 +6,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc};
+use tokio::task::AbortHandle;
 
 use crate::thread::{ChildExit, ChildId, Exit};
 
@@ -87,6 +89,10 @@ pub(crate) struct Node {
     state: AtomicU8,
     handled: AtomicU64,
     children: Mutex<BTreeMap<ChildId, Arc<Node>>>,
+    /// How long a stop may take before what remains of the subtree is aborted.
+    pub(crate) stop_deadline: Option<Duration>,
+    /// The thread's task, for aborting it from above.
+    task: OnceLock<AbortHandle>,
 }
 
 impl fmt::Debug for Node {
@@ -107,6 +113,7 @@ pub(crate) struct NodeInit {
     pub(crate) down_types: &'static [&'static str],
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
+    pub(crate) stop_deadline: Option<Duration>,
 }
 
 /// `parent/name-suffix` (or without the parent or the suffix) in one allocation, the
@@ -164,6 +171,8 @@ impl Node {
             state: AtomicU8::new(0),
             handled: AtomicU64::new(0),
             children: Mutex::new(BTreeMap::new()),
+            stop_deadline: init.stop_deadline,
+            task: OnceLock::new(),
         }
     }
 
@@ -216,6 +225,34 @@ impl Node {
 
     pub(crate) fn queue_depth(&self) -> usize {
         self.queue.depth()
+    }
+
+    pub(crate) fn set_task(&self, task: AbortHandle) {
+        let _ = self.task.set(task);
+    }
+
+    /// Aborts the tasks of this thread's descendants (not its own), deepest first, and
+    /// returns how many DOWN messages were queued for them. Their handles are pushed to
+    /// `aborted`, so the caller can wait until the tasks are gone.
+    pub(crate) fn abort_descendants(&self, aborted: &mut Vec<AbortHandle>) -> usize {
+        let children: Vec<Arc<Node>> = self
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut dropped = 0;
+        for child in children {
+            dropped += child.abort_descendants(aborted);
+            dropped += child.queue_depth();
+            child.set_state(ThreadState::Exited);
+            if let Some(task) = child.task.get() {
+                task.abort();
+                aborted.push(task.clone());
+            }
+        }
+        dropped
     }
 
     pub(crate) fn add_child(&self, child: Arc<Node>) {
@@ -363,7 +400,7 @@ pub(crate) fn log_exit(parent: &str, exit: &ChildExit) {
         Exit::Completed | Exit::Stopped => {
             tracing::debug!(parent, child = %exit.path, "child {}", exit.exit);
         }
-        Exit::Aborted => tracing::warn!(parent, child = %exit.path, "child aborted"),
+        Exit::Aborted { .. } => tracing::warn!(parent, child = %exit.path, "child {}", exit.exit),
         Exit::Failed(e) => tracing::error!(parent, child = %exit.path, "child failed: {e:#}"),
         Exit::Panicked(m) => tracing::error!(parent, child = %exit.path, "child panicked: {m}"),
     }

@@ -1,5 +1,5 @@
 //! `taskthread::run`: runs until the root ends, or until SIGTERM / Ctrl-C stops it
-//! gracefully; a second signal gives up. The signals here are real, sent to this test
+//! gracefully; a second signal aborts the tree. The signals here are real, sent to this test
 //! process with `kill`, so this file is its own test binary.
 
 use std::sync::Arc;
@@ -33,7 +33,7 @@ impl Service {
 
     async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
         if self.slow_exit {
-            // A stop that takes a long time; the second signal gives up on it.
+            // A stop that takes a long time; the second signal aborts it.
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         self.exited.store(true, Ordering::SeqCst);
@@ -42,7 +42,7 @@ impl Service {
 
 #[cfg(unix)]
 #[tokio::test]
-async fn a_signal_stops_the_tree_gracefully_and_a_second_one_gives_up() {
+async fn a_signal_stops_the_tree_gracefully_and_a_second_one_aborts_it() {
     // One graceful stop.
     let started = Arc::new(Notify::new());
     let exited = Arc::new(AtomicBool::new(false));
@@ -80,8 +80,9 @@ async fn a_signal_stops_the_tree_gracefully_and_a_second_one_gives_up() {
             break;
         }
     }
-    let err = run.await.unwrap().expect_err("the second signal gives up");
+    let err = run.await.unwrap().expect_err("the second signal aborts");
     assert!(err.to_string().contains("second signal"), "{err}");
+    assert!(err.to_string().contains("aborted"), "{err}");
 }
 
 struct Finisher {

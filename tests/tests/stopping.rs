@@ -407,7 +407,8 @@ impl Sleeper {
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_while_a_handler_awaits_closes_the_queue_at_once_and_lets_it_finish() {
-    let root = taskthread::spawn(Sleeper);
+    // Draining takes two minutes, more than the default stop deadline (see deadlines.rs).
+    let root = taskthread::spawn_with(Sleeper, ChildOptions::new().no_stop_deadline());
     root.send(Nap).await.unwrap();
     root.send(Nap).await.unwrap();
     tokio::task::yield_now().await;

@@ -359,7 +359,7 @@ pub async fn demo(
     let reports = stop_sinks(sinks).await;
 
     let mut problems = Vec::new();
-    if let Exit::Failed(_) | Exit::Panicked(_) | Exit::Aborted = exit {
+    if let Exit::Failed(_) | Exit::Panicked(_) | Exit::Aborted { .. } = exit {
         problems.push(format!("the relay ended badly: {exit}"));
     }
     // Even when interrupted, the clients close their side and wait for the relay to take
