@@ -16,10 +16,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::child::{ChildOptions, ChildRef};
-use crate::driver::{ParentPort, UpPort, launch, prepare};
+use crate::driver::{ParentPort, Prepared, UpPort, launch, launch_supervised, prepare};
 use crate::error::{SendError, TrySendError};
 use crate::inbox::{Inbound, Inbox};
 use crate::reschedule::{TaskRef, Timetable};
+use crate::supervise::RestartPolicy;
 use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
 use crate::tree::{Node, NodeInit, ThreadState, TreeSnapshot};
 
@@ -235,8 +236,59 @@ impl<T: Thread> Ctx<T> {
         self.spawn_with(child, ChildOptions::new())
     }
 
-    /// Spawns a child with a name, a queue capacity or a stop stage.
+    /// Spawns a child with a name, a queue capacity, a stop stage or a stop deadline.
     pub fn spawn_with<C>(&mut self, child: C, options: ChildOptions) -> ChildRef<C>
+    where
+        C: Thread,
+        T: HandlesUp<C::Up>,
+    {
+        self.spawn_inner(options, (false, false), |prepared| {
+            launch(child, prepared, true)
+        })
+    }
+
+    /// Spawns a supervised child: `factory` makes it, and makes it again after it fails (or
+    /// whenever it ends, as `policy` says), with backoff and a limit on restarts in a window;
+    /// past the limit the child ends for good and this thread fails with an error naming it
+    /// and its last failure.
+    ///
+    /// The returned address stays valid across restarts (same id, same queue): messages
+    /// queued for the child wait for its next life instead of being lost. Each restart is
+    /// counted in the [snapshot](TreeSnapshot::restarts). A stop from outside (this thread
+    /// stopping, [`ChildRef::stop`], [`stop_child`](Self::stop_child)) is final.
+    pub fn supervise<C, F>(&mut self, factory: F, policy: RestartPolicy) -> ChildRef<C>
+    where
+        C: Thread,
+        F: FnMut() -> C + Send + 'static,
+        T: HandlesUp<C::Up>,
+    {
+        self.supervise_with(factory, policy, ChildOptions::new())
+    }
+
+    /// [`supervise`](Self::supervise) with spawn options.
+    pub fn supervise_with<C, F>(
+        &mut self,
+        factory: F,
+        policy: RestartPolicy,
+        options: ChildOptions,
+    ) -> ChildRef<C>
+    where
+        C: Thread,
+        F: FnMut() -> C + Send + 'static,
+        T: HandlesUp<C::Up>,
+    {
+        let keep_queue = policy.keeps_queue();
+        self.spawn_inner(options, keep_queue, move |prepared| {
+            launch_supervised(factory, prepared, policy)
+        })
+    }
+
+    fn spawn_inner<C>(
+        &mut self,
+        options: ChildOptions,
+        keep_queue: (bool, bool),
+        launch: impl FnOnce(Prepared<C>) -> JoinHandle<Exit>,
+    ) -> ChildRef<C>
     where
         C: Thread,
         T: HandlesUp<C::Up>,
@@ -262,10 +314,11 @@ impl<T: Thread> Ctx<T> {
             up_type: C::UP_TYPE,
             capacity: options.capacity.unwrap_or(C::CAPACITY),
             stop_deadline: options.stop_deadline.resolve(parent.stop_deadline),
+            keep_queue,
         };
         let prepared = prepare::<C>(id, init, Box::new(port));
         let child_ref = prepared.child.clone();
-        let join = launch(child, prepared, true);
+        let join = launch(prepared);
         child_ref.node.set_task(join.abort_handle());
         parent.add_child(Arc::clone(&child_ref.node));
         *family.stage_counts.entry(options.stage).or_default() += 1;
@@ -568,6 +621,11 @@ impl<T: Thread> Ctx<T> {
                 let _ = join.await;
             }
         }
+    }
+
+    /// A fresh context for the next life of a supervised thread: same node, same port.
+    pub(crate) fn renew(self) -> Self {
+        Self::new(self.node, self.up)
     }
 
     pub(crate) fn into_port(self) -> Box<dyn UpPort<T::Up>> {

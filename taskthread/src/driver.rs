@@ -204,7 +204,9 @@ fn run_user<'a, R, D>(
         // those that wait.
         if !stopping && stop.requested(node, cx) {
             stopping = true;
-            down.close();
+            if node.stop_closes_queue(false) {
+                down.close();
+            }
             node.set_state(ThreadState::Stopping);
         }
         if stopping && stop.deadline_passed(node, cx) {
@@ -250,6 +252,20 @@ pub(crate) fn launch<T: Thread>(
     // span would repeat it on every line.
     let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path);
     tokio::spawn(drive(thread, ctx, rx, report).instrument(span))
+}
+
+/// Spawns a supervised thread's task (see [`crate::supervise`]).
+pub(crate) fn launch_supervised<T: Thread, F>(
+    factory: F,
+    prepared: Prepared<T>,
+    policy: crate::supervise::RestartPolicy,
+) -> JoinHandle<Exit>
+where
+    F: FnMut() -> T + Send + 'static,
+{
+    let Prepared { ctx, rx, .. } = prepared;
+    let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path);
+    tokio::spawn(crate::supervise::supervise(factory, ctx, rx, policy).instrument(span))
 }
 
 /// How many DOWN messages (or inbound events) a thread handles back to back before a full
@@ -340,6 +356,45 @@ fn drive<T: Thread>(
 ) -> impl Future<Output = Exit> + Send {
     // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
     async move {
+        let exit = run_thread(&mut thread, &mut ctx, &mut down).await;
+        drop(thread);
+        if report {
+            report_exit(ctx, exit, false);
+            Exit::Stopped
+        } else {
+            ctx.node.set_state(ThreadState::Exited);
+            exit
+        }
+    }
+}
+
+/// Tells the parent how the thread ended, once.
+pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, escalated: bool) {
+    // DEBUG only: the parent hears of the exit and decides how loud it is (its default
+    // exit handling logs failures at ERROR); a root's exit is returned by `join`.
+    tracing::debug!("thread {exit}");
+    let node = Arc::clone(&ctx.node);
+    node.set_state(ThreadState::Exited);
+    let up = ctx.into_port();
+    up.report(Box::new(ChildExit {
+        id: node.id,
+        path: Arc::clone(&node.path),
+        name_at: node.name_at(),
+        type_name: node.type_name,
+        exit,
+        escalated,
+    }));
+}
+
+/// One life of a thread, from `enter` to its exit value: the loop, the stop sequence (or the
+/// abort past the stop deadline), the `exit` hook, and waiting for its children and jobs.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn run_thread<'a, T: Thread>(
+    thread: &'a mut T,
+    ctx: &'a mut Ctx<T>,
+    down: &'a mut mpsc::Receiver<T::Down>,
+) -> impl Future<Output = Exit> + Send + 'a {
+    async move {
         let node = Arc::clone(&ctx.node);
         let mut state = LoopState::default();
         let notified = pin!(node.stop_requested());
@@ -355,11 +410,11 @@ fn drive<T: Thread>(
             ctx.timetable.start_automatic(Instant::now());
         }
         let outcome = {
-            let enter = pin!(thread.__enter(&mut ctx));
-            run_user(enter, &node, &mut down, false, &mut stop).await
+            let enter = pin!(thread.__enter(ctx));
+            run_user(enter, &node, down, false, &mut stop).await
         };
         if let Err(exit) = outcome {
-            state.fail(&mut ctx, &mut down, exit);
+            state.fail(ctx, down, exit);
         } else {
             node.set_state(ThreadState::Running);
         }
@@ -370,7 +425,12 @@ fn drive<T: Thread>(
             }
             if !ctx.stopping && (ctx.completed || node.is_stop_requested()) {
                 ctx.begin_stopping();
-                down.close();
+                if node.stop_closes_queue(ctx.completed) {
+                    down.close();
+                } else {
+                    // Supervised, and starting again: what is queued waits for the next life.
+                    state.down_open = false;
+                }
             }
             if ctx.stopping {
                 if !state.down_open && ctx.family_idle() {
@@ -389,7 +449,7 @@ fn drive<T: Thread>(
                     && ctx.timetable.is_due(Instant::now())
                 {
                     state.tasks_turn = false;
-                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state, &mut stop).await;
+                    run_due_task(thread, ctx, down, &mut state, &mut stop).await;
                     continue;
                 }
                 state.tasks_turn = true;
@@ -399,8 +459,7 @@ fn drive<T: Thread>(
             let down_first = state.family_turns && ctx.family.is_some();
             state.family_turns = !state.family_turns;
             let next =
-                poll_fn(|cx| poll_next(cx, &mut ctx, &mut down, down_open, down_first, &mut stop))
-                    .await;
+                poll_fn(|cx| poll_next(cx, ctx, down, down_open, down_first, &mut stop)).await;
             match next {
                 Next::Down(Some(first)) => {
                     let mut msg = first;
@@ -416,11 +475,11 @@ fn drive<T: Thread>(
                         node.count_handled();
                         let outcome = {
                             let stopping = ctx.stopping;
-                            let handler = pin!(thread.__down(&mut ctx, msg));
-                            run_user(handler, &node, &mut down, stopping, &mut stop).await
+                            let handler = pin!(thread.__down(ctx, msg));
+                            run_user(handler, &node, down, stopping, &mut stop).await
                         };
                         if let Err(exit) = outcome {
-                            state.fail(&mut ctx, &mut down, exit);
+                            state.fail(ctx, down, exit);
                             break;
                         }
                         left -= 1;
@@ -446,15 +505,7 @@ fn drive<T: Thread>(
                     // The same short batch for UP messages and exits from children, while
                     // DOWN has nothing waiting (the queues keep taking turns).
                     loop {
-                        handle_inbound(
-                            &mut thread,
-                            &mut ctx,
-                            &mut down,
-                            &mut state,
-                            inbound,
-                            &mut stop,
-                        )
-                        .await;
+                        handle_inbound(thread, ctx, down, &mut state, inbound, &mut stop).await;
                         left -= 1;
                         if left == 0
                             || state.failure.is_some()
@@ -474,14 +525,14 @@ fn drive<T: Thread>(
                 }
                 Next::Task => {
                     state.tasks_turn = false;
-                    run_due_task(&mut thread, &mut ctx, &mut down, &mut state, &mut stop).await;
+                    run_due_task(thread, ctx, down, &mut state, &mut stop).await;
                 }
                 Next::Job(joined) => {
                     if let Err(e) = joined
                         && e.is_panic()
                     {
                         let exit = Exit::Panicked(panic_message(e.into_panic()));
-                        state.fail(&mut ctx, &mut down, exit);
+                        state.fail(ctx, down, exit);
                     }
                 }
                 Next::Stop => {}
@@ -497,8 +548,8 @@ fn drive<T: Thread>(
         }
         if !state.aborted {
             let outcome = {
-                let exit_hook = pin!(thread.__exit(&mut ctx));
-                run_user(exit_hook, &node, &mut down, true, &mut stop).await
+                let exit_hook = pin!(thread.__exit(ctx));
+                run_user(exit_hook, &node, down, true, &mut stop).await
             };
             match outcome {
                 Ok(()) => {}
@@ -509,11 +560,11 @@ fn drive<T: Thread>(
                 Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
             }
         }
-        let exit = if state.aborted {
+        if state.aborted {
             if let Some(failure) = state.failure.take() {
                 tracing::warn!("aborted while stopping after: {failure}");
             }
-            let dropped = abort_rest(&mut ctx, &mut down).await;
+            let dropped = abort_rest(ctx, down).await;
             tracing::warn!(
                 deadline = ?node.stop_deadline.unwrap_or_default(),
                 dropped,
@@ -527,25 +578,7 @@ fn drive<T: Thread>(
             } else {
                 Exit::Stopped
             })
-        };
-        // DEBUG only: the parent hears of the exit and decides how loud it is (its default
-        // exit handling logs failures at ERROR); a root's exit is returned by `join`.
-        tracing::debug!("thread {exit}");
-        node.set_state(ThreadState::Exited);
-        drop(thread);
-        if !report {
-            return exit;
         }
-        let up = ctx.into_port();
-        let exit_report = Box::new(ChildExit {
-            id: node.id,
-            path: Arc::clone(&node.path),
-            name_at: node.name_at(),
-            type_name: node.type_name,
-            exit,
-        });
-        up.report(exit_report);
-        Exit::Stopped
     }
 }
 
@@ -588,7 +621,12 @@ impl LoopState {
             self.failure = Some(exit);
         }
         ctx.begin_stopping();
-        down.close();
+        if ctx.node.failure_closes_queue() {
+            down.close();
+        } else {
+            // Supervised, and restarted on failure: what is queued waits for the next life.
+            self.down_open = false;
+        }
     }
 }
 
@@ -623,6 +661,12 @@ fn handle_inbound<'a, T: Thread>(
             }
             Inbound::Exit(exit) => {
                 ctx.on_child_exit(exit.id);
+                if exit.escalated {
+                    // A supervised child past its restart limit: this thread fails with it.
+                    crate::tree::log_exit(&node.path, &exit);
+                    state.fail(ctx, down, exit.exit);
+                    return;
+                }
                 if state.failure.is_some() {
                     crate::tree::log_exit(&node.path, &exit);
                     return;

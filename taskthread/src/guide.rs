@@ -14,3 +14,6 @@ pub mod messages_up_and_down {}
 
 #[doc = include_str!("../../docs/05-stopping.md")]
 pub mod stopping {}
+
+#[doc = include_str!("../../docs/06-failure-and-supervision.md")]
+pub mod failure_and_supervision {}

@@ -90,6 +90,7 @@ mod error;
 mod inbox;
 mod reschedule;
 mod root;
+mod supervise;
 mod thread;
 mod tree;
 
@@ -100,6 +101,7 @@ pub use crate::ctx::{ChildInfo, Ctx};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
 pub use crate::root::{Handle, run, spawn, spawn_with};
+pub use crate::supervise::{Restart, RestartGroup, RestartPolicy};
 pub use crate::thread::{
     Accepts, Asks, ChildExit, ChildId, DEFAULT_CAPACITY, Exit, HandlesStream, HandlesUp, NoUp,
     Thread,
@@ -119,8 +121,8 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::taskthread;
     pub use crate::{
-        ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle, Reschedule, Result,
-        TaskRef, Thread,
+        ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle, Reschedule,
+        RestartPolicy, Result, TaskRef, Thread,
     };
 }
 

@@ -158,6 +158,10 @@ impl<T: Thread> HandlesUp<NoUp> for T {
 pub struct ChildId(u64);
 
 impl ChildId {
+    pub(crate) fn as_u64(self) -> u64 {
+        self.0
+    }
+
     pub(crate) fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self(NEXT.fetch_add(1, Ordering::Relaxed))
@@ -256,6 +260,8 @@ pub struct ChildExit {
     pub type_name: &'static str,
     /// How it ended.
     pub exit: Exit,
+    /// A supervised child past its restart limit: the parent fails with it.
+    pub(crate) escalated: bool,
 }
 
 impl ChildExit {

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -84,7 +84,8 @@ pub(crate) struct Node {
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
     pub(crate) queue: Box<dyn Queue>,
-    stop_requested: AtomicBool,
+    /// [`STOP`] and [`RESTART`] requests.
+    stop_requested: AtomicU8,
     stop_notify: Notify,
     state: AtomicU8,
     handled: AtomicU64,
@@ -93,7 +94,16 @@ pub(crate) struct Node {
     pub(crate) stop_deadline: Option<Duration>,
     /// The thread's task, for aborting it from above.
     task: OnceLock<AbortHandle>,
+    /// How often a supervisor has started it again.
+    restarts: AtomicU32,
+    /// Supervised: a completion or a failure is followed by a restart, so it keeps its queue.
+    pub(crate) keep_queue_on_completion: bool,
+    pub(crate) keep_queue_on_failure: bool,
 }
+
+/// Stop flags: a stop for good, and a restart (stop, then start again).
+const STOP: u8 = 1;
+const RESTART: u8 = 2;
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,6 +124,8 @@ pub(crate) struct NodeInit {
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
     pub(crate) stop_deadline: Option<Duration>,
+    /// `(on completion, on failure)`: see [`Node::stop_closes_queue`].
+    pub(crate) keep_queue: (bool, bool),
 }
 
 /// `parent/name-suffix` (or without the parent or the suffix) in one allocation, the
@@ -166,13 +178,16 @@ impl Node {
             up_type: init.up_type,
             capacity: init.capacity,
             queue,
-            stop_requested: AtomicBool::new(false),
+            stop_requested: AtomicU8::new(0),
             stop_notify: Notify::new(),
             state: AtomicU8::new(0),
             handled: AtomicU64::new(0),
             children: Mutex::new(BTreeMap::new()),
             stop_deadline: init.stop_deadline,
             task: OnceLock::new(),
+            restarts: AtomicU32::new(0),
+            keep_queue_on_completion: init.keep_queue.0,
+            keep_queue_on_failure: init.keep_queue.1,
         }
     }
 
@@ -186,15 +201,62 @@ impl Node {
 
     /// Asks the thread to stop. Idempotent.
     pub(crate) fn request_stop(&self) {
-        if !self.stop_requested.swap(true, Ordering::AcqRel) {
+        if self.stop_requested.fetch_or(STOP, Ordering::AcqRel) & STOP == 0 {
             self.stop_notify.notify_waiters();
         }
     }
 
-    /// One atomic load: checked by the loop on every turn.
+    /// Asks a supervised thread to stop gracefully and start again, keeping its queue (a
+    /// sibling in its restart group failed).
+    pub(crate) fn request_restart(&self) {
+        if self.stop_requested.fetch_or(RESTART, Ordering::AcqRel) == 0 {
+            self.stop_notify.notify_waiters();
+        }
+    }
+
+    /// One atomic load: checked by the loop on every turn. A restart request counts.
     #[inline]
     pub(crate) fn is_stop_requested(&self) -> bool {
-        self.stop_requested.load(Ordering::Acquire)
+        self.stop_requested.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether a stop for good was requested (not only a restart).
+    pub(crate) fn is_final_stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire) & STOP != 0
+    }
+
+    /// Whether a restart was requested (and no stop for good).
+    pub(crate) fn take_restart_request(&self) -> bool {
+        self.stop_requested.fetch_and(!RESTART, Ordering::AcqRel) == RESTART
+    }
+
+    /// Whether a stop, for this reason, closes the DOWN queue: not when a supervised thread
+    /// will start again and handle what is queued.
+    pub(crate) fn stop_closes_queue(&self, completed: bool) -> bool {
+        let flags = self.stop_requested.load(Ordering::Acquire);
+        if flags & STOP != 0 {
+            true
+        } else if flags & RESTART != 0 {
+            false
+        } else if completed {
+            !self.keep_queue_on_completion
+        } else {
+            true
+        }
+    }
+
+    /// Whether a failure closes the DOWN queue: not for a supervised thread restarted on
+    /// failure (unless it is being stopped for good).
+    pub(crate) fn failure_closes_queue(&self) -> bool {
+        !self.keep_queue_on_failure || self.is_final_stop_requested()
+    }
+
+    pub(crate) fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// A future that completes once a stop is requested. Enable it (or poll it once)
@@ -288,6 +350,7 @@ impl Node {
             queue_depth: self.queue_depth(),
             queue_capacity: self.capacity,
             handled: self.handled(),
+            restarts: self.restarts(),
             children: children.iter().map(|c| c.snapshot()).collect(),
         }
     }
@@ -326,6 +389,8 @@ pub struct TreeSnapshot {
     pub queue_capacity: usize,
     /// DOWN messages, UP messages, stream items and task runs it has handled.
     pub handled: u64,
+    /// How often its supervisor has started it again (see [`Ctx::supervise`](crate::Ctx::supervise)).
+    pub restarts: u32,
     /// Its live children, in the order they were spawned.
     pub children: Vec<TreeSnapshot>,
 }
@@ -378,6 +443,9 @@ impl TreeSnapshot {
                 " [{}] {}, queue {}/{}, handled {}",
                 self.path, self.state, self.queue_depth, self.queue_capacity, self.handled
             );
+            if self.restarts > 0 {
+                let _ = write!(out, ", restarts {}", self.restarts);
+            }
         }
         out.push('\n');
         for child in &self.children {
