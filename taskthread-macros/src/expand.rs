@@ -435,7 +435,7 @@ impl<'a> Generator<'a> {
                     fn __wrap(msg: #ty) -> Self::Down {
                         #wrap
                     }
-                    #[allow(unreachable_patterns)]
+                    #[allow(unreachable_patterns, clippy::unused_unit)]
                     fn __unwrap(down: Self::Down) -> #ty {
                         match down {
                             #unwrap_pat => msg,

@@ -323,6 +323,10 @@ impl<T: Thread> Ctx<T> {
         parent.add_child(Arc::clone(&child_ref.node));
         *family.stage_counts.entry(options.stage).or_default() += 1;
         if stopping && family.signalled_stage.is_some_and(|s| options.stage <= s) {
+            tracing::warn!(
+                child = %child_ref.node.path,
+                "spawned while stopping, in a stage already stopped: it is stopped at once"
+            );
             child_ref.node.request_stop();
         }
         family.children.insert(
@@ -616,6 +620,13 @@ impl<T: Thread> Ctx<T> {
     /// task of the tree is alive.
     pub(crate) async fn reap_all(&mut self) {
         if let Some(family) = &mut self.family {
+            // Children spawned by the `exit` hook (stopped at once): their reports come too
+            // late to be handled, but their tasks are waited for like the others.
+            for (id, entry) in std::mem::take(&mut family.children) {
+                entry.node.request_stop();
+                self.node.remove_child(id);
+                family.reaping.push(entry.join);
+            }
             family.jobs.shutdown().await;
             for join in family.reaping.drain(..) {
                 let _ = join.await;

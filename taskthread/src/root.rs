@@ -164,7 +164,19 @@ impl<T: Thread> Handle<T> {
     /// its queue, so the root never blocks on (or fails at) sending UP during its stop; they
     /// are counted and reported in one warning. To keep them, call [`stop`](Self::stop) and
     /// [`recv`](Self::recv) until `None` before joining.
+    ///
+    /// # Panics
+    /// If called from a thread of this very tree: it would wait for itself forever. (The
+    /// panic ends that thread as `Panicked`, with this explanation, instead of a hang.)
     pub async fn join(self) -> Exit {
+        if let Some(me) = tokio::task::try_id()
+            && let Some(path) = self.child.node.path_of_task(me)
+        {
+            panic!(
+                "Handle::join called from `{path}`, a thread of the tree it joins: it would \
+                 wait for itself forever; stop the tree and let its owner join it"
+            );
+        }
         let Handle {
             child,
             mut up,

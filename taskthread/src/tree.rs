@@ -317,6 +317,21 @@ impl Node {
         dropped
     }
 
+    /// The path of the thread of this subtree that runs as task `task`, if any.
+    pub(crate) fn path_of_task(&self, task: tokio::task::Id) -> Option<Arc<str>> {
+        if self.task.get().is_some_and(|t| t.id() == task) {
+            return Some(Arc::clone(&self.path));
+        }
+        let children: Vec<Arc<Node>> = self
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        children.iter().find_map(|c| c.path_of_task(task))
+    }
+
     pub(crate) fn add_child(&self, child: Arc<Node>) {
         self.children
             .lock()

@@ -472,7 +472,8 @@ impl Tally {
     #[up]
     async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit) -> Result<()> {
         assert!(matches!(exit.exit, Exit::Completed), "{}", exit.exit);
-        self.at_exit.push(self.seen.get(&from).copied().unwrap_or(0));
+        self.at_exit
+            .push(self.seen.get(&from).copied().unwrap_or(0));
         if ctx.child_count() == 0 {
             ctx.up(std::mem::take(&mut self.at_exit)).await?;
         }
