@@ -22,30 +22,47 @@
 //! - [`sink`]: the embedded websocket destination ("the cloud") used when no URL is given;
 //! - [`load`]: the load generator's clients, also a small tree;
 //! - [`app`]: starting, stopping and checking a relay, as the `relay` example does;
-//! - [`stats`]: the counters behind the summary line.
+//! - [`stats`]: the counters behind the summary line, and [`delivery`]: how far each frame
+//!   in flight has got on its way to the websocket destinations;
+//! - [`packet_reader`]: a connection's socket reader, which reads no further ahead of
+//!   its processor than its credit allows;
+//! - the websocket sub's mechanics, each in a small type of its own: [`link`] (one
+//!   connection to a destination), [`outbox`] (the bounded buffer and the frames awaiting
+//!   the destination's confirmation) and [`backoff`] (the waits between reconnections).
 //!
 //! Every thread is a template to copy: a struct, an `impl` block marked `#[taskthread]`,
-//! a few dozen lines.
+//! a few dozen lines. What is not about the tree (protocols, buffers, bookkeeping) lives
+//! in helper types beside it, so the thread reads as what it does with its messages.
 //!
 //! # Stopping without losing a frame
 //!
 //! The master spawns the TCP side in stop stage 0 and the websocket destinations and the
 //! database in stage 1. A graceful stop therefore closes the TCP side first: connections
-//! stop reading, their processors hand every frame already decoded UP, and only when the
+//! stop reading (every packet already read is in their processor's queue), their
+//! processors decode what they hold and hand every frame UP, and only when the
 //! whole TCP side has ended do the websocket subs and the database stop, after draining
 //! their queues and writing their last batch. A frame counted as received is forwarded and
 //! stored, or counted as lost: the summary line says which.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+
+use delivery::Delivery;
 
 pub mod app;
+pub mod backoff;
 pub mod data_processor;
 pub mod database;
+pub mod delivery;
 pub mod frame;
+pub mod link;
 pub mod load;
 pub mod master;
+pub mod outbox;
+pub mod packet_reader;
 pub mod sink;
 pub mod stats;
 pub mod tcp_connection;
@@ -63,9 +80,30 @@ pub use tcp_server::TcpServer;
 pub use websocket::{WebsocketMaster, WebsocketSub};
 
 /// A piece of a client's byte stream, as read from its socket: frames split and merged
-/// arbitrarily.
-#[derive(Debug, Clone)]
-pub struct Packet(pub Bytes);
+/// arbitrarily. An empty packet marks the end of the stream: the client closed its side.
+#[derive(Debug)]
+pub struct Packet {
+    /// The bytes read; empty at the end of the stream.
+    pub bytes: Bytes,
+    /// One unit of the socket reader's credit, given back when the packet has been handled
+    /// (see [`TcpConnection`]).
+    _credit: OwnedSemaphorePermit,
+}
+
+impl Packet {
+    /// A packet read with one unit of the reader's credit.
+    pub fn new(bytes: Bytes, credit: OwnedSemaphorePermit) -> Self {
+        Self {
+            bytes,
+            _credit: credit,
+        }
+    }
+
+    /// Whether this is the end of the stream.
+    pub fn is_end(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
 
 /// One frame received from a client.
 #[derive(Debug, Clone)]
@@ -78,4 +116,19 @@ pub struct Frame {
     pub seq: u64,
     /// The payload (without the length prefix).
     pub payload: Bytes,
+    /// How far it has got on its way to the websocket destinations; shared by its copies.
+    pub delivery: Delivery,
+}
+
+impl Frame {
+    /// Counts a frame just received from `client` in `stats`, and makes it.
+    pub fn received(client: SocketAddr, seq: u64, payload: Bytes, stats: &Arc<RelayStats>) -> Self {
+        Self {
+            id: stats.count_received(&payload),
+            client,
+            seq,
+            payload,
+            delivery: Delivery::new(Arc::clone(stats)),
+        }
+    }
 }

@@ -7,8 +7,8 @@ mod relay_common;
 use std::time::Duration;
 
 use relay_common::{
-    TestRelay, assert_closed_by_relay, dead_url, init_tracing, loopback, payload, server_config,
-    sub_options, wait_until, well_behaved_client,
+    Logged, TestRelay, assert_closed_by_relay, assert_every_byte_accounted, dead_url, init_tracing,
+    logged_about, loopback, payload, server_config, sub_options, wait_until, well_behaved_client,
 };
 use taskthread::Exit;
 use taskthread_examples::relay::app::{self, RelayConfig, ServeOptions, StartError};
@@ -18,6 +18,15 @@ use taskthread_examples::relay::sink::{self, WebsocketSink};
 use taskthread_examples::relay::tcp_server::ServerConfig;
 use taskthread_examples::relay::websocket::SubOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Level;
+
+/// Sub options that buffer only `frames` frames.
+fn buffering(frames: usize) -> SubOptions {
+    SubOptions {
+        buffer: frames,
+        ..sub_options()
+    }
+}
 
 fn small_frames() -> ServerConfig {
     ServerConfig {
@@ -78,6 +87,7 @@ async fn a_connection_closed_mid_frame_loses_only_the_incomplete_frame() {
     let mut half = bytes::BytesMut::new();
     encode(&payload(1, 3, 200), &mut half);
     quitter.send_raw(&half[..100]).await.unwrap();
+    let client = quitter.local_addr().unwrap();
     let mut stream = quitter.into_inner();
     stream.shutdown().await.unwrap(); // gone in the middle of the fourth frame
     assert_closed_by_relay(stream).await;
@@ -86,6 +96,14 @@ async fn a_connection_closed_mid_frame_loses_only_the_incomplete_frame() {
         stats.frames_truncated() == 1
     })
     .await;
+    // The client's doing, and said so.
+    let cut = the_incomplete_frame_line(client);
+    assert_eq!(cut.level, Level::WARN, "{cut:?}");
+    assert_eq!(
+        cut.message,
+        "the stream ended in the middle of a frame: 96 of its 200 payload bytes had arrived, \
+         100 bytes discarded"
+    );
 
     let mut sent = well_behaved_client(relay.addr(), 2, 10).await;
     sent.merge(complete);
@@ -93,7 +111,47 @@ async fn a_connection_closed_mid_frame_loses_only_the_incomplete_frame() {
     finished.assert_nothing_lost();
     assert_eq!(finished.stats.received_checksum(), sent);
     assert_eq!(finished.stats.frames_truncated(), 1);
+    assert_eq!(finished.stats.bytes_discarded(), 100);
     assert_eq!(finished.stats.clients_rejected(), 0);
+}
+
+/// The one line a processor logs about a frame its connection's end left incomplete.
+fn the_incomplete_frame_line(client: std::net::SocketAddr) -> Logged {
+    let lines: Vec<_> = logged_about(client)
+        .into_iter()
+        .filter(|l| l.message.contains("in the middle of a frame"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    lines[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_cut_by_a_stop_is_logged_as_the_relays_doing() {
+    let relay = TestRelay::start(server_config(), 1).await;
+    let mut client = RelayClient::connect(relay.addr()).await.unwrap();
+    client.send_frame(&payload(1, 0, 200)).await.unwrap();
+    let mut half = bytes::BytesMut::new();
+    encode(&payload(1, 1, 200), &mut half);
+    client.send_raw(&half[..100]).await.unwrap(); // and then nothing: the client stays
+    let stats = relay.stats().clone();
+    wait_until("the relay to read all of it", || {
+        stats.bytes_read() == 204 + 100
+    })
+    .await;
+
+    let addr = client.local_addr().unwrap();
+    let finished = relay.finish().await; // cuts the client in the middle of its frame
+    finished.assert_nothing_lost();
+    assert_eq!(finished.summary.received, 1);
+    assert_eq!(finished.stats.frames_truncated(), 1);
+    assert_eq!(finished.stats.bytes_discarded(), 100);
+    let cut = the_incomplete_frame_line(addr);
+    assert_eq!(cut.level, Level::INFO, "{cut:?}");
+    assert_eq!(
+        cut.message,
+        "the relay closed the connection in the middle of a frame: 100 bytes discarded"
+    );
+    assert_closed_by_relay(client.into_inner()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,6 +194,7 @@ async fn idle_clients_are_disconnected() {
     let relay = TestRelay::start(config, 1).await;
     let mut idle = RelayClient::connect(relay.addr()).await.unwrap();
     idle.send_raw(&[0, 0]).await.unwrap(); // half a length prefix, then nothing
+    let client = idle.local_addr().unwrap();
     assert_closed_by_relay(idle.into_inner()).await;
     assert_eq!(relay.stats().clients_idle(), 1);
 
@@ -145,6 +204,17 @@ async fn idle_clients_are_disconnected() {
     assert_eq!(finished.stats.received_checksum(), sent);
     assert_eq!(finished.stats.clients_idle(), 1);
     assert_eq!(finished.stats.frames_truncated(), 1);
+    assert_eq!(finished.stats.bytes_discarded(), 2);
+    // The relay cut the connection, not the client: the log says which.
+    let logged = logged_about(client);
+    let idle = logged.iter().find(|l| l.message.contains("idle timeout"));
+    assert_eq!(idle.map(|l| l.level), Some(Level::WARN), "{logged:#?}");
+    let cut = the_incomplete_frame_line(client);
+    assert_eq!(cut.level, Level::INFO, "{cut:?}");
+    assert_eq!(
+        cut.message,
+        "the relay closed the connection in the middle of a frame: 2 bytes discarded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,18 +229,47 @@ async fn a_destination_that_is_down_gets_its_frames_counted_as_lost() {
     assert!(matches!(finished.exit, Exit::Stopped), "{}", finished.exit);
     assert_eq!((s.received, s.stored, s.forwarded, s.lost), (10, 10, 0, 10));
     assert_eq!(finished.stats.undelivered(), 10);
+    assert_eq!(finished.stats.frames_in_flight(), 0);
     assert_eq!(finished.sinks[0].received, sent);
     assert_eq!(finished.db_checksum, sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_down_for_long_keeps_only_its_buffer_in_flight() {
+    // `relay serve` with a destination that stays down: frames keep coming and are lost;
+    // the relay's bookkeeping stays as large as the sub's buffer, not as the losses.
+    let (_, url) = dead_url().await;
+    let relay = TestRelay::start_with(server_config(), 1, vec![url], buffering(8)).await;
+    let frames = 500;
+    well_behaved_client(relay.addr(), 1, frames).await;
+    let stats = relay.stats().clone();
+    wait_until(
+        "the live sink to confirm every frame, the dead sub to drop all but 8",
+        || stats.confirmed() == frames && stats.undelivered() == frames - 8,
+    )
+    .await;
+    assert_eq!(stats.frames_in_flight(), 8, "only the dead sub's buffer");
+    assert_eq!(stats.forwarded(), 0);
+
+    let finished = relay.finish().await;
+    let s = finished.summary;
+    assert_eq!(
+        (s.received, s.stored, s.forwarded, s.lost),
+        (frames, frames, 0, frames)
+    );
+    assert_eq!(finished.stats.undelivered(), frames);
+    assert_eq!(
+        finished.stats.frames_in_flight(),
+        0,
+        "all settled at the stop"
+    );
+    assert_every_byte_accounted(&finished.stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_drops_the_oldest_frames_counted_as_lost() {
     let (addr, url) = dead_url().await;
-    let sub = SubOptions {
-        buffer: 4,
-        ..sub_options()
-    };
-    let relay = TestRelay::start_with(server_config(), 0, vec![url], sub).await;
+    let relay = TestRelay::start_with(server_config(), 0, vec![url], buffering(4)).await;
     let mut client = RelayClient::connect(relay.addr()).await.unwrap();
     let mut newest = Checksum::default();
     for n in 0..10 {

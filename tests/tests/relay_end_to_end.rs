@@ -5,13 +5,18 @@
 mod relay_common;
 
 use std::future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use relay_common::{TestRelay, server_config, wait_until, well_behaved_client};
-use taskthread::ThreadState;
+use relay_common::{
+    TestRelay, assert_every_byte_accounted, init_tracing, loopback, payload, server_config,
+    wait_until, well_behaved_client,
+};
+use taskthread::{Exit, ThreadState};
 use taskthread_examples::relay::app::{self, DemoOptions, Summary};
 use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, RelayClient};
+use taskthread_examples::relay::{RelayStats, TcpConnection};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tree_has_the_shape_of_the_sample_problem() {
@@ -95,6 +100,56 @@ async fn a_graceful_stop_in_the_middle_of_a_load_loses_nothing_received() {
     // The clients lose their connection; that is theirs to report.
     load.stop();
     load.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_read_when_a_connection_stops_become_frames_or_are_counted() {
+    init_tracing();
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A client that streams far more than the connection can hold while nobody takes its
+    // frames; its writes fail once the connection is gone.
+    let client = tokio::spawn(async move {
+        let mut client = RelayClient::connect(addr).await.unwrap();
+        for n in 0..100_000 {
+            if client.send_frame(&payload(1, n, 1000)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (socket, peer) = listener.accept().await.unwrap();
+    let stats = Arc::new(RelayStats::new());
+    let connection = TcpConnection::new(socket, peer, 64 * 1024, None, Arc::clone(&stats));
+    let mut connection = taskthread::spawn(connection);
+
+    // Nobody reads the frames UP: the connection's queues fill, then its processor's (the
+    // processor holds one more packet, blocked on sending a frame UP). The socket reader
+    // is left waiting with the next packet to hand on, or (as it should) for room before
+    // it reads one; then the connection stops.
+    wait_until("the processor's queue to fill", || {
+        let snapshot = connection.snapshot();
+        let processor = snapshot.children.first();
+        processor.is_some_and(|p| p.queue_depth + 1 >= p.queue_capacity)
+    })
+    .await;
+    connection.stop();
+    let mut frames = 0;
+    while connection.recv().await.is_some() {
+        frames += 1;
+    }
+    assert!(matches!(connection.join().await, Exit::Stopped));
+    client.await.unwrap();
+
+    // Every packet read was handed on: its complete frames were received and passed UP,
+    // and only the incomplete frame at the end was discarded (and counted).
+    assert_eq!(frames, stats.received());
+    assert_every_byte_accounted(&stats);
+    assert!(stats.frames_truncated() <= 1);
+    assert!(
+        stats.bytes_discarded() < 1004,
+        "{}",
+        stats.bytes_discarded()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

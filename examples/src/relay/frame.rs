@@ -155,6 +155,13 @@ impl FrameDecoder {
         self.buf.len()
     }
 
+    /// Discards the bytes of an incomplete frame; returns how many there were.
+    pub fn discard(&mut self) -> usize {
+        let n = self.buf.len();
+        self.buf.clear();
+        n
+    }
+
     /// Checks that the stream ended on a frame boundary.
     pub fn finish(&self) -> Result<(), FrameError> {
         if self.buf.is_empty() {

@@ -75,6 +75,11 @@ impl RelayClient {
         self.stream.write_all(bytes).await
     }
 
+    /// The client's own address: the relay's `client` in its logs.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
     /// The frames sent with [`send_frame`](Self::send_frame).
     pub fn sent(&self) -> Checksum {
         self.sent

@@ -16,9 +16,9 @@ use futures_util::{StreamExt, stream};
 use taskthread::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_tungstenite::accept_async_with_config;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{WebSocketStream, accept_async_with_config};
 
 use super::frame::Checksum;
 
@@ -31,8 +31,6 @@ pub struct Count;
 pub struct SinkReport {
     /// Connections open (or being opened) now.
     pub open: usize,
-    /// Connections accepted since the start.
-    pub connections: u64,
     /// The frames received so far.
     pub received: Checksum,
 }
@@ -42,20 +40,11 @@ pub struct SinkReport {
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionClosed;
 
-/// The result of a websocket handshake.
-#[derive(Debug)]
-pub struct Handshake {
-    peer: SocketAddr,
-    result: Result<WebSocketStream<TcpStream>, tungstenite::Error>,
-}
-
 /// A websocket server that counts binary messages.
 #[derive(Debug)]
 pub struct WebsocketSink {
     listener: Option<TcpListener>,
     addr: SocketAddr,
-    open: usize,
-    connections: u64,
     received: Checksum,
 }
 
@@ -66,8 +55,6 @@ impl WebsocketSink {
         Ok(Self {
             addr: listener.local_addr()?,
             listener: Some(listener),
-            open: 0,
-            connections: 0,
             received: Checksum::default(),
         })
     }
@@ -92,38 +79,16 @@ impl WebsocketSink {
         Ok(())
     }
 
+    /// Each connection is a child from the moment it is accepted, so the count of open
+    /// connections never misses one between the accept and the handshake.
     #[stream]
     async fn accepted(&mut self, ctx: &mut Ctx<Self>, socket: io::Result<TcpStream>) {
-        let (socket, peer) = match socket.and_then(|s| Ok((s.peer_addr()?, s))) {
-            Ok((peer, socket)) => (socket, peer),
-            Err(e) => return tracing::warn!("sink: accepting a connection failed: {e}"),
-        };
-        // Counted from now, so a connection is never missed between accept and handshake.
-        self.open += 1;
-        self.connections += 1;
-        // The relay sends frames up to 16 MiB; leave room for more.
-        let config = WebSocketConfig::default()
-            .max_frame_size(Some(64 << 20))
-            .max_message_size(Some(64 << 20));
-        ctx.spawn_task(async move {
-            let result = accept_async_with_config(socket, Some(config)).await;
-            Handshake { peer, result }
-        });
-    }
-
-    #[stream]
-    async fn handshake(&mut self, ctx: &mut Ctx<Self>, Handshake { peer, result }: Handshake) {
-        match result {
-            Ok(socket) => {
-                ctx.spawn_with(
-                    SinkConnection::new(socket, peer),
-                    ChildOptions::new().name("ws"),
-                );
+        match socket.and_then(|s| Ok((s.peer_addr()?, s))) {
+            Ok((peer, socket)) => {
+                let connection = SinkConnection::new(socket, peer);
+                ctx.spawn_with(connection, ChildOptions::new().name("ws"));
             }
-            Err(e) => {
-                tracing::warn!(%peer, "sink: websocket handshake failed: {e}");
-                self.closed(ctx);
-            }
+            Err(e) => tracing::warn!("sink: accepting a connection failed: {e}"),
         }
     }
 
@@ -137,24 +102,16 @@ impl WebsocketSink {
         if exit.exit.is_failure() {
             tracing::warn!("sink: {exit}");
         }
-        self.closed(ctx);
+        // A wake-up only: if the handle's queue is full, the waiter has one to read anyway.
+        let _ = ctx.try_up(ConnectionClosed);
     }
 
     #[down]
-    async fn count(&mut self, _ctx: &mut Ctx<Self>, _q: Count) -> Result<SinkReport> {
+    async fn count(&mut self, ctx: &mut Ctx<Self>, _q: Count) -> Result<SinkReport> {
         Ok(SinkReport {
-            open: self.open,
-            connections: self.connections,
+            open: ctx.child_count(),
             received: self.received,
         })
-    }
-}
-
-impl WebsocketSink {
-    fn closed(&mut self, ctx: &mut Ctx<Self>) {
-        self.open -= 1;
-        // A wake-up only: if the handle's queue is full, the waiter has one to read anyway.
-        let _ = ctx.try_up(ConnectionClosed);
     }
 }
 
@@ -162,17 +119,17 @@ impl WebsocketSink {
 #[derive(Debug)]
 pub struct SinkEvent(Option<Result<Message, tungstenite::Error>>);
 
-/// One websocket connection to the sink: sends the checksum of each binary message UP,
-/// and ends when the peer closes.
+/// One websocket connection to the sink: completes the handshake, sends the checksum of
+/// each binary message UP, and ends when the peer closes.
 #[derive(Debug)]
 pub struct SinkConnection {
-    socket: Option<WebSocketStream<TcpStream>>,
+    socket: Option<TcpStream>,
     peer: SocketAddr,
 }
 
 impl SinkConnection {
-    /// A connection on an accepted websocket.
-    pub fn new(socket: WebSocketStream<TcpStream>, peer: SocketAddr) -> Self {
+    /// A connection on an accepted socket.
+    pub fn new(socket: TcpStream, peer: SocketAddr) -> Self {
         Self {
             socket: Some(socket),
             peer,
@@ -182,8 +139,14 @@ impl SinkConnection {
 
 #[taskthread(up = Checksum)]
 impl SinkConnection {
+    /// The handshake; a failed one ends the connection as failed, which the sink logs.
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let socket = self.socket.take().expect("enter runs once");
+        // The relay sends frames up to 16 MiB; leave room for more.
+        let config = WebSocketConfig::default()
+            .max_frame_size(Some(64 << 20))
+            .max_message_size(Some(64 << 20));
+        let socket = accept_async_with_config(socket, Some(config)).await?;
         let end = stream::once(async { SinkEvent(None) });
         ctx.attach(socket.map(|m| SinkEvent(Some(m))).chain(end));
         Ok(())

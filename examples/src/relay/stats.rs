@@ -3,8 +3,6 @@
 //! Counters are metrics, not messages: each thread adds to its own counters as it goes, and
 //! whoever reports reads them. Frames themselves only travel along the tree.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::frame::Checksum;
@@ -15,10 +13,14 @@ pub struct RelayStats {
     received: AtomicU64,
     bytes: AtomicU64,
     received_sum: AtomicU64,
-    routed: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_discarded: AtomicU64,
+    /// Frames on their way to the websocket destinations, and what became of them (see
+    /// [`Delivery`](super::delivery::Delivery)).
+    in_flight: AtomicU64,
+    forwarded: AtomicU64,
+    undelivered: AtomicU64,
     stored: AtomicU64,
-    /// Ids of the frames that at least one websocket destination did not get.
-    undelivered: Mutex<HashSet<u64>>,
     clients_accepted: AtomicU64,
     clients_refused: AtomicU64,
     clients_closed: AtomicU64,
@@ -43,17 +45,34 @@ impl RelayStats {
         self.received.fetch_add(1, Relaxed)
     }
 
-    /// Counts a frame handed to the websocket destinations.
-    pub fn count_routed(&self) {
-        self.routed.fetch_add(1, Relaxed);
+    /// Counts bytes read from a client's socket.
+    pub fn count_read(&self, bytes: usize) {
+        self.bytes_read.fetch_add(bytes as u64, Relaxed);
     }
 
-    /// Records that a websocket destination will never get frame `id`.
-    pub fn count_undelivered(&self, id: u64) {
-        self.undelivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
+    /// Counts bytes read from a client that could not become frames (see
+    /// [`bytes_discarded`](Self::bytes_discarded)).
+    pub fn count_discarded(&self, bytes: usize) {
+        self.bytes_discarded.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Counts a frame put on its way to the websocket destinations.
+    pub fn count_on_the_way(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a frame every destination has settled: forwarded, or not if one lost it.
+    pub fn count_settled(&self, forwarded: bool) {
+        self.in_flight.fetch_sub(1, Relaxed);
+        if forwarded {
+            self.forwarded.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a frame that at least one websocket destination will never get (once per
+    /// frame).
+    pub fn count_undelivered(&self) {
+        self.undelivered.fetch_add(1, Relaxed);
     }
 
     /// Counts `n` frames committed to the database.
@@ -76,9 +95,11 @@ impl RelayStats {
         self.clients_closed.fetch_add(1, Relaxed);
     }
 
-    /// Counts a client disconnected for bad input (an oversized length, garbage).
-    pub fn count_rejected(&self) {
+    /// Counts a client disconnected for bad input (an oversized length, garbage), and the
+    /// bytes of its stream discarded with it.
+    pub fn count_rejected(&self, discarded: usize) {
         self.clients_rejected.fetch_add(1, Relaxed);
+        self.count_discarded(discarded);
     }
 
     /// Counts a client disconnected for being idle.
@@ -86,9 +107,16 @@ impl RelayStats {
         self.clients_idle.fetch_add(1, Relaxed);
     }
 
-    /// Counts an incomplete frame discarded when its connection ended.
-    pub fn count_truncated(&self) {
+    /// Counts an incomplete frame of `discarded` bytes discarded when its connection
+    /// ended.
+    pub fn count_truncated(&self, discarded: usize) {
         self.frames_truncated.fetch_add(1, Relaxed);
+        self.count_discarded(discarded);
+    }
+
+    /// Counts a frame a websocket destination confirmed it has read.
+    pub fn count_confirmed(&self) {
+        self.confirmed.fetch_add(1, Relaxed);
     }
 
     /// Counts a websocket connection to a destination that was lost.
@@ -115,23 +143,34 @@ impl RelayStats {
         }
     }
 
-    /// Frames delivered to every websocket destination. Exact once the relay has stopped;
-    /// while it runs, frames still on their way count as delivered.
-    pub fn forwarded(&self) -> u64 {
-        self.routed().saturating_sub(self.undelivered())
+    /// Bytes read from clients' sockets.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Relaxed)
     }
 
-    /// Frames handed to the websocket destinations.
-    pub fn routed(&self) -> u64 {
-        self.routed.load(Relaxed)
+    /// Bytes read from clients that could not become frames: incomplete frames when their
+    /// connection ended, the rest of a stream rejected as bad input, and bytes read as
+    /// their connection was closing. Every byte read is either in a frame received (its
+    /// payload and 4-byte length) or counted here.
+    pub fn bytes_discarded(&self) -> u64 {
+        self.bytes_discarded.load(Relaxed)
+    }
+
+    /// Frames delivered to every websocket destination, as the destinations confirmed it.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Relaxed)
     }
 
     /// Frames that at least one websocket destination did not get.
     pub fn undelivered(&self) -> u64 {
-        self.undelivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len() as u64
+        self.undelivered.load(Relaxed)
+    }
+
+    /// Frames on their way to the websocket destinations that some destination has not
+    /// settled yet: the only per-frame state the relay keeps. Zero once the relay has
+    /// stopped.
+    pub fn frames_in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
     }
 
     /// Frames committed to the database.
@@ -174,13 +213,6 @@ impl RelayStats {
     /// Incomplete frames discarded when their connection ended.
     pub fn frames_truncated(&self) -> u64 {
         self.frames_truncated.load(Relaxed)
-    }
-}
-
-impl RelayStats {
-    /// Counts `n` frames a websocket destination confirmed it has read.
-    pub fn count_confirmed(&self, n: u64) {
-        self.confirmed.fetch_add(n, Relaxed);
     }
 
     /// Frames websocket destinations confirmed they have read, summed over destinations.

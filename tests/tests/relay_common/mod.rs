@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskthread::{Exit, Handle};
@@ -17,21 +17,83 @@ use taskthread_examples::relay::tcp_server::ServerConfig;
 use taskthread_examples::relay::websocket::SubOptions;
 use taskthread_examples::relay::{RelayStats, database};
 use tempfile::TempDir;
+use tracing::Level;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{self, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Loopback, ephemeral port.
 pub fn loopback() -> SocketAddr {
     (Ipv4Addr::LOCALHOST, 0).into()
 }
 
-/// Logs to the test's output, shown for failing tests.
+/// Logs to the test's output (shown for failing tests), and keeps what the relay logs at
+/// `info` and above for [`logged_about`], whatever `RUST_LOG` says.
+///
+/// The subscriber is the process's global one: a scoped subscriber would race with the
+/// other tests of the binary over tracing's per-callsite cache.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    let shown = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let kept = Targets::new().with_target("taskthread_examples", Level::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(shown),
         )
+        .with(Capture.with_filter(kept))
         .try_init();
+}
+
+/// One event the relay logged.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub level: Level,
+    pub message: String,
+    /// The other fields, as `name=value ` pairs.
+    pub fields: String,
+}
+
+static LOGGED: Mutex<Vec<Logged>> = Mutex::new(Vec::new());
+
+/// What the relay logged so far about the client at `client` (its `client` field).
+pub fn logged_about(client: SocketAddr) -> Vec<Logged> {
+    let field = format!("client={client} ");
+    let logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    logged
+        .iter()
+        .filter(|l| l.fields.contains(&field))
+        .cloned()
+        .collect()
+}
+
+/// Keeps every event it sees in [`LOGGED`].
+struct Capture;
+
+impl<S: tracing::Subscriber> Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: layer::Context<'_, S>) {
+        let mut logged = Logged {
+            level: *event.metadata().level(),
+            message: String::new(),
+            fields: String::new(),
+        };
+        event.record(&mut logged);
+        LOGGED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(logged);
+    }
+}
+
+impl Visit for Logged {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            name => self.fields.push_str(&format!("{name}={value:?} ")),
+        }
+    }
 }
 
 /// Limits for tests: small frames, a few clients, no idle timeout.
@@ -163,7 +225,21 @@ impl Finished {
         }
         assert_eq!(self.db_count, self.summary.received);
         assert_eq!(self.db_checksum, received);
+        assert_every_byte_accounted(&self.stats);
+        assert_eq!(self.stats.frames_in_flight(), 0);
     }
+}
+
+/// Every byte read from a client is in a frame received (its payload and 4-byte length)
+/// or counted as discarded: none vanished on the way.
+pub fn assert_every_byte_accounted(stats: &RelayStats) {
+    let in_frames = stats.bytes() + 4 * stats.received();
+    assert_eq!(
+        stats.bytes_read(),
+        in_frames + stats.bytes_discarded(),
+        "bytes read = bytes in {} frames received + bytes discarded",
+        stats.received()
+    );
 }
 
 /// A payload that differs for every client and frame.

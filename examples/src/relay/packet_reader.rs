@@ -1,0 +1,120 @@
+//! A `TcpConnection`'s socket reader: reads packets no further ahead of the processor
+//! than its credit allows, hands each one on at once, and watches for idle clients.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use taskthread::prelude::*;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tokio_util::io::ReaderStream;
+
+use super::{DataProcessor, Packet, RelayStats};
+
+/// How much one socket read takes at most.
+const READ_SIZE: usize = 64 * 1024;
+
+/// How many packets the reader may read ahead of the processor; give the processor's
+/// queue at least this capacity.
+pub const READ_AHEAD: usize = 8;
+
+/// Why a [`PacketReader`] stopped reading.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// The client closed the connection; the processor was sent the end of the stream.
+    Closed,
+    /// Reading failed; the processor was sent the end of the stream.
+    Failed(io::Error),
+    /// The client sent nothing for this long.
+    Idle(Duration),
+    /// The processor has ended (it said why), so there is no one to read for.
+    ProcessorEnded,
+}
+
+/// Reads a client's socket for its `DataProcessor`.
+///
+/// It reads only with a unit of credit in hand; the credit travels with the packet and
+/// comes back once the processor has handled it, and the processor's queue has room for
+/// all of it. So a packet read is handed over at once, never held while waiting: when the
+/// connection stops and drops the reader, whatever it was waiting for, no byte read is
+/// lost on the way. A busy processor keeps the reader waiting for credit, which slows the
+/// client (TCP backpressure) and does not count as the client being idle.
+#[derive(Debug)]
+pub struct PacketReader {
+    packets: ReaderStream<OwnedReadHalf>,
+    credit: Arc<Semaphore>,
+    processor: ChildRef<DataProcessor>,
+    client: SocketAddr,
+    idle_timeout: Option<Duration>,
+    stats: Arc<RelayStats>,
+}
+
+impl PacketReader {
+    /// A reader of `socket` for `processor`, giving up after `idle_timeout` without data.
+    pub fn new(
+        socket: OwnedReadHalf,
+        processor: ChildRef<DataProcessor>,
+        client: SocketAddr,
+        idle_timeout: Option<Duration>,
+        stats: Arc<RelayStats>,
+    ) -> Self {
+        Self {
+            packets: ReaderStream::with_capacity(socket, READ_SIZE),
+            credit: Arc::new(Semaphore::new(READ_AHEAD)),
+            processor,
+            client,
+            idle_timeout,
+            stats,
+        }
+    }
+
+    /// Reads until the stream ends, the client is idle, or the processor has ended.
+    pub async fn run(mut self) -> ReadEnd {
+        loop {
+            let credit = Arc::clone(&self.credit).acquire_owned().await;
+            let credit = credit.expect("the credit is never closed");
+            let read = match self.idle_timeout {
+                Some(idle) => timeout(idle, self.packets.next()).await,
+                None => Ok(self.packets.next().await),
+            };
+            let (bytes, end) = match read {
+                Ok(Some(Ok(bytes))) => (bytes, None),
+                Ok(Some(Err(e))) => (Bytes::new(), Some(ReadEnd::Failed(e))),
+                Ok(None) => (Bytes::new(), Some(ReadEnd::Closed)),
+                Err(_) => return ReadEnd::Idle(self.idle_timeout.unwrap_or_default()),
+            };
+            self.stats.count_read(bytes.len());
+            if !self.hand_over(Packet::new(bytes, credit)) {
+                return ReadEnd::ProcessorEnded;
+            }
+            if let Some(end) = end {
+                return end;
+            }
+        }
+    }
+
+    /// Hands a packet to the processor without waiting: the credit it carries guarantees
+    /// room. Fails only once the processor has ended (bad input, or the connection is
+    /// closing); the bytes are then counted as discarded, and logged.
+    fn hand_over(&self, packet: Packet) -> bool {
+        let Err(e) = self.processor.try_send(packet) else {
+            return true;
+        };
+        let why = if e.is_full() {
+            "its queue is full"
+        } else {
+            "it has ended"
+        };
+        let n = e.into_inner().bytes.len();
+        if n > 0 {
+            tracing::info!(client = %self.client, "discarding {n} bytes read: the processor cannot take them ({why})");
+            self.stats.count_discarded(n);
+        }
+        false
+    }
+}
