@@ -457,8 +457,9 @@ impl<T: Thread> Ctx<T> {
     ///
     /// The stream is polled on its own task, so waiting for it never blocks the loop; items
     /// wait in the inbound queue (backpressure). When the thread starts stopping, attached
-    /// streams are dropped: they are inputs, like the DOWN queue. Items already forwarded
-    /// are still handled.
+    /// streams are dropped: they are inputs, like the DOWN queue. Every item the stream has
+    /// produced is still handled: the stream is only polled for an item once there is room
+    /// for it in the queue, so none is ever held (and lost) when the stream is dropped.
     pub fn attach<S>(&mut self, stream: S)
     where
         S: Stream + Send + 'static,
@@ -473,10 +474,14 @@ impl<T: Thread> Ctx<T> {
         let tx = family.inbox.sender().clone();
         let forward = async move {
             let mut stream = pin!(stream);
-            while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-                if tx.send_with(item, T::__wrap_item).await.is_err() {
+            // Room first, then the item: an item is never held while waiting, so stopping
+            // (which cancels this task) never loses one that was already read.
+            while let Ok(permit) = tx.permits().acquire().await {
+                let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await else {
                     break;
-                }
+                };
+                permit.forget();
+                tx.send_permitted(T::__wrap_item(item));
             }
         };
         let abort = family.jobs.spawn(forward.in_current_span());

@@ -141,3 +141,56 @@ async fn a_panicking_task_fails_its_thread_as_panicked() {
         other => panic!("expected panicked, got {other}"),
     }
 }
+
+/// Handles numbers from an endless stream slowly, and stops itself after ten.
+struct Slowpoke {
+    produced: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    handled: u64,
+}
+
+#[taskthread(up = u64)]
+impl Slowpoke {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let produced = self.produced.clone();
+        ctx.attach(tokio_stream::StreamExt::map(
+            tokio_stream::iter(0u64..),
+            move |n| {
+                produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                n
+            },
+        ));
+        Ok(())
+    }
+
+    #[stream]
+    async fn number(&mut self, ctx: &mut Ctx<Self>, _n: u64) -> Result<()> {
+        self.handled += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if self.handled == 10 {
+            ctx.stop();
+        }
+        Ok(())
+    }
+
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.up(self.handled).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_item_a_stream_produced_is_handled_even_when_the_thread_stops() {
+    let produced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut root = taskthread::spawn_with(
+        Slowpoke {
+            produced: produced.clone(),
+            handled: 0,
+        },
+        ChildOptions::new().capacity(2),
+    );
+    let handled = root.recv().await.expect("the thread reports");
+    assert!(matches!(root.join().await, Exit::Completed));
+    // The items queued when the stop began are handled too; none was read and dropped.
+    assert!(handled >= 10);
+    assert_eq!(produced.load(std::sync::atomic::Ordering::SeqCst), handled);
+}
