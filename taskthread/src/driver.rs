@@ -356,10 +356,10 @@ fn drive<T: Thread>(
 ) -> impl Future<Output = Exit> + Send {
     // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
     async move {
-        let exit = run_thread(&mut thread, &mut ctx, &mut down).await;
+        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down).await;
         drop(thread);
         if report {
-            report_exit(ctx, exit, false);
+            report_exit(ctx, exit, dropped, false);
             Exit::Stopped
         } else {
             ctx.node.set_state(ThreadState::Exited);
@@ -369,7 +369,7 @@ fn drive<T: Thread>(
 }
 
 /// Tells the parent how the thread ended, once.
-pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, escalated: bool) {
+pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, escalated: bool) {
     // DEBUG only: the parent hears of the exit and decides how loud it is (its default
     // exit handling logs failures at ERROR); a root's exit is returned by `join`.
     tracing::debug!("thread {exit}");
@@ -382,6 +382,7 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, escalated: bool) {
         name_at: node.name_at(),
         type_name: node.type_name,
         exit,
+        dropped,
         escalated,
     }));
 }
@@ -393,7 +394,7 @@ pub(crate) fn run_thread<'a, T: Thread>(
     thread: &'a mut T,
     ctx: &'a mut Ctx<T>,
     down: &'a mut mpsc::Receiver<T::Down>,
-) -> impl Future<Output = Exit> + Send + 'a {
+) -> impl Future<Output = (Exit, usize)> + Send + 'a {
     async move {
         let node = Arc::clone(&ctx.node);
         let mut state = LoopState::default();
@@ -564,20 +565,21 @@ pub(crate) fn run_thread<'a, T: Thread>(
             if let Some(failure) = state.failure.take() {
                 tracing::warn!("aborted while stopping after: {failure}");
             }
-            let dropped = abort_rest(ctx, down).await;
+            let dropped = state.dropped + abort_rest(ctx, down).await;
             tracing::warn!(
                 deadline = ?node.stop_deadline.unwrap_or_default(),
                 dropped,
                 "the stop took longer than its deadline: aborted what remained"
             );
-            Exit::Aborted { dropped }
+            (Exit::Aborted { dropped }, dropped)
         } else {
             ctx.reap_all().await;
-            state.failure.take().unwrap_or(if ctx.completed {
+            let exit = state.failure.take().unwrap_or(if ctx.completed {
                 Exit::Completed
             } else {
                 Exit::Stopped
-            })
+            });
+            (exit, state.dropped)
         }
     }
 }

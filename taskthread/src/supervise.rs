@@ -220,6 +220,9 @@ where
         }
         let mut recent: VecDeque<Instant> = VecDeque::new();
         let mut seed = node.id.as_u64().wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        // Messages dropped by lives that failed for good (none while it restarts: the queue
+        // is kept for the next life).
+        let mut dropped_before = 0usize;
         let (exit, escalated) = loop {
             let mut thread = match catch_unwind(AssertUnwindSafe(&mut factory)) {
                 Ok(thread) => thread,
@@ -228,7 +231,8 @@ where
                     break (Exit::Panicked(message), true);
                 }
             };
-            let exit = run_thread(&mut thread, &mut ctx, &mut down).await;
+            let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down).await;
+            dropped_before += dropped;
             drop(thread);
             let asked = node.take_restart_request();
             if node.is_final_stop_requested() {
@@ -289,7 +293,7 @@ where
                 "supervised thread ended for good: dropped queued messages"
             );
         }
-        report_exit(ctx, exit, escalated);
+        report_exit(ctx, exit, dropped_before + dropped, escalated);
         Exit::Stopped
     }
 }

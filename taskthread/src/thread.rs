@@ -260,6 +260,10 @@ pub struct ChildExit {
     pub type_name: &'static str,
     /// How it ended.
     pub exit: Exit,
+    /// Messages queued for it that it dropped unhandled: those still queued (or arriving)
+    /// after it failed, and those lost in an abort. Zero after a graceful stop, which
+    /// handles everything queued.
+    pub dropped: usize,
     /// A supervised child past its restart limit: the parent fails with it.
     pub(crate) escalated: bool,
 }

@@ -498,3 +498,69 @@ async fn exit_reports_come_after_the_up_messages_and_never_wait_for_room() {
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
 }
+
+/// Fails on `Boom`; the messages queued behind it are dropped and counted.
+struct Brittle;
+
+#[taskthread]
+impl Brittle {
+    #[down]
+    async fn work(&mut self, _ctx: &mut Ctx<Self>, _w: Work) -> Result<()> {
+        Ok(())
+    }
+
+    #[down]
+    async fn boom(&mut self, _ctx: &mut Ctx<Self>, _b: Boom) -> Result<()> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Err(Error::msg("brittle"))
+    }
+}
+
+/// Keeps the `dropped` count of each exit it hears of.
+#[derive(Default)]
+struct Counter {
+    dropped: Log,
+}
+
+#[taskthread]
+impl Counter {
+    #[down]
+    async fn spawn_brittle(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _s: SpawnLeaf,
+    ) -> Result<ChildRef<Brittle>> {
+        Ok(ctx.spawn(Brittle))
+    }
+
+    #[up]
+    async fn exited(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        exit: ChildExit,
+    ) -> Result<()> {
+        log(
+            &self.dropped,
+            format!("{} dropped {}", exit.exit, exit.dropped),
+        );
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_child_reports_how_many_queued_messages_it_dropped() {
+    let dropped = Log::default();
+    let root = taskthread::spawn(Counter {
+        dropped: dropped.clone(),
+    });
+    let brittle = root.ask(SpawnLeaf { stage: 0 }).await.unwrap();
+    brittle.send(Boom).await.unwrap();
+    for n in 0..3 {
+        brittle.send(Work(n)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lines(&dropped), ["failed: brittle dropped 3"]);
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
