@@ -450,7 +450,7 @@ pub(crate) fn run_thread<'a, T: Thread>(
                     && ctx.timetable.is_due(Instant::now())
                 {
                     state.tasks_turn = false;
-                    run_due_task(thread, ctx, down, &mut state, &mut stop).await;
+                    run_due_task(thread, ctx, down, &mut state, &mut stop, &node).await;
                     continue;
                 }
                 state.tasks_turn = true;
@@ -506,7 +506,8 @@ pub(crate) fn run_thread<'a, T: Thread>(
                     // The same short batch for UP messages and exits from children, while
                     // DOWN has nothing waiting (the queues keep taking turns).
                     loop {
-                        handle_inbound(thread, ctx, down, &mut state, inbound, &mut stop).await;
+                        handle_inbound(thread, ctx, down, &mut state, inbound, &mut stop, &node)
+                            .await;
                         left -= 1;
                         if left == 0
                             || state.failure.is_some()
@@ -526,7 +527,7 @@ pub(crate) fn run_thread<'a, T: Thread>(
                 }
                 Next::Task => {
                     state.tasks_turn = false;
-                    run_due_task(thread, ctx, down, &mut state, &mut stop).await;
+                    run_due_task(thread, ctx, down, &mut state, &mut stop, &node).await;
                 }
                 Next::Job(joined) => {
                     if let Err(e) = joined
@@ -642,9 +643,9 @@ fn handle_inbound<'a, T: Thread>(
     state: &'a mut LoopState,
     inbound: Inbound<T::Event>,
     stop: &'a mut StopWatch<'_, '_>,
+    node: &'a Node,
 ) -> impl Future<Output = ()> + 'a {
     async move {
-        let node = Arc::clone(&ctx.node);
         match inbound {
             Inbound::Event(event) | Inbound::Output(event) => {
                 if state.failure.is_some() {
@@ -655,7 +656,7 @@ fn handle_inbound<'a, T: Thread>(
                 let outcome = {
                     let stopping = ctx.stopping;
                     let handler = pin!(thread.__event(ctx, event));
-                    run_user(handler, &node, down, stopping, stop).await
+                    run_user(handler, node, down, stopping, stop).await
                 };
                 if let Err(exit) = outcome {
                     state.fail(ctx, down, exit);
@@ -677,7 +678,7 @@ fn handle_inbound<'a, T: Thread>(
                 let outcome = {
                     let stopping = ctx.stopping;
                     let handler = pin!(thread.__exited(ctx, from, *exit));
-                    run_user(handler, &node, down, stopping, stop).await
+                    run_user(handler, node, down, stopping, stop).await
                 };
                 if let Err(exit) = outcome {
                     state.fail(ctx, down, exit);
@@ -695,9 +696,9 @@ fn run_due_task<'a, T: Thread>(
     down: &'a mut mpsc::Receiver<T::Down>,
     state: &'a mut LoopState,
     stop: &'a mut StopWatch<'_, '_>,
+    node: &'a Node,
 ) -> impl Future<Output = ()> + 'a {
     async move {
-        let node = Arc::clone(&ctx.node);
         let Some((index, due)) = ctx.timetable.take_due(Instant::now()) else {
             return;
         };
@@ -705,7 +706,7 @@ fn run_due_task<'a, T: Thread>(
         let outcome = {
             let stopping = ctx.stopping;
             let task = pin!(thread.__task(ctx, index));
-            run_user(task, &node, down, stopping, stop).await
+            run_user(task, node, down, stopping, stop).await
         };
         match outcome {
             Ok(decision) => {
