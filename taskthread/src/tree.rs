@@ -297,13 +297,7 @@ impl Node {
     /// returns how many DOWN messages were queued for them. Their handles are pushed to
     /// `aborted`, so the caller can wait until the tasks are gone.
     pub(crate) fn abort_descendants(&self, aborted: &mut Vec<AbortHandle>) -> usize {
-        let children: Vec<Arc<Node>> = self
-            .children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let children = self.children_now();
         let mut dropped = 0;
         for child in children {
             dropped += child.abort_descendants(aborted);
@@ -322,14 +316,18 @@ impl Node {
         if self.task.get().is_some_and(|t| t.id() == task) {
             return Some(Arc::clone(&self.path));
         }
-        let children: Vec<Arc<Node>> = self
-            .children
+        let children = self.children_now();
+        children.iter().find_map(|c| c.path_of_task(task))
+    }
+
+    /// The live children at this moment (the lock is not held while the caller uses them).
+    fn children_now(&self) -> Vec<Arc<Node>> {
+        self.children
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
-            .collect();
-        children.iter().find_map(|c| c.path_of_task(task))
+            .collect()
     }
 
     pub(crate) fn add_child(&self, child: Arc<Node>) {
@@ -347,13 +345,7 @@ impl Node {
     }
 
     pub(crate) fn snapshot(&self) -> TreeSnapshot {
-        let children: Vec<Arc<Node>> = self
-            .children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let children = self.children_now();
         TreeSnapshot {
             id: self.id,
             name: self.name().to_owned(),
