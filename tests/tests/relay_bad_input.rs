@@ -241,8 +241,15 @@ async fn a_destination_down_for_long_keeps_only_its_buffer_in_flight() {
     let (_, url) = dead_url().await;
     let relay = TestRelay::start_with(server_config(), 1, vec![url], buffering(8)).await;
     let frames = 500;
-    well_behaved_client(relay.addr(), 1, frames).await;
     let stats = relay.stats().clone();
+    // One frame first, confirmed by the live sink: its sub is connected, so it buffers
+    // none of the rest (its buffer is as small as the dead one's).
+    well_behaved_client(relay.addr(), 1, 1).await;
+    wait_until("the live sink to confirm the first frame", || {
+        stats.confirmed() == 1
+    })
+    .await;
+    well_behaved_client(relay.addr(), 2, frames - 1).await;
     wait_until(
         "the live sink to confirm every frame, the dead sub to drop all but 8",
         || stats.confirmed() == frames && stats.undelivered() == frames - 8,
