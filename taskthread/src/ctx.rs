@@ -73,6 +73,16 @@ impl<T: Thread> Family<T> {
     }
 }
 
+impl<T: Thread> Drop for Family<T> {
+    fn drop(&mut self) {
+        // Empty after a stop; not after an abort of this thread's task, whose children
+        // must not outlive it (a dropped `JoinHandle` would only detach them).
+        for entry in self.children.values() {
+            entry.join.abort();
+        }
+    }
+}
+
 fn typed_ref<C: Thread>(node: &Arc<Node>) -> Option<ChildRef<C>> {
     let tx = node
         .queue
@@ -458,8 +468,9 @@ impl<T: Thread> Ctx<T> {
     /// The stream is polled on its own task, so waiting for it never blocks the loop; items
     /// wait in the inbound queue (backpressure). When the thread starts stopping, attached
     /// streams are dropped: they are inputs, like the DOWN queue. Every item the stream has
-    /// produced is still handled: the stream is only polled for an item once there is room
-    /// for it in the queue, so none is ever held (and lost) when the stream is dropped.
+    /// produced is still handled: an item is never held back waiting for room (with no
+    /// room, it is queued anyway and the stream is read again only once there is room), so
+    /// none is lost when the stream is dropped.
     pub fn attach<S>(&mut self, stream: S)
     where
         S: Stream + Send + 'static,
@@ -474,14 +485,25 @@ impl<T: Thread> Ctx<T> {
         let tx = family.inbox.sender().clone();
         let forward = async move {
             let mut stream = pin!(stream);
-            // Room first, then the item: an item is never held while waiting, so stopping
-            // (which cancels this task) never loses one that was already read.
-            while let Ok(permit) = tx.permits().acquire().await {
-                let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await else {
-                    break;
-                };
-                permit.forget();
-                tx.send_permitted(T::__wrap_item(item));
+            // An item is never held while waiting, so stopping (which cancels this task)
+            // never loses one that was already read, and an idle stream holds no room in
+            // the queue. With no room when an item comes, it is queued anyway (one over the
+            // capacity at most, per stream) and the stream is read again only once there
+            // is room.
+            while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+                match tx.permits().try_acquire() {
+                    Ok(permit) => {
+                        permit.forget();
+                        tx.send_permitted(T::__wrap_item(item));
+                    }
+                    Err(tokio::sync::TryAcquireError::Closed) => break,
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                        tx.send_unmetered(Inbound::Output(T::__wrap_item(item)));
+                        if tx.permits().acquire().await.is_err() {
+                            break;
+                        }
+                    }
+                }
             }
         };
         let abort = family.jobs.spawn(forward.in_current_span());
@@ -617,7 +639,10 @@ impl<T: Thread> Ctx<T> {
             family.reaping.push(entry.join);
         }
         family.stage_counts.clear();
+        // `spawn_task` jobs are cancelled; `spawn_blocking` jobs cannot be, and are left to
+        // finish on their own rather than holding up the abort.
         family.jobs.abort_all();
+        family.jobs.detach_all();
         dropped
     }
 

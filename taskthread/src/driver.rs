@@ -731,10 +731,26 @@ async fn abort_rest<T: Thread>(ctx: &mut Ctx<T>, down: &mut mpsc::Receiver<T::Do
     let mut aborted = Vec::new();
     dropped += ctx.node.abort_descendants(&mut aborted);
     dropped += ctx.abort_family();
-    // The cancelled tasks are dropped by the runtime when it next gets to them.
-    while !aborted.iter().all(tokio::task::AbortHandle::is_finished) {
-        tokio::task::yield_now().await;
-    }
+    wait_gone(&aborted).await;
     ctx.reap_all().await;
     dropped
+}
+
+/// Waits until cancelled tasks are gone: the runtime drops each when it next gets to it, or
+/// when its current poll returns if it is running on another worker.
+pub(crate) async fn wait_gone(aborted: &[tokio::task::AbortHandle]) {
+    let mut turns = 0u32;
+    while !aborted.iter().all(tokio::task::AbortHandle::is_finished) {
+        turns += 1;
+        if turns <= 64 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if turns == 64 + 5_000 {
+            tracing::warn!(
+                "aborted threads are still running after about 5 s: stuck in blocking code?"
+            );
+        }
+    }
 }

@@ -167,7 +167,9 @@ impl<T: Thread> Handle<T> {
     ///
     /// # Panics
     /// If called from a thread of this very tree: it would wait for itself forever. (The
-    /// panic ends that thread as `Panicked`, with this explanation, instead of a hang.)
+    /// panic ends that thread as `Panicked`, with this explanation, instead of a hang.) A
+    /// task a thread started with `spawn_task` is not a thread and is not detected: such a
+    /// join waits until the tree is stopped.
     pub async fn join(self) -> Exit {
         if let Some(me) = tokio::task::try_id()
             && let Some(path) = self.child.node.path_of_task(me)
@@ -206,9 +208,7 @@ async fn abort_tree(root: &Node, join: &mut JoinHandle<Exit>) -> Exit {
     let dropped = root.abort_descendants(&mut aborted) + root.queue_depth();
     join.abort();
     let joined = join.await;
-    while !aborted.iter().all(tokio::task::AbortHandle::is_finished) {
-        tokio::task::yield_now().await;
-    }
+    crate::driver::wait_gone(&aborted).await;
     root.set_state(crate::tree::ThreadState::Exited);
     match joined {
         Err(e) if e.is_cancelled() => Exit::Aborted { dropped },

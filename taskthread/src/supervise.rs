@@ -24,7 +24,9 @@ use crate::tree::{Node, ThreadState};
 pub enum Restart {
     /// Never: supervision only adds the restart group and the snapshot's count.
     Never,
-    /// When it fails: `Failed` or `Panicked`.
+    /// When it fails: `Failed` or `Panicked`. A child that stops itself (`Completed`)
+    /// handles what is queued and ends for good, even if one of those messages then makes
+    /// it fail.
     OnFailure,
     /// Whenever it ends on its own, `Completed` included. A stop from outside (its parent,
     /// its [`ChildRef::stop`](crate::ChildRef::stop)) and an abort past the stop deadline
@@ -111,7 +113,9 @@ impl RestartPolicy {
     }
 
     /// Makes the child a member of `group`: when any member is restarted after ending, the
-    /// others are stopped gracefully and started again too (keeping their queues).
+    /// others are stopped gracefully and started again too (keeping their queues), at once:
+    /// a member waiting out its own backoff starts without waiting further. A restart asked
+    /// by the group does not count towards the member's restart limit.
     pub fn group(mut self, group: &RestartGroup) -> Self {
         self.group = Some(group.clone());
         self
@@ -227,18 +231,32 @@ where
             let mut thread = match catch_unwind(AssertUnwindSafe(&mut factory)) {
                 Ok(thread) => thread,
                 Err(payload) => {
-                    let message = format!("its factory panicked: {}", panic_message(payload));
-                    break (Exit::Panicked(message), true);
+                    // No life can start: the child ends for good and its parent fails.
+                    let error = Error::msg(format!(
+                        "supervised `{}` ({}): its factory panicked: {}",
+                        node.path,
+                        node.type_name,
+                        panic_message(payload)
+                    ));
+                    break (Exit::Failed(error), true);
                 }
             };
             let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down).await;
             dropped_before += dropped;
             drop(thread);
             let asked = node.take_restart_request();
-            if node.is_final_stop_requested() {
+            // Final whatever the policy or the group: a stop from outside, an abort past
+            // the stop deadline, or a life that closed its queue (it completed or failed
+            // for good) — a new life could receive nothing.
+            if node.is_final_stop_requested()
+                || matches!(exit, Exit::Aborted { .. })
+                || down.is_closed()
+            {
                 break (exit, false);
             }
-            let own = policy.restarts_after(&exit);
+            // A life the group stopped ends `Stopped`: that is the group's restart, not one
+            // of this child's own (which `Always` would otherwise count).
+            let own = !(asked && matches!(exit, Exit::Stopped)) && policy.restarts_after(&exit);
             if !own && !asked {
                 break (exit, false);
             }

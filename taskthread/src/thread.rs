@@ -202,9 +202,10 @@ pub enum Exit {
     /// aborted (a second Ctrl-C under [`run`](crate::run)): it and what remained of its
     /// subtree were cancelled without running their `exit` hooks.
     Aborted {
-        /// Messages still queued in the aborted subtree, dropped unhandled: DOWN messages
-        /// and UP messages or stream items not yet handled. An ask among them fails with
-        /// [`AskError::NoReply`](crate::AskError::NoReply).
+        /// Messages still queued in the aborted subtree, dropped unhandled: the DOWN
+        /// messages of every aborted thread, and the UP messages and stream items queued
+        /// for the thread that aborted (those queued for its descendants are not counted).
+        /// An ask among them fails with [`AskError::NoReply`](crate::AskError::NoReply).
         dropped: usize,
     },
 }
@@ -261,8 +262,9 @@ pub struct ChildExit {
     /// How it ended.
     pub exit: Exit,
     /// Messages queued for it that it dropped unhandled: those still queued (or arriving)
-    /// after it failed, and those lost in an abort. Zero after a graceful stop, which
-    /// handles everything queued.
+    /// after it failed, those lost in an abort, and, for a supervised child ended for good
+    /// between two lives (stopped during its backoff), what was queued for the next life.
+    /// Zero after a graceful stop of a running thread, which handles everything queued.
     pub dropped: usize,
     /// A supervised child past its restart limit: the parent fails with it.
     pub(crate) escalated: bool,

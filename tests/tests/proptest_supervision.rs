@@ -333,7 +333,10 @@ fn check_supervision(policy: &Policy, schedule: &[(u64, Cmd)]) -> Result<(), Tes
                 prop_assert_eq!(record.starts.len(), i + 1, "only the last life is stopped");
                 break;
             };
-            if !policy.restarts(end) {
+            // A life that completed under a policy that does not restart completions has
+            // closed its queue: a failure while it handles what was queued is final too.
+            let closed = ends[0].0 == End::Completed && !policy.restarts(End::Completed);
+            if closed || !policy.restarts(end) {
                 ended_for_good = Some(end);
                 prop_assert_eq!(record.starts.len(), i + 1, "no life after a final end");
                 break;

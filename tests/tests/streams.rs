@@ -194,3 +194,55 @@ async fn every_item_a_stream_produced_is_handled_even_when_the_thread_stops() {
     assert!(handled >= 10);
     assert_eq!(produced.load(std::sync::atomic::Ordering::SeqCst), handled);
 }
+
+/// Attaches a stream that never yields, and takes numbers from a child.
+#[derive(Default)]
+struct Listener {
+    got: u32,
+}
+
+/// Sends three numbers UP from `enter`.
+struct Talker;
+
+#[taskthread(up = u32)]
+impl Talker {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for n in 0..3 {
+            ctx.up(n).await?;
+        }
+        Ok(())
+    }
+}
+
+#[taskthread(up = u32)]
+impl Listener {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.attach(tokio_stream::pending::<Seen>());
+        ctx.spawn(Talker);
+        Ok(())
+    }
+
+    #[stream]
+    async fn seen(&mut self, _ctx: &mut Ctx<Self>, _s: Seen) -> Result<()> {
+        Ok(())
+    }
+
+    #[up]
+    async fn number(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, _n: u32) -> Result<()> {
+        self.got += 1;
+        if self.got == 3 {
+            ctx.up(self.got).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_attached_stream_takes_no_room_from_children() {
+    // A queue of one: an idle stream holding its slot would block the child forever.
+    let mut root = taskthread::spawn_with(Listener::default(), ChildOptions::new().capacity(1));
+    let got = tokio::time::timeout(Duration::from_secs(60), root.recv()).await;
+    assert_eq!(got.expect("the child's messages got through"), Some(3));
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}

@@ -326,3 +326,47 @@ async fn a_stop_during_the_backoff_is_final() {
 fn a_backoff_minimum_above_its_maximum_is_refused() {
     let _ = RestartPolicy::on_failure().backoff(Duration::from_secs(2), Duration::from_secs(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_asked_by_the_group_is_not_counted_against_always_members() {
+    let (boss, _exits) = boss();
+    let group = RestartGroup::new();
+    let a = Arc::new(Shared::default());
+    let b = Arc::new(Shared::default());
+    // One own restart a minute each: a group restart counted as an own one would make the
+    // second failure below escalate.
+    let policy = RestartPolicy::always()
+        .max_restarts(1, Duration::from_secs(60))
+        .group(&group);
+    let wa = hire(&boss, &a, policy.clone(), "a").await;
+    let wb = hire(&boss, &b, policy, "b").await;
+    wa.send(Job::Fail).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    wb.send(Job::Fail).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(a.lives.load(Ordering::SeqCst), 3);
+    assert_eq!(b.lives.load(Ordering::SeqCst), 3);
+    assert!(!boss.child_ref().is_closed(), "the parent did not fail");
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_while_a_completed_child_drains_its_queue_is_final() {
+    // Found by proptest_supervision: the completion closed the queue, so a restart would
+    // have started a life that could receive nothing.
+    let (boss, exits) = boss();
+    let shared = Arc::new(Shared::default());
+    let worker = hire(&boss, &shared, RestartPolicy::on_failure(), "w").await;
+    worker.send(Job::Finish).await.unwrap();
+    worker.send(Job::Fail).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(shared.lives.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *exits.lock().unwrap(),
+        ["`boss/w` (Worker) failed: disk full"]
+    );
+    assert!(worker.send(Job::Work(1)).await.is_err());
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+}
