@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::child::{ChildOptions, ChildRef};
 use crate::driver::{ParentPort, Prepared, UpPort, launch, launch_supervised, prepare};
 use crate::error::{SendError, TrySendError};
-use crate::inbox::{Inbound, Inbox};
+use crate::inbox::{Inbound, Inbox, InboxSender, inbox};
 use crate::reschedule::{TaskRef, Timetable};
 use crate::supervise::RestartPolicy;
 use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
@@ -34,6 +34,7 @@ pub(crate) struct ChildEntry {
 /// first use, so a leaf thread stays small.
 pub(crate) struct Family<T: Thread> {
     pub(crate) inbox: Inbox<T::Event>,
+    inbox_tx: InboxSender<T::Event>,
     children: BTreeMap<ChildId, ChildEntry>,
     stage_counts: BTreeMap<u32, usize>,
     signalled_stage: Option<u32>,
@@ -45,8 +46,10 @@ pub(crate) struct Family<T: Thread> {
 
 impl<T: Thread> Family<T> {
     fn new(capacity: usize) -> Self {
+        let (inbox_tx, inbox) = inbox(capacity);
         Self {
-            inbox: Inbox::new(capacity),
+            inbox,
+            inbox_tx,
             children: BTreeMap::new(),
             stage_counts: BTreeMap::new(),
             signalled_stage: None,
@@ -208,20 +211,13 @@ impl<T: Thread> Ctx<T> {
         match self.up.try_send(msg) {
             Ok(()) => Ok(()),
             // The parent's queue is full: wait for room without boxing a future.
-            Err(TrySendError::Full(msg)) => match self.up.permits() {
-                Some(permits) => match permits.acquire().await {
-                    Ok(permit) => {
-                        permit.forget();
-                        self.up.send_permitted(msg);
-                        Ok(())
-                    }
-                    Err(_) => Err(SendError::new(msg, self.up.target())),
-                },
-                None => self
-                    .up
-                    .send(msg)
-                    .await
-                    .map_err(|msg| SendError::new(msg, self.up.target())),
+            Err(TrySendError::Full(msg)) => match self.up.permits().acquire().await {
+                Ok(permit) => {
+                    permit.forget();
+                    self.up.send_permitted(msg);
+                    Ok(())
+                }
+                Err(_) => Err(SendError::new(msg, self.up.target())),
             },
             Err(TrySendError::Ended(msg)) => Err(SendError::new(msg, self.up.target())),
         }
@@ -311,7 +307,7 @@ impl<T: Thread> Ctx<T> {
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
         let port = ParentPort::<T, C::Up> {
             from: id,
-            tx: family.inbox.sender().clone(),
+            tx: family.inbox_tx.clone(),
             wrap: <T as HandlesUp<C::Up>>::__wrap_up,
             parent: Arc::clone(&parent),
         };
@@ -482,7 +478,7 @@ impl<T: Thread> Ctx<T> {
             return;
         }
         let family = self.family();
-        let tx = family.inbox.sender().clone();
+        let tx = family.inbox_tx.clone();
         let forward = async move {
             let mut stream = pin!(stream);
             // An item is never held while waiting, so stopping (which cancels this task)
@@ -523,7 +519,7 @@ impl<T: Thread> Ctx<T> {
         T: HandlesStream<F::Output>,
     {
         let family = self.family();
-        let tx = family.inbox.sender().clone();
+        let tx = family.inbox_tx.clone();
         let task = async move {
             let output = future.await;
             tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
@@ -542,7 +538,7 @@ impl<T: Thread> Ctx<T> {
         T: HandlesStream<R>,
     {
         let family = self.family();
-        let tx = family.inbox.sender().clone();
+        let tx = family.inbox_tx.clone();
         let span = tracing::Span::current();
         family.jobs.spawn_blocking(move || {
             let _entered = span.enter();

@@ -17,23 +17,18 @@ use tracing::Instrument;
 use crate::child::ChildRef;
 use crate::ctx::Ctx;
 use crate::error::{Result, TrySendError};
-use crate::inbox::{Inbound, InboxSender, Refused};
+use crate::inbox::{Inbound, InboxSender};
 use crate::thread::{ChildExit, ChildId, Exit, Thread};
 use crate::tree::{Node, NodeInit, ThreadState};
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The way UP, type-erased over the parent's type so `Ctx<T>` does not name its parent.
 pub(crate) trait UpPort<U>: Send + Sync {
     fn try_send(&self, msg: U) -> Result<(), TrySendError<U>>;
-    /// The permits of the parent's inbound queue, for the slow path of a send when it is
-    /// full: wait for one, then [`send_permitted`](Self::send_permitted). `None` for a root,
-    /// which uses [`send`](Self::send).
-    fn permits(&self) -> Option<&Semaphore>;
+    /// The permits of the receiver's queue, for the slow path of a send when it is full:
+    /// wait for one, then [`send_permitted`](Self::send_permitted).
+    fn permits(&self) -> &Semaphore;
     /// Sends with a permit acquired (and forgotten) from [`permits`](Self::permits).
     fn send_permitted(&self, msg: U);
-    /// The slow path of a root's port.
-    fn send(&self, msg: U) -> BoxFuture<'_, Result<(), U>>;
     /// Reports the exit; never waits.
     fn report(&self, exit: Box<ChildExit>);
     fn target(&self) -> &str;
@@ -52,23 +47,15 @@ impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
         let (from, wrap) = (self.from, self.wrap);
         self.tx
             .try_send_with(msg, |m| wrap(from, m))
-            .map_err(|(refused, m)| match refused {
-                Refused::Full => TrySendError::Full(m),
-                Refused::Closed => TrySendError::Ended(m),
-            })
+            .map_err(|(refused, m)| refused.with(m))
     }
 
-    fn permits(&self) -> Option<&Semaphore> {
-        Some(self.tx.permits())
+    fn permits(&self) -> &Semaphore {
+        self.tx.permits()
     }
 
     fn send_permitted(&self, msg: U) {
         self.tx.send_permitted((self.wrap)(self.from, msg));
-    }
-
-    fn send(&self, msg: U) -> BoxFuture<'_, Result<(), U>> {
-        let (from, wrap) = (self.from, self.wrap);
-        Box::pin(self.tx.send_with(msg, move |m| wrap(from, m)))
     }
 
     fn report(&self, exit: Box<ChildExit>) {
@@ -84,27 +71,22 @@ impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
 /// The port of a root: UP messages go to its [`Handle`](crate::Handle); the exit is the
 /// root task's output.
 pub(crate) struct RootPort<U> {
-    pub(crate) tx: mpsc::Sender<U>,
+    pub(crate) tx: InboxSender<U>,
 }
 
 impl<U: Send + 'static> UpPort<U> for RootPort<U> {
     fn try_send(&self, msg: U) -> Result<(), TrySendError<U>> {
-        self.tx.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(m) => TrySendError::Full(m),
-            mpsc::error::TrySendError::Closed(m) => TrySendError::Ended(m),
-        })
+        self.tx
+            .try_send_with(msg, |m| m)
+            .map_err(|(refused, m)| refused.with(m))
     }
 
-    fn send(&self, msg: U) -> BoxFuture<'_, Result<(), U>> {
-        Box::pin(async move { self.tx.send(msg).await.map_err(|e| e.0) })
+    fn permits(&self) -> &Semaphore {
+        self.tx.permits()
     }
 
-    fn permits(&self) -> Option<&Semaphore> {
-        None
-    }
-
-    fn send_permitted(&self, _msg: U) {
-        unreachable!("a root's port has no permits")
+    fn send_permitted(&self, msg: U) {
+        self.tx.send_permitted(msg);
     }
 
     fn report(&self, _exit: Box<ChildExit>) {}

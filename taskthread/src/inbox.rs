@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 
+use crate::error::TrySendError;
 use crate::thread::ChildExit;
 
 /// What arrives on a thread's inbound queue.
@@ -25,10 +26,10 @@ pub(crate) enum Inbound<E> {
     Exit(Box<ChildExit>),
 }
 
-/// The receiving side, owned by the thread.
+/// The receiving side, owned by the thread (or, for a root's UP messages, by its handle).
 pub(crate) struct Inbox<E> {
     rx: mpsc::UnboundedReceiver<Inbound<E>>,
-    tx: InboxSender<E>,
+    permits: Arc<Semaphore>,
 }
 
 /// A sending side: held by each child's port and by stream and job tasks.
@@ -52,26 +53,33 @@ pub(crate) enum Refused {
     Closed,
 }
 
-impl<E> Inbox<E> {
-    pub(crate) fn new(capacity: usize) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Self {
-            rx,
-            tx: InboxSender {
-                tx,
-                permits: Arc::new(Semaphore::new(capacity)),
-            },
+impl Refused {
+    /// The error a caller of `try_send` sees, with its message back.
+    pub(crate) fn with<M>(self, msg: M) -> TrySendError<M> {
+        match self {
+            Self::Full => TrySendError::Full(msg),
+            Self::Closed => TrySendError::Ended(msg),
         }
     }
+}
 
-    pub(crate) fn sender(&self) -> &InboxSender<E> {
-        &self.tx
-    }
+/// A queue with `capacity` permits for metered events. The receiver sees the end (`None`)
+/// once every sender is gone.
+pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(capacity));
+    let sender = InboxSender {
+        tx,
+        permits: Arc::clone(&permits),
+    };
+    (sender, Inbox { rx, permits })
+}
 
+impl<E> Inbox<E> {
     #[inline]
     fn taken(&self, inbound: &Inbound<E>) {
         if let Inbound::Event(_) = inbound {
-            self.tx.permits.add_permits(1);
+            self.permits.add_permits(1);
         }
     }
 
@@ -97,7 +105,7 @@ impl<E> Inbox<E> {
 impl<E> Drop for Inbox<E> {
     fn drop(&mut self) {
         // Wakes anyone waiting for room: the queue is gone.
-        self.tx.permits.close();
+        self.permits.close();
     }
 }
 
@@ -119,18 +127,6 @@ impl<E> InboxSender<E> {
             }
             Err(TryAcquireError::NoPermits) => Err((Refused::Full, msg)),
             Err(TryAcquireError::Closed) => Err((Refused::Closed, msg)),
-        }
-    }
-
-    /// Queues a metered event, waiting for room; gives the message back if the thread is gone.
-    pub(crate) async fn send_with<M>(&self, msg: M, make: impl FnOnce(M) -> E) -> Result<(), M> {
-        match self.permits.acquire().await {
-            Ok(permit) => {
-                permit.forget();
-                let _ = self.tx.send(Inbound::Event(make(msg)));
-                Ok(())
-            }
-            Err(_) => Err(msg),
         }
     }
 

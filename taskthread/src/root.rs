@@ -4,12 +4,14 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use tokio::sync::mpsc;
+use std::future::poll_fn;
+
 use tokio::task::JoinHandle;
 
 use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
 use crate::driver::{RootPort, launch, prepare};
 use crate::error::{AskError, Error, Result, SendError, TrySendError};
+use crate::inbox::{Inbound, Inbox, inbox};
 use crate::thread::{Accepts, Asks, ChildId, Exit, Thread};
 use crate::tree::{Node, NodeInit, TreeSnapshot};
 
@@ -19,7 +21,7 @@ use crate::tree::{Node, NodeInit, TreeSnapshot};
 /// [`stop`](Self::stop) and [`join`](Self::join).
 pub struct Handle<T: Thread> {
     child: ChildRef<T>,
-    up: mpsc::Receiver<T::Up>,
+    up: Inbox<T::Up>,
     join: JoinHandle<Exit>,
 }
 
@@ -71,7 +73,7 @@ pub fn spawn<T: Thread>(thread: T) -> Handle<T> {
 /// Starts `thread` as a root with a name or a queue capacity.
 pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
     let capacity = options.capacity.unwrap_or(T::CAPACITY);
-    let (up_tx, up_rx) = mpsc::channel(capacity);
+    let (up_tx, up_rx) = inbox(capacity);
     let init = NodeInit {
         parent: None,
         name: options.name.unwrap_or(Cow::Borrowed(T::DEFAULT_NAME)),
@@ -132,7 +134,7 @@ impl<T: Thread> Handle<T> {
     /// Receives the next message the root sent UP; `None` once the root has ended and every
     /// message it sent has been received.
     pub async fn recv(&mut self) -> Option<T::Up> {
-        self.up.recv().await
+        recv_up(&mut self.up).await
     }
 
     /// Asks the root to stop gracefully (and with it the whole tree). Returns at once.
@@ -189,16 +191,27 @@ impl<T: Thread> Handle<T> {
             tokio::select! {
                 biased;
                 joined = &mut join => break joined,
-                Some(_) = up.recv() => dropped += 1,
+                Some(_) = recv_up(&mut up) => dropped += 1,
             }
         };
-        while up.try_recv().is_ok() {
+        while up.try_recv().is_some() {
             dropped += 1;
         }
         if dropped > 0 {
             tracing::warn!(root = %child.path(), dropped, "join: dropped UP messages that nobody received");
         }
         exit_of(joined)
+    }
+}
+
+/// The next UP message of a root; `None` once the root's port is gone and all is read.
+async fn recv_up<U>(up: &mut Inbox<U>) -> Option<U> {
+    loop {
+        match poll_fn(|cx| up.poll_recv(cx)).await? {
+            Inbound::Event(msg) | Inbound::Output(msg) => return Some(msg),
+            // A root has no parent to report to: its port never sends one.
+            Inbound::Exit(_) => {}
+        }
     }
 }
 
@@ -265,13 +278,13 @@ pub async fn run<T: Thread>(thread: T) -> Result<()> {
         tokio::select! {
             joined = &mut join => {
                 let exit = exit_of(joined);
-                while up.try_recv().is_ok() {
+                while up.try_recv().is_some() {
                     tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
                 }
                 tracing::info!(root = %child.path(), "tree ended: {exit}");
                 return exit.into_result();
             }
-            Some(_) = up.recv() => {
+            Some(_) = recv_up(&mut up) => {
                 tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
             }
             () = shutdown_signal() => {

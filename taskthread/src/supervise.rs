@@ -140,12 +140,11 @@ impl RestartPolicy {
 
     /// The wait before restart number `n` (1-based) of the current window.
     fn delay(&self, n: usize, seed: &mut u64) -> Duration {
-        let doublings = u32::try_from(n.saturating_sub(1))
-            .unwrap_or(u32::MAX)
-            .min(32);
+        // At most 31 doublings: `1 << 31` is the largest factor a `u32` holds.
+        let doublings = n.saturating_sub(1).min(31) as u32;
         let full = self
             .backoff_min
-            .saturating_mul(1u32 << doublings.min(31))
+            .saturating_mul(1u32 << doublings)
             .min(self.backoff_max);
         // xorshift64: jitter needs no more than this.
         *seed ^= *seed << 13;
