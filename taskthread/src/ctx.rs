@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::{Future, poll_fn};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +17,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::child::{ChildOptions, ChildRef};
-use crate::driver::{ParentPort, Prepared, UpPort, launch, launch_supervised, prepare};
+use crate::driver::{ParentSink, Prepared, UpPort, launch, launch_supervised, prepare};
 use crate::error::{SendError, TrySendError};
-use crate::inbox::{Inbound, Inbox, InboxSender, inbox};
+use crate::inbox::{Inbound, Inbox, InboxSender, Refused, inbox};
 use crate::reschedule::{TaskRef, Timetable};
 use crate::supervise::RestartPolicy;
 use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
@@ -30,30 +31,65 @@ pub(crate) struct ChildEntry {
     join: JoinHandle<Exit>,
 }
 
+/// Hashes a [`ChildId`] (unique, handed out in sequence) with one multiplication: a child
+/// map is updated on every spawn and exit, where SipHash or a B-tree would cost several
+/// times more.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type ChildMap = HashMap<ChildId, ChildEntry, BuildHasherDefault<IdHasher>>;
+
 /// What only a thread with children, streams or background jobs needs; boxed and created on
 /// first use, so a leaf thread stays small.
 pub(crate) struct Family<T: Thread> {
     pub(crate) inbox: Inbox<T::Event>,
     inbox_tx: InboxSender<T::Event>,
-    children: BTreeMap<ChildId, ChildEntry>,
+    /// The children's way UP, shared by all of them.
+    sink: Arc<ParentSink<T>>,
+    /// In no order; listings sort by id, which is spawn order.
+    children: ChildMap,
     stage_counts: BTreeMap<u32, usize>,
     signalled_stage: Option<u32>,
     names: HashMap<Cow<'static, str>, u32>,
+    /// The last `'static` name given and how many children have had it.
+    last_name: Option<(&'static str, u32)>,
     pub(crate) jobs: JoinSet<()>,
     stream_aborts: Vec<AbortHandle>,
     reaping: Vec<JoinHandle<Exit>>,
 }
 
 impl<T: Thread> Family<T> {
-    fn new(capacity: usize) -> Self {
-        let (inbox_tx, inbox) = inbox(capacity);
+    fn new(node: &Arc<Node>) -> Self {
+        let (inbox_tx, inbox) = inbox(node.capacity);
+        let sink = Arc::new(ParentSink {
+            tx: inbox_tx.clone(),
+            parent: Arc::clone(node),
+        });
         Self {
             inbox,
             inbox_tx,
-            children: BTreeMap::new(),
+            sink,
+            children: ChildMap::default(),
             stage_counts: BTreeMap::new(),
             signalled_stage: None,
             names: HashMap::new(),
+            last_name: None,
             jobs: JoinSet::new(),
             stream_aborts: Vec::new(),
             reaping: Vec::new(),
@@ -63,16 +99,36 @@ impl<T: Thread> Family<T> {
     /// The suffix that makes `base` unique among the siblings: 0 (none) for the first of a
     /// name, then 2, 3, ...
     fn name_suffix(&mut self, base: Cow<'static, str>) -> (Cow<'static, str>, u32) {
-        // Look up before inserting, so the key is only cloned for a new name (and a
-        // `'static` name not even then).
-        if let Some(count) = self.names.get_mut(&*base) {
+        // The usual case, many children of one type in a row, is counted without hashing:
+        // the last name is kept aside with its count (and out of `names` while it is).
+        if let Some((last, count)) = &mut self.last_name
+            && **last == *base
+        {
             *count += 1;
-            let suffix = *count;
-            (base, suffix)
-        } else {
-            self.names.insert(base.clone(), 1);
-            (base, 0)
+            return (base, *count);
         }
+        if let Some((last, count)) = self.last_name.take() {
+            self.names.insert(Cow::Borrowed(last), count);
+        }
+        let count = match self.names.get_mut(&*base) {
+            Some(count) => {
+                *count += 1;
+                *count
+            }
+            None => 1,
+        };
+        match base {
+            Cow::Borrowed(name) => {
+                // Moved aside; `names` gets it back when another name comes.
+                self.names.remove(name);
+                self.last_name = Some((name, count));
+            }
+            Cow::Owned(_) if count == 1 => {
+                self.names.insert(base.clone(), 1);
+            }
+            Cow::Owned(_) => {}
+        }
+        (base, if count == 1 { 0 } else { count })
     }
 }
 
@@ -98,14 +154,14 @@ fn typed_ref<C: Thread>(node: &Arc<Node>) -> Option<ChildRef<C>> {
 }
 
 struct Children<'a> {
-    inner: Option<std::collections::btree_map::Values<'a, ChildId, ChildEntry>>,
+    inner: std::vec::IntoIter<&'a ChildEntry>,
 }
 
 impl<'a> Iterator for Children<'a> {
     type Item = ChildInfo<'a>;
 
     fn next(&mut self) -> Option<ChildInfo<'a>> {
-        let entry = self.inner.as_mut()?.next()?;
+        let entry = self.inner.next()?;
         Some(ChildInfo {
             id: entry.node.id,
             name: entry.node.name(),
@@ -116,9 +172,7 @@ impl<'a> Iterator for Children<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner
-            .as_ref()
-            .map_or((0, Some(0)), Iterator::size_hint)
+        self.inner.size_hint()
     }
 }
 
@@ -148,7 +202,7 @@ pub struct ChildInfo<'a> {
 /// whose results come back to its `#[stream]` handlers.
 pub struct Ctx<T: Thread> {
     pub(crate) node: Arc<Node>,
-    up: Box<dyn UpPort<T::Up>>,
+    up: Arc<dyn UpPort<T::Up>>,
     pub(crate) family: Option<Box<Family<T>>>,
     pub(crate) timetable: Timetable,
     pub(crate) stopping: bool,
@@ -159,14 +213,14 @@ impl<T: Thread> fmt::Debug for Ctx<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
             .field("path", &self.node.path)
-            .field("children", &self.child_entries().count())
+            .field("children", &self.child_count())
             .field("stopping", &self.stopping)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Thread> Ctx<T> {
-    pub(crate) fn new(node: Arc<Node>, up: Box<dyn UpPort<T::Up>>) -> Self {
+    pub(crate) fn new(node: Arc<Node>, up: Arc<dyn UpPort<T::Up>>) -> Self {
         Self {
             node,
             up,
@@ -208,13 +262,13 @@ impl<T: Thread> Ctx<T> {
     ///
     /// Fails, giving the message back, if the parent no longer exists.
     pub async fn up(&self, msg: T::Up) -> Result<(), SendError<T::Up>> {
-        match self.up.try_send(msg) {
+        let from = self.node.id;
+        match self.up.try_send(from, msg) {
             Ok(()) => Ok(()),
-            // The parent's queue is full: wait for room without boxing a future.
-            Err(TrySendError::Full(msg)) => match self.up.permits().acquire().await {
-                Ok(permit) => {
-                    permit.forget();
-                    self.up.send_permitted(msg);
+            // The parent's queue is full: wait for room.
+            Err(TrySendError::Full(msg)) => match self.up.meter().take().await {
+                Ok(()) => {
+                    self.up.send_permitted(from, msg);
                     Ok(())
                 }
                 Err(_) => Err(SendError::new(msg, self.up.target())),
@@ -225,7 +279,7 @@ impl<T: Thread> Ctx<T> {
 
     /// Sends a message UP if the parent's queue has room now.
     pub fn try_up(&self, msg: T::Up) -> Result<(), TrySendError<T::Up>> {
-        self.up.try_send(msg)
+        self.up.try_send(self.node.id, msg)
     }
 
     // ---- children -------------------------------------------------------------------------
@@ -305,12 +359,7 @@ impl<T: Thread> Ctx<T> {
         let family = self.family();
         let (name, suffix) =
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
-        let port = ParentPort::<T, C::Up> {
-            from: id,
-            tx: family.inbox_tx.clone(),
-            wrap: <T as HandlesUp<C::Up>>::__wrap_up,
-            parent: Arc::clone(&parent),
-        };
+        let port: Arc<dyn UpPort<C::Up>> = family.sink.clone();
         let init = NodeInit {
             parent: Some(Arc::clone(&parent.path)),
             name,
@@ -322,7 +371,7 @@ impl<T: Thread> Ctx<T> {
             stop_deadline: options.stop_deadline.resolve(parent.stop_deadline),
             keep_queue,
         };
-        let prepared = prepare::<C>(id, init, Box::new(port));
+        let prepared = prepare::<C>(id, init, port);
         let child_ref = prepared.child.clone();
         let join = launch(prepared);
         child_ref.node.set_task(join.abort_handle());
@@ -355,6 +404,7 @@ impl<T: Thread> Ctx<T> {
     /// The addresses of all live children of type `C`, in spawn order.
     pub fn children_of<C: Thread>(&self) -> Vec<ChildRef<C>> {
         self.child_entries()
+            .into_iter()
             .filter_map(|entry| typed_ref(&entry.node))
             .collect()
     }
@@ -362,7 +412,7 @@ impl<T: Thread> Ctx<T> {
     /// All live children, in spawn order.
     pub fn children(&self) -> impl ExactSizeIterator<Item = ChildInfo<'_>> + '_ {
         Children {
-            inner: self.family.as_ref().map(|f| f.children.values()),
+            inner: self.child_entries().into_iter(),
         }
     }
 
@@ -487,15 +537,12 @@ impl<T: Thread> Ctx<T> {
             // capacity at most, per stream) and the stream is read again only once there
             // is room.
             while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-                match tx.permits().try_acquire() {
-                    Ok(permit) => {
-                        permit.forget();
-                        tx.send_permitted(T::__wrap_item(item));
-                    }
-                    Err(tokio::sync::TryAcquireError::Closed) => break,
-                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tx.meter().try_take() {
+                    Ok(()) => tx.send_permitted(T::__wrap_item(item)),
+                    Err(Refused::Closed) => break,
+                    Err(Refused::Full) => {
                         tx.send_unmetered(Inbound::Output(T::__wrap_item(item)));
-                        if tx.permits().acquire().await.is_err() {
+                        if tx.meter().wait_for_room().await.is_err() {
                             break;
                         }
                     }
@@ -550,13 +597,20 @@ impl<T: Thread> Ctx<T> {
     // ---- internals used by the driver -----------------------------------------------------
 
     fn family(&mut self) -> &mut Family<T> {
-        let capacity = self.node.capacity;
+        let node = &self.node;
         self.family
-            .get_or_insert_with(|| Box::new(Family::new(capacity)))
+            .get_or_insert_with(|| Box::new(Family::new(node)))
     }
 
-    fn child_entries(&self) -> impl Iterator<Item = &ChildEntry> + '_ {
-        self.family.iter().flat_map(|f| f.children.values())
+    /// The children in spawn order.
+    fn child_entries(&self) -> Vec<&ChildEntry> {
+        let mut entries: Vec<&ChildEntry> = self
+            .family
+            .iter()
+            .flat_map(|f| f.children.values())
+            .collect();
+        entries.sort_unstable_by_key(|e| e.node.id);
+        entries
     }
 
     pub(crate) fn begin_stopping(&mut self) {
@@ -597,14 +651,11 @@ impl<T: Thread> Ctx<T> {
         }
     }
 
-    pub(crate) fn on_child_exit(&mut self, id: ChildId) {
-        let Some(family) = &mut self.family else {
-            return;
-        };
-        let Some(entry) = family.children.remove(&id) else {
-            return;
-        };
-        self.node.remove_child(id);
+    /// Forgets an ended child; its node, if it was still known.
+    pub(crate) fn on_child_exit(&mut self, id: ChildId) -> Option<Arc<Node>> {
+        let family = self.family.as_mut()?;
+        let entry = family.children.remove(&id)?;
+        self.node.remove_child(&entry.node);
         if let Some(count) = family.stage_counts.get_mut(&entry.stage) {
             *count -= 1;
             if *count == 0 {
@@ -615,6 +666,7 @@ impl<T: Thread> Ctx<T> {
             family.reaping.retain(|j| !j.is_finished());
         }
         family.reaping.push(entry.join);
+        Some(entry.node)
     }
 
     /// For an abort: forgets the children (their tasks are being cancelled), cancels the
@@ -625,12 +677,12 @@ impl<T: Thread> Ctx<T> {
         };
         let mut dropped = 0;
         while let Some(inbound) = family.inbox.try_recv() {
-            if !matches!(inbound, Inbound::Exit(_)) {
+            if !matches!(inbound, Inbound::Exit(..)) {
                 dropped += 1;
             }
         }
-        for (id, entry) in std::mem::take(&mut family.children) {
-            self.node.remove_child(id);
+        for entry in std::mem::take(&mut family.children).into_values() {
+            self.node.remove_child(&entry.node);
             entry.join.abort();
             family.reaping.push(entry.join);
         }
@@ -648,9 +700,9 @@ impl<T: Thread> Ctx<T> {
         if let Some(family) = &mut self.family {
             // Children spawned by the `exit` hook (stopped at once): their reports come too
             // late to be handled, but their tasks are waited for like the others.
-            for (id, entry) in std::mem::take(&mut family.children) {
+            for entry in std::mem::take(&mut family.children).into_values() {
                 entry.node.request_stop();
-                self.node.remove_child(id);
+                self.node.remove_child(&entry.node);
                 family.reaping.push(entry.join);
             }
             family.jobs.shutdown().await;
@@ -665,7 +717,7 @@ impl<T: Thread> Ctx<T> {
         Self::new(self.node, self.up)
     }
 
-    pub(crate) fn into_port(self) -> Box<dyn UpPort<T::Up>> {
+    pub(crate) fn into_port(self) -> Arc<dyn UpPort<T::Up>> {
         self.up
     }
 }

@@ -8,8 +8,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::futures::Notified;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
@@ -17,50 +16,56 @@ use tracing::Instrument;
 use crate::child::ChildRef;
 use crate::ctx::Ctx;
 use crate::error::{Result, TrySendError};
-use crate::inbox::{Inbound, InboxSender};
-use crate::thread::{ChildExit, ChildId, Exit, Thread};
+use crate::inbox::{ExitReport, Inbound, InboxSender, Meter};
+use crate::thread::{ChildExit, ChildId, Exit, HandlesUp, Thread};
 use crate::tree::{Node, NodeInit, ThreadState};
 
 /// The way UP, type-erased over the parent's type so `Ctx<T>` does not name its parent.
+///
+/// One per parent (its [`ParentSink`]) shared by all its children, not one per child: a
+/// child's `Ctx` holds an `Arc` of it and says who it is (`from`) on each send, so spawning
+/// a child allocates no port.
 pub(crate) trait UpPort<U>: Send + Sync {
-    fn try_send(&self, msg: U) -> Result<(), TrySendError<U>>;
-    /// The permits of the receiver's queue, for the slow path of a send when it is full:
+    fn try_send(&self, from: ChildId, msg: U) -> Result<(), TrySendError<U>>;
+    /// The places of the receiver's queue, for the slow path of a send when it is full:
     /// wait for one, then [`send_permitted`](Self::send_permitted).
-    fn permits(&self) -> &Semaphore;
-    /// Sends with a permit acquired (and forgotten) from [`permits`](Self::permits).
-    fn send_permitted(&self, msg: U);
+    fn meter(&self) -> &Meter;
+    /// Sends with a place taken from [`meter`](Self::meter).
+    fn send_permitted(&self, from: ChildId, msg: U);
     /// Reports the exit; never waits.
-    fn report(&self, exit: Box<ChildExit>);
+    fn report(&self, from: ChildId, exit: ExitReport);
     fn target(&self) -> &str;
 }
 
-pub(crate) struct ParentPort<P: Thread, U> {
-    pub(crate) from: ChildId,
+/// A parent's end of its children's UP messages and exit reports.
+pub(crate) struct ParentSink<P: Thread> {
     pub(crate) tx: InboxSender<P::Event>,
-    pub(crate) wrap: fn(ChildId, U) -> P::Event,
     pub(crate) parent: Arc<Node>,
 }
 
-impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
+impl<P, U> UpPort<U> for ParentSink<P>
+where
+    P: HandlesUp<U>,
+    U: Send + 'static,
+{
     #[inline]
-    fn try_send(&self, msg: U) -> Result<(), TrySendError<U>> {
-        let (from, wrap) = (self.from, self.wrap);
+    fn try_send(&self, from: ChildId, msg: U) -> Result<(), TrySendError<U>> {
         self.tx
-            .try_send_with(msg, |m| wrap(from, m))
+            .try_send_with(msg, |m| P::__wrap_up(from, m))
             .map_err(|(refused, m)| refused.with(m))
     }
 
-    fn permits(&self) -> &Semaphore {
-        self.tx.permits()
+    fn meter(&self) -> &Meter {
+        self.tx.meter()
     }
 
-    fn send_permitted(&self, msg: U) {
-        self.tx.send_permitted((self.wrap)(self.from, msg));
+    fn send_permitted(&self, from: ChildId, msg: U) {
+        self.tx.send_permitted(P::__wrap_up(from, msg));
     }
 
-    fn report(&self, exit: Box<ChildExit>) {
+    fn report(&self, from: ChildId, exit: ExitReport) {
         // Fails only if the parent itself was aborted: nobody is left to tell.
-        self.tx.send_unmetered(Inbound::Exit(exit));
+        self.tx.send_unmetered(Inbound::Exit(from, exit));
     }
 
     fn target(&self) -> &str {
@@ -75,21 +80,21 @@ pub(crate) struct RootPort<U> {
 }
 
 impl<U: Send + 'static> UpPort<U> for RootPort<U> {
-    fn try_send(&self, msg: U) -> Result<(), TrySendError<U>> {
+    fn try_send(&self, _from: ChildId, msg: U) -> Result<(), TrySendError<U>> {
         self.tx
             .try_send_with(msg, |m| m)
             .map_err(|(refused, m)| refused.with(m))
     }
 
-    fn permits(&self) -> &Semaphore {
-        self.tx.permits()
+    fn meter(&self) -> &Meter {
+        self.tx.meter()
     }
 
-    fn send_permitted(&self, msg: U) {
+    fn send_permitted(&self, _from: ChildId, msg: U) {
         self.tx.send_permitted(msg);
     }
 
-    fn report(&self, _exit: Box<ChildExit>) {}
+    fn report(&self, _from: ChildId, _exit: ExitReport) {}
 
     fn target(&self) -> &str {
         "the root's handle"
@@ -119,22 +124,20 @@ fn poll_user<R>(
     }
 }
 
-/// The loop's stop signal and stop deadline: the node's flag, a `Notified` pinned once for
-/// the life of the thread that wakes the task when a stop is requested, and the deadline's
-/// timer, made the first time the thread has to wait after its stop began (a thread that
-/// stops without waiting never makes one).
-struct StopWatch<'a, 'n> {
-    notified: Pin<&'a mut Notified<'n>>,
+/// The loop's stop signal and stop deadline: the node's flag and waker slot, and the
+/// deadline's timer, made the first time the thread has to wait after its stop began (a
+/// thread that stops without waiting never makes one).
+struct StopWatch {
     registered: bool,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl StopWatch<'_, '_> {
+impl StopWatch {
     /// Whether a stop was requested; if not, makes sure this task will be woken by one.
     ///
     /// A thread's future only ever runs as its own tokio task, so its waker never changes:
-    /// once the `Notified` has been polled it holds that waker, and later calls need only
-    /// the flag (one atomic load, where polling `Notified` again would take its lock).
+    /// once registered with the node, later calls need only the flag (one atomic load). A
+    /// request takes the waker, but it also sets the flag for the rest of this life.
     #[inline]
     fn requested(&mut self, node: &Node, cx: &mut Context<'_>) -> bool {
         if node.is_stop_requested() {
@@ -142,7 +145,7 @@ impl StopWatch<'_, '_> {
         }
         if !self.registered {
             self.registered = true;
-            return self.notified.as_mut().poll(cx).is_ready();
+            return node.poll_stop_requested(cx).is_ready();
         }
         false
     }
@@ -175,7 +178,7 @@ fn run_user<'a, R, D>(
     node: &'a Node,
     down: &'a mut mpsc::Receiver<D>,
     stopping: bool,
-    stop: &'a mut StopWatch<'_, '_>,
+    stop: &'a mut StopWatch,
 ) -> impl Future<Output = Result<R, Exit>> + 'a {
     let mut stopping = stopping;
     poll_fn(move |cx| {
@@ -208,10 +211,10 @@ pub(crate) struct Prepared<T: Thread> {
 pub(crate) fn prepare<T: Thread>(
     id: ChildId,
     init: NodeInit,
-    up: Box<dyn UpPort<T::Up>>,
+    up: Arc<dyn UpPort<T::Up>>,
 ) -> Prepared<T> {
     let (tx, rx) = mpsc::channel::<T::Down>(init.capacity);
-    let node = Arc::new(Node::new(id, init, Box::new(tx.clone())));
+    let node: Arc<Node> = Arc::new(Node::new(id, init, tx.clone()));
     let child = ChildRef {
         tx,
         node: Arc::clone(&node),
@@ -276,7 +279,7 @@ fn poll_next<T: Thread>(
     down: &mut mpsc::Receiver<T::Down>,
     down_open: bool,
     down_first: bool,
-    stop: &mut StopWatch<'_, '_>,
+    stop: &mut StopWatch,
 ) -> Poll<Next<T>> {
     // DOWN and inbound take turns being polled first, so a busy inbound queue cannot keep
     // a stopping thread from seeing its DOWN queue drained (and so from stopping its
@@ -355,18 +358,10 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, es
     // DEBUG only: the parent hears of the exit and decides how loud it is (its default
     // exit handling logs failures at ERROR); a root's exit is returned by `join`.
     tracing::debug!("thread {exit}");
-    let node = Arc::clone(&ctx.node);
-    node.set_state(ThreadState::Exited);
-    let up = ctx.into_port();
-    up.report(Box::new(ChildExit {
-        id: node.id,
-        path: Arc::clone(&node.path),
-        name_at: node.name_at(),
-        type_name: node.type_name,
-        exit,
-        dropped,
-        escalated,
-    }));
+    ctx.node.set_state(ThreadState::Exited);
+    let from = ctx.node.id;
+    ctx.into_port()
+        .report(from, ExitReport::new(exit, dropped, escalated));
 }
 
 /// One life of a thread, from `enter` to its exit value: the loop, the stop sequence (or the
@@ -380,9 +375,7 @@ pub(crate) fn run_thread<'a, T: Thread>(
     async move {
         let node = Arc::clone(&ctx.node);
         let mut state = LoopState::default();
-        let notified = pin!(node.stop_requested());
         let mut stop = StopWatch {
-            notified,
             registered: false,
             deadline: None,
         };
@@ -445,6 +438,9 @@ pub(crate) fn run_thread<'a, T: Thread>(
                 poll_fn(|cx| poll_next(cx, ctx, down, down_open, down_first, &mut stop)).await;
             match next {
                 Next::Down(Some(first)) => {
+                    // Dereferenced once for the batch: `Node` ends in its (unsized) queue,
+                    // so each deref of the `Arc` computes where the node starts.
+                    let node: &Node = &node;
                     let mut msg = first;
                     let mut left = DOWN_BATCH;
                     // A short batch: while only DOWN has work (no due task, no inbound
@@ -459,7 +455,7 @@ pub(crate) fn run_thread<'a, T: Thread>(
                         let outcome = {
                             let stopping = ctx.stopping;
                             let handler = pin!(thread.__down(ctx, msg));
-                            run_user(handler, &node, down, stopping, &mut stop).await
+                            run_user(handler, node, down, stopping, &mut stop).await
                         };
                         if let Err(exit) = outcome {
                             state.fail(ctx, down, exit);
@@ -483,12 +479,13 @@ pub(crate) fn run_thread<'a, T: Thread>(
                 }
                 Next::Down(None) => state.down_open = false,
                 Next::Inbound(first) => {
+                    let node: &Node = &node;
                     let mut inbound = first;
                     let mut left = DOWN_BATCH;
                     // The same short batch for UP messages and exits from children, while
                     // DOWN has nothing waiting (the queues keep taking turns).
                     loop {
-                        handle_inbound(thread, ctx, down, &mut state, inbound, &mut stop, &node)
+                        handle_inbound(thread, ctx, down, &mut state, inbound, &mut stop, node)
                             .await;
                         left -= 1;
                         if left == 0
@@ -538,17 +535,19 @@ pub(crate) fn run_thread<'a, T: Thread>(
             match outcome {
                 Ok(()) => {}
                 Err(Exit::Aborted { .. }) => state.aborted = true,
-                Err(exit) if state.failure.is_none() => state.failure = Some(exit),
+                Err(exit) if state.failure.is_none() => state.failure = Some(Box::new(exit)),
                 // The exit hook runs after a failure too, so resources are released; its own
                 // error cannot replace the first failure.
                 Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
             }
         }
+        node.forget_waker();
         if state.aborted {
             if let Some(failure) = state.failure.take() {
                 tracing::warn!("aborted while stopping after: {failure}");
             }
-            let dropped = state.dropped + abort_rest(ctx, down).await;
+            // Boxed: rare, and its timer would otherwise size every thread's task.
+            let dropped = state.dropped + Box::pin(abort_rest(ctx, down)).await;
             tracing::warn!(
                 deadline = ?node.stop_deadline.unwrap_or_default(),
                 dropped,
@@ -556,12 +555,15 @@ pub(crate) fn run_thread<'a, T: Thread>(
             );
             (Exit::Aborted { dropped }, dropped)
         } else {
-            ctx.reap_all().await;
-            let exit = state.failure.take().unwrap_or(if ctx.completed {
-                Exit::Completed
-            } else {
-                Exit::Stopped
-            });
+            if ctx.family.is_some() {
+                // Boxed: only a thread that had children or jobs has anything to wait for.
+                Box::pin(ctx.reap_all()).await;
+            }
+            let exit = match state.failure.take() {
+                Some(failure) => *failure,
+                None if ctx.completed => Exit::Completed,
+                None => Exit::Stopped,
+            };
             (exit, state.dropped)
         }
     }
@@ -569,7 +571,8 @@ pub(crate) fn run_thread<'a, T: Thread>(
 
 /// The loop's own bookkeeping.
 struct LoopState {
-    failure: Option<Exit>,
+    /// Boxed: rare, and it would otherwise size every thread's task.
+    failure: Option<Box<Exit>>,
     /// The stop deadline passed: what remains is aborted.
     aborted: bool,
     down_open: bool,
@@ -603,7 +606,7 @@ impl LoopState {
         if let Exit::Aborted { .. } = exit {
             self.aborted = true;
         } else if self.failure.is_none() {
-            self.failure = Some(exit);
+            self.failure = Some(Box::new(exit));
         }
         ctx.begin_stopping();
         if ctx.node.failure_closes_queue() {
@@ -624,7 +627,7 @@ fn handle_inbound<'a, T: Thread>(
     down: &'a mut mpsc::Receiver<T::Down>,
     state: &'a mut LoopState,
     inbound: Inbound<T::Event>,
-    stop: &'a mut StopWatch<'_, '_>,
+    stop: &'a mut StopWatch,
     node: &'a Node,
 ) -> impl Future<Output = ()> + 'a {
     async move {
@@ -644,8 +647,23 @@ fn handle_inbound<'a, T: Thread>(
                     state.fail(ctx, down, exit);
                 }
             }
-            Inbound::Exit(exit) => {
-                ctx.on_child_exit(exit.id);
+            Inbound::Exit(from, report) => {
+                let exit = {
+                    let Some(child) = ctx.on_child_exit(from) else {
+                        // Forgotten already (an abort of this thread is under way).
+                        return;
+                    };
+                    let (exit, dropped, escalated) = report.into_parts();
+                    ChildExit {
+                        id: from,
+                        path: Arc::clone(&child.path),
+                        name_at: child.name_at(),
+                        type_name: child.type_name,
+                        exit,
+                        dropped,
+                        escalated,
+                    }
+                };
                 if exit.escalated {
                     // A supervised child past its restart limit: this thread fails with it.
                     crate::tree::log_exit(&node.path, &exit);
@@ -656,10 +674,9 @@ fn handle_inbound<'a, T: Thread>(
                     crate::tree::log_exit(&node.path, &exit);
                     return;
                 }
-                let from = exit.id;
                 let outcome = {
                     let stopping = ctx.stopping;
-                    let handler = pin!(thread.__exited(ctx, from, *exit));
+                    let handler = pin!(thread.__exited(ctx, from, exit));
                     run_user(handler, node, down, stopping, stop).await
                 };
                 if let Err(exit) = outcome {
@@ -677,7 +694,7 @@ fn run_due_task<'a, T: Thread>(
     ctx: &'a mut Ctx<T>,
     down: &'a mut mpsc::Receiver<T::Down>,
     state: &'a mut LoopState,
-    stop: &'a mut StopWatch<'_, '_>,
+    stop: &'a mut StopWatch,
     node: &'a Node,
 ) -> impl Future<Output = ()> + 'a {
     async move {

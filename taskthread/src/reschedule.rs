@@ -117,7 +117,7 @@ struct Slot {
 /// handful of tasks, and the scan only happens when a schedule changes.
 #[derive(Debug)]
 pub(crate) struct Timetable {
-    slots: Vec<Slot>,
+    slots: Box<[Slot]>,
     sleep: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
     dirty: bool,

@@ -4,9 +4,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -318,14 +320,13 @@ where
 /// Waits `delay`; `false` if a stop for good comes first (a restart request ends the wait
 /// early).
 async fn wait_unless_stopped(node: &Node, delay: Duration) -> bool {
-    let stop = node.stop_requested();
-    tokio::pin!(stop);
-    stop.as_mut().enable();
-    if !node.is_stop_requested() {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = &mut stop => {}
+    let mut sleep = pin!(tokio::time::sleep(delay));
+    poll_fn(|cx| {
+        if node.poll_stop_requested(cx).is_ready() {
+            return Poll::Ready(());
         }
-    }
+        sleep.as_mut().poll(cx)
+    })
+    .await;
     !node.is_final_stop_requested()
 }

@@ -3,14 +3,14 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, mpsc};
+use atomic_waker::AtomicWaker;
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::thread::{ChildExit, ChildId, Exit};
@@ -74,7 +74,11 @@ impl<D: Send + 'static> Queue for mpsc::Sender<D> {
 
 /// What the rest of the tree can see of one thread: identity, counters, its stop signal and
 /// its children (for snapshots). Written by the thread's own loop, read by anyone.
-pub(crate) struct Node {
+///
+/// Generic over its queue only to be made: the queue's sender is the last field, so an
+/// `Arc<Node<mpsc::Sender<D>>>` coerces to `Arc<Node>` and node and sender share one
+/// allocation.
+pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     pub(crate) id: ChildId,
     /// The path in the tree; the name is its last segment, from `name_at`.
     pub(crate) path: Arc<str>,
@@ -83,13 +87,17 @@ pub(crate) struct Node {
     pub(crate) down_types: &'static [&'static str],
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
-    pub(crate) queue: Box<dyn Queue>,
     /// [`STOP`] and [`RESTART`] requests.
     stop_requested: AtomicU8,
-    stop_notify: Notify,
+    /// The thread's task, woken by a request. Only that task waits for one, so a single
+    /// waker slot does (no waiter list, no lock, nothing stored in the task per waiter).
+    stop_waker: AtomicWaker,
     state: AtomicU8,
     handled: AtomicU64,
-    children: Mutex<BTreeMap<ChildId, Arc<Node>>>,
+    /// In no order (removal swaps the last one in); snapshots sort them by id.
+    children: Mutex<Vec<Arc<Node>>>,
+    /// Its index in its parent's `children`, written under the parent's lock.
+    slot: AtomicUsize,
     /// How long a stop may take before what remains of the subtree is aborted.
     pub(crate) stop_deadline: Option<Duration>,
     /// The thread's task, for aborting it from above.
@@ -99,6 +107,7 @@ pub(crate) struct Node {
     /// Supervised: a completion or a failure is followed by a restart, so it keeps its queue.
     pub(crate) keep_queue_on_completion: bool,
     pub(crate) keep_queue_on_failure: bool,
+    pub(crate) queue: Q,
 }
 
 /// Stop flags: a stop for good, and a restart (stop, then start again).
@@ -165,8 +174,8 @@ fn build_path(parent: Option<&str>, name: &str, suffix: u32) -> Arc<str> {
     Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or_default())
 }
 
-impl Node {
-    pub(crate) fn new(id: ChildId, init: NodeInit, queue: Box<dyn Queue>) -> Self {
+impl<Q: Queue> Node<Q> {
+    pub(crate) fn new(id: ChildId, init: NodeInit, queue: Q) -> Self {
         let name_at = init.parent.as_ref().map_or(0, |p| p.len() + 1);
         let path = build_path(init.parent.as_deref(), &init.name, init.suffix);
         Self {
@@ -177,20 +186,23 @@ impl Node {
             down_types: init.down_types,
             up_type: init.up_type,
             capacity: init.capacity,
-            queue,
             stop_requested: AtomicU8::new(0),
-            stop_notify: Notify::new(),
+            stop_waker: AtomicWaker::new(),
             state: AtomicU8::new(0),
             handled: AtomicU64::new(0),
-            children: Mutex::new(BTreeMap::new()),
+            children: Mutex::new(Vec::new()),
+            slot: AtomicUsize::new(0),
             stop_deadline: init.stop_deadline,
             task: OnceLock::new(),
             restarts: AtomicU32::new(0),
             keep_queue_on_completion: init.keep_queue.0,
             keep_queue_on_failure: init.keep_queue.1,
+            queue,
         }
     }
+}
 
+impl Node {
     pub(crate) fn name(&self) -> &str {
         &self.path[self.name_at..]
     }
@@ -202,7 +214,7 @@ impl Node {
     /// Asks the thread to stop. Idempotent.
     pub(crate) fn request_stop(&self) {
         if self.stop_requested.fetch_or(STOP, Ordering::AcqRel) & STOP == 0 {
-            self.stop_notify.notify_waiters();
+            self.stop_waker.wake();
         }
     }
 
@@ -210,7 +222,7 @@ impl Node {
     /// sibling in its restart group failed).
     pub(crate) fn request_restart(&self) {
         if self.stop_requested.fetch_or(RESTART, Ordering::AcqRel) == 0 {
-            self.stop_notify.notify_waiters();
+            self.stop_waker.wake();
         }
     }
 
@@ -259,10 +271,20 @@ impl Node {
         self.restarts.load(Ordering::Relaxed)
     }
 
-    /// A future that completes once a stop is requested. Enable it (or poll it once)
-    /// before checking [`is_stop_requested`](Self::is_stop_requested) so no request is missed.
-    pub(crate) fn stop_requested(&self) -> Notified<'_> {
-        self.stop_notify.notified()
+    /// Whether a stop (or restart) was requested; if not, `cx`'s task is woken by the next
+    /// request. Registered before the flag is looked at, so no request is missed.
+    pub(crate) fn poll_stop_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.stop_waker.register(cx.waker());
+        if self.is_stop_requested() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Drops the registered waker of an ended thread: it holds the thread's task.
+    pub(crate) fn forget_waker(&self) {
+        drop(self.stop_waker.take());
     }
 
     pub(crate) fn set_state(&self, state: ThreadState) {
@@ -321,27 +343,33 @@ impl Node {
     }
 
     /// The live children at this moment (the lock is not held while the caller uses them).
+    /// In spawn order.
     fn children_now(&self) -> Vec<Arc<Node>> {
-        self.children
+        let mut children = self
+            .children
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+            .clone();
+        children.sort_unstable_by_key(|c| c.id);
+        children
     }
 
     pub(crate) fn add_child(&self, child: Arc<Node>) {
-        self.children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(child.id, child);
+        let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        child.slot.store(children.len(), Ordering::Relaxed);
+        children.push(child);
     }
 
-    pub(crate) fn remove_child(&self, id: ChildId) {
-        self.children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+    pub(crate) fn remove_child(&self, child: &Node) {
+        let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = child.slot.load(Ordering::Relaxed);
+        if children.get(at).is_none_or(|c| c.id != child.id) {
+            return;
+        }
+        children.swap_remove(at);
+        if let Some(moved) = children.get(at) {
+            moved.slot.store(at, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn snapshot(&self) -> TreeSnapshot {
