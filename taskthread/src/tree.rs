@@ -92,6 +92,8 @@ pub(crate) struct Node {
     children: Mutex<BTreeMap<ChildId, Arc<Node>>>,
     /// How long a stop may take before what remains of the subtree is aborted.
     pub(crate) stop_deadline: Option<Duration>,
+    /// How many `spawn_blocking` jobs run at once.
+    pub(crate) blocking_limit: usize,
     /// The thread's task, for aborting it from above.
     task: OnceLock<AbortHandle>,
     /// How often a supervisor has started it again.
@@ -124,6 +126,7 @@ pub(crate) struct NodeInit {
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
     pub(crate) stop_deadline: Option<Duration>,
+    pub(crate) blocking_limit: usize,
     /// `(on completion, on failure)`: see [`Node::stop_closes_queue`].
     pub(crate) keep_queue: (bool, bool),
 }
@@ -184,6 +187,7 @@ impl Node {
             handled: AtomicU64::new(0),
             children: Mutex::new(BTreeMap::new()),
             stop_deadline: init.stop_deadline,
+            blocking_limit: init.blocking_limit,
             task: OnceLock::new(),
             restarts: AtomicU32::new(0),
             keep_queue_on_completion: init.keep_queue.0,
