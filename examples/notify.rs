@@ -17,7 +17,12 @@
 //! cargo run --example notify                        # type commands; `help` lists them
 //! printf 'send bob@example.com Hello | Hi Bob\nstatus\n' | cargo run --example notify
 //! cargo run --example notify -- --smtp 127.0.0.1:2525 < mails.txt
+//! cargo run --example notify -- --listen 127.0.0.1:4000   # then: nc 127.0.0.1 4000
 //! ```
+//!
+//! With `--listen`, a small std-only TCP server takes the same commands from any number of
+//! clients (an OS thread each, each with a clone of the tree's handle) until one of them
+//! sends `shutdown`.
 //!
 //! Each mail is one line, `send TO SUBJECT [| BODY]`:
 //!
@@ -40,7 +45,8 @@ use lettre::message::Mailbox;
 use taskthread_examples::notify::mailer::Outbox;
 use taskthread_examples::notify::session::{self, Config};
 
-/// Reads mail commands from stdin and sends them from a background tree of threads.
+/// Reads mail commands from stdin (or TCP clients) and sends them from a background tree of
+/// threads.
 /// Without --smtp, mails are written as .eml files to --dir (by default a fresh temporary
 /// directory, kept and printed).
 #[derive(Debug, Parser)]
@@ -56,6 +62,10 @@ struct Cli {
     /// The sender of every mail.
     #[arg(long, default_value = "notify <notify@localhost>")]
     from: Mailbox,
+    /// Take commands from TCP clients on this address (a line each; `shutdown` ends the
+    /// server) instead of stdin.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<std::net::SocketAddr>,
     /// How many mails are sent at once (the mailer's blocking limit).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -111,7 +121,14 @@ fn main() -> ExitCode {
         concurrency: cli.concurrency.into(),
     };
     let out: session::Out = Arc::new(Mutex::new(io::stdout()));
-    match session::run(&config, io::stdin().lock(), out) {
+    let ran = match cli.listen {
+        Some(address) => std::net::TcpListener::bind(address).and_then(|listener| {
+            println!("notify: listening on {}", listener.local_addr()?);
+            session::serve(&config, listener, out)
+        }),
+        None => session::run(&config, io::stdin().lock(), out),
+    };
+    match ran {
         Ok(summary) => {
             println!(
                 "notify: sent={} failed={} rejected={}",

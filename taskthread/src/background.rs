@@ -184,14 +184,21 @@ impl Background {
         let os_thread = std::thread::Builder::new().name(name).spawn(move || {
             TREE_OF_THREAD.set(tree);
             let mut runtime = runtime;
+            let mut aborted = false;
             if let Some(rt) = &runtime.0 {
                 let ended = rt.block_on(forward(root, up_tx, control_rx));
+                aborted = matches!(ended, Exit::Aborted { .. });
                 *lock(&exit_slot) = Some(ended);
             }
-            // After a graceful end nothing of the tree is left on the runtime; after an
-            // abort, `spawn_blocking` jobs that were running are left to finish on their
-            // own (they cannot be cancelled), as under any runtime: do not wait for them.
-            runtime.shut_down();
+            // After a graceful end nothing of the tree is left on the runtime: wait (briefly)
+            // for its worker and idle blocking threads to go too. After an abort,
+            // `spawn_blocking` jobs that were running are left to finish on their own (they
+            // cannot be cancelled), as under any runtime: do not wait for them.
+            runtime.shut_down(if aborted {
+                Duration::ZERO
+            } else {
+                SHUTDOWN_WAIT
+            });
             finished_tx.send_replace(true);
         })?;
 
@@ -213,17 +220,21 @@ impl Background {
 /// start, or from an async context) never blocks or panics.
 struct RuntimeGuard(Option<Runtime>);
 
+/// How long the tree's thread waits for its runtime's other threads after a graceful end:
+/// they are idle and go at once, unless code outside the tree still runs a blocking task.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
 impl RuntimeGuard {
-    fn shut_down(&mut self) {
+    fn shut_down(&mut self, wait: Duration) {
         if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
+            rt.shutdown_timeout(wait);
         }
     }
 }
 
 impl Drop for RuntimeGuard {
     fn drop(&mut self) {
-        self.shut_down();
+        self.shut_down(Duration::ZERO);
     }
 }
 
@@ -614,6 +625,18 @@ impl<T: Thread> BackgroundHandle<T> {
     pub fn stop_and_join(self) -> Result<Exit, JoinError> {
         self.stop();
         self.join()
+    }
+
+    /// Stops the tree gracefully and blocks until it has ended, or for `deadline` at most:
+    /// past it, what remains of the tree is aborted (see [`abort`](Self::abort)) and the
+    /// exit is [`Exit::Aborted`]. For a deadline on every stop of the tree, including the
+    /// one on dropping the last handle, see [`Background::stop_deadline`].
+    pub fn stop_and_join_timeout(self, deadline: Duration) -> Result<Exit, JoinError> {
+        self.stop();
+        match self.join_timeout(deadline) {
+            Err(JoinError::Timeout) => self.abort(),
+            joined => joined,
+        }
     }
 
     /// Aborts the tree at once (see [`Handle::abort`]) and blocks until it has ended.

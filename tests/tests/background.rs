@@ -112,6 +112,14 @@ impl Crasher {
 }
 
 /// Keeps the expected panics ("... blew up") out of the test output, and no other.
+/// A background `Counter` whose queues hold `capacity` messages.
+fn with_capacity(capacity: usize, counter: Counter) -> BackgroundHandle<Counter> {
+    Background::new()
+        .options(ChildOptions::new().capacity(capacity))
+        .spawn(counter)
+        .unwrap()
+}
+
 fn quiet_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -204,13 +212,13 @@ fn several_os_threads_send_ask_and_receive_at_once() {
 #[test]
 fn a_stop_under_load_loses_nothing() {
     let handled = Arc::new(AtomicU64::new(0));
-    let counter = Background::new()
-        .options(ChildOptions::new().capacity(8))
-        .spawn(Counter {
+    let counter = with_capacity(
+        8,
+        Counter {
             handled: Arc::clone(&handled),
             ..Counter::default()
-        })
-        .unwrap();
+        },
+    );
     let start = Arc::new(Barrier::new(5));
     let senders: Vec<_> = (0..4u64)
         .map(|t| {
@@ -276,13 +284,13 @@ fn dropping_the_last_handle_stops_the_tree_and_joins_its_thread() {
 #[test]
 fn a_dropped_handle_stops_the_tree_even_with_unread_up_messages_filling_the_buffer() {
     let exited = Arc::new(AtomicBool::new(false));
-    let counter = Background::new()
-        .options(ChildOptions::new().capacity(2))
-        .spawn(Counter {
+    let counter = with_capacity(
+        2,
+        Counter {
             exited: Arc::clone(&exited),
             ..Counter::default()
-        })
-        .unwrap();
+        },
+    );
     // Nobody receives: the handles' buffer (2) and the root's UP queue (2) fill, and the
     // root waits in `ctx.up` (backpressure, as with any full queue). Few enough messages
     // that the sends themselves still find room.
@@ -379,10 +387,7 @@ fn a_panic_in_the_root_ends_the_tree_and_the_handle_says_so() {
 
 #[test]
 fn timeouts_expire_while_the_root_waits_and_give_back_what_was_not_delivered() {
-    let counter = Background::new()
-        .options(ChildOptions::new().capacity(1))
-        .spawn(Counter::default())
-        .unwrap();
+    let counter = with_capacity(1, Counter::default());
     let (open, held) = gate();
     // The handler waits on the gate: no answer can come before it opens.
     assert!(matches!(
@@ -419,6 +424,17 @@ fn abort_ends_a_tree_whose_stop_would_wait() {
 }
 
 #[test]
+fn stop_and_join_timeout_aborts_what_the_deadline_did_not_see_end() {
+    let counter = taskthread::background(Counter::default());
+    let (_held_shut, held) = gate();
+    counter.send(held).unwrap();
+    let exit = counter
+        .stop_and_join_timeout(Duration::from_millis(20))
+        .unwrap();
+    assert!(matches!(exit, Exit::Aborted { .. }), "{exit}");
+}
+
+#[test]
 fn the_stop_deadline_bounds_stop_and_join() {
     let counter = Background::new()
         .stop_deadline(Duration::from_millis(50))
@@ -432,10 +448,7 @@ fn the_stop_deadline_bounds_stop_and_join() {
 
 #[test]
 fn messages_sent_up_while_stopping_can_be_received_to_the_end() {
-    let counter = Background::new()
-        .options(ChildOptions::new().capacity(4))
-        .spawn(Counter::default())
-        .unwrap();
+    let counter = with_capacity(4, Counter::default());
     let received = Arc::new(Mutex::new(Vec::new()));
     let reader = {
         let (counter, received) = (counter.clone(), Arc::clone(&received));
@@ -454,4 +467,27 @@ fn messages_sent_up_while_stopping_can_be_received_to_the_end() {
     let received = received.lock().unwrap();
     assert_eq!(received.len(), 50);
     assert_eq!(received[49], "49");
+}
+
+#[test]
+fn a_tree_started_and_dropped_inside_an_async_context_stops_without_blocking_it() {
+    let exited = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let counter = taskthread::background(Counter {
+            exited: Arc::clone(&exited),
+            ..Counter::default()
+        });
+        counter.send_async(1u64).await.unwrap();
+        assert_eq!(counter.ask_async(Total).await.unwrap(), 1);
+        // The last handle: the tree stops, and its thread is not waited for here.
+        drop(counter);
+    });
+    // It stops on its own thread all the same.
+    while !exited.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(1));
+    }
 }

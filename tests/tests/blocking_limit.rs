@@ -104,6 +104,13 @@ async fn until_running(board: &Board, n: usize) {
     }
 }
 
+/// Yields until the thread has handled `n` results.
+async fn until_handled(root: &Handle<Worker>, n: usize) {
+    while root.ask(Handled).await.unwrap() < n {
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn jobs_past_the_limit_wait_their_turn_without_blocking_the_loop() {
     let board = Arc::new(Board::default());
@@ -114,9 +121,7 @@ async fn jobs_past_the_limit_wait_their_turn_without_blocking_the_loop() {
     assert_eq!(root.ask(Handled).await.unwrap(), 0);
     assert_eq!(board.started.load(Ordering::SeqCst), 3);
     board.gate.open();
-    while root.ask(Handled).await.unwrap() < 10 {
-        tokio::task::yield_now().await;
-    }
+    until_handled(&root, 10).await;
     assert_eq!(board.high_water.load(Ordering::SeqCst), 3);
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
@@ -129,9 +134,7 @@ async fn the_default_limit_applies_to_every_thread() {
     root.send(Start(DEFAULT_BLOCKING_LIMIT + 5)).await.unwrap();
     until_running(&board, DEFAULT_BLOCKING_LIMIT).await;
     board.gate.open();
-    while root.ask(Handled).await.unwrap() < DEFAULT_BLOCKING_LIMIT + 5 {
-        tokio::task::yield_now().await;
-    }
+    until_handled(&root, DEFAULT_BLOCKING_LIMIT + 5).await;
     assert_eq!(
         board.high_water.load(Ordering::SeqCst),
         DEFAULT_BLOCKING_LIMIT

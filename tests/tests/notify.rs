@@ -253,3 +253,83 @@ fn a_session_against_a_closed_port_reports_every_mail_as_failed() {
         "{printed}"
     );
 }
+
+/// A line client of the notify server.
+struct Client {
+    lines: std::io::Lines<BufReader<TcpStream>>,
+    out: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Self {
+        let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut client = Self {
+            out: conn.try_clone().unwrap(),
+            lines: BufReader::new(conn).lines(),
+        };
+        assert!(client.next().starts_with("notify: ready"));
+        client
+    }
+
+    fn next(&mut self) -> String {
+        self.lines.next().unwrap().unwrap()
+    }
+
+    /// Sends a command and returns the first line of the reply.
+    fn say(&mut self, line: &str) -> String {
+        writeln!(self.out, "{line}").unwrap();
+        self.next()
+    }
+}
+
+#[test]
+fn the_tcp_front_serves_clients_on_their_own_threads_until_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let printed = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let server = {
+        let (config, out) = (
+            config(Outbox::Directory(dir.path().into())),
+            printed.clone(),
+        );
+        thread::spawn(move || session::serve(&config, listener, out))
+    };
+    let clients: Vec<_> = (0..3)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut client = Client::connect(port);
+                for n in 0..5 {
+                    let reply = client.say(&format!("send user{c}-{n}@example.com Hi {n}"));
+                    assert!(reply.starts_with("queued mail #"), "{reply}");
+                }
+                let reply = client.say("send nobody@ Hi");
+                assert!(reply.starts_with("error: `nobody@` is not an e-mail address"));
+                writeln!(client.out, "quit").unwrap();
+                assert!(
+                    client.lines.next().is_none(),
+                    "the server closes after `quit`"
+                );
+            })
+        })
+        .collect();
+    // An idle client is disconnected at shutdown.
+    let _idle = Client::connect(port);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let mut admin = Client::connect(port);
+    writeln!(admin.out, "shutdown").unwrap();
+    let summary = server.join().unwrap().unwrap();
+    let printed = String::from_utf8(printed.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        summary,
+        Summary {
+            sent: 15,
+            failed: 0,
+            rejected: 3
+        },
+        "{printed}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 15);
+}

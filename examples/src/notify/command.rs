@@ -21,8 +21,11 @@ pub enum Command {
     Status,
     /// `help`: the commands.
     Help,
-    /// `quit`: stop reading, let queued mails go, and end (like the end of input).
+    /// `quit`: stop reading, let queued mails go, and end (like the end of input); a TCP
+    /// client's session ends.
     Quit,
+    /// `shutdown`: like `quit`; from a TCP client, ends the whole server.
+    Shutdown,
     /// A blank line or a `#` comment.
     Nothing,
 }
@@ -35,6 +38,7 @@ commands:
   status                     what the mailer has done so far, and the tree
   help                       this list
   quit                       stop reading; queued mails still go (so does the end of input)
+  shutdown                   (TCP) end the server; queued mails still go
   # ...                      a comment";
 
 /// A line that is not a command.
@@ -95,6 +99,7 @@ pub fn parse(line: &str) -> Result<Command, BadInput> {
         "status" => Ok(Command::Status),
         "help" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
+        "shutdown" => Ok(Command::Shutdown),
         other => Err(BadInput::UnknownCommand(other.to_owned())),
     }
 }
