@@ -614,7 +614,8 @@ impl<T: Thread> BackgroundHandle<T> {
 
     /// [`join`](Self::join), giving up with [`Timeout`](JoinError::Timeout) after
     /// `timeout`; the tree goes on, and may be joined again or
-    /// [aborted](Self::abort).
+    /// [aborted](Self::abort). As with `join`, from this call on UP messages that find the
+    /// handles' buffer full are dropped rather than holding up the root.
     pub fn join_timeout(&self, timeout: Duration) -> Result<Exit, JoinError> {
         self.join_until(deadline_after(timeout))
     }
