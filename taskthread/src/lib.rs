@@ -84,7 +84,8 @@
 //! ```
 //!
 //! The [`guide`] walks through the sample problem, the anatomy of a thread and of a
-//! rescheduling task, messages up and down, and stopping.
+//! rescheduling task, messages up and down, stopping, failure and supervision, and driving
+//! a tree from synchronous code.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
