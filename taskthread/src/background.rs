@@ -367,6 +367,22 @@ impl<T: Thread> Drop for Shared<T> {
         // Nobody can receive UP messages any more: the tree's thread drops them rather
         // than waiting for room.
         self.up.get_mut().close();
+        self.join_on_drop();
+        let unread = self.up.get_mut().len();
+        if unread > 0 {
+            tracing::warn!(
+                root = %self.child.path(),
+                unread,
+                "the last BackgroundHandle was dropped: dropped UP messages that no handle received"
+            );
+        }
+    }
+}
+
+impl<T: Thread> Shared<T> {
+    /// Waits for the tree's thread, unless a join already did or waiting could deadlock;
+    /// reports a failure nobody joined to hear.
+    fn join_on_drop(&mut self) {
         let Some(os_thread) = self
             .os_thread
             .get_mut()
