@@ -111,29 +111,12 @@ impl Crasher {
     }
 }
 
-/// Keeps the expected panics ("... blew up") out of the test output, and no other.
 /// A background `Counter` whose queues hold `capacity` messages.
 fn with_capacity(capacity: usize, counter: Counter) -> BackgroundHandle<Counter> {
     Background::new()
         .options(ChildOptions::new().capacity(capacity))
         .spawn(counter)
         .unwrap()
-}
-
-fn quiet_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let expected = info
-                .payload()
-                .downcast_ref::<&str>()
-                .is_some_and(|m| m.contains("blew up"));
-            if !expected {
-                default(info);
-            }
-        }));
-    });
 }
 
 #[test]
@@ -361,7 +344,7 @@ fn calls_after_the_tree_ended_return_the_message() {
 
 #[test]
 fn a_panic_in_a_child_is_reported_and_the_handle_keeps_working() {
-    quiet_panics();
+    taskthread_tests::hide_expected_panics("blew up");
     let counter = taskthread::background(Counter::default());
     counter.send(Crash).unwrap();
     let report = counter.recv().unwrap();
@@ -373,7 +356,7 @@ fn a_panic_in_a_child_is_reported_and_the_handle_keeps_working() {
 
 #[test]
 fn a_panic_in_the_root_ends_the_tree_and_the_handle_says_so() {
-    quiet_panics();
+    taskthread_tests::hide_expected_panics("blew up");
     let counter = taskthread::background(Counter::default());
     let later = counter.clone();
     assert!(matches!(counter.ask(Boom), Err(BlockingError::NoReply)));

@@ -47,17 +47,7 @@ fn capture() {
     ONCE.call_once(|| {
         let subscriber = tracing_subscriber::registry().with(Capture);
         tracing::subscriber::set_global_default(subscriber).unwrap();
-        // The expected panic stays out of the output; any other is shown.
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let expected = info
-                .payload()
-                .downcast_ref::<&str>()
-                .is_some_and(|m| m.contains("nobody hears"));
-            if !expected {
-                default(info);
-            }
-        }));
+        taskthread_tests::hide_expected_panics("nobody hears");
     });
 }
 

@@ -163,17 +163,7 @@ async fn a_graceful_stop_waits_for_queued_jobs_and_handles_their_results() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_a_queued_job_fails_the_thread_with_its_message() {
-    // The expected panic stays out of the output; any other is shown.
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let expected = info
-            .payload()
-            .downcast_ref::<String>()
-            .is_some_and(|m| m.contains("exploded"));
-        if !expected {
-            default(info);
-        }
-    }));
+    taskthread_tests::hide_expected_panics("exploded");
     let board = Arc::new(Board::default());
     let root = taskthread::spawn_with(
         Worker {
