@@ -3,6 +3,8 @@
 //!
 //! The threads of the flagship example, [`relay`], live in this library so that the
 //! integration tests can drive them through the real components; the example's binary
-//! (`examples/relay.rs`) is only its command line.
+//! (`examples/relay.rs`) is only its command line. So do those of [`notify`] (a synchronous
+//! program driving a background tree; `examples/notify.rs`).
 
+pub mod notify;
 pub mod relay;

@@ -118,7 +118,8 @@ impl<T: Thread> ChildRef<T> {
     }
 }
 
-/// Options for spawning a thread: name, queue capacity, stop stage, stop deadline.
+/// Options for spawning a thread: name, queue capacity, stop stage, stop deadline, blocking
+/// limit.
 ///
 /// ```
 /// use taskthread::ChildOptions;
@@ -132,6 +133,7 @@ pub struct ChildOptions {
     pub(crate) capacity: Option<usize>,
     pub(crate) stage: u32,
     pub(crate) stop_deadline: StopDeadline,
+    pub(crate) blocking_limit: Option<usize>,
 }
 
 /// A thread's stop deadline as given in its options.
@@ -215,6 +217,19 @@ impl ChildOptions {
     /// No stop deadline: a stop waits as long as it takes. Children inherit this too.
     pub fn no_stop_deadline(mut self) -> Self {
         self.stop_deadline = StopDeadline::Never;
+        self
+    }
+
+    /// How many [`spawn_blocking`](crate::Ctx::spawn_blocking) jobs of this thread run at
+    /// once; more wait their turn, in order. By default
+    /// [`DEFAULT_BLOCKING_LIMIT`](crate::DEFAULT_BLOCKING_LIMIT); not inherited by children.
+    ///
+    /// # Panics
+    /// If `limit` is 0: no job could ever run.
+    #[track_caller]
+    pub fn blocking_limit(mut self, limit: usize) -> Self {
+        assert!(limit > 0, "a blocking limit must be at least 1");
+        self.blocking_limit = Some(limit);
         self
     }
 }

@@ -16,6 +16,7 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::blocking::BlockingLimit;
 use crate::child::{ChildOptions, ChildRef};
 use crate::driver::{ParentSink, Prepared, UpPort, launch, launch_supervised, prepare};
 use crate::error::{SendError, TrySendError};
@@ -70,6 +71,7 @@ pub(crate) struct Family<T: Thread> {
     /// The last `'static` name given and how many children have had it.
     last_name: Option<(&'static str, u32)>,
     pub(crate) jobs: JoinSet<()>,
+    blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
     reaping: Vec<JoinHandle<Exit>>,
 }
@@ -91,6 +93,7 @@ impl<T: Thread> Family<T> {
             names: HashMap::new(),
             last_name: None,
             jobs: JoinSet::new(),
+            blocking: None,
             stream_aborts: Vec::new(),
             reaping: Vec::new(),
         }
@@ -369,6 +372,9 @@ impl<T: Thread> Ctx<T> {
             up_type: C::UP_TYPE,
             capacity: options.capacity.unwrap_or(C::CAPACITY),
             stop_deadline: options.stop_deadline.resolve(parent.stop_deadline),
+            blocking_limit: options
+                .blocking_limit
+                .unwrap_or(crate::DEFAULT_BLOCKING_LIMIT),
             keep_queue,
         };
         let prepared = prepare::<C>(id, init, port);
@@ -577,21 +583,32 @@ impl<T: Thread> Ctx<T> {
     /// Runs blocking code on tokio's blocking pool and delivers its result to this thread's
     /// `#[stream]` handler for its type.
     ///
-    /// Blocking code cannot be interrupted: a stopping thread waits for it.
+    /// At most [`DEFAULT_BLOCKING_LIMIT`](crate::DEFAULT_BLOCKING_LIMIT) jobs of this thread
+    /// run at once (or the thread's [`ChildOptions::blocking_limit`]); the others wait their
+    /// turn, in order, without holding up the loop, and start as earlier ones finish.
+    ///
+    /// Blocking code cannot be interrupted: a stopping thread waits for it, and for the jobs
+    /// still waiting their turn. An abort cancels the jobs that have not started and leaves
+    /// the running ones to finish on their own.
     pub fn spawn_blocking<F, R>(&mut self, f: F)
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
         T: HandlesStream<R>,
     {
+        let limit = self.node.blocking_limit;
         let family = self.family();
         let tx = family.inbox_tx.clone();
         let span = tracing::Span::current();
-        family.jobs.spawn_blocking(move || {
+        let job = move || {
             let _entered = span.enter();
             let output = f();
             tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
-        });
+        };
+        family
+            .blocking
+            .get_or_insert_with(|| BlockingLimit::new(limit))
+            .spawn(&mut family.jobs, job);
     }
 
     // ---- internals used by the driver -----------------------------------------------------

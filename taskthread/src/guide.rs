@@ -17,3 +17,6 @@ pub mod stopping {}
 
 #[doc = include_str!("../../docs/06-failure-and-supervision.md")]
 pub mod failure_and_supervision {}
+
+#[doc = include_str!("../../docs/08-sync-interop.md")]
+pub mod sync_interop {}

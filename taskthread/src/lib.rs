@@ -17,11 +17,16 @@
 //! - **Rescheduling tasks**: `#[rescheduling(every = "5s")]` methods that decide when they
 //!   run next, started, rescheduled and cancelled by compile-time checked name.
 //! - **Streams and background work**: [`Ctx::attach`], [`Ctx::spawn_task`] and
-//!   [`Ctx::spawn_blocking`] deliver to `#[stream]` handlers without blocking the loop.
+//!   [`Ctx::spawn_blocking`] deliver to `#[stream]` handlers without blocking the loop;
+//!   blocking jobs run a bounded number at a time per thread.
 //! - **Ordered, graceful stop**: a stop drains the queue, stops children (concurrently or in
 //!   declared [stages](ChildOptions::stop_stage)) while still handling their UP messages,
 //!   runs `exit`, and reports exactly once. Errors and panics end the thread and are
 //!   always reported to the parent.
+//! - **Driving a tree from synchronous code**: [`background`] runs a tree on its own OS
+//!   thread and runtime; its [`BackgroundHandle`] (`Send + Sync + Clone`) sends, asks,
+//!   receives UP messages, snapshots and stops it from any thread, blocking or async,
+//!   refusing blocking calls inside an async context instead of deadlocking.
 //! - **Observability**: a tracing span per thread carrying its path in the tree, and
 //!   [snapshots](TreeSnapshot) rendered in the original TaskThread's notation.
 //!
@@ -79,10 +84,13 @@
 //! ```
 //!
 //! The [`guide`] walks through the sample problem, the anatomy of a thread and of a
-//! rescheduling task, messages up and down, and stopping.
+//! rescheduling task, messages up and down, stopping, failure and supervision, and driving
+//! a tree from synchronous code.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod background;
+mod blocking;
 mod child;
 mod ctx;
 mod driver;
@@ -96,6 +104,10 @@ mod tree;
 
 pub mod guide;
 
+pub use crate::background::{
+    Background, BackgroundHandle, BlockingError, JoinError, RecvError, background,
+};
+pub use crate::blocking::DEFAULT_BLOCKING_LIMIT;
 pub use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
 pub use crate::ctx::{ChildInfo, Ctx};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
@@ -121,8 +133,8 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::taskthread;
     pub use crate::{
-        ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle, Reschedule,
-        RestartPolicy, Result, TaskRef, Thread,
+        BackgroundHandle, ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle,
+        Reschedule, RestartPolicy, Result, TaskRef, Thread,
     };
 }
 

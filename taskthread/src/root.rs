@@ -84,6 +84,9 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         up_type: T::UP_TYPE,
         capacity,
         stop_deadline: options.stop_deadline.resolve(Some(DEFAULT_STOP_DEADLINE)),
+        blocking_limit: options
+            .blocking_limit
+            .unwrap_or(crate::DEFAULT_BLOCKING_LIMIT),
         keep_queue: (false, false),
     };
     let prepared = prepare::<T>(ChildId::next(), init, Arc::new(RootPort { tx: up_tx }));

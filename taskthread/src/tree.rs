@@ -100,6 +100,8 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     slot: AtomicUsize,
     /// How long a stop may take before what remains of the subtree is aborted.
     pub(crate) stop_deadline: Option<Duration>,
+    /// How many `spawn_blocking` jobs run at once.
+    pub(crate) blocking_limit: usize,
     /// The thread's task, for aborting it from above.
     task: OnceLock<AbortHandle>,
     /// How often a supervisor has started it again.
@@ -133,6 +135,7 @@ pub(crate) struct NodeInit {
     pub(crate) up_type: Option<&'static str>,
     pub(crate) capacity: usize,
     pub(crate) stop_deadline: Option<Duration>,
+    pub(crate) blocking_limit: usize,
     /// `(on completion, on failure)`: see [`Node::stop_closes_queue`].
     pub(crate) keep_queue: (bool, bool),
 }
@@ -193,6 +196,7 @@ impl<Q: Queue> Node<Q> {
             children: Mutex::new(Vec::new()),
             slot: AtomicUsize::new(0),
             stop_deadline: init.stop_deadline,
+            blocking_limit: init.blocking_limit,
             task: OnceLock::new(),
             restarts: AtomicU32::new(0),
             keep_queue_on_completion: init.keep_queue.0,

@@ -1,0 +1,65 @@
+//! The per-thread limit on [`Ctx::spawn_blocking`](crate::Ctx::spawn_blocking) jobs that run
+//! at once.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// How many [`spawn_blocking`](crate::Ctx::spawn_blocking) jobs of one thread run at once
+/// unless [`ChildOptions::blocking_limit`](crate::ChildOptions::blocking_limit) says
+/// otherwise. Jobs past the limit wait their turn, in order.
+///
+/// Small on purpose: tokio's blocking pool (512 OS threads by default) is shared by the
+/// whole runtime, and a thread that starts a blocking job per message would otherwise take
+/// all of it under load.
+pub const DEFAULT_BLOCKING_LIMIT: usize = 8;
+
+/// The slots of one thread's blocking jobs.
+pub(crate) struct BlockingLimit {
+    slots: Arc<Semaphore>,
+}
+
+impl BlockingLimit {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limit)),
+        }
+    }
+
+    /// Starts `job` on the blocking pool now if a slot is free; otherwise queues it on a
+    /// small task that waits for a slot, so the thread's loop never waits. The semaphore is
+    /// fair, so queued jobs start in the order they were spawned, and a new job cannot
+    /// overtake them (no slot is free while any waits).
+    ///
+    /// Either way the job is one entry of `jobs`: a stopping thread waits for it, and an
+    /// abort cancels it if it has not started (a started one cannot be cancelled and is left
+    /// to finish, as before). A panic in the job reaches `jobs` with its payload, so the
+    /// thread ends as `Panicked` with the job's message.
+    pub(crate) fn spawn(&self, jobs: &mut JoinSet<()>, job: impl FnOnce() + Send + 'static) {
+        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
+            jobs.spawn_blocking(move || {
+                let _slot = slot;
+                job();
+            });
+            return;
+        }
+        let slots = Arc::clone(&self.slots);
+        jobs.spawn(async move {
+            // The semaphore is never closed.
+            let Ok(slot) = slots.acquire_owned().await else {
+                return;
+            };
+            let ran = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                job();
+            })
+            .await;
+            if let Err(e) = ran
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        });
+    }
+}
