@@ -16,7 +16,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::child::{ChildOptions, ChildRef};
-use crate::driver::{ParentPort, Prepared, UpPort, launch, launch_supervised, prepare};
+use crate::driver::{
+    ForwardPort, ParentPort, Prepared, UpPort, launch, launch_supervised, prepare,
+};
 use crate::error::{SendError, TrySendError};
 use crate::inbox::{Inbound, Inbox, InboxSender, inbox};
 use crate::reschedule::{TaskRef, Timetable};
@@ -86,6 +88,24 @@ impl<T: Thread> Drop for Family<T> {
     }
 }
 
+/// The port of an ordinary child: its UP messages and its exit go to its parent `T`.
+fn parent_port<T, C>(
+    from: ChildId,
+    tx: InboxSender<T::Event>,
+    parent: Arc<Node>,
+) -> Box<dyn UpPort<C::Up>>
+where
+    T: HandlesUp<C::Up>,
+    C: Thread,
+{
+    Box::new(ParentPort::<T, C::Up> {
+        from,
+        tx,
+        wrap: <T as HandlesUp<C::Up>>::__wrap_up,
+        parent,
+    })
+}
+
 fn typed_ref<C: Thread>(node: &Arc<Node>) -> Option<ChildRef<C>> {
     let tx = node
         .queue
@@ -148,7 +168,7 @@ pub struct ChildInfo<'a> {
 /// whose results come back to its `#[stream]` handlers.
 pub struct Ctx<T: Thread> {
     pub(crate) node: Arc<Node>,
-    up: Box<dyn UpPort<T::Up>>,
+    up: Arc<dyn UpPort<T::Up>>,
     pub(crate) family: Option<Box<Family<T>>>,
     pub(crate) timetable: Timetable,
     pub(crate) stopping: bool,
@@ -167,6 +187,10 @@ impl<T: Thread> fmt::Debug for Ctx<T> {
 
 impl<T: Thread> Ctx<T> {
     pub(crate) fn new(node: Arc<Node>, up: Box<dyn UpPort<T::Up>>) -> Self {
+        Self::with_port(node, Arc::from(up))
+    }
+
+    fn with_port(node: Arc<Node>, up: Arc<dyn UpPort<T::Up>>) -> Self {
         Self {
             node,
             up,
@@ -248,7 +272,23 @@ impl<T: Thread> Ctx<T> {
         C: Thread,
         T: HandlesUp<C::Up>,
     {
-        self.spawn_inner(options, (false, false), |prepared| {
+        self.spawn_inner(options, (false, false), parent_port::<T, C>, |prepared| {
+            launch(child, prepared, true)
+        })
+    }
+
+    /// For a [`WorkerPool`](crate::WorkerPool): spawns a child whose UP messages go
+    /// straight to this thread's parent, as if this thread sent them, and whose exit is
+    /// reported to this thread.
+    pub(crate) fn spawn_forwarding<C>(&mut self, child: C, options: ChildOptions) -> ChildRef<C>
+    where
+        C: Thread<Up = T::Up>,
+    {
+        let up = Arc::clone(&self.up);
+        let port = move |_: ChildId, exits: InboxSender<T::Event>, _: Arc<Node>| {
+            Box::new(ForwardPort::<T> { up, exits }) as Box<dyn UpPort<C::Up>>
+        };
+        self.spawn_inner(options, (false, false), port, |prepared| {
             launch(child, prepared, true)
         })
     }
@@ -284,7 +324,7 @@ impl<T: Thread> Ctx<T> {
         T: HandlesUp<C::Up>,
     {
         let keep_queue = policy.keeps_queue();
-        self.spawn_inner(options, keep_queue, move |prepared| {
+        self.spawn_inner(options, keep_queue, parent_port::<T, C>, move |prepared| {
             launch_supervised(factory, prepared, policy)
         })
     }
@@ -293,11 +333,11 @@ impl<T: Thread> Ctx<T> {
         &mut self,
         options: ChildOptions,
         keep_queue: (bool, bool),
+        port: impl FnOnce(ChildId, InboxSender<T::Event>, Arc<Node>) -> Box<dyn UpPort<C::Up>>,
         launch: impl FnOnce(Prepared<C>) -> JoinHandle<Exit>,
     ) -> ChildRef<C>
     where
         C: Thread,
-        T: HandlesUp<C::Up>,
     {
         let id = ChildId::next();
         let parent = Arc::clone(&self.node);
@@ -305,12 +345,7 @@ impl<T: Thread> Ctx<T> {
         let family = self.family();
         let (name, suffix) =
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
-        let port = ParentPort::<T, C::Up> {
-            from: id,
-            tx: family.inbox_tx.clone(),
-            wrap: <T as HandlesUp<C::Up>>::__wrap_up,
-            parent: Arc::clone(&parent),
-        };
+        let port = port(id, family.inbox_tx.clone(), Arc::clone(&parent));
         let init = NodeInit {
             parent: Some(Arc::clone(&parent.path)),
             name,
@@ -322,7 +357,7 @@ impl<T: Thread> Ctx<T> {
             stop_deadline: options.stop_deadline.resolve(parent.stop_deadline),
             keep_queue,
         };
-        let prepared = prepare::<C>(id, init, Box::new(port));
+        let prepared = prepare::<C>(id, init, port);
         let child_ref = prepared.child.clone();
         let join = launch(prepared);
         child_ref.node.set_task(join.abort_handle());
@@ -662,10 +697,10 @@ impl<T: Thread> Ctx<T> {
 
     /// A fresh context for the next life of a supervised thread: same node, same port.
     pub(crate) fn renew(self) -> Self {
-        Self::new(self.node, self.up)
+        Self::with_port(self.node, self.up)
     }
 
-    pub(crate) fn into_port(self) -> Box<dyn UpPort<T::Up>> {
+    pub(crate) fn into_port(self) -> Arc<dyn UpPort<T::Up>> {
         self.up
     }
 }

@@ -68,6 +68,35 @@ impl<P: Thread, U: Send + 'static> UpPort<U> for ParentPort<P, U> {
     }
 }
 
+/// The port of a child whose UP messages go straight to its parent's own parent, as if the
+/// parent sent them (a worker pool's workers), while its exit is reported to its parent.
+pub(crate) struct ForwardPort<P: Thread> {
+    pub(crate) up: Arc<dyn UpPort<P::Up>>,
+    pub(crate) exits: InboxSender<P::Event>,
+}
+
+impl<P: Thread> UpPort<P::Up> for ForwardPort<P> {
+    fn try_send(&self, msg: P::Up) -> Result<(), TrySendError<P::Up>> {
+        self.up.try_send(msg)
+    }
+
+    fn permits(&self) -> &Semaphore {
+        self.up.permits()
+    }
+
+    fn send_permitted(&self, msg: P::Up) {
+        self.up.send_permitted(msg);
+    }
+
+    fn report(&self, exit: Box<ChildExit>) {
+        self.exits.send_unmetered(Inbound::Exit(exit));
+    }
+
+    fn target(&self) -> &str {
+        self.up.target()
+    }
+}
+
 /// The port of a root: UP messages go to its [`Handle`](crate::Handle); the exit is the
 /// root task's output.
 pub(crate) struct RootPort<U> {

@@ -88,6 +88,8 @@ mod ctx;
 mod driver;
 mod error;
 mod inbox;
+mod jobs;
+mod pool;
 mod reschedule;
 mod root;
 mod supervise;
@@ -99,6 +101,10 @@ pub mod guide;
 pub use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
 pub use crate::ctx::{ChildInfo, Ctx};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
+pub use crate::jobs::{Group, JobId, JobOutcome, JobPool, JobPoolError, JobResult, JobResults};
+pub use crate::pool::{
+    DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
+};
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
 pub use crate::root::{Handle, run, spawn, spawn_with};
 pub use crate::supervise::{Restart, RestartGroup, RestartPolicy};
@@ -138,7 +144,11 @@ pub mod __private {
     pub use std::result::Result as StdResult;
     pub use std::time::Duration;
 
-    pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
+    pub use crate::jobs::{Group, JobId, JobOutcome, JobPool, JobPoolError, JobResult, JobResults};
+pub use crate::pool::{
+    DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
+};
+pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
     pub use crate::thread::{
         Accepts, Asks, ChildExit, ChildId, HandlesStream, HandlesUp, NoUp, Thread,
     };

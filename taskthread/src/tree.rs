@@ -99,6 +99,8 @@ pub(crate) struct Node {
     /// Supervised: a completion or a failure is followed by a restart, so it keeps its queue.
     pub(crate) keep_queue_on_completion: bool,
     pub(crate) keep_queue_on_failure: bool,
+    /// A worker pool's resize hook, made by whichever asks first: the pool or a handle.
+    pool: OnceLock<Arc<crate::pool::PoolControl>>,
 }
 
 /// Stop flags: a stop for good, and a restart (stop, then start again).
@@ -188,6 +190,7 @@ impl Node {
             restarts: AtomicU32::new(0),
             keep_queue_on_completion: init.keep_queue.0,
             keep_queue_on_failure: init.keep_queue.1,
+            pool: OnceLock::new(),
         }
     }
 
@@ -328,6 +331,30 @@ impl Node {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The resize hook of the worker pool this node runs (only pools call this).
+    pub(crate) fn pool_control(&self) -> &Arc<crate::pool::PoolControl> {
+        self.pool.get_or_init(Default::default)
+    }
+
+    /// The resize hook, if this node runs a worker pool that has made one.
+    pub(crate) fn pool_control_if_any(&self) -> Option<&Arc<crate::pool::PoolControl>> {
+        self.pool.get()
+    }
+
+    /// The live node of this subtree with this path.
+    pub(crate) fn find(self: &Arc<Self>, path: &str) -> Option<Arc<Node>> {
+        if *self.path == *path {
+            return Some(Arc::clone(self));
+        }
+        // Only descend into a child whose path is a prefix of the one sought.
+        self.children_now().into_iter().find_map(|c| {
+            let under = path.strip_prefix(&*c.path)?;
+            (under.is_empty() || under.starts_with('/'))
+                .then(|| c.find(path))
+                .flatten()
+        })
     }
 
     pub(crate) fn add_child(&self, child: Arc<Node>) {
