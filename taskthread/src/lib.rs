@@ -84,6 +84,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod child;
+#[cfg(feature = "control")]
+#[cfg_attr(docsrs, doc(cfg(feature = "control")))]
+pub mod control;
 mod ctx;
 mod driver;
 mod error;

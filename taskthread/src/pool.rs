@@ -557,6 +557,7 @@ impl<W: Thread> ChildRef<WorkerPool<W>> {
 
 impl PoolHandle {
     /// The handle of the pool running as `node`, if it is one.
+    #[cfg(feature = "control")]
     pub(crate) fn of(node: &crate::tree::Node) -> Option<Self> {
         Some(Self {
             control: Arc::clone(node.pool_control_if_any()?),

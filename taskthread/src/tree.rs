@@ -339,11 +339,13 @@ impl Node {
     }
 
     /// The resize hook, if this node runs a worker pool that has made one.
+    #[cfg(feature = "control")]
     pub(crate) fn pool_control_if_any(&self) -> Option<&Arc<crate::pool::PoolControl>> {
         self.pool.get()
     }
 
     /// The live node of this subtree with this path.
+    #[cfg(feature = "control")]
     pub(crate) fn find(self: &Arc<Self>, path: &str) -> Option<Arc<Node>> {
         if *self.path == *path {
             return Some(Arc::clone(self));
