@@ -83,7 +83,10 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-async fn fetch(client: Client<HttpConnector, Empty<Bytes>>, url: String) -> Result<Page, FetchError> {
+async fn fetch(
+    client: Client<HttpConnector, Empty<Bytes>>,
+    url: String,
+) -> Result<Page, FetchError> {
     let fail = |reason: String| FetchError {
         url: url.clone(),
         reason,
@@ -93,7 +96,11 @@ async fn fetch(client: Client<HttpConnector, Empty<Bytes>>, url: String) -> Resu
         .map_err(|e| fail(format!("not a valid URL ({e})")))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some(other) => return Err(fail(format!("cannot fetch `{other}` URLs (plain http only)"))),
+        Some(other) => {
+            return Err(fail(format!(
+                "cannot fetch `{other}` URLs (plain http only)"
+            )));
+        }
         None => return Err(fail("not an absolute URL (say http://...)".to_owned())),
     }
     let started = Instant::now();
@@ -129,7 +136,9 @@ struct Crawler {
 impl Crawler {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         if let Some(listener) = self.site.take() {
-            ctx.spawn(LocalSite { listener: Some(listener) });
+            ctx.spawn(LocalSite {
+                listener: Some(listener),
+            });
         }
         let client = Client::builder(TokioExecutor::new()).build_http();
         let (pool, results) = JobPool::new(self.limit);
@@ -142,7 +151,11 @@ impl Crawler {
         pool.close();
         ctx.attach(results);
         self.pool = Some(pool);
-        println!("fetching {} URLs, at most {} at once", self.urls.len(), self.limit);
+        println!(
+            "fetching {} URLs, at most {} at once",
+            self.urls.len(),
+            self.limit
+        );
         Ok(())
     }
 
@@ -229,8 +242,14 @@ impl LocalSite {
 
 async fn page(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match request.uri().path() {
-        "/" => (StatusCode::OK, "<a href=/about>about</a> <a href=/big>big</a>".to_owned()),
-        "/about" => (StatusCode::OK, "a local site for the crawl example".to_owned()),
+        "/" => (
+            StatusCode::OK,
+            "<a href=/about>about</a> <a href=/big>big</a>".to_owned(),
+        ),
+        "/about" => (
+            StatusCode::OK,
+            "a local site for the crawl example".to_owned(),
+        ),
         "/big" => (StatusCode::OK, "taskthread ".repeat(10_000)),
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -150,7 +150,10 @@ async fn main() -> Result<()> {
     for worker in summary.values().flatten() {
         *per_worker.entry(worker).or_default() += 1;
     }
-    println!("summary: {} jobs, each handled exactly once: {handled_once}", summary.len());
+    println!(
+        "summary: {} jobs, each handled exactly once: {handled_once}",
+        summary.len()
+    );
     for (worker, jobs) in &per_worker {
         println!("  {worker:>10}: {jobs} jobs");
     }

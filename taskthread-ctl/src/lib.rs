@@ -20,7 +20,12 @@ use taskthread::control::{Answer, ControlClient};
 #[command(name = "taskthread-ctl", version)]
 pub struct Args {
     /// The endpoint's Unix socket.
-    #[arg(long, value_name = "PATH", conflicts_with = "tcp", required_unless_present = "tcp")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "tcp",
+        required_unless_present = "tcp"
+    )]
     pub unix: Option<PathBuf>,
 
     /// The endpoint's TCP address, e.g. 127.0.0.1:7070.
@@ -46,7 +51,10 @@ impl Args {
         match (&self.unix, self.tcp) {
             #[cfg(unix)]
             (Some(path), _) => ControlClient::connect_unix(path).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot connect to {}: {e}", path.display()))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to {}: {e}", path.display()),
+                )
             }),
             (_, Some(addr)) => ControlClient::connect_tcp(addr)
                 .await

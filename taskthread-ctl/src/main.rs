@@ -84,7 +84,10 @@ fn prompt(args: &Args, runtime: &tokio::runtime::Runtime) -> i32 {
     if let Some(path) = &history
         && let Err(e) = editor.save_history(path)
     {
-        eprintln!("warning: cannot save the history to {}: {e}", path.display());
+        eprintln!(
+            "warning: cannot save the history to {}: {e}",
+            path.display()
+        );
     }
     code
 }

@@ -57,7 +57,11 @@ async fn one_shot_commands_against_a_live_endpoint() {
     let socket = dir.path().join("ctl.sock");
     let app = taskthread::spawn(App);
     let control = taskthread::spawn(Control::unix(&socket).bind(&app).await.unwrap());
-    while app.snapshot().find("app/pool").is_none_or(|p| p.children.is_empty()) {
+    while app
+        .snapshot()
+        .find("app/pool")
+        .is_none_or(|p| p.children.is_empty())
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let unix = socket.to_str().unwrap();
@@ -66,7 +70,10 @@ async fn one_shot_commands_against_a_live_endpoint() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let tree = text(&out.stdout);
     assert!(tree.starts_with("App [app] running"), "{tree}");
-    assert!(tree.contains("    WorkerPool: IN: u64 [app/pool] running"), "{tree}");
+    assert!(
+        tree.contains("    WorkerPool: IN: u64 [app/pool] running"),
+        "{tree}"
+    );
 
     let out = ctl(&["--unix", unix, "pool", "app/pool", "size", "3"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -103,7 +110,10 @@ async fn one_shot_commands_against_a_live_endpoint() {
     let out = ctl(&["--unix", unix, "tree"]).await;
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.starts_with(&format!("error: cannot connect to {unix}: ")), "{err}");
+    assert!(
+        err.starts_with(&format!("error: cannot connect to {unix}: ")),
+        "{err}"
+    );
 
     app.stop();
     app.join().await.into_result().unwrap();
@@ -113,13 +123,25 @@ async fn one_shot_commands_against_a_live_endpoint() {
 async fn the_endpoint_is_required_and_only_one() {
     let out = ctl(&["tree"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--unix <PATH>"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--unix <PATH>"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = ctl(&["--unix", "/x", "--tcp", "127.0.0.1:1", "tree"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("cannot be used with"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = ctl(&["--tcp", "not-an-address", "tree"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("invalid value"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("invalid value"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +155,11 @@ async fn one_shot_over_tcp() {
     let control = taskthread::spawn(server);
     let out = ctl(&["--tcp", &addr, "stats", "app", "--json"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("{\"id\":"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("{\"id\":"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(text(&out.stdout).contains("\"path\":\"app\""));
     control.stop();
     control.join().await.into_result().unwrap();
@@ -177,14 +203,20 @@ async fn the_prompt_reads_requests_line_by_line_and_keeps_a_history() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("path: app\n"), "{stdout}");
-    assert!(!stdout.contains("App [app]"), "nothing runs after `quit`: {stdout}");
+    assert!(
+        !stdout.contains("App [app]"),
+        "nothing runs after `quit`: {stdout}"
+    );
     assert!(
         text(&out.stderr).contains("error: unknown command `bogus`: try `help`"),
         "{}",
         text(&out.stderr)
     );
     let saved = std::fs::read_to_string(&history).unwrap();
-    assert!(saved.contains("stats app") && saved.contains("bogus"), "{saved}");
+    assert!(
+        saved.contains("stats app") && saved.contains("bogus"),
+        "{saved}"
+    );
     control.stop();
     control.join().await.into_result().unwrap();
     app.stop();

@@ -219,11 +219,7 @@ impl fmt::Display for ControlError {
                 f,
                 "refusing to serve the control endpoint on {addr}, which is not a loopback address (use `allow_remote(true)` to allow it)"
             ),
-            Self::InUse(path) => write!(
-                f,
-                "something is already listening on {}",
-                path.display()
-            ),
+            Self::InUse(path) => write!(f, "something is already listening on {}", path.display()),
             Self::NotASocket(path) => write!(
                 f,
                 "{} exists and is not a socket: refusing to replace it",
@@ -579,7 +575,11 @@ fn stats(node: &Node, json: bool) -> String {
         let mut out = String::from("{");
         write_fields(&mut out, &s);
         if let Some(p) = pool {
-            let _ = write!(out, ",\"pool\":{{\"running\":{},\"max\":{}}}", p.running, p.max);
+            let _ = write!(
+                out,
+                ",\"pool\":{{\"running\":{},\"max\":{}}}",
+                p.running, p.max
+            );
         }
         out.push('}');
         return out;

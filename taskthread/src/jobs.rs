@@ -332,7 +332,12 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// a generated name). Never waits: jobs over the limit wait their turn.
     ///
     /// Fails if the pool is locked or closed, or a group of that name is still in the pool.
-    pub fn apply<F, Fut>(&self, mut f: F, n: usize, group: Option<&str>) -> Result<Group, JobPoolError>
+    pub fn apply<F, Fut>(
+        &self,
+        mut f: F,
+        n: usize,
+        group: Option<&str>,
+    ) -> Result<Group, JobPoolError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -392,13 +397,14 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             return Err(JobPoolError::ZeroLimit);
         }
         let mut items = items.into_iter();
-        let source: Source<T, E> = Box::new(move || {
-            match catch_unwind(AssertUnwindSafe(|| items.next().map(&mut f))) {
-                Ok(Some(job)) => Pulled::Job(Box::pin(job)),
-                Ok(None) => Pulled::End,
-                Err(payload) => Pulled::Panicked(crate::driver::panic_message(payload)),
-            }
-        });
+        let source: Source<T, E> =
+            Box::new(
+                move || match catch_unwind(AssertUnwindSafe(|| items.next().map(&mut f))) {
+                    Ok(Some(job)) => Pulled::Job(Box::pin(job)),
+                    Ok(None) => Pulled::End,
+                    Err(payload) => Pulled::Panicked(crate::driver::panic_message(payload)),
+                },
+            );
         let mut state = self.inner.lock();
         let name = state.new_group(group, "map")?;
         state.groups.insert(

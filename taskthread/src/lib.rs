@@ -24,6 +24,18 @@
 //!   always reported to the parent.
 //! - **Observability**: a tracing span per thread carrying its path in the tree, and
 //!   [snapshots](TreeSnapshot) rendered in the original TaskThread's notation.
+//! - **Pools**: a [`WorkerPool`] of identical worker threads with work-queue dispatch,
+//!   resized at run time through a [`PoolHandle`]; a [`JobPool`] for ad-hoc async jobs
+//!   (apply, lazy map with a concurrency limit, named groups, cancellation, a results
+//!   stream, close and join).
+//! - **Control** (feature `control`): a [control endpoint](crate::control) on a Unix socket
+//!   or loopback TCP to look into a running tree and stop or resize parts of it, driven by
+//!   the `taskthread-ctl` tool.
+//!
+//! # Cargo features
+//!
+//! - `macros` (default): the `#[taskthread]` attribute.
+//! - `control`: the [`control`](crate::control) module (adds tokio's `net` and `io-util`).
 //!
 //! # Example
 //!
@@ -79,7 +91,8 @@
 //! ```
 //!
 //! The [`guide`] walks through the sample problem, the anatomy of a thread and of a
-//! rescheduling task, messages up and down, and stopping.
+//! rescheduling task, messages up and down, stopping, failure and supervision, and pools
+//! and control.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -148,10 +161,10 @@ pub mod __private {
     pub use std::time::Duration;
 
     pub use crate::jobs::{Group, JobId, JobOutcome, JobPool, JobPoolError, JobResult, JobResults};
-pub use crate::pool::{
-    DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
-};
-pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
+    pub use crate::pool::{
+        DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
+    };
+    pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
     pub use crate::thread::{
         Accepts, Asks, ChildExit, ChildId, HandlesStream, HandlesUp, NoUp, Thread,
     };

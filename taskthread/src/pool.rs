@@ -172,7 +172,11 @@ impl<W: Thread> WorkerPool<W> {
         control.max.store(self.max, Ordering::Release);
     }
 
-    fn apply(&mut self, ctx: &mut Ctx<Self>, command: PoolCommand) -> Result<PoolStatus, PoolError> {
+    fn apply(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        command: PoolCommand,
+    ) -> Result<PoolStatus, PoolError> {
         let running = self.workers.len();
         let too_many = |requested| PoolError::TooMany {
             pool: ctx.path().to_owned(),
@@ -259,7 +263,9 @@ impl<W: Thread> WorkerPool<W> {
             let stop = node.stop_requested();
             let commands = control.notify.notified();
             if self.workers.is_empty() && node.is_stop_requested() {
-                tracing::warn!("stopping with jobs queued and no worker: starting one to finish them");
+                tracing::warn!(
+                    "stopping with jobs queued and no worker: starting one to finish them"
+                );
                 self.start_workers(ctx, 1);
                 continue;
             }
@@ -434,10 +440,7 @@ pub enum PoolCommand {
     Resize(usize),
 }
 
-type Pending = (
-    PoolCommand,
-    oneshot::Sender<Result<PoolStatus, PoolError>>,
-);
+type Pending = (PoolCommand, oneshot::Sender<Result<PoolStatus, PoolError>>);
 
 /// The type-erased side of a pool that handles and the control endpoint reach through the
 /// pool's node: queued commands, and the counts the pool publishes.

@@ -73,7 +73,13 @@ async fn fixture(extra: usize) -> Fixture {
     }
     // Wait until the pool has started (it publishes its counts then).
     let mut client = ControlClient::connect_unix(&socket).await.unwrap();
-    while !client.request("pool app/workers running").await.unwrap().payload.contains("2 running") {
+    while !client
+        .request("pool app/workers running")
+        .await
+        .unwrap()
+        .payload
+        .contains("2 running")
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Fixture {
@@ -114,7 +120,13 @@ async fn help_tree_and_stats_in_text_and_json() {
     let mut c = f.client().await;
 
     let help = ok(c.request("help").await.unwrap());
-    for command in ["tree", "stats PATH", "stop PATH", "pool PATH start N", "--json"] {
+    for command in [
+        "tree",
+        "stats PATH",
+        "stop PATH",
+        "pool PATH start N",
+        "--json",
+    ] {
         assert!(help.contains(command), "{help}");
     }
     let help_json: serde_json::Value =
@@ -122,10 +134,22 @@ async fn help_tree_and_stats_in_text_and_json() {
     assert_eq!(help_json.as_str(), Some(help.as_str()));
 
     let tree = ok(c.request("tree").await.unwrap());
-    assert_eq!(tree, f.app.snapshot().to_string().replace("handled 1", "handled 1"));
+    assert_eq!(
+        tree,
+        f.app
+            .snapshot()
+            .to_string()
+            .replace("handled 1", "handled 1")
+    );
     assert!(tree.starts_with("App [app] running"), "{tree}");
-    assert!(tree.contains("    WorkerPool: IN: u64 [app/workers] running"), "{tree}");
-    assert!(tree.contains("        Sleeper: IN: u64 [app/workers/sleeper-2]"), "{tree}");
+    assert!(
+        tree.contains("    WorkerPool: IN: u64 [app/workers] running"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("        Sleeper: IN: u64 [app/workers/sleeper-2]"),
+        "{tree}"
+    );
     assert!(tree.contains("    Idle [app/Big Cheese]"), "{tree}");
 
     let json: serde_json::Value =
@@ -173,10 +197,15 @@ async fn pool_commands_resize_a_live_pool() {
         ok(c.request("pool app/workers stop 3").await.unwrap()),
         "pool `app/workers`: 1 running, at most 4"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(c.request("pool app/workers size 3 --json").await.unwrap()))
-            .unwrap();
-    assert_eq!(json, serde_json::json!({"pool": "app/workers", "running": 3, "max": 4}));
+    let json: serde_json::Value = serde_json::from_str(&ok(c
+        .request("pool app/workers size 3 --json")
+        .await
+        .unwrap()))
+    .unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"pool": "app/workers", "running": 3, "max": 4})
+    );
     assert_eq!(
         ok(c.request("pool app/workers running").await.unwrap()),
         "pool `app/workers`: 3 running, at most 4"
@@ -200,16 +229,28 @@ async fn pool_commands_resize_a_live_pool() {
 async fn stop_stops_a_thread_by_path() {
     let f = fixture(3).await;
     let mut c = f.client().await;
-    assert_eq!(ok(c.request("stop app/idle-2").await.unwrap()), "stopping `app/idle-2`");
+    assert_eq!(
+        ok(c.request("stop app/idle-2").await.unwrap()),
+        "stopping `app/idle-2`"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&ok(c.request("stop app/idle-3 --json").await.unwrap())).unwrap();
     assert_eq!(json["stopping"], "app/idle-3");
     while f.app.snapshot().children.len() != 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let names: Vec<_> = f.app.snapshot().children.iter().map(|c| c.name.clone()).collect();
+    let names: Vec<_> = f
+        .app
+        .snapshot()
+        .children
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     assert_eq!(names, ["workers", "Big Cheese", "idle"]);
-    assert_eq!(err(c.request("stop app/idle-2").await.unwrap()), "no thread at `app/idle-2`");
+    assert_eq!(
+        err(c.request("stop app/idle-2").await.unwrap()),
+        "no thread at `app/idle-2`"
+    );
     f.end().await;
 }
 
@@ -227,8 +268,14 @@ async fn bad_requests_get_an_error_and_the_session_goes_on() {
         ("stop", "missing path: usage `stop PATH`"),
         ("stats app/nope", "no thread at `app/nope`"),
         ("stats app/work", "no thread at `app/work`"),
-        ("pool", "usage: `pool PATH start N | stop N | size N | running`"),
-        ("pool app/workers", "usage: `pool PATH start N | stop N | size N | running`"),
+        (
+            "pool",
+            "usage: `pool PATH start N | stop N | size N | running`",
+        ),
+        (
+            "pool app/workers",
+            "usage: `pool PATH start N | stop N | size N | running`",
+        ),
         (
             "pool app/workers start",
             "`start` is not a number of workers; usage: `pool PATH start N | stop N | size N | running`",
@@ -253,7 +300,11 @@ async fn bad_requests_get_an_error_and_the_session_goes_on() {
         ("pool app/nope running", "no thread at `app/nope`"),
     ];
     for (request, expected) in cases {
-        assert_eq!(&err(c.request(request).await.unwrap()), expected, "for {request:?}");
+        assert_eq!(
+            &err(c.request(request).await.unwrap()),
+            expected,
+            "for {request:?}"
+        );
     }
     // Still serving on the same session.
     assert!(ok(c.request("tree").await.unwrap()).starts_with("App"));
@@ -299,7 +350,12 @@ async fn a_large_answer_arrives_whole() {
     let f = fixture(600).await;
     let mut c = f.client().await;
     let tree = ok(c.request("tree").await.unwrap());
-    assert_eq!(tree.lines().count(), 1 + 1 + 2 + 1 + 600, "{}", &tree[tree.len() - 300..]);
+    assert_eq!(
+        tree.lines().count(),
+        1 + 1 + 2 + 1 + 600,
+        "{}",
+        &tree[tree.len() - 300..]
+    );
     assert!(tree.len() > 30_000);
     let json: serde_json::Value =
         serde_json::from_str(&ok(c.request("tree --json").await.unwrap())).unwrap();
@@ -379,7 +435,10 @@ async fn the_socket_is_private_and_removed_and_the_sessions_end_with_the_server(
     while control.state() != ThreadState::Exited {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(c.request("tree").await.is_err(), "the session ended with the server");
+    assert!(
+        c.request("tree").await.is_err(),
+        "the session ended with the server"
+    );
     assert!(!f.socket.exists());
     assert!(ControlClient::connect_unix(&f.socket).await.is_err());
     f.app.stop();
@@ -413,14 +472,23 @@ async fn stale_live_and_foreign_files_at_the_socket_path() {
     assert!(matches!(err, ControlError::NotASocket(_)));
     assert_eq!(
         err.to_string(),
-        format!("{} exists and is not a socket: refusing to replace it", file.display())
+        format!(
+            "{} exists and is not a socket: refusing to replace it",
+            file.display()
+        )
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 
     // A directory that does not exist: an I/O error with its cause.
-    let err = Control::unix(dir.path().join("no/such/dir.sock")).bind(&app).await.unwrap_err();
+    let err = Control::unix(dir.path().join("no/such/dir.sock"))
+        .bind(&app)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ControlError::Io(_)));
-    assert!(err.to_string().starts_with("cannot bind the control endpoint: "));
+    assert!(
+        err.to_string()
+            .starts_with("cannot bind the control endpoint: ")
+    );
 
     // A server never spawned still removes its socket when dropped.
     drop(server);
@@ -450,14 +518,20 @@ async fn tcp_is_loopback_only_unless_allowed() {
         .unwrap();
     drop(remote);
 
-    let server = Control::tcp("127.0.0.1:0".parse().unwrap()).bind(&app).await.unwrap();
+    let server = Control::tcp("127.0.0.1:0".parse().unwrap())
+        .bind(&app)
+        .await
+        .unwrap();
     let addr = server.local_addr().unwrap();
     assert_ne!(addr.port(), 0);
     assert_eq!(server.socket_path(), None);
     let control = taskthread::spawn(server);
     let mut c = ControlClient::connect_tcp(addr).await.unwrap();
     assert!(ok(c.request("tree").await.unwrap()).starts_with("App [app]"));
-    assert_eq!(err(c.request("bogus").await.unwrap()), "unknown command `bogus`: try `help`");
+    assert_eq!(
+        err(c.request("bogus").await.unwrap()),
+        "unknown command `bogus`: try `help`"
+    );
     control.stop();
     control.join().await.into_result().unwrap();
     app.stop();
@@ -493,9 +567,15 @@ async fn a_tree_serves_itself_and_the_endpoint_ends_with_it() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let tree = ok(c.request("tree").await.unwrap());
-    assert!(tree.contains("ControlServer [self_serving/control]"), "{tree}");
+    assert!(
+        tree.contains("ControlServer [self_serving/control]"),
+        "{tree}"
+    );
     // Stopping the root through the endpoint stops the whole tree, the endpoint included.
-    assert_eq!(ok(c.request("stop self_serving").await.unwrap()), "stopping `self_serving`");
+    assert_eq!(
+        ok(c.request("stop self_serving").await.unwrap()),
+        "stopping `self_serving`"
+    );
     assert!(matches!(app.join().await, Exit::Stopped));
     assert!(!socket.exists());
 }

@@ -108,9 +108,18 @@ async fn map_pulls_lazily_and_keeps_exactly_its_limit_running() {
     assert_eq!(cancelled, 4);
     let pulled_then = pulled.load(Ordering::SeqCst);
     pool.join().await;
-    assert_eq!(pulled.load(Ordering::SeqCst), pulled_then, "no pull after the cancel");
+    assert_eq!(
+        pulled.load(Ordering::SeqCst),
+        pulled_then,
+        "no pull after the cancel"
+    );
     let rest = results.flush().await;
-    assert!(rest.iter().filter(|r| matches!(r.outcome, JobOutcome::Cancelled)).count() == 4);
+    assert!(
+        rest.iter()
+            .filter(|r| matches!(r.outcome, JobOutcome::Cancelled))
+            .count()
+            == 4
+    );
     assert!(pool.groups().is_empty());
 }
 
@@ -187,7 +196,8 @@ async fn outputs_errors_and_panics_are_all_reported() {
 async fn a_panicking_iterator_ends_its_group_with_a_panicked_result() {
     let (pool, mut results) = JobPool::<u64>::new(4);
     let items = (0u64..).map(|n| if n == 2 { panic!("bad item") } else { n });
-    pool.map(|n| async move { Ok(n) }, items, 1, Some("fragile")).unwrap();
+    pool.map(|n| async move { Ok(n) }, items, 1, Some("fragile"))
+        .unwrap();
     let all = results.flush().await;
     assert_eq!(ok_values(&all), [0, 1]);
     assert!(matches!(&all[2].outcome, JobOutcome::Panicked(m) if m == "bad item"));
@@ -244,7 +254,10 @@ async fn cancel_a_waiting_job_a_running_job_and_all() {
     assert_eq!(pool.cancel_all(), 3);
     let rest = results.flush().await;
     assert_eq!(rest.len(), 3);
-    assert!(rest.iter().all(|r| matches!(r.outcome, JobOutcome::Cancelled)));
+    assert!(
+        rest.iter()
+            .all(|r| matches!(r.outcome, JobOutcome::Cancelled))
+    );
     assert_eq!(pool.running() + pool.waiting(), 0);
 }
 
@@ -259,11 +272,19 @@ async fn refusals_are_typed_and_read_as_sentences() {
 
     let err = pool.apply(job, 1, Some("only")).unwrap_err();
     assert_eq!(err, JobPoolError::DuplicateGroup("only".into()));
-    assert_eq!(err.to_string(), "a group named `only` is already in the pool");
+    assert_eq!(
+        err.to_string(),
+        "a group named `only` is already in the pool"
+    );
     let err = pool.map(|n: u64| async move { Ok(n) }, 0..1u64, 1, Some("only"));
-    assert_eq!(err.unwrap_err(), JobPoolError::DuplicateGroup("only".into()));
+    assert_eq!(
+        err.unwrap_err(),
+        JobPoolError::DuplicateGroup("only".into())
+    );
 
-    let err = pool.map(|n: u64| async move { Ok(n) }, 0..1u64, 0, None).unwrap_err();
+    let err = pool
+        .map(|n: u64| async move { Ok(n) }, 0..1u64, 0, None)
+        .unwrap_err();
     assert_eq!(err.to_string(), "a map needs a limit of at least 1");
 
     let err = pool.cancel_group("nope").unwrap_err();
@@ -275,7 +296,10 @@ async fn refusals_are_typed_and_read_as_sentences() {
     assert_eq!(err, JobPoolError::UnknownJob(group.jobs[0]));
     assert_eq!(
         err.to_string(),
-        format!("job {} is not running or waiting in the pool", group.jobs[0].get())
+        format!(
+            "job {} is not running or waiting in the pool",
+            group.jobs[0].get()
+        )
     );
     // The finished group's name is free again.
     pool.apply(|| async { Ok(1) }, 1, Some("only")).unwrap();
@@ -283,14 +307,19 @@ async fn refusals_are_typed_and_read_as_sentences() {
     pool.lock();
     let err = pool.apply(job, 1, None).unwrap_err();
     assert_eq!(err, JobPoolError::Locked);
-    assert_eq!(err.to_string(), "the pool is locked: it takes no new jobs until unlocked");
+    assert_eq!(
+        err.to_string(),
+        "the pool is locked: it takes no new jobs until unlocked"
+    );
     pool.unlock();
     pool.apply(|| async { Ok(1) }, 1, None).unwrap();
 
     pool.close();
     assert!(pool.is_closed());
     pool.unlock();
-    let err = pool.map(|n: u64| async move { Ok(n) }, 0..1u64, 1, None).unwrap_err();
+    let err = pool
+        .map(|n: u64| async move { Ok(n) }, 0..1u64, 1, None)
+        .unwrap_err();
     assert_eq!(err, JobPoolError::Closed);
     assert_eq!(err.to_string(), "the pool is closed: it takes no new jobs");
 }
@@ -309,7 +338,8 @@ async fn adding_jobs_never_waits() {
     let (pool, mut results) = JobPool::<u64>::new(0);
     // Nothing runs (limit 0), and still the caller is never held up.
     pool.apply(|| async { Ok(1) }, 10_000, None).unwrap();
-    pool.map(|n| async move { Ok(n) }, 0..10_000u64, 5, None).unwrap();
+    pool.map(|n| async move { Ok(n) }, 0..10_000u64, 5, None)
+        .unwrap();
     assert_eq!(pool.waiting(), 10_000);
     pool.set_limit(64);
     pool.close();

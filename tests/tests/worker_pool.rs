@@ -72,7 +72,9 @@ async fn every_job_is_handled_once_and_its_up_message_reaches_the_parent() {
     let seen = Seen::default();
     let mut root = taskthread::spawn(pool(&seen).size(4));
     for n in 0..100 {
-        root.send(Job(n, Duration::from_millis(n % 7))).await.unwrap();
+        root.send(Job(n, Duration::from_millis(n % 7)))
+            .await
+            .unwrap();
     }
     let mut ups = Vec::new();
     for _ in 0..100 {
@@ -84,8 +86,12 @@ async fn every_job_is_handled_once_and_its_up_message_reaches_the_parent() {
     assert_eq!(counts.len(), 100);
     assert!(counts.values().all(|&c| c == 1));
     // The work was shared: more than one worker handled jobs.
-    let workers: std::collections::HashSet<_> =
-        seen.lock().unwrap().iter().map(|(_, w)| w.clone()).collect();
+    let workers: std::collections::HashSet<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, w)| w.clone())
+        .collect();
     assert_eq!(workers.len(), 4);
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
@@ -157,7 +163,10 @@ async fn resizing_while_busy_loses_no_job() {
     let total = 400u64;
     let feed = tokio::spawn(async move {
         for n in 0..total {
-            sender.send(Job(n, Duration::from_millis(1 + n % 5))).await.unwrap();
+            sender
+                .send(Job(n, Duration::from_millis(1 + n % 5)))
+                .await
+                .unwrap();
         }
     });
     let resize = tokio::spawn({
@@ -186,8 +195,12 @@ async fn resizing_while_busy_loses_no_job() {
     assert_eq!(counts.len() as u64, total, "every job was handled");
     assert!(counts.values().all(|&c| c == 1), "no job was handled twice");
     // Many workers were started and stopped on the way.
-    let workers: std::collections::HashSet<_> =
-        seen.lock().unwrap().iter().map(|(_, w)| w.clone()).collect();
+    let workers: std::collections::HashSet<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, w)| w.clone())
+        .collect();
     assert!(workers.len() > 6, "{workers:?}");
     assert_eq!(handle.running(), 6);
     root.stop();
@@ -270,7 +283,12 @@ async fn refused_commands_say_why() {
     root.join().await.into_result().unwrap();
     assert!(handle.is_ended());
     let err = handle.start(1).await.unwrap_err();
-    assert_eq!(err, PoolError::Ended { pool: Some(path.clone()) });
+    assert_eq!(
+        err,
+        PoolError::Ended {
+            pool: Some(path.clone())
+        }
+    );
     assert_eq!(err.to_string(), format!("pool `{path}` has ended"));
     assert_eq!(handle.running(), 0);
 }
