@@ -96,7 +96,7 @@ impl App {
     #[up]
     async fn done(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, done: Done) -> Result<()> {
         self.done.entry(done.job).or_default().push(done.worker);
-        if self.done.len() as u64 % 50 == 0 {
+        if self.done.len().is_multiple_of(50) {
             println!("  {} of {} jobs done", self.done.len(), self.jobs);
         }
         if self.done.len() as u64 == self.jobs {

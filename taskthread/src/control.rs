@@ -482,7 +482,7 @@ commands (add --json to any for JSON):
 /// Answers one request line: `Ok(payload)` or `Err(message)`.
 async fn answer(tree: &Arc<Node>, line: &str) -> Result<String, String> {
     let mut words: Vec<&str> = line.split_whitespace().collect();
-    let json = words.iter().any(|w| *w == "--json");
+    let json = words.contains(&"--json");
     words.retain(|w| *w != "--json");
     let Some((command, args)) = words.split_first() else {
         return Err("empty request: try `help`".to_owned());
@@ -666,62 +666,40 @@ impl Thread for ControlServer {
     const DOWN_TYPES: &'static [&'static str] = &[];
     const UP_TYPE: Option<&'static str> = None;
 
-    fn __enter<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            if let Some(listener) = self.listener.take() {
-                let tree = Arc::clone(&self.tree);
-                self.tasks
-                    .spawn(async move { accept_loop(&listener, tree).await });
-            }
-            Ok(())
+    async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+        if let Some(listener) = self.listener.take() {
+            let tree = Arc::clone(&self.tree);
+            self.tasks
+                .spawn(async move { accept_loop(&listener, tree).await });
         }
+        Ok(())
     }
 
-    fn __exit<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            self.tasks.shutdown().await;
-            Ok(())
-        }
+    async fn __exit(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+        self.tasks.shutdown().await;
+        Ok(())
     }
 
-    fn __down<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
-        msg: ControlDown,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move { match msg {} }
+    async fn __down(&mut self, _ctx: &mut Ctx<Self>, msg: ControlDown) -> Result<()> {
+        match msg {}
     }
 
-    fn __event<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
-        event: ControlDown,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move { match event {} }
+    async fn __event(&mut self, _ctx: &mut Ctx<Self>, event: ControlDown) -> Result<()> {
+        match event {}
     }
 
-    fn __exited<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
+    async fn __exited(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
         _from: ChildId,
         _exit: ChildExit,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    ) -> Result<()> {
         // It has no children.
-        async move { Ok(()) }
+        Ok(())
     }
 
-    fn __task<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
-        _task: usize,
-    ) -> impl Future<Output = Result<Reschedule>> + Send + 'a {
-        async move { Ok(Reschedule::Done) }
+    async fn __task(&mut self, _ctx: &mut Ctx<Self>, _task: usize) -> Result<Reschedule> {
+        Ok(Reschedule::Done)
     }
 }
 

@@ -28,14 +28,14 @@
 //!   resized at run time through a [`PoolHandle`]; a [`JobPool`] for ad-hoc async jobs
 //!   (apply, lazy map with a concurrency limit, named groups, cancellation, a results
 //!   stream, close and join).
-//! - **Control** (feature `control`): a [control endpoint](crate::control) on a Unix socket
-//!   or loopback TCP to look into a running tree and stop or resize parts of it, driven by
-//!   the `taskthread-ctl` tool.
+//! - **Control** (feature `control`): a control endpoint (`taskthread::control`) on a
+//!   Unix socket or loopback TCP to look into a running tree and stop or resize parts of
+//!   it, driven by the `taskthread-ctl` tool.
 //!
 //! # Cargo features
 //!
 //! - `macros` (default): the `#[taskthread]` attribute.
-//! - `control`: the [`control`](crate::control) module (adds tokio's `net` and `io-util`).
+//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`).
 //!
 //! # Example
 //!

@@ -29,7 +29,7 @@ use crate::thread::{Accepts, Asks, ChildExit, ChildId, HandlesStream, Thread};
 /// - **UP**: the workers' UP messages go straight to the pool's parent, as if the pool sent
 ///   them, so the pool's up type is `W`'s.
 /// - **Resizing**: [`ChildRef::pool`] gives a [`PoolHandle`] that starts and stops workers
-///   while the pool works (also from the [control endpoint](crate::control), type-erased).
+///   while the pool works (also from the control endpoint, `taskthread::control`).
 ///   Stopping a worker is graceful: it finishes the jobs it holds, and jobs still waiting in
 ///   the pool go to the others. No job is lost by resizing.
 ///
@@ -322,81 +322,57 @@ impl<W: Thread> Thread for WorkerPool<W> {
     const UP_TYPE: Option<&'static str> = W::UP_TYPE;
     const CAPACITY: usize = W::CAPACITY;
 
-    fn __enter<'a>(
-        &'a mut self,
-        ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            let control = Arc::clone(ctx.node.pool_control());
-            if let Some(wake) = control.take_wake() {
-                ctx.attach(WakeStream(wake));
-            }
-            self.control = Some(control);
-            let size = self.size.min(self.max);
-            self.start_workers(ctx, size);
-            self.apply_commands(ctx);
-            Ok(())
+    async fn __enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let control = Arc::clone(ctx.node.pool_control());
+        if let Some(wake) = control.take_wake() {
+            ctx.attach(WakeStream(wake));
         }
+        self.control = Some(control);
+        let size = self.size.min(self.max);
+        self.start_workers(ctx, size);
+        self.apply_commands(ctx);
+        Ok(())
     }
 
-    fn __exit<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move { Ok(()) }
+    async fn __exit(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+        Ok(())
     }
 
-    fn __down<'a>(
-        &'a mut self,
-        ctx: &'a mut Ctx<Self>,
-        msg: W::Down,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        self.dispatch(ctx, msg)
+    async fn __down(&mut self, ctx: &mut Ctx<Self>, msg: W::Down) -> Result<()> {
+        self.dispatch(ctx, msg).await
     }
 
-    fn __event<'a>(
-        &'a mut self,
-        ctx: &'a mut Ctx<Self>,
-        _event: PoolEvent,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            self.apply_commands(ctx);
-            Ok(())
-        }
+    async fn __event(&mut self, ctx: &mut Ctx<Self>, _event: PoolEvent) -> Result<()> {
+        self.apply_commands(ctx);
+        Ok(())
     }
 
-    fn __exited<'a>(
-        &'a mut self,
-        ctx: &'a mut Ctx<Self>,
+    async fn __exited(
+        &mut self,
+        ctx: &mut Ctx<Self>,
         from: ChildId,
         exit: ChildExit,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            if let Some(at) = self.workers.iter().position(|w| w.id() == from) {
-                // Not stopped by the pool: it ended on its own.
-                self.workers.remove(at);
-                self.free.retain(|&id| id != from);
-                self.publish();
-                if exit.exit.is_failure() {
-                    crate::tree::log_exit(ctx.path(), &exit);
-                } else {
-                    tracing::info!(worker = %exit.path, "worker {}: the pool runs one fewer", exit.exit);
-                }
-            } else {
+    ) -> Result<()> {
+        if let Some(at) = self.workers.iter().position(|w| w.id() == from) {
+            // Not stopped by the pool: it ended on its own.
+            self.workers.remove(at);
+            self.free.retain(|&id| id != from);
+            self.publish();
+            if exit.exit.is_failure() {
                 crate::tree::log_exit(ctx.path(), &exit);
+            } else {
+                tracing::info!(worker = %exit.path, "worker {}: the pool runs one fewer", exit.exit);
             }
-            self.apply_commands(ctx);
-            Ok(())
+        } else {
+            crate::tree::log_exit(ctx.path(), &exit);
         }
+        self.apply_commands(ctx);
+        Ok(())
     }
 
-    fn __task<'a>(
-        &'a mut self,
-        _ctx: &'a mut Ctx<Self>,
-        _task: usize,
-    ) -> impl Future<Output = Result<Reschedule>> + Send + 'a {
+    async fn __task(&mut self, _ctx: &mut Ctx<Self>, _task: usize) -> Result<Reschedule> {
         // A pool has no `#[rescheduling]` tasks, so this is never called.
-        async move { Ok(Reschedule::Done) }
+        Ok(Reschedule::Done)
     }
 }
 
