@@ -305,6 +305,8 @@ impl fmt::Debug for PoolEvent {
     }
 }
 
+// Not offered as a hint in the errors about other threads' messages.
+#[diagnostic::do_not_recommend]
 impl<W: Thread> HandlesStream<PoolWake> for WorkerPool<W> {
     fn __wrap_item(_item: PoolWake) -> PoolEvent {
         PoolEvent(())
@@ -376,6 +378,8 @@ impl<W: Thread> Thread for WorkerPool<W> {
     }
 }
 
+// Not offered as a hint in the errors about other threads' messages.
+#[diagnostic::do_not_recommend]
 impl<W: Accepts<M>, M> Accepts<M> for WorkerPool<W> {
     fn __wrap(msg: M) -> W::Down {
         W::__wrap(msg)
@@ -386,6 +390,8 @@ impl<W: Accepts<M>, M> Accepts<M> for WorkerPool<W> {
     }
 }
 
+// Not offered as a hint in the errors about other threads' messages.
+#[diagnostic::do_not_recommend]
 impl<W: Asks<Q>, Q> Asks<Q> for WorkerPool<W> {
     type Reply = W::Reply;
 
