@@ -166,6 +166,17 @@ struct GroupState {
     source: bool,
 }
 
+impl GroupState {
+    fn new(live: usize, map_limit: usize) -> Self {
+        Self {
+            live,
+            map_limit,
+            map_running: 0,
+            source: map_limit > 0,
+        }
+    }
+}
+
 struct RunningJob {
     group: Arc<str>,
     /// Set once its task is spawned (outside the lock).
@@ -342,31 +353,22 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let mut state = self.inner.lock();
-        let name = state.new_group(group, "apply")?;
-        let mut jobs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id = state.next_id();
-            jobs.push(id);
-            state.waiting.push_back(Entry::Job {
-                id,
-                group: Arc::clone(&name),
-                job: Box::pin(f()),
-            });
-        }
-        state.groups.insert(
-            Arc::clone(&name),
-            GroupState {
-                live: n,
-                map_limit: 0,
-                map_running: 0,
-                source: false,
-            },
-        );
-        let launches = self.settle(&mut state);
-        drop(state);
-        self.launch_all(launches);
-        Ok(Group { name, jobs })
+        // Made before taking the lock: `f` is the caller's code.
+        let made: Vec<BoxJob<T, E>> = (0..n).map(|_| Box::pin(f()) as BoxJob<T, E>).collect();
+        self.update(|state| {
+            let name = state.new_group(group, "apply")?;
+            let mut jobs = Vec::with_capacity(n);
+            for job in made {
+                let id = state.next_id();
+                jobs.push(id);
+                let group = Arc::clone(&name);
+                state.waiting.push_back(Entry::Job { id, group, job });
+            }
+            state
+                .groups
+                .insert(Arc::clone(&name), GroupState::new(n, 0));
+            Ok(Group { name, jobs })
+        })
     }
 
     /// Runs `f(item)` for each item of `items`, in a new group named `group` (or a generated
@@ -405,76 +407,54 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                     Err(payload) => Pulled::Panicked(crate::driver::panic_message(payload)),
                 },
             );
-        let mut state = self.inner.lock();
-        let name = state.new_group(group, "map")?;
-        state.groups.insert(
-            Arc::clone(&name),
-            GroupState {
-                live: 0,
-                map_limit: limit,
-                map_running: 0,
-                source: true,
-            },
-        );
-        state.waiting.push_back(Entry::Source {
-            group: Arc::clone(&name),
-            source,
-        });
-        let launches = self.settle(&mut state);
-        drop(state);
-        self.launch_all(launches);
-        Ok(Group {
-            name,
-            jobs: Vec::new(),
+        self.update(|state| {
+            let name = state.new_group(group, "map")?;
+            state
+                .groups
+                .insert(Arc::clone(&name), GroupState::new(0, limit));
+            let group = Arc::clone(&name);
+            state.waiting.push_back(Entry::Source { group, source });
+            let jobs = Vec::new();
+            Ok(Group { name, jobs })
         })
     }
 
     /// Cancels a job: one waiting never starts, one running is dropped at its next await.
     /// Its result is [`Cancelled`](JobOutcome::Cancelled).
     pub fn cancel(&self, job: JobId) -> Result<(), JobPoolError> {
-        let mut state = self.inner.lock();
-        if let Some(running) = state.running.get_mut(&job) {
-            // Its task reports the cancellation as it is dropped.
-            running.cancel();
-            return Ok(());
-        }
-        let at = state
-            .waiting
-            .iter()
-            .position(|e| matches!(e, Entry::Job { id, .. } if *id == job))
-            .ok_or(JobPoolError::UnknownJob(job))?;
-        if let Some(Entry::Job { id, group, .. }) = state.waiting.remove(at) {
-            state.finish(id, group, JobOutcome::Cancelled, false);
-        }
-        let launches = self.settle(&mut state);
-        drop(state);
-        self.launch_all(launches);
-        Ok(())
+        self.update(|state| {
+            if let Some(running) = state.running.get_mut(&job) {
+                // Its task reports the cancellation as it is dropped.
+                running.cancel();
+                return Ok(());
+            }
+            let at = state
+                .waiting
+                .iter()
+                .position(|e| matches!(e, Entry::Job { id, .. } if *id == job))
+                .ok_or(JobPoolError::UnknownJob(job))?;
+            if let Some(Entry::Job { id, group, .. }) = state.waiting.remove(at) {
+                state.finish(id, group, JobOutcome::Cancelled, false);
+            }
+            Ok(())
+        })
     }
 
     /// Cancels every job of a group, waiting or running, and stops pulling its `map`
     /// source. Returns how many jobs were cancelled.
     pub fn cancel_group(&self, group: &str) -> Result<usize, JobPoolError> {
-        let mut state = self.inner.lock();
-        if !state.groups.contains_key(group) {
-            return Err(JobPoolError::UnknownGroup(group.to_owned()));
-        }
-        let n = state.cancel_where(|g| &**g == group);
-        let launches = self.settle(&mut state);
-        drop(state);
-        self.launch_all(launches);
-        Ok(n)
+        self.update(|state| {
+            if !state.groups.contains_key(group) {
+                return Err(JobPoolError::UnknownGroup(group.to_owned()));
+            }
+            Ok(state.cancel_where(|g| &**g == group))
+        })
     }
 
     /// Cancels every job in the pool and stops pulling every `map` source. Returns how many
     /// jobs were cancelled.
     pub fn cancel_all(&self) -> usize {
-        let mut state = self.inner.lock();
-        let n = state.cancel_where(|_| true);
-        let launches = self.settle(&mut state);
-        drop(state);
-        self.launch_all(launches);
-        n
+        self.update(|state| state.cancel_where(|_| true))
     }
 
     /// The most jobs that run at once.
@@ -485,11 +465,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// Changes the limit. Raising it starts waiting jobs at once; lowering it lets the jobs
     /// running finish (none is cancelled), and no new one starts until fewer run.
     pub fn set_limit(&self, limit: usize) {
-        let mut state = self.inner.lock();
-        state.limit = limit;
-        let launches = self.settle(&mut state);
-        drop(state);
-        self.launch_all(launches);
+        self.update(|state| state.limit = limit);
     }
 
     /// The number of jobs running.
@@ -530,11 +506,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// Refuses new jobs for good ([`JobPoolError::Closed`]); jobs in the pool go on, and the
     /// results stream ends after the last of them.
     pub fn close(&self) {
-        let mut state = self.inner.lock();
-        state.closed = true;
-        let launches = self.settle(&mut state);
-        drop(state);
-        self.launch_all(launches);
+        self.update(|state| state.closed = true);
     }
 
     /// Whether the pool is closed.
@@ -547,6 +519,16 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     pub async fn join(&self) {
         let mut live = self.inner.live.subscribe();
         let _ = live.wait_for(|&n| n == 0).await;
+    }
+
+    /// Changes the state under the lock, then starts what may start, outside it.
+    fn update<R>(&self, change: impl FnOnce(&mut State<T, E>) -> R) -> R {
+        let mut state = self.inner.lock();
+        let out = change(&mut state);
+        let launches = self.settle(&mut state);
+        drop(state);
+        self.launch_all(launches);
+        out
     }
 
     /// Takes what may start now off the waiting line (to be spawned by the caller, once it
@@ -758,15 +740,12 @@ impl<T: Send + 'static, E: Send + 'static> Drop for Finish<T, E> {
         let Some(inner) = self.pool.upgrade() else {
             return;
         };
-        let pool = JobPool { inner };
-        let mut state = pool.inner.lock();
-        if let Some(job) = state.running.remove(&self.id) {
-            let outcome = self.outcome.take().unwrap_or(JobOutcome::Cancelled);
-            state.finish(self.id, job.group, outcome, true);
-        }
-        let launches = pool.settle(&mut state);
-        drop(state);
-        pool.launch_all(launches);
+        let outcome = self.outcome.take().unwrap_or(JobOutcome::Cancelled);
+        JobPool { inner }.update(|state| {
+            if let Some(job) = state.running.remove(&self.id) {
+                state.finish(self.id, job.group, outcome, true);
+            }
+        });
     }
 }
 

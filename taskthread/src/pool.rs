@@ -220,6 +220,17 @@ impl<W: Thread> WorkerPool<W> {
         while self.watchers.try_join_next().is_some() {}
     }
 
+    /// Marks the worker free again once it has taken its job off its queue.
+    fn watch(&mut self, id: ChildId, tx: mpsc::Sender<W::Down>) {
+        let ready = self.ready_tx.clone();
+        self.watchers.spawn(async move {
+            if let Ok(permit) = tx.reserve().await {
+                drop(permit);
+                let _ = ready.send(id);
+            }
+        });
+    }
+
     /// Hands `job` to a free worker, waiting for one (and applying resize commands) while
     /// every worker is busy.
     async fn dispatch(&mut self, ctx: &mut Ctx<Self>, mut job: W::Down) -> Result<()> {
@@ -235,13 +246,7 @@ impl<W: Thread> WorkerPool<W> {
                 match worker.tx.try_send(job) {
                     Ok(()) => {
                         let tx = worker.tx.clone();
-                        let ready = self.ready_tx.clone();
-                        self.watchers.spawn(async move {
-                            if let Ok(permit) = tx.reserve().await {
-                                drop(permit);
-                                let _ = ready.send(id);
-                            }
-                        });
+                        self.watch(id, tx);
                         return Ok(());
                     }
                     // Stopping (or ended): the job goes to another worker.
@@ -250,13 +255,7 @@ impl<W: Thread> WorkerPool<W> {
                     Err(mpsc::error::TrySendError::Full(back)) => {
                         job = back;
                         let tx = worker.tx.clone();
-                        let ready = self.ready_tx.clone();
-                        self.watchers.spawn(async move {
-                            if let Ok(permit) = tx.reserve().await {
-                                drop(permit);
-                                let _ = ready.send(id);
-                            }
-                        });
+                        self.watch(id, tx);
                     }
                 }
             }
