@@ -325,9 +325,7 @@ impl<W: Thread> Thread for WorkerPool<W> {
 
     async fn __enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let control = Arc::clone(ctx.node.pool_control());
-        if let Some(wake) = control.take_wake() {
-            ctx.attach(WakeStream(wake));
-        }
+        ctx.attach(WakeStream(control.open()));
         self.control = Some(control);
         let size = self.size.min(self.max);
         self.start_workers(ctx, size);
@@ -427,8 +425,8 @@ type Pending = (PoolCommand, oneshot::Sender<Result<PoolStatus, PoolError>>);
 /// pool's node: queued commands, and the counts the pool publishes.
 pub(crate) struct PoolControl {
     commands: Mutex<VecDeque<Pending>>,
-    wake_tx: mpsc::Sender<()>,
-    wake_rx: Mutex<Option<mpsc::Receiver<()>>>,
+    /// Wakes the pool's loop for a command; a new one for each life of a supervised pool.
+    wake: Mutex<Option<mpsc::Sender<()>>>,
     notify: Notify,
     running: AtomicUsize,
     max: AtomicUsize,
@@ -437,11 +435,9 @@ pub(crate) struct PoolControl {
 
 impl Default for PoolControl {
     fn default() -> Self {
-        let (wake_tx, wake_rx) = mpsc::channel(1);
         Self {
             commands: Mutex::new(VecDeque::new()),
-            wake_tx,
-            wake_rx: Mutex::new(Some(wake_rx)),
+            wake: Mutex::new(None),
             notify: Notify::new(),
             running: AtomicUsize::new(0),
             max: AtomicUsize::new(0),
@@ -451,11 +447,13 @@ impl Default for PoolControl {
 }
 
 impl PoolControl {
-    fn take_wake(&self) -> Option<mpsc::Receiver<()>> {
-        self.wake_rx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    /// A life of the pool begins: commands are taken again, and this wakes it for them.
+    fn open(&self) -> mpsc::Receiver<()> {
+        let (wake, woken) = mpsc::channel(1);
+        let _commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(wake);
+        self.closed.store(false, Ordering::Release);
+        woken
     }
 
     fn take(&self) -> Option<Pending> {
@@ -477,6 +475,7 @@ impl PoolControl {
         let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
         self.closed.store(true, Ordering::Release);
         self.running.store(0, Ordering::Release);
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = None;
         for (_, reply) in commands.drain(..) {
             let _ = reply.send(Err(PoolError::Ended { pool: None }));
         }
@@ -492,8 +491,11 @@ impl PoolControl {
             }
             commands.push_back((command, reply));
         }
-        // A full wake queue already has a wake-up pending.
-        let _ = self.wake_tx.try_send(());
+        // A full wake queue already has a wake-up pending; none before the pool starts,
+        // which applies what is queued as it starts.
+        if let Some(wake) = &*self.wake.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = wake.try_send(());
+        }
         self.notify.notify_one();
         answer
     }
@@ -597,7 +599,7 @@ impl PoolHandle {
         self.control.status()
     }
 
-    /// Whether the pool has ended.
+    /// Whether the pool has ended (a supervised pool, between two lives, too).
     pub fn is_ended(&self) -> bool {
         self.control.closed.load(Ordering::Acquire)
     }

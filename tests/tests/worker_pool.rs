@@ -420,3 +420,73 @@ async fn a_stopped_pool_stops_its_workers_and_refuses_jobs() {
     assert_eq!(pool.state(), ThreadState::Exited);
     assert!(pool.send(Job(0, Duration::ZERO)).await.is_err());
 }
+
+/// Fails when told to, restarting its restart group.
+#[derive(Default)]
+struct Fragile;
+
+#[taskthread]
+impl Fragile {
+    #[down]
+    async fn fail(&mut self, _ctx: &mut Ctx<Self>, _f: Fail) -> Result<()> {
+        Err(Error::msg("fragile failed"))
+    }
+}
+
+/// A supervised pool in a restart group with `Fragile`.
+struct Supervisor {
+    seen: Seen,
+    pool: Option<ChildRef<WorkerPool<Worker>>>,
+    fragile: Option<ChildRef<Fragile>>,
+}
+
+#[derive(Debug)]
+struct Parts;
+
+#[taskthread]
+impl Supervisor {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let group = taskthread::RestartGroup::new();
+        let policy = || RestartPolicy::on_failure().group(&group);
+        let seen = Arc::clone(&self.seen);
+        self.pool = Some(ctx.supervise(move || pool(&seen).size(2), policy()));
+        self.fragile = Some(ctx.supervise(Fragile::default, policy()));
+        Ok(())
+    }
+
+    #[down]
+    async fn parts(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _q: Parts,
+    ) -> Result<(ChildRef<WorkerPool<Worker>>, ChildRef<Fragile>)> {
+        Ok((self.pool.clone().unwrap(), self.fragile.clone().unwrap()))
+    }
+
+    #[up]
+    async fn done(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _n: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervised_pool_takes_commands_again_after_a_restart() {
+    let root = taskthread::spawn(Supervisor {
+        seen: Seen::default(),
+        pool: None,
+        fragile: None,
+    });
+    let (pool, fragile) = root.ask(Parts).await.unwrap();
+    let handle = pool.pool();
+    assert_eq!(handle.start(1).await.unwrap().running, 3);
+    fragile.send(Fail).await.unwrap();
+    while root.snapshot().children[0].restarts == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The new life starts with its configured size, and takes commands.
+    assert_eq!(handle.start(2).await.unwrap().running, 4);
+    assert_eq!(pool.ask(Square(4)).await.unwrap(), 16);
+    root.stop();
+    root.join().await.into_result().unwrap();
+    assert!(handle.is_ended());
+}
