@@ -93,12 +93,12 @@ fn parent_port<T, C>(
     from: ChildId,
     tx: InboxSender<T::Event>,
     parent: Arc<Node>,
-) -> Box<dyn UpPort<C::Up>>
+) -> Arc<dyn UpPort<C::Up>>
 where
     T: HandlesUp<C::Up>,
     C: Thread,
 {
-    Box::new(ParentPort::<T, C::Up> {
+    Arc::new(ParentPort::<T, C::Up> {
         from,
         tx,
         wrap: <T as HandlesUp<C::Up>>::__wrap_up,
@@ -186,11 +186,7 @@ impl<T: Thread> fmt::Debug for Ctx<T> {
 }
 
 impl<T: Thread> Ctx<T> {
-    pub(crate) fn new(node: Arc<Node>, up: Box<dyn UpPort<T::Up>>) -> Self {
-        Self::with_port(node, Arc::from(up))
-    }
-
-    fn with_port(node: Arc<Node>, up: Arc<dyn UpPort<T::Up>>) -> Self {
+    pub(crate) fn new(node: Arc<Node>, up: Arc<dyn UpPort<T::Up>>) -> Self {
         Self {
             node,
             up,
@@ -286,7 +282,7 @@ impl<T: Thread> Ctx<T> {
     {
         let up = Arc::clone(&self.up);
         let port = move |_: ChildId, exits: InboxSender<T::Event>, _: Arc<Node>| {
-            Box::new(ForwardPort::<T> { up, exits }) as Box<dyn UpPort<C::Up>>
+            Arc::new(ForwardPort::<T> { up, exits }) as Arc<dyn UpPort<C::Up>>
         };
         self.spawn_inner(options, (false, false), port, |prepared| {
             launch(child, prepared, true)
@@ -333,7 +329,7 @@ impl<T: Thread> Ctx<T> {
         &mut self,
         options: ChildOptions,
         keep_queue: (bool, bool),
-        port: impl FnOnce(ChildId, InboxSender<T::Event>, Arc<Node>) -> Box<dyn UpPort<C::Up>>,
+        port: impl FnOnce(ChildId, InboxSender<T::Event>, Arc<Node>) -> Arc<dyn UpPort<C::Up>>,
         launch: impl FnOnce(Prepared<C>) -> JoinHandle<Exit>,
     ) -> ChildRef<C>
     where
@@ -697,7 +693,7 @@ impl<T: Thread> Ctx<T> {
 
     /// A fresh context for the next life of a supervised thread: same node, same port.
     pub(crate) fn renew(self) -> Self {
-        Self::with_port(self.node, self.up)
+        Self::new(self.node, self.up)
     }
 
     pub(crate) fn into_port(self) -> Arc<dyn UpPort<T::Up>> {

@@ -237,7 +237,7 @@ pub(crate) struct Prepared<T: Thread> {
 pub(crate) fn prepare<T: Thread>(
     id: ChildId,
     init: NodeInit,
-    up: Box<dyn UpPort<T::Up>>,
+    up: Arc<dyn UpPort<T::Up>>,
 ) -> Prepared<T> {
     let (tx, rx) = mpsc::channel::<T::Down>(init.capacity);
     let node = Arc::new(Node::new(id, init, Box::new(tx.clone())));

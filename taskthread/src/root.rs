@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use std::future::poll_fn;
 
@@ -85,7 +86,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         stop_deadline: options.stop_deadline.resolve(Some(DEFAULT_STOP_DEADLINE)),
         keep_queue: (false, false),
     };
-    let prepared = prepare::<T>(ChildId::next(), init, Box::new(RootPort { tx: up_tx }));
+    let prepared = prepare::<T>(ChildId::next(), init, Arc::new(RootPort { tx: up_tx }));
     let child = prepared.child.clone();
     let join = launch(thread, prepared, false);
     child.node.set_task(join.abort_handle());
