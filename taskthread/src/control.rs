@@ -61,6 +61,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::child::ChildRef;
@@ -158,6 +159,7 @@ impl Control {
             local_addr: None,
             tree: tree.__root().0,
             tasks: JoinSet::new(),
+            stop: Arc::new(Notify::new()),
         };
         match self.endpoint {
             #[cfg(unix)]
@@ -263,6 +265,7 @@ pub struct ControlServer {
     local_addr: Option<SocketAddr>,
     tree: Arc<Node>,
     tasks: JoinSet<()>,
+    stop: Arc<Notify>,
 }
 
 impl fmt::Debug for ControlServer {
@@ -295,14 +298,24 @@ impl Drop for ControlServer {
     }
 }
 
-async fn accept_loop(listener: &Listener, tree: Arc<Node>) {
+async fn accept(listener: &Listener) -> io::Result<Session> {
+    match listener {
+        #[cfg(unix)]
+        Listener::Unix(l) => l.accept().await.map(|(s, _)| Session::Unix(s)),
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Session::Tcp(s)),
+    }
+}
+
+/// Accepts sessions, each on its own task, until `stop`; then ends them all before
+/// returning, so none outlives the server.
+async fn accept_loop(listener: Listener, tree: Arc<Node>, stop: Arc<Notify>) {
     let mut sessions = JoinSet::new();
     loop {
         while sessions.try_join_next().is_some() {}
-        let accepted = match listener {
-            #[cfg(unix)]
-            Listener::Unix(l) => l.accept().await.map(|(s, _)| Session::Unix(s)),
-            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Session::Tcp(s)),
+        let accepted = tokio::select! {
+            biased;
+            () = stop.notified() => break,
+            accepted = accept(&listener) => accepted,
         };
         let session = match accepted {
             Ok(session) => session,
@@ -333,6 +346,8 @@ async fn accept_loop(listener: &Listener, tree: Arc<Node>) {
             }
         });
     }
+    drop(listener);
+    sessions.shutdown().await;
 }
 
 enum Session {
@@ -668,15 +683,16 @@ impl Thread for ControlServer {
 
     async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         if let Some(listener) = self.listener.take() {
-            let tree = Arc::clone(&self.tree);
-            self.tasks
-                .spawn(async move { accept_loop(&listener, tree).await });
+            let (tree, stop) = (Arc::clone(&self.tree), Arc::clone(&self.stop));
+            self.tasks.spawn(accept_loop(listener, tree, stop));
         }
         Ok(())
     }
 
     async fn __exit(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
-        self.tasks.shutdown().await;
+        // The accept loop ends its sessions and waits for them before it returns.
+        self.stop.notify_one();
+        while self.tasks.join_next().await.is_some() {}
         Ok(())
     }
 
@@ -763,9 +779,11 @@ impl ControlClient {
                 "a request is one line: it must not contain `\\n`",
             ));
         }
+        let mut request = Vec::with_capacity(line.len() + 1);
+        request.extend_from_slice(line.as_bytes());
+        request.push(b'\n');
         let out = self.session.get_mut();
-        out.write_all(line.as_bytes()).await?;
-        out.write_all(b"\n").await?;
+        out.write_all(&request).await?;
         out.flush().await?;
         self.read_answer().await
     }

@@ -515,7 +515,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     }
 
     /// Waits until no job is waiting or running and every `map` source is exhausted. With
-    /// an infinite `map` in the pool, that is after it is cancelled.
+    /// an infinite `map` in the pool, that is after it is cancelled; with a limit of 0 and
+    /// jobs waiting, after the limit is raised.
     pub async fn join(&self) {
         let mut live = self.inner.live.subscribe();
         let _ = live.wait_for(|&n| n == 0).await;

@@ -573,3 +573,46 @@ async fn a_tree_serves_itself_and_the_endpoint_ends_with_it() {
     assert!(matches!(app.join().await, Exit::Stopped));
     assert!(!socket.exists());
 }
+
+/// Serves one session that answers the first request with `reply`, then closes.
+async fn fake_endpoint(
+    dir: &std::path::Path,
+    name: &str,
+    reply: &'static [u8],
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        let (mut session, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 64];
+        let _ = session.read(&mut request).await;
+        session.write_all(reply).await.unwrap();
+    });
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_refuses_answers_that_are_not_framed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[u8], &str)] = &[
+        (b"HELLO 5\nworld", "malformed answer header `HELLO 5`"),
+        (b"OK five\nworld", "malformed answer length in `OK five`"),
+        (
+            b"OK 99999999999\n",
+            "answer of 99999999999 bytes is too large",
+        ),
+        (b"OK 3\n\xff\xfe\n", "answer is not UTF-8"),
+        (b"", "the control endpoint closed the session"),
+    ];
+    for (i, (reply, expected)) in cases.iter().enumerate() {
+        let path = fake_endpoint(dir.path(), &format!("fake-{i}.sock"), reply).await;
+        let mut client = ControlClient::connect_unix(&path).await.unwrap();
+        let err = client.request("tree").await.unwrap_err();
+        assert_eq!(err.to_string(), *expected);
+    }
+    // A payload cut short is an error too, not a partial answer.
+    let path = fake_endpoint(dir.path(), "short.sock", b"OK 10\nabc").await;
+    let mut client = ControlClient::connect_unix(&path).await.unwrap();
+    let err = client.request("tree").await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+}
