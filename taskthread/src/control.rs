@@ -165,7 +165,8 @@ impl Control {
             #[cfg(unix)]
             Endpoint::Unix(path) => {
                 server.listener = Some(Listener::Unix(bind_unix(&path).await?));
-                server.socket_file = Some(path);
+                let id = socket_id(&path);
+                server.socket_file = Some((path, id));
             }
             Endpoint::Tcp(addr) => {
                 if !addr.ip().is_loopback() && !self.allow_remote {
@@ -198,6 +199,15 @@ async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ControlError
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// The device and inode of the file at `path`, if any.
+#[cfg(unix)]
+fn socket_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Why a control endpoint could not be bound.
@@ -261,7 +271,8 @@ enum Listener {
 pub struct ControlServer {
     /// Moved into the accept task when the thread starts.
     listener: Option<Listener>,
-    socket_file: Option<PathBuf>,
+    /// The socket's path, and its file's identity: only that file is removed at the end.
+    socket_file: Option<(PathBuf, Option<(u64, u64)>)>,
     local_addr: Option<SocketAddr>,
     tree: Arc<Node>,
     tasks: JoinSet<()>,
@@ -285,14 +296,18 @@ impl ControlServer {
 
     /// The path of its Unix socket, if on a Unix socket.
     pub fn socket_path(&self) -> Option<&Path> {
-        self.socket_file.as_deref()
+        self.socket_file.as_ref().map(|(path, _)| path.as_path())
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
         // The thread has ended (or the server was never spawned): no session is left.
-        if let Some(path) = &self.socket_file {
+        // A file put there since by someone else (who replaced ours) is left alone.
+        #[cfg(unix)]
+        if let Some((path, id)) = &self.socket_file
+            && socket_id(path) == *id
+        {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -616,3 +616,19 @@ async fn the_client_refuses_answers_that_are_not_framed() {
     let err = client.request("tree").await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_leaves_alone_a_socket_that_replaced_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replaced.sock");
+    let app = taskthread::spawn(App { extra: 0 });
+    let server = Control::unix(&path).bind(&app).await.unwrap();
+    // Someone removes our socket file and binds their own at the same path.
+    std::fs::remove_file(&path).unwrap();
+    let theirs = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(server);
+    assert!(path.exists(), "their socket is kept");
+    drop(theirs);
+    app.stop();
+    app.join().await.into_result().unwrap();
+}
