@@ -18,7 +18,9 @@ use tracing::Instrument;
 
 use crate::blocking::BlockingLimit;
 use crate::child::{ChildOptions, ChildRef};
-use crate::driver::{ParentSink, Prepared, UpPort, launch, launch_supervised, prepare};
+use crate::driver::{
+    ForwardPort, ParentSink, Prepared, UpPort, launch, launch_supervised, prepare,
+};
 use crate::error::{SendError, TrySendError};
 use crate::inbox::{Inbound, Inbox, InboxSender, Refused, inbox};
 use crate::reschedule::{TaskRef, Timetable};
@@ -143,6 +145,16 @@ impl<T: Thread> Drop for Family<T> {
             entry.join.abort();
         }
     }
+}
+
+/// The port of an ordinary child: its UP messages and its exit go to its parent `T`,
+/// through the sink all of `T`'s children share (no allocation per child).
+fn parent_port<T, C>(family: &Family<T>) -> Arc<dyn UpPort<C::Up>>
+where
+    T: HandlesUp<C::Up>,
+    C: Thread,
+{
+    family.sink.clone()
 }
 
 fn typed_ref<C: Thread>(node: &Arc<Node>) -> Option<ChildRef<C>> {
@@ -305,7 +317,28 @@ impl<T: Thread> Ctx<T> {
         C: Thread,
         T: HandlesUp<C::Up>,
     {
-        self.spawn_inner(options, (false, false), |prepared| {
+        self.spawn_inner(options, (false, false), parent_port::<T, C>, |prepared| {
+            launch(child, prepared, true)
+        })
+    }
+
+    /// For a [`WorkerPool`](crate::WorkerPool): spawns a child whose UP messages go
+    /// straight to this thread's parent, as if this thread sent them, and whose exit is
+    /// reported to this thread.
+    pub(crate) fn spawn_forwarding<C>(&mut self, child: C, options: ChildOptions) -> ChildRef<C>
+    where
+        C: Thread<Up = T::Up>,
+    {
+        let up = Arc::clone(&self.up);
+        let pool = self.node.id;
+        let port = move |family: &Family<T>| {
+            Arc::new(ForwardPort::<T> {
+                up,
+                pool,
+                exits: family.inbox_tx.clone(),
+            }) as Arc<dyn UpPort<C::Up>>
+        };
+        self.spawn_inner(options, (false, false), port, |prepared| {
             launch(child, prepared, true)
         })
     }
@@ -341,7 +374,7 @@ impl<T: Thread> Ctx<T> {
         T: HandlesUp<C::Up>,
     {
         let keep_queue = policy.keeps_queue();
-        self.spawn_inner(options, keep_queue, move |prepared| {
+        self.spawn_inner(options, keep_queue, parent_port::<T, C>, move |prepared| {
             launch_supervised(factory, prepared, policy)
         })
     }
@@ -350,11 +383,11 @@ impl<T: Thread> Ctx<T> {
         &mut self,
         options: ChildOptions,
         keep_queue: (bool, bool),
+        port: impl FnOnce(&Family<T>) -> Arc<dyn UpPort<C::Up>>,
         launch: impl FnOnce(Prepared<C>) -> JoinHandle<Exit>,
     ) -> ChildRef<C>
     where
         C: Thread,
-        T: HandlesUp<C::Up>,
     {
         let id = ChildId::next();
         let parent = Arc::clone(&self.node);
@@ -362,7 +395,7 @@ impl<T: Thread> Ctx<T> {
         let family = self.family();
         let (name, suffix) =
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
-        let port: Arc<dyn UpPort<C::Up>> = family.sink.clone();
+        let port = port(family);
         let init = NodeInit {
             parent: Some(Arc::clone(&parent.path)),
             name,

@@ -18,5 +18,8 @@ pub mod stopping {}
 #[doc = include_str!("../../docs/06-failure-and-supervision.md")]
 pub mod failure_and_supervision {}
 
+#[doc = include_str!("../../docs/07-pools-and-control.md")]
+pub mod pools_and_control {}
+
 #[doc = include_str!("../../docs/08-sync-interop.md")]
 pub mod sync_interop {}

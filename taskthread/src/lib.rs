@@ -29,6 +29,18 @@
 //!   refusing blocking calls inside an async context instead of deadlocking.
 //! - **Observability**: a tracing span per thread carrying its path in the tree, and
 //!   [snapshots](TreeSnapshot) rendered in the original TaskThread's notation.
+//! - **Pools**: a [`WorkerPool`] of identical worker threads with work-queue dispatch,
+//!   resized at run time through a [`PoolHandle`]; a [`JobPool`] for ad-hoc async jobs
+//!   (apply, lazy map with a concurrency limit, named groups, cancellation, a results
+//!   stream, close and join).
+//! - **Control** (feature `control`): a control endpoint (`taskthread::control`) on a
+//!   Unix socket or loopback TCP to look into a running tree and stop or resize parts of
+//!   it, driven by the `taskthread-ctl` tool.
+//!
+//! # Cargo features
+//!
+//! - `macros` (default): the `#[taskthread]` attribute.
+//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`).
 //!
 //! # Example
 //!
@@ -84,18 +96,23 @@
 //! ```
 //!
 //! The [`guide`] walks through the sample problem, the anatomy of a thread and of a
-//! rescheduling task, messages up and down, stopping, failure and supervision, and driving
-//! a tree from synchronous code.
+//! rescheduling task, messages up and down, stopping, failure and supervision, pools and
+//! control, and driving a tree from synchronous code.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod background;
 mod blocking;
 mod child;
+#[cfg(feature = "control")]
+#[cfg_attr(docsrs, doc(cfg(feature = "control")))]
+pub mod control;
 mod ctx;
 mod driver;
 mod error;
 mod inbox;
+mod jobs;
+mod pool;
 mod reschedule;
 mod root;
 mod supervise;
@@ -111,6 +128,10 @@ pub use crate::blocking::DEFAULT_BLOCKING_LIMIT;
 pub use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
 pub use crate::ctx::{ChildInfo, Ctx};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
+pub use crate::jobs::{Group, JobId, JobOutcome, JobPool, JobPoolError, JobResult, JobResults};
+pub use crate::pool::{
+    DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
+};
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
 pub use crate::root::{Handle, run, spawn, spawn_with};
 pub use crate::supervise::{Restart, RestartGroup, RestartPolicy};
@@ -150,6 +171,10 @@ pub mod __private {
     pub use std::result::Result as StdResult;
     pub use std::time::Duration;
 
+    pub use crate::jobs::{Group, JobId, JobOutcome, JobPool, JobPoolError, JobResult, JobResults};
+    pub use crate::pool::{
+        DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
+    };
     pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
     pub use crate::thread::{
         Accepts, Asks, ChildExit, ChildId, HandlesStream, HandlesUp, NoUp, Thread,

@@ -1,0 +1,108 @@
+//! The library part of `taskthread-ctl`: its command line, and running one request against
+//! a control endpoint. See the binary's `--help`, and [`taskthread::control`] for the
+//! protocol.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use taskthread::control::{Answer, ControlClient};
+
+/// Look into a running taskthread tree and act on it, through its control endpoint.
+///
+/// With a command, runs it once and exits (0 on success, 1 if the endpoint refused it, 2
+/// if it could not be reached). Without one, opens a prompt with history.
+///
+/// Commands: help, tree, stats PATH, stop PATH, pool PATH start N | stop N | size N |
+/// running.
+#[derive(Debug, Parser)]
+#[command(name = "taskthread-ctl", version)]
+pub struct Args {
+    /// The endpoint's Unix socket.
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "tcp",
+        required_unless_present = "tcp"
+    )]
+    pub unix: Option<PathBuf>,
+
+    /// The endpoint's TCP address, e.g. 127.0.0.1:7070.
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Option<SocketAddr>,
+
+    /// Ask for answers as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The prompt's history file (default: ~/.taskthread_ctl_history).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+
+    /// The command to run once; none opens the prompt.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+impl Args {
+    /// Connects to the endpoint the arguments name.
+    pub async fn connect(&self) -> io::Result<ControlClient> {
+        match (&self.unix, self.tcp) {
+            #[cfg(unix)]
+            (Some(path), _) => ControlClient::connect_unix(path).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to {}: {e}", path.display()),
+                )
+            }),
+            (_, Some(addr)) => ControlClient::connect_tcp(addr)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}"))),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no endpoint: give --unix PATH or --tcp ADDR",
+            )),
+        }
+    }
+
+    /// The request line for `words`, with `--json` added if asked for.
+    pub fn request_line(&self, words: &str) -> String {
+        if self.json && !words.split_whitespace().any(|w| w == "--json") {
+            format!("{words} --json")
+        } else {
+            words.to_owned()
+        }
+    }
+}
+
+/// Prints an answer: the payload to `out` if it succeeded, `error: ...` to `err` if not.
+pub fn print_answer(answer: &Answer, out: &mut impl Write, err: &mut impl Write) -> io::Result<()> {
+    if answer.ok {
+        writeln!(out, "{}", answer.payload)
+    } else {
+        writeln!(err, "error: {}", answer.payload)
+    }
+}
+
+/// Runs one request and prints its answer; returns the process exit code.
+pub async fn run_once(args: &Args) -> i32 {
+    let mut client = match args.connect().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let line = args.request_line(&args.command.join(" "));
+    match client.request(&line).await {
+        Ok(answer) => {
+            let _ = print_answer(&answer, &mut io::stdout().lock(), &mut io::stderr().lock());
+            if answer.ok { 0 } else { 1 }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `taskthread-ctl` run as a process against a live control endpoint: one-shot commands
+//! (output, exit status, `--json`, unreachable endpoints, bad arguments) and the prompt.
+
+#![cfg(unix)]
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use taskthread::WorkerPool;
+use taskthread::control::Control;
+use taskthread::prelude::*;
+
+#[derive(Default)]
+struct Worker;
+
+#[taskthread]
+impl Worker {
+    #[down]
+    async fn job(&mut self, _ctx: &mut Ctx<Self>, _n: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct App;
+
+#[taskthread]
+impl App {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.spawn_with(
+            WorkerPool::new(|| Worker).size(1).max(3),
+            ChildOptions::new().name("pool"),
+        );
+        Ok(())
+    }
+}
+
+/// Runs the binary without blocking the runtime that serves the endpoint.
+async fn ctl(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_taskthread-ctl"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_commands_against_a_live_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    let app = taskthread::spawn(App);
+    let control = taskthread::spawn(Control::unix(&socket).bind(&app).await.unwrap());
+    while app
+        .snapshot()
+        .find("app/pool")
+        .is_none_or(|p| p.children.is_empty())
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let unix = socket.to_str().unwrap();
+
+    let out = ctl(&["--unix", unix, "tree"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tree = text(&out.stdout);
+    assert!(tree.starts_with("App [app] running"), "{tree}");
+    assert!(
+        tree.contains("    WorkerPool: IN: u64 [app/pool] running"),
+        "{tree}"
+    );
+
+    let out = ctl(&["--unix", unix, "pool", "app/pool", "size", "3"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "pool `app/pool`: 3 running, at most 3\n");
+
+    let out = ctl(&["--unix", unix, "--json", "pool", "app/pool", "running"]).await;
+    assert_eq!(
+        text(&out.stdout),
+        "{\"pool\":\"app/pool\",\"running\":3,\"max\":3}\n"
+    );
+
+    // Refused: exit status 1, the message on stderr.
+    let out = ctl(&["--unix", unix, "pool", "app/pool", "start", "1"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        "error: pool `app/pool` may run at most 3 workers: cannot run 4 (3 running)\n"
+    );
+    let out = ctl(&["--unix", unix, "frobnicate"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: unknown command `frobnicate`: try `help`\n"
+    );
+
+    // Stopping a thread by path.
+    let out = ctl(&["--unix", unix, "stop", "app/pool"]).await;
+    assert_eq!(text(&out.stdout), "stopping `app/pool`\n");
+
+    control.stop();
+    control.join().await.into_result().unwrap();
+    // Nobody listening: exit status 2 and a clear message.
+    let out = ctl(&["--unix", unix, "tree"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!("error: cannot connect to {unix}: ")),
+        "{err}"
+    );
+
+    app.stop();
+    app.join().await.into_result().unwrap();
+}
+
+#[tokio::test]
+async fn the_endpoint_is_required_and_only_one() {
+    let out = ctl(&["tree"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--unix <PATH>"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ctl(&["--unix", "/x", "--tcp", "127.0.0.1:1", "tree"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ctl(&["--tcp", "not-an-address", "tree"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid value"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_over_tcp() {
+    let app = taskthread::spawn(App);
+    let server = Control::tcp("127.0.0.1:0".parse().unwrap())
+        .bind(&app)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let control = taskthread::spawn(server);
+    let out = ctl(&["--tcp", &addr, "stats", "app", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("{\"id\":"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains("\"path\":\"app\""));
+    control.stop();
+    control.join().await.into_result().unwrap();
+    app.stop();
+    app.join().await.into_result().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_reads_requests_line_by_line_and_keeps_a_history() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("prompt.sock");
+    let history = dir.path().join("history");
+    let app = taskthread::spawn(App);
+    let control = taskthread::spawn(Control::unix(&socket).bind(&app).await.unwrap());
+    let (socket_arg, history_arg) = (
+        socket.to_str().unwrap().to_owned(),
+        history.to_str().unwrap().to_owned(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_taskthread-ctl"))
+            .args(["--unix", &socket_arg, "--history", &history_arg])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Not a terminal: the prompt reads plain lines.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"stats app\n\nbogus\nquit\ntree\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("path: app\n"), "{stdout}");
+    assert!(
+        !stdout.contains("App [app]"),
+        "nothing runs after `quit`: {stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("error: unknown command `bogus`: try `help`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(
+        saved.contains("stats app") && saved.contains("bogus"),
+        "{saved}"
+    );
+    control.stop();
+    control.join().await.into_result().unwrap();
+    app.stop();
+    app.join().await.into_result().unwrap();
+}

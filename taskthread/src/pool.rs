@@ -1,0 +1,674 @@
+//! [`WorkerPool`]: a thread that keeps N identical worker threads, hands each job sent to
+//! it to one free worker, and is resized while it runs through a [`PoolHandle`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::child::{ChildOptions, ChildRef};
+use crate::ctx::Ctx;
+use crate::error::Result;
+use crate::reschedule::Reschedule;
+use crate::thread::{Accepts, Asks, ChildExit, ChildId, HandlesStream, Thread};
+
+/// A pool of identical worker threads of type `W`, itself a thread: its workers are its
+/// children.
+///
+/// - **Jobs**: the pool takes DOWN every message type `W` takes (and answers every question
+///   `W` answers), so `pool.send(job)` and `pool.ask(question)` work as they would on one
+///   worker. Each job goes to exactly one worker, one that is free; while every worker is
+///   busy the pool holds the job, and once its own queue is full too, senders wait
+///   (backpressure).
+/// - **UP**: the workers' UP messages go straight to the pool's parent, as if the pool sent
+///   them, so the pool's up type is `W`'s.
+/// - **Resizing**: [`ChildRef::pool`] gives a [`PoolHandle`] that starts and stops workers
+///   while the pool works (also from the control endpoint, `taskthread::control`).
+///   Stopping a worker is graceful: it finishes the jobs it holds, and jobs still waiting in
+///   the pool go to the others. No job is lost by resizing.
+///
+/// A worker holds at most one job besides the one it is handling (its queue has room for
+/// one), so a job waits behind at most one other on its worker. A worker that ends on its own
+/// (it fails, panics or completes) is logged and not replaced: [`PoolHandle::start`] adds
+/// workers again. A pool stopping with jobs queued and no worker left starts one to finish
+/// them.
+///
+/// ```
+/// use taskthread::prelude::*;
+/// use taskthread::WorkerPool;
+///
+/// /// A worker: doubles numbers and sends them UP.
+/// #[derive(Default)]
+/// struct Doubler;
+///
+/// #[taskthread(up = u64)]
+/// impl Doubler {
+///     #[down]
+///     async fn job(&mut self, ctx: &mut Ctx<Self>, n: u64) -> Result<()> {
+///         ctx.up(n * 2).await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> taskthread::Result<()> {
+/// let mut root = taskthread::spawn(WorkerPool::new(|| Doubler).size(2).max(8));
+/// let pool = root.child_ref().pool();
+/// for n in 1..=10u64 {
+///     root.send(n).await?;
+/// }
+/// pool.start(2).await?;                        // resize while it works
+/// assert_eq!(pool.running(), 4);
+/// let mut sum = 0;
+/// for _ in 1..=10 {
+///     sum += root.recv().await.unwrap();
+/// }
+/// assert_eq!(sum, 110);
+/// root.stop();
+/// root.join().await.into_result()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct WorkerPool<W: Thread> {
+    factory: Box<dyn FnMut() -> W + Send>,
+    size: usize,
+    max: usize,
+    /// Workers that take jobs, oldest first; stopped ones are removed at once.
+    workers: Vec<ChildRef<W>>,
+    /// Workers with room for a job, in the order they became free.
+    free: VecDeque<ChildId>,
+    ready_tx: mpsc::UnboundedSender<ChildId>,
+    ready_rx: mpsc::UnboundedReceiver<ChildId>,
+    /// One watcher per job handed out: it waits until the worker has taken the job off its
+    /// queue, then marks the worker free.
+    watchers: JoinSet<()>,
+    control: Option<Arc<PoolControl>>,
+}
+
+impl<W: Thread> fmt::Debug for WorkerPool<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("worker", &W::TYPE_NAME)
+            .field("running", &self.workers.len())
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default maximum number of workers of a [`WorkerPool`].
+pub const DEFAULT_MAX_WORKERS: usize = 64;
+
+impl<W: Thread> WorkerPool<W> {
+    /// A pool whose workers `factory` makes; it starts one worker, and has at most
+    /// [`DEFAULT_MAX_WORKERS`].
+    pub fn new(factory: impl FnMut() -> W + Send + 'static) -> Self {
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        Self {
+            factory: Box::new(factory),
+            size: 1,
+            max: DEFAULT_MAX_WORKERS,
+            workers: Vec::new(),
+            free: VecDeque::new(),
+            ready_tx,
+            ready_rx,
+            watchers: JoinSet::new(),
+            control: None,
+        }
+    }
+
+    /// How many workers it starts with (it may be 0: jobs then wait until workers are
+    /// started). More than the maximum starts the maximum.
+    pub fn size(mut self, workers: usize) -> Self {
+        self.size = workers;
+        self
+    }
+
+    /// The most workers it may run at once.
+    ///
+    /// # Panics
+    /// If `max` is 0.
+    #[track_caller]
+    pub fn max(mut self, max: usize) -> Self {
+        assert!(max > 0, "a worker pool needs room for at least one worker");
+        self.max = max;
+        self
+    }
+
+    fn control(&self) -> &PoolControl {
+        self.control
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("the control is set in `enter`"))
+    }
+
+    fn start_workers(&mut self, ctx: &mut Ctx<Self>, n: usize) {
+        for _ in 0..n {
+            let worker = ctx.spawn_forwarding(
+                (self.factory)(),
+                ChildOptions::new().name(W::DEFAULT_NAME).capacity(1),
+            );
+            self.free.push_back(worker.id());
+            self.workers.push(worker);
+        }
+        self.publish();
+    }
+
+    fn stop_workers(&mut self, n: usize) {
+        for worker in self.workers.drain(self.workers.len() - n..).rev() {
+            worker.stop();
+            self.free.retain(|&id| id != worker.id());
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let control = self.control();
+        control.running.store(self.workers.len(), Ordering::Release);
+        control.max.store(self.max, Ordering::Release);
+    }
+
+    fn apply(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        command: PoolCommand,
+    ) -> Result<PoolStatus, PoolError> {
+        let running = self.workers.len();
+        let too_many = |requested| PoolError::TooMany {
+            pool: ctx.path().to_owned(),
+            requested,
+            running,
+            max: self.max,
+        };
+        match command {
+            PoolCommand::Start(n) if running + n > self.max => return Err(too_many(running + n)),
+            PoolCommand::Start(n) => self.start_workers(ctx, n),
+            PoolCommand::Stop(n) if n > running => {
+                return Err(PoolError::TooFew {
+                    pool: ctx.path().to_owned(),
+                    requested: n,
+                    running,
+                });
+            }
+            PoolCommand::Stop(n) => self.stop_workers(n),
+            PoolCommand::Resize(n) if n > self.max => return Err(too_many(n)),
+            PoolCommand::Resize(n) if n >= running => self.start_workers(ctx, n - running),
+            PoolCommand::Resize(n) => self.stop_workers(running - n),
+        }
+        Ok(self.control().status())
+    }
+
+    /// Applies the commands waiting in the control, answering each.
+    fn apply_commands(&mut self, ctx: &mut Ctx<Self>) {
+        let control = Arc::clone(self.control.as_ref().unwrap_or_else(|| unreachable!()));
+        while let Some((command, reply)) = control.take() {
+            let _ = reply.send(self.apply(ctx, command));
+        }
+    }
+
+    fn take_ready(&mut self) {
+        while let Ok(id) = self.ready_rx.try_recv() {
+            if self.workers.iter().any(|w| w.id() == id) {
+                self.free.push_back(id);
+            }
+        }
+        // Watchers that are done: keep the set from growing with the number of jobs.
+        while self.watchers.try_join_next().is_some() {}
+    }
+
+    /// Marks the worker free again once it has taken its job off its queue.
+    fn watch(&mut self, id: ChildId, tx: mpsc::Sender<W::Down>) {
+        let ready = self.ready_tx.clone();
+        self.watchers.spawn(async move {
+            if let Ok(permit) = tx.reserve().await {
+                drop(permit);
+                let _ = ready.send(id);
+            }
+        });
+    }
+
+    /// Hands `job` to a free worker, waiting for one (and applying resize commands) while
+    /// every worker is busy.
+    async fn dispatch(&mut self, ctx: &mut Ctx<Self>, mut job: W::Down) -> Result<()> {
+        let node = Arc::clone(&ctx.node);
+        let control = Arc::clone(self.control.as_ref().unwrap_or_else(|| unreachable!()));
+        loop {
+            self.apply_commands(ctx);
+            self.take_ready();
+            while let Some(id) = self.free.pop_front() {
+                let Some(worker) = self.workers.iter().find(|w| w.id() == id) else {
+                    continue;
+                };
+                match worker.tx.try_send(job) {
+                    Ok(()) => {
+                        let tx = worker.tx.clone();
+                        self.watch(id, tx);
+                        return Ok(());
+                    }
+                    // Stopping (or ended): the job goes to another worker.
+                    Err(mpsc::error::TrySendError::Closed(back)) => job = back,
+                    // Not free after all: watch it again.
+                    Err(mpsc::error::TrySendError::Full(back)) => {
+                        job = back;
+                        let tx = worker.tx.clone();
+                        self.watch(id, tx);
+                    }
+                }
+            }
+            // Wakes the wait for a stop requested from now on; one already seen has been
+            // dealt with above and must not end every wait at once.
+            let stopping = node.is_stop_requested();
+            let stop = std::future::poll_fn(|cx| {
+                if stopping {
+                    std::task::Poll::Pending
+                } else {
+                    node.poll_stop_requested(cx)
+                }
+            });
+            let commands = control.notify.notified();
+            if self.workers.is_empty() && node.is_stop_requested() {
+                tracing::warn!(
+                    "stopping with jobs queued and no worker: starting one to finish them"
+                );
+                self.start_workers(ctx, 1);
+                continue;
+            }
+            tokio::select! {
+                Some(id) = self.ready_rx.recv() => {
+                    if self.workers.iter().any(|w| w.id() == id) {
+                        self.free.push_back(id);
+                    }
+                }
+                () = commands => {}
+                () = stop => {}
+            }
+        }
+    }
+}
+
+impl<W: Thread> Drop for WorkerPool<W> {
+    fn drop(&mut self) {
+        if let Some(control) = &self.control {
+            control.close();
+        }
+    }
+}
+
+/// The wake-up a [`PoolHandle`] gives the pool's loop when it has queued a command.
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct PoolWake(());
+
+/// The pool's events: wake-ups for resize commands.
+#[doc(hidden)]
+pub struct PoolEvent(());
+
+impl fmt::Debug for PoolEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PoolEvent")
+    }
+}
+
+// Not offered as a hint in the errors about other threads' messages.
+#[diagnostic::do_not_recommend]
+impl<W: Thread> HandlesStream<PoolWake> for WorkerPool<W> {
+    fn __wrap_item(_item: PoolWake) -> PoolEvent {
+        PoolEvent(())
+    }
+}
+
+impl<W: Thread> Thread for WorkerPool<W> {
+    type Down = W::Down;
+    type Up = W::Up;
+    type Event = PoolEvent;
+
+    const TYPE_NAME: &'static str = "WorkerPool";
+    const DEFAULT_NAME: &'static str = "worker_pool";
+    const DOWN_TYPES: &'static [&'static str] = W::DOWN_TYPES;
+    const UP_TYPE: Option<&'static str> = W::UP_TYPE;
+    const CAPACITY: usize = W::CAPACITY;
+
+    async fn __enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let control = Arc::clone(ctx.node.pool_control());
+        ctx.attach(WakeStream(control.open()));
+        self.control = Some(control);
+        let size = self.size.min(self.max);
+        self.start_workers(ctx, size);
+        self.apply_commands(ctx);
+        Ok(())
+    }
+
+    async fn __exit(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn __down(&mut self, ctx: &mut Ctx<Self>, msg: W::Down) -> Result<()> {
+        self.dispatch(ctx, msg).await
+    }
+
+    async fn __event(&mut self, ctx: &mut Ctx<Self>, _event: PoolEvent) -> Result<()> {
+        self.apply_commands(ctx);
+        Ok(())
+    }
+
+    async fn __exited(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: ChildId,
+        exit: ChildExit,
+    ) -> Result<()> {
+        if let Some(at) = self.workers.iter().position(|w| w.id() == from) {
+            // Not stopped by the pool: it ended on its own.
+            self.workers.remove(at);
+            self.free.retain(|&id| id != from);
+            self.publish();
+            if exit.exit.is_failure() {
+                crate::tree::log_exit(ctx.path(), &exit);
+            } else {
+                tracing::info!(worker = %exit.path, "worker {}: the pool runs one fewer", exit.exit);
+            }
+        } else {
+            crate::tree::log_exit(ctx.path(), &exit);
+        }
+        self.apply_commands(ctx);
+        Ok(())
+    }
+
+    async fn __task(&mut self, _ctx: &mut Ctx<Self>, _task: usize) -> Result<Reschedule> {
+        // A pool has no `#[rescheduling]` tasks, so this is never called.
+        Ok(Reschedule::Done)
+    }
+}
+
+// Not offered as a hint in the errors about other threads' messages.
+#[diagnostic::do_not_recommend]
+impl<W: Accepts<M>, M> Accepts<M> for WorkerPool<W> {
+    fn __wrap(msg: M) -> W::Down {
+        W::__wrap(msg)
+    }
+
+    fn __unwrap(down: W::Down) -> M {
+        W::__unwrap(down)
+    }
+}
+
+// Not offered as a hint in the errors about other threads' messages.
+#[diagnostic::do_not_recommend]
+impl<W: Asks<Q>, Q> Asks<Q> for WorkerPool<W> {
+    type Reply = W::Reply;
+
+    fn __wrap_ask(question: Q, reply: crate::__private::Reply<W::Reply>) -> W::Down {
+        W::__wrap_ask(question, reply)
+    }
+}
+
+struct WakeStream(mpsc::Receiver<()>);
+
+impl Stream for WakeStream {
+    type Item = PoolWake;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PoolWake>> {
+        self.0.poll_recv(cx).map(|o| o.map(|()| PoolWake(())))
+    }
+}
+
+/// A resize command for a worker pool (see [`PoolHandle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolCommand {
+    /// Start this many more workers.
+    Start(usize),
+    /// Stop this many workers, newest first, gracefully.
+    Stop(usize),
+    /// Start or stop workers until this many run.
+    Resize(usize),
+}
+
+type Pending = (PoolCommand, oneshot::Sender<Result<PoolStatus, PoolError>>);
+
+/// The type-erased side of a pool that handles and the control endpoint reach through the
+/// pool's node: queued commands, and the counts the pool publishes.
+pub(crate) struct PoolControl {
+    commands: Mutex<VecDeque<Pending>>,
+    /// Wakes the pool's loop for a command; a new one for each life of a supervised pool.
+    wake: Mutex<Option<mpsc::Sender<()>>>,
+    notify: Notify,
+    running: AtomicUsize,
+    max: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Default for PoolControl {
+    fn default() -> Self {
+        Self {
+            commands: Mutex::new(VecDeque::new()),
+            wake: Mutex::new(None),
+            notify: Notify::new(),
+            running: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl PoolControl {
+    /// A life of the pool begins: commands are taken again, and this wakes it for them.
+    fn open(&self) -> mpsc::Receiver<()> {
+        let (wake, woken) = mpsc::channel(1);
+        let _commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(wake);
+        self.closed.store(false, Ordering::Release);
+        woken
+    }
+
+    fn take(&self) -> Option<Pending> {
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    fn status(&self) -> PoolStatus {
+        PoolStatus {
+            running: self.running.load(Ordering::Acquire),
+            max: self.max.load(Ordering::Acquire),
+        }
+    }
+
+    /// The pool has ended: commands queued and to come are answered with an error.
+    fn close(&self) {
+        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        self.closed.store(true, Ordering::Release);
+        self.running.store(0, Ordering::Release);
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        for (_, reply) in commands.drain(..) {
+            let _ = reply.send(Err(PoolError::Ended { pool: None }));
+        }
+    }
+
+    fn submit(&self, command: PoolCommand) -> oneshot::Receiver<Result<PoolStatus, PoolError>> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.closed.load(Ordering::Acquire) {
+                let _ = reply.send(Err(PoolError::Ended { pool: None }));
+                return answer;
+            }
+            commands.push_back((command, reply));
+        }
+        // A full wake queue already has a wake-up pending; none before the pool starts,
+        // which applies what is queued as it starts.
+        if let Some(wake) = &*self.wake.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = wake.try_send(());
+        }
+        self.notify.notify_one();
+        answer
+    }
+}
+
+/// What a worker pool looks like now: how many workers run, and the most it may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Workers taking jobs (those being stopped are not counted).
+    pub running: usize,
+    /// The most workers it may run.
+    pub max: usize,
+}
+
+/// The resize handle of a [`WorkerPool`]: start, stop and count its workers while it runs.
+///
+/// Get it with [`ChildRef::pool`] (or [`Handle::child_ref`](crate::Handle::child_ref) then
+/// `pool()` for a pool at the root). Cheap to clone; it does not keep the pool alive. Each
+/// command is applied by the pool's loop, between jobs or while it waits for a free worker,
+/// and answers with the pool's new [`PoolStatus`].
+#[derive(Clone)]
+pub struct PoolHandle {
+    control: Arc<PoolControl>,
+    path: Arc<str>,
+}
+
+impl fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolHandle")
+            .field("pool", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Thread> ChildRef<WorkerPool<W>> {
+    /// The pool's resize handle.
+    pub fn pool(&self) -> PoolHandle {
+        PoolHandle {
+            control: Arc::clone(self.node.pool_control()),
+            path: Arc::clone(&self.node.path),
+        }
+    }
+}
+
+impl PoolHandle {
+    /// The handle of the pool running as `node`, if it is one.
+    #[cfg(feature = "control")]
+    pub(crate) fn of(node: &crate::tree::Node) -> Option<Self> {
+        Some(Self {
+            control: Arc::clone(node.pool_control_if_any()?),
+            path: Arc::clone(&node.path),
+        })
+    }
+
+    /// The pool's path in the tree.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Starts `n` more workers.
+    ///
+    /// Fails if that would make more than the pool's maximum, or if the pool has ended.
+    pub async fn start(&self, n: usize) -> Result<PoolStatus, PoolError> {
+        self.command(PoolCommand::Start(n)).await
+    }
+
+    /// Stops the `n` newest workers, gracefully: each finishes the jobs it holds, and the
+    /// jobs waiting in the pool go to the others.
+    ///
+    /// Fails if fewer than `n` workers run, or if the pool has ended.
+    pub async fn stop(&self, n: usize) -> Result<PoolStatus, PoolError> {
+        self.command(PoolCommand::Stop(n)).await
+    }
+
+    /// Starts or stops workers (newest first) until `n` run.
+    ///
+    /// Fails if `n` is more than the pool's maximum, or if the pool has ended.
+    pub async fn resize(&self, n: usize) -> Result<PoolStatus, PoolError> {
+        self.command(PoolCommand::Resize(n)).await
+    }
+
+    /// Sends a command and waits for the pool to apply it.
+    pub async fn command(&self, command: PoolCommand) -> Result<PoolStatus, PoolError> {
+        let ended = || PoolError::Ended {
+            pool: Some(self.path.to_string()),
+        };
+        match self.control.submit(command).await {
+            Ok(Err(PoolError::Ended { pool: None })) | Err(_) => Err(ended()),
+            Ok(answer) => answer,
+        }
+    }
+
+    /// The number of workers taking jobs now (0 once the pool has ended).
+    pub fn running(&self) -> usize {
+        self.control.running.load(Ordering::Acquire)
+    }
+
+    /// The counts as last published by the pool.
+    pub fn status(&self) -> PoolStatus {
+        self.control.status()
+    }
+
+    /// Whether the pool has ended (a supervised pool, between two lives, too).
+    pub fn is_ended(&self) -> bool {
+        self.control.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A resize command a worker pool refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// Starting would run more workers than the pool's maximum.
+    TooMany {
+        /// The pool's path.
+        pool: String,
+        /// The number of workers the command asked for in all.
+        requested: usize,
+        /// The number running.
+        running: usize,
+        /// The pool's maximum.
+        max: usize,
+    },
+    /// Fewer workers run than the command asked to stop.
+    TooFew {
+        /// The pool's path.
+        pool: String,
+        /// The number to stop.
+        requested: usize,
+        /// The number running.
+        running: usize,
+    },
+    /// The pool has ended.
+    Ended {
+        /// The pool's path, when known.
+        pool: Option<String>,
+    },
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooMany {
+                pool,
+                requested,
+                running,
+                max,
+            } => write!(
+                f,
+                "pool `{pool}` may run at most {max} workers: cannot run {requested} ({running} running)"
+            ),
+            Self::TooFew {
+                pool,
+                requested,
+                running,
+            } => write!(
+                f,
+                "pool `{pool}` runs {running} workers: cannot stop {requested}"
+            ),
+            Self::Ended { pool: Some(pool) } => write!(f, "pool `{pool}` has ended"),
+            Self::Ended { pool: None } => f.write_str("the pool has ended"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}

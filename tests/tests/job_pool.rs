@@ -1,0 +1,467 @@
+//! `JobPool`: apply and lazy map under a limit, groups and their names, cancelling a job, a
+//! group or all, results (outputs, errors, panics, cancellations) by stream and by flush,
+//! the limit changed at run time, lock / close / join, and jobs never outliving the pool.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use taskthread::prelude::*;
+use taskthread::{JobOutcome, JobPool, JobPoolError, JobResult};
+
+/// Counts jobs running now and the most ever running at once.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    async fn run(self: Arc<Self>, hold: Duration) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(hold).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn ok_values(results: &[JobResult<u64>]) -> Vec<u64> {
+    let mut values: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r.outcome {
+            JobOutcome::Ok(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    values.sort_unstable();
+    values
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_runs_n_jobs_within_the_limit() {
+    let (pool, mut results) = JobPool::<u64>::new(3);
+    let gauge = Arc::new(Gauge::default());
+    let group = pool
+        .apply(
+            || {
+                let gauge = Arc::clone(&gauge);
+                async move {
+                    gauge.run(Duration::from_millis(10)).await;
+                    Ok(7)
+                }
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(&*group.name, "apply-1");
+    assert_eq!(group.jobs.len(), 10);
+    assert_eq!(pool.running(), 3);
+    assert_eq!(pool.waiting(), 7);
+    let results = results.flush().await;
+    assert_eq!(results.len(), 10);
+    assert_eq!(gauge.peak.load(Ordering::SeqCst), 3);
+    assert!(results.iter().all(|r| &*r.group == "apply-1"));
+    let ids: HashSet<_> = results.iter().map(|r| r.id).collect();
+    assert_eq!(ids, group.jobs.iter().copied().collect());
+    assert_eq!(ok_values(&results), [7; 10]);
+    assert!(pool.groups().is_empty(), "a finished group leaves the pool");
+}
+
+#[tokio::test(start_paused = true)]
+async fn map_pulls_lazily_and_keeps_exactly_its_limit_running() {
+    let (pool, mut results) = JobPool::<u64>::new(100);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let gauge = Arc::new(Gauge::default());
+    let items = {
+        let pulled = Arc::clone(&pulled);
+        (0u64..).inspect(move |_| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let g = Arc::clone(&gauge);
+    pool.map(
+        move |n| {
+            let g = Arc::clone(&g);
+            async move {
+                g.run(Duration::from_millis(10)).await;
+                Ok(n)
+            }
+        },
+        items,
+        4,
+        Some("naturals"),
+    )
+    .unwrap();
+    // Only as many items as slots were pulled from the infinite iterator.
+    assert_eq!(pulled.load(Ordering::SeqCst), 4);
+    assert_eq!(pool.running(), 4);
+    for _ in 0..20 {
+        results.next().await.unwrap();
+        assert_eq!(pool.running(), 4, "a finished job is replaced at once");
+        tokio::task::yield_now().await;
+    }
+    assert!(pulled.load(Ordering::SeqCst) <= 24 + 4);
+    assert_eq!(gauge.peak.load(Ordering::SeqCst), 4);
+    let cancelled = pool.cancel_group("naturals").unwrap();
+    assert_eq!(cancelled, 4);
+    let pulled_then = pulled.load(Ordering::SeqCst);
+    pool.join().await;
+    assert_eq!(
+        pulled.load(Ordering::SeqCst),
+        pulled_then,
+        "no pull after the cancel"
+    );
+    let rest = results.flush().await;
+    assert!(
+        rest.iter()
+            .filter(|r| matches!(r.outcome, JobOutcome::Cancelled))
+            .count()
+            == 4
+    );
+    assert!(pool.groups().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn map_stays_within_the_pools_limit_too_and_groups_take_turns() {
+    let (pool, mut results) = JobPool::<u64>::new(2);
+    let slow = |n: u64| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(n)
+    };
+    let a = pool.map(slow, 0..6u64, 10, None).unwrap();
+    let b = pool.map(slow, 100..106u64, 10, None).unwrap();
+    assert_eq!((&*a.name, &*b.name), ("map-1", "map-2"));
+    assert_eq!(pool.running(), 2);
+    let all = results.flush().await;
+    assert_eq!(all.len(), 12);
+    // The first map took both slots before the second came; from then on they take turns,
+    // so neither starves the other.
+    let groups: Vec<_> = all.iter().map(|r| &*r.group).collect();
+    assert!(groups[..4].contains(&"map-2"), "{groups:?}");
+    let last_of_first = groups.iter().rposition(|g| *g == "map-1").unwrap();
+    assert!(last_of_first < 11, "{groups:?}");
+    let mut values = ok_values(&all);
+    values.dedup();
+    assert_eq!(values.len(), 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn starmap_is_map_with_a_destructuring_closure() {
+    let (pool, mut results) = JobPool::<u64>::new(4);
+    pool.map(
+        |(a, b): (u64, u64)| async move { Ok(a * b) },
+        [(1, 2), (3, 4), (5, 6)],
+        2,
+        None,
+    )
+    .unwrap();
+    assert_eq!(ok_values(&results.flush().await), [2, 12, 30]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn outputs_errors_and_panics_are_all_reported() {
+    let (pool, mut results) = JobPool::<u64>::new(4);
+    pool.map(
+        |n: u64| async move {
+            match n {
+                0 => Ok(10),
+                1 => Err(Error::msg("no luck")),
+                _ => panic!("job {n} exploded"),
+            }
+        },
+        0..3u64,
+        3,
+        Some("mixed"),
+    )
+    .unwrap();
+    pool.close();
+    let mut got = Vec::new();
+    while let Some(result) = results.next().await {
+        got.push(result);
+    }
+    got.sort_by_key(|r| r.id);
+    assert!(matches!(got[0].outcome, JobOutcome::Ok(10)));
+    assert!(matches!(&got[1].outcome, JobOutcome::Err(e) if e.to_string() == "no luck"));
+    assert!(matches!(&got[2].outcome, JobOutcome::Panicked(m) if m == "job 2 exploded"));
+    let msg = match std::mem::replace(&mut got[2].outcome, JobOutcome::Cancelled) {
+        JobOutcome::Panicked(m) => JobOutcome::<u64>::Panicked(m).into_result().unwrap_err(),
+        _ => unreachable!(),
+    };
+    assert_eq!(msg.to_string(), "the job panicked: job 2 exploded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_iterator_ends_its_group_with_a_panicked_result() {
+    let (pool, mut results) = JobPool::<u64>::new(4);
+    let items = (0u64..).map(|n| if n == 2 { panic!("bad item") } else { n });
+    pool.map(|n| async move { Ok(n) }, items, 1, Some("fragile"))
+        .unwrap();
+    let all = results.flush().await;
+    assert_eq!(ok_values(&all), [0, 1]);
+    assert!(matches!(&all[2].outcome, JobOutcome::Panicked(m) if m == "bad item"));
+    assert!(pool.groups().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn raising_the_limit_starts_waiting_jobs_at_once_and_lowering_cancels_nothing() {
+    let (pool, mut results) = JobPool::<u64>::new(1);
+    pool.apply(
+        || async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(1)
+        },
+        6,
+        None,
+    )
+    .unwrap();
+    assert_eq!((pool.running(), pool.waiting()), (1, 5));
+    pool.set_limit(4);
+    assert_eq!(pool.limit(), 4);
+    assert_eq!((pool.running(), pool.waiting()), (4, 2));
+    pool.set_limit(0);
+    assert_eq!(pool.running(), 4, "lowering the limit kills no job");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!((pool.running(), pool.waiting()), (0, 2));
+    pool.set_limit(2);
+    let all = results.flush().await;
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().all(|r| r.outcome.is_ok()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_a_waiting_job_a_running_job_and_all() {
+    let (pool, mut results) = JobPool::<u64>::new(1);
+    let forever = || async {
+        std::future::pending::<()>().await;
+        Ok(0)
+    };
+    let group = pool.apply(forever, 3, Some("stuck")).unwrap();
+    let (running, waiting) = (group.jobs[0], group.jobs[2]);
+    pool.cancel(waiting).unwrap();
+    assert_eq!(pool.waiting(), 1);
+    pool.cancel(running).unwrap();
+    let first = results.next().await.unwrap();
+    let second = results.next().await.unwrap();
+    assert_eq!((first.id, second.id), (waiting, running));
+    assert!(matches!(first.outcome, JobOutcome::Cancelled));
+    assert!(matches!(second.outcome, JobOutcome::Cancelled));
+    // The last one started when the running one was cancelled.
+    tokio::task::yield_now().await;
+    assert_eq!(pool.running(), 1);
+    pool.apply(forever, 2, None).unwrap();
+    assert_eq!(pool.cancel_all(), 3);
+    let rest = results.flush().await;
+    assert_eq!(rest.len(), 3);
+    assert!(
+        rest.iter()
+            .all(|r| matches!(r.outcome, JobOutcome::Cancelled))
+    );
+    assert_eq!(pool.running() + pool.waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_are_typed_and_read_as_sentences() {
+    let (pool, _results) = JobPool::<u64>::new(1);
+    let job = || async {
+        std::future::pending::<()>().await;
+        Ok(0)
+    };
+    let group = pool.apply(job, 1, Some("only")).unwrap();
+
+    let err = pool.apply(job, 1, Some("only")).unwrap_err();
+    assert_eq!(err, JobPoolError::DuplicateGroup("only".into()));
+    assert_eq!(
+        err.to_string(),
+        "a group named `only` is already in the pool"
+    );
+    let err = pool.map(|n: u64| async move { Ok(n) }, 0..1u64, 1, Some("only"));
+    assert_eq!(
+        err.unwrap_err(),
+        JobPoolError::DuplicateGroup("only".into())
+    );
+
+    let err = pool
+        .map(|n: u64| async move { Ok(n) }, 0..1u64, 0, None)
+        .unwrap_err();
+    assert_eq!(err.to_string(), "a map needs a limit of at least 1");
+
+    let err = pool.cancel_group("nope").unwrap_err();
+    assert_eq!(err.to_string(), "no group named `nope` is in the pool");
+
+    pool.cancel(group.jobs[0]).unwrap();
+    pool.join().await;
+    let err = pool.cancel(group.jobs[0]).unwrap_err();
+    assert_eq!(err, JobPoolError::UnknownJob(group.jobs[0]));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "job {} is not running or waiting in the pool",
+            group.jobs[0].get()
+        )
+    );
+    // The finished group's name is free again.
+    pool.apply(|| async { Ok(1) }, 1, Some("only")).unwrap();
+
+    pool.lock();
+    let err = pool.apply(job, 1, None).unwrap_err();
+    assert_eq!(err, JobPoolError::Locked);
+    assert_eq!(
+        err.to_string(),
+        "the pool is locked: it takes no new jobs until unlocked"
+    );
+    pool.unlock();
+    pool.apply(|| async { Ok(1) }, 1, None).unwrap();
+
+    pool.close();
+    assert!(pool.is_closed());
+    pool.unlock();
+    let err = pool
+        .map(|n: u64| async move { Ok(n) }, 0..1u64, 1, None)
+        .unwrap_err();
+    assert_eq!(err, JobPoolError::Closed);
+    assert_eq!(err.to_string(), "the pool is closed: it takes no new jobs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generated_name_skips_names_in_use() {
+    let (pool, _results) = JobPool::<u64>::new(0);
+    pool.apply(|| async { Ok(0) }, 1, Some("apply-1")).unwrap();
+    let group = pool.apply(|| async { Ok(0) }, 1, None).unwrap();
+    assert_eq!(&*group.name, "apply-2");
+    assert_eq!(&*pool.groups()[0], "apply-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn adding_jobs_never_waits() {
+    let (pool, mut results) = JobPool::<u64>::new(0);
+    // Nothing runs (limit 0), and still the caller is never held up.
+    pool.apply(|| async { Ok(1) }, 10_000, None).unwrap();
+    pool.map(|n| async move { Ok(n) }, 0..10_000u64, 5, None)
+        .unwrap();
+    assert_eq!(pool.waiting(), 10_000);
+    pool.set_limit(64);
+    pool.close();
+    let mut n = 0;
+    while results.next().await.is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 20_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_pool_cancels_its_jobs() {
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (pool, mut results) = JobPool::<u64>::new(2);
+    let d = Arc::clone(&dropped);
+    pool.apply(
+        move || {
+            let flag = Flag(Arc::clone(&d));
+            async move {
+                let _flag = flag;
+                std::future::pending::<()>().await;
+                Ok(0)
+            }
+        },
+        3,
+        None,
+    )
+    .unwrap();
+    tokio::task::yield_now().await;
+    drop(pool);
+    // The results stream ends, and every job (running or waiting) was dropped.
+    assert!(results.next().await.is_none());
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_ends_the_stream_after_the_last_result_and_join_waits() {
+    let (pool, mut results) = JobPool::<u64>::new(2);
+    pool.apply(
+        || async {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            Ok(1)
+        },
+        4,
+        None,
+    )
+    .unwrap();
+    pool.close();
+    pool.join().await;
+    assert_eq!(pool.running() + pool.waiting(), 0);
+    let mut n = 0;
+    while results.next().await.is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
+
+/// A thread that runs jobs in its own pool and handles their results as stream items.
+struct Fetcher {
+    pool: Option<JobPool<u64>>,
+    sum: u64,
+    seen: usize,
+}
+
+#[taskthread(up = u64)]
+impl Fetcher {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let (pool, results) = JobPool::new(3);
+        pool.map(|n: u64| async move { Ok(n * 10) }, 1..=5u64, 2, None)?;
+        ctx.attach(results);
+        self.pool = Some(pool);
+        Ok(())
+    }
+
+    #[stream]
+    async fn done(&mut self, ctx: &mut Ctx<Self>, result: JobResult<u64>) -> Result<()> {
+        self.sum += result.outcome.into_result()?;
+        self.seen += 1;
+        if self.seen == 5 {
+            ctx.up(self.sum).await?;
+            ctx.stop();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thread_attaches_the_results_as_a_stream() {
+    let mut root = taskthread::spawn(Fetcher {
+        pool: None,
+        sum: 0,
+        seen: 0,
+    });
+    assert_eq!(root.recv().await, Some(150));
+    assert!(matches!(root.join().await, Exit::Completed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_jobs_on_a_multi_thread_runtime_each_report_once() {
+    let (pool, mut results) = JobPool::<u64>::new(8);
+    pool.map(
+        |n: u64| async move {
+            tokio::task::yield_now().await;
+            Ok(n)
+        },
+        0..2_000u64,
+        6,
+        None,
+    )
+    .unwrap();
+    pool.apply(|| async { Ok(5_000) }, 100, None).unwrap();
+    let all = results.flush().await;
+    assert_eq!(all.len(), 2_100);
+    let ids: HashSet<_> = all.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 2_100);
+}
