@@ -73,6 +73,37 @@ where
     }
 }
 
+/// The port of a worker pool's workers: their UP messages go straight to the pool's own
+/// port, as if the pool sent them (from the pool), and their exits to the pool.
+pub(crate) struct ForwardPort<P: Thread> {
+    pub(crate) up: Arc<dyn UpPort<P::Up>>,
+    /// The pool's id: what the pool's parent sees as the sender.
+    pub(crate) pool: ChildId,
+    pub(crate) exits: InboxSender<P::Event>,
+}
+
+impl<P: Thread> UpPort<P::Up> for ForwardPort<P> {
+    fn try_send(&self, _from: ChildId, msg: P::Up) -> Result<(), TrySendError<P::Up>> {
+        self.up.try_send(self.pool, msg)
+    }
+
+    fn meter(&self) -> &Meter {
+        self.up.meter()
+    }
+
+    fn send_permitted(&self, _from: ChildId, msg: P::Up) {
+        self.up.send_permitted(self.pool, msg);
+    }
+
+    fn report(&self, from: ChildId, exit: ExitReport) {
+        self.exits.send_unmetered(Inbound::Exit(from, exit));
+    }
+
+    fn target(&self) -> &str {
+        self.up.target()
+    }
+}
+
 /// The port of a root: UP messages go to its [`Handle`](crate::Handle); the exit is the
 /// root task's output.
 pub(crate) struct RootPort<U> {
@@ -236,7 +267,20 @@ pub(crate) fn launch<T: Thread>(
     // `parent: None`: the path already says where the thread sits; nesting the spawner's
     // span would repeat it on every line.
     let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path);
-    tokio::spawn(drive(thread, ctx, rx, report).instrument(span))
+    spawn_in(span, drive(thread, ctx, rx, report))
+}
+
+/// Spawns a thread's task inside its span, or bare when no subscriber wants the span: a
+/// disabled span would still be entered and left on every poll, and take room in the task.
+fn spawn_in<F>(span: tracing::Span, task: F) -> JoinHandle<Exit>
+where
+    F: Future<Output = Exit> + Send + 'static,
+{
+    if span.is_disabled() {
+        tokio::spawn(task)
+    } else {
+        tokio::spawn(task.instrument(span))
+    }
 }
 
 /// Spawns a supervised thread's task (see [`crate::supervise`]).
@@ -250,7 +294,7 @@ where
 {
     let Prepared { ctx, rx, .. } = prepared;
     let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path);
-    tokio::spawn(crate::supervise::supervise(factory, ctx, rx, policy).instrument(span))
+    spawn_in(span, crate::supervise::supervise(factory, ctx, rx, policy))
 }
 
 /// How many DOWN messages (or inbound events) a thread handles back to back before a full

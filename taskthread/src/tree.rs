@@ -109,6 +109,8 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// Supervised: a completion or a failure is followed by a restart, so it keeps its queue.
     pub(crate) keep_queue_on_completion: bool,
     pub(crate) keep_queue_on_failure: bool,
+    /// A worker pool's resize hook, made by whichever asks first: the pool or a handle.
+    pool: OnceLock<Arc<crate::pool::PoolControl>>,
     pub(crate) queue: Q,
 }
 
@@ -201,6 +203,7 @@ impl<Q: Queue> Node<Q> {
             restarts: AtomicU32::new(0),
             keep_queue_on_completion: init.keep_queue.0,
             keep_queue_on_failure: init.keep_queue.1,
+            pool: OnceLock::new(),
             queue,
         }
     }
@@ -342,7 +345,9 @@ impl Node {
         if self.task.get().is_some_and(|t| t.id() == task) {
             return Some(Arc::clone(&self.path));
         }
-        let children = self.children_now();
+        // Walked under the locks, top down (nothing takes a parent's lock while holding a
+        // child's), without copying any list: `Handle::join` asks this on every call.
+        let children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
         children.iter().find_map(|c| c.path_of_task(task))
     }
 
@@ -356,6 +361,32 @@ impl Node {
             .clone();
         children.sort_unstable_by_key(|c| c.id);
         children
+    }
+
+    /// The resize hook of the worker pool this node runs (only pools call this).
+    pub(crate) fn pool_control(&self) -> &Arc<crate::pool::PoolControl> {
+        self.pool.get_or_init(Default::default)
+    }
+
+    /// The resize hook, if this node runs a worker pool that has made one.
+    #[cfg(feature = "control")]
+    pub(crate) fn pool_control_if_any(&self) -> Option<&Arc<crate::pool::PoolControl>> {
+        self.pool.get()
+    }
+
+    /// The live node of this subtree with this path.
+    #[cfg(feature = "control")]
+    pub(crate) fn find(self: &Arc<Self>, path: &str) -> Option<Arc<Node>> {
+        if *self.path == *path {
+            return Some(Arc::clone(self));
+        }
+        // Only descend into a child whose path is a prefix of the one sought.
+        self.children_now().into_iter().find_map(|c| {
+            let under = path.strip_prefix(&*c.path)?;
+            (under.is_empty() || under.starts_with('/'))
+                .then(|| c.find(path))
+                .flatten()
+        })
     }
 
     pub(crate) fn add_child(&self, child: Arc<Node>) {
