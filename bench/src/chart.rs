@@ -41,11 +41,7 @@ fn bars(results: &Results, metric: Metric, flavour: Flavour) -> Vec<(usize, Opti
         .collect()
 }
 
-fn draw(
-    results: &Results,
-    metric: Metric,
-    path: &Path,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(results: &Results, metric: Metric, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let flavours: Vec<Flavour> = Flavour::ALL
         .into_iter()
         .filter(|f| results.rows().contains(&(metric, *f)))
@@ -56,7 +52,8 @@ fn draw(
         .flat_map(|&f| bars(results, metric, f))
         .filter_map(|(_, v)| v)
         .fold(0.0f64, f64::max);
-    let top = if max > 0.0 { max * 1.15 } else { 1.0 };
+    // Head room above the tallest bar for the legend.
+    let top = if max > 0.0 { max * 1.5 } else { 1.0 };
     let groups = flavours.len().max(1) as f64;
 
     let root = SVGBackend::new(path, (760, 420)).into_drawing_area();
@@ -85,7 +82,9 @@ fn draw(
         .x_label_formatter(&|x| {
             let g = x.floor();
             if (x - g - 0.5).abs() < 1e-6 {
-                names.get(g as usize).map_or(String::new(), |n| (*n).to_owned())
+                names
+                    .get(g as usize)
+                    .map_or(String::new(), |n| (*n).to_owned())
             } else {
                 String::new()
             }

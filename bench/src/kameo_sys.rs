@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, SMALL_QUEUE, Scale, System,
-    Value, Workload, not_applicable, per, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, SMALL_QUEUE, Scale, System, Value,
+    Workload, not_applicable, per, tree_size,
 };
 use crate::probe;
 
@@ -34,8 +34,14 @@ impl System for KameoSys {
             Workload::Tell => {
                 let m = scale.tell_messages;
                 vec![
-                    (Metric::Tell64, flavour.block_on(move || tell(SMALL_QUEUE, m))),
-                    (Metric::TellLarge, flavour.block_on(move || tell(LARGE_QUEUE, m))),
+                    (
+                        Metric::Tell64,
+                        flavour.block_on(move || tell(SMALL_QUEUE, m)),
+                    ),
+                    (
+                        Metric::TellLarge,
+                        flavour.block_on(move || tell(LARGE_QUEUE, m)),
+                    ),
                 ]
             }
             Workload::Ask => vec![(Metric::Ask, flavour.block_on(move || ask(s.asks)))],
@@ -421,6 +427,7 @@ struct Node {
     depth: u32,
     breadth: usize,
     entered: Arc<Countdown>,
+    stopped: Arc<Countdown>,
 }
 
 impl Actor for Node {
@@ -434,6 +441,7 @@ impl Actor for Node {
                     depth: state.depth - 1,
                     breadth: state.breadth,
                     entered: Arc::clone(&state.entered),
+                    stopped: Arc::clone(&state.stopped),
                 };
                 Node::supervise(&me, child)
                     .restart_policy(RestartPolicy::Never)
@@ -443,6 +451,15 @@ impl Actor for Node {
         }
         state.entered.count();
         Ok(state)
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: kameo::actor::WeakActorRef<Self>,
+        _: kameo::error::ActorStopReason,
+    ) -> Result<(), Infallible> {
+        self.stopped.count();
+        Ok(())
     }
 }
 
@@ -454,14 +471,22 @@ impl Message<u64> for Node {
 
 async fn shutdown(depth: u32, breadth: usize) -> Value {
     let entered = Arc::new(Countdown::new(tree_size(depth, breadth)));
+    let stopped = Arc::new(Countdown::new(tree_size(depth, breadth)));
     let root = Node::spawn(Node {
         depth,
         breadth,
         entered: Arc::clone(&entered),
+        stopped: Arc::clone(&stopped),
     });
     entered.wait().await;
     let start = Instant::now();
     root.stop_gracefully().await.expect("the root runs");
     root.wait_for_shutdown().await;
-    Value::Measured(per(start.elapsed(), 1, 1_000_000.0))
+    let elapsed = start.elapsed();
+    // The figure counts only if the whole tree had stopped when the root was joined.
+    assert!(
+        stopped.is_done(),
+        "kameo: nodes still running after the root stopped"
+    );
+    Value::Measured(per(elapsed, 1, 1_000_000.0))
 }

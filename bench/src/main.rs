@@ -16,16 +16,16 @@
 //! re-runs itself), because a process that has already run other workloads keeps freed
 //! memory resident and would under-count.
 
-//mod actix_sys;
+mod actix_sys;
 mod chart;
 mod kameo_sys;
 mod model;
 mod probe;
-//mod ractor_sys;
+mod ractor_sys;
 mod relay;
 mod report;
 mod taskthread_sys;
-//mod tgs_sys;
+mod tgs_sys;
 mod tokio_hand;
 
 use std::io::Write as _;
@@ -44,11 +44,11 @@ use crate::report::Results;
 #[derive(Debug, Parser)]
 #[command(name = "taskthread-bench", version)]
 struct Cli {
-    /// A reduced run that finishes in under two minutes (smaller workloads, 2 rounds unless
+    /// A reduced run that finishes in under two minutes (smaller workloads, 3 rounds unless
     /// --rounds says otherwise).
     #[arg(long)]
     quick: bool,
-    /// Rounds per figure; the report gives the median (default: 5, or 2 with --quick).
+    /// Rounds per figure; the report gives the median (default: 5, or 3 with --quick).
     #[arg(long, value_name = "N")]
     rounds: Option<NonZeroU32>,
     /// Run only this workload (repeat for several).
@@ -87,9 +87,9 @@ fn systems() -> Vec<Box<dyn System>> {
         Box::new(tokio_hand::TokioHand),
         Box::new(taskthread_sys::TaskthreadSys),
         Box::new(kameo_sys::KameoSys),
-        // RACTOR
-        // ACTIX
-        // TGS
+        Box::new(ractor_sys::RactorSys),
+        Box::new(actix_sys::ActixSys),
+        Box::new(tgs_sys::TgsSys),
     ]
 }
 
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     };
     let rounds = cli
         .rounds
-        .map_or(if cli.quick { 2 } else { 5 }, NonZeroU32::get);
+        .map_or(if cli.quick { 3 } else { 5 }, NonZeroU32::get);
     let workloads: Vec<Workload> = if cli.only.is_empty() {
         Workload::ALL.to_vec()
     } else {

@@ -371,7 +371,10 @@ pub(crate) fn periodic_figures(cpu: Duration, lateness_ns: &mut [u64]) -> Figure
     let p50 = crate::probe::percentile(lateness_ns, 50.0);
     let p99 = crate::probe::percentile(lateness_ns, 99.0);
     vec![
-        (Metric::PeriodicCpu, Value::Measured(cpu.as_secs_f64() * 1_000.0)),
+        (
+            Metric::PeriodicCpu,
+            Value::Measured(cpu.as_secs_f64() * 1_000.0),
+        ),
         (Metric::PeriodicP50, Value::Measured(p50 as f64 / 1_000.0)),
         (Metric::PeriodicP99, Value::Measured(p99 as f64 / 1_000.0)),
     ]
@@ -399,6 +402,11 @@ impl Countdown {
         if self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
             self.zero.notify_one();
         }
+    }
+
+    /// Whether the count has reached zero.
+    pub(crate) fn is_done(&self) -> bool {
+        self.left.load(std::sync::atomic::Ordering::Acquire) == 0
     }
 
     /// Waits until the count has reached zero.

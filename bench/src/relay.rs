@@ -270,7 +270,12 @@ async fn connection(
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         let n = reader.read_buf(&mut buf).await.unwrap_or(0);
         stats.count_read(n);
-        if packets_tx.send(Packet::new(buf.freeze(), permit)).await.is_err() || n == 0 {
+        if packets_tx
+            .send(Packet::new(buf.freeze(), permit))
+            .await
+            .is_err()
+            || n == 0
+        {
             break;
         }
     }

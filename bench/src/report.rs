@@ -135,10 +135,13 @@ impl Results {
                         }
                         _ => format_value(v),
                     },
-                    (None, Some(Cell {
-                        not_applicable: Some(why),
-                        ..
-                    })) => {
+                    (
+                        None,
+                        Some(Cell {
+                            not_applicable: Some(why),
+                            ..
+                        }),
+                    ) => {
                         let n = match notes.iter().position(|w| w == why) {
                             Some(n) => n + 1,
                             None => {

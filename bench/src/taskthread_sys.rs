@@ -8,8 +8,8 @@ use taskthread::prelude::*;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, SMALL_QUEUE, Scale, System,
-    Value, Workload, per, periodic_figures, ticks, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, SMALL_QUEUE, Scale, System, Value,
+    Workload, per, periodic_figures, ticks, tree_size,
 };
 use crate::{probe, relay};
 
@@ -28,8 +28,14 @@ impl System for TaskthreadSys {
             Workload::Tell => {
                 let m = scale.tell_messages;
                 vec![
-                    (Metric::Tell64, flavour.block_on(move || tell(SMALL_QUEUE, m))),
-                    (Metric::TellLarge, flavour.block_on(move || tell(LARGE_QUEUE, m))),
+                    (
+                        Metric::Tell64,
+                        flavour.block_on(move || tell(SMALL_QUEUE, m)),
+                    ),
+                    (
+                        Metric::TellLarge,
+                        flavour.block_on(move || tell(LARGE_QUEUE, m)),
+                    ),
                 ]
             }
             Workload::Ask => vec![(Metric::Ask, flavour.block_on(move || ask(s.asks)))],
@@ -138,7 +144,12 @@ impl TellParent {
     }
 
     #[up]
-    async fn child_done(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, _d: TellDone) -> Result<()> {
+    async fn child_done(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        _d: TellDone,
+    ) -> Result<()> {
         self.done += 1;
         if self.done == CHILDREN {
             ctx.up(self.per_child * CHILDREN as u64).await?;

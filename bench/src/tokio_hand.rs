@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, PERIOD, SMALL_QUEUE, Scale, System, Value,
-    Workload, per,
+    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, PERIOD, SMALL_QUEUE, Scale, System,
+    Value, Workload, per,
 };
 use crate::model::{periodic_figures, ticks, tree_size};
 use crate::{probe, relay};
@@ -32,7 +32,10 @@ impl System for TokioHand {
         let s = scale.clone();
         match workload {
             Workload::Tell => vec![
-                (Metric::Tell64, flavour.block_on(move || tell(SMALL_QUEUE, s.tell_messages))),
+                (
+                    Metric::Tell64,
+                    flavour.block_on(move || tell(SMALL_QUEUE, s.tell_messages)),
+                ),
                 (Metric::TellLarge, {
                     let m = scale.tell_messages;
                     flavour.block_on(move || tell(LARGE_QUEUE, m))
@@ -54,7 +57,9 @@ impl System for TokioHand {
                     (metric, flavour.block_on(move || shutdown(depth, breadth)))
                 })
                 .collect(),
-            Workload::Periodic => flavour.block_on(move || periodic(s.periodic_tasks, s.periodic_for)),
+            Workload::Periodic => {
+                flavour.block_on(move || periodic(s.periodic_tasks, s.periodic_for))
+            }
             Workload::Relay => vec![(Metric::Relay, flavour.block_on(move || relay::run_tokio(s)))],
         }
     }
@@ -200,7 +205,11 @@ async fn fan_in(per_child: u64) -> Value {
     });
     let start = Instant::now();
     let (reply, answer) = oneshot::channel();
-    if parent_tx.send(FanInMsg::Fire(per_child, reply)).await.is_err() {
+    if parent_tx
+        .send(FanInMsg::Fire(per_child, reply))
+        .await
+        .is_err()
+    {
         panic!("the parent runs");
     }
     let got = answer.await.expect("the parent reports");
