@@ -54,9 +54,12 @@ struct Cli {
     /// Run only this workload (repeat for several).
     #[arg(long, value_enum, value_name = "WORKLOAD")]
     only: Vec<Workload>,
-    /// Run only this system (repeat for several); tokio always runs, for the ratios.
+    /// Run only this system (repeat for several); include tokio for the ratios.
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(SYSTEM_NAMES))]
     system: Vec<String>,
+    /// Run only on this runtime flavour (repeat for both, the default).
+    #[arg(long, value_name = "RUNTIME", value_parser = clap::builder::PossibleValuesParser::new(["current-thread", "multi-thread"]))]
+    runtime: Vec<String>,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -116,11 +119,11 @@ fn main() -> ExitCode {
     };
     let systems: Vec<Box<dyn System>> = systems()
         .into_iter()
-        .filter(|s| {
-            cli.system.is_empty()
-                || s.name() == report::REFERENCE
-                || cli.system.iter().any(|n| n == s.name())
-        })
+        .filter(|s| cli.system.is_empty() || cli.system.iter().any(|n| n == s.name()))
+        .collect();
+    let flavours: Vec<Flavour> = Flavour::ALL
+        .into_iter()
+        .filter(|f| cli.runtime.is_empty() || cli.runtime.iter().any(|r| r == f.name()))
         .collect();
     if scale.quick {
         eprintln!(
@@ -141,7 +144,7 @@ fn main() -> ExitCode {
     );
     for round in 1..=rounds {
         for &workload in &workloads {
-            for flavour in Flavour::ALL {
+            for &flavour in &flavours {
                 for (i, system) in systems.iter().enumerate() {
                     let t = Instant::now();
                     let figures = system.run(workload, flavour, &scale);
