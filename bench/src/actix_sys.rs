@@ -15,8 +15,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, Metric, PERIOD, Scale, System as BenchSystem, Value,
-    Workload, not_applicable, per, periodic_figures, ticks,
+    CHILDREN, Countdown, Figures, Flavour, Metric, PERIOD, RELAY_TWO_SIDES, Scale,
+    System as BenchSystem, Value, Workload, not_applicable, per, periodic_figures, ticks,
 };
 use crate::probe;
 
@@ -64,10 +64,7 @@ impl BenchSystem for ActixSys {
             Workload::Periodic => run_on(flavour, move |p| {
                 periodic(p, s.periodic_tasks, s.periodic_for)
             }),
-            Workload::Relay => not_applicable(
-                workload,
-                "the relay pipeline is written for taskthread and plain tokio only",
-            ),
+            Workload::Relay => not_applicable(workload, RELAY_TWO_SIDES),
         }
     }
 

@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, SMALL_QUEUE, Scale, System, Value,
-    Workload, not_applicable, per, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, RELAY_TWO_SIDES, Scale, Suite, System, Value, Workload,
+    per, tree_size,
 };
 use crate::probe;
 
@@ -23,52 +23,27 @@ use crate::probe;
 #[derive(Debug)]
 pub(crate) struct KameoSys;
 
+/// Its workloads.
+const SUITE: Suite = Suite {
+    tell: |capacity, messages| Box::pin(tell(capacity, messages)),
+    no_bounded_tell: None,
+    ask: |n| Box::pin(ask(n)),
+    fan_in: |n| Box::pin(fan_in(n)),
+    spawn: |n| Box::pin(spawn(n)),
+    shutdown: |depth, breadth| Box::pin(shutdown(depth, breadth)),
+    periodic: Err(
+        "no periodic or rescheduling tasks: a kameo user spawns a tokio interval loop that tells the actor",
+    ),
+    relay: Err(RELAY_TWO_SIDES),
+};
+
 impl System for KameoSys {
     fn name(&self) -> &'static str {
         "kameo"
     }
 
     fn run(&self, workload: Workload, flavour: Flavour, scale: &Scale) -> Figures {
-        let s = scale.clone();
-        match workload {
-            Workload::Tell => {
-                let m = scale.tell_messages;
-                vec![
-                    (
-                        Metric::Tell64,
-                        flavour.block_on(move || tell(SMALL_QUEUE, m)),
-                    ),
-                    (
-                        Metric::TellLarge,
-                        flavour.block_on(move || tell(LARGE_QUEUE, m)),
-                    ),
-                ]
-            }
-            Workload::Ask => vec![(Metric::Ask, flavour.block_on(move || ask(s.asks)))],
-            Workload::FanIn => vec![(
-                Metric::FanIn,
-                flavour.block_on(move || fan_in(s.fan_in_per_child)),
-            )],
-            Workload::Spawn => vec![(
-                Metric::Spawn,
-                flavour.block_on(move || spawn(s.spawn_children)),
-            )],
-            Workload::Shutdown => scale
-                .shutdown_trees()
-                .into_iter()
-                .map(|(metric, depth, breadth)| {
-                    (metric, flavour.block_on(move || shutdown(depth, breadth)))
-                })
-                .collect(),
-            Workload::Periodic => not_applicable(
-                workload,
-                "no periodic or rescheduling tasks: a kameo user spawns a tokio interval loop that tells the actor",
-            ),
-            Workload::Relay => not_applicable(
-                workload,
-                "the relay pipeline is written for taskthread and plain tokio only",
-            ),
-        }
+        SUITE.run(workload, flavour, scale)
     }
 
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {

@@ -350,6 +350,88 @@ pub(crate) trait System: Sync {
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64);
 }
 
+/// A future a workload returns, boxed so that systems can list their workloads as plain
+/// function pointers.
+pub(crate) type Run<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The workloads of a system that runs on the shared tokio runtime, as functions; `Err`
+/// says why a workload is not applicable. [`Suite::run`] is the dispatch they all share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Suite {
+    /// Tell with queues of the given capacity: (capacity, messages).
+    pub(crate) tell: fn(usize, u64) -> Run<Value>,
+    /// Why there is no tell with a bounded queue of 64, if there is none.
+    pub(crate) no_bounded_tell: Option<&'static str>,
+    /// Ask: round trips.
+    pub(crate) ask: fn(u64) -> Run<Value>,
+    /// Fan-in: messages per child.
+    pub(crate) fan_in: fn(u64) -> Run<Value>,
+    /// Spawn: children.
+    pub(crate) spawn: fn(usize) -> Run<Value>,
+    /// Shutdown: (depth, breadth).
+    pub(crate) shutdown: fn(u32, usize) -> Run<Value>,
+    /// Periodic: (tasks, duration).
+    pub(crate) periodic: Result<fn(usize, Duration) -> Run<Figures>, &'static str>,
+    /// Relay.
+    pub(crate) relay: Result<fn(Scale) -> Run<Value>, &'static str>,
+}
+
+impl Suite {
+    /// Runs `workload` once on a fresh runtime of `flavour`.
+    pub(crate) fn run(&self, workload: Workload, flavour: Flavour, scale: &Scale) -> Figures {
+        let s = scale.clone();
+        match workload {
+            Workload::Tell => {
+                let (tell, m) = (self.tell, scale.tell_messages);
+                let small = match self.no_bounded_tell {
+                    Some(why) => Value::NotApplicable(why),
+                    None => flavour.block_on(move || tell(SMALL_QUEUE, m)),
+                };
+                let large = flavour.block_on(move || tell(LARGE_QUEUE, m));
+                vec![(Metric::Tell64, small), (Metric::TellLarge, large)]
+            }
+            Workload::Ask => {
+                let ask = self.ask;
+                vec![(Metric::Ask, flavour.block_on(move || ask(s.asks)))]
+            }
+            Workload::FanIn => {
+                let fan_in = self.fan_in;
+                let value = flavour.block_on(move || fan_in(s.fan_in_per_child));
+                vec![(Metric::FanIn, value)]
+            }
+            Workload::Spawn => {
+                let spawn = self.spawn;
+                let value = flavour.block_on(move || spawn(s.spawn_children));
+                vec![(Metric::Spawn, value)]
+            }
+            Workload::Shutdown => {
+                let shutdown = self.shutdown;
+                scale
+                    .shutdown_trees()
+                    .into_iter()
+                    .map(|(metric, depth, breadth)| {
+                        (metric, flavour.block_on(move || shutdown(depth, breadth)))
+                    })
+                    .collect()
+            }
+            Workload::Periodic => match self.periodic {
+                Ok(periodic) => {
+                    flavour.block_on(move || periodic(s.periodic_tasks, s.periodic_for))
+                }
+                Err(why) => not_applicable(workload, why),
+            },
+            Workload::Relay => match self.relay {
+                Ok(relay) => vec![(Metric::Relay, flavour.block_on(move || relay(s)))],
+                Err(why) => not_applicable(workload, why),
+            },
+        }
+    }
+}
+
+/// Why the peers have no relay figure.
+pub(crate) const RELAY_TWO_SIDES: &str =
+    "the relay pipeline is written for taskthread and plain tokio only";
+
 /// Per-unit time in `unit_ns` units: elapsed over `count`.
 pub(crate) fn per(elapsed: Duration, count: u64, unit_ns: f64) -> f64 {
     elapsed.as_nanos() as f64 / count as f64 / unit_ns

@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, Metric, PERIOD, Scale, System, Value, Workload,
-    not_applicable, per, periodic_figures, ticks, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, PERIOD, RELAY_TWO_SIDES, Scale, Suite, System, Value,
+    Workload, per, periodic_figures, ticks, tree_size,
 };
 use crate::probe;
 
@@ -21,6 +21,18 @@ pub(crate) struct RactorSys;
 
 /// Why ractor has no bounded-queue figure.
 const UNBOUNDED: &str = "ractor's mailboxes are unbounded: no queue of 64";
+
+/// Its workloads.
+const SUITE: Suite = Suite {
+    tell: |_capacity, messages| Box::pin(tell(messages)),
+    no_bounded_tell: Some(UNBOUNDED),
+    ask: |n| Box::pin(ask(n)),
+    fan_in: |n| Box::pin(fan_in(n)),
+    spawn: |n| Box::pin(spawn(n)),
+    shutdown: |depth, breadth| Box::pin(shutdown(depth, breadth)),
+    periodic: Ok(|tasks, run_for| Box::pin(periodic(tasks, run_for))),
+    relay: Err(RELAY_TWO_SIDES),
+};
 
 impl System for RactorSys {
     fn name(&self) -> &'static str {
@@ -32,39 +44,7 @@ impl System for RactorSys {
     }
 
     fn run(&self, workload: Workload, flavour: Flavour, scale: &Scale) -> Figures {
-        let s = scale.clone();
-        match workload {
-            Workload::Tell => vec![
-                (Metric::Tell64, Value::NotApplicable(UNBOUNDED)),
-                (
-                    Metric::TellLarge,
-                    flavour.block_on(move || tell(s.tell_messages)),
-                ),
-            ],
-            Workload::Ask => vec![(Metric::Ask, flavour.block_on(move || ask(s.asks)))],
-            Workload::FanIn => vec![(
-                Metric::FanIn,
-                flavour.block_on(move || fan_in(s.fan_in_per_child)),
-            )],
-            Workload::Spawn => vec![(
-                Metric::Spawn,
-                flavour.block_on(move || spawn(s.spawn_children)),
-            )],
-            Workload::Shutdown => scale
-                .shutdown_trees()
-                .into_iter()
-                .map(|(metric, depth, breadth)| {
-                    (metric, flavour.block_on(move || shutdown(depth, breadth)))
-                })
-                .collect(),
-            Workload::Periodic => {
-                flavour.block_on(move || periodic(s.periodic_tasks, s.periodic_for))
-            }
-            Workload::Relay => not_applicable(
-                workload,
-                "the relay pipeline is written for taskthread and plain tokio only",
-            ),
-        }
+        SUITE.run(workload, flavour, scale)
     }
 
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {

@@ -13,15 +13,26 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, LARGE_QUEUE, Metric, PERIOD, SMALL_QUEUE, Scale, System,
-    Value, Workload, per,
+    CHILDREN, Countdown, Figures, Flavour, PERIOD, SMALL_QUEUE, Scale, Suite, System, Value,
+    Workload, per, periodic_figures, ticks, tree_size,
 };
-use crate::model::{periodic_figures, ticks, tree_size};
 use crate::{probe, relay};
 
 /// Hand-written tokio.
 #[derive(Debug)]
 pub(crate) struct TokioHand;
+
+/// Its workloads.
+const SUITE: Suite = Suite {
+    tell: |capacity, messages| Box::pin(tell(capacity, messages)),
+    no_bounded_tell: None,
+    ask: |n| Box::pin(ask(n)),
+    fan_in: |n| Box::pin(fan_in(n)),
+    spawn: |n| Box::pin(spawn(n)),
+    shutdown: |depth, breadth| Box::pin(shutdown(depth, breadth)),
+    periodic: Ok(|tasks, run_for| Box::pin(periodic(tasks, run_for))),
+    relay: Ok(|scale| Box::pin(relay::run_tokio(scale))),
+};
 
 impl System for TokioHand {
     fn name(&self) -> &'static str {
@@ -29,39 +40,7 @@ impl System for TokioHand {
     }
 
     fn run(&self, workload: Workload, flavour: Flavour, scale: &Scale) -> Figures {
-        let s = scale.clone();
-        match workload {
-            Workload::Tell => vec![
-                (
-                    Metric::Tell64,
-                    flavour.block_on(move || tell(SMALL_QUEUE, s.tell_messages)),
-                ),
-                (Metric::TellLarge, {
-                    let m = scale.tell_messages;
-                    flavour.block_on(move || tell(LARGE_QUEUE, m))
-                }),
-            ],
-            Workload::Ask => vec![(Metric::Ask, flavour.block_on(move || ask(s.asks)))],
-            Workload::FanIn => vec![(
-                Metric::FanIn,
-                flavour.block_on(move || fan_in(s.fan_in_per_child)),
-            )],
-            Workload::Spawn => vec![(
-                Metric::Spawn,
-                flavour.block_on(move || spawn(s.spawn_children)),
-            )],
-            Workload::Shutdown => scale
-                .shutdown_trees()
-                .into_iter()
-                .map(|(metric, depth, breadth)| {
-                    (metric, flavour.block_on(move || shutdown(depth, breadth)))
-                })
-                .collect(),
-            Workload::Periodic => {
-                flavour.block_on(move || periodic(s.periodic_tasks, s.periodic_for))
-            }
-            Workload::Relay => vec![(Metric::Relay, flavour.block_on(move || relay::run_tokio(s)))],
-        }
+        SUITE.run(workload, flavour, scale)
     }
 
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {
