@@ -354,6 +354,9 @@ pub(crate) trait System: Sync {
 /// function pointers.
 pub(crate) type Run<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The periodic workload: (tasks, duration) to its figures.
+pub(crate) type PeriodicRun = fn(usize, Duration) -> Run<Figures>;
+
 /// The workloads of a system that runs on the shared tokio runtime, as functions; `Err`
 /// says why a workload is not applicable. [`Suite::run`] is the dispatch they all share.
 #[derive(Debug, Clone, Copy)]
@@ -371,7 +374,7 @@ pub(crate) struct Suite {
     /// Shutdown: (depth, breadth).
     pub(crate) shutdown: fn(u32, usize) -> Run<Value>,
     /// Periodic: (tasks, duration).
-    pub(crate) periodic: Result<fn(usize, Duration) -> Run<Figures>, &'static str>,
+    pub(crate) periodic: Result<PeriodicRun, &'static str>,
     /// Relay.
     pub(crate) relay: Result<fn(Scale) -> Run<Value>, &'static str>,
 }
