@@ -457,11 +457,9 @@ async fn shutdown(depth: u32, breadth: usize) -> Value {
     let start = Instant::now();
     root.stop_gracefully().await.expect("the root runs");
     root.wait_for_shutdown().await;
-    let elapsed = start.elapsed();
-    // The figure counts only if the whole tree had stopped when the root was joined.
-    assert!(
-        stopped.is_done(),
-        "kameo: nodes still running after the root stopped"
-    );
-    Value::Measured(per(elapsed, 1, 1_000_000.0))
+    // On the multi-thread runtime the root can report its shutdown while some descendants
+    // are still in `on_stop`: the figure runs until every node has stopped, as for the
+    // other systems.
+    stopped.wait().await;
+    Value::Measured(per(start.elapsed(), 1, 1_000_000.0))
 }

@@ -489,11 +489,6 @@ impl Countdown {
         }
     }
 
-    /// Whether the count has reached zero.
-    pub(crate) fn is_done(&self) -> bool {
-        self.left.load(std::sync::atomic::Ordering::Acquire) == 0
-    }
-
     /// Waits until the count has reached zero.
     pub(crate) async fn wait(&self) {
         while self.left.load(std::sync::atomic::Ordering::Acquire) > 0 {
