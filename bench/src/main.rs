@@ -1,0 +1,265 @@
+//! `taskthread-bench`: taskthread side by side with hand-written tokio (the limit) and
+//! with the frameworks users would pick instead, on the same workloads, in one run.
+//!
+//! Every workload runs for every system on the current-thread and on the multi-thread
+//! runtime, for several rounds (systems interleaved within a round), and the medians are
+//! printed as a markdown table with each system's cost relative to hand-written tokio.
+//!
+//! ```text
+//! cargo run --release -p taskthread-bench -- --quick
+//! cargo run --release -p taskthread-bench -- --json results.json --charts docs/bench --markdown table.md
+//! cargo run --release -p taskthread-bench -- --only tell --only ask --rounds 3
+//! ```
+//!
+//! The workloads, the model each system follows and what is not applicable are described in
+//! `docs/benchmarks.md`. Idle memory is measured in a fresh process per figure (this binary
+//! re-runs itself), because a process that has already run other workloads keeps freed
+//! memory resident and would under-count.
+
+mod actix_sys;
+mod chart;
+mod kameo_sys;
+mod model;
+mod probe;
+mod ractor_sys;
+mod relay;
+mod report;
+mod taskthread_sys;
+mod tgs_sys;
+mod tokio_hand;
+
+use std::io::Write as _;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::model::{Flavour, Metric, Scale, System, Value, Workload};
+use crate::report::Results;
+
+/// Runs every workload for every system, on both tokio runtime flavours, and reports the
+/// medians with each system's ratio to hand-written tokio.
+#[derive(Debug, Parser)]
+#[command(name = "taskthread-bench", version)]
+struct Cli {
+    /// A reduced run that finishes in under two minutes (smaller workloads, 3 rounds unless
+    /// --rounds says otherwise).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per figure; the report gives the median (default: 5, or 3 with --quick).
+    #[arg(long, value_name = "N")]
+    rounds: Option<NonZeroU32>,
+    /// Run only this workload (repeat for several).
+    #[arg(long, value_enum, value_name = "WORKLOAD")]
+    only: Vec<Workload>,
+    /// Run only this system (repeat for several); include tokio for the ratios.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(SYSTEM_NAMES))]
+    system: Vec<String>,
+    /// Run only on this runtime flavour (repeat for both, the default).
+    #[arg(long, value_name = "RUNTIME", value_parser = clap::builder::PossibleValuesParser::new(["current-thread", "multi-thread"]))]
+    runtime: Vec<String>,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Write the markdown table to this file (it is printed on stdout in any case).
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
+    /// Write one SVG bar chart per workload into this directory.
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
+    /// Internal: measure idle memory of SYSTEM:RUNTIME:N in this process and print
+    /// "before after" in bytes.
+    #[arg(long, hide = true, value_name = "SYSTEM:RUNTIME:N")]
+    memory_probe: Option<String>,
+}
+
+/// The systems, in column order (the first is the reference).
+const SYSTEM_NAMES: [&str; 6] = [
+    "tokio",
+    "taskthread",
+    "kameo",
+    "ractor",
+    "actix",
+    "tokio-graceful-shutdown",
+];
+
+fn systems() -> Vec<Box<dyn System>> {
+    vec![
+        Box::new(tokio_hand::TokioHand),
+        Box::new(taskthread_sys::TaskthreadSys),
+        Box::new(kameo_sys::KameoSys),
+        Box::new(ractor_sys::RactorSys),
+        Box::new(actix_sys::ActixSys),
+        Box::new(tgs_sys::TgsSys),
+    ]
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(spec) = &cli.memory_probe {
+        return memory_probe(spec);
+    }
+    let scale = if cli.quick {
+        Scale::quick()
+    } else {
+        Scale::full()
+    };
+    let rounds = cli
+        .rounds
+        .map_or(if cli.quick { 3 } else { 5 }, NonZeroU32::get);
+    let workloads: Vec<Workload> = if cli.only.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        Workload::ALL
+            .into_iter()
+            .filter(|w| cli.only.contains(w))
+            .collect()
+    };
+    let systems: Vec<Box<dyn System>> = systems()
+        .into_iter()
+        .filter(|s| cli.system.is_empty() || cli.system.iter().any(|n| n == s.name()))
+        .collect();
+    let flavours: Vec<Flavour> = Flavour::ALL
+        .into_iter()
+        .filter(|f| cli.runtime.is_empty() || cli.runtime.iter().any(|r| r == f.name()))
+        .collect();
+    if scale.quick {
+        eprintln!(
+            "quick run: {rounds} rounds, smaller workloads (tell {} messages, ask {}, fan-in {} per child, shutdown flat {} instead of 100000, periodic for {:?}, relay {} frames per client)",
+            scale.tell_messages,
+            scale.asks,
+            scale.fan_in_per_child,
+            scale.shutdown_flat,
+            scale.periodic_for,
+            scale.relay_frames
+        );
+    }
+
+    let started = Instant::now();
+    let mut results = Results::new(
+        systems.iter().map(|s| (s.name(), s.note())).collect(),
+        scale.clone(),
+    );
+    for round in 1..=rounds {
+        for &workload in &workloads {
+            for &flavour in &flavours {
+                for (i, system) in systems.iter().enumerate() {
+                    let t = Instant::now();
+                    let figures = system.run(workload, flavour, &scale);
+                    let mut line = format!(
+                        "[{:>4.0}s] round {round}/{rounds} {workload:?} {} {}:",
+                        started.elapsed().as_secs_f64(),
+                        flavour.name(),
+                        system.name()
+                    );
+                    for (metric, value) in figures {
+                        results.record(metric, flavour, i, value);
+                        line.push_str(&describe(metric, value));
+                    }
+                    if workload == Workload::Spawn {
+                        let value = idle_memory(system.as_ref(), flavour, scale.spawn_children);
+                        results.record(Metric::IdleMemory, flavour, i, value);
+                        line.push_str(&describe(Metric::IdleMemory, value));
+                    }
+                    eprintln!("{line} ({:.1}s)", t.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+
+    let table = results.markdown();
+    println!("{table}");
+    let mut ok = true;
+    if let Some(path) = &cli.markdown {
+        ok &= write_file(path, table.as_bytes());
+    }
+    if let Some(path) = &cli.json {
+        ok &= write_file(path, results.json().as_bytes());
+    }
+    if let Some(dir) = &cli.charts {
+        match chart::write_all(&results, dir) {
+            Ok(files) => eprintln!("{} charts written to {}", files.len(), dir.display()),
+            Err(e) => {
+                eprintln!("error: cannot write the charts to {}: {e}", dir.display());
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn describe(metric: Metric, value: Value) -> String {
+    match value {
+        Value::Measured(v) => format!(
+            " {}={} {}",
+            metric.slug(),
+            report::format_value(v),
+            metric.unit()
+        ),
+        Value::NotApplicable(_) => format!(" {} n/a", metric.slug()),
+    }
+}
+
+fn write_file(path: &PathBuf, bytes: &[u8]) -> bool {
+    match std::fs::File::create(path).and_then(|mut f| f.write_all(bytes)) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// Idle memory of one system, per child: the resident growth measured in a fresh process.
+fn idle_memory(system: &dyn System, flavour: Flavour, n: usize) -> Value {
+    if let Some(why) = system.idle_memory_not_applicable() {
+        return Value::NotApplicable(why);
+    }
+    let exe = std::env::current_exe().expect("this program's path");
+    let out = Command::new(exe)
+        .arg("--memory-probe")
+        .arg(format!("{}:{}:{n}", system.name(), flavour.name()))
+        .output()
+        .expect("re-running this program");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    match (out.status.success(), fields.next(), fields.next()) {
+        (true, Some(Ok(before)), Some(Ok(after))) => {
+            Value::Measured(after.saturating_sub(before) as f64 / n as f64)
+        }
+        _ => panic!(
+            "the memory probe of {} failed: {}",
+            system.name(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Runs in a fresh process: prints "before after" (bytes).
+fn memory_probe(spec: &str) -> ExitCode {
+    let mut parts = spec.split(':');
+    let (Some(name), Some(flavour), Some(n), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        eprintln!("error: --memory-probe takes SYSTEM:RUNTIME:N");
+        return ExitCode::FAILURE;
+    };
+    let (Some(system), Some(flavour), Ok(n)) = (
+        systems().into_iter().find(|s| s.name() == name),
+        Flavour::parse(flavour),
+        n.parse::<usize>(),
+    ) else {
+        eprintln!("error: unknown system, runtime or count in {spec:?}");
+        return ExitCode::FAILURE;
+    };
+    let (before, after) = system.idle_memory(flavour, n);
+    println!("{before} {after}");
+    ExitCode::SUCCESS
+}
