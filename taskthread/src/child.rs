@@ -134,6 +134,8 @@ pub struct ChildOptions {
     pub(crate) stage: u32,
     pub(crate) stop_deadline: StopDeadline,
     pub(crate) blocking_limit: Option<usize>,
+    /// Tell watchers each time a DOWN message has been handled (a worker pool's workers).
+    pub(crate) reports_done: bool,
 }
 
 /// A thread's stop deadline as given in its options.
@@ -230,6 +232,13 @@ impl ChildOptions {
     pub fn blocking_limit(mut self, limit: usize) -> Self {
         assert!(limit > 0, "a blocking limit must be at least 1");
         self.blocking_limit = Some(limit);
+        self
+    }
+
+    /// For a worker pool's workers: the node counts the DOWN messages it has finished
+    /// handling and wakes whoever waits for a count.
+    pub(crate) fn reporting_done(mut self) -> Self {
+        self.reports_done = true;
         self
     }
 }

@@ -408,6 +408,7 @@ impl<T: Thread> Ctx<T> {
             blocking_limit: options
                 .blocking_limit
                 .unwrap_or(crate::DEFAULT_BLOCKING_LIMIT),
+            reports_done: options.reports_done,
             keep_queue,
         };
         let prepared = prepare::<C>(id, init, port);

@@ -501,6 +501,9 @@ pub(crate) fn run_thread<'a, T: Thread>(
                             let handler = pin!(thread.__down(ctx, msg));
                             run_user(handler, node, down, stopping, &mut stop).await
                         };
+                        if let Some(done) = node.done.as_deref() {
+                            done.finish_one();
+                        }
                         if let Err(exit) = outcome {
                             state.fail(ctx, down, exit);
                             break;

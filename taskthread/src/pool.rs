@@ -1,7 +1,7 @@
 //! [`WorkerPool`]: a thread that keeps N identical worker threads, hands each job sent to
 //! it to one free worker, and is resized while it runs through a [`PoolHandle`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,8 +33,8 @@ use crate::thread::{Accepts, Asks, ChildExit, ChildId, HandlesStream, Thread};
 ///   Stopping a worker is graceful: it finishes the jobs it holds, and jobs still waiting in
 ///   the pool go to the others. No job is lost by resizing.
 ///
-/// A worker holds at most one job besides the one it is handling (its queue has room for
-/// one), so a job waits behind at most one other on its worker. A worker that ends on its own
+/// A worker is given a job only once it has finished the last one it was given, so no job
+/// ever waits behind another on a busy worker while a free one idles. A worker that ends on its own
 /// (it fails, panics or completes) is logged and not replaced: [`PoolHandle::start`] adds
 /// workers again. A pool stopping with jobs queued and no worker left starts one to finish
 /// them.
@@ -81,12 +81,14 @@ pub struct WorkerPool<W: Thread> {
     max: usize,
     /// Workers that take jobs, oldest first; stopped ones are removed at once.
     workers: Vec<ChildRef<W>>,
-    /// Workers with room for a job, in the order they became free.
+    /// Workers that have finished every job they were given, in the order they became free.
     free: VecDeque<ChildId>,
+    /// How many jobs each worker has been given.
+    given: HashMap<ChildId, u64>,
     ready_tx: mpsc::UnboundedSender<ChildId>,
     ready_rx: mpsc::UnboundedReceiver<ChildId>,
-    /// One watcher per job handed out: it waits until the worker has taken the job off its
-    /// queue, then marks the worker free.
+    /// One watcher per job handed out: it waits until the worker has finished it, then
+    /// marks the worker free.
     watchers: JoinSet<()>,
     control: Option<Arc<PoolControl>>,
 }
@@ -115,6 +117,7 @@ impl<W: Thread> WorkerPool<W> {
             max: DEFAULT_MAX_WORKERS,
             workers: Vec::new(),
             free: VecDeque::new(),
+            given: HashMap::new(),
             ready_tx,
             ready_rx,
             watchers: JoinSet::new(),
@@ -150,7 +153,10 @@ impl<W: Thread> WorkerPool<W> {
         for _ in 0..n {
             let worker = ctx.spawn_forwarding(
                 (self.factory)(),
-                ChildOptions::new().name(W::DEFAULT_NAME).capacity(1),
+                ChildOptions::new()
+                    .name(W::DEFAULT_NAME)
+                    .capacity(1)
+                    .reporting_done(),
             );
             self.free.push_back(worker.id());
             self.workers.push(worker);
@@ -162,6 +168,7 @@ impl<W: Thread> WorkerPool<W> {
         for worker in self.workers.drain(self.workers.len() - n..).rev() {
             worker.stop();
             self.free.retain(|&id| id != worker.id());
+            self.given.remove(&worker.id());
         }
         self.publish();
     }
@@ -220,14 +227,18 @@ impl<W: Thread> WorkerPool<W> {
         while self.watchers.try_join_next().is_some() {}
     }
 
-    /// Marks the worker free again once it has taken its job off its queue.
-    fn watch(&mut self, id: ChildId, tx: mpsc::Sender<W::Down>) {
+    /// Marks the worker free again once it has finished every job it was given.
+    fn watch(&mut self, worker: &ChildRef<W>) {
+        let id = worker.id();
+        let given = self.given.get(&id).copied().unwrap_or_default();
+        let node = Arc::clone(&worker.node);
         let ready = self.ready_tx.clone();
         self.watchers.spawn(async move {
-            if let Ok(permit) = tx.reserve().await {
-                drop(permit);
-                let _ = ready.send(id);
-            }
+            let Some(done) = node.done.as_deref() else {
+                unreachable!("workers are spawned reporting what they finish")
+            };
+            std::future::poll_fn(|cx| done.poll_finished(given, cx)).await;
+            let _ = ready.send(id);
         });
     }
 
@@ -245,8 +256,9 @@ impl<W: Thread> WorkerPool<W> {
                 };
                 match worker.tx.try_send(job) {
                     Ok(()) => {
-                        let tx = worker.tx.clone();
-                        self.watch(id, tx);
+                        *self.given.entry(id).or_default() += 1;
+                        let worker = worker.clone();
+                        self.watch(&worker);
                         return Ok(());
                     }
                     // Stopping (or ended): the job goes to another worker.
@@ -254,8 +266,8 @@ impl<W: Thread> WorkerPool<W> {
                     // Not free after all: watch it again.
                     Err(mpsc::error::TrySendError::Full(back)) => {
                         job = back;
-                        let tx = worker.tx.clone();
-                        self.watch(id, tx);
+                        let worker = worker.clone();
+                        self.watch(&worker);
                     }
                 }
             }
@@ -365,6 +377,7 @@ impl<W: Thread> Thread for WorkerPool<W> {
             // Not stopped by the pool: it ended on its own.
             self.workers.remove(at);
             self.free.retain(|&id| id != from);
+            self.given.remove(&from);
             self.publish();
             if exit.exit.is_failure() {
                 crate::tree::log_exit(ctx.path(), &exit);

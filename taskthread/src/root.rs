@@ -87,6 +87,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         blocking_limit: options
             .blocking_limit
             .unwrap_or(crate::DEFAULT_BLOCKING_LIMIT),
+        reports_done: options.reports_done,
         keep_queue: (false, false),
     };
     let prepared = prepare::<T>(ChildId::next(), init, Arc::new(RootPort { tx: up_tx }));

@@ -102,6 +102,8 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     pub(crate) stop_deadline: Option<Duration>,
     /// How many `spawn_blocking` jobs run at once.
     pub(crate) blocking_limit: usize,
+    /// For a worker pool's workers only: DOWN messages finished, and who waits for them.
+    pub(crate) done: Option<Box<DoneSignal>>,
     /// The thread's task, for aborting it from above.
     task: OnceLock<AbortHandle>,
     /// How often a supervisor has started it again.
@@ -138,6 +140,7 @@ pub(crate) struct NodeInit {
     pub(crate) capacity: usize,
     pub(crate) stop_deadline: Option<Duration>,
     pub(crate) blocking_limit: usize,
+    pub(crate) reports_done: bool,
     /// `(on completion, on failure)`: see [`Node::stop_closes_queue`].
     pub(crate) keep_queue: (bool, bool),
 }
@@ -179,6 +182,32 @@ fn build_path(parent: Option<&str>, name: &str, suffix: u32) -> Arc<str> {
     Arc::from(std::str::from_utf8(&buf[..len]).unwrap_or_default())
 }
 
+/// How many DOWN messages a thread has finished handling, for a worker pool that hands a
+/// job only to a worker that has finished the ones it was given.
+#[derive(Default)]
+pub(crate) struct DoneSignal {
+    finished: AtomicU64,
+    waiter: AtomicWaker,
+}
+
+impl DoneSignal {
+    /// One more DOWN message handled (its handler returned, failed or panicked).
+    pub(crate) fn finish_one(&self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        self.waiter.wake();
+    }
+
+    /// Ready once `count` DOWN messages have been handled; else `cx` is woken by the next.
+    pub(crate) fn poll_finished(&self, count: u64, cx: &mut Context<'_>) -> Poll<()> {
+        self.waiter.register(cx.waker());
+        if self.finished.load(Ordering::SeqCst) >= count {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 impl<Q: Queue> Node<Q> {
     pub(crate) fn new(id: ChildId, init: NodeInit, queue: Q) -> Self {
         let name_at = init.parent.as_ref().map_or(0, |p| p.len() + 1);
@@ -199,6 +228,7 @@ impl<Q: Queue> Node<Q> {
             slot: AtomicUsize::new(0),
             stop_deadline: init.stop_deadline,
             blocking_limit: init.blocking_limit,
+            done: init.reports_done.then(Box::default),
             task: OnceLock::new(),
             restarts: AtomicU32::new(0),
             keep_queue_on_completion: init.keep_queue.0,

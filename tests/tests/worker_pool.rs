@@ -145,8 +145,9 @@ async fn a_full_pool_applies_backpressure() {
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(accepted < 100, "no backpressure");
     }
-    // One being handled, one in the worker's queue, one held by the pool, two in its queue.
-    assert_eq!(accepted, 5);
+    // One being handled (a worker is given a job only once it has finished the last), one
+    // held by the pool, two in its queue.
+    assert_eq!(accepted, 4);
     // A worker more takes the held job and the next one: room again.
     root.child_ref().pool().start(1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -216,13 +217,20 @@ async fn stopping_workers_finish_the_jobs_they_hold() {
         root.send(Job(n, Duration::from_secs(1))).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1)).await;
-    // Every worker holds two jobs: stopping all four still handles all eight.
+    // Every worker holds one job: stopping all four still handles those four.
     let status = handle.stop(4).await.unwrap();
     assert_eq!(status.running, 0);
-    for _ in 0..8 {
+    for _ in 0..4 {
+        root.recv().await.unwrap();
+    }
+    assert_eq!(counts(&seen).len(), 4);
+    // The other four waited in the pool, and go to the next worker.
+    handle.start(1).await.unwrap();
+    for _ in 0..4 {
         root.recv().await.unwrap();
     }
     assert_eq!(counts(&seen).len(), 8);
+    assert!(counts(&seen).values().all(|&c| c == 1));
     root.stop();
     root.join().await.into_result().unwrap();
 }
@@ -489,4 +497,32 @@ async fn a_supervised_pool_takes_commands_again_after_a_restart() {
     root.stop();
     root.join().await.into_result().unwrap();
     assert!(handle.is_ended());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_never_waits_behind_a_busy_worker_while_another_is_idle() {
+    let seen = Seen::default();
+    let mut root = taskthread::spawn(pool(&seen).size(2));
+    let start = tokio::time::Instant::now();
+    // One long job occupies a worker; the short ones must all go to the other, one after
+    // the other, rather than wait in the busy worker's queue.
+    root.send(Job(0, Duration::from_secs(100))).await.unwrap();
+    for n in 1..=3 {
+        root.send(Job(n, Duration::ZERO)).await.unwrap();
+    }
+    for n in 1..=3 {
+        assert_eq!(root.recv().await, Some(n));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(100),
+        "the short jobs did not wait for the long one"
+    );
+    assert_eq!(root.recv().await, Some(0));
+    let seen = seen.lock().unwrap().clone();
+    let worker_of = |job: u64| seen.iter().find(|(j, _)| *j == job).unwrap().1.clone();
+    assert_ne!(worker_of(0), worker_of(1));
+    assert_eq!(worker_of(1), worker_of(2));
+    assert_eq!(worker_of(2), worker_of(3));
+    root.stop();
+    root.join().await.into_result().unwrap();
 }
