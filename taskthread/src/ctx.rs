@@ -22,7 +22,7 @@ use crate::driver::{
     ForwardPort, ParentSink, Prepared, UpPort, launch, launch_supervised, prepare,
 };
 use crate::error::{SendError, TrySendError};
-use crate::inbox::{Inbound, Inbox, InboxSender, Refused, inbox};
+use crate::inbox::{Inbound, Inbox, Refused, inbox};
 use crate::reschedule::{TaskRef, Timetable};
 use crate::supervise::RestartPolicy;
 use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
@@ -62,7 +62,6 @@ type ChildMap = HashMap<ChildId, ChildEntry, BuildHasherDefault<IdHasher>>;
 /// first use, so a leaf thread stays small.
 pub(crate) struct Family<T: Thread> {
     pub(crate) inbox: Inbox<T::Event>,
-    inbox_tx: InboxSender<T::Event>,
     /// The children's way UP, shared by all of them.
     sink: Arc<ParentSink<T>>,
     /// In no order; listings sort by id, which is spawn order.
@@ -82,12 +81,11 @@ impl<T: Thread> Family<T> {
     fn new(node: &Arc<Node>) -> Self {
         let (inbox_tx, inbox) = inbox(node.capacity);
         let sink = Arc::new(ParentSink {
-            tx: inbox_tx.clone(),
+            tx: inbox_tx,
             parent: Arc::clone(node),
         });
         Self {
             inbox,
-            inbox_tx,
             sink,
             children: ChildMap::default(),
             stage_counts: BTreeMap::new(),
@@ -335,7 +333,7 @@ impl<T: Thread> Ctx<T> {
             Arc::new(ForwardPort::<T> {
                 up,
                 pool,
-                exits: family.inbox_tx.clone(),
+                exits: family.sink.tx.clone(),
             }) as Arc<dyn UpPort<C::Up>>
         };
         self.spawn_inner(options, (false, false), port, |prepared| {
@@ -568,7 +566,7 @@ impl<T: Thread> Ctx<T> {
             return;
         }
         let family = self.family();
-        let tx = family.inbox_tx.clone();
+        let tx = family.sink.tx.clone();
         let forward = async move {
             let mut stream = pin!(stream);
             // An item is never held while waiting, so stopping (which cancels this task)
@@ -606,7 +604,7 @@ impl<T: Thread> Ctx<T> {
         T: HandlesStream<F::Output>,
     {
         let family = self.family();
-        let tx = family.inbox_tx.clone();
+        let tx = family.sink.tx.clone();
         let task = async move {
             let output = future.await;
             tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
@@ -632,7 +630,7 @@ impl<T: Thread> Ctx<T> {
     {
         let limit = self.node.blocking_limit;
         let family = self.family();
-        let tx = family.inbox_tx.clone();
+        let tx = family.sink.tx.clone();
         let span = tracing::Span::current();
         let job = move || {
             let _entered = span.enter();

@@ -125,20 +125,11 @@ impl Meter {
     }
 
     /// Takes a place, waiting for one; fails once the receiver is gone.
-    pub(crate) async fn take(&self) -> Result<(), Closed> {
-        // Written out rather than through `wait`: this future is part of every `Ctx::up`
-        // future, and so of the tasks of threads that send UP.
-        loop {
-            let mut notified = pin!(self.room.notified());
-            notified.as_mut().enable();
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let unregister = Unregister(&self.waiting);
-            match self.try_take() {
-                Err(Refused::Full) => notified.await,
-                now => return now.map_err(|_| Closed),
-            }
-            drop(unregister);
-        }
+    ///
+    /// A plain `fn` returning `wait`'s future, not an `async fn` around it: this future is
+    /// part of every `Ctx::up` future, and so of the tasks of threads that send UP.
+    pub(crate) fn take(&self) -> impl Future<Output = Result<(), Closed>> + '_ {
+        self.wait(Self::try_take)
     }
 
     /// Waits until there is a place, without taking it; fails once the receiver is gone.

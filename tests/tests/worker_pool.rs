@@ -503,20 +503,16 @@ async fn a_supervised_pool_takes_commands_again_after_a_restart() {
 async fn a_job_never_waits_behind_a_busy_worker_while_another_is_idle() {
     let seen = Seen::default();
     let mut root = taskthread::spawn(pool(&seen).size(2));
-    let start = tokio::time::Instant::now();
     // One long job occupies a worker; the short ones must all go to the other, one after
     // the other, rather than wait in the busy worker's queue.
     root.send(Job(0, Duration::from_secs(100))).await.unwrap();
     for n in 1..=3 {
         root.send(Job(n, Duration::ZERO)).await.unwrap();
     }
+    // Their UP messages come before the long job's: none waited for it.
     for n in 1..=3 {
         assert_eq!(root.recv().await, Some(n));
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(100),
-        "the short jobs did not wait for the long one"
-    );
     assert_eq!(root.recv().await, Some(0));
     let seen = seen.lock().unwrap().clone();
     let worker_of = |job: u64| seen.iter().find(|(j, _)| *j == job).unwrap().1.clone();
