@@ -33,7 +33,7 @@ impl<T: Thread> fmt::Debug for ChildRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildRef")
             .field("id", &self.node.id)
-            .field("path", &self.node.path)
+            .field("path", self.node.path())
             .field("type", &T::TYPE_NAME)
             .finish()
     }
@@ -52,7 +52,7 @@ impl<T: Thread> ChildRef<T> {
 
     /// The thread's path in the tree, e.g. `master/tcp_server/tcp_connection-3`.
     pub fn path(&self) -> &str {
-        &self.node.path
+        self.node.path()
     }
 
     /// Where the thread is in its lifecycle.
@@ -74,7 +74,7 @@ impl<T: Thread> ChildRef<T> {
     {
         match self.tx.send(T::__wrap(msg)).await {
             Ok(()) => Ok(()),
-            Err(e) => Err(SendError::new(T::__unwrap(e.0), &self.node.path)),
+            Err(e) => Err(SendError::new(T::__unwrap(e.0), self.node.path())),
         }
     }
 

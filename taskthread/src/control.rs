@@ -282,7 +282,7 @@ pub struct ControlServer {
 impl fmt::Debug for ControlServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ControlServer")
-            .field("tree", &self.tree.path)
+            .field("tree", self.tree.path())
             .field("local_addr", &self.local_addr())
             .finish_non_exhaustive()
     }
@@ -538,9 +538,9 @@ async fn answer(tree: &Arc<Node>, line: &str) -> Result<String, String> {
             let node = find(tree, args, "stop PATH")?;
             node.request_stop();
             Ok(if json {
-                format!("{{\"stopping\":{}}}", json_string(&node.path))
+                format!("{{\"stopping\":{}}}", json_string(node.path()))
             } else {
-                format!("stopping `{}`", node.path)
+                format!("stopping `{}`", node.path())
             })
         }
         "pool" => pool(tree, args, json).await,
@@ -578,7 +578,7 @@ async fn pool(tree: &Arc<Node>, args: &[&str], json: bool) -> Result<String, Str
     };
     let node = find(tree, path, USAGE)?;
     let handle =
-        PoolHandle::of(&node).ok_or_else(|| format!("`{}` is not a worker pool", node.path))?;
+        PoolHandle::of(&node).ok_or_else(|| format!("`{}` is not a worker pool", node.path()))?;
     let status = match command {
         Some(command) => handle.command(command).await.map_err(|e| e.to_string())?,
         None => handle.status(),
@@ -586,14 +586,16 @@ async fn pool(tree: &Arc<Node>, args: &[&str], json: bool) -> Result<String, Str
     Ok(if json {
         format!(
             "{{\"pool\":{},\"running\":{},\"max\":{}}}",
-            json_string(&node.path),
+            json_string(node.path()),
             status.running,
             status.max
         )
     } else {
         format!(
             "pool `{}`: {} running, at most {}",
-            node.path, status.running, status.max
+            node.path(),
+            status.running,
+            status.max
         )
     })
 }

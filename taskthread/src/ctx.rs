@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +23,10 @@ use crate::driver::{
 use crate::error::{SendError, TrySendError};
 use crate::inbox::{Inbound, Inbox, Refused, inbox};
 use crate::reschedule::{TaskRef, Timetable};
+use crate::roster::Roster;
 use crate::supervise::RestartPolicy;
 use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
-use crate::tree::{Node, NodeInit, ThreadState, TreeSnapshot};
+use crate::tree::{Node, NodeInit, ThreadMeta, ThreadState, TreeSnapshot};
 
 pub(crate) struct ChildEntry {
     node: Arc<Node>,
@@ -34,38 +34,15 @@ pub(crate) struct ChildEntry {
     join: JoinHandle<Exit>,
 }
 
-/// Hashes a [`ChildId`] (unique, handed out in sequence) with one multiplication: a child
-/// map is updated on every spawn and exit, where SipHash or a B-tree would cost several
-/// times more.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type ChildMap = HashMap<ChildId, ChildEntry, BuildHasherDefault<IdHasher>>;
-
 /// What only a thread with children, streams or background jobs needs; boxed and created on
 /// first use, so a leaf thread stays small.
 pub(crate) struct Family<T: Thread> {
     pub(crate) inbox: Inbox<T::Event>,
     /// The children's way UP, shared by all of them.
     sink: Arc<ParentSink<T>>,
-    /// In no order; listings sort by id, which is spawn order.
-    children: ChildMap,
+    /// In spawn order: stopping them and handling their exits in that order walks their
+    /// memory in allocation order.
+    children: Roster<ChildEntry>,
     stage_counts: BTreeMap<u32, usize>,
     signalled_stage: Option<u32>,
     names: HashMap<Cow<'static, str>, u32>,
@@ -87,7 +64,7 @@ impl<T: Thread> Family<T> {
         Self {
             inbox,
             sink,
-            children: ChildMap::default(),
+            children: Roster::default(),
             stage_counts: BTreeMap::new(),
             signalled_stage: None,
             names: HashMap::new(),
@@ -178,8 +155,8 @@ impl<'a> Iterator for Children<'a> {
         Some(ChildInfo {
             id: entry.node.id,
             name: entry.node.name(),
-            path: &entry.node.path,
-            type_name: entry.node.type_name,
+            path: entry.node.path(),
+            type_name: entry.node.meta.type_name,
             state: entry.node.state(),
         })
     }
@@ -225,7 +202,7 @@ pub struct Ctx<T: Thread> {
 impl<T: Thread> fmt::Debug for Ctx<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
-            .field("path", &self.node.path)
+            .field("path", self.node.path())
             .field("children", &self.child_count())
             .field("stopping", &self.stopping)
             .finish_non_exhaustive()
@@ -256,7 +233,7 @@ impl<T: Thread> Ctx<T> {
 
     /// This thread's path in the tree, e.g. `master/tcp_server/conn-17`.
     pub fn path(&self) -> &str {
-        &self.node.path
+        self.node.path()
     }
 
     /// Whether this thread is stopping (draining its queue, stopping its children).
@@ -395,12 +372,10 @@ impl<T: Thread> Ctx<T> {
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
         let port = port(family);
         let init = NodeInit {
-            parent: Some(Arc::clone(&parent.path)),
+            parent: Some(Arc::clone(parent.path())),
             name,
             suffix,
-            type_name: C::TYPE_NAME,
-            down_types: C::DOWN_TYPES,
-            up_type: C::UP_TYPE,
+            meta: ThreadMeta::of::<C>(),
             capacity: options.capacity.unwrap_or(C::CAPACITY),
             stop_deadline: options.stop_deadline.resolve(parent.stop_deadline),
             blocking_limit: options
@@ -417,12 +392,12 @@ impl<T: Thread> Ctx<T> {
         *family.stage_counts.entry(options.stage).or_default() += 1;
         if stopping && family.signalled_stage.is_some_and(|s| options.stage <= s) {
             tracing::warn!(
-                child = %child_ref.node.path,
+                child = %child_ref.node.path(),
                 "spawned while stopping, in a stage already stopped: it is stopped at once"
             );
             child_ref.node.request_stop();
         }
-        family.children.insert(
+        family.children.push(
             id,
             ChildEntry {
                 node: Arc::clone(&child_ref.node),
@@ -435,7 +410,7 @@ impl<T: Thread> Ctx<T> {
 
     /// The address of the child with this id, if it is alive and of type `C`.
     pub fn child<C: Thread>(&self, id: ChildId) -> Option<ChildRef<C>> {
-        let entry = self.family.as_ref()?.children.get(&id)?;
+        let entry = self.family.as_ref()?.children.get(id)?;
         typed_ref(&entry.node)
     }
 
@@ -484,7 +459,7 @@ impl<T: Thread> Ctx<T> {
 
     /// Asks the child with this id to stop gracefully; `false` if there is no such child.
     pub fn stop_child(&self, id: ChildId) -> bool {
-        match self.family.as_ref().and_then(|f| f.children.get(&id)) {
+        match self.family.as_ref().and_then(|f| f.children.get(id)) {
             Some(entry) => {
                 entry.node.request_stop();
                 true
@@ -653,13 +628,10 @@ impl<T: Thread> Ctx<T> {
 
     /// The children in spawn order.
     fn child_entries(&self) -> Vec<&ChildEntry> {
-        let mut entries: Vec<&ChildEntry> = self
-            .family
+        self.family
             .iter()
             .flat_map(|f| f.children.values())
-            .collect();
-        entries.sort_unstable_by_key(|e| e.node.id);
-        entries
+            .collect()
     }
 
     pub(crate) fn begin_stopping(&mut self) {
@@ -703,8 +675,8 @@ impl<T: Thread> Ctx<T> {
     /// Forgets an ended child; its node, if it was still known.
     pub(crate) fn on_child_exit(&mut self, id: ChildId) -> Option<Arc<Node>> {
         let family = self.family.as_mut()?;
-        let entry = family.children.remove(&id)?;
-        self.node.remove_child(&entry.node);
+        let entry = family.children.remove(id)?;
+        self.node.remove_child(id);
         if let Some(count) = family.stage_counts.get_mut(&entry.stage) {
             *count -= 1;
             if *count == 0 {
@@ -730,8 +702,8 @@ impl<T: Thread> Ctx<T> {
                 dropped += 1;
             }
         }
-        for entry in std::mem::take(&mut family.children).into_values() {
-            self.node.remove_child(&entry.node);
+        for entry in family.children.drain() {
+            self.node.remove_child(entry.node.id);
             entry.join.abort();
             family.reaping.push(entry.join);
         }
@@ -749,9 +721,9 @@ impl<T: Thread> Ctx<T> {
         if let Some(family) = &mut self.family {
             // Children spawned by the `exit` hook (stopped at once): their reports come too
             // late to be handled, but their tasks are waited for like the others.
-            for entry in std::mem::take(&mut family.children).into_values() {
+            for entry in family.children.drain() {
                 entry.node.request_stop();
-                self.node.remove_child(&entry.node);
+                self.node.remove_child(entry.node.id);
                 family.reaping.push(entry.join);
             }
             family.jobs.shutdown().await;

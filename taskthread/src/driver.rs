@@ -69,7 +69,7 @@ where
     }
 
     fn target(&self) -> &str {
-        &self.parent.path
+        self.parent.path()
     }
 }
 
@@ -266,7 +266,7 @@ pub(crate) fn launch<T: Thread>(
     let Prepared { ctx, rx, .. } = prepared;
     // `parent: None`: the path already says where the thread sits; nesting the spawner's
     // span would repeat it on every line.
-    let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path);
+    let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path());
     spawn_in(span, drive(thread, ctx, rx, report))
 }
 
@@ -293,7 +293,7 @@ where
     F: FnMut() -> T + Send + 'static,
 {
     let Prepared { ctx, rx, .. } = prepared;
-    let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path);
+    let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path());
     spawn_in(span, crate::supervise::supervise(factory, ctx, rx, policy))
 }
 
@@ -703,9 +703,8 @@ fn handle_inbound<'a, T: Thread>(
                     let (exit, dropped, escalated) = report.into_parts();
                     ChildExit {
                         id: from,
-                        path: Arc::clone(&child.path),
-                        name_at: child.name_at(),
-                        type_name: child.type_name,
+                        type_name: child.meta.type_name,
+                        node: child,
                         exit,
                         dropped,
                         escalated,
@@ -713,12 +712,12 @@ fn handle_inbound<'a, T: Thread>(
                 };
                 if exit.escalated {
                     // A supervised child past its restart limit: this thread fails with it.
-                    crate::tree::log_exit(&node.path, &exit);
+                    crate::tree::log_exit(node.path(), &exit);
                     state.fail(ctx, down, exit.exit);
                     return;
                 }
                 if state.failure.is_some() {
-                    crate::tree::log_exit(&node.path, &exit);
+                    crate::tree::log_exit(node.path(), &exit);
                     return;
                 }
                 let outcome = {

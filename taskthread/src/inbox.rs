@@ -165,10 +165,20 @@ impl Meter {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 return now.map_err(|_| Closed);
             }
-            // Dropped before being woken (the sender gave up): `Notify` passes a wake-up
-            // it already received on to the next waiter, so none is lost.
-            let _unregister = Unregister(&self.waiting);
-            notified.await;
+            {
+                // Dropped before being woken (the sender gave up): `Notify` passes a
+                // wake-up it already received on to the next waiter, so none is lost.
+                let _unregister = Unregister(&self.waiting);
+                notified.await;
+            }
+            // Woken because a place was given back: look before registering again, which
+            // (with the drop of a registration that was not needed) takes `Notify`'s lock.
+            // Every place given back while a sender waits wakes one, so if another sender
+            // took this one first, the next wakes this sender (or one registered before).
+            let now = look(self);
+            if !matches!(now, Err(Refused::Full)) {
+                return now.map_err(|_| Closed);
+            }
         }
     }
 

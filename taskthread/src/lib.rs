@@ -115,6 +115,7 @@ mod jobs;
 mod pool;
 mod reschedule;
 mod root;
+mod roster;
 mod supervise;
 mod thread;
 mod tree;

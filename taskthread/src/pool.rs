@@ -382,7 +382,7 @@ impl<W: Thread> Thread for WorkerPool<W> {
             if exit.exit.is_failure() {
                 crate::tree::log_exit(ctx.path(), &exit);
             } else {
-                tracing::info!(worker = %exit.path, "worker {}: the pool runs one fewer", exit.exit);
+                tracing::info!(worker = %exit.path(), "worker {}: the pool runs one fewer", exit.exit);
             }
         } else {
             crate::tree::log_exit(ctx.path(), &exit);
@@ -558,7 +558,7 @@ impl<W: Thread> ChildRef<WorkerPool<W>> {
     pub fn pool(&self) -> PoolHandle {
         PoolHandle {
             control: Arc::clone(self.node.pool_control()),
-            path: Arc::clone(&self.node.path),
+            path: Arc::clone(self.node.path()),
         }
     }
 }
@@ -569,7 +569,7 @@ impl PoolHandle {
     pub(crate) fn of(node: &crate::tree::Node) -> Option<Self> {
         Some(Self {
             control: Arc::clone(node.pool_control_if_any()?),
-            path: Arc::clone(&node.path),
+            path: Arc::clone(node.path()),
         })
     }
 

@@ -14,7 +14,7 @@ use crate::driver::{RootPort, launch, prepare};
 use crate::error::{AskError, Error, Result, SendError, TrySendError};
 use crate::inbox::{Inbound, Inbox, inbox};
 use crate::thread::{Accepts, Asks, ChildId, Exit, Thread};
-use crate::tree::{Node, NodeInit, TreeSnapshot};
+use crate::tree::{Node, NodeInit, ThreadMeta, TreeSnapshot};
 
 /// The handle of a root thread: its address, its UP messages and its exit.
 ///
@@ -79,9 +79,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         parent: None,
         name: options.name.unwrap_or(Cow::Borrowed(T::DEFAULT_NAME)),
         suffix: 0,
-        type_name: T::TYPE_NAME,
-        down_types: T::DOWN_TYPES,
-        up_type: T::UP_TYPE,
+        meta: ThreadMeta::of::<T>(),
         capacity,
         stop_deadline: options.stop_deadline.resolve(Some(DEFAULT_STOP_DEADLINE)),
         blocking_limit: options

@@ -235,8 +235,8 @@ where
                     // No life can start: the child ends for good and its parent fails.
                     let error = Error::msg(format!(
                         "supervised `{}` ({}): its factory panicked: {}",
-                        node.path,
-                        node.type_name,
+                        node.path(),
+                        node.meta.type_name,
                         panic_message(payload)
                     ));
                     break (Exit::Failed(error), true);
@@ -272,8 +272,8 @@ where
                 if recent.len() >= policy.max_restarts as usize {
                     let error = Error::msg(format!(
                         "supervised `{}` ({}) {exit} after {} restarts in {:?}",
-                        node.path,
-                        node.type_name,
+                        node.path(),
+                        node.meta.type_name,
                         recent.len(),
                         policy.window,
                     ));

@@ -161,6 +161,11 @@ impl ChildId {
         self.0
     }
 
+    #[cfg(test)]
+    pub(crate) fn from_u64(n: u64) -> Self {
+        Self(n)
+    }
+
     pub(crate) fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self(NEXT.fetch_add(1, Ordering::Relaxed))
@@ -248,14 +253,12 @@ impl fmt::Display for Exit {
 ///
 /// Handle it with an `#[up]` handler taking `ChildExit`; without one, the exit is logged:
 /// failures and panics at `ERROR`, aborts at `WARN`, completed and stopped at `DEBUG`.
-#[derive(Debug)]
 #[non_exhaustive]
 pub struct ChildExit {
     /// The child's id.
     pub id: ChildId,
-    /// The child's path in the tree; [`name`](Self::name) is its last segment.
-    pub path: Arc<str>,
-    pub(crate) name_at: usize,
+    /// The child's node, for its path, built only if asked for.
+    pub(crate) node: Arc<crate::tree::Node>,
     /// The child's type, e.g. `"TcpConnection"`.
     pub type_name: &'static str,
     /// How it ended.
@@ -270,14 +273,32 @@ pub struct ChildExit {
 }
 
 impl ChildExit {
+    /// The child's path in the tree, e.g. `master/tcp_server/conn-17`; [`name`](Self::name)
+    /// is its last segment.
+    pub fn path(&self) -> &str {
+        self.node.path()
+    }
+
     /// The child's name among its siblings.
     pub fn name(&self) -> &str {
-        &self.path[self.name_at..]
+        self.node.name()
+    }
+}
+
+impl fmt::Debug for ChildExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildExit")
+            .field("id", &self.id)
+            .field("path", &self.path())
+            .field("type_name", &self.type_name)
+            .field("exit", &self.exit)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
     }
 }
 
 impl fmt::Display for ChildExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` ({}) {}", self.path, self.type_name, self.exit)
+        write!(f, "`{}` ({}) {}", self.path(), self.type_name, self.exit)
     }
 }

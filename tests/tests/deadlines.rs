@@ -75,7 +75,7 @@ impl Keeper {
         self.exits
             .lock()
             .unwrap()
-            .push(format!("{} {}", exit.path, exit.exit));
+            .push(format!("{} {}", exit.path(), exit.exit));
         Ok(())
     }
 }

@@ -136,7 +136,7 @@ impl Branch {
         _from: ChildId,
         exit: ChildExit,
     ) -> Result<()> {
-        log(&self.log, format!("exited {} {}", exit.path, exit.exit));
+        log(&self.log, format!("exited {} {}", exit.path(), exit.exit));
         Ok(())
     }
 

@@ -519,10 +519,12 @@ impl Node {
             ));
             return;
         };
-        if exit.id != from || exit.path.rsplit('/').next() != Some(&format!("n{child}")) {
+        if exit.id != from || exit.path().rsplit('/').next() != Some(&format!("n{child}")) {
             self.ledger.violation(format!(
                 "n{}: the exit of n{child} ({from}) is reported as {} at `{}`",
-                self.idx, exit.id, exit.path
+                self.idx,
+                exit.id,
+                exit.path()
             ));
         }
         self.ledger.heard(
