@@ -365,9 +365,12 @@ impl<T: Thread> Ctx<T> {
         C: Thread,
     {
         let id = ChildId::next();
-        let parent = Arc::clone(&self.node);
         let stopping = self.stopping;
-        let family = self.family();
+        // Borrowed field by field: the family mutably, the node (the parent) shared.
+        let parent = &self.node;
+        let family = self
+            .family
+            .get_or_insert_with(|| Box::new(Family::new(parent)));
         let (name, suffix) =
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
         let port = port(family);
@@ -384,8 +387,7 @@ impl<T: Thread> Ctx<T> {
             reports_done: options.reports_done,
             keep_queue,
         };
-        let prepared = prepare::<C>(id, init, port);
-        let child_ref = prepared.child.clone();
+        let (child_ref, prepared) = prepare::<C>(id, init, port);
         let join = launch(prepared);
         child_ref.node.set_task(join.abort_handle());
         parent.add_child(Arc::clone(&child_ref.node));

@@ -234,7 +234,6 @@ fn run_user<'a, R, D>(
 
 /// Everything needed to start a thread, made before its task is spawned.
 pub(crate) struct Prepared<T: Thread> {
-    pub(crate) child: ChildRef<T>,
     ctx: Ctx<T>,
     rx: mpsc::Receiver<T::Down>,
 }
@@ -243,18 +242,18 @@ pub(crate) fn prepare<T: Thread>(
     id: ChildId,
     init: NodeInit,
     up: Arc<dyn UpPort<T::Up>>,
-) -> Prepared<T> {
+) -> (ChildRef<T>, Prepared<T>) {
     let (tx, rx) = mpsc::channel::<T::Down>(init.capacity);
     let node: Arc<Node> = Arc::new(Node::new(id, init, tx.clone()));
     let child = ChildRef {
         tx,
         node: Arc::clone(&node),
     };
-    Prepared {
-        child,
+    let prepared = Prepared {
         ctx: Ctx::new(node, up),
         rx,
-    }
+    };
+    (child, prepared)
 }
 
 /// Spawns the thread's task. A child's task reports its exit UP; a root's returns it.
@@ -263,7 +262,7 @@ pub(crate) fn launch<T: Thread>(
     prepared: Prepared<T>,
     report: bool,
 ) -> JoinHandle<Exit> {
-    let Prepared { ctx, rx, .. } = prepared;
+    let Prepared { ctx, rx } = prepared;
     // `parent: None`: the path already says where the thread sits; nesting the spawner's
     // span would repeat it on every line.
     let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path());
@@ -292,7 +291,7 @@ pub(crate) fn launch_supervised<T: Thread, F>(
 where
     F: FnMut() -> T + Send + 'static,
 {
-    let Prepared { ctx, rx, .. } = prepared;
+    let Prepared { ctx, rx } = prepared;
     let span = tracing::info_span!(parent: None, "thread", path = %ctx.node.path());
     spawn_in(span, crate::supervise::supervise(factory, ctx, rx, policy))
 }

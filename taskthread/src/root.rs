@@ -88,8 +88,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         reports_done: options.reports_done,
         keep_queue: (false, false),
     };
-    let prepared = prepare::<T>(ChildId::next(), init, Arc::new(RootPort { tx: up_tx }));
-    let child = prepared.child.clone();
+    let (child, prepared) = prepare::<T>(ChildId::next(), init, Arc::new(RootPort { tx: up_tx }));
     let join = launch(thread, prepared, false);
     child.node.set_task(join.abort_handle());
     Handle {
