@@ -703,7 +703,7 @@ fn handle_inbound<'a, T: Thread>(
                     ChildExit {
                         id: from,
                         type_name: child.meta.type_name,
-                        node: child,
+                        path: child.lazy_path(),
                         exit,
                         dropped,
                         escalated,

@@ -16,6 +16,9 @@ use crate::thread::ChildId;
 
 /// Holes beyond this many, and beyond the number of live entries, are swept out.
 const SWEEP_AFTER: usize = 32;
+/// A buffer with room for more slots than this is shrunk to twice what it holds once it
+/// holds less than a quarter of its room.
+const SHRINK_ABOVE: usize = 1024;
 
 pub(crate) struct Roster<V> {
     slots: VecDeque<(ChildId, Option<V>)>,
@@ -75,6 +78,10 @@ impl<V> Roster<V> {
         let holes = self.slots.len() - self.live;
         if holes > SWEEP_AFTER && holes > self.live {
             self.slots.retain(|(_, v)| v.is_some());
+        }
+        // A burst of children leaves no large buffer behind once most of them are gone.
+        if self.slots.capacity() > SHRINK_ABOVE && self.slots.capacity() > 4 * self.slots.len() {
+            self.slots.shrink_to(2 * self.slots.len());
         }
         Some(value)
     }
@@ -151,6 +158,27 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_leaves_no_large_buffer_behind() {
+        let mut roster = Roster::default();
+        for n in 1..=100_000 {
+            roster.push(id(n), n);
+        }
+        for n in 1..=99_990 {
+            roster.remove(id(n));
+        }
+        assert_eq!(roster.len(), 10);
+        assert!(
+            roster.slots.capacity() <= SHRINK_ABOVE,
+            "{}",
+            roster.slots.capacity()
+        );
+        assert_eq!(
+            roster.values().copied().collect::<Vec<_>>(),
+            (99_991..=100_000).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn drain_empties_it() {
         let mut roster = Roster::default();
         for n in 1..=10 {
@@ -165,23 +193,60 @@ mod tests {
         assert_eq!(roster.iter().count(), 0);
     }
 
+    /// One step of the model test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Push the next id (what spawning does).
+        Spawn,
+        /// Push this id, whatever the ids so far (out of order, or one already there).
+        PushAt(u64),
+        Remove(u64),
+        Get(u64),
+        Drain,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => Just(Op::Spawn),
+            1 => (0u64..80).prop_map(Op::PushAt),
+            6 => (0u64..80).prop_map(Op::Remove),
+            2 => (0u64..80).prop_map(Op::Get),
+            1 => Just(Op::Drain),
+        ]
+    }
+
     proptest! {
-        /// Any sequence of spawns and removals leaves exactly what a sorted map would.
+        /// Any sequence of pushes (in order or not), removals, lookups and drains leaves
+        /// exactly what a sorted map would, with a bounded number of holes.
         #[test]
-        fn behaves_like_a_sorted_map(ops in proptest::collection::vec((any::<bool>(), 0u64..64), 0..400)) {
+        fn behaves_like_a_sorted_map(ops in proptest::collection::vec(op(), 0..400)) {
             let mut roster = Roster::default();
             let mut model = std::collections::BTreeMap::new();
             let mut next = 1;
-            for (spawn, pick) in ops {
-                if spawn || model.is_empty() {
-                    roster.push(id(next), next);
-                    model.insert(next, next);
-                    next += 1;
-                } else {
-                    let key = pick % next;
-                    prop_assert_eq!(roster.remove(id(key)), model.remove(&key));
+            for op in ops {
+                match op {
+                    Op::Spawn => {
+                        next = next.max(model.keys().next_back().map_or(0, |k| k + 1));
+                        roster.push(id(next), next);
+                        model.insert(next, next);
+                        next += 1;
+                    }
+                    Op::PushAt(key) => {
+                        roster.push(id(key), key + 1000);
+                        model.insert(key, key + 1000);
+                    }
+                    Op::Remove(key) => {
+                        prop_assert_eq!(roster.remove(id(key)), model.remove(&key));
+                    }
+                    Op::Get(key) => prop_assert_eq!(roster.get(id(key)), model.get(&key)),
+                    Op::Drain => {
+                        let drained: Vec<u64> = roster.drain().collect();
+                        let want: Vec<u64> = std::mem::take(&mut model).into_values().collect();
+                        prop_assert_eq!(drained, want);
+                    }
                 }
                 prop_assert_eq!(roster.len(), model.len());
+                prop_assert_eq!(roster.is_empty(), model.is_empty());
                 prop_assert!(roster.slots.len() <= 2 * model.len() + SWEEP_AFTER + 1);
             }
             let got: Vec<(u64, u64)> = roster.iter().map(|(i, v)| (i.get(), *v)).collect();

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ctx::Ctx;
@@ -257,8 +256,8 @@ impl fmt::Display for Exit {
 pub struct ChildExit {
     /// The child's id.
     pub id: ChildId,
-    /// The child's node, for its path, built only if asked for.
-    pub(crate) node: Arc<crate::tree::Node>,
+    /// The child's path, built only if asked for.
+    pub(crate) path: crate::tree::LazyPath,
     /// The child's type, e.g. `"TcpConnection"`.
     pub type_name: &'static str,
     /// How it ended.
@@ -276,12 +275,12 @@ impl ChildExit {
     /// The child's path in the tree, e.g. `master/tcp_server/conn-17`; [`name`](Self::name)
     /// is its last segment.
     pub fn path(&self) -> &str {
-        self.node.path()
+        self.path.get()
     }
 
     /// The child's name among its siblings.
     pub fn name(&self) -> &str {
-        self.node.name()
+        self.path.name()
     }
 }
 

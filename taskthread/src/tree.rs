@@ -81,14 +81,9 @@ impl<D: Send + 'static> Queue for mpsc::Sender<D> {
 /// allocation.
 pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     pub(crate) id: ChildId,
-    /// The parent's path; with the name and suffix, what the path is made of.
-    parent_path: Option<Arc<str>>,
-    name: Cow<'static, str>,
-    /// `name-suffix` unless 0.
-    suffix: u32,
-    /// The path in the tree, built on first use: a thread nobody names in a log, a span,
-    /// a snapshot or an error never pays for it (spawning is a hot path).
-    path: OnceLock<Arc<str>>,
+    /// Built on first use: a thread nobody names in a log, a span, a snapshot or an error
+    /// never pays for it (spawning is a hot path).
+    path: LazyPath,
     pub(crate) meta: &'static ThreadMeta,
     pub(crate) capacity: usize,
     /// [`STOP`] and [`RESTART`] requests.
@@ -143,6 +138,43 @@ impl<T: crate::Thread> MetaOf for T {
         down_types: T::DOWN_TYPES,
         up_type: T::UP_TYPE,
     };
+}
+
+/// A thread's path, from its parent's path, its name and its suffix, built (one
+/// allocation) the first time something asks for it. Cloning it copies the parts and the
+/// path if it is built: no allocation.
+#[derive(Clone)]
+pub(crate) struct LazyPath {
+    parent: Option<Arc<str>>,
+    name: Name,
+    /// `name-suffix` unless 0.
+    suffix: u32,
+    built: OnceLock<Arc<str>>,
+}
+
+/// A thread's name: its type's default, or one it was given.
+#[derive(Clone)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl LazyPath {
+    pub(crate) fn get(&self) -> &Arc<str> {
+        self.built.get_or_init(|| {
+            let name = match &self.name {
+                Name::Static(name) => name,
+                Name::Shared(name) => &**name,
+            };
+            build_path(self.parent.as_deref(), name, self.suffix)
+        })
+    }
+
+    /// The last segment of the path: the name and its suffix.
+    pub(crate) fn name(&self) -> &str {
+        let at = self.parent.as_ref().map_or(0, |p| p.len() + 1);
+        &self.get()[at..]
+    }
 }
 
 /// Stop flags: a stop for good, and a restart (stop, then start again).
@@ -239,10 +271,15 @@ impl<Q: Queue> Node<Q> {
     pub(crate) fn new(id: ChildId, init: NodeInit, queue: Q) -> Self {
         Self {
             id,
-            parent_path: init.parent,
-            name: init.name,
-            suffix: init.suffix,
-            path: OnceLock::new(),
+            path: LazyPath {
+                parent: init.parent,
+                name: match init.name {
+                    Cow::Borrowed(name) => Name::Static(name),
+                    Cow::Owned(name) => Name::Shared(Arc::from(name)),
+                },
+                suffix: init.suffix,
+                built: OnceLock::new(),
+            },
             meta: init.meta,
             capacity: init.capacity,
             stop_requested: AtomicU8::new(0),
@@ -266,18 +303,17 @@ impl<Q: Queue> Node<Q> {
 impl Node {
     /// The path in the tree (`master/tcp_server/conn-17`), built the first time it is asked.
     pub(crate) fn path(&self) -> &Arc<str> {
-        self.path
-            .get_or_init(|| build_path(self.parent_path.as_deref(), &self.name, self.suffix))
+        self.path.get()
     }
 
     /// The name among its siblings: the path's last segment.
     pub(crate) fn name(&self) -> &str {
-        &self.path()[self.name_at()..]
+        self.path.name()
     }
 
-    /// Where the name starts in the path.
-    pub(crate) fn name_at(&self) -> usize {
-        self.parent_path.as_ref().map_or(0, |p| p.len() + 1)
+    /// The path's parts, for a report that outlives the node's other uses.
+    pub(crate) fn lazy_path(&self) -> LazyPath {
+        self.path.clone()
     }
 
     /// Asks the thread to stop. Idempotent.
@@ -611,8 +647,9 @@ pub(crate) fn log_exit(parent: &str, exit: &ChildExit) {
 mod tests {
     use super::build_path;
 
-    /// Every thread has a node, and spawning many is a hot path: with glibc's allocator a
-    /// 312-byte node made spawn + stop of 10 000 children a fifth slower than this size.
+    /// Every thread has a node, and spawning many is a hot path: with glibc's allocator, a
+    /// 296-byte node made spawn + stop of 10 000 children about a fifth slower than this
+    /// size did (see docs/benchmarks.md).
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_node_stays_small() {
