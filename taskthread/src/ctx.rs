@@ -55,6 +55,11 @@ pub(crate) struct Family<T: Thread> {
 }
 
 impl<T: Thread> Family<T> {
+    /// The family in `slot`, made on first use.
+    fn made<'a>(slot: &'a mut Option<Box<Self>>, node: &Arc<Node>) -> &'a mut Self {
+        slot.get_or_insert_with(|| Box::new(Self::new(node)))
+    }
+
     fn new(node: &Arc<Node>) -> Self {
         let (inbox_tx, inbox) = inbox(node.capacity);
         let sink = Arc::new(ParentSink {
@@ -368,9 +373,7 @@ impl<T: Thread> Ctx<T> {
         let stopping = self.stopping;
         // Borrowed field by field: the family mutably, the node (the parent) shared.
         let parent = &self.node;
-        let family = self
-            .family
-            .get_or_insert_with(|| Box::new(Family::new(parent)));
+        let family = Family::made(&mut self.family, parent);
         let (name, suffix) =
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
         let port = port(family);
@@ -623,9 +626,7 @@ impl<T: Thread> Ctx<T> {
     // ---- internals used by the driver -----------------------------------------------------
 
     fn family(&mut self) -> &mut Family<T> {
-        let node = &self.node;
-        self.family
-            .get_or_insert_with(|| Box::new(Family::new(node)))
+        Family::made(&mut self.family, &self.node)
     }
 
     /// The children in spawn order.
