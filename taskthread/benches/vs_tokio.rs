@@ -22,6 +22,9 @@
 //! number of times and exits, e.g.
 //! `VS_TOKIO_RUN=spawn_stop_10k/taskthread:3 valgrind --tool=callgrind <bench binary>`.
 //!
+//! On a machine whose speed drifts, `VS_TOKIO_PAIRED=<group>[:rounds]` runs the two sides of
+//! one group in turns, an iteration each, and prints the median ratio of the rounds.
+//!
 //! Run: `cargo bench -p taskthread --bench vs_tokio`. Results are in `docs/benchmarks.md`.
 
 use std::hint::black_box;
@@ -48,6 +51,8 @@ const MANY: usize = 10_000;
 const MEMORY_ENV: &str = "VS_TOKIO_MEMORY";
 /// The environment variable that runs one workload outside criterion (for profilers).
 const RUN_ENV: &str = "VS_TOKIO_RUN";
+/// The environment variable that runs both sides of one group in turns ([`run_paired`]).
+const PAIRED_ENV: &str = "VS_TOKIO_PAIRED";
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -668,9 +673,80 @@ fn run_one(spec: &str) {
     println!("{name}: {iters} iterations in {elapsed:?}");
 }
 
+/// Runs both sides of one group in turns, one iteration at a time, on one runtime, and
+/// prints the median of each side and of the per-round ratios:
+/// `VS_TOKIO_PAIRED=spawn_stop_10k:200 <bench binary>`.
+///
+/// On a machine whose speed drifts (a shared VM), criterion's two sides run seconds apart
+/// and can see different machines; a round's two iterations run milliseconds apart, so the
+/// median of the rounds' ratios is steadier. The side that goes first alternates.
+fn run_paired(spec: &str) {
+    let (group, rounds) = match spec.split_once(':') {
+        Some((group, rounds)) => (group, rounds.parse().expect("a number of rounds")),
+        None => (spec, 100),
+    };
+    let rt = runtime();
+    // One iteration is 10 000 messages or children; an ask is one round trip, so a round
+    // asks 1 000 times.
+    let iters = if group == "ask_round_trip" { 1_000 } else { 1 };
+    let one = |side: &str| {
+        rt.block_on(async {
+            match (group, side) {
+                ("down_throughput", "taskthread") => down_throughput_taskthread(iters).await,
+                ("down_throughput", _) => down_throughput_tokio(iters).await,
+                ("up_fan_in", "taskthread") => up_fan_in_taskthread(iters).await,
+                ("up_fan_in", _) => up_fan_in_tokio(iters).await,
+                ("ask_round_trip", "taskthread") => ask_round_trip_taskthread(iters).await,
+                ("ask_round_trip", _) => ask_round_trip_tokio(iters).await,
+                ("spawn_stop_10k", "taskthread") => spawn_stop_taskthread(iters).await,
+                ("spawn_stop_10k", _) => spawn_stop_tokio(iters).await,
+                (other, _) => panic!("{PAIRED_ENV}: no group named {other:?}"),
+            }
+        })
+    };
+    // Warm-up: both sides grow the heap to their working size first.
+    for _ in 0..rounds.min(20) {
+        one("taskthread");
+        one("tokio");
+    }
+    let mut framework = Vec::with_capacity(rounds);
+    let mut hand = Vec::with_capacity(rounds);
+    let mut ratios = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let (t, h) = if round % 2 == 0 {
+            let t = one("taskthread");
+            (t, one("tokio"))
+        } else {
+            let h = one("tokio");
+            (one("taskthread"), h)
+        };
+        ratios.push(h.as_secs_f64() / t.as_secs_f64());
+        framework.push(t);
+        hand.push(h);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "{group}: {rounds} rounds, median taskthread {:?}, tokio {:?}, \
+         ratio (tokio / taskthread) median {:.2}, quartiles {:.2} .. {:.2}",
+        median(&mut framework),
+        median(&mut hand),
+        ratios[rounds / 2],
+        ratios[rounds / 4],
+        ratios[rounds * 3 / 4],
+    );
+}
+
 fn main() {
     if let Ok(spec) = std::env::var(RUN_ENV) {
         run_one(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var(PAIRED_ENV) {
+        run_paired(&spec);
         return;
     }
     match std::env::var(MEMORY_ENV).as_deref() {

@@ -492,7 +492,7 @@ impl<T: Thread> BackgroundHandle<T> {
             return Err(BlockingError::InAsyncContext(msg));
         }
         // A permit first, the message after: a timeout never loses the message.
-        match park::block_on(self.shared.child.tx.reserve(), deadline) {
+        match park::block_on(self.shared.child.node.queue.reserve(), deadline) {
             Some(Ok(permit)) => {
                 permit.send(T::__wrap(msg));
                 Ok(())
@@ -550,7 +550,7 @@ impl<T: Thread> BackgroundHandle<T> {
         if in_async_context() {
             return Err(BlockingError::InAsyncContext(question));
         }
-        let permit = match park::block_on(self.shared.child.tx.reserve(), deadline) {
+        let permit = match park::block_on(self.shared.child.node.queue.reserve(), deadline) {
             Some(Ok(permit)) => permit,
             Some(Err(_)) => return Err(BlockingError::Ended(question)),
             None => return Err(BlockingError::Timeout(question)),

@@ -5,25 +5,24 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::down::DownQueue;
 use crate::error::{AskError, SendError, TrySendError};
 use crate::thread::{Accepts, Asks, ChildId, Thread};
 use crate::tree::{Node, ThreadState, TreeSnapshot};
 
 /// The address of a running thread: send it messages, ask it questions, stop it.
 ///
-/// Cheap to clone (a channel sender and a reference count). It stays valid after the thread
-/// ends: sends then fail and give the message back.
+/// Cheap to clone (one reference count: the thread's node, which holds its queue). It stays
+/// valid after the thread ends: sends then fail and give the message back.
 pub struct ChildRef<T: Thread> {
-    pub(crate) tx: mpsc::Sender<T::Down>,
-    pub(crate) node: Arc<Node>,
+    pub(crate) node: Arc<Node<DownQueue<T::Down>>>,
 }
 
 impl<T: Thread> Clone for ChildRef<T> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
             node: Arc::clone(&self.node),
         }
     }
@@ -62,7 +61,7 @@ impl<T: Thread> ChildRef<T> {
 
     /// Whether the thread has stopped accepting messages (it is stopping or has ended).
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.node.queue.is_closed()
     }
 
     /// Sends a message DOWN, waiting while the queue is full (backpressure).
@@ -72,9 +71,9 @@ impl<T: Thread> ChildRef<T> {
     where
         T: Accepts<M>,
     {
-        match self.tx.send(T::__wrap(msg)).await {
+        match self.node.queue.send(T::__wrap(msg)).await {
             Ok(()) => Ok(()),
-            Err(e) => Err(SendError::new(T::__unwrap(e.0), self.node.path())),
+            Err(down) => Err(SendError::new(T::__unwrap(down), self.node.path())),
         }
     }
 
@@ -83,10 +82,10 @@ impl<T: Thread> ChildRef<T> {
     where
         T: Accepts<M>,
     {
-        match self.tx.try_send(T::__wrap(msg)) {
+        match self.node.queue.try_send(T::__wrap(msg)) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(d)) => Err(TrySendError::Full(T::__unwrap(d))),
-            Err(mpsc::error::TrySendError::Closed(d)) => Err(TrySendError::Ended(T::__unwrap(d))),
+            Err(TrySendError::Full(d)) => Err(TrySendError::Full(T::__unwrap(d))),
+            Err(TrySendError::Ended(d)) => Err(TrySendError::Ended(T::__unwrap(d))),
         }
     }
 
@@ -99,8 +98,8 @@ impl<T: Thread> ChildRef<T> {
     {
         let (reply, answer) = oneshot::channel();
         let down = T::__wrap_ask(question, crate::__private::Reply(reply));
-        if let Err(e) = self.tx.send(down).await {
-            return Err(AskError::Ended(T::__unwrap(e.0)));
+        if let Err(down) = self.node.queue.send(down).await {
+            return Err(AskError::Ended(T::__unwrap(down)));
         }
         answer.await.map_err(|_| AskError::NoReply)
     }

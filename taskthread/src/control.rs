@@ -108,19 +108,19 @@ pub struct SubtreeRoot(Arc<Node>);
 
 impl<T: Thread> Subtree for Handle<T> {
     fn __root(&self) -> SubtreeRoot {
-        SubtreeRoot(Arc::clone(&self.child_ref().node))
+        SubtreeRoot(Arc::clone(&self.child_ref().node) as Arc<Node>)
     }
 }
 
 impl<T: Thread> Subtree for ChildRef<T> {
     fn __root(&self) -> SubtreeRoot {
-        SubtreeRoot(Arc::clone(&self.node))
+        SubtreeRoot(Arc::clone(&self.node) as Arc<Node>)
     }
 }
 
 impl<T: Thread> Subtree for Ctx<T> {
     fn __root(&self) -> SubtreeRoot {
-        SubtreeRoot(Arc::clone(&self.node))
+        SubtreeRoot(Arc::clone(&self.node) as Arc<Node>)
     }
 }
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
-use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::blocking::BlockingLimit;
 use crate::child::{ChildOptions, ChildRef};
+use crate::down::DownQueue;
 use crate::driver::{
     ForwardPort, ParentSink, Prepared, UpPort, launch, launch_supervised, prepare,
 };
@@ -26,12 +26,28 @@ use crate::reschedule::{TaskRef, Timetable};
 use crate::roster::Roster;
 use crate::supervise::RestartPolicy;
 use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
-use crate::tree::{Node, NodeInit, ThreadMeta, ThreadState, TreeSnapshot};
+use crate::tree::{ChildNode, Node, NodeInit, ThreadMeta, ThreadState, TreeSnapshot};
 
 pub(crate) struct ChildEntry {
-    node: Arc<Node>,
+    child: Arc<dyn ChildNode>,
     stage: u32,
     join: JoinHandle<Exit>,
+}
+
+impl ChildEntry {
+    #[inline]
+    fn node(&self) -> &Node {
+        self.child.node()
+    }
+
+    /// The child's address if it is a `C`.
+    fn typed<C: Thread>(&self) -> Option<ChildRef<C>> {
+        let node = Arc::clone(&self.child)
+            .into_any()
+            .downcast::<Node<DownQueue<C::Down>>>()
+            .ok()?;
+        Some(ChildRef { node })
+    }
 }
 
 /// What only a thread with children, streams or background jobs needs; boxed and created on
@@ -137,17 +153,6 @@ where
     family.sink.clone()
 }
 
-fn typed_ref<C: Thread>(node: &Arc<Node>) -> Option<ChildRef<C>> {
-    let tx = node
-        .queue
-        .as_any()
-        .downcast_ref::<mpsc::Sender<C::Down>>()?;
-    Some(ChildRef {
-        tx: tx.clone(),
-        node: Arc::clone(node),
-    })
-}
-
 struct Children<'a> {
     inner: std::vec::IntoIter<&'a ChildEntry>,
 }
@@ -158,11 +163,11 @@ impl<'a> Iterator for Children<'a> {
     fn next(&mut self) -> Option<ChildInfo<'a>> {
         let entry = self.inner.next()?;
         Some(ChildInfo {
-            id: entry.node.id,
-            name: entry.node.name(),
-            path: entry.node.path(),
-            type_name: entry.node.meta.type_name,
-            state: entry.node.state(),
+            id: entry.node().id,
+            name: entry.node().name(),
+            path: entry.node().path(),
+            type_name: entry.node().meta.type_name,
+            state: entry.node().state(),
         })
     }
 
@@ -393,7 +398,7 @@ impl<T: Thread> Ctx<T> {
         let (child_ref, prepared) = prepare::<C>(id, init, port);
         let join = launch(prepared);
         child_ref.node.set_task(join.abort_handle());
-        parent.add_child(Arc::clone(&child_ref.node));
+        parent.add_child(Arc::clone(&child_ref.node) as Arc<Node>);
         *family.stage_counts.entry(options.stage).or_default() += 1;
         if stopping && family.signalled_stage.is_some_and(|s| options.stage <= s) {
             tracing::warn!(
@@ -405,7 +410,7 @@ impl<T: Thread> Ctx<T> {
         family.children.push(
             id,
             ChildEntry {
-                node: Arc::clone(&child_ref.node),
+                child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
                 stage: options.stage,
                 join,
             },
@@ -415,15 +420,14 @@ impl<T: Thread> Ctx<T> {
 
     /// The address of the child with this id, if it is alive and of type `C`.
     pub fn child<C: Thread>(&self, id: ChildId) -> Option<ChildRef<C>> {
-        let entry = self.family.as_ref()?.children.get(id)?;
-        typed_ref(&entry.node)
+        self.family.as_ref()?.children.get(id)?.typed()
     }
 
     /// The addresses of all live children of type `C`, in spawn order.
     pub fn children_of<C: Thread>(&self) -> Vec<ChildRef<C>> {
         self.child_entries()
             .into_iter()
-            .filter_map(|entry| typed_ref(&entry.node))
+            .filter_map(ChildEntry::typed)
             .collect()
     }
 
@@ -449,12 +453,12 @@ impl<T: Thread> Ctx<T> {
     {
         let mut accepted = 0;
         for entry in self.child_entries() {
-            if let Some(tx) = entry
-                .node
+            if let Some(queue) = entry
+                .node()
                 .queue
                 .as_any()
-                .downcast_ref::<mpsc::Sender<C::Down>>()
-                && tx.send(C::__wrap(msg.clone())).await.is_ok()
+                .downcast_ref::<DownQueue<C::Down>>()
+                && queue.send(C::__wrap(msg.clone())).await.is_ok()
             {
                 accepted += 1;
             }
@@ -466,7 +470,7 @@ impl<T: Thread> Ctx<T> {
     pub fn stop_child(&self, id: ChildId) -> bool {
         match self.family.as_ref().and_then(|f| f.children.get(id)) {
             Some(entry) => {
-                entry.node.request_stop();
+                entry.node().request_stop();
                 true
             }
             None => false,
@@ -671,12 +675,12 @@ impl<T: Thread> Ctx<T> {
         }
         family.signalled_stage = Some(stage);
         for entry in family.children.values().filter(|e| e.stage == stage) {
-            entry.node.request_stop();
+            entry.node().request_stop();
         }
     }
 
     /// Forgets an ended child; its node, if it was still known.
-    pub(crate) fn on_child_exit(&mut self, id: ChildId) -> Option<Arc<Node>> {
+    pub(crate) fn on_child_exit(&mut self, id: ChildId) -> Option<Arc<dyn ChildNode>> {
         let family = self.family.as_mut()?;
         let entry = family.children.remove(id)?;
         self.node.remove_child(id);
@@ -690,7 +694,7 @@ impl<T: Thread> Ctx<T> {
             family.reaping.retain(|j| !j.is_finished());
         }
         family.reaping.push(entry.join);
-        Some(entry.node)
+        Some(entry.child)
     }
 
     /// For an abort: forgets the children (their tasks are being cancelled), cancels the
@@ -706,7 +710,7 @@ impl<T: Thread> Ctx<T> {
             }
         }
         for entry in family.children.drain() {
-            self.node.remove_child(entry.node.id);
+            self.node.remove_child(entry.node().id);
             entry.join.abort();
             family.reaping.push(entry.join);
         }
@@ -725,8 +729,8 @@ impl<T: Thread> Ctx<T> {
             // Children spawned by the `exit` hook (stopped at once): their reports come too
             // late to be handled, but their tasks are waited for like the others.
             for entry in family.children.drain() {
-                entry.node.request_stop();
-                self.node.remove_child(entry.node.id);
+                entry.node().request_stop();
+                self.node.remove_child(entry.node().id);
                 family.reaping.push(entry.join);
             }
             family.jobs.shutdown().await;

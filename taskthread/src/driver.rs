@@ -8,13 +8,13 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
 use crate::child::ChildRef;
 use crate::ctx::Ctx;
+use crate::down::{DownQueue, DownReceiver};
 use crate::error::{Result, TrySendError};
 use crate::inbox::{ExitReport, Inbound, InboxSender, Meter};
 use crate::thread::{ChildExit, ChildId, Exit, HandlesUp, Thread};
@@ -204,10 +204,10 @@ impl StopWatch {
 /// `stopping`: whether the thread is stopping already. `stop` is the loop's own stop
 /// signal. A plain `poll_fn` rather than an `async fn`: it adds no state of its own to the
 /// thread's task.
-fn run_user<'a, R, D>(
+fn run_user<'a, R, D: Send + 'static>(
     mut fut: Pin<&'a mut impl Future<Output = Result<R>>>,
     node: &'a Node,
-    down: &'a mut mpsc::Receiver<D>,
+    down: &'a mut DownReceiver<D>,
     stopping: bool,
     stop: &'a mut StopWatch,
 ) -> impl Future<Output = Result<R, Exit>> + 'a {
@@ -235,7 +235,7 @@ fn run_user<'a, R, D>(
 /// Everything needed to start a thread, made before its task is spawned.
 pub(crate) struct Prepared<T: Thread> {
     ctx: Ctx<T>,
-    rx: mpsc::Receiver<T::Down>,
+    rx: DownReceiver<T::Down>,
 }
 
 pub(crate) fn prepare<T: Thread>(
@@ -243,17 +243,13 @@ pub(crate) fn prepare<T: Thread>(
     init: NodeInit,
     up: Arc<dyn UpPort<T::Up>>,
 ) -> (ChildRef<T>, Prepared<T>) {
-    let (tx, rx) = mpsc::channel::<T::Down>(init.capacity);
-    let node: Arc<Node> = Arc::new(Node::new(id, init, tx.clone()));
-    let child = ChildRef {
-        tx,
-        node: Arc::clone(&node),
-    };
+    let queue = DownQueue::new(init.capacity);
+    let node = Arc::new(Node::new(id, init, queue));
     let prepared = Prepared {
-        ctx: Ctx::new(node, up),
-        rx,
+        ctx: Ctx::new(Arc::clone(&node) as Arc<Node>, up),
+        rx: DownReceiver::new(Arc::clone(&node)),
     };
-    (child, prepared)
+    (ChildRef { node }, prepared)
 }
 
 /// Spawns the thread's task. A child's task reports its exit UP; a root's returns it.
@@ -319,7 +315,7 @@ enum Next<T: Thread> {
 fn poll_next<T: Thread>(
     cx: &mut Context<'_>,
     ctx: &mut Ctx<T>,
-    down: &mut mpsc::Receiver<T::Down>,
+    down: &mut DownReceiver<T::Down>,
     down_open: bool,
     down_first: bool,
     stop: &mut StopWatch,
@@ -379,7 +375,7 @@ fn poll_next<T: Thread>(
 fn drive<T: Thread>(
     mut thread: T,
     mut ctx: Ctx<T>,
-    mut down: mpsc::Receiver<T::Down>,
+    mut down: DownReceiver<T::Down>,
     report: bool,
 ) -> impl Future<Output = Exit> + Send {
     // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
@@ -413,7 +409,7 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, es
 pub(crate) fn run_thread<'a, T: Thread>(
     thread: &'a mut T,
     ctx: &'a mut Ctx<T>,
-    down: &'a mut mpsc::Receiver<T::Down>,
+    down: &'a mut DownReceiver<T::Down>,
 ) -> impl Future<Output = (Exit, usize)> + Send + 'a {
     async move {
         let node = Arc::clone(&ctx.node);
@@ -518,8 +514,8 @@ pub(crate) fn run_thread<'a, T: Thread>(
                             break;
                         }
                         match down.try_recv() {
-                            Ok(next) => msg = next,
-                            Err(_) => break,
+                            Some(next) => msg = next,
+                            None => break,
                         }
                     }
                 }
@@ -643,12 +639,7 @@ impl Default for LoopState {
 impl LoopState {
     /// Records the first failure and starts stopping: the queue closes, what is queued is
     /// dropped (and counted), children are stopped.
-    fn fail<T: Thread>(
-        &mut self,
-        ctx: &mut Ctx<T>,
-        down: &mut mpsc::Receiver<T::Down>,
-        exit: Exit,
-    ) {
+    fn fail<T: Thread>(&mut self, ctx: &mut Ctx<T>, down: &mut DownReceiver<T::Down>, exit: Exit) {
         if let Exit::Aborted { .. } = exit {
             self.aborted = true;
         } else if self.failure.is_none() {
@@ -670,7 +661,7 @@ impl LoopState {
 fn handle_inbound<'a, T: Thread>(
     thread: &'a mut T,
     ctx: &'a mut Ctx<T>,
-    down: &'a mut mpsc::Receiver<T::Down>,
+    down: &'a mut DownReceiver<T::Down>,
     state: &'a mut LoopState,
     inbound: Inbound<T::Event>,
     stop: &'a mut StopWatch,
@@ -700,6 +691,7 @@ fn handle_inbound<'a, T: Thread>(
                         return;
                     };
                     let (exit, dropped, escalated) = report.into_parts();
+                    let child = child.node();
                     ChildExit {
                         id: from,
                         type_name: child.meta.type_name,
@@ -737,7 +729,7 @@ fn handle_inbound<'a, T: Thread>(
 fn run_due_task<'a, T: Thread>(
     thread: &'a mut T,
     ctx: &'a mut Ctx<T>,
-    down: &'a mut mpsc::Receiver<T::Down>,
+    down: &'a mut DownReceiver<T::Down>,
     state: &'a mut LoopState,
     stop: &'a mut StopWatch,
     node: &'a Node,
@@ -766,10 +758,10 @@ fn run_due_task<'a, T: Thread>(
 /// Aborts what remains of a thread whose stop deadline passed: its queued messages are
 /// dropped and counted, its descendants' tasks and its jobs cancelled (and waited for, so no
 /// task outlives the tree). Returns how many queued messages were dropped in the subtree.
-async fn abort_rest<T: Thread>(ctx: &mut Ctx<T>, down: &mut mpsc::Receiver<T::Down>) -> usize {
+async fn abort_rest<T: Thread>(ctx: &mut Ctx<T>, down: &mut DownReceiver<T::Down>) -> usize {
     down.close();
     let mut dropped = 0;
-    while down.try_recv().is_ok() {
+    while down.try_recv().is_some() {
         dropped += 1;
     }
     let mut aborted = Vec::new();

@@ -10,15 +10,16 @@
 //!
 //! The meter is a counter, not a semaphore: taking a place is one compare-and-swap, giving
 //! one back is one atomic subtraction, and only senders that found the queue full ever
-//! touch a lock (the [`Notify`] they wait on). A semaphore would lock on every release, that
-//! is on every UP message handled.
+//! touch a lock (the queue of waiting senders). A semaphore would lock on every release,
+//! that is on every UP message handled.
 
-use std::pin::pin;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::error::TrySendError;
 use crate::thread::{ChildId, Exit};
@@ -77,9 +78,26 @@ pub(crate) struct Meter {
     /// Places taken, plus [`CLOSED`] once the receiver is gone.
     taken: AtomicUsize,
     capacity: usize,
-    /// Senders waiting for a place (registered on `room` before they last looked).
+    /// How many senders are in `waiters` (counted in before they last looked).
     waiting: AtomicUsize,
-    room: Notify,
+    /// Senders waiting for a place, in arrival order. Only senders that found the queue full
+    /// ever come here, and only they and a receiver that sees `waiting` above 0 lock it.
+    waiters: Mutex<Waiters>,
+}
+
+/// The queue of waiting senders: each has a ticket (its place in the queue, which it keeps
+/// in its future) and its waker. Woken senders are taken off the front.
+#[derive(Default)]
+struct Waiters {
+    queue: VecDeque<(u64, Waker)>,
+    next_ticket: u64,
+}
+
+impl Waiters {
+    /// Where `ticket` is, if its sender has not been woken yet.
+    fn position(&self, ticket: u64) -> Option<usize> {
+        crate::down::ticket_position(&self.queue, ticket)
+    }
 }
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -95,14 +113,18 @@ impl Meter {
             // `ChildOptions::capacity` refuses 0 and the count must stay below `CLOSED`.
             capacity: capacity.clamp(1, CLOSED - 1),
             waiting: AtomicUsize::new(0),
-            room: Notify::new(),
+            waiters: Mutex::new(Waiters::default()),
         }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes a place if there is one now.
     #[inline]
     pub(crate) fn try_take(&self) -> Result<(), Refused> {
-        // SeqCst, like the compare-and-swap below: in `wait` this is the look that must
+        // SeqCst, like the compare-and-swap below: in a wait this is the look that must
         // see a place given back once the sender counts as waiting (`give_back` pairs
         // with it). On x86 it costs no more than a relaxed load.
         let mut taken = self.taken.load(Ordering::SeqCst);
@@ -127,61 +149,100 @@ impl Meter {
         }
     }
 
+    /// Whether there is a place now, without taking it.
+    fn has_room(&self) -> Result<(), Refused> {
+        let taken = self.taken.load(Ordering::SeqCst);
+        if taken & CLOSED != 0 {
+            Err(Refused::Closed)
+        } else if taken >= self.capacity {
+            Err(Refused::Full)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Takes a place, waiting for one; fails once the receiver is gone.
     ///
-    /// A plain `fn` returning `wait`'s future, not an `async fn` around it: this future is
-    /// part of every `Ctx::up` future, and so of the tasks of threads that send UP.
-    pub(crate) fn take(&self) -> impl Future<Output = Result<(), Closed>> + '_ {
-        self.wait(Self::try_take)
+    /// The future is three words: it is part of every `Ctx::up` future, and so of the task
+    /// of every thread that sends UP.
+    pub(crate) fn take(&self) -> Wait<'_, impl Fn(&Meter) -> Result<(), Refused> + Unpin> {
+        Wait {
+            meter: self,
+            look: Self::try_take,
+            ticket: None,
+        }
     }
 
     /// Waits until there is a place, without taking it; fails once the receiver is gone.
     pub(crate) async fn wait_for_room(&self) -> Result<(), Closed> {
-        let room = self
-            .wait(|meter| {
-                let taken = meter.taken.load(Ordering::SeqCst);
-                if taken & CLOSED != 0 {
-                    Err(Refused::Closed)
-                } else if taken >= meter.capacity {
-                    Err(Refused::Full)
-                } else {
-                    Ok(())
-                }
-            })
-            .await;
+        let room = Wait {
+            meter: self,
+            look: Self::has_room,
+            ticket: None,
+        }
+        .await;
         // The place is left for others: pass on the wake-up this waiter may have taken,
         // or a sender waiting to take a place could sleep with one free.
-        if room.is_ok() && self.waiting.load(Ordering::SeqCst) > 0 {
-            self.room.notify_one();
+        if room.is_ok() {
+            self.wake_one();
         }
         room
     }
 
-    async fn wait(&self, look: impl Fn(&Self) -> Result<(), Refused>) -> Result<(), Closed> {
-        loop {
-            let mut notified = pin!(self.room.notified());
-            // Registered before looking, so a place given back after the look wakes it.
-            notified.as_mut().enable();
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let now = look(self);
-            if !matches!(now, Err(Refused::Full)) {
+    /// Queues a waiting sender and counts it in; it must look again afterwards.
+    fn register(&self, waker: &Waker) -> u64 {
+        let mut waiters = self.waiters();
+        let ticket = waiters.next_ticket;
+        waiters.next_ticket += 1;
+        waiters.queue.push_back((ticket, waker.clone()));
+        // SeqCst pairs with `give_back`: see `try_take`.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        ticket
+    }
+
+    /// For a registered sender polled again: whether it is still waiting (not woken); if
+    /// so, its waker is brought up to date.
+    fn still_waiting(&self, ticket: u64, waker: &Waker) -> bool {
+        let mut waiters = self.waiters();
+        let Some(at) = waiters.position(ticket) else {
+            return false;
+        };
+        let stored = &mut waiters.queue[at].1;
+        if !stored.will_wake(waker) {
+            stored.clone_from(waker);
+        }
+        true
+    }
+
+    /// For a registered sender that stops waiting without having been woken: takes it out
+    /// of the queue. If it was woken, the wake-up it did not use goes to the next sender,
+    /// so none is lost.
+    fn unregister(&self, ticket: u64) {
+        let mut waiters = self.waiters();
+        if let Some(at) = waiters.position(ticket) {
+            waiters.queue.remove(at);
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        } else {
+            drop(waiters);
+            self.wake_one();
+        }
+    }
+
+    /// Wakes the sender that has waited longest, if any.
+    fn wake_one(&self) {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let woken = {
+            let mut waiters = self.waiters();
+            let woken = waiters.queue.pop_front();
+            if woken.is_some() {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
-                return now.map_err(|_| Closed);
             }
-            {
-                // Dropped before being woken (the sender gave up): `Notify` passes a
-                // wake-up it already received on to the next waiter, so none is lost.
-                let _unregister = Unregister(&self.waiting);
-                notified.await;
-            }
-            // Woken because a place was given back: look before registering again, which
-            // (with the drop of a registration that was not needed) takes `Notify`'s lock.
-            // Every place given back while a sender waits wakes one, so if another sender
-            // took this one first, the next wakes this sender (or one registered before).
-            let now = look(self);
-            if !matches!(now, Err(Refused::Full)) {
-                return now.map_err(|_| Closed);
-            }
+            woken
+        };
+        if let Some((_, waker)) = woken {
+            waker.wake();
         }
     }
 
@@ -189,23 +250,77 @@ impl Meter {
     #[inline]
     fn give_back(&self) {
         self.taken.fetch_sub(1, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.room.notify_one();
-        }
+        // `wake_one` looks at `waiting` (SeqCst) before locking anything.
+        self.wake_one();
     }
 
     fn close(&self) {
         self.taken.fetch_or(CLOSED, Ordering::SeqCst);
-        self.room.notify_waiters();
+        let woken = {
+            let mut waiters = self.waiters();
+            self.waiting
+                .fetch_sub(waiters.queue.len(), Ordering::SeqCst);
+            std::mem::take(&mut waiters.queue)
+        };
+        for (_, waker) in woken {
+            waker.wake();
+        }
     }
 }
 
-/// Counts a waiting sender out when it stops waiting, woken or not.
-struct Unregister<'a>(&'a AtomicUsize);
+/// A sender's wait for a place: `look` says whether it can go on (and takes the place if
+/// that is what the sender waits for).
+///
+/// It registers (takes a ticket in the queue) before it looks, so a place given back after
+/// the look wakes it: `give_back` subtracts and then reads `waiting`, the waiter adds to
+/// `waiting` and then reads `taken`, all SeqCst, so at least one of them sees the other.
+/// Every place given back while senders wait wakes the one that has waited longest; one
+/// that is woken but finds the place gone (a sender that did not wait took it first) queues
+/// again, and the next place given back wakes the next in line.
+pub(crate) struct Wait<'a, F> {
+    meter: &'a Meter,
+    look: F,
+    /// Its place in the queue while registered.
+    ticket: Option<u64>,
+}
 
-impl Drop for Unregister<'_> {
+impl<F: Fn(&Meter) -> Result<(), Refused> + Unpin> Future for Wait<'_, F> {
+    type Output = Result<(), Closed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(ticket) = this.ticket {
+            if this.meter.still_waiting(ticket, cx.waker()) {
+                return Poll::Pending;
+            }
+            // Woken: a place was given back, or the receiver went away. Look before
+            // queueing again, which would lock.
+            this.ticket = None;
+            match (this.look)(this.meter) {
+                Err(Refused::Full) => {}
+                now => return Poll::Ready(now.map_err(|_| Closed)),
+            }
+        }
+        let ticket = this.meter.register(cx.waker());
+        match (this.look)(this.meter) {
+            Err(Refused::Full) => {
+                this.ticket = Some(ticket);
+                Poll::Pending
+            }
+            now => {
+                this.meter.unregister(ticket);
+                Poll::Ready(now.map_err(|_| Closed))
+            }
+        }
+    }
+}
+
+impl<F> Drop for Wait<'_, F> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        // Dropped while waiting (the sender gave up, or its thread was aborted).
+        if let Some(ticket) = self.ticket.take() {
+            self.meter.unregister(ticket);
+        }
     }
 }
 

@@ -108,6 +108,7 @@ mod child;
 #[cfg_attr(docsrs, doc(cfg(feature = "control")))]
 pub mod control;
 mod ctx;
+mod down;
 mod driver;
 mod error;
 mod inbox;

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
 use crate::error::Result;
+use crate::error::TrySendError;
 use crate::reschedule::Reschedule;
 use crate::thread::{Accepts, Asks, ChildExit, ChildId, HandlesStream, Thread};
 
@@ -254,7 +255,7 @@ impl<W: Thread> WorkerPool<W> {
                 let Some(worker) = self.workers.iter().find(|w| w.id() == id) else {
                     continue;
                 };
-                match worker.tx.try_send(job) {
+                match worker.node.queue.try_send(job) {
                     Ok(()) => {
                         *self.given.entry(id).or_default() += 1;
                         let worker = worker.clone();
@@ -262,9 +263,9 @@ impl<W: Thread> WorkerPool<W> {
                         return Ok(());
                     }
                     // Stopping (or ended): the job goes to another worker.
-                    Err(mpsc::error::TrySendError::Closed(back)) => job = back,
+                    Err(TrySendError::Ended(back)) => job = back,
                     // Not free after all: watch it again.
-                    Err(mpsc::error::TrySendError::Full(back)) => {
+                    Err(TrySendError::Full(back)) => {
                         job = back;
                         let worker = worker.clone();
                         self.watch(&worker);

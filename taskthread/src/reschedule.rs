@@ -113,18 +113,119 @@ struct Slot {
     runs: u64,
 }
 
-/// The timetable of one thread's tasks. Kept in a `Vec` scanned linearly: a thread has a
+/// The timetable of one thread's tasks: boxed, and absent for a thread without tasks, so it
+/// takes one word of the thread's `Ctx` (and so of its task) rather than six.
+#[derive(Debug)]
+pub(crate) struct Timetable(Option<Box<Table>>);
+
+impl Timetable {
+    pub(crate) fn new(specs: &'static [TaskSpec]) -> Self {
+        Self((!specs.is_empty()).then(|| Box::new(Table::new(specs))))
+    }
+
+    /// The table of a thread with tasks: only they have task indices to pass.
+    fn table(&mut self) -> &mut Table {
+        self.0
+            .as_deref_mut()
+            .expect("only a thread with tasks has task indices")
+    }
+
+    pub(crate) fn start_automatic(&mut self, now: Instant) {
+        if let Some(table) = self.0.as_deref_mut() {
+            table.start_automatic(now);
+        }
+    }
+
+    pub(crate) fn start(&mut self, index: usize, now: Instant) {
+        self.table().start(index, now);
+    }
+
+    pub(crate) fn schedule(&mut self, index: usize, at: Instant) {
+        self.table().schedule(index, at);
+    }
+
+    pub(crate) fn cancel(&mut self, index: usize) {
+        self.table().cancel(index);
+    }
+
+    pub(crate) fn cancel_all(&mut self) {
+        if let Some(table) = self.0.as_deref_mut() {
+            table.cancel_all();
+        }
+    }
+
+    pub(crate) fn is_scheduled(&self, index: usize) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|t| t.slots[index].next.is_some())
+    }
+
+    pub(crate) fn runs(&self, index: usize) -> u64 {
+        self.0.as_ref().map_or(0, |t| t.slots[index].runs)
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Re-arms the timer on the earliest due task after a schedule changed.
+    pub(crate) fn rearm(&mut self) {
+        if let Some(table) = self.0.as_deref_mut() {
+            table.rearm();
+        }
+    }
+
+    /// Whether the earliest task is due at `now` (the timetable must be re-armed first).
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|t| t.armed.is_some_and(|at| at <= now))
+    }
+
+    #[inline]
+    pub(crate) fn is_armed(&self) -> bool {
+        self.0.as_ref().is_some_and(|t| t.armed.is_some())
+    }
+
+    /// Polls the timer of the earliest task. Only polled while armed.
+    pub(crate) fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.0.as_deref_mut().and_then(|t| t.sleep.as_mut()) {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    /// Takes the earliest due task off the timetable, returning its index and due time.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<(usize, Instant)> {
+        self.0.as_deref_mut()?.take_due(now)
+    }
+
+    /// Applies what a run returned, unless ctx already changed the task's schedule during
+    /// the run. Returns `true` if the task asked to stop the thread.
+    pub(crate) fn finish(
+        &mut self,
+        index: usize,
+        due: Instant,
+        now: Instant,
+        decision: Reschedule,
+    ) -> bool {
+        self.table().finish(index, due, now, decision)
+    }
+}
+
+/// The tasks of a thread that has some. Kept in a slice scanned linearly: a thread has a
 /// handful of tasks, and the scan only happens when a schedule changes.
 #[derive(Debug)]
-pub(crate) struct Timetable {
+struct Table {
     slots: Box<[Slot]>,
     sleep: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
     dirty: bool,
 }
 
-impl Timetable {
-    pub(crate) fn new(specs: &'static [TaskSpec]) -> Self {
+impl Table {
+    fn new(specs: &'static [TaskSpec]) -> Self {
         Self {
             slots: specs
                 .iter()
@@ -141,7 +242,7 @@ impl Timetable {
         }
     }
 
-    pub(crate) fn start_automatic(&mut self, now: Instant) {
+    fn start_automatic(&mut self, now: Instant) {
         for slot in &mut self.slots {
             if !slot.spec.manual {
                 slot.next = Some(now + slot.spec.delay);
@@ -150,7 +251,7 @@ impl Timetable {
         self.dirty = true;
     }
 
-    pub(crate) fn start(&mut self, index: usize, now: Instant) {
+    fn start(&mut self, index: usize, now: Instant) {
         let slot = &mut self.slots[index];
         if slot.next.is_none() {
             slot.next = Some(now + slot.spec.delay);
@@ -159,21 +260,21 @@ impl Timetable {
         self.dirty = true;
     }
 
-    pub(crate) fn schedule(&mut self, index: usize, at: Instant) {
+    fn schedule(&mut self, index: usize, at: Instant) {
         let slot = &mut self.slots[index];
         slot.next = Some(at);
         slot.touched = true;
         self.dirty = true;
     }
 
-    pub(crate) fn cancel(&mut self, index: usize) {
+    fn cancel(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         slot.next = None;
         slot.touched = true;
         self.dirty = true;
     }
 
-    pub(crate) fn cancel_all(&mut self) {
+    fn cancel_all(&mut self) {
         for slot in &mut self.slots {
             slot.next = None;
         }
@@ -182,20 +283,8 @@ impl Timetable {
         self.dirty = false;
     }
 
-    pub(crate) fn is_scheduled(&self, index: usize) -> bool {
-        self.slots[index].next.is_some()
-    }
-
-    pub(crate) fn runs(&self, index: usize) -> u64 {
-        self.slots[index].runs
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Re-arms the timer on the earliest due task after a schedule changed.
-    pub(crate) fn rearm(&mut self) {
+    fn rearm(&mut self) {
         if !self.dirty {
             return;
         }
@@ -209,25 +298,8 @@ impl Timetable {
         }
     }
 
-    /// Whether the earliest task is due at `now` (the timetable must be re-armed first).
-    pub(crate) fn is_due(&self, now: Instant) -> bool {
-        self.armed.is_some_and(|at| at <= now)
-    }
-
-    pub(crate) fn is_armed(&self) -> bool {
-        self.armed.is_some()
-    }
-
-    /// Polls the timer of the earliest task. Only polled while armed.
-    pub(crate) fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match self.sleep.as_mut() {
-            Some(sleep) => sleep.as_mut().poll(cx),
-            None => std::task::Poll::Pending,
-        }
-    }
-
     /// Takes the earliest due task off the timetable, returning its index and due time.
-    pub(crate) fn take_due(&mut self, now: Instant) -> Option<(usize, Instant)> {
+    fn take_due(&mut self, now: Instant) -> Option<(usize, Instant)> {
         let (index, due) = self
             .slots
             .iter()
@@ -245,13 +317,7 @@ impl Timetable {
 
     /// Applies what a run returned, unless ctx already changed the task's schedule during
     /// the run. Returns `true` if the task asked to stop the thread.
-    pub(crate) fn finish(
-        &mut self,
-        index: usize,
-        due: Instant,
-        now: Instant,
-        decision: Reschedule,
-    ) -> bool {
+    fn finish(&mut self, index: usize, due: Instant, now: Instant, decision: Reschedule) -> bool {
         self.dirty = true;
         let slot = &mut self.slots[index];
         if slot.touched {

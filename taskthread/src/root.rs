@@ -153,7 +153,7 @@ impl<T: Thread> Handle<T> {
         let Handle {
             child, mut join, ..
         } = self;
-        abort_tree(&child.node, &mut join).await
+        abort_tree(&*child.node, &mut join).await
     }
 
     /// A snapshot of the whole tree.
@@ -292,7 +292,7 @@ pub async fn run<T: Thread>(thread: T) -> Result<()> {
             () = shutdown_signal() => {
                 if stopping {
                     tracing::warn!(root = %child.path(), "second signal: aborting the tree");
-                    let exit = abort_tree(&child.node, &mut join).await;
+                    let exit = abort_tree(&*child.node, &mut join).await;
                     tracing::warn!(root = %child.path(), "tree ended: {exit}");
                     return Err(Error::msg(format!(
                         "the graceful stop was interrupted by a second signal: {exit}"

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::ctx::Ctx;
@@ -211,7 +210,7 @@ impl fmt::Debug for RestartGroup {
 pub(crate) fn supervise<C, F>(
     mut factory: F,
     mut ctx: Ctx<C>,
-    mut down: mpsc::Receiver<C::Down>,
+    mut down: crate::down::DownReceiver<C::Down>,
     policy: RestartPolicy,
 ) -> impl Future<Output = Exit> + Send
 where
@@ -303,7 +302,7 @@ where
         // For good now: what is still queued will not be handled.
         down.close();
         let mut dropped = 0usize;
-        while down.try_recv().is_ok() {
+        while down.try_recv().is_some() {
             dropped += 1;
         }
         if dropped > 0 {

@@ -10,9 +10,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
-use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use crate::down::DownQueue;
 use crate::roster::Roster;
 use crate::thread::{ChildExit, ChildId, Exit};
 
@@ -56,16 +56,16 @@ impl fmt::Display for ThreadState {
     }
 }
 
-/// The DOWN queue of a thread, type-erased: its depth for snapshots, and the typed sender
-/// for a parent's lookups and broadcasts (recovered by downcasting).
+/// The DOWN queue of a thread, type-erased: its depth for snapshots, and the typed queue
+/// for a parent's broadcasts (recovered by downcasting).
 pub(crate) trait Queue: Send + Sync {
     fn depth(&self) -> usize;
     fn as_any(&self) -> &dyn Any;
 }
 
-impl<D: Send + 'static> Queue for mpsc::Sender<D> {
+impl<D: Send + 'static> Queue for DownQueue<D> {
     fn depth(&self) -> usize {
-        self.max_capacity() - self.capacity()
+        self.len()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -73,12 +73,30 @@ impl<D: Send + 'static> Queue for mpsc::Sender<D> {
     }
 }
 
+/// A child's node as its parent keeps it: untyped for everything the parent does to any
+/// child, and typed again (by a checked downcast) to address the child as its own type.
+pub(crate) trait ChildNode: Send + Sync {
+    fn node(&self) -> &Node;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<Q: Queue + 'static> ChildNode for Node<Q> {
+    #[inline]
+    fn node(&self) -> &Node {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
 /// What the rest of the tree can see of one thread: identity, counters, its stop signal and
 /// its children (for snapshots). Written by the thread's own loop, read by anyone.
 ///
-/// Generic over its queue only to be made: the queue's sender is the last field, so an
-/// `Arc<Node<mpsc::Sender<D>>>` coerces to `Arc<Node>` and node and sender share one
-/// allocation.
+/// Generic over its queue, which is its last field and lives in the same allocation: the
+/// thread's own end and its addresses hold it typed (`Arc<Node<DownQueue<D>>>`), the rest
+/// of the tree as `Arc<Node>`, to which the typed one coerces.
 pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     pub(crate) id: ChildId,
     /// Built on first use: a thread nobody names in a log, a span, a snapshot or an error
@@ -267,6 +285,23 @@ impl DoneSignal {
     }
 }
 
+impl Node {
+    /// The live node of this subtree with this path.
+    #[cfg(feature = "control")]
+    pub(crate) fn find(self: &Arc<Self>, path: &str) -> Option<Arc<Node>> {
+        if **self.path() == *path {
+            return Some(Arc::clone(self));
+        }
+        // Only descend into a child whose path is a prefix of the one sought.
+        self.children_now().into_iter().find_map(|c| {
+            let under = path.strip_prefix(&**c.path())?;
+            (under.is_empty() || under.starts_with('/'))
+                .then(|| c.find(path))
+                .flatten()
+        })
+    }
+}
+
 impl<Q: Queue> Node<Q> {
     pub(crate) fn new(id: ChildId, init: NodeInit, queue: Q) -> Self {
         Self {
@@ -300,7 +335,7 @@ impl<Q: Queue> Node<Q> {
     }
 }
 
-impl Node {
+impl<Q: ?Sized + Queue> Node<Q> {
     /// The path in the tree (`master/tcp_server/conn-17`), built the first time it is asked.
     pub(crate) fn path(&self) -> &Arc<str> {
         self.path.get()
@@ -474,21 +509,6 @@ impl Node {
         self.pool.get()
     }
 
-    /// The live node of this subtree with this path.
-    #[cfg(feature = "control")]
-    pub(crate) fn find(self: &Arc<Self>, path: &str) -> Option<Arc<Node>> {
-        if **self.path() == *path {
-            return Some(Arc::clone(self));
-        }
-        // Only descend into a child whose path is a prefix of the one sought.
-        self.children_now().into_iter().find_map(|c| {
-            let under = path.strip_prefix(&**c.path())?;
-            (under.is_empty() || under.starts_with('/'))
-                .then(|| c.find(path))
-                .flatten()
-        })
-    }
-
     pub(crate) fn add_child(&self, child: Arc<Node>) {
         let mut children = self
             .children
@@ -648,13 +668,14 @@ mod tests {
     use super::build_path;
 
     /// Every thread has a node, and spawning many is a hot path: with glibc's allocator, a
-    /// 296-byte node made spawn + stop of 10 000 children about a fifth slower than this
-    /// size did (see docs/benchmarks.md).
+    /// 296-byte node (without its queue) made spawn + stop of 10 000 children about a fifth
+    /// slower than a 224-byte one did. The node now holds the DOWN queue too (120 bytes, in
+    /// place of a 512-byte channel allocated apart), and must not grow past that.
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_node_stays_small() {
-        let size = std::mem::size_of::<super::Node<tokio::sync::mpsc::Sender<u8>>>();
-        assert!(size <= 224, "a node takes {size} bytes");
+        let size = std::mem::size_of::<super::Node<crate::down::DownQueue<u8>>>();
+        assert!(size <= 344, "a node takes {size} bytes");
     }
 
     #[test]

@@ -1,0 +1,625 @@
+//! A thread's DOWN queue: bounded, many senders, one receiver (the thread's loop), and kept
+//! inside the thread's node rather than in an allocation of its own.
+//!
+//! Spawning a thread is a hot path, and so is stopping one. A queue in the node costs no
+//! allocation and no memory beyond a few words until the first message (its buffer grows
+//! on demand, up to the capacity), and it goes when the node goes. An idle child, the
+//! common case in a large tree, never pays for a queue it does not use.
+//!
+//! Everything is under one short lock: the messages, the closed flag, the receiver's
+//! waker, and the senders waiting for room. A send or a receive locks once; nothing is
+//! allocated per message beyond the buffer's growth.
+//!
+//! Senders that find the queue full wait in arrival order. A place freed while senders wait
+//! is promised to the one that has waited longest, which is woken to take it: a sender that
+//! arrives later cannot take it first, so no waiting sender starves.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::TrySendError;
+use crate::tree::Node;
+
+/// The queue itself; the last field of its thread's [`Node`].
+pub(crate) struct DownQueue<D> {
+    capacity: usize,
+    state: Mutex<State<D>>,
+}
+
+struct State<D> {
+    items: VecDeque<D>,
+    /// The thread stopped accepting messages (or its receiver is gone).
+    closed: bool,
+    /// The receiver is gone: nothing put in from now on would ever be taken out.
+    gone: bool,
+    /// The receiver, when it waits for a message.
+    receiver: Option<Waker>,
+    /// Senders waiting for room, in arrival order, each with its ticket.
+    senders: VecDeque<(u64, Waker)>,
+    next_ticket: u64,
+    /// Places promised to senders woken from `senders` that have not taken them yet.
+    promised: usize,
+    /// Places held by [`Permit`]s.
+    reserved: usize,
+}
+
+impl<D> State<D> {
+    /// Room for a sender that holds no promise.
+    fn has_room(&self, capacity: usize) -> bool {
+        self.items.len() + self.promised + self.reserved < capacity
+    }
+
+    /// After a place was freed: promises it to the sender that has waited longest, if any,
+    /// and returns its waker (to be woken once the lock is released).
+    fn promise_next(&mut self, capacity: usize) -> Option<Waker> {
+        if self.senders.is_empty() || !self.has_room(capacity) {
+            return None;
+        }
+        let (_, waker) = self.senders.pop_front()?;
+        self.promised += 1;
+        Some(waker)
+    }
+
+    /// Where `ticket` waits, if its sender has not been woken.
+    fn position(&self, ticket: u64) -> Option<usize> {
+        ticket_position(&self.senders, ticket)
+    }
+
+    /// Puts a message in and takes the receiver's waker, to be woken once the lock is
+    /// released.
+    #[inline]
+    fn put(&mut self, msg: D) -> Option<Waker> {
+        self.items.push_back(msg);
+        self.receiver.take()
+    }
+}
+
+/// Where `ticket` is in a queue of waiting senders, if it is still there (its sender has
+/// not been woken). Tickets are given in order, so the queue is sorted; the one asked for is
+/// usually at the front.
+pub(crate) fn ticket_position(waiters: &VecDeque<(u64, Waker)>, ticket: u64) -> Option<usize> {
+    match waiters.front() {
+        Some(&(first, _)) if first == ticket => Some(0),
+        Some(&(first, _)) if first < ticket => {
+            waiters.binary_search_by_key(&ticket, |&(t, _)| t).ok()
+        }
+        _ => None,
+    }
+}
+
+impl<D> DownQueue<D> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            // `ChildOptions::capacity` refuses 0.
+            capacity: capacity.max(1),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                closed: false,
+                gone: false,
+                receiver: None,
+                senders: VecDeque::new(),
+                next_ticket: 0,
+                promised: 0,
+                reserved: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<D>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `msg` if there is room now.
+    #[inline]
+    pub(crate) fn try_send(&self, msg: D) -> Result<(), TrySendError<D>> {
+        let receiver = {
+            let mut state = self.state();
+            if state.closed {
+                return Err(TrySendError::Ended(msg));
+            }
+            if !state.senders.is_empty() || !state.has_room(self.capacity) {
+                return Err(TrySendError::Full(msg));
+            }
+            state.put(msg)
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `msg`, waiting for room; gives it back if the queue is closed.
+    pub(crate) fn send(&self, msg: D) -> Sending<'_, D> {
+        Sending {
+            turn: Turn {
+                queue: self,
+                wait: Waiting::No,
+            },
+            msg: Some(msg),
+        }
+    }
+
+    /// Waits for room and holds a place for a message sent later through the [`Permit`];
+    /// fails if the queue is closed.
+    pub(crate) fn reserve(&self) -> Reserve<'_, D> {
+        Reserve {
+            turn: Turn {
+                queue: self,
+                wait: Waiting::No,
+            },
+        }
+    }
+
+    /// Under the lock: whether the sender waiting as `wait` may put a message in now (its
+    /// place is not counted anywhere yet), or must wait (queued, woken when its turn comes),
+    /// or the queue is closed.
+    fn poll_place(
+        &self,
+        state: &mut State<D>,
+        wait: &mut Waiting,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Closed>> {
+        if state.closed {
+            // A close took every waiter off the queue and cancelled every promise.
+            *wait = Waiting::No;
+            return Poll::Ready(Err(Closed));
+        }
+        if let Waiting::Queued(ticket) = *wait {
+            match state.position(ticket) {
+                Some(at) => {
+                    // Still waiting: keep the waker current.
+                    let stored = &mut state.senders[at].1;
+                    if !stored.will_wake(cx.waker()) {
+                        stored.clone_from(cx.waker());
+                    }
+                    return Poll::Pending;
+                }
+                None => {
+                    // Woken: a place was promised to this sender.
+                    state.promised -= 1;
+                    *wait = Waiting::No;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        if state.senders.is_empty() && state.has_room(self.capacity) {
+            return Poll::Ready(Ok(()));
+        }
+        // Full, or others wait already: queue behind them.
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.senders.push_back((ticket, cx.waker().clone()));
+        *wait = Waiting::Queued(ticket);
+        Poll::Pending
+    }
+
+    /// A sender queued as `ticket` gives up (its future was dropped). A promise it was
+    /// given and did not use goes to the next sender.
+    fn give_up(&self, ticket: u64) {
+        let next = {
+            let mut state = self.state();
+            if state.closed {
+                return;
+            }
+            match state.position(ticket) {
+                Some(at) => {
+                    state.senders.remove(at);
+                    None
+                }
+                None => {
+                    state.promised -= 1;
+                    state.promise_next(self.capacity)
+                }
+            }
+        };
+        if let Some(next) = next {
+            next.wake();
+        }
+    }
+
+    /// Takes the next message; `Ready(None)` once the queue is closed and empty.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        let mut state = self.state();
+        match state.items.pop_front() {
+            Some(msg) => {
+                let sender = state.promise_next(self.capacity);
+                drop(state);
+                if let Some(sender) = sender {
+                    sender.wake();
+                }
+                Poll::Ready(Some(msg))
+            }
+            None if state.closed && state.reserved == 0 => Poll::Ready(None),
+            None => {
+                match &mut state.receiver {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Takes the next message if there is one now.
+    pub(crate) fn try_recv(&self) -> Option<D> {
+        let mut state = self.state();
+        let msg = state.items.pop_front()?;
+        let sender = state.promise_next(self.capacity);
+        drop(state);
+        if let Some(sender) = sender {
+            sender.wake();
+        }
+        Some(msg)
+    }
+
+    /// Stops accepting messages; what is queued (or sent through a permit taken before)
+    /// can still be received. Waiting senders get their messages back.
+    pub(crate) fn close(&self) {
+        let senders = {
+            let mut state = self.state();
+            state.closed = true;
+            state.promised = 0;
+            std::mem::take(&mut state.senders)
+        };
+        for (_, waker) in senders {
+            waker.wake();
+        }
+    }
+
+    /// Closes the queue and drops what is in it: the receiver is gone. Askers whose
+    /// questions are dropped see their reply channel close.
+    fn close_for_good(&self) {
+        self.close();
+        let left = {
+            let mut state = self.state();
+            state.gone = true;
+            std::mem::take(&mut state.items)
+        };
+        drop(left);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// How many messages are queued.
+    pub(crate) fn len(&self) -> usize {
+        self.state().items.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state().items.is_empty()
+    }
+}
+
+/// The queue is closed.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// Where a waiting sender is.
+enum Waiting {
+    /// Not queued.
+    No,
+    /// Queued with this ticket (or woken with a promise, once the ticket is gone).
+    Queued(u64),
+}
+
+/// A sender's turn at a place: queued behind earlier senders while the queue is full.
+/// Dropped while queued, it gives up its turn, or the place promised to it.
+struct Turn<'a, D> {
+    queue: &'a DownQueue<D>,
+    wait: Waiting,
+}
+
+impl<D> Turn<'_, D> {
+    /// Runs `take` under the lock once the place is this sender's.
+    fn poll<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&mut State<D>) -> R,
+    ) -> Poll<Result<R, Closed>> {
+        let mut state = self.queue.state();
+        match self.queue.poll_place(&mut state, &mut self.wait, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(closed)) => Poll::Ready(Err(closed)),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(take(&mut state))),
+        }
+    }
+}
+
+impl<D> Drop for Turn<'_, D> {
+    fn drop(&mut self) {
+        // Given up while waiting (the sender's task was dropped or its select moved on).
+        if let Waiting::Queued(ticket) = self.wait {
+            self.queue.give_up(ticket);
+        }
+    }
+}
+
+/// The future of [`DownQueue::send`]: `Err(msg)` if the queue closed first.
+pub(crate) struct Sending<'a, D> {
+    turn: Turn<'a, D>,
+    msg: Option<D>,
+}
+
+// `D` is only moved, never pinned.
+impl<D> Unpin for Sending<'_, D> {}
+
+impl<D> Future for Sending<'_, D> {
+    type Output = Result<(), D>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let msg = &mut this.msg;
+        let taken =
+            |state: &mut State<D>| state.put(msg.take().expect("a send polled after it finished"));
+        match this.turn.poll(cx, taken) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(Closed)) => Poll::Ready(Err(this
+                .msg
+                .take()
+                .expect("a send polled after it finished"))),
+            Poll::Ready(Ok(receiver)) => {
+                if let Some(receiver) = receiver {
+                    receiver.wake();
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+/// The future of [`DownQueue::reserve`].
+pub(crate) struct Reserve<'a, D> {
+    turn: Turn<'a, D>,
+}
+
+impl<'a, D> Future for Reserve<'a, D> {
+    type Output = Result<Permit<'a, D>, Closed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let queue = this.turn.queue;
+        this.turn
+            .poll(cx, |state| state.reserved += 1)
+            .map_ok(|()| Permit { queue })
+    }
+}
+
+/// A place held in a queue: [`send`](Self::send) fills it, dropping it frees it.
+pub(crate) struct Permit<'a, D> {
+    queue: &'a DownQueue<D>,
+}
+
+impl<D> Permit<'_, D> {
+    /// Puts `msg` in the held place. Even if the queue closed since, the message is
+    /// received (the place was taken before the close); if the receiver is gone it is
+    /// dropped at once.
+    pub(crate) fn send(self, msg: D) {
+        let queue = self.queue;
+        std::mem::forget(self);
+        let (receiver, dropped) = {
+            let mut state = queue.state();
+            state.reserved -= 1;
+            if state.gone {
+                (None, Some(msg))
+            } else {
+                (state.put(msg), None)
+            }
+        };
+        drop(dropped);
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+    }
+}
+
+impl<D> Drop for Permit<'_, D> {
+    fn drop(&mut self) {
+        // Unused: the place goes to the next waiting sender, and a receiver waiting for
+        // the end of a closed queue may have it now.
+        let (next, receiver) = {
+            let mut state = self.queue.state();
+            state.reserved -= 1;
+            let receiver = if state.closed && state.reserved == 0 {
+                state.receiver.take()
+            } else {
+                None
+            };
+            (state.promise_next(self.queue.capacity), receiver)
+        };
+        if let Some(next) = next {
+            next.wake();
+        }
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+    }
+}
+
+/// The thread's end of its queue, held by its loop. Dropping it closes the queue and drops
+/// what is left in it, so sends fail from then on and give their message back.
+pub(crate) struct DownReceiver<D: Send + 'static> {
+    node: Arc<Node<DownQueue<D>>>,
+}
+
+impl<D: Send + 'static> DownReceiver<D> {
+    pub(crate) fn new(node: Arc<Node<DownQueue<D>>>) -> Self {
+        Self { node }
+    }
+
+    #[inline]
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        self.node.queue.poll_recv(cx)
+    }
+
+    #[inline]
+    pub(crate) fn try_recv(&mut self) -> Option<D> {
+        self.node.queue.try_recv()
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.node.queue.close();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.node.queue.is_closed()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.node.queue.is_empty()
+    }
+}
+
+impl<D: Send + 'static> Drop for DownReceiver<D> {
+    fn drop(&mut self) {
+        self.node.queue.close_for_good();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn block_on<F: Future>(test: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(test)
+    }
+
+    /// A task that sends `n` and says whether it got in.
+    fn sender(queue: &Arc<DownQueue<i32>>, n: i32) -> tokio::task::JoinHandle<Result<(), i32>> {
+        let queue = Arc::clone(queue);
+        tokio::spawn(async move { queue.send(n).await })
+    }
+
+    #[test]
+    fn bounded_fifo_and_closed_gives_messages_back() {
+        let queue = DownQueue::new(2);
+        assert!(queue.try_send(1).is_ok());
+        assert!(queue.try_send(2).is_ok());
+        assert!(matches!(queue.try_send(3), Err(TrySendError::Full(3))));
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.try_recv(), Some(1));
+        assert!(queue.try_send(3).is_ok());
+        queue.close();
+        assert!(matches!(queue.try_send(4), Err(TrySendError::Ended(4))));
+        // What was queued before the close is still received, in order, then the end.
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(2)));
+        assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(3)));
+        assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn waiting_senders_go_in_arrival_order_and_a_later_one_cannot_overtake() {
+        block_on(async {
+            let queue = Arc::new(DownQueue::new(1));
+            queue.try_send(0).expect("room for one");
+            let mut waiting = Vec::new();
+            for n in 1..=3 {
+                waiting.push(sender(&queue, n));
+                tokio::task::yield_now().await;
+            }
+            // A place is freed: promised to sender 1, so a try_send cannot take it.
+            assert_eq!(queue.try_recv(), Some(0));
+            assert!(matches!(queue.try_send(99), Err(TrySendError::Full(99))));
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                // The woken sender runs and takes its place; then the next is promised one.
+                tokio::task::yield_now().await;
+                while let Some(n) = queue.try_recv() {
+                    got.push(n);
+                }
+            }
+            assert_eq!(got, [1, 2, 3]);
+            for w in waiting {
+                assert_eq!(w.await.expect("no panic"), Ok(()));
+            }
+        });
+    }
+
+    #[test]
+    fn a_sender_that_gives_up_passes_its_promise_on() {
+        block_on(async {
+            let queue = Arc::new(DownQueue::new(1));
+            queue.try_send(0).expect("room for one");
+            let first = sender(&queue, 1);
+            tokio::task::yield_now().await;
+            let second = sender(&queue, 2);
+            tokio::task::yield_now().await;
+            // The place is promised to the first, which is dropped before it takes it.
+            assert_eq!(queue.try_recv(), Some(0));
+            first.abort();
+            assert!(first.await.is_err(), "aborted");
+            assert_eq!(second.await.expect("no panic"), Ok(()), "promised on");
+            assert_eq!(queue.try_recv(), Some(2));
+        });
+    }
+
+    #[test]
+    fn a_close_wakes_waiting_senders_with_their_messages() {
+        block_on(async {
+            let queue = Arc::new(DownQueue::new(1));
+            queue.try_send(0).expect("room for one");
+            let waiting = sender(&queue, 7);
+            tokio::task::yield_now().await;
+            queue.close();
+            assert_eq!(waiting.await.expect("no panic"), Err(7));
+        });
+    }
+
+    #[test]
+    fn many_senders_on_many_threads_lose_nothing() {
+        let four_workers = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build();
+        four_workers.expect("a runtime").block_on(async {
+            const SENDERS: usize = 8;
+            const EACH: usize = 2_000;
+            let queue = Arc::new(DownQueue::new(2));
+            let sent = Arc::new(AtomicUsize::new(0));
+            for s in 0..SENDERS {
+                let queue = Arc::clone(&queue);
+                let sent = Arc::clone(&sent);
+                tokio::spawn(async move {
+                    for i in 0..EACH {
+                        let v = s * EACH + i;
+                        // Half wait, half retry `try_send`: both paths race.
+                        if s % 2 == 0 {
+                            queue.send(v).await.expect("open");
+                        } else {
+                            let mut v = v;
+                            loop {
+                                match queue.try_send(v) {
+                                    Ok(()) => break,
+                                    Err(e) => v = e.into_inner(),
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            let mut seen = vec![false; SENDERS * EACH];
+            for _ in 0..SENDERS * EACH {
+                let v = poll_fn(|cx| queue.poll_recv(cx))
+                    .await
+                    .expect("open while messages come");
+                assert!(!seen[v], "{v} arrived twice");
+                seen[v] = true;
+                assert!(queue.len() <= 2, "never more than the capacity queued");
+            }
+            assert!(seen.iter().all(|s| *s), "every message arrived");
+        });
+    }
+}
