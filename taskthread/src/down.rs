@@ -23,6 +23,9 @@ use std::task::{Context, Poll, Waker};
 use crate::error::TrySendError;
 use crate::tree::Node;
 
+/// An empty buffer with room for more messages than this is given back.
+const KEEP_BUFFER: usize = 1024;
+
 /// The queue itself; the last field of its thread's [`Node`].
 pub(crate) struct DownQueue<D> {
     capacity: usize,
@@ -61,6 +64,17 @@ impl<D> State<D> {
         let (_, waker) = self.senders.pop_front()?;
         self.promised += 1;
         Some(waker)
+    }
+
+    /// Takes the next message, and gives a large buffer back once it is empty (a thread
+    /// with a large capacity keeps no burst's worth of memory while idle).
+    #[inline]
+    fn take(&mut self) -> Option<D> {
+        let msg = self.items.pop_front()?;
+        if self.items.is_empty() && self.items.capacity() > KEEP_BUFFER {
+            self.items = VecDeque::new();
+        }
+        Some(msg)
     }
 
     /// Where `ticket` waits, if its sender has not been woken.
@@ -223,7 +237,7 @@ impl<D> DownQueue<D> {
     /// Takes the next message; `Ready(None)` once the queue is closed and empty.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
         let mut state = self.state();
-        match state.items.pop_front() {
+        match state.take() {
             Some(msg) => {
                 let sender = state.promise_next(self.capacity);
                 drop(state);
@@ -246,7 +260,7 @@ impl<D> DownQueue<D> {
     /// Takes the next message if there is one now.
     pub(crate) fn try_recv(&self) -> Option<D> {
         let mut state = self.state();
-        let msg = state.items.pop_front()?;
+        let msg = state.take()?;
         let sender = state.promise_next(self.capacity);
         drop(state);
         if let Some(sender) = sender {
@@ -517,6 +531,24 @@ mod tests {
         assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(2)));
         assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(3)));
         assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_large_buffer_is_given_back_once_drained() {
+        let queue = DownQueue::new(100_000);
+        for n in 0..5_000 {
+            queue.try_send(n).expect("room");
+        }
+        assert!(queue.state().items.capacity() >= 5_000);
+        for n in 0..5_000 {
+            assert_eq!(queue.try_recv(), Some(n));
+        }
+        assert!(queue.state().items.capacity() <= KEEP_BUFFER);
+        // A small buffer is kept: a thread with the default capacity never reallocates.
+        let small = DownQueue::new(64);
+        small.try_send(1).expect("room");
+        assert_eq!(small.try_recv(), Some(1));
+        assert!(small.state().items.capacity() > 0);
     }
 
     #[test]
