@@ -23,7 +23,8 @@ use std::task::{Context, Poll, Waker};
 use crate::error::TrySendError;
 use crate::tree::Node;
 
-/// An empty buffer with room for more messages than this is given back.
+/// An empty buffer with room for more messages (or waiting senders) than this is given
+/// back.
 const KEEP_BUFFER: usize = 1024;
 
 /// The queue itself; the last field of its thread's [`Node`].
@@ -62,6 +63,10 @@ impl<D> State<D> {
             return None;
         }
         let (_, waker) = self.senders.pop_front()?;
+        if self.senders.is_empty() && self.senders.capacity() > KEEP_BUFFER {
+            // A burst of waiting senders leaves no large buffer behind.
+            self.senders = VecDeque::new();
+        }
         self.promised += 1;
         Some(waker)
     }
@@ -235,18 +240,26 @@ impl<D> DownQueue<D> {
     }
 
     /// Takes the next message; `Ready(None)` once the queue is closed and empty.
+    ///
+    /// Spends the task's cooperative budget like tokio's own channels, so a thread whose
+    /// queue never empties still lets the other tasks of its worker run.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
         match state.take() {
             Some(msg) => {
                 let sender = state.promise_next(self.capacity);
                 drop(state);
+                coop.made_progress();
                 if let Some(sender) = sender {
                     sender.wake();
                 }
                 Poll::Ready(Some(msg))
             }
-            None if state.closed && state.reserved == 0 => Poll::Ready(None),
+            None if state.closed && state.reserved == 0 => {
+                coop.made_progress();
+                Poll::Ready(None)
+            }
             None => {
                 match &mut state.receiver {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -329,18 +342,23 @@ struct Turn<'a, D> {
 }
 
 impl<D> Turn<'_, D> {
-    /// Runs `take` under the lock once the place is this sender's.
+    /// Runs `take` under the lock once the place is this sender's. Spends the task's
+    /// cooperative budget, like tokio's channels: out of budget, it returns before looking
+    /// (a place promised to it stays promised).
     fn poll<R>(
         &mut self,
         cx: &mut Context<'_>,
         take: impl FnOnce(&mut State<D>) -> R,
     ) -> Poll<Result<R, Closed>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.queue.state();
-        match self.queue.poll_place(&mut state, &mut self.wait, cx) {
-            Poll::Pending => Poll::Pending,
+        let polled = match self.queue.poll_place(&mut state, &mut self.wait, cx) {
+            Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(closed)) => Poll::Ready(Err(closed)),
             Poll::Ready(Ok(())) => Poll::Ready(Ok(take(&mut state))),
-        }
+        };
+        coop.made_progress();
+        polled
     }
 }
 
@@ -497,7 +515,7 @@ impl<D: Send + 'static> Drop for DownReceiver<D> {
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
 
@@ -549,6 +567,31 @@ mod tests {
         small.try_send(1).expect("room");
         assert_eq!(small.try_recv(), Some(1));
         assert!(small.state().items.capacity() > 0);
+    }
+
+    /// A loop over a queue that never waits (it always has a message, or always room)
+    /// still lets the other tasks of its worker run, as tokio's channels do.
+    #[test]
+    fn a_busy_queue_spends_the_cooperative_budget() {
+        for receive in [true, false] {
+            let other_ran = block_on(async {
+                let other_ran = Arc::new(AtomicBool::new(false));
+                let flag = Arc::clone(&other_ran);
+                tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+                let queue = DownQueue::new(4);
+                for n in 0..10_000 {
+                    if receive {
+                        queue.try_send(n).expect("room");
+                        poll_fn(|cx| queue.poll_recv(cx)).await.expect("a message");
+                    } else {
+                        queue.send(n).await.expect("open");
+                        queue.try_recv().expect("a message");
+                    }
+                }
+                other_ran.load(Ordering::SeqCst)
+            });
+            assert!(other_ran, "the other task ran (receiving: {receive})");
+        }
     }
 
     #[test]

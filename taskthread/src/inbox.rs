@@ -239,6 +239,10 @@ impl Meter {
             if woken.is_some() {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
             }
+            if waiters.queue.is_empty() && waiters.queue.capacity() > 1024 {
+                // A burst of waiting senders leaves no large buffer behind.
+                waiters.queue = VecDeque::new();
+            }
             woken
         };
         if let Some((_, waker)) = woken {
