@@ -161,13 +161,13 @@ impl<'a> Iterator for Children<'a> {
     type Item = ChildInfo<'a>;
 
     fn next(&mut self) -> Option<ChildInfo<'a>> {
-        let entry = self.inner.next()?;
+        let node = self.inner.next()?.node();
         Some(ChildInfo {
-            id: entry.node().id,
-            name: entry.node().name(),
-            path: entry.node().path(),
-            type_name: entry.node().meta.type_name,
-            state: entry.node().state(),
+            id: node.id,
+            name: node.name(),
+            path: node.path(),
+            type_name: node.meta.type_name,
+            state: node.state(),
         })
     }
 
