@@ -1,6 +1,6 @@
 //! # crawl — fetch URLs with a concurrency limit, using a job pool
 //!
-//! Shows [`JobPool::map`](taskthread::JobPool::map) inside a thread: a `Crawler` maps a
+//! Shows [`JobPool::map`](taskthread::jobs::JobPool::map) inside a thread: a `Crawler` maps a
 //! fetch over its URLs with at most `--limit` requests in flight, attaches the pool's
 //! results stream, and reports each URL as its result arrives — a status and a size, or a
 //! clear error (a malformed URL, a scheme this example cannot fetch, a refused connection),
@@ -31,8 +31,8 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use taskthread::jobs::{JobOutcome, JobPool, JobResult};
 use taskthread::prelude::*;
-use taskthread::{JobOutcome, JobPool, JobResult};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 

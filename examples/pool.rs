@@ -1,6 +1,6 @@
 //! # pool — a worker pool resized through the control endpoint while it works
 //!
-//! Shows a [`WorkerPool`](taskthread::WorkerPool) of identical `Hasher` workers under an
+//! Shows a [`WorkerPool`](taskthread::pool::WorkerPool) of identical `Hasher` workers under an
 //! `App` thread that feeds it jobs and counts their results (the workers' UP messages reach
 //! `App` as if the pool sent them), and the control endpoint: the program serves it on a
 //! Unix socket and drives itself through it with the same client `taskthread-ctl` uses —
@@ -21,9 +21,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser;
+use taskthread::TrySendError;
 use taskthread::control::{Control, ControlClient};
+use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
-use taskthread::{TrySendError, WorkerPool};
 
 #[derive(Debug, Parser)]
 struct Args {

@@ -6,8 +6,8 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use taskthread::WorkerPool;
 use taskthread::control::Control;
+use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 
 #[derive(Default)]

@@ -1,4 +1,6 @@
-//! Addresses of threads ([`ChildRef`]) and the options a thread is spawned with.
+//! Addresses of threads ([`ChildRef`]), the options a thread is spawned with
+//! ([`ChildOptions`]), and a parent's typed access to its children ([`Ctx::child`],
+//! [`Ctx::children_of`], [`Ctx::broadcast`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,10 +9,12 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::down::DownQueue;
+use crate::ctx::Ctx;
 use crate::error::{AskError, SendError, TrySendError};
-use crate::thread::{Accepts, Asks, ChildId, Thread};
-use crate::tree::{Node, ThreadState, TreeSnapshot};
+use crate::exit::{ChildId, ThreadState};
+use crate::node::{ChildNode, Node, TreeSnapshot};
+use crate::queue::DownQueue;
+use crate::thread::{Accepts, Asks, Reply, Thread};
 
 /// The address of a running thread: send it messages, ask it questions, stop it.
 ///
@@ -97,7 +101,7 @@ impl<T: Thread> ChildRef<T> {
         T: Asks<Q>,
     {
         let (reply, answer) = oneshot::channel();
-        let down = T::__wrap_ask(question, crate::__private::Reply(reply));
+        let down = T::__wrap_ask(question, Reply(reply));
         if let Err(down) = self.node.queue.send(down).await {
             return Err(AskError::Ended(T::__unwrap(down)));
         }
@@ -133,8 +137,6 @@ pub struct ChildOptions {
     pub(crate) stage: u32,
     pub(crate) stop_deadline: StopDeadline,
     pub(crate) blocking_limit: Option<usize>,
-    /// Tell watchers each time a DOWN message has been handled (a worker pool's workers).
-    pub(crate) reports_done: bool,
 }
 
 /// A thread's stop deadline as given in its options.
@@ -233,11 +235,54 @@ impl ChildOptions {
         self.blocking_limit = Some(limit);
         self
     }
+}
 
-    /// For a worker pool's workers: the node counts the DOWN messages it has finished
-    /// handling and wakes whoever waits for a count.
-    pub(crate) fn reporting_done(mut self) -> Self {
-        self.reports_done = true;
-        self
+impl<T: Thread> ChildRef<T> {
+    /// The address of a child if it is a `T`.
+    pub(crate) fn downcast(child: Arc<dyn ChildNode>) -> Option<Self> {
+        let node = child
+            .into_any()
+            .downcast::<Node<DownQueue<T::Down>>>()
+            .ok()?;
+        Some(Self { node })
+    }
+}
+
+impl<T: Thread> Ctx<T> {
+    /// The address of the child with this id, if it is alive and of type `C`.
+    pub fn child<C: Thread>(&self, id: ChildId) -> Option<ChildRef<C>> {
+        ChildRef::downcast(self.node().child(id)?)
+    }
+
+    /// The addresses of all live children of type `C`, in spawn order.
+    pub fn children_of<C: Thread>(&self) -> Vec<ChildRef<C>> {
+        self.node()
+            .children_now()
+            .into_iter()
+            .filter_map(ChildRef::downcast)
+            .collect()
+    }
+
+    /// Sends a clone of `msg` to every live child of type `C`; returns how many accepted it.
+    ///
+    /// Children that are stopping refuse it and are not counted.
+    pub async fn broadcast<C, M>(&self, msg: M) -> usize
+    where
+        C: Accepts<M>,
+        M: Clone,
+    {
+        let mut accepted = 0;
+        for child in self.node().children_now() {
+            if let Some(queue) = child
+                .node()
+                .queue
+                .as_any()
+                .downcast_ref::<DownQueue<C::Down>>()
+                && queue.send(C::__wrap(msg.clone())).await.is_ok()
+            {
+                accepted += 1;
+            }
+        }
+        accepted
     }
 }

@@ -34,7 +34,7 @@
 //! | `tree` | the [snapshot](crate::TreeSnapshot) of the tree, in the hierarchical notation |
 //! | `stats PATH` | the counters of the thread at `PATH` (and its pool's, for a worker pool) |
 //! | `stop PATH` | stops the thread at `PATH` gracefully |
-//! | `pool PATH start N` / `stop N` / `size N` | resizes the [worker pool](crate::WorkerPool) at `PATH` |
+//! | `pool PATH start N` / `stop N` / `size N` | resizes the [worker pool](crate::pool::WorkerPool) at `PATH` |
 //! | `pool PATH running` | how many workers it runs, and its maximum |
 //!
 //! Any request may carry `--json` to get the answer as JSON.
@@ -67,11 +67,12 @@ use tokio::task::JoinSet;
 use crate::child::ChildRef;
 use crate::ctx::Ctx;
 use crate::error::Result;
+use crate::exit::{ChildExit, ChildId};
+use crate::node::{Node, TreeSnapshot};
 use crate::pool::{PoolCommand, PoolHandle};
 use crate::reschedule::Reschedule;
 use crate::root::Handle;
-use crate::thread::{ChildExit, ChildId, NoUp, Thread};
-use crate::tree::{Node, TreeSnapshot};
+use crate::thread::{NoUp, Thread};
 
 /// The longest request line a session accepts, in bytes (the `\n` not counted).
 pub const MAX_LINE: usize = 4096;
@@ -120,7 +121,7 @@ impl<T: Thread> Subtree for ChildRef<T> {
 
 impl<T: Thread> Subtree for Ctx<T> {
     fn __root(&self) -> SubtreeRoot {
-        SubtreeRoot(Arc::clone(&self.node) as Arc<Node>)
+        SubtreeRoot(Arc::clone(self.node()))
     }
 }
 

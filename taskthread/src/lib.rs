@@ -23,19 +23,8 @@
 //!   declared [stages](ChildOptions::stop_stage)) while still handling their UP messages,
 //!   runs `exit`, and reports exactly once. Errors and panics end the thread and are
 //!   always reported to the parent.
-//! - **Driving a tree from synchronous code**: [`background`] runs a tree on its own OS
-//!   thread and runtime; its [`BackgroundHandle`] (`Send + Sync + Clone`) sends, asks,
-//!   receives UP messages, snapshots and stops it from any thread, blocking or async,
-//!   refusing blocking calls inside an async context instead of deadlocking.
 //! - **Observability**: a tracing span per thread carrying its path in the tree, and
 //!   [snapshots](TreeSnapshot) rendered in the original TaskThread's notation.
-//! - **Pools**: a [`WorkerPool`] of identical worker threads with work-queue dispatch,
-//!   resized at run time through a [`PoolHandle`]; a [`JobPool`] for ad-hoc async jobs
-//!   (apply, lazy map with a concurrency limit, named groups, cancellation, a results
-//!   stream, close and join).
-//! - **Control** (feature `control`): a control endpoint (`taskthread::control`) on a
-//!   Unix socket or loopback TCP to look into a running tree and stop or resize parts of
-//!   it, driven by the `taskthread-ctl` tool.
 //!
 //! # Cargo features
 //!
@@ -95,53 +84,72 @@
 //! }
 //! ```
 //!
+//! # Modules
+//!
+//! The core — threads, [`Ctx`], [`ChildRef`], [`Handle`], [`spawn`] and [`run`], exits and
+//! errors — is at the crate root and in the [`prelude`]. Everything built on it is a module:
+//!
+//! - [`supervise`]: restart a child when it fails, with backoff, limits and restart groups
+//!   ([`Ctx::supervise`]).
+//! - [`pool`]: a [`WorkerPool`](pool::WorkerPool) of identical worker threads with
+//!   work-queue dispatch, resized at run time through a [`PoolHandle`](pool::PoolHandle).
+//! - [`jobs`]: a [`JobPool`](jobs::JobPool) for ad-hoc async jobs (apply, lazy map with a
+//!   concurrency limit, named groups, cancellation, a results stream, close and join).
+//! - [`sync`]: drive a tree from synchronous code — [`background`](sync::background) runs
+//!   it on its own OS thread and runtime, and its
+//!   [`BackgroundHandle`](sync::BackgroundHandle) (`Send + Sync + Clone`) sends, asks,
+//!   receives UP messages, snapshots and stops it from any thread, blocking or async.
+//! - `control` (feature `control`): a control endpoint on a Unix socket or loopback TCP to
+//!   look into a running tree and stop or resize parts of it, driven by the
+//!   `taskthread-ctl` tool.
+//! - [`guide`]: the user's guide, chapter by chapter.
+//!
+//! The repository's `ARCHITECTURE.md` draws how the modules are layered and traces a
+//! message, a stop and a restart through them.
+//!
 //! The [`guide`] walks through the sample problem, the anatomy of a thread and of a
 //! rescheduling task, messages up and down, stopping, failure and supervision, pools and
 //! control, and driving a tree from synchronous code.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod background;
+// The layers, bottom up; a module names only modules below it (`thread` and `ctx` name each
+// other: a thread's hooks take its context). See ARCHITECTURE.md.
 mod blocking;
 mod child;
+mod ctx;
+mod driver;
+mod error;
+mod exit;
+mod family;
+mod node;
+mod path;
+mod port;
+mod queue;
+mod reschedule;
+mod root;
+mod thread;
+
+pub mod supervise;
+
 #[cfg(feature = "control")]
 #[cfg_attr(docsrs, doc(cfg(feature = "control")))]
 pub mod control;
-mod ctx;
-mod down;
-mod driver;
-mod error;
-mod inbox;
-mod jobs;
-mod pool;
-mod reschedule;
-mod root;
-mod roster;
-mod supervise;
-mod thread;
-mod tree;
+pub mod jobs;
+pub mod pool;
+pub mod sync;
 
 pub mod guide;
 
-pub use crate::background::{
-    Background, BackgroundHandle, BlockingError, JoinError, RecvError, background,
-};
 pub use crate::blocking::DEFAULT_BLOCKING_LIMIT;
 pub use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
 pub use crate::ctx::{ChildInfo, Ctx};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
-pub use crate::jobs::{Group, JobId, JobOutcome, JobPool, JobPoolError, JobResult, JobResults};
-pub use crate::pool::{
-    DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
-};
-pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
+pub use crate::exit::{ChildExit, ChildId, Exit, ThreadState};
+pub use crate::node::TreeSnapshot;
+pub use crate::reschedule::{Reschedule, TaskRef};
 pub use crate::root::{Handle, run, spawn, spawn_with};
-pub use crate::supervise::{Restart, RestartGroup, RestartPolicy};
-pub use crate::thread::{
-    Accepts, Asks, ChildExit, ChildId, DEFAULT_CAPACITY, Exit, HandlesStream, HandlesUp, NoUp,
-    Thread,
-};
-pub use crate::tree::{ThreadState, TreeSnapshot};
+pub use crate::thread::{Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, Thread};
 
 /// The `#[taskthread]` attribute: turns an annotated `impl` block into a thread.
 #[cfg(feature = "macros")]
@@ -156,48 +164,29 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::taskthread;
     pub use crate::{
-        BackgroundHandle, ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle,
-        Reschedule, RestartPolicy, Result, TaskRef, Thread,
+        ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle, Reschedule, Result,
+        TaskRef, Thread,
     };
 }
 
 /// Items the generated code names. Not public API: no stability promises.
 #[doc(hidden)]
 pub mod __private {
-    use std::fmt;
-
     pub use std::convert::Infallible;
     pub use std::future::Future;
     pub use std::marker::PhantomData;
     pub use std::option::Option;
-    pub use std::result::Result as StdResult;
     pub use std::time::Duration;
 
-    pub use crate::jobs::{Group, JobId, JobOutcome, JobPool, JobPoolError, JobResult, JobResults};
-    pub use crate::pool::{
-        DEFAULT_MAX_WORKERS, PoolCommand, PoolError, PoolHandle, PoolStatus, WorkerPool,
+    pub use crate::reschedule::{MissedTicks, TaskSpec};
+    pub use crate::thread::Reply;
+    pub use crate::{
+        Accepts, Asks, ChildExit, ChildId, Ctx, HandlesStream, HandlesUp, NoUp, Reschedule, Result,
+        TaskRef, Thread,
     };
-    pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
-    pub use crate::thread::{
-        Accepts, Asks, ChildExit, ChildId, HandlesStream, HandlesUp, NoUp, Thread,
-    };
-    pub use crate::{Ctx, Error, Result};
 
-    /// The reply slot of an asked message.
-    pub struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
-
-    impl<R> Reply<R> {
-        /// Sends the answer; an asker that gave up is not an error.
-        pub fn send(self, answer: R) {
-            let _ = self.0.send(answer);
-        }
-    }
-
-    impl<R> fmt::Debug for Reply<R> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("Reply")
-        }
-    }
+    use crate::Error;
+    use std::result::Result as StdResult;
 
     /// What a handler may return: nothing, or a `Result` whose error converts into
     /// [`Error`]; a rescheduling task may also return a bare [`Reschedule`].

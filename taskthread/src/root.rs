@@ -10,11 +10,13 @@ use std::future::poll_fn;
 use tokio::task::JoinHandle;
 
 use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
-use crate::driver::{RootPort, launch, prepare};
+use crate::driver::{LifeRules, panic_message, prepare, wait_gone};
 use crate::error::{AskError, Error, Result, SendError, TrySendError};
-use crate::inbox::{Inbound, Inbox, inbox};
-use crate::thread::{Accepts, Asks, ChildId, Exit, Thread};
-use crate::tree::{Node, NodeInit, ThreadMeta, TreeSnapshot};
+use crate::exit::{ChildId, Exit, ThreadState};
+use crate::node::{Node, NodeInit, ThreadMeta, TreeSnapshot};
+use crate::port::{Inbound, RootPort};
+use crate::queue::{Inbox, inbox};
+use crate::thread::{Accepts, Asks, Thread};
 
 /// The handle of a root thread: its address, its UP messages and its exit.
 ///
@@ -22,7 +24,7 @@ use crate::tree::{Node, NodeInit, ThreadMeta, TreeSnapshot};
 /// [`stop`](Self::stop) and [`join`](Self::join).
 pub struct Handle<T: Thread> {
     child: ChildRef<T>,
-    up: Inbox<T::Up>,
+    up: Inbox<Inbound<T::Up>>,
     join: JoinHandle<Exit>,
 }
 
@@ -84,12 +86,11 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
         stop_deadline: options.stop_deadline.resolve(Some(DEFAULT_STOP_DEADLINE)),
         blocking_limit: options
             .blocking_limit
-            .unwrap_or(crate::DEFAULT_BLOCKING_LIMIT),
-        reports_done: options.reports_done,
-        keep_queue: (false, false),
+            .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
     };
-    let (child, prepared) = prepare::<T>(ChildId::next(), init, Arc::new(RootPort { tx: up_tx }));
-    let join = launch(thread, prepared, false);
+    let port = Arc::new(RootPort { tx: up_tx });
+    let (child, prepared) = prepare::<T>(ChildId::next(), init, port, LifeRules::default());
+    let join = prepared.launch(thread, false);
     child.node.set_task(join.abort_handle());
     Handle {
         child,
@@ -207,7 +208,7 @@ impl<T: Thread> Handle<T> {
 }
 
 /// The next UP message of a root; `None` once the root's port is gone and all is read.
-async fn recv_up<U>(up: &mut Inbox<U>) -> Option<U> {
+async fn recv_up<U>(up: &mut Inbox<Inbound<U>>) -> Option<U> {
     loop {
         match poll_fn(|cx| up.poll_recv(cx)).await? {
             Inbound::Event(msg) | Inbound::Output(msg) => return Some(msg),
@@ -223,8 +224,8 @@ async fn abort_tree(root: &Node, join: &mut JoinHandle<Exit>) -> Exit {
     let dropped = root.abort_descendants(&mut aborted) + root.queue_depth();
     join.abort();
     let joined = join.await;
-    crate::driver::wait_gone(&aborted).await;
-    root.set_state(crate::tree::ThreadState::Exited);
+    wait_gone(&aborted).await;
+    root.set_state(ThreadState::Exited);
     match joined {
         Err(e) if e.is_cancelled() => Exit::Aborted { dropped },
         other => exit_of(other),
@@ -234,7 +235,7 @@ async fn abort_tree(root: &Node, join: &mut JoinHandle<Exit>) -> Exit {
 fn exit_of(joined: Result<Exit, tokio::task::JoinError>) -> Exit {
     match joined {
         Ok(exit) => exit,
-        Err(e) if e.is_panic() => Exit::Panicked(crate::driver::panic_message(e.into_panic())),
+        Err(e) if e.is_panic() => Exit::Panicked(panic_message(e.into_panic())),
         Err(_) => Exit::Aborted { dropped: 0 },
     }
 }

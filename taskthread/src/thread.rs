@@ -3,10 +3,12 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ctx::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Result, TrySendError};
+use crate::exit::{ChildExit, ChildId, ExitReport, log_exit};
+use crate::port::{Inbound, ParentSink, UpPort};
+use crate::queue::Meter;
 use crate::reschedule::{Reschedule, TaskSpec};
 
 /// The default capacity of a thread's DOWN queue and of its inbound (UP) queue.
@@ -76,7 +78,7 @@ pub trait Thread: Send + Sized + 'static {
     ) -> impl Future<Output = Result<()>> + Send + 'a {
         // Logged at once, so the future holds nothing: it is part of every thread's task.
         let _ = from;
-        crate::tree::log_exit(ctx.path(), &exit);
+        log_exit(ctx.path(), &exit);
         std::future::ready(Ok(()))
     }
 
@@ -112,7 +114,7 @@ pub trait Asks<Q>: Accepts<Q> {
     /// The type of the answer.
     type Reply: Send + 'static;
     #[doc(hidden)]
-    fn __wrap_ask(question: Q, reply: crate::__private::Reply<Self::Reply>) -> Self::Down;
+    fn __wrap_ask(question: Q, reply: Reply<Self::Reply>) -> Self::Down;
 }
 
 /// `Self` has an `#[up]` handler for messages of type `U` from its children.
@@ -151,153 +153,50 @@ impl<T: Thread> HandlesUp<NoUp> for T {
     }
 }
 
-/// The identity of a thread, unique in the process for its lifetime.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChildId(u64);
+/// The reply slot of an asked message, handed to the generated dispatch.
+#[doc(hidden)]
+pub struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
 
-impl ChildId {
-    pub(crate) fn as_u64(self) -> u64 {
-        self.0
-    }
-
-    #[cfg(test)]
-    pub(crate) fn from_u64(n: u64) -> Self {
-        Self(n)
-    }
-
-    pub(crate) fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Self(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// The id as a number.
-    pub fn get(self) -> u64 {
-        self.0
+impl<R> Reply<R> {
+    /// Sends the answer; an asker that gave up is not an error.
+    pub fn send(self, answer: R) {
+        let _ = self.0.send(answer);
     }
 }
 
-impl fmt::Debug for ChildId {
+impl<R> fmt::Debug for Reply<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        f.write_str("Reply")
     }
 }
 
-impl fmt::Display for ChildId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
-
-/// How a thread ended. Every thread ends exactly once with one of these.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Exit {
-    /// It ended on its own: [`Ctx::stop`] or a task returning [`Reschedule::Stop`].
-    Completed,
-    /// It was stopped from outside (its parent, a handle, or Ctrl-C) and stopped gracefully.
-    Stopped,
-    /// A handler, hook or task returned an error.
-    Failed(Error),
-    /// A handler, hook or task panicked; the panic message.
-    Panicked(String),
-    /// Its stop took longer than its stop deadline (see
-    /// [`ChildOptions::stop_deadline`](crate::ChildOptions::stop_deadline)), or the tree was
-    /// aborted (a second Ctrl-C under [`run`](crate::run)): it and what remained of its
-    /// subtree were cancelled without running their `exit` hooks.
-    Aborted {
-        /// Messages still queued in the aborted subtree, dropped unhandled: the DOWN
-        /// messages of every aborted thread, and the UP messages and stream items queued
-        /// for the thread that aborted (those queued for its descendants are not counted).
-        /// An ask among them fails with [`AskError::NoReply`](crate::AskError::NoReply).
-        dropped: usize,
-    },
-}
-
-impl Exit {
-    /// Whether it ended by an error, a panic or an abort.
-    pub fn is_failure(&self) -> bool {
-        matches!(
-            self,
-            Self::Failed(_) | Self::Panicked(_) | Self::Aborted { .. }
-        )
+/// A parent's sink takes every type the parent has an `#[up]` handler for.
+impl<P, U> UpPort<U> for ParentSink<P, P::Event>
+where
+    P: HandlesUp<U>,
+    U: Send + 'static,
+{
+    #[inline]
+    fn try_send(&self, from: ChildId, msg: U) -> Result<(), TrySendError<U>> {
+        self.tx
+            .try_send_with(msg, |m| Inbound::Event(P::__wrap_up(from, m)))
+            .map_err(|(refused, m)| refused.with(m))
     }
 
-    /// Converts into a `Result`: `Ok` for [`Completed`](Self::Completed) and
-    /// [`Stopped`](Self::Stopped), an error that says what happened otherwise.
-    pub fn into_result(self) -> Result<()> {
-        match self {
-            Self::Completed | Self::Stopped => Ok(()),
-            Self::Failed(e) => Err(e),
-            other => Err(Error::msg(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Completed => f.write_str("completed"),
-            Self::Stopped => f.write_str("stopped"),
-            Self::Failed(e) => write!(f, "failed: {e:#}"),
-            Self::Panicked(m) => write!(f, "panicked: {m}"),
-            Self::Aborted { dropped: 0 } => f.write_str("aborted"),
-            Self::Aborted { dropped } => {
-                write!(f, "aborted, {dropped} queued messages dropped")
-            }
-        }
-    }
-}
-
-/// The report a parent receives, as an UP event, when one of its children ends.
-///
-/// Handle it with an `#[up]` handler taking `ChildExit`; without one, the exit is logged:
-/// failures and panics at `ERROR`, aborts at `WARN`, completed and stopped at `DEBUG`.
-#[non_exhaustive]
-pub struct ChildExit {
-    /// The child's id.
-    pub id: ChildId,
-    /// The child's path, built only if asked for.
-    pub(crate) path: crate::tree::LazyPath,
-    /// The child's type, e.g. `"TcpConnection"`.
-    pub type_name: &'static str,
-    /// How it ended.
-    pub exit: Exit,
-    /// Messages queued for it that it dropped unhandled: those still queued (or arriving)
-    /// after it failed, those lost in an abort, and, for a supervised child ended for good
-    /// between two lives (stopped during its backoff), what was queued for the next life.
-    /// Zero after a graceful stop of a running thread, which handles everything queued.
-    pub dropped: usize,
-    /// A supervised child past its restart limit: the parent fails with it.
-    pub(crate) escalated: bool,
-}
-
-impl ChildExit {
-    /// The child's path in the tree, e.g. `master/tcp_server/conn-17`; [`name`](Self::name)
-    /// is its last segment.
-    pub fn path(&self) -> &str {
-        self.path.get()
+    fn meter(&self) -> &Meter {
+        self.tx.meter()
     }
 
-    /// The child's name among its siblings.
-    pub fn name(&self) -> &str {
-        self.path.name()
+    fn send_permitted(&self, from: ChildId, msg: U) {
+        self.tx
+            .send_permitted(Inbound::Event(P::__wrap_up(from, msg)));
     }
-}
 
-impl fmt::Debug for ChildExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildExit")
-            .field("id", &self.id)
-            .field("path", &self.path())
-            .field("type_name", &self.type_name)
-            .field("exit", &self.exit)
-            .field("dropped", &self.dropped)
-            .finish_non_exhaustive()
+    fn report(&self, from: ChildId, exit: ExitReport) {
+        self.report_exit(from, exit);
     }
-}
 
-impl fmt::Display for ChildExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` ({}) {}", self.path(), self.type_name, self.exit)
+    fn target(&self) -> &str {
+        self.parent.path()
     }
 }

@@ -1,4 +1,4 @@
-//! A tree on its own OS thread driven from plain synchronous code: `taskthread::background`
+//! A tree on its own OS thread driven from plain synchronous code: `taskthread::sync::background`
 //! and its `BackgroundHandle`, from `#[test]` functions without a tokio test macro, on
 //! several OS threads at once. Nothing here measures time: every wait is on something the
 //! test controls, and timeouts are only used where they must expire.
@@ -8,8 +8,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use taskthread::TrySendError;
 use taskthread::prelude::*;
-use taskthread::{Background, BlockingError, JoinError, RecvError, TrySendError};
+use taskthread::sync::BackgroundHandle;
+use taskthread::sync::{Background, BlockingError, JoinError, RecvError};
 use tokio::sync::oneshot;
 
 /// A gate a handler waits on until the test opens it.
@@ -122,7 +124,7 @@ fn with_capacity(capacity: usize, counter: Counter) -> BackgroundHandle<Counter>
 #[test]
 fn the_handle_is_send_sync_clone_and_drives_the_tree_without_a_runtime() {
     fn assert_shareable<H: Send + Sync + Clone + 'static>(_: &H) {}
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     assert_shareable(&counter);
     counter.send(2u64).unwrap();
     counter.try_send(3u64).unwrap();
@@ -243,7 +245,7 @@ fn a_stop_under_load_loses_nothing() {
 #[test]
 fn dropping_the_last_handle_stops_the_tree_and_joins_its_thread() {
     let exited = Arc::new(AtomicBool::new(false));
-    let counter = taskthread::background(Counter {
+    let counter = taskthread::sync::background(Counter {
         exited: Arc::clone(&exited),
         ..Counter::default()
     });
@@ -286,7 +288,7 @@ fn a_dropped_handle_stops_the_tree_even_with_unread_up_messages_filling_the_buff
 
 #[test]
 fn blocking_calls_inside_an_async_context_are_refused_with_a_clear_error() {
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -318,7 +320,7 @@ fn blocking_calls_inside_an_async_context_are_refused_with_a_clear_error() {
 
 #[test]
 fn a_join_from_inside_the_tree_is_refused() {
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     let answer = counter.ask(JoinSelf(counter.clone())).unwrap();
     assert!(answer.contains("wait for itself"), "{answer}");
     assert!(matches!(counter.stop_and_join(), Ok(Exit::Stopped)));
@@ -326,7 +328,7 @@ fn a_join_from_inside_the_tree_is_refused() {
 
 #[test]
 fn calls_after_the_tree_ended_return_the_message() {
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     let later = counter.clone();
     counter.send(Echo(1)).unwrap();
     counter.send(Finish).unwrap();
@@ -345,7 +347,7 @@ fn calls_after_the_tree_ended_return_the_message() {
 #[test]
 fn a_panic_in_a_child_is_reported_and_the_handle_keeps_working() {
     taskthread_tests::hide_expected_panics("blew up");
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     counter.send(Crash).unwrap();
     let report = counter.recv().unwrap();
     assert!(report.contains("panicked: the child blew up"), "{report}");
@@ -357,7 +359,7 @@ fn a_panic_in_a_child_is_reported_and_the_handle_keeps_working() {
 #[test]
 fn a_panic_in_the_root_ends_the_tree_and_the_handle_says_so() {
     taskthread_tests::hide_expected_panics("blew up");
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     let later = counter.clone();
     assert!(matches!(counter.ask(Boom), Err(BlockingError::NoReply)));
     let exit = counter.join().unwrap();
@@ -406,7 +408,7 @@ fn timeouts_expire_while_the_root_waits_and_give_back_what_was_not_delivered() {
 
 #[test]
 fn abort_ends_a_tree_whose_stop_would_wait() {
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     let (_held_shut, held) = gate();
     counter.send(held).unwrap();
     counter.send(1u64).unwrap();
@@ -416,7 +418,7 @@ fn abort_ends_a_tree_whose_stop_would_wait() {
 
 #[test]
 fn stop_and_join_timeout_aborts_what_the_deadline_did_not_see_end() {
-    let counter = taskthread::background(Counter::default());
+    let counter = taskthread::sync::background(Counter::default());
     let (_held_shut, held) = gate();
     counter.send(held).unwrap();
     let exit = counter
@@ -468,7 +470,7 @@ fn a_tree_started_and_dropped_inside_an_async_context_stops_without_blocking_it(
         .build()
         .unwrap();
     runtime.block_on(async {
-        let counter = taskthread::background(Counter {
+        let counter = taskthread::sync::background(Counter {
             exited: Arc::clone(&exited),
             ..Counter::default()
         });

@@ -4,8 +4,9 @@
 
 use std::sync::{Mutex, Once};
 
-use taskthread::Background;
 use taskthread::prelude::*;
+use taskthread::sync::Background;
+use taskthread::sync::BackgroundHandle;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};

@@ -8,9 +8,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use taskthread::ThreadState;
 use taskthread::control::{Answer, Control, ControlClient, ControlError, MAX_LINE, MAX_SESSIONS};
+use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
-use taskthread::{ThreadState, WorkerPool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A worker that sleeps on each job.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use taskthread::jobs::{JobOutcome, JobPool, JobPoolError, JobResult};
 use taskthread::prelude::*;
-use taskthread::{JobOutcome, JobPool, JobPoolError, JobResult};
 
 /// Counts jobs running now and the most ever running at once.
 #[derive(Default)]
@@ -304,19 +304,19 @@ async fn refusals_are_typed_and_read_as_sentences() {
     // The finished group's name is free again.
     pool.apply(|| async { Ok(1) }, 1, Some("only")).unwrap();
 
-    pool.lock();
+    pool.pause();
     let err = pool.apply(job, 1, None).unwrap_err();
-    assert_eq!(err, JobPoolError::Locked);
+    assert_eq!(err, JobPoolError::Paused);
     assert_eq!(
         err.to_string(),
-        "the pool is locked: it takes no new jobs until unlocked"
+        "the pool is paused: it takes no new jobs until resumed"
     );
-    pool.unlock();
+    pool.resume();
     pool.apply(|| async { Ok(1) }, 1, None).unwrap();
 
     pool.close();
     assert!(pool.is_closed());
-    pool.unlock();
+    pool.resume();
     let err = pool
         .map(|n: u64| async move { Ok(n) }, 0..1u64, 1, None)
         .unwrap_err();

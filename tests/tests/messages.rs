@@ -222,7 +222,7 @@ impl Boss {
     ) -> Result<Vec<(String, &'static str)>> {
         Ok(ctx
             .children()
-            .map(|c| (c.name.to_owned(), c.type_name))
+            .map(|c| (c.name().to_owned(), c.type_name()))
             .collect())
     }
 

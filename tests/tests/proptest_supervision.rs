@@ -36,8 +36,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use taskthread::Restart;
 use taskthread::prelude::*;
+use taskthread::supervise::Restart;
+use taskthread::supervise::RestartPolicy;
 use tokio::time::Instant;
 
 const DEFAULT_CASES: u32 = 256;

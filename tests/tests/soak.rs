@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use taskthread::prelude::*;
+use taskthread::supervise::RestartPolicy;
 
 /// Children per round.
 const CHILDREN: u32 = 4_000;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskthread::prelude::*;
-use taskthread::{Restart, RestartGroup};
+use taskthread::supervise::RestartPolicy;
+use taskthread::supervise::{Restart, RestartGroup};
 use tokio::time::Instant;
 
 fn alive_tasks() -> usize {

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use taskthread::pool::{PoolError, PoolStatus, WorkerPool};
 use taskthread::prelude::*;
-use taskthread::{PoolError, PoolStatus, ThreadState, TrySendError, WorkerPool};
+use taskthread::supervise::RestartPolicy;
+use taskthread::{ThreadState, TrySendError};
 
 /// A job: its number, and how long it takes.
 #[derive(Debug, Clone, Copy)]
@@ -454,7 +456,7 @@ struct Parts;
 #[taskthread]
 impl Supervisor {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
-        let group = taskthread::RestartGroup::new();
+        let group = taskthread::supervise::RestartGroup::new();
         let policy = || RestartPolicy::on_failure().group(&group);
         let seen = Arc::clone(&self.seen);
         self.pool = Some(ctx.supervise(move || pool(&seen).size(2), policy()));

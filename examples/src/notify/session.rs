@@ -11,7 +11,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use taskthread::{Background, BackgroundHandle, BlockingError, ChildOptions, Exit, RecvError};
+use taskthread::sync::{Background, BackgroundHandle, BlockingError, RecvError};
+use taskthread::{ChildOptions, Exit};
 
 use super::command::{self, Command, HELP};
 use super::mailer::{Counts, MailJob, Mailer, Outbox, Status};

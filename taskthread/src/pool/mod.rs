@@ -1,23 +1,38 @@
-//! [`WorkerPool`]: a thread that keeps N identical worker threads, hands each job sent to
-//! it to one free worker, and is resized while it runs through a [`PoolHandle`].
+//! Worker pools: a [`WorkerPool`] is a thread that keeps N identical worker threads, hands
+//! each job sent to it to one free worker, and is resized while it runs through a
+//! [`PoolHandle`] (also from the control endpoint).
+//!
+//! - [`WorkerPool`]: the pool itself, a thread whose workers are its children.
+//! - [`PoolHandle`], [`PoolCommand`], [`PoolStatus`]: resizing it from outside.
+//! - [`PoolError`]: a resize command it refused.
+
+mod error;
+mod forward;
+mod handle;
+
+pub use error::PoolError;
+pub use handle::{PoolCommand, PoolHandle, PoolStatus};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
-use crate::error::Result;
-use crate::error::TrySendError;
+use crate::driver::{DoneSignal, LifeRules};
+use crate::error::{Result, TrySendError};
+use crate::exit::{ChildExit, ChildId, log_exit};
 use crate::reschedule::Reschedule;
-use crate::thread::{Accepts, Asks, ChildExit, ChildId, HandlesStream, Thread};
+use crate::thread::{Accepts, Asks, HandlesStream, Reply, Thread};
+use forward::forward_port;
+use handle::PoolControl;
 
 /// A pool of identical worker threads of type `W`, itself a thread: its workers are its
 /// children.
@@ -42,7 +57,7 @@ use crate::thread::{Accepts, Asks, ChildExit, ChildId, HandlesStream, Thread};
 ///
 /// ```
 /// use taskthread::prelude::*;
-/// use taskthread::WorkerPool;
+/// use taskthread::pool::WorkerPool;
 ///
 /// /// A worker: doubles numbers and sends them UP.
 /// #[derive(Default)]
@@ -84,8 +99,8 @@ pub struct WorkerPool<W: Thread> {
     workers: Vec<ChildRef<W>>,
     /// Workers that have finished every job they were given, in the order they became free.
     free: VecDeque<ChildId>,
-    /// How many jobs each worker has been given.
-    given: HashMap<ChildId, u64>,
+    /// How many jobs each worker has been given, and how many it has finished.
+    given: HashMap<ChildId, Tally>,
     ready_tx: mpsc::UnboundedSender<ChildId>,
     ready_rx: mpsc::UnboundedReceiver<ChildId>,
     /// One watcher per job handed out: it waits until the worker has finished it, then
@@ -152,13 +167,17 @@ impl<W: Thread> WorkerPool<W> {
 
     fn start_workers(&mut self, ctx: &mut Ctx<Self>, n: usize) {
         for _ in 0..n {
-            let worker = ctx.spawn_forwarding(
-                (self.factory)(),
-                ChildOptions::new()
-                    .name(W::DEFAULT_NAME)
-                    .capacity(1)
-                    .reporting_done(),
-            );
+            let done = Arc::new(DoneSignal::default());
+            let rules = LifeRules {
+                done: Some(Arc::clone(&done)),
+                ..LifeRules::default()
+            };
+            let options = ChildOptions::new().name(W::DEFAULT_NAME).capacity(1);
+            let worker = (self.factory)();
+            let worker = ctx.launch_child(options, rules, forward_port, |prepared| {
+                prepared.launch(worker, true)
+            });
+            self.given.insert(worker.id(), Tally { given: 0, done });
             self.free.push_back(worker.id());
             self.workers.push(worker);
         }
@@ -231,13 +250,12 @@ impl<W: Thread> WorkerPool<W> {
     /// Marks the worker free again once it has finished every job it was given.
     fn watch(&mut self, worker: &ChildRef<W>) {
         let id = worker.id();
-        let given = self.given.get(&id).copied().unwrap_or_default();
-        let node = Arc::clone(&worker.node);
+        let Some(tally) = self.given.get(&id) else {
+            return;
+        };
+        let (given, done) = (tally.given, Arc::clone(&tally.done));
         let ready = self.ready_tx.clone();
         self.watchers.spawn(async move {
-            let Some(done) = node.done.as_deref() else {
-                unreachable!("workers are spawned reporting what they finish")
-            };
             std::future::poll_fn(|cx| done.poll_finished(given, cx)).await;
             let _ = ready.send(id);
         });
@@ -246,7 +264,7 @@ impl<W: Thread> WorkerPool<W> {
     /// Hands `job` to a free worker, waiting for one (and applying resize commands) while
     /// every worker is busy.
     async fn dispatch(&mut self, ctx: &mut Ctx<Self>, mut job: W::Down) -> Result<()> {
-        let node = Arc::clone(&ctx.node);
+        let node = Arc::clone(ctx.node());
         let control = Arc::clone(self.control.as_ref().unwrap_or_else(|| unreachable!()));
         loop {
             self.apply_commands(ctx);
@@ -257,7 +275,9 @@ impl<W: Thread> WorkerPool<W> {
                 };
                 match worker.node.queue.try_send(job) {
                     Ok(()) => {
-                        *self.given.entry(id).or_default() += 1;
+                        if let Some(tally) = self.given.get_mut(&id) {
+                            tally.given += 1;
+                        }
                         let worker = worker.clone();
                         self.watch(&worker);
                         return Ok(());
@@ -346,7 +366,7 @@ impl<W: Thread> Thread for WorkerPool<W> {
     const CAPACITY: usize = W::CAPACITY;
 
     async fn __enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
-        let control = Arc::clone(ctx.node.pool_control());
+        let control = PoolControl::of(ctx.node());
         ctx.attach(WakeStream(control.open()));
         self.control = Some(control);
         let size = self.size.min(self.max);
@@ -381,12 +401,12 @@ impl<W: Thread> Thread for WorkerPool<W> {
             self.given.remove(&from);
             self.publish();
             if exit.exit.is_failure() {
-                crate::tree::log_exit(ctx.path(), &exit);
+                log_exit(ctx.path(), &exit);
             } else {
                 tracing::info!(worker = %exit.path(), "worker {}: the pool runs one fewer", exit.exit);
             }
         } else {
-            crate::tree::log_exit(ctx.path(), &exit);
+            log_exit(ctx.path(), &exit);
         }
         self.apply_commands(ctx);
         Ok(())
@@ -415,7 +435,7 @@ impl<W: Accepts<M>, M> Accepts<M> for WorkerPool<W> {
 impl<W: Asks<Q>, Q> Asks<Q> for WorkerPool<W> {
     type Reply = W::Reply;
 
-    fn __wrap_ask(question: Q, reply: crate::__private::Reply<W::Reply>) -> W::Down {
+    fn __wrap_ask(question: Q, reply: Reply<W::Reply>) -> W::Down {
         W::__wrap_ask(question, reply)
     }
 }
@@ -430,259 +450,10 @@ impl Stream for WakeStream {
     }
 }
 
-/// A resize command for a worker pool (see [`PoolHandle`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PoolCommand {
-    /// Start this many more workers.
-    Start(usize),
-    /// Stop this many workers, newest first, gracefully.
-    Stop(usize),
-    /// Start or stop workers until this many run.
-    Resize(usize),
+/// What a pool knows of one worker's jobs.
+struct Tally {
+    /// Jobs handed to it.
+    given: u64,
+    /// Counts the jobs it has finished.
+    done: Arc<DoneSignal>,
 }
-
-type Pending = (PoolCommand, oneshot::Sender<Result<PoolStatus, PoolError>>);
-
-/// The type-erased side of a pool that handles and the control endpoint reach through the
-/// pool's node: queued commands, and the counts the pool publishes.
-pub(crate) struct PoolControl {
-    commands: Mutex<VecDeque<Pending>>,
-    /// Wakes the pool's loop for a command; a new one for each life of a supervised pool.
-    wake: Mutex<Option<mpsc::Sender<()>>>,
-    notify: Notify,
-    running: AtomicUsize,
-    max: AtomicUsize,
-    closed: AtomicBool,
-}
-
-impl Default for PoolControl {
-    fn default() -> Self {
-        Self {
-            commands: Mutex::new(VecDeque::new()),
-            wake: Mutex::new(None),
-            notify: Notify::new(),
-            running: AtomicUsize::new(0),
-            max: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-        }
-    }
-}
-
-impl PoolControl {
-    /// A life of the pool begins: commands are taken again, and this wakes it for them.
-    fn open(&self) -> mpsc::Receiver<()> {
-        let (wake, woken) = mpsc::channel(1);
-        let _commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(wake);
-        self.closed.store(false, Ordering::Release);
-        woken
-    }
-
-    fn take(&self) -> Option<Pending> {
-        self.commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
-    }
-
-    fn status(&self) -> PoolStatus {
-        PoolStatus {
-            running: self.running.load(Ordering::Acquire),
-            max: self.max.load(Ordering::Acquire),
-        }
-    }
-
-    /// The pool has ended: commands queued and to come are answered with an error.
-    fn close(&self) {
-        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        self.closed.store(true, Ordering::Release);
-        self.running.store(0, Ordering::Release);
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        for (_, reply) in commands.drain(..) {
-            let _ = reply.send(Err(PoolError::Ended { pool: None }));
-        }
-    }
-
-    fn submit(&self, command: PoolCommand) -> oneshot::Receiver<Result<PoolStatus, PoolError>> {
-        let (reply, answer) = oneshot::channel();
-        {
-            let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-            if self.closed.load(Ordering::Acquire) {
-                let _ = reply.send(Err(PoolError::Ended { pool: None }));
-                return answer;
-            }
-            commands.push_back((command, reply));
-        }
-        // A full wake queue already has a wake-up pending; none before the pool starts,
-        // which applies what is queued as it starts.
-        if let Some(wake) = &*self.wake.lock().unwrap_or_else(PoisonError::into_inner) {
-            let _ = wake.try_send(());
-        }
-        self.notify.notify_one();
-        answer
-    }
-}
-
-/// What a worker pool looks like now: how many workers run, and the most it may run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PoolStatus {
-    /// Workers taking jobs (those being stopped are not counted).
-    pub running: usize,
-    /// The most workers it may run.
-    pub max: usize,
-}
-
-/// The resize handle of a [`WorkerPool`]: start, stop and count its workers while it runs.
-///
-/// Get it with [`ChildRef::pool`] (or [`Handle::child_ref`](crate::Handle::child_ref) then
-/// `pool()` for a pool at the root). Cheap to clone; it does not keep the pool alive. Each
-/// command is applied by the pool's loop, between jobs or while it waits for a free worker,
-/// and answers with the pool's new [`PoolStatus`].
-#[derive(Clone)]
-pub struct PoolHandle {
-    control: Arc<PoolControl>,
-    path: Arc<str>,
-}
-
-impl fmt::Debug for PoolHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolHandle")
-            .field("pool", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<W: Thread> ChildRef<WorkerPool<W>> {
-    /// The pool's resize handle.
-    pub fn pool(&self) -> PoolHandle {
-        PoolHandle {
-            control: Arc::clone(self.node.pool_control()),
-            path: Arc::clone(self.node.path()),
-        }
-    }
-}
-
-impl PoolHandle {
-    /// The handle of the pool running as `node`, if it is one.
-    #[cfg(feature = "control")]
-    pub(crate) fn of(node: &crate::tree::Node) -> Option<Self> {
-        Some(Self {
-            control: Arc::clone(node.pool_control_if_any()?),
-            path: Arc::clone(node.path()),
-        })
-    }
-
-    /// The pool's path in the tree.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Starts `n` more workers.
-    ///
-    /// Fails if that would make more than the pool's maximum, or if the pool has ended.
-    pub async fn start(&self, n: usize) -> Result<PoolStatus, PoolError> {
-        self.command(PoolCommand::Start(n)).await
-    }
-
-    /// Stops the `n` newest workers, gracefully: each finishes the jobs it holds, and the
-    /// jobs waiting in the pool go to the others.
-    ///
-    /// Fails if fewer than `n` workers run, or if the pool has ended.
-    pub async fn stop(&self, n: usize) -> Result<PoolStatus, PoolError> {
-        self.command(PoolCommand::Stop(n)).await
-    }
-
-    /// Starts or stops workers (newest first) until `n` run.
-    ///
-    /// Fails if `n` is more than the pool's maximum, or if the pool has ended.
-    pub async fn resize(&self, n: usize) -> Result<PoolStatus, PoolError> {
-        self.command(PoolCommand::Resize(n)).await
-    }
-
-    /// Sends a command and waits for the pool to apply it.
-    pub async fn command(&self, command: PoolCommand) -> Result<PoolStatus, PoolError> {
-        let ended = || PoolError::Ended {
-            pool: Some(self.path.to_string()),
-        };
-        match self.control.submit(command).await {
-            Ok(Err(PoolError::Ended { pool: None })) | Err(_) => Err(ended()),
-            Ok(answer) => answer,
-        }
-    }
-
-    /// The number of workers taking jobs now (0 once the pool has ended).
-    pub fn running(&self) -> usize {
-        self.control.running.load(Ordering::Acquire)
-    }
-
-    /// The counts as last published by the pool.
-    pub fn status(&self) -> PoolStatus {
-        self.control.status()
-    }
-
-    /// Whether the pool has ended (a supervised pool, between two lives, too).
-    pub fn is_ended(&self) -> bool {
-        self.control.closed.load(Ordering::Acquire)
-    }
-}
-
-/// A resize command a worker pool refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PoolError {
-    /// Starting would run more workers than the pool's maximum.
-    TooMany {
-        /// The pool's path.
-        pool: String,
-        /// The number of workers the command asked for in all.
-        requested: usize,
-        /// The number running.
-        running: usize,
-        /// The pool's maximum.
-        max: usize,
-    },
-    /// Fewer workers run than the command asked to stop.
-    TooFew {
-        /// The pool's path.
-        pool: String,
-        /// The number to stop.
-        requested: usize,
-        /// The number running.
-        running: usize,
-    },
-    /// The pool has ended.
-    Ended {
-        /// The pool's path, when known.
-        pool: Option<String>,
-    },
-}
-
-impl fmt::Display for PoolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooMany {
-                pool,
-                requested,
-                running,
-                max,
-            } => write!(
-                f,
-                "pool `{pool}` may run at most {max} workers: cannot run {requested} ({running} running)"
-            ),
-            Self::TooFew {
-                pool,
-                requested,
-                running,
-            } => write!(
-                f,
-                "pool `{pool}` runs {running} workers: cannot stop {requested}"
-            ),
-            Self::Ended { pool: Some(pool) } => write!(f, "pool `{pool}` has ended"),
-            Self::Ended { pool: None } => f.write_str("the pool has ended"),
-        }
-    }
-}
-
-impl std::error::Error for PoolError {}

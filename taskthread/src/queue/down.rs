@@ -10,24 +10,23 @@
 //! waker, and the senders waiting for room. A send or a receive locks once; nothing is
 //! allocated per message beyond the buffer's growth.
 //!
-//! Senders that find the queue full wait in arrival order. A place freed while senders wait
-//! is promised to the one that has waited longest, which is woken to take it: a sender that
-//! arrives later cannot take it first, so no waiting sender starves.
+//! Senders that find the queue full wait in arrival order ([`Waiters`]). A place freed while
+//! senders wait is promised to the one that has waited longest, which is woken to take it: a
+//! sender that arrives later cannot take it first, so no waiting sender starves.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use super::waiters::Waiters;
 use crate::error::TrySendError;
-use crate::tree::Node;
 
-/// An empty buffer with room for more messages (or waiting senders) than this is given
-/// back.
+/// An empty buffer with room for more messages than this is given back.
 const KEEP_BUFFER: usize = 1024;
 
-/// The queue itself; the last field of its thread's [`Node`].
+/// The queue itself; the last field of its thread's node.
 pub(crate) struct DownQueue<D> {
     capacity: usize,
     state: Mutex<State<D>>,
@@ -41,9 +40,8 @@ struct State<D> {
     gone: bool,
     /// The receiver, when it waits for a message.
     receiver: Option<Waker>,
-    /// Senders waiting for room, in arrival order, each with its ticket.
-    senders: VecDeque<(u64, Waker)>,
-    next_ticket: u64,
+    /// Senders waiting for room, in arrival order.
+    senders: Waiters,
     /// Places promised to senders woken from `senders` that have not taken them yet.
     promised: usize,
     /// Places held by [`Permit`]s.
@@ -62,11 +60,7 @@ impl<D> State<D> {
         if self.senders.is_empty() || !self.has_room(capacity) {
             return None;
         }
-        let (_, waker) = self.senders.pop_front()?;
-        if self.senders.is_empty() && self.senders.capacity() > KEEP_BUFFER {
-            // A burst of waiting senders leaves no large buffer behind.
-            self.senders = VecDeque::new();
-        }
+        let waker = self.senders.pop_front()?;
         self.promised += 1;
         Some(waker)
     }
@@ -82,30 +76,12 @@ impl<D> State<D> {
         Some(msg)
     }
 
-    /// Where `ticket` waits, if its sender has not been woken.
-    fn position(&self, ticket: u64) -> Option<usize> {
-        ticket_position(&self.senders, ticket)
-    }
-
     /// Puts a message in and takes the receiver's waker, to be woken once the lock is
     /// released.
     #[inline]
     fn put(&mut self, msg: D) -> Option<Waker> {
         self.items.push_back(msg);
         self.receiver.take()
-    }
-}
-
-/// Where `ticket` is in a queue of waiting senders, if it is still there (its sender has
-/// not been woken). Tickets are given in order, so the queue is sorted; the one asked for is
-/// usually at the front.
-pub(crate) fn ticket_position(waiters: &VecDeque<(u64, Waker)>, ticket: u64) -> Option<usize> {
-    match waiters.front() {
-        Some(&(first, _)) if first == ticket => Some(0),
-        Some(&(first, _)) if first < ticket => {
-            waiters.binary_search_by_key(&ticket, |&(t, _)| t).ok()
-        }
-        _ => None,
     }
 }
 
@@ -119,8 +95,7 @@ impl<D> DownQueue<D> {
                 closed: false,
                 gone: false,
                 receiver: None,
-                senders: VecDeque::new(),
-                next_ticket: 0,
+                senders: Waiters::new(),
                 promised: 0,
                 reserved: 0,
             }),
@@ -187,31 +162,19 @@ impl<D> DownQueue<D> {
             return Poll::Ready(Err(Closed));
         }
         if let Waiting::Queued(ticket) = *wait {
-            match state.position(ticket) {
-                Some(at) => {
-                    // Still waiting: keep the waker current.
-                    let stored = &mut state.senders[at].1;
-                    if !stored.will_wake(cx.waker()) {
-                        stored.clone_from(cx.waker());
-                    }
-                    return Poll::Pending;
-                }
-                None => {
-                    // Woken: a place was promised to this sender.
-                    state.promised -= 1;
-                    *wait = Waiting::No;
-                    return Poll::Ready(Ok(()));
-                }
+            if state.senders.refresh(ticket, cx.waker()) {
+                return Poll::Pending;
             }
+            // Woken: a place was promised to this sender.
+            state.promised -= 1;
+            *wait = Waiting::No;
+            return Poll::Ready(Ok(()));
         }
         if state.senders.is_empty() && state.has_room(self.capacity) {
             return Poll::Ready(Ok(()));
         }
         // Full, or others wait already: queue behind them.
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.senders.push_back((ticket, cx.waker().clone()));
-        *wait = Waiting::Queued(ticket);
+        *wait = Waiting::Queued(state.senders.push(cx.waker()));
         Poll::Pending
     }
 
@@ -223,15 +186,11 @@ impl<D> DownQueue<D> {
             if state.closed {
                 return;
             }
-            match state.position(ticket) {
-                Some(at) => {
-                    state.senders.remove(at);
-                    None
-                }
-                None => {
-                    state.promised -= 1;
-                    state.promise_next(self.capacity)
-                }
+            if state.senders.remove(ticket) {
+                None
+            } else {
+                state.promised -= 1;
+                state.promise_next(self.capacity)
             }
         };
         if let Some(next) = next {
@@ -289,16 +248,16 @@ impl<D> DownQueue<D> {
             let mut state = self.state();
             state.closed = true;
             state.promised = 0;
-            std::mem::take(&mut state.senders)
+            state.senders.take_all()
         };
-        for (_, waker) in senders {
+        for waker in senders {
             waker.wake();
         }
     }
 
     /// Closes the queue and drops what is in it: the receiver is gone. Askers whose
     /// questions are dropped see their reply channel close.
-    fn close_for_good(&self) {
+    pub(crate) fn close_for_good(&self) {
         self.close();
         let left = {
             let mut state = self.state();
@@ -472,49 +431,10 @@ impl<D> Drop for Permit<'_, D> {
     }
 }
 
-/// The thread's end of its queue, held by its loop. Dropping it closes the queue and drops
-/// what is left in it, so sends fail from then on and give their message back.
-pub(crate) struct DownReceiver<D: Send + 'static> {
-    node: Arc<Node<DownQueue<D>>>,
-}
-
-impl<D: Send + 'static> DownReceiver<D> {
-    pub(crate) fn new(node: Arc<Node<DownQueue<D>>>) -> Self {
-        Self { node }
-    }
-
-    #[inline]
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
-        self.node.queue.poll_recv(cx)
-    }
-
-    #[inline]
-    pub(crate) fn try_recv(&mut self) -> Option<D> {
-        self.node.queue.try_recv()
-    }
-
-    pub(crate) fn close(&mut self) {
-        self.node.queue.close();
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.node.queue.is_closed()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.node.queue.is_empty()
-    }
-}
-
-impl<D: Send + 'static> Drop for DownReceiver<D> {
-    fn drop(&mut self) {
-        self.node.queue.close_for_good();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;

@@ -13,7 +13,6 @@
 //! touch a lock (the queue of waiting senders). A semaphore would lock on every release,
 //! that is on every UP message handled.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,56 +20,13 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::mpsc;
 
+use super::waiters::Waiters;
 use crate::error::TrySendError;
-use crate::thread::{ChildId, Exit};
 
-/// What arrives on a thread's inbound queue.
-pub(crate) enum Inbound<E> {
-    /// An UP message from a child or an item from an attached stream (metered).
-    Event(E),
-    /// The output of a `spawn_task` / `spawn_blocking` job (not metered: one per job).
-    Output(E),
-    /// A child's exit report.
-    Exit(ChildId, ExitReport),
-}
-
-/// How a child ended, as sent UP: the usual graceful ends fit in a word, so reporting them
-/// allocates nothing; the parent adds what it knows of the child (path, type) itself.
-pub(crate) enum ExitReport {
-    Completed,
-    Stopped,
-    /// Anything else, or messages dropped, or a supervised child past its limit.
-    Other(Box<OtherExit>),
-}
-
-/// The rare exits, boxed so they do not size every slot of the queue.
-pub(crate) struct OtherExit {
-    pub(crate) exit: Exit,
-    pub(crate) dropped: usize,
-    pub(crate) escalated: bool,
-}
-
-impl ExitReport {
-    pub(crate) fn new(exit: Exit, dropped: usize, escalated: bool) -> Self {
-        match exit {
-            Exit::Completed if dropped == 0 && !escalated => Self::Completed,
-            Exit::Stopped if dropped == 0 && !escalated => Self::Stopped,
-            exit => Self::Other(Box::new(OtherExit {
-                exit,
-                dropped,
-                escalated,
-            })),
-        }
-    }
-
-    /// `(exit, dropped, escalated)`.
-    pub(crate) fn into_parts(self) -> (Exit, usize, bool) {
-        match self {
-            Self::Completed => (Exit::Completed, 0, false),
-            Self::Stopped => (Exit::Stopped, 0, false),
-            Self::Other(other) => (other.exit, other.dropped, other.escalated),
-        }
-    }
+/// An item of an inbound queue: it says whether it takes one of the queue's places.
+pub(crate) trait Metered {
+    /// Whether the item was sent with a place taken (and gives it back when received).
+    fn is_metered(&self) -> bool;
 }
 
 /// The metered places of a queue, shared by its senders and its receiver.
@@ -83,21 +39,6 @@ pub(crate) struct Meter {
     /// Senders waiting for a place, in arrival order. Only senders that found the queue full
     /// ever come here, and only they and a receiver that sees `waiting` above 0 lock it.
     waiters: Mutex<Waiters>,
-}
-
-/// The queue of waiting senders: each has a ticket (its place in the queue, which it keeps
-/// in its future) and its waker. Woken senders are taken off the front.
-#[derive(Default)]
-struct Waiters {
-    queue: VecDeque<(u64, Waker)>,
-    next_ticket: u64,
-}
-
-impl Waiters {
-    /// Where `ticket` is, if its sender has not been woken yet.
-    fn position(&self, ticket: u64) -> Option<usize> {
-        crate::down::ticket_position(&self.queue, ticket)
-    }
 }
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -191,10 +132,7 @@ impl Meter {
 
     /// Queues a waiting sender and counts it in; it must look again afterwards.
     fn register(&self, waker: &Waker) -> u64 {
-        let mut waiters = self.waiters();
-        let ticket = waiters.next_ticket;
-        waiters.next_ticket += 1;
-        waiters.queue.push_back((ticket, waker.clone()));
+        let ticket = self.waiters().push(waker);
         // SeqCst pairs with `give_back`: see `try_take`.
         self.waiting.fetch_add(1, Ordering::SeqCst);
         ticket
@@ -203,15 +141,7 @@ impl Meter {
     /// For a registered sender polled again: whether it is still waiting (not woken); if
     /// so, its waker is brought up to date.
     fn still_waiting(&self, ticket: u64, waker: &Waker) -> bool {
-        let mut waiters = self.waiters();
-        let Some(at) = waiters.position(ticket) else {
-            return false;
-        };
-        let stored = &mut waiters.queue[at].1;
-        if !stored.will_wake(waker) {
-            stored.clone_from(waker);
-        }
-        true
+        self.waiters().refresh(ticket, waker)
     }
 
     /// For a registered sender that stops waiting without having been woken: takes it out
@@ -219,8 +149,7 @@ impl Meter {
     /// so none is lost.
     fn unregister(&self, ticket: u64) {
         let mut waiters = self.waiters();
-        if let Some(at) = waiters.position(ticket) {
-            waiters.queue.remove(at);
+        if waiters.remove(ticket) {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         } else {
             drop(waiters);
@@ -235,17 +164,13 @@ impl Meter {
         }
         let woken = {
             let mut waiters = self.waiters();
-            let woken = waiters.queue.pop_front();
+            let woken = waiters.pop_front();
             if woken.is_some() {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
             }
-            if waiters.queue.is_empty() && waiters.queue.capacity() > 1024 {
-                // A burst of waiting senders leaves no large buffer behind.
-                waiters.queue = VecDeque::new();
-            }
             woken
         };
-        if let Some((_, waker)) = woken {
+        if let Some(waker) = woken {
             waker.wake();
         }
     }
@@ -262,11 +187,10 @@ impl Meter {
         self.taken.fetch_or(CLOSED, Ordering::SeqCst);
         let woken = {
             let mut waiters = self.waiters();
-            self.waiting
-                .fetch_sub(waiters.queue.len(), Ordering::SeqCst);
-            std::mem::take(&mut waiters.queue)
+            self.waiting.fetch_sub(waiters.len(), Ordering::SeqCst);
+            waiters.take_all()
         };
-        for (_, waker) in woken {
+        for waker in woken {
             waker.wake();
         }
     }
@@ -330,13 +254,13 @@ impl<F> Drop for Wait<'_, F> {
 
 /// The receiving side, owned by the thread (or, for a root's UP messages, by its handle).
 pub(crate) struct Inbox<E> {
-    rx: mpsc::UnboundedReceiver<Inbound<E>>,
+    rx: mpsc::UnboundedReceiver<E>,
     meter: Arc<Meter>,
 }
 
 /// A sending side: held by each parent's sink and by stream and job tasks.
 pub(crate) struct InboxSender<E> {
-    tx: mpsc::UnboundedSender<Inbound<E>>,
+    tx: mpsc::UnboundedSender<E>,
     meter: Arc<Meter>,
 }
 
@@ -365,7 +289,7 @@ impl Refused {
     }
 }
 
-/// A queue with `capacity` places for metered events. The receiver sees the end (`None`)
+/// A queue with `capacity` places for metered items. The receiver sees the end (`None`)
 /// once every sender is gone.
 pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -377,15 +301,15 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
     (sender, Inbox { rx, meter })
 }
 
-impl<E> Inbox<E> {
+impl<E: Metered> Inbox<E> {
     #[inline]
-    fn taken(&self, inbound: &Inbound<E>) {
-        if let Inbound::Event(_) = inbound {
+    fn taken(&self, inbound: &E) {
+        if inbound.is_metered() {
             self.meter.give_back();
         }
     }
 
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<E>>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<E>> {
         let polled = self.rx.poll_recv(cx);
         if let Poll::Ready(Some(inbound)) = &polled {
             self.taken(inbound);
@@ -393,12 +317,14 @@ impl<E> Inbox<E> {
         polled
     }
 
-    pub(crate) fn try_recv(&mut self) -> Option<Inbound<E>> {
+    pub(crate) fn try_recv(&mut self) -> Option<E> {
         let inbound = self.rx.try_recv().ok()?;
         self.taken(&inbound);
         Some(inbound)
     }
+}
 
+impl<E> Inbox<E> {
     pub(crate) fn is_empty(&self) -> bool {
         self.rx.is_empty()
     }
@@ -412,7 +338,8 @@ impl<E> Drop for Inbox<E> {
 }
 
 impl<E> InboxSender<E> {
-    /// Queues a metered event if there is room now; `make` runs only then.
+    /// Queues a metered item if there is room now; `make` runs only then, and must make
+    /// an item that [is metered](Metered::is_metered).
     #[inline]
     pub(crate) fn try_send_with<M>(
         &self,
@@ -423,7 +350,7 @@ impl<E> InboxSender<E> {
             Ok(()) => {
                 // The receiver only goes away after closing the meter, so this fails only
                 // in a race with it; the thread is gone then and there is no one to tell.
-                let _ = self.tx.send(Inbound::Event(make(msg)));
+                let _ = self.tx.send(make(msg));
                 Ok(())
             }
             Err(refused) => Err((refused, msg)),
@@ -435,15 +362,15 @@ impl<E> InboxSender<E> {
         &self.meter
     }
 
-    /// Queues a metered event for which the caller has taken a place from
+    /// Queues a metered item for which the caller has taken a place from
     /// [`meter`](Self::meter).
-    pub(crate) fn send_permitted(&self, event: E) {
-        let _ = self.tx.send(Inbound::Event(event));
+    pub(crate) fn send_permitted(&self, item: E) {
+        let _ = self.tx.send(item);
     }
 
-    /// Queues a job's output or an exit report; never waits.
-    pub(crate) fn send_unmetered(&self, inbound: Inbound<E>) -> bool {
-        self.tx.send(inbound).is_ok()
+    /// Queues an item that is not metered; never waits. `false` if the receiver is gone.
+    pub(crate) fn send_unmetered(&self, item: E) -> bool {
+        self.tx.send(item).is_ok()
     }
 }
 
@@ -453,21 +380,33 @@ mod tests {
 
     use super::*;
 
+    /// An item as the tests send it: metered or not.
+    enum Item {
+        Metered(u64),
+        Unmetered(u64),
+    }
+
+    impl Metered for Item {
+        fn is_metered(&self) -> bool {
+            matches!(self, Self::Metered(_))
+        }
+    }
+
     /// Sends like `Ctx::up`: a place now, or wait for one.
-    async fn send_up(tx: &InboxSender<u64>, v: u64) {
-        if let Err((refused, v)) = tx.try_send_with(v, |m| m) {
+    async fn send_up(tx: &InboxSender<Item>, v: u64) {
+        if let Err((refused, v)) = tx.try_send_with(v, Item::Metered) {
             assert!(matches!(refused, Refused::Full), "the receiver is alive");
             tx.meter().take().await.expect("the receiver is alive");
-            tx.send_permitted(v);
+            tx.send_permitted(Item::Metered(v));
         }
     }
 
     /// Sends like an attached stream: queued at once, then wait for room without taking it.
-    async fn send_item(tx: &InboxSender<u64>, v: u64) {
+    async fn send_item(tx: &InboxSender<Item>, v: u64) {
         if tx.meter().try_take().is_ok() {
-            tx.send_permitted(v);
+            tx.send_permitted(Item::Metered(v));
         } else {
-            tx.send_unmetered(Inbound::Output(v));
+            tx.send_unmetered(Item::Unmetered(v));
             tx.meter()
                 .wait_for_room()
                 .await
@@ -484,7 +423,7 @@ mod tests {
         rt.block_on(async {
             const SENDERS: u64 = 8;
             const EACH: u64 = 2_000;
-            let (tx, mut rx) = inbox::<u64>(2);
+            let (tx, mut rx) = inbox::<Item>(2);
             for s in 0..SENDERS {
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -503,8 +442,7 @@ mod tests {
             let mut max_metered = 0;
             while let Some(inbound) = poll_fn(|cx| rx.poll_recv(cx)).await {
                 let v = match inbound {
-                    Inbound::Event(v) | Inbound::Output(v) => v,
-                    Inbound::Exit(..) => unreachable!("no exit is sent"),
+                    Item::Metered(v) | Item::Unmetered(v) => v,
                 };
                 assert!(!seen[v as usize], "{v} arrived twice");
                 seen[v as usize] = true;
@@ -521,7 +459,7 @@ mod tests {
             .build()
             .expect("a runtime");
         rt.block_on(async {
-            let (tx, rx) = inbox::<u64>(1);
+            let (tx, rx) = inbox::<Item>(1);
             send_up(&tx, 1).await;
             let waiting = {
                 let tx = tx.clone();

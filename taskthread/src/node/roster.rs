@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::thread::ChildId;
+use crate::exit::ChildId;
 
 /// Holes beyond this many, and beyond the number of live entries, are swept out.
 const SWEEP_AFTER: usize = 32;
@@ -87,11 +87,13 @@ impl<V> Roster<V> {
     }
 
     /// How many children there are.
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.live
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.live == 0
     }
 

@@ -1,0 +1,169 @@
+//! The loop: what runs a thread. It owns each life of a thread — from `enter`, through the
+//! serial loop of handlers and tasks and the stop sequence, to `exit` and the one exit
+//! report — and lends the thread's [`Ctx`] to each handler.
+//!
+//! - [`spawn`]: `Ctx::spawn` and the seam every way of starting a thread goes through
+//!   ([`Ctx::launch_child`], used by supervision and the worker pool too).
+//! - [`life`]: one life, in four steps: start, turns, the stop sequence, finish.
+//! - [`turn`]: one turn of the loop — what to wait for, and handling what came.
+//! - [`user`]: running user code so that its error or panic ends the thread and a stop is
+//!   still seen while it awaits.
+
+mod life;
+mod spawn;
+mod turn;
+mod user;
+
+pub(crate) use life::{run_thread, wait_gone};
+pub(crate) use spawn::parent_port;
+pub(crate) use user::panic_message;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::child::ChildRef;
+use crate::ctx::Ctx;
+use crate::exit::{ChildId, Exit, ExitReport, ThreadState};
+use crate::node::{DownReceiver, Node, NodeInit};
+use crate::port::UpPort;
+use crate::queue::DownQueue;
+use crate::thread::Thread;
+
+/// Whether a thread's DOWN queue outlives one of its lives, for a supervised thread that
+/// is started again and handles what is queued. By default a life's end closes it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeepQueue {
+    /// Kept when the thread completes (`Ctx::stop`, a task's `Stop`).
+    pub(crate) on_completion: bool,
+    /// Kept when it fails or panics.
+    pub(crate) on_failure: bool,
+}
+
+/// How a thread's lives are run, beyond the defaults.
+#[derive(Default)]
+pub(crate) struct LifeRules {
+    pub(crate) keep_queue: KeepQueue,
+    /// Told each time a DOWN message has been handled.
+    pub(crate) done: Option<Arc<DoneSignal>>,
+}
+
+/// How many DOWN messages a thread has finished handling (its handler returned, failed or
+/// panicked), for a watcher that waits for a count: a worker pool hands a job only to a
+/// worker that has finished the ones it was given.
+#[derive(Default)]
+pub(crate) struct DoneSignal {
+    finished: AtomicU64,
+    waiter: AtomicWaker,
+}
+
+impl DoneSignal {
+    /// One more DOWN message handled.
+    pub(crate) fn finish_one(&self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        self.waiter.wake();
+    }
+
+    /// Ready once `count` DOWN messages have been handled; else `cx` is woken by the next.
+    pub(crate) fn poll_finished(&self, count: u64, cx: &mut Context<'_>) -> Poll<()> {
+        self.waiter.register(cx.waker());
+        if self.finished.load(Ordering::SeqCst) >= count {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Everything needed to start a thread, made before its task is spawned.
+pub(crate) struct Prepared<T: Thread> {
+    pub(crate) ctx: Ctx<T>,
+    pub(crate) rx: DownReceiver<T::Down>,
+    pub(crate) rules: LifeRules,
+}
+
+/// Makes a thread's node and queue, its address and its context.
+pub(crate) fn prepare<T: Thread>(
+    id: ChildId,
+    init: NodeInit,
+    up: Arc<dyn UpPort<T::Up>>,
+    rules: LifeRules,
+) -> (ChildRef<T>, Prepared<T>) {
+    let queue = DownQueue::new(init.capacity);
+    let node = Arc::new(Node::new(id, init, queue));
+    let prepared = Prepared {
+        ctx: Ctx::new(Arc::clone(&node) as Arc<Node>, up),
+        rx: DownReceiver::new(Arc::clone(&node)),
+        rules,
+    };
+    (ChildRef { node }, prepared)
+}
+
+impl<T: Thread> Prepared<T> {
+    /// Spawns the thread's task, made by `task` from the prepared parts, inside the thread's
+    /// span.
+    pub(crate) fn launch_with<F>(
+        self,
+        task: impl FnOnce(Ctx<T>, DownReceiver<T::Down>, LifeRules) -> F,
+    ) -> JoinHandle<Exit>
+    where
+        F: Future<Output = Exit> + Send + 'static,
+    {
+        // `parent: None`: the path already says where the thread sits; nesting the spawner's
+        // span would repeat it on every line.
+        let span = tracing::info_span!(parent: None, "thread", path = %self.ctx.node().path());
+        let task = task(self.ctx, self.rx, self.rules);
+        // Bare when no subscriber wants the span: a disabled span would still be entered
+        // and left on every poll, and take room in the task.
+        if span.is_disabled() {
+            tokio::spawn(task)
+        } else {
+            tokio::spawn(task.instrument(span))
+        }
+    }
+
+    /// Spawns the thread's task. A child's task reports its exit UP; a root's returns it.
+    pub(crate) fn launch(self, thread: T, report: bool) -> JoinHandle<Exit> {
+        self.launch_with(|ctx, rx, rules| drive(thread, ctx, rx, rules, report))
+    }
+}
+
+/// The thread's task. A plain `fn` returning an `async move` block, so the arguments are
+/// stored once in the task rather than twice (argument and local) as an `async fn` would.
+#[allow(clippy::manual_async_fn)]
+fn drive<T: Thread>(
+    mut thread: T,
+    mut ctx: Ctx<T>,
+    mut down: DownReceiver<T::Down>,
+    rules: LifeRules,
+    report: bool,
+) -> impl Future<Output = Exit> + Send {
+    // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
+    async move {
+        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, &rules).await;
+        drop(thread);
+        if report {
+            report_exit(ctx, exit, dropped, false);
+            Exit::Stopped
+        } else {
+            ctx.node().set_state(ThreadState::Exited);
+            exit
+        }
+    }
+}
+
+/// Tells the parent how the thread ended, once.
+pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, escalated: bool) {
+    // DEBUG only: the parent hears of the exit and decides how loud it is (its default
+    // exit handling logs failures at ERROR); a root's exit is returned by `join`.
+    tracing::debug!("thread {exit}");
+    ctx.node().set_state(ThreadState::Exited);
+    let from = ctx.node().id;
+    ctx.into_port()
+        .report(from, ExitReport::new(exit, dropped, escalated));
+}

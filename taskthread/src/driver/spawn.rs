@@ -1,0 +1,113 @@
+//! Starting children: [`Ctx::spawn`] and [`Ctx::spawn_with`], and the one seam every way of
+//! starting a child goes through, [`Ctx::launch_child`] (supervision and the worker pool
+//! use it with their own port, rules and task).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use super::{LifeRules, Prepared, prepare};
+use crate::child::{ChildOptions, ChildRef};
+use crate::ctx::Ctx;
+use crate::exit::{ChildId, Exit};
+use crate::node::{ChildEntry, ChildNode, NodeInit, ThreadMeta};
+use crate::port::UpPort;
+use crate::thread::{HandlesUp, Thread};
+
+impl ThreadMeta {
+    /// The one of thread type `T`.
+    pub(crate) fn of<T: Thread>() -> &'static Self {
+        <T as MetaOf>::META
+    }
+}
+
+trait MetaOf {
+    const META: &'static ThreadMeta;
+}
+
+impl<T: Thread> MetaOf for T {
+    const META: &'static ThreadMeta = &ThreadMeta {
+        type_name: T::TYPE_NAME,
+        down_types: T::DOWN_TYPES,
+        up_type: T::UP_TYPE,
+    };
+}
+
+/// The port of an ordinary child: its UP messages and its exit go to its parent `T`,
+/// through the sink all of `T`'s children share (no allocation per child).
+pub(crate) fn parent_port<T, C>(ctx: &mut Ctx<T>) -> Arc<dyn UpPort<C::Up>>
+where
+    T: HandlesUp<C::Up>,
+    C: Thread,
+{
+    Arc::clone(ctx.family().sink()) as Arc<dyn UpPort<C::Up>>
+}
+
+impl<T: Thread> Ctx<T> {
+    /// Spawns a child with default options and returns its address.
+    ///
+    /// `Self` must have an `#[up]` handler for the child's up type; this is checked at
+    /// compile time.
+    pub fn spawn<C>(&mut self, child: C) -> ChildRef<C>
+    where
+        C: Thread,
+        T: HandlesUp<C::Up>,
+    {
+        self.spawn_with(child, ChildOptions::new())
+    }
+
+    /// Spawns a child with a name, a queue capacity, a stop stage or a stop deadline.
+    pub fn spawn_with<C>(&mut self, child: C, options: ChildOptions) -> ChildRef<C>
+    where
+        C: Thread,
+        T: HandlesUp<C::Up>,
+    {
+        self.launch_child(
+            options,
+            LifeRules::default(),
+            parent_port::<T, C>,
+            |prepared| prepared.launch(child, true),
+        )
+    }
+
+    /// Starts a child of this thread: names it among its siblings, makes its node under
+    /// this one with `port` as its way UP, starts its task with `start`, and lists it as a
+    /// child (in its stop stage).
+    pub(crate) fn launch_child<C: Thread>(
+        &mut self,
+        options: ChildOptions,
+        rules: LifeRules,
+        port: impl FnOnce(&mut Self) -> Arc<dyn UpPort<C::Up>>,
+        start: impl FnOnce(Prepared<C>) -> JoinHandle<Exit>,
+    ) -> ChildRef<C> {
+        let id = ChildId::next();
+        let port = port(self);
+        let stopping = self.stop_begun();
+        let parent = Arc::clone(self.node());
+        let family = self.family();
+        let (name, suffix) =
+            family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
+        let init = NodeInit {
+            parent: Some(Arc::clone(parent.path())),
+            name,
+            suffix,
+            meta: ThreadMeta::of::<C>(),
+            capacity: options.capacity.unwrap_or(C::CAPACITY),
+            stop_deadline: options.stop_deadline.resolve(parent.stop_deadline),
+            blocking_limit: options
+                .blocking_limit
+                .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
+        };
+        let (child_ref, prepared) = prepare::<C>(id, init, port, rules);
+        let join = start(prepared);
+        child_ref.node.set_task(join.abort_handle());
+        let entry = ChildEntry {
+            child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
+            stage: options.stage,
+            join,
+        };
+        family.add_child(entry, stopping);
+        child_ref
+    }
+}

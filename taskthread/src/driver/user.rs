@@ -1,0 +1,146 @@
+//! Running user code — a handler, a hook or a task run — so that its error or panic ends
+//! the thread, and so that the thread still reacts to a stop (and to its stop deadline)
+//! while the code awaits.
+
+use std::any::Any;
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::time::Sleep;
+
+use super::KeepQueue;
+use crate::error::Result;
+use crate::exit::{Exit, ThreadState};
+use crate::node::{DownReceiver, Node};
+
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+/// Polls user code once, turning its error or panic into the exit it causes.
+fn poll_user<R>(
+    fut: Pin<&mut impl Future<Output = Result<R>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R, Exit>> {
+    match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(Ok(r))) => Poll::Ready(Ok(r)),
+        Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Exit::Failed(e))),
+        Err(payload) => Poll::Ready(Err(Exit::Panicked(panic_message(payload)))),
+    }
+}
+
+/// The loop's stop signal and stop deadline: the node's flag and waker slot, and the
+/// deadline's timer, made the first time the thread has to wait after its stop began (a
+/// thread that stops without waiting never makes one).
+pub(crate) struct StopWatch {
+    registered: bool,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether a stop of this life keeps the DOWN queue for the next.
+    keep: KeepQueue,
+}
+
+impl StopWatch {
+    pub(crate) fn new(keep: KeepQueue) -> Self {
+        Self {
+            registered: false,
+            deadline: None,
+            keep,
+        }
+    }
+
+    /// Whether a stop, for this reason, closes the DOWN queue: not when the thread will be
+    /// started again and handle what is queued.
+    pub(crate) fn stop_closes_queue(&self, node: &Node, completed: bool) -> bool {
+        if node.is_final_stop_requested() {
+            true
+        } else if node.is_restart_requested() {
+            false
+        } else if completed {
+            !self.keep.on_completion
+        } else {
+            true
+        }
+    }
+
+    /// Whether a failure closes the DOWN queue: not for a thread restarted on failure
+    /// (unless it is being stopped for good).
+    pub(crate) fn failure_closes_queue(&self, node: &Node) -> bool {
+        !self.keep.on_failure || node.is_final_stop_requested()
+    }
+
+    /// Whether a stop was requested; if not, makes sure this task will be woken by one.
+    ///
+    /// A thread's future only ever runs as its own tokio task, so its waker never changes:
+    /// once registered with the node, later calls need only the flag (one atomic load). A
+    /// request takes the waker, but it also sets the flag for the rest of this life.
+    #[inline]
+    pub(crate) fn requested(&mut self, node: &Node, cx: &mut Context<'_>) -> bool {
+        if node.is_stop_requested() {
+            return true;
+        }
+        if !self.registered {
+            self.registered = true;
+            return node.poll_stop_requested(cx).is_ready();
+        }
+        false
+    }
+
+    /// For a stopping thread about to wait: whether its stop deadline has passed. The first
+    /// call starts the deadline.
+    pub(crate) fn deadline_passed(&mut self, node: &Node, cx: &mut Context<'_>) -> bool {
+        let Some(after) = node.stop_deadline else {
+            return false;
+        };
+        self.deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+    }
+}
+
+/// Runs a handler, hook or task, pinned by the caller so it is stored once. While it
+/// awaits, the thread still reacts to a stop: it stops accepting DOWN messages at once and
+/// shows as stopping; the handler itself is let finish (the framework never drops user code
+/// half-way on a graceful stop) unless the stop deadline passes, which ends the run with
+/// [`Exit::Aborted`] (and drops the handler).
+///
+/// `stopping`: whether the thread is stopping already. `stop` is the loop's own stop
+/// signal. A plain `poll_fn` rather than an `async fn`: it adds no state of its own to the
+/// thread's task.
+pub(crate) fn run_user<'a, R, D: Send + 'static>(
+    mut fut: Pin<&'a mut impl Future<Output = Result<R>>>,
+    node: &'a Node,
+    down: &'a mut DownReceiver<D>,
+    stopping: bool,
+    stop: &'a mut StopWatch,
+) -> impl Future<Output = Result<R, Exit>> + 'a {
+    let mut stopping = stopping;
+    poll_fn(move |cx| {
+        if let Poll::Ready(done) = poll_user(fut.as_mut(), cx) {
+            return Poll::Ready(done);
+        }
+        // Most handlers finish on their first poll; the stop signal is only looked at for
+        // those that wait.
+        if !stopping && stop.requested(node, cx) {
+            stopping = true;
+            if stop.stop_closes_queue(node, false) {
+                down.close();
+            }
+            node.set_state(ThreadState::Stopping);
+        }
+        if stopping && stop.deadline_passed(node, cx) {
+            return Poll::Ready(Err(Exit::Aborted { dropped: 0 }));
+        }
+        Poll::Pending
+    })
+}

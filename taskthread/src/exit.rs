@@ -1,0 +1,253 @@
+//! How threads end and are known: [`ChildId`], [`Exit`], the [`ChildExit`] report a parent
+//! receives, and [`ThreadState`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::path::LazyPath;
+
+/// The identity of a thread, unique in the process for its lifetime.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChildId(u64);
+
+impl ChildId {
+    pub(crate) fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_u64(n: u64) -> Self {
+        Self(n)
+    }
+
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ChildId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+impl fmt::Display for ChildId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// How a thread ended. Every thread ends exactly once with one of these.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Exit {
+    /// It ended on its own: [`Ctx::stop`](crate::Ctx::stop) or a task returning
+    /// [`Reschedule::Stop`](crate::Reschedule::Stop).
+    Completed,
+    /// It was stopped from outside (its parent, a handle, or Ctrl-C) and stopped gracefully.
+    Stopped,
+    /// A handler, hook or task returned an error.
+    Failed(Error),
+    /// A handler, hook or task panicked; the panic message.
+    Panicked(String),
+    /// Its stop took longer than its stop deadline (see
+    /// [`ChildOptions::stop_deadline`](crate::ChildOptions::stop_deadline)), or the tree was
+    /// aborted (a second Ctrl-C under [`run`](crate::run)): it and what remained of its
+    /// subtree were cancelled without running their `exit` hooks.
+    Aborted {
+        /// Messages still queued in the aborted subtree, dropped unhandled: the DOWN
+        /// messages of every aborted thread, and the UP messages and stream items queued
+        /// for the thread that aborted (those queued for its descendants are not counted).
+        /// An ask among them fails with [`AskError::NoReply`](crate::AskError::NoReply).
+        dropped: usize,
+    },
+}
+
+impl Exit {
+    /// Whether it ended by an error, a panic or an abort.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed(_) | Self::Panicked(_) | Self::Aborted { .. }
+        )
+    }
+
+    /// Converts into a `Result`: `Ok` for [`Completed`](Self::Completed) and
+    /// [`Stopped`](Self::Stopped), an error that says what happened otherwise.
+    pub fn into_result(self) -> Result<()> {
+        match self {
+            Self::Completed | Self::Stopped => Ok(()),
+            Self::Failed(e) => Err(e),
+            other => Err(Error::msg(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Completed => f.write_str("completed"),
+            Self::Stopped => f.write_str("stopped"),
+            Self::Failed(e) => write!(f, "failed: {e:#}"),
+            Self::Panicked(m) => write!(f, "panicked: {m}"),
+            Self::Aborted { dropped: 0 } => f.write_str("aborted"),
+            Self::Aborted { dropped } => {
+                write!(f, "aborted, {dropped} queued messages dropped")
+            }
+        }
+    }
+}
+
+/// The report a parent receives, as an UP event, when one of its children ends.
+///
+/// Handle it with an `#[up]` handler taking `ChildExit`; without one, the exit is logged:
+/// failures and panics at `ERROR`, aborts at `WARN`, completed and stopped at `DEBUG`.
+#[non_exhaustive]
+pub struct ChildExit {
+    /// The child's id.
+    pub id: ChildId,
+    /// The child's path, built only if asked for.
+    pub(crate) path: LazyPath,
+    /// The child's type, e.g. `"TcpConnection"`.
+    pub type_name: &'static str,
+    /// How it ended.
+    pub exit: Exit,
+    /// Messages queued for it that it dropped unhandled: those still queued (or arriving)
+    /// after it failed, those lost in an abort, and, for a supervised child ended for good
+    /// between two lives (stopped during its backoff), what was queued for the next life.
+    /// Zero after a graceful stop of a running thread, which handles everything queued.
+    pub dropped: usize,
+    /// A supervised child past its restart limit: the parent fails with it.
+    pub(crate) escalated: bool,
+}
+
+impl ChildExit {
+    /// The child's path in the tree, e.g. `master/tcp_server/conn-17`; [`name`](Self::name)
+    /// is its last segment.
+    pub fn path(&self) -> &str {
+        self.path.get()
+    }
+
+    /// The child's name among its siblings.
+    pub fn name(&self) -> &str {
+        self.path.name()
+    }
+}
+
+impl fmt::Debug for ChildExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildExit")
+            .field("id", &self.id)
+            .field("path", &self.path())
+            .field("type_name", &self.type_name)
+            .field("exit", &self.exit)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` ({}) {}", self.path(), self.type_name, self.exit)
+    }
+}
+
+/// Where a thread is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadState {
+    /// Running its `enter` hook.
+    Starting,
+    /// Handling messages and running tasks.
+    Running,
+    /// Stopping: draining its queue, stopping its children, running `exit`.
+    Stopping,
+    /// Ended; its parent has been told.
+    Exited,
+}
+
+impl ThreadState {
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Starting,
+            1 => Self::Running,
+            2 => Self::Stopping,
+            _ => Self::Exited,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Exited => "exited",
+        }
+    }
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a child ended, as sent UP: the usual graceful ends fit in a word, so reporting them
+/// allocates nothing; the parent adds what it knows of the child (path, type) itself.
+pub(crate) enum ExitReport {
+    Completed,
+    Stopped,
+    /// Anything else, or messages dropped, or a supervised child past its limit.
+    Other(Box<OtherExit>),
+}
+
+/// The rare exits, boxed so they do not size every slot of the queue.
+pub(crate) struct OtherExit {
+    pub(crate) exit: Exit,
+    pub(crate) dropped: usize,
+    pub(crate) escalated: bool,
+}
+
+impl ExitReport {
+    pub(crate) fn new(exit: Exit, dropped: usize, escalated: bool) -> Self {
+        match exit {
+            Exit::Completed if dropped == 0 && !escalated => Self::Completed,
+            Exit::Stopped if dropped == 0 && !escalated => Self::Stopped,
+            exit => Self::Other(Box::new(OtherExit {
+                exit,
+                dropped,
+                escalated,
+            })),
+        }
+    }
+
+    /// `(exit, dropped, escalated)`.
+    pub(crate) fn into_parts(self) -> (Exit, usize, bool) {
+        match self {
+            Self::Completed => (Exit::Completed, 0, false),
+            Self::Stopped => (Exit::Stopped, 0, false),
+            Self::Other(other) => (other.exit, other.dropped, other.escalated),
+        }
+    }
+}
+
+/// The default handling of a child's exit: a log line at a level fitting the exit.
+pub(crate) fn log_exit(parent: &str, exit: &ChildExit) {
+    match &exit.exit {
+        Exit::Completed | Exit::Stopped => {
+            tracing::debug!(parent, child = %exit.path(), "child {}", exit.exit);
+        }
+        Exit::Aborted { .. } => {
+            tracing::warn!(parent, child = %exit.path(), "child {}", exit.exit);
+        }
+        Exit::Failed(e) => tracing::error!(parent, child = %exit.path(), "child failed: {e:#}"),
+        Exit::Panicked(m) => tracing::error!(parent, child = %exit.path(), "child panicked: {m}"),
+    }
+}

@@ -1,0 +1,258 @@
+//! [`Family`]: what only a thread with children, streams or background jobs needs — its
+//! inbound queue, the sink its children send UP through, children's names and stop stages,
+//! its jobs, and the tasks of ended children still to be waited for.
+//!
+//! Made on first use and boxed, so a leaf thread stays small. The children themselves are
+//! listed once, in the thread's node (see [`Node::add_child`]), where snapshots and aborts
+//! from other threads find them.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::task::{AbortHandle, JoinError, JoinHandle, JoinSet};
+
+use crate::blocking::BlockingLimit;
+use crate::exit::{ChildId, Exit};
+use crate::node::{ChildEntry, ChildNode, Node};
+use crate::port::{Inbound, ParentSink};
+use crate::queue::{Inbox, InboxSender, inbox};
+
+/// A thread's family; `P` is the thread's type and `E` its event type.
+pub(crate) struct Family<P, E> {
+    inbox: Inbox<Inbound<E>>,
+    /// The children's way UP, shared by all of them.
+    sink: Arc<ParentSink<P, E>>,
+    /// How many children each stop stage has; a stage with none is not listed.
+    stage_counts: BTreeMap<u32, usize>,
+    children: usize,
+    signalled_stage: Option<u32>,
+    names: HashMap<Cow<'static, str>, u32>,
+    /// The last `'static` name given and how many children have had it.
+    last_name: Option<(&'static str, u32)>,
+    jobs: JoinSet<()>,
+    blocking: Option<BlockingLimit>,
+    stream_aborts: Vec<AbortHandle>,
+    reaping: Vec<JoinHandle<Exit>>,
+}
+
+impl<P, E> Family<P, E> {
+    /// The family in `slot`, made on first use.
+    pub(crate) fn made<'a>(slot: &'a mut Option<Box<Self>>, node: &Arc<Node>) -> &'a mut Self {
+        slot.get_or_insert_with(|| Box::new(Self::new(node)))
+    }
+
+    fn new(node: &Arc<Node>) -> Self {
+        let (inbox_tx, inbox) = inbox(node.capacity);
+        Self {
+            inbox,
+            sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
+            stage_counts: BTreeMap::new(),
+            children: 0,
+            signalled_stage: None,
+            names: HashMap::new(),
+            last_name: None,
+            jobs: JoinSet::new(),
+            blocking: None,
+            stream_aborts: Vec::new(),
+            reaping: Vec::new(),
+        }
+    }
+
+    fn node(&self) -> &Node {
+        &self.sink.parent
+    }
+
+    /// The sink the children send UP through.
+    pub(crate) fn sink(&self) -> &Arc<ParentSink<P, E>> {
+        &self.sink
+    }
+
+    /// A sender into the thread's inbound queue, for a stream or a job.
+    pub(crate) fn sender(&self) -> InboxSender<Inbound<E>> {
+        self.sink.tx.clone()
+    }
+
+    /// The suffix that makes `base` unique among the siblings: 0 (none) for the first of a
+    /// name, then 2, 3, ...
+    pub(crate) fn name_suffix(&mut self, base: Cow<'static, str>) -> (Cow<'static, str>, u32) {
+        // The usual case, many children of one type in a row, is counted without hashing:
+        // the last name is kept aside with its count (and out of `names` while it is).
+        if let Some((last, count)) = &mut self.last_name
+            && **last == *base
+        {
+            *count += 1;
+            return (base, *count);
+        }
+        if let Some((last, count)) = self.last_name.take() {
+            self.names.insert(Cow::Borrowed(last), count);
+        }
+        let count = match self.names.get_mut(&*base) {
+            Some(count) => {
+                *count += 1;
+                *count
+            }
+            None => 1,
+        };
+        match base {
+            Cow::Borrowed(name) => {
+                // Moved aside; `names` gets it back when another name comes.
+                self.names.remove(name);
+                self.last_name = Some((name, count));
+            }
+            Cow::Owned(_) if count == 1 => {
+                self.names.insert(base.clone(), 1);
+            }
+            Cow::Owned(_) => {}
+        }
+        (base, if count == 1 { 0 } else { count })
+    }
+
+    /// Adds a spawned child. One spawned while the thread stops, in a stage already
+    /// stopped, is stopped at once.
+    pub(crate) fn add_child(&mut self, entry: ChildEntry, stopping: bool) {
+        let stage = entry.stage;
+        let child = Arc::clone(&entry.child);
+        self.node().add_child(entry);
+        *self.stage_counts.entry(stage).or_default() += 1;
+        self.children += 1;
+        if stopping && self.signalled_stage.is_some_and(|s| stage <= s) {
+            tracing::warn!(
+                child = %child.node().path(),
+                "spawned while stopping, in a stage already stopped: it is stopped at once"
+            );
+            child.node().request_stop();
+        }
+    }
+
+    /// The number of live children.
+    pub(crate) fn child_count(&self) -> usize {
+        self.children
+    }
+
+    /// Whether nothing is left: no child, no job, no queued event.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.children == 0 && self.jobs.is_empty() && self.inbox.is_empty()
+    }
+
+    /// Spawns a job whose output comes back through the inbound queue.
+    pub(crate) fn spawn_job(&mut self, job: impl Future<Output = ()> + Send + 'static) {
+        self.jobs.spawn(job);
+    }
+
+    /// Spawns a stream's forwarding task, cancelled when the thread starts stopping.
+    pub(crate) fn spawn_stream(&mut self, forward: impl Future<Output = ()> + Send + 'static) {
+        let abort = self.jobs.spawn(forward);
+        self.stream_aborts.retain(|a| !a.is_finished());
+        self.stream_aborts.push(abort);
+    }
+
+    /// Runs `job` on tokio's blocking pool, at most `limit` of this thread's at once.
+    pub(crate) fn spawn_blocking(&mut self, limit: usize, job: impl FnOnce() + Send + 'static) {
+        self.blocking
+            .get_or_insert_with(|| BlockingLimit::new(limit))
+            .spawn(&mut self.jobs, job);
+    }
+
+    /// Cancels the attached streams: inputs end when the thread starts stopping.
+    pub(crate) fn stop_streams(&mut self) {
+        for abort in self.stream_aborts.drain(..) {
+            abort.abort();
+        }
+    }
+
+    pub(crate) fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<E>>> {
+        self.inbox.poll_recv(cx)
+    }
+
+    pub(crate) fn try_inbound(&mut self) -> Option<Inbound<E>> {
+        self.inbox.try_recv()
+    }
+
+    /// The next finished job, if any has finished.
+    pub(crate) fn poll_job(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), JoinError>>> {
+        if self.jobs.is_empty() {
+            return Poll::Pending;
+        }
+        self.jobs.poll_join_next(cx)
+    }
+
+    /// Signals the lowest stage that still has children, once per stage.
+    pub(crate) fn stop_next_stage(&mut self) {
+        let Some((&stage, _)) = self.stage_counts.iter().next() else {
+            return;
+        };
+        if self.signalled_stage == Some(stage) {
+            return;
+        }
+        self.signalled_stage = Some(stage);
+        self.node().stop_stage(stage);
+    }
+
+    /// Forgets an ended child; its node, if it was still known.
+    pub(crate) fn on_child_exit(&mut self, id: ChildId) -> Option<Arc<dyn ChildNode>> {
+        let entry = self.node().remove_child(id)?;
+        self.children -= 1;
+        if let Some(count) = self.stage_counts.get_mut(&entry.stage) {
+            *count -= 1;
+            if *count == 0 {
+                self.stage_counts.remove(&entry.stage);
+            }
+        }
+        if self.reaping.len() >= 32 {
+            self.reaping.retain(|j| !j.is_finished());
+        }
+        self.reaping.push(entry.join);
+        Some(entry.child)
+    }
+
+    /// For an abort: forgets the children (their tasks are being cancelled), cancels the
+    /// jobs, and returns how many events were still queued in the inbox (dropped).
+    pub(crate) fn abort(&mut self) -> usize {
+        let mut dropped = 0;
+        while let Some(inbound) = self.inbox.try_recv() {
+            if !matches!(inbound, Inbound::Exit(..)) {
+                dropped += 1;
+            }
+        }
+        for entry in self.node().take_children() {
+            entry.join.abort();
+            self.reaping.push(entry.join);
+        }
+        self.children = 0;
+        self.stage_counts.clear();
+        // `spawn_task` jobs are cancelled; `spawn_blocking` jobs cannot be, and are left to
+        // finish on their own rather than holding up the abort.
+        self.jobs.abort_all();
+        self.jobs.detach_all();
+        dropped
+    }
+
+    /// Waits for every task this thread owns to be gone, so that after a root is joined no
+    /// task of the tree is alive.
+    pub(crate) async fn reap_all(&mut self) {
+        // Children spawned by the `exit` hook (stopped at once): their reports come too
+        // late to be handled, but their tasks are waited for like the others.
+        for entry in self.node().take_children() {
+            entry.node().request_stop();
+            self.reaping.push(entry.join);
+        }
+        self.children = 0;
+        self.jobs.shutdown().await;
+        for join in self.reaping.drain(..) {
+            let _ = join.await;
+        }
+    }
+}
+
+impl<P, E> Drop for Family<P, E> {
+    fn drop(&mut self) {
+        // No child is left after a stop; after an abort of this thread's task, its
+        // children must not outlive it.
+        if self.children > 0 {
+            self.node().abort_children();
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! [`JobPool`]: ad-hoc async jobs with a concurrency limit, in named groups, with their
+//! results collected in a stream.
+//!
+//! - [`JobPool`]: the pool — apply, lazy map with a concurrency limit, named groups,
+//!   cancellation, pause and resume, close and join.
+//! - [`JobResults`]: the stream of every job's [`JobResult`].
+//! - [`JobOutcome`], [`JobId`], [`Group`], [`JobPoolError`]: what a job is and how it ended.
+
+mod outcome;
+mod results;
+mod state;
+
+pub use outcome::{Group, JobId, JobOutcome, JobPoolError, JobResult};
+pub use results::JobResults;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::driver::panic_message;
+use crate::error::Error;
+use state::*;
+
+/// A pool of ad-hoc async jobs, run at most `limit` at a time: for work that is not a
+/// long-lived thread (fetch these URLs, resize these images), from any async code or from
+/// inside a thread.
+///
+/// - [`apply`](Self::apply) runs a function n times; [`map`](Self::map) runs it over the
+///   items of an iterator, pulled lazily (infinite iterators work), keeping at most its own
+///   limit of jobs running. Jobs are added in named [groups](Group) and never block the
+///   caller: those over the limit wait their turn, in the order they came.
+/// - [`cancel`](Self::cancel) one job, a [group](Self::cancel_group) or
+///   [all](Self::cancel_all).
+/// - Every job's [result](JobResult) — output, error, panic or cancellation — arrives on the
+///   [`JobResults`] stream made with the pool (attach it to a thread with
+///   [`Ctx::attach`](crate::Ctx::attach), or [`flush`](JobResults::flush) it).
+/// - [`set_limit`](Self::set_limit) changes the limit at run time: raising it starts waiting
+///   jobs at once, lowering it lets running jobs finish.
+/// - [`pause`](Self::pause) (no new jobs for now), [`close`](Self::close) (no new jobs ever;
+///   the results stream ends after the last result) and [`join`](Self::join).
+///
+/// The jobs run on tokio tasks that belong to the pool: when the last handle is dropped, the
+/// jobs still running are cancelled, so none outlives it.
+///
+/// ```
+/// use taskthread::jobs::{JobOutcome, JobPool};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (pool, mut results) = JobPool::<u64>::new(4);
+/// pool.map(|n| async move { Ok(n * n) }, 1..=10u64, 2, Some("squares")).unwrap();
+/// pool.close();
+/// let mut sum = 0;
+/// while let Some(result) = results.next().await {
+///     if let JobOutcome::Ok(sq) = result.outcome {
+///         sum += sq;
+///     }
+/// }
+/// assert_eq!(sum, 385);
+/// # }
+/// ```
+pub struct JobPool<T, E = Error> {
+    inner: Arc<Inner<T, E>>,
+}
+
+impl<T, E> Clone for JobPool<T, E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for JobPool<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.lock();
+        f.debug_struct("JobPool")
+            .field("limit", &state.limit)
+            .field("running", &state.running.len())
+            .field("groups", &state.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, E> Inner<T, E> {
+    fn lock(&self) -> MutexGuard<'_, State<T, E>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
+    /// A pool that runs at most `limit` jobs at once, and the stream of their results.
+    ///
+    /// Results are kept until they are received: receive them (or drop the [`JobResults`],
+    /// which discards them).
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime: the jobs run on it.
+    pub fn new(limit: usize) -> (Self, JobResults<T, E>) {
+        let (results_tx, results_rx) = mpsc::unbounded_channel();
+        let (live, live_rx) = watch::channel(0);
+        let inner = Inner {
+            state: Mutex::new(State {
+                limit,
+                running: HashMap::new(),
+                waiting: VecDeque::new(),
+                groups: HashMap::new(),
+                next_job: 1,
+                next_group: 1,
+                paused: false,
+                closed: false,
+                results: Some(results_tx),
+            }),
+            runtime: tokio::runtime::Handle::current(),
+            live,
+        };
+        let pool = Self {
+            inner: Arc::new(inner),
+        };
+        let results = JobResults {
+            rx: results_rx,
+            live: live_rx,
+        };
+        (pool, results)
+    }
+
+    /// Adds `n` jobs, each running the future `f()` makes, in a new group named `group` (or
+    /// a generated name). Never waits: jobs over the limit wait their turn.
+    ///
+    /// Fails if the pool is paused or closed, or a group of that name is still in the pool.
+    pub fn apply<F, Fut>(
+        &self,
+        mut f: F,
+        n: usize,
+        group: Option<&str>,
+    ) -> Result<Group, JobPoolError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        // Made before taking the lock: `f` is the caller's code.
+        let made: Vec<BoxJob<T, E>> = (0..n).map(|_| Box::pin(f()) as BoxJob<T, E>).collect();
+        self.update(|state| {
+            let name = state.new_group(group, "apply")?;
+            let mut jobs = Vec::with_capacity(n);
+            for job in made {
+                let id = state.next_id();
+                jobs.push(id);
+                let group = Arc::clone(&name);
+                state.waiting.push_back(Entry::Job { id, group, job });
+            }
+            state
+                .groups
+                .insert(Arc::clone(&name), GroupState::new(n, 0));
+            Ok(Group { name, jobs })
+        })
+    }
+
+    /// Runs `f(item)` for each item of `items`, in a new group named `group` (or a generated
+    /// name), keeping at most `limit` of its jobs running (and within the pool's limit).
+    ///
+    /// The iterator is pulled lazily, one item each time a slot frees, so it may be
+    /// infinite. It and `f` are called while the pool holds its internal lock: they must not
+    /// call the pool. A panic in either ends the group's source and is reported as a
+    /// [`Panicked`](JobOutcome::Panicked) result. For Python's `starmap`, destructure in
+    /// the closure: `pool.map(|(a, b)| job(a, b), pairs, 4, None)`.
+    ///
+    /// Fails if the pool is paused or closed, a group of that name is still in the pool, or
+    /// `limit` is 0.
+    pub fn map<I, F, Fut>(
+        &self,
+        mut f: F,
+        items: I,
+        limit: usize,
+        group: Option<&str>,
+    ) -> Result<Group, JobPoolError>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        F: FnMut(I::Item) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        if limit == 0 {
+            return Err(JobPoolError::ZeroLimit);
+        }
+        let mut items = items.into_iter();
+        let source: Source<T, E> =
+            Box::new(
+                move || match catch_unwind(AssertUnwindSafe(|| items.next().map(&mut f))) {
+                    Ok(Some(job)) => Pulled::Job(Box::pin(job)),
+                    Ok(None) => Pulled::End,
+                    Err(payload) => Pulled::Panicked(panic_message(payload)),
+                },
+            );
+        self.update(|state| {
+            let name = state.new_group(group, "map")?;
+            state
+                .groups
+                .insert(Arc::clone(&name), GroupState::new(0, limit));
+            let group = Arc::clone(&name);
+            state.waiting.push_back(Entry::Source { group, source });
+            let jobs = Vec::new();
+            Ok(Group { name, jobs })
+        })
+    }
+
+    /// Cancels a job: one waiting never starts, one running is dropped at its next await.
+    /// Its result is [`Cancelled`](JobOutcome::Cancelled).
+    pub fn cancel(&self, job: JobId) -> Result<(), JobPoolError> {
+        self.update(|state| {
+            if let Some(running) = state.running.get_mut(&job) {
+                // Its task reports the cancellation as it is dropped.
+                running.cancel();
+                return Ok(());
+            }
+            let at = state
+                .waiting
+                .iter()
+                .position(|e| matches!(e, Entry::Job { id, .. } if *id == job))
+                .ok_or(JobPoolError::UnknownJob(job))?;
+            if let Some(Entry::Job { id, group, .. }) = state.waiting.remove(at) {
+                state.finish(id, group, JobOutcome::Cancelled, false);
+            }
+            Ok(())
+        })
+    }
+
+    /// Cancels every job of a group, waiting or running, and stops pulling its `map`
+    /// source. Returns how many jobs were cancelled.
+    pub fn cancel_group(&self, group: &str) -> Result<usize, JobPoolError> {
+        self.update(|state| {
+            if !state.groups.contains_key(group) {
+                return Err(JobPoolError::UnknownGroup(group.to_owned()));
+            }
+            Ok(state.cancel_where(|g| &**g == group))
+        })
+    }
+
+    /// Cancels every job in the pool and stops pulling every `map` source. Returns how many
+    /// jobs were cancelled.
+    pub fn cancel_all(&self) -> usize {
+        self.update(|state| state.cancel_where(|_| true))
+    }
+
+    /// The most jobs that run at once.
+    pub fn limit(&self) -> usize {
+        self.inner.lock().limit
+    }
+
+    /// Changes the limit. Raising it starts waiting jobs at once; lowering it lets the jobs
+    /// running finish (none is cancelled), and no new one starts until fewer run.
+    pub fn set_limit(&self, limit: usize) {
+        self.update(|state| state.limit = limit);
+    }
+
+    /// The number of jobs running.
+    pub fn running(&self) -> usize {
+        self.inner.lock().running.len()
+    }
+
+    /// The number of jobs waiting for a slot (items a `map` has not pulled yet are not
+    /// jobs yet, and not counted).
+    pub fn waiting(&self) -> usize {
+        let state = self.inner.lock();
+        state
+            .waiting
+            .iter()
+            .filter(|e| matches!(e, Entry::Job { .. }))
+            .count()
+    }
+
+    /// The names of the groups in the pool (with jobs waiting or running, or a `map` source
+    /// not yet exhausted).
+    pub fn groups(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<_> = self.inner.lock().groups.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Pauses the pool's intake: new jobs are refused ([`JobPoolError::Paused`]) until
+    /// [`resume`](Self::resume); jobs in the pool go on.
+    pub fn pause(&self) {
+        self.inner.lock().paused = true;
+    }
+
+    /// Takes new jobs again after [`pause`](Self::pause) (a closed pool stays closed).
+    pub fn resume(&self) {
+        self.inner.lock().paused = false;
+    }
+
+    /// Refuses new jobs for good ([`JobPoolError::Closed`]); jobs in the pool go on, and the
+    /// results stream ends after the last of them.
+    pub fn close(&self) {
+        self.update(|state| state.closed = true);
+    }
+
+    /// Whether the pool is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Waits until no job is waiting or running and every `map` source is exhausted. With
+    /// an infinite `map` in the pool, that is after it is cancelled; with a limit of 0 and
+    /// jobs waiting, after the limit is raised.
+    pub async fn join(&self) {
+        let mut live = self.inner.live.subscribe();
+        let _ = live.wait_for(|&n| n == 0).await;
+    }
+
+    /// Changes the state under the lock, then starts what may start, outside it.
+    fn update<R>(&self, change: impl FnOnce(&mut State<T, E>) -> R) -> R {
+        let mut state = self.inner.lock();
+        let out = change(&mut state);
+        let launches = self.settle(&mut state);
+        drop(state);
+        self.launch_all(launches);
+        out
+    }
+
+    /// Takes what may start now off the waiting line (to be spawned by the caller, once it
+    /// has released the lock), publishes the count of live work and ends the results stream
+    /// of a closed, idle pool. Called after every change, with the lock held.
+    #[must_use]
+    fn settle(&self, state: &mut State<T, E>) -> Vec<Launch<T, E>> {
+        let mut launches = Vec::new();
+        if !LAUNCHING.get() {
+            while state.running.len() < state.limit {
+                match state.take_next() {
+                    Some(Some(launch)) => launches.push(launch),
+                    Some(None) => {}
+                    None => break,
+                }
+            }
+        }
+        let live = state.live();
+        self.inner.live.send_replace(live);
+        if state.closed && live == 0 {
+            state.results = None;
+        }
+        launches
+    }
+
+    /// Spawns the jobs [`settle`](Self::settle) took, without the lock held.
+    fn launch_all(&self, launches: Vec<Launch<T, E>>) {
+        if launches.is_empty() {
+            return;
+        }
+        let was = LAUNCHING.replace(true);
+        for Launch { id, job } in launches {
+            let guard = Finish {
+                pool: Arc::downgrade(&self.inner),
+                id,
+                outcome: None,
+            };
+            let task = self.inner.runtime.spawn(async move {
+                let mut guard = guard;
+                let outcome = match (CatchUnwind { job }).await {
+                    Ok(Ok(t)) => JobOutcome::Ok(t),
+                    Ok(Err(e)) => JobOutcome::Err(e),
+                    Err(message) => JobOutcome::Panicked(message),
+                };
+                guard.outcome = Some(outcome);
+            });
+            let mut state = self.inner.lock();
+            // Gone already if it has ended.
+            if let Some(running) = state.running.get_mut(&id) {
+                running.abort = Some(task.abort_handle());
+                if running.cancelled {
+                    task.abort();
+                }
+            }
+        }
+        LAUNCHING.set(was);
+    }
+}

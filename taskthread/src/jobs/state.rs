@@ -1,0 +1,315 @@
+//! The pool's shared state: the waiting line, the running jobs, the groups, and the tasks
+//! that run and report each job.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+use super::JobPool;
+use super::outcome::*;
+use crate::driver::panic_message;
+
+pub(super) type BoxJob<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// What pulling a `map` source gives: the next job, the end, or the panic of the iterator
+/// or of the function.
+pub(super) enum Pulled<T, E> {
+    Job(BoxJob<T, E>),
+    End,
+    Panicked(String),
+}
+
+pub(super) type Source<T, E> = Box<dyn FnMut() -> Pulled<T, E> + Send>;
+
+pub(super) enum Entry<T, E> {
+    Job {
+        id: JobId,
+        group: Arc<str>,
+        job: BoxJob<T, E>,
+    },
+    Source {
+        group: Arc<str>,
+        source: Source<T, E>,
+    },
+}
+
+impl<T, E> Entry<T, E> {
+    pub(super) fn group(&self) -> &Arc<str> {
+        match self {
+            Self::Job { group, .. } | Self::Source { group, .. } => group,
+        }
+    }
+}
+
+pub(super) struct GroupState {
+    /// Jobs waiting or running.
+    pub(super) live: usize,
+    /// For a map: its limit, its running jobs, and whether its source is still pulled.
+    pub(super) map_limit: usize,
+    pub(super) map_running: usize,
+    pub(super) source: bool,
+}
+
+impl GroupState {
+    pub(super) fn new(live: usize, map_limit: usize) -> Self {
+        Self {
+            live,
+            map_limit,
+            map_running: 0,
+            source: map_limit > 0,
+        }
+    }
+}
+
+pub(super) struct RunningJob {
+    pub(super) group: Arc<str>,
+    /// Set once its task is spawned (outside the lock).
+    pub(super) abort: Option<AbortHandle>,
+    /// Cancelled before its task was spawned: aborted as soon as it is.
+    pub(super) cancelled: bool,
+}
+
+impl RunningJob {
+    pub(super) fn cancel(&mut self) {
+        match &self.abort {
+            Some(abort) => abort.abort(),
+            None => self.cancelled = true,
+        }
+    }
+}
+
+/// A job to spawn once the lock is released.
+pub(super) struct Launch<T, E> {
+    pub(super) id: JobId,
+    pub(super) job: BoxJob<T, E>,
+}
+
+thread_local! {
+    /// Whether this OS thread is spawning jobs. A task dropped synchronously while it is
+    /// spawned (its runtime is shutting down) must not start the next job from inside the
+    /// spawn: that would recurse once per waiting job.
+    pub(super) static LAUNCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+pub(super) struct State<T, E> {
+    pub(super) limit: usize,
+    pub(super) running: HashMap<JobId, RunningJob>,
+    pub(super) waiting: VecDeque<Entry<T, E>>,
+    pub(super) groups: HashMap<Arc<str>, GroupState>,
+    pub(super) next_job: u64,
+    pub(super) next_group: u64,
+    pub(super) paused: bool,
+    pub(super) closed: bool,
+    pub(super) results: Option<mpsc::UnboundedSender<JobResult<T, E>>>,
+}
+
+pub(super) struct Inner<T, E> {
+    pub(super) state: Mutex<State<T, E>>,
+    pub(super) runtime: tokio::runtime::Handle,
+    /// Jobs waiting or running, plus `map` sources still pulled: 0 when the pool is idle.
+    pub(super) live: watch::Sender<usize>,
+}
+
+impl<T, E> Drop for Inner<T, E> {
+    fn drop(&mut self) {
+        // The last handle is gone: no job outlives the pool.
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for job in state.running.values_mut() {
+            job.cancel();
+        }
+    }
+}
+
+impl<T, E> State<T, E> {
+    pub(super) fn next_id(&mut self) -> JobId {
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        id
+    }
+
+    /// Takes the first job that may start off the waiting line and counts it as running:
+    /// `None` if none may start, `Some(None)` if a `map` source ended instead.
+    pub(super) fn take_next(&mut self) -> Option<Option<Launch<T, E>>> {
+        let at = self.waiting.iter().position(|e| match e {
+            Entry::Job { .. } => true,
+            Entry::Source { group, .. } => self
+                .groups
+                .get(group)
+                .is_some_and(|g| g.map_running < g.map_limit),
+        })?;
+        let (id, group, job) = match self.waiting.remove(at)? {
+            Entry::Job { id, group, job } => (id, group, job),
+            Entry::Source { group, mut source } => match source() {
+                Pulled::Job(job) => {
+                    let id = self.next_id();
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        g.live += 1;
+                        g.map_running += 1;
+                    }
+                    // To the back of the line: groups take turns.
+                    self.waiting.push_back(Entry::Source {
+                        group: Arc::clone(&group),
+                        source,
+                    });
+                    (id, group, job)
+                }
+                Pulled::End => {
+                    self.end_source(&group);
+                    return Some(None);
+                }
+                Pulled::Panicked(message) => {
+                    let id = self.next_id();
+                    self.send(id, &group, JobOutcome::Panicked(message));
+                    self.end_source(&group);
+                    return Some(None);
+                }
+            },
+        };
+        self.running.insert(
+            id,
+            RunningJob {
+                group,
+                abort: None,
+                cancelled: false,
+            },
+        );
+        Some(Some(Launch { id, job }))
+    }
+
+    pub(super) fn live(&self) -> usize {
+        self.waiting.len() + self.running.len()
+    }
+
+    pub(super) fn new_group(
+        &mut self,
+        name: Option<&str>,
+        kind: &str,
+    ) -> Result<Arc<str>, JobPoolError> {
+        if self.closed {
+            return Err(JobPoolError::Closed);
+        }
+        if self.paused {
+            return Err(JobPoolError::Paused);
+        }
+        if let Some(name) = name {
+            if self.groups.contains_key(name) {
+                return Err(JobPoolError::DuplicateGroup(name.to_owned()));
+            }
+            return Ok(Arc::from(name));
+        }
+        loop {
+            let name = format!("{kind}-{}", self.next_group);
+            self.next_group += 1;
+            if !self.groups.contains_key(name.as_str()) {
+                return Ok(Arc::from(name));
+            }
+        }
+    }
+
+    pub(super) fn send(&self, id: JobId, group: &Arc<str>, outcome: JobOutcome<T, E>) {
+        if let Some(results) = &self.results {
+            let _ = results.send(JobResult {
+                id,
+                group: Arc::clone(group),
+                outcome,
+            });
+        }
+    }
+
+    /// Reports a job that ended (or was cancelled before starting) and updates its group.
+    pub(super) fn finish(
+        &mut self,
+        id: JobId,
+        group: Arc<str>,
+        outcome: JobOutcome<T, E>,
+        ran: bool,
+    ) {
+        self.send(id, &group, outcome);
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.live -= 1;
+            if ran && g.map_limit > 0 {
+                g.map_running -= 1;
+            }
+            if g.live == 0 && !g.source {
+                self.groups.remove(&group);
+            }
+        }
+    }
+
+    pub(super) fn end_source(&mut self, group: &Arc<str>) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.source = false;
+            if g.live == 0 {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    pub(super) fn cancel_where(&mut self, hit: impl Fn(&Arc<str>) -> bool) -> usize {
+        let mut cancelled = 0;
+        for job in self.running.values_mut().filter(|j| hit(&j.group)) {
+            job.cancel();
+            cancelled += 1;
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        for entry in waiting {
+            if !hit(entry.group()) {
+                self.waiting.push_back(entry);
+                continue;
+            }
+            match entry {
+                Entry::Job { id, group, .. } => {
+                    cancelled += 1;
+                    self.finish(id, group, JobOutcome::Cancelled, false);
+                }
+                Entry::Source { group, .. } => self.end_source(&group),
+            }
+        }
+        cancelled
+    }
+}
+
+/// Reports a job's outcome when its task ends, or [`JobOutcome::Cancelled`] when its task
+/// is dropped first (cancelled).
+pub(super) struct Finish<T: Send + 'static, E: Send + 'static> {
+    pub(super) pool: Weak<Inner<T, E>>,
+    pub(super) id: JobId,
+    pub(super) outcome: Option<JobOutcome<T, E>>,
+}
+
+impl<T: Send + 'static, E: Send + 'static> Drop for Finish<T, E> {
+    fn drop(&mut self) {
+        let Some(inner) = self.pool.upgrade() else {
+            return;
+        };
+        let outcome = self.outcome.take().unwrap_or(JobOutcome::Cancelled);
+        JobPool { inner }.update(|state| {
+            if let Some(job) = state.running.remove(&self.id) {
+                state.finish(self.id, job.group, outcome, true);
+            }
+        });
+    }
+}
+
+/// Polls a job, turning a panic into its message.
+pub(super) struct CatchUnwind<T, E> {
+    pub(super) job: BoxJob<T, E>,
+}
+
+impl<T, E> Future for CatchUnwind<T, E> {
+    type Output = Result<Result<T, E>, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.job.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Err(payload) => Poll::Ready(Err(panic_message(payload))),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! A thread's children, kept in its node: the one list the parent's loop adds to and
+//! removes from, and that snapshots, aborts and lookups from other threads walk.
+
+use std::sync::{Arc, MutexGuard, PoisonError};
+
+use tokio::task::{AbortHandle, JoinHandle};
+
+use super::roster::Roster;
+use super::{ChildNode, Node, Queue};
+use crate::exit::{ChildId, Exit, ThreadState};
+
+/// A child as its parent keeps it.
+pub(crate) struct ChildEntry {
+    pub(crate) child: Arc<dyn ChildNode>,
+    /// The stop stage it is stopped in.
+    pub(crate) stage: u32,
+    /// Its task, waited for once it has reported its exit.
+    pub(crate) join: JoinHandle<Exit>,
+}
+
+impl ChildEntry {
+    #[inline]
+    pub(crate) fn node(&self) -> &Node {
+        self.child.node()
+    }
+}
+
+impl<Q: ?Sized + Queue> Node<Q> {
+    /// The list of children, locked; `None` if there never was a child.
+    fn children(&self) -> Option<MutexGuard<'_, Roster<ChildEntry>>> {
+        let children = self.children.get()?;
+        Some(children.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Adds a child, last in spawn order.
+    pub(crate) fn add_child(&self, entry: ChildEntry) {
+        let mut children = self
+            .children
+            .get_or_init(Box::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        children.push(entry.node().id, entry);
+    }
+
+    /// Takes an ended child out of the list; `None` if it is not (or no longer) there.
+    pub(crate) fn remove_child(&self, id: ChildId) -> Option<ChildEntry> {
+        self.children()?.remove(id)
+    }
+
+    /// Takes every child out of the list, in spawn order.
+    pub(crate) fn take_children(&self) -> Vec<ChildEntry> {
+        self.children()
+            .map(|mut children| children.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// The child with this id, if it is in the list.
+    pub(crate) fn child(&self, id: ChildId) -> Option<Arc<dyn ChildNode>> {
+        self.children()?.get(id).map(|e| Arc::clone(&e.child))
+    }
+
+    /// The live children at this moment, in spawn order (the lock is not held while the
+    /// caller uses them).
+    pub(crate) fn children_now(&self) -> Vec<Arc<dyn ChildNode>> {
+        self.children()
+            .map(|children| children.values().map(|e| Arc::clone(&e.child)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Asks every child of stop stage `stage` to stop.
+    pub(crate) fn stop_stage(&self, stage: u32) {
+        if let Some(children) = self.children() {
+            for entry in children.values().filter(|e| e.stage == stage) {
+                entry.node().request_stop();
+            }
+        }
+    }
+
+    /// Cancels the children's tasks (their parent's task was cancelled: they must not
+    /// outlive it, and a dropped `JoinHandle` would only detach them).
+    pub(crate) fn abort_children(&self) {
+        if let Some(children) = self.children() {
+            for entry in children.values() {
+                entry.join.abort();
+            }
+        }
+    }
+
+    /// Aborts the tasks of this thread's descendants (not its own), deepest first, and
+    /// returns how many DOWN messages were queued for them. Their handles are pushed to
+    /// `aborted`, so the caller can wait until the tasks are gone.
+    pub(crate) fn abort_descendants(&self, aborted: &mut Vec<AbortHandle>) -> usize {
+        let mut dropped = 0;
+        for child in self.children_now() {
+            let child = child.node();
+            dropped += child.abort_descendants(aborted);
+            dropped += child.queue_depth();
+            child.set_state(ThreadState::Exited);
+            if let Some(task) = child.task.get() {
+                task.abort();
+                aborted.push(task.clone());
+            }
+        }
+        dropped
+    }
+
+    /// The path of the thread of this subtree that runs as task `task`, if any.
+    pub(crate) fn path_of_task(&self, task: tokio::task::Id) -> Option<Arc<str>> {
+        if self.task.get().is_some_and(|t| t.id() == task) {
+            return Some(Arc::clone(self.path()));
+        }
+        // Walked under the locks, top down (nothing takes a parent's lock while holding a
+        // child's), without copying any list: `Handle::join` asks this on every call.
+        let children = self.children()?;
+        children.values().find_map(|e| e.node().path_of_task(task))
+    }
+}
+
+impl Node {
+    /// The live node of this subtree with this path.
+    #[cfg_attr(not(feature = "control"), allow(dead_code))]
+    pub(crate) fn find(self: &Arc<Self>, path: &str) -> Option<Arc<Node>> {
+        if **self.path() == *path {
+            return Some(Arc::clone(self));
+        }
+        // Only descend into a child whose path is a prefix of the one sought.
+        self.children_now().into_iter().find_map(|c| {
+            let under = path.strip_prefix(&**c.node().path())?;
+            let node: Arc<Node> = Arc::clone(&c).into_node();
+            (under.is_empty() || under.starts_with('/'))
+                .then(|| node.find(path))
+                .flatten()
+        })
+    }
+}

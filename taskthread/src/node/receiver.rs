@@ -1,0 +1,47 @@
+//! [`DownReceiver`]: a thread's own end of the DOWN queue in its node.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::Node;
+use crate::queue::DownQueue;
+
+/// The thread's end of its queue, held by its loop. Dropping it closes the queue and drops
+/// what is left in it, so sends fail from then on and give their message back.
+pub(crate) struct DownReceiver<D: Send + 'static> {
+    node: Arc<Node<DownQueue<D>>>,
+}
+
+impl<D: Send + 'static> DownReceiver<D> {
+    pub(crate) fn new(node: Arc<Node<DownQueue<D>>>) -> Self {
+        Self { node }
+    }
+
+    #[inline]
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        self.node.queue.poll_recv(cx)
+    }
+
+    #[inline]
+    pub(crate) fn try_recv(&mut self) -> Option<D> {
+        self.node.queue.try_recv()
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.node.queue.close();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.node.queue.is_closed()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.node.queue.is_empty()
+    }
+}
+
+impl<D: Send + 'static> Drop for DownReceiver<D> {
+    fn drop(&mut self) {
+        self.node.queue.close_for_good();
+    }
+}

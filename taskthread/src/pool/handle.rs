@@ -1,0 +1,223 @@
+//! Resizing a pool from outside: [`PoolHandle`], its [`PoolCommand`]s and the
+//! [`PoolStatus`] it answers with, and the control they go through.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{PoolError, WorkerPool};
+use crate::child::ChildRef;
+use crate::node::{Node, Queue};
+use crate::thread::Thread;
+
+/// A resize command for a worker pool (see [`PoolHandle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolCommand {
+    /// Start this many more workers.
+    Start(usize),
+    /// Stop this many workers, newest first, gracefully.
+    Stop(usize),
+    /// Start or stop workers until this many run.
+    Resize(usize),
+}
+
+type Pending = (PoolCommand, oneshot::Sender<Result<PoolStatus, PoolError>>);
+
+/// The type-erased side of a pool that handles and the control endpoint reach through the
+/// pool's node: queued commands, and the counts the pool publishes.
+pub(crate) struct PoolControl {
+    commands: Mutex<VecDeque<Pending>>,
+    /// Wakes the pool's loop for a command; a new one for each life of a supervised pool.
+    wake: Mutex<Option<mpsc::Sender<()>>>,
+    pub(super) notify: Notify,
+    pub(super) running: AtomicUsize,
+    pub(super) max: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Default for PoolControl {
+    fn default() -> Self {
+        Self {
+            commands: Mutex::new(VecDeque::new()),
+            wake: Mutex::new(None),
+            notify: Notify::new(),
+            running: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl PoolControl {
+    /// The control of the pool running as `node`, made by whichever asks first: the pool
+    /// or a handle.
+    pub(super) fn of<Q: ?Sized + Queue>(node: &Node<Q>) -> Arc<Self> {
+        node.attachment_or_init(Self::default)
+            .unwrap_or_else(|| unreachable!("a pool's node keeps only its control"))
+    }
+
+    /// A life of the pool begins: commands are taken again, and this wakes it for them.
+    pub(super) fn open(&self) -> mpsc::Receiver<()> {
+        let (wake, woken) = mpsc::channel(1);
+        let _commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(wake);
+        self.closed.store(false, Ordering::Release);
+        woken
+    }
+
+    pub(super) fn take(&self) -> Option<Pending> {
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    pub(super) fn status(&self) -> PoolStatus {
+        PoolStatus {
+            running: self.running.load(Ordering::Acquire),
+            max: self.max.load(Ordering::Acquire),
+        }
+    }
+
+    /// The pool has ended: commands queued and to come are answered with an error.
+    pub(super) fn close(&self) {
+        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        self.closed.store(true, Ordering::Release);
+        self.running.store(0, Ordering::Release);
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        for (_, reply) in commands.drain(..) {
+            let _ = reply.send(Err(PoolError::Ended { pool: None }));
+        }
+    }
+
+    pub(super) fn submit(
+        &self,
+        command: PoolCommand,
+    ) -> oneshot::Receiver<Result<PoolStatus, PoolError>> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.closed.load(Ordering::Acquire) {
+                let _ = reply.send(Err(PoolError::Ended { pool: None }));
+                return answer;
+            }
+            commands.push_back((command, reply));
+        }
+        // A full wake queue already has a wake-up pending; none before the pool starts,
+        // which applies what is queued as it starts.
+        if let Some(wake) = &*self.wake.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = wake.try_send(());
+        }
+        self.notify.notify_one();
+        answer
+    }
+}
+
+/// What a worker pool looks like now: how many workers run, and the most it may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Workers taking jobs (those being stopped are not counted).
+    pub running: usize,
+    /// The most workers it may run.
+    pub max: usize,
+}
+
+/// The resize handle of a [`WorkerPool`]: start, stop and count its workers while it runs.
+///
+/// Get it with [`ChildRef::pool`] (or [`Handle::child_ref`](crate::Handle::child_ref) then
+/// `pool()` for a pool at the root). Cheap to clone; it does not keep the pool alive. Each
+/// command is applied by the pool's loop, between jobs or while it waits for a free worker,
+/// and answers with the pool's new [`PoolStatus`].
+#[derive(Clone)]
+pub struct PoolHandle {
+    control: Arc<PoolControl>,
+    path: Arc<str>,
+}
+
+impl fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolHandle")
+            .field("pool", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Thread> ChildRef<WorkerPool<W>> {
+    /// The pool's resize handle.
+    pub fn pool(&self) -> PoolHandle {
+        PoolHandle {
+            control: PoolControl::of(&self.node),
+            path: Arc::clone(self.node.path()),
+        }
+    }
+}
+
+impl PoolHandle {
+    /// The handle of the pool running as `node`, if it is one.
+    /// The handle of the pool running as `node`, if it is one.
+    #[cfg(feature = "control")]
+    pub(crate) fn of(node: &Node) -> Option<Self> {
+        Some(Self {
+            control: node.attachment::<PoolControl>()?,
+            path: Arc::clone(node.path()),
+        })
+    }
+
+    /// The pool's path in the tree.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Starts `n` more workers.
+    ///
+    /// Fails if that would make more than the pool's maximum, or if the pool has ended.
+    pub async fn start(&self, n: usize) -> Result<PoolStatus, PoolError> {
+        self.command(PoolCommand::Start(n)).await
+    }
+
+    /// Stops the `n` newest workers, gracefully: each finishes the jobs it holds, and the
+    /// jobs waiting in the pool go to the others.
+    ///
+    /// Fails if fewer than `n` workers run, or if the pool has ended.
+    pub async fn stop(&self, n: usize) -> Result<PoolStatus, PoolError> {
+        self.command(PoolCommand::Stop(n)).await
+    }
+
+    /// Starts or stops workers (newest first) until `n` run.
+    ///
+    /// Fails if `n` is more than the pool's maximum, or if the pool has ended.
+    pub async fn resize(&self, n: usize) -> Result<PoolStatus, PoolError> {
+        self.command(PoolCommand::Resize(n)).await
+    }
+
+    /// Sends a command and waits for the pool to apply it.
+    pub async fn command(&self, command: PoolCommand) -> Result<PoolStatus, PoolError> {
+        let ended = || PoolError::Ended {
+            pool: Some(self.path.to_string()),
+        };
+        match self.control.submit(command).await {
+            Ok(Err(PoolError::Ended { pool: None })) | Err(_) => Err(ended()),
+            Ok(answer) => answer,
+        }
+    }
+
+    /// The number of workers taking jobs now (0 once the pool has ended).
+    pub fn running(&self) -> usize {
+        self.control.running.load(Ordering::Acquire)
+    }
+
+    /// The counts as last published by the pool.
+    pub fn status(&self) -> PoolStatus {
+        self.control.status()
+    }
+
+    /// Whether the pool has ended (a supervised pool, between two lives, too).
+    pub fn is_ended(&self) -> bool {
+        self.control.closed.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,98 @@
+//! The way UP: what arrives on a thread's inbound queue ([`Inbound`]), and the ports
+//! through which a thread sends UP ([`UpPort`]) — a parent's [`ParentSink`], shared by all
+//! its children, or a root's [`RootPort`] to its handle.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::TrySendError;
+use crate::exit::{ChildId, ExitReport};
+use crate::node::Node;
+use crate::queue::{InboxSender, Meter, Metered};
+
+/// What arrives on a thread's inbound queue.
+pub(crate) enum Inbound<E> {
+    /// An UP message from a child or an item from an attached stream (metered).
+    Event(E),
+    /// The output of a `spawn_task` / `spawn_blocking` job (not metered: one per job).
+    Output(E),
+    /// A child's exit report.
+    Exit(ChildId, ExitReport),
+}
+
+impl<E> Metered for Inbound<E> {
+    #[inline]
+    fn is_metered(&self) -> bool {
+        matches!(self, Self::Event(_))
+    }
+}
+
+/// The way UP, type-erased over the parent's type so a thread's `Ctx` does not name its
+/// parent.
+///
+/// One per parent (its [`ParentSink`]) shared by all its children, not one per child: a
+/// child's `Ctx` holds an `Arc` of it and says who it is (`from`) on each send, so spawning
+/// a child allocates no port.
+pub(crate) trait UpPort<U>: Send + Sync {
+    fn try_send(&self, from: ChildId, msg: U) -> Result<(), TrySendError<U>>;
+    /// The places of the receiver's queue, for the slow path of a send when it is full:
+    /// wait for one, then [`send_permitted`](Self::send_permitted).
+    fn meter(&self) -> &Meter;
+    /// Sends with a place taken from [`meter`](Self::meter).
+    fn send_permitted(&self, from: ChildId, msg: U);
+    /// Reports the exit; never waits.
+    fn report(&self, from: ChildId, exit: ExitReport);
+    fn target(&self) -> &str;
+}
+
+/// A parent's end of its children's UP messages and exit reports. It implements
+/// [`UpPort`] for every type the parent `P` has an `#[up]` handler for (see
+/// `HandlesUp`), wrapping each message into the parent's event type `E`.
+pub(crate) struct ParentSink<P, E> {
+    pub(crate) tx: InboxSender<Inbound<E>>,
+    pub(crate) parent: Arc<Node>,
+    _parent: PhantomData<fn() -> P>,
+}
+
+impl<P, E> ParentSink<P, E> {
+    pub(crate) fn new(tx: InboxSender<Inbound<E>>, parent: Arc<Node>) -> Self {
+        Self {
+            tx,
+            parent,
+            _parent: PhantomData,
+        }
+    }
+
+    /// Reports a child's exit to the parent; never waits. Fails only if the parent itself
+    /// was aborted: nobody is left to tell.
+    pub(crate) fn report_exit(&self, from: ChildId, exit: ExitReport) {
+        self.tx.send_unmetered(Inbound::Exit(from, exit));
+    }
+}
+
+/// The port of a root: UP messages go to its handle; the exit is the root task's output.
+pub(crate) struct RootPort<U> {
+    pub(crate) tx: InboxSender<Inbound<U>>,
+}
+
+impl<U: Send + 'static> UpPort<U> for RootPort<U> {
+    fn try_send(&self, _from: ChildId, msg: U) -> Result<(), TrySendError<U>> {
+        self.tx
+            .try_send_with(msg, Inbound::Event)
+            .map_err(|(refused, m)| refused.with(m))
+    }
+
+    fn meter(&self) -> &Meter {
+        self.tx.meter()
+    }
+
+    fn send_permitted(&self, _from: ChildId, msg: U) {
+        self.tx.send_permitted(Inbound::Event(msg));
+    }
+
+    fn report(&self, _from: ChildId, _exit: ExitReport) {}
+
+    fn target(&self) -> &str {
+        "the root's handle"
+    }
+}

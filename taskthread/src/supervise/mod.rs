@@ -1,0 +1,101 @@
+//! Supervision: a child started again by its own task when it fails (or whenever it ends),
+//! with backoff, a limit on restarts in a window, escalation to the parent past it, and
+//! groups of siblings restarted together.
+//!
+//! - [`Ctx::supervise`] starts a supervised child; its address stays valid across lives.
+//! - [`RestartPolicy`] says when it starts again, after which wait, how often at most;
+//!   [`Restart`] is the "when".
+//! - [`RestartGroup`] restarts siblings together ("one for all").
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskthread::prelude::*;
+//! use taskthread::supervise::RestartPolicy;
+//!
+//! #[derive(Default)]
+//! struct Flaky;
+//!
+//! #[taskthread]
+//! impl Flaky {
+//!     #[down]
+//!     async fn fail(&mut self, _ctx: &mut Ctx<Self>, _n: u32) -> Result<()> {
+//!         Err(Error::msg("flaky"))
+//!     }
+//! }
+//!
+//! #[derive(Default)]
+//! struct Parent;
+//!
+//! #[taskthread]
+//! impl Parent {
+//!     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+//!         let policy = RestartPolicy::on_failure().backoff(Duration::ZERO, Duration::ZERO);
+//!         let child = ctx.supervise(|| Flaky, policy);
+//!         child.send(1u32).await?;   // fails, and is started again
+//!         child.send(2u32).await?;   // handled by its next life
+//!         ctx.stop();
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let root = taskthread::spawn(Parent);
+//! assert!(matches!(root.join().await, Exit::Completed));
+//! # }
+//! ```
+
+mod group;
+mod life;
+mod policy;
+
+pub use group::RestartGroup;
+pub use policy::{Restart, RestartPolicy};
+
+use crate::child::{ChildOptions, ChildRef};
+use crate::ctx::Ctx;
+use crate::driver::{LifeRules, parent_port};
+use crate::thread::{HandlesUp, Thread};
+
+impl<T: Thread> Ctx<T> {
+    /// Spawns a supervised child: `factory` makes it, and makes it again after it fails (or
+    /// whenever it ends, as `policy` says), with backoff and a limit on restarts in a window;
+    /// past the limit the child ends for good and this thread fails with an error naming it
+    /// and its last failure.
+    ///
+    /// The returned address stays valid across restarts (same id, same queue): messages
+    /// queued for the child wait for its next life instead of being lost. Each restart is
+    /// counted in the [snapshot](crate::TreeSnapshot::restarts). A stop from outside (this
+    /// thread stopping, [`ChildRef::stop`], [`stop_child`](Self::stop_child)) is final.
+    ///
+    /// See the [module](crate::supervise) for an example.
+    pub fn supervise<C, F>(&mut self, factory: F, policy: RestartPolicy) -> ChildRef<C>
+    where
+        C: Thread,
+        F: FnMut() -> C + Send + 'static,
+        T: HandlesUp<C::Up>,
+    {
+        self.supervise_with(factory, policy, ChildOptions::new())
+    }
+
+    /// [`supervise`](Self::supervise) with spawn options.
+    pub fn supervise_with<C, F>(
+        &mut self,
+        factory: F,
+        policy: RestartPolicy,
+        options: ChildOptions,
+    ) -> ChildRef<C>
+    where
+        C: Thread,
+        F: FnMut() -> C + Send + 'static,
+        T: HandlesUp<C::Up>,
+    {
+        let rules = LifeRules {
+            keep_queue: policy.keep_queue(),
+            done: None,
+        };
+        self.launch_child(options, rules, parent_port::<T, C>, move |prepared| {
+            prepared.launch_with(|ctx, rx, rules| life::supervise(factory, ctx, rx, rules, policy))
+        })
+    }
+}

@@ -1,0 +1,325 @@
+//! [`BackgroundHandle`]: driving a background tree from any thread, blocking or async.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::child::ChildRef;
+use crate::error::{AskError, SendError, TrySendError};
+use crate::exit::{ChildId, Exit};
+use crate::node::TreeSnapshot;
+use crate::thread::{Accepts, Asks, Reply, Thread};
+
+use super::*;
+
+/// The handle of a tree running on its own OS thread, from [`background`] or
+/// [`Background::spawn`]: send, ask, receive UP messages, snapshot, stop and join, from
+/// any thread and without an async context.
+///
+/// `Send + Sync + Clone`: every clone drives the same tree. Dropping the last clone stops
+/// the tree gracefully (within its [stop deadline](Background::stop_deadline)) and joins
+/// its OS thread; UP messages nobody received are then dropped.
+///
+/// The blocking methods refuse to run inside an async context (a tokio task, or
+/// `block_on`), where blocking could stall a runtime or deadlock: they return an
+/// `InAsyncContext` error at once. There, use the `_async` methods, which work on any
+/// runtime. (tokio's blocking pool counts as an async context too: from a
+/// `spawn_blocking` closure, use `Handle::current().block_on(handle.send_async(msg))`.)
+pub struct BackgroundHandle<T: Thread> {
+    pub(super) shared: Arc<Shared<T>>,
+}
+
+impl<T: Thread> Clone for BackgroundHandle<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T: Thread> fmt::Debug for BackgroundHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackgroundHandle")
+            .field("root", &self.shared.child)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl<T: Thread> BackgroundHandle<T> {
+    /// The root's address, for async code that sends to it.
+    pub fn child_ref(&self) -> ChildRef<T> {
+        self.shared.child.clone()
+    }
+
+    /// The root's id.
+    pub fn id(&self) -> ChildId {
+        self.shared.child.id()
+    }
+
+    // ---- DOWN ---------------------------------------------------------------------------
+
+    /// Sends a message DOWN to the root, blocking while its queue is full.
+    ///
+    /// # Errors
+    /// [`Ended`](BlockingError::Ended) if the tree no longer accepts messages,
+    /// [`InAsyncContext`](BlockingError::InAsyncContext) if called inside an async context;
+    /// the message comes back in the error.
+    pub fn send<M>(&self, msg: M) -> Result<(), BlockingError<M>>
+    where
+        T: Accepts<M>,
+    {
+        self.send_until(msg, None)
+    }
+
+    /// [`send`](Self::send), giving up with [`Timeout`](BlockingError::Timeout) (and the
+    /// message) if the queue is still full after `timeout`.
+    pub fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<(), BlockingError<M>>
+    where
+        T: Accepts<M>,
+    {
+        self.send_until(msg, deadline_after(timeout))
+    }
+
+    fn send_until<M>(&self, msg: M, deadline: Option<Instant>) -> Result<(), BlockingError<M>>
+    where
+        T: Accepts<M>,
+    {
+        if in_async_context() {
+            return Err(BlockingError::InAsyncContext(msg));
+        }
+        // A permit first, the message after: a timeout never loses the message.
+        match park::block_on(self.shared.child.node.queue.reserve(), deadline) {
+            Some(Ok(permit)) => {
+                permit.send(T::__wrap(msg));
+                Ok(())
+            }
+            Some(Err(_)) => Err(BlockingError::Ended(msg)),
+            None => Err(BlockingError::Timeout(msg)),
+        }
+    }
+
+    /// Sends a message DOWN if the root's queue has room now. Never blocks, so it may be
+    /// called from anywhere, async contexts included.
+    pub fn try_send<M>(&self, msg: M) -> Result<(), TrySendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        self.shared.child.try_send(msg)
+    }
+
+    /// Asks the root a question and blocks until the answer.
+    ///
+    /// # Errors
+    /// [`Ended`](BlockingError::Ended) (with the question) if the tree no longer accepts
+    /// messages, [`NoReply`](BlockingError::NoReply) if it ended before answering,
+    /// [`InAsyncContext`](BlockingError::InAsyncContext) if called inside an async context.
+    pub fn ask<Q>(&self, question: Q) -> Result<T::Reply, BlockingError<Q>>
+    where
+        T: Asks<Q>,
+    {
+        self.ask_until(question, None)
+    }
+
+    /// [`ask`](Self::ask), giving up after `timeout`, counted from the call: with
+    /// [`Timeout`](BlockingError::Timeout) and the question if the queue stayed full, with
+    /// [`ReplyTimeout`](BlockingError::ReplyTimeout) if the question was delivered but not
+    /// answered in time (the root still handles it; the answer is dropped).
+    pub fn ask_timeout<Q>(
+        &self,
+        question: Q,
+        timeout: Duration,
+    ) -> Result<T::Reply, BlockingError<Q>>
+    where
+        T: Asks<Q>,
+    {
+        self.ask_until(question, deadline_after(timeout))
+    }
+
+    fn ask_until<Q>(
+        &self,
+        question: Q,
+        deadline: Option<Instant>,
+    ) -> Result<T::Reply, BlockingError<Q>>
+    where
+        T: Asks<Q>,
+    {
+        if in_async_context() {
+            return Err(BlockingError::InAsyncContext(question));
+        }
+        let permit = match park::block_on(self.shared.child.node.queue.reserve(), deadline) {
+            Some(Ok(permit)) => permit,
+            Some(Err(_)) => return Err(BlockingError::Ended(question)),
+            None => return Err(BlockingError::Timeout(question)),
+        };
+        let (reply, answer) = oneshot::channel();
+        permit.send(T::__wrap_ask(question, Reply(reply)));
+        match park::block_on(answer, deadline) {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(_)) => Err(BlockingError::NoReply),
+            None => Err(BlockingError::ReplyTimeout),
+        }
+    }
+
+    // ---- UP -----------------------------------------------------------------------------
+
+    /// Blocks until the root sends a message UP.
+    ///
+    /// Clones share one stream of messages: each message goes to one receiver.
+    ///
+    /// # Errors
+    /// [`Ended`](RecvError::Ended) once the tree has ended and every message it sent was
+    /// received, [`InAsyncContext`](RecvError::InAsyncContext) if called inside an async
+    /// context.
+    pub fn recv(&self) -> Result<T::Up, RecvError> {
+        self.recv_until(None)
+    }
+
+    /// [`recv`](Self::recv), giving up with [`Timeout`](RecvError::Timeout) after
+    /// `timeout` (zero: take a message only if one is waiting).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T::Up, RecvError> {
+        self.recv_until(deadline_after(timeout))
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<T::Up, RecvError> {
+        if in_async_context() {
+            return Err(RecvError::InAsyncContext);
+        }
+        match park::block_on(self.recv_async(), deadline) {
+            Some(Some(msg)) => Ok(msg),
+            Some(None) => Err(RecvError::Ended),
+            None => Err(RecvError::Timeout),
+        }
+    }
+
+    // ---- the tree -----------------------------------------------------------------------
+
+    /// A snapshot of the whole tree (after the end: the root, exited).
+    pub fn snapshot(&self) -> TreeSnapshot {
+        self.shared.child.snapshot()
+    }
+
+    /// Asks the tree to stop gracefully. Returns at once; [`join`](Self::join) waits for
+    /// the end. UP messages the root sends while stopping can still be received.
+    pub fn stop(&self) {
+        self.shared.child.stop();
+    }
+
+    /// Whether the tree has ended and its OS thread is done with it.
+    pub fn is_finished(&self) -> bool {
+        *self.shared.finished.borrow()
+    }
+
+    /// Blocks until the tree has ended (by itself, or after a [`stop`](Self::stop) from
+    /// any clone) and returns how its root ended; its OS thread is then joined.
+    ///
+    /// While a join waits, UP messages that find the handles' buffer full are dropped (and
+    /// counted in a warning) instead of holding up the root; those already buffered can
+    /// still be received. To keep every message, [`stop`](Self::stop) and
+    /// [`recv`](Self::recv) until [`Ended`](RecvError::Ended) before joining.
+    ///
+    /// # Errors
+    /// [`InAsyncContext`](JoinError::InAsyncContext) inside an async context;
+    /// [`AlreadyJoined`](JoinError::AlreadyJoined) if another clone took the exit first.
+    pub fn join(self) -> Result<Exit, JoinError> {
+        self.join_until(None)
+    }
+
+    /// [`join`](Self::join), giving up with [`Timeout`](JoinError::Timeout) after
+    /// `timeout`; the tree goes on, and may be joined again or
+    /// [aborted](Self::abort). As with `join`, from this call on UP messages that find the
+    /// handles' buffer full are dropped rather than holding up the root.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Exit, JoinError> {
+        self.join_until(deadline_after(timeout))
+    }
+
+    /// Stops the tree gracefully and blocks until it has ended: [`stop`](Self::stop)
+    /// then [`join`](Self::join). The tree's [stop deadline](Background::stop_deadline)
+    /// bounds the wait: past it, what remains is aborted and the exit says so.
+    pub fn stop_and_join(self) -> Result<Exit, JoinError> {
+        self.stop();
+        self.join()
+    }
+
+    /// Stops the tree gracefully and blocks until it has ended, or for `deadline` at most:
+    /// past it, what remains of the tree is aborted (see [`abort`](Self::abort)) and the
+    /// exit is [`Exit::Aborted`]. For a deadline on every stop of the tree, including the
+    /// one on dropping the last handle, see [`Background::stop_deadline`].
+    pub fn stop_and_join_timeout(self, deadline: Duration) -> Result<Exit, JoinError> {
+        self.stop();
+        match self.join_timeout(deadline) {
+            Err(JoinError::Timeout) => self.abort(),
+            joined => joined,
+        }
+    }
+
+    /// Aborts the tree at once (see [`Handle::abort`](crate::Handle::abort)) and blocks until it has ended.
+    pub fn abort(self) -> Result<Exit, JoinError> {
+        if in_async_context() {
+            return Err(JoinError::InAsyncContext);
+        }
+        self.shared.request(Flow::Abort);
+        self.join_until(None)
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<Exit, JoinError> {
+        if in_async_context() {
+            return Err(JoinError::InAsyncContext);
+        }
+        self.shared.request(Flow::Join);
+        let mut finished = self.shared.finished.clone();
+        // An error means the thread is gone without saying so (it panicked): ended too.
+        if park::block_on(finished.wait_for(|&done| done), deadline).is_none() {
+            return Err(JoinError::Timeout);
+        }
+        self.shared.take_exit()
+    }
+
+    // ---- async --------------------------------------------------------------------------
+
+    /// Sends a message DOWN, waiting while the queue is full, from async code on any
+    /// runtime (see [`ChildRef::send`]).
+    pub async fn send_async<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        self.shared.child.send(msg).await
+    }
+
+    /// Asks the root a question from async code on any runtime (see [`ChildRef::ask`]).
+    pub async fn ask_async<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    where
+        T: Asks<Q>,
+    {
+        self.shared.child.ask(question).await
+    }
+
+    /// Receives the next message the root sent UP, from async code on any runtime; `None`
+    /// once the tree has ended and every message was received.
+    pub async fn recv_async(&self) -> Option<T::Up> {
+        self.shared.up.lock().await.recv().await
+    }
+
+    /// [`join`](Self::join) from async code on any runtime.
+    ///
+    /// # Errors
+    /// [`InsideTree`](JoinError::InsideTree) if called from the tree's own runtime;
+    /// [`AlreadyJoined`](JoinError::AlreadyJoined) if another clone took the exit first.
+    pub async fn join_async(self) -> Result<Exit, JoinError> {
+        if TREE_OF_THREAD.get() == self.shared.tree {
+            return Err(JoinError::InsideTree);
+        }
+        self.shared.request(Flow::Join);
+        let mut finished = self.shared.finished.clone();
+        let _ = finished.wait_for(|&done| done).await;
+        self.shared.take_exit()
+    }
+
+    /// [`stop_and_join`](Self::stop_and_join) from async code on any runtime.
+    pub async fn stop_and_join_async(self) -> Result<Exit, JoinError> {
+        self.stop();
+        self.join_async().await
+    }
+}
