@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo run --release -p taskthread-bench -- --quick
-//! cargo run --release -p taskthread-bench -- --json results.json --charts docs/bench --markdown table.md
+//! cargo run --release -p taskthread-bench -- --json docs/bench/results.json --charts docs/bench --markdown table.md
 //! cargo run --release -p taskthread-bench -- --only tell --only ask --rounds 3
 //! ```
 //!

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-/// A workload of issue 5; each yields one or more [`Metric`]s.
+/// A workload; each yields one or more [`Metric`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub(crate) enum Workload {
     /// A parent sends to 100 children round-robin.
@@ -255,7 +255,7 @@ pub(crate) struct Scale {
 }
 
 impl Scale {
-    /// The sizes of issue 5.
+    /// The sizes of a full run, as published in `docs/benchmarks.md`.
     pub(crate) fn full() -> Self {
         Self {
             quick: false,
