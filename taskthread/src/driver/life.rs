@@ -1,6 +1,7 @@
-//! One life of a thread, in four steps: [start](start) (`enter`), the [turns](super::turn)
-//! of the loop, the [stop sequence](stop_sequence) run at the top of every turn once a stop
-//! has begun, and [finish](finish) (`exit`, then waiting for or aborting what remains).
+//! One life of a thread, in four steps: [start](Life::start) (`enter`), the
+//! [turns](Life::turn) of the loop, the [stop sequence](Life::stop_sequence) run at the top
+//! of every turn once a stop has begun, and [finish](Life::finish) (`exit`, then waiting for
+//! or aborting what remains).
 
 use std::future::Future;
 use std::pin::pin;
@@ -8,165 +9,210 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::LifeRules;
-use super::turn::{LoopState, run_due_task, turn};
 use super::user::{StopWatch, run_user};
+use super::{DoneSignal, LifeRules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
 use crate::node::{DownReceiver, Node};
 use crate::thread::Thread;
 
 /// One life of a thread, from `enter` to its exit value and the number of queued messages
-/// it dropped.
+/// it dropped. A plain `fn` returning an `async move` block: the life is made before the
+/// block, so the thread's task stores it once, and not the arguments besides.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run_thread<'a, T: Thread>(
     thread: &'a mut T,
     ctx: &'a mut Ctx<T>,
     down: &'a mut DownReceiver<T::Down>,
-    rules: &'a LifeRules,
+    rules: &LifeRules,
 ) -> impl Future<Output = (Exit, usize)> + Send + 'a {
+    let mut life = Life::new(thread, ctx, down, rules);
     async move {
-        let node = Arc::clone(ctx.node());
-        let mut state = LoopState::new(rules.done.clone());
-        let mut stop = StopWatch::new(rules.keep_queue);
-        start(thread, ctx, down, &mut state, &mut stop, &node).await;
-        while !state.aborted && stop_sequence(ctx, down, &mut state, &stop, &node) {
-            if !ctx.stop_begun() && !ctx.timetable().is_empty() {
-                ctx.timetable().rearm();
-                // Tasks and messages take turns: a due task runs before the next message,
-                // but not twice in a row while messages wait, so a task returning `Now`
-                // cannot starve the queues and a busy queue cannot starve the tasks.
-                if state.tasks_turn
-                    && ctx.timetable().is_armed()
-                    && ctx.timetable().is_due(Instant::now())
-                {
-                    state.tasks_turn = false;
-                    run_due_task(thread, ctx, down, &mut state, &mut stop, &node).await;
-                    continue;
-                }
-                state.tasks_turn = true;
+        life.start().await;
+        while !life.aborted && life.stop_sequence() {
+            if life.tasks_go_first() {
+                life.run_due_task().await;
+                continue;
             }
-            turn(thread, ctx, down, &mut state, &mut stop, &node).await;
+            life.turn().await;
         }
-        finish(thread, ctx, down, state, stop, node).await
+        life.finish().await
     }
 }
 
-/// Runs `enter`; the thread is running once it returns, failed if it fails.
-#[allow(clippy::manual_async_fn)]
-fn start<'a, T: Thread>(
-    thread: &'a mut T,
-    ctx: &'a mut Ctx<T>,
-    down: &'a mut DownReceiver<T::Down>,
-    state: &'a mut LoopState,
-    stop: &'a mut StopWatch,
-    node: &'a Node,
-) -> impl Future<Output = ()> + 'a {
-    async move {
+/// What the loop holds during one life: the thread, its context and its queue, lent by the
+/// task that runs it, and the loop's own bookkeeping.
+pub(super) struct Life<'a, T: Thread> {
+    pub(super) thread: &'a mut T,
+    pub(super) ctx: &'a mut Ctx<T>,
+    pub(super) down: &'a mut DownReceiver<T::Down>,
+    pub(super) node: Arc<Node>,
+    pub(super) stop: StopWatch,
+    /// The first failure. Boxed: rare, and it would otherwise size every thread's task.
+    pub(super) failure: Option<Box<Exit>>,
+    /// The stop deadline passed: what remains is aborted.
+    pub(super) aborted: bool,
+    pub(super) down_open: bool,
+    /// Messages dropped unhandled after a failure.
+    pub(super) dropped: usize,
+    /// Whether a due task may run before the next message.
+    tasks_turn: bool,
+    /// Whether DOWN is polled before the inbound queue next turn (they take turns).
+    pub(super) family_turns: bool,
+    /// Told each time a DOWN message has been handled, if anyone watches.
+    pub(super) done: Option<Arc<DoneSignal>>,
+}
+
+impl<'a, T: Thread> Life<'a, T> {
+    fn new(
+        thread: &'a mut T,
+        ctx: &'a mut Ctx<T>,
+        down: &'a mut DownReceiver<T::Down>,
+        rules: &LifeRules,
+    ) -> Self {
+        Self {
+            node: Arc::clone(ctx.node()),
+            thread,
+            ctx,
+            down,
+            stop: StopWatch::new(rules.keep_queue),
+            failure: None,
+            aborted: false,
+            down_open: true,
+            dropped: 0,
+            tasks_turn: true,
+            family_turns: false,
+            done: rules.done.clone(),
+        }
+    }
+
+    /// Records the first failure and starts stopping: the queue closes, what is queued is
+    /// dropped (and counted), children are stopped.
+    pub(super) fn fail(&mut self, exit: Exit) {
+        if let Exit::Aborted { .. } = exit {
+            self.aborted = true;
+        } else if self.failure.is_none() {
+            self.failure = Some(Box::new(exit));
+        }
+        self.ctx.begin_stopping();
+        if self.stop.failure_closes_queue(&self.node) {
+            self.down.close();
+        } else {
+            // Restarted on failure: what is queued waits for the next life.
+            self.down_open = false;
+        }
+    }
+
+    /// Runs `enter`; the thread is running once it returns, failed if it fails.
+    async fn start(&mut self) {
         // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
         // cancel or reschedule them by name.
-        if !ctx.timetable().is_empty() {
-            ctx.timetable().start_automatic(Instant::now());
+        if !self.ctx.timetable().is_empty() {
+            self.ctx.timetable().start_automatic(Instant::now());
         }
         let outcome = {
-            let enter = pin!(thread.__enter(ctx));
-            run_user(enter, node, down, false, stop).await
+            let enter = pin!(self.thread.__enter(self.ctx));
+            run_user(enter, &self.node, self.down, false, &mut self.stop).await
         };
-        if let Err(exit) = outcome {
-            state.fail(ctx, down, stop, exit);
-        } else {
-            node.set_state(ThreadState::Running);
+        match outcome {
+            Ok(()) => self.node.set_state(ThreadState::Running),
+            Err(exit) => self.fail(exit),
         }
     }
-}
 
-/// The stop sequence, one step per turn: a requested stop (or the thread's own) begins it
-/// — the DOWN queue closes and what is queued is still handled — then its children are
-/// stopped stage by stage while their UP messages are still handled; once the queue is
-/// drained and nothing of the family is left, the loop ends (`false`).
-fn stop_sequence<T: Thread>(
-    ctx: &mut Ctx<T>,
-    down: &mut DownReceiver<T::Down>,
-    state: &mut LoopState,
-    stop: &StopWatch,
-    node: &Node,
-) -> bool {
-    if !ctx.stop_begun() && (ctx.is_completed() || node.is_stop_requested()) {
-        ctx.begin_stopping();
-        if stop.stop_closes_queue(node, ctx.is_completed()) {
-            down.close();
-        } else {
-            // Starting again: what is queued waits for the next life.
-            state.down_open = false;
+    /// The stop sequence, one step per turn: a requested stop (or the thread's own) begins
+    /// it — the DOWN queue closes and what is queued is still handled — then its children
+    /// are stopped stage by stage while their UP messages are still handled; once the queue
+    /// is drained and nothing of the family is left, the loop ends (`false`).
+    fn stop_sequence(&mut self) -> bool {
+        let ctx = &mut *self.ctx;
+        if !ctx.stop_begun() && (ctx.is_completed() || self.node.is_stop_requested()) {
+            ctx.begin_stopping();
+            if self.stop.stop_closes_queue(&self.node, ctx.is_completed()) {
+                self.down.close();
+            } else {
+                // Starting again: what is queued waits for the next life.
+                self.down_open = false;
+            }
         }
+        if ctx.stop_begun() && !self.down_open {
+            if ctx.family_idle() {
+                return false;
+            }
+            if let Some(family) = ctx.family_if_any() {
+                family.stop_next_stage();
+            }
+        }
+        true
     }
-    if ctx.stop_begun() && !state.down_open {
-        if ctx.family_idle() {
+
+    /// Tasks and messages take turns: a due task runs before the next message, but not
+    /// twice in a row while messages wait, so a task returning `Now` cannot starve the
+    /// queues and a busy queue cannot starve the tasks.
+    fn tasks_go_first(&mut self) -> bool {
+        if self.ctx.stop_begun() || self.ctx.timetable().is_empty() {
             return false;
         }
-        if let Some(family) = ctx.family_if_any() {
-            family.stop_next_stage();
-        }
+        let timetable = self.ctx.timetable();
+        timetable.rearm();
+        let go = self.tasks_turn && timetable.is_armed() && timetable.is_due(Instant::now());
+        self.tasks_turn = !go;
+        go
     }
-    true
-}
 
-/// Ends the life: runs `exit` (unless aborted), then waits for the thread's children and
-/// jobs to be gone — or, past the stop deadline, aborts what remains — and gives the exit.
-#[allow(clippy::manual_async_fn)]
-fn finish<'a, T: Thread>(
-    thread: &'a mut T,
-    ctx: &'a mut Ctx<T>,
-    down: &'a mut DownReceiver<T::Down>,
-    mut state: LoopState,
-    mut stop: StopWatch,
-    node: Arc<Node>,
-) -> impl Future<Output = (Exit, usize)> + 'a {
-    async move {
-        if state.dropped > 0 {
+    /// A task ran in its own turn: the next due task waits for a message's turn first.
+    pub(super) fn task_ran(&mut self) {
+        self.tasks_turn = false;
+    }
+
+    /// Ends the life: runs `exit` (unless aborted), then waits for the thread's children and
+    /// jobs to be gone — or, past the stop deadline, aborts what remains — and gives the
+    /// exit.
+    async fn finish(mut self) -> (Exit, usize) {
+        if self.dropped > 0 {
             tracing::warn!(
-                dropped = state.dropped,
+                dropped = self.dropped,
                 "dropped messages that arrived after the thread failed"
             );
         }
-        if !state.aborted {
+        if !self.aborted {
             let outcome = {
-                let exit_hook = pin!(thread.__exit(ctx));
-                run_user(exit_hook, &node, down, true, &mut stop).await
+                let exit_hook = pin!(self.thread.__exit(self.ctx));
+                run_user(exit_hook, &self.node, self.down, true, &mut self.stop).await
             };
             match outcome {
                 Ok(()) => {}
-                Err(Exit::Aborted { .. }) => state.aborted = true,
-                Err(exit) if state.failure.is_none() => state.failure = Some(Box::new(exit)),
+                Err(Exit::Aborted { .. }) => self.aborted = true,
+                Err(exit) if self.failure.is_none() => self.failure = Some(Box::new(exit)),
                 // The exit hook runs after a failure too, so resources are released; its own
                 // error cannot replace the first failure.
                 Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
             }
         }
-        node.forget_waker();
-        if state.aborted {
-            if let Some(failure) = state.failure.take() {
+        self.node.forget_waker();
+        if self.aborted {
+            if let Some(failure) = self.failure.take() {
                 tracing::warn!("aborted while stopping after: {failure}");
             }
             // Boxed: rare, and its timer would otherwise size every thread's task.
-            let dropped = state.dropped + Box::pin(abort_rest(ctx, down)).await;
+            let dropped = self.dropped + Box::pin(abort_rest(self.ctx, self.down)).await;
             tracing::warn!(
-                deadline = ?node.stop_deadline.unwrap_or_default(),
+                deadline = ?self.node.stop_deadline.unwrap_or_default(),
                 dropped,
                 "the stop took longer than its deadline: aborted what remained"
             );
             return (Exit::Aborted { dropped }, dropped);
         }
-        if let Some(family) = ctx.family_if_any() {
+        if let Some(family) = self.ctx.family_if_any() {
             // Boxed: only a thread that had children or jobs has anything to wait for.
             Box::pin(family.reap_all()).await;
         }
-        let exit = match state.failure.take() {
+        let exit = match self.failure.take() {
             Some(failure) => *failure,
-            None if ctx.is_completed() => Exit::Completed,
+            None if self.ctx.is_completed() => Exit::Completed,
             None => Exit::Stopped,
         };
-        (exit, state.dropped)
+        (exit, self.dropped)
     }
 }
 

@@ -2,77 +2,23 @@
 //! handling of what came — a short batch of DOWN messages, of inbound events, a due task,
 //! a finished job.
 
-use std::future::{Future, poll_fn};
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
-use super::DoneSignal;
+use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
 use crate::exit::{ChildExit, Exit, log_exit};
-use crate::node::{DownReceiver, Node};
+use crate::node::DownReceiver;
 use crate::port::Inbound;
 use crate::thread::Thread;
 
 /// How many DOWN messages (or inbound events) a thread handles back to back before a full
 /// loop turn.
 const DOWN_BATCH: usize = 16;
-
-/// The loop's own bookkeeping for one life.
-pub(super) struct LoopState {
-    /// Boxed: rare, and it would otherwise size every thread's task.
-    pub(super) failure: Option<Box<Exit>>,
-    /// The stop deadline passed: what remains is aborted.
-    pub(super) aborted: bool,
-    pub(super) down_open: bool,
-    /// Messages dropped unhandled after a failure.
-    pub(super) dropped: usize,
-    pub(super) tasks_turn: bool,
-    family_turns: bool,
-    /// Told each time a DOWN message has been handled, if anyone watches.
-    done: Option<Arc<DoneSignal>>,
-}
-
-impl LoopState {
-    pub(super) fn new(done: Option<Arc<DoneSignal>>) -> Self {
-        Self {
-            failure: None,
-            aborted: false,
-            down_open: true,
-            dropped: 0,
-            tasks_turn: true,
-            family_turns: false,
-            done,
-        }
-    }
-
-    /// Records the first failure and starts stopping: the queue closes, what is queued is
-    /// dropped (and counted), children are stopped.
-    pub(super) fn fail<T: Thread>(
-        &mut self,
-        ctx: &mut Ctx<T>,
-        down: &mut DownReceiver<T::Down>,
-        stop: &StopWatch,
-        exit: Exit,
-    ) {
-        if let Exit::Aborted { .. } = exit {
-            self.aborted = true;
-        } else if self.failure.is_none() {
-            self.failure = Some(Box::new(exit));
-        }
-        ctx.begin_stopping();
-        if stop.failure_closes_queue(ctx.node()) {
-            down.close();
-        } else {
-            // Restarted on failure: what is queued waits for the next life.
-            self.down_open = false;
-        }
-    }
-}
 
 /// What woke the loop.
 enum Next<T: Thread> {
@@ -147,219 +93,188 @@ fn poll_next<T: Thread>(
     Poll::Pending
 }
 
-/// Waits for the next thing to do and does it. A plain `fn` returning an `async move`
-/// block (not an `async fn`), so its arguments are stored once in the thread's task; the
-/// same for the functions below.
-#[allow(clippy::manual_async_fn)]
-pub(super) fn turn<'a, T: Thread>(
-    thread: &'a mut T,
-    ctx: &'a mut Ctx<T>,
-    down: &'a mut DownReceiver<T::Down>,
-    state: &'a mut LoopState,
-    stop: &'a mut StopWatch,
-    node: &'a Node,
-) -> impl Future<Output = ()> + 'a {
-    async move {
-        let down_open = state.down_open;
-        let down_first = state.family_turns && ctx.has_family();
-        state.family_turns = !state.family_turns;
-        let next = poll_fn(|cx| poll_next(cx, ctx, down, down_open, down_first, stop)).await;
+impl<T: Thread> Life<'_, T> {
+    /// Waits for the next thing to do and does it.
+    pub(super) async fn turn(&mut self) {
+        let down_open = self.down_open;
+        let down_first = self.family_turns && self.ctx.has_family();
+        self.family_turns = !self.family_turns;
+        let next = std::future::poll_fn(|cx| {
+            poll_next(
+                cx,
+                self.ctx,
+                self.down,
+                down_open,
+                down_first,
+                &mut self.stop,
+            )
+        })
+        .await;
         match next {
-            Next::Down(Some(first)) => {
-                handle_down(thread, ctx, down, state, stop, node, first).await
-            }
-            Next::Down(None) => state.down_open = false,
-            Next::Inbound(first) => {
-                let mut inbound = first;
-                let mut left = DOWN_BATCH;
-                // A short batch of UP messages and exits from children, while DOWN has
-                // nothing waiting (the queues keep taking turns).
-                loop {
-                    handle_inbound(thread, ctx, down, state, inbound, stop, node).await;
-                    left -= 1;
-                    if left == 0
-                        || state.failure.is_some()
-                        || ctx.stop_begun()
-                        || ctx.is_completed()
-                        || node.is_stop_requested()
-                        || ctx.timetable().is_armed()
-                        || (state.down_open && !down.is_empty())
-                    {
-                        break;
-                    }
-                    match ctx.family_if_any().and_then(|f| f.try_inbound()) {
-                        Some(next) => inbound = next,
-                        None => break,
-                    }
-                }
-            }
+            Next::Down(Some(first)) => self.handle_down(first).await,
+            Next::Down(None) => self.down_open = false,
+            Next::Inbound(first) => self.handle_inbound_batch(first).await,
             Next::Task => {
-                state.tasks_turn = false;
-                run_due_task(thread, ctx, down, state, stop, node).await;
+                self.task_ran();
+                self.run_due_task().await;
             }
             Next::Job(joined) => {
                 if let Err(e) = joined
                     && e.is_panic()
                 {
-                    let exit = Exit::Panicked(panic_message(e.into_panic()));
-                    state.fail(ctx, down, stop, exit);
+                    self.fail(Exit::Panicked(panic_message(e.into_panic())));
                 }
             }
             Next::Stop => {}
-            Next::Deadline => state.aborted = true,
+            Next::Deadline => self.aborted = true,
         }
     }
-}
 
-/// A short batch of DOWN messages: while only DOWN has work (no due task, no inbound
-/// event, no stop), the next message is taken without a full loop turn. Bounded so the
-/// runtime's cooperative budget still applies.
-#[allow(clippy::manual_async_fn)]
-fn handle_down<'a, T: Thread>(
-    thread: &'a mut T,
-    ctx: &'a mut Ctx<T>,
-    down: &'a mut DownReceiver<T::Down>,
-    state: &'a mut LoopState,
-    stop: &'a mut StopWatch,
-    node: &'a Node,
-    first: T::Down,
-) -> impl Future<Output = ()> + 'a {
-    async move {
+    /// A short batch of DOWN messages: while only DOWN has work (no due task, no inbound
+    /// event, no stop), the next message is taken without a full loop turn. Bounded so the
+    /// runtime's cooperative budget still applies.
+    async fn handle_down(&mut self, first: T::Down) {
         let mut msg = first;
         let mut left = DOWN_BATCH;
         loop {
-            if state.failure.is_some() {
-                state.dropped += 1;
+            if self.failure.is_some() {
+                self.dropped += 1;
                 break;
             }
-            node.count_handled();
+            self.node.count_handled();
             let outcome = {
-                let stopping = ctx.stop_begun();
-                let handler = pin!(thread.__down(ctx, msg));
-                run_user(handler, node, down, stopping, stop).await
+                let stopping = self.ctx.stop_begun();
+                let handler = pin!(self.thread.__down(self.ctx, msg));
+                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
             };
-            if let Some(done) = state.done.as_deref() {
+            if let Some(done) = self.done.as_deref() {
                 done.finish_one();
             }
             if let Err(exit) = outcome {
-                state.fail(ctx, down, stop, exit);
+                self.fail(exit);
                 break;
             }
             left -= 1;
             if left == 0
-                || ctx.stop_begun()
-                || ctx.is_completed()
-                || node.is_stop_requested()
-                || ctx.timetable().is_armed()
-                || ctx.has_family()
+                || self.ctx.stop_begun()
+                || self.ctx.is_completed()
+                || self.node.is_stop_requested()
+                || self.ctx.timetable().is_armed()
+                || self.ctx.has_family()
             {
                 break;
             }
-            match down.try_recv() {
+            match self.down.try_recv() {
                 Some(next) => msg = next,
                 None => break,
             }
         }
     }
-}
 
-/// Handles one inbound event: an UP message or stream item, a job's output, or a child's
-/// exit report.
-#[allow(clippy::manual_async_fn)]
-fn handle_inbound<'a, T: Thread>(
-    thread: &'a mut T,
-    ctx: &'a mut Ctx<T>,
-    down: &'a mut DownReceiver<T::Down>,
-    state: &'a mut LoopState,
-    inbound: Inbound<T::Event>,
-    stop: &'a mut StopWatch,
-    node: &'a Node,
-) -> impl Future<Output = ()> + 'a {
-    async move {
+    /// The same short batch for UP messages and exits from children, while DOWN has
+    /// nothing waiting (the queues keep taking turns).
+    async fn handle_inbound_batch(&mut self, first: Inbound<T::Event>) {
+        let mut inbound = first;
+        let mut left = DOWN_BATCH;
+        loop {
+            self.handle_inbound(inbound).await;
+            left -= 1;
+            if left == 0
+                || self.failure.is_some()
+                || self.ctx.stop_begun()
+                || self.ctx.is_completed()
+                || self.node.is_stop_requested()
+                || self.ctx.timetable().is_armed()
+                || (self.down_open && !self.down.is_empty())
+            {
+                break;
+            }
+            match self.ctx.family_if_any().and_then(|f| f.try_inbound()) {
+                Some(next) => inbound = next,
+                None => break,
+            }
+        }
+    }
+
+    /// Handles one inbound event: an UP message or stream item, a job's output, or a
+    /// child's exit report.
+    async fn handle_inbound(&mut self, inbound: Inbound<T::Event>) {
         match inbound {
             Inbound::Event(event) | Inbound::Output(event) => {
-                if state.failure.is_some() {
-                    state.dropped += 1;
+                if self.failure.is_some() {
+                    self.dropped += 1;
                     return;
                 }
-                node.count_handled();
+                self.node.count_handled();
                 let outcome = {
-                    let stopping = ctx.stop_begun();
-                    let handler = pin!(thread.__event(ctx, event));
-                    run_user(handler, node, down, stopping, stop).await
+                    let stopping = self.ctx.stop_begun();
+                    let handler = pin!(self.thread.__event(self.ctx, event));
+                    run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                 };
                 if let Err(exit) = outcome {
-                    state.fail(ctx, down, stop, exit);
+                    self.fail(exit);
                 }
             }
             Inbound::Exit(from, report) => {
-                let exit = {
-                    let Some(child) = ctx.family_if_any().and_then(|f| f.on_child_exit(from))
-                    else {
-                        // Forgotten already (an abort of this thread is under way).
-                        return;
-                    };
-                    let (exit, dropped, escalated) = report.into_parts();
-                    let child = child.node();
-                    ChildExit {
-                        id: from,
-                        type_name: child.meta.type_name,
-                        path: child.lazy_path(),
-                        exit,
-                        dropped,
-                        escalated,
-                    }
+                let Some(child) = self.ctx.family_if_any().and_then(|f| f.on_child_exit(from))
+                else {
+                    // Forgotten already (an abort of this thread is under way).
+                    return;
                 };
+                let (exit, dropped, escalated) = report.into_parts();
+                let exit = ChildExit {
+                    id: from,
+                    type_name: child.node().meta.type_name,
+                    path: child.node().lazy_path(),
+                    exit,
+                    dropped,
+                    escalated,
+                };
+                drop(child);
                 if exit.escalated {
                     // A supervised child past its restart limit: this thread fails with it.
-                    log_exit(node.path(), &exit);
-                    state.fail(ctx, down, stop, exit.exit);
+                    log_exit(self.node.path(), &exit);
+                    self.fail(exit.exit);
                     return;
                 }
-                if state.failure.is_some() {
-                    log_exit(node.path(), &exit);
+                if self.failure.is_some() {
+                    log_exit(self.node.path(), &exit);
                     return;
                 }
                 let outcome = {
-                    let stopping = ctx.stop_begun();
-                    let handler = pin!(thread.__exited(ctx, from, exit));
-                    run_user(handler, node, down, stopping, stop).await
+                    let stopping = self.ctx.stop_begun();
+                    let handler = pin!(self.thread.__exited(self.ctx, from, exit));
+                    run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                 };
                 if let Err(exit) = outcome {
-                    state.fail(ctx, down, stop, exit);
+                    self.fail(exit);
                 }
             }
         }
     }
-}
 
-/// Runs the task that is due, if one still is, and schedules its next run as it says.
-#[allow(clippy::manual_async_fn)]
-pub(super) fn run_due_task<'a, T: Thread>(
-    thread: &'a mut T,
-    ctx: &'a mut Ctx<T>,
-    down: &'a mut DownReceiver<T::Down>,
-    state: &'a mut LoopState,
-    stop: &'a mut StopWatch,
-    node: &'a Node,
-) -> impl Future<Output = ()> + 'a {
-    async move {
-        let Some((index, due)) = ctx.timetable().take_due(Instant::now()) else {
+    /// Runs the task that is due, if one still is, and schedules its next run as it says.
+    pub(super) async fn run_due_task(&mut self) {
+        let Some((index, due)) = self.ctx.timetable().take_due(Instant::now()) else {
             return;
         };
-        node.count_handled();
+        self.node.count_handled();
         let outcome = {
-            let stopping = ctx.stop_begun();
-            let task = pin!(thread.__task(ctx, index));
-            run_user(task, node, down, stopping, stop).await
+            let stopping = self.ctx.stop_begun();
+            let task = pin!(self.thread.__task(self.ctx, index));
+            run_user(task, &self.node, self.down, stopping, &mut self.stop).await
         };
         match outcome {
             Ok(decision) => {
-                if ctx.timetable().finish(index, due, Instant::now(), decision) {
-                    ctx.stop();
+                if self
+                    .ctx
+                    .timetable()
+                    .finish(index, due, Instant::now(), decision)
+                {
+                    self.ctx.stop();
                 }
             }
-            Err(exit) => state.fail(ctx, down, stop, exit),
+            Err(exit) => self.fail(exit),
         }
     }
 }
