@@ -41,6 +41,7 @@ pub trait Thread: Send + Sized + 'static {
     /// The capacity of its queues unless the parent says otherwise.
     const CAPACITY: usize = DEFAULT_CAPACITY;
     /// Its `#[rescheduling]` tasks, in declaration order.
+    #[doc(hidden)]
     const TASKS: &'static [TaskSpec] = &[];
 
     #[doc(hidden)]

@@ -1,4 +1,4 @@
-//! Property tests of supervision and stop deadlines (issue 4, invariants 4 and 5).
+//! Property tests of supervision and stop deadlines.
 //!
 //! # Supervision
 //!

@@ -285,10 +285,10 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
 #[cfg(test)]
 mod tests {
-    /// Every thread has a node, and spawning many is a hot path: with glibc's allocator, a
-    /// 296-byte node (without its queue) made spawn + stop of 10 000 children about a fifth
-    /// slower than a 224-byte one did. The node holds the DOWN queue too (120 bytes, in
-    /// place of a 512-byte channel allocated apart), and must not grow past that.
+    /// Every thread has a node, and spawning many is a hot path: a larger node slows spawn
+    /// and stop of many children measurably (with glibc's allocator, 296 bytes against 224
+    /// cost about a fifth). The node holds the DOWN queue too (in place of a channel
+    /// allocated apart), and must stay within 344 bytes.
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_node_stays_small() {
