@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser;
-use taskthread::control::{Control, ControlClient};
+use taskthread::control::{ControlClient, ControlEndpoint};
 use taskthread::prelude::*;
 use taskthread::{TrySendError, WorkerPool};
 
@@ -126,7 +126,7 @@ async fn main() -> Result<()> {
     });
 
     let socket = std::env::temp_dir().join(format!("taskthread-pool-{}.sock", std::process::id()));
-    let server = Control::unix(&socket).bind(&app).await?;
+    let server = ControlEndpoint::unix(&socket).bind(&app).await?;
     let endpoint = taskthread::spawn(server);
     println!("control endpoint: {}", socket.display());
     println!("  (try: taskthread-ctl --unix {} tree)", socket.display());
