@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use taskthread::TrySendError;
-use taskthread::control::{Control, ControlClient};
+use taskthread::control::{ControlClient, ControlEndpoint};
 use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 
@@ -127,7 +127,7 @@ async fn main() -> Result<()> {
     });
 
     let socket = std::env::temp_dir().join(format!("taskthread-pool-{}.sock", std::process::id()));
-    let server = Control::unix(&socket).bind(&app).await?;
+    let server = ControlEndpoint::unix(&socket).bind(&app).await?;
     let endpoint = taskthread::spawn(server);
     println!("control endpoint: {}", socket.display());
     println!("  (try: taskthread-ctl --unix {} tree)", socket.display());

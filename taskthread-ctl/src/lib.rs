@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use taskthread::control::{Answer, ControlClient};
+use taskthread::control::{Answer, ControlClient, JSON_FLAG};
 
 /// Look into a running taskthread tree and act on it, through its control endpoint.
 ///
@@ -68,8 +68,8 @@ impl Args {
 
     /// The request line for `words`, with `--json` added if asked for.
     pub fn request_line(&self, words: &str) -> String {
-        if self.json && !words.split_whitespace().any(|w| w == "--json") {
-            format!("{words} --json")
+        if self.json && !words.split_whitespace().any(|w| w == JSON_FLAG) {
+            format!("{words} {JSON_FLAG}")
         } else {
             words.to_owned()
         }

@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use taskthread::control::Control;
+use taskthread::control::ControlEndpoint;
 use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 
@@ -56,7 +56,7 @@ async fn one_shot_commands_against_a_live_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ctl.sock");
     let app = taskthread::spawn(App);
-    let control = taskthread::spawn(Control::unix(&socket).bind(&app).await.unwrap());
+    let control = taskthread::spawn(ControlEndpoint::unix(&socket).bind(&app).await.unwrap());
     while app
         .snapshot()
         .find("app/pool")
@@ -147,7 +147,7 @@ async fn the_endpoint_is_required_and_only_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_over_tcp() {
     let app = taskthread::spawn(App);
-    let server = Control::tcp("127.0.0.1:0".parse().unwrap())
+    let server = ControlEndpoint::tcp("127.0.0.1:0".parse().unwrap())
         .bind(&app)
         .await
         .unwrap();
@@ -176,7 +176,7 @@ async fn the_prompt_reads_requests_line_by_line_and_keeps_a_history() {
     let socket = dir.path().join("prompt.sock");
     let history = dir.path().join("history");
     let app = taskthread::spawn(App);
-    let control = taskthread::spawn(Control::unix(&socket).bind(&app).await.unwrap());
+    let control = taskthread::spawn(ControlEndpoint::unix(&socket).bind(&app).await.unwrap());
     let (socket_arg, history_arg) = (
         socket.to_str().unwrap().to_owned(),
         history.to_str().unwrap().to_owned(),

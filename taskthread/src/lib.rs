@@ -29,7 +29,7 @@
 //! # Cargo features
 //!
 //! - `macros` (default): the `#[taskthread]` attribute.
-//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`).
+//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and `serde_json`).
 //!
 //! # Example
 //!

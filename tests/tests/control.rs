@@ -9,7 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use taskthread::ThreadState;
-use taskthread::control::{Answer, Control, ControlClient, ControlError, MAX_LINE, MAX_SESSIONS};
+use taskthread::control::{
+    Answer, ControlClient, ControlEndpoint, ControlError, MAX_LINE, MAX_SESSIONS,
+};
 use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,7 +68,7 @@ async fn fixture(extra: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
     let app = taskthread::spawn(App { extra });
-    let server = Control::unix(&socket).bind(&app).await.unwrap();
+    let server = ControlEndpoint::unix(&socket).bind(&app).await.unwrap();
     assert_eq!(server.socket_path(), Some(socket.as_path()));
     let control = taskthread::spawn(server);
     while app.snapshot().children.len() < 2 + extra {
@@ -449,10 +451,10 @@ async fn stale_live_and_foreign_files_at_the_socket_path() {
     let stale = dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
-    let server = Control::unix(&stale).bind(&app).await.unwrap();
+    let server = ControlEndpoint::unix(&stale).bind(&app).await.unwrap();
 
     // A live one is refused, and left alone.
-    let err = Control::unix(&stale).bind(&app).await.unwrap_err();
+    let err = ControlEndpoint::unix(&stale).bind(&app).await.unwrap_err();
     assert!(matches!(err, ControlError::InUse(_)));
     assert_eq!(
         err.to_string(),
@@ -463,7 +465,7 @@ async fn stale_live_and_foreign_files_at_the_socket_path() {
     // A file that is not a socket is refused and kept.
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, "keep me").unwrap();
-    let err = Control::unix(&file).bind(&app).await.unwrap_err();
+    let err = ControlEndpoint::unix(&file).bind(&app).await.unwrap_err();
     assert!(matches!(err, ControlError::NotASocket(_)));
     assert_eq!(
         err.to_string(),
@@ -475,7 +477,7 @@ async fn stale_live_and_foreign_files_at_the_socket_path() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 
     // A directory that does not exist: an I/O error with its cause.
-    let err = Control::unix(dir.path().join("no/such/dir.sock"))
+    let err = ControlEndpoint::unix(dir.path().join("no/such/dir.sock"))
         .bind(&app)
         .await
         .unwrap_err();
@@ -497,7 +499,7 @@ async fn tcp_is_loopback_only_unless_allowed() {
     let app = taskthread::spawn(App { extra: 0 });
     for addr in ["0.0.0.0:0", "192.0.2.1:7000", "[::]:0"] {
         let addr = addr.parse().unwrap();
-        let err = Control::tcp(addr).bind(&app).await.unwrap_err();
+        let err = ControlEndpoint::tcp(addr).bind(&app).await.unwrap_err();
         assert!(matches!(err, ControlError::NotLoopback(a) if a == addr));
         assert_eq!(
             err.to_string(),
@@ -506,14 +508,14 @@ async fn tcp_is_loopback_only_unless_allowed() {
             )
         );
     }
-    let remote = Control::tcp("0.0.0.0:0".parse().unwrap())
+    let remote = ControlEndpoint::tcp("0.0.0.0:0".parse().unwrap())
         .allow_remote(true)
         .bind(&app)
         .await
         .unwrap();
     drop(remote);
 
-    let server = Control::tcp("127.0.0.1:0".parse().unwrap())
+    let server = ControlEndpoint::tcp("127.0.0.1:0".parse().unwrap())
         .bind(&app)
         .await
         .unwrap();
@@ -542,7 +544,7 @@ struct SelfServing {
 impl SelfServing {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         ctx.spawn(Idle);
-        let server = Control::unix(&self.socket).bind(ctx).await?;
+        let server = ControlEndpoint::unix(&self.socket).bind(ctx).await?;
         ctx.spawn(server);
         Ok(())
     }
@@ -623,7 +625,7 @@ async fn a_server_leaves_alone_a_socket_that_replaced_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replaced.sock");
     let app = taskthread::spawn(App { extra: 0 });
-    let server = Control::unix(&path).bind(&app).await.unwrap();
+    let server = ControlEndpoint::unix(&path).bind(&app).await.unwrap();
     // Someone removes our socket file and binds their own at the same path.
     std::fs::remove_file(&path).unwrap();
     let theirs = std::os::unix::net::UnixListener::bind(&path).unwrap();

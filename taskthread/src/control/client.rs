@@ -1,0 +1,109 @@
+//! [`ControlClient`]: sends request lines to a control endpoint and reads its framed
+//! answers.
+
+use std::io;
+use std::net::SocketAddr;
+#[cfg(unix)]
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::connection::Connection;
+use super::protocol::{self, Header, Line};
+
+/// An answer of the control endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Answer {
+    /// Whether the request succeeded (`OK`) or not (`ERR`).
+    pub ok: bool,
+    /// The payload: the answer, or the error message (the final `\n` removed).
+    pub payload: String,
+}
+
+/// The largest answer a [`ControlClient`] accepts, in bytes.
+pub const MAX_ANSWER: usize = 64 << 20;
+
+/// A client of the control endpoint: sends request lines and reads framed answers. The
+/// `taskthread-ctl` tool is built on it.
+///
+/// ```no_run
+/// # // `no_run`: it needs a live endpoint; the tests and the guide run one.
+/// use taskthread::control::ControlClient;
+///
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// let mut client = ControlClient::connect_unix("/run/app/control.sock").await?;
+/// let tree = client.request("tree").await?;
+/// println!("{}", tree.payload);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ControlClient {
+    session: BufReader<Connection>,
+}
+
+impl ControlClient {
+    /// Connects to an endpoint on a Unix socket.
+    #[cfg(unix)]
+    pub async fn connect_unix(path: impl AsRef<Path>) -> io::Result<Self> {
+        let stream = tokio::net::UnixStream::connect(path).await?;
+        Ok(Self {
+            session: BufReader::new(Connection::Unix(stream)),
+        })
+    }
+
+    /// Connects to an endpoint on TCP.
+    pub async fn connect_tcp(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        Ok(Self {
+            session: BufReader::new(Connection::Tcp(stream)),
+        })
+    }
+
+    /// Sends one request line (without its `\n`) and reads the answer.
+    ///
+    /// Fails on I/O errors, on a line that holds a `\n`, and on an answer that is not
+    /// framed as the protocol says.
+    pub async fn request(&mut self, line: &str) -> io::Result<Answer> {
+        if line.contains('\n') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a request is one line: it must not contain `\\n`",
+            ));
+        }
+        let mut request = Vec::with_capacity(line.len() + 1);
+        request.extend_from_slice(line.as_bytes());
+        request.push(b'\n');
+        let out = self.session.get_mut();
+        out.write_all(&request).await?;
+        out.flush().await?;
+        self.read_answer().await
+    }
+
+    async fn read_answer(&mut self) -> io::Result<Answer> {
+        let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+        let header = match protocol::read_line(&mut self.session).await? {
+            Line::Request(header) => header,
+            Line::End => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the control endpoint closed the session",
+                ));
+            }
+            Line::TooLong => return Err(bad("answer header too long".to_owned())),
+        };
+        let Header { ok, len } = Header::parse(&String::from_utf8_lossy(&header)).map_err(bad)?;
+        if len > MAX_ANSWER {
+            return Err(bad(format!("answer of {len} bytes is too large")));
+        }
+        let mut payload = vec![0; len];
+        self.session.read_exact(&mut payload).await?;
+        let mut payload =
+            String::from_utf8(payload).map_err(|_| bad("answer is not UTF-8".to_owned()))?;
+        if payload.ends_with('\n') {
+            payload.pop();
+        }
+        Ok(Answer { ok, payload })
+    }
+}
