@@ -1,0 +1,12 @@
+//! Tests of the `relay` example through its library (`taskthread_examples::relay`): one
+//! test binary, a module per topic. Run one topic with a filter, e.g.
+//! `cargo test -p taskthread-examples --test relay end_to_end::`.
+
+mod bad_input;
+mod delivery;
+mod end_to_end;
+mod frame;
+mod serve;
+
+// Shared by several topics.
+mod common;

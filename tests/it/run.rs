@@ -1,0 +1,109 @@
+//! `taskthread::run`: runs until the root ends, or until SIGTERM / Ctrl-C stops it
+//! gracefully; a second signal aborts the tree. The signals here are real, sent to this test
+//! process with `kill`; no test of the binary outside this module calls `taskthread::run`
+//! or listens for a signal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use taskthread::prelude::*;
+use tokio::sync::Notify;
+
+fn send_sigterm() {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+struct Service {
+    started: Arc<Notify>,
+    exited: Arc<AtomicBool>,
+    slow_exit: bool,
+}
+
+#[taskthread]
+impl Service {
+    #[rescheduling(every = "10ms")]
+    async fn tick(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        self.started.notify_one();
+        Ok(Reschedule::Again)
+    }
+
+    async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+        if self.slow_exit {
+            // A stop that takes a long time; the second signal aborts it.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        self.exited.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_signal_stops_the_tree_gracefully_and_a_second_one_aborts_it() {
+    // One graceful stop.
+    let started = Arc::new(Notify::new());
+    let exited = Arc::new(AtomicBool::new(false));
+    let service = Service {
+        started: started.clone(),
+        exited: exited.clone(),
+        slow_exit: false,
+    };
+    let run = tokio::spawn(taskthread::run(service));
+    // The root ticks only after `run` has installed its signal handlers.
+    started.notified().await;
+    send_sigterm();
+    run.await
+        .unwrap()
+        .expect("a signal is a graceful stop, not a failure");
+    assert!(exited.load(Ordering::SeqCst), "the exit hook ran");
+
+    // A stop that hangs: the second signal returns an error at once.
+    let started = Arc::new(Notify::new());
+    let exited = Arc::new(AtomicBool::new(false));
+    let service = Service {
+        started: started.clone(),
+        exited: exited.clone(),
+        slow_exit: true,
+    };
+    let run = tokio::spawn(taskthread::run(service));
+    started.notified().await;
+    send_sigterm();
+    tokio::task::yield_now().await;
+    // Wait until the root is in its (slow) exit hook before the second signal.
+    while !run.is_finished() && !exited.load(Ordering::SeqCst) {
+        send_sigterm();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if run.is_finished() {
+            break;
+        }
+    }
+    let err = run.await.unwrap().expect_err("the second signal aborts");
+    assert!(err.to_string().contains("second signal"), "{err}");
+    assert!(err.to_string().contains("aborted"), "{err}");
+}
+
+struct Finisher {
+    fail: bool,
+}
+
+#[taskthread]
+impl Finisher {
+    #[rescheduling(delay = "1s")]
+    async fn finish(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        if self.fail {
+            return Err(Error::msg("out of disk"));
+        }
+        Ok(Reschedule::Stop)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_returns_when_the_root_ends_with_its_outcome() {
+    taskthread::run(Finisher { fail: false }).await.unwrap();
+    let err = taskthread::run(Finisher { fail: true }).await.unwrap_err();
+    assert_eq!(err.to_string(), "out of disk");
+}
