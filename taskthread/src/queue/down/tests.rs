@@ -1,0 +1,186 @@
+//! Unit tests of the DOWN queue.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::*;
+
+fn block_on<F: Future>(test: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime")
+        .block_on(test)
+}
+
+/// A task that sends `n` and says whether it got in.
+fn sender(queue: &Arc<DownQueue<i32>>, n: i32) -> tokio::task::JoinHandle<Result<(), i32>> {
+    let queue = Arc::clone(queue);
+    tokio::spawn(async move { queue.send(n).await })
+}
+
+#[test]
+fn bounded_fifo_and_closed_gives_messages_back() {
+    let queue = DownQueue::new(2);
+    assert!(queue.try_send(1).is_ok());
+    assert!(queue.try_send(2).is_ok());
+    assert!(matches!(queue.try_send(3), Err(TrySendError::Full(3))));
+    assert_eq!(queue.len(), 2);
+    assert_eq!(queue.try_recv(), Some(1));
+    assert!(queue.try_send(3).is_ok());
+    queue.close();
+    assert!(matches!(queue.try_send(4), Err(TrySendError::Ended(4))));
+    // What was queued before the close is still received, in order, then the end.
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(2)));
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(3)));
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
+}
+
+#[test]
+fn a_large_buffer_is_given_back_once_drained() {
+    let queue = DownQueue::new(100_000);
+    for n in 0..5_000 {
+        queue.try_send(n).expect("room");
+    }
+    assert!(queue.state().items.capacity() >= 5_000);
+    for n in 0..5_000 {
+        assert_eq!(queue.try_recv(), Some(n));
+    }
+    assert!(queue.state().items.capacity() <= KEEP_BUFFER);
+    // A small buffer is kept: a thread with the default capacity never reallocates.
+    let small = DownQueue::new(64);
+    small.try_send(1).expect("room");
+    assert_eq!(small.try_recv(), Some(1));
+    assert!(small.state().items.capacity() > 0);
+}
+
+/// A loop over a queue that never waits (it always has a message, or always room)
+/// still lets the other tasks of its worker run, as tokio's channels do.
+#[test]
+fn a_busy_queue_spends_the_cooperative_budget() {
+    for receive in [true, false] {
+        let other_ran = block_on(async {
+            let other_ran = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&other_ran);
+            tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+            let queue = DownQueue::new(4);
+            for n in 0..10_000 {
+                if receive {
+                    queue.try_send(n).expect("room");
+                    poll_fn(|cx| queue.poll_recv(cx)).await.expect("a message");
+                } else {
+                    queue.send(n).await.expect("open");
+                    queue.try_recv().expect("a message");
+                }
+            }
+            other_ran.load(Ordering::SeqCst)
+        });
+        assert!(other_ran, "the other task ran (receiving: {receive})");
+    }
+}
+
+#[test]
+fn waiting_senders_go_in_arrival_order_and_a_later_one_cannot_overtake() {
+    block_on(async {
+        let queue = Arc::new(DownQueue::new(1));
+        queue.try_send(0).expect("room for one");
+        let mut waiting = Vec::new();
+        for n in 1..=3 {
+            waiting.push(sender(&queue, n));
+            tokio::task::yield_now().await;
+        }
+        // A place is freed: promised to sender 1, so a try_send cannot take it.
+        assert_eq!(queue.try_recv(), Some(0));
+        assert!(matches!(queue.try_send(99), Err(TrySendError::Full(99))));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            // The woken sender runs and takes its place; then the next is promised one.
+            tokio::task::yield_now().await;
+            while let Some(n) = queue.try_recv() {
+                got.push(n);
+            }
+        }
+        assert_eq!(got, [1, 2, 3]);
+        for w in waiting {
+            assert_eq!(w.await.expect("no panic"), Ok(()));
+        }
+    });
+}
+
+#[test]
+fn a_sender_that_gives_up_passes_its_promise_on() {
+    block_on(async {
+        let queue = Arc::new(DownQueue::new(1));
+        queue.try_send(0).expect("room for one");
+        let first = sender(&queue, 1);
+        tokio::task::yield_now().await;
+        let second = sender(&queue, 2);
+        tokio::task::yield_now().await;
+        // The place is promised to the first, which is dropped before it takes it.
+        assert_eq!(queue.try_recv(), Some(0));
+        first.abort();
+        assert!(first.await.is_err(), "aborted");
+        assert_eq!(second.await.expect("no panic"), Ok(()), "promised on");
+        assert_eq!(queue.try_recv(), Some(2));
+    });
+}
+
+#[test]
+fn a_close_wakes_waiting_senders_with_their_messages() {
+    block_on(async {
+        let queue = Arc::new(DownQueue::new(1));
+        queue.try_send(0).expect("room for one");
+        let waiting = sender(&queue, 7);
+        tokio::task::yield_now().await;
+        queue.close();
+        assert_eq!(waiting.await.expect("no panic"), Err(7));
+    });
+}
+
+#[test]
+fn many_senders_on_many_threads_lose_nothing() {
+    let four_workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build();
+    four_workers.expect("a runtime").block_on(async {
+        const SENDERS: usize = 8;
+        const EACH: usize = 2_000;
+        let queue = Arc::new(DownQueue::new(2));
+        let sent = Arc::new(AtomicUsize::new(0));
+        for s in 0..SENDERS {
+            let queue = Arc::clone(&queue);
+            let sent = Arc::clone(&sent);
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let v = s * EACH + i;
+                    // Half wait, half retry `try_send`: both paths race.
+                    if s % 2 == 0 {
+                        queue.send(v).await.expect("open");
+                    } else {
+                        let mut v = v;
+                        loop {
+                            match queue.try_send(v) {
+                                Ok(()) => break,
+                                Err(e) => v = e.into_inner(),
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let mut seen = vec![false; SENDERS * EACH];
+        for _ in 0..SENDERS * EACH {
+            let v = poll_fn(|cx| queue.poll_recv(cx))
+                .await
+                .expect("open while messages come");
+            assert!(!seen[v], "{v} arrived twice");
+            seen[v] = true;
+            assert!(queue.len() <= 2, "never more than the capacity queued");
+        }
+        assert!(seen.iter().all(|s| *s), "every message arrived");
+    });
+}
