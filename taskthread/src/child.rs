@@ -320,7 +320,9 @@ impl<T: Thread> ChildRef<T> {
 
     /// Asks the thread to stop gracefully. Returns at once; the parent hears of the exit.
     ///
-    /// Stopping a thread that is already stopping or has ended does nothing.
+    /// The thread takes the stop at its loop's next turn; until then it still accepts
+    /// messages, and it handles every message it accepted before it ends. Stopping a thread
+    /// that is already stopping or has ended does nothing.
     ///
     /// # Examples
     ///
@@ -428,7 +430,9 @@ impl StopDeadline {
 pub const DEFAULT_STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 impl ChildOptions {
-    /// The defaults: the type's snake-case name, the type's capacity, stop stage 0.
+    /// The defaults: the type's snake-case name, the type's capacity, stop stage 0, the
+    /// parent's stop deadline (a root's: [`DEFAULT_STOP_DEADLINE`]) and a blocking limit of
+    /// [`DEFAULT_BLOCKING_LIMIT`](crate::DEFAULT_BLOCKING_LIMIT).
     ///
     /// # Examples
     ///
