@@ -35,26 +35,169 @@ pub struct ChildInfo {
 
 impl ChildInfo {
     /// The child's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # #[derive(Default)]
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Check;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     #[down]
+    ///     async fn check(&mut self, ctx: &mut Ctx<Self>, _c: Check) -> Result<bool> {
+    ///         let worker = ctx.spawn(Worker);
+    ///         let info = ctx.children().next().unwrap();
+    ///         Ok(info.id() == worker.id())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// assert!(team.ask(Check).await.unwrap());
+    /// # }
+    /// ```
     pub fn id(&self) -> ChildId {
         self.child.node().id
     }
 
     /// Its name among its siblings, e.g. `tcp_connection-3`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # #[derive(Default)]
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Names;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     #[down]
+    ///     async fn names(&mut self, ctx: &mut Ctx<Self>, _n: Names) -> Result<Vec<String>> {
+    ///         ctx.spawn(Worker);
+    ///         ctx.spawn(Worker);
+    ///         Ok(ctx.children().map(|c| c.name().to_owned()).collect())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// assert_eq!(team.ask(Names).await.unwrap(), ["worker", "worker-2"]);
+    /// # }
+    /// ```
     pub fn name(&self) -> &str {
         self.child.node().name()
     }
 
     /// Its path in the tree, e.g. `master/tcp_server/tcp_connection-3`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # #[derive(Default)]
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Paths;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     #[down]
+    ///     async fn paths(&mut self, ctx: &mut Ctx<Self>, _p: Paths) -> Result<Vec<String>> {
+    ///         ctx.spawn(Worker);
+    ///         Ok(ctx.children().map(|c| c.path().to_owned()).collect())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// assert_eq!(team.ask(Paths).await.unwrap(), ["team/worker"]);
+    /// # }
+    /// ```
     pub fn path(&self) -> &str {
         self.child.node().path()
     }
 
     /// Its type, e.g. `"TcpConnection"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # #[derive(Default)]
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Types;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     #[down]
+    ///     async fn types(&mut self, ctx: &mut Ctx<Self>, _t: Types) -> Result<Vec<&'static str>> {
+    ///         ctx.spawn(Worker);
+    ///         Ok(ctx.children().map(|c| c.type_name()).collect())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// assert_eq!(team.ask(Types).await.unwrap(), ["Worker"]);
+    /// # }
+    /// ```
     pub fn type_name(&self) -> &'static str {
         self.child.node().meta.type_name
     }
 
     /// Where it is in its lifecycle now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::ThreadState;
+    /// # struct Ping;
+    /// # struct Worker;
+    /// # #[taskthread]
+    /// # impl Worker {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<bool> { Ok(true) }
+    /// # }
+    ///
+    /// struct States;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     #[down]
+    ///     async fn states(&mut self, ctx: &mut Ctx<Self>, _s: States) -> Result<Vec<ThreadState>> {
+    ///         let worker = ctx.spawn(Worker);
+    ///         worker.ask(Ping).await?; // answered: it has started
+    ///         Ok(ctx.children().map(|c| c.state()).collect())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// assert_eq!(team.ask(States).await.unwrap(), [ThreadState::Running]);
+    /// # }
+    /// ```
     pub fn state(&self) -> ThreadState {
         self.child.node().state()
     }
@@ -98,26 +241,166 @@ impl<T: Thread> fmt::Debug for Ctx<T> {
 
 impl<T: Thread> Ctx<T> {
     /// This thread's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct WhoAmI;
+    /// struct Server;
+    ///
+    /// #[taskthread]
+    /// impl Server {
+    ///     #[down]
+    ///     async fn who(&mut self, ctx: &mut Ctx<Self>, _q: WhoAmI) -> Result<ChildId> {
+    ///         Ok(ctx.id())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = taskthread::spawn(Server);
+    /// assert_eq!(server.ask(WhoAmI).await.unwrap(), server.id());
+    /// # }
+    /// ```
     pub fn id(&self) -> ChildId {
         self.node.id
     }
 
     /// This thread's name among its siblings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Name;
+    /// struct TcpServer;
+    ///
+    /// #[taskthread]
+    /// impl TcpServer {
+    ///     #[down]
+    ///     async fn name(&mut self, ctx: &mut Ctx<Self>, _q: Name) -> Result<String> {
+    ///         Ok(ctx.name().to_owned())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = taskthread::spawn(TcpServer);
+    /// assert_eq!(server.ask(Name).await.unwrap(), "tcp_server"); // the type in snake case
+    /// # }
+    /// ```
     pub fn name(&self) -> &str {
         self.node.name()
     }
 
     /// This thread's path in the tree, e.g. `master/tcp_server/conn-17`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Conn;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl Conn {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up(ctx.path().to_owned()).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # struct Master;
+    /// # #[taskthread(up = String)]
+    /// # impl Master {
+    /// #     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    /// #         ctx.spawn(Conn);
+    /// #         Ok(())
+    /// #     }
+    /// #     #[up]
+    /// #     async fn path(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, p: String) -> Result<()> {
+    /// #         ctx.up(p).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Master` spawns a `Conn` and sends what it hears UP.
+    /// let mut master = taskthread::spawn(Master);
+    /// assert_eq!(master.recv().await.unwrap(), "master/conn");
+    /// # }
+    /// ```
     pub fn path(&self) -> &str {
         self.node.path()
     }
 
     /// Whether this thread is stopping (draining its queue, stopping its children).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Finish;
+    /// struct Job;
+    ///
+    /// #[taskthread(up = bool)]
+    /// impl Job {
+    ///     #[down]
+    ///     async fn finish(&mut self, ctx: &mut Ctx<Self>, _f: Finish) -> Result<()> {
+    ///         ctx.up(ctx.is_stopping()).await?;
+    ///         ctx.stop();
+    ///         ctx.up(ctx.is_stopping()).await?; // stops once this handler returns
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut job = taskthread::spawn(Job);
+    /// job.send(Finish).await.unwrap();
+    /// assert_eq!(job.recv().await, Some(false));
+    /// assert_eq!(job.recv().await, Some(true));
+    /// # }
+    /// ```
     pub fn is_stopping(&self) -> bool {
         self.stopping || self.completed
     }
 
     /// A snapshot of this thread's subtree.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::TreeSnapshot;
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Census;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     #[down]
+    ///     async fn census(&mut self, ctx: &mut Ctx<Self>, _c: Census) -> Result<TreeSnapshot> {
+    ///         ctx.spawn(Worker);
+    ///         ctx.spawn(Worker);
+    ///         Ok(ctx.snapshot())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// let snapshot = team.ask(Census).await.unwrap();
+    /// assert_eq!(snapshot.len(), 3); // the team and its two workers
+    /// assert!(snapshot.find("team/worker-2").is_some());
+    /// # }
+    /// ```
     pub fn snapshot(&self) -> TreeSnapshot {
         self.node.snapshot()
     }
@@ -127,6 +410,31 @@ impl<T: Thread> Ctx<T> {
     /// Sends a message UP to the parent, waiting while the parent's queue is full.
     ///
     /// Fails, giving the message back, if the parent no longer exists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Squarer;
+    ///
+    /// #[taskthread(up = u64)]
+    /// impl Squarer {
+    ///     #[down]
+    ///     async fn square(&mut self, ctx: &mut Ctx<Self>, n: u64) -> Result<()> {
+    ///         ctx.up(n * n).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // A root's UP messages go to its handle.
+    /// let mut squarer = taskthread::spawn(Squarer);
+    /// squarer.send(7u64).await.unwrap();
+    /// assert_eq!(squarer.recv().await, Some(49));
+    /// # }
+    /// ```
     pub async fn up(&self, msg: T::Up) -> Result<(), SendError<T::Up>> {
         let from = self.node.id;
         match self.up.try_send(from, msg) {
@@ -144,6 +452,36 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// Sends a message UP if the parent's queue has room now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::TrySendError;
+    ///
+    /// struct Burst;
+    /// struct Sensor;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Sensor {
+    ///     #[down]
+    ///     async fn burst(&mut self, ctx: &mut Ctx<Self>, _b: Burst) -> Result<Option<u32>> {
+    ///         ctx.try_up(1)?;
+    ///         match ctx.try_up(2) {
+    ///             Err(TrySendError::Full(n)) => Ok(Some(n)), // no room: the message comes back
+    ///             _ => Ok(None),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Room for one UP message only.
+    /// let mut sensor = taskthread::spawn_with(Sensor, ChildOptions::new().capacity(1));
+    /// assert_eq!(sensor.ask(Burst).await.unwrap(), Some(2));
+    /// assert_eq!(sensor.recv().await, Some(1));
+    /// # }
+    /// ```
     pub fn try_up(&self, msg: T::Up) -> Result<(), TrySendError<T::Up>> {
         self.up.try_send(self.node.id, msg)
     }
@@ -151,6 +489,35 @@ impl<T: Thread> Ctx<T> {
     // ---- children -------------------------------------------------------------------------
 
     /// All live children, in spawn order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Db;
+    /// # #[taskthread] impl Db {}
+    /// # struct Web;
+    /// # #[taskthread] impl Web {}
+    ///
+    /// struct List;
+    /// struct App;
+    ///
+    /// #[taskthread]
+    /// impl App {
+    ///     #[down]
+    ///     async fn list(&mut self, ctx: &mut Ctx<Self>, _l: List) -> Result<Vec<String>> {
+    ///         ctx.spawn(Db);
+    ///         ctx.spawn(Web);
+    ///         Ok(ctx.children().map(|c| format!("{} {}", c.type_name(), c.path())).collect())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let app = taskthread::spawn(App);
+    /// assert_eq!(app.ask(List).await.unwrap(), ["Db app/db", "Web app/web"]);
+    /// # }
+    /// ```
     pub fn children(&self) -> impl ExactSizeIterator<Item = ChildInfo> + use<T> {
         self.node
             .children_now()
@@ -159,11 +526,72 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// The number of live children.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Count;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     #[down]
+    ///     async fn count(&mut self, ctx: &mut Ctx<Self>, _c: Count) -> Result<usize> {
+    ///         for _ in 0..3 {
+    ///             ctx.spawn(Worker);
+    ///         }
+    ///         Ok(ctx.child_count())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// assert_eq!(team.ask(Count).await.unwrap(), 3);
+    /// # }
+    /// ```
     pub fn child_count(&self) -> usize {
         self.family.as_ref().map_or(0, |f| f.child_count())
     }
 
     /// Asks the child with this id to stop gracefully; `false` if there is no such child.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Fire;
+    /// struct Boss;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl Boss {
+    ///     #[down]
+    ///     async fn fire(&mut self, ctx: &mut Ctx<Self>, _f: Fire) -> Result<bool> {
+    ///         let worker = ctx.spawn(Worker);
+    ///         Ok(ctx.stop_child(worker.id()))
+    ///     }
+    ///
+    ///     #[up]
+    ///     async fn exited(&mut self, ctx: &mut Ctx<Self>, _id: ChildId, exit: ChildExit) -> Result<()> {
+    ///         ctx.up(exit.to_string()).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut boss = taskthread::spawn(Boss);
+    /// assert!(boss.ask(Fire).await.unwrap());
+    /// assert_eq!(boss.recv().await.unwrap(), "`boss/worker` (Worker) stopped");
+    /// # }
+    /// ```
     pub fn stop_child(&self, id: ChildId) -> bool {
         match self.node.child(id) {
             Some(child) => {
@@ -178,6 +606,30 @@ impl<T: Thread> Ctx<T> {
 
     /// Stops this thread gracefully once the current handler returns; it will end as
     /// [`Exit::Completed`](crate::Exit::Completed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Quit;
+    /// struct Session;
+    ///
+    /// #[taskthread]
+    /// impl Session {
+    ///     #[down]
+    ///     async fn quit(&mut self, ctx: &mut Ctx<Self>, _q: Quit) {
+    ///         ctx.stop();
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let session = taskthread::spawn(Session);
+    /// session.send(Quit).await.unwrap();
+    /// assert!(matches!(session.join().await, Exit::Completed));
+    /// # }
+    /// ```
     pub fn stop(&mut self) {
         if !self.stopping {
             self.completed = true;
@@ -189,6 +641,36 @@ impl<T: Thread> Ctx<T> {
     /// Starts a `#[rescheduling]` task that is not scheduled (a `manual` one, or one that
     /// returned [`Done`](crate::Reschedule::Done)); it first runs after its `delay`.
     /// Starting a scheduled task does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Go;
+    /// struct Backup;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl Backup {
+    ///     #[down]
+    ///     async fn go(&mut self, ctx: &mut Ctx<Self>, _g: Go) {
+    ///         ctx.start_task(Self::RUN);
+    ///     }
+    ///
+    ///     #[rescheduling(manual)]
+    ///     async fn run(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+    ///         ctx.up("backed up".to_owned()).await?;
+    ///         Ok(Reschedule::Done)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut backup = taskthread::spawn(Backup);
+    /// backup.send(Go).await.unwrap();
+    /// assert_eq!(backup.recv().await.unwrap(), "backed up");
+    /// # }
+    /// ```
     pub fn start_task(&mut self, task: TaskRef<T>) {
         if !self.stopping {
             self.timetable.start(task.index(), Instant::now());
@@ -196,6 +678,39 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// Schedules the task's next run `after` from now, replacing its schedule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use tokio::time::Instant;
+    ///
+    /// struct Snooze(u64);
+    /// struct Alarm;
+    ///
+    /// #[taskthread(up = Instant)]
+    /// impl Alarm {
+    ///     #[down]
+    ///     async fn snooze(&mut self, ctx: &mut Ctx<Self>, Snooze(secs): Snooze) {
+    ///         ctx.reschedule_task(Self::RING, Duration::from_secs(secs));
+    ///     }
+    ///
+    ///     #[rescheduling(manual)]
+    ///     async fn ring(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+    ///         ctx.up(Instant::now()).await?;
+    ///         Ok(Reschedule::Done)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut alarm = taskthread::spawn(Alarm);
+    /// let start = Instant::now();
+    /// alarm.send(Snooze(60)).await.unwrap();
+    /// assert_eq!((alarm.recv().await.unwrap() - start).as_secs(), 60);
+    /// # }
+    /// ```
     pub fn reschedule_task(&mut self, task: TaskRef<T>, after: Duration) {
         if !self.stopping {
             self.timetable
@@ -204,6 +719,39 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// Schedules the task's next run at `at`, replacing its schedule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use tokio::time::Instant;
+    ///
+    /// struct RingAt(Instant);
+    /// struct Alarm;
+    ///
+    /// #[taskthread(up = Instant)]
+    /// impl Alarm {
+    ///     #[down]
+    ///     async fn ring_at(&mut self, ctx: &mut Ctx<Self>, RingAt(at): RingAt) {
+    ///         ctx.reschedule_task_at(Self::RING, at);
+    ///     }
+    ///
+    ///     #[rescheduling(manual)]
+    ///     async fn ring(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+    ///         ctx.up(Instant::now()).await?;
+    ///         Ok(Reschedule::Done)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut alarm = taskthread::spawn(Alarm);
+    /// let at = Instant::now() + Duration::from_secs(3600);
+    /// alarm.send(RingAt(at)).await.unwrap();
+    /// assert!(alarm.recv().await.unwrap() >= at);
+    /// # }
+    /// ```
     pub fn reschedule_task_at(&mut self, task: TaskRef<T>, at: Instant) {
         if !self.stopping {
             self.timetable.schedule(task.index(), at);
@@ -212,16 +760,103 @@ impl<T: Thread> Ctx<T> {
 
     /// Cancels the task's next run. A run in progress finishes; its return value is then
     /// ignored. Start it again with [`start_task`](Self::start_task).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Pause;
+    /// struct Heartbeat;
+    ///
+    /// #[taskthread]
+    /// impl Heartbeat {
+    ///     #[rescheduling(every = "1s")]
+    ///     async fn beat(&mut self, _ctx: &mut Ctx<Self>) -> Reschedule {
+    ///         Reschedule::Again
+    ///     }
+    ///
+    ///     #[down]
+    ///     async fn pause(&mut self, ctx: &mut Ctx<Self>, _p: Pause) -> Result<(bool, bool)> {
+    ///         let before = ctx.is_task_scheduled(Self::BEAT);
+    ///         ctx.cancel_task(Self::BEAT);
+    ///         Ok((before, ctx.is_task_scheduled(Self::BEAT)))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let heart = taskthread::spawn(Heartbeat);
+    /// assert_eq!(heart.ask(Pause).await.unwrap(), (true, false));
+    /// # }
+    /// ```
     pub fn cancel_task(&mut self, task: TaskRef<T>) {
         self.timetable.cancel(task.index());
     }
 
     /// Whether the task has a next run scheduled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Arm;
+    /// struct Alarm;
+    ///
+    /// #[taskthread]
+    /// impl Alarm {
+    ///     #[down]
+    ///     async fn arm(&mut self, ctx: &mut Ctx<Self>, _a: Arm) -> Result<(bool, bool)> {
+    ///         let before = ctx.is_task_scheduled(Self::RING); // `manual`: not yet
+    ///         ctx.start_task(Self::RING);
+    ///         Ok((before, ctx.is_task_scheduled(Self::RING)))
+    ///     }
+    ///
+    ///     #[rescheduling(manual, delay = "1h")]
+    ///     async fn ring(&mut self, _ctx: &mut Ctx<Self>) -> Reschedule {
+    ///         Reschedule::Done
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let alarm = taskthread::spawn(Alarm);
+    /// assert_eq!(alarm.ask(Arm).await.unwrap(), (false, true));
+    /// # }
+    /// ```
     pub fn is_task_scheduled(&self, task: TaskRef<T>) -> bool {
         self.timetable.is_scheduled(task.index())
     }
 
     /// How many times the task has run (or started running).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Poller;
+    ///
+    /// #[taskthread(up = u64)]
+    /// impl Poller {
+    ///     #[rescheduling]
+    ///     async fn poll(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+    ///         let runs = ctx.task_runs(Self::POLL); // this run included
+    ///         if runs == 3 {
+    ///             ctx.up(runs).await?;
+    ///             return Ok(Reschedule::Done);
+    ///         }
+    ///         Ok(Reschedule::Now)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut poller = taskthread::spawn(Poller);
+    /// assert_eq!(poller.recv().await, Some(3));
+    /// # }
+    /// ```
     pub fn task_runs(&self, task: TaskRef<T>) -> u64 {
         self.timetable.runs(task.index())
     }
@@ -236,6 +871,45 @@ impl<T: Thread> Ctx<T> {
     /// produced is still handled: an item is never held back waiting for room (with no
     /// room, it is queued anyway and the stream is read again only once there is room), so
     /// none is lost when the stream is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # use std::pin::Pin;
+    /// # use std::task::{Context, Poll};
+    /// # /// Any iterator as a `Stream` (in real code: tokio-stream, a socket, a channel).
+    /// # struct IterStream<I>(I);
+    /// # impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
+    /// #     type Item = I::Item;
+    /// #     fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<I::Item>> {
+    /// #         Poll::Ready(self.get_mut().0.next())
+    /// #     }
+    /// # }
+    ///
+    /// struct Lines;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl Lines {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.attach(IterStream(["alpha", "beta"].into_iter().map(String::from)));
+    ///         Ok(())
+    ///     }
+    ///
+    ///     #[stream]
+    ///     async fn line(&mut self, ctx: &mut Ctx<Self>, line: String) -> Result<()> {
+    ///         ctx.up(line.to_uppercase()).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut lines = taskthread::spawn(Lines);
+    /// assert_eq!(lines.recv().await.unwrap(), "ALPHA");
+    /// assert_eq!(lines.recv().await.unwrap(), "BETA");
+    /// # }
+    /// ```
     pub fn attach<S>(&mut self, stream: S)
     where
         S: Stream + Send + 'static,
@@ -276,6 +950,40 @@ impl<T: Thread> Ctx<T> {
     ///
     /// The task belongs to the thread: a stopping thread waits for it (and handles its
     /// result) before running `exit`. A panic in it fails the thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    ///
+    /// /// The result of a slow fetch.
+    /// struct Fetched(u32);
+    /// struct Fetcher;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Fetcher {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.spawn_task(async {
+    ///             tokio::time::sleep(Duration::from_secs(5)).await; // the loop goes on meanwhile
+    ///             Fetched(42)
+    ///         });
+    ///         Ok(())
+    ///     }
+    ///
+    ///     #[stream]
+    ///     async fn fetched(&mut self, ctx: &mut Ctx<Self>, Fetched(n): Fetched) -> Result<()> {
+    ///         ctx.up(n).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut fetcher = taskthread::spawn(Fetcher);
+    /// assert_eq!(fetcher.recv().await, Some(42));
+    /// # }
+    /// ```
     pub fn spawn_task<F>(&mut self, future: F)
     where
         F: Future + Send + 'static,
@@ -301,6 +1009,37 @@ impl<T: Thread> Ctx<T> {
     /// Blocking code cannot be interrupted: a stopping thread waits for it, and for the jobs
     /// still waiting their turn. An abort cancels the jobs that have not started and leaves
     /// the running ones to finish on their own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// /// The result of a blocking computation.
+    /// struct Checksum(u32);
+    /// struct Hasher;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Hasher {
+    ///     #[down]
+    ///     async fn hash(&mut self, ctx: &mut Ctx<Self>, data: Vec<u8>) {
+    ///         ctx.spawn_blocking(move || Checksum(data.iter().map(|&b| u32::from(b)).sum()));
+    ///     }
+    ///
+    ///     #[stream]
+    ///     async fn checksum(&mut self, ctx: &mut Ctx<Self>, Checksum(sum): Checksum) -> Result<()> {
+    ///         ctx.up(sum).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut hasher = taskthread::spawn(Hasher);
+    /// hasher.send(vec![1u8, 2, 3]).await.unwrap();
+    /// assert_eq!(hasher.recv().await, Some(6));
+    /// # }
+    /// ```
     pub fn spawn_blocking<F, R>(&mut self, f: F)
     where
         F: FnOnce() -> R + Send + 'static,

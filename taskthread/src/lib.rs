@@ -86,8 +86,22 @@
 //!
 //! # Modules
 //!
-//! The core — threads, [`Ctx`], [`ChildRef`], [`Handle`], [`spawn`] and [`run`], exits and
-//! errors — is at the crate root and in the [`prelude`]. Everything built on it is a module:
+//! The core is at the crate root; the [`prelude`] brings what a thread's module needs.
+//!
+//! - **Starting a tree**: [`spawn`] and [`spawn_with`] start a root and return its
+//!   [`Handle`]; [`run`] runs one until it ends or the process is asked to stop.
+//! - **Writing a thread**: the [`#[taskthread]`](macro@taskthread) attribute implements
+//!   [`Thread`] for an `impl` block; every handler, hook and task gets the thread's [`Ctx`].
+//! - **Addressing threads**: a [`ChildRef`] sends, asks and stops; [`ChildOptions`] name a
+//!   child and set its capacity, stop stage and stop deadline; [`ChildInfo`] lists one.
+//! - **Rescheduling tasks**: what a run returns, [`Reschedule`], and a task's name,
+//!   [`TaskRef`].
+//! - **Endings and errors**: [`Exit`], [`ChildExit`], [`ThreadState`]; [`Error`], and the
+//!   send errors that give the message back: [`SendError`], [`TrySendError`],
+//!   [`AskError`].
+//! - **Looking into a tree**: [`TreeSnapshot`].
+//!
+//! Everything built on the core is a module:
 //!
 //! - [`supervise`]: restart a child when it fails, with backoff, limits and restart groups
 //!   ([`Ctx::supervise`]).
@@ -102,14 +116,16 @@
 //! - `control` (feature `control`): a control endpoint on a Unix socket or loopback TCP to
 //!   look into a running tree and stop or resize parts of it, driven by the
 //!   `taskthread-ctl` tool.
-//! - [`guide`]: the user's guide, chapter by chapter.
+//! - [`guide`]: the user's guide, chapter by chapter: the
+//!   [introduction](guide::introduction), [the anatomy of a
+//!   thread](guide::anatomy_of_a_thread), [rescheduling tasks](guide::rescheduling_tasks),
+//!   [messages up and down](guide::messages_up_and_down), [stopping](guide::stopping),
+//!   [failure and supervision](guide::failure_and_supervision), [pools and
+//!   control](guide::pools_and_control), and [driving a tree from synchronous
+//!   code](guide::sync_interop).
 //!
 //! The repository's `ARCHITECTURE.md` draws how the modules are layered and traces a
 //! message, a stop and a restart through them.
-//!
-//! The [`guide`] walks through the sample problem, the anatomy of a thread and of a
-//! rescheduling task, messages up and down, stopping, failure and supervision, pools and
-//! control, and driving a tree from synchronous code.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -74,6 +74,28 @@ pub fn spawn<T: Thread>(thread: T) -> Handle<T> {
 }
 
 /// Starts `thread` as a root with a name or a queue capacity.
+///
+/// # Examples
+///
+/// ```
+/// use taskthread::prelude::*;
+/// # struct Ping;
+/// # struct Echo;
+/// # #[taskthread]
+/// # impl Echo {
+/// #     #[down]
+/// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // `Echo` answers a `Ping` with "pong".
+/// let options = ChildOptions::new().name("front").capacity(8);
+/// let echo = taskthread::spawn_with(Echo, options);
+/// let snapshot = echo.snapshot();
+/// assert_eq!((snapshot.path.as_str(), snapshot.queue_capacity), ("front", 8));
+/// # }
+/// ```
 pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
     let capacity = options.capacity.unwrap_or(T::CAPACITY);
     let (up_tx, up_rx) = inbox(capacity);
@@ -101,16 +123,83 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
 
 impl<T: Thread> Handle<T> {
     /// The root's address, to hand to other code that sends to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Ping;
+    /// # struct Echo;
+    /// # #[taskthread]
+    /// # impl Echo {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Echo` answers a `Ping` with "pong".
+    /// let echo = taskthread::spawn(Echo);
+    /// let addr = echo.child_ref(); // cheap to clone, `Send`: give it to other tasks
+    /// let asker = tokio::spawn(async move { addr.ask(Ping).await.unwrap() });
+    /// assert_eq!(asker.await.unwrap(), "pong");
+    /// # }
+    /// ```
     pub fn child_ref(&self) -> ChildRef<T> {
         self.child.clone()
     }
 
     /// The root's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Ping;
+    /// # struct Echo;
+    /// # #[taskthread]
+    /// # impl Echo {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Echo` answers a `Ping` with "pong".
+    /// let echo = taskthread::spawn(Echo);
+    /// assert_eq!(echo.id(), echo.child_ref().id());
+    /// assert_eq!(echo.id(), echo.snapshot().id);
+    /// # }
+    /// ```
     pub fn id(&self) -> ChildId {
         self.child.id()
     }
 
     /// Sends a message DOWN to the root, waiting while its queue is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Printer;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl Printer {
+    ///     #[down]
+    ///     async fn print(&mut self, ctx: &mut Ctx<Self>, text: String) -> Result<()> {
+    ///         ctx.up(format!("printed {text}")).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut printer = taskthread::spawn(Printer);
+    /// printer.send("hello".to_owned()).await.unwrap();
+    /// assert_eq!(printer.recv().await.unwrap(), "printed hello");
+    /// # }
+    /// ```
     pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         T: Accepts<M>,
@@ -119,6 +208,28 @@ impl<T: Thread> Handle<T> {
     }
 
     /// Sends a message DOWN to the root if its queue has room now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::TrySendError;
+    /// # struct Sink;
+    /// # #[taskthread]
+    /// # impl Sink {
+    /// #     #[down]
+    /// #     async fn take(&mut self, _ctx: &mut Ctx<Self>, _n: u32) {}
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Sink` takes `u32`s.
+    /// // A queue of one, and the root has not run yet.
+    /// let sink = taskthread::spawn_with(Sink, ChildOptions::new().capacity(1));
+    /// assert!(sink.try_send(1u32).is_ok());
+    /// assert!(matches!(sink.try_send(2u32), Err(TrySendError::Full(2))));
+    /// # }
+    /// ```
     pub fn try_send<M>(&self, msg: M) -> Result<(), TrySendError<M>>
     where
         T: Accepts<M>,
@@ -127,6 +238,29 @@ impl<T: Thread> Handle<T> {
     }
 
     /// Asks the root a question and waits for the answer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Double(u64);
+    /// struct Calculator;
+    ///
+    /// #[taskthread]
+    /// impl Calculator {
+    ///     #[down]
+    ///     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    ///         Ok(n * 2)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let calc = taskthread::spawn(Calculator);
+    /// assert_eq!(calc.ask(Double(21)).await.unwrap(), 42);
+    /// # }
+    /// ```
     pub async fn ask<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
     where
         T: Asks<Q>,
@@ -136,11 +270,64 @@ impl<T: Thread> Handle<T> {
 
     /// Receives the next message the root sent UP; `None` once the root has ended and every
     /// message it sent has been received.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Countdown;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Countdown {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         for n in (1..=3).rev() {
+    ///             ctx.up(n).await?;
+    ///         }
+    ///         ctx.stop();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut countdown = taskthread::spawn(Countdown);
+    /// let mut heard = Vec::new();
+    /// while let Some(n) = countdown.recv().await {
+    ///     heard.push(n);
+    /// }
+    /// assert_eq!(heard, [3, 2, 1]); // then `None`: ended, and all received
+    /// # }
+    /// ```
     pub async fn recv(&mut self) -> Option<T::Up> {
         recv_up(&mut self.up).await
     }
 
     /// Asks the root to stop gracefully (and with it the whole tree). Returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Saver;
+    ///
+    /// #[taskthread(up = &'static str)]
+    /// impl Saver {
+    ///     async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up("saved").await?; // cleanup runs on a graceful stop
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut saver = taskthread::spawn(Saver);
+    /// saver.stop();
+    /// assert_eq!(saver.recv().await, Some("saved"));
+    /// assert!(matches!(saver.join().await, Exit::Stopped));
+    /// # }
+    /// ```
     pub fn stop(&self) {
         self.child.stop();
     }
@@ -150,6 +337,28 @@ impl<T: Thread> Handle<T> {
     /// (or how the root ended, if it ended first). When it returns, no task of the tree is
     /// alive. Prefer [`stop`](Self::stop) and [`join`](Self::join): a stop past its deadline
     /// (see [`ChildOptions::stop_deadline`]) ends in an abort anyway.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Stuck;
+    ///
+    /// #[taskthread]
+    /// impl Stuck {
+    ///     async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+    ///         std::future::pending::<()>().await; // never finishes cleaning up
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let stuck = taskthread::spawn(Stuck);
+    /// stuck.stop(); // would wait for `exit` until the stop deadline
+    /// assert!(matches!(stuck.abort().await, Exit::Aborted { .. }));
+    /// # }
+    /// ```
     pub async fn abort(self) -> Exit {
         let Handle {
             child, mut join, ..
@@ -158,6 +367,41 @@ impl<T: Thread> Handle<T> {
     }
 
     /// A snapshot of the whole tree.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Worker;
+    /// # #[taskthread] impl Worker {}
+    ///
+    /// struct Ready;
+    /// struct Team;
+    ///
+    /// #[taskthread]
+    /// impl Team {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.spawn(Worker);
+    ///         ctx.spawn(Worker);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     #[down]
+    ///     async fn ready(&mut self, _ctx: &mut Ctx<Self>, _r: Ready) -> Result<bool> {
+    ///         Ok(true)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let team = taskthread::spawn(Team);
+    /// team.ask(Ready).await.unwrap(); // answered after `enter`
+    /// let snapshot = team.snapshot();
+    /// assert_eq!(snapshot.len(), 3);
+    /// assert!(snapshot.find("team/worker-2").is_some());
+    /// println!("{snapshot}"); // one thread per line, children indented
+    /// # }
+    /// ```
     pub fn snapshot(&self) -> TreeSnapshot {
         self.child.snapshot()
     }
@@ -175,6 +419,33 @@ impl<T: Thread> Handle<T> {
     /// panic ends that thread as `Panicked`, with this explanation, instead of a hang.) A
     /// task a thread started with `spawn_task` is not a thread and is not detected: such a
     /// join waits until the tree is stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Fail;
+    /// struct Fragile;
+    ///
+    /// #[taskthread]
+    /// impl Fragile {
+    ///     #[down]
+    ///     async fn fail(&mut self, _ctx: &mut Ctx<Self>, _f: Fail) -> Result<()> {
+    ///         Err(Error::msg("disk full"))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let fragile = taskthread::spawn(Fragile);
+    /// fragile.send(Fail).await.unwrap();
+    /// match fragile.join().await {
+    ///     Exit::Failed(e) => assert_eq!(e.to_string(), "disk full"),
+    ///     other => panic!("expected a failure, got {other}"),
+    /// }
+    /// # }
+    /// ```
     pub async fn join(self) -> Exit {
         if let Some(me) = tokio::task::try_id()
             && let Some(path) = self.child.node.path_of_task(me)

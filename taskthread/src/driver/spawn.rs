@@ -49,6 +49,44 @@ impl<T: Thread> Ctx<T> {
     ///
     /// `Self` must have an `#[up]` handler for the child's up type; this is checked at
     /// compile time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Greeter;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl Greeter {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up(format!("hello from {}", ctx.path())).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// struct App;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl App {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.spawn(Greeter);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     #[up] // required: `Greeter` sends `String` UP
+    ///     async fn greeting(&mut self, ctx: &mut Ctx<Self>, _id: ChildId, text: String) -> Result<()> {
+    ///         ctx.up(text).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut app = taskthread::spawn(App);
+    /// assert_eq!(app.recv().await.unwrap(), "hello from app/greeter");
+    /// # }
+    /// ```
     pub fn spawn<C>(&mut self, child: C) -> ChildRef<C>
     where
         C: Thread,
@@ -58,6 +96,33 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// Spawns a child with a name, a queue capacity, a stop stage or a stop deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Conn;
+    /// # #[taskthread] impl Conn {}
+    ///
+    /// struct Accept;
+    /// struct Server;
+    ///
+    /// #[taskthread]
+    /// impl Server {
+    ///     #[down]
+    ///     async fn accept(&mut self, ctx: &mut Ctx<Self>, _a: Accept) -> Result<(String, usize)> {
+    ///         let options = ChildOptions::new().name("client").capacity(8);
+    ///         let conn = ctx.spawn_with(Conn, options);
+    ///         Ok((conn.path().to_owned(), conn.snapshot().queue_capacity))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = taskthread::spawn(Server);
+    /// assert_eq!(server.ask(Accept).await.unwrap(), ("server/client".to_owned(), 8));
+    /// # }
+    /// ```
     pub fn spawn_with<C>(&mut self, child: C, options: ChildOptions) -> ChildRef<C>
     where
         C: Thread,

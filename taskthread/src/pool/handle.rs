@@ -149,6 +149,30 @@ impl fmt::Debug for PoolHandle {
 
 impl<W: Thread> ChildRef<WorkerPool<W>> {
     /// The pool's resize handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).max(8));
+    /// let workers = pool.child_ref().pool();
+    /// assert_eq!(workers.resize(4).await.unwrap().running, 4);
+    /// # }
+    /// ```
     pub fn pool(&self) -> PoolHandle {
         PoolHandle {
             control: PoolControl::of(&self.node),
@@ -159,7 +183,6 @@ impl<W: Thread> ChildRef<WorkerPool<W>> {
 
 impl PoolHandle {
     /// The handle of the pool running as `node`, if it is one.
-    /// The handle of the pool running as `node`, if it is one.
     #[cfg(feature = "control")]
     pub(crate) fn of(node: &Node) -> Option<Self> {
         Some(Self {
@@ -169,6 +192,30 @@ impl PoolHandle {
     }
 
     /// The pool's path in the tree.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let options = ChildOptions::new().name("doublers");
+    /// let pool = taskthread::spawn_with(WorkerPool::new(|| Doubler), options);
+    /// assert_eq!(pool.child_ref().pool().path(), "doublers");
+    /// # }
+    /// ```
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -176,6 +223,31 @@ impl PoolHandle {
     /// Starts `n` more workers.
     ///
     /// Fails if that would make more than the pool's maximum, or if the pool has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).size(1).max(4));
+    /// let workers = pool.child_ref().pool();
+    /// assert_eq!(workers.start(2).await.unwrap().running, 3);
+    /// assert!(workers.start(2).await.is_err()); // 5 would be over the maximum
+    /// # }
+    /// ```
     pub async fn start(&self, n: usize) -> Result<PoolStatus, PoolError> {
         self.command(PoolCommand::Start(n)).await
     }
@@ -184,6 +256,31 @@ impl PoolHandle {
     /// jobs waiting in the pool go to the others.
     ///
     /// Fails if fewer than `n` workers run, or if the pool has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::{PoolError, WorkerPool};
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).size(3));
+    /// let workers = pool.child_ref().pool();
+    /// assert_eq!(workers.stop(2).await.unwrap().running, 1);
+    /// assert!(matches!(workers.stop(2).await, Err(PoolError::TooFew { .. })));
+    /// # }
+    /// ```
     pub async fn stop(&self, n: usize) -> Result<PoolStatus, PoolError> {
         self.command(PoolCommand::Stop(n)).await
     }
@@ -191,11 +288,62 @@ impl PoolHandle {
     /// Starts or stops workers (newest first) until `n` run.
     ///
     /// Fails if `n` is more than the pool's maximum, or if the pool has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).max(8));
+    /// let workers = pool.child_ref().pool();
+    /// assert_eq!(workers.resize(6).await.unwrap().running, 6);
+    /// assert_eq!(workers.resize(2).await.unwrap().running, 2);
+    /// # }
+    /// ```
     pub async fn resize(&self, n: usize) -> Result<PoolStatus, PoolError> {
         self.command(PoolCommand::Resize(n)).await
     }
 
     /// Sends a command and waits for the pool to apply it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::{PoolCommand, WorkerPool};
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler));
+    /// let workers = pool.child_ref().pool();
+    /// // A command from elsewhere (a config file, an admin request) applied as it is.
+    /// let command = PoolCommand::Resize(3);
+    /// assert_eq!(workers.command(command).await.unwrap().running, 3);
+    /// # }
+    /// ```
     pub async fn command(&self, command: PoolCommand) -> Result<PoolStatus, PoolError> {
         let ended = || PoolError::Ended {
             pool: Some(self.path.to_string()),
@@ -207,16 +355,98 @@ impl PoolHandle {
     }
 
     /// The number of workers taking jobs now (0 once the pool has ended).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).size(2));
+    /// let workers = pool.child_ref().pool();
+    /// pool.ask(Double(1)).await.unwrap(); // answered: the pool has started
+    /// assert_eq!(workers.running(), 2);
+    /// pool.stop();
+    /// pool.join().await;
+    /// assert_eq!(workers.running(), 0);
+    /// # }
+    /// ```
     pub fn running(&self) -> usize {
         self.control.running.load(Ordering::Acquire)
     }
 
     /// The counts as last published by the pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).max(8));
+    /// let workers = pool.child_ref().pool();
+    /// workers.resize(5).await.unwrap();
+    /// let status = workers.status();
+    /// assert_eq!((status.running, status.max), (5, 8));
+    /// # }
+    /// ```
     pub fn status(&self) -> PoolStatus {
         self.control.status()
     }
 
     /// Whether the pool has ended (a supervised pool, between two lives, too).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler));
+    /// let workers = pool.child_ref().pool();
+    /// assert!(!workers.is_ended());
+    /// pool.stop();
+    /// pool.join().await;
+    /// assert!(workers.is_ended());
+    /// assert!(workers.start(1).await.is_err()); // an ended pool takes no command
+    /// # }
+    /// ```
     pub fn is_ended(&self) -> bool {
         self.control.closed.load(Ordering::Acquire)
     }

@@ -125,6 +125,30 @@ pub const DEFAULT_MAX_WORKERS: usize = 64;
 impl<W: Thread> WorkerPool<W> {
     /// A pool whose workers `factory` makes; it starts one worker, and has at most
     /// [`DEFAULT_MAX_WORKERS`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler));
+    /// assert_eq!(pool.ask(Double(21)).await.unwrap(), 42); // answered by its one worker
+    /// assert_eq!(pool.child_ref().pool().running(), 1);
+    /// # }
+    /// ```
     pub fn new(factory: impl FnMut() -> W + Send + 'static) -> Self {
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         Self {
@@ -143,6 +167,30 @@ impl<W: Thread> WorkerPool<W> {
 
     /// How many workers it starts with (it may be 0: jobs then wait until workers are
     /// started). More than the maximum starts the maximum.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).size(3));
+    /// pool.ask(Double(1)).await.unwrap(); // answered: the pool has started
+    /// assert_eq!(pool.child_ref().pool().running(), 3);
+    /// # }
+    /// ```
     pub fn size(mut self, workers: usize) -> Self {
         self.size = workers;
         self
@@ -152,6 +200,31 @@ impl<W: Thread> WorkerPool<W> {
     ///
     /// # Panics
     /// If `max` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::{PoolError, WorkerPool};
+    /// use taskthread::prelude::*;
+    /// # struct Double(u64);
+    /// # struct Doubler;
+    /// # #[taskthread]
+    /// # impl Doubler {
+    /// #     #[down]
+    /// #     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    /// #         Ok(n * 2)
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Doubler` answers `Double(n)` with `n * 2`.
+    /// let pool = taskthread::spawn(WorkerPool::new(|| Doubler).size(2).max(3));
+    /// let workers = pool.child_ref().pool();
+    /// assert_eq!(workers.start(1).await.unwrap().running, 3);
+    /// assert!(matches!(workers.start(1).await, Err(PoolError::TooMany { .. })));
+    /// # }
+    /// ```
     #[track_caller]
     pub fn max(mut self, max: usize) -> Self {
         assert!(max > 0, "a worker pool needs room for at least one worker");

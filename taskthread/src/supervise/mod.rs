@@ -68,7 +68,55 @@ impl<T: Thread> Ctx<T> {
     /// counted in the [snapshot](crate::TreeSnapshot::restarts). A stop from outside (this
     /// thread stopping, [`ChildRef::stop`], [`stop_child`](Self::stop_child)) is final.
     ///
-    /// See the [module](crate::supervise) for an example.
+    /// The [module](crate::supervise) has more: restart limits, escalation, restart groups.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use taskthread::supervise::RestartPolicy;
+    /// # struct Count;
+    /// # struct Fail;
+    /// # /// Counts the `Count`s it is asked, and fails on a `Fail`.
+    /// # #[derive(Default)]
+    /// # struct Counter { n: u32 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn count(&mut self, _ctx: &mut Ctx<Self>, _c: Count) -> Result<u32> {
+    /// #         self.n += 1;
+    /// #         Ok(self.n)
+    /// #     }
+    /// #     #[down]
+    /// #     async fn fail(&mut self, _ctx: &mut Ctx<Self>, _f: Fail) -> Result<()> {
+    /// #         Err(Error::msg("boom"))
+    /// #     }
+    /// # }
+    ///
+    /// struct Run;
+    /// struct App;
+    ///
+    /// #[taskthread]
+    /// impl App {
+    ///     #[down]
+    ///     async fn run(&mut self, ctx: &mut Ctx<Self>, _r: Run) -> Result<(u32, u32)> {
+    ///         let policy = RestartPolicy::on_failure().backoff(Duration::ZERO, Duration::ZERO);
+    ///         let counter = ctx.supervise(Counter::default, policy);
+    ///         counter.ask(Count).await?; // 1
+    ///         counter.send(Fail).await?; // fails, and is started again
+    ///         let n = counter.ask(Count).await?; // same address, a fresh `Counter`
+    ///         Ok((n, counter.snapshot().restarts))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Counter` answers `Count` with how often it was asked, and fails on `Fail`.
+    /// let app = taskthread::spawn(App);
+    /// assert_eq!(app.ask(Run).await.unwrap(), (1, 1));
+    /// # }
+    /// ```
     pub fn supervise<C, F>(&mut self, factory: F, policy: RestartPolicy) -> ChildRef<C>
     where
         C: Thread,
@@ -79,6 +127,54 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// [`supervise`](Self::supervise) with spawn options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use taskthread::supervise::RestartPolicy;
+    /// # struct Count;
+    /// # struct Fail;
+    /// # /// Counts the `Count`s it is asked, and fails on a `Fail`.
+    /// # #[derive(Default)]
+    /// # struct Counter { n: u32 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn count(&mut self, _ctx: &mut Ctx<Self>, _c: Count) -> Result<u32> {
+    /// #         self.n += 1;
+    /// #         Ok(self.n)
+    /// #     }
+    /// #     #[down]
+    /// #     async fn fail(&mut self, _ctx: &mut Ctx<Self>, _f: Fail) -> Result<()> {
+    /// #         Err(Error::msg("boom"))
+    /// #     }
+    /// # }
+    ///
+    /// struct Run;
+    /// struct App;
+    ///
+    /// #[taskthread]
+    /// impl App {
+    ///     #[down]
+    ///     async fn run(&mut self, ctx: &mut Ctx<Self>, _r: Run) -> Result<String> {
+    ///         let policy = RestartPolicy::on_failure().backoff(Duration::ZERO, Duration::ZERO);
+    ///         let options = ChildOptions::new().name("tally");
+    ///         let counter = ctx.supervise_with(Counter::default, policy, options);
+    ///         counter.send(Fail).await?;
+    ///         counter.ask(Count).await?; // answered by its next life
+    ///         Ok(counter.path().to_owned())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Counter` answers `Count` with how often it was asked, and fails on `Fail`.
+    /// let app = taskthread::spawn(App);
+    /// assert_eq!(app.ask(Run).await.unwrap(), "app/tally");
+    /// # }
+    /// ```
     pub fn supervise_with<C, F>(
         &mut self,
         factory: F,

@@ -50,11 +50,56 @@ impl<T: Thread> fmt::Debug for BackgroundHandle<T> {
 
 impl<T: Thread> BackgroundHandle<T> {
     /// The root's address, for async code that sends to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// let addr = counter.child_ref();
+    /// // Async code on another runtime sends through the address.
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// runtime.block_on(addr.send(5u64)).unwrap();
+    /// assert_eq!(counter.ask(Total).unwrap(), 5);
+    /// ```
     pub fn child_ref(&self) -> ChildRef<T> {
         self.shared.child.clone()
     }
 
     /// The root's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// assert_eq!(counter.id(), counter.child_ref().id());
+    /// assert_eq!(counter.id(), counter.snapshot().id);
+    /// ```
     pub fn id(&self) -> ChildId {
         self.shared.child.id()
     }
@@ -67,6 +112,28 @@ impl<T: Thread> BackgroundHandle<T> {
     /// [`Ended`](BlockingError::Ended) if the tree no longer accepts messages,
     /// [`InAsyncContext`](BlockingError::InAsyncContext) if called inside an async context;
     /// the message comes back in the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// counter.send(2u64).unwrap();
+    /// counter.send(3u64).unwrap();
+    /// assert_eq!(counter.ask(Total).unwrap(), 5);
+    /// ```
     pub fn send<M>(&self, msg: M) -> Result<(), BlockingError<M>>
     where
         T: Accepts<M>,
@@ -76,6 +143,35 @@ impl<T: Thread> BackgroundHandle<T> {
 
     /// [`send`](Self::send), giving up with [`Timeout`](BlockingError::Timeout) (and the
     /// message) if the queue is still full after `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use taskthread::sync::{Background, BlockingError};
+    /// # struct Total;
+    /// # /// Its `enter` never returns, so it never takes a message.
+    /// # struct SlowStart;
+    /// # #[taskthread]
+    /// # impl SlowStart {
+    /// #     async fn enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+    /// #         std::future::pending().await
+    /// #     }
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, _n: u64) {}
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(0) }
+    /// # }
+    ///
+    /// // `SlowStart`'s `enter` never returns: it takes no message.
+    /// let options = ChildOptions::new().capacity(1);
+    /// let slow = Background::new().options(options).spawn(SlowStart).unwrap();
+    /// slow.send(1u64).unwrap(); // fills the queue
+    /// let refused = slow.send_timeout(2u64, Duration::from_millis(10));
+    /// assert!(matches!(refused, Err(BlockingError::Timeout(2)))); // the message comes back
+    /// # slow.abort().unwrap();
+    /// ```
     pub fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<(), BlockingError<M>>
     where
         T: Accepts<M>,
@@ -103,6 +199,34 @@ impl<T: Thread> BackgroundHandle<T> {
 
     /// Sends a message DOWN if the root's queue has room now. Never blocks, so it may be
     /// called from anywhere, async contexts included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::TrySendError;
+    /// use taskthread::prelude::*;
+    /// use taskthread::sync::Background;
+    /// # struct Total;
+    /// # /// Its `enter` never returns, so it never takes a message.
+    /// # struct SlowStart;
+    /// # #[taskthread]
+    /// # impl SlowStart {
+    /// #     async fn enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+    /// #         std::future::pending().await
+    /// #     }
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, _n: u64) {}
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(0) }
+    /// # }
+    ///
+    /// // `SlowStart`'s `enter` never returns: it takes no message.
+    /// let options = ChildOptions::new().capacity(1);
+    /// let slow = Background::new().options(options).spawn(SlowStart).unwrap();
+    /// assert!(slow.try_send(1u64).is_ok());
+    /// assert!(matches!(slow.try_send(2u64), Err(TrySendError::Full(2))));
+    /// # slow.abort().unwrap();
+    /// ```
     pub fn try_send<M>(&self, msg: M) -> Result<(), TrySendError<M>>
     where
         T: Accepts<M>,
@@ -116,6 +240,27 @@ impl<T: Thread> BackgroundHandle<T> {
     /// [`Ended`](BlockingError::Ended) (with the question) if the tree no longer accepts
     /// messages, [`NoReply`](BlockingError::NoReply) if it ended before answering,
     /// [`InAsyncContext`](BlockingError::InAsyncContext) if called inside an async context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// counter.send(7u64).unwrap();
+    /// assert_eq!(counter.ask(Total).unwrap(), 7);
+    /// ```
     pub fn ask<Q>(&self, question: Q) -> Result<T::Reply, BlockingError<Q>>
     where
         T: Asks<Q>,
@@ -127,6 +272,33 @@ impl<T: Thread> BackgroundHandle<T> {
     /// [`Timeout`](BlockingError::Timeout) and the question if the queue stayed full, with
     /// [`ReplyTimeout`](BlockingError::ReplyTimeout) if the question was delivered but not
     /// answered in time (the root still handles it; the answer is dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use taskthread::sync::BlockingError;
+    /// # struct Total;
+    /// # /// Its `enter` never returns, so it never takes a message.
+    /// # struct SlowStart;
+    /// # #[taskthread]
+    /// # impl SlowStart {
+    /// #     async fn enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+    /// #         std::future::pending().await
+    /// #     }
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, _n: u64) {}
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(0) }
+    /// # }
+    ///
+    /// // `SlowStart`'s `enter` never returns: it takes no message.
+    /// let slow = taskthread::sync::background(SlowStart);
+    /// let answer = slow.ask_timeout(Total, Duration::from_millis(10));
+    /// assert!(matches!(answer, Err(BlockingError::ReplyTimeout))); // delivered, not answered
+    /// # slow.abort().unwrap();
+    /// ```
     pub fn ask_timeout<Q>(
         &self,
         question: Q,
@@ -173,12 +345,60 @@ impl<T: Thread> BackgroundHandle<T> {
     /// [`Ended`](RecvError::Ended) once the tree has ended and every message it sent was
     /// received, [`InAsyncContext`](RecvError::InAsyncContext) if called inside an async
     /// context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::sync::RecvError;
+    ///
+    /// /// Sends 3, 2, 1 UP, then ends.
+    /// struct Countdown;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Countdown {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         for n in (1..=3).rev() {
+    ///             ctx.up(n).await?;
+    ///         }
+    ///         ctx.stop();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let countdown = taskthread::sync::background(Countdown);
+    /// assert_eq!(countdown.recv(), Ok(3));
+    /// assert_eq!(countdown.recv(), Ok(2));
+    /// assert_eq!(countdown.recv(), Ok(1));
+    /// assert_eq!(countdown.recv(), Err(RecvError::Ended));
+    /// ```
     pub fn recv(&self) -> Result<T::Up, RecvError> {
         self.recv_until(None)
     }
 
     /// [`recv`](Self::recv), giving up with [`Timeout`](RecvError::Timeout) after
     /// `timeout` (zero: take a message only if one is waiting).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use taskthread::sync::RecvError;
+    /// # struct Hello;
+    /// # #[taskthread(up = &'static str)]
+    /// # impl Hello {
+    /// #     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    /// #         ctx.up("hello").await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// // `Hello` sends one message UP, then waits.
+    /// let hello = taskthread::sync::background(Hello);
+    /// assert_eq!(hello.recv_timeout(Duration::from_secs(60)), Ok("hello"));
+    /// assert_eq!(hello.recv_timeout(Duration::ZERO), Err(RecvError::Timeout));
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T::Up, RecvError> {
         self.recv_until(deadline_after(timeout))
     }
@@ -197,17 +417,85 @@ impl<T: Thread> BackgroundHandle<T> {
     // ---- the tree -----------------------------------------------------------------------
 
     /// A snapshot of the whole tree (after the end: the root, exited).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::ThreadState;
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// counter.ask(Total).unwrap(); // answered: it is running
+    /// assert_eq!(counter.snapshot().state, ThreadState::Running);
+    /// let other = counter.clone();
+    /// counter.stop_and_join().unwrap();
+    /// assert_eq!(other.snapshot().state, ThreadState::Exited);
+    /// ```
     pub fn snapshot(&self) -> TreeSnapshot {
         self.shared.child.snapshot()
     }
 
     /// Asks the tree to stop gracefully. Returns at once; [`join`](Self::join) waits for
     /// the end. UP messages the root sends while stopping can still be received.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Saver;
+    ///
+    /// #[taskthread(up = &'static str)]
+    /// impl Saver {
+    ///     async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up("saved").await?; // cleanup runs on a graceful stop
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let saver = taskthread::sync::background(Saver);
+    /// saver.stop();
+    /// assert_eq!(saver.recv(), Ok("saved"));
+    /// assert!(matches!(saver.join(), Ok(Exit::Stopped)));
+    /// ```
     pub fn stop(&self) {
         self.shared.child.stop();
     }
 
     /// Whether the tree has ended and its OS thread is done with it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// assert!(!counter.is_finished());
+    /// counter.clone().stop_and_join().unwrap();
+    /// assert!(counter.is_finished());
+    /// ```
     pub fn is_finished(&self) -> bool {
         *self.shared.finished.borrow()
     }
@@ -223,6 +511,31 @@ impl<T: Thread> BackgroundHandle<T> {
     /// # Errors
     /// [`InAsyncContext`](JoinError::InAsyncContext) inside an async context;
     /// [`AlreadyJoined`](JoinError::AlreadyJoined) if another clone took the exit first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// /// Sends 3, 2, 1 UP, then ends.
+    /// struct Countdown;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Countdown {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         for n in (1..=3).rev() {
+    ///             ctx.up(n).await?;
+    ///         }
+    ///         ctx.stop();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let countdown = taskthread::sync::background(Countdown);
+    /// let other = countdown.clone();
+    /// assert!(matches!(countdown.join(), Ok(Exit::Completed))); // it ended by itself
+    /// assert!(other.is_finished());
+    /// ```
     pub fn join(self) -> Result<Exit, JoinError> {
         self.join_until(None)
     }
@@ -231,6 +544,31 @@ impl<T: Thread> BackgroundHandle<T> {
     /// `timeout`; the tree goes on, and may be joined again or
     /// [aborted](Self::abort). As with `join`, from this call on UP messages that find the
     /// handles' buffer full are dropped rather than holding up the root.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// use taskthread::sync::JoinError;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// // Nothing ends it: the wait gives up, and the tree goes on.
+    /// assert_eq!(counter.join_timeout(Duration::from_millis(10)).unwrap_err(), JoinError::Timeout);
+    /// counter.send(1u64).unwrap();
+    /// assert!(matches!(counter.stop_and_join(), Ok(Exit::Stopped)));
+    /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<Exit, JoinError> {
         self.join_until(deadline_after(timeout))
     }
@@ -238,6 +576,27 @@ impl<T: Thread> BackgroundHandle<T> {
     /// Stops the tree gracefully and blocks until it has ended: [`stop`](Self::stop)
     /// then [`join`](Self::join). The tree's [stop deadline](Background::stop_deadline)
     /// bounds the wait: past it, what remains is aborted and the exit says so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// counter.send(1u64).unwrap();
+    /// assert!(matches!(counter.stop_and_join(), Ok(Exit::Stopped)));
+    /// ```
     pub fn stop_and_join(self) -> Result<Exit, JoinError> {
         self.stop();
         self.join()
@@ -247,6 +606,25 @@ impl<T: Thread> BackgroundHandle<T> {
     /// past it, what remains of the tree is aborted (see [`abort`](Self::abort)) and the
     /// exit is [`Exit::Aborted`]. For a deadline on every stop of the tree, including the
     /// one on dropping the last handle, see [`Background::stop_deadline`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::prelude::*;
+    /// # struct Stuck;
+    /// # #[taskthread]
+    /// # impl Stuck {
+    /// #     async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+    /// #         std::future::pending::<()>().await; // never finishes cleaning up
+    /// #     }
+    /// # }
+    ///
+    /// // `Stuck`'s `exit` hook never returns.
+    /// let stuck = taskthread::sync::background(Stuck);
+    /// let exit = stuck.stop_and_join_timeout(Duration::from_millis(10)).unwrap();
+    /// assert!(matches!(exit, Exit::Aborted { .. }));
+    /// ```
     pub fn stop_and_join_timeout(self, deadline: Duration) -> Result<Exit, JoinError> {
         self.stop();
         match self.join_timeout(deadline) {
@@ -256,6 +634,24 @@ impl<T: Thread> BackgroundHandle<T> {
     }
 
     /// Aborts the tree at once (see [`Handle::abort`](crate::Handle::abort)) and blocks until it has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Stuck;
+    /// # #[taskthread]
+    /// # impl Stuck {
+    /// #     async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+    /// #         std::future::pending::<()>().await; // never finishes cleaning up
+    /// #     }
+    /// # }
+    ///
+    /// // `Stuck`'s `exit` hook never returns.
+    /// let stuck = taskthread::sync::background(Stuck);
+    /// stuck.stop(); // would wait for `exit` until the stop deadline
+    /// assert!(matches!(stuck.abort(), Ok(Exit::Aborted { .. })));
+    /// ```
     pub fn abort(self) -> Result<Exit, JoinError> {
         if in_async_context() {
             return Err(JoinError::InAsyncContext);
@@ -281,6 +677,31 @@ impl<T: Thread> BackgroundHandle<T> {
 
     /// Sends a message DOWN, waiting while the queue is full, from async code on any
     /// runtime (see [`ChildRef::send`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// counter.send_async(2u64).await.unwrap();
+    /// assert_eq!(counter.ask_async(Total).await.unwrap(), 2);
+    /// # counter.stop_and_join_async().await.unwrap();
+    /// # }
+    /// ```
     pub async fn send_async<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         T: Accepts<M>,
@@ -289,6 +710,32 @@ impl<T: Thread> BackgroundHandle<T> {
     }
 
     /// Asks the root a question from async code on any runtime (see [`ChildRef::ask`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// counter.send_async(40u64).await.unwrap();
+    /// counter.send_async(2u64).await.unwrap();
+    /// assert_eq!(counter.ask_async(Total).await.unwrap(), 42);
+    /// # counter.stop_and_join_async().await.unwrap();
+    /// # }
+    /// ```
     pub async fn ask_async<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
     where
         T: Asks<Q>,
@@ -298,6 +745,36 @@ impl<T: Thread> BackgroundHandle<T> {
 
     /// Receives the next message the root sent UP, from async code on any runtime; `None`
     /// once the tree has ended and every message was received.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// /// Sends 3, 2, 1 UP, then ends.
+    /// struct Countdown;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Countdown {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         for n in (1..=3).rev() {
+    ///             ctx.up(n).await?;
+    ///         }
+    ///         ctx.stop();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let countdown = taskthread::sync::background(Countdown);
+    /// let mut heard = Vec::new();
+    /// while let Some(n) = countdown.recv_async().await {
+    ///     heard.push(n);
+    /// }
+    /// assert_eq!(heard, [3, 2, 1]);
+    /// # }
+    /// ```
     pub async fn recv_async(&self) -> Option<T::Up> {
         self.shared.up.lock().await.recv().await
     }
@@ -307,6 +784,32 @@ impl<T: Thread> BackgroundHandle<T> {
     /// # Errors
     /// [`InsideTree`](JoinError::InsideTree) if called from the tree's own runtime;
     /// [`AlreadyJoined`](JoinError::AlreadyJoined) if another clone took the exit first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// /// Sends 3, 2, 1 UP, then ends.
+    /// struct Countdown;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Countdown {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         for n in (1..=3).rev() {
+    ///             ctx.up(n).await?;
+    ///         }
+    ///         ctx.stop();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let countdown = taskthread::sync::background(Countdown);
+    /// assert!(matches!(countdown.join_async().await, Ok(Exit::Completed)));
+    /// # }
+    /// ```
     pub async fn join_async(self) -> Result<Exit, JoinError> {
         if TREE_OF_THREAD.get() == self.shared.tree {
             return Err(JoinError::InsideTree);
@@ -318,6 +821,30 @@ impl<T: Thread> BackgroundHandle<T> {
     }
 
     /// [`stop_and_join`](Self::stop_and_join) from async code on any runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    /// # #[derive(Default)]
+    /// # struct Counter { total: u64 }
+    /// # #[taskthread]
+    /// # impl Counter {
+    /// #     #[down]
+    /// #     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) { self.total += n; }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> { Ok(self.total) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Counter` adds up the `u64`s it is sent and answers `Total` with the sum.
+    /// let counter = taskthread::sync::background(Counter::default());
+    /// counter.send_async(1u64).await.unwrap();
+    /// assert!(matches!(counter.stop_and_join_async().await, Ok(Exit::Stopped)));
+    /// # }
+    /// ```
     pub async fn stop_and_join_async(self) -> Result<Exit, JoinError> {
         self.stop();
         self.join_async().await
