@@ -1097,6 +1097,11 @@ impl<T: Thread> Ctx<T> {
         Family::made(&mut self.family, &self.node)
     }
 
+    /// The family (made on first use) beside this thread's node, borrowed together.
+    pub(crate) fn family_and_node(&mut self) -> (&mut FamilyOf<T>, &Arc<Node>) {
+        (Family::made(&mut self.family, &self.node), &self.node)
+    }
+
     /// The family, if the thread has made one.
     #[inline]
     pub(crate) fn family_if_any(&mut self) -> Option<&mut FamilyOf<T>> {

@@ -114,17 +114,16 @@ impl<P, E> Family<P, E> {
     /// stopped, is stopped at once.
     pub(crate) fn add_child(&mut self, entry: ChildEntry, stopping: bool) {
         let stage = entry.stage;
-        let child = Arc::clone(&entry.child);
+        if stopping && self.signalled_stage.is_some_and(|s| stage <= s) {
+            tracing::warn!(
+                child = %entry.node().path(),
+                "spawned while stopping, in a stage already stopped: it is stopped at once"
+            );
+            entry.node().request_stop();
+        }
         self.node().add_child(entry);
         *self.stage_counts.entry(stage).or_default() += 1;
         self.children += 1;
-        if stopping && self.signalled_stage.is_some_and(|s| stage <= s) {
-            tracing::warn!(
-                child = %child.node().path(),
-                "spawned while stopping, in a stage already stopped: it is stopped at once"
-            );
-            child.node().request_stop();
-        }
     }
 
     /// The number of live children.

@@ -10,7 +10,7 @@ use std::future::poll_fn;
 use tokio::task::JoinHandle;
 
 use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
-use crate::driver::{LifeRules, panic_message, prepare, wait_gone};
+use crate::driver::{panic_message, prepare, wait_gone};
 use crate::error::{AskError, Error, Result, SendError, TrySendError};
 use crate::exit::{ChildId, Exit, ThreadState};
 use crate::node::{Node, NodeInit, ThreadMeta, TreeSnapshot};
@@ -111,7 +111,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
             .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
     };
     let port = Arc::new(RootPort { tx: up_tx });
-    let (child, prepared) = prepare::<T>(ChildId::next(), init, port, LifeRules::default());
+    let (child, prepared) = prepare::<T>(ChildId::next(), init, port);
     let join = prepared.launch(thread, false);
     child.node.set_task(join.abort_handle());
     Handle {

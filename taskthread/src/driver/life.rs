@@ -17,14 +17,18 @@ use crate::node::{DownReceiver, Node};
 use crate::thread::Thread;
 
 /// One life of a thread, from `enter` to its exit value and the number of queued messages
-/// it dropped. A plain `fn` returning an `async move` block: the life is made before the
-/// block, so the thread's task stores it once, and not the arguments besides.
+/// it dropped.
+///
+/// The steps are plain `fn`s returning `async move` blocks (not `async fn`s), and the life
+/// is made before the block: each future stores what it captures once — here the life,
+/// in the steps one pointer to it — instead of its arguments and their copies, which keeps
+/// every thread's task small.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run_thread<'a, T: Thread>(
     thread: &'a mut T,
     ctx: &'a mut Ctx<T>,
     down: &'a mut DownReceiver<T::Down>,
-    rules: &LifeRules,
+    rules: &'a LifeRules,
 ) -> impl Future<Output = (Exit, usize)> + Send + 'a {
     let mut life = Life::new(thread, ctx, down, rules);
     async move {
@@ -60,7 +64,7 @@ pub(super) struct Life<'a, T: Thread> {
     /// Whether DOWN is polled before the inbound queue next turn (they take turns).
     pub(super) family_turns: bool,
     /// Told each time a DOWN message has been handled, if anyone watches.
-    pub(super) done: Option<Arc<DoneSignal>>,
+    pub(super) done: Option<&'a DoneSignal>,
 }
 
 impl<'a, T: Thread> Life<'a, T> {
@@ -68,7 +72,7 @@ impl<'a, T: Thread> Life<'a, T> {
         thread: &'a mut T,
         ctx: &'a mut Ctx<T>,
         down: &'a mut DownReceiver<T::Down>,
-        rules: &LifeRules,
+        rules: &'a LifeRules,
     ) -> Self {
         Self {
             node: Arc::clone(ctx.node()),
@@ -82,7 +86,7 @@ impl<'a, T: Thread> Life<'a, T> {
             dropped: 0,
             tasks_turn: true,
             family_turns: false,
-            done: rules.done.clone(),
+            done: rules.done.as_deref(),
         }
     }
 
@@ -104,19 +108,22 @@ impl<'a, T: Thread> Life<'a, T> {
     }
 
     /// Runs `enter`; the thread is running once it returns, failed if it fails.
-    async fn start(&mut self) {
-        // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
-        // cancel or reschedule them by name.
-        if !self.ctx.timetable().is_empty() {
-            self.ctx.timetable().start_automatic(Instant::now());
-        }
-        let outcome = {
-            let enter = pin!(self.thread.__enter(self.ctx));
-            run_user(enter, &self.node, self.down, false, &mut self.stop).await
-        };
-        match outcome {
-            Ok(()) => self.node.set_state(ThreadState::Running),
-            Err(exit) => self.fail(exit),
+    #[allow(clippy::manual_async_fn)]
+    fn start(&mut self) -> impl Future<Output = ()> + '_ {
+        async move {
+            // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
+            // cancel or reschedule them by name.
+            if !self.ctx.timetable().is_empty() {
+                self.ctx.timetable().start_automatic(Instant::now());
+            }
+            let outcome = {
+                let enter = pin!(self.thread.__enter(self.ctx));
+                run_user(enter, &self.node, self.down, false, &mut self.stop).await
+            };
+            match outcome {
+                Ok(()) => self.node.set_state(ThreadState::Running),
+                Err(exit) => self.fail(exit),
+            }
         }
     }
 
@@ -168,51 +175,54 @@ impl<'a, T: Thread> Life<'a, T> {
     /// Ends the life: runs `exit` (unless aborted), then waits for the thread's children and
     /// jobs to be gone — or, past the stop deadline, aborts what remains — and gives the
     /// exit.
-    async fn finish(mut self) -> (Exit, usize) {
-        if self.dropped > 0 {
-            tracing::warn!(
-                dropped = self.dropped,
-                "dropped messages that arrived after the thread failed"
-            );
-        }
-        if !self.aborted {
-            let outcome = {
-                let exit_hook = pin!(self.thread.__exit(self.ctx));
-                run_user(exit_hook, &self.node, self.down, true, &mut self.stop).await
+    #[allow(clippy::manual_async_fn)]
+    fn finish(&mut self) -> impl Future<Output = (Exit, usize)> + '_ {
+        async move {
+            if self.dropped > 0 {
+                tracing::warn!(
+                    dropped = self.dropped,
+                    "dropped messages that arrived after the thread failed"
+                );
+            }
+            if !self.aborted {
+                let outcome = {
+                    let exit_hook = pin!(self.thread.__exit(self.ctx));
+                    run_user(exit_hook, &self.node, self.down, true, &mut self.stop).await
+                };
+                match outcome {
+                    Ok(()) => {}
+                    Err(Exit::Aborted { .. }) => self.aborted = true,
+                    Err(exit) if self.failure.is_none() => self.failure = Some(Box::new(exit)),
+                    // The exit hook runs after a failure too, so resources are released; its own
+                    // error cannot replace the first failure.
+                    Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
+                }
+            }
+            self.node.forget_waker();
+            if self.aborted {
+                if let Some(failure) = self.failure.take() {
+                    tracing::warn!("aborted while stopping after: {failure}");
+                }
+                // Boxed: rare, and its timer would otherwise size every thread's task.
+                let dropped = self.dropped + Box::pin(abort_rest(self.ctx, self.down)).await;
+                tracing::warn!(
+                    deadline = ?self.node.stop_deadline.unwrap_or_default(),
+                    dropped,
+                    "the stop took longer than its deadline: aborted what remained"
+                );
+                return (Exit::Aborted { dropped }, dropped);
+            }
+            if let Some(family) = self.ctx.family_if_any() {
+                // Boxed: only a thread that had children or jobs has anything to wait for.
+                Box::pin(family.reap_all()).await;
+            }
+            let exit = match self.failure.take() {
+                Some(failure) => *failure,
+                None if self.ctx.is_completed() => Exit::Completed,
+                None => Exit::Stopped,
             };
-            match outcome {
-                Ok(()) => {}
-                Err(Exit::Aborted { .. }) => self.aborted = true,
-                Err(exit) if self.failure.is_none() => self.failure = Some(Box::new(exit)),
-                // The exit hook runs after a failure too, so resources are released; its own
-                // error cannot replace the first failure.
-                Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
-            }
+            (exit, self.dropped)
         }
-        self.node.forget_waker();
-        if self.aborted {
-            if let Some(failure) = self.failure.take() {
-                tracing::warn!("aborted while stopping after: {failure}");
-            }
-            // Boxed: rare, and its timer would otherwise size every thread's task.
-            let dropped = self.dropped + Box::pin(abort_rest(self.ctx, self.down)).await;
-            tracing::warn!(
-                deadline = ?self.node.stop_deadline.unwrap_or_default(),
-                dropped,
-                "the stop took longer than its deadline: aborted what remained"
-            );
-            return (Exit::Aborted { dropped }, dropped);
-        }
-        if let Some(family) = self.ctx.family_if_any() {
-            // Boxed: only a thread that had children or jobs has anything to wait for.
-            Box::pin(family.reap_all()).await;
-        }
-        let exit = match self.failure.take() {
-            Some(failure) => *failure,
-            None if self.ctx.is_completed() => Exit::Completed,
-            None => Exit::Stopped,
-        };
-        (exit, self.dropped)
     }
 }
 

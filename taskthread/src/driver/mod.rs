@@ -53,6 +53,37 @@ pub(crate) struct LifeRules {
     pub(crate) done: Option<Arc<DoneSignal>>,
 }
 
+/// The rules a thread's task runs its lives by. A plain child's are the defaults, known at
+/// compile time ([`Plain`]), so its task stores nothing for them: every thread's task is a
+/// hot allocation.
+pub(crate) trait Rules: Send + Sync + 'static {
+    fn get(&self) -> &LifeRules;
+}
+
+/// The default rules: the DOWN queue closes with the life, nobody watches.
+pub(crate) struct Plain;
+
+impl Rules for Plain {
+    #[inline]
+    fn get(&self) -> &LifeRules {
+        static DEFAULT: LifeRules = LifeRules {
+            keep_queue: KeepQueue {
+                on_completion: false,
+                on_failure: false,
+            },
+            done: None,
+        };
+        &DEFAULT
+    }
+}
+
+impl Rules for LifeRules {
+    #[inline]
+    fn get(&self) -> &LifeRules {
+        self
+    }
+}
+
 /// How many DOWN messages a thread has finished handling (its handler returned, failed or
 /// panicked), for a watcher that waits for a count: a worker pool hands a job only to a
 /// worker that has finished the ones it was given.
@@ -84,7 +115,6 @@ impl DoneSignal {
 pub(crate) struct Prepared<T: Thread> {
     pub(crate) ctx: Ctx<T>,
     pub(crate) rx: DownReceiver<T::Down>,
-    pub(crate) rules: LifeRules,
 }
 
 /// Makes a thread's node and queue, its address and its context.
@@ -92,14 +122,12 @@ pub(crate) fn prepare<T: Thread>(
     id: ChildId,
     init: NodeInit,
     up: Arc<dyn UpPort<T::Up>>,
-    rules: LifeRules,
 ) -> (ChildRef<T>, Prepared<T>) {
     let queue = DownQueue::new(init.capacity);
     let node = Arc::new(Node::new(id, init, queue));
     let prepared = Prepared {
         ctx: Ctx::new(Arc::clone(&node) as Arc<Node>, up),
         rx: DownReceiver::new(Arc::clone(&node)),
-        rules,
     };
     (ChildRef { node }, prepared)
 }
@@ -109,7 +137,7 @@ impl<T: Thread> Prepared<T> {
     /// span.
     pub(crate) fn launch_with<F>(
         self,
-        task: impl FnOnce(Ctx<T>, DownReceiver<T::Down>, LifeRules) -> F,
+        task: impl FnOnce(Ctx<T>, DownReceiver<T::Down>) -> F,
     ) -> JoinHandle<Exit>
     where
         F: Future<Output = Exit> + Send + 'static,
@@ -117,7 +145,7 @@ impl<T: Thread> Prepared<T> {
         // `parent: None`: the path already says where the thread sits; nesting the spawner's
         // span would repeat it on every line.
         let span = tracing::info_span!(parent: None, "thread", path = %self.ctx.node().path());
-        let task = task(self.ctx, self.rx, self.rules);
+        let task = task(self.ctx, self.rx);
         // Bare when no subscriber wants the span: a disabled span would still be entered
         // and left on every poll, and take room in the task.
         if span.is_disabled() {
@@ -129,23 +157,28 @@ impl<T: Thread> Prepared<T> {
 
     /// Spawns the thread's task. A child's task reports its exit UP; a root's returns it.
     pub(crate) fn launch(self, thread: T, report: bool) -> JoinHandle<Exit> {
-        self.launch_with(|ctx, rx, rules| drive(thread, ctx, rx, rules, report))
+        self.launch_with(|ctx, rx| drive(thread, ctx, rx, Plain, report))
+    }
+
+    /// Spawns a child's task that runs by `rules`.
+    pub(crate) fn launch_by(self, thread: T, rules: LifeRules) -> JoinHandle<Exit> {
+        self.launch_with(|ctx, rx| drive(thread, ctx, rx, rules, true))
     }
 }
 
 /// The thread's task. A plain `fn` returning an `async move` block, so the arguments are
 /// stored once in the task rather than twice (argument and local) as an `async fn` would.
 #[allow(clippy::manual_async_fn)]
-fn drive<T: Thread>(
+fn drive<T: Thread, R: Rules>(
     mut thread: T,
     mut ctx: Ctx<T>,
     mut down: DownReceiver<T::Down>,
-    rules: LifeRules,
+    rules: R,
     report: bool,
 ) -> impl Future<Output = Exit> + Send {
     // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
     async move {
-        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, &rules).await;
+        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, rules.get()).await;
         drop(thread);
         if report {
             report_exit(ctx, exit, dropped, false);

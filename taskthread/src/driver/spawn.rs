@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use super::{LifeRules, Prepared, prepare};
+use super::{Prepared, prepare};
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
 use crate::exit::{ChildId, Exit};
@@ -128,29 +128,25 @@ impl<T: Thread> Ctx<T> {
         C: Thread,
         T: HandlesUp<C::Up>,
     {
-        self.launch_child(
-            options,
-            LifeRules::default(),
-            parent_port::<T, C>,
-            |prepared| prepared.launch(child, true),
-        )
+        self.launch_child(options, parent_port::<T, C>, |prepared| {
+            prepared.launch(child, true)
+        })
     }
 
     /// Starts a child of this thread: names it among its siblings, makes its node under
-    /// this one with `port` as its way UP, starts its task with `start`, and lists it as a
-    /// child (in its stop stage).
+    /// this one with `port` as its way UP, starts its task with `start` (which says how its
+    /// lives run), and lists it as a child (in its stop stage).
     pub(crate) fn launch_child<C: Thread>(
         &mut self,
         options: ChildOptions,
-        rules: LifeRules,
         port: impl FnOnce(&mut Self) -> Arc<dyn UpPort<C::Up>>,
         start: impl FnOnce(Prepared<C>) -> JoinHandle<Exit>,
     ) -> ChildRef<C> {
         let id = ChildId::next();
         let port = port(self);
         let stopping = self.stop_begun();
-        let parent = Arc::clone(self.node());
-        let family = self.family();
+        // Borrowed side by side: the family mutably, this thread's node (the parent) shared.
+        let (family, parent) = self.family_and_node();
         let (name, suffix) =
             family.name_suffix(options.name.unwrap_or(Cow::Borrowed(C::DEFAULT_NAME)));
         let init = NodeInit {
@@ -164,7 +160,7 @@ impl<T: Thread> Ctx<T> {
                 .blocking_limit
                 .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
         };
-        let (child_ref, prepared) = prepare::<C>(id, init, port, rules);
+        let (child_ref, prepared) = prepare::<C>(id, init, port);
         let join = start(prepared);
         child_ref.node.set_task(join.abort_handle());
         let entry = ChildEntry {

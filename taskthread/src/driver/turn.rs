@@ -2,6 +2,7 @@
 //! handling of what came — a short batch of DOWN messages, of inbound events, a due task,
 //! a finished job.
 
+use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll};
 
@@ -95,186 +96,189 @@ fn poll_next<T: Thread>(
 
 impl<T: Thread> Life<'_, T> {
     /// Waits for the next thing to do and does it.
-    pub(super) async fn turn(&mut self) {
-        let down_open = self.down_open;
-        let down_first = self.family_turns && self.ctx.has_family();
-        self.family_turns = !self.family_turns;
-        let next = std::future::poll_fn(|cx| {
-            poll_next(
-                cx,
-                self.ctx,
-                self.down,
-                down_open,
-                down_first,
-                &mut self.stop,
-            )
-        })
-        .await;
-        match next {
-            Next::Down(Some(first)) => self.handle_down(first).await,
-            Next::Down(None) => self.down_open = false,
-            Next::Inbound(first) => self.handle_inbound_batch(first).await,
-            Next::Task => {
-                self.task_ran();
-                self.run_due_task().await;
-            }
-            Next::Job(joined) => {
-                if let Err(e) = joined
-                    && e.is_panic()
-                {
-                    self.fail(Exit::Panicked(panic_message(e.into_panic())));
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn turn(&mut self) -> impl Future<Output = ()> + '_ {
+        async move {
+            let down_open = self.down_open;
+            let down_first = self.family_turns && self.ctx.has_family();
+            self.family_turns = !self.family_turns;
+            let next = std::future::poll_fn(|cx| {
+                poll_next(
+                    cx,
+                    self.ctx,
+                    self.down,
+                    down_open,
+                    down_first,
+                    &mut self.stop,
+                )
+            })
+            .await;
+            match next {
+                Next::Down(Some(first)) => {
+                    // A short batch: while only DOWN has work (no due task, no inbound
+                    // event, no stop), the next message is taken without a full loop turn.
+                    // Bounded so the runtime's cooperative budget still applies.
+                    let mut msg = first;
+                    let mut left = DOWN_BATCH;
+                    loop {
+                        if self.failure.is_some() {
+                            self.dropped += 1;
+                            break;
+                        }
+                        self.node.count_handled();
+                        let outcome = {
+                            let stopping = self.ctx.stop_begun();
+                            let handler = pin!(self.thread.__down(self.ctx, msg));
+                            run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                        };
+                        if let Some(done) = self.done {
+                            done.finish_one();
+                        }
+                        if let Err(exit) = outcome {
+                            self.fail(exit);
+                            break;
+                        }
+                        left -= 1;
+                        if left == 0
+                            || self.ctx.stop_begun()
+                            || self.ctx.is_completed()
+                            || self.node.is_stop_requested()
+                            || self.ctx.timetable().is_armed()
+                            || self.ctx.has_family()
+                        {
+                            break;
+                        }
+                        match self.down.try_recv() {
+                            Some(next) => msg = next,
+                            None => break,
+                        }
+                    }
                 }
-            }
-            Next::Stop => {}
-            Next::Deadline => self.aborted = true,
-        }
-    }
-
-    /// A short batch of DOWN messages: while only DOWN has work (no due task, no inbound
-    /// event, no stop), the next message is taken without a full loop turn. Bounded so the
-    /// runtime's cooperative budget still applies.
-    async fn handle_down(&mut self, first: T::Down) {
-        let mut msg = first;
-        let mut left = DOWN_BATCH;
-        loop {
-            if self.failure.is_some() {
-                self.dropped += 1;
-                break;
-            }
-            self.node.count_handled();
-            let outcome = {
-                let stopping = self.ctx.stop_begun();
-                let handler = pin!(self.thread.__down(self.ctx, msg));
-                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
-            };
-            if let Some(done) = self.done.as_deref() {
-                done.finish_one();
-            }
-            if let Err(exit) = outcome {
-                self.fail(exit);
-                break;
-            }
-            left -= 1;
-            if left == 0
-                || self.ctx.stop_begun()
-                || self.ctx.is_completed()
-                || self.node.is_stop_requested()
-                || self.ctx.timetable().is_armed()
-                || self.ctx.has_family()
-            {
-                break;
-            }
-            match self.down.try_recv() {
-                Some(next) => msg = next,
-                None => break,
-            }
-        }
-    }
-
-    /// The same short batch for UP messages and exits from children, while DOWN has
-    /// nothing waiting (the queues keep taking turns).
-    async fn handle_inbound_batch(&mut self, first: Inbound<T::Event>) {
-        let mut inbound = first;
-        let mut left = DOWN_BATCH;
-        loop {
-            self.handle_inbound(inbound).await;
-            left -= 1;
-            if left == 0
-                || self.failure.is_some()
-                || self.ctx.stop_begun()
-                || self.ctx.is_completed()
-                || self.node.is_stop_requested()
-                || self.ctx.timetable().is_armed()
-                || (self.down_open && !self.down.is_empty())
-            {
-                break;
-            }
-            match self.ctx.family_if_any().and_then(|f| f.try_inbound()) {
-                Some(next) => inbound = next,
-                None => break,
+                Next::Down(None) => self.down_open = false,
+                Next::Inbound(first) => {
+                    // The same short batch for UP messages and exits from children, while
+                    // DOWN has nothing waiting (the queues keep taking turns).
+                    let mut inbound = first;
+                    let mut left = DOWN_BATCH;
+                    loop {
+                        self.handle_inbound(inbound).await;
+                        left -= 1;
+                        if left == 0
+                            || self.failure.is_some()
+                            || self.ctx.stop_begun()
+                            || self.ctx.is_completed()
+                            || self.node.is_stop_requested()
+                            || self.ctx.timetable().is_armed()
+                            || (self.down_open && !self.down.is_empty())
+                        {
+                            break;
+                        }
+                        match self.ctx.family_if_any().and_then(|f| f.try_inbound()) {
+                            Some(next) => inbound = next,
+                            None => break,
+                        }
+                    }
+                }
+                Next::Task => {
+                    self.task_ran();
+                    self.run_due_task().await;
+                }
+                Next::Job(joined) => {
+                    if let Err(e) = joined
+                        && e.is_panic()
+                    {
+                        self.fail(Exit::Panicked(panic_message(e.into_panic())));
+                    }
+                }
+                Next::Stop => {}
+                Next::Deadline => self.aborted = true,
             }
         }
     }
 
     /// Handles one inbound event: an UP message or stream item, a job's output, or a
     /// child's exit report.
-    async fn handle_inbound(&mut self, inbound: Inbound<T::Event>) {
-        match inbound {
-            Inbound::Event(event) | Inbound::Output(event) => {
-                if self.failure.is_some() {
-                    self.dropped += 1;
-                    return;
+    #[allow(clippy::manual_async_fn)]
+    fn handle_inbound(&mut self, inbound: Inbound<T::Event>) -> impl Future<Output = ()> + '_ {
+        async move {
+            match inbound {
+                Inbound::Event(event) | Inbound::Output(event) => {
+                    if self.failure.is_some() {
+                        self.dropped += 1;
+                        return;
+                    }
+                    self.node.count_handled();
+                    let outcome = {
+                        let stopping = self.ctx.stop_begun();
+                        let handler = pin!(self.thread.__event(self.ctx, event));
+                        run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                    };
+                    if let Err(exit) = outcome {
+                        self.fail(exit);
+                    }
                 }
-                self.node.count_handled();
-                let outcome = {
-                    let stopping = self.ctx.stop_begun();
-                    let handler = pin!(self.thread.__event(self.ctx, event));
-                    run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
-                };
-                if let Err(exit) = outcome {
-                    self.fail(exit);
-                }
-            }
-            Inbound::Exit(from, report) => {
-                let Some(child) = self.ctx.family_if_any().and_then(|f| f.on_child_exit(from))
-                else {
-                    // Forgotten already (an abort of this thread is under way).
-                    return;
-                };
-                let (exit, dropped, escalated) = report.into_parts();
-                let exit = ChildExit {
-                    id: from,
-                    type_name: child.node().meta.type_name,
-                    path: child.node().lazy_path(),
-                    exit,
-                    dropped,
-                    escalated,
-                };
-                drop(child);
-                if exit.escalated {
-                    // A supervised child past its restart limit: this thread fails with it.
-                    log_exit(self.node.path(), &exit);
-                    self.fail(exit.exit);
-                    return;
-                }
-                if self.failure.is_some() {
-                    log_exit(self.node.path(), &exit);
-                    return;
-                }
-                let outcome = {
-                    let stopping = self.ctx.stop_begun();
-                    let handler = pin!(self.thread.__exited(self.ctx, from, exit));
-                    run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
-                };
-                if let Err(exit) = outcome {
-                    self.fail(exit);
+                Inbound::Exit(from, report) => {
+                    let Some(child) = self.ctx.family_if_any().and_then(|f| f.on_child_exit(from))
+                    else {
+                        // Forgotten already (an abort of this thread is under way).
+                        return;
+                    };
+                    let (exit, dropped, escalated) = report.into_parts();
+                    let exit = ChildExit {
+                        id: from,
+                        type_name: child.node().meta.type_name,
+                        path: child.node().lazy_path(),
+                        exit,
+                        dropped,
+                        escalated,
+                    };
+                    drop(child);
+                    if exit.escalated {
+                        // A supervised child past its restart limit: this thread fails with
+                        // it.
+                        log_exit(self.node.path(), &exit);
+                        self.fail(exit.exit);
+                        return;
+                    }
+                    if self.failure.is_some() {
+                        log_exit(self.node.path(), &exit);
+                        return;
+                    }
+                    let outcome = {
+                        let stopping = self.ctx.stop_begun();
+                        let handler = pin!(self.thread.__exited(self.ctx, from, exit));
+                        run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                    };
+                    if let Err(exit) = outcome {
+                        self.fail(exit);
+                    }
                 }
             }
         }
     }
 
     /// Runs the task that is due, if one still is, and schedules its next run as it says.
-    pub(super) async fn run_due_task(&mut self) {
-        let Some((index, due)) = self.ctx.timetable().take_due(Instant::now()) else {
-            return;
-        };
-        self.node.count_handled();
-        let outcome = {
-            let stopping = self.ctx.stop_begun();
-            let task = pin!(self.thread.__task(self.ctx, index));
-            run_user(task, &self.node, self.down, stopping, &mut self.stop).await
-        };
-        match outcome {
-            Ok(decision) => {
-                if self
-                    .ctx
-                    .timetable()
-                    .finish(index, due, Instant::now(), decision)
-                {
-                    self.ctx.stop();
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn run_due_task(&mut self) -> impl Future<Output = ()> + '_ {
+        async move {
+            let Some((index, due)) = self.ctx.timetable().take_due(Instant::now()) else {
+                return;
+            };
+            self.node.count_handled();
+            let outcome = {
+                let stopping = self.ctx.stop_begun();
+                let task = pin!(self.thread.__task(self.ctx, index));
+                run_user(task, &self.node, self.down, stopping, &mut self.stop).await
+            };
+            match outcome {
+                Ok(decision) => {
+                    let now = Instant::now();
+                    if self.ctx.timetable().finish(index, due, now, decision) {
+                        self.ctx.stop();
+                    }
                 }
+                Err(exit) => self.fail(exit),
             }
-            Err(exit) => self.fail(exit),
         }
     }
 }

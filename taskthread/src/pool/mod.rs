@@ -247,8 +247,8 @@ impl<W: Thread> WorkerPool<W> {
             };
             let options = ChildOptions::new().name(W::DEFAULT_NAME).capacity(1);
             let worker = (self.factory)();
-            let worker = ctx.launch_child(options, rules, forward_port, |prepared| {
-                prepared.launch(worker, true)
+            let worker = ctx.launch_child(options, forward_port, |prepared| {
+                prepared.launch_by(worker, rules)
             });
             self.given.insert(worker.id(), Tally { given: 0, done });
             self.free.push_back(worker.id());

@@ -190,8 +190,8 @@ impl<T: Thread> Ctx<T> {
             keep_queue: policy.keep_queue(),
             done: None,
         };
-        self.launch_child(options, rules, parent_port::<T, C>, move |prepared| {
-            prepared.launch_with(|ctx, rx, rules| life::supervise(factory, ctx, rx, rules, policy))
+        self.launch_child(options, parent_port::<T, C>, move |prepared| {
+            prepared.launch_with(|ctx, rx| life::supervise(factory, ctx, rx, rules, policy))
         })
     }
 }
