@@ -129,8 +129,9 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// The layers, bottom up; a module names only modules below it (`thread` and `ctx` name each
-// other: a thread's hooks take its context). See ARCHITECTURE.md.
+// The runtime's modules are layered: each names only modules of the layers below it
+// (`thread` and `ctx` name each other: a thread's hooks take its context). ARCHITECTURE.md
+// draws the layers.
 mod blocking;
 mod child;
 mod ctx;
@@ -144,7 +145,9 @@ mod port;
 mod queue;
 mod reschedule;
 mod root;
+mod tasks;
 mod thread;
+mod work;
 
 pub mod supervise;
 
@@ -158,8 +161,8 @@ pub mod sync;
 pub mod guide;
 
 pub use crate::blocking::DEFAULT_BLOCKING_LIMIT;
-pub use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
-pub use crate::ctx::{ChildInfo, Ctx};
+pub use crate::child::{ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
+pub use crate::ctx::Ctx;
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::exit::{ChildExit, ChildId, Exit, ThreadState};
 pub use crate::node::TreeSnapshot;

@@ -1,6 +1,8 @@
 //! Driving a tree from synchronous code: [`background`] starts it on its own OS thread with
 //! its own tokio runtime and returns a [`BackgroundHandle`] usable from any thread.
 
+mod async_api;
+mod ending;
 mod error;
 mod handle;
 mod park;

@@ -1,0 +1,396 @@
+//! Addresses of threads ([`ChildRef`]), the options a thread is spawned with
+//! ([`ChildOptions`]), and a parent's view of its children ([`ChildInfo`],
+//! [`Ctx::children`](crate::Ctx::children), [`Ctx::child`](crate::Ctx::child),
+//! [`Ctx::broadcast`](crate::Ctx::broadcast)).
+
+mod family;
+mod options;
+
+pub use family::ChildInfo;
+pub use options::{ChildOptions, DEFAULT_STOP_DEADLINE};
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::error::{AskError, SendError, TrySendError};
+use crate::exit::{ChildId, ThreadState};
+use crate::node::{ChildNode, Node, TreeSnapshot};
+use crate::queue::DownQueue;
+use crate::thread::{Accepts, Asks, Reply, Thread};
+
+/// The address of a running thread: send it messages, ask it questions, stop it.
+///
+/// Cheap to clone (one reference count: the thread's node, which holds its queue). It stays
+/// valid after the thread ends: sends then fail and give the message back.
+pub struct ChildRef<T: Thread> {
+    pub(crate) node: Arc<Node<DownQueue<T::Down>>>,
+}
+
+impl<T: Thread> Clone for ChildRef<T> {
+    fn clone(&self) -> Self {
+        Self {
+            node: Arc::clone(&self.node),
+        }
+    }
+}
+
+impl<T: Thread> fmt::Debug for ChildRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildRef")
+            .field("id", &self.node.id)
+            .field("path", self.node.path())
+            .field("type", &T::TYPE_NAME)
+            .finish()
+    }
+}
+
+impl<T: Thread> ChildRef<T> {
+    /// The thread's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Ping;
+    /// # struct Echo;
+    /// # #[taskthread]
+    /// # impl Echo {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Echo` answers a `Ping` with "pong".
+    /// let one = taskthread::spawn(Echo).child_ref();
+    /// let two = taskthread::spawn(Echo).child_ref();
+    /// assert_eq!(one.id(), one.clone().id()); // clones address the same thread
+    /// assert_ne!(one.id(), two.id()); // ids are unique in the process
+    /// # }
+    /// ```
+    pub fn id(&self) -> ChildId {
+        self.node.id
+    }
+
+    /// The thread's name among its siblings, e.g. `tcp_connection-3`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Conn;
+    /// # #[taskthread] impl Conn {}
+    ///
+    /// struct Names;
+    /// struct Server;
+    ///
+    /// #[taskthread]
+    /// impl Server {
+    ///     #[down]
+    ///     async fn names(&mut self, ctx: &mut Ctx<Self>, _n: Names) -> Result<Vec<String>> {
+    ///         let first = ctx.spawn(Conn);
+    ///         let second = ctx.spawn(Conn);
+    ///         Ok(vec![first.name().to_owned(), second.name().to_owned()])
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = taskthread::spawn(Server);
+    /// assert_eq!(server.ask(Names).await.unwrap(), ["conn", "conn-2"]);
+    /// # }
+    /// ```
+    pub fn name(&self) -> &str {
+        self.node.name()
+    }
+
+    /// The thread's path in the tree, e.g. `master/tcp_server/tcp_connection-3`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct TcpServer;
+    /// # #[taskthread] impl TcpServer {}
+    ///
+    /// struct Start;
+    /// struct Master;
+    ///
+    /// #[taskthread]
+    /// impl Master {
+    ///     #[down]
+    ///     async fn start(&mut self, ctx: &mut Ctx<Self>, _s: Start) -> Result<String> {
+    ///         let server = ctx.spawn(TcpServer);
+    ///         Ok(server.path().to_owned())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let master = taskthread::spawn(Master);
+    /// assert_eq!(master.ask(Start).await.unwrap(), "master/tcp_server");
+    /// # }
+    /// ```
+    pub fn path(&self) -> &str {
+        self.node.path()
+    }
+
+    /// Where the thread is in its lifecycle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::ThreadState;
+    /// # struct Ping;
+    /// # struct Echo;
+    /// # #[taskthread]
+    /// # impl Echo {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Echo` answers a `Ping` with "pong".
+    /// let echo = taskthread::spawn(Echo);
+    /// let child = echo.child_ref();
+    /// echo.ask(Ping).await.unwrap(); // answered: it has started
+    /// assert_eq!(child.state(), ThreadState::Running);
+    /// echo.stop();
+    /// echo.join().await;
+    /// assert_eq!(child.state(), ThreadState::Exited);
+    /// # }
+    /// ```
+    pub fn state(&self) -> ThreadState {
+        self.node.state()
+    }
+
+    /// Whether the thread has stopped accepting messages (it is stopping or has ended).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Ping;
+    /// # struct Echo;
+    /// # #[taskthread]
+    /// # impl Echo {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Echo` answers a `Ping` with "pong".
+    /// let echo = taskthread::spawn(Echo);
+    /// let child = echo.child_ref();
+    /// assert!(!child.is_closed());
+    /// echo.stop();
+    /// echo.join().await;
+    /// assert!(child.is_closed());
+    /// assert!(child.send(Ping).await.is_err());
+    /// # }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.node.queue.is_closed()
+    }
+
+    /// Sends a message DOWN, waiting while the queue is full (backpressure).
+    ///
+    /// Fails, giving the message back, if the thread no longer accepts messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Total;
+    ///
+    /// #[derive(Default)]
+    /// struct Counter { total: u64 }
+    ///
+    /// #[taskthread]
+    /// impl Counter {
+    ///     #[down]
+    ///     async fn add(&mut self, _ctx: &mut Ctx<Self>, n: u64) {
+    ///         self.total += n;
+    ///     }
+    /// #     #[down]
+    /// #     async fn total(&mut self, _ctx: &mut Ctx<Self>, _t: Total) -> Result<u64> {
+    /// #         Ok(self.total)
+    /// #     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let handle = taskthread::spawn(Counter::default());
+    /// let counter = handle.child_ref();
+    /// counter.send(2u64).await.unwrap();
+    /// counter.send(3u64).await.unwrap();
+    /// assert_eq!(counter.ask(Total).await.unwrap(), 5); // `Total` asks for the sum
+    ///
+    /// handle.stop();
+    /// handle.join().await;
+    /// let err = counter.send(4u64).await.unwrap_err(); // ended: the message comes back
+    /// assert_eq!(err.into_inner(), 4);
+    /// # }
+    /// ```
+    pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        match self.node.queue.send(T::__wrap(msg)).await {
+            Ok(()) => Ok(()),
+            Err(down) => Err(SendError::new(T::__unwrap(down), self.node.path())),
+        }
+    }
+
+    /// Sends a message DOWN if there is room now, without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::TrySendError;
+    /// # struct Sink;
+    /// # #[taskthread]
+    /// # impl Sink {
+    /// #     #[down]
+    /// #     async fn take(&mut self, _ctx: &mut Ctx<Self>, _n: u32) {}
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Sink` takes `u32`s.
+    /// // A queue of one, and the thread has not run yet.
+    /// let sink = taskthread::spawn_with(Sink, ChildOptions::new().capacity(1)).child_ref();
+    /// assert!(sink.try_send(1u32).is_ok());
+    /// match sink.try_send(2u32) {
+    ///     Err(TrySendError::Full(n)) => assert_eq!(n, 2), // the message comes back
+    ///     other => panic!("expected a full queue, got {other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn try_send<M>(&self, msg: M) -> Result<(), TrySendError<M>>
+    where
+        T: Accepts<M>,
+    {
+        match self.node.queue.try_send(T::__wrap(msg)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(d)) => Err(TrySendError::Full(T::__unwrap(d))),
+            Err(TrySendError::Ended(d)) => Err(TrySendError::Ended(T::__unwrap(d))),
+        }
+    }
+
+    /// Sends a question DOWN and waits for the handler's answer.
+    ///
+    /// The handler for `Q` must return a value (`-> Result<Answer>`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Double(u64);
+    /// struct Calculator;
+    ///
+    /// #[taskthread]
+    /// impl Calculator {
+    ///     #[down]
+    ///     async fn double(&mut self, _ctx: &mut Ctx<Self>, Double(n): Double) -> Result<u64> {
+    ///         Ok(n * 2)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let calc = taskthread::spawn(Calculator).child_ref();
+    /// assert_eq!(calc.ask(Double(21)).await.unwrap(), 42);
+    /// # }
+    /// ```
+    pub async fn ask<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    where
+        T: Asks<Q>,
+    {
+        let (reply, answer) = oneshot::channel();
+        let down = T::__wrap_ask(question, Reply(reply));
+        if let Err(down) = self.node.queue.send(down).await {
+            return Err(AskError::Ended(T::__unwrap(down)));
+        }
+        answer.await.map_err(|_| AskError::NoReply)
+    }
+
+    /// Asks the thread to stop gracefully. Returns at once; the parent hears of the exit.
+    ///
+    /// The thread takes the stop at its loop's next turn; until then it still accepts
+    /// messages, and it handles every message it accepted before it ends. Stopping a thread
+    /// that is already stopping or has ended does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Ping;
+    /// # struct Echo;
+    /// # #[taskthread]
+    /// # impl Echo {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Echo` answers a `Ping` with "pong".
+    /// let echo = taskthread::spawn(Echo);
+    /// let child = echo.child_ref();
+    /// child.stop();
+    /// child.stop(); // already stopping: nothing more happens
+    /// assert!(matches!(echo.join().await, Exit::Stopped));
+    /// # }
+    /// ```
+    pub fn stop(&self) {
+        self.node.request_stop();
+    }
+
+    /// A snapshot of the thread's subtree.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// # struct Ping;
+    /// # struct Echo;
+    /// # #[taskthread]
+    /// # impl Echo {
+    /// #     #[down]
+    /// #     async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> { Ok("pong") }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // `Echo` answers a `Ping` with "pong".
+    /// let echo = taskthread::spawn(Echo);
+    /// echo.ask(Ping).await.unwrap();
+    /// let snapshot = echo.child_ref().snapshot();
+    /// assert_eq!(snapshot.type_name, "Echo");
+    /// assert_eq!(snapshot.down_types, ["Ping"]);
+    /// assert_eq!(snapshot.path, "echo");
+    /// # }
+    /// ```
+    pub fn snapshot(&self) -> TreeSnapshot {
+        self.node.snapshot()
+    }
+}
+
+impl<T: Thread> ChildRef<T> {
+    /// The address of a child if it is a `T`.
+    pub(crate) fn downcast(child: Arc<dyn ChildNode>) -> Option<Self> {
+        let node = child
+            .into_any()
+            .downcast::<Node<DownQueue<T::Down>>>()
+            .ok()?;
+        Some(Self { node })
+    }
+}
