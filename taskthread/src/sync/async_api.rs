@@ -5,7 +5,10 @@ use crate::error::{AskError, SendError};
 use crate::exit::Exit;
 use crate::thread::{Accepts, Asks, Thread};
 
-use super::*;
+use super::TREE_OF_THREAD;
+use super::error::JoinError;
+use super::handle::BackgroundHandle;
+use super::shared::Flow;
 
 impl<T: Thread> BackgroundHandle<T> {
     /// Sends a message DOWN, waiting while the queue is full, from async code on any

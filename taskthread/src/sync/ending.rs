@@ -6,7 +6,11 @@ use std::time::Duration;
 use crate::exit::Exit;
 use crate::thread::Thread;
 
-use super::*;
+use super::error::JoinError;
+use super::handle::BackgroundHandle;
+use super::park;
+use super::shared::{Flow, deadline_after, in_async_context};
+use std::time::Instant;
 
 impl<T: Thread> BackgroundHandle<T> {
     /// Whether the tree has ended and its OS thread is done with it.
@@ -42,7 +46,7 @@ impl<T: Thread> BackgroundHandle<T> {
     /// While a join waits, UP messages that find the handles' buffer full are dropped (and
     /// counted in a warning) instead of holding up the root; those already buffered can
     /// still be received. To keep every message, [`stop`](Self::stop) and
-    /// [`recv`](Self::recv) until [`Ended`](RecvError::Ended) before joining.
+    /// [`recv`](Self::recv) until [`Ended`](super::RecvError::Ended) before joining.
     ///
     /// # Errors
     /// [`InAsyncContext`](JoinError::InAsyncContext) inside an async context;
@@ -110,7 +114,7 @@ impl<T: Thread> BackgroundHandle<T> {
     }
 
     /// Stops the tree gracefully and blocks until it has ended: [`stop`](Self::stop)
-    /// then [`join`](Self::join). The tree's [stop deadline](Background::stop_deadline)
+    /// then [`join`](Self::join). The tree's [stop deadline](super::Background::stop_deadline)
     /// bounds the wait: past it, what remains is aborted and the exit says so.
     ///
     /// # Examples
@@ -141,7 +145,7 @@ impl<T: Thread> BackgroundHandle<T> {
     /// Stops the tree gracefully and blocks until it has ended, or for `deadline` at most:
     /// past it, what remains of the tree is aborted (see [`abort`](Self::abort)) and the
     /// exit is [`Exit::Aborted`]. For a deadline on every stop of the tree, including the
-    /// one on dropping the last handle, see [`Background::stop_deadline`].
+    /// one on dropping the last handle, see [`Background::stop_deadline`](super::Background::stop_deadline).
     ///
     /// # Examples
     ///

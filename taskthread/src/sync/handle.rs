@@ -12,14 +12,17 @@ use crate::exit::ChildId;
 use crate::node::TreeSnapshot;
 use crate::thread::{Accepts, Asks, Reply, Thread};
 
-use super::*;
+use super::error::{BlockingError, RecvError};
+use super::park;
+use super::shared::{Shared, deadline_after, in_async_context};
+use std::time::Instant;
 
-/// The handle of a tree running on its own OS thread, from [`background`] or
-/// [`Background::spawn`]: send, ask, receive UP messages, snapshot, stop and join, from
+/// The handle of a tree running on its own OS thread, from [`background`](super::background) or
+/// [`Background::spawn`](super::Background::spawn): send, ask, receive UP messages, snapshot, stop and join, from
 /// any thread and without an async context.
 ///
 /// `Send + Sync + Clone`: every clone drives the same tree. Dropping the last clone stops
-/// the tree gracefully (within its [stop deadline](Background::stop_deadline)) and joins
+/// the tree gracefully (within its [stop deadline](super::Background::stop_deadline)) and joins
 /// its OS thread; UP messages nobody received are then dropped.
 ///
 /// The blocking methods refuse to run inside an async context (a tokio task, or
@@ -342,7 +345,7 @@ impl<T: Thread> BackgroundHandle<T> {
     /// Clones share one stream of messages: each message goes to one receiver.
     ///
     /// # Errors
-    /// [`Ended`](RecvError::Ended) once the tree has ended and every message it sent was
+    /// [`Ended`](super::RecvError::Ended) once the tree has ended and every message it sent was
     /// received, [`InAsyncContext`](RecvError::InAsyncContext) if called inside an async
     /// context.
     ///
@@ -370,7 +373,7 @@ impl<T: Thread> BackgroundHandle<T> {
     /// assert_eq!(countdown.recv(), Ok(3));
     /// assert_eq!(countdown.recv(), Ok(2));
     /// assert_eq!(countdown.recv(), Ok(1));
-    /// assert_eq!(countdown.recv(), Err(RecvError::Ended));
+    /// assert_eq!(countdown.recv(), Err(super::RecvError::Ended));
     /// ```
     pub fn recv(&self) -> Result<T::Up, RecvError> {
         self.recv_until(None)
@@ -409,7 +412,7 @@ impl<T: Thread> BackgroundHandle<T> {
         }
         match park::block_on(self.recv_async(), deadline) {
             Some(Some(msg)) => Ok(msg),
-            Some(None) => Err(RecvError::Ended),
+            Some(None) => Err(super::RecvError::Ended),
             None => Err(RecvError::Timeout),
         }
     }

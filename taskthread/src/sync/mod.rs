@@ -16,7 +16,7 @@ use self::shared::*;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
@@ -29,7 +29,7 @@ use crate::thread::Thread;
 thread_local! {
     /// The background tree whose runtime runs on this OS thread (0: none), so that a join
     /// from inside the tree is refused rather than waiting for itself.
-    static TREE_OF_THREAD: Cell<u64> = const { Cell::new(0) };
+    pub(super) static TREE_OF_THREAD: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Starts `thread` as the root of a tree on a new OS thread with its own current-thread

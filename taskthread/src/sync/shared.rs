@@ -12,7 +12,8 @@ use crate::exit::Exit;
 use crate::root::Handle;
 use crate::thread::Thread;
 
-use super::*;
+use super::TREE_OF_THREAD;
+use super::error::JoinError;
 
 /// What the handles ask of the tree's OS thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
