@@ -373,7 +373,7 @@ impl<T: Thread> BackgroundHandle<T> {
     /// assert_eq!(countdown.recv(), Ok(3));
     /// assert_eq!(countdown.recv(), Ok(2));
     /// assert_eq!(countdown.recv(), Ok(1));
-    /// assert_eq!(countdown.recv(), Err(super::RecvError::Ended));
+    /// assert_eq!(countdown.recv(), Err(RecvError::Ended));
     /// ```
     pub fn recv(&self) -> Result<T::Up, RecvError> {
         self.recv_until(None)
@@ -412,7 +412,7 @@ impl<T: Thread> BackgroundHandle<T> {
         }
         match park::block_on(self.recv_async(), deadline) {
             Some(Some(msg)) => Ok(msg),
-            Some(None) => Err(super::RecvError::Ended),
+            Some(None) => Err(RecvError::Ended),
             None => Err(RecvError::Timeout),
         }
     }
