@@ -1,12 +1,13 @@
 //! `taskthread-ctl` run as a process against a live control endpoint: one-shot commands
-//! (output, exit status, `--json`, unreachable endpoints, bad arguments) and the prompt.
+//! (output, exit status, `--json`, unreachable endpoints, refused sessions, bad arguments)
+//! and the prompt.
 
 #![cfg(unix)]
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use taskthread::control::ControlEndpoint;
+use taskthread::control::{ControlClient, ControlEndpoint, MAX_SESSIONS};
 use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 
@@ -115,6 +116,36 @@ async fn one_shot_commands_against_a_live_endpoint() {
         "{err}"
     );
 
+    app.stop();
+    app.join().await.into_result().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_session_prints_the_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    let app = taskthread::spawn(App);
+    let control = taskthread::spawn(ControlEndpoint::unix(&socket).bind(&app).await.unwrap());
+    let mut held = Vec::new();
+    for _ in 0..MAX_SESSIONS {
+        let mut client = ControlClient::connect_unix(&socket).await.unwrap();
+        assert!(client.request("help").await.unwrap().ok);
+        held.push(client);
+    }
+    let unix = socket.to_str().unwrap();
+    // The endpoint answers before it reads the request: the CLI prints that answer,
+    // whether or not its request went out.
+    for _ in 0..5 {
+        let out = ctl(&["--unix", unix, "tree"]).await;
+        assert_eq!(
+            text(&out.stderr),
+            format!("error: too many sessions (at most {MAX_SESSIONS}): try again later\n")
+        );
+        assert_eq!(out.status.code(), Some(1));
+    }
+    drop(held);
+    control.stop();
+    control.join().await.into_result().unwrap();
     app.stop();
     app.join().await.into_result().unwrap();
 }

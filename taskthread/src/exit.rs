@@ -38,6 +38,8 @@ impl fmt::Debug for ChildId {
     }
 }
 
+/// Renders as `#` and the number, e.g. `#17`: the same in logs, in
+/// [`ChildExit`]'s debug output and in the control endpoint's `stats`.
 impl fmt::Display for ChildId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}", self.0)
@@ -99,9 +101,20 @@ impl fmt::Display for Exit {
             Self::Panicked(m) => write!(f, "panicked: {m}"),
             Self::Aborted { dropped: 0 } => f.write_str("aborted"),
             Self::Aborted { dropped } => {
-                write!(f, "aborted, {dropped} queued messages dropped")
+                write!(f, "aborted, {} dropped", Count(*dropped, "queued message"))
             }
         }
+    }
+}
+
+/// A count and what it counts, in the singular: renders `1 queued message`,
+/// `2 queued messages`.
+pub(crate) struct Count<'a>(pub(crate) usize, pub(crate) &'a str);
+
+impl fmt::Display for Count<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(n, noun) = *self;
+        write!(f, "{n} {noun}{}", if n == 1 { "" } else { "s" })
     }
 }
 

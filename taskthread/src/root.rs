@@ -73,11 +73,32 @@ pub fn spawn<T: Thread>(thread: T) -> Handle<T> {
     spawn_with(thread, ChildOptions::new())
 }
 
-/// Starts `thread` as a root with a name or a queue capacity.
+/// Starts `thread` as a root with [`ChildOptions`]; [`spawn`] is this with the defaults
+/// ([`ChildOptions::new`] lists them).
+///
+/// The options, and what each means for a root:
+///
+/// - [`name`](ChildOptions::name): its name, which is also its path (default: the type's
+///   snake-case name).
+/// - [`capacity`](ChildOptions::capacity): the capacity of its DOWN queue and of its inbound
+///   queue (default: the type's, [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) unless
+///   `#[taskthread(capacity = N)]` says otherwise).
+/// - [`stop_stage`](ChildOptions::stop_stage): the stage in which a parent stops the
+///   thread; a root has no parent, so it has no effect here (see it on
+///   [`Ctx::spawn_with`](crate::Ctx::spawn_with)).
+/// - [`stop_deadline`](ChildOptions::stop_deadline): how long a stop of the tree may take
+///   before what remains is aborted (default:
+///   [`DEFAULT_STOP_DEADLINE`](crate::DEFAULT_STOP_DEADLINE)); its descendants inherit it.
+/// - [`no_stop_deadline`](ChildOptions::no_stop_deadline): no deadline, a stop waits as long
+///   as it takes.
+/// - [`blocking_limit`](ChildOptions::blocking_limit): how many of its
+///   [`spawn_blocking`](crate::Ctx::spawn_blocking) jobs run at once (default:
+///   [`DEFAULT_BLOCKING_LIMIT`](crate::DEFAULT_BLOCKING_LIMIT)).
 ///
 /// # Examples
 ///
 /// ```
+/// use std::time::Duration;
 /// use taskthread::prelude::*;
 /// # struct Ping;
 /// # struct Echo;
@@ -90,10 +111,46 @@ pub fn spawn<T: Thread>(thread: T) -> Handle<T> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// // `Echo` answers a `Ping` with "pong".
-/// let options = ChildOptions::new().name("front").capacity(8);
+/// let options = ChildOptions::new()
+///     .name("front")
+///     .capacity(8)
+///     .stop_stage(0) // no effect on a root
+///     .stop_deadline(Duration::from_secs(5))
+///     .blocking_limit(2);
 /// let echo = taskthread::spawn_with(Echo, options);
 /// let snapshot = echo.snapshot();
 /// assert_eq!((snapshot.path.as_str(), snapshot.queue_capacity), ("front", 8));
+/// assert_eq!(echo.ask(Ping).await.unwrap(), "pong");
+/// echo.stop();
+/// assert!(matches!(echo.join().await, Exit::Stopped));
+///
+/// // A root whose stop may take as long as it needs.
+/// let patient = taskthread::spawn_with(Echo, ChildOptions::new().no_stop_deadline());
+/// patient.stop();
+/// assert!(matches!(patient.join().await, Exit::Stopped));
+/// # }
+/// ```
+///
+/// A stop that takes longer than the deadline is aborted:
+///
+/// ```
+/// use std::time::Duration;
+/// use taskthread::prelude::*;
+///
+/// struct Stuck;
+///
+/// #[taskthread]
+/// impl Stuck {
+///     async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+///         std::future::pending::<()>().await; // never finishes
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let stuck = taskthread::spawn_with(Stuck, ChildOptions::new().stop_deadline(Duration::from_secs(1)));
+/// stuck.stop();
+/// assert!(matches!(stuck.join().await, Exit::Aborted { .. }));
 /// # }
 /// ```
 pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {

@@ -1,7 +1,8 @@
 //! The control endpoint end to end through real sockets: every command in text and JSON,
 //! framing of large answers, bad input (the session goes on), many concurrent sessions and
 //! a slow one, the Unix socket's mode and its stale / live / foreign file handling, the
-//! loopback rule of TCP, and the server ending its sessions when it stops.
+//! loopback rule of TCP, the server ending its sessions when it stops, the limit on
+//! sessions (a closed one frees its place at once) and the idle timeout.
 
 #![cfg(unix)]
 
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use taskthread::ThreadState;
 use taskthread::control::{
-    Answer, ControlClient, ControlEndpoint, ControlError, MAX_LINE, MAX_SESSIONS,
+    Answer, ControlClient, ControlEndpoint, ControlError, DEFAULT_IDLE_TIMEOUT, MAX_LINE,
+    MAX_SESSIONS,
 };
 use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
@@ -65,10 +67,21 @@ struct Fixture {
 }
 
 async fn fixture(extra: usize) -> Fixture {
+    fixture_on(extra, |endpoint| endpoint).await
+}
+
+/// The fixture, on an endpoint that `configure` sets up.
+async fn fixture_on(
+    extra: usize,
+    configure: impl FnOnce(ControlEndpoint) -> ControlEndpoint,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
     let app = taskthread::spawn(App { extra });
-    let server = ControlEndpoint::unix(&socket).bind(&app).await.unwrap();
+    let server = configure(ControlEndpoint::unix(&socket))
+        .bind(&app)
+        .await
+        .unwrap();
     assert_eq!(server.socket_path(), Some(socket.as_path()));
     let control = taskthread::spawn(server);
     while app.snapshot().children.len() < 2 + extra {
@@ -163,9 +176,14 @@ async fn help_tree_and_stats_in_text_and_json() {
     assert!(stats.contains("type: WorkerPool\n"), "{stats}");
     assert!(stats.contains("state: running\n"), "{stats}");
     assert!(stats.contains("children: 2\n"), "{stats}");
+    // The id reads as `ChildId` displays it, and as its number in JSON.
+    let id = f.app.snapshot().find("app/workers").unwrap().id;
+    assert!(stats.contains(&format!("\nid: {id}\n")), "{stats}");
+    assert!(stats.contains("\nid: #"), "{stats}");
     assert!(stats.ends_with("workers: 2 running, at most 4"), "{stats}");
     let stats: serde_json::Value =
         serde_json::from_str(&ok(c.request("--json stats app/workers").await.unwrap())).unwrap();
+    assert_eq!(stats["id"], id.get());
     assert_eq!(stats["pool"]["running"], 2);
     assert_eq!(stats["pool"]["max"], 4);
     assert_eq!(stats["queue_capacity"], 64);
@@ -404,7 +422,8 @@ async fn sessions_over_the_limit_are_told_to_come_back() {
         ok(c.request("help").await.unwrap());
         held.push(c);
     }
-    // The one over the limit is answered at once, before it asks anything, and closed.
+    // The one over the limit is answered before it asks anything (once no place has freed
+    // up for a while), and closed.
     let mut extra = tokio::net::UnixStream::connect(&f.socket).await.unwrap();
     let mut answer = String::new();
     extra.read_to_string(&mut answer).await.unwrap();
@@ -634,4 +653,92 @@ async fn a_server_leaves_alone_a_socket_that_replaced_its_own() {
     drop(theirs);
     app.stop();
     app.join().await.into_result().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_session_frees_its_place_at_once() {
+    let f = fixture(0).await;
+    for _ in 0..3 {
+        let mut held = Vec::new();
+        for _ in 0..MAX_SESSIONS {
+            let mut c = f.client().await;
+            ok(c.request("help").await.unwrap());
+            held.push(c);
+        }
+        drop(held);
+        // Right after all of them closed, a new session is served.
+        let mut fresh = f.client().await;
+        ok(fresh.request("tree").await.unwrap());
+    }
+    f.end().await;
+}
+
+/// Fills every place with a session that asked once and then stays idle.
+async fn fill_with_idle_sessions(f: &Fixture) -> Vec<ControlClient> {
+    let mut held = Vec::new();
+    for _ in 0..MAX_SESSIONS {
+        let mut c = f.client().await;
+        ok(c.request("help").await.unwrap());
+        held.push(c);
+    }
+    held
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_sessions_are_closed_after_the_default_idle_timeout() {
+    let f = fixture(0).await;
+    let mut held = fill_with_idle_sessions(&f).await;
+    tokio::time::sleep(DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1)).await;
+    // The idle sessions were closed: their places are free.
+    let mut fresh = f.client().await;
+    ok(fresh.request("tree").await.unwrap());
+    for c in &mut held {
+        assert!(
+            c.request("help").await.is_err(),
+            "an idle session is closed"
+        );
+    }
+    drop(held);
+    f.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_is_set_on_the_endpoint_and_counts_from_the_last_request() {
+    let f = fixture_on(0, |e| e.idle_timeout(Duration::from_secs(5))).await;
+    let mut busy = f.client().await;
+    let mut idle = f.client().await;
+    ok(idle.request("help").await.unwrap());
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        ok(busy.request("help").await.unwrap());
+    }
+    // `busy` asked every 4 s for 20 s and is still served; `idle` is gone.
+    assert!(idle.request("help").await.is_err());
+    drop(busy);
+    // Long before the default timeout, every place is free again.
+    let mut held = fill_with_idle_sessions(&f).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    ok(f.client().await.request("tree").await.unwrap());
+    for c in &mut held {
+        assert!(c.request("help").await.is_err());
+    }
+    f.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_a_refusal_sent_before_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refusing.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let message = format!("too many sessions (at most {MAX_SESSIONS}): try again later\n");
+    let refusal = format!("ERR {}\n{message}", message.len());
+    let endpoint = tokio::spawn(async move {
+        let (mut session, _) = listener.accept().await.unwrap();
+        session.write_all(refusal.as_bytes()).await.unwrap();
+        // Closed before the client sends its request.
+    });
+    let mut client = ControlClient::connect_unix(&path).await.unwrap();
+    endpoint.await.unwrap();
+    let answer = client.request("tree").await.unwrap();
+    assert_eq!(err(answer), message.trim_end());
 }

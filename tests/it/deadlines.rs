@@ -248,3 +248,16 @@ async fn handle_abort_cancels_the_tree_at_once() {
     assert!(leaf.is_closed());
     assert_eq!(alive_tasks(), baseline);
 }
+
+#[test]
+fn an_abort_counts_its_dropped_messages_in_words() {
+    assert_eq!(Exit::Aborted { dropped: 0 }.to_string(), "aborted");
+    assert_eq!(
+        Exit::Aborted { dropped: 1 }.to_string(),
+        "aborted, 1 queued message dropped"
+    );
+    assert_eq!(
+        Exit::Aborted { dropped: 2 }.to_string(),
+        "aborted, 2 queued messages dropped"
+    );
+}

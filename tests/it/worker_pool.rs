@@ -282,6 +282,26 @@ async fn refused_commands_say_why() {
         err.to_string(),
         format!("pool `{path}` runs 2 workers: cannot stop 3")
     );
+    // Counts of one read in the singular.
+    let one = PoolError::TooMany {
+        pool: path.clone(),
+        requested: 2,
+        running: 1,
+        max: 1,
+    };
+    assert_eq!(
+        one.to_string(),
+        format!("pool `{path}` may run at most 1 worker: cannot run 2 (1 running)")
+    );
+    let one = PoolError::TooFew {
+        pool: path.clone(),
+        requested: 2,
+        running: 1,
+    };
+    assert_eq!(
+        one.to_string(),
+        format!("pool `{path}` runs 1 worker: cannot stop 2")
+    );
     assert!(matches!(
         handle.resize(4).await,
         Err(PoolError::TooMany { requested: 4, .. })

@@ -64,7 +64,8 @@ impl ControlClient {
     /// Sends one request line (without its `\n`) and reads the answer.
     ///
     /// Fails on I/O errors, on a line that holds a `\n`, and on an answer that is not
-    /// framed as the protocol says.
+    /// framed as the protocol says. An endpoint that answered and closed the session before
+    /// the request was sent (a refusal) gives that answer, not the error of sending.
     pub async fn request(&mut self, line: &str) -> io::Result<Answer> {
         if line.contains('\n') {
             return Err(io::Error::new(
@@ -76,8 +77,15 @@ impl ControlClient {
         request.extend_from_slice(line.as_bytes());
         request.push(b'\n');
         let out = self.session.get_mut();
-        out.write_all(&request).await?;
-        out.flush().await?;
+        let sent = async {
+            out.write_all(&request).await?;
+            out.flush().await
+        };
+        if let Err(e) = sent.await {
+            // The endpoint may have answered and closed before reading the request (it
+            // refuses a session over its limit that way): its answer beats "broken pipe".
+            return self.read_answer().await.map_err(|_| e);
+        }
         self.read_answer().await
     }
 

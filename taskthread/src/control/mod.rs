@@ -39,7 +39,7 @@
 //! | `pool PATH running` | how many workers it runs, and its maximum |
 //!
 //! Any request may carry [`--json`](JSON_FLAG) to get the answer as JSON: `help` as a
-//! string; `tree` as an object per thread (`id`, `name`, `path`, `type`, `down`, `up`,
+//! string; `tree` as an object per thread (`id` as a number, [`ChildId::get`](crate::ChildId::get); `name`, `path`, `type`, `down`, `up`,
 //! `state`, `queue_depth`, `queue_capacity`, `handled`, `restarts`, `children`); `stats`
 //! as the same object without `children`, with `pool` (`running`, `max`) for a worker
 //! pool; `stop` as `{"stopping": PATH}`; `pool` as `{"pool": PATH, "running": N, "max": N}`.
@@ -48,7 +48,11 @@
 //! `ERR <len>`, then exactly `<len>` bytes of payload (UTF-8, ending with `\n`). A malformed
 //! or unknown request, or one too long, gets an `ERR` answer and the session goes on. Each
 //! session runs on its own task, so a slow one never holds up another; at most
-//! [`MAX_SESSIONS`] run at once, and all of them end with the server's thread.
+//! [`MAX_SESSIONS`] run at once (a session frees its place as soon as it is closed), and
+//! all of them end with the server's thread. A session idle for
+//! [`DEFAULT_IDLE_TIMEOUT`] (one minute; see [`ControlEndpoint::idle_timeout`]) is closed,
+//! so forgotten sessions cannot hold every place. A connection over the limit waits up to
+//! a second for a place, then is answered `ERR` with the refusal and closed.
 //!
 //! # Security
 //!
@@ -70,5 +74,7 @@ mod subtree;
 
 pub use self::client::{Answer, ControlClient, MAX_ANSWER};
 pub use self::protocol::{JSON_FLAG, MAX_LINE};
-pub use self::server::{ControlEndpoint, ControlError, ControlServer, MAX_SESSIONS};
+pub use self::server::{
+    ControlEndpoint, ControlError, ControlServer, DEFAULT_IDLE_TIMEOUT, MAX_SESSIONS,
+};
 pub use self::subtree::{Subtree, SubtreeRoot};

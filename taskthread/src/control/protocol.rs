@@ -196,7 +196,7 @@ impl Format {
                 let mut out = format!(
                     "path: {}\nid: {}\ntype: {}\nstate: {}\nqueue: {}/{}\nhandled: {}\nrestarts: {}\nchildren: {}",
                     thread.path,
-                    thread.id.get(),
+                    thread.id,
                     thread.type_name,
                     thread.state,
                     thread.queue_depth,

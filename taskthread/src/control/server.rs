@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::BufReader;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::connection::Connection;
@@ -23,8 +23,18 @@ use crate::exit::{ChildExit, ChildId};
 use crate::reschedule::Reschedule;
 use crate::thread::{NoUp, Thread};
 
-/// The most sessions served at once; one more is answered with an error and closed.
+/// The most sessions served at once. A connection over the limit waits up to a second for
+/// a session to end (a closed session frees its place at once); if none does, it is
+/// answered with an error and closed.
 pub const MAX_SESSIONS: usize = 64;
+
+/// How long a session may stay idle (no request coming in, or an answer not taken) before
+/// the endpoint closes it, unless [`ControlEndpoint::idle_timeout`] says otherwise: one
+/// minute. Idle sessions are closed so that forgotten ones cannot hold every place.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a connection over the limit waits for a place before it is refused.
+const PLACE_WAIT: Duration = Duration::from_secs(1);
 
 /// Where a control endpoint listens, before it is bound:
 /// `ControlEndpoint::unix(path)` or `ControlEndpoint::tcp(addr)`, then
@@ -33,6 +43,7 @@ pub const MAX_SESSIONS: usize = 64;
 pub struct ControlEndpoint {
     address: Address,
     allow_remote: bool,
+    idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +60,7 @@ impl ControlEndpoint {
         Self {
             address: Address::Unix(path.into()),
             allow_remote: false,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -59,6 +71,7 @@ impl ControlEndpoint {
         Self {
             address: Address::Tcp(addr),
             allow_remote: false,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -66,6 +79,21 @@ impl ControlEndpoint {
     /// anyone who can connect can stop threads.
     pub fn allow_remote(mut self, allow: bool) -> Self {
         self.allow_remote = allow;
+        self
+    }
+
+    /// Closes a session that stays idle for `timeout`: no request comes in, or the client
+    /// does not take its answer. The default is [`DEFAULT_IDLE_TIMEOUT`] (one minute).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::control::ControlEndpoint;
+    ///
+    /// let endpoint = ControlEndpoint::tcp("127.0.0.1:0".parse().unwrap())
+    ///     .idle_timeout(Duration::from_secs(10));
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 
@@ -78,6 +106,7 @@ impl ControlEndpoint {
             tree: tree.__root(),
             tasks: JoinSet::new(),
             stop: Arc::new(Notify::new()),
+            idle_timeout: self.idle_timeout,
         };
         match self.address {
             #[cfg(unix)]
@@ -205,6 +234,7 @@ pub struct ControlServer {
     tree: SubtreeRoot,
     tasks: JoinSet<()>,
     stop: Arc<Notify>,
+    idle_timeout: Duration,
 }
 
 impl fmt::Debug for ControlServer {
@@ -253,8 +283,13 @@ impl Thread for ControlServer {
 
     async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         if let Some(listener) = self.listener.take() {
-            let (tree, stop) = (self.tree.clone(), Arc::clone(&self.stop));
-            self.tasks.spawn(accept_loop(listener, tree, stop));
+            let sessions = Sessions {
+                tree: self.tree.clone(),
+                idle_timeout: self.idle_timeout,
+                places: Arc::new(Semaphore::new(MAX_SESSIONS)),
+            };
+            self.tasks
+                .spawn(accept_loop(listener, sessions, Arc::clone(&self.stop)));
         }
         Ok(())
     }
@@ -289,18 +324,29 @@ impl Thread for ControlServer {
     }
 }
 
+/// What every session of a server shares.
+#[derive(Clone)]
+struct Sessions {
+    tree: SubtreeRoot,
+    idle_timeout: Duration,
+    /// One permit per session served: held by its task, so a session that ends frees its
+    /// place at once.
+    places: Arc<Semaphore>,
+}
+
 /// Accepts sessions, each on its own task, until `stop`; then ends them all before
 /// returning, so none outlives the server.
-async fn accept_loop(listener: Listener, tree: SubtreeRoot, stop: Arc<Notify>) {
-    let mut sessions = JoinSet::new();
+async fn accept_loop(listener: Listener, sessions: Sessions, stop: Arc<Notify>) {
+    let mut tasks = JoinSet::new();
     loop {
-        while sessions.try_join_next().is_some() {}
         let accepted = tokio::select! {
             biased;
             () = stop.notified() => break,
+            // Reaps ended sessions' tasks as they end.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
-        let mut connection = match accepted {
+        let connection = match accepted {
             Ok(connection) => connection,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, do not spin.
@@ -309,34 +355,79 @@ async fn accept_loop(listener: Listener, tree: SubtreeRoot, stop: Arc<Notify>) {
                 continue;
             }
         };
-        if sessions.len() >= MAX_SESSIONS {
-            sessions.spawn(async move {
-                let refusal = Refusal::TooManySessions { max: MAX_SESSIONS };
-                let _ = protocol::write_answer(&mut connection, &Err(refusal)).await;
-            });
-            continue;
-        }
-        let tree = tree.clone();
-        sessions.spawn(async move {
-            if let Err(e) = serve(connection, &tree).await {
-                tracing::debug!("control session ended: {e}");
-            }
-        });
+        let sessions = sessions.clone();
+        match Arc::clone(&sessions.places).try_acquire_owned() {
+            Ok(place) => tasks.spawn(sessions.serve(connection, place)),
+            Err(_) => tasks.spawn(sessions.wait_for_place(connection)),
+        };
     }
     drop(listener);
-    sessions.shutdown().await;
+    tasks.shutdown().await;
 }
 
-/// Answers a session's requests, one after the other, until it ends.
-async fn serve(connection: Connection, tree: &SubtreeRoot) -> io::Result<()> {
-    let mut session = BufReader::new(connection);
-    loop {
-        let answer = match protocol::read_line(&mut session).await? {
-            Line::End => return Ok(()),
-            Line::TooLong => Err(Refusal::TooLong),
-            Line::Request(line) => answer(tree, &line).await,
+impl Sessions {
+    /// Serves a session that holds a place; the place is freed when it ends.
+    async fn serve(self, connection: Connection, place: OwnedSemaphorePermit) {
+        if let Err(e) = self.answer_requests(connection).await {
+            tracing::debug!("control session ended: {e}");
+        }
+        drop(place);
+    }
+
+    /// A connection over the limit: served if a session ends soon, refused otherwise.
+    async fn wait_for_place(self, mut connection: Connection) {
+        let places = Arc::clone(&self.places);
+        match tokio::time::timeout(PLACE_WAIT, places.acquire_owned()).await {
+            Ok(Ok(place)) => self.serve(connection, place).await,
+            _ => self.refuse(&mut connection).await,
+        }
+    }
+
+    /// Answers with the refusal before the client asks anything, then reads (and drops)
+    /// what it sends until it closes: a client that sent its request meanwhile reads the
+    /// refusal, not a reset connection.
+    async fn refuse(&self, connection: &mut Connection) {
+        let refusal = Refusal::TooManySessions { max: MAX_SESSIONS };
+        let refused = async {
+            protocol::write_answer(connection, &Err(refusal)).await?;
+            connection.shutdown().await?;
+            let mut sink = [0; 1024];
+            let mut left = protocol::MAX_LINE;
+            while left > 0 {
+                match connection.read(&mut sink).await? {
+                    0 => break,
+                    n => left = left.saturating_sub(n),
+                }
+            }
+            io::Result::Ok(())
         };
-        protocol::write_answer(session.get_mut(), &answer).await?;
+        let _ = tokio::time::timeout(self.idle_timeout.min(PLACE_WAIT), refused).await;
+    }
+
+    /// Answers a session's requests, one after the other, until it ends or stays idle for
+    /// the idle timeout.
+    async fn answer_requests(&self, connection: Connection) -> io::Result<()> {
+        let idle = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("idle for {:?} {what}: closed", self.idle_timeout),
+            )
+        };
+        let mut session = BufReader::new(connection);
+        loop {
+            let line = tokio::time::timeout(self.idle_timeout, protocol::read_line(&mut session))
+                .await
+                .map_err(|_| idle("waiting for a request"))??;
+            let answer = match line {
+                Line::End => return Ok(()),
+                Line::TooLong => Err(Refusal::TooLong),
+                Line::Request(line) => answer(&self.tree, &line).await,
+            };
+            let write = protocol::write_answer(session.get_mut(), &answer);
+            tokio::time::timeout(self.idle_timeout, write)
+                .await
+                .map_err(|_| idle("with an answer not taken"))??;
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::exit::Count;
+
 /// A resize command a worker pool refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -43,7 +45,8 @@ impl fmt::Display for PoolError {
                 max,
             } => write!(
                 f,
-                "pool `{pool}` may run at most {max} workers: cannot run {requested} ({running} running)"
+                "pool `{pool}` may run at most {}: cannot run {requested} ({running} running)",
+                Count(*max, "worker")
             ),
             Self::TooFew {
                 pool,
@@ -51,7 +54,8 @@ impl fmt::Display for PoolError {
                 running,
             } => write!(
                 f,
-                "pool `{pool}` runs {running} workers: cannot stop {requested}"
+                "pool `{pool}` runs {}: cannot stop {requested}",
+                Count(*running, "worker")
             ),
             Self::Ended { pool: Some(pool) } => write!(f, "pool `{pool}` has ended"),
             Self::Ended { pool: None } => f.write_str("the pool has ended"),

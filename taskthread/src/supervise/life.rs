@@ -14,7 +14,7 @@ use super::RestartPolicy;
 use crate::ctx::Ctx;
 use crate::driver::{LifeRules, panic_message, report_exit, run_thread};
 use crate::error::Error;
-use crate::exit::{Exit, ThreadState};
+use crate::exit::{Count, Exit, ThreadState};
 use crate::node::{DownReceiver, Node};
 use crate::thread::Thread;
 
@@ -85,10 +85,10 @@ where
                 }
                 if recent.len() >= policy.max_restarts as usize {
                     let error = Error::msg(format!(
-                        "supervised `{}` ({}) {exit} after {} restarts in {:?}",
+                        "supervised `{}` ({}) {exit} after {} in {:?}",
                         node.path(),
                         node.meta.type_name,
-                        recent.len(),
+                        Count(recent.len(), "restart"),
                         policy.window,
                     ));
                     break (Exit::Failed(error), true);
