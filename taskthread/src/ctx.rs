@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +21,11 @@ use crate::driver::{
     ForwardPort, ParentSink, Prepared, UpPort, launch, launch_supervised, prepare,
 };
 use crate::error::{SendError, TrySendError};
-use crate::inbox::{Inbound, Inbox, Refused, inbox};
+use crate::inbox::{Inbound, Inbox, Refused, Take, inbox};
 use crate::reschedule::{TaskRef, Timetable};
 use crate::roster::Roster;
 use crate::supervise::RestartPolicy;
-use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, Thread};
+use crate::thread::{Accepts, ChildId, Exit, HandlesStream, HandlesUp, SendsUp, Thread};
 use crate::tree::{ChildNode, Node, NodeInit, ThreadMeta, ThreadState, TreeSnapshot};
 
 pub(crate) struct ChildEntry {
@@ -194,6 +194,76 @@ pub struct ChildInfo<'a> {
     pub state: ThreadState,
 }
 
+/// The future of [`Ctx::up`]: resolves once the message is in the parent's queue, or gives
+/// it back in the error if the parent no longer exists.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct UpFuture<'a, T: Thread> {
+    ctx: &'a Ctx<T>,
+    msg: Option<T::Up>,
+    /// Waiting for a place in the parent's full queue.
+    wait: Option<Take<'a>>,
+}
+
+// The message is only moved, never pinned.
+impl<T: Thread> Unpin for UpFuture<'_, T> {}
+
+impl<T: Thread> Future for UpFuture<'_, T> {
+    type Output = Result<(), SendError<T::Up>>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+
+        let this = self.get_mut();
+        let ctx = this.ctx;
+        let from = ctx.node.id;
+        if this.wait.is_none() {
+            let msg = this
+                .msg
+                .take()
+                .expect("an UP send polled after it finished");
+            match ctx.up.try_send(from, msg) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(TrySendError::Ended(msg)) => {
+                    return Poll::Ready(Err(SendError::new(msg, ctx.up.target())));
+                }
+                // The parent's queue is full: wait for room.
+                Err(TrySendError::Full(msg)) => {
+                    this.msg = Some(msg);
+                    this.wait = Some(ctx.up.meter().take());
+                }
+            }
+        }
+        let wait = this.wait.as_mut().expect("waiting for room");
+        let Poll::Ready(room) = Pin::new(wait).poll(cx) else {
+            return Poll::Pending;
+        };
+        this.wait = None;
+        let msg = this
+            .msg
+            .take()
+            .expect("an UP send polled after it finished");
+        Poll::Ready(match room {
+            Ok(()) => {
+                ctx.up.send_permitted(from, msg);
+                Ok(())
+            }
+            Err(_) => Err(SendError::new(msg, ctx.up.target())),
+        })
+    }
+}
+
+impl<T: Thread> fmt::Debug for UpFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpFuture")
+            .field("from", &self.ctx.node.path())
+            .field("waiting", &self.wait.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A thread's context: everything a handler does to the tree goes through it.
 ///
 /// Every handler, hook and task of a thread `T` receives `&mut Ctx<T>` next to `&mut self`.
@@ -260,26 +330,27 @@ impl<T: Thread> Ctx<T> {
 
     /// Sends a message UP to the parent, waiting while the parent's queue is full.
     ///
+    /// The message is of the thread's up type, declared with `#[taskthread(up = Type)]`.
     /// Fails, giving the message back, if the parent no longer exists.
-    pub async fn up(&self, msg: T::Up) -> Result<(), SendError<T::Up>> {
-        let from = self.node.id;
-        match self.up.try_send(from, msg) {
-            Ok(()) => Ok(()),
-            // The parent's queue is full: wait for room.
-            Err(TrySendError::Full(msg)) => match self.up.meter().take().await {
-                Ok(()) => {
-                    self.up.send_permitted(from, msg);
-                    Ok(())
-                }
-                Err(_) => Err(SendError::new(msg, self.up.target())),
-            },
-            Err(TrySendError::Ended(msg)) => Err(SendError::new(msg, self.up.target())),
+    pub fn up<M>(&self, msg: M) -> UpFuture<'_, T>
+    where
+        T: SendsUp<M>,
+    {
+        // A named future rather than an `async fn`: a message of another type is then
+        // reported once, at the call, and not again at the `.await`.
+        UpFuture {
+            ctx: self,
+            msg: Some(T::__into_up(msg)),
+            wait: None,
         }
     }
 
     /// Sends a message UP if the parent's queue has room now.
-    pub fn try_up(&self, msg: T::Up) -> Result<(), TrySendError<T::Up>> {
-        self.up.try_send(self.node.id, msg)
+    pub fn try_up<M>(&self, msg: M) -> Result<(), TrySendError<T::Up>>
+    where
+        T: SendsUp<M>,
+    {
+        self.up.try_send(self.node.id, T::__into_up(msg))
     }
 
     // ---- children -------------------------------------------------------------------------

@@ -9,9 +9,9 @@ use std::future::poll_fn;
 
 use tokio::task::JoinHandle;
 
-use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
+use crate::child::{AskFuture, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE, SendFuture};
 use crate::driver::{RootPort, launch, prepare};
-use crate::error::{AskError, Error, Result, SendError, TrySendError};
+use crate::error::{Error, Result, TrySendError};
 use crate::inbox::{Inbound, Inbox, inbox};
 use crate::thread::{Accepts, Asks, ChildId, Exit, Thread};
 use crate::tree::{Node, NodeInit, ThreadMeta, TreeSnapshot};
@@ -110,11 +110,11 @@ impl<T: Thread> Handle<T> {
     }
 
     /// Sends a message DOWN to the root, waiting while its queue is full.
-    pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
+    pub fn send<M>(&self, msg: M) -> SendFuture<'_, T, M>
     where
         T: Accepts<M>,
     {
-        self.child.send(msg).await
+        self.child.send(msg)
     }
 
     /// Sends a message DOWN to the root if its queue has room now.
@@ -126,11 +126,11 @@ impl<T: Thread> Handle<T> {
     }
 
     /// Asks the root a question and waits for the answer.
-    pub async fn ask<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    pub fn ask<Q, R>(&self, question: Q) -> AskFuture<'_, T, Q, R>
     where
-        T: Asks<Q>,
+        T: Asks<Q, Reply = R>,
     {
-        self.child.ask(question).await
+        self.child.ask(question)
     }
 
     /// Receives the next message the root sent UP; `None` once the root has ended and every

@@ -20,6 +20,11 @@ pub const DEFAULT_CAPACITY: usize = 64;
 /// Implemented by the [`#[taskthread]`](macro@crate::taskthread) attribute on an `impl`
 /// block; the hidden methods are the generated wiring and are not meant to be written by
 /// hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a thread",
+    label = "`{Self}` has no `#[taskthread]` impl block",
+    note = "a type becomes a thread through `#[taskthread]` on an `impl` block of it, which holds its handlers and hooks: `#[taskthread] impl {Self} {{ ... }}`"
+)]
 pub trait Thread: Send + Sized + 'static {
     /// The generated enum of DOWN messages (one variant per `#[down]` handler).
     type Down: Send + 'static;
@@ -138,10 +143,39 @@ pub trait HandlesStream<I>: Thread {
     fn __wrap_item(item: I) -> Self::Event;
 }
 
+/// `Self` sends messages of type `M` up to its parent: `M` is the type it declares with
+/// `#[taskthread(up = M)]`. The bound of [`Ctx::up`] and [`Ctx::try_up`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not send `{M}` up",
+    label = "`{M}` is not the up type of `{Self}`",
+    note = "a thread sends up the one type it declares: to send `{M}`, write `#[taskthread(up = {M})]` on the `#[taskthread]` impl of `{Self}`"
+)]
+pub trait SendsUp<M>: Thread {
+    #[doc(hidden)]
+    fn __into_up(msg: M) -> Self::Up;
+}
+
+// Through the generated event type rather than `Up = M`, so that a thread that declares no
+// up type has no candidate impl: the compiler then reports the message's type instead of
+// inferring `NoUp` and reporting a type mismatch.
+#[diagnostic::do_not_recommend]
+impl<T: Thread, M> SendsUp<M> for T
+where
+    T::Event: UpTo<M, Up = T::Up>,
+{
+    fn __into_up(msg: M) -> T::Up {
+        <T::Event as UpTo<M>>::__up(msg)
+    }
+}
+
+/// Implemented by the generated event type of a thread for the up type it declares.
+#[doc(hidden)]
+pub trait UpTo<M> {
+    type Up;
+    fn __up(msg: M) -> Self::Up;
+}
+
 /// The up type of a thread that sends nothing up. It has no values.
-///
-/// If the compiler says it expected `NoUp` where you call `ctx.up(msg)`, the thread has not
-/// declared what it sends up: write `#[taskthread(up = Msg)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoUp {}
 
@@ -272,6 +306,20 @@ pub struct ChildExit {
 }
 
 impl ChildExit {
+    /// Tells the framework's `ChildExit` from any other type of the same name: the
+    /// generated code calls `<M>::__from_exit`, which finds this inherent function for
+    /// `ChildExit` and [`NotChildExit`](crate::__private::NotChildExit)'s for every other type.
+    #[doc(hidden)]
+    #[allow(clippy::result_large_err)] // moved once per exit, never stored
+    pub fn __from_exit(exit: ChildExit) -> Result<Self, ChildExit> {
+        Ok(exit)
+    }
+
+    /// `true` here, `false` through [`NotChildExit`](crate::__private::NotChildExit) for
+    /// every other type.
+    #[doc(hidden)]
+    pub const __IS_CHILD_EXIT: bool = true;
+
     /// The child's path in the tree, e.g. `master/tcp_server/conn-17`; [`name`](Self::name)
     /// is its last segment.
     pub fn path(&self) -> &str {
