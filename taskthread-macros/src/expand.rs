@@ -660,15 +660,15 @@ impl<'a> Generator<'a> {
             return TokenStream::new();
         }
         let impls = self.handlers(Kind::Down).map(|(_, h)| {
-                let ty = self.msg(h);
-                let cfg = h.cfg.attr();
-                quote! {
-                    #cfg
-                    #[automatically_derived]
-                    #[doc(hidden)]
-                    impl #impl_generics __tt::__private::DownType<#ty> for __Event #ty_generics #where_clause {}
-                }
-            });
+            let ty = self.msg(h);
+            let cfg = h.cfg.attr();
+            quote! {
+                #cfg
+                #[automatically_derived]
+                #[doc(hidden)]
+                impl #impl_generics __tt::__private::DownType<#ty> for __Event #ty_generics #where_clause {}
+            }
+        });
         quote! {
             #[automatically_derived]
             #[doc(hidden)]
@@ -715,8 +715,8 @@ impl<'a> Generator<'a> {
     }
 
     /// What `Ctx::up` accepts, through the event type: the declared up type; for a thread
-    /// that declares none, two placeholder types, so that the compiler infers nothing and
-    /// reports the type of the message sent.
+    /// that declares none, the runtime's two placeholder types (`PlaceholderNoUp`), so
+    /// that the compiler infers nothing and reports the type of the message sent.
     fn up_to_impls(&self) -> TokenStream {
         let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
         let msg = local("__msg");
