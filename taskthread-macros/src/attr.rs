@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Lit, LitInt, LitStr, Path, Token, Type};
@@ -72,7 +73,33 @@ pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> Threa
     let mut found = Errors::default();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("up") {
-            let ty: Type = meta.value()?.parse()?;
+            let value = meta.value()?;
+            let ty: Type = if value.peek(LitStr) {
+                // `up = "Frame"`: read the string as the type it names, so that the rest
+                // of the expansion goes on as if it had been written without quotes.
+                let lit: LitStr = value.parse()?;
+                match lit.parse::<Type>() {
+                    Ok(ty) => {
+                        found.push(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "`up` takes a type, not a string: write `up = {}`",
+                                crate::ast::type_string(&ty)
+                            ),
+                        ));
+                        ty
+                    }
+                    Err(_) => {
+                        found.push(syn::Error::new(
+                            lit.span(),
+                            "`up` takes a type, e.g. `up = Frame`",
+                        ));
+                        return Ok(());
+                    }
+                }
+            } else {
+                value.parse()?
+            };
             if out.up.is_some() {
                 found.push(duplicate(&meta, "up"));
             } else {
@@ -126,12 +153,15 @@ pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> Threa
             }
         } else {
             let name = path_name(&meta.path);
-            found.push(syn::Error::new_spanned(
-                &meta.path,
-                format!(
+            let message = match closest(&name, &["up", "capacity", "name", "crate"]) {
+                Some(known) => {
+                    format!("unknown `#[taskthread]` option `{name}`; did you mean `{known}`?")
+                }
+                None => format!(
                     "unknown `#[taskthread]` option `{name}`; expected `up = Type`, `capacity = N`, `name = \"...\"` or `crate = \"path\"`"
                 ),
-            ));
+            };
+            found.push(syn::Error::new_spanned(&meta.path, message));
             skip_rest(&meta)?;
         }
         Ok(())
@@ -203,12 +233,13 @@ pub(crate) fn parse_task_args(attr: &syn::Attribute, errors: &mut Errors) -> Tas
             }
         } else {
             let name = path_name(&meta.path);
-            found.push(syn::Error::new_spanned(
-                &meta.path,
-                format!(
+            let message = match closest(&name, &["every", "delay", "manual", "missed"]) {
+                Some(known) => format!("unknown `#[rescheduling]` option `{name}`; did you mean `{known}`?"),
+                None => format!(
                     "unknown `#[rescheduling]` option `{name}`; expected `every = \"5s\"`, `delay = \"1s\"`, `manual` or `missed = \"skip\" | \"burst\" | \"delay\"`"
                 ),
-            ));
+            };
+            found.push(syn::Error::new_spanned(&meta.path, message));
             skip_rest(&meta)?;
         }
         Ok(())
@@ -231,9 +262,47 @@ pub(crate) fn parse_task_args(attr: &syn::Attribute, errors: &mut Errors) -> Tas
 fn path_name(path: &Path) -> String {
     path.segments
         .iter()
-        .map(|s| s.ident.to_string())
+        .map(|s| s.ident.unraw().to_string())
         .collect::<Vec<_>>()
         .join("::")
+}
+
+/// The known name a misspelt one most likely means: one edit away (two for longer names),
+/// counting a swap of two neighbouring letters as one edit.
+pub(crate) fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|&k| (edit_distance(name, k), k))
+        .filter(|&(d, k)| d > 0 && d <= if k.chars().count() > 4 { 2 } else { 1 })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+/// neighbours.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Parses `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`: a number and one unit.
@@ -276,8 +345,31 @@ fn parse_duration_str(text: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_str;
+    use super::{closest, parse_duration_str};
     use std::time::Duration;
+
+    #[test]
+    fn misspellings() {
+        let kinds = ["down", "up", "stream", "rescheduling"];
+        assert_eq!(closest("donw", &kinds), Some("down"));
+        assert_eq!(closest("dwn", &kinds), Some("down"));
+        assert_eq!(closest("upp", &kinds), Some("up"));
+        assert_eq!(closest("steam", &kinds), Some("stream"));
+        assert_eq!(closest("reschedulling", &kinds), Some("rescheduling"));
+        assert_eq!(closest("reshceduling", &kinds), Some("rescheduling"));
+        for other in [
+            "doc",
+            "cfg",
+            "inline",
+            "allow",
+            "test",
+            "down",
+            "instrument",
+            "must_use",
+        ] {
+            assert_eq!(closest(other, &kinds), None, "{other}");
+        }
+    }
 
     #[test]
     fn durations() {

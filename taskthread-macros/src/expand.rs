@@ -1,12 +1,19 @@
 //! Code generation: the message and event enums, the `Thread` impl with its dispatch, the
 //! `Accepts` / `Asks` / `HandlesUp` / `HandlesStream` impls, and the task name constants.
+//!
+//! Everything but the user's own impl block goes inside one `const _: () = { ... };`, so
+//! nothing generated can clash with another expansion (two types of one name, two
+//! instantiations of one generic type) or with the user's names. Inside it, runtime items
+//! are named through `__tt`, the one import of the taskthread crate; the macro's own
+//! bindings are on `Span::mixed_site()`, and every other path is fully qualified.
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{GenericParam, ItemImpl, Path, Type, WherePredicate, parse_quote};
 
-use crate::ast::{self, Errors, Handler, Kind, Model, Output, type_string};
+use crate::ast::{self, Errors, Handler, Hook, Kind, Model, Output, Returns, type_string};
 use crate::attr::{self, Missed};
 
 pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
@@ -17,20 +24,43 @@ pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<T
     let mut model = ast::parse(&mut item, &mut errors);
     crate::valid::check_model(&item, &mut model, &mut errors);
     // On error, still emit the item (handler attributes stripped) and the code for every
-    // handler that is right, next to the errors: IDEs keep working, and the user sees the
-    // errors that matter rather than follow-on ones about a missing `Thread` impl.
+    // handler, next to the errors: IDEs keep working, and the user sees the errors that
+    // matter rather than follow-on ones about a missing `Thread` impl or handler.
     let generated = if can_generate {
         add_thread_bounds(&mut item);
-        let krate: Path = args
-            .krate
-            .clone()
-            .unwrap_or_else(|| parse_quote!(::taskthread));
-        Generator::new(&item, &args, &model, krate).generate()
+        let krate = crate_path(&args, &mut errors);
+        Generator::new(&item, &args, &model, krate, &mut errors).generate()
     } else {
         TokenStream::new()
     };
     let compile_errors = errors.finish().err().map(syn::Error::into_compile_error);
     Ok(quote!(#item #generated #compile_errors))
+}
+
+/// Where the taskthread crate is: `crate = "..."`, else its name in the user's Cargo.toml
+/// (it may be renamed there), else `::taskthread`.
+fn crate_path(args: &attr::ThreadArgs, errors: &mut Errors) -> Path {
+    use proc_macro_crate::{Error, FoundCrate, crate_name};
+
+    if let Some(path) = &args.krate {
+        return path.clone();
+    }
+    match crate_name("taskthread") {
+        Ok(FoundCrate::Name(name)) => {
+            let name = Ident::new(&name, Span::call_site());
+            parse_quote!(::#name)
+        }
+        Ok(FoundCrate::Itself) => parse_quote!(::taskthread),
+        Err(Error::CrateNotFound { .. }) => {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "`taskthread` is not a dependency of this crate; if it comes through a crate that re-exports it, say where: `#[taskthread(crate = \"path::to::taskthread\")]`",
+            ));
+            parse_quote!(::taskthread)
+        }
+        // No manifest to read (a build without Cargo): the usual name.
+        Err(_) => parse_quote!(::taskthread),
+    }
 }
 
 /// A thread lives on its own task: every type parameter must be `Send + 'static`. The bound
@@ -68,43 +98,96 @@ fn add_thread_bounds(item: &mut ItemImpl) {
         .extend(predicates);
 }
 
+/// A binding of the generated code: on `Span::mixed_site()`, so nothing the user's module
+/// defines (a static or unit struct of the same name) can change what it means.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// A binding of the generated code, placed on the user's tokens for error messages.
+fn local_at(name: &str, span: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(span))
+}
+
 struct Generator<'a> {
     item: &'a ItemImpl,
     args: &'a attr::ThreadArgs,
     model: &'a Model,
     krate: Path,
-    ident: Ident,
-    down_enum: Ident,
-    event_enum: Ident,
+    /// The thread type's name, without `r#`.
+    name: String,
+    /// The names of the task constants, in the order of the tasks (`None` if none can be
+    /// made from the method's name, which is reported).
+    task_consts: Vec<Option<Ident>>,
 }
 
 impl<'a> Generator<'a> {
-    fn new(item: &'a ItemImpl, args: &'a attr::ThreadArgs, model: &'a Model, krate: Path) -> Self {
-        let ident = match &*item.self_ty {
-            Type::Path(p) => p.path.segments.last().map(|s| s.ident.clone()),
+    fn new(
+        item: &'a ItemImpl,
+        args: &'a attr::ThreadArgs,
+        model: &'a Model,
+        krate: Path,
+        errors: &mut Errors,
+    ) -> Self {
+        let name = match &*item.self_ty {
+            Type::Path(p) => p.path.segments.last().map(|s| s.ident.unraw().to_string()),
             _ => None,
         }
-        .unwrap_or_else(|| Ident::new("Thread", Span::call_site()));
-        let down_enum = format_ident!("__{}Down", ident);
-        let event_enum = format_ident!("__{}Event", ident);
+        .unwrap_or_else(|| "Thread".to_owned());
+        let task_consts = model
+            .handlers
+            .iter()
+            .filter(|h| h.kind == Kind::Rescheduling)
+            .map(|h| {
+                let name = task_const_name(&h.ident);
+                if name.is_none() {
+                    errors.spanned(
+                        &h.ident,
+                        format!(
+                            "no constant name can be made from `{}` by upper-casing it; rename the task",
+                            h.ident.unraw()
+                        ),
+                    );
+                }
+                name
+            })
+            .collect();
         Self {
             item,
             args,
             model,
             krate,
-            ident,
-            down_enum,
-            event_enum,
+            name,
+            task_consts,
         }
     }
 
-    fn handlers(&self, kind: Kind) -> impl Iterator<Item = (usize, &'a Handler)> + '_ {
+    /// The handlers of one kind that take part in the dispatch, with their index among
+    /// them (a variant name or a task index).
+    fn handlers(&self, kind: Kind) -> impl Iterator<Item = (usize, &'a Handler)> + 'a {
         self.model
             .handlers
             .iter()
-            .filter(move |h| h.kind == kind)
-            .filter(move |h| !(kind == Kind::Up && is_exit_handler(h)))
+            .filter(move |h| h.kind == kind && (kind == Kind::Rescheduling || h.msg.is_some()))
             .enumerate()
+    }
+
+    fn msg(&self, h: &Handler) -> TokenStream {
+        replace_self(
+            h.msg.as_ref().expect("dispatched handlers have a message"),
+            &self.item.self_ty,
+        )
+    }
+
+    /// The answer type of an asked handler.
+    fn reply(&self, h: &Handler) -> TokenStream {
+        match &h.output {
+            Output::Value(ty) => replace_self(ty, &self.item.self_ty),
+            _ => {
+                let ret = replace_self(&h.returns.ty, &self.item.self_ty);
+                quote!(<#ret as __tt::__private::AnswerOutput>::Ok)
+            }
+        }
     }
 
     /// What the generated enums hold in their phantom variant: every type parameter, and a
@@ -128,78 +211,84 @@ impl<'a> Generator<'a> {
             .collect()
     }
 
-    /// The impl's generics; `add_thread_bounds` already added `T: Send + 'static`.
-    fn thread_generics(&self) -> syn::Generics {
-        self.item.generics.clone()
-    }
-
     fn generate(&self) -> TokenStream {
+        let krate = &self.krate;
+        let send_checks = self.send_checks();
         let enums = self.enums();
         let thread_impl = self.thread_impl();
         let accepts = self.accepts_impls();
+        let by_reference = self.by_reference_impls();
         let up_impls = self.up_impls();
         let placeholders = self.placeholder_impls();
+        let up_to = self.up_to_impls();
         let tasks = self.task_consts();
-        let send_checks = self.send_checks();
+        let exit_checks = self.child_exit_checks();
         quote! {
-            #send_checks
-            #enums
-            #thread_impl
-            #accepts
-            #up_impls
-            #placeholders
-            #tasks
+            const _: () = {
+                use #krate as __tt;
+                #send_checks
+                #enums
+                #thread_impl
+                #accepts
+                #by_reference
+                #up_impls
+                #placeholders
+                #up_to
+                #tasks
+                #exit_checks
+            };
         }
     }
 
     fn enums(&self) -> TokenStream {
-        let krate = &self.krate;
         let params = self.phantom_params();
-        let generics = self.thread_generics();
-        let (_, _, where_clause) = generics.split_for_impl();
+        let (_, _, where_clause) = self.item.generics.split_for_impl();
         let enum_params = &self.item.generics.params;
         let phantom = if params.is_empty() {
             quote!()
         } else {
             quote! {
-                #[doc(hidden)]
-                __Phantom(#krate::__private::PhantomData<fn() -> (#(#params,)*)>, #krate::__private::Infallible),
+                __Phantom(
+                    ::core::marker::PhantomData<fn() -> (#(#params,)*)>,
+                    ::core::convert::Infallible,
+                ),
             }
         };
         let down_variants = self.handlers(Kind::Down).map(|(i, h)| {
             let v = format_ident!("V{}", i);
-            let ty = h.msg.as_ref().expect("down handlers have a message");
-            match &h.output {
-                Output::Value(reply) => quote! {
-                    #v(#ty, #krate::__private::Option<#krate::__private::Reply<#reply>>),
-                },
-                _ => quote!(#v(#ty),),
+            let ty = self.msg(h);
+            let cfg = h.cfg.attr();
+            if h.answers() {
+                let reply = self.reply(h);
+                quote!(#cfg #v(#ty, ::core::option::Option<__tt::__private::Reply<#reply>>),)
+            } else {
+                quote!(#cfg #v(#ty),)
             }
         });
         let up_variants = self.handlers(Kind::Up).map(|(i, h)| {
             let v = format_ident!("U{}", i);
-            let ty = h.msg.as_ref().expect("up handlers have a message");
-            quote!(#v(#krate::__private::ChildId, #ty),)
+            let ty = self.msg(h);
+            let cfg = h.cfg.attr();
+            quote!(#cfg #v(__tt::__private::ChildId, #ty),)
         });
         let stream_variants = self.handlers(Kind::Stream).map(|(i, h)| {
             let v = format_ident!("S{}", i);
-            let ty = h.msg.as_ref().expect("stream handlers have an item");
-            quote!(#v(#ty),)
+            let ty = self.msg(h);
+            let cfg = h.cfg.attr();
+            quote!(#cfg #v(#ty),)
         });
-        let down_enum = &self.down_enum;
-        let event_enum = &self.event_enum;
         let attrs = quote! {
             #[doc(hidden)]
             #[allow(non_camel_case_types, private_interfaces, unreachable_pub, dead_code, missing_docs, missing_debug_implementations, clippy::large_enum_variant)]
         };
         quote! {
             #attrs
-            pub enum #down_enum<#enum_params> #where_clause {
+            pub enum __Down<#enum_params> #where_clause {
                 #(#down_variants)*
                 #phantom
             }
             #attrs
-            pub enum #event_enum<#enum_params> #where_clause {
+            pub enum __Event<#enum_params> #where_clause {
                 #(#up_variants)*
                 #(#stream_variants)*
                 #phantom
@@ -207,166 +296,226 @@ impl<'a> Generator<'a> {
         }
     }
 
-    fn enum_ty(&self, ident: &Ident) -> TokenStream {
-        let (_, ty_generics, _) = self.item.generics.split_for_impl();
-        quote!(#ident #ty_generics)
-    }
-
-    fn phantom_arm(&self, enum_ty: &Ident) -> TokenStream {
+    fn phantom_arm(&self, enum_ty: TokenStream) -> TokenStream {
         if self.phantom_params().is_empty() {
             quote!()
         } else {
-            quote!(#enum_ty::__Phantom(_, never) => match never {},)
+            let never = local("__never");
+            quote!(#enum_ty::__Phantom(_, #never) => match #never {},)
         }
     }
 
-    fn call(&self, h: &Handler, args: TokenStream) -> TokenStream {
-        let krate = &self.krate;
-        let method = &h.ident;
-        let ctx = quote_spanned!(h.ctx_span=> ctx);
-        quote_spanned! {h.span=>
-            #krate::__private::HandlerOutput::into_result(Self::#method(self, #ctx, #args).await)
+    /// The call of a handler or hook, converted into the framework's `Result`: an
+    /// expression of type `Result<Ok>`.
+    fn call(
+        &self,
+        method: &Ident,
+        span: Span,
+        ctx_span: Span,
+        returns: &Returns,
+        output: OutputTrait,
+        args: TokenStream,
+    ) -> TokenStream {
+        let ctx = local_at("__ctx", ctx_span);
+        let out = local("__out");
+        let call = quote_spanned!(span=> Self::#method(self, #ctx, #args).await);
+        let convert = convert_output(returns, output, &out);
+        quote!({
+            let #out = #call;
+            #convert
+        })
+    }
+
+    fn call_handler(&self, h: &Handler, args: TokenStream) -> TokenStream {
+        let output = match h.kind {
+            Kind::Rescheduling => OutputTrait::Task,
+            _ if h.answers() => OutputTrait::Answer,
+            _ => OutputTrait::Unit,
+        };
+        self.call(&h.ident, h.span, h.ctx_span, &h.returns, output, args)
+    }
+
+    /// The body of `__enter` or `__exit`: the hook under its `#[cfg]`, or nothing.
+    fn hook(&self, hooks: &[Hook]) -> TokenStream {
+        let ctx = local("__ctx");
+        let default = quote! {
+            let _ = (self, #ctx);
+            ::core::result::Result::Ok(())
+        };
+        if let Some(hook) = hooks.iter().find(|h| h.cfg.predicate().is_none()) {
+            let call = self.call(
+                &hook.ident,
+                hook.span,
+                hook.ctx_span,
+                &hook.returns,
+                OutputTrait::Unit,
+                quote!(),
+            );
+            return quote!(async move { #call });
+        }
+        if hooks.is_empty() {
+            return quote!(async move { #default });
+        }
+        let calls = hooks.iter().map(|hook| {
+            let cfg = hook.cfg.attr();
+            let call = self.call(
+                &hook.ident,
+                hook.span,
+                hook.ctx_span,
+                &hook.returns,
+                OutputTrait::Unit,
+                quote!(),
+            );
+            quote!(#cfg return #call;)
+        });
+        let predicates = hooks.iter().filter_map(|h| h.cfg.predicate());
+        quote! {
+            async move {
+                #(#calls)*
+                #[cfg(not(any(#(#predicates),*)))]
+                return { #default };
+            }
         }
     }
 
     fn thread_impl(&self) -> TokenStream {
-        let krate = &self.krate;
         let self_ty = &self.item.self_ty;
-        let generics = self.thread_generics();
-        let (impl_generics, _, where_clause) = generics.split_for_impl();
-        let down_ty = self.enum_ty(&self.down_enum);
-        let event_ty = self.enum_ty(&self.event_enum);
-        let down_enum = &self.down_enum;
-        let event_enum = &self.event_enum;
+        let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
         let up_ty = match &self.args.up {
             Some(ty) => quote!(#ty),
-            None => quote!(#krate::__private::NoUp),
+            None => quote!(__tt::__private::NoUp),
         };
-        let type_name = self.ident.to_string();
+        let type_name = &self.name;
         let default_name = match &self.args.name {
             Some(lit) => lit.value(),
-            None => snake_case(&type_name),
+            None => snake_case(type_name),
         };
-        let down_types = self
-            .handlers(Kind::Down)
-            .map(|(_, h)| type_string(h.msg.as_ref().expect("down handlers have a message")));
+        let down_types = self.handlers(Kind::Down).map(|(_, h)| {
+            let cfg = h.cfg.attr();
+            let name = type_string(h.msg.as_ref().expect("dispatched handlers have a message"));
+            quote!(#cfg #name)
+        });
         let up_type = match &self.args.up {
             Some(ty) => {
                 let s = type_string(ty);
-                quote!(#krate::__private::Option::Some(#s))
+                quote!(::core::option::Option::Some(#s))
             }
-            None => quote!(#krate::__private::Option::None),
+            None => quote!(::core::option::Option::None),
         };
         let capacity = self
             .args
             .capacity
             .as_ref()
-            .map(|lit| quote!(const CAPACITY: usize = #lit;));
-        let tasks = self
-            .handlers(Kind::Rescheduling)
-            .map(|(_, h)| task_spec(krate, h));
+            .map(|lit| quote!(const CAPACITY: ::core::primitive::usize = #lit;));
+        let tasks = self.handlers(Kind::Rescheduling).map(|(_, h)| {
+            let cfg = h.cfg.attr();
+            let spec = task_spec(h);
+            quote!(#cfg #spec)
+        });
 
-        let hook = |hook: &Option<ast::Hook>| match hook {
-            Some(hook) => {
-                let method = &hook.ident;
-                let ctx = quote_spanned!(hook.ctx_span=> ctx);
-                quote_spanned! {hook.span=>
-                    async move { #krate::__private::HandlerOutput::into_result(Self::#method(self, #ctx).await) }
-                }
-            }
-            None => quote!(async move {
-                let _ = (self, ctx);
-                Ok(())
-            }),
-        };
-        let enter = hook(&self.model.enter);
-        let exit = hook(&self.model.exit);
+        let enter = self.hook(&self.model.enter);
+        let exit = self.hook(&self.model.exit);
 
+        let (msg, reply, from, item, event, task, answer, down) = (
+            local("__msg"),
+            local("__reply"),
+            local("__from"),
+            local("__item"),
+            local("__event"),
+            local("__task"),
+            local("__answer"),
+            local("__down"),
+        );
+        let ctx = local("__ctx");
         let down_arms = self.handlers(Kind::Down).map(|(i, h)| {
             let v = format_ident!("V{}", i);
-            let call = self.call(h, quote!(msg));
-            match &h.output {
-                Output::Value(_) => quote! {
-                    #down_enum::#v(msg, reply) => {
-                        let answer = #call?;
-                        if let #krate::__private::Option::Some(reply) = reply {
-                            reply.send(answer);
+            let cfg = h.cfg.attr();
+            if !h.callable {
+                return quote!(#cfg __Down::#v(..) => ::core::result::Result::Ok(()),);
+            }
+            let call = self.call_handler(h, quote!(#msg));
+            if h.answers() {
+                quote! {
+                    #cfg
+                    __Down::#v(#msg, #reply) => {
+                        let #answer = #call?;
+                        if let ::core::option::Option::Some(#reply) = #reply {
+                            #reply.send(#answer);
                         }
-                        Ok(())
+                        ::core::result::Result::Ok(())
                     }
-                },
-                _ => quote!(#down_enum::#v(msg) => #call,),
+                }
+            } else {
+                quote!(#cfg __Down::#v(#msg) => #call,)
             }
         });
-        let down_phantom = self.phantom_arm(down_enum);
+        let down_phantom = self.phantom_arm(quote!(__Down));
         let up_arms = self.handlers(Kind::Up).map(|(i, h)| {
             let v = format_ident!("U{}", i);
-            let call = self.call(h, quote!(from, msg));
-            quote!(#event_enum::#v(from, msg) => #call,)
+            let cfg = h.cfg.attr();
+            if !h.callable {
+                return quote!(#cfg __Event::#v(..) => ::core::result::Result::Ok(()),);
+            }
+            let call = self.call_handler(h, quote!(#from, #msg));
+            quote!(#cfg __Event::#v(#from, #msg) => #call,)
         });
         let stream_arms = self.handlers(Kind::Stream).map(|(i, h)| {
             let v = format_ident!("S{}", i);
-            let call = self.call(h, quote!(item));
-            quote!(#event_enum::#v(item) => #call,)
-        });
-        let event_phantom = self.phantom_arm(event_enum);
-        let task_arms = self.handlers(Kind::Rescheduling).map(|(i, h)| {
-            let method = &h.ident;
-            let ctx = quote_spanned!(h.ctx_span=> ctx);
-            quote_spanned! {h.span=>
-                #i => #krate::__private::HandlerOutput::into_result(Self::#method(self, #ctx).await),
+            let cfg = h.cfg.attr();
+            if !h.callable {
+                return quote!(#cfg __Event::#v(..) => ::core::result::Result::Ok(()),);
             }
+            let call = self.call_handler(h, quote!(#item));
+            quote!(#cfg __Event::#v(#item) => #call,)
         });
-        let exited = self
-            .model
-            .handlers
-            .iter()
-            .find(|h| is_exit_handler(h))
-            .map(|h| {
-                let call = self.call(h, quote!(from, exit));
-                quote! {
-                    fn __exited<'__tt>(
-                        &'__tt mut self,
-                        ctx: &'__tt mut #krate::__private::Ctx<Self>,
-                        from: #krate::__private::ChildId,
-                        exit: #krate::__private::ChildExit,
-                    ) -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt {
-                        async move { #call }
-                    }
-                }
-            });
+        let event_phantom = self.phantom_arm(quote!(__Event));
+        let task_arms = self.handlers(Kind::Rescheduling).map(|(i, h)| {
+            let index = format_ident!("__TASK_{}", i);
+            let cfg = h.cfg.attr();
+            if !h.callable {
+                return quote! {
+                    #cfg #index => ::core::result::Result::Ok(__tt::__private::Reschedule::Done),
+                };
+            }
+            let call = self.call_handler(h, quote!());
+            quote!(#cfg #index => #call,)
+        });
+        let exited = self.exited();
+        let future = |output: TokenStream| {
+            quote! {
+                impl __tt::__private::Future<Output = __tt::__private::Result<#output>> + ::core::marker::Send + '__tt
+            }
+        };
+        let unit_future = future(quote!(()));
+        let task_future = future(quote!(__tt::__private::Reschedule));
 
         quote! {
             #[automatically_derived]
-            impl #impl_generics #krate::__private::Thread for #self_ty #where_clause {
-                type Down = #down_ty;
+            impl #impl_generics __tt::__private::Thread for #self_ty #where_clause {
+                type Down = __Down #ty_generics;
                 type Up = #up_ty;
-                type Event = #event_ty;
-                const TYPE_NAME: &'static str = #type_name;
-                const DEFAULT_NAME: &'static str = #default_name;
-                const DOWN_TYPES: &'static [&'static str] = &[#(#down_types),*];
-                const UP_TYPE: #krate::__private::Option<&'static str> = #up_type;
+                type Event = __Event #ty_generics;
+                const TYPE_NAME: &'static ::core::primitive::str = #type_name;
+                const DEFAULT_NAME: &'static ::core::primitive::str = #default_name;
+                const DOWN_TYPES: &'static [&'static ::core::primitive::str] = &[#(#down_types),*];
+                const UP_TYPE: ::core::option::Option<&'static ::core::primitive::str> = #up_type;
                 #capacity
-                const TASKS: &'static [#krate::__private::TaskSpec] = &[#(#tasks),*];
+                const TASKS: &'static [__tt::__private::TaskSpec] = &[#(#tasks),*];
 
-                fn __enter<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
-                {
+                #[allow(unreachable_code)]
+                fn __enter<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>) -> #unit_future {
                     #enter
                 }
 
-                fn __exit<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
-                {
+                #[allow(unreachable_code)]
+                fn __exit<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>) -> #unit_future {
                     #exit
                 }
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __down<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>, msg: Self::Down)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
-                {
+                fn __down<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>, #down: Self::Down) -> #unit_future {
                     async move {
-                        match msg {
+                        match #down {
                             #(#down_arms)*
                             #down_phantom
                         }
@@ -374,11 +523,9 @@ impl<'a> Generator<'a> {
                 }
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __event<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>, event: Self::Event)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<()>> + ::core::marker::Send + '__tt
-                {
+                fn __event<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>, #event: Self::Event) -> #unit_future {
                     async move {
-                        match event {
+                        match #event {
                             #(#up_arms)*
                             #(#stream_arms)*
                             #event_phantom
@@ -389,13 +536,11 @@ impl<'a> Generator<'a> {
                 #exited
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __task<'__tt>(&'__tt mut self, ctx: &'__tt mut #krate::__private::Ctx<Self>, task: usize)
-                    -> impl #krate::__private::Future<Output = #krate::__private::Result<#krate::__private::Reschedule>> + ::core::marker::Send + '__tt
-                {
+                fn __task<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>, #task: ::core::primitive::usize) -> #task_future {
                     async move {
-                        match task {
+                        match #task {
                             #(#task_arms)*
-                            _ => ::core::unreachable!("no rescheduling task with index {}", task),
+                            _ => ::core::unreachable!("no rescheduling task with index {}", #task),
                         }
                     }
                 }
@@ -403,42 +548,98 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// The `__exited` override: a child's exit goes to the `#[up]` handler that takes the
+    /// framework's `ChildExit` (under any name), found by type: `<M>::__from_exit` is the
+    /// inherent function of `ChildExit` and the blanket `NotChildExit` one for every other
+    /// type. Without such a handler the exit is logged.
+    fn exited(&self) -> Option<TokenStream> {
+        let candidates: Vec<_> = self
+            .handlers(Kind::Up)
+            .filter(|(_, h)| h.msg.as_ref().is_some_and(might_be_child_exit))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let (ctx, from, exit, msg) = (
+            local("__ctx"),
+            local("__from"),
+            local("__exit"),
+            local("__msg"),
+        );
+        let tries = candidates.iter().map(|(_, h)| {
+            let ty = self.msg(h);
+            let cfg = h.cfg.attr();
+            let found = if h.callable {
+                let call = self.call_handler(h, quote!(#from, #msg));
+                quote!(return #call)
+            } else {
+                quote!(return ::core::result::Result::Ok(()))
+            };
+            quote! {
+                #cfg
+                let #exit = match <#ty>::__from_exit(#exit) {
+                    ::core::result::Result::Ok(#msg) => #found,
+                    ::core::result::Result::Err(#exit) => #exit,
+                };
+            }
+        });
+        Some(quote! {
+            #[allow(unreachable_code, unused_variables)]
+            fn __exited<'__tt>(
+                &'__tt mut self,
+                #ctx: &'__tt mut __tt::__private::Ctx<Self>,
+                #from: __tt::__private::ChildId,
+                #exit: __tt::__private::ChildExit,
+            ) -> impl __tt::__private::Future<Output = __tt::__private::Result<()>> + ::core::marker::Send + '__tt {
+                async move {
+                    #[allow(unused_imports)]
+                    use __tt::__private::NotChildExit as _;
+                    #(#tries)*
+                    __tt::__private::log_exit(#ctx, &#exit);
+                    ::core::result::Result::Ok(())
+                }
+            }
+        })
+    }
+
     fn accepts_impls(&self) -> TokenStream {
-        let krate = &self.krate;
         let self_ty = &self.item.self_ty;
-        let generics = self.thread_generics();
-        let (impl_generics, _, where_clause) = generics.split_for_impl();
-        let down_enum = &self.down_enum;
+        let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
+        let (msg, reply, down) = (local("__msg"), local("__reply"), local("__down"));
         let impls = self.handlers(Kind::Down).map(|(i, h)| {
             let v = format_ident!("V{}", i);
-            let ty = h.msg.as_ref().expect("down handlers have a message");
-            let span = ty.span();
-            let (wrap, unwrap_pat, asks) = match &h.output {
-                Output::Value(reply) => (
-                    quote!(#down_enum::#v(msg, #krate::__private::Option::None)),
-                    quote!(#down_enum::#v(msg, _)),
+            let ty = self.msg(h);
+            let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
+            let cfg = h.cfg.attr();
+            let (wrap, asks) = if h.answers() {
+                let answer = self.reply(h);
+                (
+                    quote!(__Down::#v(#msg, ::core::option::Option::None)),
                     quote_spanned! {span=>
+                        #cfg
                         #[automatically_derived]
-                        impl #impl_generics #krate::__private::Asks<#ty> for #self_ty #where_clause {
-                            type Reply = #reply;
-                            fn __wrap_ask(question: #ty, reply: #krate::__private::Reply<#reply>) -> Self::Down {
-                                #down_enum::#v(question, #krate::__private::Option::Some(reply))
+                        impl #impl_generics __tt::__private::Asks<#ty> for #self_ty #where_clause {
+                            type Reply = #answer;
+                            fn __wrap_ask(#msg: #ty, #reply: __tt::__private::Reply<#answer>) -> Self::Down {
+                                __Down::#v(#msg, ::core::option::Option::Some(#reply))
                             }
                         }
                     },
-                ),
-                _ => (quote!(#down_enum::#v(msg)), quote!(#down_enum::#v(msg)), quote!()),
+                )
+            } else {
+                (quote!(__Down::#v(#msg)), quote!())
             };
             quote_spanned! {span=>
+                #cfg
                 #[automatically_derived]
-                impl #impl_generics #krate::__private::Accepts<#ty> for #self_ty #where_clause {
-                    fn __wrap(msg: #ty) -> Self::Down {
+                impl #impl_generics __tt::__private::Accepts<#ty> for #self_ty #where_clause {
+                    fn __wrap(#msg: #ty) -> Self::Down {
                         #wrap
                     }
                     #[allow(unreachable_patterns, clippy::unused_unit)]
-                    fn __unwrap(down: Self::Down) -> #ty {
-                        match down {
-                            #unwrap_pat => msg,
+                    fn __unwrap(#down: Self::Down) -> #ty {
+                        match #down {
+                            __Down::#v(#msg, ..) => #msg,
                             _ => ::core::unreachable!("a message of another type"),
                         }
                     }
@@ -449,34 +650,63 @@ impl<'a> Generator<'a> {
         quote!(#(#impls)*)
     }
 
+    /// For every `#[down]` type `M`, the runtime's impls of `Accepts<&M>` and `Asks<&M>`,
+    /// which never apply: `send(&msg)` then reports that messages go by value, instead of
+    /// asking for a handler of `&M`, which the macro forbids. Not where the type could be
+    /// any type (a type parameter), as they could overlap with its impl.
+    fn by_reference_impls(&self) -> TokenStream {
+        let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
+        if !self.all_known(Kind::Down) {
+            return TokenStream::new();
+        }
+        let impls = self.handlers(Kind::Down).map(|(_, h)| {
+            let ty = self.msg(h);
+            let cfg = h.cfg.attr();
+            quote! {
+                #cfg
+                #[automatically_derived]
+                #[doc(hidden)]
+                impl #impl_generics __tt::__private::DownType<#ty> for __Event #ty_generics #where_clause {}
+            }
+        });
+        quote! {
+            #[automatically_derived]
+            #[doc(hidden)]
+            impl #impl_generics __tt::__private::KnownDownTypes for __Event #ty_generics #where_clause {}
+            #(#impls)*
+        }
+    }
+
     fn up_impls(&self) -> TokenStream {
-        let krate = &self.krate;
         let self_ty = &self.item.self_ty;
-        let generics = self.thread_generics();
-        let (impl_generics, _, where_clause) = generics.split_for_impl();
-        let event_enum = &self.event_enum;
+        let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
+        let (from, msg, item) = (local("__from"), local("__msg"), local("__item"));
         let ups = self.handlers(Kind::Up).map(|(i, h)| {
             let v = format_ident!("U{}", i);
-            let ty = h.msg.as_ref().expect("up handlers have a message");
-            let span = ty.span();
+            let ty = self.msg(h);
+            let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
+            let cfg = h.cfg.attr();
             quote_spanned! {span=>
+                #cfg
                 #[automatically_derived]
-                impl #impl_generics #krate::__private::HandlesUp<#ty> for #self_ty #where_clause {
-                    fn __wrap_up(from: #krate::__private::ChildId, msg: #ty) -> Self::Event {
-                        #event_enum::#v(from, msg)
+                impl #impl_generics __tt::__private::HandlesUp<#ty> for #self_ty #where_clause {
+                    fn __wrap_up(#from: __tt::__private::ChildId, #msg: #ty) -> Self::Event {
+                        __Event::#v(#from, #msg)
                     }
                 }
             }
         });
         let streams = self.handlers(Kind::Stream).map(|(i, h)| {
             let v = format_ident!("S{}", i);
-            let ty = h.msg.as_ref().expect("stream handlers have an item");
-            let span = ty.span();
+            let ty = self.msg(h);
+            let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
+            let cfg = h.cfg.attr();
             quote_spanned! {span=>
+                #cfg
                 #[automatically_derived]
-                impl #impl_generics #krate::__private::HandlesStream<#ty> for #self_ty #where_clause {
-                    fn __wrap_item(item: #ty) -> Self::Event {
-                        #event_enum::#v(item)
+                impl #impl_generics __tt::__private::HandlesStream<#ty> for #self_ty #where_clause {
+                    fn __wrap_item(#item: #ty) -> Self::Event {
+                        __Event::#v(#item)
                     }
                 }
             }
@@ -484,147 +714,96 @@ impl<'a> Generator<'a> {
         quote!(#(#ups)* #(#streams)*)
     }
 
+    /// What `Ctx::up` accepts, through the event type: the declared up type; for a thread
+    /// that declares none, the runtime's two placeholder types (`PlaceholderNoUp`), so
+    /// that the compiler infers nothing and reports the type of the message sent.
+    fn up_to_impls(&self) -> TokenStream {
+        let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
+        let msg = local("__msg");
+        let attrs = quote! {
+            #[automatically_derived]
+            #[doc(hidden)]
+        };
+        match &self.args.up {
+            Some(up) => {
+                let up = replace_self(up, &self.item.self_ty);
+                quote! {
+                    #attrs
+                    impl #impl_generics __tt::__private::UpTo<#up> for __Event #ty_generics #where_clause {
+                        type Up = #up;
+                        fn __up(#msg: #up) -> #up {
+                            #msg
+                        }
+                    }
+                }
+            }
+            None => quote! {
+                #attrs
+                impl #impl_generics __tt::__private::PlaceholderNoUp for __Event #ty_generics #where_clause {}
+            },
+        }
+    }
+
     /// Checks that the thread type and every message type are `Send + 'static`, spanned on
     /// the types the user wrote and saying why, so that these errors come first, before
     /// rustc's own about the generated code.
     fn send_checks(&self) -> TokenStream {
-        let generics = self.thread_generics();
-        let (impl_generics, _, where_clause) = generics.split_for_impl();
+        let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
         let self_ty = &*self.item.self_ty;
-        let messages = self
-            .model
-            .handlers
-            .iter()
-            .filter_map(|h| h.msg.as_ref())
-            .map(|ty| spanned_generic(quote!(__Message), ty));
-        let thread = spanned_generic(quote!(__Thread), self_ty);
+        let messages = self.model.handlers.iter().filter_map(|h| {
+            let ty = h.msg.as_ref()?;
+            let cfg = h.cfg.attr();
+            let check = spanned_generic(quote!(__Message), ty, &self.item.self_ty);
+            Some(quote!(#cfg _: #check,))
+        });
+        let thread = spanned_generic(quote!(__Thread), self_ty, self_ty);
         quote! {
-            const _: () = {
-                #[diagnostic::on_unimplemented(
-                    message = "`{Self}` cannot be a thread: a thread moves to its own task, so it must be `Send + 'static`",
-                    label = "this type is not `Send + 'static`",
-                    note = "every field of a thread must be `Send + 'static`: `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
-                )]
-                trait __IsThread {}
-                #[diagnostic::do_not_recommend]
-                impl<T: ::core::marker::Send + 'static> __IsThread for T {}
-                struct __Thread<T: __IsThread>(T);
-                #[diagnostic::on_unimplemented(
-                    message = "`{Self}` cannot be a message: messages move between threads, so they must be `Send + 'static`",
-                    label = "this type is not `Send + 'static`",
-                    note = "use `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
-                )]
-                trait __IsMessage {}
-                #[diagnostic::do_not_recommend]
-                impl<M: ::core::marker::Send + 'static> __IsMessage for M {}
-                struct __Message<M: __IsMessage>(M);
-                #[allow(dead_code, clippy::too_many_arguments, clippy::type_complexity)]
-                fn __check #impl_generics (_: #thread, #(_: #messages,)*) #where_clause {}
-            };
+            struct __Thread<T: __tt::__private::IsThread>(T);
+            struct __Message<M: __tt::__private::IsMessage>(M);
+            #[allow(dead_code, clippy::too_many_arguments, clippy::type_complexity)]
+            fn __check #impl_generics (_: #thread, #(#messages)*) #where_clause {}
         }
     }
 
-    /// Placeholder impls of `Accepts`, `Asks`, `HandlesUp` and `HandlesStream` for a type
-    /// that has no values, hidden from diagnostics.
-    ///
-    /// They are there for the errors. When a trait has exactly one impl for a type, rustc
-    /// infers the trait's parameter from it and reports "mismatched types" (or a projection
-    /// mismatch) instead of the trait's `#[diagnostic::on_unimplemented]` message; with none,
-    /// it reports that message before the argument's type is known ("no handler for `_`").
-    /// With one more impl that can never be used, `child.send(pong)` for a type with no
-    /// handler says "`Child` has no `#[down]` handler for `Pong`". Skipped where a handler's
-    /// type could be the placeholder (a bare type parameter), as the impls would overlap.
+    /// The placeholder impls of `Accepts`, `Asks`, `HandlesUp` and `HandlesStream` (see
+    /// the runtime's `PlaceholderDown`), switched on through the event type. Not where a
+    /// handler's type could be the placeholder (a bare type parameter), as the impls would
+    /// overlap.
     fn placeholder_impls(&self) -> TokenStream {
-        let krate = &self.krate;
-        let self_ty = &self.item.self_ty;
-        let mut generics = self.thread_generics();
-        generics.params.push(parse_quote!(__P: __Placeholder));
-        let (impl_generics, _, where_clause) = generics.split_for_impl();
-        let attrs = quote! {
-            #[automatically_derived]
-            #[doc(hidden)]
-            #[diagnostic::do_not_recommend]
-        };
-        let free = |kind: Kind| {
-            self.handlers(kind)
-                .all(|(_, h)| !h.msg.as_ref().is_some_and(|ty| self.may_be_placeholder(ty)))
-        };
-        let mut impls = TokenStream::new();
-        if free(Kind::Down) {
-            impls.extend(quote! {
-                #attrs
-                impl #impl_generics #krate::__private::Accepts<__P> for #self_ty #where_clause {
-                    fn __wrap(msg: __P) -> Self::Down {
-                        msg.__absurd()
-                    }
-                    fn __unwrap(down: Self::Down) -> __P {
-                        let _ = down;
-                        ::core::unreachable!("no message has a type without values")
-                    }
-                }
-                #attrs
-                impl #impl_generics #krate::__private::Asks<__P> for #self_ty #where_clause {
-                    type Reply = #krate::__private::Infallible;
-                    fn __wrap_ask(msg: __P, reply: #krate::__private::Reply<Self::Reply>) -> Self::Down {
-                        let _ = reply;
-                        msg.__absurd()
-                    }
-                }
-            });
-        }
-        if free(Kind::Up) {
-            impls.extend(quote! {
-                #attrs
-                impl #impl_generics #krate::__private::HandlesUp<__P> for #self_ty #where_clause {
-                    fn __wrap_up(from: #krate::__private::ChildId, msg: __P) -> Self::Event {
-                        let _ = from;
-                        msg.__absurd()
-                    }
-                }
-            });
-        }
-        if free(Kind::Stream) {
-            impls.extend(quote! {
-                #attrs
-                impl #impl_generics #krate::__private::HandlesStream<__P> for #self_ty #where_clause {
-                    fn __wrap_item(item: __P) -> Self::Event {
-                        item.__absurd()
-                    }
-                }
-            });
-        }
-        if impls.is_empty() {
-            return impls;
-        }
-        quote! {
-            const _: () = {
-                trait __Placeholder {
-                    fn __absurd<T>(self) -> T;
-                }
-                impl __Placeholder for #krate::__private::Infallible {
-                    fn __absurd<T>(self) -> T {
-                        match self {}
-                    }
-                }
-                #impls
-            };
-        }
+        let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
+        let markers = [
+            (Kind::Down, quote!(PlaceholderDown)),
+            (Kind::Up, quote!(PlaceholderUp)),
+            (Kind::Stream, quote!(PlaceholderStream)),
+        ]
+        .into_iter()
+        .filter(|(kind, _)| self.all_known(*kind))
+        .map(|(_, marker)| {
+            quote! {
+                #[automatically_derived]
+                #[doc(hidden)]
+                impl #impl_generics __tt::__private::#marker for __Event #ty_generics #where_clause {}
+            }
+        });
+        quote!(#(#markers)*)
     }
 
-    /// Whether a handler's type might be the placeholder (`Infallible`), so that a
-    /// placeholder impl could overlap with its impl.
-    fn may_be_placeholder(&self, ty: &Type) -> bool {
+    /// Whether no handler of a kind has a type that could be any type.
+    fn all_known(&self, kind: Kind) -> bool {
+        self.handlers(kind)
+            .all(|(_, h)| !h.msg.as_ref().is_some_and(|ty| self.may_be_anything(ty)))
+    }
+
+    /// Whether a handler's type could be any type (a type parameter, a projection, a
+    /// macro): then impls for other types could overlap with its impl.
+    fn may_be_anything(&self, ty: &Type) -> bool {
         match ty {
-            Type::Paren(t) => self.may_be_placeholder(&t.elem),
-            Type::Group(t) => self.may_be_placeholder(&t.elem),
+            Type::Paren(t) => self.may_be_anything(&t.elem),
+            Type::Group(t) => self.may_be_anything(&t.elem),
             Type::Path(p) => {
                 let first = &p.path.segments[0].ident;
                 p.qself.is_some()
                     || first == "Self"
-                    || p.path
-                        .segments
-                        .last()
-                        .is_some_and(|s| s.ident == "Infallible")
                     || self
                         .item
                         .generics
@@ -637,38 +816,190 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// The index of every task among the tasks compiled in (`#[cfg]` may leave some out),
+    /// and the task name constants.
     fn task_consts(&self) -> TokenStream {
-        let krate = &self.krate;
         let self_ty = &self.item.self_ty;
         let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
-        let consts = self.handlers(Kind::Rescheduling).map(|(i, h)| {
-            let name = format_ident!("{}", h.ident.to_string().to_uppercase(), span = h.ident.span());
-            let doc = format!(
-                "The `{}` rescheduling task, for `ctx.start_task`, `ctx.reschedule_task` and `ctx.cancel_task`.",
-                h.ident
-            );
-            quote! {
-                #[doc = #doc]
-                #[allow(dead_code, unreachable_pub)]
-                pub const #name: #krate::__private::TaskRef<Self> = #krate::__private::TaskRef::__new(#i);
-            }
-        });
-        let consts: Vec<_> = consts.collect();
-        if consts.is_empty() {
-            return quote!();
+        let tasks: Vec<_> = self.handlers(Kind::Rescheduling).collect();
+        if tasks.is_empty() {
+            return TokenStream::new();
         }
+        let mut counted = Vec::new();
+        let mut indices = Vec::new();
+        for (i, h) in &tasks {
+            let index = format_ident!("__TASK_{}", i);
+            indices.push(quote! {
+                #[allow(dead_code)]
+                const #index: ::core::primitive::usize = 0 #(+ #counted)*;
+            });
+            counted.push(match h.cfg.predicate() {
+                Some(predicate) => quote!((if ::core::cfg!(#predicate) { 1 } else { 0 })),
+                None => quote!(1),
+            });
+        }
+        let consts = tasks
+            .iter()
+            .zip(&self.task_consts)
+            .filter_map(|((i, h), name)| {
+                let name = name.as_ref()?;
+                let index = format_ident!("__TASK_{}", i);
+                let cfg = h.cfg.attr();
+                let doc = format!(
+                    "The `{}` rescheduling task, for `ctx.start_task`, `ctx.reschedule_task` and `ctx.cancel_task`.",
+                    h.ident.unraw()
+                );
+                Some(quote! {
+                    #cfg
+                    #[doc = #doc]
+                    #[allow(dead_code, unreachable_pub)]
+                    pub const #name: __tt::__private::TaskRef<Self> = __tt::__private::TaskRef::__new(#index);
+                })
+            });
         quote! {
+            #(#indices)*
             #[automatically_derived]
             impl #impl_generics #self_ty #where_clause {
                 #(#consts)*
             }
         }
     }
+
+    /// A `#[down]` handler of the framework's `ChildExit` (under any name) is a mistake:
+    /// exits arrive UP. Found by type, at compile time, as in [`Self::exited`].
+    fn child_exit_checks(&self) -> TokenStream {
+        let checks = self
+            .handlers(Kind::Down)
+            .filter_map(|(_, h)| {
+                let ty = h.msg.as_ref()?;
+                if !might_be_child_exit(ty) || self.mentions_params(ty) {
+                    return None;
+                }
+                let span = ty.span();
+                let cfg = h.cfg.attr();
+                Some(quote_spanned! {span=>
+                    #cfg
+                    const _: () = {
+                        #[allow(unused_imports)]
+                        use __tt::__private::NotChildExit as _;
+                        if <#ty>::__IS_CHILD_EXIT {
+                            ::core::panic!(
+                                "`ChildExit` arrives UP from children: handle it with `#[up] async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit)`"
+                            );
+                        }
+                    };
+                })
+            });
+        quote!(#(#checks)*)
+    }
+
+    /// Whether a type names `Self` or a type parameter of the impl.
+    fn mentions_params(&self, ty: &Type) -> bool {
+        fn walk(tokens: TokenStream, names: &[String]) -> bool {
+            tokens.into_iter().any(|t| match t {
+                TokenTree::Ident(i) => i == "Self" || names.contains(&i.to_string()),
+                TokenTree::Group(g) => walk(g.stream(), names),
+                _ => false,
+            })
+        }
+        let names: Vec<String> = self
+            .item
+            .generics
+            .params
+            .iter()
+            .filter_map(|p| match p {
+                GenericParam::Type(t) => Some(t.ident.to_string()),
+                _ => None,
+            })
+            .collect();
+        walk(ty.to_token_stream(), &names)
+    }
+}
+
+/// Which trait converts the output of a method, and so which outputs it may have.
+#[derive(Clone, Copy)]
+enum OutputTrait {
+    /// Nothing or `Result<()>`.
+    Unit,
+    /// `Result<Answer>`.
+    Answer,
+    /// `Reschedule` or `Result<Reschedule>`.
+    Task,
+}
+
+/// Converts the output of a method into the framework's `Result`, through the trait of its
+/// kind, and its error through `HandlerError`. The trait paths are spanned on the return
+/// type, so that an output or an error type that does not fit is reported there, once.
+fn convert_output(returns: &Returns, output: OutputTrait, out: &Ident) -> TokenStream {
+    let span = returns.span;
+    let ret = &returns.ty;
+    let output = match output {
+        OutputTrait::Unit => quote_spanned!(span=> __tt::__private::UnitOutput),
+        OutputTrait::Answer => quote_spanned!(span=> __tt::__private::AnswerOutput),
+        OutputTrait::Task => quote_spanned!(span=> __tt::__private::TaskOutput),
+    };
+    let error = quote_spanned!(span=> __tt::__private::HandlerError);
+    let (ok, err) = (local("__ok"), local("__err"));
+    // From the return type's first token to its last, so that the error underlines all of
+    // it (a span cannot be joined on stable).
+    let (open, close) = (quote_spanned!(span=> <), quote_spanned!(returns.last=> >));
+    // The error's conversion is reported on the error type, if it is written; otherwise on
+    // the whole return type, where a wrong output is reported too, so that it is reported
+    // once.
+    let (first, last) = returns.error.unwrap_or((span, returns.last));
+    let (open_error, err_type) = (quote_spanned!(first=> <), quote_spanned!(last=> Err));
+    let arguments = quote_spanned!(returns.last=> (#out));
+    quote_spanned! {span=>
+        match #open #ret as #output #close::into_parts #arguments {
+            ::core::result::Result::Ok(#ok) => ::core::result::Result::Ok(#ok),
+            ::core::result::Result::Err(#err) => ::core::result::Result::Err(
+                <#open_error #ret as #output #close::#err_type as #error>::into_error(#err),
+            ),
+        }
+    }
+}
+
+/// Whether a type may be the framework's `ChildExit` under some name: a plain path (an
+/// alias may rename it), not a tuple, reference or the like.
+fn might_be_child_exit(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => p.qself.is_none() && !ast::is_plain(ty),
+        Type::Paren(t) => might_be_child_exit(&t.elem),
+        Type::Group(t) => might_be_child_exit(&t.elem),
+        _ => false,
+    }
+}
+
+/// A type from the user's impl, for an item where `Self` means something else (an enum of
+/// its own, an impl for another type): `Self` becomes the thread type.
+fn replace_self(ty: &Type, self_ty: &Type) -> TokenStream {
+    fn walk(tokens: TokenStream, self_ty: &Type) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|token| match token {
+                TokenTree::Ident(i) if i == "Self" => {
+                    let group = proc_macro2::Group::new(
+                        proc_macro2::Delimiter::None,
+                        self_ty.to_token_stream(),
+                    );
+                    TokenTree::Group(group)
+                }
+                TokenTree::Group(g) => {
+                    let mut group =
+                        proc_macro2::Group::new(g.delimiter(), walk(g.stream(), self_ty));
+                    group.set_span(g.span());
+                    TokenTree::Group(group)
+                }
+                other => other,
+            })
+            .collect()
+    }
+    walk(ty.to_token_stream(), self_ty)
 }
 
 /// `wrapper<ty>`, spanned from the type's first token to its last so that an error about
 /// the bound of `wrapper` underlines the whole type as the user wrote it.
-fn spanned_generic(wrapper: TokenStream, ty: &Type) -> TokenStream {
+fn spanned_generic(wrapper: TokenStream, ty: &Type, self_ty: &Type) -> TokenStream {
     let first = ty.span();
     let last = ty
         .to_token_stream()
@@ -680,29 +1011,26 @@ fn spanned_generic(wrapper: TokenStream, ty: &Type) -> TokenStream {
         t.set_span(first);
         t
     });
+    let ty = replace_self(ty, self_ty);
     quote_spanned!(first=> #(#wrapper)* < #ty #close)
 }
 
-fn is_exit_handler(h: &Handler) -> bool {
-    h.kind == Kind::Up && h.msg.as_ref().is_some_and(ast::is_child_exit)
-}
-
-fn duration(krate: &Path, d: std::time::Duration) -> TokenStream {
+fn duration(d: std::time::Duration) -> TokenStream {
     let secs = d.as_secs();
     let nanos = d.subsec_nanos();
-    quote!(#krate::__private::Duration::new(#secs, #nanos))
+    quote!(__tt::__private::Duration::new(#secs, #nanos))
 }
 
-fn task_spec(krate: &Path, h: &Handler) -> TokenStream {
-    let name = h.ident.to_string();
+fn task_spec(h: &Handler) -> TokenStream {
+    let name = h.ident.unraw().to_string();
     let every = match h.task.every {
         Some(d) => {
-            let d = duration(krate, d);
-            quote!(#krate::__private::Option::Some(#d))
+            let d = duration(d);
+            quote!(::core::option::Option::Some(#d))
         }
-        None => quote!(#krate::__private::Option::None),
+        None => quote!(::core::option::Option::None),
     };
-    let delay = duration(krate, h.task.delay.unwrap_or_default());
+    let delay = duration(h.task.delay.unwrap_or_default());
     let manual = h.task.manual;
     let missed = match h.task.missed.map(|(m, _)| m).unwrap_or_default() {
         Missed::Skip => quote!(Skip),
@@ -710,14 +1038,23 @@ fn task_spec(krate: &Path, h: &Handler) -> TokenStream {
         Missed::Delay => quote!(Delay),
     };
     quote! {
-        #krate::__private::TaskSpec {
+        __tt::__private::TaskSpec {
             name: #name,
             every: #every,
             delay: #delay,
             manual: #manual,
-            missed: #krate::__private::MissedTicks::#missed,
+            missed: __tt::__private::MissedTicks::#missed,
         }
     }
+}
+
+/// The name of a task's constant: the method's name, without `r#`, in upper case (`tick`
+/// -> `TICK`, `r#loop` -> `LOOP`); `None` if that is no identifier.
+pub(crate) fn task_const_name(method: &Ident) -> Option<Ident> {
+    let upper = method.unraw().to_string().to_uppercase();
+    let mut name: Ident = syn::parse_str(&upper).ok()?;
+    name.set_span(method.span());
+    Some(name)
 }
 
 /// `TcpServer` -> `tcp_server`, `HTTPServer` -> `http_server`.
@@ -743,7 +1080,11 @@ pub(crate) fn snake_case(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::snake_case;
+    use proc_macro2::Ident;
+    use proptest::prelude::*;
+    use syn::ext::IdentExt;
+
+    use super::{snake_case, task_const_name};
 
     #[test]
     fn snake_case_names() {
@@ -752,5 +1093,41 @@ mod tests {
         assert_eq!(snake_case("Master"), "master");
         assert_eq!(snake_case("DataProcessor2"), "data_processor2");
         assert_eq!(snake_case("WebsocketSub"), "websocket_sub");
+    }
+
+    #[test]
+    fn task_constants_of_raw_identifiers() {
+        let name = |s: &str| task_const_name(&syn::parse_str(s).unwrap()).map(|i| i.to_string());
+        assert_eq!(name("tick").as_deref(), Some("TICK"));
+        assert_eq!(name("r#loop").as_deref(), Some("LOOP"));
+        assert_eq!(name("r#type").as_deref(), Some("TYPE"));
+        assert_eq!(name("r#try").as_deref(), Some("TRY"));
+        for keyword in [
+            "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern",
+            "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move",
+            "mut", "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe",
+            "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+            "override", "priv", "typeof", "unsized", "virtual", "yield",
+        ] {
+            assert!(name(&format!("r#{keyword}")).is_some(), "{keyword}");
+        }
+    }
+
+    proptest! {
+        /// Deriving names from any identifier, raw or not, ASCII or not, never panics, and
+        /// a task constant, when there is one, is an identifier.
+        #[test]
+        fn names_from_any_identifier(text in "(r#)?[\\p{XID_Start}_][\\p{XID_Continue}]{0,10}") {
+            let Ok(ident) = syn::parse_str::<Ident>(&text) else {
+                return Ok(());
+            };
+            if let Some(name) = task_const_name(&ident) {
+                prop_assert!(syn::parse_str::<Ident>(&name.to_string()).is_ok());
+                prop_assert!(!name.to_string().starts_with("r#"));
+            }
+            let snake = snake_case(&ident.unraw().to_string());
+            prop_assert!(!snake.is_empty());
+            prop_assert!(!snake.contains('#'));
+        }
     }
 }

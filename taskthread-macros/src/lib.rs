@@ -41,7 +41,8 @@ use proc_macro::TokenStream;
 /// - `up = Type`: the type this thread sends UP to its parent (default: nothing).
 /// - `capacity = N`: the capacity of its queues (default 64).
 /// - `name = "..."`: its default name in the tree (default: the type in snake case).
-/// - `crate = "path"`: where the `taskthread` crate is, for crates that re-export it.
+/// - `crate = "path"`: where the `taskthread` crate is, for a crate that reaches it through
+///   a re-export. A dependency renamed in `Cargo.toml` is found without it.
 ///
 /// # Options of `#[rescheduling(...)]`
 /// - `every = "5s"`: run periodically (units ns, us, ms, s, m, h; decimals allowed).
@@ -50,8 +51,19 @@ use proc_macro::TokenStream;
 /// - `missed = "skip" | "burst" | "delay"`: what to do when a run overruns the next tick
 ///   (default `skip`).
 ///
-/// Each task gets an associated constant named after it in upper case (`Self::REPORT`),
-/// used to start, reschedule or cancel it by a name the compiler checks.
+/// Each task gets an associated constant named after it in upper case (`Self::REPORT`;
+/// `r#loop` gives `Self::LOOP`), used to start, reschedule or cancel it by a name the
+/// compiler checks.
+///
+/// # What the expansion holds
+/// Next to the impl block, as it was written without the handler attributes, the macro
+/// generates the thread's message and event enums, its `Thread` impl with the dispatch, the
+/// `Accepts` / `Asks` / `HandlesUp` / `HandlesStream` impls and the task constants, all
+/// inside one `const _: () = { ... };`: two types of one name, or two instantiations of one
+/// generic type, never clash, and nothing the module defines or imports changes what the
+/// expansion means. A method under `#[cfg(...)]` is in the dispatch when it is compiled in.
+/// A mistake is reported on the tokens that make it, once: the method in error keeps its
+/// place in the dispatch, so the rest of the crate sees its message type handled.
 #[proc_macro_attribute]
 pub fn taskthread(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::taskthread(args.into(), input.into())

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use syn::ext::IdentExt;
 use syn::{GenericParam, ItemImpl, Type};
 
 use crate::ast::{Errors, Kind, Model, type_string};
@@ -48,21 +49,15 @@ pub(crate) fn check_impl(item: &ItemImpl, errors: &mut Errors) -> bool {
     generate
 }
 
-/// Checks the handlers against each other, and drops the ones in error so the rest can
-/// still be generated.
+/// Checks the handlers against each other, and takes out of the dispatch the ones that
+/// cannot be in it (a second handler for one type, whose impls would conflict), so the rest
+/// can still be generated.
 pub(crate) fn check_model(item: &ItemImpl, model: &mut Model, errors: &mut Errors) {
-    let mut seen: HashMap<(u8, String), syn::Ident> = HashMap::new();
-    model.handlers.retain(|handler| {
+    let mut seen: HashMap<(u8, String, String), syn::Ident> = HashMap::new();
+    for handler in &mut model.handlers {
         let Some(msg) = &handler.msg else {
-            return true;
+            continue;
         };
-        if handler.kind == Kind::Down && crate::ast::is_child_exit(msg) {
-            errors.spanned(
-                msg,
-                "`ChildExit` arrives UP from children: handle it with `#[up] async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit)`",
-            );
-            return false;
-        }
         if handler.kind == Kind::Up
             && let Some(param) = bare_type_param(item, msg)
         {
@@ -72,9 +67,12 @@ pub(crate) fn check_model(item: &ItemImpl, model: &mut Model, errors: &mut Error
                     "an `#[up]` handler cannot take a bare type parameter: `{param}` could be `NoUp`, which every thread already handles for children that send nothing up; wrap it in a type, e.g. `Done<{param}>`"
                 ),
             );
-            return false;
+            handler.msg = None;
+            handler.callable = false;
+            continue;
         }
-        let key = (handler.kind as u8, type_string(msg));
+        // Handlers under different `#[cfg]`s may take one type: at most one is compiled.
+        let key = (handler.kind as u8, type_string(msg), handler.cfg.key());
         if let Some(first) = seen.get(&key) {
             errors.spanned(
                 msg,
@@ -82,15 +80,16 @@ pub(crate) fn check_model(item: &ItemImpl, model: &mut Model, errors: &mut Error
                     "two `{}` handlers for `{}`: `{}` and `{}`; each type has one handler, so merge them",
                     handler.kind.attr(),
                     key.1,
-                    first,
-                    handler.ident
+                    first.unraw(),
+                    handler.ident.unraw()
                 ),
             );
-            return false;
+            handler.msg = None;
+            handler.callable = false;
+            continue;
         }
         seen.insert(key, handler.ident.clone());
-        true
-    });
+    }
 }
 
 /// The type parameter of the impl that `ty` is, if it is one.

@@ -7,18 +7,87 @@
 //! [`ChildRef`]: crate::ChildRef
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::error::{SendError, TrySendError};
 use crate::exit::{ChildId, ThreadState};
 use crate::family::Family;
 use crate::node::{Node, TreeSnapshot};
 use crate::port::UpPort;
+use crate::queue::inbound::Take;
 use crate::reschedule::Timetable;
-use crate::thread::Thread;
+use crate::thread::{SendsUp, Thread};
 
 /// The family of a thread of type `T`.
 pub(crate) type FamilyOf<T> = Family<T, <T as Thread>::Event>;
+
+/// The future of [`Ctx::up`]: resolves once the message is in the parent's queue, or gives
+/// it back in the error if the parent no longer exists.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct UpFuture<'a, T: Thread> {
+    ctx: &'a Ctx<T>,
+    msg: Option<T::Up>,
+    /// Waiting for a place in the parent's full queue.
+    wait: Option<Take<'a>>,
+}
+
+// The message is only moved, never pinned.
+impl<T: Thread> Unpin for UpFuture<'_, T> {}
+
+impl<T: Thread> Future for UpFuture<'_, T> {
+    type Output = Result<(), SendError<T::Up>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let ctx = this.ctx;
+        let from = ctx.node.id;
+        if this.wait.is_none() {
+            let msg = this
+                .msg
+                .take()
+                .expect("an UP send polled after it finished");
+            match ctx.up.try_send(from, msg) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(TrySendError::Ended(msg)) => {
+                    return Poll::Ready(Err(SendError::new(msg, ctx.up.target())));
+                }
+                // The parent's queue is full: wait for room.
+                Err(TrySendError::Full(msg)) => {
+                    this.msg = Some(msg);
+                    this.wait = Some(ctx.up.meter().take());
+                }
+            }
+        }
+        let wait = this.wait.as_mut().expect("waiting for room");
+        let Poll::Ready(room) = Pin::new(wait).poll(cx) else {
+            return Poll::Pending;
+        };
+        this.wait = None;
+        let msg = this
+            .msg
+            .take()
+            .expect("an UP send polled after it finished");
+        Poll::Ready(match room {
+            Ok(()) => {
+                ctx.up.send_permitted(from, msg);
+                Ok(())
+            }
+            Err(_) => Err(SendError::new(msg, ctx.up.target())),
+        })
+    }
+}
+
+impl<T: Thread> fmt::Debug for UpFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpFuture")
+            .field("from", &self.ctx.node.path())
+            .field("waiting", &self.wait.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// A thread's context: everything a handler does to the tree goes through it.
 ///
@@ -215,6 +284,7 @@ impl<T: Thread> Ctx<T> {
 
     /// Sends a message UP to the parent, waiting while the parent's queue is full.
     ///
+    /// The message is of the thread's up type, declared with `#[taskthread(up = Type)]`.
     /// Fails, giving the message back, if the parent no longer exists.
     ///
     /// # Examples
@@ -241,19 +311,16 @@ impl<T: Thread> Ctx<T> {
     /// assert_eq!(squarer.recv().await, Some(49));
     /// # }
     /// ```
-    pub async fn up(&self, msg: T::Up) -> Result<(), SendError<T::Up>> {
-        let from = self.node.id;
-        match self.up.try_send(from, msg) {
-            Ok(()) => Ok(()),
-            // The parent's queue is full: wait for room.
-            Err(TrySendError::Full(msg)) => match self.up.meter().take().await {
-                Ok(()) => {
-                    self.up.send_permitted(from, msg);
-                    Ok(())
-                }
-                Err(_) => Err(SendError::new(msg, self.up.target())),
-            },
-            Err(TrySendError::Ended(msg)) => Err(SendError::new(msg, self.up.target())),
+    pub fn up<M>(&self, msg: M) -> UpFuture<'_, T>
+    where
+        T: SendsUp<M>,
+    {
+        // A named future rather than an `async fn`: a message of another type is then
+        // reported once, at the call, and not again at the `.await`.
+        UpFuture {
+            ctx: self,
+            msg: Some(T::__into_up(msg)),
+            wait: None,
         }
     }
 
@@ -288,8 +355,11 @@ impl<T: Thread> Ctx<T> {
     /// assert_eq!(sensor.recv().await, Some(1));
     /// # }
     /// ```
-    pub fn try_up(&self, msg: T::Up) -> Result<(), TrySendError<T::Up>> {
-        self.up.try_send(self.node.id, msg)
+    pub fn try_up<M>(&self, msg: M) -> Result<(), TrySendError<T::Up>>
+    where
+        T: SendsUp<M>,
+    {
+        self.up.try_send(self.node.id, T::__into_up(msg))
     }
 
     // ---- lifecycle ----------------------------------------------------------------------

@@ -142,6 +142,20 @@ pub struct ChildExit {
 }
 
 impl ChildExit {
+    /// Tells the framework's `ChildExit` from any other type of the same name: the
+    /// generated code calls `<M>::__from_exit`, which finds this inherent function for
+    /// `ChildExit` and [`NotChildExit`](crate::__private::NotChildExit)'s for every other type.
+    #[doc(hidden)]
+    #[allow(clippy::result_large_err)] // moved once per exit, never stored
+    pub fn __from_exit(exit: ChildExit) -> Result<Self, ChildExit> {
+        Ok(exit)
+    }
+
+    /// `true` here, `false` through [`NotChildExit`](crate::__private::NotChildExit) for
+    /// every other type.
+    #[doc(hidden)]
+    pub const __IS_CHILD_EXIT: bool = true;
+
     /// The child's path in the tree, e.g. `master/tcp_server/conn-17`; [`name`](Self::name)
     /// is its last segment.
     pub fn path(&self) -> &str {

@@ -161,14 +161,26 @@ pub mod sync;
 pub mod guide;
 
 pub use crate::blocking::DEFAULT_BLOCKING_LIMIT;
-pub use crate::child::{ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
-pub use crate::ctx::Ctx;
+pub use crate::child::{
+    AskFuture, ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE, SendFuture,
+};
+pub use crate::ctx::{Ctx, UpFuture};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::exit::{ChildExit, ChildId, Exit, ThreadState};
 pub use crate::node::TreeSnapshot;
 pub use crate::reschedule::{Reschedule, TaskRef};
 pub use crate::root::{Handle, run, spawn, spawn_with};
-pub use crate::thread::{Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, Thread};
+pub use crate::thread::{
+    Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, SendsUp, Thread,
+};
+
+// The traits of the generated code's diagnostics, also at the root so that the compiler
+// names them without the hidden module's path ("the trait `HandlerError` is not
+// implemented for `String`").
+#[doc(hidden)]
+pub use crate::__private::{
+    AnswerOutput, HandlerError, IsMessage, IsThread, SentByValue, TaskOutput, UnitOutput,
+};
 
 /// The `#[taskthread]` attribute: turns an annotated `impl` block into a thread.
 #[cfg(feature = "macros")]
@@ -188,52 +200,5 @@ pub mod prelude {
     };
 }
 
-/// Items the generated code names. Not public API: no stability promises.
 #[doc(hidden)]
-pub mod __private {
-    pub use std::convert::Infallible;
-    pub use std::future::Future;
-    pub use std::marker::PhantomData;
-    pub use std::option::Option;
-    pub use std::time::Duration;
-
-    pub use crate::reschedule::{MissedTicks, TaskSpec};
-    pub use crate::thread::Reply;
-    pub use crate::{
-        Accepts, Asks, ChildExit, ChildId, Ctx, HandlesStream, HandlesUp, NoUp, Reschedule, Result,
-        TaskRef, Thread,
-    };
-
-    use crate::Error;
-    use std::result::Result as StdResult;
-
-    /// What a handler may return: nothing, or a `Result` whose error converts into
-    /// [`Error`]; a rescheduling task may also return a bare [`Reschedule`].
-    pub trait HandlerOutput {
-        /// The success value.
-        type Ok;
-        /// Normalises into the framework's `Result`.
-        fn into_result(self) -> Result<Self::Ok>;
-    }
-
-    impl HandlerOutput for () {
-        type Ok = ();
-        fn into_result(self) -> Result<()> {
-            Ok(())
-        }
-    }
-
-    impl HandlerOutput for Reschedule {
-        type Ok = Reschedule;
-        fn into_result(self) -> Result<Reschedule> {
-            Ok(self)
-        }
-    }
-
-    impl<T, E: Into<Error>> HandlerOutput for StdResult<T, E> {
-        type Ok = T;
-        fn into_result(self) -> Result<T> {
-            self.map_err(Into::into)
-        }
-    }
-}
+pub mod __private;

@@ -9,9 +9,9 @@ use std::future::poll_fn;
 
 use tokio::task::JoinHandle;
 
-use crate::child::{ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE};
+use crate::child::{AskFuture, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE, SendFuture};
 use crate::driver::{panic_message, prepare, wait_gone};
-use crate::error::{AskError, Error, Result, SendError, TrySendError};
+use crate::error::{Error, Result, TrySendError};
 use crate::exit::{ChildId, Exit, ThreadState};
 use crate::node::{Node, NodeInit, ThreadMeta, TreeSnapshot};
 use crate::port::{Inbound, RootPort};
@@ -257,11 +257,11 @@ impl<T: Thread> Handle<T> {
     /// assert_eq!(printer.recv().await.unwrap(), "printed hello");
     /// # }
     /// ```
-    pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
+    pub fn send<M>(&self, msg: M) -> SendFuture<'_, T, M>
     where
         T: Accepts<M>,
     {
-        self.child.send(msg).await
+        self.child.send(msg)
     }
 
     /// Sends a message DOWN to the root if its queue has room now.
@@ -318,11 +318,11 @@ impl<T: Thread> Handle<T> {
     /// assert_eq!(calc.ask(Double(21)).await.unwrap(), 42);
     /// # }
     /// ```
-    pub async fn ask<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    pub fn ask<Q, R>(&self, question: Q) -> AskFuture<'_, T, Q, R>
     where
-        T: Asks<Q>,
+        T: Asks<Q, Reply = R>,
     {
-        self.child.ask(question).await
+        self.child.ask(question)
     }
 
     /// Receives the next message the root sent UP; `None` once the root has ended and every

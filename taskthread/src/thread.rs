@@ -22,6 +22,11 @@ pub const DEFAULT_CAPACITY: usize = 64;
 /// Implemented by the [`#[taskthread]`](macro@crate::taskthread) attribute on an `impl`
 /// block; the hidden methods are the generated wiring and are not meant to be written by
 /// hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a thread",
+    label = "`{Self}` has no `#[taskthread]` impl block",
+    note = "a type becomes a thread through `#[taskthread]` on an `impl` block of it, which holds its handlers and hooks: `#[taskthread] impl {Self} {{ ... }}`"
+)]
 pub trait Thread: Send + Sized + 'static {
     /// The generated enum of DOWN messages (one variant per `#[down]` handler).
     type Down: Send + 'static;
@@ -141,10 +146,39 @@ pub trait HandlesStream<I>: Thread {
     fn __wrap_item(item: I) -> Self::Event;
 }
 
+/// `Self` sends messages of type `M` up to its parent: `M` is the type it declares with
+/// `#[taskthread(up = M)]`. The bound of [`Ctx::up`] and [`Ctx::try_up`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not send `{M}` up",
+    label = "`{M}` is not the up type of `{Self}`",
+    note = "a thread sends up the one type it declares: to send `{M}`, write `#[taskthread(up = {M})]` on the `#[taskthread]` impl of `{Self}`"
+)]
+pub trait SendsUp<M>: Thread {
+    #[doc(hidden)]
+    fn __into_up(msg: M) -> Self::Up;
+}
+
+// Through the generated event type rather than `Up = M`, so that a thread that declares no
+// up type has no candidate impl: the compiler then reports the message's type instead of
+// inferring `NoUp` and reporting a type mismatch.
+#[diagnostic::do_not_recommend]
+impl<T: Thread, M> SendsUp<M> for T
+where
+    T::Event: UpTo<M, Up = T::Up>,
+{
+    fn __into_up(msg: M) -> T::Up {
+        <T::Event as UpTo<M>>::__up(msg)
+    }
+}
+
+/// Implemented by the generated event type of a thread for the up type it declares.
+#[doc(hidden)]
+pub trait UpTo<M> {
+    type Up;
+    fn __up(msg: M) -> Self::Up;
+}
+
 /// The up type of a thread that sends nothing up. It has no values.
-///
-/// If the compiler says it expected `NoUp` where you call `ctx.up(msg)`, the thread has not
-/// declared what it sends up: write `#[taskthread(up = Msg)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoUp {}
 

@@ -10,7 +10,10 @@ pub use family::ChildInfo;
 pub use options::{ChildOptions, DEFAULT_STOP_DEADLINE};
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
@@ -18,6 +21,7 @@ use crate::error::{AskError, SendError, TrySendError};
 use crate::exit::{ChildId, ThreadState};
 use crate::node::{ChildNode, Node, TreeSnapshot};
 use crate::queue::DownQueue;
+use crate::queue::down::Sending;
 use crate::thread::{Accepts, Asks, Reply, Thread};
 
 /// The address of a running thread: send it messages, ask it questions, stop it.
@@ -237,13 +241,16 @@ impl<T: Thread> ChildRef<T> {
     /// assert_eq!(err.into_inner(), 4);
     /// # }
     /// ```
-    pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
+    pub fn send<M>(&self, msg: M) -> SendFuture<'_, T, M>
     where
         T: Accepts<M>,
     {
-        match self.node.queue.send(T::__wrap(msg)).await {
-            Ok(()) => Ok(()),
-            Err(down) => Err(SendError::new(T::__unwrap(down), self.node.path())),
+        // A named future rather than an `async fn`: the bound is then checked once, at
+        // the call, and not again by the future's type at the `.await`.
+        SendFuture {
+            child: self,
+            sending: self.node.queue.send(T::__wrap(msg)),
+            unwrap: T::__unwrap,
         }
     }
 
@@ -310,16 +317,17 @@ impl<T: Thread> ChildRef<T> {
     /// assert_eq!(calc.ask(Double(21)).await.unwrap(), 42);
     /// # }
     /// ```
-    pub async fn ask<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    pub fn ask<Q, R>(&self, question: Q) -> AskFuture<'_, T, Q, R>
     where
-        T: Asks<Q>,
+        T: Asks<Q, Reply = R>,
     {
         let (reply, answer) = oneshot::channel();
         let down = T::__wrap_ask(question, Reply(reply));
-        if let Err(down) = self.node.queue.send(down).await {
-            return Err(AskError::Ended(T::__unwrap(down)));
+        AskFuture {
+            sending: Some(self.node.queue.send(down)),
+            answer,
+            unwrap: T::__unwrap,
         }
-        answer.await.map_err(|_| AskError::NoReply)
     }
 
     /// Asks the thread to stop gracefully. Returns at once; the parent hears of the exit.
@@ -392,5 +400,78 @@ impl<T: Thread> ChildRef<T> {
             .downcast::<Node<DownQueue<T::Down>>>()
             .ok()?;
         Some(Self { node })
+    }
+}
+
+/// The future of [`ChildRef::send`] (and [`Handle::send`](crate::Handle::send)): resolves
+/// once the message is queued, or gives it back in the error if the thread no longer
+/// accepts messages.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct SendFuture<'a, T: Thread, M> {
+    child: &'a ChildRef<T>,
+    sending: Sending<'a, T::Down>,
+    unwrap: fn(T::Down) -> M,
+}
+
+impl<T: Thread, M> Future for SendFuture<'_, T, M> {
+    type Output = Result<(), SendError<M>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.sending).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(down)) => Poll::Ready(Err(SendError::new(
+                (this.unwrap)(down),
+                this.child.node.path(),
+            ))),
+        }
+    }
+}
+
+impl<T: Thread, M> fmt::Debug for SendFuture<'_, T, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendFuture")
+            .field("to", &self.child.node.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`ChildRef::ask`] (and [`Handle::ask`](crate::Handle::ask)): resolves to
+/// the answer `R` of the handler.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct AskFuture<'a, T: Thread, Q, R> {
+    /// The question on its way into the queue; `None` once it is queued.
+    sending: Option<Sending<'a, T::Down>>,
+    answer: oneshot::Receiver<R>,
+    unwrap: fn(T::Down) -> Q,
+}
+
+impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
+    type Output = Result<R, AskError<Q>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(sending) = &mut this.sending {
+            match Pin::new(sending).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(down)) => {
+                    this.sending = None;
+                    return Poll::Ready(Err(AskError::Ended((this.unwrap)(down))));
+                }
+                Poll::Ready(Ok(())) => this.sending = None,
+            }
+        }
+        Pin::new(&mut this.answer)
+            .poll(cx)
+            .map_err(|_| AskError::NoReply)
+    }
+}
+
+impl<T: Thread, Q, R> fmt::Debug for AskFuture<'_, T, Q, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AskFuture")
+            .field("queued", &self.sending.is_none())
+            .finish_non_exhaustive()
     }
 }

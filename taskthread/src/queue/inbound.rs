@@ -106,10 +106,10 @@ impl Meter {
     ///
     /// The future is three words: it is part of every `Ctx::up` future, and so of the task
     /// of every thread that sends UP.
-    pub(crate) fn take(&self) -> Wait<'_, impl Fn(&Meter) -> Result<(), Refused> + Unpin> {
+    pub(crate) fn take(&self) -> Take<'_> {
         Wait {
             meter: self,
-            look: Self::try_take,
+            look: TakePlace,
             ticket: None,
         }
     }
@@ -212,7 +212,32 @@ pub(crate) struct Wait<'a, F> {
     ticket: Option<u64>,
 }
 
-impl<F: Fn(&Meter) -> Result<(), Refused> + Unpin> Future for Wait<'_, F> {
+/// What a [`Wait`] looks for each time it is woken.
+pub(crate) trait Look: Unpin {
+    fn look(&self, meter: &Meter) -> Result<(), Refused>;
+}
+
+impl<F: Fn(&Meter) -> Result<(), Refused> + Unpin> Look for F {
+    fn look(&self, meter: &Meter) -> Result<(), Refused> {
+        self(meter)
+    }
+}
+
+/// The look of [`Meter::take`]: a type with a name, so that a future holding the wait
+/// ([`UpFuture`](crate::UpFuture)) can name its type.
+pub(crate) struct TakePlace;
+
+impl Look for TakePlace {
+    #[inline]
+    fn look(&self, meter: &Meter) -> Result<(), Refused> {
+        meter.try_take()
+    }
+}
+
+/// The future of [`Meter::take`].
+pub(crate) type Take<'a> = Wait<'a, TakePlace>;
+
+impl<F: Look> Future for Wait<'_, F> {
     type Output = Result<(), Closed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -224,13 +249,13 @@ impl<F: Fn(&Meter) -> Result<(), Refused> + Unpin> Future for Wait<'_, F> {
             // Woken: a place was given back, or the receiver went away. Look before
             // queueing again, which would lock.
             this.ticket = None;
-            match (this.look)(this.meter) {
+            match this.look.look(this.meter) {
                 Err(Refused::Full) => {}
                 now => return Poll::Ready(now.map_err(|_| Closed)),
             }
         }
         let ticket = this.meter.register(cx.waker());
-        match (this.look)(this.meter) {
+        match this.look.look(this.meter) {
             Err(Refused::Full) => {
                 this.ticket = Some(ticket);
                 Poll::Pending

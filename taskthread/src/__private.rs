@@ -1,0 +1,314 @@
+//! Items the generated code names. Not public API: no stability promises.
+//!
+//! Besides the runtime's items, the traits here check what handlers return and what is
+//! sent, so that a mistake gives one error on the user's tokens with a message that names
+//! the fix (`#[diagnostic::on_unimplemented]`), and the placeholder impls keep the rest of
+//! an expansion compiling when one handler is malformed.
+
+pub use std::convert::Infallible;
+pub use std::future::Future;
+pub use std::marker::PhantomData;
+pub use std::option::Option;
+pub use std::time::Duration;
+
+pub use crate::reschedule::{MissedTicks, TaskSpec};
+pub use crate::thread::{Reply, UpTo};
+pub use crate::{
+    Accepts, Asks, ChildExit, ChildId, Ctx, Error, HandlesStream, HandlesUp, NoUp, Reschedule,
+    Result, TaskRef, Thread,
+};
+
+use std::result::Result as StdResult;
+
+/// What a handler that does not answer returns: nothing, or `Result<(), E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not what this handler returns: it returns nothing or `Result<()>`",
+    label = "expected nothing or `Result<()>`",
+    note = "only `#[down]` handlers answer (`Result<Answer>`), and only `#[rescheduling]` tasks return `Reschedule`"
+)]
+pub trait UnitOutput {
+    /// The error type.
+    type Err;
+    /// The success and the error, apart.
+    fn into_parts(self) -> StdResult<(), Self::Err>;
+}
+
+impl UnitOutput for () {
+    type Err = Infallible;
+    fn into_parts(self) -> StdResult<(), Infallible> {
+        Ok(())
+    }
+}
+
+impl<E> UnitOutput for StdResult<(), E> {
+    type Err = E;
+    fn into_parts(self) -> Self {
+        self
+    }
+}
+
+/// What a `#[down]` handler that answers returns: `Result<Answer, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not what a `#[down]` handler returns",
+    label = "expected nothing, `Result<()>`, or `Result<Answer>` to be asked",
+    note = "the answer of an asked handler is the success value of its `Result`"
+)]
+pub trait AnswerOutput {
+    /// The answer.
+    type Ok;
+    /// The error type.
+    type Err;
+    /// The answer and the error, apart.
+    fn into_parts(self) -> StdResult<Self::Ok, Self::Err>;
+}
+
+impl<T, E> AnswerOutput for StdResult<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn into_parts(self) -> Self {
+        self
+    }
+}
+
+/// What a `#[rescheduling]` task returns: `Reschedule` or `Result<Reschedule, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`#[rescheduling]` tasks return `Result<Reschedule>` (or `Reschedule`) to say when they run next",
+    label = "`{Self}` is not `Result<Reschedule>`",
+    note = "`Reschedule` is `taskthread::Reschedule`: `Again`, `Now`, `After(duration)`, `At(instant)`, `Done` or `Stop`"
+)]
+pub trait TaskOutput {
+    /// The error type.
+    type Err;
+    /// When to run next and the error, apart.
+    fn into_parts(self) -> StdResult<Reschedule, Self::Err>;
+}
+
+impl TaskOutput for Reschedule {
+    type Err = Infallible;
+    fn into_parts(self) -> StdResult<Reschedule, Infallible> {
+        Ok(self)
+    }
+}
+
+impl<E> TaskOutput for StdResult<Reschedule, E> {
+    type Err = E;
+    fn into_parts(self) -> Self {
+        self
+    }
+}
+
+/// An error a handler, hook or task can fail with: anything that converts into
+/// [`Error`].
+#[diagnostic::on_unimplemented(
+    message = "a handler cannot fail with `{Self}`: it does not convert into `taskthread::Error`",
+    label = "this error type does not convert into `taskthread::Error`",
+    note = "return `taskthread::Result<T>` and convert where the error arises: `.map_err(taskthread::Error::msg)?` for a message such as a `String`, `.map_err(taskthread::Error::from_boxed)?` for a `Box<dyn Error + Send + Sync>`; any `std::error::Error + Send + Sync + 'static` converts with `?` alone"
+)]
+pub trait HandlerError {
+    /// Converts into the framework's error.
+    fn into_error(self) -> Error;
+}
+
+// Not recommended, so that an error type that does not convert is reported as such,
+// with the conversions to use, rather than as a missing `From` impl of `Error`.
+#[diagnostic::do_not_recommend]
+impl<E: Into<Error>> HandlerError for E {
+    fn into_error(self) -> Error {
+        self.into()
+    }
+}
+
+/// For every type but [`ChildExit`], which has inherent items of the same names: the
+/// generated code calls `<M>::__from_exit` and reads `<M>::__IS_CHILD_EXIT` to find
+/// the handler of the framework's `ChildExit`, whatever its name in the user's code.
+pub trait NotChildExit: Sized {
+    /// `false`: not the framework's `ChildExit`.
+    const __IS_CHILD_EXIT: bool = false;
+    /// Gives the exit back: not the framework's `ChildExit`.
+    #[allow(clippy::result_large_err)] // moved once per exit, never stored
+    fn __from_exit(exit: ChildExit) -> StdResult<Self, ChildExit> {
+        Err(exit)
+    }
+}
+
+impl<T> NotChildExit for T {}
+
+/// Logs a child's exit as a thread without an exit handler does.
+pub fn log_exit<T: Thread>(ctx: &Ctx<T>, exit: &ChildExit) {
+    crate::exit::log_exit(ctx.path(), exit);
+}
+
+// The diagnostics the generated code relies on live here rather than in the
+// expansion: `#[diagnostic::...]` cannot be written in a `#![no_implicit_prelude]`
+// module, which has no tool prelude.
+
+/// A thread type must be `Send + 'static`: checked on the type as the user wrote it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a thread: a thread moves to its own task, so it must be `Send + 'static`",
+    label = "this type is not `Send + 'static`",
+    note = "every field of a thread must be `Send + 'static`: `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
+)]
+pub trait IsThread {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Send + 'static> IsThread for T {}
+
+/// A message type must be `Send + 'static`: checked on the type as the user wrote it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a message: messages move between threads, so they must be `Send + 'static`",
+    label = "this type is not `Send + 'static`",
+    note = "use `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
+)]
+pub trait IsMessage {}
+
+#[diagnostic::do_not_recommend]
+impl<M: Send + 'static> IsMessage for M {}
+
+/// The bound of the impls of `Accepts<&M>` and `Asks<&M>` below, which never apply:
+/// `send(&msg)` is then reported as a reference sent instead of a missing handler for
+/// `&M`, which the macro forbids.
+#[diagnostic::on_unimplemented(
+    message = "messages are sent by value, and `{Self}` is a reference",
+    label = "send the message itself, not a reference to it",
+    note = "a message moves into the receiving thread's queue: pass it by value (move it, or clone it)"
+)]
+pub trait SentByValue {}
+
+// Some impl, so that the compiler does not suggest writing one.
+#[diagnostic::do_not_recommend]
+impl SentByValue for Never {}
+
+/// On a generated event type, for every `#[down]` type `M` of its thread: `&M` then
+/// has the impls of `Accepts` and `Asks` below, which never apply and say why. Keyed
+/// on the event type, like the placeholders, and bounded by a trait of this crate that
+/// a reference never implements, so they overlap with no handler's impl, even one for
+/// an alias of a reference type.
+pub trait DownType<M: ?Sized> {}
+
+/// On a generated event type whose thread's `#[down]` types are all known (none is a
+/// type parameter, which could be a reference). Bounds the impls below besides
+/// [`DownType`], which other crates could implement for the hand-written threads of this
+/// one, or for a generated event type at a type of theirs: this trait, without
+/// parameters, they cannot.
+pub trait KnownDownTypes {}
+
+#[doc(hidden)]
+impl<'a, T: Thread, M: ?Sized> Accepts<&'a M> for T
+where
+    T::Event: KnownDownTypes + DownType<M>,
+    &'a M: SentByValue,
+{
+    fn __wrap(_: &'a M) -> T::Down {
+        unreachable!("a reference is never a message")
+    }
+    fn __unwrap(_: T::Down) -> &'a M {
+        unreachable!("a reference is never a message")
+    }
+}
+
+#[doc(hidden)]
+impl<'a, T: Thread, M: ?Sized> Asks<&'a M> for T
+where
+    T::Event: KnownDownTypes + DownType<M>,
+    &'a M: SentByValue,
+{
+    type Reply = Never;
+    fn __wrap_ask(_: &'a M, _: Reply<Never>) -> T::Down {
+        unreachable!("a reference is never a message")
+    }
+}
+
+/// Has no values: the type of the placeholder impls below, which are never used.
+#[derive(Debug)]
+pub enum Never {}
+
+/// Has no values: the second placeholder up type.
+#[derive(Debug)]
+pub enum NeverEither {}
+
+/// On a generated event type: its thread has the placeholder impls of `Accepts` and
+/// `Asks` (none of its `#[down]` types could be `Never`).
+///
+/// The placeholder impls are there for the errors. When a trait has exactly one impl
+/// for a type, rustc infers the trait's parameter from it and reports "mismatched
+/// types" instead of the trait's `#[diagnostic::on_unimplemented]` message; with none,
+/// it reports that message before the argument's type is known ("no handler for `_`").
+/// With one more impl that can never be used, `child.send(pong)` for a type with no
+/// handler says "`Child` has no `#[down]` handler for `Pong`". They are keyed on the
+/// event type, which every expansion makes anew, so that two expansions for one type
+/// conflict on `Thread` alone.
+pub trait PlaceholderDown {}
+/// On a generated event type: its thread has the placeholder impl of `HandlesUp`.
+pub trait PlaceholderUp {}
+/// On a generated event type: its thread has the placeholder impl of `HandlesStream`.
+pub trait PlaceholderStream {}
+/// On a generated event type: its thread declares no up type, and `Ctx::up` has two
+/// placeholder up types, so that the type of a message sent up is reported, not
+/// inferred.
+pub trait PlaceholderNoUp {}
+
+/// The placeholder impls of `Accepts`, `Asks` and `HandlesStream`, for each of the two
+/// placeholder types: with a single one, the compiler would infer it as the message type
+/// of a thread that has no handler.
+macro_rules! placeholders {
+    ($($never:ident),*) => {$(
+        #[doc(hidden)]
+        #[diagnostic::do_not_recommend]
+        impl<T: Thread> Accepts<$never> for T
+        where
+            T::Event: PlaceholderDown,
+        {
+            fn __wrap(msg: $never) -> T::Down {
+                match msg {}
+            }
+            fn __unwrap(_: T::Down) -> $never {
+                unreachable!("no message has a type without values")
+            }
+        }
+
+        #[doc(hidden)]
+        #[diagnostic::do_not_recommend]
+        impl<T: Thread> Asks<$never> for T
+        where
+            T::Event: PlaceholderDown,
+        {
+            type Reply = $never;
+            fn __wrap_ask(question: $never, _: Reply<$never>) -> T::Down {
+                match question {}
+            }
+        }
+
+        #[doc(hidden)]
+        #[diagnostic::do_not_recommend]
+        impl<T: Thread> HandlesStream<$never> for T
+        where
+            T::Event: PlaceholderStream,
+        {
+            fn __wrap_item(item: $never) -> T::Event {
+                match item {}
+            }
+        }
+
+        #[doc(hidden)]
+        #[diagnostic::do_not_recommend]
+        impl<E: PlaceholderNoUp> UpTo<$never> for E {
+            type Up = NoUp;
+            fn __up(msg: $never) -> NoUp {
+                match msg {}
+            }
+        }
+    )*};
+}
+
+placeholders!(Never, NeverEither);
+
+#[doc(hidden)]
+#[diagnostic::do_not_recommend]
+impl<T: Thread> HandlesUp<Never> for T
+where
+    T::Event: PlaceholderUp,
+{
+    fn __wrap_up(_: ChildId, msg: Never) -> T::Event {
+        match msg {}
+    }
+}
