@@ -145,7 +145,7 @@ async fn a_root_that_stops_on_signals_keeps_its_handle() {
     exiting.notified().await;
     let addr = root.child_ref();
     assert!(matches!(root.abort().await, Exit::Aborted { .. }));
-    assert_eq!(addr.state(), ThreadState::Exited);
+    assert_eq!(addr.state(), taskthread::ThreadState::Exited);
     // The root's task is gone, and the thread with it.
     assert_eq!(Arc::strong_count(&exiting), 1);
 }
