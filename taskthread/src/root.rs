@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use std::future::poll_fn;
 
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::child::{AskFuture, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE, SendFuture};
 use crate::driver::{panic_message, prepare, wait_gone};
@@ -21,11 +21,15 @@ use crate::thread::{Accepts, Asks, Thread};
 /// The handle of a root thread: its address, its UP messages and its exit.
 ///
 /// Dropping the handle does not stop the tree (like a tokio `JoinHandle`); call
-/// [`stop`](Self::stop) and [`join`](Self::join).
+/// [`stop`](Self::stop) and [`join`](Self::join), or let Ctrl-C and SIGTERM stop it with
+/// [`stop_on_signals`](Self::stop_on_signals).
 pub struct Handle<T: Thread> {
     child: ChildRef<T>,
     up: Inbox<Inbound<T::Up>>,
+    /// The root's task, or the task that watches for signals and ends with it.
     join: JoinHandle<Exit>,
+    /// The root's own task (`join` may be the watcher's).
+    task: AbortHandle,
 }
 
 impl<T: Thread> fmt::Debug for Handle<T> {
@@ -170,11 +174,13 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
     let port = Arc::new(RootPort { tx: up_tx });
     let (child, prepared) = prepare::<T>(ChildId::next(), init, port);
     let join = prepared.launch(thread, false);
-    child.node.set_task(join.abort_handle());
+    let task = join.abort_handle();
+    child.node.set_task(task.clone());
     Handle {
         child,
         up: up_rx,
         join,
+        task,
     }
 }
 
@@ -389,6 +395,69 @@ impl<T: Thread> Handle<T> {
         self.child.stop();
     }
 
+    /// Lets Ctrl-C and SIGTERM stop the tree gracefully, as [`stop`](Self::stop) does, and
+    /// keeps the handle: the program still sends to the root, receives its UP messages and
+    /// joins it. A second signal during the graceful stop aborts the tree at once (see
+    /// [`abort`](Self::abort)); [`join`](Self::join) then returns [`Exit::Aborted`]. This is
+    /// what [`run`] does, for a root whose handle you need.
+    ///
+    /// The signals are listened for from the moment this returns: one that arrives later is
+    /// never missed, and no longer ends the process at once (Ctrl-C is SIGINT on Unix; on
+    /// other systems only Ctrl-C is listened for). The listening ends with the tree. Call it
+    /// once per process: every tree listening would stop on the same signal.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// A server that stops on Ctrl-C, and still talks to its root (compiled only: it
+    /// waits for a signal).
+    ///
+    /// ```no_run
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Server;
+    ///
+    /// #[taskthread(up = &'static str)]
+    /// impl Server {
+    ///     async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up("connections closed").await?; // runs on the signal's graceful stop
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> taskthread::Result<()> {
+    ///     let mut server = taskthread::spawn(Server).stop_on_signals();
+    ///     // Ctrl-C: the tree stops gracefully; the root's UP messages still arrive.
+    ///     while let Some(line) = server.recv().await {
+    ///         println!("{line}");
+    ///     }
+    ///     server.join().await.into_result()
+    /// }
+    /// ```
+    pub fn stop_on_signals(self) -> Self {
+        let Handle {
+            child,
+            up,
+            join,
+            task,
+        } = self;
+        let signals = Signals::listen();
+        let (watched, root_task) = (child.clone(), task.clone());
+        let watcher = tokio::spawn(async move {
+            let (exit, _) = stop_on(signals, &watched, &root_task, join).await;
+            exit
+        });
+        Handle {
+            child,
+            up,
+            join: watcher,
+            task,
+        }
+    }
+
     /// Aborts the whole tree at once: every task of it is cancelled, no `exit` hook runs,
     /// and queued messages are dropped. Returns [`Exit::Aborted`] with how many were dropped
     /// (or how the root ended, if it ended first). When it returns, no task of the tree is
@@ -418,9 +487,12 @@ impl<T: Thread> Handle<T> {
     /// ```
     pub async fn abort(self) -> Exit {
         let Handle {
-            child, mut join, ..
+            child,
+            mut join,
+            task,
+            ..
         } = self;
-        abort_tree(&*child.node, &mut join).await
+        abort_tree(&*child.node, &task, &mut join).await
     }
 
     /// A snapshot of the whole tree.
@@ -516,6 +588,7 @@ impl<T: Thread> Handle<T> {
             child,
             mut up,
             mut join,
+            ..
         } = self;
         let mut dropped = 0usize;
         let joined = loop {
@@ -546,10 +619,13 @@ async fn recv_up<U>(up: &mut Inbox<Inbound<U>>) -> Option<U> {
     }
 }
 
-/// Cancels the root's task and every task below it; waits until they are gone.
-async fn abort_tree(root: &Node, join: &mut JoinHandle<Exit>) -> Exit {
+/// Cancels the root's task and every task below it; waits until they are gone. `join` is
+/// the root's task or the one watching it for signals.
+async fn abort_tree(root: &Node, task: &AbortHandle, join: &mut JoinHandle<Exit>) -> Exit {
     let mut aborted = Vec::new();
     let dropped = root.abort_descendants(&mut aborted) + root.queue_depth();
+    task.abort();
+    aborted.push(task.clone());
     join.abort();
     let joined = join.await;
     wait_gone(&aborted).await;
@@ -570,13 +646,18 @@ fn exit_of(joined: Result<Exit, tokio::task::JoinError>) -> Exit {
 
 /// Runs `thread` as the root of a tree until it ends, or until Ctrl-C / SIGTERM, which stop
 /// it gracefully. A second signal during the graceful stop aborts the tree at once (see
-/// [`Handle::abort`]). The stop has the root's stop deadline: [`DEFAULT_STOP_DEADLINE`]
-/// (30 s) unless the tree is started with [`spawn_with`] and a
-/// [`ChildOptions::stop_deadline`]; past it, what remains of the tree is aborted.
+/// [`Handle::abort`]). The stop has the root's default stop deadline,
+/// [`DEFAULT_STOP_DEADLINE`] (30 s); past it, what remains of the tree is aborted.
 ///
-/// Returns `Ok` if the root completed or was stopped, the failure otherwise. UP messages
-/// from the root have no receiver here; each is logged at `WARN` and dropped (use
-/// [`spawn`] to receive them).
+/// Returns `Ok` if the root completed or was stopped, the failure otherwise (an error that
+/// names the second signal if one aborted the stop). UP messages from the root have no
+/// receiver here; each is logged at `WARN` and dropped.
+///
+/// `run` gives no handle and takes no options. For either, start the root with [`spawn`]
+/// or [`spawn_with`] (a name, a queue capacity, another stop deadline) and call
+/// [`Handle::stop_on_signals`]: the same signal handling, and the handle kept. From
+/// synchronous code, [`Background::stop_on_signals`](crate::sync::Background::stop_on_signals)
+/// does the same for a tree on its own OS thread.
 ///
 /// ```no_run
 /// use taskthread::prelude::*;
@@ -602,59 +683,118 @@ pub async fn run<T: Thread>(thread: T) -> Result<()> {
     let Handle {
         child,
         mut up,
-        mut join,
+        join,
+        task,
     } = spawn(thread);
+    let signals = Signals::listen();
+    let watched = stop_on(signals, &child, &task, join);
+    tokio::pin!(watched);
+    let (exit, by_signal) = loop {
+        tokio::select! {
+            ended = &mut watched => break ended,
+            Some(_) = recv_up(&mut up) => {
+                tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
+            }
+        }
+    };
+    while up.try_recv().is_some() {
+        tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
+    }
+    if by_signal {
+        return Err(Error::msg(format!(
+            "the graceful stop was interrupted by a second signal: {exit}"
+        )));
+    }
+    exit.into_result()
+}
+
+/// Watches the root `child` (whose task is `task`, joined through `join`) until it ends: the
+/// first signal stops it gracefully, a second aborts the tree. Returns how it ended, and
+/// whether a second signal aborted it.
+async fn stop_on<T: Thread>(
+    mut signals: Signals,
+    child: &ChildRef<T>,
+    task: &AbortHandle,
+    mut join: JoinHandle<Exit>,
+) -> (Exit, bool) {
     let mut stopping = false;
     loop {
         tokio::select! {
             joined = &mut join => {
                 let exit = exit_of(joined);
-                while up.try_recv().is_some() {
-                    tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
-                }
                 tracing::info!(root = %child.path(), "tree ended: {exit}");
-                return exit.into_result();
+                return (exit, false);
             }
-            Some(_) = recv_up(&mut up) => {
-                tracing::warn!(root = %child.path(), "the root sent a message UP and nobody receives it; dropped");
-            }
-            () = shutdown_signal() => {
+            signal = signals.recv() => {
                 if stopping {
-                    tracing::warn!(root = %child.path(), "second signal: aborting the tree");
-                    let exit = abort_tree(&*child.node, &mut join).await;
+                    tracing::warn!(root = %child.path(), "second signal ({signal}): aborting the tree");
+                    let exit = abort_tree(&*child.node, task, &mut join).await;
                     tracing::warn!(root = %child.path(), "tree ended: {exit}");
-                    return Err(Error::msg(format!(
-                        "the graceful stop was interrupted by a second signal: {exit}"
-                    )));
+                    return (exit, true);
                 }
                 stopping = true;
-                tracing::info!(root = %child.path(), "signal received: stopping the tree gracefully (signal again to give up)");
+                tracing::info!(root = %child.path(), "{signal} received: stopping the tree gracefully (signal again to give up)");
                 child.stop();
             }
         }
     }
 }
 
-/// Completes on Ctrl-C, or on SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// The process's stop signals: Ctrl-C, and SIGTERM on Unix. Listened for from the moment
+/// they are made, so that a signal between that and the first wait is not missed.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(sig) => Some(sig),
+            Err(e) => {
+                tracing::warn!("cannot listen for {name}: {e}");
+                None
+            }
+        };
+        Self {
+            interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            terminate: listen(SignalKind::terminate(), "SIGTERM"),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn listen() -> Self {
+        Self {}
+    }
+
+    /// Waits for the next signal and returns its name.
+    #[cfg(unix)]
+    async fn recv(&mut self) -> &'static str {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            let received = match signal {
+                Some(sig) => sig.recv().await.is_some(),
+                None => false,
+            };
+            if !received {
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::select! {
+            () = next(&mut self.interrupt) => "SIGINT",
+            () = next(&mut self.terminate) => "SIGTERM",
+        }
+    }
+
+    /// Waits for the next signal and returns its name.
+    #[cfg(not(unix))]
+    async fn recv(&mut self) -> &'static str {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        "Ctrl-C"
     }
 }

@@ -1,7 +1,8 @@
 //! `taskthread::run`: runs until the root ends, or until SIGTERM / Ctrl-C stops it
 //! gracefully; a second signal aborts the tree. The signals here are real, sent to this test
 //! process with `kill`; no test of the binary outside this module calls `taskthread::run`
-//! or listens for a signal.
+//! or listens for a signal. (`Handle::stop_on_signals` and `Background::stop_on_signals`
+//! are tested with real signals in `examples/tests/signals.rs`, on a process of their own.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,4 +107,45 @@ async fn run_returns_when_the_root_ends_with_its_outcome() {
     taskthread::run(Finisher { fail: false }).await.unwrap();
     let err = taskthread::run(Finisher { fail: true }).await.unwrap_err();
     assert_eq!(err.to_string(), "out of disk");
+}
+
+struct Stuck {
+    exiting: Arc<Notify>,
+}
+
+#[taskthread(up = &'static str)]
+impl Stuck {
+    #[down]
+    async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> {
+        Ok("pong")
+    }
+
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.up("exiting").await?;
+        self.exiting.notify_one();
+        std::future::pending::<()>().await; // never finishes cleaning up
+        Ok(())
+    }
+}
+
+struct Ping;
+
+/// A root listening for signals is still the program's: it answers, sends UP, stops and
+/// aborts through its handle (no signal is sent here).
+#[tokio::test]
+async fn a_root_that_stops_on_signals_keeps_its_handle() {
+    let exiting = Arc::new(Notify::new());
+    let mut root = taskthread::spawn(Stuck {
+        exiting: exiting.clone(),
+    })
+    .stop_on_signals();
+    assert_eq!(root.ask(Ping).await.unwrap(), "pong");
+    root.stop();
+    assert_eq!(root.recv().await, Some("exiting"));
+    exiting.notified().await;
+    let addr = root.child_ref();
+    assert!(matches!(root.abort().await, Exit::Aborted { .. }));
+    assert_eq!(addr.state(), taskthread::ThreadState::Exited);
+    // The root's task is gone, and the thread with it.
+    assert_eq!(Arc::strong_count(&exiting), 1);
 }

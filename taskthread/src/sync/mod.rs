@@ -87,7 +87,7 @@ pub fn background<T: Thread>(thread: T) -> BackgroundHandle<T> {
 }
 
 /// Options for a tree run on its own OS thread: the runtime, the thread's name, the
-/// root's options and stop deadline. [`spawn`](Self::spawn) starts it.
+/// root's options and stop deadline, and whether Ctrl-C / SIGTERM stop it. [`spawn`](Self::spawn) starts it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -111,11 +111,13 @@ pub struct Background {
     options: ChildOptions,
     worker_threads: Option<usize>,
     thread_name: Option<String>,
+    stop_on_signals: bool,
 }
 
 impl Background {
     /// The defaults: a current-thread runtime on one OS thread named `taskthread`, the
-    /// root's default options, and the [default stop deadline](crate::DEFAULT_STOP_DEADLINE).
+    /// root's default options, the [default stop deadline](crate::DEFAULT_STOP_DEADLINE),
+    /// and signals left to the process (see [`stop_on_signals`](Self::stop_on_signals)).
     pub fn new() -> Self {
         Self::default()
     }
@@ -154,6 +156,31 @@ impl Background {
         self
     }
 
+    /// Lets Ctrl-C and SIGTERM stop the tree gracefully, as [`BackgroundHandle::stop`] does
+    /// (by default a signal ends the process at once, and no `exit` hook runs). A second
+    /// signal during the graceful stop aborts the tree. The synchronous code waiting on the
+    /// tree sees it end: [`join`](BackgroundHandle::join) returns, [`recv`](BackgroundHandle::recv)
+    /// gives the last UP messages, then an error. See [`Handle::stop_on_signals`](crate::Handle::stop_on_signals).
+    ///
+    /// ```no_run
+    /// use taskthread::sync::Background;
+    /// # use taskthread::prelude::*;
+    /// # #[derive(Default)] struct Mailer;
+    /// # #[taskthread] impl Mailer {}
+    ///
+    /// let mailer = Background::new()
+    ///     .stop_on_signals()
+    ///     .spawn(Mailer)
+    ///     .expect("a thread and a runtime");
+    /// // ... until Ctrl-C: the tree stops gracefully, and `join` returns.
+    /// let exit = mailer.join().expect("joined");
+    /// println!("mailer {exit}");
+    /// ```
+    pub fn stop_on_signals(mut self) -> Self {
+        self.stop_on_signals = true;
+        self
+    }
+
     /// Starts `thread` as the root of a tree on a new OS thread and returns its handle.
     ///
     /// # Errors
@@ -177,7 +204,12 @@ impl Background {
         let runtime = builder.build()?;
         let root = {
             let _entered = runtime.enter();
-            spawn_with(thread, self.options)
+            let root = spawn_with(thread, self.options);
+            if self.stop_on_signals {
+                root.stop_on_signals()
+            } else {
+                root
+            }
         };
         let runtime = RuntimeGuard(Some(runtime));
         let child = root.child_ref();
