@@ -465,3 +465,200 @@ async fn many_jobs_on_a_multi_thread_runtime_each_report_once() {
     let ids: HashSet<_> = all.iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), 2_100);
 }
+
+/// How the results a thread handled ended, sent UP by its `exit` hook.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    ok: u64,
+    err: u64,
+    panicked: u64,
+    cancelled: u64,
+}
+
+impl Tally {
+    fn total(&self) -> u64 {
+        self.ok + self.err + self.panicked + self.cancelled
+    }
+}
+
+/// Jobs alive now (made and not yet dropped).
+#[derive(Default)]
+struct Alive(AtomicUsize);
+
+struct AliveGuard(Arc<Alive>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Submits `jobs` jobs to a pool of its own (`JobPool::new_in`), each held `hold` times 1 to
+/// 3, ending in turn `Ok`, `Err`, a panic, `Ok`; tallies the results it handles and sends
+/// the tally UP from its `exit` hook.
+struct Owner {
+    jobs: u64,
+    limit: usize,
+    hold: Duration,
+    tally: Tally,
+    alive: Arc<Alive>,
+    pool: Arc<std::sync::Mutex<Option<JobPool<u64>>>>,
+}
+
+impl Owner {
+    fn new(jobs: u64, limit: usize, hold: Duration) -> Self {
+        Self {
+            jobs,
+            limit,
+            hold,
+            tally: Tally::default(),
+            alive: Arc::default(),
+            pool: Arc::default(),
+        }
+    }
+}
+
+#[taskthread(up = Tally)]
+impl Owner {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let pool = JobPool::new_in(ctx, self.limit);
+        for i in 0..self.jobs {
+            let hold = self.hold * (i % 3 + 1) as u32;
+            self.alive.0.fetch_add(1, Ordering::SeqCst);
+            let guard = AliveGuard(Arc::clone(&self.alive));
+            pool.submit(async move {
+                let _guard = guard;
+                tokio::time::sleep(hold).await;
+                match i % 4 {
+                    1 => Err(Error::msg("refused")),
+                    2 => panic!("job {i} panicked"),
+                    _ => Ok(i),
+                }
+            })?;
+        }
+        *self.pool.lock().unwrap() = Some(pool);
+        Ok(())
+    }
+
+    #[stream]
+    async fn result(&mut self, _ctx: &mut Ctx<Self>, result: JobResult<u64>) -> Result<()> {
+        match result.outcome {
+            JobOutcome::Ok(_) => self.tally.ok += 1,
+            JobOutcome::Err(_) => self.tally.err += 1,
+            JobOutcome::Panicked(_) => self.tally.panicked += 1,
+            JobOutcome::Cancelled => self.tally.cancelled += 1,
+        }
+        Ok(())
+    }
+
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx.up(self.tally).await;
+    }
+}
+
+fn owner_pool(owner: &Owner) -> Arc<std::sync::Mutex<Option<JobPool<u64>>>> {
+    Arc::clone(&owner.pool)
+}
+
+fn take_pool(pool: &std::sync::Mutex<Option<JobPool<u64>>>) -> JobPool<u64> {
+    pool.lock().unwrap().clone().expect("the pool was made")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_owner_handles_every_result_before_exit() {
+    let owner = Owner::new(50, 5, Duration::from_millis(10));
+    let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+    let mut root = taskthread::spawn(owner);
+    root.stop();
+    let tally = root.recv().await.expect("exit sends the tally");
+    assert!(matches!(root.join().await, Exit::Stopped));
+    // The five running jobs ended on their own; the 45 waiting were cancelled.
+    let expected = Tally {
+        ok: 3,
+        err: 1,
+        panicked: 1,
+        cancelled: 45,
+    };
+    assert_eq!(tally, expected);
+    let pool = take_pool(&shared);
+    let counts = pool.counts();
+    assert_eq!(counts.submitted, 50);
+    assert_eq!(counts.ended(), tally.total());
+    assert_eq!(counts.cancelled, tally.cancelled);
+    assert_eq!(alive.0.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.submit(async { Ok(1) }), Err(JobPoolError::Closed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_running_at_the_stop_deadline_are_cancelled_and_counted() {
+    let owner = Owner::new(10, 3, Duration::from_secs(3600));
+    let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+    let mut root = taskthread::spawn_with(
+        owner,
+        ChildOptions::new().stop_deadline(Duration::from_secs(1)),
+    );
+    root.stop();
+    assert_eq!(root.recv().await, None, "aborted: no exit hook");
+    assert!(matches!(root.join().await, Exit::Aborted { .. }));
+    let pool = take_pool(&shared);
+    pool.join().await;
+    let counts = pool.counts();
+    assert_eq!((counts.submitted, counts.cancelled), (10, 10));
+    assert_eq!(counts.ended(), counts.submitted);
+    assert_eq!(
+        alive.0.load(Ordering::SeqCst),
+        0,
+        "no job outlives its thread"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_owner_cancels_its_running_jobs() {
+    let owner = Owner::new(20, 4, Duration::from_secs(3600));
+    let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+    let root = taskthread::spawn(owner);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(matches!(root.abort().await, Exit::Aborted { .. }));
+    let pool = take_pool(&shared);
+    pool.join().await;
+    let counts = pool.counts();
+    assert_eq!((counts.submitted, counts.cancelled), (20, 20));
+    assert_eq!(
+        alive.0.load(Ordering::SeqCst),
+        0,
+        "no job outlives its thread"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_owner_stopping_on_its_own_drains_its_pool() {
+    // Jobs held 10, 20, 30 ms; stopped after 25 ms: some have ended, some run, most wait.
+    let owner = Owner::new(30, 6, Duration::from_millis(10));
+    let shared = owner_pool(&owner);
+    let mut root = taskthread::spawn(owner);
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    root.stop();
+    let tally = root.recv().await.expect("exit sends the tally");
+    assert!(matches!(root.join().await, Exit::Stopped));
+    let counts = take_pool(&shared).counts();
+    assert_eq!(tally.total(), 30);
+    assert_eq!(counts.ended(), 30);
+    assert!(tally.cancelled > 0 && tally.ok > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn submit_adds_one_job_in_a_group_of_its_own() {
+    let (pool, mut results) = JobPool::<u64>::new(1);
+    let first = pool.submit(async { Ok(1) }).unwrap();
+    let second = pool.submit(async { Ok(2) }).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(pool.groups().len(), 2);
+    let done = results.flush().await;
+    assert_eq!(ok_values(&done), [1, 2]);
+    assert_eq!(
+        done.iter().find(|r| r.id == first).unwrap().group.as_ref(),
+        "submit-1"
+    );
+    pool.pause();
+    assert_eq!(pool.submit(async { Ok(3) }), Err(JobPoolError::Paused));
+}

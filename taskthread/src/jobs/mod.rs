@@ -4,13 +4,14 @@
 //! - [`JobPool`]: the pool — apply, lazy map with a concurrency limit, named groups,
 //!   cancellation, pause and resume, close and join.
 //! - [`JobResults`]: the stream of every job's [`JobResult`].
-//! - [`JobOutcome`], [`JobId`], [`Group`], [`JobPoolError`]: what a job is and how it ended.
+//! - [`JobOutcome`], [`JobId`], [`Group`], [`JobCounts`], [`JobPoolError`]: what a job is
+//!   and how it ended.
 
 mod outcome;
 mod results;
 mod state;
 
-pub use outcome::{Group, JobId, JobOutcome, JobPoolError, JobResult};
+pub use outcome::{Group, JobCounts, JobId, JobOutcome, JobPoolError, JobResult};
 pub use results::JobResults;
 
 use std::collections::{HashMap, VecDeque};
@@ -21,8 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::ctx::Ctx;
 use crate::driver::panic_message;
 use crate::error::Error;
+use crate::family::Drained;
+use crate::thread::{HandlesStream, Thread};
 use state::*;
 
 /// A pool of ad-hoc async jobs, run at most `limit` at a time: for work that is not a
@@ -44,7 +48,9 @@ use state::*;
 ///   the results stream ends after the last result) and [`join`](Self::join).
 ///
 /// The jobs run on tokio tasks that belong to the pool: when the last handle is dropped, the
-/// jobs still running are cancelled, so none outlives it.
+/// jobs still running are cancelled, so none outlives it. A pool kept in a thread is best
+/// made with [`new_in`](Self::new_in): it then takes part in the thread's stop, and every
+/// job's result reaches the thread before its `exit` hook.
 ///
 /// ```
 /// use taskthread::jobs::{JobOutcome, JobPool};
@@ -128,6 +134,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 paused: false,
                 closed: false,
                 results: Some(results_tx),
+                counts: JobCounts::default(),
             }),
             runtime: tokio::runtime::Handle::current(),
             live,
@@ -140,6 +147,134 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             live: live_rx,
         };
         (pool, results)
+    }
+
+    /// A pool that belongs to the thread of `ctx`: its results go to the thread's
+    /// `#[stream]` handler for [`JobResult<T, E>`], and it takes part in the thread's stop.
+    ///
+    /// When the thread starts stopping, the pool takes no new job ([`JobPoolError::Closed`]),
+    /// reports every waiting job as [`Cancelled`](JobOutcome::Cancelled), stops pulling its
+    /// `map` sources, and lets the running jobs finish; the thread handles every result
+    /// before its `exit` hook runs. A job still running at the thread's stop deadline is
+    /// cancelled with the rest of the thread (counted in [`counts`](Self::counts); the
+    /// thread, aborted, handles no more results). So no job is lost: once the pool is idle,
+    /// [`JobCounts::ended`] equals [`JobCounts::submitted`]. The pool lives as long as the
+    /// thread, even if every handle to it is dropped.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime: the jobs run on it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::jobs::{JobOutcome, JobPool, JobResult};
+    /// use taskthread::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Crawler {
+    ///     pool: Option<JobPool<u32>>,
+    ///     fetched: u32,
+    ///     cancelled: u32,
+    /// }
+    ///
+    /// #[taskthread(up = (u32, u32))]
+    /// impl Crawler {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         let pool = JobPool::new_in(ctx, 2);
+    ///         pool.apply(|| async { Ok(1) }, 5, Some("pages"))?;
+    ///         self.pool = Some(pool);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     #[stream]
+    ///     async fn fetched(&mut self, _ctx: &mut Ctx<Self>, result: JobResult<u32>) -> Result<()> {
+    ///         match result.outcome {
+    ///             JobOutcome::Cancelled => self.cancelled += 1,
+    ///             _ => self.fetched += 1,
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up((self.fetched, self.cancelled)).await?; // every result is in by now
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut crawler = taskthread::spawn(Crawler::default());
+    /// crawler.stop(); // the two running jobs finish, the three waiting are cancelled
+    /// assert_eq!(crawler.recv().await, Some((2, 3)));
+    /// # }
+    /// ```
+    pub fn new_in<Th>(ctx: &mut Ctx<Th>, limit: usize) -> Self
+    where
+        Th: Thread + HandlesStream<JobResult<T, E>>,
+    {
+        let (pool, results) = Self::new(limit);
+        ctx.attach_drained(results, Box::new(pool.clone()));
+        pool
+    }
+
+    /// Adds one job, running `job`, in a new group of its own (named `submit-1`,
+    /// `submit-2`, ...), and returns its id. Never waits: over the limit, it waits its turn.
+    ///
+    /// Fails if the pool is paused or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::jobs::{JobOutcome, JobPool};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (pool, mut results) = JobPool::<u32>::new(4);
+    /// let id = pool.submit(async { Ok(6 * 7) }).unwrap();
+    /// let result = results.next().await.unwrap();
+    /// assert_eq!(result.id, id);
+    /// assert!(matches!(result.outcome, JobOutcome::Ok(42)));
+    /// # }
+    /// ```
+    pub fn submit<Fut>(&self, job: Fut) -> Result<JobId, JobPoolError>
+    where
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let job: BoxJob<T, E> = Box::pin(job);
+        self.update(|state| {
+            let group = state.new_group(None, "submit")?;
+            let id = state.next_id();
+            state
+                .groups
+                .insert(Arc::clone(&group), GroupState::new(1, 0));
+            state.waiting.push_back(Entry::Job { id, group, job });
+            Ok(id)
+        })
+    }
+
+    /// How many jobs the pool has taken, and how those that ended ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::jobs::JobPool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (pool, _results) = JobPool::<u32>::new(1);
+    /// pool.apply(|| async { Ok(1) }, 2, None).unwrap();
+    /// pool.submit(async { Err(taskthread::Error::msg("no")) }).unwrap();
+    /// let waiting = pool.submit(async { Ok(3) }).unwrap();
+    /// pool.cancel(waiting).unwrap();
+    /// pool.join().await;
+    /// let counts = pool.counts();
+    /// assert_eq!((counts.submitted, counts.succeeded, counts.failed), (4, 2, 1));
+    /// assert_eq!(counts.cancelled, 1);
+    /// assert_eq!(counts.ended(), counts.submitted);
+    /// # }
+    /// ```
+    pub fn counts(&self) -> JobCounts {
+        self.inner.lock().counts
     }
 
     /// Adds `n` jobs, each running the future `f()` makes, in a new group named `group` (or
@@ -621,5 +756,20 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             }
         }
         LAUNCHING.set(was);
+    }
+}
+
+/// A pool made with [`JobPool::new_in`] is drained at its thread's stop: it ends its results
+/// stream once the jobs in hand have ended.
+impl<T: Send + 'static, E: Send + 'static> Drained for JobPool<T, E> {
+    fn stop(&mut self) {
+        self.update(State::stop_intake);
+    }
+
+    fn abort(&mut self) {
+        self.update(|state| {
+            state.closed = true;
+            state.cancel_where(|_| true);
+        });
     }
 }
