@@ -1148,31 +1148,26 @@ impl<T: Thread> Ctx<T> {
 
 /// The task that forwards a stream's items into a thread's inbound queue, each to the
 /// `#[stream]` handler of its type.
-fn forward_stream<T: Thread, S>(
-    tx: InboxSender<Inbound<T::Event>>,
-    stream: S,
-) -> impl Future<Output = ()> + Send + 'static
+async fn forward_stream<T, S>(tx: InboxSender<Inbound<T::Event>>, stream: S)
 where
     S: Stream + Send + 'static,
     S::Item: Send + 'static,
-    T: HandlesStream<S::Item>,
+    T: Thread + HandlesStream<S::Item>,
 {
-    async move {
-        let mut stream = pin!(stream);
-        // An item is never held while waiting, so stopping (which cancels this task)
-        // never loses one that was already read, and an idle stream holds no room in
-        // the queue. With no room when an item comes, it is queued anyway (one over the
-        // capacity at most, per stream) and the stream is read again only once there
-        // is room.
-        while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-            match tx.meter().try_take() {
-                Ok(()) => tx.send_permitted(Inbound::Event(T::__wrap_item(item))),
-                Err(Refused::Closed) => break,
-                Err(Refused::Full) => {
-                    tx.send_unmetered(Inbound::Output(T::__wrap_item(item)));
-                    if tx.meter().wait_for_room().await.is_err() {
-                        break;
-                    }
+    let mut stream = pin!(stream);
+    // An item is never held while waiting, so stopping (which cancels this task)
+    // never loses one that was already read, and an idle stream holds no room in
+    // the queue. With no room when an item comes, it is queued anyway (one over the
+    // capacity at most, per stream) and the stream is read again only once there
+    // is room.
+    while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        match tx.meter().try_take() {
+            Ok(()) => tx.send_permitted(Inbound::Event(T::__wrap_item(item))),
+            Err(Refused::Closed) => break,
+            Err(Refused::Full) => {
+                tx.send_unmetered(Inbound::Output(T::__wrap_item(item)));
+                if tx.meter().wait_for_room().await.is_err() {
+                    break;
                 }
             }
         }

@@ -1,6 +1,9 @@
 //! `JobPool`: apply and lazy map under a limit, groups and their names, cancelling a job, a
 //! group or all, results (outputs, errors, panics, cancellations) by stream and by flush,
-//! the limit changed at run time, lock / close / join, and jobs never outliving the pool.
+//! the limit changed at run time, lock / close / join, and jobs never outliving the pool; a
+//! pool that belongs to a thread (`JobPool::new_in`) accounting for every job at the
+//! thread's stop, stop deadline and abort (with a property test over random job mixes and
+//! stop timings).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -493,24 +496,30 @@ impl Drop for AliveGuard {
     }
 }
 
-/// Submits `jobs` jobs to a pool of its own (`JobPool::new_in`), each held `hold` times 1 to
-/// 3, ending in turn `Ok`, `Err`, a panic, `Ok`; tallies the results it handles and sends
-/// the tally UP from its `exit` hook.
+/// Submits its planned jobs to a pool of its own (`JobPool::new_in`), each held for its time
+/// then ending as planned (0: `Ok`, 1: `Err`, 2: a panic, 3: `Ok`); tallies the results it
+/// handles and sends the tally UP from its `exit` hook.
 struct Owner {
-    jobs: u64,
+    plan: Vec<(Duration, u8)>,
     limit: usize,
-    hold: Duration,
     tally: Tally,
     alive: Arc<Alive>,
     pool: Arc<std::sync::Mutex<Option<JobPool<u64>>>>,
 }
 
 impl Owner {
+    /// `jobs` jobs held `hold` times 1 to 3, ending in turn `Ok`, `Err`, a panic, `Ok`.
     fn new(jobs: u64, limit: usize, hold: Duration) -> Self {
+        let plan = (0..jobs)
+            .map(|i| (hold * (i % 3 + 1) as u32, (i % 4) as u8))
+            .collect();
+        Self::planned(plan, limit)
+    }
+
+    fn planned(plan: Vec<(Duration, u8)>, limit: usize) -> Self {
         Self {
-            jobs,
+            plan,
             limit,
-            hold,
             tally: Tally::default(),
             alive: Arc::default(),
             pool: Arc::default(),
@@ -522,17 +531,16 @@ impl Owner {
 impl Owner {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let pool = JobPool::new_in(ctx, self.limit);
-        for i in 0..self.jobs {
-            let hold = self.hold * (i % 3 + 1) as u32;
+        for (i, &(hold, kind)) in self.plan.iter().enumerate() {
             self.alive.0.fetch_add(1, Ordering::SeqCst);
             let guard = AliveGuard(Arc::clone(&self.alive));
             pool.submit(async move {
                 let _guard = guard;
                 tokio::time::sleep(hold).await;
-                match i % 4 {
+                match kind {
                     1 => Err(Error::msg("refused")),
                     2 => panic!("job {i} panicked"),
-                    _ => Ok(i),
+                    _ => Ok(i as u64),
                 }
             })?;
         }
@@ -661,4 +669,107 @@ async fn submit_adds_one_job_in_a_group_of_its_own() {
     );
     pool.pause();
     assert_eq!(pool.submit(async { Ok(3) }), Err(JobPoolError::Paused));
+}
+
+/// How a proptest case ends the owner.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// A graceful stop, with this stop deadline (none: wait for every running job).
+    Stop(Option<Duration>),
+    /// An abort.
+    Abort,
+}
+
+fn ending() -> impl proptest::strategy::Strategy<Value = Ending> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Ending::Stop(None)),
+        (0u64..120).prop_map(|ms| Ending::Stop(Some(Duration::from_millis(ms)))),
+        Just(Ending::Abort),
+    ]
+}
+
+/// Runs one case: the owner's plan, its pool's limit, when it is ended and how. Checks that
+/// every job submitted ends exactly once, that a thread whose `exit` ran had handled every
+/// result by then, and that no job outlives the thread.
+fn check_stop_accounts_for_every_job(
+    plan: Vec<(Duration, u8)>,
+    limit: usize,
+    at: Duration,
+    how: Ending,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let jobs = plan.len() as u64;
+        let owner = Owner::planned(plan, limit);
+        let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+        let options = match how {
+            Ending::Stop(Some(deadline)) => ChildOptions::new().stop_deadline(deadline),
+            _ => ChildOptions::new().no_stop_deadline(),
+        };
+        let mut root = taskthread::spawn_with(owner, options);
+        tokio::time::sleep(at).await;
+        let (exit, tally) = match how {
+            Ending::Abort => (root.abort().await, None),
+            Ending::Stop(_) => {
+                root.stop();
+                let tally = root.recv().await;
+                (root.join().await, tally)
+            }
+        };
+        let pool = take_pool(&shared);
+        pool.join().await;
+        let counts = pool.counts();
+        prop_assert_eq!(counts.submitted, jobs);
+        prop_assert_eq!(counts.ended(), counts.submitted, "{:?}", counts);
+        prop_assert_eq!(
+            alive.0.load(Ordering::SeqCst),
+            0,
+            "no job outlives its thread"
+        );
+        match (how, tally) {
+            (_, Some(tally)) => {
+                prop_assert!(matches!(exit, Exit::Stopped), "{}", exit);
+                let handled = (tally.ok, tally.err, tally.panicked, tally.cancelled);
+                let ended = (
+                    counts.succeeded,
+                    counts.failed,
+                    counts.panicked,
+                    counts.cancelled,
+                );
+                prop_assert_eq!(handled, ended, "every result is handled before exit");
+            }
+            (Ending::Stop(None), None) => prop_assert!(false, "a stop with no deadline: {}", exit),
+            (_, None) => prop_assert!(matches!(exit, Exit::Aborted { .. }), "{}", exit),
+        }
+        Ok(())
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            proptest::test_runner::Config::default().cases
+        } else {
+            64
+        },
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    #[test]
+    fn every_job_is_accounted_for_at_any_stop(
+        plan in proptest::collection::vec((0u64..100, 0u8..4), 0..40),
+        limit in 0usize..6,
+        at in 0u64..150,
+        how in ending(),
+    ) {
+        let plan = plan.into_iter().map(|(ms, kind)| (Duration::from_millis(ms), kind)).collect();
+        check_stop_accounts_for_every_job(plan, limit, Duration::from_millis(at), how)?;
+    }
 }
