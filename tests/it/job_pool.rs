@@ -722,7 +722,12 @@ fn check_stop_accounts_for_every_job(
                 (root.join().await, tally)
             }
         };
-        let pool = take_pool(&shared);
+        let Some(pool) = shared.lock().unwrap().clone() else {
+            // Aborted before `enter` ran: no job was submitted.
+            let aborted = matches!((how, &exit), (Ending::Abort, Exit::Aborted { .. }));
+            prop_assert!(aborted, "no pool only if aborted before `enter`: {}", exit);
+            return Ok(());
+        };
         pool.join().await;
         let counts = pool.counts();
         prop_assert_eq!(counts.submitted, jobs);
