@@ -870,7 +870,9 @@ impl<T: Thread> Ctx<T> {
     /// streams are dropped: they are inputs, like the DOWN queue. Every item the stream has
     /// produced is still handled: an item is never held back waiting for room (with no
     /// room, it is queued anyway and the stream is read again only once there is room), so
-    /// none is lost when the stream is dropped.
+    /// none is lost when the stream is dropped. (A [`JobPool`](crate::jobs::JobPool) whose
+    /// results must all be handled at stop is made with
+    /// [`JobPool::new_in`](crate::jobs::JobPool::new_in) instead.)
     ///
     /// # Examples
     ///

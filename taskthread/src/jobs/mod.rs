@@ -159,7 +159,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// cancelled with the rest of the thread (counted in [`counts`](Self::counts); the
     /// thread, aborted, handles no more results). So no job is lost: once the pool is idle,
     /// [`JobCounts::ended`] equals [`JobCounts::submitted`]. The pool lives as long as the
-    /// thread, even if every handle to it is dropped.
+    /// thread, even if every handle to it is dropped; one made while the thread stops (in
+    /// its `exit` hook, say) is closed at once.
     ///
     /// # Panics
     /// If called outside a tokio runtime: the jobs run on it.
