@@ -564,6 +564,14 @@ impl Owner {
     }
 }
 
+/// Waits until the pool is idle; `false` if it is not within a (virtual) day, so that a
+/// pool left with work fails the test rather than hanging it.
+async fn join_idle(pool: &JobPool<u64>) -> bool {
+    tokio::time::timeout(Duration::from_secs(24 * 3600), pool.join())
+        .await
+        .is_ok()
+}
+
 fn owner_pool(owner: &Owner) -> Arc<std::sync::Mutex<Option<JobPool<u64>>>> {
     Arc::clone(&owner.pool)
 }
@@ -609,7 +617,7 @@ async fn jobs_running_at_the_stop_deadline_are_cancelled_and_counted() {
     assert_eq!(root.recv().await, None, "aborted: no exit hook");
     assert!(matches!(root.join().await, Exit::Aborted { .. }));
     let pool = take_pool(&shared);
-    pool.join().await;
+    assert!(join_idle(&pool).await, "the pool is left with work");
     let counts = pool.counts();
     assert_eq!((counts.submitted, counts.cancelled), (10, 10));
     assert_eq!(counts.ended(), counts.submitted);
@@ -628,7 +636,7 @@ async fn an_aborted_owner_cancels_its_running_jobs() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(matches!(root.abort().await, Exit::Aborted { .. }));
     let pool = take_pool(&shared);
-    pool.join().await;
+    assert!(join_idle(&pool).await, "the pool is left with work");
     let counts = pool.counts();
     assert_eq!((counts.submitted, counts.cancelled), (20, 20));
     assert_eq!(
@@ -728,7 +736,7 @@ fn check_stop_accounts_for_every_job(
             prop_assert!(aborted, "no pool only if aborted before `enter`: {}", exit);
             return Ok(());
         };
-        pool.join().await;
+        prop_assert!(join_idle(&pool).await, "the pool is left with work");
         let counts = pool.counts();
         prop_assert_eq!(counts.submitted, jobs);
         prop_assert_eq!(counts.ended(), counts.submitted, "{:?}", counts);
