@@ -20,6 +20,18 @@ use crate::node::{ChildEntry, ChildNode, Node};
 use crate::port::{Inbound, ParentSink};
 use crate::queue::{Inbox, InboxSender, inbox};
 
+/// An input that is drained, not dropped, when its thread stops: its forwarding task runs
+/// until its stream ends, and the thread waits for it (and handles every item) before `exit`.
+/// The source is told when the stop begins, so that it ends its stream, and when the stop
+/// turns into an abort, so that nothing it runs outlives the thread.
+pub(crate) trait Drained: Send + Sync {
+    /// The thread starts stopping: take nothing new, and end the stream once what is in
+    /// hand is reported.
+    fn stop(&mut self);
+    /// The thread is aborted: cancel what is still running (its items are no longer read).
+    fn abort(&mut self);
+}
+
 /// A thread's family; `P` is the thread's type and `E` its event type.
 pub(crate) struct Family<P, E> {
     inbox: Inbox<Inbound<E>>,
@@ -35,6 +47,7 @@ pub(crate) struct Family<P, E> {
     jobs: JoinSet<()>,
     blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
+    drained: Vec<Box<dyn Drained>>,
     reaping: Vec<JoinHandle<Exit>>,
 }
 
@@ -57,6 +70,7 @@ impl<P, E> Family<P, E> {
             jobs: JoinSet::new(),
             blocking: None,
             stream_aborts: Vec::new(),
+            drained: Vec::new(),
             reaping: Vec::new(),
         }
     }
@@ -148,6 +162,21 @@ impl<P, E> Family<P, E> {
         self.stream_aborts.push(abort);
     }
 
+    /// Spawns the forwarding task of a drained input: a job, waited for at stop, whose
+    /// source is told when the thread stops (at once if it is stopping already).
+    pub(crate) fn spawn_drained(
+        &mut self,
+        forward: impl Future<Output = ()> + Send + 'static,
+        mut source: Box<dyn Drained>,
+        stopping: bool,
+    ) {
+        self.jobs.spawn(forward);
+        if stopping {
+            source.stop();
+        }
+        self.drained.push(source);
+    }
+
     /// Runs `job` on tokio's blocking pool, at most `limit` of this thread's at once.
     pub(crate) fn spawn_blocking(&mut self, limit: usize, job: impl FnOnce() + Send + 'static) {
         self.blocking
@@ -155,10 +184,14 @@ impl<P, E> Family<P, E> {
             .spawn(&mut self.jobs, job);
     }
 
-    /// Cancels the attached streams: inputs end when the thread starts stopping.
+    /// Cancels the attached streams (inputs end when the thread starts stopping) and tells
+    /// the drained inputs' sources to end theirs.
     pub(crate) fn stop_streams(&mut self) {
         for abort in self.stream_aborts.drain(..) {
             abort.abort();
+        }
+        for source in &mut self.drained {
+            source.stop();
         }
     }
 
@@ -222,6 +255,9 @@ impl<P, E> Family<P, E> {
         }
         self.children = 0;
         self.stage_counts.clear();
+        for mut source in self.drained.drain(..) {
+            source.abort();
+        }
         // `spawn_task` jobs are cancelled; `spawn_blocking` jobs cannot be, and are left to
         // finish on their own rather than holding up the abort.
         self.jobs.abort_all();
@@ -252,6 +288,10 @@ impl<P, E> Drop for Family<P, E> {
         // children must not outlive it.
         if self.children > 0 {
             self.node().abort_children();
+        }
+        // Likewise the work of its drained inputs (none is left after a stop).
+        for mut source in self.drained.drain(..) {
+            source.abort();
         }
     }
 }

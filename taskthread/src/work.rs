@@ -9,8 +9,9 @@ use futures_core::Stream;
 use tracing::Instrument;
 
 use crate::ctx::Ctx;
+use crate::family::Drained;
 use crate::port::Inbound;
-use crate::queue::Refused;
+use crate::queue::{InboxSender, Refused};
 use crate::thread::{HandlesStream, Thread};
 
 impl<T: Thread> Ctx<T> {
@@ -21,7 +22,9 @@ impl<T: Thread> Ctx<T> {
     /// streams are dropped: they are inputs, like the DOWN queue. Every item the stream has
     /// produced is still handled: an item is never held back waiting for room (with no
     /// room, it is queued anyway and the stream is read again only once there is room), so
-    /// none is lost when the stream is dropped.
+    /// none is lost when the stream is dropped. (A [`JobPool`](crate::jobs::JobPool) whose
+    /// results must all be handled at stop is made with
+    /// [`JobPool::new_in`](crate::jobs::JobPool::new_in) instead.)
     ///
     /// # Examples
     ///
@@ -72,28 +75,25 @@ impl<T: Thread> Ctx<T> {
             return;
         }
         let family = self.family();
-        let tx = family.sender();
-        let forward = async move {
-            let mut stream = pin!(stream);
-            // An item is never held while waiting, so stopping (which cancels this task)
-            // never loses one that was already read, and an idle stream holds no room in
-            // the queue. With no room when an item comes, it is queued anyway (one over the
-            // capacity at most, per stream) and the stream is read again only once there
-            // is room.
-            while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-                match tx.meter().try_take() {
-                    Ok(()) => tx.send_permitted(Inbound::Event(T::__wrap_item(item))),
-                    Err(Refused::Closed) => break,
-                    Err(Refused::Full) => {
-                        tx.send_unmetered(Inbound::Output(T::__wrap_item(item)));
-                        if tx.meter().wait_for_room().await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        };
+        let forward = forward_stream::<T, S>(family.sender(), stream);
         family.spawn_stream(forward.in_current_span());
+    }
+
+    /// Like [`attach`](Self::attach), but the input is drained rather than dropped when the
+    /// thread stops: `source` is told to end its stream, and the thread handles every item
+    /// until the stream ends, before `exit`. The seam for extensions whose work belongs to
+    /// the thread, such as a [`JobPool`](crate::jobs::JobPool) made with
+    /// [`JobPool::new_in`](crate::jobs::JobPool::new_in).
+    pub(crate) fn attach_drained<S>(&mut self, stream: S, source: Box<dyn Drained>)
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+        T: HandlesStream<S::Item>,
+    {
+        let stopping = self.stop_begun();
+        let family = self.family();
+        let forward = forward_stream::<T, S>(family.sender(), stream);
+        family.spawn_drained(forward.in_current_span(), source, stopping);
     }
 
     /// Runs `future` on its own task and delivers its output to this thread's `#[stream]`
@@ -207,5 +207,32 @@ impl<T: Thread> Ctx<T> {
             tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
         };
         family.spawn_blocking(limit, job);
+    }
+}
+
+/// The task that forwards a stream's items into a thread's inbound queue, each to the
+/// `#[stream]` handler of its type.
+async fn forward_stream<T, S>(tx: InboxSender<Inbound<T::Event>>, stream: S)
+where
+    S: Stream + Send + 'static,
+    S::Item: Send + 'static,
+    T: Thread + HandlesStream<S::Item>,
+{
+    let mut stream = pin!(stream);
+    // An item is never held while waiting, so stopping (which cancels this task) never
+    // loses one that was already read, and an idle stream holds no room in the queue. With
+    // no room when an item comes, it is queued anyway (one over the capacity at most, per
+    // stream) and the stream is read again only once there is room.
+    while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        match tx.meter().try_take() {
+            Ok(()) => tx.send_permitted(Inbound::Event(T::__wrap_item(item))),
+            Err(Refused::Closed) => break,
+            Err(Refused::Full) => {
+                tx.send_unmetered(Inbound::Output(T::__wrap_item(item)));
+                if tx.meter().wait_for_room().await.is_err() {
+                    break;
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! `JobPool`: apply and lazy map under a limit, groups and their names, cancelling a job, a
 //! group or all, results (outputs, errors, panics, cancellations) by stream and by flush,
-//! the limit changed at run time, lock / close / join, and jobs never outliving the pool.
+//! the limit changed at run time, lock / close / join, and jobs never outliving the pool; a
+//! pool that belongs to a thread (`JobPool::new_in`) accounting for every job at the
+//! thread's stop, stop deadline and abort (with a property test over random job mixes and
+//! stop timings).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -464,4 +467,322 @@ async fn many_jobs_on_a_multi_thread_runtime_each_report_once() {
     assert_eq!(all.len(), 2_100);
     let ids: HashSet<_> = all.iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), 2_100);
+}
+
+/// How the results a thread handled ended, sent UP by its `exit` hook.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    ok: u64,
+    err: u64,
+    panicked: u64,
+    cancelled: u64,
+}
+
+impl Tally {
+    fn total(&self) -> u64 {
+        self.ok + self.err + self.panicked + self.cancelled
+    }
+}
+
+/// Jobs alive now (made and not yet dropped).
+#[derive(Default)]
+struct Alive(AtomicUsize);
+
+struct AliveGuard(Arc<Alive>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Submits its planned jobs to a pool of its own (`JobPool::new_in`), each held for its time
+/// then ending as planned (0: `Ok`, 1: `Err`, 2: a panic, 3: `Ok`); tallies the results it
+/// handles and sends the tally UP from its `exit` hook.
+struct Owner {
+    plan: Vec<(Duration, u8)>,
+    limit: usize,
+    tally: Tally,
+    alive: Arc<Alive>,
+    pool: Arc<std::sync::Mutex<Option<JobPool<u64>>>>,
+}
+
+impl Owner {
+    /// `jobs` jobs held `hold` times 1 to 3, ending in turn `Ok`, `Err`, a panic, `Ok`.
+    fn new(jobs: u64, limit: usize, hold: Duration) -> Self {
+        let plan = (0..jobs)
+            .map(|i| (hold * (i % 3 + 1) as u32, (i % 4) as u8))
+            .collect();
+        Self::planned(plan, limit)
+    }
+
+    fn planned(plan: Vec<(Duration, u8)>, limit: usize) -> Self {
+        Self {
+            plan,
+            limit,
+            tally: Tally::default(),
+            alive: Arc::default(),
+            pool: Arc::default(),
+        }
+    }
+}
+
+#[taskthread(up = Tally)]
+impl Owner {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let pool = JobPool::new_in(ctx, self.limit);
+        for (i, &(hold, kind)) in self.plan.iter().enumerate() {
+            self.alive.0.fetch_add(1, Ordering::SeqCst);
+            let guard = AliveGuard(Arc::clone(&self.alive));
+            pool.submit(async move {
+                let _guard = guard;
+                tokio::time::sleep(hold).await;
+                match kind {
+                    1 => Err(Error::msg("refused")),
+                    2 => panic!("job {i} panicked"),
+                    _ => Ok(i as u64),
+                }
+            })?;
+        }
+        *self.pool.lock().unwrap() = Some(pool);
+        Ok(())
+    }
+
+    #[stream]
+    async fn result(&mut self, _ctx: &mut Ctx<Self>, result: JobResult<u64>) -> Result<()> {
+        match result.outcome {
+            JobOutcome::Ok(_) => self.tally.ok += 1,
+            JobOutcome::Err(_) => self.tally.err += 1,
+            JobOutcome::Panicked(_) => self.tally.panicked += 1,
+            JobOutcome::Cancelled => self.tally.cancelled += 1,
+        }
+        Ok(())
+    }
+
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx.up(self.tally).await;
+    }
+}
+
+/// Waits until the pool is idle; `false` if it is not within a (virtual) day, so that a
+/// pool left with work fails the test rather than hanging it.
+async fn join_idle(pool: &JobPool<u64>) -> bool {
+    tokio::time::timeout(Duration::from_secs(24 * 3600), pool.join())
+        .await
+        .is_ok()
+}
+
+fn owner_pool(owner: &Owner) -> Arc<std::sync::Mutex<Option<JobPool<u64>>>> {
+    Arc::clone(&owner.pool)
+}
+
+fn take_pool(pool: &std::sync::Mutex<Option<JobPool<u64>>>) -> JobPool<u64> {
+    pool.lock().unwrap().clone().expect("the pool was made")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_owner_handles_every_result_before_exit() {
+    let owner = Owner::new(50, 5, Duration::from_millis(10));
+    let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+    let mut root = taskthread::spawn(owner);
+    root.stop();
+    let tally = root.recv().await.expect("exit sends the tally");
+    assert!(matches!(root.join().await, Exit::Stopped));
+    // The five running jobs ended on their own; the 45 waiting were cancelled.
+    let expected = Tally {
+        ok: 3,
+        err: 1,
+        panicked: 1,
+        cancelled: 45,
+    };
+    assert_eq!(tally, expected);
+    let pool = take_pool(&shared);
+    let counts = pool.counts();
+    assert_eq!(counts.submitted, 50);
+    assert_eq!(counts.ended(), tally.total());
+    assert_eq!(counts.cancelled, tally.cancelled);
+    assert_eq!(alive.0.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.submit(async { Ok(1) }), Err(JobPoolError::Closed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_running_at_the_stop_deadline_are_cancelled_and_counted() {
+    let owner = Owner::new(10, 3, Duration::from_secs(3600));
+    let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+    let mut root = taskthread::spawn_with(
+        owner,
+        ChildOptions::new().stop_deadline(Duration::from_secs(1)),
+    );
+    root.stop();
+    assert_eq!(root.recv().await, None, "aborted: no exit hook");
+    assert!(matches!(root.join().await, Exit::Aborted { .. }));
+    let pool = take_pool(&shared);
+    assert!(join_idle(&pool).await, "the pool is left with work");
+    let counts = pool.counts();
+    assert_eq!((counts.submitted, counts.cancelled), (10, 10));
+    assert_eq!(counts.ended(), counts.submitted);
+    assert_eq!(
+        alive.0.load(Ordering::SeqCst),
+        0,
+        "no job outlives its thread"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_owner_cancels_its_running_jobs() {
+    let owner = Owner::new(20, 4, Duration::from_secs(3600));
+    let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+    let root = taskthread::spawn(owner);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(matches!(root.abort().await, Exit::Aborted { .. }));
+    let pool = take_pool(&shared);
+    assert!(join_idle(&pool).await, "the pool is left with work");
+    let counts = pool.counts();
+    assert_eq!((counts.submitted, counts.cancelled), (20, 20));
+    assert_eq!(
+        alive.0.load(Ordering::SeqCst),
+        0,
+        "no job outlives its thread"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_owner_stopping_on_its_own_drains_its_pool() {
+    // Jobs held 10, 20, 30 ms; stopped after 25 ms: some have ended, some run, most wait.
+    let owner = Owner::new(30, 6, Duration::from_millis(10));
+    let shared = owner_pool(&owner);
+    let mut root = taskthread::spawn(owner);
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    root.stop();
+    let tally = root.recv().await.expect("exit sends the tally");
+    assert!(matches!(root.join().await, Exit::Stopped));
+    let counts = take_pool(&shared).counts();
+    assert_eq!(tally.total(), 30);
+    assert_eq!(counts.ended(), 30);
+    assert!(tally.cancelled > 0 && tally.ok > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn submit_adds_one_job_in_a_group_of_its_own() {
+    let (pool, mut results) = JobPool::<u64>::new(1);
+    let first = pool.submit(async { Ok(1) }).unwrap();
+    let second = pool.submit(async { Ok(2) }).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(pool.groups().len(), 2);
+    let done = results.flush().await;
+    assert_eq!(ok_values(&done), [1, 2]);
+    assert_eq!(
+        done.iter().find(|r| r.id == first).unwrap().group.as_ref(),
+        "submit-1"
+    );
+    pool.pause();
+    assert_eq!(pool.submit(async { Ok(3) }), Err(JobPoolError::Paused));
+}
+
+/// How a proptest case ends the owner.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// A graceful stop, with this stop deadline (none: wait for every running job).
+    Stop(Option<Duration>),
+    /// An abort.
+    Abort,
+}
+
+fn ending() -> impl proptest::strategy::Strategy<Value = Ending> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Ending::Stop(None)),
+        (0u64..120).prop_map(|ms| Ending::Stop(Some(Duration::from_millis(ms)))),
+        Just(Ending::Abort),
+    ]
+}
+
+/// Runs one case: the owner's plan, its pool's limit, when it is ended and how. Checks that
+/// every job submitted ends exactly once, that a thread whose `exit` ran had handled every
+/// result by then, and that no job outlives the thread.
+fn check_stop_accounts_for_every_job(
+    plan: Vec<(Duration, u8)>,
+    limit: usize,
+    at: Duration,
+    how: Ending,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let jobs = plan.len() as u64;
+        let owner = Owner::planned(plan, limit);
+        let (shared, alive) = (owner_pool(&owner), Arc::clone(&owner.alive));
+        let options = match how {
+            Ending::Stop(Some(deadline)) => ChildOptions::new().stop_deadline(deadline),
+            _ => ChildOptions::new().no_stop_deadline(),
+        };
+        let mut root = taskthread::spawn_with(owner, options);
+        tokio::time::sleep(at).await;
+        let (exit, tally) = match how {
+            Ending::Abort => (root.abort().await, None),
+            Ending::Stop(_) => {
+                root.stop();
+                let tally = root.recv().await;
+                (root.join().await, tally)
+            }
+        };
+        let Some(pool) = shared.lock().unwrap().clone() else {
+            // Aborted before `enter` ran: no job was submitted.
+            let aborted = matches!((how, &exit), (Ending::Abort, Exit::Aborted { .. }));
+            prop_assert!(aborted, "no pool only if aborted before `enter`: {}", exit);
+            return Ok(());
+        };
+        prop_assert!(join_idle(&pool).await, "the pool is left with work");
+        let counts = pool.counts();
+        prop_assert_eq!(counts.submitted, jobs);
+        prop_assert_eq!(counts.ended(), counts.submitted, "{:?}", counts);
+        prop_assert_eq!(
+            alive.0.load(Ordering::SeqCst),
+            0,
+            "no job outlives its thread"
+        );
+        match (how, tally) {
+            (_, Some(tally)) => {
+                prop_assert!(matches!(exit, Exit::Stopped), "{}", exit);
+                let handled = (tally.ok, tally.err, tally.panicked, tally.cancelled);
+                let ended = (
+                    counts.succeeded,
+                    counts.failed,
+                    counts.panicked,
+                    counts.cancelled,
+                );
+                prop_assert_eq!(handled, ended, "every result is handled before exit");
+            }
+            (Ending::Stop(None), None) => prop_assert!(false, "a stop with no deadline: {}", exit),
+            (_, None) => prop_assert!(matches!(exit, Exit::Aborted { .. }), "{}", exit),
+        }
+        Ok(())
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            proptest::test_runner::Config::default().cases
+        } else {
+            64
+        },
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    #[test]
+    fn every_job_is_accounted_for_at_any_stop(
+        plan in proptest::collection::vec((0u64..100, 0u8..4), 0..40),
+        limit in 0usize..6,
+        at in 0u64..150,
+        how in ending(),
+    ) {
+        let plan = plan.into_iter().map(|(ms, kind)| (Duration::from_millis(ms), kind)).collect();
+        check_stop_accounts_for_every_job(plan, limit, Duration::from_millis(at), how)?;
+    }
 }

@@ -4,13 +4,15 @@
 //! - [`JobPool`]: the pool — apply, lazy map with a concurrency limit, named groups,
 //!   cancellation, pause and resume, close and join.
 //! - [`JobResults`]: the stream of every job's [`JobResult`].
-//! - [`JobOutcome`], [`JobId`], [`Group`], [`JobPoolError`]: what a job is and how it ended.
+//! - [`JobOutcome`], [`JobId`], [`Group`], [`JobCounts`], [`JobPoolError`]: what a job is
+//!   and how it ended.
 
+mod manage;
 mod outcome;
 mod results;
 mod state;
 
-pub use outcome::{Group, JobId, JobOutcome, JobPoolError, JobResult};
+pub use outcome::{Group, JobCounts, JobId, JobOutcome, JobPoolError, JobResult};
 pub use results::JobResults;
 
 use std::collections::{HashMap, VecDeque};
@@ -21,8 +23,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::ctx::Ctx;
 use crate::driver::panic_message;
 use crate::error::Error;
+use crate::family::Drained;
+use crate::thread::{HandlesStream, Thread};
 use state::*;
 
 /// A pool of ad-hoc async jobs, run at most `limit` at a time: for work that is not a
@@ -44,7 +49,9 @@ use state::*;
 ///   the results stream ends after the last result) and [`join`](Self::join).
 ///
 /// The jobs run on tokio tasks that belong to the pool: when the last handle is dropped, the
-/// jobs still running are cancelled, so none outlives it.
+/// jobs still running are cancelled, so none outlives it. A pool kept in a thread is best
+/// made with [`new_in`](Self::new_in): it then takes part in the thread's stop, and every
+/// job's result reaches the thread before its `exit` hook.
 ///
 /// ```
 /// use taskthread::jobs::{JobOutcome, JobPool};
@@ -128,6 +135,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 paused: false,
                 closed: false,
                 results: Some(results_tx),
+                counts: JobCounts::default(),
             }),
             runtime: tokio::runtime::Handle::current(),
             live,
@@ -140,6 +148,110 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             live: live_rx,
         };
         (pool, results)
+    }
+
+    /// A pool that belongs to the thread of `ctx`: its results go to the thread's
+    /// `#[stream]` handler for [`JobResult<T, E>`], and it takes part in the thread's stop.
+    ///
+    /// When the thread starts stopping, the pool takes no new job ([`JobPoolError::Closed`]),
+    /// reports every waiting job as [`Cancelled`](JobOutcome::Cancelled), stops pulling its
+    /// `map` sources, and lets the running jobs finish; the thread handles every result
+    /// before its `exit` hook runs. A job still running at the thread's stop deadline is
+    /// cancelled with the rest of the thread (counted in [`counts`](Self::counts); the
+    /// thread, aborted, handles no more results). So no job is lost: once the pool is idle,
+    /// [`JobCounts::ended`] equals [`JobCounts::submitted`]. The pool lives as long as the
+    /// thread, even if every handle to it is dropped; one made while the thread stops (in
+    /// its `exit` hook, say) is closed at once.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime: the jobs run on it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::jobs::{JobOutcome, JobPool, JobResult};
+    /// use taskthread::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Crawler {
+    ///     pool: Option<JobPool<u32>>,
+    ///     fetched: u32,
+    ///     cancelled: u32,
+    /// }
+    ///
+    /// #[taskthread(up = (u32, u32))]
+    /// impl Crawler {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         let pool = JobPool::new_in(ctx, 2);
+    ///         pool.apply(|| async { Ok(1) }, 5, Some("pages"))?;
+    ///         self.pool = Some(pool);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     #[stream]
+    ///     async fn fetched(&mut self, _ctx: &mut Ctx<Self>, result: JobResult<u32>) -> Result<()> {
+    ///         match result.outcome {
+    ///             JobOutcome::Cancelled => self.cancelled += 1,
+    ///             _ => self.fetched += 1,
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up((self.fetched, self.cancelled)).await?; // every result is in by now
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut crawler = taskthread::spawn(Crawler::default());
+    /// crawler.stop(); // the two running jobs finish, the three waiting are cancelled
+    /// assert_eq!(crawler.recv().await, Some((2, 3)));
+    /// # }
+    /// ```
+    pub fn new_in<Th>(ctx: &mut Ctx<Th>, limit: usize) -> Self
+    where
+        Th: Thread + HandlesStream<JobResult<T, E>>,
+    {
+        let (pool, results) = Self::new(limit);
+        ctx.attach_drained(results, Box::new(pool.clone()));
+        pool
+    }
+
+    /// Adds one job, running `job`, in a new group of its own (named `submit-1`,
+    /// `submit-2`, ...), and returns its id. Never waits: over the limit, it waits its turn.
+    ///
+    /// Fails if the pool is paused or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::jobs::{JobOutcome, JobPool};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (pool, mut results) = JobPool::<u32>::new(4);
+    /// let id = pool.submit(async { Ok(6 * 7) }).unwrap();
+    /// let result = results.next().await.unwrap();
+    /// assert_eq!(result.id, id);
+    /// assert!(matches!(result.outcome, JobOutcome::Ok(42)));
+    /// # }
+    /// ```
+    pub fn submit<Fut>(&self, job: Fut) -> Result<JobId, JobPoolError>
+    where
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let job: BoxJob<T, E> = Box::pin(job);
+        self.update(|state| {
+            let group = state.new_group(None, "submit")?;
+            let id = state.next_id();
+            state
+                .groups
+                .insert(Arc::clone(&group), GroupState::new(1, 0));
+            state.waiting.push_back(Entry::Job { id, group, job });
+            Ok(id)
+        })
     }
 
     /// Adds `n` jobs, each running the future `f()` makes, in a new group named `group` (or
@@ -258,305 +370,26 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             Ok(Group { name, jobs })
         })
     }
+}
 
-    /// Cancels a job: one waiting never starts, one running is dropped at its next await.
-    /// Its result is [`Cancelled`](JobOutcome::Cancelled).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::{JobOutcome, JobPool};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, mut results) = JobPool::<u32>::new(1);
-    /// let slow = pool.apply(|| std::future::pending(), 1, Some("slow")).unwrap(); // never ends
-    /// let next = pool.apply(|| async { Ok(2) }, 1, Some("next")).unwrap();
-    /// pool.cancel(next.jobs[0]).unwrap(); // waiting: it never starts
-    /// pool.cancel(slow.jobs[0]).unwrap(); // running: dropped at its next await
-    /// let done = results.flush().await;
-    /// assert!(done.iter().all(|r| matches!(r.outcome, JobOutcome::Cancelled)));
-    /// # }
-    /// ```
-    pub fn cancel(&self, job: JobId) -> Result<(), JobPoolError> {
+/// A pool made with [`JobPool::new_in`] is drained at its thread's stop: it ends its results
+/// stream once the jobs in hand have ended.
+impl<T: Send + 'static, E: Send + 'static> Drained for JobPool<T, E> {
+    fn stop(&mut self) {
+        self.update(State::stop_intake);
+    }
+
+    fn abort(&mut self) {
         self.update(|state| {
-            if let Some(running) = state.running.get_mut(&job) {
-                // Its task reports the cancellation as it is dropped.
-                running.cancel();
-                return Ok(());
-            }
-            let at = state
-                .waiting
-                .iter()
-                .position(|e| matches!(e, Entry::Job { id, .. } if *id == job))
-                .ok_or(JobPoolError::UnknownJob(job))?;
-            if let Some(Entry::Job { id, group, .. }) = state.waiting.remove(at) {
-                state.finish(id, group, JobOutcome::Cancelled, false);
-            }
-            Ok(())
-        })
+            state.closed = true;
+            state.cancel_where(|_| true);
+        });
     }
+}
 
-    /// Cancels every job of a group, waiting or running, and stops pulling its `map`
-    /// source. Returns how many jobs were cancelled.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(4);
-    /// // Endless: a job per number, two at a time, each waiting forever.
-    /// pool.map(|_| std::future::pending(), 0.., 2, Some("watch")).unwrap();
-    /// assert_eq!(pool.cancel_group("watch").unwrap(), 2);
-    /// pool.join().await; // no job left, and the source is no longer pulled
-    /// assert!(pool.groups().is_empty());
-    /// # }
-    /// ```
-    pub fn cancel_group(&self, group: &str) -> Result<usize, JobPoolError> {
-        self.update(|state| {
-            if !state.groups.contains_key(group) {
-                return Err(JobPoolError::UnknownGroup(group.to_owned()));
-            }
-            Ok(state.cancel_where(|g| &**g == group))
-        })
-    }
-
-    /// Cancels every job in the pool and stops pulling every `map` source. Returns how many
-    /// jobs were cancelled.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(2);
-    /// pool.apply(|| std::future::pending(), 3, None).unwrap(); // jobs that never end
-    /// assert_eq!(pool.cancel_all(), 3); // two running, one waiting
-    /// pool.join().await;
-    /// assert_eq!(pool.running() + pool.waiting(), 0);
-    /// # }
-    /// ```
-    pub fn cancel_all(&self) -> usize {
-        self.update(|state| state.cancel_where(|_| true))
-    }
-
-    /// The most jobs that run at once.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(4);
-    /// assert_eq!(pool.limit(), 4);
-    /// # }
-    /// ```
-    pub fn limit(&self) -> usize {
-        self.inner.lock().limit
-    }
-
-    /// Changes the limit. Raising it starts waiting jobs at once; lowering it lets the jobs
-    /// running finish (none is cancelled), and no new one starts until fewer run.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(0);
-    /// pool.apply(|| std::future::pending(), 3, None).unwrap(); // jobs that never end
-    /// assert_eq!((pool.running(), pool.waiting()), (0, 3));
-    /// pool.set_limit(2); // starts two at once
-    /// assert_eq!((pool.running(), pool.waiting()), (2, 1));
-    /// pool.set_limit(1); // lets both run on
-    /// assert_eq!((pool.running(), pool.waiting()), (2, 1));
-    /// # }
-    /// ```
-    pub fn set_limit(&self, limit: usize) {
-        self.update(|state| state.limit = limit);
-    }
-
-    /// The number of jobs running.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(2);
-    /// pool.apply(|| std::future::pending(), 3, None).unwrap(); // jobs that never end
-    /// assert_eq!(pool.running(), 2); // the limit
-    /// # }
-    /// ```
-    pub fn running(&self) -> usize {
-        self.inner.lock().running.len()
-    }
-
-    /// The number of jobs waiting for a slot (items a `map` has not pulled yet are not
-    /// jobs yet, and not counted).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(2);
-    /// pool.apply(|| std::future::pending(), 3, None).unwrap(); // jobs that never end
-    /// assert_eq!(pool.waiting(), 1);
-    /// pool.map(|_| std::future::pending(), 0.., 1, None).unwrap();
-    /// assert_eq!(pool.waiting(), 1); // the map's items are not jobs yet
-    /// # }
-    /// ```
-    pub fn waiting(&self) -> usize {
-        let state = self.inner.lock();
-        state
-            .waiting
-            .iter()
-            .filter(|e| matches!(e, Entry::Job { .. }))
-            .count()
-    }
-
-    /// The names of the groups in the pool (with jobs waiting or running, or a `map` source
-    /// not yet exhausted).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(4);
-    /// pool.apply(|| std::future::pending(), 1, Some("fetch")).unwrap(); // never ends
-    /// pool.map(|_| std::future::pending(), 0.., 1, None).unwrap(); // never runs dry
-    /// let groups = pool.groups();
-    /// assert_eq!(groups.iter().map(|g| &**g).collect::<Vec<_>>(), ["fetch", "map-1"]);
-    /// # }
-    /// ```
-    pub fn groups(&self) -> Vec<Arc<str>> {
-        let mut names: Vec<_> = self.inner.lock().groups.keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// Pauses the pool's intake: new jobs are refused ([`JobPoolError::Paused`]) until
-    /// [`resume`](Self::resume); jobs in the pool go on.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::{JobPool, JobPoolError};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(4);
-    /// pool.pause();
-    /// let refused = pool.apply(|| async { Ok(1) }, 1, None).unwrap_err();
-    /// assert_eq!(refused, JobPoolError::Paused);
-    /// # }
-    /// ```
-    pub fn pause(&self) {
-        self.inner.lock().paused = true;
-    }
-
-    /// Takes new jobs again after [`pause`](Self::pause) (a closed pool stays closed).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(4);
-    /// pool.pause();
-    /// assert!(pool.apply(|| async { Ok(1) }, 1, None).is_err());
-    /// pool.resume();
-    /// assert!(pool.apply(|| async { Ok(1) }, 1, None).is_ok());
-    /// # }
-    /// ```
-    pub fn resume(&self) {
-        self.inner.lock().paused = false;
-    }
-
-    /// Refuses new jobs for good ([`JobPoolError::Closed`]); jobs in the pool go on, and the
-    /// results stream ends after the last of them.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::{JobPool, JobPoolError};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, mut results) = JobPool::<u32>::new(4);
-    /// pool.apply(|| async { Ok(7) }, 1, None).unwrap();
-    /// pool.close();
-    /// let refused = pool.apply(|| async { Ok(8) }, 1, None).unwrap_err();
-    /// assert_eq!(refused, JobPoolError::Closed);
-    /// assert!(results.next().await.unwrap().outcome.is_ok()); // the job in the pool ran
-    /// assert!(results.next().await.is_none()); // and the stream ended after it
-    /// # }
-    /// ```
-    pub fn close(&self) {
-        self.update(|state| state.closed = true);
-    }
-
-    /// Whether the pool is closed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, _results) = JobPool::<u32>::new(4);
-    /// assert!(!pool.is_closed());
-    /// pool.close();
-    /// assert!(pool.is_closed());
-    /// # }
-    /// ```
-    pub fn is_closed(&self) -> bool {
-        self.inner.lock().closed
-    }
-
-    /// Waits until no job is waiting or running and every `map` source is exhausted. With
-    /// an infinite `map` in the pool, that is after it is cancelled; with a limit of 0 and
-    /// jobs waiting, after the limit is raised.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskthread::jobs::JobPool;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let (pool, mut results) = JobPool::<u32>::new(2);
-    /// pool.apply(|| async { Ok(1) }, 5, None).unwrap();
-    /// pool.join().await;
-    /// assert_eq!((pool.running(), pool.waiting()), (0, 0));
-    /// assert_eq!(results.flush().await.len(), 5);
-    /// # }
-    /// ```
-    pub async fn join(&self) {
-        let mut live = self.inner.live.subscribe();
-        let _ = live.wait_for(|&n| n == 0).await;
-    }
-
+/// The pool's engine: every change to its state goes through [`update`](Self::update),
+/// which starts the jobs the change lets start once the lock is released.
+impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// Changes the state under the lock, then starts what may start, outside it.
     fn update<R>(&self, change: impl FnOnce(&mut State<T, E>) -> R) -> R {
         let mut state = self.inner.lock();

@@ -32,8 +32,9 @@ pub enum JobOutcome<T, E = Error> {
     Err(E),
     /// It panicked; the panic message.
     Panicked(String),
-    /// It was cancelled (by [`JobPool::cancel`](super::JobPool::cancel) and friends) before it finished, or before
-    /// it started.
+    /// It was cancelled before it finished, or before it started: by
+    /// [`JobPool::cancel`](super::JobPool::cancel) and friends, or by the stop of the thread
+    /// that owns the pool (see [`JobPool::new_in`](super::JobPool::new_in)).
     Cancelled,
 }
 
@@ -69,6 +70,45 @@ pub struct JobResult<T, E = Error> {
     pub group: Arc<str>,
     /// How it ended.
     pub outcome: JobOutcome<T, E>,
+}
+
+/// How many jobs a [`JobPool`](super::JobPool) has taken, and how those that ended ended,
+/// from [`JobPool::counts`](super::JobPool::counts).
+///
+/// Every job taken ends exactly once: once the pool is idle,
+/// `submitted == succeeded + failed + panicked + cancelled` (and [`ended`](Self::ended)
+/// equals `submitted`), whether its jobs ran to the end, were cancelled, or were stopped
+/// with the thread that owns the pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobCounts {
+    /// Jobs taken: added by `submit` or `apply`, or pulled by a `map` (a `map` source that
+    /// panicked counts as one job, panicked).
+    pub submitted: u64,
+    /// Jobs that returned `Ok`.
+    pub succeeded: u64,
+    /// Jobs that returned an error.
+    pub failed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Jobs cancelled, before they started or while they ran.
+    pub cancelled: u64,
+}
+
+impl JobCounts {
+    /// The jobs that have ended, however they ended.
+    pub fn ended(&self) -> u64 {
+        self.succeeded + self.failed + self.panicked + self.cancelled
+    }
+
+    pub(super) fn count<T, E>(&mut self, outcome: &JobOutcome<T, E>) {
+        match outcome {
+            JobOutcome::Ok(_) => self.succeeded += 1,
+            JobOutcome::Err(_) => self.failed += 1,
+            JobOutcome::Panicked(_) => self.panicked += 1,
+            JobOutcome::Cancelled => self.cancelled += 1,
+        }
+    }
 }
 
 /// A group of jobs added by one [`apply`](super::JobPool::apply) or [`map`](super::JobPool::map).

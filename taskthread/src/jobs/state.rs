@@ -107,6 +107,8 @@ pub(super) struct State<T, E> {
     pub(super) paused: bool,
     pub(super) closed: bool,
     pub(super) results: Option<mpsc::UnboundedSender<JobResult<T, E>>>,
+    /// How the jobs that ended ended.
+    pub(super) counts: JobCounts,
 }
 
 pub(super) struct Inner<T, E> {
@@ -130,6 +132,7 @@ impl<T, E> State<T, E> {
     pub(super) fn next_id(&mut self) -> JobId {
         let id = JobId(self.next_job);
         self.next_job += 1;
+        self.counts.submitted += 1;
         id
     }
 
@@ -212,7 +215,8 @@ impl<T, E> State<T, E> {
         }
     }
 
-    pub(super) fn send(&self, id: JobId, group: &Arc<str>, outcome: JobOutcome<T, E>) {
+    pub(super) fn send(&mut self, id: JobId, group: &Arc<str>, outcome: JobOutcome<T, E>) {
+        self.counts.count(&outcome);
         if let Some(results) = &self.results {
             let _ = results.send(JobResult {
                 id,
@@ -247,6 +251,20 @@ impl<T, E> State<T, E> {
             g.source = false;
             if g.live == 0 {
                 self.groups.remove(group);
+            }
+        }
+    }
+
+    /// Takes no new job and cancels the waiting ones; the running ones go on.
+    pub(super) fn stop_intake(&mut self) {
+        self.closed = true;
+        let waiting = std::mem::take(&mut self.waiting);
+        for entry in waiting {
+            match entry {
+                Entry::Job { id, group, .. } => {
+                    self.finish(id, group, JobOutcome::Cancelled, false)
+                }
+                Entry::Source { group, .. } => self.end_source(&group),
             }
         }
     }
