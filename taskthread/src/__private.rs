@@ -11,12 +11,11 @@ pub use std::marker::PhantomData;
 pub use std::option::Option;
 pub use std::time::Duration;
 
-pub use crate::reschedule::{MissedTicks, TaskSpec};
-pub use crate::thread::{Reply, UpTo};
-pub use crate::{
-    Accepts, Asks, ChildExit, ChildId, Ctx, Error, HandlesStream, HandlesUp, NoUp, Reschedule,
-    Result, TaskRef, Thread,
-};
+pub use crate::ctx::Ctx;
+pub use crate::error::{Error, Result};
+pub use crate::exit::{ChildExit, ChildId};
+pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
+pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Reply, Thread, UpTo};
 
 use std::result::Result as StdResult;
 
