@@ -14,8 +14,8 @@ pub use std::time::Duration;
 pub use crate::reschedule::{MissedTicks, TaskSpec};
 pub use crate::thread::{Reply, UpTo};
 pub use crate::{
-    Accepts, Asks, ChildExit, ChildId, Ctx, Error, HandlesStream, HandlesUp, NoUp, Reschedule,
-    Result, TaskRef, Thread,
+    Accepts, Asks, ChildExit, ChildId, ChildRestart, Ctx, Error, HandlesStream, HandlesUp, NoUp,
+    Reschedule, Result, TaskRef, Thread,
 };
 
 use std::result::Result as StdResult;
@@ -136,6 +136,26 @@ impl<T> NotChildExit for T {}
 /// Logs a child's exit as a thread without an exit handler does.
 pub fn log_exit<T: Thread>(ctx: &Ctx<T>, exit: &ChildExit) {
     crate::exit::log_exit(ctx.path(), exit);
+}
+
+/// For every type but [`ChildRestart`], which has inherent items of the same names: the
+/// generated code calls `<M>::__from_restart` and reads `<M>::__IS_CHILD_RESTART` to find
+/// the handler of the framework's `ChildRestart`, as [`NotChildExit`] does for exits.
+pub trait NotChildRestart: Sized {
+    /// `false`: not the framework's `ChildRestart`.
+    const __IS_CHILD_RESTART: bool = false;
+    /// Gives the restart back: not the framework's `ChildRestart`.
+    #[allow(clippy::result_large_err)] // moved once per restart, never stored
+    fn __from_restart(restart: ChildRestart) -> StdResult<Self, ChildRestart> {
+        Err(restart)
+    }
+}
+
+impl<T> NotChildRestart for T {}
+
+/// Logs a child's restart as a thread without a restart handler does.
+pub fn log_restart<T: Thread>(ctx: &Ctx<T>, restart: &ChildRestart) {
+    crate::exit::log_restart(ctx.path(), restart);
 }
 
 // The diagnostics the generated code relies on live here rather than in the

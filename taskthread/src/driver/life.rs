@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::LifeRules;
 use super::user::{StopWatch, run_user};
-use super::{DoneSignal, LifeRules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
 use crate::node::{DownReceiver, Node};
@@ -63,8 +63,9 @@ pub(super) struct Life<'a, T: Thread> {
     tasks_turn: bool,
     /// Whether DOWN is polled before the inbound queue next turn (they take turns).
     pub(super) family_turns: bool,
-    /// Told each time a DOWN message has been handled, if anyone watches.
-    pub(super) done: Option<&'a DoneSignal>,
+    /// The rules, if they are told of each DOWN message (a worker pool's done signal, a
+    /// supervisor's log); `None` for most threads, whose loop then looks no further.
+    pub(super) watch: Option<&'a LifeRules>,
 }
 
 impl<'a, T: Thread> Life<'a, T> {
@@ -86,7 +87,7 @@ impl<'a, T: Thread> Life<'a, T> {
             dropped: 0,
             tasks_turn: true,
             family_turns: false,
-            done: rules.done.as_deref(),
+            watch: rules.watches_down().then_some(rules),
         }
     }
 

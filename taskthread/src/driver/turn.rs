@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
-use crate::exit::{ChildExit, Exit, log_exit};
+use crate::exit::{ChildExit, Exit, log_exit, log_restart};
 use crate::node::DownReceiver;
 use crate::port::Inbound;
 use crate::thread::Thread;
@@ -126,13 +126,16 @@ impl<T: Thread> Life<'_, T> {
                             break;
                         }
                         self.node.count_handled();
+                        if let Some(watch) = self.watch {
+                            watch.taking::<T>(&msg);
+                        }
                         let outcome = {
                             let stopping = self.ctx.stop_begun();
                             let handler = pin!(self.thread.__down(self.ctx, msg));
                             run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                         };
-                        if let Some(done) = self.done {
-                            done.finish_one();
+                        if let Some(watch) = self.watch {
+                            watch.handled(outcome.is_err());
                         }
                         if let Err(exit) = outcome {
                             self.fail(exit);
@@ -196,8 +199,8 @@ impl<T: Thread> Life<'_, T> {
         }
     }
 
-    /// Handles one inbound event: an UP message or stream item, a job's output, or a
-    /// child's exit report.
+    /// Handles one inbound event: an UP message or stream item, a job's output, a child's
+    /// exit report, or a supervised child's restart.
     #[allow(clippy::manual_async_fn)]
     fn handle_inbound(&mut self, inbound: Inbound<T::Event>) -> impl Future<Output = ()> + '_ {
         async move {
@@ -233,20 +236,32 @@ impl<T: Thread> Life<'_, T> {
                         escalated,
                     };
                     drop(child);
-                    if exit.escalated {
-                        // A supervised child past its restart limit: this thread fails with
-                        // it.
-                        log_exit(self.node.path(), &exit);
-                        self.fail(exit.exit);
-                        return;
-                    }
                     if self.failure.is_some() {
                         log_exit(self.node.path(), &exit);
                         return;
                     }
+                    // A supervised child past its restart limit: once the handler has seen
+                    // it, this thread fails with it (or with the handler's own error).
+                    let escalation = exit.escalated.then(|| exit.escalation());
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__exited(self.ctx, from, exit));
+                        run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                    };
+                    match (outcome, escalation) {
+                        (Err(exit), _) => self.fail(exit),
+                        (Ok(()), Some(escalation)) => self.fail(escalation),
+                        (Ok(()), None) => {}
+                    }
+                }
+                Inbound::Restart(from, restart) => {
+                    if self.failure.is_some() {
+                        log_restart(self.node.path(), &restart);
+                        return;
+                    }
+                    let outcome = {
+                        let stopping = self.ctx.stop_begun();
+                        let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
                     if let Err(exit) = outcome {
