@@ -58,13 +58,13 @@ pub(crate) struct LifeRules {
 impl LifeRules {
     /// Whether the loop tells these rules of each DOWN message: most threads' rules do not,
     /// and their loop then looks no further.
-    fn watches_down(&self) -> bool {
+    pub(super) fn watches_down(&self) -> bool {
         self.done.is_some() || self.log.is_some()
     }
 
     /// A DOWN message is about to be handled.
     #[inline]
-    fn taking<T: Thread>(&self, msg: &T::Down) {
+    pub(super) fn taking<T: Thread>(&self, msg: &T::Down) {
         if let Some(log) = &self.log {
             log.take(T::__down_index(msg));
         }
@@ -73,7 +73,7 @@ impl LifeRules {
     /// The handler of the message taken last has returned; `failed`: with the error or
     /// panic that ends the life.
     #[inline]
-    fn handled(&self, failed: bool) {
+    pub(super) fn handled(&self, failed: bool) {
         if let Some(done) = &self.done {
             done.finish_one();
         }
@@ -120,6 +120,9 @@ impl DownLog {
 /// compile time ([`Plain`]), so its task stores nothing for them: every thread's task is a
 /// hot allocation.
 pub(crate) trait Rules: Send + Sync + 'static {
+    /// Whether the rules may be told of each DOWN message ([`LifeRules::watches_down`]):
+    /// known at compile time, so a plain thread's loop has no check for it.
+    const MAY_WATCH: bool;
     fn get(&self) -> &LifeRules;
 }
 
@@ -127,6 +130,8 @@ pub(crate) trait Rules: Send + Sync + 'static {
 pub(crate) struct Plain;
 
 impl Rules for Plain {
+    const MAY_WATCH: bool = false;
+
     #[inline]
     fn get(&self) -> &LifeRules {
         static DEFAULT: LifeRules = LifeRules {
@@ -142,6 +147,8 @@ impl Rules for Plain {
 }
 
 impl Rules for LifeRules {
+    const MAY_WATCH: bool = true;
+
     #[inline]
     fn get(&self) -> &LifeRules {
         self
@@ -242,7 +249,7 @@ fn drive<T: Thread, R: Rules>(
 ) -> impl Future<Output = Exit> + Send {
     // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
     async move {
-        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, rules.get()).await;
+        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, &rules).await;
         drop(thread);
         if report {
             report_exit(ctx, exit, dropped, false);

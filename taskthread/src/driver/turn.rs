@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
+use super::Rules;
 use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
@@ -94,7 +95,7 @@ fn poll_next<T: Thread>(
     Poll::Pending
 }
 
-impl<T: Thread> Life<'_, T> {
+impl<T: Thread, R: Rules> Life<'_, T, R> {
     /// Waits for the next thing to do and does it.
     #[allow(clippy::manual_async_fn)]
     pub(super) fn turn(&mut self) -> impl Future<Output = ()> + '_ {
@@ -126,7 +127,7 @@ impl<T: Thread> Life<'_, T> {
                             break;
                         }
                         self.node.count_handled();
-                        if let Some(watch) = self.watch {
+                        if let Some(watch) = self.watch() {
                             watch.taking::<T>(&msg);
                         }
                         let outcome = {
@@ -134,7 +135,7 @@ impl<T: Thread> Life<'_, T> {
                             let handler = pin!(self.thread.__down(self.ctx, msg));
                             run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                         };
-                        if let Some(watch) = self.watch {
+                        if let Some(watch) = self.watch() {
                             watch.handled(outcome.is_err());
                         }
                         if let Err(exit) = outcome {
@@ -242,7 +243,8 @@ impl<T: Thread> Life<'_, T> {
                     }
                     // A supervised child past its restart limit: once the handler has seen
                     // it, this thread fails with it (or with the handler's own error).
-                    let escalation = exit.escalated.then(|| exit.escalation());
+                    // Boxed: rare, and it would otherwise size every thread's task.
+                    let escalation = exit.escalated.then(|| Box::new(exit.escalation()));
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__exited(self.ctx, from, exit));
@@ -250,7 +252,7 @@ impl<T: Thread> Life<'_, T> {
                     };
                     match (outcome, escalation) {
                         (Err(exit), _) => self.fail(exit),
-                        (Ok(()), Some(escalation)) => self.fail(escalation),
+                        (Ok(()), Some(escalation)) => self.fail(*escalation),
                         (Ok(()), None) => {}
                     }
                 }
