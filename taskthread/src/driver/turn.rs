@@ -13,7 +13,7 @@ use super::Rules;
 use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
-use crate::exit::{ChildExit, Exit, log_exit, log_restart};
+use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, log_exit, log_restart};
 use crate::node::DownReceiver;
 use crate::port::Inbound;
 use crate::thread::Thread;
@@ -257,19 +257,33 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     }
                 }
                 Inbound::Restart(from, restart) => {
-                    if self.failure.is_some() {
-                        log_restart(self.node.path(), &restart);
-                        return;
-                    }
-                    let outcome = {
-                        let stopping = self.ctx.stop_begun();
-                        let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
-                        run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
-                    };
-                    if let Err(exit) = outcome {
-                        self.fail(exit);
-                    }
+                    // Boxed: rare, and its handler would otherwise size every thread's task.
+                    Box::pin(self.handle_restart(from, restart)).await;
                 }
+            }
+        }
+    }
+
+    /// Hands a supervised child's restart to the `__restarted` hook (an `#[up]` handler of
+    /// `ChildRestart`, or a log line).
+    #[allow(clippy::manual_async_fn)]
+    fn handle_restart(
+        &mut self,
+        from: ChildId,
+        restart: Box<ChildRestart>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            if self.failure.is_some() {
+                log_restart(self.node.path(), &restart);
+                return;
+            }
+            let outcome = {
+                let stopping = self.ctx.stop_begun();
+                let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
+                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+            };
+            if let Err(exit) = outcome {
+                self.fail(exit);
             }
         }
     }
