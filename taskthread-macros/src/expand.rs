@@ -222,7 +222,7 @@ impl<'a> Generator<'a> {
         let placeholders = self.placeholder_impls();
         let up_to = self.up_to_impls();
         let tasks = self.task_consts();
-        let exit_checks = self.child_exit_checks();
+        let report_checks = self.child_report_checks();
         quote! {
             const _: () = {
                 use #krate as __tt;
@@ -235,7 +235,7 @@ impl<'a> Generator<'a> {
                 #placeholders
                 #up_to
                 #tasks
-                #exit_checks
+                #report_checks
             };
         }
     }
@@ -481,6 +481,8 @@ impl<'a> Generator<'a> {
             quote!(#cfg #index => #call,)
         });
         let exited = self.exited();
+        let restarted = self.restarted();
+        let down_index = self.down_index();
         let future = |output: TokenStream| {
             quote! {
                 impl __tt::__private::Future<Output = __tt::__private::Result<#output>> + ::core::marker::Send + '__tt
@@ -535,6 +537,10 @@ impl<'a> Generator<'a> {
 
                 #exited
 
+                #restarted
+
+                #down_index
+
                 #[allow(unreachable_code, unused_variables)]
                 fn __task<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>, #task: ::core::primitive::usize) -> #task_future {
                     async move {
@@ -555,7 +561,7 @@ impl<'a> Generator<'a> {
     fn exited(&self) -> Option<TokenStream> {
         let candidates: Vec<_> = self
             .handlers(Kind::Up)
-            .filter(|(_, h)| h.msg.as_ref().is_some_and(might_be_child_exit))
+            .filter(|(_, h)| h.msg.as_ref().is_some_and(may_be_child_report))
             .collect();
         if candidates.is_empty() {
             return None;
@@ -600,6 +606,86 @@ impl<'a> Generator<'a> {
                 }
             }
         })
+    }
+
+    /// The `__restarted` override: a supervised child's restart goes to the `#[up]` handler
+    /// that takes the framework's `ChildRestart` (under any name), found by type as in
+    /// [`Self::exited`] (`<M>::__from_restart`, with `NotChildRestart` for every other type).
+    /// Without such a handler the restart is logged.
+    fn restarted(&self) -> Option<TokenStream> {
+        let candidates: Vec<_> = self
+            .handlers(Kind::Up)
+            .filter(|(_, h)| h.msg.as_ref().is_some_and(may_be_child_report))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let (ctx, from, restart, msg) = (
+            local("__ctx"),
+            local("__from"),
+            local("__restart"),
+            local("__msg"),
+        );
+        let tries = candidates.iter().map(|(_, h)| {
+            let ty = self.msg(h);
+            let cfg = h.cfg.attr();
+            let found = if h.callable {
+                let call = self.call_handler(h, quote!(#from, #msg));
+                quote!(return #call)
+            } else {
+                quote!(return ::core::result::Result::Ok(()))
+            };
+            quote! {
+                #cfg
+                let #restart = match <#ty>::__from_restart(#restart) {
+                    ::core::result::Result::Ok(#msg) => #found,
+                    ::core::result::Result::Err(#restart) => #restart,
+                };
+            }
+        });
+        Some(quote! {
+            #[allow(unreachable_code, unused_variables)]
+            fn __restarted<'__tt>(
+                &'__tt mut self,
+                #ctx: &'__tt mut __tt::__private::Ctx<Self>,
+                #from: __tt::__private::ChildId,
+                #restart: __tt::__private::ChildRestart,
+            ) -> impl __tt::__private::Future<Output = __tt::__private::Result<()>> + ::core::marker::Send + '__tt {
+                async move {
+                    #[allow(unused_imports)]
+                    use __tt::__private::NotChildRestart as _;
+                    #(#tries)*
+                    __tt::__private::log_restart(#ctx, &#restart);
+                    ::core::result::Result::Ok(())
+                }
+            }
+        })
+    }
+
+    /// `__down_index`: the index of a message's type in `DOWN_TYPES`, which holds only the
+    /// handlers compiled in (`#[cfg]` may leave some out), counted as the task indices are.
+    fn down_index(&self) -> TokenStream {
+        let down = local("__down");
+        let mut counted = Vec::new();
+        let mut arms = Vec::new();
+        for (i, h) in self.handlers(Kind::Down) {
+            let v = format_ident!("V{}", i);
+            let cfg = h.cfg.attr();
+            arms.push(quote!(#cfg __Down::#v(..) => 0 #(+ #counted)*,));
+            counted.push(match h.cfg.predicate() {
+                Some(predicate) => quote!((if ::core::cfg!(#predicate) { 1 } else { 0 })),
+                None => quote!(1),
+            });
+        }
+        let phantom = self.phantom_arm(quote!(__Down));
+        quote! {
+            fn __down_index(#down: &Self::Down) -> ::core::primitive::usize {
+                match *#down {
+                    #(#arms)*
+                    #phantom
+                }
+            }
+        }
     }
 
     fn accepts_impls(&self) -> TokenStream {
@@ -865,14 +951,15 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// A `#[down]` handler of the framework's `ChildExit` (under any name) is a mistake:
-    /// exits arrive UP. Found by type, at compile time, as in [`Self::exited`].
-    fn child_exit_checks(&self) -> TokenStream {
+    /// A `#[down]` handler of the framework's `ChildExit` or `ChildRestart` (under any
+    /// name) is a mistake: they arrive UP. Found by type, at compile time, as in
+    /// [`Self::exited`].
+    fn child_report_checks(&self) -> TokenStream {
         let checks = self
             .handlers(Kind::Down)
             .filter_map(|(_, h)| {
                 let ty = h.msg.as_ref()?;
-                if !might_be_child_exit(ty) || self.mentions_params(ty) {
+                if !may_be_child_report(ty) || self.mentions_params(ty) {
                     return None;
                 }
                 let span = ty.span();
@@ -882,9 +969,16 @@ impl<'a> Generator<'a> {
                     const _: () = {
                         #[allow(unused_imports)]
                         use __tt::__private::NotChildExit as _;
+                        #[allow(unused_imports)]
+                        use __tt::__private::NotChildRestart as _;
                         if <#ty>::__IS_CHILD_EXIT {
                             ::core::panic!(
                                 "`ChildExit` arrives UP from children: handle it with `#[up] async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit)`"
+                            );
+                        }
+                        if <#ty>::__IS_CHILD_RESTART {
+                            ::core::panic!(
+                                "`ChildRestart` arrives UP from supervised children: handle it with `#[up] async fn restarted(&mut self, ctx: &mut Ctx<Self>, from: ChildId, restart: ChildRestart)`"
                             );
                         }
                     };
@@ -959,13 +1053,13 @@ fn convert_output(returns: &Returns, output: OutputTrait, out: &Ident) -> TokenS
     }
 }
 
-/// Whether a type may be the framework's `ChildExit` under some name: a plain path (an
-/// alias may rename it), not a tuple, reference or the like.
-fn might_be_child_exit(ty: &Type) -> bool {
+/// Whether a type may be the framework's `ChildExit` or `ChildRestart` under some name: a
+/// plain path (an alias may rename it), not a tuple, reference or the like.
+fn may_be_child_report(ty: &Type) -> bool {
     match ty {
         Type::Path(p) => p.qself.is_none() && !ast::is_plain(ty),
-        Type::Paren(t) => might_be_child_exit(&t.elem),
-        Type::Group(t) => might_be_child_exit(&t.elem),
+        Type::Paren(t) => may_be_child_report(&t.elem),
+        Type::Group(t) => may_be_child_report(&t.elem),
         _ => false,
     }
 }

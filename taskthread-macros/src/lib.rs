@@ -27,6 +27,9 @@ use proc_macro::TokenStream;
 ///     #[up]                                     // a child's exit report
 ///     async fn exited(&mut self, ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit) -> Result<()> { .. }
 ///
+///     #[up]                                     // a supervised child's restart
+///     async fn restarted(&mut self, ctx: &mut Ctx<Self>, from: ChildId, r: ChildRestart) -> Result<()> { .. }
+///
 ///     #[stream]                                 // an item of an attached stream or task
 ///     async fn line(&mut self, ctx: &mut Ctx<Self>, line: String) -> Result<()> { .. }
 ///

@@ -13,7 +13,7 @@ pub use std::time::Duration;
 
 pub use crate::ctx::Ctx;
 pub use crate::error::{Error, Result};
-pub use crate::exit::{ChildExit, ChildId};
+pub use crate::exit::{ChildExit, ChildId, ChildRestart};
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
 pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Reply, Thread, UpTo};
 
@@ -135,6 +135,26 @@ impl<T> NotChildExit for T {}
 /// Logs a child's exit as a thread without an exit handler does.
 pub fn log_exit<T: Thread>(ctx: &Ctx<T>, exit: &ChildExit) {
     crate::exit::log_exit(ctx.path(), exit);
+}
+
+/// For every type but [`ChildRestart`], which has inherent items of the same names: the
+/// generated code calls `<M>::__from_restart` and reads `<M>::__IS_CHILD_RESTART` to find
+/// the handler of the framework's `ChildRestart`, as [`NotChildExit`] does for exits.
+pub trait NotChildRestart: Sized {
+    /// `false`: not the framework's `ChildRestart`.
+    const __IS_CHILD_RESTART: bool = false;
+    /// Gives the restart back: not the framework's `ChildRestart`.
+    #[allow(clippy::result_large_err)] // moved once per restart, never stored
+    fn __from_restart(restart: ChildRestart) -> StdResult<Self, ChildRestart> {
+        Err(restart)
+    }
+}
+
+impl<T> NotChildRestart for T {}
+
+/// Logs a child's restart as a thread without a restart handler does.
+pub fn log_restart<T: Thread>(ctx: &Ctx<T>, restart: &ChildRestart) {
+    crate::exit::log_restart(ctx.path(), restart);
 }
 
 // The diagnostics the generated code relies on live here rather than in the

@@ -1,8 +1,9 @@
-//! How threads end and are known: [`ChildId`], [`Exit`], the [`ChildExit`] report a parent
-//! receives, and [`ThreadState`].
+//! How threads end and are known: [`ChildId`], [`Exit`], the [`ChildExit`] and
+//! [`ChildRestart`] reports a parent receives, and [`ThreadState`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::path::LazyPath;
@@ -137,8 +138,10 @@ pub struct ChildExit {
     /// between two lives (stopped during its backoff), what was queued for the next life.
     /// Zero after a graceful stop of a running thread, which handles everything queued.
     pub dropped: usize,
-    /// A supervised child past its restart limit: the parent fails with it.
-    pub(crate) escalated: bool,
+    /// Whether a supervised child ended for good past its restart limit (or because its
+    /// factory panicked): [`exit`](Self::exit) is then the error that names it and its last
+    /// failure, and once the parent's handler has seen it, the parent fails with it.
+    pub escalated: bool,
 }
 
 impl ChildExit {
@@ -166,6 +169,16 @@ impl ChildExit {
     pub fn name(&self) -> &str {
         self.path.name()
     }
+
+    /// What the parent of an [escalated](Self::escalated) child fails with: a copy of
+    /// [`exit`](Self::exit), which goes to the parent's handler.
+    pub(crate) fn escalation(&self) -> Exit {
+        match &self.exit {
+            Exit::Failed(e) => Exit::Failed(Error::msg(format!("{e:#}"))),
+            Exit::Panicked(message) => Exit::Panicked(message.clone()),
+            other => Exit::Failed(Error::msg(other.to_string())),
+        }
+    }
 }
 
 impl fmt::Debug for ChildExit {
@@ -176,6 +189,7 @@ impl fmt::Debug for ChildExit {
             .field("type_name", &self.type_name)
             .field("exit", &self.exit)
             .field("dropped", &self.dropped)
+            .field("escalated", &self.escalated)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +197,188 @@ impl fmt::Debug for ChildExit {
 impl fmt::Display for ChildExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}` ({}) {}", self.path(), self.type_name, self.exit)
+    }
+}
+
+/// The report a parent receives, as an UP event, each time one of its supervised children
+/// is started again (see [`Ctx::supervise`](crate::Ctx::supervise)): which life ended, how,
+/// which message it failed on, and when the next life starts.
+///
+/// Handle it with an `#[up]` handler taking `ChildRestart`, as exits are handled; without
+/// one, the restart is logged at `WARN`. The child stays among the parent's children: only
+/// its final exit ([`ChildExit`]) removes it. Past its restart limit a child is not started
+/// again: the parent hears of that as a [`ChildExit`] that is
+/// [`escalated`](ChildExit::escalated).
+///
+/// ```
+/// use std::time::Duration;
+/// use taskthread::prelude::*;
+/// use taskthread::supervise::RestartPolicy;
+///
+/// struct Job(u32);
+///
+/// #[derive(Default)]
+/// struct Fragile;
+///
+/// #[taskthread]
+/// impl Fragile {
+///     #[down]
+///     async fn job(&mut self, _ctx: &mut Ctx<Self>, job: Job) -> Result<()> {
+///         if job.0 == 2 { Err(Error::msg("bad job")) } else { Ok(()) }
+///     }
+/// }
+///
+/// struct Boss;
+///
+/// #[taskthread(up = String)]
+/// impl Boss {
+///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+///         let policy = RestartPolicy::on_failure().backoff(Duration::ZERO, Duration::ZERO);
+///         let fragile = ctx.supervise(|| Fragile, policy);
+///         for n in 1..=3 {
+///             fragile.send(Job(n)).await?;
+///         }
+///         Ok(())
+///     }
+///
+///     #[up]
+///     async fn restarted(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, r: ChildRestart) -> Result<()> {
+///         let failed = r.message.expect("a `#[down]` handler failed");
+///         let report = format!("life {} {} on {}", r.life, r.exit, failed.type_name);
+///         ctx.up(format!("{report} at position {}", failed.position)).await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut boss = taskthread::spawn(Boss);
+/// assert_eq!(boss.recv().await.unwrap(), "life 1 failed: bad job on Job at position 1");
+/// # }
+/// ```
+#[non_exhaustive]
+pub struct ChildRestart {
+    /// The child's id, the same in every life.
+    pub id: ChildId,
+    /// The child's path, built only if asked for.
+    pub(crate) path: LazyPath,
+    /// The child's type, e.g. `"Database"`.
+    pub type_name: &'static str,
+    /// Which life ended: 1 for the first.
+    pub life: u32,
+    /// How it ended: a failure or a panic, a completion under
+    /// [`Restart::Always`](crate::supervise::Restart::Always), or `Stopped` when its
+    /// [restart group](crate::supervise::RestartGroup) restarted it.
+    pub exit: Exit,
+    /// The `#[down]` message whose handler failed or panicked and so ended the life, if
+    /// one did (an asker of it gets [`AskError::NoReply`](crate::AskError::NoReply)).
+    pub message: Option<FailedMessage>,
+    /// The wait before the next life starts (zero for a restart asked by its group).
+    pub backoff: Duration,
+    /// How many more restarts its policy allows within the current window; one more failure
+    /// past that ends the child for good and fails the parent.
+    pub restarts_left: u32,
+    /// Whether the restart was asked by its [restart group](crate::supervise::RestartGroup)
+    /// (a sibling was restarted) rather than caused by its own end: such a restart waits for
+    /// no backoff and does not count towards its limit.
+    pub by_group: bool,
+}
+
+impl ChildRestart {
+    /// Tells the framework's `ChildRestart` from any other type of the same name, as
+    /// [`ChildExit::__from_exit`] does for exits, with
+    /// [`NotChildRestart`](crate::__private::NotChildRestart) for every other type.
+    #[doc(hidden)]
+    #[allow(clippy::result_large_err)] // moved once per restart, never stored
+    pub fn __from_restart(restart: ChildRestart) -> Result<Self, ChildRestart> {
+        Ok(restart)
+    }
+
+    /// `true` here, `false` through [`NotChildRestart`](crate::__private::NotChildRestart)
+    /// for every other type.
+    #[doc(hidden)]
+    pub const __IS_CHILD_RESTART: bool = true;
+
+    /// The child's path in the tree, e.g. `master/db`; [`name`](Self::name) is its last
+    /// segment.
+    pub fn path(&self) -> &str {
+        self.path.get()
+    }
+
+    /// The child's name among its siblings.
+    pub fn name(&self) -> &str {
+        self.path.name()
+    }
+}
+
+impl fmt::Debug for ChildRestart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildRestart")
+            .field("id", &self.id)
+            .field("path", &self.path())
+            .field("type_name", &self.type_name)
+            .field("life", &self.life)
+            .field("exit", &self.exit)
+            .field("message", &self.message)
+            .field("backoff", &self.backoff)
+            .field("restarts_left", &self.restarts_left)
+            .field("by_group", &self.by_group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders e.g. `` `app/db` (Database) life 2 failed: disk full, on `Query` after 2
+/// messages: restarting in 200ms, 3 restarts left``.
+impl fmt::Display for ChildRestart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` ({}) life {} {}",
+            self.path(),
+            self.type_name,
+            self.life,
+            self.exit
+        )?;
+        if let Some(message) = &self.message {
+            write!(f, ", on {message}")?;
+        }
+        if self.by_group {
+            f.write_str(": restarting with its group")
+        } else {
+            write!(
+                f,
+                ": restarting in {:?}, {} left",
+                self.backoff,
+                Count(self.restarts_left as usize, "restart")
+            )
+        }
+    }
+}
+
+/// The DOWN message whose handler failed (or panicked), ending a supervised child's life:
+/// see [`ChildRestart::message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailedMessage {
+    /// The message's type as its `#[down]` handler takes it, one of the thread's
+    /// [`DOWN_TYPES`](crate::Thread::DOWN_TYPES), e.g. `"Query"`.
+    pub type_name: &'static str,
+    /// How many DOWN messages the life had taken before it: 0 for its first.
+    pub position: u64,
+}
+
+/// Renders e.g. `` `Query` after 2 messages``.
+impl fmt::Display for FailedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` after {}",
+            self.type_name,
+            Count(
+                usize::try_from(self.position).unwrap_or(usize::MAX),
+                "message"
+            )
+        )
     }
 }
 
@@ -194,8 +390,14 @@ pub enum ThreadState {
     Starting,
     /// Handling messages and running tasks.
     Running,
-    /// Stopping: draining its queue, stopping its children, running `exit`.
+    /// Stopping: draining its queue, stopping its children, running `exit`. Its queue no
+    /// longer takes messages, unless it is a supervised thread whose life ends to be started
+    /// again (its queue is kept for the next life).
     Stopping,
+    /// A supervised thread between two lives: its last life has ended and it waits out the
+    /// backoff before its supervisor starts the next. Its queue stays open: what is sent
+    /// meanwhile waits for the next life.
+    Restarting,
     /// Ended; its parent has been told.
     Exited,
 }
@@ -206,6 +408,7 @@ impl ThreadState {
             0 => Self::Starting,
             1 => Self::Running,
             2 => Self::Stopping,
+            3 => Self::Restarting,
             _ => Self::Exited,
         }
     }
@@ -215,6 +418,7 @@ impl ThreadState {
             Self::Starting => "starting",
             Self::Running => "running",
             Self::Stopping => "stopping",
+            Self::Restarting => "restarting",
             Self::Exited => "exited",
         }
     }
@@ -263,6 +467,11 @@ impl ExitReport {
             Self::Other(other) => (other.exit, other.dropped, other.escalated),
         }
     }
+}
+
+/// The default handling of a child's restart: a warning.
+pub(crate) fn log_restart(parent: &str, restart: &ChildRestart) {
+    tracing::warn!(parent, child = %restart.path(), "child {restart}");
 }
 
 /// The default handling of a child's exit: a log line at a level fitting the exit.

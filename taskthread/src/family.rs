@@ -245,7 +245,7 @@ impl<P, E> Family<P, E> {
     pub(crate) fn abort(&mut self) -> usize {
         let mut dropped = 0;
         while let Some(inbound) = self.inbox.try_recv() {
-            if !matches!(inbound, Inbound::Exit(..)) {
+            if !matches!(inbound, Inbound::Exit(..) | Inbound::Restart(..)) {
                 dropped += 1;
             }
         }

@@ -96,7 +96,8 @@
 //!   child and set its capacity, stop stage and stop deadline; [`ChildInfo`] lists one.
 //! - **Rescheduling tasks**: what a run returns, [`Reschedule`], and a task's name,
 //!   [`TaskRef`].
-//! - **Endings and errors**: [`Exit`], [`ChildExit`], [`ThreadState`]; [`Error`], and the
+//! - **Endings and errors**: [`Exit`], [`ChildExit`], [`ChildRestart`] (with its
+//!   [`FailedMessage`]), [`ThreadState`]; [`Error`], and the
 //!   send errors that give the message back: [`SendError`], [`TrySendError`],
 //!   [`AskError`].
 //! - **Looking into a tree**: [`TreeSnapshot`].
@@ -166,7 +167,7 @@ pub use crate::child::{
 };
 pub use crate::ctx::{Ctx, UpFuture};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
-pub use crate::exit::{ChildExit, ChildId, Exit, ThreadState};
+pub use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, FailedMessage, ThreadState};
 pub use crate::node::TreeSnapshot;
 pub use crate::reschedule::{Reschedule, TaskRef};
 pub use crate::root::{Handle, run, spawn, spawn_with};
@@ -195,8 +196,8 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::taskthread;
     pub use crate::{
-        ChildExit, ChildId, ChildOptions, ChildRef, Ctx, Error, Exit, Handle, Reschedule, Result,
-        TaskRef, Thread,
+        ChildExit, ChildId, ChildOptions, ChildRef, ChildRestart, Ctx, Error, Exit, Handle,
+        Reschedule, Result, TaskRef, Thread,
     };
 }
 

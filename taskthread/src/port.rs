@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::TrySendError;
-use crate::exit::{ChildId, ExitReport};
+use crate::exit::{ChildId, ChildRestart, ExitReport};
 use crate::node::Node;
 use crate::queue::{InboxSender, Meter, Metered};
 
@@ -18,6 +18,9 @@ pub(crate) enum Inbound<E> {
     Output(E),
     /// A child's exit report.
     Exit(ChildId, ExitReport),
+    /// A supervised child's restart (not metered: bounded by its restart limit). Boxed: rare,
+    /// and it would otherwise size every slot of the queue.
+    Restart(ChildId, Box<ChildRestart>),
 }
 
 impl<E> Metered for Inbound<E> {
@@ -42,6 +45,8 @@ pub(crate) trait UpPort<U>: Send + Sync {
     fn send_permitted(&self, from: ChildId, msg: U);
     /// Reports the exit; never waits.
     fn report(&self, from: ChildId, exit: ExitReport);
+    /// Reports a restart of a supervised child; never waits.
+    fn report_restart(&self, from: ChildId, restart: Box<ChildRestart>);
     fn target(&self) -> &str;
 }
 
@@ -68,6 +73,11 @@ impl<P, E> ParentSink<P, E> {
     pub(crate) fn report_exit(&self, from: ChildId, exit: ExitReport) {
         self.tx.send_unmetered(Inbound::Exit(from, exit));
     }
+
+    /// Reports a supervised child's restart to the parent; never waits.
+    pub(crate) fn report_restart(&self, from: ChildId, restart: Box<ChildRestart>) {
+        self.tx.send_unmetered(Inbound::Restart(from, restart));
+    }
 }
 
 /// The port of a root: UP messages go to its handle; the exit is the root task's output.
@@ -91,6 +101,9 @@ impl<U: Send + 'static> UpPort<U> for RootPort<U> {
     }
 
     fn report(&self, _from: ChildId, _exit: ExitReport) {}
+
+    // A root is never supervised: nothing to report.
+    fn report_restart(&self, _from: ChildId, _restart: Box<ChildRestart>) {}
 
     fn target(&self) -> &str {
         "the root's handle"

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use crate::ctx::Ctx;
 use crate::error::{Result, TrySendError};
-use crate::exit::{ChildExit, ChildId, ExitReport, log_exit};
+use crate::exit::{ChildExit, ChildId, ChildRestart, ExitReport, log_exit, log_restart};
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::Meter;
 use crate::reschedule::{Reschedule, TaskSpec};
@@ -87,6 +87,23 @@ pub trait Thread: Send + Sized + 'static {
         log_exit(ctx.path(), &exit);
         std::future::ready(Ok(()))
     }
+
+    #[doc(hidden)]
+    fn __restarted<'a>(
+        &'a mut self,
+        ctx: &'a mut Ctx<Self>,
+        from: ChildId,
+        restart: ChildRestart,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        // Logged at once, as exits are.
+        let _ = from;
+        log_restart(ctx.path(), &restart);
+        std::future::ready(Ok(()))
+    }
+
+    /// The index in [`DOWN_TYPES`](Self::DOWN_TYPES) of a DOWN message's type.
+    #[doc(hidden)]
+    fn __down_index(down: &Self::Down) -> usize;
 
     #[doc(hidden)]
     fn __task<'a>(
@@ -229,6 +246,10 @@ where
 
     fn report(&self, from: ChildId, exit: ExitReport) {
         self.report_exit(from, exit);
+    }
+
+    fn report_restart(&self, from: ChildId, restart: Box<ChildRestart>) {
+        ParentSink::report_restart(self, from, restart);
     }
 
     fn target(&self) -> &str {

@@ -742,3 +742,52 @@ async fn a_client_reads_a_refusal_sent_before_its_request() {
     let answer = client.request("tree").await.unwrap();
     assert_eq!(err(answer), message.trim_end());
 }
+
+/// Fails as it starts.
+struct Broken;
+
+#[taskthread]
+impl Broken {
+    async fn enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
+        Err(Error::msg("no disk"))
+    }
+}
+
+/// Supervises a `Broken` that waits an hour between lives.
+struct Keeper;
+
+#[taskthread]
+impl Keeper {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let hour = Duration::from_secs(3600);
+        let policy = taskthread::supervise::RestartPolicy::on_failure().backoff(hour, hour);
+        ctx.supervise_with(|| Broken, policy, ChildOptions::new().name("broken"));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_child_between_lives_shows_as_restarting() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let keeper = taskthread::spawn(Keeper);
+    let server = ControlEndpoint::unix(&socket).bind(&keeper).await.unwrap();
+    let control = taskthread::spawn(server);
+    let state = || keeper.snapshot().find("keeper/broken").map(|s| s.state);
+    while state() != Some(ThreadState::Restarting) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut c = ControlClient::connect_unix(&socket).await.unwrap();
+    let stats = ok(c.request("stats keeper/broken").await.unwrap());
+    assert!(stats.contains("state: restarting\n"), "{stats}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(c.request("--json stats keeper/broken").await.unwrap())).unwrap();
+    assert_eq!(json["state"], "restarting");
+    let tree = ok(c.request("tree").await.unwrap());
+    assert!(tree.contains("[keeper/broken] restarting"), "{tree}");
+
+    control.stop();
+    control.join().await.into_result().unwrap();
+    keeper.stop();
+    keeper.join().await.into_result().unwrap();
+}

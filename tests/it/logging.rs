@@ -120,3 +120,60 @@ fn every_thread_logs_inside_a_span_carrying_its_path_and_unhandled_exits_are_log
         .expect("the unhandled graceful exit is logged");
     assert_eq!(stopped.level, tracing::Level::DEBUG);
 }
+
+/// Fails on every message.
+struct Flaky;
+
+#[taskthread::taskthread]
+impl Flaky {
+    #[down]
+    async fn fail(&mut self, _ctx: &mut taskthread::Ctx<Self>, _n: u32) -> taskthread::Result<()> {
+        Err(taskthread::Error::msg("oops"))
+    }
+}
+
+/// Supervises a `Flaky` that fails once, with no handler for restarts.
+struct Keeper;
+
+#[taskthread::taskthread]
+impl Keeper {
+    async fn enter(&mut self, ctx: &mut taskthread::Ctx<Self>) -> taskthread::Result<()> {
+        let policy = taskthread::supervise::RestartPolicy::on_failure()
+            .backoff(std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let flaky = ctx.supervise(|| Flaky, policy);
+        flaky.send(1u32).await?;
+        Ok(())
+    }
+}
+
+#[test]
+fn unhandled_restarts_are_logged_by_the_parent_as_warnings() {
+    crate::tracing_interest::share_callsite_interest();
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let root = taskthread::spawn(Keeper);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        root.stop();
+        root.join().await;
+    });
+    let seen = capture.0.lock().unwrap().clone();
+    let restart = seen
+        .iter()
+        .find(|s| s.message.starts_with("child `keeper/flaky`"))
+        .expect("the unhandled restart is logged");
+    assert_eq!(restart.level, tracing::Level::WARN);
+    assert_eq!(restart.span_path.as_deref(), Some("keeper"));
+    assert!(
+        restart.message.contains(
+            "child `keeper/flaky` (Flaky) life 1 failed: oops, on `u32` after 0 messages"
+        ),
+        "{restart:?}"
+    );
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use taskthread::prelude::*;
 use taskthread::supervise::RestartPolicy;
 use taskthread::supervise::{Restart, RestartGroup};
+use taskthread::{AskError, ThreadState};
 use tokio::time::Instant;
 
 fn alive_tasks() -> usize {
@@ -66,11 +67,30 @@ impl Worker {
     }
 }
 
-/// Supervises workers and records the exits it hears of.
+/// Supervises workers and records the exits and restarts it hears of.
 #[derive(Default)]
 struct Boss {
     exits: Arc<Mutex<Vec<String>>>,
+    restarts: Arc<Mutex<Vec<Restarted>>>,
 }
+
+/// What the boss heard of one restart.
+#[derive(Debug, Clone, PartialEq)]
+struct Restarted {
+    from: ChildId,
+    path: String,
+    life: u32,
+    exit: String,
+    /// The failed message's type and position.
+    message: Option<(&'static str, u64)>,
+    backoff: Duration,
+    restarts_left: u32,
+    by_group: bool,
+    /// Whether the child was still among the boss's children.
+    listed: bool,
+}
+
+struct HireStore;
 
 struct Hire {
     shared: Arc<Shared>,
@@ -89,6 +109,12 @@ impl Boss {
         ))
     }
 
+    #[down]
+    async fn hire_store(&mut self, ctx: &mut Ctx<Self>, _h: HireStore) -> Result<ChildRef<Store>> {
+        let policy = RestartPolicy::on_failure().backoff(Duration::ZERO, Duration::ZERO);
+        Ok(ctx.supervise_with(|| Store, policy, ChildOptions::new().name("store")))
+    }
+
     #[up]
     async fn exited(
         &mut self,
@@ -96,17 +122,51 @@ impl Boss {
         _from: ChildId,
         exit: ChildExit,
     ) -> Result<()> {
-        self.exits.lock().unwrap().push(exit.to_string());
+        let escalated = if exit.escalated { " (escalated)" } else { "" };
+        self.exits
+            .lock()
+            .unwrap()
+            .push(format!("{exit}{escalated}"));
+        Ok(())
+    }
+
+    #[up]
+    async fn restarted(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        from: ChildId,
+        restart: ChildRestart,
+    ) -> Result<()> {
+        self.restarts.lock().unwrap().push(Restarted {
+            from,
+            path: restart.path().to_owned(),
+            life: restart.life,
+            exit: restart.exit.to_string(),
+            message: restart.message.map(|m| (m.type_name, m.position)),
+            backoff: restart.backoff,
+            restarts_left: restart.restarts_left,
+            by_group: restart.by_group,
+            listed: ctx.children().any(|c| c.id() == from),
+        });
         Ok(())
     }
 }
 
 fn boss() -> (Handle<Boss>, Arc<Mutex<Vec<String>>>) {
-    let exits = Arc::new(Mutex::new(Vec::new()));
-    let boss = Boss {
-        exits: exits.clone(),
-    };
-    (taskthread::spawn(boss), exits)
+    let (boss, exits, _restarts) = watched_boss();
+    (boss, exits)
+}
+
+/// A boss, the exits it hears of and the restarts.
+#[allow(clippy::type_complexity)]
+fn watched_boss() -> (
+    Handle<Boss>,
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<Vec<Restarted>>>,
+) {
+    let boss = Boss::default();
+    let (exits, restarts) = (boss.exits.clone(), boss.restarts.clone());
+    (taskthread::spawn(boss), exits, restarts)
 }
 
 async fn hire(
@@ -368,6 +428,191 @@ async fn a_failure_while_a_completed_child_drains_its_queue_is_final() {
         ["`boss/w` (Worker) failed: disk full"]
     );
     assert!(worker.send(Job::Work(1)).await.is_err());
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_waiting_out_its_backoff_is_restarting_and_takes_messages_for_its_next_life() {
+    let (boss, _exits) = boss();
+    let shared = Arc::new(Shared::default());
+    let policy =
+        RestartPolicy::on_failure().backoff(Duration::from_secs(10), Duration::from_secs(10));
+    let worker = hire(&boss, &shared, policy, "w").await;
+    worker.send(Job::Fail).await.unwrap();
+    settle().await;
+
+    assert_eq!(worker.state(), ThreadState::Restarting);
+    assert!(!worker.is_closed(), "the queue stays open across a restart");
+    let snapshot = boss.snapshot();
+    assert_eq!(
+        snapshot.find("boss/w").unwrap().state,
+        ThreadState::Restarting
+    );
+    assert!(
+        snapshot.to_string().contains("[boss/w] restarting"),
+        "{snapshot}"
+    );
+    // Sent between lives: handled by the next.
+    worker.send(Job::Work(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    settle().await;
+    assert_eq!(done(&shared), [("w life 2".to_owned(), 1)]);
+    assert_eq!(worker.state(), ThreadState::Running);
+
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+    assert_eq!(worker.state(), ThreadState::Exited);
+    assert!(worker.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_parent_hears_of_each_restart_with_the_message_that_failed() {
+    let (boss, exits, restarts) = watched_boss();
+    let shared = Arc::new(Shared::default());
+    let policy = RestartPolicy::on_failure()
+        .backoff(Duration::from_secs(1), Duration::from_secs(4))
+        .max_restarts(3, Duration::from_secs(60));
+    let worker = hire(&boss, &shared, policy, "w").await;
+    // Life 1 takes two messages and fails on the second; life 2 takes `Work(2)`, then
+    // panics on the message after it.
+    worker.send(Job::Work(1)).await.unwrap();
+    worker.send(Job::Fail).await.unwrap();
+    worker.send(Job::Work(2)).await.unwrap();
+    worker.send(Job::Panic).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    settle().await;
+
+    let seen = restarts.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (first, second) = (&seen[0], &seen[1]);
+    assert_eq!(first.from, worker.id());
+    assert_eq!(first.path, "boss/w");
+    assert_eq!(
+        (first.life, first.exit.as_str(), first.message),
+        (1, "failed: disk full", Some(("Job", 1)))
+    );
+    assert_eq!(
+        (second.life, second.exit.as_str(), second.message),
+        (2, "panicked: bad state", Some(("Job", 1)))
+    );
+    // The backoff of the n-th restart in the window, shortened by at most a half.
+    let within = |wait: Duration, full: Duration| wait >= full / 2 && wait <= full;
+    assert!(within(first.backoff, Duration::from_secs(1)), "{first:?}");
+    assert!(within(second.backoff, Duration::from_secs(2)), "{second:?}");
+    assert_eq!((first.restarts_left, second.restarts_left), (2, 1));
+    assert!(seen.iter().all(|r| !r.by_group && r.listed), "{seen:?}");
+    // Restarts are not exits.
+    assert!(exits.lock().unwrap().is_empty());
+    assert_eq!(shared.lives.load(Ordering::SeqCst), 3);
+
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+    assert_eq!(*exits.lock().unwrap(), ["`boss/w` (Worker) stopped"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_without_a_failed_message_and_a_restart_by_the_group_are_reported() {
+    let (boss, _exits, restarts) = watched_boss();
+    let group = RestartGroup::new();
+    let (a, b) = (Arc::new(Shared::default()), Arc::new(Shared::default()));
+    let policy = RestartPolicy::always()
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .group(&group);
+    let _wa = hire(&boss, &a, policy.clone(), "a").await;
+    let wb = hire(&boss, &b, policy, "b").await;
+    settle().await;
+    // `b` completes (no handler failed) and its group restarts `a` with it.
+    wb.send(Job::Finish).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut seen = restarts.lock().unwrap().clone();
+    seen.sort_by(|x, y| x.path.cmp(&y.path));
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (a, b) = (&seen[0], &seen[1]);
+    assert_eq!(
+        (a.path.as_str(), a.life, a.exit.as_str(), a.by_group),
+        ("boss/a", 1, "stopped", true)
+    );
+    assert_eq!(a.backoff, Duration::ZERO);
+    assert_eq!(
+        (b.path.as_str(), b.life, b.exit.as_str(), b.by_group),
+        ("boss/b", 1, "completed", false)
+    );
+    assert_eq!((a.message, b.message), (None, None));
+    assert_eq!((a.restarts_left, b.restarts_left), (5, 4));
+
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_escalation_reaches_the_exit_handler_and_then_the_parent_fails() {
+    let (boss, exits, restarts) = watched_boss();
+    let shared = Arc::new(Shared::default());
+    let policy = RestartPolicy::on_failure().max_restarts(1, Duration::from_secs(60));
+    let worker = hire(&boss, &shared, policy, "db").await;
+    worker.send(Job::Fail).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = worker.send(Job::Fail).await;
+
+    match boss.join().await {
+        Exit::Failed(e) => {
+            let message = e.to_string();
+            assert!(message.contains("`boss/db` (Worker)"), "{message}");
+            assert!(message.contains("1 restart in"), "{message}");
+        }
+        other => panic!("expected the parent to fail, got {other}"),
+    }
+    assert_eq!(restarts.lock().unwrap().len(), 1);
+    let exits = exits.lock().unwrap();
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert!(
+        exits[0].starts_with("`boss/db` (Worker) failed: supervised"),
+        "{exits:?}"
+    );
+    assert!(exits[0].ends_with("(escalated)"), "{exits:?}");
+}
+
+/// Answers `Get`s, and fails on a missing key: to see which of two message types failed.
+#[derive(Default)]
+struct Store;
+
+struct Put;
+struct Get(u32);
+
+#[taskthread]
+impl Store {
+    #[down]
+    async fn put(&mut self, _ctx: &mut Ctx<Self>, _put: Put) -> Result<()> {
+        Ok(())
+    }
+
+    #[down]
+    async fn get(&mut self, _ctx: &mut Ctx<Self>, get: Get) -> Result<u32> {
+        if get.0 == 0 {
+            return Err(Error::msg("no key 0"));
+        }
+        Ok(get.0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_failed_message_is_named_by_its_type_whether_sent_or_asked() {
+    let (boss, _exits, restarts) = watched_boss();
+    let store = boss.ask(HireStore).await.unwrap();
+    store.send(Put).await.unwrap();
+    store.send(Put).await.unwrap();
+    // Asked: the asker hears of the failure itself.
+    assert!(matches!(store.ask(Get(0)).await, Err(AskError::NoReply)));
+    settle().await;
+    // Sent: only the restart event tells.
+    store.send(Get(0)).await.unwrap();
+    settle().await;
+
+    let seen = restarts.lock().unwrap().clone();
+    let failed: Vec<_> = seen.iter().map(|r| (r.life, r.message)).collect();
+    assert_eq!(failed, [(1, Some(("Get", 2))), (2, Some(("Get", 0)))]);
     boss.stop();
     assert!(matches!(boss.join().await, Exit::Stopped));
 }

@@ -172,7 +172,13 @@ impl<T: Thread> ChildRef<T> {
         self.node.state()
     }
 
-    /// Whether the thread has stopped accepting messages (it is stopping or has ended).
+    /// Whether the thread has stopped accepting messages: it is stopping for good or has
+    /// ended.
+    ///
+    /// A supervised thread's queue stays open across its restarts — while a life that will
+    /// be followed by another ends, while it is
+    /// [`Restarting`](crate::ThreadState::Restarting), and into the next life — so what is
+    /// sent meanwhile waits for the next life. It closes when the thread ends for good.
     ///
     /// # Examples
     ///

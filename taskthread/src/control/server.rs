@@ -305,6 +305,10 @@ impl Thread for ControlServer {
         match msg {}
     }
 
+    fn __down_index(msg: &Infallible) -> usize {
+        match *msg {}
+    }
+
     async fn __event(&mut self, _ctx: &mut Ctx<Self>, event: Infallible) -> Result<()> {
         match event {}
     }

@@ -4,13 +4,14 @@
 //! or aborting what remains).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::pin;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::user::{StopWatch, run_user};
-use super::{DoneSignal, LifeRules};
+use super::{LifeRules, Rules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
 use crate::node::{DownReceiver, Node};
@@ -24,13 +25,13 @@ use crate::thread::Thread;
 /// in the steps one pointer to it — instead of its arguments and their copies, which keeps
 /// every thread's task small.
 #[allow(clippy::manual_async_fn)]
-pub(crate) fn run_thread<'a, T: Thread>(
+pub(crate) fn run_thread<'a, T: Thread, R: Rules>(
     thread: &'a mut T,
     ctx: &'a mut Ctx<T>,
     down: &'a mut DownReceiver<T::Down>,
-    rules: &'a LifeRules,
+    rules: &'a R,
 ) -> impl Future<Output = (Exit, usize)> + Send + 'a {
-    let mut life = Life::new(thread, ctx, down, rules);
+    let mut life = Life::<T, R>::new(thread, ctx, down, rules.get());
     async move {
         life.start().await;
         while !life.aborted && life.stop_sequence() {
@@ -46,7 +47,7 @@ pub(crate) fn run_thread<'a, T: Thread>(
 
 /// What the loop holds during one life: the thread, its context and its queue, lent by the
 /// task that runs it, and the loop's own bookkeeping.
-pub(super) struct Life<'a, T: Thread> {
+pub(super) struct Life<'a, T: Thread, R> {
     pub(super) thread: &'a mut T,
     pub(super) ctx: &'a mut Ctx<T>,
     pub(super) down: &'a mut DownReceiver<T::Down>,
@@ -63,11 +64,14 @@ pub(super) struct Life<'a, T: Thread> {
     tasks_turn: bool,
     /// Whether DOWN is polled before the inbound queue next turn (they take turns).
     pub(super) family_turns: bool,
-    /// Told each time a DOWN message has been handled, if anyone watches.
-    pub(super) done: Option<&'a DoneSignal>,
+    /// The rules, if they are told of each DOWN message (a worker pool's done signal, a
+    /// supervisor's log); `None` for most threads, whose loop then looks no further (a
+    /// plain thread's, `R` = [`Plain`](super::Plain), has no check at all).
+    watch: Option<&'a LifeRules>,
+    _rules: PhantomData<fn() -> R>,
 }
 
-impl<'a, T: Thread> Life<'a, T> {
+impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     fn new(
         thread: &'a mut T,
         ctx: &'a mut Ctx<T>,
@@ -86,8 +90,15 @@ impl<'a, T: Thread> Life<'a, T> {
             dropped: 0,
             tasks_turn: true,
             family_turns: false,
-            done: rules.done.as_deref(),
+            watch: rules.watches_down().then_some(rules),
+            _rules: PhantomData,
         }
+    }
+
+    /// The rules, if they are told of each DOWN message.
+    #[inline]
+    pub(super) fn watch(&self) -> Option<&'a LifeRules> {
+        if R::MAY_WATCH { self.watch } else { None }
     }
 
     /// Records the first failure and starts stopping: the queue closes, what is queued is

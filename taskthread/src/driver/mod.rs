@@ -20,7 +20,7 @@ pub(crate) use user::panic_message;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
@@ -51,12 +51,78 @@ pub(crate) struct LifeRules {
     pub(crate) keep_queue: KeepQueue,
     /// Told each time a DOWN message has been handled.
     pub(crate) done: Option<Arc<DoneSignal>>,
+    /// Kept by a supervisor: which DOWN message a life failed on.
+    pub(crate) log: Option<DownLog>,
+}
+
+impl LifeRules {
+    /// Whether the loop tells these rules of each DOWN message: most threads' rules do not,
+    /// and their loop then looks no further.
+    pub(super) fn watches_down(&self) -> bool {
+        self.done.is_some() || self.log.is_some()
+    }
+
+    /// A DOWN message is about to be handled.
+    #[inline]
+    pub(super) fn taking<T: Thread>(&self, msg: &T::Down) {
+        if let Some(log) = &self.log {
+            log.take(T::__down_index(msg));
+        }
+    }
+
+    /// The handler of the message taken last has returned; `failed`: with the error or
+    /// panic that ends the life.
+    #[inline]
+    pub(super) fn handled(&self, failed: bool) {
+        if let Some(done) = &self.done {
+            done.finish_one();
+        }
+        if failed && let Some(log) = &self.log {
+            log.fail();
+        }
+    }
+}
+
+/// What a supervisor learns of one life's DOWN messages: how many it took, and whether the
+/// handler of the last one failed. Written by the life and read between lives, both in the
+/// supervised child's own task, so plain loads and stores do (no locked instruction on the
+/// way of a message).
+#[derive(Default)]
+pub(crate) struct DownLog {
+    taken: AtomicU64,
+    /// The [`Thread::DOWN_TYPES`] index of the last message taken.
+    last: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl DownLog {
+    fn take(&self, index: usize) {
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.taken.store(taken + 1, Ordering::Relaxed);
+        self.last.store(index, Ordering::Relaxed);
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// After a life: the message whose handler ended it, if one did, as its
+    /// [`Thread::DOWN_TYPES`] index and how many messages the life took before it. Clears
+    /// the log for the next life.
+    pub(crate) fn end_life(&self) -> Option<(usize, u64)> {
+        let taken = self.taken.swap(0, Ordering::Relaxed);
+        let failed = self.failed.swap(false, Ordering::Relaxed);
+        failed.then(|| (self.last.load(Ordering::Relaxed), taken.saturating_sub(1)))
+    }
 }
 
 /// The rules a thread's task runs its lives by. A plain child's are the defaults, known at
 /// compile time ([`Plain`]), so its task stores nothing for them: every thread's task is a
 /// hot allocation.
 pub(crate) trait Rules: Send + Sync + 'static {
+    /// Whether the rules may be told of each DOWN message ([`LifeRules::watches_down`]):
+    /// known at compile time, so a plain thread's loop has no check for it.
+    const MAY_WATCH: bool;
     fn get(&self) -> &LifeRules;
 }
 
@@ -64,6 +130,8 @@ pub(crate) trait Rules: Send + Sync + 'static {
 pub(crate) struct Plain;
 
 impl Rules for Plain {
+    const MAY_WATCH: bool = false;
+
     #[inline]
     fn get(&self) -> &LifeRules {
         static DEFAULT: LifeRules = LifeRules {
@@ -72,12 +140,15 @@ impl Rules for Plain {
                 on_failure: false,
             },
             done: None,
+            log: None,
         };
         &DEFAULT
     }
 }
 
 impl Rules for LifeRules {
+    const MAY_WATCH: bool = true;
+
     #[inline]
     fn get(&self) -> &LifeRules {
         self
@@ -178,7 +249,7 @@ fn drive<T: Thread, R: Rules>(
 ) -> impl Future<Output = Exit> + Send {
     // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
     async move {
-        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, rules.get()).await;
+        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, &rules).await;
         drop(thread);
         if report {
             report_exit(ctx, exit, dropped, false);

@@ -9,10 +9,11 @@ use std::task::{Context, Poll};
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
+use super::Rules;
 use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
-use crate::exit::{ChildExit, Exit, log_exit};
+use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, log_exit, log_restart};
 use crate::node::DownReceiver;
 use crate::port::Inbound;
 use crate::thread::Thread;
@@ -94,7 +95,7 @@ fn poll_next<T: Thread>(
     Poll::Pending
 }
 
-impl<T: Thread> Life<'_, T> {
+impl<T: Thread, R: Rules> Life<'_, T, R> {
     /// Waits for the next thing to do and does it.
     #[allow(clippy::manual_async_fn)]
     pub(super) fn turn(&mut self) -> impl Future<Output = ()> + '_ {
@@ -126,13 +127,16 @@ impl<T: Thread> Life<'_, T> {
                             break;
                         }
                         self.node.count_handled();
+                        if let Some(watch) = self.watch() {
+                            watch.taking::<T>(&msg);
+                        }
                         let outcome = {
                             let stopping = self.ctx.stop_begun();
                             let handler = pin!(self.thread.__down(self.ctx, msg));
                             run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                         };
-                        if let Some(done) = self.done {
-                            done.finish_one();
+                        if let Some(watch) = self.watch() {
+                            watch.handled(outcome.is_err());
                         }
                         if let Err(exit) = outcome {
                             self.fail(exit);
@@ -196,8 +200,8 @@ impl<T: Thread> Life<'_, T> {
         }
     }
 
-    /// Handles one inbound event: an UP message or stream item, a job's output, or a
-    /// child's exit report.
+    /// Handles one inbound event: an UP message or stream item, a job's output, a child's
+    /// exit report, or a supervised child's restart.
     #[allow(clippy::manual_async_fn)]
     fn handle_inbound(&mut self, inbound: Inbound<T::Event>) -> impl Future<Output = ()> + '_ {
         async move {
@@ -233,26 +237,53 @@ impl<T: Thread> Life<'_, T> {
                         escalated,
                     };
                     drop(child);
-                    if exit.escalated {
-                        // A supervised child past its restart limit: this thread fails with
-                        // it.
-                        log_exit(self.node.path(), &exit);
-                        self.fail(exit.exit);
-                        return;
-                    }
                     if self.failure.is_some() {
                         log_exit(self.node.path(), &exit);
                         return;
                     }
+                    // A supervised child past its restart limit: once the handler has seen
+                    // it, this thread fails with it (or with the handler's own error).
+                    // Boxed: rare, and it would otherwise size every thread's task.
+                    let escalation = exit.escalated.then(|| Box::new(exit.escalation()));
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__exited(self.ctx, from, exit));
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
-                    if let Err(exit) = outcome {
-                        self.fail(exit);
+                    match (outcome, escalation) {
+                        (Err(exit), _) => self.fail(exit),
+                        (Ok(()), Some(escalation)) => self.fail(*escalation),
+                        (Ok(()), None) => {}
                     }
                 }
+                Inbound::Restart(from, restart) => {
+                    // Boxed: rare, and its handler would otherwise size every thread's task.
+                    Box::pin(self.handle_restart(from, restart)).await;
+                }
+            }
+        }
+    }
+
+    /// Hands a supervised child's restart to the `__restarted` hook (an `#[up]` handler of
+    /// `ChildRestart`, or a log line).
+    #[allow(clippy::manual_async_fn)]
+    fn handle_restart(
+        &mut self,
+        from: ChildId,
+        restart: Box<ChildRestart>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            if self.failure.is_some() {
+                log_restart(self.node.path(), &restart);
+                return;
+            }
+            let outcome = {
+                let stopping = self.ctx.stop_begun();
+                let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
+                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+            };
+            if let Err(exit) = outcome {
+                self.fail(exit);
             }
         }
     }

@@ -1,11 +1,11 @@
 //! The way UP of a pool's workers: their UP messages go straight to the pool's own port, as
-//! if the pool sent them, and their exits to the pool.
+//! if the pool sent them, and their exits (and restarts) to the pool.
 
 use std::sync::Arc;
 
 use crate::ctx::Ctx;
 use crate::error::TrySendError;
-use crate::exit::{ChildId, ExitReport};
+use crate::exit::{ChildId, ChildRestart, ExitReport};
 use crate::port::{Inbound, UpPort};
 use crate::queue::{InboxSender, Meter};
 use crate::thread::Thread;
@@ -16,7 +16,7 @@ struct ForwardPort<P: Thread> {
     up: Arc<dyn UpPort<P::Up>>,
     /// The pool's id: what the pool's parent sees as the sender.
     pool: ChildId,
-    /// The pool's inbound queue, for the workers' exits.
+    /// The pool's inbound queue, for the workers' exits and restarts.
     exits: InboxSender<Inbound<P::Event>>,
 }
 
@@ -35,6 +35,10 @@ impl<P: Thread> UpPort<P::Up> for ForwardPort<P> {
 
     fn report(&self, from: ChildId, exit: ExitReport) {
         self.exits.send_unmetered(Inbound::Exit(from, exit));
+    }
+
+    fn report_restart(&self, from: ChildId, restart: Box<ChildRestart>) {
+        self.exits.send_unmetered(Inbound::Restart(from, restart));
     }
 
     fn target(&self) -> &str {

@@ -456,6 +456,11 @@ impl<W: Thread> Thread for WorkerPool<W> {
         self.dispatch(ctx, msg).await
     }
 
+    // The pool takes its workers' messages: their types are its `DOWN_TYPES`.
+    fn __down_index(msg: &W::Down) -> usize {
+        W::__down_index(msg)
+    }
+
     async fn __event(&mut self, ctx: &mut Ctx<Self>, _event: PoolEvent) -> Result<()> {
         self.apply_commands(ctx);
         Ok(())

@@ -179,8 +179,8 @@ pub(super) async fn recv_up<U>(up: &mut Inbox<Inbound<U>>) -> Option<U> {
     loop {
         match poll_fn(|cx| up.poll_recv(cx)).await? {
             Inbound::Event(msg) | Inbound::Output(msg) => return Some(msg),
-            // A root has no parent to report to: its port never sends one.
-            Inbound::Exit(..) => {}
+            // A root has no parent to report to: its port never sends these.
+            Inbound::Exit(..) | Inbound::Restart(..) => {}
         }
     }
 }

@@ -12,14 +12,15 @@ use tokio::time::Instant;
 
 use super::RestartPolicy;
 use crate::ctx::Ctx;
-use crate::driver::{LifeRules, panic_message, report_exit, run_thread};
+use crate::driver::{DownLog, LifeRules, panic_message, report_exit, run_thread};
 use crate::error::Error;
-use crate::exit::{Count, Exit, ThreadState};
+use crate::exit::{ChildRestart, Count, Exit, FailedMessage, ThreadState};
 use crate::node::{DownReceiver, Node};
 use crate::thread::Thread;
 
 /// The task of a supervised child: runs lives of it made by `factory` until the policy says
-/// stop, then reports the last exit once (escalated past the restart limit).
+/// stop, reporting each restart to the parent, then reports the last exit once (escalated
+/// past the restart limit).
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn supervise<C, F>(
     mut factory: F,
@@ -59,6 +60,7 @@ where
             let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, &rules).await;
             dropped_before += dropped;
             drop(thread);
+            let failed_on = rules.log.as_ref().and_then(DownLog::end_life);
             let asked = node.take_restart_request();
             // Final whatever the policy or the group: a stop from outside, an abort past
             // the stop deadline, or a life that closed its queue (it completed or failed
@@ -75,14 +77,15 @@ where
             if !own && !asked {
                 break (exit, false);
             }
+            let now = Instant::now();
+            while recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= policy.window)
+            {
+                recent.pop_front();
+            }
+            let mut backoff = Duration::ZERO;
             if own {
-                let now = Instant::now();
-                while recent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= policy.window)
-                {
-                    recent.pop_front();
-                }
                 if recent.len() >= policy.max_restarts as usize {
                     let error = Error::msg(format!(
                         "supervised `{}` ({}) {exit} after {} in {:?}",
@@ -97,18 +100,35 @@ where
                 if let Some(group) = &policy.group {
                     group.restart_others(node.id);
                 }
-                let delay = policy.delay(recent.len(), &mut seed);
-                tracing::warn!(
-                    restart = node.restarts() + 1,
-                    ?delay,
-                    "supervised thread {exit}: starting it again"
-                );
-                if !wait_unless_stopped(&node, delay).await {
+                backoff = policy.delay(recent.len(), &mut seed);
+            }
+            // Between lives: the queue stays open for the next.
+            node.set_state(ThreadState::Restarting);
+            let restart = ChildRestart {
+                id: node.id,
+                path: node.lazy_path(),
+                type_name: node.meta.type_name,
+                life: node.restarts() + 1,
+                exit,
+                message: failed_on.and_then(|(index, position)| {
+                    Some(FailedMessage {
+                        type_name: C::DOWN_TYPES.get(index)?,
+                        position,
+                    })
+                }),
+                backoff,
+                restarts_left: policy.max_restarts.saturating_sub(recent.len() as u32),
+                by_group: !own,
+            };
+            // DEBUG only: the parent hears of the restart and decides how loud it is (its
+            // default handling logs it at WARN).
+            tracing::debug!("{restart}");
+            ctx.up_port().report_restart(node.id, Box::new(restart));
+            if own {
+                if !wait_unless_stopped(&node, backoff).await {
                     break (Exit::Stopped, false);
                 }
                 node.take_restart_request();
-            } else {
-                tracing::info!("restarted with its group");
             }
             node.count_restart();
             node.set_state(ThreadState::Starting);

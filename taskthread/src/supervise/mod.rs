@@ -6,6 +6,9 @@
 //! - [`RestartPolicy`] says when it starts again, after which wait, how often at most;
 //!   [`Restart`] is the "when".
 //! - [`RestartGroup`] restarts siblings together ("one for all").
+//! - Each restart reaches the parent as a [`ChildRestart`](crate::ChildRestart) (which life,
+//!   why, which message failed, the backoff), and an escalation as an
+//!   [escalated](crate::ChildExit::escalated) [`ChildExit`](crate::ChildExit).
 //!
 //! ```
 //! use std::time::Duration;
@@ -54,7 +57,7 @@ pub use policy::{Restart, RestartPolicy};
 
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
-use crate::driver::{LifeRules, parent_port};
+use crate::driver::{DownLog, LifeRules, parent_port};
 use crate::thread::{HandlesUp, Thread};
 
 impl<T: Thread> Ctx<T> {
@@ -64,9 +67,12 @@ impl<T: Thread> Ctx<T> {
     /// and its last failure.
     ///
     /// The returned address stays valid across restarts (same id, same queue): messages
-    /// queued for the child wait for its next life instead of being lost. Each restart is
-    /// counted in the [snapshot](crate::TreeSnapshot::restarts). A stop from outside (this
-    /// thread stopping, [`ChildRef::stop`], [`stop_child`](Self::stop_child)) is final.
+    /// queued for the child wait for its next life instead of being lost, and between two
+    /// lives it shows as [`Restarting`](crate::ThreadState::Restarting) with its queue open.
+    /// Each restart is counted in the [snapshot](crate::TreeSnapshot::restarts) and reported
+    /// to this thread as a [`ChildRestart`](crate::ChildRestart), which an `#[up]` handler
+    /// can take (it is logged otherwise). A stop from outside (this thread stopping,
+    /// [`ChildRef::stop`], [`stop_child`](Self::stop_child)) is final.
     ///
     /// The [module](crate::supervise) has more: restart limits, escalation, restart groups.
     ///
@@ -189,6 +195,7 @@ impl<T: Thread> Ctx<T> {
         let rules = LifeRules {
             keep_queue: policy.keep_queue(),
             done: None,
+            log: Some(DownLog::default()),
         };
         self.launch_child(options, parent_port::<T, C>, move |prepared| {
             prepared.launch_with(|ctx, rx| life::supervise(factory, ctx, rx, rules, policy))
