@@ -40,16 +40,16 @@ impl<T: Thread> Unpin for UpFuture<'_, T> {}
 impl<T: Thread> Future for UpFuture<'_, T> {
     type Output = Result<(), SendError<T::Up>>;
 
+    /// The fast path, inlined into the handler: a place now, or the parent gone. Only a
+    /// full queue goes on to [`wait`](UpFuture::wait).
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let ctx = this.ctx;
-        let from = ctx.node.id;
-        if this.wait.is_none() {
-            let msg = this
-                .msg
-                .take()
-                .expect("an UP send polled after it finished");
-            match ctx.up.try_send(from, msg) {
+        if this.wait.is_none()
+            && let Some(msg) = this.msg.take()
+        {
+            let ctx = this.ctx;
+            match ctx.up.try_send(ctx.node.id, msg) {
                 Ok(()) => return Poll::Ready(Ok(())),
                 Err(TrySendError::Ended(msg)) => {
                     return Poll::Ready(Err(SendError::new(msg, ctx.up.target())));
@@ -61,18 +61,28 @@ impl<T: Thread> Future for UpFuture<'_, T> {
                 }
             }
         }
-        let wait = this.wait.as_mut().expect("waiting for room");
+        this.wait(cx)
+    }
+}
+
+impl<T: Thread> UpFuture<'_, T> {
+    /// The slow path: waiting for a place in the parent's full queue.
+    #[inline(never)]
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T::Up>>> {
+        let Some(wait) = self.wait.as_mut() else {
+            unreachable!("an UP send polled after it finished")
+        };
         let Poll::Ready(room) = Pin::new(wait).poll(cx) else {
             return Poll::Pending;
         };
-        this.wait = None;
-        let msg = this
-            .msg
-            .take()
-            .expect("an UP send polled after it finished");
+        self.wait = None;
+        let ctx = self.ctx;
+        let Some(msg) = self.msg.take() else {
+            unreachable!("an UP send polled after it finished")
+        };
         Poll::Ready(match room {
             Ok(()) => {
-                ctx.up.send_permitted(from, msg);
+                ctx.up.send_permitted(ctx.node.id, msg);
                 Ok(())
             }
             Err(_) => Err(SendError::new(msg, ctx.up.target())),

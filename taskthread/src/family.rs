@@ -195,10 +195,12 @@ impl<P, E> Family<P, E> {
         }
     }
 
+    #[inline]
     pub(crate) fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound<E>>> {
         self.inbox.poll_recv(cx)
     }
 
+    #[inline]
     pub(crate) fn try_inbound(&mut self) -> Option<Inbound<E>> {
         self.inbox.try_recv()
     }

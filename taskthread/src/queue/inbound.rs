@@ -334,6 +334,7 @@ impl<E: Metered> Inbox<E> {
         }
     }
 
+    #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<E>> {
         let polled = self.rx.poll_recv(cx);
         if let Poll::Ready(Some(inbound)) = &polled {
@@ -342,6 +343,7 @@ impl<E: Metered> Inbox<E> {
         polled
     }
 
+    #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<E> {
         let inbound = self.rx.try_recv().ok()?;
         self.taken(&inbound);
