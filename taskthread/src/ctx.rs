@@ -41,7 +41,7 @@ impl<T: Thread> Future for UpFuture<'_, T> {
     type Output = Result<(), SendError<T::Up>>;
 
     /// The fast path, inlined into the handler: a place now, or the parent gone. Only a
-    /// full queue goes on to [`wait`](UpFuture::wait).
+    /// full queue goes on to the out-of-line wait.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();

@@ -422,6 +422,7 @@ pub struct SendFuture<'a, T: Thread, M> {
 impl<T: Thread, M> Future for SendFuture<'_, T, M> {
     type Output = Result<(), SendError<M>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match Pin::new(&mut this.sending).poll(cx) {
@@ -456,6 +457,7 @@ pub struct AskFuture<'a, T: Thread, Q, R> {
 impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
     type Output = Result<R, AskError<Q>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let Some(sending) = &mut this.sending {

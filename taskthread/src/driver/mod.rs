@@ -64,10 +64,11 @@ impl LifeRules {
 
     /// A DOWN message is about to be handled.
     #[inline]
-    pub(super) fn taking<T: Thread>(&self, msg: &T::Down) {
+    pub(super) fn taking<T: Thread>(&self, msg: T::Down) -> T::Down {
         if let Some(log) = &self.log {
-            log.take(T::__down_index(msg));
+            log.take(T::__down_index(&msg));
         }
+        msg
     }
 
     /// The handler of the message taken last has returned; `failed`: with the error or

@@ -127,8 +127,10 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             break;
                         }
                         self.node.count_handled();
+                        // Passed through by value, not borrowed: a borrow would keep the
+                        // message's place alive across the handler in every thread's task.
                         if let Some(watch) = self.watch() {
-                            watch.taking::<T>(&msg);
+                            msg = watch.taking::<T>(msg);
                         }
                         let outcome = {
                             let stopping = self.ctx.stop_begun();
@@ -241,19 +243,19 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         log_exit(self.node.path(), &exit);
                         return;
                     }
-                    // A supervised child past its restart limit: once the handler has seen
-                    // it, this thread fails with it (or with the handler's own error).
-                    // Boxed: rare, and it would otherwise size every thread's task.
-                    let escalation = exit.escalated.then(|| Box::new(exit.escalation()));
+                    if exit.escalated {
+                        // Boxed, and apart: rare, and the copy it keeps of the exit would
+                        // otherwise size every thread's task.
+                        Box::pin(self.handle_escalation(from, exit)).await;
+                        return;
+                    }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__exited(self.ctx, from, exit));
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
-                    match (outcome, escalation) {
-                        (Err(exit), _) => self.fail(exit),
-                        (Ok(()), Some(escalation)) => self.fail(*escalation),
-                        (Ok(()), None) => {}
+                    if let Err(exit) = outcome {
+                        self.fail(exit);
                     }
                 }
                 Inbound::Restart(from, restart) => {
@@ -261,6 +263,25 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     Box::pin(self.handle_restart(from, restart)).await;
                 }
             }
+        }
+    }
+
+    /// A supervised child past its restart limit: once the `#[up]` handler of its exit has
+    /// seen it, this thread fails with it (or with the handler's own error).
+    #[allow(clippy::manual_async_fn)]
+    fn handle_escalation(
+        &mut self,
+        from: ChildId,
+        exit: ChildExit,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            let escalation = exit.escalation();
+            let outcome = {
+                let stopping = self.ctx.stop_begun();
+                let handler = pin!(self.thread.__exited(self.ctx, from, exit));
+                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+            };
+            self.fail(outcome.err().unwrap_or(escalation));
         }
     }
 
