@@ -559,52 +559,13 @@ impl<'a> Generator<'a> {
     /// inherent function of `ChildExit` and the blanket `NotChildExit` one for every other
     /// type. Without such a handler the exit is logged.
     fn exited(&self) -> Option<TokenStream> {
-        let candidates: Vec<_> = self
-            .handlers(Kind::Up)
-            .filter(|(_, h)| h.msg.as_ref().is_some_and(may_be_child_report))
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        let (ctx, from, exit, msg) = (
-            local("__ctx"),
-            local("__from"),
-            local("__exit"),
-            local("__msg"),
-        );
-        let tries = candidates.iter().map(|(_, h)| {
-            let ty = self.msg(h);
-            let cfg = h.cfg.attr();
-            let found = if h.callable {
-                let call = self.call_handler(h, quote!(#from, #msg));
-                quote!(return #call)
-            } else {
-                quote!(return ::core::result::Result::Ok(()))
-            };
-            quote! {
-                #cfg
-                let #exit = match <#ty>::__from_exit(#exit) {
-                    ::core::result::Result::Ok(#msg) => #found,
-                    ::core::result::Result::Err(#exit) => #exit,
-                };
-            }
-        });
-        Some(quote! {
-            #[allow(unreachable_code, unused_variables)]
-            fn __exited<'__tt>(
-                &'__tt mut self,
-                #ctx: &'__tt mut __tt::__private::Ctx<Self>,
-                #from: __tt::__private::ChildId,
-                #exit: __tt::__private::ChildExit,
-            ) -> impl __tt::__private::Future<Output = __tt::__private::Result<()>> + ::core::marker::Send + '__tt {
-                async move {
-                    #[allow(unused_imports)]
-                    use __tt::__private::NotChildExit as _;
-                    #(#tries)*
-                    __tt::__private::log_exit(#ctx, &#exit);
-                    ::core::result::Result::Ok(())
-                }
-            }
+        self.child_report(&ChildReport {
+            hook: "__exited",
+            ty: "ChildExit",
+            from_fn: "__from_exit",
+            not_trait: "NotChildExit",
+            log: "log_exit",
+            value: "__exit",
         })
     }
 
@@ -613,6 +574,20 @@ impl<'a> Generator<'a> {
     /// [`Self::exited`] (`<M>::__from_restart`, with `NotChildRestart` for every other type).
     /// Without such a handler the restart is logged.
     fn restarted(&self) -> Option<TokenStream> {
+        self.child_report(&ChildReport {
+            hook: "__restarted",
+            ty: "ChildRestart",
+            from_fn: "__from_restart",
+            not_trait: "NotChildRestart",
+            log: "log_restart",
+            value: "__restart",
+        })
+    }
+
+    /// The override of one of the framework's child reports (see [`ChildReport`]): each
+    /// `#[up]` handler whose message may be the report's type is tried by type, in order;
+    /// without one the report is logged.
+    fn child_report(&self, report: &ChildReport) -> Option<TokenStream> {
         let candidates: Vec<_> = self
             .handlers(Kind::Up)
             .filter(|(_, h)| h.msg.as_ref().is_some_and(may_be_child_report))
@@ -620,12 +595,17 @@ impl<'a> Generator<'a> {
         if candidates.is_empty() {
             return None;
         }
-        let (ctx, from, restart, msg) = (
+        let (ctx, from, value, msg) = (
             local("__ctx"),
             local("__from"),
-            local("__restart"),
+            local(report.value),
             local("__msg"),
         );
+        let hook = format_ident!("{}", report.hook);
+        let report_ty = format_ident!("{}", report.ty);
+        let from_fn = format_ident!("{}", report.from_fn);
+        let not_trait = format_ident!("{}", report.not_trait);
+        let log = format_ident!("{}", report.log);
         let tries = candidates.iter().map(|(_, h)| {
             let ty = self.msg(h);
             let cfg = h.cfg.attr();
@@ -637,25 +617,25 @@ impl<'a> Generator<'a> {
             };
             quote! {
                 #cfg
-                let #restart = match <#ty>::__from_restart(#restart) {
+                let #value = match <#ty>::#from_fn(#value) {
                     ::core::result::Result::Ok(#msg) => #found,
-                    ::core::result::Result::Err(#restart) => #restart,
+                    ::core::result::Result::Err(#value) => #value,
                 };
             }
         });
         Some(quote! {
             #[allow(unreachable_code, unused_variables)]
-            fn __restarted<'__tt>(
+            fn #hook<'__tt>(
                 &'__tt mut self,
                 #ctx: &'__tt mut __tt::__private::Ctx<Self>,
                 #from: __tt::__private::ChildId,
-                #restart: __tt::__private::ChildRestart,
+                #value: __tt::__private::#report_ty,
             ) -> impl __tt::__private::Future<Output = __tt::__private::Result<()>> + ::core::marker::Send + '__tt {
                 async move {
                     #[allow(unused_imports)]
-                    use __tt::__private::NotChildRestart as _;
+                    use __tt::__private::#not_trait as _;
                     #(#tries)*
-                    __tt::__private::log_restart(#ctx, &#restart);
+                    __tt::__private::#log(#ctx, &#value);
                     ::core::result::Result::Ok(())
                 }
             }
@@ -1170,6 +1150,23 @@ pub(crate) fn snake_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// One of the framework's reports a parent receives about a child (its exit, a restart),
+/// by the names its routing uses.
+struct ChildReport {
+    /// The `Thread` hook that receives it.
+    hook: &'static str,
+    /// The framework's type.
+    ty: &'static str,
+    /// Its inherent `__from_…` function, which tells it from other types.
+    from_fn: &'static str,
+    /// The blanket trait that gives every other type a `__from_…` that refuses.
+    not_trait: &'static str,
+    /// The `__private` function that logs it when no handler takes it.
+    log: &'static str,
+    /// The name of the hook's argument.
+    value: &'static str,
 }
 
 #[cfg(test)]
