@@ -58,7 +58,7 @@ impl<T: Thread> Future for UpFuture<'_, T> {
                 // The parent's queue is full: wait for room.
                 Err(TrySendError::Full(msg)) => {
                     this.msg = Some(msg);
-                    this.wait = Some(ctx.up.meter().take());
+                    this.wait = Some(ctx.up.meter().take(ctx.node.id.as_u64()));
                 }
             }
         }
@@ -74,9 +74,10 @@ impl<T: Thread> UpFuture<'_, T> {
             unreachable!("an UP send polled after it finished")
         };
         let Poll::Ready(room) = Pin::new(&mut *wait).poll(cx) else {
-            return match wait.unowned_ticket() {
-                None => Poll::Pending,
-                Some(ticket) => self.blocked(ticket),
+            return if wait.newly_blocked() {
+                self.blocked()
+            } else {
+                Poll::Pending
             };
         };
         self.wait = None;
@@ -95,19 +96,17 @@ impl<T: Thread> UpFuture<'_, T> {
 }
 
 impl<T: Thread> UpFuture<'_, T> {
-    /// The send has just started to wait for a place in the parent's queue: the parent
-    /// learns who waits, and the send fails if the parent waits on this thread.
-    fn blocked(&mut self, ticket: u64) -> Poll<Result<(), SendError<T::Up>>> {
+    /// The send has just started to wait for a place in the parent's queue (listed there
+    /// with this thread's id): it fails if the parent waits on this thread.
+    #[inline(never)]
+    fn blocked(&mut self) -> Poll<Result<(), SendError<T::Up>>> {
         let ctx = self.ctx;
-        if let Some(wait) = &mut self.wait {
-            wait.mark_owned();
+        if !ctx.node.may_be_waited_on() {
+            return Poll::Pending; // the usual case: nobody waits on this thread
         }
         let Some(parent) = ctx.up.receiver() else {
             return Poll::Pending; // a root's handle is no thread
         };
-        if !ctx.up.meter().own(ticket, ctx.node.id.as_u64()) {
-            return Poll::Pending; // woken meanwhile
-        }
         let Some(cycle) = closes_cycle(&ctx.node, WaitKind::Up, parent) else {
             return Poll::Pending;
         };

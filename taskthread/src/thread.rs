@@ -213,8 +213,8 @@ pub struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
 impl<R> Reply<R> {
     /// Sends the answer; an asker that gave up is not an error.
     pub fn send(self, answer: R) {
+        crate::node::answering();
         let _ = self.0.send(answer);
-        crate::node::answered();
     }
 }
 

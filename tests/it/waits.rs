@@ -403,3 +403,111 @@ async fn a_child_waiting_up_on_a_busy_parent_waits_and_delivers() {
     sleeper.stop();
     assert!(matches!(sleeper.join().await, Exit::Stopped));
 }
+
+// ---- an answered ask is no wait ------------------------------------------------------------
+
+struct FillUp;
+struct Question;
+struct ThenUp;
+struct Outcome;
+
+/// Sends one message UP when told: it fills its parent's queue of one.
+struct Filler;
+
+#[taskthread(up = u32)]
+impl Filler {
+    #[down]
+    async fn fill(&mut self, ctx: &mut Ctx<Self>, _f: FillUp) -> Result<()> {
+        ctx.up(7).await?;
+        Ok(())
+    }
+}
+
+/// Answers a question, then (its next message, handled in the same turn, before the asker
+/// has run again) sends UP into its parent's full queue.
+#[derive(Default)]
+struct Answerer {
+    up: Option<std::result::Result<(), String>>,
+}
+
+#[taskthread(up = u32)]
+impl Answerer {
+    #[down]
+    async fn question(&mut self, _ctx: &mut Ctx<Self>, _q: Question) -> Result<u32> {
+        Ok(1)
+    }
+
+    #[down]
+    async fn then_up(&mut self, ctx: &mut Ctx<Self>, _t: ThenUp) -> Result<()> {
+        self.up = Some(ctx.up(2).await.map_err(|e| e.to_string()));
+        Ok(())
+    }
+
+    #[down]
+    async fn outcome(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _o: Outcome,
+    ) -> Result<Option<std::result::Result<(), String>>> {
+        Ok(self.up.clone())
+    }
+}
+
+struct Go;
+
+/// Fills its own queue with a child's message, then asks the other child and sends it
+/// more while waiting for the answer.
+#[derive(Default)]
+struct Questioner {
+    answerer: Option<ChildRef<Answerer>>,
+    heard: Vec<u32>,
+}
+
+#[taskthread]
+impl Questioner {
+    #[down]
+    async fn go(&mut self, ctx: &mut Ctx<Self>, _g: Go) -> Result<u32> {
+        let filler = ctx.spawn(Filler);
+        let answerer = ctx.spawn(Answerer::default());
+        filler.send(FillUp).await?;
+        tokio::time::sleep(SETTLE).await; // this thread's one place is taken
+        // The answer comes, then the answerer waits for room UP before this thread has
+        // looked at the answer: a wait on a thread that no longer waits on it.
+        let (answer, sent) = tokio::join!(answerer.ask(Question), answerer.send(ThenUp));
+        sent?;
+        self.answerer = Some(answerer);
+        Ok(answer?)
+    }
+
+    #[down]
+    async fn outcome(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _o: Outcome,
+    ) -> Result<Option<std::result::Result<(), String>>> {
+        let _ = ctx;
+        let answerer = self.answerer.as_ref().expect("the answerer");
+        Ok(answerer.ask(Outcome).await?)
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, n: u32) {
+        self.heard.push(n);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thread_that_answered_is_not_waited_on_for_that_answer() {
+    let questioner = taskthread::spawn_with(Questioner::default(), ChildOptions::new().capacity(1));
+    assert_eq!(questioner.ask(Go).await.unwrap(), 1);
+    // The questioner's queue drained: the answerer's `up` went through, not a false cycle.
+    let outcome = loop {
+        if let Some(outcome) = questioner.ask(Outcome).await.unwrap() {
+            break outcome;
+        }
+        tokio::time::sleep(SETTLE).await;
+    };
+    assert_eq!(outcome, Ok(()));
+    questioner.stop();
+    assert!(matches!(questioner.join().await, Exit::Stopped));
+}

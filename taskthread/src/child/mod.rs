@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError, TrySendError};
 use crate::exit::{ChildId, ThreadState};
-use crate::node::{ChildNode, Node, TreeSnapshot, closes_cycle};
+use crate::node::{ChildNode, Node, TreeSnapshot};
 use crate::queue::DownQueue;
 use crate::queue::down::Sending;
 use crate::thread::{Accepts, Asks, Reply, Thread};
@@ -335,7 +335,7 @@ impl<T: Thread> ChildRef<T> {
             sending: Some(self.node.queue.send(down)),
             answer,
             unwrap: T::__unwrap,
-            asker: None,
+            waiter: NOT_BLOCKED,
         }
     }
 
@@ -429,10 +429,7 @@ impl<T: Thread, M> Future for SendFuture<'_, T, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match Pin::new(&mut this.sending).poll(cx) {
-            Poll::Pending => match this.sending.unowned_ticket() {
-                None => Poll::Pending,
-                Some(ticket) => this.blocked(ticket),
-            },
+            Poll::Pending => this.waiting(),
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(down)) => Poll::Ready(Err(SendError::new(
                 (this.unwrap)(down),
@@ -443,11 +440,12 @@ impl<T: Thread, M> Future for SendFuture<'_, T, M> {
 }
 
 impl<T: Thread, M> SendFuture<'_, T, M> {
-    /// The send has just started to wait for room: see whether the wait could ever end.
+    /// The send waits for room: it reports that it blocked, or takes the verdict on it (see
+    /// `node::settle`).
     #[inline(never)]
-    fn blocked(&mut self, ticket: u64) -> Poll<Result<(), SendError<M>>> {
+    fn waiting(&mut self) -> Poll<Result<(), SendError<M>>> {
         let node = &self.child.node;
-        let Some(cycle) = watch_room(&mut self.sending, node, ticket) else {
+        let Some(cycle) = room_verdict(&mut self.sending, node) else {
             return Poll::Pending;
         };
         match self.sending.take_back() {
@@ -461,22 +459,18 @@ impl<T: Thread, M> SendFuture<'_, T, M> {
     }
 }
 
-/// A sender in the thread whose code runs now has started to wait for room in `node`'s
-/// queue as `ticket`: the queue learns who waits, and the cycle it closes, if it does.
-fn watch_room<D: Send + 'static>(
+/// For a send waiting for room in `node`'s queue: reports the wait if it has just begun;
+/// the cycle it would close if the verdict on it says so.
+fn room_verdict<D: Send + 'static>(
     sending: &mut Sending<'_, D>,
-    node: &Node<DownQueue<D>>,
-    ticket: u64,
+    node: &Arc<Node<DownQueue<D>>>,
 ) -> Option<WaitCycle> {
-    sending.mark_owned();
-    crate::node::current(|me| {
-        if node.queue.own(ticket, me.id.as_u64()) {
-            closes_cycle(me, WaitKind::Down, node)
-        } else {
-            None // promised a place meanwhile
-        }
-    })
-    .flatten()
+    if let Some(ticket) = sending.newly_blocked() {
+        crate::node::report(Arc::clone(node) as Arc<Node>, WaitKind::Down, ticket);
+        return None;
+    }
+    let ticket = sending.blocked_ticket()?;
+    crate::node::verdict(node.id, WaitKind::Down, ticket)?.cycle
 }
 
 impl<T: Thread, M> fmt::Debug for SendFuture<'_, T, M> {
@@ -496,10 +490,15 @@ pub struct AskFuture<'a, T: Thread, Q, R> {
     sending: Option<Sending<'a, T::Down>>,
     answer: oneshot::Receiver<R>,
     unwrap: fn(T::Down) -> Q,
-    /// The thread that waits for the answer, once its wait blocked (it is marked in the
-    /// asked thread's node until the answer comes).
-    asker: Option<ChildId>,
+    /// The wait for the answer: [`NOT_BLOCKED`], [`REPORTED`], or the id of the thread
+    /// that waits, marked in the asked thread's node until the answer comes.
+    waiter: u64,
 }
+
+/// An [`AskFuture`] has not waited for its answer.
+const NOT_BLOCKED: u64 = 0;
+/// An [`AskFuture`] reported that it waits for its answer (see `node::settle`).
+const REPORTED: u64 = u64::MAX;
 
 impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
     type Output = Result<R, AskError<Q>>;
@@ -509,12 +508,7 @@ impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
         let this = self.get_mut();
         if let Some(sending) = &mut this.sending {
             match Pin::new(&mut *sending).poll(cx) {
-                Poll::Pending => {
-                    return match sending.unowned_ticket() {
-                        None => Poll::Pending,
-                        Some(ticket) => this.blocked_sending(ticket),
-                    };
-                }
+                Poll::Pending => return this.waiting_for_room(),
                 Poll::Ready(Err(down)) => {
                     this.sending = None;
                     return Poll::Ready(Err(AskError::Ended((this.unwrap)(down))));
@@ -524,26 +518,24 @@ impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
         }
         match Pin::new(&mut this.answer).poll(cx) {
             Poll::Ready(answer) => {
-                if let Some(asker) = this.asker.take() {
-                    this.child.node.unmark_awaited(asker);
+                if this.waiter != NOT_BLOCKED {
+                    this.answered();
                 }
                 Poll::Ready(answer.map_err(|_| AskError::NoReply))
             }
-            Poll::Pending if this.asker.is_none() => this.blocked_answer(cx),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => this.waiting_for_answer(),
         }
     }
 }
 
 impl<T: Thread, Q, R> AskFuture<'_, T, Q, R> {
-    /// The question has just started to wait for room: see whether the wait could ever
-    /// end.
+    /// The question waits for room: see [`SendFuture`]'s wait.
     #[inline(never)]
-    fn blocked_sending(&mut self, ticket: u64) -> Poll<Result<R, AskError<Q>>> {
+    fn waiting_for_room(&mut self) -> Poll<Result<R, AskError<Q>>> {
         let Some(sending) = &mut self.sending else {
             unreachable!("an ask waits for room with its question")
         };
-        let Some(cycle) = watch_room(sending, &self.child.node, ticket) else {
+        let Some(cycle) = room_verdict(sending, &self.child.node) else {
             return Poll::Pending;
         };
         let question = sending.take_back().map(self.unwrap);
@@ -551,46 +543,58 @@ impl<T: Thread, Q, R> AskFuture<'_, T, Q, R> {
         Poll::Ready(Err(AskError::Cycle { cycle, question }))
     }
 
-    /// The answer has not come at the first look: mark the wait in the asked thread's node
-    /// and see whether it could ever end.
+    /// The answer has not come: the first time, report the wait; the next, take the
+    /// verdict: fail if the wait closes a cycle, else confirm the mark made for it.
     #[inline(never)]
-    fn blocked_answer(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, AskError<Q>>> {
+    fn waiting_for_answer(&mut self) -> Poll<Result<R, AskError<Q>>> {
         let node = &self.child.node;
-        let Some(cycle) = crate::node::current(|me| {
-            node.mark_awaited(me.id);
-            self.asker = Some(me.id);
-            closes_cycle(me, WaitKind::Answer, node)
-        }) else {
-            return Poll::Pending; // not asked from a thread: nothing waits on the asker
-        };
-        // An answer sent before the mark is seen now (the answerer clears marks after it
-        // sent, the asker looks after it marked).
-        if let Poll::Ready(answer) = Pin::new(&mut self.answer).poll(cx) {
-            if let Some(asker) = self.asker.take() {
-                node.unmark_awaited(asker);
+        match self.waiter {
+            NOT_BLOCKED => {
+                crate::node::report(Arc::clone(node) as Arc<Node>, WaitKind::Answer, 0);
+                self.waiter = REPORTED;
             }
-            return Poll::Ready(answer.map_err(|_| AskError::NoReply));
-        }
-        match cycle {
-            None => Poll::Pending,
-            Some(cycle) => {
-                if let Some(asker) = self.asker.take() {
-                    node.unmark_awaited(asker);
+            REPORTED => {
+                if let Some(verdict) = crate::node::verdict(node.id, WaitKind::Answer, 0) {
+                    if let Some(cycle) = verdict.cycle {
+                        node.unmark_awaited(verdict.me);
+                        self.waiter = NOT_BLOCKED;
+                        return Poll::Ready(Err(AskError::Cycle {
+                            cycle,
+                            question: None,
+                        }));
+                    }
+                    if node.confirm_awaited(verdict.me) {
+                        self.waiter = verdict.me.as_u64();
+                    }
                 }
-                Poll::Ready(Err(AskError::Cycle {
-                    cycle,
-                    question: None,
-                }))
             }
+            _ => {}
         }
+        Poll::Pending
+    }
+
+    /// The answer came: the mark made for the wait goes.
+    #[inline(never)]
+    fn answered(&mut self) {
+        let node = &self.child.node;
+        if self.waiter == REPORTED {
+            if let Some(verdict) = crate::node::verdict(node.id, WaitKind::Answer, 0) {
+                node.unmark_awaited(verdict.me);
+            }
+        } else {
+            node.unmark_awaited(ChildId::from_raw(self.waiter));
+        }
+        self.waiter = NOT_BLOCKED;
     }
 }
 
 impl<T: Thread, Q, R> Drop for AskFuture<'_, T, Q, R> {
     fn drop(&mut self) {
         // Given up while waiting for the answer.
-        if let Some(asker) = self.asker {
-            self.child.node.unmark_awaited(asker);
+        if self.waiter != NOT_BLOCKED && self.waiter != REPORTED {
+            self.child
+                .node
+                .unmark_awaited(ChildId::from_raw(self.waiter));
         }
     }
 }

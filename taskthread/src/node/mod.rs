@@ -15,12 +15,12 @@ mod waits;
 pub(crate) use children::ChildEntry;
 pub(crate) use receiver::DownReceiver;
 pub use snapshot::{TreeSnapshot, Waiting};
-pub(crate) use waits::{answered, closes_cycle, current, run_as};
+pub(crate) use waits::{answering, closes_cycle, has_report, report, settle, verdict};
 
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,8 +37,10 @@ use children::Kin;
 /// wait for room in it.
 pub(crate) trait Queue: Send + Sync {
     fn depth(&self) -> usize;
+    /// A sender queued as `ticket` says who it is (see [`DownQueue::own`]).
+    fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool;
     /// Whether the thread `owner` waits for room (see [`DownQueue::has_waiting`]).
-    fn has_waiting(&self, owner: u64) -> bool;
+    fn has_waiting(&self, owner: u64, listed: &AtomicBool) -> bool;
     /// The threads that wait for room.
     fn waiting_owners(&self) -> Vec<u64>;
 }
@@ -48,8 +50,12 @@ impl<D: Send + 'static> Queue for DownQueue<D> {
         self.len()
     }
 
-    fn has_waiting(&self, owner: u64) -> bool {
-        DownQueue::has_waiting(self, owner)
+    fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool {
+        DownQueue::own(self, ticket, owner, listed)
+    }
+
+    fn has_waiting(&self, owner: u64, listed: &AtomicBool) -> bool {
+        DownQueue::has_waiting(self, owner, listed)
     }
 
     fn waiting_owners(&self) -> Vec<u64> {
@@ -103,6 +109,9 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// queue, and who waits for its answer; made when the first child is spawned, or an
     /// asker first waits (most threads never need it).
     kin: OnceLock<Box<Kin>>,
+    /// Whether a sender waiting for room in the queue may have said who it is (see
+    /// [`DownQueue::own`]): `false` lets a thread see without a lock that none waits on it.
+    listed: AtomicBool,
     /// How long a stop may take before what remains of the subtree is aborted.
     pub(crate) stop_deadline: Option<Duration>,
     /// How many `spawn_blocking` jobs run at once.
@@ -161,6 +170,7 @@ impl<Q: Queue> Node<Q> {
             state: AtomicU8::new(0),
             handled: AtomicU64::new(0),
             kin: OnceLock::new(),
+            listed: AtomicBool::new(false),
             stop_deadline: init.stop_deadline,
             blocking_limit: init.blocking_limit,
             task: OnceLock::new(),

@@ -41,14 +41,15 @@ impl Waiters {
         }
     }
 
-    /// Queues a waiter at the back; its ticket.
-    pub(crate) fn push(&mut self, waker: &Waker) -> u64 {
+    /// Queues a waiter at the back, with its owner if it knows it (0 otherwise); its
+    /// ticket.
+    pub(crate) fn push(&mut self, waker: &Waker, owner: u64) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.queue.push_back(Waiter {
             ticket,
             waker: waker.clone(),
-            owner: 0,
+            owner,
         });
         ticket
     }
@@ -138,9 +139,9 @@ mod tests {
     fn first_come_first_served_and_givers_up_leave() {
         let waker = Waker::noop();
         let mut waiters = Waiters::new();
-        let a = waiters.push(waker);
-        let b = waiters.push(waker);
-        let c = waiters.push(waker);
+        let a = waiters.push(waker, 0);
+        let b = waiters.push(waker, 0);
+        let c = waiters.push(waker, 0);
         assert!(waiters.remove(b), "b still waited");
         assert!(!waiters.remove(b), "b is gone");
         assert!(waiters.pop_front().is_some(), "a is woken first");
