@@ -220,7 +220,6 @@ impl<'a> Generator<'a> {
         let by_reference = self.by_reference_impls();
         let up_impls = self.up_impls();
         let placeholders = self.placeholder_impls();
-        let up_to = self.up_to_impls();
         let tasks = self.task_consts();
         let report_checks = self.child_report_checks();
         quote! {
@@ -233,7 +232,6 @@ impl<'a> Generator<'a> {
                 #by_reference
                 #up_impls
                 #placeholders
-                #up_to
                 #tasks
                 #report_checks
             };
@@ -778,36 +776,6 @@ impl<'a> Generator<'a> {
             }
         });
         quote!(#(#ups)* #(#streams)*)
-    }
-
-    /// What `Ctx::up` accepts, through the event type: the declared up type; for a thread
-    /// that declares none, the runtime's two placeholder types (`PlaceholderNoUp`), so
-    /// that the compiler infers nothing and reports the type of the message sent.
-    fn up_to_impls(&self) -> TokenStream {
-        let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
-        let msg = local("__msg");
-        let attrs = quote! {
-            #[automatically_derived]
-            #[doc(hidden)]
-        };
-        match &self.args.up {
-            Some(up) => {
-                let up = replace_self(up, &self.item.self_ty);
-                quote! {
-                    #attrs
-                    impl #impl_generics __tt::__private::UpTo<#up> for __Event #ty_generics #where_clause {
-                        type Up = #up;
-                        fn __up(#msg: #up) -> #up {
-                            #msg
-                        }
-                    }
-                }
-            }
-            None => quote! {
-                #attrs
-                impl #impl_generics __tt::__private::PlaceholderNoUp for __Event #ty_generics #where_clause {}
-            },
-        }
     }
 
     /// Checks that the thread type and every message type are `Send + 'static`, spanned on

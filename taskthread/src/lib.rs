@@ -163,7 +163,8 @@ pub mod guide;
 
 pub use crate::blocking::DEFAULT_BLOCKING_LIMIT;
 pub use crate::child::{
-    AskFuture, ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE, SendFuture,
+    AskFuture, BroadcastFuture, ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE,
+    SendFuture,
 };
 pub use crate::ctx::{Ctx, UpFuture};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
@@ -172,7 +173,7 @@ pub use crate::node::TreeSnapshot;
 pub use crate::reschedule::{Reschedule, TaskRef};
 pub use crate::root::{Handle, run, spawn, spawn_with};
 pub use crate::thread::{
-    Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, SendsUp, Thread,
+    Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, SendsUp, Thread, UpHandledBy,
 };
 
 // The traits of the generated code's diagnostics, also at the root so that the compiler
