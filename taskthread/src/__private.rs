@@ -161,27 +161,11 @@ pub fn log_restart<T: Thread>(ctx: &Ctx<T>, restart: &ChildRestart) {
 // expansion: `#[diagnostic::...]` cannot be written in a `#![no_implicit_prelude]`
 // module, which has no tool prelude.
 
-/// A thread type must be `Send + 'static`: checked on the type as the user wrote it.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a thread: a thread moves to its own task, so it must be `Send + 'static`",
-    label = "this type is not `Send + 'static`",
-    note = "every field of a thread must be `Send + 'static`: `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
-)]
-pub trait IsThread {}
-
-#[diagnostic::do_not_recommend]
-impl<T: Send + 'static> IsThread for T {}
-
-/// A message type must be `Send + 'static`: checked on the type as the user wrote it.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a message: messages move between threads, so they must be `Send + 'static`",
-    label = "this type is not `Send + 'static`",
-    note = "use `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
-)]
-pub trait IsMessage {}
-
-#[diagnostic::do_not_recommend]
-impl<M: Send + 'static> IsMessage for M {}
+/// A message type of the thread whose generated event type is `E`: implemented by the
+/// generated code for each handler's type (numbered `N`), and assumed by the thread's
+/// `Thread` impl. Its supertraits are checked at the generated impl, so a message type that
+/// is not `Send` is reported there, on the type in the handler's signature, once.
+pub trait Message<E, const N: usize>: Send + 'static {}
 
 /// The bound of the impls of `Accepts<&M>` and `Asks<&M>` below, which never apply:
 /// `send(&msg)` is then reported as a reference sent, whether or not the thread handles

@@ -180,9 +180,7 @@ pub use crate::thread::{
 // names them without the hidden module's path ("the trait `HandlerError` is not
 // implemented for `String`").
 #[doc(hidden)]
-pub use crate::__private::{
-    AnswerOutput, HandlerError, IsMessage, IsThread, SentByValue, TaskOutput, UnitOutput,
-};
+pub use crate::__private::{AnswerOutput, HandlerError, SentByValue, TaskOutput, UnitOutput};
 
 /// The `#[taskthread]` attribute: turns an annotated `impl` block into a thread.
 #[cfg(feature = "macros")]

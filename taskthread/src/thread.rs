@@ -49,31 +49,44 @@ pub trait Thread: Send + Sized + 'static {
     #[doc(hidden)]
     const TASKS: &'static [TaskSpec] = &[];
 
+    // The methods that run the thread's code declare `for<'s> Self: Send`, which the
+    // supertrait implies: the generated impl assumes it, so its futures, which hold `self`,
+    // are `Send` even for a type that is not, and that type is reported once, at the impl,
+    // rather than again at every future.
+
     #[doc(hidden)]
     fn __enter<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __exit<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __down<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
         msg: Self::Down,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __event<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
         event: Self::Event,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __exited<'a>(
@@ -81,7 +94,10 @@ pub trait Thread: Send + Sized + 'static {
         ctx: &'a mut Ctx<Self>,
         from: ChildId,
         exit: ChildExit,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send,
+    {
         // Logged at once, so the future holds nothing: it is part of every thread's task.
         let _ = from;
         log_exit(ctx.path(), &exit);
@@ -94,7 +110,10 @@ pub trait Thread: Send + Sized + 'static {
         ctx: &'a mut Ctx<Self>,
         from: ChildId,
         restart: ChildRestart,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send,
+    {
         // Logged at once, as exits are.
         let _ = from;
         log_restart(ctx.path(), &restart);
@@ -103,14 +122,18 @@ pub trait Thread: Send + Sized + 'static {
 
     /// The index in [`DOWN_TYPES`](Self::DOWN_TYPES) of a DOWN message's type.
     #[doc(hidden)]
-    fn __down_index(down: &Self::Down) -> usize;
+    fn __down_index(down: &Self::Down) -> usize
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __task<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
         task: usize,
-    ) -> impl Future<Output = Result<Reschedule>> + Send + 'a;
+    ) -> impl Future<Output = Result<Reschedule>> + Send + 'a
+    where
+        for<'s> Self: Send;
 }
 
 /// `Self` has a `#[down]` handler for messages of type `M`.
