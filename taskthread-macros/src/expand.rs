@@ -859,6 +859,7 @@ impl<'a> Generator<'a> {
             let ty = replace_self(ty, &self.item.self_ty);
             quote_spanned! {span=>
                 #[automatically_derived]
+                #[doc(hidden)]
                 impl #impl_generics __tt::__private::Message<__Event #ty_generics, #n> for #ty #where_clause {}
             }
         });
