@@ -15,11 +15,12 @@ use std::task::{Context, Poll};
 use crate::error::{SendError, TrySendError};
 use crate::exit::{ChildId, ThreadState};
 use crate::family::Family;
-use crate::node::{Node, TreeSnapshot};
+use crate::node::{Node, TreeSnapshot, closes_cycle};
 use crate::port::UpPort;
 use crate::queue::inbound::Take;
 use crate::reschedule::Timetable;
 use crate::thread::{SendsUp, Thread};
+use crate::wait::WaitKind;
 
 /// The family of a thread of type `T`.
 pub(crate) type FamilyOf<T> = Family<T, <T as Thread>::Event>;
@@ -72,8 +73,11 @@ impl<T: Thread> UpFuture<'_, T> {
         let Some(wait) = self.wait.as_mut() else {
             unreachable!("an UP send polled after it finished")
         };
-        let Poll::Ready(room) = Pin::new(wait).poll(cx) else {
-            return Poll::Pending;
+        let Poll::Ready(room) = Pin::new(&mut *wait).poll(cx) else {
+            return match wait.unowned_ticket() {
+                None => Poll::Pending,
+                Some(ticket) => self.blocked(ticket),
+            };
         };
         self.wait = None;
         let ctx = self.ctx;
@@ -87,6 +91,31 @@ impl<T: Thread> UpFuture<'_, T> {
             }
             Err(_) => Err(SendError::new(msg, ctx.up.target())),
         })
+    }
+}
+
+impl<T: Thread> UpFuture<'_, T> {
+    /// The send has just started to wait for a place in the parent's queue: the parent
+    /// learns who waits, and the send fails if the parent waits on this thread.
+    fn blocked(&mut self, ticket: u64) -> Poll<Result<(), SendError<T::Up>>> {
+        let ctx = self.ctx;
+        if let Some(wait) = &mut self.wait {
+            wait.mark_owned();
+        }
+        let Some(parent) = ctx.up.receiver() else {
+            return Poll::Pending; // a root's handle is no thread
+        };
+        if !ctx.up.meter().own(ticket, ctx.node.id.as_u64()) {
+            return Poll::Pending; // woken meanwhile
+        }
+        let Some(cycle) = closes_cycle(&ctx.node, WaitKind::Up, parent) else {
+            return Poll::Pending;
+        };
+        self.wait = None;
+        let Some(msg) = self.msg.take() else {
+            unreachable!("an UP send polled after it finished")
+        };
+        Poll::Ready(Err(SendError::cycle_of(msg, ctx.up.target(), cycle)))
     }
 }
 

@@ -148,6 +148,7 @@ mod reschedule;
 mod root;
 mod tasks;
 mod thread;
+mod wait;
 mod work;
 
 pub mod supervise;
@@ -169,12 +170,13 @@ pub use crate::child::{
 pub use crate::ctx::{Ctx, UpFuture};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, FailedMessage, ThreadState};
-pub use crate::node::TreeSnapshot;
+pub use crate::node::{TreeSnapshot, Waiting};
 pub use crate::reschedule::{Reschedule, TaskRef};
 pub use crate::root::{Handle, run, spawn, spawn_with};
 pub use crate::thread::{
     Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, SendsUp, Thread, UpHandledBy,
 };
+pub use crate::wait::{WaitCycle, WaitKind};
 
 // The traits of the generated code's diagnostics, also at the root so that the compiler
 // names them without the hidden module's path ("the trait `HandlerError` is not

@@ -7,6 +7,7 @@ use std::future::Future;
 use crate::ctx::Ctx;
 use crate::error::{Result, TrySendError};
 use crate::exit::{ChildExit, ChildId, ChildRestart, ExitReport, log_exit, log_restart};
+use crate::node::Node;
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::Meter;
 use crate::reschedule::{Reschedule, TaskSpec};
@@ -271,6 +272,7 @@ impl<R> Reply<R> {
     /// Sends the answer; an asker that gave up is not an error.
     pub fn send(self, answer: R) {
         let _ = self.0.send(answer);
+        crate::node::answered();
     }
 }
 
@@ -312,5 +314,9 @@ where
 
     fn target(&self) -> &str {
         self.parent.path()
+    }
+
+    fn receiver(&self) -> Option<&Node> {
+        Some(&self.parent)
     }
 }

@@ -11,7 +11,6 @@ use super::ChildRef;
 use crate::ctx::Ctx;
 use crate::exit::{ChildId, ThreadState};
 use crate::node::ChildNode;
-use crate::queue::DownQueue;
 use crate::thread::{Accepts, Thread};
 
 /// A brief description of a child, from [`Ctx::children`].
@@ -388,7 +387,9 @@ impl<T: Thread> Ctx<T> {
 
     /// Sends a clone of `msg` to every live child of type `C`; returns how many accepted it.
     ///
-    /// Children that are stopping refuse it and are not counted.
+    /// Children that are stopping refuse it and are not counted, and so is a child that
+    /// waits on this thread while its queue is full: it could never take the message (see
+    /// [waits that would never end](crate::guide::messages_up_and_down#waits-that-would-never-end)).
     ///
     /// # Examples
     ///
@@ -436,12 +437,8 @@ impl<T: Thread> Ctx<T> {
             sends: Box::pin(async move {
                 let mut accepted = 0;
                 for child in children {
-                    if let Some(queue) = child
-                        .node()
-                        .queue
-                        .as_any()
-                        .downcast_ref::<DownQueue<C::Down>>()
-                        && queue.send(C::__wrap(msg.clone())).await.is_ok()
+                    if let Some(child) = ChildRef::<C>::downcast(child)
+                        && child.send(msg.clone()).await.is_ok()
                     {
                         accepted += 1;
                     }

@@ -19,10 +19,11 @@ use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError, TrySendError};
 use crate::exit::{ChildId, ThreadState};
-use crate::node::{ChildNode, Node, TreeSnapshot};
+use crate::node::{ChildNode, Node, TreeSnapshot, closes_cycle};
 use crate::queue::DownQueue;
 use crate::queue::down::Sending;
 use crate::thread::{Accepts, Asks, Reply, Thread};
+use crate::wait::{WaitCycle, WaitKind};
 
 /// The address of a running thread: send it messages, ask it questions, stop it.
 ///
@@ -330,9 +331,11 @@ impl<T: Thread> ChildRef<T> {
         let (reply, answer) = oneshot::channel();
         let down = T::__wrap_ask(question, Reply(reply));
         AskFuture {
+            child: self,
             sending: Some(self.node.queue.send(down)),
             answer,
             unwrap: T::__unwrap,
+            asker: None,
         }
     }
 
@@ -426,7 +429,10 @@ impl<T: Thread, M> Future for SendFuture<'_, T, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match Pin::new(&mut this.sending).poll(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.sending.unowned_ticket() {
+                None => Poll::Pending,
+                Some(ticket) => this.blocked(ticket),
+            },
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(down)) => Poll::Ready(Err(SendError::new(
                 (this.unwrap)(down),
@@ -434,6 +440,43 @@ impl<T: Thread, M> Future for SendFuture<'_, T, M> {
             ))),
         }
     }
+}
+
+impl<T: Thread, M> SendFuture<'_, T, M> {
+    /// The send has just started to wait for room: see whether the wait could ever end.
+    #[inline(never)]
+    fn blocked(&mut self, ticket: u64) -> Poll<Result<(), SendError<M>>> {
+        let node = &self.child.node;
+        let Some(cycle) = watch_room(&mut self.sending, node, ticket) else {
+            return Poll::Pending;
+        };
+        match self.sending.take_back() {
+            Some(down) => Poll::Ready(Err(SendError::cycle_of(
+                (self.unwrap)(down),
+                node.path(),
+                cycle,
+            ))),
+            None => unreachable!("a send polled after it finished"),
+        }
+    }
+}
+
+/// A sender in the thread whose code runs now has started to wait for room in `node`'s
+/// queue as `ticket`: the queue learns who waits, and the cycle it closes, if it does.
+fn watch_room<D: Send + 'static>(
+    sending: &mut Sending<'_, D>,
+    node: &Node<DownQueue<D>>,
+    ticket: u64,
+) -> Option<WaitCycle> {
+    sending.mark_owned();
+    crate::node::current(|me| {
+        if node.queue.own(ticket, me.id.as_u64()) {
+            closes_cycle(me, WaitKind::Down, node)
+        } else {
+            None // promised a place meanwhile
+        }
+    })
+    .flatten()
 }
 
 impl<T: Thread, M> fmt::Debug for SendFuture<'_, T, M> {
@@ -448,10 +491,14 @@ impl<T: Thread, M> fmt::Debug for SendFuture<'_, T, M> {
 /// the answer `R` of the handler.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct AskFuture<'a, T: Thread, Q, R> {
+    child: &'a ChildRef<T>,
     /// The question on its way into the queue; `None` once it is queued.
     sending: Option<Sending<'a, T::Down>>,
     answer: oneshot::Receiver<R>,
     unwrap: fn(T::Down) -> Q,
+    /// The thread that waits for the answer, once its wait blocked (it is marked in the
+    /// asked thread's node until the answer comes).
+    asker: Option<ChildId>,
 }
 
 impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
@@ -461,8 +508,13 @@ impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let Some(sending) = &mut this.sending {
-            match Pin::new(sending).poll(cx) {
-                Poll::Pending => return Poll::Pending,
+            match Pin::new(&mut *sending).poll(cx) {
+                Poll::Pending => {
+                    return match sending.unowned_ticket() {
+                        None => Poll::Pending,
+                        Some(ticket) => this.blocked_sending(ticket),
+                    };
+                }
                 Poll::Ready(Err(down)) => {
                     this.sending = None;
                     return Poll::Ready(Err(AskError::Ended((this.unwrap)(down))));
@@ -470,9 +522,76 @@ impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
                 Poll::Ready(Ok(())) => this.sending = None,
             }
         }
-        Pin::new(&mut this.answer)
-            .poll(cx)
-            .map_err(|_| AskError::NoReply)
+        match Pin::new(&mut this.answer).poll(cx) {
+            Poll::Ready(answer) => {
+                if let Some(asker) = this.asker.take() {
+                    this.child.node.unmark_awaited(asker);
+                }
+                Poll::Ready(answer.map_err(|_| AskError::NoReply))
+            }
+            Poll::Pending if this.asker.is_none() => this.blocked_answer(cx),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: Thread, Q, R> AskFuture<'_, T, Q, R> {
+    /// The question has just started to wait for room: see whether the wait could ever
+    /// end.
+    #[inline(never)]
+    fn blocked_sending(&mut self, ticket: u64) -> Poll<Result<R, AskError<Q>>> {
+        let Some(sending) = &mut self.sending else {
+            unreachable!("an ask waits for room with its question")
+        };
+        let Some(cycle) = watch_room(sending, &self.child.node, ticket) else {
+            return Poll::Pending;
+        };
+        let question = sending.take_back().map(self.unwrap);
+        self.sending = None;
+        Poll::Ready(Err(AskError::Cycle { cycle, question }))
+    }
+
+    /// The answer has not come at the first look: mark the wait in the asked thread's node
+    /// and see whether it could ever end.
+    #[inline(never)]
+    fn blocked_answer(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, AskError<Q>>> {
+        let node = &self.child.node;
+        let Some(cycle) = crate::node::current(|me| {
+            node.mark_awaited(me.id);
+            self.asker = Some(me.id);
+            closes_cycle(me, WaitKind::Answer, node)
+        }) else {
+            return Poll::Pending; // not asked from a thread: nothing waits on the asker
+        };
+        // An answer sent before the mark is seen now (the answerer clears marks after it
+        // sent, the asker looks after it marked).
+        if let Poll::Ready(answer) = Pin::new(&mut self.answer).poll(cx) {
+            if let Some(asker) = self.asker.take() {
+                node.unmark_awaited(asker);
+            }
+            return Poll::Ready(answer.map_err(|_| AskError::NoReply));
+        }
+        match cycle {
+            None => Poll::Pending,
+            Some(cycle) => {
+                if let Some(asker) = self.asker.take() {
+                    node.unmark_awaited(asker);
+                }
+                Poll::Ready(Err(AskError::Cycle {
+                    cycle,
+                    question: None,
+                }))
+            }
+        }
+    }
+}
+
+impl<T: Thread, Q, R> Drop for AskFuture<'_, T, Q, R> {
+    fn drop(&mut self) {
+        // Given up while waiting for the answer.
+        if let Some(asker) = self.asker {
+            self.child.node.unmark_awaited(asker);
+        }
     }
 }
 

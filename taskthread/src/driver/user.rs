@@ -6,6 +6,7 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Sleep;
@@ -13,7 +14,7 @@ use tokio::time::Sleep;
 use super::KeepQueue;
 use crate::error::Result;
 use crate::exit::{Exit, ThreadState};
-use crate::node::{DownReceiver, Node};
+use crate::node::{DownReceiver, Node, run_as};
 
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
@@ -28,9 +29,11 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
 /// Polls user code once, turning its error or panic into the exit it causes.
 fn poll_user<R>(
     fut: Pin<&mut impl Future<Output = Result<R>>>,
+    node: &Arc<Node>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<R, Exit>> {
-    match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+    // Marked as the thread's code, for the waits it starts (see `node::run_as`).
+    match run_as(node, || catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))) {
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(Ok(r))) => Poll::Ready(Ok(r)),
         Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Exit::Failed(e))),
@@ -119,14 +122,14 @@ impl StopWatch {
 /// thread's task.
 pub(crate) fn run_user<'a, R, D: Send + 'static>(
     mut fut: Pin<&'a mut impl Future<Output = Result<R>>>,
-    node: &'a Node,
+    node: &'a Arc<Node>,
     down: &'a mut DownReceiver<D>,
     stopping: bool,
     stop: &'a mut StopWatch,
 ) -> impl Future<Output = Result<R, Exit>> + 'a {
     let mut stopping = stopping;
     poll_fn(move |cx| {
-        if let Poll::Ready(done) = poll_user(fut.as_mut(), cx) {
+        if let Poll::Ready(done) = poll_user(fut.as_mut(), node, cx) {
             return Poll::Ready(done);
         }
         // Most handlers finish on their first poll; the stop signal is only looked at for

@@ -157,6 +157,22 @@ impl Meter {
         }
     }
 
+    /// A sender registered as `ticket` blocks and says who it is; `false` if it was woken
+    /// meanwhile.
+    pub(crate) fn own(&self, ticket: u64, owner: u64) -> bool {
+        self.waiters().own(ticket, owner)
+    }
+
+    /// Whether `owner` waits for a place (and has not been woken).
+    pub(crate) fn has_waiting(&self, owner: u64) -> bool {
+        self.waiting.load(Ordering::SeqCst) != 0 && self.waiters().has_owner(owner)
+    }
+
+    /// Who waits for a place, among the senders that said who they are.
+    pub(crate) fn waiting_owners(&self) -> Vec<u64> {
+        self.waiters().owners().collect()
+    }
+
     /// Wakes the sender that has waited longest, if any.
     fn wake_one(&self) {
         if self.waiting.load(Ordering::SeqCst) == 0 {
@@ -208,8 +224,28 @@ impl Meter {
 pub(crate) struct Wait<'a, F> {
     meter: &'a Meter,
     look: F,
-    /// Its place in the queue while registered.
+    /// Its place in the queue while registered, with [`OWNED`] set once the sender said
+    /// who it is.
     ticket: Option<u64>,
+}
+
+/// The bit of a [`Wait`]'s ticket that says its sender said who it is. Tickets count up
+/// from 0 and never reach it.
+const OWNED: u64 = 1 << 63;
+
+impl<F> Wait<'_, F> {
+    /// After a `Pending`: the ticket of a sender that waits and has not yet said who it is.
+    #[inline]
+    pub(crate) fn unowned_ticket(&self) -> Option<u64> {
+        self.ticket.filter(|t| t & OWNED == 0)
+    }
+
+    /// The sender said who it is ([`Meter::own`]).
+    pub(crate) fn mark_owned(&mut self) {
+        if let Some(ticket) = &mut self.ticket {
+            *ticket |= OWNED;
+        }
+    }
 }
 
 /// What a [`Wait`] looks for each time it is woken.
@@ -243,7 +279,7 @@ impl<F: Look> Future for Wait<'_, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let Some(ticket) = this.ticket {
-            if this.meter.still_waiting(ticket, cx.waker()) {
+            if this.meter.still_waiting(ticket & !OWNED, cx.waker()) {
                 return Poll::Pending;
             }
             // Woken: a place was given back, or the receiver went away. Look before
@@ -272,7 +308,7 @@ impl<F> Drop for Wait<'_, F> {
     fn drop(&mut self) {
         // Dropped while waiting (the sender gave up, or its thread was aborted).
         if let Some(ticket) = self.ticket.take() {
-            self.meter.unregister(ticket);
+            self.meter.unregister(ticket & !OWNED);
         }
     }
 }
@@ -281,6 +317,13 @@ impl<F> Drop for Wait<'_, F> {
 pub(crate) struct Inbox<E> {
     rx: mpsc::UnboundedReceiver<E>,
     meter: Arc<Meter>,
+}
+
+impl<E> Inbox<E> {
+    /// The metered places, for the thread's node: who waits on the thread for a place.
+    pub(crate) fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
 }
 
 /// A sending side: held by each parent's sink and by stream and job tasks.

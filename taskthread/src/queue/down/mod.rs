@@ -161,7 +161,7 @@ impl<D> DownQueue<D> {
             *wait = Waiting::No;
             return Poll::Ready(Err(Closed));
         }
-        if let Waiting::Queued(ticket) = *wait {
+        if let Waiting::Queued(ticket) | Waiting::Owned(ticket) = *wait {
             if state.senders.refresh(ticket, cx.waker()) {
                 return Poll::Pending;
             }
@@ -279,6 +279,22 @@ impl<D> DownQueue<D> {
     pub(crate) fn is_empty(&self) -> bool {
         self.state().items.is_empty()
     }
+
+    /// A sender queued as `ticket` blocks and says who it is; `false` if it was woken
+    /// (promised a place) meanwhile.
+    pub(crate) fn own(&self, ticket: u64, owner: u64) -> bool {
+        self.state().senders.own(ticket, owner)
+    }
+
+    /// Whether `owner` waits for room (and has not been promised a place).
+    pub(crate) fn has_waiting(&self, owner: u64) -> bool {
+        self.state().senders.has_owner(owner)
+    }
+
+    /// Who waits for room, among the senders that said who they are.
+    pub(crate) fn waiting_owners(&self) -> Vec<u64> {
+        self.state().senders.owners().collect()
+    }
 }
 
 /// The queue is closed.
@@ -291,6 +307,8 @@ enum Waiting {
     No,
     /// Queued with this ticket (or woken with a promise, once the ticket is gone).
     Queued(u64),
+    /// Queued, and the sender said who it is ([`DownQueue::own`]).
+    Owned(u64),
 }
 
 /// A sender's turn at a place: queued behind earlier senders while the queue is full.
@@ -323,8 +341,17 @@ impl<D> Turn<'_, D> {
 
 impl<D> Drop for Turn<'_, D> {
     fn drop(&mut self) {
-        // Given up while waiting (the sender's task was dropped or its select moved on).
-        if let Waiting::Queued(ticket) = self.wait {
+        self.leave();
+    }
+}
+
+impl<D> Turn<'_, D> {
+    /// Gives up a wait (the sender's task was dropped, its select moved on, or the wait
+    /// would never end): the queue forgets the sender, and a place promised to it goes to
+    /// the next.
+    fn leave(&mut self) {
+        if let Waiting::Queued(ticket) | Waiting::Owned(ticket) = self.wait {
+            self.wait = Waiting::No;
             self.queue.give_up(ticket);
         }
     }
@@ -360,6 +387,32 @@ impl<D> Future for Sending<'_, D> {
                 Poll::Ready(Ok(()))
             }
         }
+    }
+}
+
+impl<D> Sending<'_, D> {
+    /// After a `Pending`: the ticket of a sender that waits in the queue and has not yet
+    /// said who it is.
+    #[inline]
+    pub(crate) fn unowned_ticket(&self) -> Option<u64> {
+        match self.turn.wait {
+            Waiting::Queued(ticket) => Some(ticket),
+            Waiting::No | Waiting::Owned(_) => None,
+        }
+    }
+
+    /// The sender said who it is ([`DownQueue::own`]): [`unowned_ticket`](Self::unowned_ticket)
+    /// is `None` from now on.
+    pub(crate) fn mark_owned(&mut self) {
+        if let Waiting::Queued(ticket) = self.turn.wait {
+            self.turn.wait = Waiting::Owned(ticket);
+        }
+    }
+
+    /// Gives up the wait and takes the message back.
+    pub(crate) fn take_back(&mut self) -> Option<D> {
+        self.turn.leave();
+        self.msg.take()
     }
 }
 
