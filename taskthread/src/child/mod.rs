@@ -6,7 +6,7 @@
 mod family;
 mod options;
 
-pub use family::ChildInfo;
+pub use family::{BroadcastFuture, ChildInfo};
 pub use options::{ChildOptions, DEFAULT_STOP_DEADLINE};
 
 use std::fmt;
