@@ -11,7 +11,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Lit, LitInt, LitStr, Path, Token, Type};
 
-use crate::ast::Errors;
+use crate::diag::{Errors, type_string};
 
 /// The arguments of `#[taskthread(...)]`.
 #[derive(Default)]
@@ -84,7 +84,7 @@ pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> Threa
                             lit.span(),
                             format!(
                                 "`up` takes a type, not a string: write `up = {}`",
-                                crate::ast::type_string(&ty)
+                                type_string(&ty)
                             ),
                         ));
                         ty

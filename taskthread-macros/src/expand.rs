@@ -13,8 +13,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{GenericParam, ItemImpl, Path, Type, WherePredicate, parse_quote};
 
-use crate::ast::{self, Errors, Handler, Hook, Kind, Model, Output, Returns, type_string};
+use crate::ast::{self, Handler, Hook, Kind, Model, Output, Returns};
 use crate::attr::{self, Missed};
+use crate::diag::{Errors, type_string};
 
 pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     let mut item: ItemImpl = syn::parse2(input)?;
