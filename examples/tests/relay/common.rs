@@ -96,18 +96,24 @@ impl Visit for Logged {
     }
 }
 
-/// Limits for tests: small frames, a few clients, no idle timeout.
+/// Limits for tests: small frames, a few clients, no idle or frame timeout, a budget of
+/// 64 MiB.
 pub fn server_config() -> ServerConfig {
     ServerConfig {
         max_frame: 64 * 1024,
         max_clients: 16,
         idle_timeout: None,
+        frame_timeout: None,
+        max_buffered: 64 << 20,
+        acks: false,
     }
 }
 
-/// Sub options for tests: quick reconnects.
+/// Sub options for tests: quick reconnects, buffers of 8 MiB (room for every frame the
+/// clients send while a sub connects).
 pub fn sub_options() -> SubOptions {
     SubOptions {
+        buffer: 8 << 20,
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         connect_timeout: Duration::from_secs(5),

@@ -26,6 +26,7 @@ async fn sigterm_in_the_middle_of_a_load_stops_serve_without_losing_a_frame() {
         urls: Vec::new(), // the embedded sink
         db: db.clone(),
         server: server_config(),
+        ws_buffer: None,
     }));
 
     // Once a client is greeted, `taskthread::run` is waiting for the signal.
@@ -42,7 +43,9 @@ async fn sigterm_in_the_middle_of_a_load_stops_serve_without_losing_a_frame() {
         addr,
         clients: 4,
         frames: 1_000_000, // far more than get sent before the signal
+        min_frame: 1,
         max_frame: 16 * 1024,
+        acks: false,
         seed: 11,
         progress: progress.clone(),
     }));
