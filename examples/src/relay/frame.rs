@@ -45,7 +45,7 @@
 //! assert!(decoder.finish().is_ok());
 //! ```
 
-use std::fmt;
+use std::{fmt, mem};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -144,9 +144,17 @@ impl std::error::Error for FrameError {}
 /// Push each packet as it arrives, then take the complete frames with
 /// [`next_frame`](Self::next_frame). Payloads are handed out without copying them again.
 /// After an error the decoder stays in error: the stream cannot be resynchronised.
+///
+/// A frame whose length is known is assembled in a buffer of its own size (see
+/// [`reserve_frame`](Self::reserve_frame)): the bytes that follow it in the packet that
+/// completes it wait beside it, so the frame's buffer never grows past the frame (which
+/// would copy it, and leave its payload in an allocation twice its size).
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// The frame at the front (and, until its length is known, whatever follows it).
     buf: BytesMut,
+    /// Bytes after the end of the frame at the front, once it is complete.
+    tail: BytesMut,
     max_len: usize,
 }
 
@@ -155,13 +163,27 @@ impl FrameDecoder {
     pub fn new(max_len: usize) -> Self {
         Self {
             buf: BytesMut::new(),
+            tail: BytesMut::new(),
             max_len,
         }
     }
 
     /// Appends a packet.
-    pub fn push(&mut self, packet: &[u8]) {
-        self.buf.extend_from_slice(packet);
+    pub fn push(&mut self, mut packet: &[u8]) {
+        // While the frame at the front is incomplete, its buffer holds nothing past it: its
+        // length prefix first, then the rest of it; what follows waits in the tail.
+        while !packet.is_empty() && self.tail.is_empty() {
+            let n = self
+                .frame_end()
+                .saturating_sub(self.buf.len())
+                .min(packet.len());
+            if n == 0 {
+                break; // the frame is complete: the rest goes to the tail
+            }
+            self.buf.extend_from_slice(&packet[..n]);
+            packet = &packet[n..];
+        }
+        self.tail.extend_from_slice(packet);
     }
 
     /// The payload length the frame at the front announces, once its length prefix is
@@ -180,6 +202,15 @@ impl FrameDecoder {
         }
     }
 
+    /// Where the frame at the front ends in its buffer, as far as is known.
+    fn frame_end(&self) -> usize {
+        match self.frame_len() {
+            Ok(Some(len)) => HEADER_LEN + len,
+            Ok(None) => HEADER_LEN,
+            Err(_) => 0,
+        }
+    }
+
     /// Makes room for the rest of the frame at the front at once, instead of growing step
     /// by step as its bytes arrive. Call it once the frame is admitted: the room is memory
     /// it holds.
@@ -192,6 +223,12 @@ impl FrameDecoder {
 
     /// The next complete frame's payload, `None` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if !self.tail.is_empty() && self.buf.len() < self.frame_end() {
+            // Pushed again before the frames were taken: the frame now at the front takes
+            // its bytes from the tail.
+            let tail = mem::take(&mut self.tail);
+            self.push(&tail);
+        }
         let Some(len) = self.frame_len()? else {
             return Ok(None);
         };
@@ -199,24 +236,31 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let payload = self.buf.split_to(len).freeze();
+        if self.buf.is_empty() {
+            // Not a swap: the emptied buffer would keep the payload's allocation alive (and
+            // reuse it) long after the payload is gone.
+            self.buf = mem::take(&mut self.tail);
+        }
+        Ok(Some(payload))
     }
 
     /// How many bytes of an incomplete frame are buffered.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.tail.len()
     }
 
     /// Discards the bytes of an incomplete frame; returns how many there were.
     pub fn discard(&mut self) -> usize {
-        let n = self.buf.len();
-        self.buf.clear();
+        let n = self.buffered();
+        self.buf = BytesMut::new();
+        self.tail = BytesMut::new();
         n
     }
 
     /// Checks that the stream ended on a frame boundary.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
+        if self.buffered() == 0 {
             return Ok(());
         }
         let len = self
@@ -224,7 +268,7 @@ impl FrameDecoder {
             .first_chunk::<HEADER_LEN>()
             .map(|h| u64::from(u32::from_be_bytes(*h)));
         Err(FrameError::Truncated {
-            buffered: self.buf.len(),
+            buffered: self.buffered(),
             len,
         })
     }

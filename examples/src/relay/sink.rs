@@ -146,9 +146,29 @@ impl WebsocketSink {
     }
 }
 
-/// What a connection's reader saw: a message, an error, or the end (`None`).
+/// What a connection's reader saw. A frame is summed as it is read, so that the
+/// connection's queue holds checksums, not payloads.
 #[derive(Debug)]
-pub struct SinkEvent(Option<Result<Message, tungstenite::Error>>);
+pub enum SinkEvent {
+    /// A binary message: a frame.
+    Frame(Checksum),
+    /// Another message (pings are answered by the reader).
+    Other,
+    /// Reading failed.
+    Failed(tungstenite::Error),
+    /// The peer closed the connection.
+    End,
+}
+
+impl SinkEvent {
+    fn of(message: Result<Message, tungstenite::Error>) -> Self {
+        match message {
+            Ok(Message::Binary(payload)) => Self::Frame(Checksum::of(&payload)),
+            Ok(_) => Self::Other,
+            Err(e) => Self::Failed(e),
+        }
+    }
+}
 
 /// One websocket connection to the sink: completes the handshake, sends the checksum of
 /// each binary message UP, and ends when the peer closes.
@@ -178,21 +198,21 @@ impl SinkConnection {
             .max_frame_size(Some(64 << 20))
             .max_message_size(Some(64 << 20));
         let socket = accept_async_with_config(socket, Some(config)).await?;
-        let end = stream::once(async { SinkEvent(None) });
-        ctx.attach(socket.map(|m| SinkEvent(Some(m))).chain(end));
+        let end = stream::once(async { SinkEvent::End });
+        ctx.attach(socket.map(SinkEvent::of).chain(end));
         Ok(())
     }
 
     #[stream]
-    async fn event(&mut self, ctx: &mut Ctx<Self>, SinkEvent(event): SinkEvent) -> Result<()> {
+    async fn event(&mut self, ctx: &mut Ctx<Self>, event: SinkEvent) -> Result<()> {
         match event {
-            Some(Ok(Message::Binary(payload))) => ctx.up(Checksum::of(&payload)).await?,
-            Some(Ok(_)) => {} // pings are answered by the reader; the close ends the stream
-            Some(Err(e)) => {
+            SinkEvent::Frame(checksum) => ctx.up(checksum).await?,
+            SinkEvent::Other => {} // the close ends the stream
+            SinkEvent::Failed(e) => {
                 tracing::warn!(peer = %self.peer, "sink: reading failed: {e}");
                 ctx.stop();
             }
-            None => ctx.stop(),
+            SinkEvent::End => ctx.stop(),
         }
         Ok(())
     }
