@@ -186,9 +186,22 @@ impl TestRelay {
     /// Stops the relay gracefully, lets the sinks read everything, and reads the database
     /// back.
     pub async fn finish(self) -> Finished {
-        let stats = Arc::clone(self.relay.stats());
         self.relay.stop();
-        let (exit, summary) = self.relay.join().await;
+        self.end(|relay| relay.join()).await
+    }
+
+    /// Aborts the relay (as a second Ctrl-C does), lets the sinks read what they got, and
+    /// reads the database back.
+    pub async fn abort(self) -> Finished {
+        self.end(|relay| relay.abort()).await
+    }
+
+    async fn end<F>(self, end: impl FnOnce(Relay) -> F) -> Finished
+    where
+        F: std::future::Future<Output = (Exit, Summary)>,
+    {
+        let stats = Arc::clone(self.relay.stats());
+        let (exit, summary) = end(self.relay).await;
         let sinks = app::stop_sinks(self.sinks)
             .await
             .into_iter()
@@ -264,6 +277,17 @@ pub async fn well_behaved_client(addr: SocketAddr, client: u64, frames: u64) -> 
             .unwrap();
     }
     c.finish().await.unwrap()
+}
+
+/// Rows of the database at `db` from the client at `client`, as `(count, highest seq)`.
+pub fn rows_of(db: &std::path::Path, client: SocketAddr) -> (u64, u64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT count(*), coalesce(max(seq), 0) FROM frames WHERE client = ?1",
+        [client.to_string()],
+        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+    )
+    .unwrap()
 }
 
 /// Waits until `condition` holds, checking every few milliseconds. The one-minute guard

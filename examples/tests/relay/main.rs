@@ -3,6 +3,7 @@
 //! `cargo test -p taskthread-examples --test relay end_to_end::`.
 
 mod bad_input;
+mod budget;
 mod delivery;
 mod end_to_end;
 mod frame;
