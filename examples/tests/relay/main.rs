@@ -8,6 +8,7 @@ mod delivery;
 mod end_to_end;
 mod frame;
 mod serve;
+mod slow_peers;
 
 // Shared by several topics.
 mod common;
