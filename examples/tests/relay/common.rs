@@ -69,6 +69,17 @@ pub fn logged_about(client: SocketAddr) -> Vec<Logged> {
         .collect()
 }
 
+/// What the relay logged so far with the field `name=value` (e.g. a destination's `url`).
+pub fn logged_with(name: &str, value: &str) -> Vec<Logged> {
+    let field = format!("{name}={value} ");
+    let logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    logged
+        .iter()
+        .filter(|l| l.fields.contains(&field))
+        .cloned()
+        .collect()
+}
+
 /// Keeps every event it sees in [`LOGGED`].
 struct Capture;
 

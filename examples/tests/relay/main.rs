@@ -5,6 +5,7 @@
 mod bad_input;
 mod budget;
 mod delivery;
+mod destinations;
 mod end_to_end;
 mod frame;
 mod serve;
