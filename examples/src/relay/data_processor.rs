@@ -31,7 +31,7 @@ use super::{Frame, Packet, RelayStats};
 /// connection in its middle (the end-of-stream packet) or the relay did (a stop, the idle
 /// or frame timeout: the processor is stopped with bytes still buffered). Every frame
 /// made is numbered in the client's [`Ledger`], which learns the total when the processor
-/// is dropped, however it ends.
+/// ends; if it is aborted (dropped without ending), the ledger is abandoned.
 #[derive(Debug)]
 pub struct DataProcessor {
     client: SocketAddr,
@@ -47,6 +47,8 @@ pub struct DataProcessor {
     /// client wait, whichever is later.
     frame_started: Option<Instant>,
     ledger: Arc<Ledger>,
+    /// Whether the ledger was told the total (by `exit`).
+    ledger_finished: bool,
     stats: Arc<RelayStats>,
 }
 
@@ -70,6 +72,7 @@ impl DataProcessor {
             frame_timeout: config.frame_timeout,
             frame_started: None,
             ledger,
+            ledger_finished: false,
             stats,
         }
     }
@@ -157,6 +160,8 @@ impl DataProcessor {
         if discarded > 0 {
             tracing::info!(client = %self.client, frames = self.frames, "the relay closed the connection in the middle of a frame: {discarded} bytes discarded");
         }
+        self.ledger.finish(self.frames);
+        self.ledger_finished = true;
     }
 }
 
@@ -229,11 +234,13 @@ impl DataProcessor {
     }
 }
 
-/// However the processor ends (even aborted, when `exit` does not run), its incomplete
-/// frame is counted and its ledger learns how many frames it made.
+/// Aborted (`exit` did not run), the processor still counts its incomplete frame, and
+/// tells its ledger how many frames it made.
 impl Drop for DataProcessor {
     fn drop(&mut self) {
         self.discard_partial();
-        self.ledger.finish(self.frames);
+        if !self.ledger_finished {
+            self.ledger.abandon(self.frames);
+        }
     }
 }

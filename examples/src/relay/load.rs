@@ -87,6 +87,12 @@ impl RelayClient {
         Ok(())
     }
 
+    /// Reads the next acknowledgement from a relay that acknowledges (`--ack`): the count
+    /// of this client's frames stored so far, modulo 2^32.
+    pub async fn next_ack(&mut self) -> io::Result<u32> {
+        self.stream.read_u32().await
+    }
+
     /// Sends raw bytes: a frame in pieces, or bad input.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes).await

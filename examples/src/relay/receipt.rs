@@ -116,4 +116,13 @@ impl Ledger {
     pub fn finish(&self, total: u64) {
         self.receipt.send_modify(|r| r.total = Some(total));
     }
+
+    /// The connection was torn down (the relay was aborted) after passing on `total`
+    /// frames: whatever is stored, the client is not told all is well.
+    pub fn abandon(&self, total: u64) {
+        self.receipt.send_modify(|r| {
+            r.total = Some(total);
+            r.lost = true;
+        });
+    }
 }

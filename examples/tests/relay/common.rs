@@ -149,6 +149,9 @@ pub struct Finished {
     pub sinks: Vec<SinkReport>,
     pub db_count: u64,
     pub db_checksum: Checksum,
+    /// The database, kept until this is dropped.
+    pub db: PathBuf,
+    _dir: TempDir,
 }
 
 impl TestRelay {
@@ -164,9 +167,21 @@ impl TestRelay {
         extra_urls: Vec<String>,
         sub: SubOptions,
     ) -> Self {
+        Self::start_on(server, sinks, extra_urls, sub, |_| {}).await
+    }
+
+    /// A relay whose database is first made by `prepare` (given its path).
+    pub async fn start_on(
+        server: ServerConfig,
+        sinks: usize,
+        extra_urls: Vec<String>,
+        sub: SubOptions,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("relay.db");
+        prepare(&db);
         let sinks = app::start_sinks(sinks).await.unwrap();
         let mut urls: Vec<String> = sinks.iter().map(|(url, _)| url.clone()).collect();
         urls.extend(extra_urls);
@@ -226,6 +241,8 @@ impl TestRelay {
             sinks,
             db_count,
             db_checksum,
+            db: self.db,
+            _dir: self._dir,
         }
     }
 }

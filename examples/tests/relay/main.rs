@@ -8,6 +8,7 @@ mod delivery;
 mod destinations;
 mod end_to_end;
 mod frame;
+mod receipts;
 mod serve;
 mod slow_peers;
 
