@@ -22,15 +22,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::time::Instant;
 
-use super::link::{Heard, Link};
+use super::link::{Batch, LastWords};
 use super::{Frame, RelayStats};
 
 /// A batch holds at most this many frames...
 pub const BATCH_FRAMES: usize = 64;
-/// ... and this many payload bytes (or one frame, if it is larger).
-pub const BATCH_BYTES: usize = 1 << 20;
+/// ... and this many payload bytes (or one frame, if it is larger): small enough that a
+/// slow destination confirms what it reads every few seconds, so that what it read before
+/// the relay stops counts as delivered.
+pub const BATCH_BYTES: usize = 64 * 1024;
 
 /// The frames of one destination that it has not confirmed yet.
 #[derive(Debug)]
@@ -162,25 +163,35 @@ impl Outbox {
         self.trim();
     }
 
-    /// For `exit`: writes what waits, then reads the destination's answers until every
-    /// frame is confirmed, the link breaks, or `deadline` passes.
-    pub async fn flush(&mut self, link: &mut Link, deadline: Instant) {
-        while let Some((payloads, ping)) = self.next_batch() {
-            if link.write(payloads, Some(ping)).await.is_err() {
+    /// For `exit`: writes what waits, batch by batch, taking the destination's answers as
+    /// they come, then waits for the last ones, until every frame is confirmed, or the
+    /// connection is gone or out of time.
+    pub async fn flush(&mut self, last: &mut LastWords) {
+        // The last batch asks again: the answer to an earlier ping may have gone with the
+        // link's task.
+        while !self.unconfirmed.is_empty() || !self.waiting.is_empty() {
+            let batch = match self.next_batch() {
+                Some((payloads, ping)) => Batch {
+                    payloads,
+                    ping: Some(ping),
+                },
+                None => Batch {
+                    payloads: Vec::new(),
+                    ping: Some(self.written),
+                },
+            };
+            let asked_again = batch.payloads.is_empty();
+            if !last.write(batch, |pong| self.confirm(pong)).await {
                 return;
             }
-        }
-        // Ask again: the answer to the last ping may have gone with the attached stream,
-        // which the thread dropped unread when it started stopping.
-        if !self.unconfirmed.is_empty() && link.write(Vec::new(), Some(self.written)).await.is_err()
-        {
-            return;
+            if asked_again {
+                break;
+            }
         }
         while !self.unconfirmed.is_empty() {
-            match link.hear_directly(deadline).await {
-                Heard::Pong(pong) => self.confirm(&pong),
-                Heard::Ping | Heard::Nothing => {}
-                Heard::Gone(_) => return,
+            match last.next_pong().await {
+                Some(pong) => self.confirm(&pong),
+                None => return,
             }
         }
     }

@@ -2,16 +2,14 @@
 //! websocket destination, one binary message per frame, without ever holding up the rest
 //! of the relay.
 
-use std::mem;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use taskthread::prelude::*;
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
-use super::link::{Connected, Heard, Link, LinkEvent};
+use super::link::{Batch, Conn, Connected, Heard, LastWords, Link, LinkDone, LinkEvent};
 use super::outbox::{Lag, Outbox};
 use super::{Frame, RelayStats};
 
@@ -125,35 +123,28 @@ impl WebsocketMaster {
 enum LinkState {
     /// Not connected (waiting to reconnect, or connecting).
     Down,
-    /// Connected, nothing being written.
-    Idle(Link),
-    /// Connected, the link away with a write task.
-    Writing(u64),
-}
-
-/// A write task's result: the link back, and how the write went.
-#[derive(Debug)]
-pub struct Wrote {
-    link: Link,
-    result: Result<(), String>,
+    /// Connected: the link's task runs the connection; `writing` while it has a batch.
+    Up { link: Link, writing: bool },
 }
 
 /// One websocket destination.
 ///
-/// Frames go into an [`Outbox`] bounded in bytes. While connected, a write task takes the
-/// link with a batch of frames and gives it back when the destination has taken them, so
-/// the sub's loop is never held up by its destination: frames keep coming into the outbox,
-/// and if the destination cannot keep up, the oldest ones are dropped and counted. While
-/// the destination is unreachable frames wait in the outbox, and the `connect` task
-/// retries with exponential [`Backoff`]; once connected, the buffer is sent first, in
-/// order. On stop, the sub sends what is left and waits for the confirmation, for
-/// `flush_timeout` at most; whatever the destination did not confirm is counted as
-/// dropped, never dropped silently.
+/// Frames go into an [`Outbox`] bounded in bytes. While connected, the link's task (a task
+/// of the sub) writes one batch at a time and says when it is written and what the
+/// destination answers, so the sub's loop is never held up by its destination: frames keep
+/// coming into the outbox, and if the destination cannot keep up, the oldest ones are
+/// dropped and counted. While the destination is unreachable frames wait in the outbox,
+/// and the `connect` task retries with exponential [`Backoff`]; once connected, the buffer
+/// is sent first, in order. On stop, the link's task gives the connection back; the sub
+/// sends what is left and waits for the confirmation, for `flush_timeout` at most;
+/// whatever the destination did not confirm is counted as dropped, never dropped silently.
 #[derive(Debug)]
 pub struct WebsocketSub {
     url: String,
     options: SubOptions,
     link: LinkState,
+    /// The connection taken back from its task for the last flush.
+    closing: Option<Conn>,
     outbox: Outbox,
     backoff: Backoff,
     stats: Arc<RelayStats>,
@@ -166,6 +157,7 @@ impl WebsocketSub {
             outbox: Outbox::new(&url, options.buffer, Arc::clone(&stats)),
             backoff: Backoff::new(options.backoff_min, options.backoff_max),
             link: LinkState::Down,
+            closing: None,
             url,
             options,
             stats,
@@ -186,14 +178,21 @@ impl WebsocketSub {
     #[stream]
     async fn connected(&mut self, ctx: &mut Ctx<Self>, Connected(attempt): Connected) {
         match attempt {
-            Ok((link, incoming)) => {
+            Ok((link, task, events)) => {
                 tracing::info!(url = %self.url, buffered = self.outbox.len(), "connected");
-                if !ctx.is_stopping() {
-                    ctx.attach(incoming); // else dropped: `exit` reads the link directly
+                if ctx.is_stopping() {
+                    // Too late to run it: `exit` writes on the connection directly.
+                    self.closing = Some(task.into_conn());
+                    return;
                 }
-                self.link = LinkState::Idle(link);
+                ctx.attach(events);
+                ctx.spawn_task(task);
+                self.link = LinkState::Up {
+                    link,
+                    writing: false,
+                };
                 self.backoff.reset();
-                self.write_next(ctx, None);
+                self.write_next(ctx);
             }
             Err(e) => self.reconnect_later(ctx, &format!("cannot connect: {e}")),
         }
@@ -202,57 +201,56 @@ impl WebsocketSub {
     #[down]
     async fn frame(&mut self, ctx: &mut Ctx<Self>, frame: Frame) {
         self.outbox.push(frame);
-        self.write_next(ctx, None);
+        self.write_next(ctx);
     }
 
     #[stream]
-    async fn wrote(&mut self, ctx: &mut Ctx<Self>, Wrote { link, result }: Wrote) {
-        if !matches!(self.link, LinkState::Writing(id) if id == link.id()) {
-            return; // a link given up while it was away: dropping it closes it
-        }
-        match result {
-            Ok(()) => {
-                self.link = LinkState::Idle(link);
-                self.write_next(ctx, None);
-            }
-            Err(reason) => self.disconnected(ctx, &reason),
-        }
-    }
-
-    #[stream]
-    async fn incoming(&mut self, ctx: &mut Ctx<Self>, event: LinkEvent) {
-        let current = match &self.link {
-            LinkState::Idle(link) => link.id(),
-            LinkState::Writing(id) => *id,
-            LinkState::Down => return,
+    async fn event(&mut self, ctx: &mut Ctx<Self>, event: LinkEvent) {
+        let LinkState::Up { link, writing } = &mut self.link else {
+            return;
         };
-        if event.link() != current {
+        if event.link != link.id() {
             return; // a link given up earlier
         }
-        match event.heard() {
+        match event.heard {
+            Heard::Written => {
+                *writing = false;
+                self.write_next(ctx);
+            }
             Heard::Pong(pong) => self.outbox.confirm(&pong),
-            // Reading the ping queued the pong; a write (even of nothing) sends it.
-            Heard::Ping => self.write_next(ctx, Some(Vec::new())),
-            Heard::Gone(reason) => self.disconnected(ctx, &reason),
             Heard::Nothing => {}
         }
     }
 
-    /// The queue is drained and no write is in progress: send what is left (after one
+    /// The link's task ended: the connection is gone, or given back because the sub is
+    /// stopping.
+    #[stream]
+    async fn link_done(&mut self, ctx: &mut Ctx<Self>, done: LinkDone) {
+        if !matches!(&self.link, LinkState::Up { link, .. } if link.id() == done.link) {
+            return; // a link given up earlier: dropping it closes it
+        }
+        self.link = LinkState::Down;
+        match done.outcome {
+            Ok(back) => self.closing = Some(back),
+            Err(reason) => self.disconnected(ctx, &reason),
+        }
+    }
+
+    /// The queue is drained and the link's task has ended: send what is left (after one
     /// last connection attempt if need be), wait for the destination to confirm it, and
     /// count the rest as dropped.
     async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
         let deadline = Instant::now() + self.options.flush_timeout;
-        if matches!(self.link, LinkState::Down) && !self.outbox.is_empty() {
-            // One last attempt; `_incoming` is dropped, so `exit` reads the link directly.
+        if self.closing.is_none() && !self.outbox.is_empty() {
             let attempt = tokio::time::timeout_at(deadline, self.connect_once()).await;
-            if let Ok(Connected(Ok((link, _incoming)))) = attempt {
-                self.link = LinkState::Idle(link);
+            if let Ok(Connected(Ok((_link, task, _events)))) = attempt {
+                self.closing = Some(task.into_conn());
             }
         }
-        if let LinkState::Idle(mut link) = mem::replace(&mut self.link, LinkState::Down) {
-            let _ = tokio::time::timeout_at(deadline, self.outbox.flush(&mut link, deadline)).await;
-            link.close(deadline).await;
+        if let Some(conn) = self.closing.take() {
+            let mut last = LastWords::new(conn, deadline);
+            self.outbox.flush(&mut last).await;
+            last.close().await;
         }
         let lost = self.outbox.abandon();
         if lost > 0 {
@@ -273,27 +271,33 @@ impl WebsocketSub {
         )
     }
 
-    /// Hands the link to a write task with the next batch (or `payloads`, for a plain
-    /// flush), if it is idle and the sub is not stopping (`exit` writes the rest).
-    fn write_next(&mut self, ctx: &mut Ctx<Self>, payloads: Option<Vec<Bytes>>) {
-        if ctx.is_stopping() || !matches!(self.link, LinkState::Idle(_)) {
+    /// Hands the link the next batch, if it is free and the sub is not stopping (`exit`
+    /// writes the rest).
+    fn write_next(&mut self, ctx: &mut Ctx<Self>) {
+        if ctx.is_stopping() {
             return;
         }
-        let (payloads, ping) = match payloads {
-            Some(payloads) => (payloads, None),
-            None => match self.outbox.next_batch() {
-                Some((payloads, ping)) => (payloads, Some(ping)),
-                None => return,
-            },
+        let LinkState::Up {
+            link,
+            writing: writing @ false,
+        } = &mut self.link
+        else {
+            return;
         };
-        let LinkState::Idle(mut link) = mem::replace(&mut self.link, LinkState::Down) else {
-            unreachable!("checked above");
+        let Some((payloads, ping)) = self.outbox.next_batch() else {
+            return;
         };
-        self.link = LinkState::Writing(link.id());
-        ctx.spawn_task(async move {
-            let result = link.write(payloads, ping).await;
-            Wrote { link, result }
-        });
+        // Refused only if the task has ended: `link_done` is on its way, and the batch,
+        // unconfirmed, goes back to the buffer then.
+        if link
+            .write(Batch {
+                payloads,
+                ping: Some(ping),
+            })
+            .is_ok()
+        {
+            *writing = true;
+        }
     }
 
     /// Gives the connection up: the frames it did not confirm wait for the next one.

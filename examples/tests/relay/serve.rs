@@ -53,6 +53,12 @@ async fn sigterm_in_the_middle_of_a_load_stops_serve_without_losing_a_frame() {
         progress.position() >= 300
     })
     .await;
+    // Sent is not yet received (the sockets hold megabytes): wait for the relay to store
+    // some, so that the signal surely cuts a load the relay is taking.
+    wait_until("the relay to store some", || {
+        database::read_back(&db).is_ok_and(|(rows, _)| rows > 0)
+    })
+    .await;
 
     // The signal comes in the middle of the load: the generator has not finished.
     assert_eq!(
