@@ -78,6 +78,8 @@ fn server_config(scale: &Scale) -> ServerConfig {
         max_frame: scale.relay_frame_len.max(1024),
         max_clients: scale.relay_clients,
         idle_timeout: None,
+        frame_timeout: None,
+        ..ServerConfig::default()
     }
 }
 

@@ -50,10 +50,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
+use budget::Charge;
 use delivery::Delivery;
+use receipt::Ledger;
 
 pub mod app;
 pub mod backoff;
+pub mod budget;
 pub mod data_processor;
 pub mod database;
 pub mod delivery;
@@ -63,6 +66,8 @@ pub mod load;
 pub mod master;
 pub mod outbox;
 pub mod packet_reader;
+pub mod receipt;
+pub mod replies;
 pub mod sink;
 pub mod stats;
 pub mod tcp_connection;
@@ -116,19 +121,35 @@ pub struct Frame {
     pub seq: u64,
     /// The payload (without the length prefix).
     pub payload: Bytes,
-    /// How far it has got on its way to the websocket destinations; shared by its copies.
+    /// How far it has got on its way to the websocket destinations and into the database;
+    /// shared by its copies.
     pub delivery: Delivery,
 }
 
 impl Frame {
-    /// Counts a frame just received from `client` in `stats`, and makes it.
+    /// Counts a frame just received from `client` in `stats`, and makes it, outside any
+    /// byte budget or ledger.
     pub fn received(client: SocketAddr, seq: u64, payload: Bytes, stats: &Arc<RelayStats>) -> Self {
+        Self::tracked(client, seq, payload, stats, Charge::none(), None)
+    }
+
+    /// Counts a frame just received from `client` in `stats`, and makes it: it holds
+    /// `charge` of the relay's byte budget until its last copy is dropped, and its storage
+    /// is recorded in the client's `ledger`.
+    pub fn tracked(
+        client: SocketAddr,
+        seq: u64,
+        payload: Bytes,
+        stats: &Arc<RelayStats>,
+        charge: Charge,
+        ledger: Option<Arc<Ledger>>,
+    ) -> Self {
         Self {
             id: stats.count_received(&payload),
             client,
             seq,
             payload,
-            delivery: Delivery::new(Arc::clone(stats)),
+            delivery: Delivery::tracked(Arc::clone(stats), charge, ledger),
         }
     }
 }
