@@ -223,6 +223,7 @@ impl<'a> Generator<'a> {
         let up_to = self.up_to_impls();
         let tasks = self.task_consts();
         let report_checks = self.child_report_checks();
+        let remote = self.remote_impl();
         quote! {
             const _: () = {
                 use #krate as __tt;
@@ -236,6 +237,7 @@ impl<'a> Generator<'a> {
                 #up_to
                 #tasks
                 #report_checks
+                #remote
             };
         }
     }
@@ -663,6 +665,92 @@ impl<'a> Generator<'a> {
                 match *#down {
                     #(#arms)*
                     #phantom
+                }
+            }
+        }
+    }
+
+    /// With `remote`: the `Remote` impl, which takes DOWN messages apart for a writer and
+    /// puts them together from a reader, each message known by its index in `DOWN_TYPES`.
+    /// Each message and answer type is checked to be a `WireMessage`, with the error on the
+    /// message type as the user wrote it; the up type is checked by `Remote`'s bound, with
+    /// the error on `remote`.
+    fn remote_impl(&self) -> TokenStream {
+        let Some(remote_span) = self.args.remote else {
+            return TokenStream::new();
+        };
+        let self_ty = &self.item.self_ty;
+        let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
+        let (down, out, input, index) = (
+            local("__down"),
+            local("__out"),
+            local("__input"),
+            local("__index"),
+        );
+        let (msg, reply, question) = (local("__msg"), local("__reply"), local("__question"));
+        let mut counted: Vec<TokenStream> = Vec::new();
+        let mut writes = Vec::new();
+        let mut reads = Vec::new();
+        for (i, h) in self.handlers(Kind::Down) {
+            let v = format_ident!("V{}", i);
+            let ty = self.msg(h);
+            let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
+            let cfg = h.cfg.attr();
+            let at = quote!((0 #(+ #counted)*));
+            if h.answers() {
+                let answer = self.reply(h);
+                writes.push(quote_spanned! {span=>
+                    #cfg
+                    __Down::#v(#msg, #reply) => __tt::proxy::WriteDown::ask::<#ty, #answer>(#out, #at, #msg, #reply),
+                });
+                reads.push(quote_spanned! {span=>
+                    #cfg
+                    if #index == #at {
+                        return ::core::result::Result::map(
+                            __tt::proxy::ReadDown::ask::<#ty, #answer>(#input),
+                            |(#question, #reply)| __Down::#v(#question, ::core::option::Option::Some(#reply)),
+                        );
+                    }
+                });
+            } else {
+                writes.push(quote_spanned! {span=>
+                    #cfg
+                    __Down::#v(#msg) => __tt::proxy::WriteDown::tell::<#ty>(#out, #at, #msg),
+                });
+                reads.push(quote_spanned! {span=>
+                    #cfg
+                    if #index == #at {
+                        return ::core::result::Result::map(
+                            __tt::proxy::ReadDown::tell::<#ty>(#input),
+                            __Down::#v,
+                        );
+                    }
+                });
+            }
+            counted.push(match h.cfg.predicate() {
+                Some(predicate) => quote!((if ::core::cfg!(#predicate) { 1 } else { 0 })),
+                None => quote!(1),
+            });
+        }
+        let phantom = self.phantom_arm(quote!(__Down));
+        quote_spanned! {remote_span=>
+            #[automatically_derived]
+            impl #impl_generics __tt::proxy::Remote for #self_ty #where_clause {
+                #[allow(unreachable_code, unused_variables)]
+                fn write_down<__W: __tt::proxy::WriteDown>(#down: Self::Down, #out: __W) -> __W::Output {
+                    match #down {
+                        #(#writes)*
+                        #phantom
+                    }
+                }
+
+                #[allow(unreachable_code, unused_variables, clippy::identity_op)]
+                fn read_down<__R: __tt::proxy::ReadDown>(
+                    #index: ::core::primitive::usize,
+                    #input: __R,
+                ) -> ::core::result::Result<Self::Down, __R::Error> {
+                    #(#reads)*
+                    ::core::result::Result::Err(__tt::proxy::ReadDown::unknown(#input, #index))
                 }
             }
         }

@@ -195,6 +195,7 @@ impl<T: Thread> Ctx<T> {
         let rules = LifeRules {
             keep_queue: policy.keep_queue(),
             done: None,
+            taken: None,
             log: Some(DownLog::default()),
         };
         self.launch_child(options, parent_port::<T, C>, move |prepared| {
