@@ -55,7 +55,8 @@ struct State<D> {
 impl<D> State<D> {
     /// Room for a sender that holds no promise.
     fn has_room(&self, capacity: usize) -> bool {
-        self.items.len() + self.promised + (self.reserved as usize) + (self.held as usize) < capacity
+        self.items.len() + self.promised + (self.reserved as usize) + (self.held as usize)
+            < capacity
     }
 
     /// After a place was freed: promises it to the sender that has waited longest, if any,
