@@ -653,7 +653,11 @@ impl<T: Remote> Agent<T> {
                 self.answer(answer).await;
             }
         }
-        let exit = WireExit::new(&exit, tally.dropped, tally.received);
+        // Queued for the thread and never taken (it failed or was aborted first): dropped
+        // there, as a local thread drops them.
+        let queued = tally.received - tally.dropped;
+        let untaken = queued.saturating_sub(self.taken.count());
+        let exit = WireExit::new(&exit, tally.dropped + untaken, tally.received);
         let _ = self
             .edge
             .send_reliable::<SendError>(Kind::Exit(exit), |_| Ok(()))

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use taskthread::proxy::{Proxy, ProxyEnd, Remote};
+use taskthread::supervise::{AfterLife, RestartPolicy, Restarts};
 use taskthread::{ChildOptions, ChildRef, Ctx, Error, Exit, HandlesUp, Thread, ThreadState};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -118,7 +119,9 @@ impl Remotes {
         C: Remote,
         P: Thread + HandlesUp<C::Up>,
     {
-        check_name(&options.host).map_err(SpawnError::HostName)?;
+        for host in &options.hosts {
+            check_name(host).map_err(SpawnError::HostName)?;
+        }
         let args = options.args.map_err(SpawnError::Args)?;
         let type_name = options.type_name.unwrap_or_else(|| C::TYPE_NAME.to_owned());
         // The spawn frame: its head (the names, the child's path, a few numbers) and the
@@ -134,9 +137,10 @@ impl Remotes {
         }
         let plan = Plan {
             remotes: self.clone(),
-            host: options.host,
+            hosts: options.hosts,
             type_name,
             args,
+            restart: options.restart,
         };
         Ok(ctx.spawn_proxy(options.child, move |proxy| run(proxy, plan)))
     }
@@ -155,10 +159,11 @@ impl Remotes {
 /// ```
 #[derive(Debug)]
 pub struct RemoteOptions {
-    host: String,
+    hosts: Vec<String>,
     args: Result<Vec<u8>, postcard::Error>,
     type_name: Option<String>,
     child: ChildOptions,
+    restart: Option<RestartPolicy>,
 }
 
 impl RemoteOptions {
@@ -166,11 +171,34 @@ impl RemoteOptions {
     /// the default [`ChildOptions`].
     pub fn on(host: impl Into<String>) -> Self {
         Self {
-            host: host.into(),
+            hosts: vec![host.into()],
             args: Ok(Vec::new()),
             type_name: None,
             child: ChildOptions::new(),
+            restart: None,
         }
+    }
+
+    /// Another host, where a [supervised](Self::restart) child starts again after its
+    /// host was lost (the hosts are taken in turn). A child that failed starts again on
+    /// the same host.
+    pub fn or_on(mut self, host: impl Into<String>) -> Self {
+        self.hosts.push(host.into());
+        self
+    }
+
+    /// Supervises the child: after a life ends as `policy` says to restart (a lost host
+    /// is a failure), another life starts, after the policy's backoff and within its limit,
+    /// as [`Ctx::supervise`](taskthread::Ctx::supervise) does for a local child: the
+    /// `ChildRef` stays valid, what is queued for the child waits for the next life, the
+    /// parent receives a [`ChildRestart`](taskthread::ChildRestart) for each restart, and
+    /// past the limit an escalated exit. Messages a life had taken and not delivered when
+    /// it ended are counted in the final exit's `dropped`. Each life is a new *epoch* of
+    /// the edge: a frame of an earlier life that arrives late is dropped on both sides.
+    /// The policy's restart group does not apply to a remote child.
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = Some(policy);
+        self
     }
 
     /// The arguments the host's factory of the type is called with.
@@ -195,12 +223,14 @@ impl RemoteOptions {
     }
 }
 
-/// What a proxy needs to ask its host for the child.
+/// What a proxy needs to ask its hosts for the child.
 struct Plan {
     remotes: Remotes,
-    host: String,
+    /// The host of the first life, then the others in turn after a host is lost.
+    hosts: Vec<String>,
     type_name: String,
     args: Vec<u8>,
+    restart: Option<RestartPolicy>,
 }
 
 /// A random number for edge ids and addresses: no two processes, nor two edges of one, get
@@ -221,9 +251,9 @@ enum Next<D> {
     Deadline,
 }
 
-/// The proxy of one remote child.
-struct Life<C: Remote> {
-    proxy: Proxy<C>,
+/// One life of a remote child's proxy.
+struct Life<'a, C: Remote> {
+    proxy: &'a mut Proxy<C>,
     edge: Arc<Edge>,
     host: String,
     /// Asked questions waiting for their answers, by ask number.
@@ -244,50 +274,99 @@ struct Ending {
     dropped: usize,
 }
 
-async fn run<C: Remote>(proxy: Proxy<C>, plan: Plan) -> ProxyEnd<C> {
-    let endpoint = Arc::clone(&plan.remotes.inner.endpoint);
+async fn run<C: Remote>(mut proxy: Proxy<C>, plan: Plan) -> ProxyEnd<C> {
+    let edge = random_u64();
+    let mut restarts = plan.restart.clone().map(Restarts::new);
+    let mut host = 0;
+    // Messages dropped by lives that were followed by another.
+    let mut dropped_before = 0;
+    let mut epoch = 0;
+    loop {
+        epoch += 1;
+        let ending = live(&mut proxy, &plan, &plan.hosts[host], edge, epoch).await;
+        // A stop from outside, and an abort past the stop deadline, are final.
+        let final_end = proxy.is_stop_requested() || matches!(ending.exit, Exit::Aborted { .. });
+        let after = match &mut restarts {
+            Some(restarts) if !final_end => restarts.after(&ending.exit),
+            _ => AfterLife::End,
+        };
+        match after {
+            AfterLife::Restart {
+                backoff,
+                restarts_left,
+            } => {
+                dropped_before += ending.dropped;
+                // A lost host is left for the next one; a failure is tried again in place.
+                if matches!(ending.exit, Exit::Lost(_)) {
+                    host = (host + 1) % plan.hosts.len();
+                }
+                proxy.report_restart(ending.exit, backoff, restarts_left);
+                let stopped = tokio::select! {
+                    () = tokio::time::sleep(backoff) => false,
+                    () = poll_fn(|cx| proxy.poll_stop_requested(cx)) => true,
+                };
+                if stopped {
+                    return proxy.end(Exit::Stopped, dropped_before);
+                }
+                proxy.restarted();
+            }
+            AfterLife::Escalate { restarts } => {
+                let error = Error::msg(format!(
+                    "supervised `{}` ({}) {} after {restarts} restart{} in its window",
+                    proxy.path(),
+                    C::TYPE_NAME,
+                    ending.exit,
+                    if restarts == 1 { "" } else { "s" },
+                ));
+                return proxy.end_escalated(Exit::Failed(error), dropped_before + ending.dropped);
+            }
+            _ => return proxy.end(ending.exit, dropped_before + ending.dropped),
+        }
+    }
+}
+
+/// One life of a remote child, epoch `epoch` of its edge, on `host`.
+async fn live<C: Remote>(
+    proxy: &mut Proxy<C>,
+    plan: &Plan,
+    host: &str,
+    edge: EdgeId,
+    epoch: u32,
+) -> Ending {
+    let endpoint = &plan.remotes.inner.endpoint;
     let settings = endpoint.settings;
     let capacity = proxy.capacity() as u64;
-    let edge_id: EdgeId = random_u64();
-    let epoch = 1;
-    let link = Link::new(
-        edge_id,
-        epoch,
-        host_address(&plan.host),
-        capacity,
-        window(capacity),
-    );
-    let (edge, events) = endpoint.add_edge(link, settings.heartbeat, settings.lost_after);
+    let link = Link::new(edge, epoch, host_address(host), capacity, window(capacity));
+    let (edge_state, events) = endpoint.add_edge(link, settings.heartbeat, settings.lost_after);
     let _forget = Forget {
-        endpoint: Arc::clone(&endpoint),
-        edge: edge_id,
+        endpoint: Arc::clone(endpoint),
+        edge,
         epoch,
+    };
+    let spawn = SpawnHead {
+        type_name: plan.type_name.clone(),
+        down_types: C::DOWN_TYPES.iter().map(|&t| t.to_owned()).collect(),
+        up_type: C::UP_TYPE.map(str::to_owned),
+        path: proxy.path().to_owned(),
+        reply_to: endpoint.address.clone(),
+        capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+        heartbeat_ms: millis(settings.heartbeat),
+        lost_after_ms: millis(settings.lost_after),
     };
     let mut life = Life {
         proxy,
-        edge,
-        host: plan.host,
+        edge: edge_state,
+        host: host.to_owned(),
         asks: HashMap::new(),
         next_ask: 1,
         released: 0,
         unsent: 0,
         buf: Vec::new(),
     };
-    let spawn = SpawnHead {
-        type_name: plan.type_name,
-        down_types: C::DOWN_TYPES.iter().map(|&t| t.to_owned()).collect(),
-        up_type: C::UP_TYPE.map(str::to_owned),
-        path: life.proxy.path().to_owned(),
-        reply_to: endpoint.address.clone(),
-        capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
-        heartbeat_ms: millis(settings.heartbeat),
-        lost_after_ms: millis(settings.lost_after),
-    };
-    let args = plan.args;
     let sent = life
         .edge
         .send_reliable::<SendError>(Kind::Spawn(Box::new(spawn)), |buf| {
-            buf.extend_from_slice(&args);
+            buf.extend_from_slice(&plan.args);
             Ok(())
         })
         .await;
@@ -298,9 +377,12 @@ async fn run<C: Remote>(proxy: Proxy<C>, plan: Plan) -> ProxyEnd<C> {
             dropped: 0,
         },
     };
-    // Asks still waiting get no answer.
+    // Asks still waiting get no answer, and the places of messages the life took are free
+    // for the next (those messages are counted in `ending.dropped`).
     life.asks.clear();
-    life.proxy.end(ending.exit, ending.dropped)
+    let held = life.proxy.held();
+    life.proxy.release(held);
+    ending
 }
 
 /// Takes the edge off the endpoint when the life ends, however it ends.
@@ -320,7 +402,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-impl<C: Remote> Life<C> {
+impl<C: Remote> Life<'_, C> {
     async fn run(&mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Ending {
         let mut stop_at: Option<Instant> = None;
         let mut down_done = false;

@@ -429,3 +429,100 @@ async fn a_remote_thread_writes_and_reads_its_messages() {
     far.stop();
     far.join().await;
 }
+
+// ---- restarts of a proxied child ------------------------------------------------------
+
+/// A proxy that runs three "lives" elsewhere under a policy: each ends lost.
+async fn three_lives(proxy: Proxy<Far>) -> ProxyEnd<Far> {
+    use taskthread::supervise::{AfterLife, RestartPolicy, Restarts};
+    let policy = RestartPolicy::on_failure()
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .max_restarts(2, Duration::from_secs(60));
+    let mut restarts = Restarts::new(policy);
+    loop {
+        proxy.set_state(ThreadState::Running);
+        let exit = Exit::Lost("host gone".into());
+        match restarts.after(&exit) {
+            AfterLife::Restart {
+                backoff,
+                restarts_left,
+            } => {
+                proxy.report_restart(exit, backoff, restarts_left);
+                tokio::time::sleep(backoff).await;
+                proxy.restarted();
+            }
+            AfterLife::Escalate { restarts } => {
+                let error = Error::msg(format!("lost after {restarts} restarts"));
+                return proxy.end_escalated(Exit::Failed(error), 0);
+            }
+            _ => return proxy.end(exit, 0),
+        }
+    }
+}
+
+struct Supervisor {
+    heard: Arc<Mutex<Vec<String>>>,
+}
+
+struct Start;
+
+#[taskthread]
+impl Supervisor {
+    #[down]
+    async fn start(&mut self, ctx: &mut Ctx<Self>, _s: Start) -> Result<ChildRef<Far>> {
+        Ok(ctx.spawn_proxy(ChildOptions::new(), three_lives))
+    }
+
+    #[up]
+    async fn line(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _line: String) -> Result<()> {
+        Ok(())
+    }
+
+    #[up]
+    async fn restarted(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        r: ChildRestart,
+    ) -> Result<()> {
+        let line = format!(
+            "life {} {}, {:?}, {} left",
+            r.life, r.exit, r.backoff, r.restarts_left
+        );
+        self.heard.lock().unwrap().push(line);
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        exit: ChildExit,
+    ) -> Result<()> {
+        let line = format!("exit {} escalated={}", exit.exit, exit.escalated);
+        self.heard.lock().unwrap().push(line);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proxy_reports_its_restarts_and_escalates_past_the_limit() {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let supervisor = taskthread::spawn(Supervisor {
+        heard: heard.clone(),
+    });
+    let far = supervisor.ask(Start).await.unwrap();
+    // Past the limit the parent fails with the escalated exit, once it has seen it.
+    let exit = supervisor.join().await;
+    assert_eq!(exit.to_string(), "failed: lost after 2 restarts");
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            "life 1 lost: host gone, 0ns, 1 left",
+            "life 2 lost: host gone, 0ns, 0 left",
+            "exit failed: lost after 2 restarts escalated=true",
+        ]
+    );
+    assert_eq!(far.snapshot().restarts, 2);
+}

@@ -5,4 +5,5 @@
 mod bad_input;
 mod basics;
 mod guarantees;
+mod supervision;
 mod world;

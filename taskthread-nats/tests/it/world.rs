@@ -142,12 +142,25 @@ impl Boss {
         _from: ChildId,
         exit: ChildExit,
     ) -> Result<()> {
+        let escalated = if exit.escalated { " escalated" } else { "" };
         let line = format!(
-            "exit {} {} dropped={}",
+            "exit {} {} dropped={}{escalated}",
             exit.path(),
             exit.exit,
             exit.dropped
         );
+        self.heard.lock().unwrap().push(line);
+        Ok(())
+    }
+
+    #[up]
+    async fn restarted(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        r: ChildRestart,
+    ) -> Result<()> {
+        let line = format!("restart {} life {} {}", r.path(), r.life, r.exit);
         self.heard.lock().unwrap().push(line);
         Ok(())
     }
@@ -243,16 +256,28 @@ impl World {
 
     /// Waits until the boss has heard a line that starts with `prefix`, and gives it.
     pub(crate) async fn heard_line(&self, prefix: &str) -> String {
-        until(|| self.heard().into_iter().find(|l| l.starts_with(prefix))).await
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(3600);
+        loop {
+            let heard = self.heard();
+            if let Some(line) = heard.iter().find(|l| l.starts_with(prefix)) {
+                return line.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "never heard `{prefix}`; heard {heard:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
-    /// Stops the boss and the host.
-    pub(crate) async fn end(mut self) {
+    /// Stops the boss and the host; gives the boss's exit.
+    pub(crate) async fn end(mut self) -> Exit {
         self.boss.stop();
-        self.boss.join().await;
+        let exit = self.boss.join().await;
         if let Some(host) = self.host.take() {
             host.stop().await;
         }
+        exit
     }
 }
 

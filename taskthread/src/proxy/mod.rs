@@ -95,7 +95,7 @@ use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::{Ctx, UpFuture};
 use crate::driver::{DoneSignal, LifeRules, parent_port, report_exit};
 use crate::error::TrySendError;
-use crate::exit::{ChildId, Exit, ThreadState};
+use crate::exit::{ChildId, ChildRestart, Exit, ThreadState};
 use crate::node::DownReceiver;
 use crate::root::{Handle, spawn_root};
 use crate::thread::{HandlesUp, Thread};
@@ -122,7 +122,7 @@ impl<T: Thread> Ctx<T> {
                 let life = run(Proxy { ctx, down });
                 async move {
                     let end = life.await;
-                    report_exit(end.ctx, end.exit, end.dropped, false);
+                    report_exit(end.ctx, end.exit, end.dropped, end.escalated);
                     Exit::Stopped
                 }
             })
@@ -258,11 +258,57 @@ impl<C: Thread> Proxy<C> {
         self.ctx.up_port().try_send(self.id(), msg)
     }
 
+    /// One of the child's lives ended with `exit` and another will start after
+    /// `backoff` (see [`Restarts`](crate::supervise::Restarts)): the parent receives a
+    /// [`ChildRestart`] (its `message` is `None`: which message a life elsewhere failed on
+    /// is not known here), and the child shows as
+    /// [`Restarting`](ThreadState::Restarting). Its queue stays open: what is sent
+    /// meanwhile waits for the next life.
+    pub fn report_restart(&self, exit: Exit, backoff: Duration, restarts_left: u32) {
+        let node = self.ctx.node();
+        node.set_state(ThreadState::Restarting);
+        let restart = ChildRestart {
+            id: node.id,
+            path: node.lazy_path(),
+            type_name: node.meta.type_name,
+            life: node.restarts() + 1,
+            exit,
+            message: None,
+            backoff,
+            restarts_left,
+            by_group: false,
+        };
+        tracing::debug!("{restart}");
+        self.ctx
+            .up_port()
+            .report_restart(node.id, Box::new(restart));
+    }
+
+    /// The next life starts: counted in the child's restarts (its snapshot), and the child
+    /// shows as [`Starting`](ThreadState::Starting).
+    pub fn restarted(&self) {
+        let node = self.ctx.node();
+        node.count_restart();
+        node.set_state(ThreadState::Starting);
+    }
+
     /// Ends the child with `exit`; `dropped` counts the messages it took and never
     /// delivered. The queue closes: what is still queued is dropped and counted too, and
     /// senders get their messages back from now on. The parent receives the exit once the
     /// returned value is returned from the proxy's future.
-    pub fn end(mut self, exit: Exit, dropped: usize) -> ProxyEnd<C> {
+    pub fn end(self, exit: Exit, dropped: usize) -> ProxyEnd<C> {
+        self.finish(exit, dropped, false)
+    }
+
+    /// Ends the child for good past its restart limit
+    /// ([`AfterLife::Escalate`](crate::supervise::AfterLife::Escalate)), as
+    /// [`end`](Self::end) does, with its exit [escalated](crate::ChildExit::escalated): once
+    /// the parent's handler has seen it, the parent fails with it.
+    pub fn end_escalated(self, exit: Exit, dropped: usize) -> ProxyEnd<C> {
+        self.finish(exit, dropped, true)
+    }
+
+    fn finish(mut self, exit: Exit, dropped: usize, escalated: bool) -> ProxyEnd<C> {
         self.down.close();
         let mut left = 0;
         while self.down.try_recv().is_some() {
@@ -272,6 +318,7 @@ impl<C: Thread> Proxy<C> {
             ctx: self.ctx,
             exit,
             dropped: dropped + left,
+            escalated,
         }
     }
 }
@@ -281,6 +328,7 @@ pub struct ProxyEnd<C: Thread> {
     ctx: Ctx<C>,
     exit: Exit,
     dropped: usize,
+    escalated: bool,
 }
 
 impl<C: Thread> ProxyEnd<C> {
