@@ -105,4 +105,4 @@ pub use remote::{RemoteOptions, Remotes};
 pub use settings::Settings;
 pub use transport::memory;
 pub use transport::nats::NatsTransport;
-pub use transport::{BoxFuture, Frames, Transport};
+pub use transport::{BoxFuture, DEFAULT_PREFIX, Frames, Transport};

@@ -7,6 +7,8 @@
 pub mod memory;
 pub(crate) mod nats;
 
+pub use nats::DEFAULT_PREFIX;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

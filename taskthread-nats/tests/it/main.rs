@@ -5,5 +5,6 @@
 mod bad_input;
 mod basics;
 mod guarantees;
+mod nats;
 mod supervision;
 mod world;

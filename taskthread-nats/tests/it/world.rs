@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use taskthread::prelude::*;
-use taskthread_nats::{Host, RemoteOptions, Remotes, Settings, memory::MemoryTransport};
+use taskthread_nats::{Host, RemoteOptions, Remotes, Settings, Transport, memory::MemoryTransport};
 use tokio::sync::Semaphore;
 
 /// A job: the worker writes its number down.
@@ -115,6 +115,20 @@ pub(crate) struct Boss {
     heard: Heard,
 }
 
+impl Boss {
+    /// A boss spawning through `remotes`, and what it will hear.
+    pub(crate) fn new(remotes: Remotes) -> (Self, Heard) {
+        let heard = Heard::default();
+        (
+            Self {
+                remotes,
+                heard: heard.clone(),
+            },
+            heard,
+        )
+    }
+}
+
 /// Spawn a worker.
 pub(crate) struct Spawn(pub(crate) RemoteOptions);
 
@@ -180,9 +194,9 @@ pub(crate) struct World {
 }
 
 /// The host named `name`, with `Worker` registered, on `transport`.
-pub(crate) async fn start_host(
+pub(crate) async fn start_host<T: Transport + Clone>(
     name: &str,
-    transport: &MemoryTransport,
+    transport: &T,
     gate: &Arc<Semaphore>,
     done: &Arc<Mutex<Vec<u32>>>,
 ) -> Host {
@@ -209,11 +223,8 @@ pub(crate) async fn world_with(transport: MemoryTransport, settings: Settings) -
     let remotes = Remotes::start_with(transport.clone(), settings)
         .await
         .expect("the remotes start");
-    let heard = Heard::default();
-    let boss = taskthread::spawn(Boss {
-        remotes,
-        heard: heard.clone(),
-    });
+    let (boss, heard) = Boss::new(remotes);
+    let boss = taskthread::spawn(boss);
     World {
         transport,
         host: Some(host),
