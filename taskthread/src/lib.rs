@@ -30,7 +30,7 @@
 //!
 //! - `macros` (default): the `#[taskthread]` attribute.
 //! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and `serde_json`).
-//! - `remote`: [`proxy::Remote`] and `#[taskthread(remote)]`, threads whose messages can be
+//! - `remote`: `proxy::Remote` and `#[taskthread(remote)]`, threads whose messages can be
 //!   carried to another process (adds `serde`).
 //!
 //! # Example

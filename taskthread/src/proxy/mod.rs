@@ -11,7 +11,7 @@
 //!   counts the DOWN messages it takes ([`Taken`]), so that its sender can be told when
 //!   there is room again.
 //!
-//! - [`Remote`] (feature `remote`): a thread whose messages can cross a process boundary,
+//! - `Remote` (feature `remote`): a thread whose messages can cross a process boundary,
 //!   implemented by `#[taskthread(remote)]`, which checks at compile time that each of its
 //!   messages is serialisable.
 //!
