@@ -670,87 +670,88 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// With `remote`: the `Remote` impl, which takes DOWN messages apart for a writer and
-    /// puts them together from a reader, each message known by its index in `DOWN_TYPES`.
-    /// Each message and answer type is checked to be a `WireMessage`, with the error on the
-    /// message type as the user wrote it; the up type is checked by `Remote`'s bound, with
-    /// the error on `remote`.
+    /// With `remote`: the `Remote` impl, which shows each DOWN message type (with its index
+    /// in `DOWN_TYPES`, counted as `__down_index` counts) and the up type to a visitor.
+    /// Each type is named once, in a call whose bound checks that it is a `WireMessage`:
+    /// a type that is not is reported once, on the type as the user wrote it.
     fn remote_impl(&self) -> TokenStream {
         let Some(remote_span) = self.args.remote else {
             return TokenStream::new();
         };
         let self_ty = &self.item.self_ty;
         let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
-        let (down, out, input, index) = (
+        let (visitor, down, msg, reply) = (
+            local("__visitor"),
             local("__down"),
-            local("__out"),
-            local("__input"),
-            local("__index"),
+            local("__msg"),
+            local("__reply"),
         );
-        let (msg, reply, question) = (local("__msg"), local("__reply"), local("__question"));
         let mut counted: Vec<TokenStream> = Vec::new();
-        let mut writes = Vec::new();
-        let mut reads = Vec::new();
+        let mut visits = Vec::new();
         for (i, h) in self.handlers(Kind::Down) {
             let v = format_ident!("V{}", i);
             let ty = self.msg(h);
             let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
             let cfg = h.cfg.attr();
             let at = quote!((0 #(+ #counted)*));
-            if h.answers() {
+            visits.push(if h.answers() {
                 let answer = self.reply(h);
-                writes.push(quote_spanned! {span=>
+                let answer_span = match &h.output {
+                    Output::Value(ty) => ty.span(),
+                    _ => h.returns.ty.span(),
+                };
+                let call =
+                    quote_spanned!(answer_span=> __tt::proxy::MessageVisitor::ask::<#ty, #answer>);
+                quote_spanned! {span=>
                     #cfg
-                    __Down::#v(#msg, #reply) => __tt::proxy::WriteDown::ask::<#ty, #answer>(#out, #at, #msg, #reply),
-                });
-                reads.push(quote_spanned! {span=>
-                    #cfg
-                    if #index == #at {
-                        return ::core::result::Result::map(
-                            __tt::proxy::ReadDown::ask::<#ty, #answer>(#input),
-                            |(#question, #reply)| __Down::#v(#question, ::core::option::Option::Some(#reply)),
-                        );
-                    }
-                });
+                    #call(
+                        #visitor,
+                        #at,
+                        |#msg, #reply| __Down::#v(#msg, ::core::option::Option::Some(#reply)),
+                        |#down| match #down {
+                            __Down::#v(#msg, #reply) => ::core::result::Result::Ok((#msg, #reply)),
+                            #[allow(unreachable_patterns)]
+                            #down => ::core::result::Result::Err(#down),
+                        },
+                    );
+                }
             } else {
-                writes.push(quote_spanned! {span=>
+                quote_spanned! {span=>
                     #cfg
-                    __Down::#v(#msg) => __tt::proxy::WriteDown::tell::<#ty>(#out, #at, #msg),
-                });
-                reads.push(quote_spanned! {span=>
-                    #cfg
-                    if #index == #at {
-                        return ::core::result::Result::map(
-                            __tt::proxy::ReadDown::tell::<#ty>(#input),
-                            __Down::#v,
-                        );
-                    }
-                });
-            }
+                    __tt::proxy::MessageVisitor::tell::<#ty>(
+                        #visitor,
+                        #at,
+                        __Down::#v,
+                        |#down| match #down {
+                            __Down::#v(#msg) => ::core::result::Result::Ok(#msg),
+                            #[allow(unreachable_patterns)]
+                            #down => ::core::result::Result::Err(#down),
+                        },
+                    );
+                }
+            });
             counted.push(match h.cfg.predicate() {
                 Some(predicate) => quote!((if ::core::cfg!(#predicate) { 1 } else { 0 })),
                 None => quote!(1),
             });
         }
-        let phantom = self.phantom_arm(quote!(__Down));
+        let up = match &self.args.up {
+            Some(up) => {
+                let ty = replace_self(up, self_ty);
+                quote_spanned!(up.span()=> __tt::proxy::MessageVisitor::up::<#ty>)
+            }
+            None => {
+                quote_spanned!(remote_span=> __tt::proxy::MessageVisitor::up::<__tt::__private::NoUp>)
+            }
+        };
+        let (into, from) = (local("__into"), local("__from"));
         quote_spanned! {remote_span=>
             #[automatically_derived]
             impl #impl_generics __tt::proxy::Remote for #self_ty #where_clause {
-                #[allow(unreachable_code, unused_variables)]
-                fn write_down<__W: __tt::proxy::WriteDown>(#down: Self::Down, #out: __W) -> __W::Output {
-                    match #down {
-                        #(#writes)*
-                        #phantom
-                    }
-                }
-
-                #[allow(unreachable_code, unused_variables, clippy::identity_op)]
-                fn read_down<__R: __tt::proxy::ReadDown>(
-                    #index: ::core::primitive::usize,
-                    #input: __R,
-                ) -> ::core::result::Result<Self::Down, __R::Error> {
-                    #(#reads)*
-                    ::core::result::Result::Err(__tt::proxy::ReadDown::unknown(#input, #index))
+                #[allow(clippy::identity_op)]
+                fn visit_messages<__V: __tt::proxy::MessageVisitor<Self>>(#visitor: &mut __V) {
+                    #(#visits)*
+                    #up(#visitor, |#into| #into, |#from| #from);
                 }
             }
         }

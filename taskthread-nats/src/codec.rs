@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use taskthread::proxy::{ReadDown, Reply, WireMessage, WriteDown};
+use taskthread::proxy::{ReadDown, ReadUp, Reply, WireMessage, WriteDown, WriteUp};
 use taskthread::{Error, Exit};
 use tokio::task::JoinSet;
 
@@ -120,6 +120,28 @@ impl ReadDown for Decoder<'_> {
 
     fn unknown(self, index: usize) -> DecodeError {
         DecodeError::Unknown(index)
+    }
+}
+
+/// Writes an UP message into a buffer.
+pub(crate) struct UpEncoder<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl WriteUp for UpEncoder<'_> {
+    type Output = Result<(), postcard::Error>;
+
+    fn write<U: WireMessage>(self, up: U) -> Self::Output {
+        postcard::to_io(&up, self.0).map(drop)
+    }
+}
+
+/// Reads an UP message.
+pub(crate) struct UpDecoder<'a>(pub(crate) &'a [u8]);
+
+impl ReadUp for UpDecoder<'_> {
+    type Error = postcard::Error;
+
+    fn read<U: WireMessage>(self) -> Result<U, postcard::Error> {
+        postcard::from_bytes(self.0)
     }
 }
 

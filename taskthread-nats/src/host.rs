@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Sleep;
 
-use crate::codec::{Answering, Decoder};
+use crate::codec::{Answering, Decoder, UpEncoder};
 use crate::endpoint::{self, Edge, Endpoint, Event, Side};
 use crate::error::{HostError, check_name};
 use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
@@ -532,7 +532,7 @@ impl<T: Remote> Agent<T> {
                         let sent = self
                             .edge
                             .send_reliable::<SendError>(Kind::Up, move |buf| {
-                                postcard::to_io(&msg, &mut *buf)?;
+                                T::write_up(msg, UpEncoder(buf))?;
                                 Ok(())
                             })
                             .await;

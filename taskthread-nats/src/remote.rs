@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
-use crate::codec::{Encoder, PendingAnswer};
+use crate::codec::{Encoder, PendingAnswer, UpDecoder};
 use crate::endpoint::{self, Edge, Endpoint, Event, Side};
 use crate::error::{SpawnError, TransportError, check_name};
 use crate::frame::{EdgeId, Head, Kind, SpawnHead};
@@ -602,7 +602,7 @@ impl<C: Remote> Life<'_, C> {
     }
 
     async fn deliver_up(&self, payload: &Bytes) {
-        match postcard::from_bytes::<C::Up>(payload) {
+        match C::read_up(UpDecoder(payload)) {
             Ok(msg) => {
                 // The parent gone means its subtree is being torn down: nobody to tell.
                 let _ = self.proxy.up(msg).await;

@@ -87,7 +87,7 @@ mod wire;
 
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-pub use wire::{ReadDown, Remote, WireMessage, WriteDown};
+pub use wire::{MessageVisitor, ReadDown, ReadUp, Remote, WireMessage, WriteDown, WriteUp};
 
 pub use crate::thread::Reply;
 
