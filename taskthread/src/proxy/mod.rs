@@ -87,7 +87,9 @@ mod wire;
 
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-pub use wire::{MessageVisitor, ReadDown, ReadUp, Remote, WireMessage, WriteDown, WriteUp};
+pub use wire::{
+    MessageVisitor, ReadDown, ReadUp, Remote, TakeQuestion, WireMessage, WriteDown, WriteUp,
+};
 
 pub use crate::thread::Reply;
 

@@ -150,12 +150,18 @@ pub trait MessageVisitor<T: Thread> {
         &mut self,
         index: usize,
         wrap: fn(Q, Reply<R>) -> T::Down,
-        unwrap: fn(T::Down) -> Result<(Q, Option<Reply<R>>), T::Down>,
+        unwrap: TakeQuestion<T, Q, R>,
     );
 
     /// The up type, as `U` (which is `T::Up`): `into` and `from` convert.
     fn up<U: WireMessage>(&mut self, into: fn(T::Up) -> U, from: fn(U) -> T::Up);
 }
+
+/// Takes a question of type `Q` and its reply slot (for answers of type `R`) out of a DOWN
+/// message of thread `T`, or gives back a message of another type: see
+/// [`MessageVisitor::ask`].
+pub type TakeQuestion<T, Q, R> =
+    fn(<T as Thread>::Down) -> Result<(Q, Option<Reply<R>>), <T as Thread>::Down>;
 
 /// What [`Remote::write_down`] hands a DOWN message to.
 pub trait WriteDown {
@@ -230,7 +236,7 @@ impl<T: Thread, W: WriteDown> MessageVisitor<T> for DownWriter<T, W> {
         &mut self,
         index: usize,
         _wrap: fn(Q, Reply<R>) -> T::Down,
-        unwrap: fn(T::Down) -> Result<(Q, Option<Reply<R>>), T::Down>,
+        unwrap: TakeQuestion<T, Q, R>,
     ) {
         if index != self.index {
             return;
@@ -270,7 +276,7 @@ impl<T: Thread, R: ReadDown> MessageVisitor<T> for DownReader<T, R> {
         &mut self,
         index: usize,
         wrap: fn(Q, Reply<A>) -> T::Down,
-        _unwrap: fn(T::Down) -> Result<(Q, Option<Reply<A>>), T::Down>,
+        _unwrap: TakeQuestion<T, Q, A>,
     ) {
         if index == self.index
             && let Some(input) = self.input.take()
@@ -305,7 +311,7 @@ impl<T: Thread, W: WriteUp> MessageVisitor<T> for UpWriter<T, W> {
         &mut self,
         _index: usize,
         _wrap: fn(Q, Reply<R>) -> T::Down,
-        _unwrap: fn(T::Down) -> Result<(Q, Option<Reply<R>>), T::Down>,
+        _unwrap: TakeQuestion<T, Q, R>,
     ) {
     }
 
@@ -334,7 +340,7 @@ impl<T: Thread, R: ReadUp> MessageVisitor<T> for UpReader<T, R> {
         &mut self,
         _index: usize,
         _wrap: fn(Q, Reply<A>) -> T::Down,
-        _unwrap: fn(T::Down) -> Result<(Q, Option<Reply<A>>), T::Down>,
+        _unwrap: TakeQuestion<T, Q, A>,
     ) {
     }
 
