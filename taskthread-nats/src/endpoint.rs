@@ -75,26 +75,43 @@ impl Edge {
     where
         E: From<postcard::Error> + From<TransportError>,
     {
-        let max = self.endpoint.transport.max_frame();
-        let (peer, frame) = {
-            let mut link = self.link();
-            let frame = link.reliable(kind, |buf| {
-                payload(buf)?;
-                // Checked before the frame is kept to be sent again: a frame that can never
-                // be carried must not block the edge.
-                if buf.len() > max {
-                    return Err(E::from(TransportError::TooLarge {
-                        size: buf.len(),
-                        max,
-                    }));
-                }
-                Ok(())
-            })?;
-            (link.peer.clone(), frame)
-        };
+        let frame = self.reliable_frame(kind, payload)?;
+        let peer = self.link().peer.clone();
         // A frame the transport did not take is sent again with the unacked ones.
         self.endpoint.send_to(&peer, frame).await;
         Ok(())
+    }
+
+    /// Makes the next reliable frame, its payload written by `payload`, and keeps it to be
+    /// sent again until acked; [`send_frames`](Self::send_frames) sends it.
+    pub(crate) fn reliable_frame<E>(
+        &self,
+        kind: Kind,
+        payload: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Bytes, E>
+    where
+        E: From<postcard::Error> + From<TransportError>,
+    {
+        let max = self.endpoint.transport.max_frame();
+        self.link().reliable(kind, |buf| {
+            payload(buf)?;
+            // Checked before the frame is kept to be sent again: a frame that can never be
+            // carried must not block the edge.
+            if buf.len() > max {
+                return Err(E::from(TransportError::TooLarge {
+                    size: buf.len(),
+                    max,
+                }));
+            }
+            Ok(())
+        })
+    }
+
+    /// Sends frames made by [`reliable_frame`](Self::reliable_frame), as few datagrams as
+    /// the transport's size allows.
+    pub(crate) async fn send_frames(&self, frames: Vec<Bytes>) {
+        let peer = self.link().peer.clone();
+        self.endpoint.send_frames(&peer, frames).await;
     }
 
     /// Sends a frame without delivery guarantee.
@@ -216,7 +233,17 @@ impl Endpoint {
         self.closed.store(true, Ordering::Release);
     }
 
-    /// Sends a frame to an address.
+    /// Sends frames to an address, as few datagrams as the transport's size allows.
+    pub(crate) async fn send_frames(&self, address: &str, frames: Vec<Bytes>) {
+        if frames.is_empty() {
+            return;
+        }
+        for datagram in frame::bundles(frames, self.transport.max_frame()) {
+            self.send_to(address, datagram).await;
+        }
+    }
+
+    /// Sends a datagram (one frame, or a bundle of them) to an address.
     pub(crate) async fn send_to(&self, address: &str, frame: Bytes) {
         if self.closed.load(Ordering::Acquire) {
             return;
@@ -282,7 +309,7 @@ impl Endpoint {
         let now = Instant::now();
         let stamp = self.stamp();
         for edge in edges {
-            let (peer, mut out) = {
+            let (peer, out) = {
                 let mut link = edge.link();
                 if link.lost {
                     continue;
@@ -301,9 +328,7 @@ impl Endpoint {
                 }
                 (link.peer.clone(), out)
             };
-            for frame in out.drain(..) {
-                self.send_to(&peer, frame).await;
-            }
+            self.send_frames(&peer, out).await;
         }
     }
 }
@@ -326,11 +351,13 @@ pub(crate) async fn run(endpoint: Arc<Endpoint>, mut frames: Frames, side: impl 
             tracing::debug!(address = %endpoint.address, "the transport closed");
             return;
         };
-        for frame in batch {
-            if let Some(edge) = endpoint.handle(&side, frame).await
-                && !touched.iter().any(|e| Arc::ptr_eq(e, &edge))
-            {
-                touched.push(edge);
+        for datagram in batch {
+            for frame in frame::unbundle(&datagram) {
+                if let Some(edge) = endpoint.handle(&side, frame).await
+                    && !touched.iter().any(|e| Arc::ptr_eq(e, &edge))
+                {
+                    touched.push(edge);
+                }
             }
         }
         // One ack per edge for the whole batch.

@@ -138,6 +138,70 @@ pub(crate) enum ExitKind {
     Lost,
 }
 
+/// The first byte of a datagram that carries several frames, each after its length as a
+/// varint. A datagram of one frame is the frame itself (which starts with [`VERSION`]).
+const BUNDLE: u8 = 0xB1;
+
+/// One datagram carrying `frames` (at least one), in order.
+pub(crate) fn bundle(frames: &[Bytes]) -> Bytes {
+    if let [frame] = frames {
+        return frame.clone();
+    }
+    let size = frames.iter().map(|f| f.len() + 5).sum::<usize>() + 1;
+    let mut out = BytesMut::with_capacity(size);
+    out.put_u8(BUNDLE);
+    for frame in frames {
+        let mut len = [0u8; 5];
+        let len = postcard::to_slice(&(frame.len() as u32), &mut len)
+            .expect("a u32 is written in at most 5 bytes");
+        out.put_slice(len);
+        out.put_slice(frame);
+    }
+    out.freeze()
+}
+
+/// Splits `frames` into datagrams of at most `max` bytes (a frame larger than that goes
+/// alone, and the transport refuses it).
+pub(crate) fn bundles(frames: Vec<Bytes>, max: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut group: Vec<Bytes> = Vec::new();
+    let mut size = 1;
+    for frame in frames {
+        if !group.is_empty() && size + frame.len() + 5 > max {
+            out.push(bundle(&group));
+            group.clear();
+            size = 1;
+        }
+        size += frame.len() + 5;
+        group.push(frame);
+    }
+    if !group.is_empty() {
+        out.push(bundle(&group));
+    }
+    out
+}
+
+/// The frames a datagram carries; what cannot be read ends the list.
+pub(crate) fn unbundle(datagram: &Bytes) -> Vec<Bytes> {
+    if datagram.first() != Some(&BUNDLE) {
+        return vec![datagram.clone()];
+    }
+    let mut frames = Vec::new();
+    let mut rest = &datagram[1..];
+    while !rest.is_empty() {
+        let Ok((len, after)) = postcard::take_from_bytes::<u32>(rest) else {
+            break;
+        };
+        let len = len as usize;
+        if len > after.len() {
+            break;
+        }
+        frames.push(datagram.slice_ref(&after[..len]));
+        rest = &after[len..];
+    }
+    frames
+}
+
 /// Writes a frame: the head, then the payload written by `payload`.
 pub(crate) fn encode<E>(
     head: &Head,
@@ -189,6 +253,15 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
+    /// What each frame a datagram carries is, in order (none if it carries no frame of
+    /// this crate).
+    pub fn all(datagram: &[u8]) -> Vec<Self> {
+        unbundle(&Bytes::copy_from_slice(datagram))
+            .iter()
+            .map_while(|frame| Self::of(frame))
+            .collect()
+    }
+
     /// Reads what a frame is; `None` if it is not a frame of this crate.
     pub fn of(frame: &[u8]) -> Option<Self> {
         let (head, _): (Head, _) = postcard::take_from_bytes(frame).ok()?;
@@ -263,6 +336,33 @@ mod tests {
         let (read, payload) = decode(&bare).unwrap();
         assert_eq!(read.kind, Kind::Ack);
         assert!(payload.is_empty());
+    }
+
+    #[test]
+    fn bundles_carry_frames_in_order_within_the_size() {
+        let frames: Vec<Bytes> = (0..10u64)
+            .map(|n| {
+                let mut h = head(Kind::Tell { index: 0 });
+                h.seq = n + 1;
+                encode_bare(&h)
+            })
+            .collect();
+        let one = bundles(frames[..1].to_vec(), 1000);
+        assert_eq!(one, [frames[0].clone()]);
+        assert_eq!(unbundle(&one[0]), [frames[0].clone()]);
+        let all = bundles(frames.clone(), 1000);
+        assert_eq!(all.len(), 1);
+        assert_eq!(unbundle(&all[0]), frames);
+        let seqs: Vec<u64> = FrameInfo::all(&all[0]).iter().map(|i| i.seq).collect();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+        // Split to fit.
+        let small = bundles(frames.clone(), frames[0].len() * 3 + 20);
+        assert!(small.len() > 1);
+        let again: Vec<Bytes> = small.iter().flat_map(unbundle).collect();
+        assert_eq!(again, frames);
+        // A truncated bundle gives what it holds whole.
+        let cut = all[0].slice(..all[0].len() - 3);
+        assert_eq!(unbundle(&cut), frames[..9].to_vec());
     }
 
     #[test]

@@ -453,6 +453,7 @@ where
             handle: Some(handle),
             taken,
             host,
+            credit_batch: u64::from(spawn.capacity / 4).max(1),
         };
         Ok(tokio::spawn(agent.run()))
     }
@@ -465,6 +466,9 @@ struct Agent<T: Remote> {
     handle: Option<Handle<T>>,
     taken: taskthread::proxy::Taken,
     host: Arc<HostShared>,
+    /// How many places freed make a credit worth telling at once; fewer are told as soon
+    /// as the agent has nothing else to do.
+    credit_batch: u64,
 }
 
 /// What the agent knows of the edge while its thread runs.
@@ -496,12 +500,15 @@ impl<T: Remote> Agent<T> {
         let mut parent_gone = false;
         let mut up_done = false;
         let mut killed = false;
+        // Places freed and not told to the parent yet.
+        let mut untold = 0;
         while !up_done {
             let has_credit = self.edge.link().has_credit();
             let Some(handle) = self.handle.as_mut() else {
                 break;
             };
             tokio::select! {
+                biased;
                 event = self.events.recv() => match event {
                     Some(Event::Frame(kind, payload)) => {
                         self.frame(kind, payload, &mut tally, &mut answers, &mut deadline).await;
@@ -522,8 +529,10 @@ impl<T: Remote> Agent<T> {
                 },
                 n = self.taken.above(tally.taken) => {
                     self.edge.link().grant(n - tally.taken);
+                    untold += n - tally.taken;
                     tally.taken = n;
-                    if !parent_gone {
+                    if untold >= self.credit_batch && !parent_gone {
+                        untold = 0;
                         self.edge.send_ack_if_owed().await;
                     }
                 }
@@ -556,6 +565,11 @@ impl<T: Remote> Agent<T> {
                         self.report(exit, &tally, &mut answers, parent_gone).await;
                         return self.host.agent_ended(id, epoch);
                     }
+                }
+                () = std::future::ready(()), if untold > 0 && !parent_gone => {
+                    // Nothing else to do: the credit goes now.
+                    untold = 0;
+                    self.edge.send_ack_if_owed().await;
                 }
             }
         }

@@ -241,6 +241,9 @@ fn random_u64() -> u64 {
     RandomState::new().hash_one((n, std::process::id(), std::time::SystemTime::now()))
 }
 
+/// The most DOWN messages sent at once.
+const BATCH: usize = 64;
+
 /// What the proxy's loop waits for.
 enum Next<D> {
     Event(Option<Event>),
@@ -436,7 +439,7 @@ impl<C: Remote> Life<'_, C> {
             })
             .await;
             match next {
-                Next::Down(down) => self.send_down(down).await,
+                Next::Down(down) => self.send_downs(down).await,
                 Next::StopRequested | Next::DownDone => {
                     if stop_at.is_none() {
                         stop_at = Some(Instant::now());
@@ -487,7 +490,26 @@ impl<C: Remote> Life<'_, C> {
         }
     }
 
-    async fn send_down(&mut self, down: C::Down) {
+    /// Sends `first` and the messages queued behind it, as many as the credit allows (at
+    /// most [`BATCH`]), in as few datagrams as the transport's size allows.
+    async fn send_downs(&mut self, first: C::Down) {
+        let mut frames = Vec::new();
+        let mut next = Some(first);
+        while let Some(down) = next {
+            if let Some(frame) = self.frame_down(down) {
+                frames.push(frame);
+            }
+            if frames.len() >= BATCH || !self.edge.link().has_credit() {
+                break;
+            }
+            next = self.proxy.try_recv();
+        }
+        self.edge.send_frames(frames).await;
+    }
+
+    /// The frame of one DOWN message; `None` if it cannot be made (the message is then
+    /// dropped and counted).
+    fn frame_down(&mut self, down: C::Down) -> Option<Bytes> {
         self.buf.clear();
         let ask = self.next_ask;
         let written = C::write_down(
@@ -499,26 +521,30 @@ impl<C: Remote> Life<'_, C> {
         );
         let written = match written {
             Ok(written) => written,
-            Err(e) => return self.unsent(format!("it cannot be written: {e}")),
+            Err(e) => {
+                self.unsent(format!("it cannot be written: {e}"));
+                return None;
+            }
         };
         if let Kind::Ask { .. } = written.kind {
             self.next_ask += 1;
         }
         let buf = &self.buf;
-        let sent = self
-            .edge
-            .send_reliable::<SendError>(written.kind, |out| {
-                out.extend_from_slice(buf);
-                Ok(())
-            })
-            .await;
-        match sent {
-            Ok(()) => {
+        let frame = self.edge.reliable_frame::<SendError>(written.kind, |out| {
+            out.extend_from_slice(buf);
+            Ok(())
+        });
+        match frame {
+            Ok(frame) => {
                 if let Some(answer) = written.answer {
                     self.asks.insert(ask, answer);
                 }
+                Some(frame)
             }
-            Err(e) => self.unsent(e.to_string()),
+            Err(e) => {
+                self.unsent(e.to_string());
+                None
+            }
         }
     }
 

@@ -54,7 +54,7 @@ struct Inner {
     dropped: u64,
 }
 
-/// A frame about to be delivered, as a fault injector sees it.
+/// A datagram about to be delivered, as a fault injector sees it.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Delivery<'a> {
@@ -62,8 +62,9 @@ pub struct Delivery<'a> {
     pub to: &'a str,
     /// The frame.
     pub frame: &'a [u8],
-    /// What the frame is, if it is one of this crate's.
-    pub info: Option<FrameInfo>,
+    /// What the frames it carries are (a datagram may carry several, in order; none if
+    /// it is not one of this crate's).
+    pub frames: Vec<FrameInfo>,
     /// How many frames the transport was given before this one (to any address).
     pub number: u64,
 }
@@ -170,7 +171,7 @@ impl MemoryTransport {
             decide(&Delivery {
                 to,
                 frame: &frame,
-                info: FrameInfo::of(&frame),
+                frames: FrameInfo::all(&frame),
                 number,
             })
         } else {

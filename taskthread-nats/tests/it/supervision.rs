@@ -67,8 +67,8 @@ async fn frames_of_an_earlier_life_are_dropped() {
     // The first life's UP messages are lost on the way, and kept aside to arrive late.
     let late: Arc<Mutex<Vec<(String, Bytes)>>> = Arc::default();
     let kept = late.clone();
-    world.transport.set_faults(move |d| match &d.info {
-        Some(info) if info.kind == "up" && info.epoch == 1 => {
+    world.transport.set_faults(move |d| match d.frames.first() {
+        Some(_) if d.frames.iter().any(|f| f.kind == "up" && f.epoch == 1) => {
             kept.lock()
                 .unwrap()
                 .push((d.to.to_owned(), Bytes::copy_from_slice(d.frame)));

@@ -27,6 +27,10 @@ impl<D: Send + 'static> DownReceiver<D> {
         self.node.queue.poll_recv_held(cx)
     }
 
+    pub(crate) fn try_recv_held(&mut self) -> Option<D> {
+        self.node.queue.try_recv_held()
+    }
+
     pub(crate) fn release_held(&self, n: usize) {
         self.node.queue.release_held(n);
     }

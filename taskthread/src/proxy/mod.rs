@@ -216,6 +216,17 @@ impl<C: Thread> Proxy<C> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// Takes the next DOWN message if one is queued now, holding its place as
+    /// [`poll_recv`](Self::poll_recv) does: for a proxy that carries several messages at
+    /// once.
+    pub fn try_recv(&mut self) -> Option<C::Down> {
+        let taken = self.down.try_recv_held();
+        if taken.is_some() {
+            self.ctx.node().count_handled();
+        }
+        taken
+    }
+
     /// Frees the places of `n` held messages (the other side has taken them): as many
     /// waiting senders may go on, in arrival order.
     pub fn release(&self, n: usize) {

@@ -278,6 +278,15 @@ impl<D> DownQueue<D> {
         }
     }
 
+    /// Takes the next message if there is one now, holding its place as
+    /// [`poll_recv_held`](Self::poll_recv_held) does.
+    pub(crate) fn try_recv_held(&self) -> Option<D> {
+        let mut state = self.state();
+        let msg = state.take()?;
+        state.held += 1;
+        Some(msg)
+    }
+
     /// How many places are held by taken messages not yet released.
     pub(crate) fn held(&self) -> usize {
         self.state().held as usize
