@@ -14,6 +14,8 @@
 //! - Frames go through a [`Transport`]: [`NatsTransport`] over a NATS server, or
 //!   [`memory::MemoryTransport`] inside one process, with injected faults for tests.
 //!
+//! The [`guide`] says what is guaranteed, what is not, and how to deploy a host.
+//!
 //! # The protocol
 //!
 //! Each remote child is an *edge* between its parent's process and its host. Every frame
@@ -87,6 +89,11 @@
 //! host.stop().await;
 //! # }
 //! ```
+
+/// The guide's chapter on running part of a tree elsewhere: what is guaranteed, what is
+/// not, how to deploy a host.
+#[doc = include_str!("../../docs/09-beyond-one-machine.md")]
+pub mod guide {}
 
 mod codec;
 mod endpoint;
