@@ -223,6 +223,7 @@ impl<'a> Generator<'a> {
         let placeholders = self.placeholder_impls();
         let tasks = self.task_consts();
         let report_checks = self.child_report_checks();
+        let remote = self.remote_impl();
         quote! {
             const _: () = {
                 use #krate as __tt;
@@ -235,6 +236,7 @@ impl<'a> Generator<'a> {
                 #placeholders
                 #tasks
                 #report_checks
+                #remote
             };
         }
     }
@@ -710,6 +712,93 @@ impl<'a> Generator<'a> {
                     Up = #up_ty,
                     Event = __Event #ty_generics,
                 >,
+        }
+    }
+
+    /// With `remote`: the `Remote` impl, which shows each DOWN message type (with its index
+    /// in `DOWN_TYPES`, counted as `__down_index` counts) and the up type to a visitor.
+    /// Each type is named once, in a call whose bound checks that it is a `WireMessage`:
+    /// a type that is not is reported once, on the type as the user wrote it.
+    fn remote_impl(&self) -> TokenStream {
+        let Some(remote_span) = self.args.remote else {
+            return TokenStream::new();
+        };
+        let self_ty = &self.item.self_ty;
+        let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
+        let (visitor, down, msg, reply) = (
+            local("__visitor"),
+            local("__down"),
+            local("__msg"),
+            local("__reply"),
+        );
+        let mut counted: Vec<TokenStream> = Vec::new();
+        let mut visits = Vec::new();
+        for (i, h) in self.handlers(Kind::Down) {
+            let v = format_ident!("V{}", i);
+            let ty = self.msg(h);
+            let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
+            let cfg = h.cfg.attr();
+            let at = quote!((0 #(+ #counted)*));
+            visits.push(if h.answers() {
+                let answer = self.reply(h);
+                let answer_span = match &h.output {
+                    Output::Value(ty) => ty.span(),
+                    _ => h.returns.ty.span(),
+                };
+                let call =
+                    quote_spanned!(answer_span=> __tt::proxy::MessageVisitor::ask::<#ty, #answer>);
+                quote_spanned! {span=>
+                    #cfg
+                    #call(
+                        #visitor,
+                        #at,
+                        |#msg, #reply| __Down::#v(#msg, ::core::option::Option::Some(#reply)),
+                        |#down| match #down {
+                            __Down::#v(#msg, #reply) => ::core::result::Result::Ok((#msg, #reply)),
+                            #[allow(unreachable_patterns)]
+                            #down => ::core::result::Result::Err(#down),
+                        },
+                    );
+                }
+            } else {
+                quote_spanned! {span=>
+                    #cfg
+                    __tt::proxy::MessageVisitor::tell::<#ty>(
+                        #visitor,
+                        #at,
+                        __Down::#v,
+                        |#down| match #down {
+                            __Down::#v(#msg) => ::core::result::Result::Ok(#msg),
+                            #[allow(unreachable_patterns)]
+                            #down => ::core::result::Result::Err(#down),
+                        },
+                    );
+                }
+            });
+            counted.push(match h.cfg.predicate() {
+                Some(predicate) => quote!((if ::core::cfg!(#predicate) { 1 } else { 0 })),
+                None => quote!(1),
+            });
+        }
+        let up = match &self.args.up {
+            Some(up) => {
+                let ty = replace_self(up, self_ty);
+                quote_spanned!(up.span()=> __tt::proxy::MessageVisitor::up::<#ty>)
+            }
+            None => {
+                quote_spanned!(remote_span=> __tt::proxy::MessageVisitor::up::<__tt::__private::NoUp>)
+            }
+        };
+        let (into, from) = (local("__into"), local("__from"));
+        quote_spanned! {remote_span=>
+            #[automatically_derived]
+            impl #impl_generics __tt::proxy::Remote for #self_ty #where_clause {
+                #[allow(clippy::identity_op)]
+                fn visit_messages<__V: __tt::proxy::MessageVisitor<Self>>(#visitor: &mut __V) {
+                    #(#visits)*
+                    #up(#visitor, |#into| #into, |#from| #from);
+                }
+            }
         }
     }
 

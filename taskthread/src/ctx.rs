@@ -362,6 +362,15 @@ impl<T: Thread> Ctx<T> {
         }
     }
 
+    /// [`up`](Self::up) with a message of the up type itself.
+    pub(crate) fn up_raw(&self, msg: T::Up) -> UpFuture<'_, T> {
+        UpFuture {
+            ctx: self,
+            msg: Some(msg),
+            wait: None,
+        }
+    }
+
     /// Sends a message UP if the parent's queue has room now.
     ///
     /// # Examples

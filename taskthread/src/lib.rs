@@ -30,6 +30,8 @@
 //!
 //! - `macros` (default): the `#[taskthread]` attribute.
 //! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and `serde_json`).
+//! - `remote`: `proxy::Remote` and `#[taskthread(remote)]`, threads whose messages can be
+//!   carried to another process (adds `serde`).
 //!
 //! # Example
 //!
@@ -158,6 +160,7 @@ pub mod supervise;
 pub mod control;
 pub mod jobs;
 pub mod pool;
+pub mod proxy;
 pub mod sync;
 
 pub mod guide;

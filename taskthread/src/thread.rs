@@ -256,6 +256,7 @@ impl<M> UpType<M> for M {
 
 /// The up type of a thread that sends nothing up. It has no values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "remote", derive(serde::Serialize, serde::Deserialize))]
 pub enum NoUp {}
 
 impl<T: Thread> HandlesUp<NoUp> for T {
@@ -264,8 +265,10 @@ impl<T: Thread> HandlesUp<NoUp> for T {
     }
 }
 
-/// The reply slot of an asked message, handed to the generated dispatch.
-#[doc(hidden)]
+/// The reply slot of an asked message: the generated dispatch sends the handler's answer
+/// through it to the asker. A [proxy](crate::proxy) carries it across: it keeps the asker's
+/// slot and answers it when the answer comes back, and the other side makes one with
+/// [`Reply::pair`] to wait for the handler's answer.
 pub struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
 
 impl<R> Reply<R> {
@@ -273,6 +276,18 @@ impl<R> Reply<R> {
     pub fn send(self, answer: R) {
         crate::node::answering();
         let _ = self.0.send(answer);
+    }
+
+    /// A reply slot and the receiver its answer arrives on (closed, without an answer, if
+    /// the slot is dropped: the handler failed or the message was dropped).
+    pub fn pair() -> (Self, tokio::sync::oneshot::Receiver<R>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(tx), rx)
+    }
+
+    /// Whether the asker has given up waiting.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
     }
 }
 

@@ -19,6 +19,7 @@ mod messages;
 mod misuse;
 mod proptest_supervision;
 mod proptest_tree;
+mod proxy;
 mod rescheduling;
 mod run;
 mod smoke;

@@ -45,14 +45,19 @@ struct State<D> {
     senders: Waiters,
     /// Places promised to senders woken from `senders` that have not taken them yet.
     promised: usize,
-    /// Places held by [`Permit`]s.
-    reserved: usize,
+    /// Places held by [`Permit`]s. A `u32`, as `held`: the two share the word the flags
+    /// above are padded to, so the node (which holds the queue) stays as small.
+    reserved: u32,
+    /// Places of messages the receiver took with [`DownQueue::poll_recv_held`] and has not
+    /// [released](DownQueue::release_held) yet: a proxy's messages on their way elsewhere.
+    held: u32,
 }
 
 impl<D> State<D> {
     /// Room for a sender that holds no promise.
     fn has_room(&self, capacity: usize) -> bool {
-        self.items.len() + self.promised + self.reserved < capacity
+        self.items.len() + self.promised + (self.reserved as usize) + (self.held as usize)
+            < capacity
     }
 
     /// After a place was freed: promises it to the sender that has waited longest, if any,
@@ -99,6 +104,7 @@ impl<D> DownQueue<D> {
                 senders: Waiters::new(),
                 promised: 0,
                 reserved: 0,
+                held: 0,
             }),
         }
     }
@@ -228,6 +234,63 @@ impl<D> DownQueue<D> {
                 Poll::Pending
             }
         }
+    }
+
+    /// Takes the next message as [`poll_recv`](Self::poll_recv) does, but keeps its place
+    /// taken until [`release_held`](Self::release_held) frees it: senders wait while the
+    /// queued messages and the held places fill the capacity.
+    pub(crate) fn poll_recv_held(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let mut state = self.state();
+        match state.take() {
+            Some(msg) => {
+                state.held += 1;
+                drop(state);
+                coop.made_progress();
+                Poll::Ready(Some(msg))
+            }
+            None if state.closed && state.reserved == 0 => {
+                coop.made_progress();
+                Poll::Ready(None)
+            }
+            None => {
+                match &mut state.receiver {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Frees `n` places held by [`poll_recv_held`](Self::poll_recv_held) (at most as many
+    /// as are held), promising them to waiting senders.
+    pub(crate) fn release_held(&self, n: usize) {
+        let mut woken = Vec::new();
+        {
+            let mut state = self.state();
+            state.held -= u32::try_from(n).unwrap_or(u32::MAX).min(state.held);
+            while let Some(waker) = state.promise_next(self.capacity) {
+                woken.push(waker);
+            }
+        }
+        for waker in woken {
+            waker.wake();
+        }
+    }
+
+    /// Takes the next message if there is one now, holding its place as
+    /// [`poll_recv_held`](Self::poll_recv_held) does.
+    pub(crate) fn try_recv_held(&self) -> Option<D> {
+        let mut state = self.state();
+        let msg = state.take()?;
+        state.held += 1;
+        Some(msg)
+    }
+
+    /// How many places are held by taken messages not yet released.
+    pub(crate) fn held(&self) -> usize {
+        self.state().held as usize
     }
 
     /// Takes the next message if there is one now.
