@@ -97,7 +97,7 @@ use taskthread_examples::relay::app::{self, DemoOptions, Outcome, ServeOptions};
 use taskthread_examples::relay::budget::DEFAULT_MAX_BUFFERED;
 use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, Sent};
 use taskthread_examples::relay::sink::{self, WebsocketSink};
-use taskthread_examples::relay::tcp_server::ServerConfig;
+use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::units::{parse_duration, parse_size};
 use tokio::time::Instant;
 
@@ -194,6 +194,11 @@ struct LimitArgs {
 
 impl LimitArgs {
     fn server_config(&self, acks: bool) -> ServerConfig {
+        let receipts = if acks {
+            Receipts::Acks
+        } else {
+            Receipts::Close
+        };
         let nonzero = |d: Duration| Some(d).filter(|d| !d.is_zero());
         ServerConfig {
             max_frame: self.max_frame,
@@ -201,7 +206,7 @@ impl LimitArgs {
             idle_timeout: nonzero(self.idle_timeout),
             frame_timeout: nonzero(self.frame_timeout),
             max_buffered: self.max_buffered,
-            acks,
+            receipts,
         }
     }
 }
