@@ -2,9 +2,10 @@
 //!
 //! Shows a whole program organised as a tree of threads, on real components: a TCP server
 //! with one thread per client, a frame decoder per connection, a websocket client per
-//! destination (with a bounded buffer and reconnection), and a SQLite database written in
-//! batches off the async loop. Stop stages make the graceful stop lossless: the TCP side
-//! stops first, then the destinations and the database, once every frame has reached them.
+//! destination (with a buffer bounded in bytes and reconnection), and a SQLite database
+//! written in batches off the async loop. Stop stages make the graceful stop lossless: the
+//! TCP side stops first, then the destinations and the database, once every frame has
+//! reached them.
 //!
 //! ```text
 //! Master
@@ -20,8 +21,9 @@
 //! `examples/src/relay/`. This file is only the command line.
 //!
 //! Run the demo (an ephemeral port, two embedded websocket sinks, a fresh database, and
-//! 20 clients sending 500 frames each of up to 64 KiB), which checks that every frame
-//! reached every sink and the database:
+//! 20 clients sending 500 frames each of up to 64 KiB, with acknowledgements), which checks
+//! that every frame reached every sink and the database, and that the clients were told
+//! of every frame stored:
 //!
 //! ```text
 //! cargo run --release --example relay
@@ -35,15 +37,53 @@
 //! ```text
 //! cargo run --release --example relay -- serve --listen 127.0.0.1:5002 --db relay.db
 //! cargo run --release --example relay -- serve --ws ws://127.0.0.1:9001/ --ws ws://127.0.0.1:9002/
+//! cargo run --release --example relay -- serve --ack --max-buffered 64MiB --frame-timeout 5s
 //! ```
 //!
-//! Both end with one summary line, and exit with 0 only if nothing was lost:
+//! Both end with one summary line, and exit with 0 only if nothing was lost (`lost` counts
+//! frames received but not both stored and delivered to every destination):
 //!
 //! ```text
-//! relay: frames sent=10000 received=10000 forwarded=10000 stored=10000 lost=0 bytes=327479102 elapsed=6.12s
+//! relay: frames sent=10000 received=10000 forwarded=10000 stored=10000 acked=10000 truncated=0 ws_dropped=0 lost=0 bytes=323282622 elapsed=4.42s
 //! ```
 //!
-//! Set `RUST_LOG=info` (the default for `serve`) or `debug` to follow what happens.
+//! `stored` is what the database holds (the summary waits for a write in progress), `acked`
+//! what clients were told is stored, `truncated` frames cut off when their connection
+//! ended (by the client, a timeout or a stop), and `ws_dropped` the copies of frames
+//! websocket destinations missed, summed over destinations.
+//!
+//! What `relay serve` promises:
+//!
+//! - **Bounded memory.** Frames take their size from a byte budget (`--max-buffered`,
+//!   256 MiB by default) from the moment their length prefix arrives until their last copy
+//!   is dropped; when it is spent, the relay stops reading from its clients and TCP slows
+//!   them down. Nothing is dropped for it. Beside the budget, each connection reads ahead
+//!   at most 4 packets of 64 KiB, and the program itself takes a few tens of MiB.
+//! - **Slow clients cannot hold a place.** A frame that has started must arrive in full
+//!   within `--frame-timeout` (10 s), and a client that sends nothing for `--idle-timeout`
+//!   (60 s) is disconnected; both are counted.
+//! - **Destinations never hold up the rest.** Each destination has a buffer bounded in
+//!   bytes (`--ws-buffer`, up to 32 MiB within the budget); one that cannot keep up drops
+//!   its oldest frames, counted for it, with one warning when it starts lagging and one
+//!   when it has caught up. The clients and the database never wait for a destination.
+//! - **Receipts.** With `--ack`, after each database commit each client is sent the count
+//!   of its frames stored so far (a 4-byte big-endian count; see the wire protocol in
+//!   `examples/src/relay/frame.rs`). *Lossless* means: every acknowledged frame is in the
+//!   database, whatever happens to the relay after. Without acks, a clean close says every
+//!   frame the client sent is stored; an abnormal end (an abort, a failed write) resets
+//!   the connection instead.
+//!
+//! Two helpers for trying it: `relay load` runs the demo's clients against any relay
+//! (`--ack` to check every frame is acknowledged), and `relay sink` runs a destination,
+//! slow if asked (`--read-rate 20KiB`):
+//!
+//! ```text
+//! cargo run --release --example relay -- sink --listen 127.0.0.1:9001 --read-rate 20KiB
+//! cargo run --release --example relay -- load --to 127.0.0.1:5002 --clients 100 --frames 10 --min-frame 1MiB --max-frame 1MiB --ack
+//! ```
+//!
+//! Set `RUST_LOG=info` (the default for `serve`, `load` and `sink`) or `debug` to follow
+//! what happens.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -57,7 +97,7 @@ use taskthread_examples::relay::app::{self, DemoOptions, Outcome, ServeOptions};
 use taskthread_examples::relay::budget::DEFAULT_MAX_BUFFERED;
 use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, Sent};
 use taskthread_examples::relay::sink::{self, WebsocketSink};
-use taskthread_examples::relay::tcp_server::ServerConfig;
+use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::units::{parse_duration, parse_size};
 use tokio::time::Instant;
 
@@ -154,6 +194,11 @@ struct LimitArgs {
 
 impl LimitArgs {
     fn server_config(&self, acks: bool) -> ServerConfig {
+        let receipts = if acks {
+            Receipts::Acks
+        } else {
+            Receipts::Close
+        };
         let nonzero = |d: Duration| Some(d).filter(|d| !d.is_zero());
         ServerConfig {
             max_frame: self.max_frame,
@@ -161,7 +206,7 @@ impl LimitArgs {
             idle_timeout: nonzero(self.idle_timeout),
             frame_timeout: nonzero(self.frame_timeout),
             max_buffered: self.max_buffered,
-            acks,
+            receipts,
         }
     }
 }

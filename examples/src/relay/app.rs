@@ -18,7 +18,7 @@ use super::database::{self, OpenError, Store};
 use super::frame::{Checksum, HEADER_LEN};
 use super::load::{LoadGenerator, LoadOptions, Sent};
 use super::sink::{self, SinkReport, WebsocketSink};
-use super::tcp_server::ServerConfig;
+use super::tcp_server::{Receipts, ServerConfig};
 use super::websocket::{DEFAULT_BUFFER, SubOptions};
 use super::{Database, Master, RelayStats, TcpServer};
 
@@ -431,7 +431,7 @@ pub async fn demo(
             max_clients: options.clients.max(1),
             idle_timeout: None,
             max_buffered: options.max_buffered,
-            acks: true,
+            receipts: Receipts::Acks,
             ..ServerConfig::default()
         },
         sub: SubOptions {

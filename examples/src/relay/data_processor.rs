@@ -117,7 +117,7 @@ impl DataProcessor {
             };
             self.frames += 1;
             let charge = self.admitted.take().unwrap_or_default();
-            let ledger = Some(Arc::clone(&self.ledger));
+            let ledger = self.ledger.is_tracked().then(|| Arc::clone(&self.ledger));
             let frame = Frame::tracked(
                 self.client,
                 self.frames,

@@ -38,18 +38,29 @@ pub struct Receipt {
     pub discarded: bool,
     /// How many frames the connection passed on, once it has stopped reading.
     pub total: Option<u64>,
+    /// Whether the frames are followed into the database (not for a relay without one:
+    /// then `stored` stays 0 and reading to the end is all there is to wait for).
+    pub tracked: bool,
 }
 
 impl Receipt {
     /// Nothing will change any more: the connection has stopped reading, and every frame it
     /// passed on is stored, or one never will be.
     pub fn is_settled(&self) -> bool {
-        self.lost || self.total.is_some_and(|total| self.stored >= total)
+        self.lost
+            || self
+                .total
+                .is_some_and(|total| !self.tracked || self.stored >= total)
     }
 
-    /// Everything the client sent is stored: a clean close of its connection says so.
+    /// Everything the client sent is stored (or, untracked, was cut into frames): a clean
+    /// close of its connection says so.
     pub fn is_complete(&self) -> bool {
-        !self.lost && !self.discarded && self.total == Some(self.stored)
+        !self.lost
+            && !self.discarded
+            && self
+                .total
+                .is_some_and(|total| !self.tracked || self.stored == total)
     }
 }
 
@@ -67,11 +78,30 @@ impl Default for Ledger {
 }
 
 impl Ledger {
-    /// A ledger of a client that has sent nothing yet.
+    /// A ledger of a client that has sent nothing yet, whose frames are followed into the
+    /// database.
     pub fn new() -> Self {
+        Self::with(true)
+    }
+
+    /// A ledger for a relay without a database: it follows the reading only.
+    pub fn untracked() -> Self {
+        Self::with(false)
+    }
+
+    fn with(tracked: bool) -> Self {
         Self {
-            receipt: watch::Sender::new(Receipt::default()),
+            receipt: watch::Sender::new(Receipt {
+                tracked,
+                ..Receipt::default()
+            }),
         }
+    }
+
+    /// Whether the client's frames are followed into the database: only then do they
+    /// carry the ledger.
+    pub fn is_tracked(&self) -> bool {
+        self.receipt.borrow().tracked
     }
 
     /// The receipt now.

@@ -14,7 +14,7 @@ use super::frame;
 use super::packet_reader::{PacketReader, READ_AHEAD, ReadEnd};
 use super::receipt::Ledger;
 use super::replies::{Closed, Replies};
-use super::tcp_server::ServerConfig;
+use super::tcp_server::{Receipts, ServerConfig};
 use super::{DataProcessor, Frame, RelayStats};
 
 /// One client connection.
@@ -51,12 +51,16 @@ impl TcpConnection {
         budget: Budget,
         stats: Arc<RelayStats>,
     ) -> Self {
+        let ledger = match config.receipts {
+            Receipts::None => Ledger::untracked(),
+            Receipts::Close | Receipts::Acks => Ledger::new(),
+        };
         Self {
             socket: Some(socket),
             client,
             config: config.clone(),
             budget,
-            ledger: Arc::new(Ledger::new()),
+            ledger: Arc::new(ledger),
             stats,
         }
     }
@@ -73,7 +77,7 @@ impl TcpConnection {
         let replies = Replies::new(
             writer,
             self.ledger.watch(),
-            config.acks,
+            config.receipts == Receipts::Acks,
             client,
             Arc::clone(stats),
         );

@@ -27,9 +27,24 @@ pub struct ServerConfig {
     /// length prefix has arrived until its last copy is dropped (default
     /// [`DEFAULT_MAX_BUFFERED`]; see [`budget`](super::budget)).
     pub max_buffered: usize,
-    /// Whether clients are sent acknowledgements of their frames stored (default off; see
-    /// the [wire protocol](super::frame#receipts)).
-    pub acks: bool,
+    /// What clients are told of their frames (see the
+    /// [wire protocol](super::frame#receipts)); by default [`Receipts::Close`].
+    pub receipts: Receipts,
+}
+
+/// What a relay tells its clients about their frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Receipts {
+    /// Nothing: a connection closes cleanly once the relay has read and cut everything the
+    /// client sent, whatever becomes of the frames. For a relay without a database.
+    None,
+    /// A connection closes cleanly only once every frame of the client is stored, and is
+    /// reset if one never will be.
+    #[default]
+    Close,
+    /// As `Close`, and after each database commit, the count of the client's frames
+    /// stored so far (`--ack`).
+    Acks,
 }
 
 impl Default for ServerConfig {
@@ -40,7 +55,7 @@ impl Default for ServerConfig {
             idle_timeout: Some(Duration::from_secs(60)),
             frame_timeout: Some(Duration::from_secs(10)),
             max_buffered: DEFAULT_MAX_BUFFERED,
-            acks: false,
+            receipts: Receipts::Close,
         }
     }
 }

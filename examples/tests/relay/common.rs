@@ -13,7 +13,7 @@ use taskthread_examples::relay::app::{self, Relay, RelayConfig, Summary};
 use taskthread_examples::relay::frame::Checksum;
 use taskthread_examples::relay::load::RelayClient;
 use taskthread_examples::relay::sink::{SinkReport, WebsocketSink};
-use taskthread_examples::relay::tcp_server::ServerConfig;
+use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::websocket::SubOptions;
 use taskthread_examples::relay::{RelayStats, database};
 use tempfile::TempDir;
@@ -116,7 +116,7 @@ pub fn server_config() -> ServerConfig {
         idle_timeout: None,
         frame_timeout: None,
         max_buffered: 64 << 20,
-        acks: false,
+        receipts: Receipts::Close,
     }
 }
 

@@ -16,7 +16,7 @@ use taskthread_examples::relay::app::{self, ServeOptions};
 use taskthread_examples::relay::database::{self, Database};
 use taskthread_examples::relay::frame::{ACK_LEN, encode};
 use taskthread_examples::relay::load::RelayClient;
-use taskthread_examples::relay::tcp_server::ServerConfig;
+use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
@@ -26,7 +26,7 @@ use crate::common::{
 
 fn acking() -> ServerConfig {
     ServerConfig {
-        acks: true,
+        receipts: Receipts::Acks,
         ..server_config()
     }
 }
