@@ -12,7 +12,7 @@ use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Lit, LitInt, LitStr, Path, Token, Type};
 
-use crate::ast::Errors;
+use crate::diag::{Errors, type_string};
 
 /// The arguments of `#[taskthread(...)]`.
 #[derive(Default)]
@@ -87,7 +87,7 @@ pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> Threa
                             lit.span(),
                             format!(
                                 "`up` takes a type, not a string: write `up = {}`",
-                                crate::ast::type_string(&ty)
+                                type_string(&ty)
                             ),
                         ));
                         ty

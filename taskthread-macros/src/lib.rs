@@ -3,6 +3,7 @@
 
 mod ast;
 mod attr;
+mod diag;
 mod expand;
 mod valid;
 

@@ -17,6 +17,11 @@ impl ChildId {
         self.0
     }
 
+    /// An id kept as its number (by a wait's mark).
+    pub(crate) fn from_raw(n: u64) -> Self {
+        Self(n)
+    }
+
     #[cfg(test)]
     pub(crate) fn from_u64(n: u64) -> Self {
         Self(n)

@@ -29,6 +29,7 @@ mod streams;
 mod supervision;
 mod tree;
 mod ui;
+mod waits;
 mod worker_pool;
 
 // Shared by several topics.

@@ -62,7 +62,7 @@ pub use restarts::{AfterLife, Restarts};
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
 use crate::driver::{DownLog, LifeRules, parent_port};
-use crate::thread::{HandlesUp, Thread};
+use crate::thread::{Thread, UpHandledBy};
 
 impl<T: Thread> Ctx<T> {
     /// Spawns a supervised child: `factory` makes it, and makes it again after it fails (or
@@ -131,7 +131,7 @@ impl<T: Thread> Ctx<T> {
     where
         C: Thread,
         F: FnMut() -> C + Send + 'static,
-        T: HandlesUp<C::Up>,
+        C::Up: UpHandledBy<T>,
     {
         self.supervise_with(factory, policy, ChildOptions::new())
     }
@@ -194,7 +194,7 @@ impl<T: Thread> Ctx<T> {
     where
         C: Thread,
         F: FnMut() -> C + Send + 'static,
-        T: HandlesUp<C::Up>,
+        C::Up: UpHandledBy<T>,
     {
         let rules = LifeRules {
             keep_queue: policy.keep_queue(),

@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -167,7 +168,7 @@ impl<D> DownQueue<D> {
             *wait = Waiting::No;
             return Poll::Ready(Err(Closed));
         }
-        if let Waiting::Queued(ticket) = *wait {
+        if let Waiting::Queued(ticket) | Waiting::Reported(ticket) = *wait {
             if state.senders.refresh(ticket, cx.waker()) {
                 return Poll::Pending;
             }
@@ -180,7 +181,7 @@ impl<D> DownQueue<D> {
             return Poll::Ready(Ok(()));
         }
         // Full, or others wait already: queue behind them.
-        *wait = Waiting::Queued(state.senders.push(cx.waker()));
+        *wait = Waiting::Queued(state.senders.push(cx.waker(), 0));
         Poll::Pending
     }
 
@@ -342,6 +343,40 @@ impl<D> DownQueue<D> {
     pub(crate) fn is_empty(&self) -> bool {
         self.state().items.is_empty()
     }
+
+    /// A sender queued as `ticket` blocks and says who it is; `false` if it was woken
+    /// (promised a place) meanwhile. `listed` is set, under the lock, if it did: see
+    /// [`has_waiting`](Self::has_waiting).
+    pub(crate) fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool {
+        let mut state = self.state();
+        let owned = state.senders.own(ticket, owner);
+        if owned {
+            // SeqCst: a thread that lists itself elsewhere and then looks here sees it,
+            // or this sender sees that thread's listing when it looks in turn.
+            listed.store(true, Ordering::SeqCst);
+        }
+        owned
+    }
+
+    /// Whether `owner` waits for room (and has not been promised a place). `listed` (see
+    /// [`own`](Self::own)) lets a look skip the lock when no sender said who it is; it is
+    /// cleared here, under the lock, once none does.
+    pub(crate) fn has_waiting(&self, owner: u64, listed: &AtomicBool) -> bool {
+        if !listed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let state = self.state();
+        if state.senders.owners().next().is_none() {
+            listed.store(false, Ordering::SeqCst);
+            return false;
+        }
+        state.senders.has_owner(owner)
+    }
+
+    /// Who waits for room, among the senders that said who they are.
+    pub(crate) fn waiting_owners(&self) -> Vec<u64> {
+        self.state().senders.owners().collect()
+    }
 }
 
 /// The queue is closed.
@@ -354,6 +389,8 @@ enum Waiting {
     No,
     /// Queued with this ticket (or woken with a promise, once the ticket is gone).
     Queued(u64),
+    /// Queued, and the sender has seen that it blocks.
+    Reported(u64),
 }
 
 /// A sender's turn at a place: queued behind earlier senders while the queue is full.
@@ -386,8 +423,17 @@ impl<D> Turn<'_, D> {
 
 impl<D> Drop for Turn<'_, D> {
     fn drop(&mut self) {
-        // Given up while waiting (the sender's task was dropped or its select moved on).
-        if let Waiting::Queued(ticket) = self.wait {
+        self.leave();
+    }
+}
+
+impl<D> Turn<'_, D> {
+    /// Gives up a wait (the sender's task was dropped, its select moved on, or the wait
+    /// would never end): the queue forgets the sender, and a place promised to it goes to
+    /// the next.
+    fn leave(&mut self) {
+        if let Waiting::Queued(ticket) | Waiting::Reported(ticket) = self.wait {
+            self.wait = Waiting::No;
             self.queue.give_up(ticket);
         }
     }
@@ -423,6 +469,35 @@ impl<D> Future for Sending<'_, D> {
                 Poll::Ready(Ok(()))
             }
         }
+    }
+}
+
+impl<D> Sending<'_, D> {
+    /// After a `Pending`: the ticket of a sender that has just started to wait, seen once
+    /// (the next call says `None`).
+    #[inline]
+    pub(crate) fn newly_blocked(&mut self) -> Option<u64> {
+        match self.turn.wait {
+            Waiting::Queued(ticket) => {
+                self.turn.wait = Waiting::Reported(ticket);
+                Some(ticket)
+            }
+            Waiting::No | Waiting::Reported(_) => None,
+        }
+    }
+
+    /// The ticket of a sender that waits and has seen that it blocks.
+    pub(crate) fn blocked_ticket(&self) -> Option<u64> {
+        match self.turn.wait {
+            Waiting::Reported(ticket) => Some(ticket),
+            Waiting::No | Waiting::Queued(_) => None,
+        }
+    }
+
+    /// Gives up the wait and takes the message back.
+    pub(crate) fn take_back(&mut self) -> Option<D> {
+        self.turn.leave();
+        self.msg.take()
     }
 }
 
