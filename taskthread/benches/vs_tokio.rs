@@ -12,6 +12,11 @@
 //! 4. `spawn_stop_10k`: a root spawns 10 000 children, each sends one UP message from its
 //!    `enter` hook; once the root has seen all of them it is stopped and joined (vs 10 000
 //!    tasks with their own `mpsc`, woken by a `CancellationToken`, then all joined).
+//! 5. `periodic_10k`: 10 000 threads, each with a `#[rescheduling(every = "10ms")]` task
+//!    that ends its thread after 20 runs (vs 10 000 tasks ticking a `tokio::time::interval`
+//!    20 times), on a runtime whose clock is paused: it jumps to the next timer whenever
+//!    every task waits, so the time taken is the work of the runs alone (and of spawning
+//!    and ending the 10 000), not the periods.
 //!
 //! Before criterion runs, the binary measures the resident memory of 10 000 idle threads
 //! against 10 000 idle hand-written tasks with their `mpsc`, each in a fresh process (it
@@ -59,6 +64,25 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("a current-thread runtime")
+}
+
+/// A current-thread runtime whose clock is paused and jumps to the next timer when every
+/// task waits (for `periodic_10k`).
+fn paused_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a paused current-thread runtime")
+}
+
+/// The runtime a group runs on.
+fn runtime_for(group: &str) -> Runtime {
+    if group.starts_with("periodic") {
+        paused_runtime()
+    } else {
+        runtime()
+    }
 }
 
 // ---- 1. DOWN throughput ------------------------------------------------------------------
@@ -545,7 +569,106 @@ fn spawn_stop(c: &mut Criterion) {
     group.finish();
 }
 
-// ---- 5. memory per idle thread ---------------------------------------------------------------
+// ---- 5. periodic tasks -----------------------------------------------------------------------
+
+/// Runs of each periodic task per iteration.
+const PERIODIC_RUNS: u64 = 20;
+/// The period of the periodic tasks.
+const PERIOD: Duration = Duration::from_millis(10);
+
+/// A thread with one periodic task that ends the thread after [`PERIODIC_RUNS`] runs.
+#[derive(Default)]
+struct Ticker {
+    runs: u64,
+}
+
+#[taskthread]
+impl Ticker {
+    #[rescheduling(every = "10ms", delay = "10ms", missed = "burst")]
+    async fn tick(&mut self, _ctx: &mut Ctx<Self>) -> Reschedule {
+        self.runs += 1;
+        if self.runs < PERIODIC_RUNS {
+            Reschedule::Again
+        } else {
+            Reschedule::Stop
+        }
+    }
+}
+
+/// The root of the periodic group: starts the tickers, ends when they all have.
+#[derive(Default)]
+struct Clock {
+    ended: usize,
+}
+
+#[taskthread]
+impl Clock {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for _ in 0..MANY {
+            ctx.spawn(Ticker::default());
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        assert!(matches!(exit.exit, Exit::Completed), "{exit}");
+        self.ended += 1;
+        if self.ended == MANY {
+            ctx.stop();
+        }
+    }
+}
+
+async fn periodic_taskthread(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let exit = taskthread::spawn(Clock::default()).join().await;
+        total += start.elapsed();
+        assert!(matches!(exit, Exit::Completed), "{exit}");
+    }
+    total
+}
+
+async fn tokio_ticker() {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for _ in 0..PERIODIC_RUNS {
+        black_box(interval.tick().await);
+    }
+}
+
+async fn periodic_tokio(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let tickers = tokio::spawn(async {
+            let tasks: Vec<_> = (0..MANY).map(|_| tokio::spawn(tokio_ticker())).collect();
+            for task in tasks {
+                task.await.expect("a ticker ends");
+            }
+        });
+        tickers.await.expect("the tickers' parent ends");
+        total += start.elapsed();
+    }
+    total
+}
+
+fn periodic(c: &mut Criterion) {
+    let rt = paused_runtime();
+    let mut group = c.benchmark_group("periodic_10k");
+    group.throughput(Throughput::Elements(MANY as u64 * PERIODIC_RUNS));
+
+    group.bench_function("taskthread", |b| {
+        b.to_async(&rt).iter_custom(periodic_taskthread)
+    });
+
+    group.bench_function("tokio", |b| b.to_async(&rt).iter_custom(periodic_tokio));
+    group.finish();
+}
+
+// ---- 6. memory per idle thread ---------------------------------------------------------------
 
 /// Resident memory of this process in bytes, from `/proc/self/statm`.
 fn resident_bytes() -> u64 {
@@ -656,7 +779,7 @@ fn run_one(spec: &str) {
         Some((name, iters)) => (name, iters.parse().expect("a number of iterations")),
         None => (spec, 1),
     };
-    let rt = runtime();
+    let rt = runtime_for(name);
     let elapsed = rt.block_on(async {
         match name {
             "down_throughput/taskthread" => down_throughput_taskthread(iters).await,
@@ -667,6 +790,8 @@ fn run_one(spec: &str) {
             "ask_round_trip/tokio" => ask_round_trip_tokio(iters).await,
             "spawn_stop_10k/taskthread" => spawn_stop_taskthread(iters).await,
             "spawn_stop_10k/tokio" => spawn_stop_tokio(iters).await,
+            "periodic_10k/taskthread" => periodic_taskthread(iters).await,
+            "periodic_10k/tokio" => periodic_tokio(iters).await,
             other => panic!("{RUN_ENV}: no workload named {other:?}"),
         }
     });
@@ -685,7 +810,7 @@ fn run_paired(spec: &str) {
         Some((group, rounds)) => (group, rounds.parse().expect("a number of rounds")),
         None => (spec, 100),
     };
-    let rt = runtime();
+    let rt = runtime_for(group);
     // One iteration is 10 000 messages or children; an ask is one round trip, so a round
     // asks 1 000 times.
     let iters = if group == "ask_round_trip" { 1_000 } else { 1 };
@@ -700,6 +825,8 @@ fn run_paired(spec: &str) {
                 ("ask_round_trip", _) => ask_round_trip_tokio(iters).await,
                 ("spawn_stop_10k", "taskthread") => spawn_stop_taskthread(iters).await,
                 ("spawn_stop_10k", _) => spawn_stop_tokio(iters).await,
+                ("periodic_10k", "taskthread") => periodic_taskthread(iters).await,
+                ("periodic_10k", _) => periodic_tokio(iters).await,
                 (other, _) => panic!("{PAIRED_ENV}: no group named {other:?}"),
             }
         })
@@ -771,5 +898,6 @@ fn main() {
     up_fan_in(&mut criterion);
     ask_round_trip(&mut criterion);
     spawn_stop(&mut criterion);
+    periodic(&mut criterion);
     criterion.final_summary();
 }
