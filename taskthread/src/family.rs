@@ -58,7 +58,7 @@ impl<P, E> Family<P, E> {
     }
 
     fn new(node: &Arc<Node>) -> Self {
-        let (inbox_tx, inbox) = inbox(node.capacity);
+        let (inbox_tx, inbox) = inbox(node.capacity());
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
