@@ -225,8 +225,11 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 );
                 return (Exit::Aborted { dropped }, dropped);
             }
-            if let Some(family) = self.ctx.family_if_any() {
-                // Boxed: only a thread that had children or jobs has anything to wait for.
+            if let Some(family) = self.ctx.family_if_any()
+                && !family.is_reaped()
+            {
+                // Boxed: only a thread whose children's or jobs' tasks are still running
+                // has anything to wait for.
                 Box::pin(family.reap_all()).await;
             }
             let exit = match self.failure.take() {

@@ -127,6 +127,9 @@ pub(crate) struct ThreadMeta {
 /// Stop flags: a stop for good, and a restart (this life stops, another begins).
 const STOP: u8 = 1;
 const RESTART: u8 = 2;
+/// With [`STOP`]: the stop was asked by a stopping parent whose stop deadline ends no later
+/// than this thread's would (see [`Node::request_covered_stop`]).
+const COVERED: u8 = 4;
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,6 +194,31 @@ impl<Q: ?Sized + Queue> Node<Q> {
         if self.stop_requested.fetch_or(STOP, Ordering::AcqRel) & STOP == 0 {
             self.stop_waker.wake();
         }
+    }
+
+    /// Asks the thread to stop, as part of its parent's stop, when the parent's stop
+    /// deadline is no longer than the thread's own: the thread then starts no deadline
+    /// timer of its own. The parent's (or a stopping ancestor's) deadline covers it: past
+    /// it, that ancestor aborts what remains of its subtree, this thread included. The
+    /// parent starts its timer as it first waits, right after asking its children, so the
+    /// thread's own deadline would end at the same time (within the time the parent takes
+    /// to ask the rest of its children): a stopping tree keeps one timer, not one per
+    /// thread that has children. A thread already asked to stop or restart keeps its own.
+    pub(crate) fn request_covered_stop(&self) {
+        match self.stop_requested.compare_exchange(
+            0,
+            STOP | COVERED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => self.stop_waker.wake(),
+            Err(_) => self.request_stop(),
+        }
+    }
+
+    /// Whether a stopping ancestor's deadline covers this thread's stop.
+    pub(crate) fn is_stop_covered(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire) & COVERED != 0
     }
 
     /// Asks the thread to end this life gracefully so that another can begin, keeping its
