@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, Metric, PERIOD, RELAY_TWO_SIDES, Scale,
+    CHILDREN, Countdown, Figures, Flavour, Metric, PERIOD, RELAY_TWO_SIDES, SENDERS, Scale,
     System as BenchSystem, Value, Workload, not_applicable, per, periodic_figures, ticks,
 };
 use crate::probe;
@@ -52,6 +52,10 @@ impl BenchSystem for ActixSys {
             Workload::FanIn => vec![(
                 Metric::FanIn,
                 run_on(flavour, move |p| fan_in(p, s.fan_in_per_child)),
+            )],
+            Workload::Contended => vec![(
+                Metric::Contended,
+                run_on(flavour, move |p| contended(p, s.contended_messages)),
             )],
             Workload::Spawn => vec![(
                 Metric::Spawn,
@@ -98,6 +102,15 @@ impl Placement {
         } else {
             let arbiter = &self.arbiters[i % self.arbiters.len()];
             A::start_in_arbiter(arbiter, move |_| actor)
+        }
+    }
+
+    /// Spawns `task` as the `i`-th task, where the `i`-th unit would start.
+    fn spawn(&self, i: usize, task: impl Future<Output = ()> + Send + 'static) {
+        if self.arbiters.is_empty() {
+            actix::spawn(task);
+        } else {
+            self.arbiters[i % self.arbiters.len()].spawn(task);
         }
     }
 }
@@ -368,6 +381,62 @@ async fn fan_in(placement: Placement, per_child: u64) -> Value {
     let (reply, finished) = oneshot::channel();
     parent.do_send(Fire(per_child, reply));
     let got = finished.await.expect("the parent reports");
+    Value::Measured(per(start.elapsed(), got, 1.0))
+}
+
+// ---- contended -------------------------------------------------------------------------------
+
+/// The receiver of the contended workload: counts, and says when it has them all.
+struct Counter {
+    expected: u64,
+    got: u64,
+    done: Option<oneshot::Sender<u64>>,
+}
+
+impl Actor for Counter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Number> for Counter {
+    type Result = ();
+
+    fn handle(&mut self, n: Number, _ctx: &mut Context<Self>) {
+        std::hint::black_box(n.0);
+        self.got += 1;
+        if self.got == self.expected
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(self.got);
+        }
+    }
+}
+
+/// The senders are tasks on the arbiters the children of the other workloads go to
+/// (`do_send`: unbounded, it never waits).
+async fn contended(placement: Placement, messages: u64) -> Value {
+    let share = messages / SENDERS as u64;
+    let (done, finished) = oneshot::channel();
+    let counter = placement.start(
+        0,
+        Counter {
+            expected: share * SENDERS as u64,
+            got: 0,
+            done: Some(done),
+        },
+    );
+    let (go, ready) = tokio::sync::watch::channel(false);
+    for i in 0..SENDERS {
+        let (counter, mut ready) = (counter.clone(), ready.clone());
+        placement.spawn(i, async move {
+            ready.wait_for(|go| *go).await.expect("the go signal");
+            for n in 0..share {
+                counter.do_send(Number(n));
+            }
+        });
+    }
+    let start = Instant::now();
+    go.send_replace(true);
+    let got = finished.await.expect("the counter reports");
     Value::Measured(per(start.elapsed(), got, 1.0))
 }
 

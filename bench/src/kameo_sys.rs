@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, RELAY_TWO_SIDES, Scale, Suite, System, Value, Workload,
-    per, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, RELAY_TWO_SIDES, SENDERS, Scale, Suite, System, Value,
+    Workload, per, start_senders, tree_size,
 };
 use crate::probe;
 
@@ -29,6 +29,7 @@ const SUITE: Suite = Suite {
     no_bounded_tell: None,
     ask: |n| Box::pin(ask(n)),
     fan_in: |n| Box::pin(fan_in(n)),
+    contended: |n| Box::pin(contended(n)),
     spawn: |n| Box::pin(spawn(n)),
     shutdown: |depth, breadth| Box::pin(shutdown(depth, breadth)),
     periodic: Err(
@@ -300,6 +301,66 @@ async fn fan_in(per_child: u64) -> Value {
     let elapsed = start.elapsed();
     let _ = parent.stop_gracefully().await;
     parent.wait_for_shutdown().await;
+    Value::Measured(per(elapsed, got, 1.0))
+}
+
+// ---- contended -------------------------------------------------------------------------------
+
+/// The receiver of the contended workload: counts, and says when it has them all.
+struct Counter {
+    expected: u64,
+    got: u64,
+    done: Option<oneshot::Sender<u64>>,
+}
+
+impl Actor for Counter {
+    type Args = Self;
+    type Error = Infallible;
+
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+impl Message<u64> for Counter {
+    type Reply = ();
+
+    async fn handle(&mut self, n: u64, _ctx: &mut Context<Self, ()>) {
+        std::hint::black_box(n);
+        self.got += 1;
+        if self.got == self.expected
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(self.got);
+        }
+    }
+}
+
+async fn contended(messages: u64) -> Value {
+    let expected = messages / SENDERS as u64 * SENDERS as u64;
+    let (done, finished) = oneshot::channel();
+    let counter = Counter::spawn(Counter {
+        expected,
+        got: 0,
+        done: Some(done),
+    });
+    let (go, senders) = start_senders(messages, |share| {
+        let counter = counter.clone();
+        async move {
+            for i in 0..share {
+                counter.tell(i).await.expect("the counter runs");
+            }
+        }
+    });
+    let start = Instant::now();
+    go.send_replace(true);
+    let got = finished.await.expect("the counter reports");
+    let elapsed = start.elapsed();
+    for sender in senders {
+        sender.await.expect("a sender ends");
+    }
+    let _ = counter.stop_gracefully().await;
+    counter.wait_for_shutdown().await;
     Value::Measured(per(elapsed, got, 1.0))
 }
 

@@ -15,6 +15,8 @@ pub(crate) enum Workload {
     Ask,
     /// 100 children send UP to one parent.
     FanIn,
+    /// 16 tasks send to one unit at once.
+    Contended,
     /// Start 10 000 children and wait until all have entered; memory per idle child.
     Spawn,
     /// Build a tree, then stop its root gracefully.
@@ -27,10 +29,11 @@ pub(crate) enum Workload {
 
 impl Workload {
     /// Every workload, in the order of the report.
-    pub(crate) const ALL: [Workload; 7] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::Tell,
         Workload::Ask,
         Workload::FanIn,
+        Workload::Contended,
         Workload::Spawn,
         Workload::Shutdown,
         Workload::Periodic,
@@ -44,6 +47,7 @@ impl Workload {
             Workload::Tell => &[Tell64, TellLarge],
             Workload::Ask => &[Ask],
             Workload::FanIn => &[FanIn],
+            Workload::Contended => &[Contended],
             Workload::Spawn => &[Spawn, IdleMemory],
             Workload::Shutdown => &[ShutdownD3B10, ShutdownD5B5, ShutdownD10B2, ShutdownFlat],
             Workload::Periodic => &[PeriodicCpu, PeriodicP50, PeriodicP99],
@@ -63,6 +67,8 @@ pub(crate) enum Metric {
     Ask,
     /// Fan-in to one parent.
     FanIn,
+    /// Many senders to one unit at once.
+    Contended,
     /// Spawn until entered, per child.
     Spawn,
     /// Resident memory per idle child.
@@ -94,6 +100,7 @@ impl Metric {
             TellLarge => format!("tell (queue {})", LARGE_QUEUE),
             Ask => "ask".into(),
             FanIn => "fan-in".into(),
+            Contended => format!("contended ({SENDERS} senders)"),
             Spawn => format!("spawn {}", scale.spawn_children),
             IdleMemory => "idle memory".into(),
             ShutdownD3B10 => "shutdown depth 3 × breadth 10".into(),
@@ -115,6 +122,7 @@ impl Metric {
             TellLarge => "tell-large",
             Ask => "ask",
             FanIn => "fan-in",
+            Contended => "contended",
             Spawn => "spawn",
             IdleMemory => "idle-memory",
             ShutdownD3B10 => "shutdown-d3b10",
@@ -132,7 +140,7 @@ impl Metric {
     pub(crate) fn unit(self) -> &'static str {
         use Metric::*;
         match self {
-            Tell64 | TellLarge | FanIn => "ns/msg",
+            Tell64 | TellLarge | FanIn | Contended => "ns/msg",
             Ask => "ns/round trip",
             Spawn => "µs/child",
             IdleMemory => "B/child",
@@ -164,6 +172,8 @@ pub(crate) const SMALL_QUEUE: usize = 64;
 pub(crate) const LARGE_QUEUE: usize = 65_536;
 /// Children in the tell and fan-in workloads.
 pub(crate) const CHILDREN: usize = 100;
+/// Tasks sending at once in the contended workload.
+pub(crate) const SENDERS: usize = 16;
 /// The period of the periodic workload.
 pub(crate) const PERIOD: Duration = Duration::from_millis(10);
 
@@ -236,6 +246,8 @@ pub(crate) struct Scale {
     pub(crate) asks: u64,
     /// Messages each child sends UP per fan-in round.
     pub(crate) fan_in_per_child: u64,
+    /// Messages per contended round, over all senders.
+    pub(crate) contended_messages: u64,
     /// Children spawned by the spawn workload (and held idle for memory).
     pub(crate) spawn_children: usize,
     /// Children of the flat shutdown tree.
@@ -262,6 +274,7 @@ impl Scale {
             tell_messages: 1_000_000,
             asks: 200_000,
             fan_in_per_child: 10_000,
+            contended_messages: 1_000_000,
             spawn_children: 10_000,
             shutdown_flat: 100_000,
             periodic_tasks: 10_000,
@@ -280,6 +293,7 @@ impl Scale {
             tell_messages: 200_000,
             asks: 50_000,
             fan_in_per_child: 2_000,
+            contended_messages: 200_000,
             spawn_children: 10_000,
             shutdown_flat: 20_000,
             periodic_tasks: 10_000,
@@ -369,6 +383,8 @@ pub(crate) struct Suite {
     pub(crate) ask: fn(u64) -> Run<Value>,
     /// Fan-in: messages per child.
     pub(crate) fan_in: fn(u64) -> Run<Value>,
+    /// Contended: messages over all senders.
+    pub(crate) contended: fn(u64) -> Run<Value>,
     /// Spawn: children.
     pub(crate) spawn: fn(usize) -> Run<Value>,
     /// Shutdown: (depth, breadth).
@@ -401,6 +417,11 @@ impl Suite {
                 let fan_in = self.fan_in;
                 let value = flavour.block_on(move || fan_in(s.fan_in_per_child));
                 vec![(Metric::FanIn, value)]
+            }
+            Workload::Contended => {
+                let contended = self.contended;
+                let value = flavour.block_on(move || contended(s.contended_messages));
+                vec![(Metric::Contended, value)]
             }
             Workload::Spawn => {
                 let spawn = self.spawn;
@@ -463,6 +484,34 @@ pub(crate) fn periodic_figures(cpu: Duration, lateness_ns: &mut [u64]) -> Figure
         (Metric::PeriodicP50, Value::Measured(p50 as f64 / 1_000.0)),
         (Metric::PeriodicP99, Value::Measured(p99 as f64 / 1_000.0)),
     ]
+}
+
+/// Starts [`SENDERS`] tasks that each wait for the go signal, then run the loop `sender`
+/// makes for its share of `messages` (its argument). Returns the go signal and the tasks,
+/// to be awaited after the measurement.
+pub(crate) fn start_senders<F, Fut>(
+    messages: u64,
+    mut sender: F,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+)
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let share = messages / SENDERS as u64;
+    let (go, ready) = tokio::sync::watch::channel(false);
+    let senders = (0..SENDERS)
+        .map(|_| {
+            let (run, mut ready) = (sender(share), ready.clone());
+            tokio::spawn(async move {
+                ready.wait_for(|go| *go).await.expect("the go signal");
+                run.await;
+            })
+        })
+        .collect();
+    (go, senders)
 }
 
 /// Counts units that have started, for the tree builds (which are not timed): every system

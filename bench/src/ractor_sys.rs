@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, PERIOD, RELAY_TWO_SIDES, Scale, Suite, System, Value,
-    Workload, per, periodic_figures, ticks, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, PERIOD, RELAY_TWO_SIDES, SENDERS, Scale, Suite, System,
+    Value, Workload, per, periodic_figures, start_senders, ticks, tree_size,
 };
 use crate::probe;
 
@@ -28,6 +28,7 @@ const SUITE: Suite = Suite {
     no_bounded_tell: Some(UNBOUNDED),
     ask: |n| Box::pin(ask(n)),
     fan_in: |n| Box::pin(fan_in(n)),
+    contended: |n| Box::pin(contended(n)),
     spawn: |n| Box::pin(spawn(n)),
     shutdown: |depth, breadth| Box::pin(shutdown(depth, breadth)),
     periodic: Ok(|tasks, run_for| Box::pin(periodic(tasks, run_for))),
@@ -347,6 +348,78 @@ async fn fan_in(per_child: u64) -> Value {
     let elapsed = start.elapsed();
     parent.stop(None);
     handle.await.expect("the parent ends");
+    Value::Measured(per(elapsed, got, 1.0))
+}
+
+// ---- contended -------------------------------------------------------------------------------
+
+/// The receiver of the contended workload: counts, and says when it has them all.
+struct Counter;
+
+/// Its state: received, expected, and where to say it has them all.
+struct CounterState {
+    got: u64,
+    expected: u64,
+    done: Option<oneshot::Sender<u64>>,
+}
+
+impl Actor for Counter {
+    type Msg = u64;
+    type State = CounterState;
+    type Arguments = (u64, oneshot::Sender<u64>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<u64>,
+        (expected, done): Self::Arguments,
+    ) -> Result<CounterState, ActorProcessingErr> {
+        Ok(CounterState {
+            got: 0,
+            expected,
+            done: Some(done),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<u64>,
+        n: u64,
+        state: &mut CounterState,
+    ) -> Result<(), ActorProcessingErr> {
+        std::hint::black_box(n);
+        state.got += 1;
+        if state.got == state.expected
+            && let Some(done) = state.done.take()
+        {
+            let _ = done.send(state.got);
+        }
+        Ok(())
+    }
+}
+
+async fn contended(messages: u64) -> Value {
+    let expected = messages / SENDERS as u64 * SENDERS as u64;
+    let (done, finished) = oneshot::channel();
+    let (counter, handle) = Actor::spawn(None, Counter, (expected, done))
+        .await
+        .expect("the counter starts");
+    let (go, senders) = start_senders(messages, |share| {
+        let counter = counter.clone();
+        async move {
+            for i in 0..share {
+                counter.cast(i).expect("the counter runs");
+            }
+        }
+    });
+    let start = Instant::now();
+    go.send_replace(true);
+    let got = finished.await.expect("the counter reports");
+    let elapsed = start.elapsed();
+    for sender in senders {
+        sender.await.expect("a sender ends");
+    }
+    counter.stop(None);
+    handle.await.expect("the counter ends");
     Value::Measured(per(elapsed, got, 1.0))
 }
 

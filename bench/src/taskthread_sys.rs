@@ -8,8 +8,8 @@ use taskthread::prelude::*;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, Scale, Suite, System, Value, Workload, per,
-    periodic_figures, ticks, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, SENDERS, Scale, Suite, System, Value, Workload, per,
+    periodic_figures, start_senders, ticks, tree_size,
 };
 use crate::{probe, relay};
 
@@ -23,6 +23,7 @@ const SUITE: Suite = Suite {
     no_bounded_tell: None,
     ask: |n| Box::pin(ask(n)),
     fan_in: |n| Box::pin(fan_in(n)),
+    contended: |n| Box::pin(contended(n)),
     spawn: |n| Box::pin(spawn(n)),
     shutdown: |depth, breadth| Box::pin(shutdown(depth, breadth)),
     periodic: Ok(|tasks, run_for| Box::pin(periodic(tasks, run_for))),
@@ -249,6 +250,56 @@ async fn fan_in(per_child: u64) -> Value {
     root.send(Fire(per_child)).await.expect("the parent runs");
     let got = root.recv().await.expect("the parent reports");
     let elapsed = start.elapsed();
+    root.stop();
+    root.join().await;
+    Value::Measured(per(elapsed, got, 1.0))
+}
+
+// ---- contended -------------------------------------------------------------------------------
+
+/// The receiver of the contended workload: counts, and says when it has them all.
+struct Counter {
+    expected: u64,
+    got: u64,
+}
+
+#[taskthread(up = u64)]
+impl Counter {
+    #[down]
+    async fn number(&mut self, ctx: &mut Ctx<Self>, n: u64) -> Result<()> {
+        std::hint::black_box(n);
+        self.got += 1;
+        if self.got == self.expected {
+            ctx.up(self.got).await?;
+        }
+        Ok(())
+    }
+
+    #[down]
+    async fn ready(&mut self, _ctx: &mut Ctx<Self>, _q: Ready) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+async fn contended(messages: u64) -> Value {
+    let expected = messages / SENDERS as u64 * SENDERS as u64;
+    let mut root = taskthread::spawn(Counter { expected, got: 0 });
+    assert!(root.ask(Ready).await.expect("the counter answers"));
+    let (go, senders) = start_senders(messages, |share| {
+        let counter = root.child_ref();
+        async move {
+            for i in 0..share {
+                counter.send(i).await.expect("the counter runs");
+            }
+        }
+    });
+    let start = Instant::now();
+    go.send_replace(true);
+    let got = root.recv().await.expect("the counter reports");
+    let elapsed = start.elapsed();
+    for sender in senders {
+        sender.await.expect("a sender ends");
+    }
     root.stop();
     root.join().await;
     Value::Measured(per(elapsed, got, 1.0))

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, PERIOD, SMALL_QUEUE, Scale, Suite, System, Value,
-    Workload, per, periodic_figures, ticks, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, PERIOD, SENDERS, SMALL_QUEUE, Scale, Suite, System,
+    Value, Workload, per, periodic_figures, start_senders, ticks, tree_size,
 };
 use crate::{probe, relay};
 
@@ -28,6 +28,7 @@ const SUITE: Suite = Suite {
     no_bounded_tell: None,
     ask: |n| Box::pin(ask(n)),
     fan_in: |n| Box::pin(fan_in(n)),
+    contended: |n| Box::pin(contended(n)),
     spawn: |n| Box::pin(spawn(n)),
     shutdown: |depth, breadth| Box::pin(shutdown(depth, breadth)),
     periodic: Ok(|tasks, run_for| Box::pin(periodic(tasks, run_for))),
@@ -197,6 +198,38 @@ async fn fan_in(per_child: u64) -> Value {
     parent.await.expect("the parent ends");
     for task in tasks {
         task.await.expect("a fan-in child ends");
+    }
+    Value::Measured(per(elapsed, got, 1.0))
+}
+
+// ---- contended -------------------------------------------------------------------------------
+
+async fn contended(messages: u64) -> Value {
+    let expected = messages / SENDERS as u64 * SENDERS as u64;
+    let (tx, mut rx) = mpsc::channel::<u64>(SMALL_QUEUE);
+    let receiver = tokio::spawn(async move {
+        let mut got = 0u64;
+        while got < expected {
+            std::hint::black_box(rx.recv().await.expect("the senders run"));
+            got += 1;
+        }
+        got
+    });
+    let (go, senders) = start_senders(messages, |share| {
+        let tx = tx.clone();
+        async move {
+            for i in 0..share {
+                tx.send(i).await.expect("the receiver runs");
+            }
+        }
+    });
+    drop(tx);
+    let start = Instant::now();
+    go.send_replace(true);
+    let got = receiver.await.expect("the receiver ends");
+    let elapsed = start.elapsed();
+    for sender in senders {
+        sender.await.expect("a sender ends");
     }
     Value::Measured(per(elapsed, got, 1.0))
 }

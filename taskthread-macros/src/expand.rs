@@ -270,7 +270,11 @@ impl<'a> Generator<'a> {
             let v = format_ident!("U{}", i);
             let ty = self.msg(h);
             let cfg = h.cfg.attr();
-            quote!(#cfg #v(__tt::__private::ChildId, #ty),)
+            if boxes_up_message(h) {
+                quote!(#cfg #v(__tt::__private::ChildId, ::std::boxed::Box<#ty>),)
+            } else {
+                quote!(#cfg #v(__tt::__private::ChildId, #ty),)
+            }
         });
         let stream_variants = self.handlers(Kind::Stream).map(|(i, h)| {
             let v = format_ident!("S{}", i);
@@ -454,7 +458,11 @@ impl<'a> Generator<'a> {
             if !h.callable {
                 return quote!(#cfg __Event::#v(..) => ::core::result::Result::Ok(()),);
             }
-            let call = self.call_handler(h, quote!(#from, #msg));
+            let call = if boxes_up_message(h) {
+                self.call_handler(h, quote!(#from, *#msg))
+            } else {
+                self.call_handler(h, quote!(#from, #msg))
+            };
             quote!(#cfg __Event::#v(#from, #msg) => #call,)
         });
         let stream_arms = self.handlers(Kind::Stream).map(|(i, h)| {
@@ -888,12 +896,17 @@ impl<'a> Generator<'a> {
             let ty = self.msg(h);
             let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
             let cfg = h.cfg.attr();
+            let stored = if boxes_up_message(h) {
+                quote!(::std::boxed::Box::new(#msg))
+            } else {
+                quote!(#msg)
+            };
             quote_spanned! {span=>
                 #cfg
                 #[automatically_derived]
                 impl #impl_generics __tt::__private::HandlesUp<#ty> for #self_ty #where_clause {
                     fn __wrap_up(#from: __tt::__private::ChildId, #msg: #ty) -> Self::Event {
-                        __Event::#v(#from, #msg)
+                        __Event::#v(#from, #stored)
                     }
                 }
             }
@@ -1168,6 +1181,21 @@ fn convert_output(returns: &Returns, output: OutputTrait, out: &Ident) -> TokenS
             ),
         }
     }
+}
+
+/// Whether an `#[up]` handler's message is kept boxed in the event enum: one named
+/// `ChildExit` or `ChildRestart`. Those reach their handler through the child-report hooks,
+/// not as UP messages (a child would have to declare one as its `up` type), and they are
+/// large: inline, they would size every slot of the parent's inbound queue (which
+/// allocates 32 slots at once) for nothing.
+fn boxes_up_message(h: &Handler) -> bool {
+    let Some(Type::Path(p)) = h.msg.as_ref() else {
+        return false;
+    };
+    p.qself.is_none()
+        && p.path.segments.last().is_some_and(|last| {
+            last.arguments.is_none() && (last.ident == "ChildExit" || last.ident == "ChildRestart")
+        })
 }
 
 /// Whether a type may be the framework's `ChildExit` or `ChildRestart` under some name: a

@@ -12,6 +12,15 @@
 //! 4. `spawn_stop_10k`: a root spawns 10 000 children, each sends one UP message from its
 //!    `enter` hook; once the root has seen all of them it is stopped and joined (vs 10 000
 //!    tasks with their own `mpsc`, woken by a `CancellationToken`, then all joined).
+//! 5. `shutdown_tree`: a tree of depth 10 and breadth 2 (2 047 threads, each spawning its
+//!    children from `enter`) is built, then its root is stopped and joined; only the stop is
+//!    timed (vs a tree of tasks, each holding its children's `JoinHandle`s and a child of its
+//!    parent's `CancellationToken`, which on cancel waits for its children).
+//! 6. `periodic_10k`: 10 000 threads, each with a `#[rescheduling(every = "10ms")]` task
+//!    that ends its thread after 20 runs (vs 10 000 tasks ticking a `tokio::time::interval`
+//!    20 times), on a runtime whose clock is paused: it jumps to the next timer whenever
+//!    every task waits, so the time taken is the work of the runs alone (and of spawning
+//!    and ending the 10 000), not the periods.
 //!
 //! Before criterion runs, the binary measures the resident memory of 10 000 idle threads
 //! against 10 000 idle hand-written tasks with their `mpsc`, each in a fresh process (it
@@ -59,6 +68,25 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("a current-thread runtime")
+}
+
+/// A current-thread runtime whose clock is paused and jumps to the next timer when every
+/// task waits (for `periodic_10k`).
+fn paused_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a paused current-thread runtime")
+}
+
+/// The runtime a group runs on.
+fn runtime_for(group: &str) -> Runtime {
+    if group.starts_with("periodic") {
+        paused_runtime()
+    } else {
+        runtime()
+    }
 }
 
 // ---- 1. DOWN throughput ------------------------------------------------------------------
@@ -545,7 +573,236 @@ fn spawn_stop(c: &mut Criterion) {
     group.finish();
 }
 
-// ---- 5. memory per idle thread ---------------------------------------------------------------
+// ---- 5. graceful stop of a tree ----------------------------------------------------------------
+
+/// Depth and breadth of the tree of `shutdown_tree`.
+const TREE: (u32, usize) = (10, 2);
+
+/// A node of the tree: spawns its children from `enter`, then idles.
+struct TreeNode {
+    depth: u32,
+    built: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[taskthread]
+impl TreeNode {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        if self.depth > 0 {
+            for _ in 0..TREE.1 {
+                ctx.spawn(TreeNode {
+                    depth: self.depth - 1,
+                    built: std::sync::Arc::clone(&self.built),
+                });
+            }
+        }
+        self.built.add_permits(1);
+        Ok(())
+    }
+
+    #[down]
+    async fn poke(&mut self, _ctx: &mut Ctx<Self>, _p: Poke) -> Result<()> {
+        Ok(())
+    }
+
+    /// Child exits are expected: handled so that none is logged.
+    #[up]
+    async fn exited(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _exit: ChildExit) {}
+}
+
+/// Units in the tree.
+fn tree_size() -> u32 {
+    (0..=TREE.0).map(|level| (TREE.1 as u32).pow(level)).sum()
+}
+
+async fn shutdown_tree_taskthread(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let built = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let root = taskthread::spawn(TreeNode {
+            depth: TREE.0,
+            built: std::sync::Arc::clone(&built),
+        });
+        drop(
+            built
+                .acquire_many(tree_size())
+                .await
+                .expect("the tree is built"),
+        );
+        let start = Instant::now();
+        root.stop();
+        let exit = root.join().await;
+        total += start.elapsed();
+        assert!(matches!(exit, Exit::Stopped), "{exit}");
+    }
+    total
+}
+
+/// A node of the hand-written tree: its children, then it waits for the stop and for them.
+fn tokio_tree_node(
+    depth: u32,
+    stop: CancellationToken,
+    built: std::sync::Arc<tokio::sync::Semaphore>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let (_tx, mut rx) = mpsc::channel::<Poke>(CAPACITY);
+        let children: Vec<_> = (0..if depth > 0 { TREE.1 } else { 0 })
+            .map(|_| {
+                let child =
+                    tokio_tree_node(depth - 1, stop.child_token(), std::sync::Arc::clone(&built));
+                tokio::spawn(child)
+            })
+            .collect();
+        built.add_permits(1);
+        drop(built);
+        tokio::select! {
+            () = stop.cancelled() => {}
+            _ = rx.recv() => {}
+        }
+        for child in children {
+            child.await.expect("a tree node ends");
+        }
+    })
+}
+
+async fn shutdown_tree_tokio(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let built = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let stop = CancellationToken::new();
+        let root = tokio::spawn(tokio_tree_node(
+            TREE.0,
+            stop.clone(),
+            std::sync::Arc::clone(&built),
+        ));
+        drop(
+            built
+                .acquire_many(tree_size())
+                .await
+                .expect("the tree is built"),
+        );
+        let start = Instant::now();
+        stop.cancel();
+        root.await.expect("the root ends");
+        total += start.elapsed();
+    }
+    total
+}
+
+fn shutdown_tree(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("shutdown_tree");
+    group.throughput(Throughput::Elements(u64::from(tree_size())));
+
+    group.bench_function("taskthread", |b| {
+        b.to_async(&rt).iter_custom(shutdown_tree_taskthread)
+    });
+
+    group.bench_function("tokio", |b| {
+        b.to_async(&rt).iter_custom(shutdown_tree_tokio)
+    });
+    group.finish();
+}
+
+// ---- 6. periodic tasks -----------------------------------------------------------------------
+
+/// Runs of each periodic task per iteration.
+const PERIODIC_RUNS: u64 = 20;
+/// The period of the periodic tasks.
+const PERIOD: Duration = Duration::from_millis(10);
+
+/// A thread with one periodic task that ends the thread after [`PERIODIC_RUNS`] runs.
+#[derive(Default)]
+struct Ticker {
+    runs: u64,
+}
+
+#[taskthread]
+impl Ticker {
+    #[rescheduling(every = "10ms", delay = "10ms", missed = "burst")]
+    async fn tick(&mut self, _ctx: &mut Ctx<Self>) -> Reschedule {
+        self.runs += 1;
+        if self.runs < PERIODIC_RUNS {
+            Reschedule::Again
+        } else {
+            Reschedule::Stop
+        }
+    }
+}
+
+/// The root of the periodic group: starts the tickers, ends when they all have.
+#[derive(Default)]
+struct Clock {
+    ended: usize,
+}
+
+#[taskthread]
+impl Clock {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for _ in 0..MANY {
+            ctx.spawn(Ticker::default());
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        assert!(matches!(exit.exit, Exit::Completed), "{exit}");
+        self.ended += 1;
+        if self.ended == MANY {
+            ctx.stop();
+        }
+    }
+}
+
+async fn periodic_taskthread(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let exit = taskthread::spawn(Clock::default()).join().await;
+        total += start.elapsed();
+        assert!(matches!(exit, Exit::Completed), "{exit}");
+    }
+    total
+}
+
+async fn tokio_ticker() {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for _ in 0..PERIODIC_RUNS {
+        black_box(interval.tick().await);
+    }
+}
+
+async fn periodic_tokio(iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let tickers = tokio::spawn(async {
+            let tasks: Vec<_> = (0..MANY).map(|_| tokio::spawn(tokio_ticker())).collect();
+            for task in tasks {
+                task.await.expect("a ticker ends");
+            }
+        });
+        tickers.await.expect("the tickers' parent ends");
+        total += start.elapsed();
+    }
+    total
+}
+
+fn periodic(c: &mut Criterion) {
+    let rt = paused_runtime();
+    let mut group = c.benchmark_group("periodic_10k");
+    group.throughput(Throughput::Elements(MANY as u64 * PERIODIC_RUNS));
+
+    group.bench_function("taskthread", |b| {
+        b.to_async(&rt).iter_custom(periodic_taskthread)
+    });
+
+    group.bench_function("tokio", |b| b.to_async(&rt).iter_custom(periodic_tokio));
+    group.finish();
+}
+
+// ---- 7. memory per idle thread ---------------------------------------------------------------
 
 /// Resident memory of this process in bytes, from `/proc/self/statm`.
 fn resident_bytes() -> u64 {
@@ -656,7 +913,7 @@ fn run_one(spec: &str) {
         Some((name, iters)) => (name, iters.parse().expect("a number of iterations")),
         None => (spec, 1),
     };
-    let rt = runtime();
+    let rt = runtime_for(name);
     let elapsed = rt.block_on(async {
         match name {
             "down_throughput/taskthread" => down_throughput_taskthread(iters).await,
@@ -667,6 +924,10 @@ fn run_one(spec: &str) {
             "ask_round_trip/tokio" => ask_round_trip_tokio(iters).await,
             "spawn_stop_10k/taskthread" => spawn_stop_taskthread(iters).await,
             "spawn_stop_10k/tokio" => spawn_stop_tokio(iters).await,
+            "shutdown_tree/taskthread" => shutdown_tree_taskthread(iters).await,
+            "shutdown_tree/tokio" => shutdown_tree_tokio(iters).await,
+            "periodic_10k/taskthread" => periodic_taskthread(iters).await,
+            "periodic_10k/tokio" => periodic_tokio(iters).await,
             other => panic!("{RUN_ENV}: no workload named {other:?}"),
         }
     });
@@ -685,7 +946,7 @@ fn run_paired(spec: &str) {
         Some((group, rounds)) => (group, rounds.parse().expect("a number of rounds")),
         None => (spec, 100),
     };
-    let rt = runtime();
+    let rt = runtime_for(group);
     // One iteration is 10 000 messages or children; an ask is one round trip, so a round
     // asks 1 000 times.
     let iters = if group == "ask_round_trip" { 1_000 } else { 1 };
@@ -700,6 +961,10 @@ fn run_paired(spec: &str) {
                 ("ask_round_trip", _) => ask_round_trip_tokio(iters).await,
                 ("spawn_stop_10k", "taskthread") => spawn_stop_taskthread(iters).await,
                 ("spawn_stop_10k", _) => spawn_stop_tokio(iters).await,
+                ("shutdown_tree", "taskthread") => shutdown_tree_taskthread(iters).await,
+                ("shutdown_tree", _) => shutdown_tree_tokio(iters).await,
+                ("periodic_10k", "taskthread") => periodic_taskthread(iters).await,
+                ("periodic_10k", _) => periodic_tokio(iters).await,
                 (other, _) => panic!("{PAIRED_ENV}: no group named {other:?}"),
             }
         })
@@ -771,5 +1036,7 @@ fn main() {
     up_fan_in(&mut criterion);
     ask_round_trip(&mut criterion);
     spawn_stop(&mut criterion);
+    shutdown_tree(&mut criterion);
+    periodic(&mut criterion);
     criterion.final_summary();
 }

@@ -44,7 +44,8 @@ pub(crate) struct Family<P, E> {
     names: HashMap<Cow<'static, str>, u32>,
     /// The last `'static` name given and how many children have had it.
     last_name: Option<(&'static str, u32)>,
-    jobs: JoinSet<()>,
+    /// Made with the first job (a `JoinSet` allocates, and most families have no job).
+    jobs: Option<JoinSet<()>>,
     blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
     drained: Vec<Box<dyn Drained>>,
@@ -58,7 +59,7 @@ impl<P, E> Family<P, E> {
     }
 
     fn new(node: &Arc<Node>) -> Self {
-        let (inbox_tx, inbox) = inbox(node.capacity);
+        let (inbox_tx, inbox) = inbox(node.capacity());
         node.set_inbound(Arc::clone(inbox.meter()));
         Self {
             inbox,
@@ -68,7 +69,7 @@ impl<P, E> Family<P, E> {
             signalled_stage: None,
             names: HashMap::new(),
             last_name: None,
-            jobs: JoinSet::new(),
+            jobs: None,
             blocking: None,
             stream_aborts: Vec::new(),
             drained: Vec::new(),
@@ -78,6 +79,15 @@ impl<P, E> Family<P, E> {
 
     fn node(&self) -> &Node {
         &self.sink.parent
+    }
+
+    /// The jobs, made on first use.
+    fn jobs(&mut self) -> &mut JoinSet<()> {
+        self.jobs.get_or_insert_with(JoinSet::new)
+    }
+
+    fn has_jobs(&self) -> bool {
+        self.jobs.as_ref().is_some_and(|jobs| !jobs.is_empty())
     }
 
     /// The sink the children send UP through.
@@ -148,17 +158,17 @@ impl<P, E> Family<P, E> {
 
     /// Whether nothing is left: no child, no job, no queued event.
     pub(crate) fn is_idle(&self) -> bool {
-        self.children == 0 && self.jobs.is_empty() && self.inbox.is_empty()
+        self.children == 0 && !self.has_jobs() && self.inbox.is_empty()
     }
 
     /// Spawns a job whose output comes back through the inbound queue.
     pub(crate) fn spawn_job(&mut self, job: impl Future<Output = ()> + Send + 'static) {
-        self.jobs.spawn(job);
+        self.jobs().spawn(job);
     }
 
     /// Spawns a stream's forwarding task, cancelled when the thread starts stopping.
     pub(crate) fn spawn_stream(&mut self, forward: impl Future<Output = ()> + Send + 'static) {
-        let abort = self.jobs.spawn(forward);
+        let abort = self.jobs().spawn(forward);
         self.stream_aborts.retain(|a| !a.is_finished());
         self.stream_aborts.push(abort);
     }
@@ -171,7 +181,7 @@ impl<P, E> Family<P, E> {
         mut source: Box<dyn Drained>,
         stopping: bool,
     ) {
-        self.jobs.spawn(forward);
+        self.jobs().spawn(forward);
         if stopping {
             source.stop();
         }
@@ -180,9 +190,10 @@ impl<P, E> Family<P, E> {
 
     /// Runs `job` on tokio's blocking pool, at most `limit` of this thread's at once.
     pub(crate) fn spawn_blocking(&mut self, limit: usize, job: impl FnOnce() + Send + 'static) {
+        let jobs = self.jobs.get_or_insert_with(JoinSet::new);
         self.blocking
             .get_or_insert_with(|| BlockingLimit::new(limit))
-            .spawn(&mut self.jobs, job);
+            .spawn(jobs, job);
     }
 
     /// Cancels the attached streams (inputs end when the thread starts stopping) and tells
@@ -208,10 +219,10 @@ impl<P, E> Family<P, E> {
 
     /// The next finished job, if any has finished.
     pub(crate) fn poll_job(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), JoinError>>> {
-        if self.jobs.is_empty() {
-            return Poll::Pending;
+        match &mut self.jobs {
+            Some(jobs) if !jobs.is_empty() => jobs.poll_join_next(cx),
+            _ => Poll::Pending,
         }
-        self.jobs.poll_join_next(cx)
     }
 
     /// Signals the lowest stage that still has children, once per stage.
@@ -263,9 +274,21 @@ impl<P, E> Family<P, E> {
         }
         // `spawn_task` jobs are cancelled; `spawn_blocking` jobs cannot be, and are left to
         // finish on their own rather than holding up the abort.
-        self.jobs.abort_all();
-        self.jobs.detach_all();
+        if let Some(jobs) = &mut self.jobs {
+            jobs.abort_all();
+            jobs.detach_all();
+        }
         dropped
+    }
+
+    /// Whether [`reap_all`](Self::reap_all) has nothing to wait for: no child or job left,
+    /// and every ended child's task finished (their handles are dropped).
+    pub(crate) fn is_reaped(&mut self) -> bool {
+        if self.children > 0 || self.has_jobs() {
+            return false;
+        }
+        self.reaping.retain(|join| !join.is_finished());
+        self.reaping.is_empty()
     }
 
     /// Waits for every task this thread owns to be gone, so that after a root is joined no
@@ -278,7 +301,9 @@ impl<P, E> Family<P, E> {
             self.reaping.push(entry.join);
         }
         self.children = 0;
-        self.jobs.shutdown().await;
+        if let Some(jobs) = &mut self.jobs {
+            jobs.shutdown().await;
+        }
         for join in self.reaping.drain(..) {
             let _ = join.await;
         }

@@ -103,65 +103,134 @@ impl<T> fmt::Debug for TaskRef<T> {
     }
 }
 
+/// "Not scheduled", as a time of the timetable.
+const NEVER: u64 = u64::MAX;
+
+/// How close to the last clock reading (in nanoseconds) a run must be due for the loop to
+/// read the clock rather than wait for the timer, whose wheel turns in steps of a
+/// millisecond: a `Now`, a period-less `Again` or a short `After` would otherwise wait for
+/// the next step.
+const TIMER_STEP: u64 = 1_000_000;
+
+/// A duration in nanoseconds, saturating (after 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1)
+}
+
 #[derive(Debug)]
 struct Slot {
     spec: &'static TaskSpec,
-    /// When the next run is due, if scheduled.
-    next: Option<Instant>,
+    /// When the next run is due, or [`NEVER`].
+    next: u64,
+    /// The period in nanoseconds, if any.
+    every: Option<u64>,
     /// Set when ctx changed this task's schedule during its own run: ctx wins over the return.
     touched: bool,
     runs: u64,
 }
 
-/// The timetable of one thread's tasks: boxed, and absent for a thread without tasks, so it
-/// takes one word of the thread's `Ctx` (and so of its task) rather than six.
+/// A thread's slots: most threads with tasks have one, kept in the table itself.
 #[derive(Debug)]
-pub(crate) struct Timetable(Option<Box<Table>>);
+enum Slots {
+    One(Slot),
+    Many(Box<[Slot]>),
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [Slot];
+
+    #[inline]
+    fn deref(&self) -> &[Slot] {
+        match self {
+            Slots::One(slot) => std::slice::from_ref(slot),
+            Slots::Many(slots) => slots,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Slots {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [Slot] {
+        match self {
+            Slots::One(slot) => std::slice::from_mut(slot),
+            Slots::Many(slots) => slots,
+        }
+    }
+}
+
+/// The timetable of one thread's tasks: boxed with its timer (one allocation), and absent
+/// for a thread without tasks, so it takes one word of the thread's `Ctx` (and so of its
+/// task).
+#[derive(Debug)]
+pub(crate) struct Timetable(Option<Pin<Box<Table>>>);
+
+/// The run a timetable took off as due: which task, and when it was due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    pub(crate) index: usize,
+    at: u64,
+}
 
 impl Timetable {
     pub(crate) fn new(specs: &'static [TaskSpec]) -> Self {
-        Self((!specs.is_empty()).then(|| Box::new(Table::new(specs))))
+        Self((!specs.is_empty()).then(|| Box::pin(Table::new(specs))))
     }
 
     /// The table of a thread with tasks: only they have task indices to pass.
-    fn table(&mut self) -> &mut Table {
+    fn table(&mut self) -> Pin<&mut Table> {
         self.0
-            .as_deref_mut()
+            .as_mut()
             .expect("only a thread with tasks has task indices")
+            .as_mut()
+    }
+
+    /// The table, if the thread has tasks.
+    #[inline]
+    fn table_if_any(&mut self) -> Option<Pin<&mut Table>> {
+        self.0.as_mut().map(Pin::as_mut)
     }
 
     pub(crate) fn start_automatic(&mut self, now: Instant) {
-        if let Some(table) = self.0.as_deref_mut() {
-            table.start_automatic(now);
+        if let Some(table) = self.table_if_any() {
+            table.project().schedule.start_automatic(now);
         }
     }
 
     pub(crate) fn start(&mut self, index: usize, now: Instant) {
-        self.table().start(index, now);
+        self.table().project().schedule.start(index, now);
     }
 
     pub(crate) fn schedule(&mut self, index: usize, at: Instant) {
-        self.table().schedule(index, at);
+        let table = self.table().project().schedule;
+        let at = table.since_base(at);
+        table.schedule(index, at);
+    }
+
+    /// Schedules the task `after` from `now`, a clock reading the table keeps.
+    pub(crate) fn schedule_after(&mut self, index: usize, now: Instant, after: Duration) {
+        let table = self.table().project().schedule;
+        let now = table.saw(now);
+        table.schedule(index, now.saturating_add(nanos(after)));
     }
 
     pub(crate) fn cancel(&mut self, index: usize) {
-        self.table().cancel(index);
+        self.table().project().schedule.cancel(index);
     }
 
     pub(crate) fn cancel_all(&mut self) {
-        if let Some(table) = self.0.as_deref_mut() {
-            table.cancel_all();
+        if let Some(table) = self.table_if_any() {
+            table.project().cancel_all();
         }
     }
 
     pub(crate) fn is_scheduled(&self, index: usize) -> bool {
         self.0
             .as_ref()
-            .is_some_and(|t| t.slots[index].next.is_some())
+            .is_some_and(|t| t.schedule.slots[index].next != NEVER)
     }
 
     pub(crate) fn runs(&self, index: usize) -> u64 {
-        self.0.as_ref().map_or(0, |t| t.slots[index].runs)
+        self.0.as_ref().map_or(0, |t| t.schedule.slots[index].runs)
     }
 
     #[inline]
@@ -170,188 +239,308 @@ impl Timetable {
     }
 
     /// Re-arms the timer on the earliest due task after a schedule changed.
+    #[inline]
     pub(crate) fn rearm(&mut self) {
-        if let Some(table) = self.0.as_deref_mut() {
-            table.rearm();
+        if let Some(table) = self.table_if_any()
+            && table.schedule.dirty
+        {
+            table.project().rearm();
         }
     }
 
-    /// Whether the earliest task is due at `now` (the timetable must be re-armed first).
-    pub(crate) fn is_due(&self, now: Instant) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|t| t.armed.is_some_and(|at| at <= now))
+    /// Whether the earliest task is due (the timetable must be re-armed first), by what the
+    /// table knows: the last clock reading and the timer. Reads the clock only for a run due
+    /// within one step of the timer after the last reading.
+    #[inline]
+    pub(crate) fn is_due(&mut self) -> bool {
+        self.table_if_any().is_some_and(|t| t.project().is_due())
+    }
+
+    /// Whether the earliest task is due, reading the clock unless the table knows it is:
+    /// for the top of a loop turn that follows a turn without a run.
+    #[inline]
+    pub(crate) fn is_due_now(&mut self) -> bool {
+        self.table_if_any()
+            .is_some_and(|t| t.project().is_due_now())
     }
 
     #[inline]
     pub(crate) fn is_armed(&self) -> bool {
-        self.0.as_ref().is_some_and(|t| t.armed.is_some())
+        self.0.as_ref().is_some_and(|t| t.schedule.armed != NEVER)
     }
 
-    /// Polls the timer of the earliest task. Only polled while armed.
+    /// Polls the timer of the earliest task. Only polled while armed and not due.
     pub(crate) fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match self.0.as_deref_mut().and_then(|t| t.sleep.as_mut()) {
-            Some(sleep) => sleep.as_mut().poll(cx),
+        match self
+            .table_if_any()
+            .and_then(|t| t.project().sleep.as_pin_mut())
+        {
+            Some(sleep) => sleep.poll(cx),
             None => std::task::Poll::Pending,
         }
     }
 
-    /// Takes the earliest due task off the timetable, returning its index and due time.
-    pub(crate) fn take_due(&mut self, now: Instant) -> Option<(usize, Instant)> {
-        self.0.as_deref_mut()?.take_due(now)
+    /// Takes the earliest task off the timetable. Only called once it is due.
+    #[inline]
+    pub(crate) fn take_due(&mut self) -> Option<Due> {
+        self.table_if_any()?.project().schedule.take_due()
     }
 
-    /// Applies what a run returned, unless ctx already changed the task's schedule during
-    /// the run. Returns `true` if the task asked to stop the thread.
-    pub(crate) fn finish(
-        &mut self,
-        index: usize,
-        due: Instant,
-        now: Instant,
-        decision: Reschedule,
-    ) -> bool {
-        self.table().finish(index, due, now, decision)
+    /// Applies what a run returned, reading the clock once, unless ctx already changed the
+    /// task's schedule during the run. Returns `true` if the task asked to stop the thread.
+    #[inline]
+    pub(crate) fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
+        self.table().project().schedule.finish(due, decision)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The tasks of a thread that has some, and their timer, in one allocation.
+    #[derive(Debug)]
+    #[project = TableProj]
+    struct Table {
+        schedule: Schedule,
+        // Set to the earliest run whenever that is ahead of the last clock reading as the
+        // table is re-armed.
+        #[pin]
+        sleep: Option<Sleep>,
     }
 }
 
 /// The tasks of a thread that has some. Kept in a slice scanned linearly: a thread has a
 /// handful of tasks, and the scan only happens when a schedule changes.
+///
+/// Times are nanoseconds after `base` (cheap to compare and add). Each run costs one clock
+/// reading, taken as it ends: it decides the next tick and whether that is due already;
+/// otherwise the timer says when it is.
 #[derive(Debug)]
-struct Table {
-    slots: Box<[Slot]>,
-    sleep: Option<Pin<Box<Sleep>>>,
-    armed: Option<Instant>,
+struct Schedule {
+    slots: Slots,
+    /// The earliest scheduled run, or [`NEVER`].
+    armed: u64,
+    /// The latest clock reading the table was given: the time is at least this.
+    now: u64,
     dirty: bool,
+    base: Instant,
 }
 
 impl Table {
     fn new(specs: &'static [TaskSpec]) -> Self {
         Self {
-            slots: specs
-                .iter()
-                .map(|spec| Slot {
-                    spec,
-                    next: None,
-                    touched: false,
-                    runs: 0,
-                })
-                .collect(),
+            schedule: Schedule::new(specs),
             sleep: None,
-            armed: None,
-            dirty: false,
+        }
+    }
+}
+
+impl TableProj<'_> {
+    fn cancel_all(&mut self) {
+        self.schedule.cancel_all();
+        self.sleep.set(None);
+    }
+
+    /// Re-arms the timer on the earliest due task after a schedule changed. A run due by
+    /// the last clock reading needs no timer.
+    fn rearm(&mut self) {
+        let Some(at) = self.schedule.rearm() else {
+            return;
+        };
+        match self.sleep.as_mut().as_pin_mut() {
+            Some(sleep) => sleep.reset(at),
+            None => self.sleep.set(Some(tokio::time::sleep_until(at))),
         }
     }
 
+    /// Whether the timer fired: while the earliest run is ahead of the last clock reading,
+    /// the timer is set to it.
+    #[inline]
+    fn timer_fired(&self) -> bool {
+        self.sleep
+            .as_ref()
+            .as_pin_ref()
+            .is_some_and(|s| s.is_elapsed())
+    }
+
+    /// Whether the earliest run is due: by the last clock reading, or because its timer
+    /// fired, or, only when it is due within one step of the timer, by a fresh reading.
+    #[inline]
+    fn is_due(&mut self) -> bool {
+        let at = self.schedule.armed;
+        if at <= self.schedule.now {
+            return true;
+        }
+        if at == NEVER {
+            return false;
+        }
+        if self.timer_fired() {
+            return true;
+        }
+        if at - self.schedule.now < TIMER_STEP {
+            self.schedule.saw(Instant::now());
+            return at <= self.schedule.now;
+        }
+        false
+    }
+
+    fn is_due_now(&mut self) -> bool {
+        let at = self.schedule.armed;
+        if at == NEVER {
+            return false;
+        }
+        if at <= self.schedule.now || self.timer_fired() {
+            return true;
+        }
+        self.schedule.saw(Instant::now());
+        at <= self.schedule.now
+    }
+}
+
+impl Schedule {
+    fn new(specs: &'static [TaskSpec]) -> Self {
+        let slot = |spec: &'static TaskSpec| Slot {
+            spec,
+            next: NEVER,
+            every: spec.every.map(nanos),
+            touched: false,
+            runs: 0,
+        };
+        Self {
+            slots: match specs {
+                [spec] => Slots::One(slot(spec)),
+                specs => Slots::Many(specs.iter().map(slot).collect()),
+            },
+            armed: NEVER,
+            now: 0,
+            dirty: false,
+            base: Instant::now(),
+        }
+    }
+
+    /// An instant as a time of the table (an instant before its base is due at once).
+    #[inline]
+    fn since_base(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.base))
+    }
+
+    /// Keeps a clock reading: the time is at least `now`. Returns it as a time of the table.
+    #[inline]
+    fn saw(&mut self, now: Instant) -> u64 {
+        let now = self.since_base(now);
+        self.now = self.now.max(now);
+        now
+    }
+
     fn start_automatic(&mut self, now: Instant) {
-        for slot in &mut self.slots {
+        let now = self.saw(now);
+        for slot in self.slots.iter_mut() {
             if !slot.spec.manual {
-                slot.next = Some(now + slot.spec.delay);
+                slot.next = now.saturating_add(nanos(slot.spec.delay));
             }
         }
         self.dirty = true;
     }
 
     fn start(&mut self, index: usize, now: Instant) {
+        let now = self.saw(now);
         let slot = &mut self.slots[index];
-        if slot.next.is_none() {
-            slot.next = Some(now + slot.spec.delay);
+        if slot.next == NEVER {
+            slot.next = now.saturating_add(nanos(slot.spec.delay));
         }
         slot.touched = true;
         self.dirty = true;
     }
 
-    fn schedule(&mut self, index: usize, at: Instant) {
+    fn schedule(&mut self, index: usize, at: u64) {
         let slot = &mut self.slots[index];
-        slot.next = Some(at);
+        slot.next = at;
         slot.touched = true;
         self.dirty = true;
     }
 
     fn cancel(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        slot.next = None;
+        slot.next = NEVER;
         slot.touched = true;
         self.dirty = true;
     }
 
     fn cancel_all(&mut self) {
-        for slot in &mut self.slots {
-            slot.next = None;
+        for slot in self.slots.iter_mut() {
+            slot.next = NEVER;
         }
-        self.sleep = None;
-        self.armed = None;
+        self.armed = NEVER;
         self.dirty = false;
     }
 
-    /// Re-arms the timer on the earliest due task after a schedule changed.
-    fn rearm(&mut self) {
-        if !self.dirty {
-            return;
-        }
+    /// Finds the earliest run after a schedule changed; returns the instant the timer
+    /// must be set to, unless that run is due by the last clock reading (or there is none).
+    fn rearm(&mut self) -> Option<Instant> {
         self.dirty = false;
-        let earliest = self.slots.iter().filter_map(|s| s.next).min();
+        let earliest = self.slots.iter().map(|s| s.next).min().unwrap_or(NEVER);
         self.armed = earliest;
-        match (earliest, self.sleep.as_mut()) {
-            (Some(at), Some(sleep)) => sleep.as_mut().reset(at),
-            (Some(at), None) => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
-            (None, _) => {}
-        }
+        (earliest > self.now && earliest != NEVER)
+            .then(|| self.base + Duration::from_nanos(earliest))
     }
 
-    /// Takes the earliest due task off the timetable, returning its index and due time.
-    fn take_due(&mut self, now: Instant) -> Option<(usize, Instant)> {
-        let (index, due) = self
+    /// Takes the earliest task off the timetable.
+    fn take_due(&mut self) -> Option<Due> {
+        let (index, slot) = self
             .slots
-            .iter()
+            .iter_mut()
             .enumerate()
-            .filter_map(|(i, s)| s.next.map(|n| (i, n)))
-            .filter(|&(_, n)| n <= now)
-            .min_by_key(|&(_, n)| n)?;
-        let slot = &mut self.slots[index];
-        slot.next = None;
+            .min_by_key(|(_, s)| s.next)?;
+        if slot.next == NEVER {
+            return None;
+        }
+        let at = std::mem::replace(&mut slot.next, NEVER);
         slot.touched = false;
         slot.runs += 1;
         self.dirty = true;
-        Some((index, due))
+        Some(Due { index, at })
     }
 
     /// Applies what a run returned, unless ctx already changed the task's schedule during
     /// the run. Returns `true` if the task asked to stop the thread.
-    fn finish(&mut self, index: usize, due: Instant, now: Instant, decision: Reschedule) -> bool {
+    fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
+        let now = self.saw(Instant::now());
         self.dirty = true;
-        let slot = &mut self.slots[index];
+        let at = match decision {
+            Reschedule::At(at) => self.since_base(at),
+            _ => NEVER,
+        };
+        let slot = &mut self.slots[due.index];
         if slot.touched {
             slot.touched = false;
             return matches!(decision, Reschedule::Stop);
         }
         slot.next = match decision {
-            Reschedule::Again => Some(match slot.spec.every {
-                Some(period) => next_tick(due, now, period, slot.spec.missed),
+            Reschedule::Again => match slot.every {
+                Some(period) => next_tick(due.at, now, period, slot.spec.missed),
                 None => now,
-            }),
-            Reschedule::Now => Some(now),
-            Reschedule::After(d) => Some(now + d),
-            Reschedule::At(at) => Some(at),
-            Reschedule::Done | Reschedule::Stop => None,
+            },
+            Reschedule::Now => now,
+            Reschedule::After(d) => now.saturating_add(nanos(d)),
+            Reschedule::At(_) => at,
+            Reschedule::Done | Reschedule::Stop => NEVER,
         };
         matches!(decision, Reschedule::Stop)
     }
 }
 
-/// The next tick of a periodic task whose run was due at `due` and ended at `now`.
-fn next_tick(due: Instant, now: Instant, period: Duration, missed: MissedTicks) -> Instant {
-    let next = due + period;
+/// The next tick of a periodic task whose run was due at `due` and ended at `now` (times
+/// in nanoseconds).
+fn next_tick(due: u64, now: u64, period: u64, missed: MissedTicks) -> u64 {
+    let next = due.saturating_add(period);
     if next > now {
         return next;
     }
     match missed {
         MissedTicks::Burst => next,
-        MissedTicks::Delay => now + period,
+        MissedTicks::Delay => now.saturating_add(period),
         MissedTicks::Skip => {
-            let behind = now.duration_since(due).as_nanos();
-            let period_ns = period.as_nanos().max(1);
-            let ticks = behind / period_ns + 1;
-            due + Duration::from_nanos((ticks * period_ns).min(u64::MAX as u128) as u64)
+            let period = period.max(1);
+            let ticks = (now - due) / period + 1;
+            due.saturating_add(ticks.saturating_mul(period))
         }
     }
 }
@@ -362,23 +551,14 @@ mod tests {
 
     #[test]
     fn next_tick_follows_the_missed_policy() {
-        let t0 = Instant::now();
-        let p = Duration::from_millis(10);
+        let ms = 1_000_000;
+        let p = 10 * ms;
         // On time: the next tick.
-        assert_eq!(
-            next_tick(t0, t0 + Duration::from_millis(3), p, MissedTicks::Skip),
-            t0 + p
-        );
+        assert_eq!(next_tick(0, 3 * ms, p, MissedTicks::Skip), p);
         // 35 ms late: skip to 40, burst at 10, delay to 45.
-        let late = t0 + Duration::from_millis(35);
-        assert_eq!(
-            next_tick(t0, late, p, MissedTicks::Skip),
-            t0 + Duration::from_millis(40)
-        );
-        assert_eq!(next_tick(t0, late, p, MissedTicks::Burst), t0 + p);
-        assert_eq!(
-            next_tick(t0, late, p, MissedTicks::Delay),
-            t0 + Duration::from_millis(45)
-        );
+        let late = 35 * ms;
+        assert_eq!(next_tick(0, late, p, MissedTicks::Skip), 40 * ms);
+        assert_eq!(next_tick(0, late, p, MissedTicks::Burst), p);
+        assert_eq!(next_tick(0, late, p, MissedTicks::Delay), 45 * ms);
     }
 }

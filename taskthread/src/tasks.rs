@@ -86,7 +86,7 @@ impl<T: Thread> Ctx<T> {
     pub fn reschedule_task(&mut self, task: TaskRef<T>, after: Duration) {
         if !self.stop_begun() {
             self.timetable()
-                .schedule(task.index(), Instant::now() + after);
+                .schedule_after(task.index(), Instant::now(), after);
         }
     }
 

@@ -180,6 +180,73 @@ async fn a_root_past_its_deadline_aborts_its_whole_subtree() {
     assert_eq!(alive_tasks(), baseline);
 }
 
+/// A middle thread whose child inherits its stop deadline.
+#[derive(Default)]
+struct Heir;
+
+#[taskthread]
+impl Heir {
+    #[down]
+    async fn grow(&mut self, ctx: &mut Ctx<Self>, _g: Grow) -> Result<ChildRef<Stuck>> {
+        Ok(ctx.spawn(Stuck))
+    }
+}
+
+/// A root whose child inherits its stop deadline, and which records its children's exits.
+#[derive(Default)]
+struct Testator {
+    exits: Arc<Mutex<Vec<String>>>,
+}
+
+#[taskthread]
+impl Testator {
+    #[down]
+    async fn grow(&mut self, ctx: &mut Ctx<Self>, _g: Grow) -> Result<ChildRef<Heir>> {
+        Ok(ctx.spawn(Heir))
+    }
+
+    #[up]
+    async fn exited(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        self.exits.lock().unwrap().push(exit.exit.to_string());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subtree_that_inherits_the_deadline_is_aborted_by_the_root_at_its_deadline() {
+    let baseline = alive_tasks();
+    let exits = Arc::new(Mutex::new(Vec::new()));
+    let root = taskthread::spawn_with(
+        Testator {
+            exits: exits.clone(),
+        },
+        ChildOptions::new().stop_deadline(Duration::from_secs(1)),
+    );
+    let heir = root.ask(Grow).await.unwrap();
+    let leaf = heir.ask(Grow).await.unwrap();
+    leaf.send(Hang).await.unwrap();
+    for _ in 0..4 {
+        leaf.send(Work).await.unwrap();
+    }
+    tokio::task::yield_now().await;
+
+    let start = Instant::now();
+    root.stop();
+    let exit = root.join().await;
+    // One deadline for the stopping tree: the root's aborts the whole subtree, and the
+    // child, stopped by its stopping parent with the same deadline, does not abort itself
+    // (it would report its own abort first, and the root would count nothing dropped).
+    assert!(matches!(exit, Exit::Aborted { dropped: 4 }), "{exit}");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert!(
+        exits.lock().unwrap().is_empty(),
+        "{:?}",
+        exits.lock().unwrap()
+    );
+    assert!(heir.is_closed());
+    assert!(leaf.is_closed());
+    assert_eq!(alive_tasks(), baseline);
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_a_deadline_a_stop_waits_as_long_as_it_takes() {
     /// Stopping takes an hour: the exit hook sleeps.

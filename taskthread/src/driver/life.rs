@@ -166,14 +166,16 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
 
     /// Tasks and messages take turns: a due task runs before the next message, but not
     /// twice in a row while messages wait, so a task returning `Now` cannot starve the
-    /// queues and a busy queue cannot starve the tasks.
+    /// queues and a busy queue cannot starve the tasks. After a turn without a run this
+    /// reads the clock (a task fell due while messages were handled); after a run it does
+    /// not look, so a run costs no clock reading beyond the one as it ends.
     fn tasks_go_first(&mut self) -> bool {
         if self.ctx.stop_begun() || self.ctx.timetable().is_empty() {
             return false;
         }
         let timetable = self.ctx.timetable();
         timetable.rearm();
-        let go = self.tasks_turn && timetable.is_armed() && timetable.is_due(Instant::now());
+        let go = self.tasks_turn && timetable.is_due_now();
         self.tasks_turn = !go;
         go
     }
@@ -223,8 +225,11 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 );
                 return (Exit::Aborted { dropped }, dropped);
             }
-            if let Some(family) = self.ctx.family_if_any() {
-                // Boxed: only a thread that had children or jobs has anything to wait for.
+            if let Some(family) = self.ctx.family_if_any()
+                && !family.is_reaped()
+            {
+                // Boxed: only a thread whose children's or jobs' tasks are still running
+                // has anything to wait for.
                 Box::pin(family.reap_all()).await;
             }
             let exit = match self.failure.take() {

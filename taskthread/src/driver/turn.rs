@@ -7,7 +7,6 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 
 use tokio::task::JoinError;
-use tokio::time::Instant;
 
 use super::Rules;
 use super::life::Life;
@@ -70,7 +69,7 @@ fn poll_next<T: Thread>(
     // A task due now is taken without waiting for the timer wheel, whose resolution (1 ms)
     // would otherwise delay every `Now` and period-less `Again`.
     if !stopping && ctx.timetable().is_armed() {
-        if ctx.timetable().is_due(Instant::now()) {
+        if ctx.timetable().is_due() {
             // Taking a due task without the timer bypasses tokio's cooperative budget, so
             // spend it explicitly: a task returning `Now` must not starve the runtime.
             if let Poll::Ready(progress) = tokio::task::coop::poll_proceed(cx) {
@@ -149,7 +148,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             || self.ctx.stop_begun()
                             || self.ctx.is_completed()
                             || self.node.is_stop_requested()
-                            || self.ctx.timetable().is_armed()
+                            || self.ctx.timetable().is_due()
                             || self.ctx.has_family()
                         {
                             break;
@@ -174,7 +173,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             || self.ctx.stop_begun()
                             || self.ctx.is_completed()
                             || self.node.is_stop_requested()
-                            || self.ctx.timetable().is_armed()
+                            || self.ctx.timetable().is_due()
                             || (self.down_open && !self.down.is_empty())
                         {
                             break;
@@ -313,19 +312,18 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
     #[allow(clippy::manual_async_fn)]
     pub(super) fn run_due_task(&mut self) -> impl Future<Output = ()> + '_ {
         async move {
-            let Some((index, due)) = self.ctx.timetable().take_due(Instant::now()) else {
+            let Some(due) = self.ctx.timetable().take_due() else {
                 return;
             };
             self.node.count_handled();
             let outcome = {
                 let stopping = self.ctx.stop_begun();
-                let task = pin!(self.thread.__task(self.ctx, index));
+                let task = pin!(self.thread.__task(self.ctx, due.index));
                 run_user(task, &self.node, self.down, stopping, &mut self.stop).await
             };
             match outcome {
                 Ok(decision) => {
-                    let now = Instant::now();
-                    if self.ctx.timetable().finish(index, due, now, decision) {
+                    if self.ctx.timetable().finish(due, decision) {
                         self.ctx.stop();
                     }
                 }

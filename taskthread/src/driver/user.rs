@@ -130,11 +130,15 @@ impl StopWatch {
     }
 
     /// For a stopping thread about to wait: whether its stop deadline has passed. The first
-    /// call starts the deadline.
+    /// call starts the deadline, unless a stopping ancestor's covers it (the ancestor then
+    /// aborts what remains when its own passes).
     pub(crate) fn deadline_passed(&mut self, node: &Node, cx: &mut Context<'_>) -> bool {
         let Some(after) = node.stop_deadline else {
             return false;
         };
+        if self.deadline.is_none() && node.is_stop_covered() {
+            return false;
+        }
         self.deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
             .as_mut()

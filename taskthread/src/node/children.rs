@@ -108,11 +108,17 @@ impl<Q: ?Sized + Queue> Node<Q> {
             .unwrap_or_default()
     }
 
-    /// Asks every child of stop stage `stage` to stop.
+    /// Asks every child of stop stage `stage` to stop, as part of this thread's own stop.
+    /// A child whose stop deadline is no shorter than this thread's is covered by it
+    /// ([`Node::request_covered_stop`]).
     pub(crate) fn stop_stage(&self, stage: u32) {
         if let Some(children) = self.children() {
             for entry in children.values().filter(|e| e.stage == stage) {
-                entry.node().request_stop();
+                let child = entry.node();
+                match (self.stop_deadline, child.stop_deadline) {
+                    (Some(mine), Some(theirs)) if theirs >= mine => child.request_covered_stop(),
+                    _ => child.request_stop(),
+                }
             }
         }
     }

@@ -37,6 +37,7 @@ use children::Kin;
 /// wait for room in it.
 pub(crate) trait Queue: Send + Sync {
     fn depth(&self) -> usize;
+    fn capacity(&self) -> usize;
     /// A sender queued as `ticket` says who it is (see [`DownQueue::own`]).
     fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool;
     /// Whether the thread `owner` waits for room (see [`DownQueue::has_waiting`]).
@@ -48,6 +49,10 @@ pub(crate) trait Queue: Send + Sync {
 impl<D: Send + 'static> Queue for DownQueue<D> {
     fn depth(&self) -> usize {
         self.len()
+    }
+
+    fn capacity(&self) -> usize {
+        DownQueue::capacity(self)
     }
 
     fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool {
@@ -91,37 +96,42 @@ impl<Q: Queue + 'static> ChildNode for Node<Q> {
 /// Generic over its queue, which is its last field and lives in the same allocation: the
 /// thread's own end and its addresses hold it typed (`Arc<Node<DownQueue<D>>>`), the rest
 /// of the tree as `Arc<Node>`, to which the typed one coerces.
+///
+/// `repr(C)`, in an order chosen for the loop: what it reads or writes on every turn (the
+/// message count, the stop flags, the state) comes last, right before the queue, whose
+/// first field the loop reads too; a turn of an idle thread then touches one cache line of
+/// its node rather than three.
+#[repr(C)]
 pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     pub(crate) id: ChildId,
     /// Built on first use: a thread nobody names in a log, a span, a snapshot or an error
     /// never pays for it (spawning is a hot path).
     path: LazyPath,
     pub(crate) meta: &'static ThreadMeta,
-    pub(crate) capacity: usize,
-    /// [`STOP`] and [`RESTART`] requests.
-    stop_requested: AtomicU8,
     /// The thread's task, woken by a request. Only that task waits for one, so a single
     /// waker slot does (no waiter list, no lock, nothing stored in the task per waiter).
     stop_waker: AtomicWaker,
-    state: AtomicU8,
-    handled: AtomicU64,
     /// The one list of the thread's children, in spawn order, the places of its inbound
     /// queue, and who waits for its answer; made when the first child is spawned, or an
     /// asker first waits (most threads never need it).
     kin: OnceLock<Box<Kin>>,
-    /// Whether a sender waiting for room in the queue may have said who it is (see
-    /// [`DownQueue::own`]): `false` lets a thread see without a lock that none waits on it.
-    listed: AtomicBool,
     /// How long a stop may take before what remains of the subtree is aborted.
     pub(crate) stop_deadline: Option<Duration>,
     /// How many `spawn_blocking` jobs run at once.
     pub(crate) blocking_limit: usize,
     /// The thread's task, for aborting it from above.
     task: OnceLock<AbortHandle>,
-    /// How many lives it has had after its first (a supervisor starting it again).
-    restarts: AtomicU32,
     /// An extension's state kept with the thread, made by whichever asks first.
     attachment: OnceLock<Arc<dyn Any + Send + Sync>>,
+    handled: AtomicU64,
+    /// How many lives it has had after its first (a supervisor starting it again).
+    restarts: AtomicU32,
+    /// [`STOP`] and [`RESTART`] requests.
+    stop_requested: AtomicU8,
+    state: AtomicU8,
+    /// Whether a sender waiting for room in the queue may have said who it is (see
+    /// [`DownQueue::own`]): `false` lets a thread see without a lock that none waits on it.
+    listed: AtomicBool,
     pub(crate) queue: Q,
 }
 
@@ -136,6 +146,9 @@ pub(crate) struct ThreadMeta {
 /// Stop flags: a stop for good, and a restart (this life stops, another begins).
 const STOP: u8 = 1;
 const RESTART: u8 = 2;
+/// With [`STOP`]: the stop was asked by a stopping parent whose stop deadline ends no later
+/// than this thread's would (see [`Node::request_covered_stop`]).
+const COVERED: u8 = 4;
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -164,7 +177,6 @@ impl<Q: Queue> Node<Q> {
             id,
             path: LazyPath::new(init.parent, init.name, init.suffix),
             meta: init.meta,
-            capacity: init.capacity,
             stop_requested: AtomicU8::new(0),
             stop_waker: AtomicWaker::new(),
             state: AtomicU8::new(0),
@@ -202,6 +214,31 @@ impl<Q: ?Sized + Queue> Node<Q> {
         if self.stop_requested.fetch_or(STOP, Ordering::AcqRel) & STOP == 0 {
             self.stop_waker.wake();
         }
+    }
+
+    /// Asks the thread to stop, as part of its parent's stop, when the parent's stop
+    /// deadline is no longer than the thread's own: the thread then starts no deadline
+    /// timer of its own. The parent's (or a stopping ancestor's) deadline covers it: past
+    /// it, that ancestor aborts what remains of its subtree, this thread included. The
+    /// parent starts its timer as it first waits, right after asking its children, so the
+    /// thread's own deadline would end at the same time (within the time the parent takes
+    /// to ask the rest of its children): a stopping tree keeps one timer, not one per
+    /// thread that has children. A thread already asked to stop or restart keeps its own.
+    pub(crate) fn request_covered_stop(&self) {
+        match self.stop_requested.compare_exchange(
+            0,
+            STOP | COVERED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => self.stop_waker.wake(),
+            Err(_) => self.request_stop(),
+        }
+    }
+
+    /// Whether a stopping ancestor's deadline covers this thread's stop.
+    pub(crate) fn is_stop_covered(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire) & COVERED != 0
     }
 
     /// Asks the thread to end this life gracefully so that another can begin, keeping its
@@ -280,6 +317,11 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     pub(crate) fn queue_depth(&self) -> usize {
         self.queue.depth()
+    }
+
+    /// The capacity of the DOWN queue (and of the inbound queue, if the thread makes one).
+    pub(crate) fn capacity(&self) -> usize {
+        self.queue.capacity()
     }
 
     pub(crate) fn set_task(&self, task: AbortHandle) {

@@ -40,7 +40,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
             up_type: self.meta.up_type,
             state: self.state(),
             queue_depth: self.queue_depth(),
-            queue_capacity: self.capacity,
+            queue_capacity: self.capacity(),
             handled: self.handled(),
             restarts: self.restarts(),
             waiting: Vec::new(),

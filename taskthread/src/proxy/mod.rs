@@ -178,7 +178,7 @@ impl<C: Thread> Proxy<C> {
     /// The capacity of the child's DOWN queue: how many messages may be queued or held at
     /// once.
     pub fn capacity(&self) -> usize {
-        self.ctx.node().capacity
+        self.ctx.node().capacity()
     }
 
     /// How long a stop of the child may take before it is to be aborted, if it has a

@@ -213,7 +213,7 @@ impl Background {
         };
         let runtime = RuntimeGuard(Some(runtime));
         let child = root.child_ref();
-        let (up_tx, up_rx) = mpsc::channel(child.node.capacity);
+        let (up_tx, up_rx) = mpsc::channel(child.node.capacity());
         let (control_tx, control_rx) = watch::channel(Flow::Run);
         let (finished_tx, finished_rx) = watch::channel(false);
         let exit = Arc::new(Mutex::new(None));

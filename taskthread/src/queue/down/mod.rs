@@ -8,7 +8,9 @@
 //!
 //! Everything is under one short lock: the messages, the closed flag, the receiver's
 //! waker, and the senders waiting for room. A send or a receive locks once; nothing is
-//! allocated per message beyond the buffer's growth.
+//! allocated per message beyond the buffer's growth. A receiver that waits with its waker
+//! stored looks again without the lock: one atomic load says nothing has changed for it,
+//! so a thread woken for something else (a timer, a child) does not touch the lock.
 //!
 //! Senders that find the queue full wait in arrival order ([`Waiters`]). A place freed while
 //! senders wait is promised to the one that has waited longest, which is woken to take it: a
@@ -17,7 +19,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -28,7 +30,16 @@ use crate::error::TrySendError;
 const KEEP_BUFFER: usize = 1024;
 
 /// The queue itself; the last field of its thread's node.
+///
+/// `repr(C)`, `parked` first: the node puts the fields its loop reads on every turn right
+/// before the queue, so that they and `parked` share a cache line.
+#[repr(C)]
 pub(crate) struct DownQueue<D> {
+    /// The data pointer of the receiver's waker while it waits with the queue empty and
+    /// open, its waker stored; null otherwise. Set under the lock by the receiver as it
+    /// begins to wait, cleared under the lock by whatever takes the stored waker or closes
+    /// the queue, before the receiver is woken.
+    parked: AtomicPtr<()>,
     capacity: usize,
     state: Mutex<State<D>>,
 }
@@ -81,14 +92,6 @@ impl<D> State<D> {
         }
         Some(msg)
     }
-
-    /// Puts a message in and takes the receiver's waker, to be woken once the lock is
-    /// released.
-    #[inline]
-    fn put(&mut self, msg: D) -> Option<Waker> {
-        self.items.push_back(msg);
-        self.receiver.take()
-    }
 }
 
 impl<D> DownQueue<D> {
@@ -96,6 +99,7 @@ impl<D> DownQueue<D> {
         Self {
             // `ChildOptions::capacity` refuses 0.
             capacity: capacity.max(1),
+            parked: AtomicPtr::new(std::ptr::null_mut()),
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 closed: false,
@@ -113,6 +117,24 @@ impl<D> DownQueue<D> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Under the lock: takes the receiver's waker, to be woken once the lock is released.
+    #[inline]
+    fn take_receiver(&self, state: &mut State<D>) -> Option<Waker> {
+        let receiver = state.receiver.take();
+        if receiver.is_some() {
+            self.parked.store(std::ptr::null_mut(), Ordering::Release);
+        }
+        receiver
+    }
+
+    /// Under the lock: puts a message in and takes the receiver's waker, to be woken once
+    /// the lock is released.
+    #[inline]
+    fn put(&self, state: &mut State<D>, msg: D) -> Option<Waker> {
+        state.items.push_back(msg);
+        self.take_receiver(state)
+    }
+
     /// Queues `msg` if there is room now.
     #[inline]
     pub(crate) fn try_send(&self, msg: D) -> Result<(), TrySendError<D>> {
@@ -124,7 +146,7 @@ impl<D> DownQueue<D> {
             if !state.senders.is_empty() || !state.has_room(self.capacity) {
                 return Err(TrySendError::Full(msg));
             }
-            state.put(msg)
+            self.put(&mut state, msg)
         };
         if let Some(receiver) = receiver {
             receiver.wake();
@@ -209,7 +231,18 @@ impl<D> DownQueue<D> {
     ///
     /// Spends the task's cooperative budget like tokio's own channels, so a thread whose
     /// queue never empties still lets the other tasks of its worker run.
+    #[inline]
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        // Waiting already with this waker, and nothing has come or closed since (whatever
+        // would change that clears `parked` before it wakes the receiver).
+        let parked = self.parked.load(Ordering::Acquire);
+        if !parked.is_null() && std::ptr::eq(parked, cx.waker().data()) {
+            return Poll::Pending;
+        }
+        self.poll_recv_locked(cx)
+    }
+
+    fn poll_recv_locked(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
         match state.take() {
@@ -230,6 +263,10 @@ impl<D> DownQueue<D> {
                 match &mut state.receiver {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
                     slot => *slot = Some(cx.waker().clone()),
+                }
+                if !state.closed {
+                    self.parked
+                        .store(cx.waker().data().cast_mut(), Ordering::Release);
                 }
                 Poll::Pending
             }
@@ -310,6 +347,7 @@ impl<D> DownQueue<D> {
     pub(crate) fn close(&self) {
         let senders = {
             let mut state = self.state();
+            self.parked.store(std::ptr::null_mut(), Ordering::Release);
             state.closed = true;
             state.promised = 0;
             state.senders.take_all()
@@ -333,6 +371,10 @@ impl<D> DownQueue<D> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.state().closed
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// How many messages are queued.
@@ -454,8 +496,10 @@ impl<D> Future for Sending<'_, D> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let msg = &mut this.msg;
-        let taken =
-            |state: &mut State<D>| state.put(msg.take().expect("a send polled after it finished"));
+        let queue = this.turn.queue;
+        let taken = |state: &mut State<D>| {
+            queue.put(state, msg.take().expect("a send polled after it finished"))
+        };
         match this.turn.poll(cx, taken) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(Closed)) => Poll::Ready(Err(this
@@ -536,7 +580,7 @@ impl<D> Permit<'_, D> {
             if state.gone {
                 (None, Some(msg))
             } else {
-                (state.put(msg), None)
+                (queue.put(&mut state, msg), None)
             }
         };
         drop(dropped);
@@ -554,7 +598,7 @@ impl<D> Drop for Permit<'_, D> {
             let mut state = self.queue.state();
             state.reserved -= 1;
             let receiver = if state.closed && state.reserved == 0 {
-                state.receiver.take()
+                self.queue.take_receiver(&mut state)
             } else {
                 None
             };
