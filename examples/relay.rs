@@ -357,10 +357,11 @@ async fn run_sink(args: SinkArgs) -> ExitCode {
         }
     };
     println!("relay sink: listening on {}", sink.url());
-    let handle = taskthread::spawn(sink);
+    let mut handle = taskthread::spawn(sink);
     shutdown_signal().await;
     let report = handle.ask(sink::Count).await;
     handle.stop();
+    while handle.recv().await.is_some() {} // its connections' ends: nothing to do with them
     handle.join().await;
     match report {
         Ok(report) => {

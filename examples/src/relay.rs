@@ -22,7 +22,7 @@
 //!   rebuilds frames from arbitrary packets;
 //! - [`budget`]: the byte budget every frame takes its size from, from its length prefix
 //!   until its last copy is dropped;
-//! - [`receipt`]: a client's [`Ledger`](receipt::Ledger) of its frames stored, and
+//! - [`receipt`]: a client's ledger of its frames stored, and
 //!   [`replies`]: what a connection writes back (acknowledgements, a clean close or a
 //!   reset) as the ledger says;
 //! - [`sink`]: the embedded websocket destination ("the cloud") used when no URL is given;
