@@ -65,7 +65,9 @@
 //! - **Destinations never hold up the rest.** Each destination has a buffer bounded in
 //!   bytes (`--ws-buffer`, up to 32 MiB within the budget); one that cannot keep up drops
 //!   its oldest frames, counted for it, with one warning when it starts lagging and one
-//!   when it has caught up. The clients and the database never wait for a destination.
+//!   when it has caught up. The clients and the database never wait for a destination
+//!   (unless `--ws-buffer` is as large as the budget: then destinations get every frame,
+//!   and one that lags holds up the clients, as the demo's sinks do).
 //! - **Receipts.** With `--ack`, after each database commit each client is sent the count
 //!   of its frames stored so far (a 4-byte big-endian count; see the wire protocol in
 //!   `examples/src/relay/frame.rs`). *Lossless* means: every acknowledged frame is in the
@@ -156,7 +158,8 @@ struct ServeArgs {
     #[arg(long = "ws", value_name = "URL")]
     ws: Vec<String>,
     /// Each destination's buffer: frame bytes kept for it while it is slow or away, e.g.
-    /// 32MiB [default: up to 32MiB, within the byte budget].
+    /// 32MiB [default: up to 32MiB, within the byte budget]. As large as --max-buffered,
+    /// destinations get every frame, and one that lags holds up the clients instead.
     #[arg(long, value_parser = parse_size)]
     ws_buffer: Option<usize>,
     /// The SQLite database file.
