@@ -193,7 +193,8 @@ struct LimitArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
     /// Disconnect a client whose frame, once started, takes longer than this to arrive in
-    /// full, e.g. 10s (0 for never).
+    /// full, e.g. 10s (0 for never). Raise it for large frames over slow links: a 16 MiB
+    /// frame needs 1.6 MB/s to arrive within 10 s.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     frame_timeout: Duration,
 }
