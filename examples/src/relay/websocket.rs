@@ -25,6 +25,8 @@ pub const SUB_QUEUE: usize = 4096;
 pub struct SubOptions {
     /// How many payload bytes are kept for the destination, waiting to be written or
     /// written and not yet confirmed; beyond that the oldest waiting frames are dropped.
+    /// As large as the relay's byte budget, nothing is dropped: a destination that lags
+    /// holds up the clients instead (see [`RelayConfig::check`](super::app::RelayConfig::check)).
     pub buffer: usize,
     /// The first wait before reconnecting; doubled after each failed attempt.
     pub backoff_min: Duration,

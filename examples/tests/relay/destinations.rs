@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use taskthread_examples::relay::frame::Checksum;
 use taskthread_examples::relay::load::RelayClient;
+use taskthread_examples::relay::packet_reader::{READ_AHEAD, READ_SIZE};
 use taskthread_examples::relay::sink::{self, WebsocketSink};
 use taskthread_examples::relay::websocket::SubOptions;
 use tokio::io::AsyncReadExt;
@@ -210,4 +211,43 @@ async fn a_destination_that_never_answers_pings_holds_a_bounded_buffer() {
     );
     assert_eq!(finished.stats.frames_in_flight(), 0);
     silent.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_whose_buffer_is_the_whole_budget_gets_every_frame() {
+    // The demo's kind of destination: it must get everything, so when it lags it holds up
+    // the clients (through the budget) instead of missing frames.
+    let (url, go, stalled) = stalled_destination().await;
+    let max_buffered = 4 << 20;
+    let server = taskthread_examples::relay::tcp_server::ServerConfig {
+        max_buffered,
+        ..server_config()
+    };
+    let sub = SubOptions {
+        buffer: max_buffered,
+        ..small_buffers()
+    };
+    let relay = TestRelay::start_with(server, 0, vec![url], sub).await;
+    let addr = relay.addr();
+    let load = tokio::spawn(async move { clients(addr, 3, 1000).await });
+
+    let (stats, budget) = (relay.stats().clone(), relay.relay.budget().clone());
+    wait_until("the budget to be spent", || {
+        budget.in_use() + 4100 > max_buffered
+    })
+    .await;
+    assert_eq!(stats.ws_dropped(), 0, "nothing is dropped for it");
+    let read_ahead = 3 * ((READ_AHEAD + 2) * READ_SIZE) as u64;
+    assert!(stats.bytes_read() <= max_buffered as u64 + read_ahead);
+
+    go.notify_one();
+    let sent = load.await.unwrap();
+    let finished = relay.finish().await;
+    let got = stalled.await.unwrap();
+    let s = finished.summary;
+    assert_eq!(got, sent, "every frame");
+    assert_eq!(
+        (s.stored, s.forwarded, s.ws_dropped, s.lost),
+        (3000, 3000, 0, 0)
+    );
 }
