@@ -18,6 +18,7 @@ use crate::family::Family;
 use crate::node::{Node, TreeSnapshot};
 use crate::port::UpPort;
 use crate::queue::inbound::Take;
+use crate::record::{self, EventKind, recording};
 use crate::reschedule::Timetable;
 use crate::thread::{SendsUp, Thread};
 
@@ -495,10 +496,20 @@ impl<T: Thread> Ctx<T> {
         }
         self.stopping = true;
         self.node.set_state(ThreadState::Stopping);
+        if recording() {
+            self.record_stopping();
+        }
         self.timetable.cancel_all();
         if let Some(family) = &mut self.family {
             family.stop_streams();
         }
+    }
+
+    #[cold]
+    fn record_stopping(&self) {
+        self.node.probe().stop_began();
+        let why = if self.completed { "on its own" } else { "" };
+        record::event(self.node.path(), EventKind::Stopping, why.to_owned());
     }
 
     /// Whether nothing of the thread's family is left: no child, no job, no queued event.

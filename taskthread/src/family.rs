@@ -19,6 +19,7 @@ use crate::exit::{ChildId, Exit};
 use crate::node::{ChildEntry, ChildNode, Node};
 use crate::port::{Inbound, ParentSink};
 use crate::queue::{Inbox, InboxSender, inbox};
+use crate::record::recording;
 
 /// An input that is drained, not dropped, when its thread stops: its forwarding task runs
 /// until its stream ends, and the thread waits for it (and handles every item) before `exit`.
@@ -59,6 +60,7 @@ impl<P, E> Family<P, E> {
 
     fn new(node: &Arc<Node>) -> Self {
         let (inbox_tx, inbox) = inbox(node.capacity);
+        node.set_inbound(inbox.shared_meter());
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
@@ -222,6 +224,9 @@ impl<P, E> Family<P, E> {
             return;
         }
         self.signalled_stage = Some(stage);
+        if recording() {
+            self.node().probe().stopping_stage(stage);
+        }
         self.node().stop_stage(stage);
     }
 

@@ -29,7 +29,10 @@
 //! # Cargo features
 //!
 //! - `macros` (default): the `#[taskthread]` attribute.
-//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and `serde_json`).
+//! - `watch`: the `taskthread::watch` module, a live stream of the tree's figures (adds
+//!   `serde` and `serde_json`).
+//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and
+//!   `watch`).
 //!
 //! # Example
 //!
@@ -114,9 +117,13 @@
 //!   it on its own OS thread and runtime, and its
 //!   [`BackgroundHandle`](sync::BackgroundHandle) (`Send + Sync + Clone`) sends, asks,
 //!   receives UP messages, snapshots and stops it from any thread, blocking or async.
+//! - `watch` (feature `watch`): watch a running tree — one snapshot, then the changes of
+//!   each sampling: queues against their capacity, handler and queue-wait times per
+//!   message type, restart budgets, task lateness, pool utilisation, what each thread waits
+//!   on and what holds a stop up. Recorded only while someone watches.
 //! - `control` (feature `control`): a control endpoint on a Unix socket or loopback TCP to
-//!   look into a running tree and stop or resize parts of it, driven by the
-//!   `taskthread-ctl` tool.
+//!   look into a running tree, watch it, and stop or resize parts of it, driven by the
+//!   `taskthread-ctl` tool (`tree`, `watch`, `top`).
 //! - [`guide`]: the user's guide, chapter by chapter: the
 //!   [introduction](guide::introduction), [the anatomy of a
 //!   thread](guide::anatomy_of_a_thread), [rescheduling tasks](guide::rescheduling_tasks),
@@ -144,6 +151,7 @@ mod node;
 mod path;
 mod port;
 mod queue;
+mod record;
 mod reschedule;
 mod root;
 mod tasks;
@@ -158,6 +166,9 @@ pub mod control;
 pub mod jobs;
 pub mod pool;
 pub mod sync;
+#[cfg(feature = "watch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
+pub mod watch;
 
 pub mod guide;
 

@@ -160,6 +160,11 @@ impl Timetable {
             .is_some_and(|t| t.slots[index].next.is_some())
     }
 
+    /// When the task is due next, if it is scheduled.
+    pub(crate) fn next_due(&self, index: usize) -> Option<Instant> {
+        self.0.as_ref().and_then(|t| t.slots.get(index)?.next)
+    }
+
     pub(crate) fn runs(&self, index: usize) -> u64 {
         self.0.as_ref().map_or(0, |t| t.slots[index].runs)
     }

@@ -28,6 +28,7 @@ mod streams;
 mod supervision;
 mod tree;
 mod ui;
+mod watch;
 mod worker_pool;
 
 // Shared by several topics.

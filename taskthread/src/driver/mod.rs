@@ -33,6 +33,7 @@ use crate::exit::{ChildId, Exit, ExitReport, ThreadState};
 use crate::node::{DownReceiver, Node, NodeInit};
 use crate::port::UpPort;
 use crate::queue::DownQueue;
+use crate::record::{self, EventKind, recording};
 use crate::thread::Thread;
 
 /// Whether a thread's DOWN queue outlives one of its lives, for a supervised thread that
@@ -197,6 +198,9 @@ pub(crate) fn prepare<T: Thread>(
 ) -> (ChildRef<T>, Prepared<T>) {
     let queue = DownQueue::new(init.capacity);
     let node = Arc::new(Node::new(id, init, queue));
+    if recording() {
+        record::event(node.path(), EventKind::Spawned, T::TYPE_NAME.to_owned());
+    }
     let prepared = Prepared {
         ctx: Ctx::new(Arc::clone(&node) as Arc<Node>, up),
         rx: DownReceiver::new(Arc::clone(&node)),
@@ -256,6 +260,9 @@ fn drive<T: Thread, R: Rules>(
             report_exit(ctx, exit, dropped, false);
             Exit::Stopped
         } else {
+            if recording() {
+                record_exit(ctx.node(), &exit);
+            }
             ctx.node().set_state(ThreadState::Exited);
             exit
         }
@@ -267,8 +274,22 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, es
     // DEBUG only: the parent hears of the exit and decides how loud it is (its default
     // exit handling logs failures at ERROR); a root's exit is returned by `join`.
     tracing::debug!("thread {exit}");
+    if recording() {
+        record_exit(ctx.node(), &exit);
+    }
     ctx.node().set_state(ThreadState::Exited);
     let from = ctx.node().id;
     ctx.into_port()
         .report(from, ExitReport::new(exit, dropped, escalated));
+}
+
+/// Records how a thread ended, for watchers.
+#[cold]
+fn record_exit(node: &Node, exit: &Exit) {
+    let kind = if exit.is_failure() {
+        EventKind::Failed
+    } else {
+        EventKind::Exited
+    };
+    record::event(node.path(), kind, exit.to_string());
 }

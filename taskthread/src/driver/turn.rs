@@ -14,8 +14,9 @@ use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
 use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, log_exit, log_restart};
-use crate::node::DownReceiver;
+use crate::node::{DownReceiver, Kind};
 use crate::port::Inbound;
+use crate::record::recording;
 use crate::thread::Thread;
 
 /// How many DOWN messages (or inbound events) a thread handles back to back before a full
@@ -127,6 +128,9 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             break;
                         }
                         self.node.count_handled();
+                        if recording() {
+                            self.node.probe().begin(Kind::Down(T::__down_index(&msg)));
+                        }
                         // Passed through by value, not borrowed: a borrow would keep the
                         // message's place alive across the handler in every thread's task.
                         if let Some(watch) = self.watch() {
@@ -137,6 +141,9 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             let handler = pin!(self.thread.__down(self.ctx, msg));
                             run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                         };
+                        if recording() {
+                            self.node.probe().end();
+                        }
                         if let Some(watch) = self.watch() {
                             watch.handled(outcome.is_err());
                         }
@@ -214,11 +221,17 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         return;
                     }
                     self.node.count_handled();
+                    if recording() {
+                        self.node.probe().begin(Kind::Up);
+                    }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__event(self.ctx, event));
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
+                    if recording() {
+                        self.node.probe().end();
+                    }
                     if let Err(exit) = outcome {
                         self.fail(exit);
                     }
@@ -249,11 +262,17 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         Box::pin(self.handle_escalation(from, exit)).await;
                         return;
                     }
+                    if recording() {
+                        self.node.probe().begin(Kind::Exit);
+                    }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__exited(self.ctx, from, exit));
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
+                    if recording() {
+                        self.node.probe().end();
+                    }
                     if let Err(exit) = outcome {
                         self.fail(exit);
                     }
@@ -298,11 +317,17 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 log_restart(self.node.path(), &restart);
                 return;
             }
+            if recording() {
+                self.node.probe().begin(Kind::Restart);
+            }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
                 let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
                 run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
             };
+            if recording() {
+                self.node.probe().end();
+            }
             if let Err(exit) = outcome {
                 self.fail(exit);
             }
@@ -317,16 +342,28 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 return;
             };
             self.node.count_handled();
+            if recording() {
+                let probe = self.node.probe();
+                probe.task_started(index, Instant::now().saturating_duration_since(due));
+                probe.begin(Kind::Task(index));
+            }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
                 let task = pin!(self.thread.__task(self.ctx, index));
                 run_user(task, &self.node, self.down, stopping, &mut self.stop).await
             };
+            if recording() {
+                self.node.probe().end();
+            }
             match outcome {
                 Ok(decision) => {
                     let now = Instant::now();
                     if self.ctx.timetable().finish(index, due, now, decision) {
                         self.ctx.stop();
+                    }
+                    if recording() {
+                        let next = self.ctx.timetable().next_due(index);
+                        self.node.probe().task_scheduled(index, next);
                     }
                 }
                 Err(exit) => self.fail(exit),

@@ -8,6 +8,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use super::roster::Roster;
 use super::{ChildNode, Node, Queue};
 use crate::exit::{ChildId, Exit, ThreadState};
+use crate::record::{self, EventKind, recording};
 
 /// A child as its parent keeps it.
 pub(crate) struct ChildEntry {
@@ -67,6 +68,19 @@ impl<Q: ?Sized + Queue> Node<Q> {
             .unwrap_or_default()
     }
 
+    /// The live children at this moment with their stop stages, in spawn order.
+    #[cfg(feature = "watch")]
+    pub(crate) fn children_staged(&self) -> Vec<(Arc<Node>, u32)> {
+        self.children()
+            .map(|children| {
+                children
+                    .values()
+                    .map(|e| (Arc::clone(&e.child).into_node(), e.stage))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Asks every child of stop stage `stage` to stop.
     pub(crate) fn stop_stage(&self, stage: u32) {
         if let Some(children) = self.children() {
@@ -95,6 +109,9 @@ impl<Q: ?Sized + Queue> Node<Q> {
             let child = child.node();
             dropped += child.abort_descendants(aborted);
             dropped += child.queue_depth();
+            if recording() {
+                record::event(child.path(), EventKind::Failed, "aborted".to_owned());
+            }
             child.set_state(ThreadState::Exited);
             if let Some(task) = child.task.get() {
                 task.abort();

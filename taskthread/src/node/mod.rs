@@ -4,14 +4,18 @@
 //!
 //! Nothing here knows what the thread does; supervision, pools and the other extensions
 //! keep their own state, and an extension that must be found from the node (a worker
-//! pool's resize hook) hangs it on the node as an [attachment](Node::attachment).
+//! pool's resize hook) hangs it on the node as an [attachment](Node::attachment). What a
+//! watched thread records of itself is its [probe](Node::probe).
 
 mod children;
+mod probe;
 mod receiver;
 mod roster;
 mod snapshot;
 
 pub(crate) use children::ChildEntry;
+#[cfg_attr(not(feature = "watch"), allow(unused_imports))]
+pub(crate) use probe::{Budget, Kind, Percentiles, Probe, ProbeReading, StopPhase};
 pub(crate) use receiver::DownReceiver;
 pub use snapshot::TreeSnapshot;
 
@@ -28,19 +32,37 @@ use tokio::task::AbortHandle;
 
 use crate::exit::{ChildId, ThreadState};
 use crate::path::LazyPath;
-use crate::queue::DownQueue;
+use crate::queue::{DownQueue, Meter};
+use crate::reschedule::TaskSpec;
+use probe::Extra;
 use roster::Roster;
 
 /// The DOWN queue of a thread, type-erased: its depth for snapshots, and the typed queue
 /// for a parent's broadcasts (recovered by downcasting).
 pub(crate) trait Queue: Send + Sync {
     fn depth(&self) -> usize;
+    /// How many senders wait for room.
+    #[cfg(feature = "watch")]
+    fn waiting(&self) -> usize;
+    /// Stamps one message in `every` for its wait, while watched.
+    #[cfg(feature = "watch")]
+    fn sample_every(&self, every: u64);
     fn as_any(&self) -> &dyn Any;
 }
 
 impl<D: Send + 'static> Queue for DownQueue<D> {
     fn depth(&self) -> usize {
         self.len()
+    }
+
+    #[cfg(feature = "watch")]
+    fn waiting(&self) -> usize {
+        self.waiting_senders()
+    }
+
+    #[cfg(feature = "watch")]
+    fn sample_every(&self, every: u64) {
+        DownQueue::sample_every(self, every);
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -101,8 +123,9 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     task: OnceLock<AbortHandle>,
     /// How many lives it has had after its first (a supervisor starting it again).
     restarts: AtomicU32,
-    /// An extension's state kept with the thread, made by whichever asks first.
-    attachment: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// What few threads need (an extension's attachment, the inbound queue's places, a
+    /// restart budget, a watched thread's probe), made by whichever asks first.
+    extra: OnceLock<Box<Extra>>,
     pub(crate) queue: Q,
 }
 
@@ -112,6 +135,7 @@ pub(crate) struct ThreadMeta {
     pub(crate) type_name: &'static str,
     pub(crate) down_types: &'static [&'static str],
     pub(crate) up_type: Option<&'static str>,
+    pub(crate) tasks: &'static [TaskSpec],
 }
 
 /// Stop flags: a stop for good, and a restart (this life stops, another begins).
@@ -155,7 +179,7 @@ impl<Q: Queue> Node<Q> {
             blocking_limit: init.blocking_limit,
             task: OnceLock::new(),
             restarts: AtomicU32::new(0),
-            attachment: OnceLock::new(),
+            extra: OnceLock::new(),
             queue,
         }
     }
@@ -266,20 +290,68 @@ impl<Q: ?Sized + Queue> Node<Q> {
         let _ = self.task.set(task);
     }
 
+    fn extra(&self) -> &Extra {
+        self.extra.get_or_init(Box::default)
+    }
+
     /// The extension state of type `X` kept with this thread, made by `init` if there is
     /// none yet; `None` if the node keeps another type.
     pub(crate) fn attachment_or_init<X: Any + Send + Sync>(
         &self,
         init: impl FnOnce() -> X,
     ) -> Option<Arc<X>> {
-        let any = self.attachment.get_or_init(|| Arc::new(init()));
+        let any = self.extra().attachment.get_or_init(|| Arc::new(init()));
         Arc::clone(any).downcast().ok()
     }
 
     /// The extension state of type `X` kept with this thread, if any.
-    #[cfg(feature = "control")]
+    #[cfg(feature = "watch")]
     pub(crate) fn attachment<X: Any + Send + Sync>(&self) -> Option<Arc<X>> {
-        Arc::clone(self.attachment.get()?).downcast().ok()
+        Arc::clone(self.extra.get()?.attachment.get()?)
+            .downcast()
+            .ok()
+    }
+
+    /// Keeps the places of the thread's inbound queue, made with its family, so watchers
+    /// can see how full it is (only with the `watch` feature: nobody else asks).
+    pub(crate) fn set_inbound(&self, meter: &Arc<Meter>) {
+        if cfg!(feature = "watch") {
+            let _ = self.extra().inbound.set(Arc::clone(meter));
+        }
+    }
+
+    /// The places of the thread's inbound queue, if it has one.
+    #[cfg(feature = "watch")]
+    pub(crate) fn inbound(&self) -> Option<&Meter> {
+        self.extra.get()?.inbound.get().map(|m| &**m)
+    }
+
+    /// Keeps a supervised thread's restart budget, for watchers (only with the `watch`
+    /// feature: nobody else asks).
+    pub(crate) fn set_budget(&self, budget: impl FnOnce() -> Budget) {
+        if cfg!(feature = "watch") {
+            self.extra().set_budget(budget());
+        }
+    }
+
+    /// A supervised thread's restart budget.
+    #[cfg(feature = "watch")]
+    pub(crate) fn budget(&self) -> Option<Budget> {
+        self.extra.get()?.budget()
+    }
+
+    /// What the thread has recorded of itself, if it has.
+    #[cfg(feature = "watch")]
+    pub(crate) fn probe_if_any(&self) -> Option<&Probe> {
+        self.extra.get()?.probe.get().map(|p| &**p)
+    }
+
+    /// What the thread records of itself while watched, made on first use.
+    #[inline]
+    pub(crate) fn probe(&self) -> &Probe {
+        self.extra()
+            .probe
+            .get_or_init(|| Box::new(Probe::new(self.meta)))
     }
 }
 

@@ -17,14 +17,20 @@ impl<D: Send + 'static> DownReceiver<D> {
         Self { node }
     }
 
+    /// The next message; a sampled one (the thread is watched) tells the probe when it
+    /// was queued.
     #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
-        self.node.queue.poll_recv(cx)
+        let node = &self.node;
+        node.queue
+            .poll_recv_sampled(cx, |queued| node.probe().taken_sample(queued))
     }
 
     #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<D> {
-        self.node.queue.try_recv()
+        let node = &self.node;
+        node.queue
+            .try_recv_sampled(|queued| node.probe().taken_sample(queued))
     }
 
     pub(crate) fn close(&mut self) {

@@ -58,6 +58,23 @@ impl Meter {
         }
     }
 
+    /// How many places are taken: metered items queued (or being sent).
+    #[cfg(feature = "watch")]
+    pub(crate) fn depth(&self) -> usize {
+        self.taken.load(Ordering::Relaxed) & !CLOSED
+    }
+
+    #[cfg(feature = "watch")]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many senders wait for a place.
+    #[cfg(feature = "watch")]
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -354,6 +371,11 @@ impl<E: Metered> Inbox<E> {
 impl<E> Inbox<E> {
     pub(crate) fn is_empty(&self) -> bool {
         self.rx.is_empty()
+    }
+
+    /// The places, shared with the senders (a watcher reads how many are taken).
+    pub(crate) fn shared_meter(&self) -> &Arc<Meter> {
+        &self.meter
     }
 }
 
