@@ -506,10 +506,11 @@ impl<T: Thread> Ctx<T> {
     }
 
     #[cold]
+    #[inline(never)]
     fn record_stopping(&self) {
         self.node.probe().stop_began();
         let why = if self.completed { "on its own" } else { "" };
-        record::event(self.node.path(), EventKind::Stopping, why.to_owned());
+        record::event(self.node.path(), EventKind::Stopping, why);
     }
 
     /// Whether nothing of the thread's family is left: no child, no job, no queued event.

@@ -225,7 +225,7 @@ impl<P, E> Family<P, E> {
         }
         self.signalled_stage = Some(stage);
         if recording() {
-            self.node().probe().stopping_stage(stage);
+            self.node().record_stop_stage(stage);
         }
         self.node().stop_stage(stage);
     }

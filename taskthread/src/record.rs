@@ -7,6 +7,7 @@
 //! figures themselves live with each thread (`node/probe.rs`); this module is a leaf, so
 //! the queues can ask too.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -90,7 +91,7 @@ pub(crate) struct Event {
     pub(crate) path: Arc<str>,
     pub(crate) kind: EventKind,
     /// What the kind alone does not say: the type spawned, how it ended, the restart.
-    pub(crate) detail: String,
+    pub(crate) detail: Cow<'static, str>,
 }
 
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
@@ -99,7 +100,8 @@ static EVENTS: Mutex<VecDeque<Event>> = Mutex::new(VecDeque::new());
 /// Records an event. Callers ask [`recording`] first, so that nothing (not even the path)
 /// is built while nobody watches.
 #[cold]
-pub(crate) fn event(path: &Arc<str>, kind: EventKind, detail: String) {
+pub(crate) fn event(path: &Arc<str>, kind: EventKind, detail: impl Into<Cow<'static, str>>) {
+    let detail = detail.into();
     let mut events = EVENTS.lock().unwrap_or_else(PoisonError::into_inner);
     // Numbered under the lock, so the ring is in order.
     let seq = NEXT_EVENT.fetch_add(1, Ordering::Relaxed);

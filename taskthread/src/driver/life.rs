@@ -210,14 +210,14 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             }
             if !self.aborted {
                 if recording() {
-                    self.node.probe().set_phase(StopPhase::ExitHook);
+                    self.node.record_phase(StopPhase::ExitHook);
                 }
                 let outcome = {
                     let exit_hook = pin!(self.thread.__exit(self.ctx));
                     run_user(exit_hook, &self.node, self.down, true, &mut self.stop).await
                 };
                 if recording() {
-                    self.node.probe().set_phase(StopPhase::Reaping);
+                    self.node.record_phase(StopPhase::Reaping);
                 }
                 match outcome {
                     Ok(()) => {}

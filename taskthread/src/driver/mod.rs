@@ -191,6 +191,7 @@ pub(crate) struct Prepared<T: Thread> {
 }
 
 /// Makes a thread's node and queue, its address and its context.
+#[inline]
 pub(crate) fn prepare<T: Thread>(
     id: ChildId,
     init: NodeInit,
@@ -199,7 +200,8 @@ pub(crate) fn prepare<T: Thread>(
     let queue = DownQueue::new(init.capacity);
     let node = Arc::new(Node::new(id, init, queue));
     if recording() {
-        record::event(node.path(), EventKind::Spawned, T::TYPE_NAME.to_owned());
+        let dynamic: &Node = &*node;
+        dynamic.record_spawn(T::TYPE_NAME);
     }
     let prepared = Prepared {
         ctx: Ctx::new(Arc::clone(&node) as Arc<Node>, up),
@@ -211,6 +213,7 @@ pub(crate) fn prepare<T: Thread>(
 impl<T: Thread> Prepared<T> {
     /// Spawns the thread's task, made by `task` from the prepared parts, inside the thread's
     /// span.
+    #[inline]
     pub(crate) fn launch_with<F>(
         self,
         task: impl FnOnce(Ctx<T>, DownReceiver<T::Down>) -> F,
@@ -285,11 +288,17 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, es
 
 /// Records how a thread ended, for watchers.
 #[cold]
+#[inline(never)]
 fn record_exit(node: &Node, exit: &Exit) {
     let kind = if exit.is_failure() {
         EventKind::Failed
     } else {
         EventKind::Exited
     };
-    record::event(node.path(), kind, exit.to_string());
+    let detail: std::borrow::Cow<'static, str> = match exit {
+        Exit::Completed => "completed".into(),
+        Exit::Stopped => "stopped".into(),
+        other => other.to_string().into(),
+    };
+    record::event(node.path(), kind, detail);
 }

@@ -129,7 +129,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         }
                         self.node.count_handled();
                         if recording() {
-                            self.node.probe().begin(Kind::Down(T::__down_index(&msg)));
+                            self.node.record_begin(Kind::Down(T::__down_index(&msg)));
                         }
                         // Passed through by value, not borrowed: a borrow would keep the
                         // message's place alive across the handler in every thread's task.
@@ -142,7 +142,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                         };
                         if recording() {
-                            self.node.probe().end();
+                            self.node.record_end();
                         }
                         if let Some(watch) = self.watch() {
                             watch.handled(outcome.is_err());
@@ -222,7 +222,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     }
                     self.node.count_handled();
                     if recording() {
-                        self.node.probe().begin(Kind::Up);
+                        self.node.record_begin(Kind::Up);
                     }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
@@ -230,7 +230,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
                     if recording() {
-                        self.node.probe().end();
+                        self.node.record_end();
                     }
                     if let Err(exit) = outcome {
                         self.fail(exit);
@@ -263,7 +263,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         return;
                     }
                     if recording() {
-                        self.node.probe().begin(Kind::Exit);
+                        self.node.record_begin(Kind::Exit);
                     }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
@@ -271,7 +271,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
                     if recording() {
-                        self.node.probe().end();
+                        self.node.record_end();
                     }
                     if let Err(exit) = outcome {
                         self.fail(exit);
@@ -318,7 +318,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 return;
             }
             if recording() {
-                self.node.probe().begin(Kind::Restart);
+                self.node.record_begin(Kind::Restart);
             }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
@@ -326,12 +326,25 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
             };
             if recording() {
-                self.node.probe().end();
+                self.node.record_end();
             }
             if let Err(exit) = outcome {
                 self.fail(exit);
             }
         }
+    }
+
+    #[cold]
+    fn record_task_start(&self, index: usize, due: Instant) {
+        let probe = self.node.probe();
+        probe.task_started(index, Instant::now().saturating_duration_since(due));
+        probe.begin(Kind::Task(index));
+    }
+
+    #[cold]
+    fn record_task_next(&mut self, index: usize) {
+        let next = self.ctx.timetable().next_due(index);
+        self.node.probe().task_scheduled(index, next);
     }
 
     /// Runs the task that is due, if one still is, and schedules its next run as it says.
@@ -343,9 +356,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
             };
             self.node.count_handled();
             if recording() {
-                let probe = self.node.probe();
-                probe.task_started(index, Instant::now().saturating_duration_since(due));
-                probe.begin(Kind::Task(index));
+                self.record_task_start(index, due);
             }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
@@ -353,7 +364,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 run_user(task, &self.node, self.down, stopping, &mut self.stop).await
             };
             if recording() {
-                self.node.probe().end();
+                self.node.record_end();
             }
             match outcome {
                 Ok(decision) => {
@@ -362,8 +373,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         self.ctx.stop();
                     }
                     if recording() {
-                        let next = self.ctx.timetable().next_due(index);
-                        self.node.probe().task_scheduled(index, next);
+                        self.record_task_next(index);
                     }
                 }
                 Err(exit) => self.fail(exit),

@@ -105,7 +105,7 @@ impl StopWatch {
             .get_or_insert_with(|| {
                 let sleep = Box::pin(tokio::time::sleep(after));
                 if recording() {
-                    node.probe().stop_deadline(sleep.deadline());
+                    node.record_stop_deadline(sleep.deadline());
                 }
                 sleep
             })

@@ -33,6 +33,7 @@ use tokio::task::AbortHandle;
 use crate::exit::{ChildId, ThreadState};
 use crate::path::LazyPath;
 use crate::queue::{DownQueue, Meter};
+use crate::record::{self, EventKind};
 use crate::reschedule::TaskSpec;
 use probe::Extra;
 use roster::Roster;
@@ -352,6 +353,55 @@ impl<Q: ?Sized + Queue> Node<Q> {
         self.extra()
             .probe
             .get_or_init(|| Box::new(Probe::new(self.meta)))
+    }
+
+    /// A sampled DOWN message, queued at `queued`, was just taken off the queue. Out of
+    /// line: only the sampled messages of a watched thread come here.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_sample(&self, queued: tokio::time::Instant) {
+        self.probe().taken_sample(queued);
+    }
+}
+
+/// The loop's records while watched, out of line so that an unwatched loop carries one
+/// check for each and nothing more.
+impl Node {
+    /// A handler of `kind` begins.
+    #[inline(never)]
+    pub(crate) fn record_begin(&self, kind: Kind) {
+        self.probe().begin(kind);
+    }
+
+    /// The handler that began last has returned.
+    #[inline(never)]
+    pub(crate) fn record_end(&self) {
+        self.probe().end();
+    }
+
+    /// The stop has reached `phase`.
+    #[cold]
+    pub(crate) fn record_phase(&self, phase: StopPhase) {
+        self.probe().set_phase(phase);
+    }
+
+    /// The children of stop stage `stage` are being stopped.
+    #[cold]
+    pub(crate) fn record_stop_stage(&self, stage: u32) {
+        self.probe().stopping_stage(stage);
+    }
+
+    /// The stop must be over by `deadline`.
+    #[cold]
+    pub(crate) fn record_stop_deadline(&self, deadline: tokio::time::Instant) {
+        self.probe().stop_deadline(deadline);
+    }
+
+    /// The thread was spawned (as a thread of this type).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_spawn(&self, type_name: &'static str) {
+        record::event(self.path(), EventKind::Spawned, type_name);
     }
 }
 

@@ -23,14 +23,14 @@ impl<D: Send + 'static> DownReceiver<D> {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
         let node = &self.node;
         node.queue
-            .poll_recv_sampled(cx, |queued| node.probe().taken_sample(queued))
+            .poll_recv_sampled(cx, |queued| node.record_sample(queued))
     }
 
     #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<D> {
         let node = &self.node;
         node.queue
-            .try_recv_sampled(|queued| node.probe().taken_sample(queued))
+            .try_recv_sampled(|queued| node.record_sample(queued))
     }
 
     pub(crate) fn close(&mut self) {

@@ -373,7 +373,7 @@ fn to_event(e: Event) -> WatchEvent {
             record::EventKind::Failed => EventKind::Failed,
             record::EventKind::Restarted => EventKind::Restarted,
         },
-        detail: e.detail,
+        detail: e.detail.into_owned(),
     }
 }
 
