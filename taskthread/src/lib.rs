@@ -33,6 +33,8 @@
 //!   `serde` and `serde_json`).
 //! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and
 //!   `watch`).
+//! - `web`: the `taskthread::web` module, a live page of the tree served on loopback (adds
+//!   hyper's HTTP/1 server, and `watch`).
 //!
 //! # Example
 //!
@@ -124,6 +126,8 @@
 //! - `control` (feature `control`): a control endpoint on a Unix socket or loopback TCP to
 //!   look into a running tree, watch it, and stop or resize parts of it, driven by the
 //!   `taskthread-ctl` tool (`tree`, `watch`, `top`).
+//! - `web` (feature `web`): one page that shows the tree live in a browser, with the watch
+//!   stream as server-sent events, a JSON snapshot and Prometheus metrics.
 //! - [`guide`]: the user's guide, chapter by chapter: the
 //!   [introduction](guide::introduction), [the anatomy of a
 //!   thread](guide::anatomy_of_a_thread), [rescheduling tasks](guide::rescheduling_tasks),
@@ -169,6 +173,9 @@ pub mod sync;
 #[cfg(feature = "watch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
 pub mod watch;
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
+pub mod web;
 
 pub mod guide;
 

@@ -29,6 +29,7 @@ mod supervision;
 mod tree;
 mod ui;
 mod watch;
+mod web;
 mod worker_pool;
 
 // Shared by several topics.

@@ -119,6 +119,7 @@ impl Watcher {
 pub(crate) struct Update {
     pub(crate) message: WatchMessage,
     json: OnceLock<String>,
+    #[cfg_attr(not(feature = "control"), allow(dead_code))]
     text: OnceLock<String>,
 }
 
@@ -138,6 +139,7 @@ impl Update {
     }
 
     /// The message as text (without a final newline).
+    #[cfg_attr(not(feature = "control"), allow(dead_code))]
     pub(crate) fn text(&self) -> &str {
         self.text
             .get_or_init(|| self.message.to_string().trim_end().to_owned())

@@ -68,6 +68,8 @@ mod state;
 mod subtree;
 mod view;
 
+#[cfg(feature = "web")]
+pub(crate) use self::hub::Update;
 pub use self::hub::{DEFAULT_INTERVAL, WatchStream, Watcher};
 pub use self::sample::RECENT_EVENTS;
 pub use self::state::{SequenceGap, WaitChain, WatchedTree};

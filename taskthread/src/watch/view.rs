@@ -173,6 +173,18 @@ pub struct MessageView {
     pub wait: Option<Timing>,
 }
 
+impl MessageView {
+    /// What it counts, in words: `DOWN Packet`, `UP messages`, `task report`, `child exits`,
+    /// `child restarts`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            MessageKind::Down => format!("DOWN {}", self.name),
+            MessageKind::Task => format!("task {}", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
 /// Percentiles of a sampled duration, in microseconds (each the top of a half-octave
 /// bucket, so within about 20 % above the true value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
