@@ -35,6 +35,8 @@
 //!   `watch`).
 //! - `web`: the `taskthread::web` module, a live page of the tree served on loopback (adds
 //!   hyper's HTTP/1 server, and `watch`).
+//! - `metrics`: the `taskthread::metrics` module, the tree's figures through the `metrics`
+//!   crate (adds `metrics`, and `watch`).
 //!
 //! # Example
 //!
@@ -128,6 +130,8 @@
 //!   `taskthread-ctl` tool (`tree`, `watch`, `top`).
 //! - `web` (feature `web`): one page that shows the tree live in a browser, with the watch
 //!   stream as server-sent events, a JSON snapshot and Prometheus metrics.
+//! - `metrics` (feature `metrics`): the same figures through the `metrics` crate, for any
+//!   exporter.
 //! - [`guide`]: the user's guide, chapter by chapter: the
 //!   [introduction](guide::introduction), [the anatomy of a
 //!   thread](guide::anatomy_of_a_thread), [rescheduling tasks](guide::rescheduling_tasks),
@@ -168,6 +172,9 @@ pub mod supervise;
 #[cfg_attr(docsrs, doc(cfg(feature = "control")))]
 pub mod control;
 pub mod jobs;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod pool;
 pub mod sync;
 #[cfg(feature = "watch")]

@@ -152,3 +152,29 @@ pub(crate) fn last_event() -> u64 {
     let _in_order = EVENTS.lock().unwrap_or_else(PoisonError::into_inner);
     NEXT_EVENT.load(Ordering::Relaxed) - 1
 }
+
+/// The `metrics` crate's histogram of sampled handler times.
+#[cfg_attr(not(feature = "watch"), allow(dead_code))]
+pub(crate) const HANDLER_SECONDS: &str = "taskthread_handler_seconds";
+/// The `metrics` crate's histogram of sampled DOWN queue waits.
+#[cfg_attr(not(feature = "watch"), allow(dead_code))]
+pub(crate) const WAIT_SECONDS: &str = "taskthread_queue_wait_seconds";
+
+/// The `metrics` crate's histograms (handler time, queue wait) of one kind of message of
+/// the thread at `path`.
+#[cfg(feature = "metrics")]
+pub(crate) fn histograms(
+    path: &str,
+    kind: &'static str,
+    message: &str,
+) -> [::metrics::Histogram; 2] {
+    let labels = [
+        ("path", path.to_owned()),
+        ("kind", kind.to_owned()),
+        ("message", message.to_owned()),
+    ];
+    [
+        ::metrics::histogram!(HANDLER_SECONDS, &labels),
+        ::metrics::histogram!(WAIT_SECONDS, &labels),
+    ]
+}

@@ -352,7 +352,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
     pub(crate) fn probe(&self) -> &Probe {
         self.extra()
             .probe
-            .get_or_init(|| Box::new(Probe::new(self.meta)))
+            .get_or_init(|| Box::new(Probe::new(self.meta, Arc::clone(self.path()))))
     }
 
     /// A sampled DOWN message, queued at `queued`, was just taken off the queue. Out of

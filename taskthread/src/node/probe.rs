@@ -20,6 +20,8 @@ use tokio::time::Instant;
 
 use super::ThreadMeta;
 use crate::queue::Meter;
+#[cfg(feature = "metrics")]
+use crate::record;
 use crate::record::FIRST_SAMPLE_EVERY;
 
 /// The part of a node most threads never need, made on first use: an extension's
@@ -83,6 +85,30 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// What it is called for a thread of this type: the DOWN message's type, the task's
+    /// name, or what the kind holds.
+    pub(crate) fn name(self, meta: &ThreadMeta) -> &'static str {
+        match self {
+            Self::Down(i) => meta.down_types.get(i).copied().unwrap_or("?"),
+            Self::Up => "UP messages",
+            Self::Exit => "child exits",
+            Self::Restart => "child restarts",
+            Self::Task(i) => meta.tasks.get(i).map_or("?", |t| t.name),
+        }
+    }
+
+    /// The kind as a metric label.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Down(_) => "down",
+            Self::Up => "up",
+            Self::Exit => "exit",
+            Self::Restart => "restart",
+            Self::Task(_) => "task",
+        }
+    }
+
     fn index(self, downs: usize) -> usize {
         match self {
             Self::Down(i) => i,
@@ -221,6 +247,10 @@ struct KindStats {
     handled: AtomicU64,
     /// Made on the first sample: a thread that handles nothing while watched keeps none.
     times: OnceLock<Box<Times>>,
+    /// The `metrics` crate's histograms of its handler and queue-wait times, registered on
+    /// the first sample.
+    #[cfg(feature = "metrics")]
+    metrics: OnceLock<Box<[::metrics::Histogram; 2]>>,
 }
 
 struct Times {
@@ -242,6 +272,12 @@ struct TaskStats {
 pub(crate) struct Probe {
     /// Instants are kept as nanoseconds since this, plus one (0 is "none").
     born: Instant,
+    /// The thread's type, for the names of its kinds.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    meta: &'static ThreadMeta,
+    /// The thread's path, for the labels of its metrics.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    path: Arc<str>,
     /// The DOWN types, then UP, exits, restarts, then the tasks.
     kinds: Box<[KindStats]>,
     downs: usize,
@@ -279,15 +315,19 @@ fn take(slot: &AtomicU64) -> u64 {
 }
 
 impl Probe {
-    pub(crate) fn new(meta: &ThreadMeta) -> Self {
+    pub(crate) fn new(meta: &'static ThreadMeta, path: Arc<str>) -> Self {
         let downs = meta.down_types.len();
         let tasks = meta.tasks.len();
         Self {
             born: Instant::now(),
+            meta,
+            path,
             kinds: (0..downs + 3 + tasks)
                 .map(|_| KindStats {
                     handled: AtomicU64::new(0),
                     times: OnceLock::new(),
+                    #[cfg(feature = "metrics")]
+                    metrics: OnceLock::new(),
                 })
                 .collect(),
             downs,
@@ -349,10 +389,35 @@ impl Probe {
         let now = Instant::now();
         if let Some(queued) = self.instant(queued) {
             let times = stats.times.get_or_init(|| Box::new(Times::new()));
-            times.wait.record(now.saturating_duration_since(queued));
+            let wait = now.saturating_duration_since(queued);
+            times.wait.record(wait);
+            self.publish(stats, 1, wait);
         }
         self.sample_start.store(self.stamp(now), Ordering::Relaxed);
     }
+
+    /// Records a sampled duration (0: handler, 1: queue wait) in the `metrics` crate's
+    /// histogram, registered on first use.
+    #[cfg(feature = "metrics")]
+    fn publish(&self, stats: &KindStats, which: usize, d: Duration) {
+        let histograms = stats.metrics.get_or_init(|| {
+            let index = self
+                .kinds
+                .iter()
+                .position(|k| std::ptr::eq(k, stats))
+                .unwrap_or(0);
+            let kind = Kind::from_index(index, self.downs);
+            Box::new(record::histograms(
+                &self.path,
+                kind.label(),
+                kind.name(self.meta),
+            ))
+        });
+        histograms[which].record(d.as_secs_f64());
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn publish(&self, _stats: &KindStats, _which: usize, _d: Duration) {}
 
     /// The handler that began last has returned.
     #[inline]
@@ -371,9 +436,9 @@ impl Probe {
             return;
         };
         let times = stats.times.get_or_init(|| Box::new(Times::new()));
-        times
-            .handler
-            .record(Instant::now().saturating_duration_since(started));
+        let took = Instant::now().saturating_duration_since(started);
+        times.handler.record(took);
+        self.publish(stats, 0, took);
     }
 
     /// Times one message in `every` (a power of two) from now on.

@@ -64,6 +64,7 @@
 
 mod hub;
 mod sample;
+pub(crate) mod series;
 mod state;
 mod subtree;
 mod view;

@@ -240,19 +240,7 @@ fn base_view(node: &Node, parent: Option<u64>) -> ThreadView {
 }
 
 fn kind_name(node: &Node, kind: Kind) -> String {
-    match kind {
-        Kind::Down(i) => node
-            .meta
-            .down_types
-            .get(i)
-            .copied()
-            .unwrap_or("?")
-            .to_owned(),
-        Kind::Up => "UP messages".to_owned(),
-        Kind::Exit => "child exits".to_owned(),
-        Kind::Restart => "child restarts".to_owned(),
-        Kind::Task(i) => node.meta.tasks.get(i).map_or("?", |t| t.name).to_owned(),
-    }
+    kind.name(node.meta).to_owned()
 }
 
 fn messages(node: &Node, reading: &ProbeReading) -> Vec<MessageView> {
