@@ -37,6 +37,15 @@
 //! cargo run --release --example relay -- serve --ws ws://127.0.0.1:9001/ --ws ws://127.0.0.1:9002/
 //! ```
 //!
+//! Watch it while it serves: `--web 127.0.0.1:8080` serves the live page of its tree (open
+//! `http://127.0.0.1:8080/`; also `/tree.json`, `/metrics`, `/events`), and
+//! `--control /tmp/relay.sock` the control endpoint, for `taskthread-ctl --unix
+//! /tmp/relay.sock top`:
+//!
+//! ```text
+//! cargo run --release --example relay -- serve --web 127.0.0.1:8080 --control /tmp/relay.sock
+//! ```
+//!
 //! Both end with one summary line, and exit with 0 only if nothing was lost:
 //!
 //! ```text
@@ -53,6 +62,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use taskthread_examples::relay::app::{self, DemoOptions, Outcome, ServeOptions};
+use taskthread_examples::relay::observe::ObserveOptions;
 use taskthread_examples::relay::tcp_server::ServerConfig;
 use taskthread_examples::relay::units::{parse_duration, parse_size};
 
@@ -115,6 +125,12 @@ struct ServeArgs {
     /// Disconnect a client that sends nothing for this long, e.g. 60s (0 for never).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Serve the web view of the tree on this loopback address, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    web: Option<SocketAddr>,
+    /// Serve the control endpoint on this Unix socket (for `taskthread-ctl`).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -156,6 +172,10 @@ async fn main() -> ExitCode {
                     max_frame: args.max_frame,
                     max_clients: args.max_clients,
                     idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
+                },
+                observe: ObserveOptions {
+                    web: args.web,
+                    control: args.control,
                 },
             })
             .await

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::database::{self, OpenError};
 use super::frame::Checksum;
 use super::load::{LoadGenerator, LoadOptions};
+use super::observe::{ObserveError, ObserveOptions, run_observed};
 use super::sink::{self, SinkReport, WebsocketSink};
 use super::tcp_server::ServerConfig;
 use super::websocket::SubOptions;
@@ -52,6 +53,8 @@ pub enum StartError {
     Sink(io::Error),
     /// The demo's temporary directory could not be made.
     TempDir(io::Error),
+    /// The web view or the control endpoint could not be bound.
+    Observe(ObserveError),
 }
 
 impl fmt::Display for StartError {
@@ -61,6 +64,7 @@ impl fmt::Display for StartError {
             Self::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Self::Sink(e) => write!(f, "cannot start the embedded websocket sink: {e}"),
             Self::TempDir(e) => write!(f, "cannot make a temporary directory: {e}"),
+            Self::Observe(e) => e.fmt(f),
         }
     }
 }
@@ -70,6 +74,7 @@ impl std::error::Error for StartError {
         match self {
             Self::Database(e) => Some(e),
             Self::Bind { source, .. } | Self::Sink(source) | Self::TempDir(source) => Some(source),
+            Self::Observe(e) => Some(e),
         }
     }
 }
@@ -426,6 +431,8 @@ pub struct ServeOptions {
     pub db: PathBuf,
     /// The limits applied to clients.
     pub server: ServerConfig,
+    /// Where to serve the web view and the control endpoint, if anywhere.
+    pub observe: ObserveOptions,
 }
 
 /// Serves clients until Ctrl-C or SIGTERM, then stops gracefully and summarises.
@@ -456,7 +463,13 @@ pub async fn serve(options: ServeOptions) -> Result<Outcome, StartError> {
         .collect();
     tracing::info!(%addr, "relay serving; press Ctrl-C to stop");
     let started = Instant::now();
-    let result = taskthread::run(master).await;
+    let result = if options.observe.web.is_none() && options.observe.control.is_none() {
+        taskthread::run(master).await
+    } else {
+        run_observed(master, &options.observe)
+            .await
+            .map_err(StartError::Observe)?
+    };
     let summary = Summary::new(&stats, started.elapsed());
     let reports = stop_sinks(sinks).await;
 

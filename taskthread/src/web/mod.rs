@@ -24,7 +24,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/` | the page: the tree with each thread's queues, message rate (a sparkline) and waits; a thread's details on click; the event timeline. One HTML file with its script, embedded in the crate: nothing to build, nothing fetched from elsewhere |
+//! | `/` | the page: the tree with each thread's queues, message rate (a sparkline) and waits; a thread's details on click (or `?select=PATH`); the event timeline. One HTML file with its script, embedded in the crate: nothing to build, nothing fetched from elsewhere |
 //! | `/events` | the watch stream as server-sent events: one `data:` line of JSON per [`WatchMessage`](crate::watch::WatchMessage), a snapshot first |
 //! | `/tree.json` | a snapshot, as the JSON of a [`WatchMessage::Snapshot`](crate::watch::WatchMessage::Snapshot) |
 //! | `/metrics` | the figures in the Prometheus text exposition format, labelled by path (and message type, task) |
