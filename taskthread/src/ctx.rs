@@ -510,7 +510,7 @@ impl<T: Thread> Ctx<T> {
     fn record_stopping(&self) {
         self.node.probe().stop_began();
         let why = if self.completed { "on its own" } else { "" };
-        record::event(self.node.path(), EventKind::Stopping, why);
+        record::event(&self.node.lazy_path(), EventKind::Stopping, why);
     }
 
     /// Whether nothing of the thread's family is left: no child, no job, no queued event.

@@ -137,8 +137,8 @@
 //!   thread](guide::anatomy_of_a_thread), [rescheduling tasks](guide::rescheduling_tasks),
 //!   [messages up and down](guide::messages_up_and_down), [stopping](guide::stopping),
 //!   [failure and supervision](guide::failure_and_supervision), [pools and
-//!   control](guide::pools_and_control), and [driving a tree from synchronous
-//!   code](guide::sync_interop).
+//!   control](guide::pools_and_control), [driving a tree from synchronous
+//!   code](guide::sync_interop), and [observing a tree](guide::observing_a_tree).
 //!
 //! The repository's `ARCHITECTURE.md` draws how the modules are layered and traces a
 //! message, a stop and a restart through them.

@@ -10,8 +10,10 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
+
+use crate::path::LazyPath;
 
 /// How many watches are live in the process.
 static WATCHES: AtomicUsize = AtomicUsize::new(0);
@@ -83,12 +85,14 @@ pub(crate) enum EventKind {
 
 /// One event, as recorded.
 #[cfg_attr(not(feature = "watch"), allow(dead_code))]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Event {
     /// Its place in the process's sequence of events, from 1.
     pub(crate) seq: u64,
     pub(crate) at: SystemTime,
-    pub(crate) path: Arc<str>,
+    /// Built when a watcher reads it: most events of a busy tree are dropped from the ring
+    /// unread.
+    pub(crate) path: LazyPath,
     pub(crate) kind: EventKind,
     /// What the kind alone does not say: the type spawned, how it ended, the restart.
     pub(crate) detail: Cow<'static, str>,
@@ -100,7 +104,7 @@ static EVENTS: Mutex<VecDeque<Event>> = Mutex::new(VecDeque::new());
 /// Records an event. Callers ask [`recording`] first, so that nothing (not even the path)
 /// is built while nobody watches.
 #[cold]
-pub(crate) fn event(path: &Arc<str>, kind: EventKind, detail: impl Into<Cow<'static, str>>) {
+pub(crate) fn event(path: &LazyPath, kind: EventKind, detail: impl Into<Cow<'static, str>>) {
     let detail = detail.into();
     let mut events = EVENTS.lock().unwrap_or_else(PoisonError::into_inner);
     // Numbered under the lock, so the ring is in order.
@@ -111,7 +115,7 @@ pub(crate) fn event(path: &Arc<str>, kind: EventKind, detail: impl Into<Cow<'sta
     events.push_back(Event {
         seq,
         at: SystemTime::now(),
-        path: Arc::clone(path),
+        path: path.clone(),
         kind,
         detail,
     });
@@ -138,7 +142,7 @@ pub(crate) fn events_after(seq: u64, keep: impl Fn(&str) -> bool) -> Found {
     Found {
         events: events
             .iter()
-            .filter(|e| e.seq > seq && keep(&e.path))
+            .filter(|e| e.seq > seq && keep(e.path.get()))
             .cloned()
             .collect(),
         missed,

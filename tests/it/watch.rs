@@ -154,7 +154,7 @@ async fn messages_are_counted_per_type_and_sampled_for_their_times() {
     assert!(view.messages.iter().all(|m| m.kind == MessageKind::Down));
     assert!(
         view.details("")
-            .contains("Down u64: 32 handled, handler p50")
+            .contains("DOWN u64: 32 handled, handler p50")
     );
 }
 

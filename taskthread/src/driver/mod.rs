@@ -300,5 +300,5 @@ fn record_exit(node: &Node, exit: &Exit) {
         Exit::Stopped => "stopped".into(),
         other => other.to_string().into(),
     };
-    record::event(node.path(), kind, detail);
+    record::event(&node.lazy_path(), kind, detail);
 }

@@ -110,7 +110,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
             dropped += child.abort_descendants(aborted);
             dropped += child.queue_depth();
             if recording() {
-                record::event(child.path(), EventKind::Failed, "aborted");
+                record::event(&child.lazy_path(), EventKind::Failed, "aborted");
             }
             child.set_state(ThreadState::Exited);
             if let Some(task) = child.task.get() {

@@ -344,7 +344,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// What the thread has recorded of itself, if it has.
     #[cfg(feature = "watch")]
     pub(crate) fn probe_if_any(&self) -> Option<&Probe> {
-        self.extra.get()?.probe.get().map(|p| &**p)
+        self.extra.get()?.probe.get()
     }
 
     /// What the thread records of itself while watched, made on first use.
@@ -352,7 +352,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
     pub(crate) fn probe(&self) -> &Probe {
         self.extra()
             .probe
-            .get_or_init(|| Box::new(Probe::new(self.meta, Arc::clone(self.path()))))
+            .get_or_init(|| Probe::new(self.meta, self.path.clone()))
     }
 
     /// A sampled DOWN message, queued at `queued`, was just taken off the queue. Out of
@@ -401,7 +401,7 @@ impl Node {
     #[cold]
     #[inline(never)]
     pub(crate) fn record_spawn(&self, type_name: &'static str) {
-        record::event(self.path(), EventKind::Spawned, type_name);
+        record::event(&self.path, EventKind::Spawned, type_name);
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ThreadMeta;
+use crate::path::LazyPath;
 use crate::queue::Meter;
 #[cfg(feature = "metrics")]
 use crate::record;
@@ -32,7 +33,9 @@ pub(crate) struct Extra {
     pub(super) attachment: OnceLock<Arc<dyn Any + Send + Sync>>,
     pub(super) inbound: OnceLock<Arc<Meter>>,
     pub(super) budget: Mutex<Option<Budget>>,
-    pub(super) probe: OnceLock<Box<Probe>>,
+    /// Inline: a thread that is watched has it made once its stop begins, even if it
+    /// handled nothing, and that should cost one allocation (of `Extra`), not more.
+    pub(super) probe: OnceLock<Probe>,
 }
 
 /// A supervised thread's restart budget: at most `max` restarts in any `window`, and when
@@ -275,13 +278,14 @@ pub(crate) struct Probe {
     /// The thread's type, for the names of its kinds.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     meta: &'static ThreadMeta,
-    /// The thread's path, for the labels of its metrics.
+    /// The thread's path, for the labels of its metrics (built only for them).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    path: Arc<str>,
-    /// The DOWN types, then UP, exits, restarts, then the tasks.
-    kinds: Box<[KindStats]>,
+    path: LazyPath,
+    /// The DOWN types, then UP, exits, restarts, then the tasks; made on the first handler.
+    kinds: OnceLock<Box<[KindStats]>>,
     downs: usize,
-    tasks: Box<[TaskStats]>,
+    /// One per task; made on the first run.
+    tasks: OnceLock<Box<[TaskStats]>>,
     /// The kind (its index plus one) of the handler running now; 0 between handlers.
     current: AtomicU32,
     /// One message in this many (a power of two) is timed, unless its queue sampled it.
@@ -315,23 +319,14 @@ fn take(slot: &AtomicU64) -> u64 {
 }
 
 impl Probe {
-    pub(crate) fn new(meta: &'static ThreadMeta, path: Arc<str>) -> Self {
-        let downs = meta.down_types.len();
-        let tasks = meta.tasks.len();
+    pub(crate) fn new(meta: &'static ThreadMeta, path: LazyPath) -> Self {
         Self {
             born: Instant::now(),
             meta,
             path,
-            kinds: (0..downs + 3 + tasks)
-                .map(|_| KindStats {
-                    handled: AtomicU64::new(0),
-                    times: OnceLock::new(),
-                    #[cfg(feature = "metrics")]
-                    metrics: OnceLock::new(),
-                })
-                .collect(),
-            downs,
-            tasks: (0..tasks).map(|_| TaskStats::default()).collect(),
+            kinds: OnceLock::new(),
+            downs: meta.down_types.len(),
+            tasks: OnceLock::new(),
             current: AtomicU32::new(0),
             every: AtomicU64::new(FIRST_SAMPLE_EVERY),
             taken_stamp: AtomicU64::new(0),
@@ -352,8 +347,31 @@ impl Probe {
         (stamp != 0).then(|| self.born + Duration::from_nanos(stamp - 1))
     }
 
+    fn kinds(&self) -> &[KindStats] {
+        self.kinds.get_or_init(|| {
+            (0..self.downs + 3 + self.meta.tasks.len())
+                .map(|_| KindStats {
+                    handled: AtomicU64::new(0),
+                    times: OnceLock::new(),
+                    #[cfg(feature = "metrics")]
+                    metrics: OnceLock::new(),
+                })
+                .collect()
+        })
+    }
+
+    fn tasks(&self) -> &[TaskStats] {
+        self.tasks.get_or_init(|| {
+            self.meta
+                .tasks
+                .iter()
+                .map(|_| TaskStats::default())
+                .collect()
+        })
+    }
+
     fn stats(&self, kind: Kind) -> Option<&KindStats> {
-        self.kinds.get(kind.index(self.downs))
+        self.kinds().get(kind.index(self.downs))
     }
 
     /// A sampled DOWN message, queued at `queued`, was just taken off the queue: the
@@ -402,13 +420,13 @@ impl Probe {
     fn publish(&self, stats: &KindStats, which: usize, d: Duration) {
         let histograms = stats.metrics.get_or_init(|| {
             let index = self
-                .kinds
+                .kinds()
                 .iter()
                 .position(|k| std::ptr::eq(k, stats))
                 .unwrap_or(0);
             let kind = Kind::from_index(index, self.downs);
             Box::new(record::histograms(
-                &self.path,
+                self.path.get(),
                 kind.label(),
                 kind.name(self.meta),
             ))
@@ -432,7 +450,7 @@ impl Probe {
 
     #[cold]
     fn end_sample(&self, index: usize, started: u64) {
-        let (Some(stats), Some(started)) = (self.kinds.get(index), self.instant(started)) else {
+        let (Some(stats), Some(started)) = (self.kinds().get(index), self.instant(started)) else {
             return;
         };
         let times = stats.times.get_or_init(|| Box::new(Times::new()));
@@ -448,7 +466,7 @@ impl Probe {
 
     /// A task's run begins `late` after it was due.
     pub(crate) fn task_started(&self, index: usize, late: Duration) {
-        let Some(task) = self.tasks.get(index) else {
+        let Some(task) = self.tasks().get(index) else {
             return;
         };
         let late = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
@@ -460,7 +478,7 @@ impl Probe {
 
     /// A task is due next at `next` (`None`: not scheduled).
     pub(crate) fn task_scheduled(&self, index: usize, next: Option<Instant>) {
-        if let Some(task) = self.tasks.get(index) {
+        if let Some(task) = self.tasks().get(index) {
             let next = next.map_or(0, |at| self.stamp(at));
             task.next.store(next, Ordering::Relaxed);
         }
@@ -493,7 +511,9 @@ impl Probe {
     pub(crate) fn read(&self) -> ProbeReading {
         let kinds = self
             .kinds
-            .iter()
+            .get()
+            .into_iter()
+            .flat_map(|k| k.iter())
             .enumerate()
             .filter_map(|(index, stats)| {
                 let handled = stats.handled.load(Ordering::Relaxed);
@@ -507,7 +527,9 @@ impl Probe {
             .collect();
         let tasks = self
             .tasks
-            .iter()
+            .get()
+            .into_iter()
+            .flat_map(|t| t.iter())
             .map(|t| TaskReading {
                 late_last: Duration::from_nanos(t.late_last.load(Ordering::Relaxed)),
                 late_max: Duration::from_nanos(t.late_max.load(Ordering::Relaxed)),

@@ -132,7 +132,7 @@ where
             // default handling logs it at WARN).
             tracing::debug!("{restart}");
             if recording() {
-                record::event(node.path(), EventKind::Restarted, restart.to_string());
+                record::event(&node.lazy_path(), EventKind::Restarted, restart.to_string());
             }
             ctx.up_port().report_restart(node.id, Box::new(restart));
             if own {

@@ -353,7 +353,7 @@ fn to_event(e: Event) -> WatchEvent {
     WatchEvent {
         seq: e.seq,
         at_ms: unix_ms(e.at),
-        path: e.path.to_string(),
+        path: e.path.get().to_string(),
         kind: match e.kind {
             record::EventKind::Spawned => EventKind::Spawned,
             record::EventKind::Stopping => EventKind::Stopping,

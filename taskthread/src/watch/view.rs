@@ -455,11 +455,7 @@ impl ThreadView {
     pub fn details(&self, indent: &str) -> String {
         let mut out = String::new();
         for m in &self.messages {
-            let _ = write!(
-                out,
-                "{indent}{:?} {}: {} handled",
-                m.kind, m.name, m.handled
-            );
+            let _ = write!(out, "{indent}{}: {} handled", m.label(), m.handled);
             if let Some(t) = m.handler {
                 let _ = write!(
                     out,
