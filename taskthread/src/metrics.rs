@@ -44,7 +44,6 @@
 //! recorded as the durations are sampled, by the threads themselves, while anything
 //! watches the tree (a publisher, a `taskthread-ctl top`, a web page).
 
-use std::convert::Infallible;
 use std::fmt;
 use std::time::Duration;
 
@@ -52,9 +51,7 @@ use tokio::task::JoinSet;
 
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::exit::{ChildExit, ChildId};
-use crate::reschedule::Reschedule;
-use crate::thread::{NoUp, Thread};
+use crate::thread::{Thread, serving_thread_items};
 use crate::watch::series::{self, Kind, Label, Sink};
 use crate::watch::{
     DEFAULT_INTERVAL, Subtree, Timing, WatchMessage, WatchStream, WatchedTree, Watcher,
@@ -95,14 +92,10 @@ impl MetricsPublisher {
 }
 
 impl Thread for MetricsPublisher {
-    type Down = Infallible;
-    type Up = NoUp;
-    type Event = Infallible;
+    serving_thread_items!();
 
     const TYPE_NAME: &'static str = "MetricsPublisher";
     const DEFAULT_NAME: &'static str = "metrics";
-    const DOWN_TYPES: &'static [&'static str] = &[];
-    const UP_TYPE: Option<&'static str> = None;
 
     async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         self.tasks.spawn(publish(self.watcher.subscribe()));
@@ -112,32 +105,6 @@ impl Thread for MetricsPublisher {
     async fn __exit(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         self.tasks.shutdown().await;
         Ok(())
-    }
-
-    async fn __down(&mut self, _ctx: &mut Ctx<Self>, msg: Infallible) -> Result<()> {
-        match msg {}
-    }
-
-    fn __down_index(msg: &Infallible) -> usize {
-        match *msg {}
-    }
-
-    async fn __event(&mut self, _ctx: &mut Ctx<Self>, event: Infallible) -> Result<()> {
-        match event {}
-    }
-
-    async fn __exited(
-        &mut self,
-        _ctx: &mut Ctx<Self>,
-        _from: ChildId,
-        _exit: ChildExit,
-    ) -> Result<()> {
-        // It has no children.
-        Ok(())
-    }
-
-    async fn __task(&mut self, _ctx: &mut Ctx<Self>, _task: usize) -> Result<Reschedule> {
-        Ok(Reschedule::Done)
     }
 }
 

@@ -1,7 +1,6 @@
 //! Binding a control endpoint, and the server thread: it accepts sessions, each on its own
 //! task, and answers their requests against its subtree.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -18,9 +17,7 @@ use super::connection::Connection;
 use super::protocol::{self, Command, Format, Line, Refusal, Request};
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::exit::{ChildExit, ChildId};
-use crate::reschedule::Reschedule;
-use crate::thread::{NoUp, Thread};
+use crate::thread::{Thread, serving_thread_items};
 use crate::watch::{DEFAULT_INTERVAL, Subtree, SubtreeRoot, Watcher};
 
 /// The most sessions served at once. A connection over the limit waits up to a second for
@@ -298,14 +295,10 @@ impl Drop for ControlServer {
 }
 
 impl Thread for ControlServer {
-    type Down = Infallible;
-    type Up = NoUp;
-    type Event = Infallible;
+    serving_thread_items!();
 
     const TYPE_NAME: &'static str = "ControlServer";
     const DEFAULT_NAME: &'static str = "control";
-    const DOWN_TYPES: &'static [&'static str] = &[];
-    const UP_TYPE: Option<&'static str> = None;
 
     async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         if let Some(listener) = self.listener.take() {
@@ -326,32 +319,6 @@ impl Thread for ControlServer {
         self.stop.notify_one();
         while self.tasks.join_next().await.is_some() {}
         Ok(())
-    }
-
-    async fn __down(&mut self, _ctx: &mut Ctx<Self>, msg: Infallible) -> Result<()> {
-        match msg {}
-    }
-
-    fn __down_index(msg: &Infallible) -> usize {
-        match *msg {}
-    }
-
-    async fn __event(&mut self, _ctx: &mut Ctx<Self>, event: Infallible) -> Result<()> {
-        match event {}
-    }
-
-    async fn __exited(
-        &mut self,
-        _ctx: &mut Ctx<Self>,
-        _from: ChildId,
-        _exit: ChildExit,
-    ) -> Result<()> {
-        // It has no children.
-        Ok(())
-    }
-
-    async fn __task(&mut self, _ctx: &mut Ctx<Self>, _task: usize) -> Result<Reschedule> {
-        Ok(Reschedule::Done)
     }
 }
 

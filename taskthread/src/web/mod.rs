@@ -44,7 +44,6 @@ mod body;
 mod metrics_text;
 mod routes;
 
-use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -57,9 +56,7 @@ use tokio::task::JoinSet;
 
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::exit::{ChildExit, ChildId};
-use crate::reschedule::Reschedule;
-use crate::thread::{NoUp, Thread};
+use crate::thread::{Thread, serving_thread_items};
 use crate::watch::{DEFAULT_INTERVAL, Subtree, Watcher};
 
 /// Where the web view listens, before it is bound: `WebEndpoint::new(addr)`, then
@@ -200,14 +197,10 @@ impl WebServer {
 }
 
 impl Thread for WebServer {
-    type Down = Infallible;
-    type Up = NoUp;
-    type Event = Infallible;
+    serving_thread_items!();
 
     const TYPE_NAME: &'static str = "WebServer";
     const DEFAULT_NAME: &'static str = "web";
-    const DOWN_TYPES: &'static [&'static str] = &[];
-    const UP_TYPE: Option<&'static str> = None;
 
     async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         if let Some(listener) = self.listener.take() {
@@ -223,32 +216,6 @@ impl Thread for WebServer {
         self.stop.notify_one();
         while self.tasks.join_next().await.is_some() {}
         Ok(())
-    }
-
-    async fn __down(&mut self, _ctx: &mut Ctx<Self>, msg: Infallible) -> Result<()> {
-        match msg {}
-    }
-
-    fn __down_index(msg: &Infallible) -> usize {
-        match *msg {}
-    }
-
-    async fn __event(&mut self, _ctx: &mut Ctx<Self>, event: Infallible) -> Result<()> {
-        match event {}
-    }
-
-    async fn __exited(
-        &mut self,
-        _ctx: &mut Ctx<Self>,
-        _from: ChildId,
-        _exit: ChildExit,
-    ) -> Result<()> {
-        // It has no children.
-        Ok(())
-    }
-
-    async fn __task(&mut self, _ctx: &mut Ctx<Self>, _task: usize) -> Result<Reschedule> {
-        Ok(Reschedule::Done)
     }
 }
 
