@@ -293,3 +293,32 @@ fn sparklines_scale_to_their_largest_value() {
     assert_eq!(spark((0..40).map(|_| 0), 4), "    ");
     assert_eq!(spark((1..=20).rev(), 4), "█▆▄▂");
 }
+
+#[test]
+fn a_wait_cycle_shows_in_red_with_the_selected_thread() {
+    // Three threads waiting on each other in a ring, and one waiting on the ring.
+    let thread = |id: u64, path: &str, target: &str| {
+        serde_json::json!({
+            "id": id, "parent": if id == 1 { None } else { Some(1) }, "name": path,
+            "path": path, "type": "Node", "down": [], "up": null, "state": "running",
+            "handled": 0, "queue": { "depth": 0, "capacity": 64, "waiting": 0 },
+            "inbound": null, "restarts": 0, "budget": null, "messages": [], "tasks": [],
+            "pool": null, "stop": null,
+            "waits": [{ "on": "child", "target": target, "detail": "", "for_ms": 1000 }]
+        })
+    };
+    let snapshot = serde_json::json!({
+        "kind": "snapshot", "seq": 1, "at_ms": 0, "events": [],
+        "threads": [thread(1, "a", "b"), thread(2, "b", "c"), thread(3, "c", "a"), thread(4, "d", "a")]
+    });
+    let mut top = Top::new();
+    top.apply(serde_json::from_value(snapshot).unwrap());
+    top.key(key(KeyCode::End));
+    assert_eq!(top.selected().unwrap().path, "d");
+    let text = screen(&top);
+    assert!(
+        text.contains("wait chain: d -> a -> b -> c -> a (cycle)"),
+        "{text}"
+    );
+    assert!(text.contains("waits on the stop of a for 1.0 s"), "{text}");
+}

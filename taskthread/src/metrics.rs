@@ -91,6 +91,8 @@ impl MetricsPublisher {
     }
 }
 
+// Not offered as a hint in the errors about types that are not threads.
+#[diagnostic::do_not_recommend]
 impl Thread for MetricsPublisher {
     serving_thread_items!();
 

@@ -2,7 +2,8 @@
 //! falls behind starting again from a snapshot, the figures per thread (messages per type
 //! with sampled times, inbound depth, restart budget, task lateness, pool utilisation), a
 //! handler that does not return, a slow stop (its stage, deadline and what holds it up),
-//! the events, and the stream through the control endpoint in JSON and text.
+//! wait chains and cycles, the events, and the stream through the control endpoint in JSON
+//! and text.
 //!
 //! Watching turns recording on for the whole process, and the tests of this binary share
 //! one: each test's root has a name of its own, so its events and paths are its own.
@@ -682,4 +683,49 @@ mod endpoint {
         // The session goes on after a refusal.
         assert!(other.request("tree").await.unwrap().ok);
     }
+}
+
+/// A snapshot of three threads that wait on each other in a ring, and a fourth that waits
+/// on the ring, as a watch stream would carry it (wait targets come with the kinds of wait
+/// that name another thread).
+fn ring_of_waits() -> WatchMessage {
+    let thread = |id: u64, path: &str, target: &str| {
+        serde_json::json!({
+            "id": id, "parent": if id == 1 { None } else { Some(1) }, "name": path, "path": path,
+            "type": "Node", "down": [], "up": null, "state": "running", "handled": 0,
+            "queue": { "depth": 0, "capacity": 64, "waiting": 0 }, "inbound": null,
+            "restarts": 0, "budget": null, "messages": [], "tasks": [], "pool": null, "stop": null,
+            "waits": [{ "on": "child", "target": target, "detail": "", "for_ms": 1000 }]
+        })
+    };
+    let snapshot = serde_json::json!({
+        "kind": "snapshot", "seq": 1, "at_ms": 0, "events": [],
+        "threads": [thread(1, "a", "b"), thread(2, "b", "c"), thread(3, "c", "a"), thread(4, "d", "a")]
+    });
+    serde_json::from_value(snapshot).unwrap()
+}
+
+#[test]
+fn a_wait_cycle_is_found_and_shown() {
+    let mut tree = WatchedTree::default();
+    tree.apply(ring_of_waits()).unwrap();
+    let cycles = tree.wait_cycles();
+    assert_eq!(
+        cycles.len(),
+        1,
+        "one cycle, however many threads lead into it"
+    );
+    assert_eq!(cycles[0].paths, ["a", "b", "c", "a"]);
+    assert!(cycles[0].cycle);
+    let into = tree.wait_chain("d");
+    assert_eq!(into.to_string(), "d -> a -> b -> c -> a (cycle)");
+    // Changes that do not follow are refused, and leave the tree as it was.
+    let gap: WatchMessage = serde_json::from_value(serde_json::json!({
+        "kind": "changes", "seq": 5, "at_ms": 0, "threads": [], "removed": [1],
+        "events": [], "missed_events": 0
+    }))
+    .unwrap();
+    let refused = tree.apply(gap).unwrap_err();
+    assert_eq!((refused.expected, refused.received), (2, 5));
+    assert_eq!(tree.len(), 4);
 }

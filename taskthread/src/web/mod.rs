@@ -196,6 +196,8 @@ impl WebServer {
     }
 }
 
+// Not offered as a hint in the errors about types that are not threads.
+#[diagnostic::do_not_recommend]
 impl Thread for WebServer {
     serving_thread_items!();
 
