@@ -40,6 +40,15 @@
 //! cargo run --release --example relay -- serve --ack --max-buffered 64MiB --frame-timeout 5s
 //! ```
 //!
+//! Watch it while it serves: `--web 127.0.0.1:8080` serves the live page of its tree (open
+//! `http://127.0.0.1:8080/`; also `/tree.json`, `/metrics`, `/events`), and
+//! `--control /tmp/relay.sock` the control endpoint, for `taskthread-ctl --unix
+//! /tmp/relay.sock top`:
+//!
+//! ```text
+//! cargo run --release --example relay -- serve --web 127.0.0.1:8080 --control /tmp/relay.sock
+//! ```
+//!
 //! Both end with one summary line, and exit with 0 only if nothing was lost (`lost` counts
 //! frames received but not both stored and delivered to every destination):
 //!
@@ -101,6 +110,7 @@ use indicatif::ProgressBar;
 use taskthread_examples::relay::app::{self, DemoOptions, Outcome, ServeOptions};
 use taskthread_examples::relay::budget::DEFAULT_MAX_BUFFERED;
 use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, Sent};
+use taskthread_examples::relay::observe::ObserveOptions;
 use taskthread_examples::relay::sink::{self, WebsocketSink};
 use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::units::{parse_duration, parse_size};
@@ -174,6 +184,12 @@ struct ServeArgs {
     ack: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Serve the web view of the tree on this loopback address, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    web: Option<SocketAddr>,
+    /// Serve the control endpoint on this Unix socket (for `taskthread-ctl`).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
 }
 
 /// The limits `relay serve` applies to its clients.
@@ -308,6 +324,10 @@ async fn serve(args: ServeArgs) -> Result<Outcome, app::StartError> {
         db: args.db,
         server: args.limits.server_config(args.ack),
         ws_buffer: args.ws_buffer,
+        observe: ObserveOptions {
+            web: args.web,
+            control: args.control,
+        },
     })
     .await
 }

@@ -28,6 +28,7 @@
 //! - [`sink`]: the embedded websocket destination ("the cloud") used when no URL is given;
 //! - [`load`]: the load generator's clients, also a small tree;
 //! - [`app`]: starting, stopping and checking a relay, as the `relay` example does;
+//! - [`observe`]: its web view and control endpoint, when `relay serve` is asked for them;
 //! - [`stats`]: the counters behind the summary line, and [`delivery`]: how far each frame
 //!   in flight has got on its way to the websocket destinations and the database;
 //! - [`packet_reader`]: a connection's socket reader, which reads no further ahead of
@@ -81,6 +82,7 @@ pub mod frame;
 pub mod link;
 pub mod load;
 pub mod master;
+pub mod observe;
 pub mod outbox;
 pub mod packet_reader;
 pub mod receipt;

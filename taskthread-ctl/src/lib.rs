@@ -1,6 +1,8 @@
-//! The library part of `taskthread-ctl`: its command line, and running one request against
-//! a control endpoint. See the binary's `--help`, and [`taskthread::control`] for the
-//! protocol.
+//! The library part of `taskthread-ctl`: its command line, running one request against a
+//! control endpoint, printing its watch stream, and the live view ([`top`]). See the
+//! binary's `--help`, and [`taskthread::control`] for the protocol.
+
+pub mod top;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -15,7 +17,11 @@ use taskthread::control::{Answer, ControlClient, JSON_FLAG};
 /// if it could not be reached). Without one, opens a prompt with history.
 ///
 /// Commands: help, tree, stats PATH, stop PATH, pool PATH start N | stop N | size N |
-/// running.
+/// running; `watch` prints the watch stream (a snapshot, then the changes of each
+/// sampling; with --json one JSON object per line) until the endpoint closes it or the
+/// tool is interrupted; `top` opens the live view (the tree with a sparkline per thread,
+/// the selected thread's details, the events; keys: arrows to select, s to stop a subtree,
+/// r to resize a pool, q to quit).
 #[derive(Debug, Parser)]
 #[command(name = "taskthread-ctl", version)]
 pub struct Args {
@@ -82,6 +88,82 @@ pub fn print_answer(answer: &Answer, out: &mut impl Write, err: &mut impl Write)
         writeln!(out, "{}", answer.payload)
     } else {
         writeln!(err, "error: {}", answer.payload)
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The prompt.
+    Prompt,
+    /// One request.
+    Once,
+    /// The watch stream, printed.
+    Watch,
+    /// The live view.
+    Top,
+}
+
+impl Args {
+    /// What the command line asks for.
+    pub fn mode(&self) -> Mode {
+        let words: Vec<&str> = self
+            .command
+            .iter()
+            .map(String::as_str)
+            .filter(|w| *w != JSON_FLAG)
+            .collect();
+        match words.as_slice() {
+            [] if self.command.is_empty() => Mode::Prompt,
+            ["watch"] => Mode::Watch,
+            ["top"] => Mode::Top,
+            _ => Mode::Once,
+        }
+    }
+
+    /// Whether JSON is asked for, before or after the command.
+    pub fn wants_json(&self) -> bool {
+        self.json || self.command.iter().any(|w| w == JSON_FLAG)
+    }
+}
+
+/// Prints the watch stream: each message as text, or as one line of JSON; returns the
+/// process exit code (0 once the endpoint closes the stream, 2 if it cannot be reached or
+/// the stream breaks).
+pub async fn watch(args: &Args) -> i32 {
+    let json = args.wants_json();
+    let mut watch = match args.connect().await {
+        Ok(client) => match client.watch().await {
+            Ok(watch) => watch,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    loop {
+        let message = match watch.next().await {
+            Ok(message) => message,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let mut out = io::stdout().lock();
+        let printed = if json {
+            writeln!(out, "{}", message.to_json())
+        } else {
+            write!(out, "{message}")
+        };
+        // A closed stdout (piped into `head`) ends the watch quietly.
+        if printed.and_then(|()| out.flush()).is_err() {
+            return 0;
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! `taskthread-ctl`: look into a running taskthread tree and act on it through its control
-//! endpoint, once (`taskthread-ctl --unix /run/app.sock tree`) or at a prompt.
+//! endpoint, once (`taskthread-ctl --unix /run/app.sock tree`), at a prompt, as a stream
+//! (`watch`) or in a live view (`top`).
 
 use std::io;
 use std::path::PathBuf;
@@ -8,10 +9,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
-use taskthread_ctl::{Args, print_answer, run_once};
+use taskthread_ctl::{Args, Mode, print_answer, run_once, top, watch};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.mode() == Mode::Top {
+        return ExitCode::from(u8::try_from(top::run(&args)).unwrap_or(2));
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -22,10 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = if args.command.is_empty() {
-        prompt(&args, &runtime)
-    } else {
-        runtime.block_on(run_once(&args))
+    let code = match args.mode() {
+        Mode::Prompt => prompt(&args, &runtime),
+        Mode::Watch => runtime.block_on(watch(&args)),
+        Mode::Once | Mode::Top => runtime.block_on(run_once(&args)),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(2))
 }

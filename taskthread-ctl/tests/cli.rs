@@ -1,6 +1,6 @@
 //! `taskthread-ctl` run as a process against a live control endpoint: one-shot commands
-//! (output, exit status, `--json`, unreachable endpoints, refused sessions, bad arguments)
-//! and the prompt.
+//! (output, exit status, `--json`, unreachable endpoints, refused sessions, bad arguments),
+//! the prompt, and `watch`.
 
 #![cfg(unix)]
 
@@ -248,6 +248,73 @@ async fn the_prompt_reads_requests_line_by_line_and_keeps_a_history() {
         saved.contains("stats app") && saved.contains("bogus"),
         "{saved}"
     );
+    control.stop();
+    control.join().await.into_result().unwrap();
+    app.stop();
+    app.join().await.into_result().unwrap();
+}
+
+/// Reads the first `n` lines of `taskthread-ctl ARGS`, then ends it.
+async fn first_lines(args: &[&str], n: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_taskthread-ctl"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .take(n)
+            .map(Result::unwrap)
+            .collect();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        lines
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_the_stream_as_text_or_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    let app = taskthread::spawn(App);
+    let endpoint = ControlEndpoint::unix(&socket).watch_interval(Duration::from_millis(20));
+    let control = taskthread::spawn(endpoint.bind(&app).await.unwrap());
+    let unix = socket.to_str().unwrap();
+
+    let json = first_lines(&["--unix", unix, "watch", "--json"], 3).await;
+    assert!(
+        json[0].starts_with(r#"{"kind":"snapshot","seq":"#),
+        "{json:?}"
+    );
+    assert!(json[0].contains(r#""path":"app/pool""#), "{json:?}");
+    assert!(
+        json[1].starts_with(r#"{"kind":"changes","seq":"#),
+        "{json:?}"
+    );
+    assert!(
+        json[2].starts_with(r#"{"kind":"changes","seq":"#),
+        "{json:?}"
+    );
+
+    let before = first_lines(&["--unix", unix, "--json", "watch"], 1).await;
+    assert!(
+        before[0].starts_with(r#"{"kind":"snapshot""#),
+        "--json before the command too"
+    );
+
+    let lines = first_lines(&["--unix", unix, "watch"], 2).await;
+    assert!(lines[0].starts_with("snapshot #"), "{lines:?}");
+    assert!(lines[1].starts_with("app (App) "), "{lines:?}");
+
+    let out = ctl(&["--unix", &format!("{unix}.missing"), "watch"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot connect to"));
+
     control.stop();
     control.join().await.into_result().unwrap();
     app.stop();

@@ -34,6 +34,9 @@
 //! On a machine whose speed drifts, `VS_TOKIO_PAIRED=<group>[:rounds]` runs the two sides of
 //! one group in turns, an iteration each, and prints the median ratio of the rounds.
 //!
+//! Built with the `watch` feature (`--features watch`), `VS_TOKIO_WATCH=1` keeps a watch
+//! stream open during the paired runs, so the figures are those of a watched process.
+//!
 //! Run: `cargo bench -p taskthread --bench vs_tokio`. Results are in `docs/benchmarks.md`.
 
 use std::hint::black_box;
@@ -62,6 +65,9 @@ const MEMORY_ENV: &str = "VS_TOKIO_MEMORY";
 const RUN_ENV: &str = "VS_TOKIO_RUN";
 /// The environment variable that runs both sides of one group in turns ([`run_paired`]).
 const PAIRED_ENV: &str = "VS_TOKIO_PAIRED";
+/// The environment variable that keeps a watch stream open during the paired runs.
+#[cfg(feature = "watch")]
+const WATCH_ENV: &str = "VS_TOKIO_WATCH";
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -947,6 +953,15 @@ fn run_paired(spec: &str) {
         None => (spec, 100),
     };
     let rt = runtime_for(group);
+    // Watching is process-wide: a stream of any tree turns recording on for all of them.
+    #[cfg(feature = "watch")]
+    let _watching = std::env::var_os(WATCH_ENV).map(|_| {
+        rt.block_on(async {
+            let watched = taskthread::spawn(Sink::default());
+            let stream = taskthread::watch::Watcher::new(&watched).subscribe();
+            (watched, stream)
+        })
+    });
     // One iteration is 10 000 messages or children; an ask is one round trip, so a round
     // asks 1 000 times.
     let iters = if group == "ask_round_trip" { 1_000 } else { 1 };

@@ -18,6 +18,7 @@ use crate::family::Family;
 use crate::node::{Node, TreeSnapshot, closes_cycle};
 use crate::port::UpPort;
 use crate::queue::inbound::Take;
+use crate::record::{self, EventKind, recording};
 use crate::reschedule::Timetable;
 use crate::thread::{SendsUp, Thread};
 use crate::wait::WaitKind;
@@ -532,10 +533,21 @@ impl<T: Thread> Ctx<T> {
         }
         self.stopping = true;
         self.node.set_state(ThreadState::Stopping);
+        if recording() {
+            self.record_stopping();
+        }
         self.timetable.cancel_all();
         if let Some(family) = &mut self.family {
             family.stop_streams();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_stopping(&self) {
+        self.node.probe().stop_began();
+        let why = if self.completed { "on its own" } else { "" };
+        record::event(&self.node.lazy_path(), EventKind::Stopping, why);
     }
 
     /// Whether nothing of the thread's family is left: no child, no job, no queued event.

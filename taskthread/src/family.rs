@@ -19,6 +19,7 @@ use crate::exit::{ChildId, Exit};
 use crate::node::{ChildEntry, ChildNode, Node};
 use crate::port::{Inbound, ParentSink};
 use crate::queue::{Inbox, InboxSender, inbox};
+use crate::record::recording;
 
 /// An input that is drained, not dropped, when its thread stops: its forwarding task runs
 /// until its stream ends, and the thread waits for it (and handles every item) before `exit`.
@@ -234,6 +235,9 @@ impl<P, E> Family<P, E> {
             return;
         }
         self.signalled_stage = Some(stage);
+        if recording() {
+            self.node().record_stop_stage(stage);
+        }
         self.node().stop_stage(stage);
     }
 

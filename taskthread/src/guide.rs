@@ -23,3 +23,6 @@ pub mod pools_and_control {}
 
 #[doc = include_str!("../../docs/08-sync-interop.md")]
 pub mod sync_interop {}
+
+#[doc = include_str!("../../docs/10-observing-a-tree.md")]
+pub mod observing_a_tree {}

@@ -29,7 +29,14 @@
 //! # Cargo features
 //!
 //! - `macros` (default): the `#[taskthread]` attribute.
-//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and `serde_json`).
+//! - `watch`: the `taskthread::watch` module, a live stream of the tree's figures (adds
+//!   `serde` and `serde_json`).
+//! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and
+//!   `watch`).
+//! - `web`: the `taskthread::web` module, a live page of the tree served on loopback (adds
+//!   hyper's HTTP/1 server, and `watch`).
+//! - `metrics`: the `taskthread::metrics` module, the tree's figures through the `metrics`
+//!   crate (adds `metrics`, and `watch`).
 //! - `remote`: `proxy::Remote` and `#[taskthread(remote)]`, threads whose messages can be
 //!   carried to another process (adds `serde`).
 //!
@@ -116,16 +123,24 @@
 //!   it on its own OS thread and runtime, and its
 //!   [`BackgroundHandle`](sync::BackgroundHandle) (`Send + Sync + Clone`) sends, asks,
 //!   receives UP messages, snapshots and stops it from any thread, blocking or async.
+//! - `watch` (feature `watch`): watch a running tree — one snapshot, then the changes of
+//!   each sampling: queues against their capacity, handler and queue-wait times per
+//!   message type, restart budgets, task lateness, pool utilisation, what each thread waits
+//!   on and what holds a stop up. Recorded only while someone watches.
 //! - `control` (feature `control`): a control endpoint on a Unix socket or loopback TCP to
-//!   look into a running tree and stop or resize parts of it, driven by the
-//!   `taskthread-ctl` tool.
+//!   look into a running tree, watch it, and stop or resize parts of it, driven by the
+//!   `taskthread-ctl` tool (`tree`, `watch`, `top`).
+//! - `web` (feature `web`): one page that shows the tree live in a browser, with the watch
+//!   stream as server-sent events, a JSON snapshot and Prometheus metrics.
+//! - `metrics` (feature `metrics`): the same figures through the `metrics` crate, for any
+//!   exporter.
 //! - [`guide`]: the user's guide, chapter by chapter: the
 //!   [introduction](guide::introduction), [the anatomy of a
 //!   thread](guide::anatomy_of_a_thread), [rescheduling tasks](guide::rescheduling_tasks),
 //!   [messages up and down](guide::messages_up_and_down), [stopping](guide::stopping),
 //!   [failure and supervision](guide::failure_and_supervision), [pools and
-//!   control](guide::pools_and_control), and [driving a tree from synchronous
-//!   code](guide::sync_interop).
+//!   control](guide::pools_and_control), [driving a tree from synchronous
+//!   code](guide::sync_interop), and [observing a tree](guide::observing_a_tree).
 //!
 //! The repository's `ARCHITECTURE.md` draws how the modules are layered and traces a
 //! message, a stop and a restart through them.
@@ -146,6 +161,7 @@ mod node;
 mod path;
 mod port;
 mod queue;
+mod record;
 mod reschedule;
 mod root;
 mod tasks;
@@ -159,9 +175,18 @@ pub mod supervise;
 #[cfg_attr(docsrs, doc(cfg(feature = "control")))]
 pub mod control;
 pub mod jobs;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod pool;
 pub mod proxy;
 pub mod sync;
+#[cfg(feature = "watch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
+pub mod watch;
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
+pub mod web;
 
 pub mod guide;
 

@@ -229,6 +229,18 @@ impl Timetable {
             .is_some_and(|t| t.schedule.slots[index].next != NEVER)
     }
 
+    /// When the task is due next, if it is scheduled.
+    pub(crate) fn next_due(&self, index: usize) -> Option<Instant> {
+        let table = self.0.as_ref()?;
+        let next = table.schedule.slots.get(index)?.next;
+        (next != NEVER).then(|| table.schedule.instant(next))
+    }
+
+    /// When the run `due` was due.
+    pub(crate) fn due_at(&self, due: &Due) -> Option<Instant> {
+        Some(self.0.as_ref()?.schedule.instant(due.at))
+    }
+
     pub(crate) fn runs(&self, index: usize) -> u64 {
         self.0.as_ref().map_or(0, |t| t.schedule.slots[index].runs)
     }
@@ -416,6 +428,11 @@ impl Schedule {
         }
     }
 
+    /// A time of the table as an instant.
+    fn instant(&self, at: u64) -> Instant {
+        self.base + Duration::from_nanos(at)
+    }
+
     /// An instant as a time of the table (an instant before its base is due at once).
     #[inline]
     fn since_base(&self, at: Instant) -> u64 {
@@ -478,8 +495,7 @@ impl Schedule {
         self.dirty = false;
         let earliest = self.slots.iter().map(|s| s.next).min().unwrap_or(NEVER);
         self.armed = earliest;
-        (earliest > self.now && earliest != NEVER)
-            .then(|| self.base + Duration::from_nanos(earliest))
+        (earliest > self.now && earliest != NEVER).then(|| self.instant(earliest))
     }
 
     /// Takes the earliest task off the timetable.

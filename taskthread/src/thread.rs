@@ -137,6 +137,63 @@ pub trait Thread: Send + Sized + 'static {
         for<'s> Self: Send;
 }
 
+/// The items of a [`Thread`] impl that takes no messages, sends nothing UP, has no
+/// children and no tasks: the extensions' server threads (the control endpoint, the web
+/// view, the metrics publisher), written by hand because the `macros` feature may be off.
+/// Its `enter` and `exit` hooks, its names, are the impl's own.
+#[cfg(any(feature = "control", feature = "web", feature = "metrics"))]
+macro_rules! serving_thread_items {
+    () => {
+        type Down = ::std::convert::Infallible;
+        type Up = $crate::thread::NoUp;
+        type Event = ::std::convert::Infallible;
+
+        const DOWN_TYPES: &'static [&'static str] = &[];
+        const UP_TYPE: Option<&'static str> = None;
+
+        async fn __down(
+            &mut self,
+            _ctx: &mut $crate::ctx::Ctx<Self>,
+            msg: ::std::convert::Infallible,
+        ) -> $crate::error::Result<()> {
+            match msg {}
+        }
+
+        fn __down_index(msg: &::std::convert::Infallible) -> usize {
+            match *msg {}
+        }
+
+        async fn __event(
+            &mut self,
+            _ctx: &mut $crate::ctx::Ctx<Self>,
+            event: ::std::convert::Infallible,
+        ) -> $crate::error::Result<()> {
+            match event {}
+        }
+
+        async fn __exited(
+            &mut self,
+            _ctx: &mut $crate::ctx::Ctx<Self>,
+            _from: $crate::exit::ChildId,
+            _exit: $crate::exit::ChildExit,
+        ) -> $crate::error::Result<()> {
+            // It has no children.
+            Ok(())
+        }
+
+        async fn __task(
+            &mut self,
+            _ctx: &mut $crate::ctx::Ctx<Self>,
+            _task: usize,
+        ) -> $crate::error::Result<$crate::reschedule::Reschedule> {
+            Ok($crate::reschedule::Reschedule::Done)
+        }
+    };
+}
+
+#[cfg(any(feature = "control", feature = "web", feature = "metrics"))]
+pub(crate) use serving_thread_items;
+
 /// `Self` has a `#[down]` handler for messages of type `M`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no `#[down]` handler for `{M}`",

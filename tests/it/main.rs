@@ -30,6 +30,8 @@ mod supervision;
 mod tree;
 mod ui;
 mod waits;
+mod watch;
+mod web;
 mod worker_pool;
 
 // Shared by several topics.

@@ -17,6 +17,7 @@ use super::budget::{Budget, DEFAULT_MAX_BUFFERED};
 use super::database::{self, OpenError, Store};
 use super::frame::{Checksum, HEADER_LEN};
 use super::load::{LoadGenerator, LoadOptions, Sent};
+use super::observe::{ObserveError, ObserveOptions, run_observed};
 use super::sink::{self, SinkReport, WebsocketSink};
 use super::tcp_server::{Receipts, ServerConfig};
 use super::websocket::{DEFAULT_BUFFER, SubOptions};
@@ -92,6 +93,8 @@ pub enum StartError {
     Sink(io::Error),
     /// The demo's temporary directory could not be made.
     TempDir(io::Error),
+    /// The web view or the control endpoint could not be bound.
+    Observe(ObserveError),
 }
 
 impl fmt::Display for StartError {
@@ -102,6 +105,7 @@ impl fmt::Display for StartError {
             Self::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Self::Sink(e) => write!(f, "cannot start the embedded websocket sink: {e}"),
             Self::TempDir(e) => write!(f, "cannot make a temporary directory: {e}"),
+            Self::Observe(e) => e.fmt(f),
         }
     }
 }
@@ -112,6 +116,7 @@ impl std::error::Error for StartError {
             Self::Config(_) => None,
             Self::Database(e) => Some(e),
             Self::Bind { source, .. } | Self::Sink(source) | Self::TempDir(source) => Some(source),
+            Self::Observe(e) => Some(e),
         }
     }
 }
@@ -567,6 +572,8 @@ pub struct ServeOptions {
     pub server: ServerConfig,
     /// Each destination's buffer in bytes; by default [`default_ws_buffer`].
     pub ws_buffer: Option<usize>,
+    /// Where to serve the web view and the control endpoint, if anywhere.
+    pub observe: ObserveOptions,
 }
 
 /// Serves clients until Ctrl-C or SIGTERM, then stops gracefully and summarises.
@@ -606,7 +613,13 @@ pub async fn serve(options: ServeOptions) -> Result<Outcome, StartError> {
         .collect();
     tracing::info!(%addr, "relay serving; press Ctrl-C to stop");
     let started = Instant::now();
-    let result = taskthread::run(master).await;
+    let result = if options.observe.web.is_none() && options.observe.control.is_none() {
+        taskthread::run(master).await
+    } else {
+        run_observed(master, &options.observe)
+            .await
+            .map_err(StartError::Observe)?
+    };
     let summary = summarize(&stats, &store, started).await;
     let reports = stop_sinks(sinks).await;
 

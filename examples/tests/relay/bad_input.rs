@@ -444,6 +444,7 @@ async fn a_database_that_cannot_be_opened_is_a_start_up_error() {
         db: dir.path().join("no/such/dir/relay.db"),
         server: server_config(),
         ws_buffer: None,
+        observe: Default::default(),
     })
     .await
     .unwrap_err();

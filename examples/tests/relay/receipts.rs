@@ -286,6 +286,7 @@ fn serve_until_killed() {
         db: db.into(),
         server: acking(),
         ws_buffer: None,
+        observe: Default::default(),
     }));
     panic!("the relay was to be killed, not to end: {served:?}");
 }

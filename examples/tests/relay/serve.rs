@@ -27,6 +27,7 @@ async fn sigterm_in_the_middle_of_a_load_stops_serve_without_losing_a_frame() {
         db: db.clone(),
         server: server_config(),
         ws_buffer: None,
+        observe: Default::default(),
     }));
 
     // Once a client is greeted, `taskthread::run` is waiting for the signal.

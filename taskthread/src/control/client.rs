@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::connection::Connection;
-use super::protocol::{self, Header, Line};
+use super::protocol::{self, Header, JSON_FLAG, Line};
+use crate::watch::WatchMessage;
 
 /// An answer of the control endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,5 +114,57 @@ impl ControlClient {
             payload.pop();
         }
         Ok(Answer { ok, payload })
+    }
+}
+
+impl ControlClient {
+    /// Turns the session into a watch: sends `watch --json` and returns the stream of
+    /// [`WatchMessage`]s, a snapshot first. The watch lasts until the stream is dropped
+    /// (the session is closed); open another client for requests meanwhile.
+    ///
+    /// ```no_run
+    /// # // `no_run`: it needs a live endpoint; the tests run one.
+    /// use taskthread::control::ControlClient;
+    ///
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let client = ControlClient::connect_unix("/run/app/control.sock").await?;
+    /// let mut watch = client.watch().await?;
+    /// loop {
+    ///     let message = watch.next().await?;
+    ///     println!("{message}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn watch(mut self) -> io::Result<ControlWatch> {
+        let out = self.session.get_mut();
+        out.write_all(format!("watch {JSON_FLAG}\n").as_bytes())
+            .await?;
+        out.flush().await?;
+        Ok(ControlWatch { client: self })
+    }
+}
+
+/// The watch stream of a control endpoint: see [`ControlClient::watch`].
+#[derive(Debug)]
+pub struct ControlWatch {
+    client: ControlClient,
+}
+
+impl ControlWatch {
+    /// The next message: waits for the endpoint's next sampling.
+    ///
+    /// Fails on I/O errors, on an `ERR` answer (the endpoint refused the watch), and on a
+    /// message that is not the JSON of a [`WatchMessage`].
+    pub async fn next(&mut self) -> io::Result<WatchMessage> {
+        let answer = self.client.read_answer().await?;
+        if !answer.ok {
+            return Err(io::Error::other(answer.payload));
+        }
+        serde_json::from_str(&answer.payload).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed watch message: {e}"),
+            )
+        })
     }
 }

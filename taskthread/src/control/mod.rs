@@ -33,6 +33,7 @@
 //! |---|---|
 //! | `help` | the commands |
 //! | `tree` | the [snapshot](crate::TreeSnapshot) of the tree, in the hierarchical notation |
+//! | `watch` | a stream: a snapshot, then the changes of each sampling (see [`crate::watch`]), one framed answer each, until the client closes the session |
 //! | `stats PATH` | the counters of the thread at `PATH` (and its pool's, for a worker pool) |
 //! | `stop PATH` | stops the thread at `PATH` gracefully |
 //! | `pool PATH start N` / `stop N` / `size N` | resizes the [worker pool](crate::pool::WorkerPool) at `PATH` |
@@ -42,7 +43,9 @@
 //! string; `tree` as an object per thread (`id` as a number, [`ChildId::get`](crate::ChildId::get); `name`, `path`, `type`, `down`, `up`,
 //! `state`, `queue_depth`, `queue_capacity`, `handled`, `restarts`, `children`); `stats`
 //! as the same object without `children`, with `pool` (`running`, `max`) for a worker
-//! pool; `stop` as `{"stopping": PATH}`; `pool` as `{"pool": PATH, "running": N, "max": N}`.
+//! pool; `stop` as `{"stopping": PATH}`; `pool` as `{"pool": PATH, "running": N, "max": N}`;
+//! each message of `watch` as a [`WatchMessage`](crate::watch::WatchMessage) (text: its
+//! `Display`).
 //!
 //! Every answer is framed, so one of any size arrives whole: a header line `OK <len>` or
 //! `ERR <len>`, then exactly `<len>` bytes of payload (UTF-8, ending with `\n`). A malformed
@@ -64,17 +67,16 @@
 
 // `server` binds the endpoint, accepts sessions and answers their requests; `protocol`
 // holds the line protocol (requests, answers and their JSON, refusals, framing); `client`
-// is `ControlClient`; `connection` is the socket both ends talk over; `subtree` is the
-// endpoint's only way into the tree's internals.
+// is `ControlClient`; `connection` is the socket both ends talk over. The endpoint reaches
+// the tree only through `watch`'s `SubtreeRoot` and `Watcher`.
 mod client;
 mod connection;
 mod protocol;
 mod server;
-mod subtree;
 
-pub use self::client::{Answer, ControlClient, MAX_ANSWER};
+pub use self::client::{Answer, ControlClient, ControlWatch, MAX_ANSWER};
 pub use self::protocol::{JSON_FLAG, MAX_LINE};
 pub use self::server::{
     ControlEndpoint, ControlError, ControlServer, DEFAULT_IDLE_TIMEOUT, MAX_SESSIONS,
 };
-pub use self::subtree::{Subtree, SubtreeRoot};
+pub use crate::watch::{Subtree, SubtreeRoot};

@@ -21,6 +21,7 @@ const HELP: &str = "\
 commands (add --json to any for JSON):
   help                       this text
   tree                       the tree, one thread per line
+  watch                      a snapshot, then the changes of each sampling, until closed
   stats PATH                 the counters of the thread at PATH
   stop PATH                  stop the thread at PATH gracefully
   pool PATH start N          start N more workers in the pool at PATH
@@ -44,6 +45,7 @@ pub(crate) struct Request {
 pub(crate) enum Command {
     Help,
     Tree,
+    Watch,
     Stats {
         path: String,
     },
@@ -81,9 +83,12 @@ impl Request {
         };
         let command = command.to_ascii_lowercase();
         let command = match command.as_str() {
-            "help" | "tree" if !args.is_empty() => return Err(Refusal::TakesNoArguments(command)),
+            "help" | "tree" | "watch" if !args.is_empty() => {
+                return Err(Refusal::TakesNoArguments(command));
+            }
             "help" => Command::Help,
             "tree" => Command::Tree,
+            "watch" => Command::Watch,
             "stats" => Command::Stats {
                 path: join_path(args, STATS_USAGE)?,
             },
@@ -327,11 +332,19 @@ pub(crate) async fn write_answer(
     out: &mut (impl AsyncWrite + Unpin),
     answer: &Result<String, Refusal>,
 ) -> io::Result<()> {
-    let framed = match answer {
-        Ok(payload) => frame("OK", payload),
-        Err(refusal) => frame("ERR", &refusal.to_string()),
-    };
-    out.write_all(framed.as_bytes()).await?;
+    match answer {
+        Ok(payload) => write_frame(out, "OK", payload).await,
+        Err(refusal) => write_frame(out, "ERR", &refusal.to_string()).await,
+    }
+}
+
+/// Writes one framed answer with this status (`OK` or `ERR`) and payload.
+pub(crate) async fn write_frame(
+    out: &mut (impl AsyncWrite + Unpin),
+    status: &str,
+    payload: &str,
+) -> io::Result<()> {
+    out.write_all(frame(status, payload).as_bytes()).await?;
     out.flush().await
 }
 

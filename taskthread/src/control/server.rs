@@ -1,7 +1,6 @@
 //! Binding a control endpoint, and the server thread: it accepts sessions, each on its own
 //! task, and answers their requests against its subtree.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -15,13 +14,11 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::connection::Connection;
-use super::protocol::{self, Command, Line, Refusal, Request};
-use super::subtree::{Subtree, SubtreeRoot};
+use super::protocol::{self, Command, Format, Line, Refusal, Request};
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::exit::{ChildExit, ChildId};
-use crate::reschedule::Reschedule;
-use crate::thread::{NoUp, Thread};
+use crate::thread::{Thread, serving_thread_items};
+use crate::watch::{DEFAULT_INTERVAL, Subtree, SubtreeRoot, Watcher};
 
 /// The most sessions served at once. A connection over the limit waits up to a second for
 /// a session to end (a closed session frees its place at once); if none does, it is
@@ -44,6 +41,7 @@ pub struct ControlEndpoint {
     address: Address,
     allow_remote: bool,
     idle_timeout: Duration,
+    watch_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +59,7 @@ impl ControlEndpoint {
             address: Address::Unix(path.into()),
             allow_remote: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            watch_interval: DEFAULT_INTERVAL,
         }
     }
 
@@ -72,6 +71,7 @@ impl ControlEndpoint {
             address: Address::Tcp(addr),
             allow_remote: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            watch_interval: DEFAULT_INTERVAL,
         }
     }
 
@@ -97,6 +97,26 @@ impl ControlEndpoint {
         self
     }
 
+    /// How often the tree is sampled for `watch` sessions (all of them share the
+    /// sampling). The default is [`DEFAULT_INTERVAL`] (one second).
+    ///
+    /// # Panics
+    /// If `interval` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::control::ControlEndpoint;
+    ///
+    /// let endpoint = ControlEndpoint::tcp("127.0.0.1:0".parse().unwrap())
+    ///     .watch_interval(Duration::from_millis(250));
+    /// ```
+    #[track_caller]
+    pub fn watch_interval(mut self, interval: Duration) -> Self {
+        assert!(!interval.is_zero(), "a watch interval must not be zero");
+        self.watch_interval = interval;
+        self
+    }
+
     /// Binds the endpoint for the subtree of `tree`; spawn the server to serve it.
     pub async fn bind(self, tree: &impl Subtree) -> Result<ControlServer, ControlError> {
         let mut server = ControlServer {
@@ -104,6 +124,7 @@ impl ControlEndpoint {
             socket_file: None,
             local_addr: None,
             tree: tree.__root(),
+            watcher: Watcher::with_interval(tree, self.watch_interval),
             tasks: JoinSet::new(),
             stop: Arc::new(Notify::new()),
             idle_timeout: self.idle_timeout,
@@ -232,6 +253,8 @@ pub struct ControlServer {
     socket_file: Option<(PathBuf, Option<(u64, u64)>)>,
     local_addr: Option<SocketAddr>,
     tree: SubtreeRoot,
+    /// The sampling shared by the `watch` sessions.
+    watcher: Watcher,
     tasks: JoinSet<()>,
     stop: Arc<Notify>,
     idle_timeout: Duration,
@@ -272,19 +295,16 @@ impl Drop for ControlServer {
 }
 
 impl Thread for ControlServer {
-    type Down = Infallible;
-    type Up = NoUp;
-    type Event = Infallible;
+    serving_thread_items!();
 
     const TYPE_NAME: &'static str = "ControlServer";
     const DEFAULT_NAME: &'static str = "control";
-    const DOWN_TYPES: &'static [&'static str] = &[];
-    const UP_TYPE: Option<&'static str> = None;
 
     async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         if let Some(listener) = self.listener.take() {
             let sessions = Sessions {
                 tree: self.tree.clone(),
+                watcher: self.watcher.clone(),
                 idle_timeout: self.idle_timeout,
                 places: Arc::new(Semaphore::new(MAX_SESSIONS)),
             };
@@ -300,38 +320,13 @@ impl Thread for ControlServer {
         while self.tasks.join_next().await.is_some() {}
         Ok(())
     }
-
-    async fn __down(&mut self, _ctx: &mut Ctx<Self>, msg: Infallible) -> Result<()> {
-        match msg {}
-    }
-
-    fn __down_index(msg: &Infallible) -> usize {
-        match *msg {}
-    }
-
-    async fn __event(&mut self, _ctx: &mut Ctx<Self>, event: Infallible) -> Result<()> {
-        match event {}
-    }
-
-    async fn __exited(
-        &mut self,
-        _ctx: &mut Ctx<Self>,
-        _from: ChildId,
-        _exit: ChildExit,
-    ) -> Result<()> {
-        // It has no children.
-        Ok(())
-    }
-
-    async fn __task(&mut self, _ctx: &mut Ctx<Self>, _task: usize) -> Result<Reschedule> {
-        Ok(Reschedule::Done)
-    }
 }
 
 /// What every session of a server shares.
 #[derive(Clone)]
 struct Sessions {
     tree: SubtreeRoot,
+    watcher: Watcher,
     idle_timeout: Duration,
     /// One permit per session served: held by its task, so a session that ends frees its
     /// place at once.
@@ -425,7 +420,10 @@ impl Sessions {
             let answer = match line {
                 Line::End => return Ok(()),
                 Line::TooLong => Err(Refusal::TooLong),
-                Line::Request(line) => answer(&self.tree, &line).await,
+                Line::Request(line) => match watch_request(&line) {
+                    Some(format) => return self.stream_watch(session, format).await,
+                    None => answer(&self.tree, &line).await,
+                },
             };
             let write = protocol::write_answer(session.get_mut(), &answer);
             tokio::time::timeout(self.idle_timeout, write)
@@ -433,6 +431,50 @@ impl Sessions {
                 .map_err(|_| idle("with an answer not taken"))??;
         }
     }
+}
+
+impl Sessions {
+    /// Sends the watch stream, one framed answer per message, until the client closes the
+    /// session (what it sends meanwhile is read and dropped) or stops taking the messages
+    /// for the idle timeout.
+    async fn stream_watch(
+        &self,
+        mut session: BufReader<Connection>,
+        format: Format,
+    ) -> io::Result<()> {
+        let mut stream = self.watcher.subscribe();
+        loop {
+            let update = tokio::select! {
+                update = stream.next_update() => update,
+                read = protocol::read_line(&mut session) => match read? {
+                    Line::End => return Ok(()),
+                    _ => continue,
+                },
+            };
+            let payload = match format {
+                Format::Json => update.json(),
+                Format::Text => update.text(),
+            };
+            let write = protocol::write_frame(session.get_mut(), "OK", payload);
+            tokio::time::timeout(self.idle_timeout, write)
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "watch messages not taken for {:?}: closed",
+                            self.idle_timeout
+                        ),
+                    )
+                })??;
+        }
+    }
+}
+
+/// The format of a `watch` request, or `None` for any other request.
+fn watch_request(line: &[u8]) -> Option<Format> {
+    let request = Request::parse(std::str::from_utf8(line).ok()?).ok()?;
+    (request.command == Command::Watch).then_some(request.format)
 }
 
 /// Answers one request line: the payload of an `OK` answer, or why it is refused.
@@ -443,6 +485,7 @@ async fn answer(tree: &SubtreeRoot, line: &[u8]) -> Result<String, Refusal> {
     Ok(match command {
         Command::Help => format.help(),
         Command::Tree => format.tree(&tree.snapshot()),
+        Command::Watch => unreachable!("a watch request is streamed, not answered once"),
         Command::Stats { path } => {
             let thread = find(path)?;
             format.stats(&thread.snapshot(), thread.pool().map(|p| p.status()))

@@ -14,7 +14,8 @@ use super::user::{StopWatch, run_user};
 use super::{LifeRules, Rules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
-use crate::node::{DownReceiver, Node};
+use crate::node::{DownReceiver, Node, StopPhase};
+use crate::record::recording;
 use crate::thread::Thread;
 
 /// One life of a thread, from `enter` to its exit value and the number of queued messages
@@ -126,6 +127,9 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             // cancel or reschedule them by name.
             if !self.ctx.timetable().is_empty() {
                 self.ctx.timetable().start_automatic(Instant::now());
+                if recording() {
+                    self.publish_schedule();
+                }
             }
             let outcome = {
                 let enter = pin!(self.thread.__enter(self.ctx));
@@ -180,6 +184,15 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
         go
     }
 
+    /// Tells the probe when each task is due next.
+    #[cold]
+    fn publish_schedule(&mut self) {
+        let probe = self.node.probe();
+        for index in 0..T::TASKS.len() {
+            probe.task_scheduled(index, self.ctx.timetable().next_due(index));
+        }
+    }
+
     /// A task ran in its own turn: the next due task waits for a message's turn first.
     pub(super) fn task_ran(&mut self) {
         self.tasks_turn = false;
@@ -198,10 +211,16 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 );
             }
             if !self.aborted {
+                if recording() {
+                    self.node.record_phase(StopPhase::ExitHook);
+                }
                 let outcome = {
                     let exit_hook = pin!(self.thread.__exit(self.ctx));
                     run_user(exit_hook, &self.node, self.down, true, &mut self.stop).await
                 };
+                if recording() {
+                    self.node.record_phase(StopPhase::Reaping);
+                }
                 match outcome {
                     Ok(()) => {}
                     Err(Exit::Aborted { .. }) => self.aborted = true,

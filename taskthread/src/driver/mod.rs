@@ -33,6 +33,7 @@ use crate::exit::{ChildId, Exit, ExitReport, ThreadState};
 use crate::node::{DownReceiver, Node, NodeInit};
 use crate::port::UpPort;
 use crate::queue::DownQueue;
+use crate::record::{self, EventKind, recording};
 use crate::thread::Thread;
 
 /// Whether a thread's DOWN queue outlives one of its lives, for a supervised thread that
@@ -202,6 +203,7 @@ pub(crate) struct Prepared<T: Thread> {
 }
 
 /// Makes a thread's node and queue, its address and its context.
+#[inline]
 pub(crate) fn prepare<T: Thread>(
     id: ChildId,
     init: NodeInit,
@@ -209,6 +211,10 @@ pub(crate) fn prepare<T: Thread>(
 ) -> (ChildRef<T>, Prepared<T>) {
     let queue = DownQueue::new(init.capacity);
     let node = Arc::new(Node::new(id, init, queue));
+    if recording() {
+        let dynamic: &Node = &*node;
+        dynamic.record_spawn(T::TYPE_NAME);
+    }
     let prepared = Prepared {
         ctx: Ctx::new(Arc::clone(&node) as Arc<Node>, up),
         rx: DownReceiver::new(Arc::clone(&node)),
@@ -219,6 +225,7 @@ pub(crate) fn prepare<T: Thread>(
 impl<T: Thread> Prepared<T> {
     /// Spawns the thread's task, made by `task` from the prepared parts, inside the thread's
     /// span.
+    #[inline]
     pub(crate) fn launch_with<F>(
         self,
         task: impl FnOnce(Ctx<T>, DownReceiver<T::Down>) -> F,
@@ -273,6 +280,9 @@ fn drive<T: Thread, R: Rules>(
             report_exit(ctx, exit, dropped, false);
             Exit::Stopped
         } else {
+            if recording() {
+                record_exit(ctx.node(), &exit);
+            }
             ctx.node().set_state(ThreadState::Exited);
             exit
         }
@@ -284,8 +294,28 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, es
     // DEBUG only: the parent hears of the exit and decides how loud it is (its default
     // exit handling logs failures at ERROR); a root's exit is returned by `join`.
     tracing::debug!("thread {exit}");
+    if recording() {
+        record_exit(ctx.node(), &exit);
+    }
     ctx.node().set_state(ThreadState::Exited);
     let from = ctx.node().id;
     ctx.into_port()
         .report(from, ExitReport::new(exit, dropped, escalated));
+}
+
+/// Records how a thread ended, for watchers.
+#[cold]
+#[inline(never)]
+fn record_exit(node: &Node, exit: &Exit) {
+    let kind = if exit.is_failure() {
+        EventKind::Failed
+    } else {
+        EventKind::Exited
+    };
+    let detail: std::borrow::Cow<'static, str> = match exit {
+        Exit::Completed => "completed".into(),
+        Exit::Stopped => "stopped".into(),
+        other => other.to_string().into(),
+    };
+    record::event(&node.lazy_path(), kind, detail);
 }

@@ -31,6 +31,7 @@ impl<T: Thread> MetaOf for T {
         type_name: T::TYPE_NAME,
         down_types: T::DOWN_TYPES,
         up_type: T::UP_TYPE,
+        tasks: T::TASKS,
     };
 }
 

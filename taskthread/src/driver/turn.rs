@@ -13,8 +13,9 @@ use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
 use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, log_exit, log_restart};
-use crate::node::DownReceiver;
+use crate::node::{DownReceiver, Kind};
 use crate::port::Inbound;
+use crate::record::recording;
 use crate::thread::Thread;
 
 /// How many DOWN messages (or inbound events) a thread handles back to back before a full
@@ -126,6 +127,9 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             break;
                         }
                         self.node.count_handled();
+                        if recording() {
+                            self.node.record_begin(Kind::Down(T::__down_index(&msg)));
+                        }
                         // Passed through by value, not borrowed: a borrow would keep the
                         // message's place alive across the handler in every thread's task.
                         if let Some(watch) = self.watch() {
@@ -136,6 +140,9 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             let handler = pin!(self.thread.__down(self.ctx, msg));
                             run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                         };
+                        if recording() {
+                            self.node.record_end();
+                        }
                         if let Some(watch) = self.watch() {
                             watch.handled(outcome.is_err());
                         }
@@ -213,11 +220,17 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         return;
                     }
                     self.node.count_handled();
+                    if recording() {
+                        self.node.record_begin(Kind::Up);
+                    }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__event(self.ctx, event));
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
+                    if recording() {
+                        self.node.record_end();
+                    }
                     if let Err(exit) = outcome {
                         self.fail(exit);
                     }
@@ -248,11 +261,17 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         Box::pin(self.handle_escalation(from, exit)).await;
                         return;
                     }
+                    if recording() {
+                        self.node.record_begin(Kind::Exit);
+                    }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__exited(self.ctx, from, exit));
                         run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
+                    if recording() {
+                        self.node.record_end();
+                    }
                     if let Err(exit) = outcome {
                         self.fail(exit);
                     }
@@ -297,15 +316,37 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 log_restart(self.node.path(), &restart);
                 return;
             }
+            if recording() {
+                self.node.record_begin(Kind::Restart);
+            }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
                 let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
                 run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
             };
+            if recording() {
+                self.node.record_end();
+            }
             if let Err(exit) = outcome {
                 self.fail(exit);
             }
         }
+    }
+
+    #[cold]
+    fn record_task_start(&self, index: usize, due: tokio::time::Instant) {
+        let probe = self.node.probe();
+        probe.task_started(
+            index,
+            tokio::time::Instant::now().saturating_duration_since(due),
+        );
+        probe.begin(Kind::Task(index));
+    }
+
+    #[cold]
+    fn record_task_next(&mut self, index: usize) {
+        let next = self.ctx.timetable().next_due(index);
+        self.node.probe().task_scheduled(index, next);
     }
 
     /// Runs the task that is due, if one still is, and schedules its next run as it says.
@@ -316,15 +357,27 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 return;
             };
             self.node.count_handled();
+            let index = due.index;
+            if recording()
+                && let Some(at) = self.ctx.timetable().due_at(&due)
+            {
+                self.record_task_start(index, at);
+            }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
-                let task = pin!(self.thread.__task(self.ctx, due.index));
+                let task = pin!(self.thread.__task(self.ctx, index));
                 run_user(task, &self.node, self.down, stopping, &mut self.stop).await
             };
+            if recording() {
+                self.node.record_end();
+            }
             match outcome {
                 Ok(decision) => {
                     if self.ctx.timetable().finish(due, decision) {
                         self.ctx.stop();
+                    }
+                    if recording() {
+                        self.record_task_next(index);
                     }
                 }
                 Err(exit) => self.fail(exit),

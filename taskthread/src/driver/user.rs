@@ -14,6 +14,7 @@ use super::KeepQueue;
 use crate::error::Result;
 use crate::exit::{Exit, ThreadState};
 use crate::node::{DownReceiver, Node, has_report, settle};
+use crate::record::recording;
 
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
@@ -140,7 +141,13 @@ impl StopWatch {
             return false;
         }
         self.deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+            .get_or_insert_with(|| {
+                let sleep = Box::pin(tokio::time::sleep(after));
+                if recording() {
+                    node.record_stop_deadline(sleep.deadline());
+                }
+                sleep
+            })
             .as_mut()
             .poll(cx)
             .is_ready()

@@ -10,6 +10,7 @@ use super::roster::Roster;
 use super::{ChildNode, Node, Queue};
 use crate::exit::{ChildId, Exit, ThreadState};
 use crate::queue::Meter;
+use crate::record::{self, EventKind, recording};
 
 /// What a thread with children keeps in its node, made with the first child, the thread's
 /// inbound queue, or the first wait for its answer: the one list of its children, the
@@ -108,6 +109,19 @@ impl<Q: ?Sized + Queue> Node<Q> {
             .unwrap_or_default()
     }
 
+    /// The live children at this moment with their stop stages, in spawn order.
+    #[cfg(feature = "watch")]
+    pub(crate) fn children_staged(&self) -> Vec<(Arc<Node>, u32)> {
+        self.children()
+            .map(|children| {
+                children
+                    .values()
+                    .map(|e| (Arc::clone(&e.child).into_node(), e.stage))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Asks every child of stop stage `stage` to stop, as part of this thread's own stop.
     /// A child whose stop deadline is no shorter than this thread's is covered by it
     /// ([`Node::request_covered_stop`]).
@@ -142,6 +156,9 @@ impl<Q: ?Sized + Queue> Node<Q> {
             let child = child.node();
             dropped += child.abort_descendants(aborted);
             dropped += child.queue_depth();
+            if recording() {
+                record::event(&child.lazy_path(), EventKind::Failed, "aborted");
+            }
             child.set_state(ThreadState::Exited);
             if let Some(task) = child.task.get() {
                 task.abort();

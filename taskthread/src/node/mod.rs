@@ -4,15 +4,19 @@
 //!
 //! Nothing here knows what the thread does; supervision, pools and the other extensions
 //! keep their own state, and an extension that must be found from the node (a worker
-//! pool's resize hook) hangs it on the node as an [attachment](Node::attachment).
+//! pool's resize hook) hangs it on the node as an [attachment](Node::attachment). What a
+//! watched thread records of itself is its [probe](Node::probe).
 
 mod children;
+mod probe;
 mod receiver;
 mod roster;
 mod snapshot;
 mod waits;
 
 pub(crate) use children::ChildEntry;
+#[cfg_attr(not(feature = "watch"), allow(unused_imports))]
+pub(crate) use probe::{Budget, Kind, Percentiles, Probe, ProbeReading, StopPhase};
 pub(crate) use receiver::DownReceiver;
 pub use snapshot::{TreeSnapshot, Waiting};
 pub(crate) use waits::{answering, closes_cycle, has_report, report, settle, verdict};
@@ -31,7 +35,10 @@ use tokio::task::AbortHandle;
 use crate::exit::{ChildId, ThreadState};
 use crate::path::LazyPath;
 use crate::queue::DownQueue;
+use crate::record::{self, EventKind};
+use crate::reschedule::TaskSpec;
 use children::Kin;
+use probe::Extra;
 
 /// The DOWN queue of a thread, type-erased: its depth for snapshots, and the senders that
 /// wait for room in it.
@@ -44,6 +51,12 @@ pub(crate) trait Queue: Send + Sync {
     fn has_waiting(&self, owner: u64, listed: &AtomicBool) -> bool;
     /// The threads that wait for room.
     fn waiting_owners(&self) -> Vec<u64>;
+    /// How many senders wait for room.
+    #[cfg(feature = "watch")]
+    fn waiting(&self) -> usize;
+    /// Stamps one message in `every` for its wait, while watched.
+    #[cfg(feature = "watch")]
+    fn sample_every(&self, every: u64);
 }
 
 impl<D: Send + 'static> Queue for DownQueue<D> {
@@ -65,6 +78,16 @@ impl<D: Send + 'static> Queue for DownQueue<D> {
 
     fn waiting_owners(&self) -> Vec<u64> {
         DownQueue::waiting_owners(self)
+    }
+
+    #[cfg(feature = "watch")]
+    fn waiting(&self) -> usize {
+        self.waiting_senders()
+    }
+
+    #[cfg(feature = "watch")]
+    fn sample_every(&self, every: u64) {
+        DownQueue::sample_every(self, every);
     }
 }
 
@@ -121,8 +144,9 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     pub(crate) blocking_limit: usize,
     /// The thread's task, for aborting it from above.
     task: OnceLock<AbortHandle>,
-    /// An extension's state kept with the thread, made by whichever asks first.
-    attachment: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// What few threads need (an extension's attachment, a restart budget, a watched
+    /// thread's probe), made by whichever asks first.
+    extra: OnceLock<Box<Extra>>,
     handled: AtomicU64,
     /// How many lives it has had after its first (a supervisor starting it again).
     restarts: AtomicU32,
@@ -141,6 +165,7 @@ pub(crate) struct ThreadMeta {
     pub(crate) type_name: &'static str,
     pub(crate) down_types: &'static [&'static str],
     pub(crate) up_type: Option<&'static str>,
+    pub(crate) tasks: &'static [TaskSpec],
 }
 
 /// Stop flags: a stop for good, and a restart (this life stops, another begins).
@@ -187,7 +212,7 @@ impl<Q: Queue> Node<Q> {
             blocking_limit: init.blocking_limit,
             task: OnceLock::new(),
             restarts: AtomicU32::new(0),
-            attachment: OnceLock::new(),
+            extra: OnceLock::new(),
             queue,
         }
     }
@@ -328,20 +353,103 @@ impl<Q: ?Sized + Queue> Node<Q> {
         let _ = self.task.set(task);
     }
 
+    fn extra(&self) -> &Extra {
+        self.extra.get_or_init(Box::default)
+    }
+
     /// The extension state of type `X` kept with this thread, made by `init` if there is
     /// none yet; `None` if the node keeps another type.
     pub(crate) fn attachment_or_init<X: Any + Send + Sync>(
         &self,
         init: impl FnOnce() -> X,
     ) -> Option<Arc<X>> {
-        let any = self.attachment.get_or_init(|| Arc::new(init()));
+        let any = self.extra().attachment.get_or_init(|| Arc::new(init()));
         Arc::clone(any).downcast().ok()
     }
 
     /// The extension state of type `X` kept with this thread, if any.
-    #[cfg(feature = "control")]
+    #[cfg(feature = "watch")]
     pub(crate) fn attachment<X: Any + Send + Sync>(&self) -> Option<Arc<X>> {
-        Arc::clone(self.attachment.get()?).downcast().ok()
+        Arc::clone(self.extra.get()?.attachment.get()?)
+            .downcast()
+            .ok()
+    }
+
+    /// Keeps a supervised thread's restart budget, for watchers (only with the `watch`
+    /// feature: nobody else asks).
+    pub(crate) fn set_budget(&self, budget: impl FnOnce() -> Budget) {
+        if cfg!(feature = "watch") {
+            self.extra().set_budget(budget());
+        }
+    }
+
+    /// A supervised thread's restart budget.
+    #[cfg(feature = "watch")]
+    pub(crate) fn budget(&self) -> Option<Budget> {
+        self.extra.get()?.budget()
+    }
+
+    /// What the thread has recorded of itself, if it has.
+    #[cfg(feature = "watch")]
+    pub(crate) fn probe_if_any(&self) -> Option<&Probe> {
+        self.extra.get()?.probe.get()
+    }
+
+    /// What the thread records of itself while watched, made on first use.
+    #[inline]
+    pub(crate) fn probe(&self) -> &Probe {
+        self.extra()
+            .probe
+            .get_or_init(|| Probe::new(self.meta, self.path.clone()))
+    }
+
+    /// A sampled DOWN message, queued at `queued`, was just taken off the queue. Out of
+    /// line: only the sampled messages of a watched thread come here.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_sample(&self, queued: tokio::time::Instant) {
+        self.probe().taken_sample(queued);
+    }
+}
+
+/// The loop's records while watched, out of line so that an unwatched loop carries one
+/// check for each and nothing more.
+impl Node {
+    /// A handler of `kind` begins.
+    #[inline(never)]
+    pub(crate) fn record_begin(&self, kind: Kind) {
+        self.probe().begin(kind);
+    }
+
+    /// The handler that began last has returned.
+    #[inline(never)]
+    pub(crate) fn record_end(&self) {
+        self.probe().end();
+    }
+
+    /// The stop has reached `phase`.
+    #[cold]
+    pub(crate) fn record_phase(&self, phase: StopPhase) {
+        self.probe().set_phase(phase);
+    }
+
+    /// The children of stop stage `stage` are being stopped.
+    #[cold]
+    pub(crate) fn record_stop_stage(&self, stage: u32) {
+        self.probe().stopping_stage(stage);
+    }
+
+    /// The stop must be over by `deadline`.
+    #[cold]
+    pub(crate) fn record_stop_deadline(&self, deadline: tokio::time::Instant) {
+        self.probe().stop_deadline(deadline);
+    }
+
+    /// The thread was spawned (as a thread of this type).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_spawn(&self, type_name: &'static str) {
+        record::event(&self.path, EventKind::Spawned, type_name);
     }
 }
 

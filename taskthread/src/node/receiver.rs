@@ -17,9 +17,13 @@ impl<D: Send + 'static> DownReceiver<D> {
         Self { node }
     }
 
+    /// The next message; a sampled one (the thread is watched) tells the probe when it
+    /// was queued.
     #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
-        self.node.queue.poll_recv(cx)
+        let node = &self.node;
+        node.queue
+            .poll_recv_sampled(cx, |queued| node.record_sample(queued))
     }
 
     /// Takes the next message, holding its place until [`release_held`](Self::release_held).
@@ -45,7 +49,9 @@ impl<D: Send + 'static> DownReceiver<D> {
 
     #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<D> {
-        self.node.queue.try_recv()
+        let node = &self.node;
+        node.queue
+            .try_recv_sampled(|queued| node.record_sample(queued))
     }
 
     pub(crate) fn close(&mut self) {

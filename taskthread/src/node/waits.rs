@@ -241,7 +241,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// The waits on this thread right now: who waits, and how.
-    pub(super) fn waits_on_this(&self) -> Vec<(u64, WaitKind)> {
+    pub(crate) fn waits_on_this(&self) -> Vec<(u64, WaitKind)> {
         let mut waits: Vec<_> = self
             .queue
             .waiting_owners()

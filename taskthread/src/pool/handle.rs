@@ -183,7 +183,7 @@ impl<W: Thread> ChildRef<WorkerPool<W>> {
 
 impl PoolHandle {
     /// The handle of the pool running as `node`, if it is one.
-    #[cfg(feature = "control")]
+    #[cfg(feature = "watch")]
     pub(crate) fn of(node: &Node) -> Option<Self> {
         Some(Self {
             control: node.attachment::<PoolControl>()?,

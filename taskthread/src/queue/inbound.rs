@@ -58,6 +58,23 @@ impl Meter {
         }
     }
 
+    /// How many places are taken: metered items queued (or being sent).
+    #[cfg(feature = "watch")]
+    pub(crate) fn depth(&self) -> usize {
+        self.taken.load(Ordering::Relaxed) & !CLOSED
+    }
+
+    #[cfg(feature = "watch")]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many senders wait for a place.
+    #[cfg(feature = "watch")]
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -324,7 +341,8 @@ pub(crate) struct Inbox<E> {
 }
 
 impl<E> Inbox<E> {
-    /// The metered places, for the thread's node: who waits on the thread for a place.
+    /// The metered places, for the thread's node: who waits on the thread for a place, and
+    /// how many places are taken.
     pub(crate) fn meter(&self) -> &Arc<Meter> {
         &self.meter
     }

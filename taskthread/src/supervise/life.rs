@@ -15,7 +15,8 @@ use crate::ctx::Ctx;
 use crate::driver::{DownLog, LifeRules, panic_message, report_exit, run_thread};
 use crate::error::Error;
 use crate::exit::{ChildRestart, Count, Exit, FailedMessage, ThreadState};
-use crate::node::{DownReceiver, Node};
+use crate::node::{Budget, DownReceiver, Node};
+use crate::record::{self, EventKind, recording};
 use crate::thread::Thread;
 
 /// The task of a supervised child: runs lives of it made by `factory` until the policy says
@@ -39,6 +40,12 @@ where
             group.join(&node);
         }
         let mut recent: VecDeque<Instant> = VecDeque::new();
+        let budget = |recent: &VecDeque<Instant>| Budget {
+            max: policy.max_restarts,
+            window: policy.window,
+            recent: recent.clone(),
+        };
+        node.set_budget(|| budget(&recent));
         let mut seed = node.id.as_u64().wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         // Messages dropped by lives that failed for good (none while it restarts: the queue
         // is kept for the next life).
@@ -97,6 +104,7 @@ where
                     break (Exit::Failed(error), true);
                 }
                 recent.push_back(now);
+                node.set_budget(|| budget(&recent));
                 if let Some(group) = &policy.group {
                     group.restart_others(node.id);
                 }
@@ -123,6 +131,9 @@ where
             // DEBUG only: the parent hears of the restart and decides how loud it is (its
             // default handling logs it at WARN).
             tracing::debug!("{restart}");
+            if recording() {
+                record::event(&node.lazy_path(), EventKind::Restarted, restart.to_string());
+            }
             ctx.up_port().report_restart(node.id, Box::new(restart));
             if own {
                 if !wait_unless_stopped(&node, backoff).await {

@@ -15,6 +15,11 @@
 //! Senders that find the queue full wait in arrival order ([`Waiters`]). A place freed while
 //! senders wait is promised to the one that has waited longest, which is woken to take it: a
 //! sender that arrives later cannot take it first, so no waiting sender starves.
+//!
+//! While the tree is watched ([`recording`]), one message in a few ([`Stamps::every`]) is
+//! stamped with the time it was queued ([`Stamps`], beside the messages, made only then),
+//! and the receiver is told that stamp when it takes the message, to time its wait.
+//! Unwatched, a send and a receive each look at one more word, and nothing else.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -23,8 +28,11 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use tokio::time::Instant;
+
 use super::waiters::Waiters;
 use crate::error::TrySendError;
+use crate::record::{FIRST_SAMPLE_EVERY, recording};
 
 /// An empty buffer with room for more messages than this is given back.
 const KEEP_BUFFER: usize = 1024;
@@ -62,6 +70,68 @@ struct State<D> {
     /// Places of messages the receiver took with [`DownQueue::poll_recv_held`] and has not
     /// [released](DownQueue::release_held) yet: a proxy's messages on their way elsewhere.
     held: u32,
+    /// The stamps of sampled messages, while watched.
+    stamps: Option<Box<Stamps>>,
+}
+
+/// Which queued messages are sampled, and when they were queued. Messages are counted as
+/// they are put in and taken out, so the `n`th taken is the `n`th put: only the sampled
+/// ones keep a stamp.
+struct Stamps {
+    put: u64,
+    taken: u64,
+    /// One message in this many is stamped: a power of two.
+    every: u64,
+    /// `(n, queued at)` of each sampled message still queued, in order.
+    sampled: VecDeque<(u64, Instant)>,
+}
+
+impl Stamps {
+    /// Counts a message put in (the `queued`th in the queue now), stamping one in
+    /// [`every`](Self::every) while watched.
+    #[inline]
+    fn put(stamps: &mut Option<Box<Self>>, queued: usize) {
+        let Some(this) = stamps else {
+            // The messages ahead of this one were not counted in: the first counted put is
+            // taken after them.
+            *stamps = Some(Box::new(Self {
+                put: 1,
+                taken: 0u64.wrapping_sub(queued as u64 - 1),
+                every: FIRST_SAMPLE_EVERY,
+                sampled: VecDeque::new(),
+            }));
+            return;
+        };
+        this.put += 1;
+        if this.put & (this.every - 1) == 0 {
+            this.stamp();
+        }
+    }
+
+    #[cold]
+    fn stamp(&mut self) {
+        if recording() {
+            self.sampled.push_back((self.put, Instant::now()));
+        }
+    }
+
+    /// Counts a message taken out; its stamp, if it was sampled. Drops the stamps once
+    /// nothing sampled is queued and nobody watches.
+    #[inline]
+    fn take(stamps: &mut Option<Box<Self>>) -> Option<Instant> {
+        let this = stamps.as_mut()?;
+        this.taken = this.taken.wrapping_add(1);
+        if let Some(&(n, at)) = this.sampled.front()
+            && n == this.taken
+        {
+            this.sampled.pop_front();
+            return Some(at);
+        }
+        if this.taken == this.put && this.sampled.is_empty() && !recording() {
+            *stamps = None;
+        }
+        None
+    }
 }
 
 impl<D> State<D> {
@@ -83,12 +153,18 @@ impl<D> State<D> {
     }
 
     /// Takes the next message, and gives a large buffer back once it is empty (a thread
-    /// with a large capacity keeps no burst's worth of memory while idle).
+    /// with a large capacity keeps no burst's worth of memory while idle). `sampled` is
+    /// told when the message was queued, if it was sampled.
     #[inline]
-    fn take(&mut self) -> Option<D> {
+    fn take(&mut self, sampled: impl FnOnce(Instant)) -> Option<D> {
         let msg = self.items.pop_front()?;
         if self.items.is_empty() && self.items.capacity() > KEEP_BUFFER {
             self.items = VecDeque::new();
+        }
+        if self.stamps.is_some()
+            && let Some(at) = Stamps::take(&mut self.stamps)
+        {
+            sampled(at);
         }
         Some(msg)
     }
@@ -109,6 +185,7 @@ impl<D> DownQueue<D> {
                 promised: 0,
                 reserved: 0,
                 held: 0,
+                stamps: None,
             }),
         }
     }
@@ -132,6 +209,9 @@ impl<D> DownQueue<D> {
     #[inline]
     fn put(&self, state: &mut State<D>, msg: D) -> Option<Waker> {
         state.items.push_back(msg);
+        if state.stamps.is_some() || recording() {
+            Stamps::put(&mut state.stamps, state.items.len());
+        }
         self.take_receiver(state)
     }
 
@@ -228,24 +308,39 @@ impl<D> DownQueue<D> {
     }
 
     /// Takes the next message; `Ready(None)` once the queue is closed and empty.
+    #[cfg(test)]
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        self.poll_recv_sampled(cx, |_| {})
+    }
+
+    /// Takes the next message; `Ready(None)` once the queue is closed and empty. If the
+    /// message was sampled, `sampled` is told when it was queued.
     ///
     /// Spends the task's cooperative budget like tokio's own channels, so a thread whose
     /// queue never empties still lets the other tasks of its worker run.
     #[inline]
-    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+    pub(crate) fn poll_recv_sampled(
+        &self,
+        cx: &mut Context<'_>,
+        sampled: impl FnOnce(Instant),
+    ) -> Poll<Option<D>> {
         // Waiting already with this waker, and nothing has come or closed since (whatever
         // would change that clears `parked` before it wakes the receiver).
         let parked = self.parked.load(Ordering::Acquire);
         if !parked.is_null() && std::ptr::eq(parked, cx.waker().data()) {
             return Poll::Pending;
         }
-        self.poll_recv_locked(cx)
+        self.poll_recv_locked(cx, sampled)
     }
 
-    fn poll_recv_locked(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+    fn poll_recv_locked(
+        &self,
+        cx: &mut Context<'_>,
+        sampled: impl FnOnce(Instant),
+    ) -> Poll<Option<D>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
-        match state.take() {
+        match state.take(sampled) {
             Some(msg) => {
                 let sender = state.promise_next(self.capacity);
                 drop(state);
@@ -279,7 +374,7 @@ impl<D> DownQueue<D> {
     pub(crate) fn poll_recv_held(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
-        match state.take() {
+        match state.take(|_| {}) {
             Some(msg) => {
                 state.held += 1;
                 drop(state);
@@ -320,7 +415,7 @@ impl<D> DownQueue<D> {
     /// [`poll_recv_held`](Self::poll_recv_held) does.
     pub(crate) fn try_recv_held(&self) -> Option<D> {
         let mut state = self.state();
-        let msg = state.take()?;
+        let msg = state.take(|_| {})?;
         state.held += 1;
         Some(msg)
     }
@@ -331,9 +426,17 @@ impl<D> DownQueue<D> {
     }
 
     /// Takes the next message if there is one now.
+    #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<D> {
+        self.try_recv_sampled(|_| {})
+    }
+
+    /// Takes the next message if there is one now; if it was sampled, `sampled` is told
+    /// when it was queued.
+    #[inline]
+    pub(crate) fn try_recv_sampled(&self, sampled: impl FnOnce(Instant)) -> Option<D> {
         let mut state = self.state();
-        let msg = state.take()?;
+        let msg = state.take(sampled)?;
         let sender = state.promise_next(self.capacity);
         drop(state);
         if let Some(sender) = sender {
@@ -364,6 +467,7 @@ impl<D> DownQueue<D> {
         let left = {
             let mut state = self.state();
             state.gone = true;
+            state.stamps = None;
             std::mem::take(&mut state.items)
         };
         drop(left);
@@ -380,6 +484,20 @@ impl<D> DownQueue<D> {
     /// How many messages are queued.
     pub(crate) fn len(&self) -> usize {
         self.state().items.len()
+    }
+
+    /// How many senders wait for room.
+    #[cfg(feature = "watch")]
+    pub(crate) fn waiting_senders(&self) -> usize {
+        self.state().senders.len()
+    }
+
+    /// Stamps one message in `every` (a power of two) from now on, while watched.
+    #[cfg(feature = "watch")]
+    pub(crate) fn sample_every(&self, every: u64) {
+        if let Some(stamps) = &mut self.state().stamps {
+            stamps.every = every;
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

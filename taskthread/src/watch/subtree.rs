@@ -1,7 +1,6 @@
-//! The endpoint's one way into the tree: a subtree's root node, and the few things the
-//! server does with a node (find one by path, snapshot it, stop it, reach its pool).
-//!
-//! This is the only file of the control endpoint that names the runtime's internals.
+//! The way into a tree for watchers and the control endpoint: a subtree's root node, and
+//! the few things they do with a node (find one by path, snapshot it, stop it, reach its
+//! pool).
 
 use std::sync::Arc;
 
@@ -22,7 +21,13 @@ pub trait Subtree {
 /// The root of a subtree, as [`Subtree`] gives it. Not public API.
 #[doc(hidden)]
 #[derive(Debug, Clone)]
-pub struct SubtreeRoot(Arc<Node>);
+pub struct SubtreeRoot(pub(crate) Arc<Node>);
+
+impl Subtree for SubtreeRoot {
+    fn __root(&self) -> SubtreeRoot {
+        self.clone()
+    }
+}
 
 impl<T: Thread> Subtree for Handle<T> {
     fn __root(&self) -> SubtreeRoot {
@@ -42,6 +47,7 @@ impl<T: Thread> Subtree for Ctx<T> {
     }
 }
 
+#[cfg_attr(not(feature = "control"), allow(dead_code))]
 impl SubtreeRoot {
     /// Its path in the tree.
     pub(crate) fn path(&self) -> &str {
