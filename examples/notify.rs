@@ -6,7 +6,8 @@
 //! tokio's blocking pool (`ctx.spawn_blocking`, at most `--concurrency` at once) and
 //! reports each outcome UP; another OS thread of the front prints those reports as they
 //! come. At the end of input the tree stops gracefully: every queued mail is still sent
-//! and reported. The program ends with one summary line.
+//! and reported, and if the stop deadline (`--stop-deadline`) passes first, the mails it
+//! cut off are reported as not sent. The program ends with one summary line.
 //!
 //! By default mails are written as `.eml` files to a fresh temporary directory (lettre's
 //! file transport; the directory is kept and printed), so it runs on a fresh clone with no
@@ -20,9 +21,10 @@
 //! cargo run --example notify -- --listen 127.0.0.1:4000   # then: nc 127.0.0.1 4000
 //! ```
 //!
-//! With `--listen`, a small std-only TCP server takes the same commands from any number of
-//! clients (an OS thread each, each with a clone of the tree's handle) until one of them
-//! sends `shutdown`.
+//! With `--listen`, a small std-only TCP server takes the same commands from its clients
+//! (an OS thread each, each with a clone of the tree's handle; at most `--max-clients`,
+//! each disconnected after `--idle-timeout` without a line) until one of them sends
+//! `shutdown`.
 //!
 //! Each mail is one line, `send TO SUBJECT [| BODY]`:
 //!
@@ -31,19 +33,22 @@
 //! send "Alice Doe <alice@example.com>" Report ready
 //! ```
 //!
-//! and the run ends with `notify: sent=2 failed=0 rejected=0`. A bad line (an unknown
-//! command, a malformed address) gets an `error:` line and the session goes on. The exit
-//! code is 0 only if every mail was sent and every line was valid.
+//! and the run ends with `notify: sent=2 failed=0 unsent=0 rejected=0`. A bad line (an
+//! unknown command, a malformed address, bytes that are not UTF-8, a line over
+//! `--max-line`) gets an `error:` line and the session goes on. The exit code is 0 only if
+//! every mail queued was sent and every line was valid.
 
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Parser;
 use lettre::message::Mailbox;
 use taskthread_examples::notify::mailer::Outbox;
 use taskthread_examples::notify::session::{self, Config};
+use taskthread_examples::relay::units::{parse_duration, parse_size};
 
 /// Reads mail commands from stdin (or TCP clients) and sends them from a background tree of
 /// threads.
@@ -69,6 +74,20 @@ struct Cli {
     /// How many mails are sent at once (the mailer's blocking limit).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// How long the stop at the end may take, e.g. 60s; mails not sent by then are
+    /// reported as not sent.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    stop_deadline: Duration,
+    /// The longest line taken, e.g. 64KiB; a longer one is skipped with an error.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    max_line: usize,
+    /// With --listen: clients connected at once; more are turned away.
+    #[arg(long, default_value_t = 64)]
+    max_clients: usize,
+    /// With --listen: disconnect a client that sends nothing for this long, e.g. 5m (0 for
+    /// never).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    idle_timeout: Duration,
 }
 
 fn outbox(cli: &Cli) -> Result<Outbox, String> {
@@ -116,9 +135,12 @@ fn main() -> ExitCode {
     };
     println!("notify: mails go to {outbox}; `help` lists the commands");
     let config = Config {
-        outbox,
-        from: cli.from,
         concurrency: cli.concurrency.into(),
+        stop_deadline: cli.stop_deadline,
+        max_line: cli.max_line,
+        max_clients: cli.max_clients,
+        idle_timeout: Some(cli.idle_timeout).filter(|d| !d.is_zero()),
+        ..Config::new(outbox, cli.from)
     };
     let out: session::Out = Arc::new(Mutex::new(io::stdout()));
     let ran = match cli.listen {
@@ -130,14 +152,11 @@ fn main() -> ExitCode {
     };
     match ran {
         Ok(summary) => {
-            println!(
-                "notify: sent={} failed={} rejected={}",
-                summary.sent, summary.failed, summary.rejected
-            );
+            println!("{summary}");
             if let Outbox::Directory(dir) = &config.outbox {
                 println!("notify: the mails are in {}", dir.display());
             }
-            if summary.failed == 0 && summary.rejected == 0 {
+            if summary.is_success() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

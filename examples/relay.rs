@@ -2,9 +2,10 @@
 //!
 //! Shows a whole program organised as a tree of threads, on real components: a TCP server
 //! with one thread per client, a frame decoder per connection, a websocket client per
-//! destination (with a bounded buffer and reconnection), and a SQLite database written in
-//! batches off the async loop. Stop stages make the graceful stop lossless: the TCP side
-//! stops first, then the destinations and the database, once every frame has reached them.
+//! destination (with a buffer bounded in bytes and reconnection), and a SQLite database
+//! written in batches off the async loop. Stop stages make the graceful stop lossless: the
+//! TCP side stops first, then the destinations and the database, once every frame has
+//! reached them.
 //!
 //! ```text
 //! Master
@@ -20,8 +21,9 @@
 //! `examples/src/relay/`. This file is only the command line.
 //!
 //! Run the demo (an ephemeral port, two embedded websocket sinks, a fresh database, and
-//! 20 clients sending 500 frames each of up to 64 KiB), which checks that every frame
-//! reached every sink and the database:
+//! 20 clients sending 500 frames each of up to 64 KiB, with acknowledgements), which checks
+//! that every frame reached every sink and the database, and that the clients were told
+//! of every frame stored:
 //!
 //! ```text
 //! cargo run --release --example relay
@@ -35,15 +37,58 @@
 //! ```text
 //! cargo run --release --example relay -- serve --listen 127.0.0.1:5002 --db relay.db
 //! cargo run --release --example relay -- serve --ws ws://127.0.0.1:9001/ --ws ws://127.0.0.1:9002/
+//! cargo run --release --example relay -- serve --ack --max-buffered 64MiB --frame-timeout 5s
 //! ```
 //!
-//! Both end with one summary line, and exit with 0 only if nothing was lost:
+//! Both end with one summary line, and exit with 0 only if nothing was lost (`lost` counts
+//! frames received but not both stored and delivered to every destination):
 //!
 //! ```text
-//! relay: frames sent=10000 received=10000 forwarded=10000 stored=10000 lost=0 bytes=327479102 elapsed=6.12s
+//! relay: frames sent=10000 received=10000 forwarded=10000 stored=10000 acked=10000 truncated=0 ws_dropped=0 lost=0 bytes=323282622 elapsed=4.42s
 //! ```
 //!
-//! Set `RUST_LOG=info` (the default for `serve`) or `debug` to follow what happens.
+//! `stored` is what the database holds (the summary waits for a write in progress), `acked`
+//! what clients were told is stored, `truncated` frames cut off when their connection
+//! ended (by the client, a timeout or a stop), and `ws_dropped` the copies of frames
+//! websocket destinations missed, summed over destinations.
+//!
+//! What `relay serve` promises:
+//!
+//! - **Bounded memory.** Frames take their size from a byte budget (`--max-buffered`,
+//!   256 MiB by default) from the moment their length prefix arrives until their last copy
+//!   is dropped; when it is spent, the relay stops reading from its clients and TCP slows
+//!   them down. Nothing is dropped for it. Beside the budget, each connection reads ahead
+//!   at most 4 packets of 64 KiB, and the program itself takes a few tens of MiB: with
+//!   100 clients each sending 10 frames of 1 MiB as fast as they can (`relay load` below),
+//!   `relay serve` peaks at about 345 MB resident with the default budget, and 140 MB
+//!   with `--max-buffered 64MiB` (2 cores, glibc `malloc`).
+//! - **Slow clients cannot hold a place.** A frame that has started must arrive in full
+//!   within `--frame-timeout` (10 s), and a client that sends nothing for `--idle-timeout`
+//!   (60 s) is disconnected; both are counted.
+//! - **Destinations never hold up the rest.** Each destination has a buffer bounded in
+//!   bytes (`--ws-buffer`, up to 32 MiB within the budget); one that cannot keep up drops
+//!   its oldest frames, counted for it, with one warning when it starts lagging and one
+//!   when it has caught up. The clients and the database never wait for a destination
+//!   (unless `--ws-buffer` is as large as the budget: then destinations get every frame,
+//!   and one that lags holds up the clients, as the demo's sinks do).
+//! - **Receipts.** With `--ack`, after each database commit each client is sent the count
+//!   of its frames stored so far (a 4-byte big-endian count; see the wire protocol in
+//!   `examples/src/relay/frame.rs`). *Lossless* means: every acknowledged frame is in the
+//!   database, whatever happens to the relay after. Without acks, a clean close says every
+//!   frame the client sent is stored; an abnormal end (an abort, a failed write) resets
+//!   the connection instead.
+//!
+//! Two helpers for trying it: `relay load` runs the demo's clients against any relay
+//! (`--ack` to check every frame is acknowledged), and `relay sink` runs a destination,
+//! slow if asked (`--read-rate 20KiB`):
+//!
+//! ```text
+//! cargo run --release --example relay -- sink --listen 127.0.0.1:9001 --read-rate 20KiB
+//! cargo run --release --example relay -- load --to 127.0.0.1:5002 --clients 100 --frames 10 --min-frame 1MiB --max-frame 1MiB --ack
+//! ```
+//!
+//! Set `RUST_LOG=info` (the default for `serve`, `load` and `sink`) or `debug` to follow
+//! what happens.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -52,9 +97,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::ProgressBar;
 use taskthread_examples::relay::app::{self, DemoOptions, Outcome, ServeOptions};
-use taskthread_examples::relay::tcp_server::ServerConfig;
+use taskthread_examples::relay::budget::DEFAULT_MAX_BUFFERED;
+use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, Sent};
+use taskthread_examples::relay::sink::{self, WebsocketSink};
+use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::units::{parse_duration, parse_size};
+use tokio::time::Instant;
 
 /// Relays length-prefixed frames from TCP clients to websocket destinations and a SQLite
 /// database. Without a command, runs the demo.
@@ -74,6 +124,10 @@ enum Command {
     Demo(DemoArgs),
     /// Serve clients until Ctrl-C or SIGTERM, then stop gracefully.
     Serve(ServeArgs),
+    /// Send frames to a running relay from concurrent clients, and report.
+    Load(LoadArgs),
+    /// Run a websocket destination that counts what it receives, until Ctrl-C.
+    Sink(SinkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +147,9 @@ struct DemoArgs {
     /// The seed of the random sizes and payloads.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The relay's byte budget: frame bytes held at once, e.g. 256MiB.
+    #[arg(long, default_value = "256MiB", value_parser = parse_budget)]
+    max_buffered: usize,
 }
 
 #[derive(Debug, Args)]
@@ -103,68 +160,224 @@ struct ServeArgs {
     /// A websocket destination (repeatable); without one, an embedded sink is started.
     #[arg(long = "ws", value_name = "URL")]
     ws: Vec<String>,
+    /// Each destination's buffer: frame bytes kept for it while it is slow or away, e.g.
+    /// 32MiB [default: up to 32MiB, within the byte budget]. As large as --max-buffered,
+    /// destinations get every frame, and one that lags holds up the clients instead.
+    #[arg(long, value_parser = parse_size)]
+    ws_buffer: Option<usize>,
     /// The SQLite database file.
     #[arg(long, default_value = "relay.db")]
     db: PathBuf,
+    /// Acknowledge stored frames: after each database commit, send each client the count
+    /// of its frames stored so far (4 bytes, big-endian).
+    #[arg(long)]
+    ack: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The limits `relay serve` applies to its clients.
+#[derive(Debug, Args)]
+struct LimitArgs {
     /// The largest frame accepted, e.g. 16MiB.
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     max_frame: usize,
     /// Clients connected at once; more are refused.
     #[arg(long, default_value_t = 1024)]
     max_clients: usize,
+    /// The byte budget: frame bytes held at once, whole or in part, in queues and
+    /// destination buffers; when it is spent, the relay stops reading from clients.
+    #[arg(long, default_value = "256MiB", value_parser = parse_budget)]
+    max_buffered: usize,
     /// Disconnect a client that sends nothing for this long, e.g. 60s (0 for never).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Disconnect a client whose frame, once started, takes longer than this to arrive in
+    /// full, e.g. 10s (0 for never). Raise it for large frames over slow links: a 16 MiB
+    /// frame needs 1.6 MB/s to arrive within 10 s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    frame_timeout: Duration,
+}
+
+impl LimitArgs {
+    fn server_config(&self, acks: bool) -> ServerConfig {
+        let receipts = if acks {
+            Receipts::Acks
+        } else {
+            Receipts::Close
+        };
+        let nonzero = |d: Duration| Some(d).filter(|d| !d.is_zero());
+        ServerConfig {
+            max_frame: self.max_frame,
+            max_clients: self.max_clients,
+            idle_timeout: nonzero(self.idle_timeout),
+            frame_timeout: nonzero(self.frame_timeout),
+            max_buffered: self.max_buffered,
+            receipts,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// The relay's address.
+    #[arg(long, default_value = "127.0.0.1:5002")]
+    to: SocketAddr,
+    /// Concurrent TCP clients (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    clients: usize,
+    /// Frames each client sends (at least 1).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    frames: u64,
+    /// The smallest frame, e.g. 1MiB (sizes are random between the two).
+    #[arg(long, default_value = "1", value_parser = parse_size)]
+    min_frame: usize,
+    /// The largest frame, e.g. 1MiB.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    max_frame: usize,
+    /// The relay acknowledges (`relay serve --ack`): check that every frame sent is.
+    #[arg(long)]
+    ack: bool,
+    /// The seed of the random sizes and payloads.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct SinkArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// Read each connection at this many bytes per second at most, e.g. 20KiB (with small
+    /// socket buffers): a slow destination.
+    #[arg(long, value_parser = parse_size)]
+    read_rate: Option<usize>,
+}
+
+/// A byte budget: a size, at least 1 byte.
+fn parse_budget(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        0 => Err("the byte budget must be at least 1 byte".to_owned()),
+        n => Ok(n),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Some(Command::Serve(_)));
+    let verbose = !matches!(cli.command, None | Some(Command::Demo(_)));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" })
+                tracing_subscriber::EnvFilter::new(if verbose { "info" } else { "warn" })
             }),
         )
         .init();
 
-    let outcome = match cli.command.unwrap_or(Command::Demo(cli.demo)) {
-        Command::Demo(args) => {
-            let options = DemoOptions {
-                clients: args.clients,
-                frames: args.frames,
-                max_frame: args.max_frame,
-                sinks: args.sinks,
-                seed: args.seed,
-                progress: std::io::stderr().is_terminal(),
-            };
-            let interrupt = async {
-                shutdown_signal().await;
-                eprintln!("relay: interrupted, stopping gracefully");
-            };
-            app::demo(options, interrupt).await
+    match cli.command.unwrap_or(Command::Demo(cli.demo)) {
+        Command::Demo(args) => report(demo(args).await),
+        Command::Serve(args) => report(serve(args).await),
+        Command::Load(args) => load(args).await,
+        Command::Sink(args) => run_sink(args).await,
+    }
+}
+
+async fn demo(args: DemoArgs) -> Result<Outcome, app::StartError> {
+    let options = DemoOptions {
+        clients: args.clients,
+        frames: args.frames,
+        max_frame: args.max_frame,
+        sinks: args.sinks,
+        seed: args.seed,
+        max_buffered: args.max_buffered,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let interrupt = async {
+        shutdown_signal().await;
+        eprintln!("relay: interrupted, stopping gracefully");
+    };
+    app::demo(options, interrupt).await
+}
+
+async fn serve(args: ServeArgs) -> Result<Outcome, app::StartError> {
+    app::serve(ServeOptions {
+        listen: args.listen,
+        urls: args.ws,
+        db: args.db,
+        server: args.limits.server_config(args.ack),
+        ws_buffer: args.ws_buffer,
+    })
+    .await
+}
+
+/// Runs the load generator against a relay; succeeds if every client was served (and,
+/// with `--ack`, every frame sent was acknowledged).
+async fn load(args: LoadArgs) -> ExitCode {
+    let started = Instant::now();
+    let mut load = taskthread::spawn(LoadGenerator::new(LoadOptions {
+        addr: args.to,
+        clients: args.clients,
+        frames: args.frames,
+        min_frame: args.min_frame,
+        max_frame: args.max_frame.max(args.min_frame),
+        acks: args.ack,
+        seed: args.seed,
+        progress: ProgressBar::hidden(),
+    }));
+    let Sent { checksum, acked } = tokio::select! {
+        sent = load.recv() => sent,
+        () = shutdown_signal() => {
+            load.stop();
+            load.recv().await
         }
-        Command::Serve(args) => {
-            app::serve(ServeOptions {
-                listen: args.listen,
-                urls: args.ws,
-                db: args.db,
-                server: ServerConfig {
-                    max_frame: args.max_frame,
-                    max_clients: args.max_clients,
-                    idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
-                },
-            })
-            .await
+    }
+    .unwrap_or_default();
+    let failed = load.join().await.is_failure();
+    println!(
+        "relay load: clients={} frames={} bytes={} acked={acked} elapsed={:.2}s",
+        args.clients,
+        checksum.frames,
+        checksum.bytes,
+        started.elapsed().as_secs_f64()
+    );
+    let expected = args.clients as u64 * args.frames;
+    if failed || checksum.frames != expected || (args.ack && acked != checksum.frames) {
+        eprintln!("relay load: not every frame was sent and taken (see the warnings)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs one embedded sink until Ctrl-C, then reports what it received.
+async fn run_sink(args: SinkArgs) -> ExitCode {
+    let bound = match args.read_rate {
+        Some(rate) => WebsocketSink::bind_throttled(args.listen, rate).await,
+        None => WebsocketSink::bind(args.listen).await,
+    };
+    let sink = match bound {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("relay sink: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
         }
     };
-    match outcome {
-        Ok(outcome) => report(&outcome),
+    println!("relay sink: listening on {}", sink.url());
+    let mut handle = taskthread::spawn(sink);
+    shutdown_signal().await;
+    let report = handle.ask(sink::Count).await;
+    handle.stop();
+    while handle.recv().await.is_some() {} // its connections' ends: nothing to do with them
+    handle.join().await;
+    match report {
+        Ok(report) => {
+            let received = report.received;
+            println!("relay sink: received {received}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("relay: {e}");
+            eprintln!("relay sink: {e}");
             ExitCode::FAILURE
         }
     }
@@ -191,7 +404,14 @@ async fn shutdown_signal() {
 }
 
 /// Prints the problems, then the one summary line; succeeds only if nothing was lost.
-fn report(outcome: &Outcome) -> ExitCode {
+fn report(outcome: Result<Outcome, app::StartError>) -> ExitCode {
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("relay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for problem in &outcome.problems {
         eprintln!("relay: check failed: {problem}");
     }
@@ -202,3 +422,8 @@ fn report(outcome: &Outcome) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+const _: () = assert!(
+    DEFAULT_MAX_BUFFERED == 256 << 20,
+    "the CLI's default says 256MiB"
+);

@@ -14,7 +14,7 @@ use taskthread::prelude::*;
 use taskthread_examples::relay::frame::{self, FrameDecoder};
 use taskthread_examples::relay::load::RelayClient;
 use taskthread_examples::relay::packet_reader::READ_AHEAD;
-use taskthread_examples::relay::tcp_server::ServerConfig;
+use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::{Frame, Packet, RelayStats, TcpServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -78,6 +78,10 @@ fn server_config(scale: &Scale) -> ServerConfig {
         max_frame: scale.relay_frame_len.max(1024),
         max_clients: scale.relay_clients,
         idle_timeout: None,
+        frame_timeout: None,
+        // No database: a connection closes once its frames are taken, as on the tokio side.
+        receipts: Receipts::None,
+        ..ServerConfig::default()
     }
 }
 

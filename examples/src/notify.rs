@@ -4,9 +4,11 @@
 //! at once).
 //!
 //! - [`command`]: the command language and its parser (clear errors for bad input);
+//! - [`lines`]: input lines of a bounded length, whatever their encoding;
 //! - [`mailer`]: the `Mailer` thread and where mails go (a directory, or an SMTP server);
 //! - [`session`]: the synchronous front: reads commands, prints deliveries, stops the tree.
 
 pub mod command;
+pub mod lines;
 pub mod mailer;
 pub mod session;

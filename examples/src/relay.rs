@@ -17,18 +17,25 @@
 //!
 //! Around the tree:
 //!
-//! - [`frame`]: the wire protocol (a 4-byte big-endian length, then the payload) and the
-//!   [`FrameDecoder`](frame::FrameDecoder) that rebuilds frames from arbitrary packets;
+//! - [`frame`]: the wire protocol (a 4-byte big-endian length, then the payload; with
+//!   `--ack`, acknowledgements back) and the [`FrameDecoder`](frame::FrameDecoder) that
+//!   rebuilds frames from arbitrary packets;
+//! - [`budget`]: the byte budget every frame takes its size from, from its length prefix
+//!   until its last copy is dropped;
+//! - [`receipt`]: a client's ledger of its frames stored, and
+//!   [`replies`]: what a connection writes back (acknowledgements, a clean close or a
+//!   reset) as the ledger says;
 //! - [`sink`]: the embedded websocket destination ("the cloud") used when no URL is given;
 //! - [`load`]: the load generator's clients, also a small tree;
 //! - [`app`]: starting, stopping and checking a relay, as the `relay` example does;
 //! - [`stats`]: the counters behind the summary line, and [`delivery`]: how far each frame
-//!   in flight has got on its way to the websocket destinations;
+//!   in flight has got on its way to the websocket destinations and the database;
 //! - [`packet_reader`]: a connection's socket reader, which reads no further ahead of
 //!   its processor than its credit allows;
 //! - the websocket sub's mechanics, each in a small type of its own: [`link`] (one
-//!   connection to a destination), [`outbox`] (the bounded buffer and the frames awaiting
-//!   the destination's confirmation) and [`backoff`] (the waits between reconnections).
+//!   connection to a destination, run by one task), [`outbox`] (the buffer bounded in
+//!   bytes and the frames awaiting the destination's confirmation) and [`backoff`] (the
+//!   waits between reconnections).
 //!
 //! Every thread is a template to copy: a struct, an `impl` block marked `#[taskthread]`,
 //! a few dozen lines. What is not about the tree (protocols, buffers, bookkeeping) lives
@@ -39,10 +46,20 @@
 //! The master spawns the TCP side in stop stage 0 and the websocket destinations and the
 //! database in stage 1. A graceful stop therefore closes the TCP side first: connections
 //! stop reading (every packet already read is in their processor's queue), their
-//! processors decode what they hold and hand every frame UP, and only when the
+//! processors decode what they hold and hand every frame UP, and each connection closes
+//! its socket once its frames are stored (the database is still running). Only when the
 //! whole TCP side has ended do the websocket subs and the database stop, after draining
 //! their queues and writing their last batch. A frame counted as received is forwarded and
 //! stored, or counted as lost: the summary line says which.
+//!
+//! # Memory
+//!
+//! The frames in memory, whole or in part, never take more than the [`budget`]; when it is
+//! spent, connections stop reading. Outside it, each connection holds what it has read
+//! ahead of its processor ([`packet_reader::READ_AHEAD`] packets of
+//! [`packet_reader::READ_SIZE`] bytes at most). Each websocket destination keeps at most
+//! its buffer's worth of the budget, so a slow or absent destination holds a bounded share,
+//! and the database's path never waits for one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,10 +67,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
+use budget::Charge;
 use delivery::Delivery;
+use receipt::Ledger;
 
 pub mod app;
 pub mod backoff;
+pub mod budget;
 pub mod data_processor;
 pub mod database;
 pub mod delivery;
@@ -63,6 +83,8 @@ pub mod load;
 pub mod master;
 pub mod outbox;
 pub mod packet_reader;
+pub mod receipt;
+pub mod replies;
 pub mod sink;
 pub mod stats;
 pub mod tcp_connection;
@@ -116,19 +138,35 @@ pub struct Frame {
     pub seq: u64,
     /// The payload (without the length prefix).
     pub payload: Bytes,
-    /// How far it has got on its way to the websocket destinations; shared by its copies.
+    /// How far it has got on its way to the websocket destinations and into the database;
+    /// shared by its copies.
     pub delivery: Delivery,
 }
 
 impl Frame {
-    /// Counts a frame just received from `client` in `stats`, and makes it.
+    /// Counts a frame just received from `client` in `stats`, and makes it, outside any
+    /// byte budget or ledger.
     pub fn received(client: SocketAddr, seq: u64, payload: Bytes, stats: &Arc<RelayStats>) -> Self {
+        Self::tracked(client, seq, payload, stats, Charge::none(), None)
+    }
+
+    /// Counts a frame just received from `client` in `stats`, and makes it: it holds
+    /// `charge` of the relay's byte budget until its last copy is dropped, and its storage
+    /// is recorded in the client's `ledger`.
+    pub fn tracked(
+        client: SocketAddr,
+        seq: u64,
+        payload: Bytes,
+        stats: &Arc<RelayStats>,
+        charge: Charge,
+        ledger: Option<Arc<Ledger>>,
+    ) -> Self {
         Self {
             id: stats.count_received(&payload),
             client,
             seq,
             payload,
-            delivery: Delivery::new(Arc::clone(stats)),
+            delivery: Delivery::tracked(Arc::clone(stats), charge, ledger),
         }
     }
 }

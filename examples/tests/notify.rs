@@ -14,17 +14,21 @@ use taskthread_examples::notify::session::{self, Config, Out, Summary};
 
 fn config(outbox: Outbox) -> Config {
     Config {
-        outbox,
-        from: "notify <notify@localhost>".parse().unwrap(),
         concurrency: 2,
+        ..Config::new(outbox, "notify <notify@localhost>".parse().unwrap())
     }
 }
 
 /// Runs a session over `script`; returns its summary and everything it printed.
 fn run(config: &Config, script: &str) -> (Summary, String) {
+    run_bytes(config, script.as_bytes())
+}
+
+/// Runs a session over raw input bytes.
+fn run_bytes(config: &Config, input: &[u8]) -> (Summary, String) {
     let printed = Arc::new(Mutex::new(Vec::<u8>::new()));
     let out: Out = printed.clone();
-    let summary = session::run(config, script.as_bytes(), out).unwrap();
+    let summary = session::run(config, input, out).unwrap();
     let printed = String::from_utf8(printed.lock().unwrap().clone()).unwrap();
     (summary, printed)
 }
@@ -85,6 +89,7 @@ fn a_session_writes_every_mail_to_the_directory_and_goes_on_after_bad_lines() {
         Summary {
             sent: 3,
             failed: 0,
+            unsent: 0,
             rejected: 2
         },
         "{printed}"
@@ -207,6 +212,7 @@ fn a_session_sends_over_smtp_and_reports_what_the_server_refused() {
         Summary {
             sent: 2,
             failed: 1,
+            unsent: 0,
             rejected: 2
         },
         "{printed}"
@@ -248,6 +254,7 @@ fn a_session_against_a_closed_port_reports_every_mail_as_failed() {
         Summary {
             sent: 0,
             failed: 2,
+            unsent: 0,
             rejected: 0
         },
         "{printed}"
@@ -327,9 +334,171 @@ fn the_tcp_front_serves_clients_on_their_own_threads_until_shutdown() {
         Summary {
             sent: 15,
             failed: 0,
+            unsent: 0,
             rejected: 3
         },
         "{printed}"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 15);
+}
+
+#[test]
+fn a_line_that_is_not_utf8_gets_an_error_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = b"send bob@example.com Caf\xe9 | bad byte\nsend bob@example.com Fine\n";
+    let (summary, printed) = run_bytes(&config(Outbox::Directory(dir.path().into())), input);
+    assert_eq!(
+        summary,
+        Summary {
+            sent: 1,
+            failed: 0,
+            unsent: 0,
+            rejected: 1
+        },
+        "{printed}"
+    );
+    assert!(printed.contains("error: the line is not valid UTF-8: skipped"));
+    assert!(printed.contains("mail #1 to bob@example.com: sent"));
+}
+
+#[test]
+fn a_line_over_the_limit_is_skipped_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        max_line: 100,
+        ..config(Outbox::Directory(dir.path().into()))
+    };
+    // Ten megabytes on one line, between two good ones: skipped as it is read.
+    let mut input = b"send a@example.com One\nsend b@example.com ".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 10 << 20));
+    input.extend_from_slice(b"\nsend c@example.com Three\n");
+    let (summary, printed) = run_bytes(&config, &input);
+    assert_eq!((summary.sent, summary.rejected), (2, 1), "{printed}");
+    let too_long = format!(
+        "error: a line of {} bytes is too long: skipped",
+        19 + (10 << 20)
+    );
+    assert!(printed.contains(&too_long), "{printed}");
+    assert!(printed.len() < 10_000, "the long line is not echoed");
+}
+
+/// An SMTP server that accepts connections and never says a word: a send waits for its
+/// greeting until lettre's timeout (10 s).
+fn silent_smtp_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Detached: it holds every connection until the test process ends.
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.extend(conn.ok());
+        }
+    });
+    port
+}
+
+#[test]
+fn mails_the_stop_deadline_cuts_off_are_reported_as_not_sent() {
+    let config = Config {
+        concurrency: 1,
+        stop_deadline: std::time::Duration::from_secs(1),
+        ..config(Outbox::Smtp {
+            host: "127.0.0.1".into(),
+            port: silent_smtp_server(),
+        })
+    };
+    let mut script = String::new();
+    for n in 1..=5 {
+        script.push_str(&format!("send user{n}@example.com Mail {n}\n"));
+    }
+    let (summary, printed) = run(&config, &script);
+    // The first mail waits on the silent server when the deadline passes; the others never
+    // start. Every one of them is reported, and the run is not a success.
+    assert_eq!(
+        summary,
+        Summary {
+            sent: 0,
+            failed: 0,
+            unsent: 5,
+            rejected: 0
+        },
+        "{printed}"
+    );
+    for n in 1..=5 {
+        let line = format!("mail #{n} to user{n}@example.com: not sent: the stop deadline passed");
+        assert!(printed.contains(&line), "{printed}");
+    }
+    assert!(!summary.is_success());
+    assert_eq!(
+        summary.to_string(),
+        "notify: sent=0 failed=0 unsent=5 rejected=0"
+    );
+}
+
+/// Starts the TCP front with `config` on an ephemeral port.
+fn tcp_front(config: Config) -> (u16, thread::JoinHandle<std::io::Result<Summary>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out: Out = Arc::new(Mutex::new(std::io::sink()));
+    (
+        port,
+        thread::spawn(move || session::serve(&config, listener, out)),
+    )
+}
+
+#[test]
+fn the_tcp_front_turns_away_clients_beyond_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, server) = tcp_front(Config {
+        max_clients: 2,
+        ..config(Outbox::Directory(dir.path().into()))
+    });
+    let mut first = Client::connect(port);
+    let _second = Client::connect(port);
+    let mut third = BufReader::new(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut line = String::new();
+    third.read_line(&mut line).unwrap();
+    assert_eq!(
+        line,
+        "error: 2 clients are connected (the most); try again later\n"
+    );
+    line.clear();
+    assert_eq!(third.read_line(&mut line).unwrap(), 0, "then closed");
+
+    writeln!(first.out, "shutdown").unwrap();
+    let summary = server.join().unwrap().unwrap();
+    assert_eq!(summary, Summary::default());
+}
+
+#[test]
+fn the_tcp_front_closes_idle_clients_and_survives_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, server) = tcp_front(Config {
+        max_line: 100,
+        idle_timeout: Some(std::time::Duration::from_millis(300)),
+        ..config(Outbox::Directory(dir.path().into()))
+    });
+
+    // Bad lines get an error each, and the session goes on.
+    let mut client = Client::connect(port);
+    client.out.write_all(&[b'x'; 1000]).unwrap();
+    let reply = client.say("");
+    assert_eq!(reply, "error: a line of 1000 bytes is too long: skipped");
+    client.out.write_all(b"send \xff@example.com Hi\n").unwrap();
+    assert_eq!(client.next(), "error: the line is not valid UTF-8: skipped");
+    let reply = client.say("send bob@example.com Still here");
+    assert!(reply.starts_with("queued mail #1"), "{reply}");
+
+    // Then nothing: the client is told, and disconnected.
+    assert!(
+        client
+            .next()
+            .starts_with("notify: closing: nothing received for")
+    );
+    assert!(client.lines.next().is_none());
+
+    let mut admin = Client::connect(port);
+    writeln!(admin.out, "shutdown").unwrap();
+    let summary = server.join().unwrap().unwrap();
+    assert_eq!((summary.sent, summary.rejected), (1, 2));
 }

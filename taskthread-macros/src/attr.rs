@@ -9,9 +9,10 @@ use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
+use syn::spanned::Spanned;
 use syn::{Lit, LitInt, LitStr, Path, Token, Type};
 
-use crate::ast::Errors;
+use crate::diag::{Errors, type_string};
 
 /// The arguments of `#[taskthread(...)]`.
 #[derive(Default)]
@@ -20,6 +21,8 @@ pub(crate) struct ThreadArgs {
     pub(crate) capacity: Option<LitInt>,
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: Option<Path>,
+    /// `remote`: the thread's messages can cross a process boundary.
+    pub(crate) remote: Option<Span>,
 }
 
 /// What a periodic task does with missed ticks.
@@ -84,7 +87,7 @@ pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> Threa
                             lit.span(),
                             format!(
                                 "`up` takes a type, not a string: write `up = {}`",
-                                crate::ast::type_string(&ty)
+                                type_string(&ty)
                             ),
                         ));
                         ty
@@ -151,14 +154,24 @@ pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> Threa
                     Ok(path) => out.krate = Some(path),
                 },
             }
+        } else if meta.path.is_ident("remote") {
+            if meta.input.peek(Token![=]) || !(meta.input.is_empty() || meta.input.peek(Token![,]))
+            {
+                found.push(meta.error("`remote` is a flag and takes no value: write `remote`"));
+                skip_rest(&meta)?;
+            } else if out.remote.is_some() {
+                found.push(duplicate(&meta, "remote"));
+            } else {
+                out.remote = Some(meta.path.span());
+            }
         } else {
             let name = path_name(&meta.path);
-            let message = match closest(&name, &["up", "capacity", "name", "crate"]) {
+            let message = match closest(&name, &["up", "capacity", "name", "crate", "remote"]) {
                 Some(known) => {
                     format!("unknown `#[taskthread]` option `{name}`; did you mean `{known}`?")
                 }
                 None => format!(
-                    "unknown `#[taskthread]` option `{name}`; expected `up = Type`, `capacity = N`, `name = \"...\"` or `crate = \"path\"`"
+                    "unknown `#[taskthread]` option `{name}`; expected `up = Type`, `capacity = N`, `name = \"...\"`, `crate = \"path\"` or `remote`"
                 ),
             };
             found.push(syn::Error::new_spanned(&meta.path, message));

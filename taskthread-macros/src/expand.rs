@@ -13,8 +13,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{GenericParam, ItemImpl, Path, Type, WherePredicate, parse_quote};
 
-use crate::ast::{self, Errors, Handler, Hook, Kind, Model, Output, Returns, type_string};
+use crate::ast::{self, Handler, Hook, Kind, Model, Output, Returns};
 use crate::attr::{self, Missed};
+use crate::diag::{Errors, type_string};
 
 pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     let mut item: ItemImpl = syn::parse2(input)?;
@@ -213,29 +214,29 @@ impl<'a> Generator<'a> {
 
     fn generate(&self) -> TokenStream {
         let krate = &self.krate;
-        let send_checks = self.send_checks();
+        let message_checks = self.message_checks();
         let enums = self.enums();
         let thread_impl = self.thread_impl();
         let accepts = self.accepts_impls();
         let by_reference = self.by_reference_impls();
         let up_impls = self.up_impls();
         let placeholders = self.placeholder_impls();
-        let up_to = self.up_to_impls();
         let tasks = self.task_consts();
         let report_checks = self.child_report_checks();
+        let remote = self.remote_impl();
         quote! {
             const _: () = {
                 use #krate as __tt;
-                #send_checks
+                #message_checks
                 #enums
                 #thread_impl
                 #accepts
                 #by_reference
                 #up_impls
                 #placeholders
-                #up_to
                 #tasks
                 #report_checks
+                #remote
             };
         }
     }
@@ -385,10 +386,7 @@ impl<'a> Generator<'a> {
     fn thread_impl(&self) -> TokenStream {
         let self_ty = &self.item.self_ty;
         let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
-        let up_ty = match &self.args.up {
-            Some(ty) => quote!(#ty),
-            None => quote!(__tt::__private::NoUp),
-        };
+        let up_ty = self.up_ty();
         let type_name = &self.name;
         let default_name = match &self.args.name {
             Some(lit) => lit.value(),
@@ -497,11 +495,20 @@ impl<'a> Generator<'a> {
             }
         };
         let unit_future = future(quote!(()));
+        let ctx_ty = quote!(__tt::__private::Ctx<Self>);
+        // The bound the trait's methods declare: with it, the futures that hold `self` are
+        // `Send` even for a thread type that is not, which is reported once, at the impl.
+        let send_bound = quote!(where for<'__s> Self: ::core::marker::Send);
+        let predicates = where_clause
+            .map(|w| w.predicates.iter().map(ToTokens::to_token_stream).collect())
+            .unwrap_or_else(Vec::new)
+            .into_iter()
+            .chain(self.message_assumptions());
         let task_future = future(quote!(__tt::__private::Reschedule));
 
         quote! {
             #[automatically_derived]
-            impl #impl_generics __tt::__private::Thread for #self_ty #where_clause {
+            impl #impl_generics __tt::__private::Thread for #self_ty where #(#predicates,)* {
                 type Down = __Down #ty_generics;
                 type Up = #up_ty;
                 type Event = __Event #ty_generics;
@@ -513,17 +520,17 @@ impl<'a> Generator<'a> {
                 const TASKS: &'static [__tt::__private::TaskSpec] = &[#(#tasks),*];
 
                 #[allow(unreachable_code)]
-                fn __enter<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>) -> #unit_future {
+                fn __enter<'__tt>(&'__tt mut self, #ctx: &'__tt mut #ctx_ty) -> #unit_future #send_bound {
                     #enter
                 }
 
                 #[allow(unreachable_code)]
-                fn __exit<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>) -> #unit_future {
+                fn __exit<'__tt>(&'__tt mut self, #ctx: &'__tt mut #ctx_ty) -> #unit_future #send_bound {
                     #exit
                 }
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __down<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>, #down: Self::Down) -> #unit_future {
+                fn __down<'__tt>(&'__tt mut self, #ctx: &'__tt mut #ctx_ty, #down: Self::Down) -> #unit_future #send_bound {
                     async move {
                         match #down {
                             #(#down_arms)*
@@ -533,7 +540,7 @@ impl<'a> Generator<'a> {
                 }
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __event<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>, #event: Self::Event) -> #unit_future {
+                fn __event<'__tt>(&'__tt mut self, #ctx: &'__tt mut #ctx_ty, #event: Self::Event) -> #unit_future #send_bound {
                     async move {
                         match #event {
                             #(#up_arms)*
@@ -550,7 +557,7 @@ impl<'a> Generator<'a> {
                 #down_index
 
                 #[allow(unreachable_code, unused_variables)]
-                fn __task<'__tt>(&'__tt mut self, #ctx: &'__tt mut __tt::__private::Ctx<Self>, #task: ::core::primitive::usize) -> #task_future {
+                fn __task<'__tt>(&'__tt mut self, #ctx: &'__tt mut #ctx_ty, #task: ::core::primitive::usize) -> #task_future #send_bound {
                     async move {
                         match #task {
                             #(#task_arms)*
@@ -638,7 +645,10 @@ impl<'a> Generator<'a> {
                 #ctx: &'__tt mut __tt::__private::Ctx<Self>,
                 #from: __tt::__private::ChildId,
                 #value: __tt::__private::#report_ty,
-            ) -> impl __tt::__private::Future<Output = __tt::__private::Result<()>> + ::core::marker::Send + '__tt {
+            ) -> impl __tt::__private::Future<Output = __tt::__private::Result<()>> + ::core::marker::Send + '__tt
+            where
+                for<'__s> Self: ::core::marker::Send,
+            {
                 async move {
                     #[allow(unused_imports)]
                     use __tt::__private::#not_trait as _;
@@ -667,7 +677,7 @@ impl<'a> Generator<'a> {
         }
         let phantom = self.phantom_arm(quote!(__Down));
         quote! {
-            fn __down_index(#down: &Self::Down) -> ::core::primitive::usize {
+            fn __down_index(#down: &Self::Down) -> ::core::primitive::usize where for<'__s> Self: ::core::marker::Send {
                 match *#down {
                     #(#arms)*
                     #phantom
@@ -676,9 +686,134 @@ impl<'a> Generator<'a> {
         }
     }
 
-    fn accepts_impls(&self) -> TokenStream {
+    /// The up type: the declared one, or `NoUp`.
+    fn up_ty(&self) -> TokenStream {
+        match &self.args.up {
+            Some(ty) => replace_self(ty, &self.item.self_ty),
+            None => quote!(__tt::__private::NoUp),
+        }
+    }
+
+    /// The where clause of the routing impls (`Accepts`, `Asks`, `HandlesUp`,
+    /// `HandlesStream`): the impl's own, and `for<'__s> Self: Thread` (with its associated
+    /// types, which a bound hides otherwise in a generic impl). Always true (the
+    /// `Thread` impl has no conditions), so the impls apply wherever they did; but a
+    /// `Thread` bound with a binder is assumed rather than checked again from the
+    /// supertraits, so that a thread type that is not `Send` is reported once, at its
+    /// `Thread` impl, and not again at every routing impl.
+    fn routing_where_clause(&self) -> TokenStream {
+        let (_, ty_generics, _) = self.item.generics.split_for_impl();
+        let up_ty = self.up_ty();
+        let predicates = self
+            .item
+            .generics
+            .where_clause
+            .as_ref()
+            .map(|w| &w.predicates)
+            .into_iter()
+            .flatten();
+        quote! {
+            where
+                #(#predicates,)*
+                for<'__s> Self: __tt::__private::Thread<
+                    Down = __Down #ty_generics,
+                    Up = #up_ty,
+                    Event = __Event #ty_generics,
+                >,
+        }
+    }
+
+    /// With `remote`: the `Remote` impl, which shows each DOWN message type (with its index
+    /// in `DOWN_TYPES`, counted as `__down_index` counts) and the up type to a visitor.
+    /// Each type is named once, in a call whose bound checks that it is a `WireMessage`:
+    /// a type that is not is reported once, on the type as the user wrote it.
+    fn remote_impl(&self) -> TokenStream {
+        let Some(remote_span) = self.args.remote else {
+            return TokenStream::new();
+        };
         let self_ty = &self.item.self_ty;
         let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
+        let (visitor, down, msg, reply) = (
+            local("__visitor"),
+            local("__down"),
+            local("__msg"),
+            local("__reply"),
+        );
+        let mut counted: Vec<TokenStream> = Vec::new();
+        let mut visits = Vec::new();
+        for (i, h) in self.handlers(Kind::Down) {
+            let v = format_ident!("V{}", i);
+            let ty = self.msg(h);
+            let span = h.msg.as_ref().map_or_else(Span::call_site, Spanned::span);
+            let cfg = h.cfg.attr();
+            let at = quote!((0 #(+ #counted)*));
+            visits.push(if h.answers() {
+                let answer = self.reply(h);
+                let answer_span = match &h.output {
+                    Output::Value(ty) => ty.span(),
+                    _ => h.returns.ty.span(),
+                };
+                let call =
+                    quote_spanned!(answer_span=> __tt::proxy::MessageVisitor::ask::<#ty, #answer>);
+                quote_spanned! {span=>
+                    #cfg
+                    #call(
+                        #visitor,
+                        #at,
+                        |#msg, #reply| __Down::#v(#msg, ::core::option::Option::Some(#reply)),
+                        |#down| match #down {
+                            __Down::#v(#msg, #reply) => ::core::result::Result::Ok((#msg, #reply)),
+                            #[allow(unreachable_patterns)]
+                            #down => ::core::result::Result::Err(#down),
+                        },
+                    );
+                }
+            } else {
+                quote_spanned! {span=>
+                    #cfg
+                    __tt::proxy::MessageVisitor::tell::<#ty>(
+                        #visitor,
+                        #at,
+                        __Down::#v,
+                        |#down| match #down {
+                            __Down::#v(#msg) => ::core::result::Result::Ok(#msg),
+                            #[allow(unreachable_patterns)]
+                            #down => ::core::result::Result::Err(#down),
+                        },
+                    );
+                }
+            });
+            counted.push(match h.cfg.predicate() {
+                Some(predicate) => quote!((if ::core::cfg!(#predicate) { 1 } else { 0 })),
+                None => quote!(1),
+            });
+        }
+        let up = match &self.args.up {
+            Some(up) => {
+                let ty = replace_self(up, self_ty);
+                quote_spanned!(up.span()=> __tt::proxy::MessageVisitor::up::<#ty>)
+            }
+            None => {
+                quote_spanned!(remote_span=> __tt::proxy::MessageVisitor::up::<__tt::__private::NoUp>)
+            }
+        };
+        let (into, from) = (local("__into"), local("__from"));
+        quote_spanned! {remote_span=>
+            #[automatically_derived]
+            impl #impl_generics __tt::proxy::Remote for #self_ty #where_clause {
+                #[allow(clippy::identity_op)]
+                fn visit_messages<__V: __tt::proxy::MessageVisitor<Self>>(#visitor: &mut __V) {
+                    #(#visits)*
+                    #up(#visitor, |#into| #into, |#from| #from);
+                }
+            }
+        }
+    }
+
+    fn accepts_impls(&self) -> TokenStream {
+        let self_ty = &self.item.self_ty;
+        let (impl_generics, _, _) = self.item.generics.split_for_impl();
+        let where_clause = self.routing_where_clause();
         let (msg, reply, down) = (local("__msg"), local("__reply"), local("__down"));
         let impls = self.handlers(Kind::Down).map(|(i, h)| {
             let v = format_ident!("V{}", i);
@@ -753,7 +888,8 @@ impl<'a> Generator<'a> {
 
     fn up_impls(&self) -> TokenStream {
         let self_ty = &self.item.self_ty;
-        let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
+        let (impl_generics, _, _) = self.item.generics.split_for_impl();
+        let where_clause = self.routing_where_clause();
         let (from, msg, item) = (local("__from"), local("__msg"), local("__item"));
         let ups = self.handlers(Kind::Up).map(|(i, h)| {
             let v = format_ident!("U{}", i);
@@ -793,55 +929,56 @@ impl<'a> Generator<'a> {
         quote!(#(#ups)* #(#streams)*)
     }
 
-    /// What `Ctx::up` accepts, through the event type: the declared up type; for a thread
-    /// that declares none, the runtime's two placeholder types (`PlaceholderNoUp`), so
-    /// that the compiler infers nothing and reports the type of the message sent.
-    fn up_to_impls(&self) -> TokenStream {
-        let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
-        let msg = local("__msg");
-        let attrs = quote! {
-            #[automatically_derived]
-            #[doc(hidden)]
-        };
-        match &self.args.up {
-            Some(up) => {
-                let up = replace_self(up, &self.item.self_ty);
-                quote! {
-                    #attrs
-                    impl #impl_generics __tt::__private::UpTo<#up> for __Event #ty_generics #where_clause {
-                        type Up = #up;
-                        fn __up(#msg: #up) -> #up {
-                            #msg
-                        }
-                    }
-                }
-            }
-            None => quote! {
-                #attrs
-                impl #impl_generics __tt::__private::PlaceholderNoUp for __Event #ty_generics #where_clause {}
-            },
-        }
+    /// The message types checked to be `Send + 'static` (see [`Self::message_checks`]),
+    /// with a number each: the up type and every handler's type, but those under a
+    /// `#[cfg]` (the type may not exist without it) or naming a type parameter (an impl for
+    /// it would break the orphan rule).
+    fn checked_messages(&self) -> Vec<(usize, &'a Type)> {
+        let handlers = self
+            .model
+            .handlers
+            .iter()
+            .filter_map(|h| h.msg.as_ref().filter(|_| h.cfg.predicate().is_none()));
+        self.args
+            .up
+            .iter()
+            .chain(handlers)
+            .filter(|ty| !self.mentions_params(ty))
+            .enumerate()
+            .collect()
     }
 
-    /// Checks that the thread type and every message type are `Send + 'static`, spanned on
-    /// the types the user wrote and saying why, so that these errors come first, before
-    /// rustc's own about the generated code.
-    fn send_checks(&self) -> TokenStream {
-        let (impl_generics, _, where_clause) = self.item.generics.split_for_impl();
-        let self_ty = &*self.item.self_ty;
-        let messages = self.model.handlers.iter().filter_map(|h| {
-            let ty = h.msg.as_ref()?;
-            let cfg = h.cfg.attr();
-            let check = spanned_generic(quote!(__Message), ty, &self.item.self_ty);
-            Some(quote!(#cfg _: #check,))
+    /// For every checked message type `M`, `impl Message<__Event, N> for M`, whose
+    /// supertraits are `Send + 'static`; the `Thread` impl assumes each (with a binder,
+    /// which the compiler takes as an assumption rather than checking it again). A message
+    /// type that is not `Send` is then reported once, on the type in the handler's
+    /// signature, and the `Thread` impl, whose enums and futures hold the message, adds no
+    /// error of its own, nor does any use of the thread. Numbered, so that one type taken
+    /// by two handlers (or by two names) gets two impls that do not overlap.
+    fn message_checks(&self) -> TokenStream {
+        let (impl_generics, ty_generics, where_clause) = self.item.generics.split_for_impl();
+        let impls = self.checked_messages().into_iter().map(|(n, ty)| {
+            let span = ty.span();
+            let ty = replace_self(ty, &self.item.self_ty);
+            quote_spanned! {span=>
+                #[automatically_derived]
+                #[doc(hidden)]
+                impl #impl_generics __tt::__private::Message<__Event #ty_generics, #n> for #ty #where_clause {}
+            }
         });
-        let thread = spanned_generic(quote!(__Thread), self_ty, self_ty);
-        quote! {
-            struct __Thread<T: __tt::__private::IsThread>(T);
-            struct __Message<M: __tt::__private::IsMessage>(M);
-            #[allow(dead_code, clippy::too_many_arguments, clippy::type_complexity)]
-            fn __check #impl_generics (_: #thread, #(#messages)*) #where_clause {}
-        }
+        quote!(#(#impls)*)
+    }
+
+    /// The assumptions of the `Thread` impl: every checked message type is a `Message`.
+    fn message_assumptions(&self) -> Vec<TokenStream> {
+        let (_, ty_generics, _) = self.item.generics.split_for_impl();
+        self.checked_messages()
+            .into_iter()
+            .map(|(n, ty)| {
+                let ty = replace_self(ty, &self.item.self_ty);
+                quote!(for<'__s> #ty: __tt::__private::Message<__Event #ty_generics, #n>)
+            })
+            .collect()
     }
 
     /// The placeholder impls of `Accepts`, `Asks`, `HandlesUp` and `HandlesStream` (see
@@ -1097,24 +1234,6 @@ fn replace_self(ty: &Type, self_ty: &Type) -> TokenStream {
             .collect()
     }
     walk(ty.to_token_stream(), self_ty)
-}
-
-/// `wrapper<ty>`, spanned from the type's first token to its last so that an error about
-/// the bound of `wrapper` underlines the whole type as the user wrote it.
-fn spanned_generic(wrapper: TokenStream, ty: &Type, self_ty: &Type) -> TokenStream {
-    let first = ty.span();
-    let last = ty
-        .to_token_stream()
-        .into_iter()
-        .last()
-        .map_or(first, |t| t.span());
-    let close = quote_spanned!(last=> >);
-    let wrapper = wrapper.into_iter().map(|mut t| {
-        t.set_span(first);
-        t
-    });
-    let ty = replace_self(ty, self_ty);
-    quote_spanned!(first=> #(#wrapper)* < #ty #close)
 }
 
 fn duration(d: std::time::Duration) -> TokenStream {

@@ -3,6 +3,7 @@
 
 mod ast;
 mod attr;
+mod diag;
 mod expand;
 mod valid;
 
@@ -46,6 +47,9 @@ use proc_macro::TokenStream;
 /// - `name = "..."`: its default name in the tree (default: the type in snake case).
 /// - `crate = "path"`: where the `taskthread` crate is, for a crate that reaches it through
 ///   a re-export. A dependency renamed in `Cargo.toml` is found without it.
+/// - `remote`: its messages can cross a process boundary (taskthread's feature `remote`):
+///   implements `taskthread::proxy::Remote`, and every `#[down]` message type, every answer
+///   and the up type must be serde-serialisable, else a compile error names the type.
 ///
 /// # Options of `#[rescheduling(...)]`
 /// - `every = "5s"`: run periodically (units ns, us, ms, s, m, h; decimals allowed).

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use syn::ext::IdentExt;
 use syn::{GenericParam, ItemImpl, Type};
 
-use crate::ast::{Errors, Kind, Model, type_string};
+use crate::ast::{Kind, Model};
+use crate::diag::{Errors, type_string};
 
 /// Checks the impl block itself. Returns whether the thread's code can still be generated
 /// (so that an error elsewhere does not bring follow-on errors about a missing `Thread`

@@ -15,7 +15,7 @@ pub use crate::ctx::Ctx;
 pub use crate::error::{Error, Result};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart};
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
-pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Reply, Thread, UpTo};
+pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Reply, Thread, UpType};
 
 use std::result::Result as StdResult;
 
@@ -161,41 +161,40 @@ pub fn log_restart<T: Thread>(ctx: &Ctx<T>, restart: &ChildRestart) {
 // expansion: `#[diagnostic::...]` cannot be written in a `#![no_implicit_prelude]`
 // module, which has no tool prelude.
 
-/// A thread type must be `Send + 'static`: checked on the type as the user wrote it.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a thread: a thread moves to its own task, so it must be `Send + 'static`",
-    label = "this type is not `Send + 'static`",
-    note = "every field of a thread must be `Send + 'static`: `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
-)]
-pub trait IsThread {}
-
-#[diagnostic::do_not_recommend]
-impl<T: Send + 'static> IsThread for T {}
-
-/// A message type must be `Send + 'static`: checked on the type as the user wrote it.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a message: messages move between threads, so they must be `Send + 'static`",
-    label = "this type is not `Send + 'static`",
-    note = "use `Arc` rather than `Rc`, `Mutex` rather than `RefCell`, owned data rather than borrows"
-)]
-pub trait IsMessage {}
-
-#[diagnostic::do_not_recommend]
-impl<M: Send + 'static> IsMessage for M {}
+/// A message type of the thread whose generated event type is `E`: implemented by the
+/// generated code for each handler's type (numbered `N`), and assumed by the thread's
+/// `Thread` impl. Its supertraits are checked at the generated impl, so a message type that
+/// is not `Send` is reported there, on the type in the handler's signature, once.
+pub trait Message<E, const N: usize>: Send + 'static {}
 
 /// The bound of the impls of `Accepts<&M>` and `Asks<&M>` below, which never apply:
-/// `send(&msg)` is then reported as a reference sent instead of a missing handler for
-/// `&M`, which the macro forbids.
+/// `send(&msg)` is then reported as a reference sent, whether or not the thread handles
+/// `M`, and never as a missing handler for `&M`, which the macro forbids.
+///
+/// Keyed on the thread, so that the error names no generated type. Its one impl is not
+/// recommended: what fails in it (the thread does not handle `M`; no reference is ever
+/// sent by value) is reported as this trait, once.
 #[diagnostic::on_unimplemented(
     message = "messages are sent by value, and `{Self}` is a reference",
     label = "send the message itself, not a reference to it",
     note = "a message moves into the receiving thread's queue: pass it by value (move it, or clone it)"
 )]
-pub trait SentByValue {}
+pub trait SentByValue<T> {}
+
+#[diagnostic::do_not_recommend]
+impl<'a, T: Thread, M: ?Sized> SentByValue<T> for &'a M
+where
+    T::Event: DownType<M>,
+    &'a M: Unreachable,
+{
+}
+
+/// Implemented for no reference: the condition of [`SentByValue`]'s impl that never
+/// holds.
+pub trait Unreachable {}
 
 // Some impl, so that the compiler does not suggest writing one.
-#[diagnostic::do_not_recommend]
-impl SentByValue for Never {}
+impl Unreachable for Never {}
 
 /// On a generated event type, for every `#[down]` type `M` of its thread: `&M` then
 /// has the impls of `Accepts` and `Asks` below, which never apply and say why. Keyed
@@ -214,8 +213,8 @@ pub trait KnownDownTypes {}
 #[doc(hidden)]
 impl<'a, T: Thread, M: ?Sized> Accepts<&'a M> for T
 where
-    T::Event: KnownDownTypes + DownType<M>,
-    &'a M: SentByValue,
+    T::Event: KnownDownTypes,
+    &'a M: SentByValue<T>,
 {
     fn __wrap(_: &'a M) -> T::Down {
         unreachable!("a reference is never a message")
@@ -228,8 +227,8 @@ where
 #[doc(hidden)]
 impl<'a, T: Thread, M: ?Sized> Asks<&'a M> for T
 where
-    T::Event: KnownDownTypes + DownType<M>,
-    &'a M: SentByValue,
+    T::Event: KnownDownTypes,
+    &'a M: SentByValue<T>,
 {
     type Reply = Never;
     fn __wrap_ask(_: &'a M, _: Reply<Never>) -> T::Down {
@@ -261,11 +260,6 @@ pub trait PlaceholderDown {}
 pub trait PlaceholderUp {}
 /// On a generated event type: its thread has the placeholder impl of `HandlesStream`.
 pub trait PlaceholderStream {}
-/// On a generated event type: its thread declares no up type, and `Ctx::up` has two
-/// placeholder up types, so that the type of a message sent up is reported, not
-/// inferred.
-pub trait PlaceholderNoUp {}
-
 /// The placeholder impls of `Accepts`, `Asks` and `HandlesStream`, for each of the two
 /// placeholder types: with a single one, the compiler would infer it as the message type
 /// of a thread that has no handler.
@@ -310,9 +304,8 @@ macro_rules! placeholders {
 
         #[doc(hidden)]
         #[diagnostic::do_not_recommend]
-        impl<E: PlaceholderNoUp> UpTo<$never> for E {
-            type Up = NoUp;
-            fn __up(msg: $never) -> NoUp {
+        impl UpType<$never> for NoUp {
+            fn __from_msg(msg: $never) -> NoUp {
                 match msg {}
             }
         }

@@ -15,11 +15,12 @@ use std::task::{Context, Poll};
 use crate::error::{SendError, TrySendError};
 use crate::exit::{ChildId, ThreadState};
 use crate::family::Family;
-use crate::node::{Node, TreeSnapshot};
+use crate::node::{Node, TreeSnapshot, closes_cycle};
 use crate::port::UpPort;
 use crate::queue::inbound::Take;
 use crate::reschedule::Timetable;
 use crate::thread::{SendsUp, Thread};
+use crate::wait::WaitKind;
 
 /// The family of a thread of type `T`.
 pub(crate) type FamilyOf<T> = Family<T, <T as Thread>::Event>;
@@ -57,7 +58,7 @@ impl<T: Thread> Future for UpFuture<'_, T> {
                 // The parent's queue is full: wait for room.
                 Err(TrySendError::Full(msg)) => {
                     this.msg = Some(msg);
-                    this.wait = Some(ctx.up.meter().take());
+                    this.wait = Some(ctx.up.meter().take(ctx.node.id.as_u64()));
                 }
             }
         }
@@ -72,8 +73,12 @@ impl<T: Thread> UpFuture<'_, T> {
         let Some(wait) = self.wait.as_mut() else {
             unreachable!("an UP send polled after it finished")
         };
-        let Poll::Ready(room) = Pin::new(wait).poll(cx) else {
-            return Poll::Pending;
+        let Poll::Ready(room) = Pin::new(&mut *wait).poll(cx) else {
+            return if wait.newly_blocked() {
+                self.blocked()
+            } else {
+                Poll::Pending
+            };
         };
         self.wait = None;
         let ctx = self.ctx;
@@ -87,6 +92,29 @@ impl<T: Thread> UpFuture<'_, T> {
             }
             Err(_) => Err(SendError::new(msg, ctx.up.target())),
         })
+    }
+}
+
+impl<T: Thread> UpFuture<'_, T> {
+    /// The send has just started to wait for a place in the parent's queue (listed there
+    /// with this thread's id): it fails if the parent waits on this thread.
+    #[inline(never)]
+    fn blocked(&mut self) -> Poll<Result<(), SendError<T::Up>>> {
+        let ctx = self.ctx;
+        if !ctx.node.may_be_waited_on() {
+            return Poll::Pending; // the usual case: nobody waits on this thread
+        }
+        let Some(parent) = ctx.up.receiver() else {
+            return Poll::Pending; // a root's handle is no thread
+        };
+        let Some(cycle) = closes_cycle(&ctx.node, WaitKind::Up, parent) else {
+            return Poll::Pending;
+        };
+        self.wait = None;
+        let Some(msg) = self.msg.take() else {
+            unreachable!("an UP send polled after it finished")
+        };
+        Poll::Ready(Err(SendError::cycle_of(msg, ctx.up.target(), cycle)))
     }
 }
 
@@ -330,6 +358,15 @@ impl<T: Thread> Ctx<T> {
         UpFuture {
             ctx: self,
             msg: Some(T::__into_up(msg)),
+            wait: None,
+        }
+    }
+
+    /// [`up`](Self::up) with a message of the up type itself.
+    pub(crate) fn up_raw(&self, msg: T::Up) -> UpFuture<'_, T> {
+        UpFuture {
+            ctx: self,
+            msg: Some(msg),
             wait: None,
         }
     }

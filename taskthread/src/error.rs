@@ -3,6 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use crate::wait::WaitCycle;
+
 /// The result type of handlers and hooks: `Result<T, taskthread::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -111,8 +113,10 @@ impl<M: fmt::Debug> fmt::Debug for MessageError<M> {
 
 impl<M: fmt::Display + fmt::Debug> StdError for MessageError<M> {}
 
-/// A [`send`](crate::ChildRef::send) to a thread that has ended (or stopped accepting
-/// messages). The message comes back inside: nothing vanishes silently.
+/// A [`send`](crate::ChildRef::send) (or [`up`](crate::Ctx::up)) that could not deliver its
+/// message: the thread has ended (or stopped accepting messages), or waiting for room would
+/// never end because the threads waited on wait back on the sender ([`cycle`](Self::cycle)).
+/// The message comes back inside: nothing vanishes silently.
 ///
 /// It converts into [`Error`] with `?` for any `Send` message, `Sync` or not.
 pub struct SendError<M> {
@@ -121,6 +125,7 @@ pub struct SendError<M> {
     // and `message_mut` own or borrow it exclusively.
     message: std::sync::Mutex<M>,
     path: String,
+    cycle: Option<WaitCycle>,
 }
 
 impl<M> SendError<M> {
@@ -128,7 +133,70 @@ impl<M> SendError<M> {
         Self {
             message: std::sync::Mutex::new(message),
             path: path.to_owned(),
+            cycle: None,
         }
+    }
+
+    /// A send whose wait for room failed: it would close `cycle`.
+    pub(crate) fn cycle_of(message: M, path: &str, cycle: WaitCycle) -> Self {
+        Self {
+            cycle: Some(cycle),
+            ..Self::new(message, path)
+        }
+    }
+
+    /// The cycle of waits the send would have closed, if that is why it failed: the sender
+    /// waited for room in a queue of a thread that waits (directly or through others) on
+    /// the sender. `None` if the thread no longer accepts messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Go;
+    /// struct Chat;
+    /// struct Report;
+    /// struct Boss;
+    /// struct Chatty;
+    ///
+    /// #[taskthread(up = u32)]
+    /// impl Chatty {
+    ///     #[down]
+    ///     async fn chat(&mut self, ctx: &mut Ctx<Self>, _c: Chat) -> Result<()> {
+    ///         ctx.up(1).await?; // takes the boss's one place
+    ///         // The boss waits for our answer and cannot take it off: no room, ever.
+    ///         let err = ctx.up(2).await.unwrap_err();
+    ///         assert_eq!(err.cycle().unwrap().to_string(), "boss/chatty → boss → boss/chatty");
+    ///         assert_eq!(err.into_inner(), 2); // the message comes back
+    ///         Ok(())
+    ///     }
+    ///     #[down]
+    ///     async fn report(&mut self, _ctx: &mut Ctx<Self>, _r: Report) -> Result<&'static str> {
+    ///         Ok("done")
+    ///     }
+    /// }
+    ///
+    /// #[taskthread]
+    /// impl Boss {
+    ///     #[down]
+    ///     async fn go(&mut self, ctx: &mut Ctx<Self>, _g: Go) -> Result<&'static str> {
+    ///         let chatty = ctx.spawn(Chatty);
+    ///         chatty.send(Chat).await?;
+    ///         Ok(chatty.ask(Report).await?) // answered once chatty gives up its wait
+    ///     }
+    ///     #[up]
+    ///     async fn heard(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _n: u32) {}
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let boss = taskthread::spawn_with(Boss, ChildOptions::new().capacity(1));
+    /// assert_eq!(boss.ask(Go).await.unwrap(), "done");
+    /// # }
+    /// ```
+    pub fn cycle(&self) -> Option<&WaitCycle> {
+        self.cycle.as_ref()
     }
 
     /// The message that could not be delivered.
@@ -153,19 +221,29 @@ impl<M> SendError<M> {
 
 impl<M> fmt::Display for SendError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot send to `{}`: it is no longer accepting messages (the message is returned in this error)",
-            self.path
-        )
+        match &self.cycle {
+            None => write!(
+                f,
+                "cannot send to `{}`: it is no longer accepting messages (the message is returned in this error)",
+                self.path
+            ),
+            Some(cycle) => write!(
+                f,
+                "cannot send to `{}`: waiting for room would never end, the threads wait on each other ({cycle}) (the message is returned in this error)",
+                self.path
+            ),
+        }
     }
 }
 
 impl<M> fmt::Debug for SendError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendError")
-            .field("thread", &self.path)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("SendError");
+        debug.field("thread", &self.path);
+        if let Some(cycle) = &self.cycle {
+            debug.field("cycle", cycle);
+        }
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -223,6 +301,16 @@ pub enum AskError<Q> {
     /// The question was delivered but the thread ended (failed, panicked or was aborted)
     /// before replying.
     NoReply,
+    /// Waiting would never end: the thread asked waits (directly or through others) on the
+    /// asker. The question comes back if the wait that failed was for room in the queue;
+    /// once delivered (the wait for the answer failed), the thread still handles it, and
+    /// its answer is dropped.
+    Cycle {
+        /// The threads waiting on each other, starting with the asker.
+        cycle: WaitCycle,
+        /// The question, if it was not delivered.
+        question: Option<Q>,
+    },
 }
 
 impl<Q> AskError<Q> {
@@ -231,6 +319,47 @@ impl<Q> AskError<Q> {
         match self {
             Self::Ended(q) => Some(q),
             Self::NoReply => None,
+            Self::Cycle { question, .. } => question,
+        }
+    }
+
+    /// The cycle of waits the ask would have closed, if that is why it failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    /// use taskthread::AskError;
+    ///
+    /// struct Me(ChildRef<Oracle>);
+    /// struct Question;
+    /// struct Oracle;
+    ///
+    /// #[taskthread]
+    /// impl Oracle {
+    ///     #[down]
+    ///     async fn me(&mut self, _ctx: &mut Ctx<Self>, Me(me): Me) -> Result<String> {
+    ///         // Only this thread answers, and it is busy waiting for the answer.
+    ///         let err = me.ask(Question).await.unwrap_err();
+    ///         assert!(matches!(err, AskError::Cycle { question: None, .. }));
+    ///         Ok(err.cycle().unwrap().to_string())
+    ///     }
+    ///     #[down]
+    ///     async fn question(&mut self, _ctx: &mut Ctx<Self>, _q: Question) -> Result<u32> {
+    ///         Ok(42)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let oracle = taskthread::spawn(Oracle);
+    /// assert_eq!(oracle.ask(Me(oracle.child_ref())).await.unwrap(), "oracle → oracle");
+    /// # }
+    /// ```
+    pub fn cycle(&self) -> Option<&WaitCycle> {
+        match self {
+            Self::Cycle { cycle, .. } => Some(cycle),
+            Self::Ended(_) | Self::NoReply => None,
         }
     }
 }
@@ -244,6 +373,20 @@ impl<Q> fmt::Display for AskError<Q> {
             Self::NoReply => {
                 f.write_str("the thread ended before replying (its handler failed or it was aborted)")
             }
+            Self::Cycle {
+                cycle,
+                question: Some(_),
+            } => write!(
+                f,
+                "waiting for room to ask would never end, the threads wait on each other ({cycle}) (the question is returned in this error)"
+            ),
+            Self::Cycle {
+                cycle,
+                question: None,
+            } => write!(
+                f,
+                "waiting for the answer would never end, the threads wait on each other ({cycle})"
+            ),
         }
     }
 }
@@ -253,6 +396,11 @@ impl<Q> fmt::Debug for AskError<Q> {
         match self {
             Self::Ended(_) => f.write_str("Ended(..)"),
             Self::NoReply => f.write_str("NoReply"),
+            Self::Cycle { cycle, question } => f
+                .debug_struct("Cycle")
+                .field("cycle", cycle)
+                .field("question", &question.as_ref().map(|_| ..))
+                .finish(),
         }
     }
 }
@@ -260,7 +408,13 @@ impl<Q> fmt::Debug for AskError<Q> {
 impl<Q> StdError for AskError<Q> {}
 
 impl<M> From<SendError<M>> for AskError<M> {
-    fn from(e: SendError<M>) -> Self {
-        Self::Ended(e.into_inner())
+    fn from(mut e: SendError<M>) -> Self {
+        match e.cycle.take() {
+            Some(cycle) => Self::Cycle {
+                cycle,
+                question: Some(e.into_inner()),
+            },
+            None => Self::Ended(e.into_inner()),
+        }
     }
 }

@@ -17,6 +17,11 @@ impl ChildId {
         self.0
     }
 
+    /// An id kept as its number (by a wait's mark).
+    pub(crate) fn from_raw(n: u64) -> Self {
+        Self(n)
+    }
+
     #[cfg(test)]
     pub(crate) fn from_u64(n: u64) -> Self {
         Self(n)
@@ -71,14 +76,20 @@ pub enum Exit {
         /// An ask among them fails with [`AskError::NoReply`](crate::AskError::NoReply).
         dropped: usize,
     },
+    /// It ran elsewhere — a child whose work a [proxy](crate::proxy) carries to another
+    /// process or machine — and contact with it was lost: no word of its end can come any
+    /// more (the other side died, or the link stayed down past its limit). What it was
+    /// doing when contact was lost is unknown. The reason, e.g. `no heartbeat from host
+    /// "a" for 5s`.
+    Lost(String),
 }
 
 impl Exit {
-    /// Whether it ended by an error, a panic or an abort.
+    /// Whether it ended by an error, a panic, an abort, or lost contact.
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Self::Failed(_) | Self::Panicked(_) | Self::Aborted { .. }
+            Self::Failed(_) | Self::Panicked(_) | Self::Aborted { .. } | Self::Lost(_)
         )
     }
 
@@ -104,6 +115,7 @@ impl fmt::Display for Exit {
             Self::Aborted { dropped } => {
                 write!(f, "aborted, {} dropped", Count(*dropped, "queued message"))
             }
+            Self::Lost(reason) => write!(f, "lost: {reason}"),
         }
     }
 }
@@ -122,7 +134,7 @@ impl fmt::Display for Count<'_> {
 /// The report a parent receives, as an UP event, when one of its children ends.
 ///
 /// Handle it with an `#[up]` handler taking `ChildExit`; without one, the exit is logged:
-/// failures and panics at `ERROR`, aborts at `WARN`, completed and stopped at `DEBUG`.
+/// failures, panics and lost children at `ERROR`, aborts at `WARN`, completed and stopped at `DEBUG`.
 #[non_exhaustive]
 pub struct ChildExit {
     /// The child's id.
@@ -485,5 +497,6 @@ pub(crate) fn log_exit(parent: &str, exit: &ChildExit) {
         }
         Exit::Failed(e) => tracing::error!(parent, child = %exit.path(), "child failed: {e:#}"),
         Exit::Panicked(m) => tracing::error!(parent, child = %exit.path(), "child panicked: {m}"),
+        Exit::Lost(reason) => tracing::error!(parent, child = %exit.path(), "child lost: {reason}"),
     }
 }

@@ -60,6 +60,7 @@ impl<P, E> Family<P, E> {
 
     fn new(node: &Arc<Node>) -> Self {
         let (inbox_tx, inbox) = inbox(node.capacity());
+        node.set_inbound(Arc::clone(inbox.meter()));
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),

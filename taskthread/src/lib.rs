@@ -30,6 +30,8 @@
 //!
 //! - `macros` (default): the `#[taskthread]` attribute.
 //! - `control`: the `taskthread::control` module (adds tokio's `net` and `io-util`, and `serde_json`).
+//! - `remote`: `proxy::Remote` and `#[taskthread(remote)]`, threads whose messages can be
+//!   carried to another process (adds `serde`).
 //!
 //! # Example
 //!
@@ -148,6 +150,7 @@ mod reschedule;
 mod root;
 mod tasks;
 mod thread;
+mod wait;
 mod work;
 
 pub mod supervise;
@@ -157,31 +160,32 @@ pub mod supervise;
 pub mod control;
 pub mod jobs;
 pub mod pool;
+pub mod proxy;
 pub mod sync;
 
 pub mod guide;
 
 pub use crate::blocking::DEFAULT_BLOCKING_LIMIT;
 pub use crate::child::{
-    AskFuture, ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE, SendFuture,
+    AskFuture, BroadcastFuture, ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE,
+    SendFuture,
 };
 pub use crate::ctx::{Ctx, UpFuture};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, FailedMessage, ThreadState};
-pub use crate::node::TreeSnapshot;
+pub use crate::node::{TreeSnapshot, Waiting};
 pub use crate::reschedule::{Reschedule, TaskRef};
 pub use crate::root::{Handle, run, spawn, spawn_with};
 pub use crate::thread::{
-    Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, SendsUp, Thread,
+    Accepts, Asks, DEFAULT_CAPACITY, HandlesStream, HandlesUp, NoUp, SendsUp, Thread, UpHandledBy,
 };
+pub use crate::wait::{WaitCycle, WaitKind};
 
 // The traits of the generated code's diagnostics, also at the root so that the compiler
 // names them without the hidden module's path ("the trait `HandlerError` is not
 // implemented for `String`").
 #[doc(hidden)]
-pub use crate::__private::{
-    AnswerOutput, HandlerError, IsMessage, IsThread, SentByValue, TaskOutput, UnitOutput,
-};
+pub use crate::__private::{AnswerOutput, HandlerError, SentByValue, TaskOutput, UnitOutput};
 
 /// The `#[taskthread]` attribute: turns an annotated `impl` block into a thread.
 #[cfg(feature = "macros")]

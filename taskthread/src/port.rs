@@ -48,6 +48,9 @@ pub(crate) trait UpPort<U>: Send + Sync {
     /// Reports a restart of a supervised child; never waits.
     fn report_restart(&self, from: ChildId, restart: Box<ChildRestart>);
     fn target(&self) -> &str;
+    /// The thread that receives, if it is one (not a root's handle): the one a full
+    /// queue makes a sender wait on.
+    fn receiver(&self) -> Option<&Node>;
 }
 
 /// A parent's end of its children's UP messages and exit reports. It implements
@@ -107,5 +110,9 @@ impl<U: Send + 'static> UpPort<U> for RootPort<U> {
 
     fn target(&self) -> &str {
         "the root's handle"
+    }
+
+    fn receiver(&self) -> Option<&Node> {
+        None
     }
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use crate::ctx::Ctx;
 use crate::error::{Result, TrySendError};
 use crate::exit::{ChildExit, ChildId, ChildRestart, ExitReport, log_exit, log_restart};
+use crate::node::Node;
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::Meter;
 use crate::reschedule::{Reschedule, TaskSpec};
@@ -49,31 +50,44 @@ pub trait Thread: Send + Sized + 'static {
     #[doc(hidden)]
     const TASKS: &'static [TaskSpec] = &[];
 
+    // The methods that run the thread's code declare `for<'s> Self: Send`, which the
+    // supertrait implies: the generated impl assumes it, so its futures, which hold `self`,
+    // are `Send` even for a type that is not, and that type is reported once, at the impl,
+    // rather than again at every future.
+
     #[doc(hidden)]
     fn __enter<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __exit<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __down<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
         msg: Self::Down,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __event<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
         event: Self::Event,
-    ) -> impl Future<Output = Result<()>> + Send + 'a;
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __exited<'a>(
@@ -81,7 +95,10 @@ pub trait Thread: Send + Sized + 'static {
         ctx: &'a mut Ctx<Self>,
         from: ChildId,
         exit: ChildExit,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send,
+    {
         // Logged at once, so the future holds nothing: it is part of every thread's task.
         let _ = from;
         log_exit(ctx.path(), &exit);
@@ -94,7 +111,10 @@ pub trait Thread: Send + Sized + 'static {
         ctx: &'a mut Ctx<Self>,
         from: ChildId,
         restart: ChildRestart,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        for<'s> Self: Send,
+    {
         // Logged at once, as exits are.
         let _ = from;
         log_restart(ctx.path(), &restart);
@@ -103,14 +123,18 @@ pub trait Thread: Send + Sized + 'static {
 
     /// The index in [`DOWN_TYPES`](Self::DOWN_TYPES) of a DOWN message's type.
     #[doc(hidden)]
-    fn __down_index(down: &Self::Down) -> usize;
+    fn __down_index(down: &Self::Down) -> usize
+    where
+        for<'s> Self: Send;
 
     #[doc(hidden)]
     fn __task<'a>(
         &'a mut self,
         ctx: &'a mut Ctx<Self>,
         task: usize,
-    ) -> impl Future<Output = Result<Reschedule>> + Send + 'a;
+    ) -> impl Future<Output = Result<Reschedule>> + Send + 'a
+    where
+        for<'s> Self: Send;
 }
 
 /// `Self` has a `#[down]` handler for messages of type `M`.
@@ -151,6 +175,30 @@ pub trait HandlesUp<U>: Thread {
     fn __wrap_up(from: ChildId, msg: U) -> Self::Event;
 }
 
+/// `Self`, the up type of a child, is handled by its parent `P`: `P` has an `#[up]` handler
+/// for it. The bound of [`Ctx::spawn`] and the other ways to start a child, implemented for
+/// every type `P` implements [`HandlesUp`] for.
+///
+/// The child's up type is the trait's `Self` rather than a parameter of [`HandlesUp`] so
+/// that, when the child's type has an error of its own (two `#[taskthread]` impls), the
+/// compiler has nothing to infer here and adds no error to the one of the child's type.
+#[diagnostic::on_unimplemented(
+    message = "`{P}` has no `#[up]` handler for `{Self}`, the up type of the child it spawns",
+    label = "the child sends `{Self}` up, and `{P}` has no handler for it",
+    note = "add `#[up] async fn name(&mut self, ctx: &mut Ctx<Self>, from: ChildId, msg: {Self}) -> Result<()>` to the `#[taskthread]` impl of `{P}`"
+)]
+pub trait UpHandledBy<P: Thread>: Sized {
+    #[doc(hidden)]
+    fn __wrap_up_to(from: ChildId, msg: Self) -> P::Event;
+}
+
+impl<P: HandlesUp<U>, U> UpHandledBy<P> for U {
+    #[inline]
+    fn __wrap_up_to(from: ChildId, msg: U) -> P::Event {
+        P::__wrap_up(from, msg)
+    }
+}
+
 /// `Self` has a `#[stream]` handler for items of type `I` (from
 /// [`Ctx::attach`], [`Ctx::spawn_task`] or [`Ctx::spawn_blocking`]).
 #[diagnostic::on_unimplemented(
@@ -175,28 +223,40 @@ pub trait SendsUp<M>: Thread {
     fn __into_up(msg: M) -> Self::Up;
 }
 
-// Through the generated event type rather than `Up = M`, so that a thread that declares no
-// up type has no candidate impl: the compiler then reports the message's type instead of
-// inferring `NoUp` and reporting a type mismatch.
+// Through `UpType` rather than `Up = M`, so that a thread that declares no up type has
+// no single candidate: the compiler then reports the message's type instead of inferring
+// `NoUp` and reporting a type mismatch. And on the up type, not on a generated type of the
+// thread, so that when a type has two `#[taskthread]` impls (an error of its own) nothing
+// here is ambiguous but the `Thread` impl, which the compiler does not report again.
 #[diagnostic::do_not_recommend]
 impl<T: Thread, M> SendsUp<M> for T
 where
-    T::Event: UpTo<M, Up = T::Up>,
+    T::Up: UpType<M>,
 {
+    #[inline]
     fn __into_up(msg: M) -> T::Up {
-        <T::Event as UpTo<M>>::__up(msg)
+        <T::Up as UpType<M>>::__from_msg(msg)
     }
 }
 
-/// Implemented by the generated event type of a thread for the up type it declares.
+/// `Self` is the up type of a thread that sends `M` up: `M` itself. [`NoUp`] has two
+/// placeholder impls instead (in `__private`), which never apply, so that the message
+/// type is taken from the message rather than inferred as `NoUp`.
 #[doc(hidden)]
-pub trait UpTo<M> {
-    type Up;
-    fn __up(msg: M) -> Self::Up;
+pub trait UpType<M>: Sized {
+    fn __from_msg(msg: M) -> Self;
+}
+
+impl<M> UpType<M> for M {
+    #[inline]
+    fn __from_msg(msg: M) -> M {
+        msg
+    }
 }
 
 /// The up type of a thread that sends nothing up. It has no values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "remote", derive(serde::Serialize, serde::Deserialize))]
 pub enum NoUp {}
 
 impl<T: Thread> HandlesUp<NoUp> for T {
@@ -205,14 +265,29 @@ impl<T: Thread> HandlesUp<NoUp> for T {
     }
 }
 
-/// The reply slot of an asked message, handed to the generated dispatch.
-#[doc(hidden)]
+/// The reply slot of an asked message: the generated dispatch sends the handler's answer
+/// through it to the asker. A [proxy](crate::proxy) carries it across: it keeps the asker's
+/// slot and answers it when the answer comes back, and the other side makes one with
+/// [`Reply::pair`] to wait for the handler's answer.
 pub struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
 
 impl<R> Reply<R> {
     /// Sends the answer; an asker that gave up is not an error.
     pub fn send(self, answer: R) {
+        crate::node::answering();
         let _ = self.0.send(answer);
+    }
+
+    /// A reply slot and the receiver its answer arrives on (closed, without an answer, if
+    /// the slot is dropped: the handler failed or the message was dropped).
+    pub fn pair() -> (Self, tokio::sync::oneshot::Receiver<R>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(tx), rx)
+    }
+
+    /// Whether the asker has given up waiting.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
     }
 }
 
@@ -225,13 +300,13 @@ impl<R> fmt::Debug for Reply<R> {
 /// A parent's sink takes every type the parent has an `#[up]` handler for.
 impl<P, U> UpPort<U> for ParentSink<P, P::Event>
 where
-    P: HandlesUp<U>,
-    U: Send + 'static,
+    P: Thread,
+    U: UpHandledBy<P> + Send + 'static,
 {
     #[inline]
     fn try_send(&self, from: ChildId, msg: U) -> Result<(), TrySendError<U>> {
         self.tx
-            .try_send_with(msg, |m| Inbound::Event(P::__wrap_up(from, m)))
+            .try_send_with(msg, |m| Inbound::Event(U::__wrap_up_to(from, m)))
             .map_err(|(refused, m)| refused.with(m))
     }
 
@@ -241,7 +316,7 @@ where
 
     fn send_permitted(&self, from: ChildId, msg: U) {
         self.tx
-            .send_permitted(Inbound::Event(P::__wrap_up(from, msg)));
+            .send_permitted(Inbound::Event(U::__wrap_up_to(from, msg)));
     }
 
     fn report(&self, from: ChildId, exit: ExitReport) {
@@ -254,5 +329,9 @@ where
 
     fn target(&self) -> &str {
         self.parent.path()
+    }
+
+    fn receiver(&self) -> Option<&Node> {
+        Some(&self.parent)
     }
 }

@@ -19,6 +19,7 @@ mod messages;
 mod misuse;
 mod proptest_supervision;
 mod proptest_tree;
+mod proxy;
 mod rescheduling;
 mod run;
 mod smoke;
@@ -28,6 +29,7 @@ mod streams;
 mod supervision;
 mod tree;
 mod ui;
+mod waits;
 mod worker_pool;
 
 // Shared by several topics.

@@ -309,6 +309,9 @@ impl Driver {
                         ledger.accepted(parent, seq);
                         ledger.no_reply(parent, seq);
                     }
+                    Err(e @ AskError::Cycle { .. }) => {
+                        ledger.violation(format!("an ask from outside the tree failed: {e}"));
+                    }
                 }
             }
             Step::Send {
@@ -341,6 +344,9 @@ impl Driver {
                     Err(AskError::NoReply) => {
                         ledger.accepted(target, seq);
                         ledger.no_reply(target, seq);
+                    }
+                    Err(e @ AskError::Cycle { .. }) => {
+                        ledger.violation(format!("an ask from outside the tree failed: {e}"));
                     }
                 }
             }

@@ -13,12 +13,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use taskthread::{Exit, Handle};
 use tokio::time::Instant;
 
-use super::database::{self, OpenError};
-use super::frame::Checksum;
-use super::load::{LoadGenerator, LoadOptions};
+use super::budget::{Budget, DEFAULT_MAX_BUFFERED};
+use super::database::{self, OpenError, Store};
+use super::frame::{Checksum, HEADER_LEN};
+use super::load::{LoadGenerator, LoadOptions, Sent};
 use super::sink::{self, SinkReport, WebsocketSink};
-use super::tcp_server::ServerConfig;
-use super::websocket::SubOptions;
+use super::tcp_server::{Receipts, ServerConfig};
+use super::websocket::{DEFAULT_BUFFER, SubOptions};
 use super::{Database, Master, RelayStats, TcpServer};
 
 /// Everything a relay needs to start.
@@ -36,9 +37,48 @@ pub struct RelayConfig {
     pub sub: SubOptions,
 }
 
+impl RelayConfig {
+    /// Checks that the limits fit together: a frame fits in the byte budget and in each
+    /// destination's buffer, and the destinations' buffers, all full, leave room in the
+    /// budget for the largest frame (so the database's path is never starved by them).
+    ///
+    /// A destination's buffer as large as the budget is the exception: such destinations
+    /// get every frame, and one that lags holds up the clients (through the budget) instead
+    /// of missing frames; the demo's sinks are of this kind.
+    pub fn check(&self) -> Result<(), String> {
+        let frame = self.server.max_frame + HEADER_LEN;
+        let budget = self.server.max_buffered;
+        let buffers = self.sub.buffer.saturating_mul(self.urls.len());
+        if budget < frame {
+            return Err(format!(
+                "the byte budget ({budget} bytes) is smaller than the largest frame \
+                 ({frame} bytes with its length prefix): raise --max-buffered or lower --max-frame"
+            ));
+        }
+        if !self.urls.is_empty() && self.sub.buffer < self.server.max_frame {
+            return Err(format!(
+                "a destination's buffer ({} bytes) is smaller than the largest frame ({} bytes): \
+                 raise --ws-buffer or lower --max-frame",
+                self.sub.buffer, self.server.max_frame
+            ));
+        }
+        if self.sub.buffer < budget && buffers.saturating_add(frame) > budget {
+            return Err(format!(
+                "the {} destinations' buffers ({buffers} bytes in all) leave no room in the byte \
+                 budget ({budget} bytes) for a frame of {frame} bytes: raise --max-buffered or \
+                 lower --ws-buffer",
+                self.urls.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A relay that could not start.
 #[derive(Debug)]
 pub enum StartError {
+    /// The limits do not fit together (see [`RelayConfig::check`]).
+    Config(String),
     /// The database could not be opened.
     Database(OpenError),
     /// The listening address could not be bound.
@@ -57,6 +97,7 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Config(e) => f.write_str(e),
             Self::Database(e) => e.fmt(f),
             Self::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Self::Sink(e) => write!(f, "cannot start the embedded websocket sink: {e}"),
@@ -68,6 +109,7 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            Self::Config(_) => None,
             Self::Database(e) => Some(e),
             Self::Bind { source, .. } | Self::Sink(source) | Self::TempDir(source) => Some(source),
         }
@@ -83,13 +125,19 @@ pub struct Prepared {
     pub addr: SocketAddr,
     /// The counters its threads keep.
     pub stats: Arc<RelayStats>,
+    /// The byte budget its frames take from.
+    pub budget: Budget,
+    /// The database's writes, to wait for once the tree has ended.
+    pub store: Store,
 }
 
-/// Opens the database and binds the listener: the start-up errors, reported before any
-/// thread starts.
+/// Checks the limits, opens the database and binds the listener: the start-up errors,
+/// reported before any thread starts.
 pub async fn prepare(config: RelayConfig) -> Result<Prepared, StartError> {
+    config.check().map_err(StartError::Config)?;
     let stats = Arc::new(RelayStats::new());
     let database = Database::open(&config.db, Arc::clone(&stats)).map_err(StartError::Database)?;
+    let store = database.store();
     let server = TcpServer::bind(config.listen, config.server, Arc::clone(&stats))
         .await
         .map_err(|source| StartError::Bind {
@@ -97,6 +145,7 @@ pub async fn prepare(config: RelayConfig) -> Result<Prepared, StartError> {
             source,
         })?;
     let addr = server.local_addr();
+    let budget = server.budget().clone();
     let master = Master::new(
         server,
         database,
@@ -108,6 +157,8 @@ pub async fn prepare(config: RelayConfig) -> Result<Prepared, StartError> {
         master,
         addr,
         stats,
+        budget,
+        store,
     })
 }
 
@@ -117,6 +168,8 @@ pub struct Relay {
     handle: Handle<Master>,
     addr: SocketAddr,
     stats: Arc<RelayStats>,
+    budget: Budget,
+    store: Store,
     started: Instant,
 }
 
@@ -127,13 +180,22 @@ impl Relay {
             master,
             addr,
             stats,
+            budget,
+            store,
         } = prepare(config).await?;
         Ok(Self {
             handle: taskthread::spawn(master),
             addr,
             stats,
+            budget,
+            store,
             started: Instant::now(),
         })
+    }
+
+    /// The byte budget its frames take from, live.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// The address clients connect to.
@@ -158,9 +220,37 @@ impl Relay {
 
     /// Waits until the relay has ended; returns how its root ended and the summary.
     pub async fn join(self) -> (Exit, Summary) {
-        let exit = self.handle.join().await;
-        (exit, Summary::new(&self.stats, self.started.elapsed()))
+        let Self {
+            handle,
+            stats,
+            store,
+            started,
+            ..
+        } = self;
+        let exit = handle.join().await;
+        (exit, summarize(&stats, &store, started).await)
     }
+
+    /// Aborts the relay at once (what a second Ctrl-C does to `relay serve`); returns how
+    /// its root ended and the summary.
+    pub async fn abort(self) -> (Exit, Summary) {
+        let Self {
+            handle,
+            stats,
+            store,
+            started,
+            ..
+        } = self;
+        let exit = handle.abort().await;
+        (exit, summarize(&stats, &store, started).await)
+    }
+}
+
+/// The summary of a relay whose tree has ended. A batch being written then is still
+/// committed: the summary waits for it, so that its counts match the database.
+async fn summarize(stats: &RelayStats, store: &Store, started: Instant) -> Summary {
+    store.settled().await;
+    Summary::new(stats, started.elapsed())
 }
 
 /// The counts of the summary line.
@@ -172,8 +262,15 @@ pub struct Summary {
     pub received: u64,
     /// Frames delivered to every websocket destination.
     pub forwarded: u64,
-    /// Frames committed to the database.
+    /// Frames committed to the database: the rows it holds.
     pub stored: u64,
+    /// Frames acknowledged to clients as stored (0 without acknowledgements).
+    pub acked: u64,
+    /// Incomplete frames discarded when their connection ended (the client's doing, or the
+    /// relay's at a stop or a timeout).
+    pub truncated: u64,
+    /// Copies of frames the websocket destinations did not get, summed over destinations.
+    pub ws_dropped: u64,
     /// `received - min(forwarded, stored)`.
     pub lost: u64,
     /// Payload bytes received.
@@ -190,6 +287,9 @@ impl Summary {
             received: stats.received(),
             forwarded: stats.forwarded(),
             stored: stats.stored(),
+            acked: stats.acked(),
+            truncated: stats.frames_truncated(),
+            ws_dropped: stats.ws_dropped(),
             lost: stats.lost(),
             bytes: stats.bytes(),
             elapsed,
@@ -197,8 +297,8 @@ impl Summary {
     }
 }
 
-/// The summary line: `relay: frames [sent=N ]received=R forwarded=F stored=S lost=L
-/// bytes=B elapsed=Ts`.
+/// The summary line: `relay: frames [sent=N ]received=R forwarded=F stored=S acked=A
+/// truncated=T ws_dropped=D lost=L bytes=B elapsed=Ts`.
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("relay: frames")?;
@@ -207,10 +307,14 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            " received={} forwarded={} stored={} lost={} bytes={} elapsed={:.2}s",
+            " received={} forwarded={} stored={} acked={} truncated={} ws_dropped={} lost={} \
+             bytes={} elapsed={:.2}s",
             self.received,
             self.forwarded,
             self.stored,
+            self.acked,
+            self.truncated,
+            self.ws_dropped,
             self.lost,
             self.bytes,
             self.elapsed.as_secs_f64()
@@ -278,6 +382,8 @@ pub struct DemoOptions {
     pub sinks: usize,
     /// The seed of the load's sizes and payloads.
     pub seed: u64,
+    /// The relay's byte budget.
+    pub max_buffered: usize,
     /// Whether to draw a progress bar (on a terminal).
     pub progress: bool,
 }
@@ -290,16 +396,28 @@ impl Default for DemoOptions {
             max_frame: 64 * 1024,
             sinks: 2,
             seed: 1,
+            max_buffered: DEFAULT_MAX_BUFFERED,
             progress: false,
         }
     }
 }
 
+/// The buffer of each of `destinations` websocket destinations when none is given: at most
+/// [`DEFAULT_BUFFER`], and small enough that the buffers, all full, take at most half of
+/// what the byte budget has beside the largest frame; never smaller than that frame.
+pub fn default_ws_buffer(max_buffered: usize, max_frame: usize, destinations: usize) -> usize {
+    let room = max_buffered.saturating_sub(max_frame + HEADER_LEN);
+    (room / (2 * destinations.max(1)))
+        .min(DEFAULT_BUFFER)
+        .max(max_frame)
+}
+
 /// The demo: a relay on an ephemeral port with embedded sinks and a fresh database, fed
 /// by the load generator until every client is done or `interrupt` completes (Ctrl-C:
 /// the clients stop after their current frames); then a graceful stop, and the checks:
-/// every frame sent was received, and every frame received reached every sink and the
-/// database, payloads included.
+/// every frame sent was received, every frame received reached every sink and the
+/// database, payloads included, and the relay acknowledged to the clients every frame it
+/// stored.
 pub async fn demo(
     options: DemoOptions,
     interrupt: impl Future<Output = ()>,
@@ -307,6 +425,9 @@ pub async fn demo(
     let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
     let db = dir.path().join("relay.db");
     let sinks = start_sinks(options.sinks).await?;
+    // The demo checks that every sink gets every frame: its sinks' buffers are as large as
+    // the budget, so a sink that lags holds up the clients instead of missing frames.
+    let buffer = options.max_buffered;
     let config = RelayConfig {
         listen: (Ipv4Addr::LOCALHOST, 0).into(),
         urls: sinks.iter().map(|(url, _)| url.clone()).collect(),
@@ -315,8 +436,14 @@ pub async fn demo(
             max_frame: options.max_frame,
             max_clients: options.clients.max(1),
             idle_timeout: None,
+            max_buffered: options.max_buffered,
+            receipts: Receipts::Acks,
+            ..ServerConfig::default()
         },
-        sub: SubOptions::default(),
+        sub: SubOptions {
+            buffer,
+            ..SubOptions::default()
+        },
     };
     let relay = Relay::start(config).await?;
 
@@ -337,7 +464,9 @@ pub async fn demo(
         addr: relay.local_addr(),
         clients: options.clients,
         frames: options.frames,
+        min_frame: 1,
         max_frame: options.max_frame,
+        acks: true,
         seed: options.seed,
         progress: progress.clone(),
     }));
@@ -350,7 +479,10 @@ pub async fn demo(
     };
     load.join().await;
     progress.finish_and_clear();
-    let sent = sent.unwrap_or_default();
+    let Sent {
+        checksum: sent,
+        acked,
+    } = sent.unwrap_or_default();
 
     relay.stop();
     let stats = Arc::clone(relay.stats());
@@ -362,12 +494,19 @@ pub async fn demo(
     if let Exit::Failed(_) | Exit::Panicked(_) | Exit::Aborted { .. } = exit {
         problems.push(format!("the relay ended badly: {exit}"));
     }
-    // Even when interrupted, the clients close their side and wait for the relay to take
-    // everything they sent: sent and received match.
+    // Even when interrupted, the clients close their side and wait for the relay to store
+    // everything they sent: sent and received match, and all of it was acknowledged.
     let received = stats.received_checksum();
     if sent != received {
         problems.push(format!(
             "the clients sent {sent}, the relay received {received}"
+        ));
+    }
+    if acked != summary.stored || summary.acked != summary.stored {
+        problems.push(format!(
+            "the clients saw {acked} frames acknowledged, the relay acknowledged {} and \
+             stored {}",
+            summary.acked, summary.stored
         ));
     }
     check_sinks(&reports, received, &mut problems);
@@ -424,8 +563,10 @@ pub struct ServeOptions {
     pub urls: Vec<String>,
     /// The SQLite database file.
     pub db: PathBuf,
-    /// The limits applied to clients.
+    /// The limits applied to clients, the byte budget, acknowledgements.
     pub server: ServerConfig,
+    /// Each destination's buffer in bytes; by default [`default_ws_buffer`].
+    pub ws_buffer: Option<usize>,
 }
 
 /// Serves clients until Ctrl-C or SIGTERM, then stops gracefully and summarises.
@@ -438,16 +579,25 @@ pub async fn serve(options: ServeOptions) -> Result<Outcome, StartError> {
         None
     };
     let urls = sink.as_ref().map_or(options.urls, |s| vec![s.url()]);
+    let server = options.server;
+    let buffer = options
+        .ws_buffer
+        .unwrap_or_else(|| default_ws_buffer(server.max_buffered, server.max_frame, urls.len()));
     let Prepared {
         master,
         addr,
         stats,
+        store,
+        ..
     } = prepare(RelayConfig {
         listen: options.listen,
         urls,
         db: options.db,
-        server: options.server,
-        sub: SubOptions::default(),
+        server,
+        sub: SubOptions {
+            buffer,
+            ..SubOptions::default()
+        },
     })
     .await?;
     let sinks: Vec<_> = sink
@@ -457,7 +607,7 @@ pub async fn serve(options: ServeOptions) -> Result<Outcome, StartError> {
     tracing::info!(%addr, "relay serving; press Ctrl-C to stop");
     let started = Instant::now();
     let result = taskthread::run(master).await;
-    let summary = Summary::new(&stats, started.elapsed());
+    let summary = summarize(&stats, &store, started).await;
     let reports = stop_sinks(sinks).await;
 
     let mut problems = Vec::new();

@@ -2,19 +2,36 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use taskthread::prelude::*;
+use tokio::time::Instant;
 
-use super::frame::{FrameDecoder, FrameError};
+use super::budget::{Budget, Charge};
+use super::frame::{FrameDecoder, FrameError, HEADER_LEN};
+use super::receipt::Ledger;
+use super::tcp_server::ServerConfig;
 use super::{Frame, Packet, RelayStats};
 
 /// Rebuilds the frames of one client from its packets and sends each one UP.
 ///
+/// A frame is *admitted* as soon as its length prefix has arrived: it takes its whole size
+/// from the relay's [`Budget`], waiting for room if the budget is spent. While it waits,
+/// the processor takes no packet, its connection's reader runs out of credit and stops
+/// reading the socket, and TCP slows the client down. Once admitted, the frame holds its
+/// share of the budget until its last copy is dropped.
+///
+/// A frame that has started must arrive in full within the frame timeout; time the relay
+/// itself makes the client wait (for room in the budget, or for room UP) does not count.
+/// A client that takes longer (a slowloris) is disconnected and counted.
+///
 /// Bad input (a length over the limit, garbage) is the client's fault, not a failure of
 /// the relay: the processor logs it, stops itself, and its parent closes the connection.
 /// A frame left incomplete is discarded, logged and counted, whether the client closed the
-/// connection in its middle (the end-of-stream packet) or the relay did (a stop, or the
-/// idle timeout: the processor is stopped with bytes still buffered).
+/// connection in its middle (the end-of-stream packet) or the relay did (a stop, the idle
+/// or frame timeout: the processor is stopped with bytes still buffered). Every frame
+/// made is numbered in the client's [`Ledger`], which learns the total when the processor
+/// ends; if it is aborted (dropped without ending), the ledger is abandoned.
 #[derive(Debug)]
 pub struct DataProcessor {
     client: SocketAddr,
@@ -22,17 +39,40 @@ pub struct DataProcessor {
     frames: u64,
     /// The stream has ended, or was rejected: nothing after can be a frame.
     finished: bool,
+    budget: Budget,
+    /// The share of the budget the frame at the front holds, once admitted.
+    admitted: Option<Charge>,
+    frame_timeout: Option<Duration>,
+    /// While a frame is incomplete: when it started, or when the relay last made the
+    /// client wait, whichever is later.
+    frame_started: Option<Instant>,
+    ledger: Arc<Ledger>,
+    /// Whether the ledger was told the total (by `exit`).
+    ledger_finished: bool,
     stats: Arc<RelayStats>,
 }
 
 impl DataProcessor {
-    /// A processor for the client at `client`, accepting frames of up to `max_frame` bytes.
-    pub fn new(client: SocketAddr, max_frame: usize, stats: Arc<RelayStats>) -> Self {
+    /// A processor for the client at `client`, with the limits of `config`, taking frames'
+    /// sizes from `budget` and numbering them in `ledger`.
+    pub fn new(
+        client: SocketAddr,
+        config: &ServerConfig,
+        budget: Budget,
+        ledger: Arc<Ledger>,
+        stats: Arc<RelayStats>,
+    ) -> Self {
         Self {
             client,
-            decoder: FrameDecoder::new(max_frame),
+            decoder: FrameDecoder::new(config.max_frame),
             frames: 0,
             finished: false,
+            budget,
+            admitted: None,
+            frame_timeout: config.frame_timeout,
+            frame_started: None,
+            ledger,
+            ledger_finished: false,
             stats,
         }
     }
@@ -51,40 +91,120 @@ impl DataProcessor {
             self.client_closed(ctx);
             return Ok(());
         }
+        // A frame that starts in this packet starts its clock now, as does one the relay
+        // makes wait.
+        let mut restart_clock = self.decoder.buffered() == 0;
         self.decoder.push(&packet.bytes);
+        drop(packet); // its credit goes back to the reader
         loop {
-            match self.decoder.next_frame() {
-                Ok(Some(payload)) => {
-                    self.frames += 1;
-                    let frame = Frame::received(self.client, self.frames, payload, &self.stats);
-                    ctx.up(frame).await?;
+            if self.admitted.is_none() {
+                match self.decoder.frame_len() {
+                    Ok(Some(len)) => restart_clock |= self.admit(len).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.reject(ctx, &e);
+                        return Ok(());
+                    }
                 }
-                Ok(None) => return Ok(()),
+            }
+            let payload = match self.decoder.next_frame() {
+                Ok(Some(payload)) => payload,
+                Ok(None) => break,
                 Err(e) => {
                     self.reject(ctx, &e);
                     return Ok(());
                 }
-            }
+            };
+            self.frames += 1;
+            let charge = self.admitted.take().unwrap_or_default();
+            let ledger = self.ledger.is_tracked().then(|| Arc::clone(&self.ledger));
+            let frame = Frame::tracked(
+                self.client,
+                self.frames,
+                payload,
+                &self.stats,
+                charge,
+                ledger,
+            );
+            ctx.up(frame).await?;
+            restart_clock = true;
         }
+        self.watch_frame(ctx, restart_clock);
+        Ok(())
+    }
+
+    /// Checks the incomplete frame against the frame timeout. Runs at the frame's deadline,
+    /// which moves as frames complete and new ones start.
+    #[rescheduling(manual)]
+    async fn frame_deadline(&mut self, ctx: &mut Ctx<Self>) -> Reschedule {
+        let (Some(started), Some(timeout)) = (self.frame_started, self.frame_timeout) else {
+            return Reschedule::Done;
+        };
+        let deadline = started + timeout;
+        if Instant::now() < deadline {
+            return Reschedule::At(deadline);
+        }
+        let buffered = self.decoder.buffered();
+        tracing::warn!(client = %self.client, frames = self.frames, "closing the connection: a frame took over {timeout:?} (frame timeout); {buffered} bytes of it had arrived");
+        self.stats.count_slow();
+        self.discard_partial();
+        self.finished = true;
+        ctx.stop();
+        Reschedule::Done
     }
 
     /// Stopped with part of a frame buffered: the relay closed the connection (a stop, or
     /// the idle timeout), not the client.
     async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
-        let discarded = self.decoder.discard();
+        let discarded = self.discard_partial();
         if discarded > 0 {
             tracing::info!(client = %self.client, frames = self.frames, "the relay closed the connection in the middle of a frame: {discarded} bytes discarded");
-            self.stats.count_truncated(discarded);
         }
+        self.ledger.finish(self.frames);
+        self.ledger_finished = true;
     }
 }
 
 impl DataProcessor {
+    /// Takes the size of the frame at the front (`len` bytes of payload) from the budget,
+    /// waiting for room. Returns whether it waited.
+    async fn admit(&mut self, len: usize) -> bool {
+        let size = HEADER_LEN + len;
+        let (charge, waited) = match self.budget.try_reserve(size) {
+            Some(charge) => (charge, false),
+            None => {
+                tracing::debug!(client = %self.client, "the byte budget is spent: waiting for room for a frame of {len} bytes");
+                (self.budget.reserve(size).await, true)
+            }
+        };
+        self.admitted = Some(charge);
+        self.decoder.reserve_frame();
+        waited
+    }
+
+    /// Starts, restarts or ends the clock of the incomplete frame, and makes sure its
+    /// deadline is watched.
+    fn watch_frame(&mut self, ctx: &mut Ctx<Self>, restart: bool) {
+        if self.decoder.buffered() == 0 {
+            self.frame_started = None; // the deadline, if watched, finds nothing to check
+            return;
+        }
+        let now = Instant::now();
+        if restart || self.frame_started.is_none() {
+            self.frame_started = Some(now);
+        }
+        if let (Some(timeout), Some(started)) = (self.frame_timeout, self.frame_started)
+            && !ctx.is_task_scheduled(Self::FRAME_DEADLINE)
+        {
+            ctx.reschedule_task_at(Self::FRAME_DEADLINE, started + timeout);
+        }
+    }
+
     /// The client closed its side: a frame it left incomplete will never be complete.
     fn client_closed(&mut self, ctx: &mut Ctx<Self>) {
         if let Err(e) = self.decoder.finish() {
             tracing::warn!(client = %self.client, frames = self.frames, "{e}");
-            self.stats.count_truncated(self.decoder.discard());
+            self.discard_partial();
         }
         self.finished = true;
         ctx.stop();
@@ -92,8 +212,35 @@ impl DataProcessor {
 
     fn reject(&mut self, ctx: &mut Ctx<Self>, e: &FrameError) {
         tracing::warn!(client = %self.client, "closing the connection: {e}");
+        self.ledger.record_discarded();
         self.stats.count_rejected(self.decoder.discard());
+        self.admitted = None;
+        self.frame_started = None;
         self.finished = true;
         ctx.stop();
+    }
+
+    /// Discards an incomplete frame, counts it as truncated, and gives its share of the
+    /// budget back; returns how many bytes it had.
+    fn discard_partial(&mut self) -> usize {
+        self.admitted = None;
+        self.frame_started = None;
+        let discarded = self.decoder.discard();
+        if discarded > 0 {
+            self.ledger.record_discarded();
+            self.stats.count_truncated(discarded);
+        }
+        discarded
+    }
+}
+
+/// Aborted (`exit` did not run), the processor still counts its incomplete frame, and
+/// tells its ledger how many frames it made.
+impl Drop for DataProcessor {
+    fn drop(&mut self) {
+        self.discard_partial();
+        if !self.ledger_finished {
+            self.ledger.abandon(self.frames);
+        }
     }
 }

@@ -1,12 +1,16 @@
-//! How far a frame has got on its way to the websocket destinations: a counter and a flag
-//! per frame in flight, shared by the frame's copies, so the relay's bookkeeping is as
-//! large as what is in flight and no larger.
+//! How far a frame has got on its way to the websocket destinations and into the
+//! database: a counter and two flags per frame in flight, shared by the frame's copies, so
+//! the relay's bookkeeping is as large as what is in flight and no larger. The same shared
+//! state holds the frame's bytes in the relay's [`Budget`](super::budget::Budget) until
+//! its last copy is dropped.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::RelayStats;
+use super::budget::Charge;
+use super::receipt::Ledger;
 
 /// A frame's delivery to the websocket destinations, shared by every copy of the frame.
 ///
@@ -16,6 +20,10 @@ use super::RelayStats;
 /// destination lost it; the first loss counts it as undelivered. A share still open when
 /// the last copy of the frame is dropped (a thread that failed with frames in its queue)
 /// counts as lost then: nothing vanishes uncounted.
+///
+/// A frame of a client with a [`Ledger`] is also [stored](Self::stored) once, by the
+/// database; if its last copy is dropped before that, its client's ledger records a lost
+/// frame.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -38,15 +46,31 @@ struct State {
     pending: AtomicUsize,
     /// Whether a destination lost the frame.
     lost: AtomicBool,
+    /// Whether the database has committed the frame.
+    stored: AtomicBool,
+    /// The client's receipt, if the client is told what is stored.
+    ledger: Option<Arc<Ledger>>,
+    /// The frame's bytes in the relay's budget, given back with the last copy.
+    _charge: Charge,
     stats: Arc<RelayStats>,
 }
 
 impl Delivery {
-    /// The delivery of a frame just received, not yet on its way.
+    /// The delivery of a frame just received, not yet on its way, outside any budget or
+    /// ledger.
     pub fn new(stats: Arc<RelayStats>) -> Self {
+        Self::tracked(stats, Charge::none(), None)
+    }
+
+    /// The delivery of a frame just received that holds `charge` of the relay's budget and
+    /// is recorded in its client's `ledger`.
+    pub fn tracked(stats: Arc<RelayStats>, charge: Charge, ledger: Option<Arc<Ledger>>) -> Self {
         Self(Arc::new(State {
             pending: AtomicUsize::new(0),
             lost: AtomicBool::new(false),
+            stored: AtomicBool::new(false),
+            ledger,
+            _charge: charge,
             stats,
         }))
     }
@@ -70,6 +94,17 @@ impl Delivery {
     /// A destination will never get the frame.
     pub fn lost(&self) {
         self.settle(true);
+    }
+
+    /// The database committed the frame. The caller records it in the client's
+    /// [`ledger`](Self::ledger), once for a run of the client's frames.
+    pub fn stored(&self) {
+        self.0.stored.store(true, Ordering::Release);
+    }
+
+    /// The ledger of the frame's client, if it has one.
+    pub fn ledger(&self) -> Option<&Arc<Ledger>> {
+        self.0.ledger.as_ref()
     }
 
     fn settle(&self, lost: bool) {
@@ -98,6 +133,11 @@ impl State {
 
 impl Drop for State {
     fn drop(&mut self) {
+        if let Some(ledger) = &self.ledger
+            && !*self.stored.get_mut()
+        {
+            ledger.record_lost();
+        }
         let pending = *self.pending.get_mut();
         if pending > 0 {
             tracing::warn!(
@@ -114,6 +154,7 @@ impl fmt::Debug for Delivery {
         f.debug_struct("Delivery")
             .field("pending", &self.0.pending)
             .field("lost", &self.0.lost)
+            .field("stored", &self.0.stored)
             .finish()
     }
 }

@@ -5,6 +5,28 @@
 //! [`GREETING`]; the client then streams frames. TCP delivers them split and merged
 //! arbitrarily; [`FrameDecoder`] puts them back together.
 //!
+//! # Receipts
+//!
+//! With acknowledgements on (`relay serve --ack`), the server writes to the client, after
+//! each database commit that stored some of its frames, an *acknowledgement*: a 4-byte
+//! big-endian count of the client's frames stored so far, counted from its first frame
+//! (modulo 2^32; see [`ack`]). Frames 1 to N of the client are then committed to the
+//! database. Counts only grow, one per commit at most, so a client may see 12 after 5; the
+//! last count comes before the server closes the connection. The server writes nothing
+//! else after the greeting, and without `--ack` nothing at all.
+//!
+//! The relay is *lossless* in this sense: every acknowledged frame is in the database,
+//! whatever happens to the relay after (a crash, `kill -9`, a power cut: commits are
+//! synchronous).
+//!
+//! How the server ends a connection is a receipt too. It closes it cleanly (a TCP FIN)
+//! only once everything the client sent is stored: the client had closed its side (or
+//! the server stopped, or the client was idle) on a frame boundary, and every one of its
+//! frames is committed. Otherwise (bad input, a frame cut off, a frame the relay could not
+//! store because it failed or was aborted) it resets the connection (a TCP RST). Only
+//! acknowledgements survive a crash of the server: the kernel closes the connections of a
+//! killed process cleanly.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use taskthread_examples::relay::frame::{FrameDecoder, encode};
@@ -23,7 +45,7 @@
 //! assert!(decoder.finish().is_ok());
 //! ```
 
-use std::fmt;
+use std::{fmt, mem};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -42,6 +64,22 @@ pub fn encode(payload: &[u8], out: &mut BytesMut) {
     out.reserve(HEADER_LEN + payload.len());
     out.put_u32(len);
     out.put_slice(payload);
+}
+
+/// The size of an acknowledgement.
+pub const ACK_LEN: usize = 4;
+
+/// The acknowledgement of `stored` frames, as written on the wire: the count modulo
+/// 2^32, big-endian.
+///
+/// ```
+/// use taskthread_examples::relay::frame::ack;
+///
+/// assert_eq!(ack(258), [0, 0, 1, 2]);
+/// assert_eq!(ack(u64::from(u32::MAX) + 2), [0, 0, 0, 1]);
+/// ```
+pub fn ack(stored: u64) -> [u8; ACK_LEN] {
+    (stored as u32).to_be_bytes()
 }
 
 /// The greeting frame, ready to write.
@@ -106,9 +144,17 @@ impl std::error::Error for FrameError {}
 /// Push each packet as it arrives, then take the complete frames with
 /// [`next_frame`](Self::next_frame). Payloads are handed out without copying them again.
 /// After an error the decoder stays in error: the stream cannot be resynchronised.
+///
+/// A frame whose length is known is assembled in a buffer of its own size (see
+/// [`reserve_frame`](Self::reserve_frame)): the bytes that follow it in the packet that
+/// completes it wait beside it, so the frame's buffer never grows past the frame (which
+/// would copy it, and leave its payload in an allocation twice its size).
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// The frame at the front (and, until its length is known, whatever follows it).
     buf: BytesMut,
+    /// Bytes after the end of the frame at the front, once it is complete.
+    tail: BytesMut,
     max_len: usize,
 }
 
@@ -117,54 +163,104 @@ impl FrameDecoder {
     pub fn new(max_len: usize) -> Self {
         Self {
             buf: BytesMut::new(),
+            tail: BytesMut::new(),
             max_len,
         }
     }
 
     /// Appends a packet.
-    pub fn push(&mut self, packet: &[u8]) {
-        self.buf.extend_from_slice(packet);
+    pub fn push(&mut self, mut packet: &[u8]) {
+        // While the frame at the front is incomplete, its buffer holds nothing past it: its
+        // length prefix first, then the rest of it; what follows waits in the tail.
+        while !packet.is_empty() && self.tail.is_empty() {
+            let n = self
+                .frame_end()
+                .saturating_sub(self.buf.len())
+                .min(packet.len());
+            if n == 0 {
+                break; // the frame is complete: the rest goes to the tail
+            }
+            self.buf.extend_from_slice(&packet[..n]);
+            packet = &packet[n..];
+        }
+        self.tail.extend_from_slice(packet);
     }
 
-    /// The next complete frame's payload, `None` if more bytes are needed.
-    pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// The payload length the frame at the front announces, once its length prefix is
+    /// complete; an error if it is over the limit.
+    pub fn frame_len(&self) -> Result<Option<usize>, FrameError> {
         let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
         let len = u32::from_be_bytes(*header);
-        let too_long = usize::try_from(len).map_or(true, |len| len > self.max_len);
-        if too_long {
-            return Err(FrameError::TooLong {
+        match usize::try_from(len) {
+            Ok(len) if len <= self.max_len => Ok(Some(len)),
+            _ => Err(FrameError::TooLong {
                 len: u64::from(len),
                 max: self.max_len,
-            });
+            }),
         }
-        let len = len as usize;
-        let needed = HEADER_LEN + len;
-        if self.buf.len() < needed {
-            // Make room for the rest of the frame at once instead of growing step by step.
-            self.buf.reserve(needed - self.buf.len());
+    }
+
+    /// Where the frame at the front ends in its buffer, as far as is known.
+    fn frame_end(&self) -> usize {
+        match self.frame_len() {
+            Ok(Some(len)) => HEADER_LEN + len,
+            Ok(None) => HEADER_LEN,
+            Err(_) => 0,
+        }
+    }
+
+    /// Makes room for the rest of the frame at the front at once, instead of growing step
+    /// by step as its bytes arrive. Call it once the frame is admitted: the room is memory
+    /// it holds.
+    pub fn reserve_frame(&mut self) {
+        if let Ok(Some(len)) = self.frame_len() {
+            self.buf
+                .reserve((HEADER_LEN + len).saturating_sub(self.buf.len()));
+        }
+    }
+
+    /// The next complete frame's payload, `None` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if !self.tail.is_empty() && self.buf.len() < self.frame_end() {
+            // Pushed again before the frames were taken: the frame now at the front takes
+            // its bytes from the tail.
+            let tail = mem::take(&mut self.tail);
+            self.push(&tail);
+        }
+        let Some(len) = self.frame_len()? else {
+            return Ok(None);
+        };
+        if self.buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let payload = self.buf.split_to(len).freeze();
+        if self.buf.is_empty() {
+            // Not a swap: the emptied buffer would keep the payload's allocation alive (and
+            // reuse it) long after the payload is gone.
+            self.buf = mem::take(&mut self.tail);
+        }
+        Ok(Some(payload))
     }
 
     /// How many bytes of an incomplete frame are buffered.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.tail.len()
     }
 
     /// Discards the bytes of an incomplete frame; returns how many there were.
     pub fn discard(&mut self) -> usize {
-        let n = self.buf.len();
-        self.buf.clear();
+        let n = self.buffered();
+        self.buf = BytesMut::new();
+        self.tail = BytesMut::new();
         n
     }
 
     /// Checks that the stream ended on a frame boundary.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
+        if self.buffered() == 0 {
             return Ok(());
         }
         let len = self
@@ -172,7 +268,7 @@ impl FrameDecoder {
             .first_chunk::<HEADER_LEN>()
             .map(|h| u64::from(u32::from_be_bytes(*h)));
         Err(FrameError::Truncated {
-            buffered: self.buf.len(),
+            buffered: self.buffered(),
             len,
         })
     }

@@ -2,8 +2,8 @@
 //! packets, and a plain [`RelayClient`] for anything that speaks the protocol.
 //!
 //! ```text
-//! LoadGenerator: UP: Checksum
-//!     Client: UP: Checksum               (one per client)
+//! LoadGenerator: UP: Sent
+//!     Client: UP: Sent                   (one per client)
 //! ```
 
 use std::io;
@@ -15,7 +15,24 @@ use taskthread::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::frame::{self, Checksum, GREETING};
+use super::frame::{self, ACK_LEN, Checksum, GREETING};
+
+/// What clients sent, and what the relay acknowledged of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// The frames sent.
+    pub checksum: Checksum,
+    /// The frames the relay acknowledged as stored (0 without acknowledgements).
+    pub acked: u64,
+}
+
+impl Sent {
+    /// Adds another client's.
+    pub fn merge(&mut self, other: Sent) {
+        self.checksum.merge(other.checksum);
+        self.acked += other.acked;
+    }
+}
 
 /// A client of the relay: connects, checks the greeting, sends frames, and finishes by
 /// waiting for the relay to close the connection, which it does once it has taken every
@@ -70,6 +87,12 @@ impl RelayClient {
         Ok(())
     }
 
+    /// Reads the next acknowledgement from a relay that acknowledges (`--ack`): the count
+    /// of this client's frames stored so far, modulo 2^32.
+    pub async fn next_ack(&mut self) -> io::Result<u32> {
+        self.stream.read_u32().await
+    }
+
     /// Sends raw bytes: a frame in pieces, or bad input.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes).await
@@ -85,17 +108,43 @@ impl RelayClient {
         self.sent
     }
 
-    /// Closes the sending side and waits until the relay closes the connection: then it
-    /// has taken everything sent. Fails if the relay sends anything.
+    /// Closes the sending side and waits until the relay closes the connection cleanly:
+    /// then everything sent is stored. Fails if the relay sends anything, or resets the
+    /// connection.
     pub async fn finish(mut self) -> io::Result<Checksum> {
         self.stream.shutdown().await?;
         wait_for_close(&mut self.stream).await?;
         Ok(self.sent)
     }
 
+    /// For a relay that acknowledges (`--ack`): closes the sending side, then reads the
+    /// acknowledgements until the relay closes the connection. Returns the last count
+    /// acknowledged, and how the connection ended (an error if the relay reset it).
+    pub async fn finish_acked(mut self) -> (u64, io::Result<()>) {
+        if let Err(e) = self.stream.shutdown().await {
+            return (0, Err(e));
+        }
+        read_acks(&mut self.stream).await
+    }
+
     /// The connection itself, for tests that misbehave.
     pub fn into_inner(self) -> TcpStream {
         self.stream
+    }
+}
+
+/// Reads acknowledgements until the relay closes the connection; returns the last one
+/// (0 if none came) and how the connection ended.
+pub async fn read_acks(stream: &mut TcpStream) -> (u64, io::Result<()>) {
+    let mut acked = 0u64;
+    let mut ack = [0; ACK_LEN];
+    loop {
+        match stream.read_exact(&mut ack).await {
+            // The count wraps at 2^32; the acknowledged total grows by the difference.
+            Ok(_) => acked += u64::from(u32::from_be_bytes(ack).wrapping_sub(acked as u32)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return (acked, Ok(())),
+            Err(e) => return (acked, Err(e)),
+        }
     }
 }
 
@@ -158,20 +207,25 @@ pub struct LoadOptions {
     pub clients: usize,
     /// How many frames each client sends.
     pub frames: u64,
-    /// The largest payload; sizes are uniform in `1..=max_frame`.
+    /// The smallest payload (at least 1).
+    pub min_frame: usize,
+    /// The largest payload; sizes are uniform in `min_frame..=max_frame`.
     pub max_frame: usize,
+    /// Whether the relay acknowledges frames (`--ack`): clients then read the
+    /// acknowledgements and report the last one.
+    pub acks: bool,
     /// The seed of the pseudo-random sizes and payloads.
     pub seed: u64,
     /// Advanced by one for every frame sent.
     pub progress: ProgressBar,
 }
 
-/// Runs the clients, and sends UP the checksum of every frame they sent once they have all
-/// ended (or it is stopped).
+/// Runs the clients, and sends UP what they sent (and what the relay acknowledged) once
+/// they have all ended (or it is stopped).
 #[derive(Debug)]
 pub struct LoadGenerator {
     options: LoadOptions,
-    sent: Checksum,
+    sent: Sent,
     failed: usize,
 }
 
@@ -180,13 +234,13 @@ impl LoadGenerator {
     pub fn new(options: LoadOptions) -> Self {
         Self {
             options,
-            sent: Checksum::default(),
+            sent: Sent::default(),
             failed: 0,
         }
     }
 }
 
-#[taskthread(up = Checksum)]
+#[taskthread(up = Sent)]
 impl LoadGenerator {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         for i in 0..self.options.clients {
@@ -198,7 +252,7 @@ impl LoadGenerator {
     }
 
     #[up]
-    async fn sent(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, sent: Checksum) {
+    async fn sent(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, sent: Sent) {
         self.sent.merge(sent);
     }
 
@@ -229,7 +283,9 @@ pub struct Client {
     addr: SocketAddr,
     stream: Option<TcpStream>,
     frames_left: u64,
+    min_frame: usize,
     max_frame: usize,
+    acks: bool,
     rng: XorShift,
     progress: ProgressBar,
     sent: Checksum,
@@ -241,7 +297,9 @@ impl Client {
             addr: options.addr,
             stream: None,
             frames_left: options.frames,
+            min_frame: options.min_frame.clamp(1, options.max_frame.max(1)),
             max_frame: options.max_frame,
+            acks: options.acks,
             rng,
             progress: options.progress.clone(),
             sent: Checksum::default(),
@@ -249,7 +307,7 @@ impl Client {
     }
 }
 
-#[taskthread(up = Checksum)]
+#[taskthread(up = Sent)]
 impl Client {
     async fn enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         self.stream = Some(RelayClient::connect(self.addr).await?.into_inner());
@@ -270,7 +328,8 @@ impl Client {
         let mut wire = BytesMut::new();
         let mut sent = Checksum::default();
         for _ in 0..batch {
-            let len = self.rng.between_1_and(self.max_frame);
+            let spread = self.max_frame - self.min_frame;
+            let len = self.min_frame + self.rng.between_1_and(spread + 1) - 1;
             wire.put_u32(u32::try_from(len)?);
             let start = wire.len();
             wire.resize(start + len, 0);
@@ -292,14 +351,34 @@ impl Client {
         Ok(Reschedule::Now)
     }
 
-    /// Done or stopped: reports what was sent, then closes the sending side and waits for
-    /// the relay to close the connection, so that everything sent has been taken.
+    /// Done or stopped: closes the sending side and waits for the relay to close the
+    /// connection (reading the acknowledgements, with acks on), so that everything sent is
+    /// stored; then reports what was sent and acknowledged. A reset fails the client, after
+    /// its report.
     async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
-        ctx.up(self.sent).await?;
-        if let Some(mut stream) = self.stream.take() {
-            stream.shutdown().await?;
-            wait_for_close(&mut stream).await?;
-        }
+        let (acked, closed) = match self.stream.take() {
+            Some(stream) => close(stream, self.acks).await,
+            None => (0, Ok(())),
+        };
+        let sent = Sent {
+            checksum: self.sent,
+            acked,
+        };
+        ctx.up(sent).await?;
+        closed?;
         Ok(())
+    }
+}
+
+/// Closes the sending side of a client's connection and waits for the relay to close it;
+/// returns the last acknowledgement (with acks on) and how the connection ended.
+async fn close(mut stream: TcpStream, acks: bool) -> (u64, io::Result<()>) {
+    if let Err(e) = stream.shutdown().await {
+        return (0, Err(e));
+    }
+    if acks {
+        read_acks(&mut stream).await
+    } else {
+        (0, wait_for_close(&mut stream).await)
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use taskthread::prelude::*;
 
+use super::budget::Budget;
 use super::websocket::SubOptions;
 use super::{Database, Frame, RelayStats, TcpServer, WebsocketMaster};
 
@@ -14,10 +15,13 @@ use super::{Database, Frame, RelayStats, TcpServer, WebsocketMaster};
 /// database are start-up errors, not failures of a running relay) and spawned in `enter`,
 /// each in its stop stage: the TCP side in stage 0, the websocket destinations and the
 /// database in stage 1, so a graceful stop lets every frame the TCP side has received
-/// reach them before they stop.
+/// reach them before they stop. A connection stops only once its frames are stored (or
+/// never will be), so the TCP side's stop waits for the database, never for a websocket
+/// destination.
 #[derive(Debug)]
 pub struct Master {
     server: Option<TcpServer>,
+    budget: Budget,
     database: Option<Database>,
     urls: Vec<String>,
     sub_options: SubOptions,
@@ -36,6 +40,7 @@ impl Master {
         stats: Arc<RelayStats>,
     ) -> Self {
         Self {
+            budget: server.budget().clone(),
             server: Some(server),
             database: Some(database),
             urls,
@@ -96,10 +101,27 @@ impl Master {
         tracing::info!(
             received = s.received(),
             stored = s.stored(),
+            acked = s.acked(),
+            ws_dropped = s.ws_dropped(),
             bytes = s.bytes(),
+            buffered = self.budget.in_use(),
             clients = s.clients_accepted() - s.clients_closed(),
             "relaying"
         );
         Reschedule::Again
+    }
+
+    /// What became of the clients, once they are all gone.
+    async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+        let s = &self.stats;
+        tracing::info!(
+            accepted = s.clients_accepted(),
+            refused = s.clients_refused(),
+            rejected = s.clients_rejected(),
+            idle = s.clients_idle(),
+            slow = s.clients_slow(),
+            peak_buffered = self.budget.peak(),
+            "clients"
+        );
     }
 }

@@ -1,53 +1,71 @@
-//! A `WebsocketSub`'s frames on their way to its destination: a bounded buffer of frames
-//! waiting to be written, and the frames written but not yet confirmed.
+//! A `WebsocketSub`'s frames on their way to its destination: a buffer bounded in bytes of
+//! frames waiting to be written, and of frames written but not yet confirmed.
 //!
-//! A frame counts as delivered only once the destination has read it. After every
-//! [`PING_EVERY`] frames, and whenever the buffer runs empty, the outbox sends a ping
-//! carrying the number of frames written on the link so far; the destination's pong (which
-//! every websocket server sends, after reading what came before the ping) confirms them.
-//! Frames not confirmed when a link breaks go back to the front of the buffer, to be
-//! written again on the next link: a destination may see a frame twice, never zero times.
-//! Every frame leaves the outbox settled (see [`Delivery`](super::delivery::Delivery)):
-//! delivered when confirmed, lost when it falls off the full buffer or is abandoned.
+//! A frame counts as delivered only once the destination has read it. Frames are written
+//! in batches (at most [`BATCH_FRAMES`] frames or [`BATCH_BYTES`] bytes), each followed by
+//! a ping carrying the number of frames written on the link so far; the destination's
+//! pong (which every websocket server sends, after reading what came before the ping)
+//! confirms them. Frames not confirmed when a link breaks go back to the front of the
+//! buffer, to be written again on the next link: a destination may see a frame twice,
+//! never zero times.
+//!
+//! The buffer holds at most its limit in bytes, waiting and unconfirmed frames together,
+//! so a destination that is slow, unreachable or never confirms holds a bounded share of
+//! the relay's memory. When a frame does not fit, the oldest waiting frames are dropped
+//! (the destination is *lagging*): one warning when dropping starts, one when the
+//! destination has caught up (its buffer half empty again), and every frame dropped is
+//! counted for the destination. Every frame leaves the outbox settled (see
+//! [`Delivery`](super::delivery::Delivery)): delivered when confirmed, lost when dropped
+//! or abandoned.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+use bytes::Bytes;
 
-use super::Frame;
-use super::link::{Heard, Link};
+use super::link::{Batch, LastWords};
+use super::{Frame, RelayStats};
 
-/// A ping goes out at least every this many frames written.
-pub const PING_EVERY: u64 = 64;
+/// A batch holds at most this many frames...
+pub const BATCH_FRAMES: usize = 64;
+/// ... and this many payload bytes (or one frame, if it is larger): small enough that a
+/// slow destination confirms what it reads every few seconds, so that what it read before
+/// the relay stops counts as delivered.
+pub const BATCH_BYTES: usize = 64 * 1024;
 
 /// The frames of one destination that it has not confirmed yet.
 #[derive(Debug)]
 pub struct Outbox {
-    capacity: usize,
+    /// The most payload bytes held.
+    limit: usize,
+    /// Payload bytes held, waiting and unconfirmed.
+    bytes: usize,
     /// Frames waiting to be written, oldest first.
     waiting: VecDeque<Frame>,
-    /// Frames written on the current link and not yet confirmed, oldest first.
+    /// Frames written (or being written) on the current link and not yet confirmed, oldest
+    /// first.
     unconfirmed: VecDeque<Frame>,
-    /// Frames written on the current link; the last ping carried `pinged`.
+    /// Frames written on the current link.
     written: u64,
-    pinged: u64,
     delivered: u64,
     dropped: u64,
+    lag: Lag,
+    stats: Arc<RelayStats>,
 }
 
 impl Outbox {
-    /// An outbox that buffers up to `capacity` frames while they cannot be written.
-    pub fn new(capacity: usize) -> Self {
+    /// An outbox of the destination at `url` holding at most `limit` payload bytes.
+    pub fn new(url: &str, limit: usize, stats: Arc<RelayStats>) -> Self {
         Self {
-            capacity,
+            limit,
+            bytes: 0,
             waiting: VecDeque::new(),
             unconfirmed: VecDeque::new(),
             written: 0,
-            pinged: 0,
             delivered: 0,
             dropped: 0,
+            lag: Lag::new(url),
+            stats,
         }
     }
 
@@ -61,39 +79,59 @@ impl Outbox {
         self.len() == 0
     }
 
+    /// Payload bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether frames wait to be written.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// Frames the destination confirmed.
     pub fn delivered(&self) -> u64 {
         self.delivered
     }
 
-    /// Frames dropped from the full buffer, as lost.
+    /// Frames the destination will not get: dropped while it lagged, or abandoned.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    /// Queues a frame to write. If the buffer is full, the oldest waiting frame is
-    /// dropped and settled as lost.
+    /// Whether the destination is lagging: frames are being dropped.
+    pub fn is_lagging(&self) -> bool {
+        self.lag.dropping
+    }
+
+    /// Queues a frame to write. Past the limit, the oldest waiting frames are dropped
+    /// (this one, if nothing else waits).
     pub fn push(&mut self, frame: Frame) {
+        self.bytes += frame.payload.len();
         self.waiting.push_back(frame);
         self.trim();
     }
 
-    /// Writes the waiting frames to `link`, oldest first, with the pings that ask for
-    /// their confirmation. On error the link is broken and the frame that could not be
-    /// written is still first in the buffer.
-    pub async fn send(&mut self, link: &mut Link) -> Result<(), String> {
+    /// Takes the next batch to write: moves it to the unconfirmed frames and returns its
+    /// payloads and the ping that asks for its confirmation; `None` if nothing waits.
+    pub fn next_batch(&mut self) -> Option<(Vec<Bytes>, u64)> {
+        let mut payloads = Vec::new();
+        let mut bytes = 0;
         while let Some(frame) = self.waiting.front() {
-            link.send(Message::Binary(frame.payload.clone())).await?;
-            self.unconfirmed.extend(self.waiting.pop_front());
-            self.written += 1;
-            if self.written - self.pinged >= PING_EVERY {
-                self.ping(link).await?;
+            let len = frame.payload.len();
+            if !payloads.is_empty() && (payloads.len() == BATCH_FRAMES || bytes + len > BATCH_BYTES)
+            {
+                break;
             }
+            bytes += len;
+            payloads.push(frame.payload.clone());
+            self.unconfirmed.extend(self.waiting.pop_front());
         }
-        if self.written > self.pinged {
-            self.ping(link).await?;
+        if payloads.is_empty() {
+            return None;
         }
-        Ok(())
+        self.written += payloads.len() as u64;
+        Some((payloads, self.written))
     }
 
     /// A pong: the destination has read the frames written before the ping it answers.
@@ -106,9 +144,13 @@ impl Outbox {
             .saturating_sub(confirmed)
             .min(self.unconfirmed.len() as u64);
         for frame in self.unconfirmed.drain(..n as usize) {
+            self.bytes -= frame.payload.len();
             frame.delivery.delivered();
         }
         self.delivered += n;
+        if self.bytes <= self.limit / 2 {
+            self.lag.caught_up(self.dropped);
+        }
     }
 
     /// The link broke: the frames it did not confirm go back to the front of the buffer,
@@ -117,61 +159,111 @@ impl Outbox {
         while let Some(frame) = self.unconfirmed.pop_back() {
             self.waiting.push_front(frame);
         }
+        self.written = 0;
         self.trim();
-        (self.written, self.pinged) = (0, 0);
     }
 
-    /// For `exit`: writes what waits, then reads the destination's answers until every
-    /// frame is confirmed, the link breaks, or `limit` has passed.
-    pub async fn flush(&mut self, link: &mut Link, limit: Duration) {
-        if self.send(link).await.is_err() {
-            return;
+    /// For `exit`: writes what waits, batch by batch, taking the destination's answers as
+    /// they come, then waits for the last ones, until every frame is confirmed, or the
+    /// connection is gone or out of time.
+    pub async fn flush(&mut self, last: &mut LastWords) {
+        // The last batch asks again: the answer to an earlier ping may have gone with the
+        // link's task.
+        while !self.unconfirmed.is_empty() || !self.waiting.is_empty() {
+            let batch = match self.next_batch() {
+                Some((payloads, ping)) => Batch {
+                    payloads,
+                    ping: Some(ping),
+                },
+                None => Batch {
+                    payloads: Vec::new(),
+                    ping: Some(self.written),
+                },
+            };
+            let asked_again = batch.payloads.is_empty();
+            if !last.write(batch, |pong| self.confirm(pong)).await {
+                return;
+            }
+            if asked_again {
+                break;
+            }
         }
-        // Ask again: the answer to the last ping may have gone with the attached stream,
-        // which the thread dropped unread when it started stopping.
-        if !self.unconfirmed.is_empty() && self.ping(link).await.is_err() {
-            return;
-        }
-        let deadline = Instant::now() + limit;
         while !self.unconfirmed.is_empty() {
-            match link.hear_directly(deadline).await {
-                Heard::Pong(pong) => self.confirm(&pong),
-                Heard::Nothing => {}
-                Heard::Gone(_) => return,
+            match last.next_pong().await {
+                Some(pong) => self.confirm(&pong),
+                None => return,
             }
         }
     }
 
-    /// Settles every frame left as lost; returns how many there were.
+    /// Settles every frame left as lost, counting them as dropped; returns how many there
+    /// were.
     pub fn abandon(&mut self) -> usize {
         let n = self.len();
         for frame in self.unconfirmed.drain(..).chain(self.waiting.drain(..)) {
             frame.delivery.lost();
         }
+        self.bytes = 0;
+        self.dropped += n as u64;
+        self.stats.count_ws_dropped(n as u64);
         n
     }
 
-    async fn ping(&mut self, link: &mut Link) -> Result<(), String> {
-        let payload = self.written.to_be_bytes().to_vec();
-        link.send(Message::Ping(payload.into())).await?;
-        self.pinged = self.written;
-        Ok(())
+    /// Drops the oldest waiting frames while over the limit, as lost.
+    fn trim(&mut self) {
+        while self.bytes > self.limit {
+            let Some(oldest) = self.waiting.pop_front() else {
+                return; // only unconfirmed frames: they go once confirmed or abandoned
+            };
+            self.bytes -= oldest.payload.len();
+            oldest.delivery.lost();
+            self.dropped += 1;
+            self.stats.count_ws_dropped(1);
+            let limit = self.limit;
+            self.lag.dropping(self.dropped, || {
+                format!("its buffer of {limit} bytes is full")
+            });
+        }
+    }
+}
+
+/// Whether a destination is dropping frames: one warning when it starts, one when it
+/// stops, never one per frame.
+#[derive(Debug)]
+pub struct Lag {
+    url: String,
+    dropping: bool,
+    /// The destination's drops before the current episode.
+    dropped_before: u64,
+}
+
+impl Lag {
+    /// The lag of the destination at `url`, not dropping.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            dropping: false,
+            dropped_before: 0,
+        }
     }
 
-    /// Drops the oldest waiting frames beyond the capacity, as lost.
-    fn trim(&mut self) {
-        while self.waiting.len() > self.capacity {
-            let Some(oldest) = self.waiting.pop_front() else {
-                return;
-            };
-            if self.dropped == 0 {
-                tracing::warn!(
-                    "buffer full ({} frames): dropping the oldest, counted as lost",
-                    self.capacity
-                );
-            }
-            self.dropped += 1;
-            oldest.delivery.lost();
+    /// A frame was dropped (the destination's `dropped` so far includes it), for the
+    /// reason `why` gives.
+    pub fn dropping(&mut self, dropped: u64, why: impl FnOnce() -> String) {
+        if !self.dropping {
+            self.dropping = true;
+            self.dropped_before = dropped - 1;
+            let why = why();
+            tracing::warn!(url = %self.url, "the destination is lagging ({why}): dropping frames for it until it catches up");
+        }
+    }
+
+    /// The destination has room again.
+    pub fn caught_up(&mut self, dropped: u64) {
+        if self.dropping {
+            self.dropping = false;
+            let n = dropped - self.dropped_before;
+            tracing::warn!(url = %self.url, dropped = n, "the destination caught up: {n} frames dropped while it lagged");
         }
     }
 }

@@ -14,14 +14,16 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::io::ReaderStream;
 
+use super::receipt::Ledger;
 use super::{DataProcessor, Packet, RelayStats};
 
 /// How much one socket read takes at most.
-const READ_SIZE: usize = 64 * 1024;
+pub const READ_SIZE: usize = 64 * 1024;
 
 /// How many packets the reader may read ahead of the processor; give the processor's
-/// queue at least this capacity.
-pub const READ_AHEAD: usize = 8;
+/// queue at least this capacity. With [`READ_SIZE`], it bounds the bytes a connection
+/// holds outside the relay's byte budget: what it has read and not yet cut into frames.
+pub const READ_AHEAD: usize = 4;
 
 /// Why a [`PacketReader`] stopped reading.
 #[derive(Debug)]
@@ -43,7 +45,8 @@ pub enum ReadEnd {
 /// all of it. So a packet read is handed over at once, never held while waiting: when the
 /// connection stops and drops the reader, whatever it was waiting for, no byte read is
 /// lost on the way. A busy processor keeps the reader waiting for credit, which slows the
-/// client (TCP backpressure) and does not count as the client being idle.
+/// client (TCP backpressure) and does not count as the client being idle. So does a
+/// processor waiting for room in the relay's byte budget.
 #[derive(Debug)]
 pub struct PacketReader {
     packets: ReaderStream<OwnedReadHalf>,
@@ -51,16 +54,19 @@ pub struct PacketReader {
     processor: ChildRef<DataProcessor>,
     client: SocketAddr,
     idle_timeout: Option<Duration>,
+    ledger: Arc<Ledger>,
     stats: Arc<RelayStats>,
 }
 
 impl PacketReader {
-    /// A reader of `socket` for `processor`, giving up after `idle_timeout` without data.
+    /// A reader of `socket` for `processor`, giving up after `idle_timeout` without data;
+    /// bytes it cannot hand on are recorded in the client's `ledger`.
     pub fn new(
         socket: OwnedReadHalf,
         processor: ChildRef<DataProcessor>,
         client: SocketAddr,
         idle_timeout: Option<Duration>,
+        ledger: Arc<Ledger>,
         stats: Arc<RelayStats>,
     ) -> Self {
         Self {
@@ -69,6 +75,7 @@ impl PacketReader {
             processor,
             client,
             idle_timeout,
+            ledger,
             stats,
         }
     }
@@ -113,6 +120,7 @@ impl PacketReader {
         let n = e.into_inner().bytes.len();
         if n > 0 {
             tracing::info!(client = %self.client, "discarding {n} bytes read: the processor cannot take them ({why})");
+            self.ledger.record_discarded();
             self.stats.count_discarded(n);
         }
         false

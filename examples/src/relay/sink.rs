@@ -8,13 +8,20 @@
 //!
 //! The relay starts one when no destination URL is given, so that it runs with nothing to
 //! install; the demo starts two and checks their counts against what the relay received.
+//! A sink can also read slowly ([`WebsocketSink::bind_throttled`]), to see what a slow
+//! destination does to the relay (`relay sink --read-rate 20KiB`).
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use taskthread::prelude::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_tungstenite::accept_async_with_config;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -45,6 +52,7 @@ pub struct ConnectionClosed;
 pub struct WebsocketSink {
     listener: Option<TcpListener>,
     addr: SocketAddr,
+    read_rate: Option<usize>,
     received: Checksum,
 }
 
@@ -55,6 +63,28 @@ impl WebsocketSink {
         Ok(Self {
             addr: listener.local_addr()?,
             listener: Some(listener),
+            read_rate: None,
+            received: Checksum::default(),
+        })
+    }
+
+    /// Binds a sink that reads each connection at `bytes_per_second` at most, with small
+    /// socket buffers, so that it is as slow as a distant destination and the kernel does
+    /// not hide it.
+    pub async fn bind_throttled(addr: SocketAddr, bytes_per_second: usize) -> io::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_recv_buffer_size(SLOW_RECV_BUFFER)?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(128)?;
+        Ok(Self {
+            addr: listener.local_addr()?,
+            listener: Some(listener),
+            read_rate: Some(bytes_per_second.max(1)),
             received: Checksum::default(),
         })
     }
@@ -85,6 +115,7 @@ impl WebsocketSink {
     async fn accepted(&mut self, ctx: &mut Ctx<Self>, socket: io::Result<TcpStream>) {
         match socket.and_then(|s| Ok((s.peer_addr()?, s))) {
             Ok((peer, socket)) => {
+                let socket = Throttled::new(socket, self.read_rate);
                 let connection = SinkConnection::new(socket, peer);
                 ctx.spawn_with(connection, ChildOptions::new().name("ws"));
             }
@@ -115,21 +146,41 @@ impl WebsocketSink {
     }
 }
 
-/// What a connection's reader saw: a message, an error, or the end (`None`).
+/// What a connection's reader saw. A frame is summed as it is read, so that the
+/// connection's queue holds checksums, not payloads.
 #[derive(Debug)]
-pub struct SinkEvent(Option<Result<Message, tungstenite::Error>>);
+pub enum SinkEvent {
+    /// A binary message: a frame.
+    Frame(Checksum),
+    /// Another message (pings are answered by the reader).
+    Other,
+    /// Reading failed.
+    Failed(tungstenite::Error),
+    /// The peer closed the connection.
+    End,
+}
+
+impl SinkEvent {
+    fn of(message: Result<Message, tungstenite::Error>) -> Self {
+        match message {
+            Ok(Message::Binary(payload)) => Self::Frame(Checksum::of(&payload)),
+            Ok(_) => Self::Other,
+            Err(e) => Self::Failed(e),
+        }
+    }
+}
 
 /// One websocket connection to the sink: completes the handshake, sends the checksum of
 /// each binary message UP, and ends when the peer closes.
 #[derive(Debug)]
 pub struct SinkConnection {
-    socket: Option<TcpStream>,
+    socket: Option<Throttled<TcpStream>>,
     peer: SocketAddr,
 }
 
 impl SinkConnection {
     /// A connection on an accepted socket.
-    pub fn new(socket: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(socket: Throttled<TcpStream>, peer: SocketAddr) -> Self {
         Self {
             socket: Some(socket),
             peer,
@@ -147,21 +198,21 @@ impl SinkConnection {
             .max_frame_size(Some(64 << 20))
             .max_message_size(Some(64 << 20));
         let socket = accept_async_with_config(socket, Some(config)).await?;
-        let end = stream::once(async { SinkEvent(None) });
-        ctx.attach(socket.map(|m| SinkEvent(Some(m))).chain(end));
+        let end = stream::once(async { SinkEvent::End });
+        ctx.attach(socket.map(SinkEvent::of).chain(end));
         Ok(())
     }
 
     #[stream]
-    async fn event(&mut self, ctx: &mut Ctx<Self>, SinkEvent(event): SinkEvent) -> Result<()> {
+    async fn event(&mut self, ctx: &mut Ctx<Self>, event: SinkEvent) -> Result<()> {
         match event {
-            Some(Ok(Message::Binary(payload))) => ctx.up(Checksum::of(&payload)).await?,
-            Some(Ok(_)) => {} // pings are answered by the reader; the close ends the stream
-            Some(Err(e)) => {
+            SinkEvent::Frame(checksum) => ctx.up(checksum).await?,
+            SinkEvent::Other => {} // the close ends the stream
+            SinkEvent::Failed(e) => {
                 tracing::warn!(peer = %self.peer, "sink: reading failed: {e}");
                 ctx.stop();
             }
-            None => ctx.stop(),
+            SinkEvent::End => ctx.stop(),
         }
         Ok(())
     }
@@ -178,5 +229,77 @@ pub async fn settle(sink: &mut Handle<WebsocketSink>) -> Option<SinkReport> {
             return Some(report);
         }
         sink.recv().await?;
+    }
+}
+
+/// The receive buffer of a throttled sink's sockets.
+const SLOW_RECV_BUFFER: u32 = 16 * 1024;
+
+/// How often a throttled reader's allowance is renewed.
+const THROTTLE_TICK: Duration = Duration::from_millis(100);
+
+/// A stream read at a limited rate: a tenth of the rate per tenth of a second (writes go
+/// through unchanged). Without a rate, a plain stream.
+#[derive(Debug)]
+pub struct Throttled<S> {
+    inner: S,
+    /// Bytes per tick, if limited.
+    per_tick: Option<usize>,
+    allowance: usize,
+    tick: Pin<Box<Sleep>>,
+}
+
+impl<S> Throttled<S> {
+    /// Reads `inner` at `bytes_per_second` at most (unlimited with `None`).
+    pub fn new(inner: S, bytes_per_second: Option<usize>) -> Self {
+        let per_tick = bytes_per_second.map(|rate| (rate / 10).max(1));
+        Self {
+            inner,
+            per_tick,
+            allowance: per_tick.unwrap_or(0),
+            tick: Box::pin(tokio::time::sleep(THROTTLE_TICK)),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Throttled<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let Some(per_tick) = self.per_tick else {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        };
+        if self.allowance == 0 {
+            ready!(self.tick.as_mut().poll(cx));
+            self.allowance = per_tick;
+            self.tick.as_mut().reset(Instant::now() + THROTTLE_TICK);
+        }
+        let n = self.allowance.min(buf.remaining());
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(n));
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut limited))?;
+        let read = limited.filled().len();
+        buf.advance(read);
+        self.allowance -= read;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Throttled<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -26,7 +26,10 @@ pub struct RelayStats {
     clients_closed: AtomicU64,
     clients_rejected: AtomicU64,
     clients_idle: AtomicU64,
+    clients_slow: AtomicU64,
     frames_truncated: AtomicU64,
+    acked: AtomicU64,
+    ws_dropped: AtomicU64,
     destination_drops: AtomicU64,
     confirmed: AtomicU64,
 }
@@ -105,6 +108,22 @@ impl RelayStats {
     /// Counts a client disconnected for being idle.
     pub fn count_idle(&self) {
         self.clients_idle.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client disconnected for taking longer than the frame timeout over a frame.
+    pub fn count_slow(&self) {
+        self.clients_slow.fetch_add(1, Relaxed);
+    }
+
+    /// Counts `n` more frames acknowledged to clients as stored.
+    pub fn count_acked(&self, n: u64) {
+        self.acked.fetch_add(n, Relaxed);
+    }
+
+    /// Counts `n` copies of frames a websocket destination will not get: dropped while it
+    /// lagged or was unreachable, or not confirmed when the relay stopped.
+    pub fn count_ws_dropped(&self, n: u64) {
+        self.ws_dropped.fetch_add(n, Relaxed);
     }
 
     /// Counts an incomplete frame of `discarded` bytes discarded when its connection
@@ -208,6 +227,22 @@ impl RelayStats {
     /// Clients disconnected for being idle.
     pub fn clients_idle(&self) -> u64 {
         self.clients_idle.load(Relaxed)
+    }
+
+    /// Clients disconnected for taking longer than the frame timeout over a frame.
+    pub fn clients_slow(&self) -> u64 {
+        self.clients_slow.load(Relaxed)
+    }
+
+    /// Frames acknowledged to clients as stored (the sum of the last acknowledgement sent
+    /// to each client); 0 without acknowledgements.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Relaxed)
+    }
+
+    /// Copies of frames websocket destinations did not get, summed over destinations.
+    pub fn ws_dropped(&self) -> u64 {
+        self.ws_dropped.load(Relaxed)
     }
 
     /// Incomplete frames discarded when their connection ended.

@@ -19,12 +19,40 @@ use crate::common::{
     logged_about, loopback, payload, server_config, sub_options, wait_until, well_behaved_client,
 };
 
-/// Sub options that buffer only `frames` frames.
+/// Sub options that buffer only `frames` frames of 100 bytes.
 fn buffering(frames: usize) -> SubOptions {
     SubOptions {
-        buffer: frames,
+        buffer: frames * 100,
         ..sub_options()
     }
+}
+
+/// Limits for frames of 100 bytes, with destination buffers of a few frames.
+fn frames_of_100() -> ServerConfig {
+    ServerConfig {
+        max_frame: 100,
+        ..server_config()
+    }
+}
+
+/// A client that sends `frames` frames of 100 bytes and waits until the relay has taken
+/// them; returns their checksum, and that of the newest `newest`.
+async fn hundred_byte_client(
+    addr: std::net::SocketAddr,
+    client: u64,
+    frames: u64,
+    newest: u64,
+) -> (Checksum, Checksum) {
+    let mut c = RelayClient::connect(addr).await.unwrap();
+    let mut last = Checksum::default();
+    for n in 0..frames {
+        let p = payload(client, n, 100);
+        c.send_frame(&p).await.unwrap();
+        if n + newest >= frames {
+            last.add(&p);
+        }
+    }
+    (c.finish().await.unwrap(), last)
 }
 
 fn small_frames() -> ServerConfig {
@@ -238,30 +266,30 @@ async fn a_destination_down_for_long_keeps_only_its_buffer_in_flight() {
     // `relay serve` with a destination that stays down: frames keep coming and are lost;
     // the relay's bookkeeping stays as large as the sub's buffer, not as the losses.
     let (_, url) = dead_url().await;
-    let relay = TestRelay::start_with(server_config(), 1, vec![url], buffering(8)).await;
+    let relay = TestRelay::start_with(frames_of_100(), 0, vec![url], buffering(8)).await;
     let frames = 500;
     let stats = relay.stats().clone();
-    // One frame first, confirmed by the live sink: its sub is connected, so it buffers
-    // none of the rest (its buffer is as small as the dead one's).
-    well_behaved_client(relay.addr(), 1, 1).await;
-    wait_until("the live sink to confirm the first frame", || {
-        stats.confirmed() == 1
+    hundred_byte_client(relay.addr(), 1, frames, 0).await;
+    wait_until("the dead sub to drop all but 8", || {
+        stats.undelivered() == frames - 8
     })
-    .await;
-    well_behaved_client(relay.addr(), 2, frames - 1).await;
-    wait_until(
-        "the live sink to confirm every frame, the dead sub to drop all but 8",
-        || stats.confirmed() == frames && stats.undelivered() == frames - 8,
-    )
     .await;
     assert_eq!(stats.frames_in_flight(), 8, "only the dead sub's buffer");
     assert_eq!(stats.forwarded(), 0);
+    assert_eq!(stats.ws_dropped(), frames - 8);
+    // Once every frame is stored, only the buffer's frames (with their length prefixes)
+    // hold the byte budget.
+    let budget = relay.relay.budget().clone();
+    wait_until("every frame stored and released", || {
+        stats.stored() == frames && budget.in_use() == 8 * 104
+    })
+    .await;
 
     let finished = relay.finish().await;
     let s = finished.summary;
     assert_eq!(
-        (s.received, s.stored, s.forwarded, s.lost),
-        (frames, frames, 0, frames)
+        (s.received, s.stored, s.forwarded, s.lost, s.ws_dropped),
+        (frames, frames, 0, frames, frames)
     );
     assert_eq!(finished.stats.undelivered(), frames);
     assert_eq!(
@@ -275,17 +303,8 @@ async fn a_destination_down_for_long_keeps_only_its_buffer_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_drops_the_oldest_frames_counted_as_lost() {
     let (addr, url) = dead_url().await;
-    let relay = TestRelay::start_with(server_config(), 0, vec![url], buffering(4)).await;
-    let mut client = RelayClient::connect(relay.addr()).await.unwrap();
-    let mut newest = Checksum::default();
-    for n in 0..10 {
-        let p = payload(1, n, 100);
-        client.send_frame(&p).await.unwrap();
-        if n >= 6 {
-            newest.add(&p);
-        }
-    }
-    client.finish().await.unwrap();
+    let relay = TestRelay::start_with(frames_of_100(), 0, vec![url], buffering(4)).await;
+    let (_, newest) = hundred_byte_client(relay.addr(), 1, 10, 4).await;
     let stats = relay.stats().clone();
     wait_until("six frames to fall off the buffer", || {
         stats.undelivered() == 6
@@ -301,7 +320,10 @@ async fn a_full_buffer_drops_the_oldest_frames_counted_as_lost() {
     destination.join().await;
 
     let s = finished.summary;
-    assert_eq!((s.received, s.stored, s.forwarded, s.lost), (10, 10, 4, 6));
+    assert_eq!(
+        (s.received, s.stored, s.forwarded, s.lost, s.ws_dropped),
+        (10, 10, 4, 6, 6)
+    );
     assert_eq!(report.received, newest);
 }
 
@@ -421,6 +443,7 @@ async fn a_database_that_cannot_be_opened_is_a_start_up_error() {
         urls: Vec::new(),
         db: dir.path().join("no/such/dir/relay.db"),
         server: server_config(),
+        ws_buffer: None,
     })
     .await
     .unwrap_err();

@@ -13,7 +13,7 @@ use taskthread_examples::relay::app::{self, Relay, RelayConfig, Summary};
 use taskthread_examples::relay::frame::Checksum;
 use taskthread_examples::relay::load::RelayClient;
 use taskthread_examples::relay::sink::{SinkReport, WebsocketSink};
-use taskthread_examples::relay::tcp_server::ServerConfig;
+use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::websocket::SubOptions;
 use taskthread_examples::relay::{RelayStats, database};
 use tempfile::TempDir;
@@ -69,6 +69,17 @@ pub fn logged_about(client: SocketAddr) -> Vec<Logged> {
         .collect()
 }
 
+/// What the relay logged so far with the field `name=value` (e.g. a destination's `url`).
+pub fn logged_with(name: &str, value: &str) -> Vec<Logged> {
+    let field = format!("{name}={value} ");
+    let logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    logged
+        .iter()
+        .filter(|l| l.fields.contains(&field))
+        .cloned()
+        .collect()
+}
+
 /// Keeps every event it sees in [`LOGGED`].
 struct Capture;
 
@@ -96,18 +107,24 @@ impl Visit for Logged {
     }
 }
 
-/// Limits for tests: small frames, a few clients, no idle timeout.
+/// Limits for tests: small frames, a few clients, no idle or frame timeout, a budget of
+/// 64 MiB.
 pub fn server_config() -> ServerConfig {
     ServerConfig {
         max_frame: 64 * 1024,
         max_clients: 16,
         idle_timeout: None,
+        frame_timeout: None,
+        max_buffered: 64 << 20,
+        receipts: Receipts::Close,
     }
 }
 
-/// Sub options for tests: quick reconnects.
+/// Sub options for tests: quick reconnects, buffers of 8 MiB (room for every frame the
+/// clients send while a sub connects).
 pub fn sub_options() -> SubOptions {
     SubOptions {
+        buffer: 8 << 20,
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         connect_timeout: Duration::from_secs(5),
@@ -132,6 +149,9 @@ pub struct Finished {
     pub sinks: Vec<SinkReport>,
     pub db_count: u64,
     pub db_checksum: Checksum,
+    /// The database, kept until this is dropped.
+    pub db: PathBuf,
+    _dir: TempDir,
 }
 
 impl TestRelay {
@@ -147,9 +167,21 @@ impl TestRelay {
         extra_urls: Vec<String>,
         sub: SubOptions,
     ) -> Self {
+        Self::start_on(server, sinks, extra_urls, sub, |_| {}).await
+    }
+
+    /// A relay whose database is first made by `prepare` (given its path).
+    pub async fn start_on(
+        server: ServerConfig,
+        sinks: usize,
+        extra_urls: Vec<String>,
+        sub: SubOptions,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("relay.db");
+        prepare(&db);
         let sinks = app::start_sinks(sinks).await.unwrap();
         let mut urls: Vec<String> = sinks.iter().map(|(url, _)| url.clone()).collect();
         urls.extend(extra_urls);
@@ -180,9 +212,22 @@ impl TestRelay {
     /// Stops the relay gracefully, lets the sinks read everything, and reads the database
     /// back.
     pub async fn finish(self) -> Finished {
-        let stats = Arc::clone(self.relay.stats());
         self.relay.stop();
-        let (exit, summary) = self.relay.join().await;
+        self.end(|relay| relay.join()).await
+    }
+
+    /// Aborts the relay (as a second Ctrl-C does), lets the sinks read what they got, and
+    /// reads the database back.
+    pub async fn abort(self) -> Finished {
+        self.end(|relay| relay.abort()).await
+    }
+
+    async fn end<F>(self, end: impl FnOnce(Relay) -> F) -> Finished
+    where
+        F: std::future::Future<Output = (Exit, Summary)>,
+    {
+        let stats = Arc::clone(self.relay.stats());
+        let (exit, summary) = end(self.relay).await;
         let sinks = app::stop_sinks(self.sinks)
             .await
             .into_iter()
@@ -196,6 +241,8 @@ impl TestRelay {
             sinks,
             db_count,
             db_checksum,
+            db: self.db,
+            _dir: self._dir,
         }
     }
 }
@@ -258,6 +305,17 @@ pub async fn well_behaved_client(addr: SocketAddr, client: u64, frames: u64) -> 
             .unwrap();
     }
     c.finish().await.unwrap()
+}
+
+/// Rows of the database at `db` from the client at `client`, as `(count, highest seq)`.
+pub fn rows_of(db: &std::path::Path, client: SocketAddr) -> (u64, u64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT count(*), coalesce(max(seq), 0) FROM frames WHERE client = ?1",
+        [client.to_string()],
+        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+    )
+    .unwrap()
 }
 
 /// Waits until `condition` holds, checking every few milliseconds. The one-minute guard

@@ -75,15 +75,21 @@ fn a_frame_dropped_before_every_destination_settled_counts_as_lost() {
     assert_eq!(counts(&stats), (0, 1, 0));
 }
 
+/// An outbox holding up to `frames` of the 10-byte frames above.
+fn outbox(stats: &Arc<RelayStats>, frames: usize) -> Outbox {
+    Outbox::new("ws://test/", frames * 10, Arc::clone(stats))
+}
+
 #[test]
 fn a_full_outbox_drops_the_oldest_as_lost_and_abandoning_settles_the_rest() {
     let stats = Arc::new(RelayStats::new());
-    let mut outbox = Outbox::new(4);
+    let mut outbox = outbox(&stats, 4);
     for _ in 0..10 {
         outbox.push(frame_to(&stats, 1));
     }
     assert_eq!((outbox.len(), outbox.dropped()), (4, 6));
     assert_eq!(counts(&stats), (0, 6, 4));
+    assert!(outbox.is_lagging());
 
     // A link breaking with nothing confirmed changes nothing: the frames wait.
     outbox.requeue();
@@ -91,12 +97,13 @@ fn a_full_outbox_drops_the_oldest_as_lost_and_abandoning_settles_the_rest() {
     assert_eq!(outbox.abandon(), 4);
     assert!(outbox.is_empty());
     assert_eq!(counts(&stats), (0, 10, 0));
+    assert_eq!((outbox.dropped(), stats.ws_dropped()), (10, 10));
 }
 
 #[test]
 fn pongs_that_are_not_the_outboxs_confirm_nothing() {
     let stats = Arc::new(RelayStats::new());
-    let mut outbox = Outbox::new(4);
+    let mut outbox = outbox(&stats, 4);
     outbox.push(frame_to(&stats, 1));
     outbox.confirm(b"hello");
     outbox.confirm(&5u64.to_be_bytes()); // nothing was written: nothing to confirm

@@ -9,6 +9,7 @@ use std::time::Duration;
 use indicatif::ProgressBar;
 use taskthread::{Exit, ThreadState};
 use taskthread_examples::relay::app::{self, DemoOptions, Summary};
+use taskthread_examples::relay::budget::Budget;
 use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, RelayClient};
 use taskthread_examples::relay::{RelayStats, TcpConnection};
 
@@ -55,11 +56,13 @@ async fn frames_from_many_clients_reach_every_sink_and_the_database() {
         addr: relay.addr(),
         clients: 4,
         frames: 50,
+        min_frame: 1,
         max_frame: 8 * 1024,
+        acks: false,
         seed: 42,
         progress: ProgressBar::hidden(),
     }));
-    let sent = load.recv().await.unwrap();
+    let sent = load.recv().await.unwrap().checksum;
     load.join().await;
     assert_eq!(sent.frames, 200);
 
@@ -78,7 +81,9 @@ async fn a_graceful_stop_in_the_middle_of_a_load_loses_nothing_received() {
         addr: relay.addr(),
         clients: 4,
         frames: 1_000_000, // far more than get sent before the stop
+        min_frame: 1,
         max_frame: 16 * 1024,
+        acks: false,
         seed: 7,
         progress: ProgressBar::hidden(),
     }));
@@ -118,7 +123,9 @@ async fn bytes_read_when_a_connection_stops_become_frames_or_are_counted() {
     });
     let (socket, peer) = listener.accept().await.unwrap();
     let stats = Arc::new(RelayStats::new());
-    let connection = TcpConnection::new(socket, peer, 64 * 1024, None, Arc::clone(&stats));
+    let config = server_config();
+    let budget = Budget::new(config.max_buffered);
+    let connection = TcpConnection::new(socket, peer, &config, budget, Arc::clone(&stats));
     let mut connection = taskthread::spawn(connection);
 
     // Nobody reads the frames UP: the connection's queues fill, then its processor's (the
@@ -172,7 +179,7 @@ async fn the_demo_checks_pass_on_a_small_load() {
         max_frame: 16 * 1024,
         sinks: 2,
         seed: 3,
-        progress: false,
+        ..DemoOptions::default()
     };
     let outcome = app::demo(options, future::pending()).await.unwrap();
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
@@ -180,8 +187,8 @@ async fn the_demo_checks_pass_on_a_small_load() {
     let s = outcome.summary;
     assert_eq!(s.sent, Some(120));
     assert_eq!(
-        (s.received, s.forwarded, s.stored, s.lost),
-        (120, 120, 120, 0)
+        (s.received, s.forwarded, s.stored, s.acked, s.lost),
+        (120, 120, 120, 120, 0)
     );
 }
 
@@ -194,7 +201,7 @@ async fn an_interrupted_demo_loses_nothing() {
         max_frame: 4 * 1024,
         sinks: 2,
         seed: 5,
-        progress: false,
+        ..DemoOptions::default()
     };
     // The interrupt is a trigger, not a measurement: whenever it comes, nothing is lost.
     let interrupt = tokio::time::sleep(Duration::from_millis(300));
@@ -213,17 +220,22 @@ fn the_summary_line_has_the_documented_shape() {
         received: 10,
         forwarded: 9,
         stored: 10,
+        acked: 8,
+        truncated: 2,
+        ws_dropped: 3,
         lost: 1,
         bytes: 12345,
         elapsed: Duration::from_millis(2500),
     };
     assert_eq!(
         summary.to_string(),
-        "relay: frames received=10 forwarded=9 stored=10 lost=1 bytes=12345 elapsed=2.50s"
+        "relay: frames received=10 forwarded=9 stored=10 acked=8 truncated=2 ws_dropped=3 \
+         lost=1 bytes=12345 elapsed=2.50s"
     );
     summary.sent = Some(11);
     assert_eq!(
         summary.to_string(),
-        "relay: frames sent=11 received=10 forwarded=9 stored=10 lost=1 bytes=12345 elapsed=2.50s"
+        "relay: frames sent=11 received=10 forwarded=9 stored=10 acked=8 truncated=2 \
+         ws_dropped=3 lost=1 bytes=12345 elapsed=2.50s"
     );
 }

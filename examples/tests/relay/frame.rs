@@ -47,6 +47,34 @@ proptest! {
     }
 
     #[test]
+    fn packets_pushed_before_the_frames_are_taken_give_back_the_same_frames(
+        frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+        cuts in prop::collection::vec(any::<usize>(), 0..40),
+        takes in prop::collection::vec(any::<bool>(), 0..40),
+    ) {
+        // Frames are taken only after some of the packets, the rest at the end.
+        let bytes = wire(&frames);
+        let mut cuts: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
+        cuts.extend([0, bytes.len()]);
+        cuts.sort_unstable();
+        let mut decoder = FrameDecoder::new(300);
+        let mut got = Vec::new();
+        for (i, pair) in cuts.windows(2).enumerate() {
+            decoder.push(&bytes[pair[0]..pair[1]]);
+            if takes.get(i).copied().unwrap_or(false) {
+                while let Some(frame) = decoder.next_frame().unwrap() {
+                    got.push(frame.to_vec());
+                }
+            }
+        }
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            got.push(frame.to_vec());
+        }
+        prop_assert_eq!(decoder.buffered(), 0);
+        prop_assert_eq!(got, frames);
+    }
+
+    #[test]
     fn byte_by_byte_gives_back_the_same_frames(
         frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
     ) {

@@ -3,10 +3,14 @@
 //! `cargo test -p taskthread-examples --test relay end_to_end::`.
 
 mod bad_input;
+mod budget;
 mod delivery;
+mod destinations;
 mod end_to_end;
 mod frame;
+mod receipts;
 mod serve;
+mod slow_peers;
 
 // Shared by several topics.
 mod common;

@@ -26,6 +26,7 @@ async fn sigterm_in_the_middle_of_a_load_stops_serve_without_losing_a_frame() {
         urls: Vec::new(), // the embedded sink
         db: db.clone(),
         server: server_config(),
+        ws_buffer: None,
     }));
 
     // Once a client is greeted, `taskthread::run` is waiting for the signal.
@@ -42,12 +43,20 @@ async fn sigterm_in_the_middle_of_a_load_stops_serve_without_losing_a_frame() {
         addr,
         clients: 4,
         frames: 1_000_000, // far more than get sent before the signal
+        min_frame: 1,
         max_frame: 16 * 1024,
+        acks: false,
         seed: 11,
         progress: progress.clone(),
     }));
     wait_until("the clients to send a few hundred frames", || {
         progress.position() >= 300
+    })
+    .await;
+    // Sent is not yet received (the sockets hold megabytes): wait for the relay to store
+    // some, so that the signal surely cuts a load the relay is taking.
+    wait_until("the relay to store some", || {
+        database::read_back(&db).is_ok_and(|(rows, _)| rows > 0)
     })
     .await;
 

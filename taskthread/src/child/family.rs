@@ -2,13 +2,15 @@
 //! them by id or by type, broadcast to them, stop one.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use super::ChildRef;
 use crate::ctx::Ctx;
 use crate::exit::{ChildId, ThreadState};
 use crate::node::ChildNode;
-use crate::queue::DownQueue;
 use crate::thread::{Accepts, Thread};
 
 /// A brief description of a child, from [`Ctx::children`].
@@ -385,7 +387,9 @@ impl<T: Thread> Ctx<T> {
 
     /// Sends a clone of `msg` to every live child of type `C`; returns how many accepted it.
     ///
-    /// Children that are stopping refuse it and are not counted.
+    /// Children that are stopping refuse it and are not counted, and so is a child that
+    /// waits on this thread while its queue is full: it could never take the message (see
+    /// [waits that would never end](crate::guide::messages_up_and_down#waits-that-would-never-end)).
     ///
     /// # Examples
     ///
@@ -419,23 +423,48 @@ impl<T: Thread> Ctx<T> {
     /// assert_eq!(team.ask(Reload).await.unwrap(), 3);
     /// # }
     /// ```
-    pub async fn broadcast<C, M>(&self, msg: M) -> usize
+    pub fn broadcast<'a, C, M>(&'a self, msg: M) -> BroadcastFuture<'a>
     where
         C: Accepts<M>,
-        M: Clone,
+        M: Clone + Send + 'a,
     {
-        let mut accepted = 0;
-        for child in self.node().children_now() {
-            if let Some(queue) = child
-                .node()
-                .queue
-                .as_any()
-                .downcast_ref::<DownQueue<C::Down>>()
-                && queue.send(C::__wrap(msg.clone())).await.is_ok()
-            {
-                accepted += 1;
-            }
+        // A named future rather than an `async fn`, so that a message the children do not
+        // handle is reported once, at the call, and not again at the call's value and at
+        // the `.await`. Boxed, as its state (the children's list and a send to one of them)
+        // has no name; a broadcast lists the children anyway.
+        let children = self.node().children_now();
+        BroadcastFuture {
+            sends: Box::pin(async move {
+                let mut accepted = 0;
+                for child in children {
+                    if let Some(child) = ChildRef::<C>::downcast(child)
+                        && child.send(msg.clone()).await.is_ok()
+                    {
+                        accepted += 1;
+                    }
+                }
+                accepted
+            }),
         }
-        accepted
+    }
+}
+
+/// The future of [`Ctx::broadcast`]: resolves to how many children accepted the message.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct BroadcastFuture<'a> {
+    sends: Pin<Box<dyn Future<Output = usize> + Send + 'a>>,
+}
+
+impl Future for BroadcastFuture<'_> {
+    type Output = usize;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        self.sends.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for BroadcastFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BroadcastFuture").finish_non_exhaustive()
     }
 }

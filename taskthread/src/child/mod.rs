@@ -6,7 +6,7 @@
 mod family;
 mod options;
 
-pub use family::ChildInfo;
+pub use family::{BroadcastFuture, ChildInfo};
 pub use options::{ChildOptions, DEFAULT_STOP_DEADLINE};
 
 use std::fmt;
@@ -23,6 +23,7 @@ use crate::node::{ChildNode, Node, TreeSnapshot};
 use crate::queue::DownQueue;
 use crate::queue::down::Sending;
 use crate::thread::{Accepts, Asks, Reply, Thread};
+use crate::wait::{WaitCycle, WaitKind};
 
 /// The address of a running thread: send it messages, ask it questions, stop it.
 ///
@@ -330,9 +331,11 @@ impl<T: Thread> ChildRef<T> {
         let (reply, answer) = oneshot::channel();
         let down = T::__wrap_ask(question, Reply(reply));
         AskFuture {
+            child: self,
             sending: Some(self.node.queue.send(down)),
             answer,
             unwrap: T::__unwrap,
+            waiter: NOT_BLOCKED,
         }
     }
 
@@ -426,7 +429,7 @@ impl<T: Thread, M> Future for SendFuture<'_, T, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match Pin::new(&mut this.sending).poll(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => this.waiting(),
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(down)) => Poll::Ready(Err(SendError::new(
                 (this.unwrap)(down),
@@ -434,6 +437,40 @@ impl<T: Thread, M> Future for SendFuture<'_, T, M> {
             ))),
         }
     }
+}
+
+impl<T: Thread, M> SendFuture<'_, T, M> {
+    /// The send waits for room: it reports that it blocked, or takes the verdict on it (see
+    /// `node::settle`).
+    #[inline(never)]
+    fn waiting(&mut self) -> Poll<Result<(), SendError<M>>> {
+        let node = &self.child.node;
+        let Some(cycle) = room_verdict(&mut self.sending, node) else {
+            return Poll::Pending;
+        };
+        match self.sending.take_back() {
+            Some(down) => Poll::Ready(Err(SendError::cycle_of(
+                (self.unwrap)(down),
+                node.path(),
+                cycle,
+            ))),
+            None => unreachable!("a send polled after it finished"),
+        }
+    }
+}
+
+/// For a send waiting for room in `node`'s queue: reports the wait if it has just begun;
+/// the cycle it would close if the verdict on it says so.
+fn room_verdict<D: Send + 'static>(
+    sending: &mut Sending<'_, D>,
+    node: &Arc<Node<DownQueue<D>>>,
+) -> Option<WaitCycle> {
+    if let Some(ticket) = sending.newly_blocked() {
+        crate::node::report(Arc::clone(node) as Arc<Node>, WaitKind::Down, ticket);
+        return None;
+    }
+    let ticket = sending.blocked_ticket()?;
+    crate::node::verdict(node.id, WaitKind::Down, ticket)?.cycle
 }
 
 impl<T: Thread, M> fmt::Debug for SendFuture<'_, T, M> {
@@ -448,11 +485,20 @@ impl<T: Thread, M> fmt::Debug for SendFuture<'_, T, M> {
 /// the answer `R` of the handler.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct AskFuture<'a, T: Thread, Q, R> {
+    child: &'a ChildRef<T>,
     /// The question on its way into the queue; `None` once it is queued.
     sending: Option<Sending<'a, T::Down>>,
     answer: oneshot::Receiver<R>,
     unwrap: fn(T::Down) -> Q,
+    /// The wait for the answer: [`NOT_BLOCKED`], [`REPORTED`], or the id of the thread
+    /// that waits, marked in the asked thread's node until the answer comes.
+    waiter: u64,
 }
+
+/// An [`AskFuture`] has not waited for its answer.
+const NOT_BLOCKED: u64 = 0;
+/// An [`AskFuture`] reported that it waits for its answer (see `node::settle`).
+const REPORTED: u64 = u64::MAX;
 
 impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
     type Output = Result<R, AskError<Q>>;
@@ -461,8 +507,8 @@ impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let Some(sending) = &mut this.sending {
-            match Pin::new(sending).poll(cx) {
-                Poll::Pending => return Poll::Pending,
+            match Pin::new(&mut *sending).poll(cx) {
+                Poll::Pending => return this.waiting_for_room(),
                 Poll::Ready(Err(down)) => {
                     this.sending = None;
                     return Poll::Ready(Err(AskError::Ended((this.unwrap)(down))));
@@ -470,9 +516,86 @@ impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
                 Poll::Ready(Ok(())) => this.sending = None,
             }
         }
-        Pin::new(&mut this.answer)
-            .poll(cx)
-            .map_err(|_| AskError::NoReply)
+        match Pin::new(&mut this.answer).poll(cx) {
+            Poll::Ready(answer) => {
+                if this.waiter != NOT_BLOCKED {
+                    this.answered();
+                }
+                Poll::Ready(answer.map_err(|_| AskError::NoReply))
+            }
+            Poll::Pending => this.waiting_for_answer(),
+        }
+    }
+}
+
+impl<T: Thread, Q, R> AskFuture<'_, T, Q, R> {
+    /// The question waits for room: see [`SendFuture`]'s wait.
+    #[inline(never)]
+    fn waiting_for_room(&mut self) -> Poll<Result<R, AskError<Q>>> {
+        let Some(sending) = &mut self.sending else {
+            unreachable!("an ask waits for room with its question")
+        };
+        let Some(cycle) = room_verdict(sending, &self.child.node) else {
+            return Poll::Pending;
+        };
+        let question = sending.take_back().map(self.unwrap);
+        self.sending = None;
+        Poll::Ready(Err(AskError::Cycle { cycle, question }))
+    }
+
+    /// The answer has not come: the first time, report the wait; the next, take the
+    /// verdict: fail if the wait closes a cycle, else confirm the mark made for it.
+    #[inline(never)]
+    fn waiting_for_answer(&mut self) -> Poll<Result<R, AskError<Q>>> {
+        let node = &self.child.node;
+        match self.waiter {
+            NOT_BLOCKED => {
+                crate::node::report(Arc::clone(node) as Arc<Node>, WaitKind::Answer, 0);
+                self.waiter = REPORTED;
+            }
+            REPORTED => {
+                if let Some(verdict) = crate::node::verdict(node.id, WaitKind::Answer, 0) {
+                    if let Some(cycle) = verdict.cycle {
+                        node.unmark_awaited(verdict.me);
+                        self.waiter = NOT_BLOCKED;
+                        return Poll::Ready(Err(AskError::Cycle {
+                            cycle,
+                            question: None,
+                        }));
+                    }
+                    if node.confirm_awaited(verdict.me) {
+                        self.waiter = verdict.me.as_u64();
+                    }
+                }
+            }
+            _ => {}
+        }
+        Poll::Pending
+    }
+
+    /// The answer came: the mark made for the wait goes.
+    #[inline(never)]
+    fn answered(&mut self) {
+        let node = &self.child.node;
+        if self.waiter == REPORTED {
+            if let Some(verdict) = crate::node::verdict(node.id, WaitKind::Answer, 0) {
+                node.unmark_awaited(verdict.me);
+            }
+        } else {
+            node.unmark_awaited(ChildId::from_raw(self.waiter));
+        }
+        self.waiter = NOT_BLOCKED;
+    }
+}
+
+impl<T: Thread, Q, R> Drop for AskFuture<'_, T, Q, R> {
+    fn drop(&mut self) {
+        // Given up while waiting for the answer.
+        if self.waiter != NOT_BLOCKED && self.waiter != REPORTED {
+            self.child
+                .node
+                .unmark_awaited(ChildId::from_raw(self.waiter));
+        }
     }
 }
 

@@ -470,6 +470,7 @@ mod tests {
             queue_capacity: 64,
             handled: 7,
             restarts: 0,
+            waiting: Vec::new(),
             children,
         }
     }

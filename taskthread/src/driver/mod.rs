@@ -51,6 +51,8 @@ pub(crate) struct LifeRules {
     pub(crate) keep_queue: KeepQueue,
     /// Told each time a DOWN message has been handled.
     pub(crate) done: Option<Arc<DoneSignal>>,
+    /// Told each time a DOWN message is taken from the queue to be handled.
+    pub(crate) taken: Option<Arc<DoneSignal>>,
     /// Kept by a supervisor: which DOWN message a life failed on.
     pub(crate) log: Option<DownLog>,
 }
@@ -59,7 +61,7 @@ impl LifeRules {
     /// Whether the loop tells these rules of each DOWN message: most threads' rules do not,
     /// and their loop then looks no further.
     pub(super) fn watches_down(&self) -> bool {
-        self.done.is_some() || self.log.is_some()
+        self.done.is_some() || self.taken.is_some() || self.log.is_some()
     }
 
     /// A DOWN message is about to be handled.
@@ -67,6 +69,9 @@ impl LifeRules {
     pub(super) fn taking<T: Thread>(&self, msg: T::Down) -> T::Down {
         if let Some(log) = &self.log {
             log.take(T::__down_index(&msg));
+        }
+        if let Some(taken) = &self.taken {
+            taken.finish_one();
         }
         msg
     }
@@ -141,6 +146,7 @@ impl Rules for Plain {
                 on_failure: false,
             },
             done: None,
+            taken: None,
             log: None,
         };
         &DEFAULT
@@ -158,7 +164,8 @@ impl Rules for LifeRules {
 
 /// How many DOWN messages a thread has finished handling (its handler returned, failed or
 /// panicked), for a watcher that waits for a count: a worker pool hands a job only to a
-/// worker that has finished the ones it was given.
+/// worker that has finished the ones it was given. Also the count of messages a hosted
+/// thread has taken from its queue ([`Taken`](crate::proxy::Taken)).
 #[derive(Default)]
 pub(crate) struct DoneSignal {
     finished: AtomicU64,
@@ -170,6 +177,11 @@ impl DoneSignal {
     pub(crate) fn finish_one(&self) {
         self.finished.fetch_add(1, Ordering::SeqCst);
         self.waiter.wake();
+    }
+
+    /// How many so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.finished.load(Ordering::SeqCst)
     }
 
     /// Ready once `count` DOWN messages have been handled; else `cx` is woken by the next.
@@ -235,6 +247,11 @@ impl<T: Thread> Prepared<T> {
     /// Spawns a child's task that runs by `rules`.
     pub(crate) fn launch_by(self, thread: T, rules: LifeRules) -> JoinHandle<Exit> {
         self.launch_with(|ctx, rx| drive(thread, ctx, rx, rules, true))
+    }
+
+    /// Spawns a root's task that runs by `rules`.
+    pub(crate) fn launch_root_by(self, thread: T, rules: LifeRules) -> JoinHandle<Exit> {
+        self.launch_with(|ctx, rx| drive(thread, ctx, rx, rules, false))
     }
 }
 

@@ -13,7 +13,7 @@ use crate::ctx::Ctx;
 use crate::exit::{ChildId, Exit};
 use crate::node::{ChildEntry, ChildNode, NodeInit, ThreadMeta};
 use crate::port::UpPort;
-use crate::thread::{HandlesUp, Thread};
+use crate::thread::{Thread, UpHandledBy};
 
 impl ThreadMeta {
     /// The one of thread type `T`.
@@ -38,8 +38,9 @@ impl<T: Thread> MetaOf for T {
 /// through the sink all of `T`'s children share (no allocation per child).
 pub(crate) fn parent_port<T, C>(ctx: &mut Ctx<T>) -> Arc<dyn UpPort<C::Up>>
 where
-    T: HandlesUp<C::Up>,
+    T: Thread,
     C: Thread,
+    C::Up: UpHandledBy<T>,
 {
     Arc::clone(ctx.family().sink()) as Arc<dyn UpPort<C::Up>>
 }
@@ -90,7 +91,7 @@ impl<T: Thread> Ctx<T> {
     pub fn spawn<C>(&mut self, child: C) -> ChildRef<C>
     where
         C: Thread,
-        T: HandlesUp<C::Up>,
+        C::Up: UpHandledBy<T>,
     {
         self.spawn_with(child, ChildOptions::new())
     }
@@ -126,7 +127,7 @@ impl<T: Thread> Ctx<T> {
     pub fn spawn_with<C>(&mut self, child: C, options: ChildOptions) -> ChildRef<C>
     where
         C: Thread,
-        T: HandlesUp<C::Up>,
+        C::Up: UpHandledBy<T>,
     {
         self.launch_child(options, parent_port::<T, C>, |prepared| {
             prepared.launch(child, true)

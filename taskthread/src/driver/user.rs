@@ -13,7 +13,7 @@ use tokio::time::Sleep;
 use super::KeepQueue;
 use crate::error::Result;
 use crate::exit::{Exit, ThreadState};
-use crate::node::{DownReceiver, Node};
+use crate::node::{DownReceiver, Node, has_report, settle};
 
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
@@ -26,11 +26,46 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// Polls user code once, turning its error or panic into the exit it causes.
+#[inline]
 fn poll_user<R>(
-    fut: Pin<&mut impl Future<Output = Result<R>>>,
+    mut fut: Pin<&mut impl Future<Output = Result<R>>>,
+    node: &Node,
     cx: &mut Context<'_>,
 ) -> Poll<Result<R, Exit>> {
-    match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+    let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+    if let Ok(Poll::Pending) = polled
+        && has_report()
+    {
+        return poll_user_blocked(fut, node, cx);
+    }
+    if !matches!(polled, Ok(Poll::Pending)) {
+        node.after_handler();
+    }
+    exit_of(polled)
+}
+
+/// A wait of the user code has just blocked: see whether it could ever end (see
+/// `node::settle`), and poll again at once if it has a verdict to take.
+#[inline(never)]
+fn poll_user_blocked<R>(
+    mut fut: Pin<&mut impl Future<Output = Result<R>>>,
+    node: &Node,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R, Exit>> {
+    let polled = settle(node, || {
+        catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+    })
+    .unwrap_or(Ok(Poll::Pending));
+    if !matches!(polled, Ok(Poll::Pending)) {
+        node.after_handler();
+    }
+    exit_of(polled)
+}
+
+/// The outcome of a poll of user code: its error or panic is the exit it causes.
+#[inline]
+fn exit_of<R>(polled: std::thread::Result<Poll<Result<R>>>) -> Poll<Result<R, Exit>> {
+    match polled {
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(Ok(r))) => Poll::Ready(Ok(r)),
         Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Exit::Failed(e))),
@@ -130,7 +165,7 @@ pub(crate) fn run_user<'a, R, D: Send + 'static>(
 ) -> impl Future<Output = Result<R, Exit>> + 'a {
     let mut stopping = stopping;
     poll_fn(move |cx| {
-        if let Poll::Ready(done) = poll_user(fut.as_mut(), cx) {
+        if let Poll::Ready(done) = poll_user(fut.as_mut(), node, cx) {
             return Poll::Ready(done);
         }
         // Most handlers finish on their first poll; the stop signal is only looked at for

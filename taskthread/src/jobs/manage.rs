@@ -1,8 +1,8 @@
 //! Managing a [`JobPool`]: cancel jobs, change its limit, pause and resume its intake,
 //! close it, wait for it, and count what became of its jobs.
 
-use super::outcome::*;
-use super::state::*;
+use super::outcome::{JobCounts, JobId, JobOutcome, JobPoolError};
+use super::state::Entry;
 
 use std::sync::Arc;
 

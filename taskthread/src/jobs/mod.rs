@@ -28,7 +28,9 @@ use crate::driver::panic_message;
 use crate::error::Error;
 use crate::family::Drained;
 use crate::thread::{HandlesStream, Thread};
-use state::*;
+use state::{
+    BoxJob, CatchUnwind, Entry, Finish, GroupState, Inner, LAUNCHING, Launch, Pulled, Source, State,
+};
 
 /// A pool of ad-hoc async jobs, run at most `limit` at a time: for work that is not a
 /// long-lived thread (fetch these URLs, resize these images), from any async code or from

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::JobPool;
-use super::outcome::*;
+use super::outcome::{JobCounts, JobId, JobOutcome, JobPoolError, JobResult};
 use crate::driver::panic_message;
 
 pub(super) type BoxJob<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;

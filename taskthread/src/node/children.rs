@@ -1,13 +1,28 @@
 //! A thread's children, kept in its node: the one list the parent's loop adds to and
 //! removes from, and that snapshots, aborts and lookups from other threads walk.
 
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::roster::Roster;
 use super::{ChildNode, Node, Queue};
 use crate::exit::{ChildId, Exit, ThreadState};
+use crate::queue::Meter;
+
+/// What a thread with children keeps in its node, made with the first child, the thread's
+/// inbound queue, or the first wait for its answer: the one list of its children, the
+/// places of its inbound queue, where its children wait for room UP, and the thread that
+/// waits for its answer.
+#[derive(Default)]
+pub(crate) struct Kin {
+    list: Mutex<Roster<ChildEntry>>,
+    /// Made with the thread's inbound queue, again in each life of a supervised thread.
+    inbound: Mutex<Option<Arc<Meter>>>,
+    /// The thread waiting for an answer of this one, if any (its id; 0: none).
+    pub(super) awaited_by: AtomicU64,
+}
 
 /// A child as its parent keeps it.
 pub(crate) struct ChildEntry {
@@ -28,15 +43,41 @@ impl ChildEntry {
 impl<Q: ?Sized + Queue> Node<Q> {
     /// The list of children, locked; `None` if there never was a child.
     fn children(&self) -> Option<MutexGuard<'_, Roster<ChildEntry>>> {
-        let children = self.children.get()?;
-        Some(children.lock().unwrap_or_else(PoisonError::into_inner))
+        let kin = self.kin.get()?;
+        Some(kin.list.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Keeps the places of the thread's (new) inbound queue.
+    pub(crate) fn set_inbound(&self, meter: Arc<Meter>) {
+        let kin = self.kin.get_or_init(Box::default);
+        *kin.inbound.lock().unwrap_or_else(PoisonError::into_inner) = Some(meter);
+    }
+
+    /// What the thread keeps for its children and waits, made if need be.
+    pub(super) fn kin(&self) -> &Kin {
+        self.kin.get_or_init(Box::default)
+    }
+
+    /// What the thread keeps for its children and waits, if it was made.
+    pub(super) fn kin_if_any(&self) -> Option<&Kin> {
+        self.kin.get().map(|kin| &**kin)
+    }
+
+    /// The places of the thread's inbound queue, if it has one.
+    pub(crate) fn inbound(&self) -> Option<Arc<Meter>> {
+        let kin = self.kin.get()?;
+        kin.inbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Adds a child, last in spawn order.
     pub(crate) fn add_child(&self, entry: ChildEntry) {
         let mut children = self
-            .children
+            .kin
             .get_or_init(Box::default)
+            .list
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         children.push(entry.node().id, entry);

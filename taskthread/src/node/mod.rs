@@ -10,16 +10,18 @@ mod children;
 mod receiver;
 mod roster;
 mod snapshot;
+mod waits;
 
 pub(crate) use children::ChildEntry;
 pub(crate) use receiver::DownReceiver;
-pub use snapshot::TreeSnapshot;
+pub use snapshot::{TreeSnapshot, Waiting};
+pub(crate) use waits::{answering, closes_cycle, has_report, report, settle, verdict};
 
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,14 +31,19 @@ use tokio::task::AbortHandle;
 use crate::exit::{ChildId, ThreadState};
 use crate::path::LazyPath;
 use crate::queue::DownQueue;
-use roster::Roster;
+use children::Kin;
 
-/// The DOWN queue of a thread, type-erased: its depth for snapshots, and the typed queue
-/// for a parent's broadcasts (recovered by downcasting).
+/// The DOWN queue of a thread, type-erased: its depth for snapshots, and the senders that
+/// wait for room in it.
 pub(crate) trait Queue: Send + Sync {
     fn depth(&self) -> usize;
     fn capacity(&self) -> usize;
-    fn as_any(&self) -> &dyn Any;
+    /// A sender queued as `ticket` says who it is (see [`DownQueue::own`]).
+    fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool;
+    /// Whether the thread `owner` waits for room (see [`DownQueue::has_waiting`]).
+    fn has_waiting(&self, owner: u64, listed: &AtomicBool) -> bool;
+    /// The threads that wait for room.
+    fn waiting_owners(&self) -> Vec<u64>;
 }
 
 impl<D: Send + 'static> Queue for DownQueue<D> {
@@ -48,8 +55,16 @@ impl<D: Send + 'static> Queue for DownQueue<D> {
         DownQueue::capacity(self)
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool {
+        DownQueue::own(self, ticket, owner, listed)
+    }
+
+    fn has_waiting(&self, owner: u64, listed: &AtomicBool) -> bool {
+        DownQueue::has_waiting(self, owner, listed)
+    }
+
+    fn waiting_owners(&self) -> Vec<u64> {
+        DownQueue::waiting_owners(self)
     }
 }
 
@@ -96,9 +111,10 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// The thread's task, woken by a request. Only that task waits for one, so a single
     /// waker slot does (no waiter list, no lock, nothing stored in the task per waiter).
     stop_waker: AtomicWaker,
-    /// The one list of the thread's children, in spawn order; made when the first child is
-    /// spawned (most threads have none).
-    children: OnceLock<Box<Mutex<Roster<ChildEntry>>>>,
+    /// The one list of the thread's children, in spawn order, the places of its inbound
+    /// queue, and who waits for its answer; made when the first child is spawned, or an
+    /// asker first waits (most threads never need it).
+    kin: OnceLock<Box<Kin>>,
     /// How long a stop may take before what remains of the subtree is aborted.
     pub(crate) stop_deadline: Option<Duration>,
     /// How many `spawn_blocking` jobs run at once.
@@ -113,6 +129,9 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// [`STOP`] and [`RESTART`] requests.
     stop_requested: AtomicU8,
     state: AtomicU8,
+    /// Whether a sender waiting for room in the queue may have said who it is (see
+    /// [`DownQueue::own`]): `false` lets a thread see without a lock that none waits on it.
+    listed: AtomicBool,
     pub(crate) queue: Q,
 }
 
@@ -162,7 +181,8 @@ impl<Q: Queue> Node<Q> {
             stop_waker: AtomicWaker::new(),
             state: AtomicU8::new(0),
             handled: AtomicU64::new(0),
-            children: OnceLock::new(),
+            kin: OnceLock::new(),
+            listed: AtomicBool::new(false),
             stop_deadline: init.stop_deadline,
             blocking_limit: init.blocking_limit,
             task: OnceLock::new(),

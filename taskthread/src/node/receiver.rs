@@ -22,6 +22,27 @@ impl<D: Send + 'static> DownReceiver<D> {
         self.node.queue.poll_recv(cx)
     }
 
+    /// Takes the next message, holding its place until [`release_held`](Self::release_held).
+    pub(crate) fn poll_recv_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        self.node.queue.poll_recv_held(cx)
+    }
+
+    pub(crate) fn try_recv_held(&mut self) -> Option<D> {
+        self.node.queue.try_recv_held()
+    }
+
+    pub(crate) fn release_held(&self, n: usize) {
+        self.node.queue.release_held(n);
+    }
+
+    pub(crate) fn held(&self) -> usize {
+        self.node.queue.held()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.node.queue.len()
+    }
+
     #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<D> {
         self.node.queue.try_recv()

@@ -5,11 +5,32 @@ use std::fmt::{self, Write as _};
 
 use super::{Node, Queue};
 use crate::exit::{ChildId, ThreadState};
+use crate::wait::WaitKind;
 
 impl<Q: ?Sized + Queue> Node<Q> {
-    /// A snapshot of this thread's subtree.
+    /// A snapshot of this thread's subtree, with the waits between its threads.
     pub(crate) fn snapshot(&self) -> TreeSnapshot {
+        let mut waits = Vec::new();
+        let mut snapshot = self.snapshot_taking(&mut waits);
+        if !waits.is_empty() {
+            for (waiter, wait) in waits {
+                if let Some(entry) = snapshot.find_id_mut(waiter) {
+                    entry.waiting.push(wait);
+                }
+            }
+        }
+        snapshot
+    }
+
+    /// The subtree's snapshot without its waits, which are added to `waits` (by the id of
+    /// the thread that waits).
+    fn snapshot_taking(&self, waits: &mut Vec<(u64, Waiting)>) -> TreeSnapshot {
         let children = self.children_now();
+        waits.extend(
+            self.waits_on_this()
+                .into_iter()
+                .map(|(waiter, kind)| (waiter, self.as_waited_on(kind))),
+        );
         TreeSnapshot {
             id: self.id,
             name: self.name().to_owned(),
@@ -22,19 +43,24 @@ impl<Q: ?Sized + Queue> Node<Q> {
             queue_capacity: self.capacity(),
             handled: self.handled(),
             restarts: self.restarts(),
-            children: children.iter().map(|c| c.node().snapshot()).collect(),
+            waiting: Vec::new(),
+            children: children
+                .iter()
+                .map(|c| c.node().snapshot_taking(waits))
+                .collect(),
         }
     }
 }
 
-/// A picture of a subtree at one moment: names, types, states, queue depths, message counts.
+/// A picture of a subtree at one moment: names, types, states, queue depths, message counts,
+/// and what each thread waits on.
 ///
 /// Its `Display` renders the hierarchical notation of the original TaskThread docs, one
 /// thread per line, children indented by four spaces:
 ///
 /// ```text
 /// Master [master] running, queue 0/64, handled 0
-///     TcpServer: UP: Frame [master/tcp_server] running, queue 0/64, handled 0
+///     TcpServer: UP: Frame [master/tcp_server] running, queue 0/64, handled 0, waits for room UP in master
 ///         TcpConnection: UP: Frame [master/tcp_server/tcp_connection] running, queue 0/64, handled 3
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +88,10 @@ pub struct TreeSnapshot {
     pub handled: u64,
     /// How often its supervisor has started it again (see [`Ctx::supervise`](crate::Ctx::supervise)).
     pub restarts: u32,
+    /// What it waits on right now: a thread whose queue has no room, or whose answer has
+    /// not come. Usually empty, or one wait; more if a handler awaits several at once.
+    /// Only waits that block show (a send that finds room never does).
+    pub waiting: Vec<Waiting>,
     /// Its live children, in the order they were spawned.
     pub children: Vec<TreeSnapshot>,
 }
@@ -83,6 +113,13 @@ impl TreeSnapshot {
             return Some(self);
         }
         self.children.iter().find_map(|c| c.find(path))
+    }
+
+    fn find_id_mut(&mut self, id: u64) -> Option<&mut TreeSnapshot> {
+        if self.id.as_u64() == id {
+            return Some(self);
+        }
+        self.children.iter_mut().find_map(|c| c.find_id_mut(id))
     }
 
     /// Renders only the hierarchy and the types, exactly in the original's notation
@@ -117,6 +154,9 @@ impl TreeSnapshot {
             if self.restarts > 0 {
                 let _ = write!(out, ", restarts {}", self.restarts);
             }
+            for wait in &self.waiting {
+                let _ = write!(out, ", waits for {wait}");
+            }
         }
         out.push('\n');
         for child in &self.children {
@@ -130,5 +170,24 @@ impl fmt::Display for TreeSnapshot {
         let mut out = String::new();
         self.render_into(&mut out, 0, true);
         f.write_str(out.trim_end_matches('\n'))
+    }
+}
+
+/// One wait of a thread on another, as a [`TreeSnapshot`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Waiting {
+    /// How it waits: for room in a queue, or for an answer.
+    pub kind: WaitKind,
+    /// The id of the thread it waits on.
+    pub on: ChildId,
+    /// The path of the thread it waits on.
+    pub path: String,
+}
+
+impl fmt::Display for Waiting {
+    /// `an answer from boss/chatty`, `room in the queue of boss/chatty`, `room UP in boss`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.describe(), self.path)
     }
 }

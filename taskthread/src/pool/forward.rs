@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::ctx::Ctx;
 use crate::error::TrySendError;
 use crate::exit::{ChildId, ChildRestart, ExitReport};
+use crate::node::Node;
 use crate::port::{Inbound, UpPort};
 use crate::queue::{InboxSender, Meter};
 use crate::thread::Thread;
@@ -43,6 +44,10 @@ impl<P: Thread> UpPort<P::Up> for ForwardPort<P> {
 
     fn target(&self) -> &str {
         self.up.target()
+    }
+
+    fn receiver(&self) -> Option<&Node> {
+        self.up.receiver()
     }
 }
 

@@ -106,11 +106,15 @@ impl Meter {
     ///
     /// The future is three words: it is part of every `Ctx::up` future, and so of the task
     /// of every thread that sends UP.
-    pub(crate) fn take(&self) -> Take<'_> {
+    ///
+    /// `owner` says who waits (a thread's id, 0 if none): a sender that has to wait is
+    /// listed with it.
+    pub(crate) fn take(&self, owner: u64) -> Take<'_> {
         Wait {
             meter: self,
             look: TakePlace,
-            ticket: None,
+            ticket: NO_TICKET,
+            owner,
         }
     }
 
@@ -119,7 +123,8 @@ impl Meter {
         let room = Wait {
             meter: self,
             look: Self::has_room,
-            ticket: None,
+            ticket: NO_TICKET,
+            owner: 0,
         }
         .await;
         // The place is left for others: pass on the wake-up this waiter may have taken,
@@ -131,8 +136,8 @@ impl Meter {
     }
 
     /// Queues a waiting sender and counts it in; it must look again afterwards.
-    fn register(&self, waker: &Waker) -> u64 {
-        let ticket = self.waiters().push(waker);
+    fn register(&self, waker: &Waker, owner: u64) -> u64 {
+        let ticket = self.waiters().push(waker, owner);
         // SeqCst pairs with `give_back`: see `try_take`.
         self.waiting.fetch_add(1, Ordering::SeqCst);
         ticket
@@ -155,6 +160,16 @@ impl Meter {
             drop(waiters);
             self.wake_one();
         }
+    }
+
+    /// Whether `owner` waits for a place (and has not been woken).
+    pub(crate) fn has_waiting(&self, owner: u64) -> bool {
+        self.waiting.load(Ordering::SeqCst) != 0 && self.waiters().has_owner(owner)
+    }
+
+    /// Who waits for a place, among the senders that said who they are.
+    pub(crate) fn waiting_owners(&self) -> Vec<u64> {
+        self.waiters().owners().collect()
     }
 
     /// Wakes the sender that has waited longest, if any.
@@ -208,8 +223,31 @@ impl Meter {
 pub(crate) struct Wait<'a, F> {
     meter: &'a Meter,
     look: F,
-    /// Its place in the queue while registered.
-    ticket: Option<u64>,
+    /// Its place in the queue while registered ([`NO_TICKET`] otherwise), with [`SEEN`]
+    /// set once its sender has seen that it blocks.
+    ticket: u64,
+    /// Who waits: a thread's id, or 0.
+    owner: u64,
+}
+
+/// A [`Wait`] that is not registered. Tickets count up from 0 and never reach it, nor
+/// [`SEEN`].
+const NO_TICKET: u64 = u64::MAX;
+
+/// The bit of a [`Wait`]'s ticket that says its sender has seen that it blocks.
+const SEEN: u64 = 1 << 62;
+
+impl<F> Wait<'_, F> {
+    /// After a `Pending`: whether the sender waits in the queue and has not yet seen it
+    /// (then it sees it now: the next call says `false` until the sender queues again).
+    #[inline]
+    pub(crate) fn newly_blocked(&mut self) -> bool {
+        if self.ticket == NO_TICKET || self.ticket & SEEN != 0 {
+            return false;
+        }
+        self.ticket |= SEEN;
+        true
+    }
 }
 
 /// What a [`Wait`] looks for each time it is woken.
@@ -240,24 +278,25 @@ pub(crate) type Take<'a> = Wait<'a, TakePlace>;
 impl<F: Look> Future for Wait<'_, F> {
     type Output = Result<(), Closed>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(ticket) = this.ticket {
-            if this.meter.still_waiting(ticket, cx.waker()) {
+        if this.ticket != NO_TICKET {
+            if this.meter.still_waiting(this.ticket & !SEEN, cx.waker()) {
                 return Poll::Pending;
             }
             // Woken: a place was given back, or the receiver went away. Look before
             // queueing again, which would lock.
-            this.ticket = None;
+            this.ticket = NO_TICKET;
             match this.look.look(this.meter) {
                 Err(Refused::Full) => {}
                 now => return Poll::Ready(now.map_err(|_| Closed)),
             }
         }
-        let ticket = this.meter.register(cx.waker());
+        let ticket = this.meter.register(cx.waker(), this.owner);
         match this.look.look(this.meter) {
             Err(Refused::Full) => {
-                this.ticket = Some(ticket);
+                this.ticket = ticket;
                 Poll::Pending
             }
             now => {
@@ -271,8 +310,9 @@ impl<F: Look> Future for Wait<'_, F> {
 impl<F> Drop for Wait<'_, F> {
     fn drop(&mut self) {
         // Dropped while waiting (the sender gave up, or its thread was aborted).
-        if let Some(ticket) = self.ticket.take() {
-            self.meter.unregister(ticket);
+        if self.ticket != NO_TICKET {
+            self.meter.unregister(self.ticket & !SEEN);
+            self.ticket = NO_TICKET;
         }
     }
 }
@@ -281,6 +321,13 @@ impl<F> Drop for Wait<'_, F> {
 pub(crate) struct Inbox<E> {
     rx: mpsc::UnboundedReceiver<E>,
     meter: Arc<Meter>,
+}
+
+impl<E> Inbox<E> {
+    /// The metered places, for the thread's node: who waits on the thread for a place.
+    pub(crate) fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
 }
 
 /// A sending side: held by each parent's sink and by stream and job tasks.
@@ -423,7 +470,7 @@ mod tests {
     async fn send_up(tx: &InboxSender<Item>, v: u64) {
         if let Err((refused, v)) = tx.try_send_with(v, Item::Metered) {
             assert!(matches!(refused, Refused::Full), "the receiver is alive");
-            tx.meter().take().await.expect("the receiver is alive");
+            tx.meter().take(0).await.expect("the receiver is alive");
             tx.send_permitted(Item::Metered(v));
         }
     }
@@ -490,7 +537,7 @@ mod tests {
             send_up(&tx, 1).await;
             let waiting = {
                 let tx = tx.clone();
-                tokio::spawn(async move { tx.meter().take().await.is_err() })
+                tokio::spawn(async move { tx.meter().take(0).await.is_err() })
             };
             tokio::task::yield_now().await;
             drop(rx);

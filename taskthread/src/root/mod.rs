@@ -18,7 +18,7 @@ use std::future::poll_fn;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::child::{ChildOptions, DEFAULT_STOP_DEADLINE};
-use crate::driver::{panic_message, prepare, wait_gone};
+use crate::driver::{Prepared, panic_message, prepare, wait_gone};
 use crate::error::{Error, Result};
 use crate::exit::{ChildId, Exit, ThreadState};
 use crate::node::{Node, NodeInit, ThreadMeta};
@@ -148,6 +148,14 @@ pub fn spawn<T: Thread>(thread: T) -> Handle<T> {
 /// # }
 /// ```
 pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
+    spawn_root(options, |prepared| prepared.launch(thread, false))
+}
+
+/// Starts a root with `options`, its task launched by `launch`.
+pub(crate) fn spawn_root<T: Thread>(
+    options: ChildOptions,
+    launch: impl FnOnce(Prepared<T>) -> JoinHandle<Exit>,
+) -> Handle<T> {
     let capacity = options.capacity.unwrap_or(T::CAPACITY);
     let (up_tx, up_rx) = inbox(capacity);
     let init = NodeInit {
@@ -163,7 +171,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
     };
     let port = Arc::new(RootPort { tx: up_tx });
     let (child, prepared) = prepare::<T>(ChildId::next(), init, port);
-    let join = prepared.launch(thread, false);
+    let join = launch(prepared);
     let task = join.abort_handle();
     child.node.set_task(task.clone());
     Handle {

@@ -6,6 +6,8 @@
 //! - [`RestartPolicy`] says when it starts again, after which wait, how often at most;
 //!   [`Restart`] is the "when".
 //! - [`RestartGroup`] restarts siblings together ("one for all").
+//! - [`Restarts`] makes the policy's decisions for a child whose lives run elsewhere (a
+//!   [proxy](crate::proxy)'s).
 //! - Each restart reaches the parent as a [`ChildRestart`](crate::ChildRestart) (which life,
 //!   why, which message failed, the backoff), and an escalation as an
 //!   [escalated](crate::ChildExit::escalated) [`ChildExit`](crate::ChildExit).
@@ -51,14 +53,16 @@
 mod group;
 mod life;
 mod policy;
+mod restarts;
 
 pub use group::RestartGroup;
 pub use policy::{Restart, RestartPolicy};
+pub use restarts::{AfterLife, Restarts};
 
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
 use crate::driver::{DownLog, LifeRules, parent_port};
-use crate::thread::{HandlesUp, Thread};
+use crate::thread::{Thread, UpHandledBy};
 
 impl<T: Thread> Ctx<T> {
     /// Spawns a supervised child: `factory` makes it, and makes it again after it fails (or
@@ -127,7 +131,7 @@ impl<T: Thread> Ctx<T> {
     where
         C: Thread,
         F: FnMut() -> C + Send + 'static,
-        T: HandlesUp<C::Up>,
+        C::Up: UpHandledBy<T>,
     {
         self.supervise_with(factory, policy, ChildOptions::new())
     }
@@ -190,11 +194,12 @@ impl<T: Thread> Ctx<T> {
     where
         C: Thread,
         F: FnMut() -> C + Send + 'static,
-        T: HandlesUp<C::Up>,
+        C::Up: UpHandledBy<T>,
     {
         let rules = LifeRules {
             keep_queue: policy.keep_queue(),
             done: None,
+            taken: None,
             log: Some(DownLog::default()),
         };
         self.launch_child(options, parent_port::<T, C>, move |prepared| {

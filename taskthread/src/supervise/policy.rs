@@ -13,7 +13,7 @@ use crate::exit::Exit;
 pub enum Restart {
     /// Never: supervision only adds the restart group and the snapshot's count.
     Never,
-    /// When it fails: `Failed` or `Panicked`. A child that stops itself (`Completed`)
+    /// When it fails: `Failed`, `Panicked` or `Lost`. A child that stops itself (`Completed`)
     /// handles what is queued and ends for good, even if one of those messages then makes
     /// it fail.
     OnFailure,
@@ -128,7 +128,9 @@ impl RestartPolicy {
     pub(crate) fn restarts_after(&self, exit: &Exit) -> bool {
         match self.restart {
             Restart::Never => false,
-            Restart::OnFailure => matches!(exit, Exit::Failed(_) | Exit::Panicked(_)),
+            Restart::OnFailure => {
+                matches!(exit, Exit::Failed(_) | Exit::Panicked(_) | Exit::Lost(_))
+            }
             Restart::Always => !matches!(exit, Exit::Aborted { .. }),
         }
     }

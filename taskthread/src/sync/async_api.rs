@@ -1,7 +1,7 @@
 //! The `_async` methods of a [`BackgroundHandle`]: the same operations for code that runs
 //! in an async context, on any runtime.
 
-use crate::error::{AskError, SendError};
+use crate::child::{AskFuture, SendFuture};
 use crate::exit::Exit;
 use crate::thread::{Accepts, Asks, Thread};
 
@@ -38,11 +38,13 @@ impl<T: Thread> BackgroundHandle<T> {
     /// # counter.stop_and_join_async().await.unwrap();
     /// # }
     /// ```
-    pub async fn send_async<M>(&self, msg: M) -> Result<(), SendError<M>>
+    pub fn send_async<M>(&self, msg: M) -> SendFuture<'_, T, M>
     where
         T: Accepts<M>,
     {
-        self.shared.child.send(msg).await
+        // The named future rather than an `async fn`: a message of a type the thread does
+        // not handle is then reported once, at the call.
+        self.shared.child.send(msg)
     }
 
     /// Asks the root a question from async code on any runtime (see [`ChildRef::ask`](crate::ChildRef::ask)).
@@ -72,11 +74,12 @@ impl<T: Thread> BackgroundHandle<T> {
     /// # counter.stop_and_join_async().await.unwrap();
     /// # }
     /// ```
-    pub async fn ask_async<Q>(&self, question: Q) -> Result<T::Reply, AskError<Q>>
+    pub fn ask_async<Q>(&self, question: Q) -> AskFuture<'_, T, Q, T::Reply>
     where
         T: Asks<Q>,
     {
-        self.shared.child.ask(question).await
+        // A named future, as `send_async`'s.
+        self.shared.child.ask(question)
     }
 
     /// Receives the next message the root sent UP, from async code on any runtime; `None`

@@ -11,7 +11,7 @@ mod shared;
 pub use self::error::{BlockingError, JoinError, RecvError};
 pub use self::handle::BackgroundHandle;
 
-use self::shared::*;
+use self::shared::{Flow, Shared, forward, lock};
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

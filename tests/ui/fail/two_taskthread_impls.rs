@@ -18,7 +18,8 @@ impl Worker {
 #[taskthread(up = Frame)]
 impl Worker {
     #[down]
-    async fn pong(&mut self, _ctx: &mut Ctx<Self>, _p: Pong) -> Result<()> {
+    async fn pong(&mut self, ctx: &mut Ctx<Self>, _p: Pong) -> Result<()> {
+        ctx.try_up(Frame)?;
         Ok(())
     }
 
@@ -28,5 +29,28 @@ impl Worker {
     }
 }
 
+// Every use of the type as a thread, and of its up type, compiles as if it had one impl.
+struct Parent;
+
+#[taskthread]
+impl Parent {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let worker = ctx.spawn(Worker);
+        worker.send(Ping).await?;
+        worker.send(Pong).await?;
+        ctx.cancel_task(Self::SWEEP);
+        Ok(())
+    }
+
+    #[up]
+    async fn frame(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _f: Frame) -> Result<()> {
+        Ok(())
+    }
+
+    #[rescheduling(every = "1s")]
+    async fn sweep(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        Ok(Reschedule::Again)
+    }
+}
 
 fn main() {}

@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -56,14 +56,19 @@ struct State<D> {
     senders: Waiters,
     /// Places promised to senders woken from `senders` that have not taken them yet.
     promised: usize,
-    /// Places held by [`Permit`]s.
-    reserved: usize,
+    /// Places held by [`Permit`]s. A `u32`, as `held`: the two share the word the flags
+    /// above are padded to, so the node (which holds the queue) stays as small.
+    reserved: u32,
+    /// Places of messages the receiver took with [`DownQueue::poll_recv_held`] and has not
+    /// [released](DownQueue::release_held) yet: a proxy's messages on their way elsewhere.
+    held: u32,
 }
 
 impl<D> State<D> {
     /// Room for a sender that holds no promise.
     fn has_room(&self, capacity: usize) -> bool {
-        self.items.len() + self.promised + self.reserved < capacity
+        self.items.len() + self.promised + (self.reserved as usize) + (self.held as usize)
+            < capacity
     }
 
     /// After a place was freed: promises it to the sender that has waited longest, if any,
@@ -103,6 +108,7 @@ impl<D> DownQueue<D> {
                 senders: Waiters::new(),
                 promised: 0,
                 reserved: 0,
+                held: 0,
             }),
         }
     }
@@ -184,7 +190,7 @@ impl<D> DownQueue<D> {
             *wait = Waiting::No;
             return Poll::Ready(Err(Closed));
         }
-        if let Waiting::Queued(ticket) = *wait {
+        if let Waiting::Queued(ticket) | Waiting::Reported(ticket) = *wait {
             if state.senders.refresh(ticket, cx.waker()) {
                 return Poll::Pending;
             }
@@ -197,7 +203,7 @@ impl<D> DownQueue<D> {
             return Poll::Ready(Ok(()));
         }
         // Full, or others wait already: queue behind them.
-        *wait = Waiting::Queued(state.senders.push(cx.waker()));
+        *wait = Waiting::Queued(state.senders.push(cx.waker(), 0));
         Poll::Pending
     }
 
@@ -265,6 +271,63 @@ impl<D> DownQueue<D> {
                 Poll::Pending
             }
         }
+    }
+
+    /// Takes the next message as [`poll_recv`](Self::poll_recv) does, but keeps its place
+    /// taken until [`release_held`](Self::release_held) frees it: senders wait while the
+    /// queued messages and the held places fill the capacity.
+    pub(crate) fn poll_recv_held(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let mut state = self.state();
+        match state.take() {
+            Some(msg) => {
+                state.held += 1;
+                drop(state);
+                coop.made_progress();
+                Poll::Ready(Some(msg))
+            }
+            None if state.closed && state.reserved == 0 => {
+                coop.made_progress();
+                Poll::Ready(None)
+            }
+            None => {
+                match &mut state.receiver {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Frees `n` places held by [`poll_recv_held`](Self::poll_recv_held) (at most as many
+    /// as are held), promising them to waiting senders.
+    pub(crate) fn release_held(&self, n: usize) {
+        let mut woken = Vec::new();
+        {
+            let mut state = self.state();
+            state.held -= u32::try_from(n).unwrap_or(u32::MAX).min(state.held);
+            while let Some(waker) = state.promise_next(self.capacity) {
+                woken.push(waker);
+            }
+        }
+        for waker in woken {
+            waker.wake();
+        }
+    }
+
+    /// Takes the next message if there is one now, holding its place as
+    /// [`poll_recv_held`](Self::poll_recv_held) does.
+    pub(crate) fn try_recv_held(&self) -> Option<D> {
+        let mut state = self.state();
+        let msg = state.take()?;
+        state.held += 1;
+        Some(msg)
+    }
+
+    /// How many places are held by taken messages not yet released.
+    pub(crate) fn held(&self) -> usize {
+        self.state().held as usize
     }
 
     /// Takes the next message if there is one now.
@@ -335,6 +398,40 @@ impl<D> DownQueue<D> {
     pub(crate) fn is_empty(&self) -> bool {
         self.state().items.is_empty()
     }
+
+    /// A sender queued as `ticket` blocks and says who it is; `false` if it was woken
+    /// (promised a place) meanwhile. `listed` is set, under the lock, if it did: see
+    /// [`has_waiting`](Self::has_waiting).
+    pub(crate) fn own(&self, ticket: u64, owner: u64, listed: &AtomicBool) -> bool {
+        let mut state = self.state();
+        let owned = state.senders.own(ticket, owner);
+        if owned {
+            // SeqCst: a thread that lists itself elsewhere and then looks here sees it,
+            // or this sender sees that thread's listing when it looks in turn.
+            listed.store(true, Ordering::SeqCst);
+        }
+        owned
+    }
+
+    /// Whether `owner` waits for room (and has not been promised a place). `listed` (see
+    /// [`own`](Self::own)) lets a look skip the lock when no sender said who it is; it is
+    /// cleared here, under the lock, once none does.
+    pub(crate) fn has_waiting(&self, owner: u64, listed: &AtomicBool) -> bool {
+        if !listed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let state = self.state();
+        if state.senders.owners().next().is_none() {
+            listed.store(false, Ordering::SeqCst);
+            return false;
+        }
+        state.senders.has_owner(owner)
+    }
+
+    /// Who waits for room, among the senders that said who they are.
+    pub(crate) fn waiting_owners(&self) -> Vec<u64> {
+        self.state().senders.owners().collect()
+    }
 }
 
 /// The queue is closed.
@@ -347,6 +444,8 @@ enum Waiting {
     No,
     /// Queued with this ticket (or woken with a promise, once the ticket is gone).
     Queued(u64),
+    /// Queued, and the sender has seen that it blocks.
+    Reported(u64),
 }
 
 /// A sender's turn at a place: queued behind earlier senders while the queue is full.
@@ -379,8 +478,17 @@ impl<D> Turn<'_, D> {
 
 impl<D> Drop for Turn<'_, D> {
     fn drop(&mut self) {
-        // Given up while waiting (the sender's task was dropped or its select moved on).
-        if let Waiting::Queued(ticket) = self.wait {
+        self.leave();
+    }
+}
+
+impl<D> Turn<'_, D> {
+    /// Gives up a wait (the sender's task was dropped, its select moved on, or the wait
+    /// would never end): the queue forgets the sender, and a place promised to it goes to
+    /// the next.
+    fn leave(&mut self) {
+        if let Waiting::Queued(ticket) | Waiting::Reported(ticket) = self.wait {
+            self.wait = Waiting::No;
             self.queue.give_up(ticket);
         }
     }
@@ -418,6 +526,35 @@ impl<D> Future for Sending<'_, D> {
                 Poll::Ready(Ok(()))
             }
         }
+    }
+}
+
+impl<D> Sending<'_, D> {
+    /// After a `Pending`: the ticket of a sender that has just started to wait, seen once
+    /// (the next call says `None`).
+    #[inline]
+    pub(crate) fn newly_blocked(&mut self) -> Option<u64> {
+        match self.turn.wait {
+            Waiting::Queued(ticket) => {
+                self.turn.wait = Waiting::Reported(ticket);
+                Some(ticket)
+            }
+            Waiting::No | Waiting::Reported(_) => None,
+        }
+    }
+
+    /// The ticket of a sender that waits and has seen that it blocks.
+    pub(crate) fn blocked_ticket(&self) -> Option<u64> {
+        match self.turn.wait {
+            Waiting::Reported(ticket) => Some(ticket),
+            Waiting::No | Waiting::Queued(_) => None,
+        }
+    }
+
+    /// Gives up the wait and takes the message back.
+    pub(crate) fn take_back(&mut self) -> Option<D> {
+        self.turn.leave();
+        self.msg.take()
     }
 }
 

@@ -184,3 +184,35 @@ fn many_senders_on_many_threads_lose_nothing() {
         assert!(seen.iter().all(|s| *s), "every message arrived");
     });
 }
+
+#[test]
+fn held_places_keep_senders_waiting_until_released() {
+    block_on(async {
+        let queue = Arc::new(DownQueue::new(2));
+        queue.try_send(1).unwrap();
+        queue.try_send(2).unwrap();
+        // Taken, but their places stay held: the queue is still full.
+        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, Some(1));
+        assert_eq!(queue.try_recv_held(), Some(2));
+        assert_eq!(queue.try_recv_held(), None);
+        assert_eq!(queue.held(), 2);
+        assert!(matches!(queue.try_send(3), Err(TrySendError::Full(3))));
+        let waiting = sender(&queue, 3);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // One place freed: the waiting sender gets it, and the queue is full again.
+        queue.release_held(1);
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        assert!(matches!(queue.try_send(4), Err(TrySendError::Full(4))));
+        // Releasing more than is held frees what is held, no more.
+        queue.release_held(5);
+        assert_eq!(queue.held(), 0);
+        assert!(queue.try_send(4).is_ok());
+        assert!(matches!(queue.try_send(5), Err(TrySendError::Full(5))));
+        // A closed queue ends once empty, whatever is held.
+        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, Some(3));
+        queue.close();
+        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, Some(4));
+        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, None);
+    });
+}

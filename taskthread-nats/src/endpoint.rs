@@ -1,0 +1,388 @@
+//! [`Endpoint`]: a process's place on the transport — one address, the edges that end
+//! there, and the task that reads their frames and keeps them alive.
+//!
+//! The endpoint's task hands each edge's frames, in order, to the edge's *life* (a parent's
+//! proxy or a host's agent) as [`Event`]s, acks what arrived, sends unacked frames again,
+//! sends a ping when an edge has been quiet for a heartbeat, and reports an edge whose other
+//! side has said nothing for `lost_after` as lost. It does all this whatever the lives are
+//! doing, so a busy parent or child never looks dead. A life sends its own frames through
+//! [`Edge::send_reliable`] and [`Edge::send_bare`].
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::error::TransportError;
+use crate::frame::{self, EdgeId, Head, Kind};
+use crate::link::Link;
+use crate::settings::Settings;
+use crate::transport::{Frames, Transport};
+
+/// What an edge's life hears from the endpoint.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A frame, in order.
+    Frame(Kind, Bytes),
+    /// The other side has been silent past `lost_after`: the reason.
+    Lost(String),
+    /// The host is stopping: stop the subtree gracefully.
+    HostStopping,
+    /// The life is over without a word: its process is going away, or a later life of
+    /// the edge replaced it.
+    Kill,
+}
+
+/// One edge as the endpoint keeps it: its link, its life's events, and the waker of a life
+/// waiting for credit.
+pub(crate) struct Edge {
+    link: Mutex<Link>,
+    events: mpsc::UnboundedSender<Event>,
+    credit: AtomicWaker,
+    pub(crate) heartbeat: Duration,
+    pub(crate) lost_after: Duration,
+    endpoint: Arc<Endpoint>,
+}
+
+impl Edge {
+    pub(crate) fn link(&self) -> MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands the edge's life an event.
+    pub(crate) fn tell(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// The endpoint the edge ends at.
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Sends the next reliable frame, its payload written by `payload`.
+    pub(crate) async fn send_reliable<E>(
+        &self,
+        kind: Kind,
+        payload: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<postcard::Error> + From<TransportError>,
+    {
+        let frame = self.reliable_frame(kind, payload)?;
+        let peer = self.link().peer.clone();
+        // A frame the transport did not take is sent again with the unacked ones.
+        self.endpoint.send_to(&peer, frame).await;
+        Ok(())
+    }
+
+    /// Makes the next reliable frame, its payload written by `payload`, and keeps it to be
+    /// sent again until acked; [`send_frames`](Self::send_frames) sends it.
+    pub(crate) fn reliable_frame<E>(
+        &self,
+        kind: Kind,
+        payload: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Bytes, E>
+    where
+        E: From<postcard::Error> + From<TransportError>,
+    {
+        let max = self.endpoint.transport.max_frame();
+        self.link().reliable(kind, |buf| {
+            payload(buf)?;
+            // Checked before the frame is kept to be sent again: a frame that can never be
+            // carried must not block the edge.
+            if buf.len() > max {
+                return Err(E::from(TransportError::TooLarge {
+                    size: buf.len(),
+                    max,
+                }));
+            }
+            Ok(())
+        })
+    }
+
+    /// Sends frames made by [`reliable_frame`](Self::reliable_frame), as few datagrams as
+    /// the transport's size allows.
+    pub(crate) async fn send_frames(&self, frames: Vec<Bytes>) {
+        let peer = self.link().peer.clone();
+        self.endpoint.send_frames(&peer, frames).await;
+    }
+
+    /// Sends a frame without delivery guarantee.
+    pub(crate) async fn send_bare(&self, kind: Kind) {
+        let (peer, frame) = {
+            let mut link = self.link();
+            (link.peer.clone(), link.bare(kind))
+        };
+        self.endpoint.send_to(&peer, frame).await;
+    }
+
+    /// Sends an ack if the other side has not been told the latest ack or credit.
+    pub(crate) async fn send_ack_if_owed(&self) {
+        let owed = {
+            let mut link = self.link();
+            link.owes_ack()
+                .then(|| (link.peer.clone(), link.bare(Kind::Ack)))
+        };
+        if let Some((peer, frame)) = owed {
+            self.endpoint.send_to(&peer, frame).await;
+        }
+    }
+
+    /// Ready once one more credited frame may be sent; else the task is woken when the
+    /// other side's credit grows.
+    pub(crate) fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.credit.register(cx.waker());
+        if self.link().has_credit() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// What a side (host or parent) does with a frame for an edge it has no life for.
+pub(crate) trait Side: Send + Sync + 'static {
+    /// `head` names an edge, or an epoch of one, that has no life here.
+    fn unknown(&self, endpoint: &Arc<Endpoint>, head: Head, payload: Bytes);
+}
+
+/// A process's place on the transport.
+pub(crate) struct Endpoint {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) address: String,
+    pub(crate) settings: Settings,
+    edges: Mutex<HashMap<EdgeId, Arc<Edge>>>,
+    /// What ping stamps count from.
+    start: Instant,
+    /// Nothing is sent any more.
+    closed: AtomicBool,
+}
+
+impl Endpoint {
+    /// Listens at `address`; the endpoint's task must then be run with [`run`].
+    pub(crate) async fn listen(
+        transport: Arc<dyn Transport>,
+        address: String,
+        settings: Settings,
+    ) -> Result<(Arc<Self>, Frames), TransportError> {
+        let frames = transport.listen(&address).await?;
+        let endpoint = Arc::new(Self {
+            transport,
+            address,
+            settings,
+            edges: Mutex::default(),
+            start: Instant::now(),
+            closed: AtomicBool::new(false),
+        });
+        Ok((endpoint, frames))
+    }
+
+    fn edges(&self) -> MutexGuard<'_, HashMap<EdgeId, Arc<Edge>>> {
+        self.edges.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds an edge (replacing the one of an earlier epoch, whose life hears no more) and
+    /// returns it with the receiver of its life's events.
+    pub(crate) fn add_edge(
+        self: &Arc<Self>,
+        link: Link,
+        heartbeat: Duration,
+        lost_after: Duration,
+    ) -> (Arc<Edge>, mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let id = link.edge;
+        let edge = Arc::new(Edge {
+            link: Mutex::new(link),
+            events,
+            credit: AtomicWaker::new(),
+            heartbeat,
+            lost_after,
+            endpoint: Arc::clone(self),
+        });
+        self.edges().insert(id, Arc::clone(&edge));
+        (edge, rx)
+    }
+
+    /// The edge `id`, if it has a life here.
+    pub(crate) fn edge(&self, id: EdgeId) -> Option<Arc<Edge>> {
+        self.edges().get(&id).cloned()
+    }
+
+    /// Removes the edge `id` if it is still in its epoch `epoch`.
+    pub(crate) fn remove_edge(&self, id: EdgeId, epoch: u32) {
+        let mut edges = self.edges();
+        if edges.get(&id).is_some_and(|e| e.link().epoch == epoch) {
+            edges.remove(&id);
+        }
+    }
+
+    /// How many edges have a life here.
+    pub(crate) fn edge_count(&self) -> usize {
+        self.edges().len()
+    }
+
+    /// Sends nothing from now on.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Sends frames to an address, as few datagrams as the transport's size allows.
+    pub(crate) async fn send_frames(&self, address: &str, frames: Vec<Bytes>) {
+        if frames.is_empty() {
+            return;
+        }
+        for datagram in frame::bundles(frames, self.transport.max_frame()) {
+            self.send_to(address, datagram).await;
+        }
+    }
+
+    /// Sends a datagram (one frame, or a bundle of them) to an address.
+    pub(crate) async fn send_to(&self, address: &str, frame: Bytes) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.transport.send(address, frame).await {
+            tracing::debug!("send to `{address}`: {e}");
+        }
+    }
+
+    fn stamp(&self) -> u64 {
+        u64::try_from(Instant::now().duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn stamped(&self, stamp: u64) -> Instant {
+        self.start + Duration::from_micros(stamp)
+    }
+
+    /// Handles one frame; returns the edge it was for, if it has a life here.
+    async fn handle(self: &Arc<Self>, side: &dyn Side, frame: Bytes) -> Option<Arc<Edge>> {
+        let (head, payload) = match frame::decode(&frame) {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::debug!(address = %self.address, "dropped: {e}");
+                return None;
+            }
+        };
+        let Some(edge) = self.edge(head.edge) else {
+            side.unknown(self, head, payload);
+            return None;
+        };
+        let epoch = edge.link().epoch;
+        if head.epoch != epoch {
+            if head.epoch > epoch {
+                side.unknown(self, head, payload);
+            }
+            // Else a frame of an earlier life: dropped, so no stale frame reaches this one.
+            return None;
+        }
+        let pong = match head.kind {
+            Kind::Ping(stamp) => Some(stamp),
+            Kind::Pong(stamp) => {
+                edge.link().pong(self.stamped(stamp));
+                None
+            }
+            _ => None,
+        };
+        let arrived = edge.link().receive(head, payload);
+        if let Some(stamp) = pong {
+            edge.send_bare(Kind::Pong(stamp)).await;
+        }
+        for (kind, payload) in arrived.frames {
+            let _ = edge.events.send(Event::Frame(kind, payload));
+        }
+        if arrived.credit_grew {
+            edge.credit.wake();
+        }
+        Some(edge)
+    }
+
+    /// Once per tick: sends again what is due, pings quiet edges, reports silent ones.
+    async fn tick(self: &Arc<Self>) {
+        let edges: Vec<Arc<Edge>> = self.edges().values().cloned().collect();
+        let now = Instant::now();
+        let stamp = self.stamp();
+        for edge in edges {
+            let (peer, out) = {
+                let mut link = edge.link();
+                if link.lost {
+                    continue;
+                }
+                let silent = now.duration_since(link.last_heard);
+                if silent >= edge.lost_after {
+                    link.lost = true;
+                    drop(link);
+                    let reason = format!("no word from the other side for {silent:?}");
+                    let _ = edge.events.send(Event::Lost(reason));
+                    continue;
+                }
+                let mut out = link.due(now, self.settings.retransmit);
+                if now.duration_since(link.last_sent) >= edge.heartbeat {
+                    out.push(link.bare(Kind::Ping(stamp)));
+                }
+                (link.peer.clone(), out)
+            };
+            self.send_frames(&peer, out).await;
+        }
+    }
+}
+
+/// The endpoint's task: reads frames and ticks until the frames end.
+pub(crate) async fn run(endpoint: Arc<Endpoint>, mut frames: Frames, side: impl Side) {
+    let period = (endpoint.settings.retransmit / 2).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut touched: Vec<Arc<Edge>> = Vec::new();
+    loop {
+        let batch = tokio::select! {
+            batch = next_batch(&mut frames) => batch,
+            _ = tick.tick() => {
+                endpoint.tick().await;
+                continue;
+            }
+        };
+        let Some(batch) = batch else {
+            tracing::debug!(address = %endpoint.address, "the transport closed");
+            return;
+        };
+        for datagram in batch {
+            for frame in frame::unbundle(&datagram) {
+                if let Some(edge) = endpoint.handle(&side, frame).await
+                    && !touched.iter().any(|e| Arc::ptr_eq(e, &edge))
+                {
+                    touched.push(edge);
+                }
+            }
+        }
+        // One ack per edge for the whole batch.
+        for edge in touched.drain(..) {
+            edge.send_ack_if_owed().await;
+        }
+    }
+}
+
+/// The frames ready now (at least one, at most 256); `None` once the frames end.
+async fn next_batch(frames: &mut Frames) -> Option<Vec<Bytes>> {
+    poll_fn(|cx| {
+        let mut batch = Vec::new();
+        while batch.len() < 256 {
+            match frames.as_mut().poll_next(cx) {
+                Poll::Ready(Some(frame)) => batch.push(frame),
+                Poll::Ready(None) if batch.is_empty() => return Poll::Ready(None),
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        if batch.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Some(batch))
+        }
+    })
+    .await
+}

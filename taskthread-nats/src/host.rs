@@ -1,0 +1,718 @@
+//! [`Host`]: a process that runs, for parents elsewhere, the subtrees they ask for. Thread
+//! types are registered by name with a factory; each spawn request starts one *agent*,
+//! which runs the thread as a root of this process ([`spawn_hosted`]) and carries its
+//! messages, answers, UP messages and exit over its edge.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use taskthread::proxy::{Remote, spawn_hosted};
+use taskthread::{ChildOptions, Exit, Handle, TrySendError};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Sleep;
+
+use crate::codec::{Answering, Decoder, UpEncoder};
+use crate::endpoint::{self, Edge, Endpoint, Event, Side};
+use crate::error::{HostError, check_name};
+use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
+use crate::link::Link;
+use crate::settings::Settings;
+use crate::transport::Transport;
+
+/// The transport address of the host named `name`.
+pub(crate) fn host_address(name: &str) -> String {
+    format!("host.{name}")
+}
+
+/// Finished epochs remembered per host, so that a late copy of a spawn request never
+/// starts a life again.
+const FINISHED_KEPT: usize = 4096;
+
+/// A process that runs the subtrees parents elsewhere ask for.
+///
+/// ```
+/// use taskthread::prelude::*;
+/// use taskthread_nats::{Host, memory::MemoryTransport};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Job(u32);
+///
+/// struct Worker { id: u32 }
+///
+/// #[taskthread(remote)]
+/// impl Worker {
+///     #[down]
+///     async fn job(&mut self, _ctx: &mut Ctx<Self>, Job(n): Job) -> Result<u32> {
+///         Ok(n + self.id)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let transport = MemoryTransport::new();
+/// let host = Host::builder("worker-1", transport)
+///     .register(|id: u32| Worker { id }) // parents pass the `u32`
+///     .start()
+///     .await
+///     .unwrap();
+/// assert_eq!(host.name(), "worker-1");
+/// host.stop().await;
+/// # }
+/// ```
+pub struct Host {
+    shared: Arc<HostShared>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.shared.name)
+            .field("running", &self.running())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registers thread types and starts a [`Host`].
+pub struct HostBuilder {
+    name: String,
+    transport: Arc<dyn Transport>,
+    settings: Settings,
+    types: HashMap<String, Arc<dyn Factory>>,
+    duplicate: Option<String>,
+}
+
+impl fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostBuilder")
+            .field("name", &self.name)
+            .field("types", &self.types.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A host named `name` (ASCII letters, digits, `-` and `_`), reached through
+    /// `transport`.
+    pub fn builder(name: impl Into<String>, transport: impl Transport) -> HostBuilder {
+        HostBuilder {
+            name: name.into(),
+            transport: Arc::new(transport),
+            settings: Settings::default(),
+            types: HashMap::new(),
+            duplicate: None,
+        }
+    }
+
+    /// The host's name, which parents spawn on.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many subtrees it runs now.
+    pub fn running(&self) -> usize {
+        self.shared.agents().len()
+    }
+
+    /// Stops every subtree it runs, gracefully (each reports its exit to its parent), and
+    /// then the host.
+    pub async fn stop(self) {
+        let agents: Vec<Arc<Edge>> = self
+            .shared
+            .agents()
+            .values()
+            .map(|a| a.edge.clone())
+            .collect();
+        for edge in agents {
+            edge.tell(Event::HostStopping);
+        }
+        poll_fn(|cx| {
+            self.shared.all_gone.register(cx.waker());
+            if self.shared.agents().is_empty() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        self.shared.endpoint.close();
+        self.task.abort();
+    }
+
+    /// Ends the host at once, as if its process died: its subtrees are aborted and nothing
+    /// more is sent, so their parents find them lost. For tests of what a dead host does to
+    /// its parents.
+    pub async fn kill(self) {
+        self.shared.endpoint.close();
+        self.task.abort();
+        let agents: Vec<(Arc<Edge>, JoinHandle<()>)> = {
+            let mut agents = self.shared.agents();
+            agents.drain().map(|(_, a)| (a.edge, a.task)).collect()
+        };
+        for (edge, task) in agents {
+            edge.tell(Event::Kill);
+            let _ = task.await;
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Registers thread type `T` under its type name (`T::TYPE_NAME`); `factory` makes a
+    /// thread from the arguments a parent passes (`()` if it needs none).
+    pub fn register<T, A, F>(self, factory: F) -> Self
+    where
+        T: Remote,
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+    {
+        self.register_as(T::TYPE_NAME, factory)
+    }
+
+    /// Registers thread type `T` under `name` (parents spawn it with
+    /// [`RemoteOptions::type_name`](crate::RemoteOptions::type_name)).
+    pub fn register_as<T, A, F>(mut self, name: &str, factory: F) -> Self
+    where
+        T: Remote,
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(A) -> T + Send + Sync + 'static,
+    {
+        let registered = Arc::new(Registered {
+            factory,
+            _types: PhantomData,
+        });
+        if self.types.insert(name.to_owned(), registered).is_some() {
+            self.duplicate.get_or_insert_with(|| name.to_owned());
+        }
+        self
+    }
+
+    /// The timing of its edges' pings (each edge's limit of silence is its parent's).
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Starts listening for spawn requests.
+    pub async fn start(self) -> Result<Host, HostError> {
+        check_name(&self.name).map_err(HostError::Name)?;
+        if let Some(name) = self.duplicate {
+            return Err(HostError::Duplicate(name));
+        }
+        let (endpoint, frames) =
+            Endpoint::listen(self.transport, host_address(&self.name), self.settings)
+                .await
+                .map_err(HostError::Transport)?;
+        let shared = Arc::new(HostShared {
+            name: self.name,
+            endpoint: Arc::clone(&endpoint),
+            types: self.types,
+            agents: Mutex::default(),
+            finished: Mutex::default(),
+            all_gone: atomic_waker::AtomicWaker::new(),
+        });
+        let task = tokio::spawn(endpoint::run(
+            endpoint,
+            frames,
+            HostSide(Arc::clone(&shared)),
+        ));
+        Ok(Host { shared, task })
+    }
+}
+
+struct AgentEntry {
+    epoch: u32,
+    edge: Arc<Edge>,
+    task: JoinHandle<()>,
+}
+
+struct HostShared {
+    name: String,
+    endpoint: Arc<Endpoint>,
+    types: HashMap<String, Arc<dyn Factory>>,
+    agents: Mutex<HashMap<EdgeId, AgentEntry>>,
+    /// Edges whose epoch ended here, the latest epoch of each, oldest first.
+    finished: Mutex<(HashMap<EdgeId, u32>, VecDeque<EdgeId>)>,
+    all_gone: atomic_waker::AtomicWaker,
+}
+
+impl HostShared {
+    fn agents(&self) -> MutexGuard<'_, HashMap<EdgeId, AgentEntry>> {
+        self.agents.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn finished(&self) -> MutexGuard<'_, (HashMap<EdgeId, u32>, VecDeque<EdgeId>)> {
+        self.finished.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An agent's life ended.
+    fn agent_ended(&self, edge: EdgeId, epoch: u32) {
+        {
+            let mut agents = self.agents();
+            if agents.get(&edge).is_some_and(|a| a.epoch == epoch) {
+                agents.remove(&edge);
+            }
+        }
+        self.endpoint.remove_edge(edge, epoch);
+        let mut finished = self.finished();
+        let (epochs, order) = &mut *finished;
+        if epochs.insert(edge, epoch).is_none() {
+            order.push_back(edge);
+            if order.len() > FINISHED_KEPT
+                && let Some(oldest) = order.pop_front()
+            {
+                epochs.remove(&oldest);
+            }
+        }
+        drop(finished);
+        self.all_gone.wake();
+    }
+}
+
+struct HostSide(Arc<HostShared>);
+
+impl Side for HostSide {
+    fn unknown(&self, endpoint: &Arc<Endpoint>, head: Head, payload: Bytes) {
+        let Kind::Spawn(spawn) = &head.kind else {
+            // A frame of an edge that has ended here, or whose spawn has not arrived yet
+            // (it will come again): nothing to do.
+            return;
+        };
+        if head.seq != 1 {
+            return;
+        }
+        let shared = &self.0;
+        if shared
+            .finished()
+            .0
+            .get(&head.edge)
+            .is_some_and(|&ended| head.epoch <= ended)
+        {
+            return;
+        }
+        let refuse = |reason: String| {
+            tracing::warn!(host = %shared.name, "refused to run `{}`: {reason}", spawn.type_name);
+            let frame = frame::encode_bare(&Head {
+                version: VERSION,
+                edge: head.edge,
+                epoch: head.epoch,
+                seq: 0,
+                ack: 0,
+                credit: 0,
+                kind: Kind::Refused(reason),
+            });
+            let endpoint = Arc::clone(endpoint);
+            let to = spawn.reply_to.clone();
+            tokio::spawn(async move { endpoint.send_to(&to, frame).await });
+        };
+        let Some(factory) = shared.types.get(&spawn.type_name) else {
+            return refuse(format!(
+                "no thread type is registered as `{}`",
+                spawn.type_name
+            ));
+        };
+        if let Err(reason) = factory.check(spawn) {
+            return refuse(reason);
+        }
+        if crate::transport::check_address(&spawn.reply_to).is_err() {
+            return;
+        }
+        // A later life of an edge replaces the earlier one, whose agent aborts its subtree.
+        if let Some(old) = shared.agents().remove(&head.edge) {
+            old.edge.tell(Event::Kill);
+        }
+        let spawn = spawn.clone();
+        let capacity = u64::from(spawn.capacity.max(1));
+        let link = Link::new(
+            head.edge,
+            head.epoch,
+            spawn.reply_to.clone(),
+            capacity,
+            window(capacity),
+        );
+        let heartbeat = Duration::from_millis(spawn.heartbeat_ms.max(1));
+        let lost_after = Duration::from_millis(spawn.lost_after_ms.max(1));
+        let (edge, events) = endpoint.add_edge(link, heartbeat, lost_after);
+        // The spawn itself is the edge's first frame: delivered through the link, so it
+        // is acked like any other.
+        let arrived = edge.link().receive(
+            Head {
+                kind: Kind::Ack,
+                ..head
+            },
+            Bytes::new(),
+        );
+        debug_assert!(arrived.frames.len() == 1);
+        let task = match factory.start(
+            Arc::clone(&edge),
+            events,
+            &spawn,
+            &payload,
+            Arc::clone(shared),
+        ) {
+            Ok(task) => task,
+            Err(reason) => {
+                endpoint.remove_edge(head.edge, head.epoch);
+                return refuse(reason);
+            }
+        };
+        shared.agents().insert(
+            head.edge,
+            AgentEntry {
+                epoch: head.epoch,
+                edge,
+                task,
+            },
+        );
+    }
+}
+
+/// How far ahead of the last frame delivered an edge keeps frames that came early.
+pub(crate) fn window(capacity: u64) -> u64 {
+    capacity.saturating_mul(2).saturating_add(64)
+}
+
+/// A registered thread type.
+trait Factory: Send + Sync {
+    /// Whether the parent knows the type's messages as the host does.
+    fn check(&self, spawn: &SpawnHead) -> Result<(), String>;
+    /// Makes the thread from the arguments and starts its agent.
+    fn start(
+        &self,
+        edge: Arc<Edge>,
+        events: mpsc::UnboundedReceiver<Event>,
+        spawn: &SpawnHead,
+        args: &[u8],
+        host: Arc<HostShared>,
+    ) -> Result<JoinHandle<()>, String>;
+}
+
+struct Registered<T, A, F> {
+    factory: F,
+    _types: PhantomData<fn(A) -> T>,
+}
+
+impl<T, A, F> Factory for Registered<T, A, F>
+where
+    T: Remote,
+    A: DeserializeOwned + Send + 'static,
+    F: Fn(A) -> T + Send + Sync + 'static,
+{
+    fn check(&self, spawn: &SpawnHead) -> Result<(), String> {
+        let same = spawn
+            .down_types
+            .iter()
+            .map(String::as_str)
+            .eq(T::DOWN_TYPES.iter().copied())
+            && spawn.up_type.as_deref() == T::UP_TYPE;
+        if same {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` here takes {:?} and sends {:?} up; the parent's takes {:?} and sends {:?} up",
+                spawn.type_name,
+                T::DOWN_TYPES,
+                T::UP_TYPE,
+                spawn.down_types,
+                spawn.up_type
+            ))
+        }
+    }
+
+    fn start(
+        &self,
+        edge: Arc<Edge>,
+        events: mpsc::UnboundedReceiver<Event>,
+        spawn: &SpawnHead,
+        args: &[u8],
+        host: Arc<HostShared>,
+    ) -> Result<JoinHandle<()>, String> {
+        let args: A =
+            postcard::from_bytes(args).map_err(|e| format!("its arguments cannot be read: {e}"))?;
+        let thread =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.factory)(args)))
+                .map_err(|_| format!("the factory of `{}` panicked", spawn.type_name))?;
+        // Its name here is its name in the parent's tree (a name has no `/`).
+        let name = spawn.path.rsplit('/').next().unwrap_or_default();
+        let name = if name.is_empty() { "remote" } else { name };
+        let options = ChildOptions::new()
+            .name(name.to_owned())
+            .capacity(spawn.capacity.max(1) as usize)
+            .no_stop_deadline();
+        let (handle, taken) = spawn_hosted(thread, options);
+        let agent = Agent {
+            edge,
+            events,
+            handle: Some(handle),
+            taken,
+            host,
+            credit_batch: u64::from(spawn.capacity / 4).max(1),
+        };
+        Ok(tokio::spawn(agent.run()))
+    }
+}
+
+/// The host's side of one remote child.
+struct Agent<T: Remote> {
+    edge: Arc<Edge>,
+    events: mpsc::UnboundedReceiver<Event>,
+    handle: Option<Handle<T>>,
+    taken: taskthread::proxy::Taken,
+    host: Arc<HostShared>,
+    /// How many places freed make a credit worth telling at once; fewer are told as soon
+    /// as the agent has nothing else to do.
+    credit_batch: u64,
+}
+
+/// What the agent knows of the edge while its thread runs.
+#[derive(Default)]
+struct Tally {
+    /// DOWN messages received (tells and asks).
+    received: u64,
+    /// DOWN messages received that never reached the thread.
+    dropped: u64,
+    /// Messages the thread has taken.
+    taken: u64,
+}
+
+impl<T: Remote> Agent<T> {
+    async fn run(mut self) {
+        let (id, epoch) = {
+            let link = self.edge.link();
+            (link.edge, link.epoch)
+        };
+        let _ = self
+            .edge
+            .send_reliable::<SendError>(Kind::Spawned, |_| Ok(()))
+            .await;
+        let mut tally = Tally::default();
+        let mut answers: JoinSet<Answering> = JoinSet::new();
+        let mut deadline: Option<Pin<Box<Sleep>>> = None;
+        // The parent is gone (lost, or a later life replaced this one): nothing more is
+        // sent, the subtree is stopped (or aborted) and forgotten.
+        let mut parent_gone = false;
+        let mut up_done = false;
+        let mut killed = false;
+        // Places freed and not told to the parent yet.
+        let mut untold = 0;
+        while !up_done {
+            let has_credit = self.edge.link().has_credit();
+            let Some(handle) = self.handle.as_mut() else {
+                break;
+            };
+            tokio::select! {
+                biased;
+                event = self.events.recv() => match event {
+                    Some(Event::Frame(kind, payload)) => {
+                        self.frame(kind, payload, &mut tally, &mut answers, &mut deadline).await;
+                    }
+                    Some(Event::Lost(reason)) => {
+                        tracing::warn!(host = %self.host.name, "parent lost ({reason}): stopping its subtree");
+                        parent_gone = true;
+                        handle.stop();
+                    }
+                    Some(Event::HostStopping) => handle.stop(),
+                    Some(Event::Kill) | None => {
+                        parent_gone = true;
+                        killed = true;
+                        if let Some(handle) = self.handle.take() {
+                            handle.abort().await;
+                        }
+                    }
+                },
+                n = self.taken.above(tally.taken) => {
+                    self.edge.link().grant(n - tally.taken);
+                    untold += n - tally.taken;
+                    tally.taken = n;
+                    if untold >= self.credit_batch && !parent_gone {
+                        untold = 0;
+                        self.edge.send_ack_if_owed().await;
+                    }
+                }
+                up = handle.recv(), if has_credit || parent_gone => match up {
+                    Some(msg) if !parent_gone => {
+                        let sent = self
+                            .edge
+                            .send_reliable::<SendError>(Kind::Up, move |buf| {
+                                T::write_up(msg, UpEncoder(buf))?;
+                                Ok(())
+                            })
+                            .await;
+                        if let Err(e) = sent {
+                            tracing::error!(host = %self.host.name, "an UP message not sent: {e}");
+                        }
+                    }
+                    Some(_) => {}
+                    None => up_done = true,
+                },
+                () = poll_fn(|cx| self.edge.poll_credit(cx)), if !has_credit && !parent_gone => {}
+                Some(answered) = answers.join_next(), if !answers.is_empty() => {
+                    if let Ok(answer) = answered && !parent_gone {
+                        self.answer(answer).await;
+                    }
+                }
+                () = async { deadline.as_mut().expect("armed").await }, if deadline.is_some() => {
+                    deadline = None;
+                    if let Some(handle) = self.handle.take() {
+                        let exit = handle.abort().await;
+                        self.report(exit, &tally, &mut answers, parent_gone).await;
+                        return self.host.agent_ended(id, epoch);
+                    }
+                }
+                () = std::future::ready(()), if untold > 0 && !parent_gone => {
+                    // Nothing else to do: the credit goes now.
+                    untold = 0;
+                    self.edge.send_ack_if_owed().await;
+                }
+            }
+        }
+        if !killed && let Some(handle) = self.handle.take() {
+            let exit = handle.join().await;
+            self.report(exit, &tally, &mut answers, parent_gone).await;
+        }
+        self.host.agent_ended(id, epoch);
+    }
+
+    /// A frame from the parent, in order.
+    async fn frame(
+        &mut self,
+        kind: Kind,
+        payload: Bytes,
+        tally: &mut Tally,
+        answers: &mut JoinSet<Answering>,
+        deadline: &mut Option<Pin<Box<Sleep>>>,
+    ) {
+        let Some(handle) = self.handle.as_ref() else {
+            return;
+        };
+        let (index, ask) = match kind {
+            Kind::Tell { index } => (index, None),
+            Kind::Ask { index, ask } => (index, Some(ask)),
+            Kind::Stop { deadline_ms } => {
+                handle.stop();
+                if let Some(ms) = deadline_ms {
+                    *deadline = Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms))));
+                }
+                return;
+            }
+            Kind::Abort => {
+                *deadline = Some(Box::pin(tokio::time::sleep(Duration::ZERO)));
+                return;
+            }
+            _ => return,
+        };
+        tally.received += 1;
+        let decoder = Decoder {
+            payload: &payload,
+            ask: ask.unwrap_or(0),
+            answers,
+        };
+        let refused = match T::read_down(index as usize, decoder) {
+            Ok(down) => match handle.child_ref().try_send_down(down) {
+                Ok(()) => return,
+                // Credits keep the queue from filling: only an ended thread refuses.
+                Err(TrySendError::Ended(_) | TrySendError::Full(_)) => {
+                    "the thread no longer takes messages".to_owned()
+                }
+            },
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(host = %self.host.name, "a DOWN message was dropped: {refused}");
+        tally.dropped += 1;
+        // Its place is free again.
+        self.edge.link().grant(1);
+        if let Some(ask) = ask {
+            self.answer((ask, None)).await;
+        }
+    }
+
+    async fn answer(&self, (ask, bytes): Answering) {
+        let answered = bytes.is_some();
+        let sent = self
+            .edge
+            .send_reliable::<SendError>(Kind::Answer { ask, answered }, |buf| {
+                if let Some(bytes) = bytes {
+                    buf.extend_from_slice(&bytes);
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::error!(host = %self.host.name, "an answer not sent: {e}");
+        }
+    }
+
+    /// The thread has ended: the last answers, then the exit, sent until acked (or the
+    /// parent is lost).
+    async fn report(
+        &mut self,
+        exit: Exit,
+        tally: &Tally,
+        answers: &mut JoinSet<Answering>,
+        parent_gone: bool,
+    ) {
+        tracing::debug!(host = %self.host.name, "hosted thread {exit}");
+        if parent_gone {
+            return;
+        }
+        while let Some(answered) = answers.join_next().await {
+            if let Ok(answer) = answered {
+                self.answer(answer).await;
+            }
+        }
+        // Queued for the thread and never taken (it failed or was aborted first): dropped
+        // there, as a local thread drops them.
+        let queued = tally.received - tally.dropped;
+        let untaken = queued.saturating_sub(self.taken.count());
+        let exit = WireExit::new(&exit, tally.dropped + untaken, tally.received);
+        let _ = self
+            .edge
+            .send_reliable::<SendError>(Kind::Exit(exit), |_| Ok(()))
+            .await;
+        let retransmit = self.edge.endpoint().settings.retransmit;
+        while !self.edge.link().all_acked() {
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(Event::Frame(..) | Event::HostStopping) => {}
+                    Some(Event::Lost(_) | Event::Kill) | None => return,
+                },
+                () = tokio::time::sleep(retransmit) => {}
+            }
+        }
+    }
+}
+
+/// Why a frame could not be sent.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Write(postcard::Error),
+    Transport(crate::error::TransportError),
+}
+
+impl From<postcard::Error> for SendError {
+    fn from(e: postcard::Error) -> Self {
+        Self::Write(e)
+    }
+}
+
+impl From<crate::error::TransportError> for SendError {
+    fn from(e: crate::error::TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Write(e) => write!(f, "it cannot be written: {e}"),
+            Self::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! [`Settings`]: how often each side of an edge speaks, and how long a silence may last
+//! before the edge is lost.
+
+use std::time::Duration;
+
+/// The timing of the edges of a [`Remotes`](crate::Remotes) or a [`Host`](crate::Host).
+///
+/// A parent's settings hold for each of its remote children: the host follows the
+/// heartbeat and the limit the parent asked for.
+///
+/// **When an edge is lost.** Each side pings an edge it has sent nothing on for a
+/// `heartbeat`, and is answered at once. A side that has heard nothing at all on an edge for
+/// `lost_after` takes the other side as gone: a parent then reports the child's exit as
+/// [`Exit::Lost`](taskthread::Exit::Lost), a host stops the subtree it ran for that parent.
+/// The silence is checked every `retransmit / 2`, so a host that dies is known lost at most
+/// `lost_after + retransmit / 2` after the last frame it sent (5.1 s with the defaults).
+///
+/// ```
+/// use std::time::Duration;
+/// use taskthread_nats::Settings;
+///
+/// let settings = Settings::new()
+///     .heartbeat(Duration::from_millis(500))
+///     .lost_after(Duration::from_secs(2));
+/// assert_eq!(settings.get_lost_after(), Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub(crate) heartbeat: Duration,
+    pub(crate) lost_after: Duration,
+    pub(crate) retransmit: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(1),
+            lost_after: Duration::from_secs(5),
+            retransmit: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults: a heartbeat every second, lost after 5 s of silence, unacked frames
+    /// sent again after 200 ms.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long an edge may be quiet before a ping is sent on it.
+    ///
+    /// # Panics
+    /// If `every` is zero.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        assert!(!every.is_zero(), "a heartbeat must be longer than zero");
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long a silence of the other side makes an edge lost.
+    ///
+    /// # Panics
+    /// If `after` is zero.
+    pub fn lost_after(mut self, after: Duration) -> Self {
+        assert!(!after.is_zero(), "`lost_after` must be longer than zero");
+        self.lost_after = after;
+        self
+    }
+
+    /// How long a reliable frame waits for its ack before it is sent again.
+    ///
+    /// # Panics
+    /// If `after` is zero.
+    pub fn retransmit(mut self, after: Duration) -> Self {
+        assert!(!after.is_zero(), "`retransmit` must be longer than zero");
+        self.retransmit = after;
+        self
+    }
+
+    /// The heartbeat.
+    pub fn get_heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// How long a silence makes an edge lost.
+    pub fn get_lost_after(&self) -> Duration {
+        self.lost_after
+    }
+
+    /// How long a frame waits for its ack before it is sent again.
+    pub fn get_retransmit(&self) -> Duration {
+        self.retransmit
+    }
+}

@@ -1,0 +1,191 @@
+//! The promises of a remote edge, on the memory transport with the paused clock: order and
+//! delivery over lost, duplicated and reordered frames; backpressure equal to the child's
+//! capacity; lost hosts and links within the documented time; stop deadlines.
+
+use std::time::Duration;
+
+use taskthread::prelude::*;
+use taskthread::{ThreadState, TrySendError};
+use taskthread_nats::memory::{Fate, MemoryTransport};
+use taskthread_nats::{RemoteOptions, Settings};
+use tokio::time::Instant;
+
+use crate::world::{HOST, Job, Sum, WorkerArgs, until, world, world_with};
+
+fn gated(gated: bool, gated_exit: bool) -> WorkerArgs {
+    WorkerArgs { gated, gated_exit }
+}
+
+#[tokio::test(start_paused = true)]
+async fn order_and_delivery_survive_lost_and_reordered_frames() {
+    let transport = MemoryTransport::new();
+    // Every third frame is lost, every fifth overtaken by the next, either way.
+    transport.set_faults(|d| match d.number % 15 {
+        0 | 3 | 6 | 9 | 12 => Fate::Drop,
+        5 | 10 => Fate::Hold,
+        _ => Fate::Deliver,
+    });
+    let world = world_with(transport.clone(), Settings::new()).await;
+    let worker = world.worker(ChildOptions::new().capacity(8)).await;
+    for n in 1..=200 {
+        worker.send(Job(n)).await.unwrap();
+    }
+    assert_eq!(worker.ask(Sum).await.unwrap(), 20_100);
+    assert_eq!(world.done(), (1..=200).collect::<Vec<_>>());
+    let tenths: Vec<String> = (1..=20).map(|n| format!("Tenth({})", n * 10)).collect();
+    until(|| (world.heard().len() == 20).then_some(())).await;
+    assert_eq!(world.heard(), tenths);
+    let (sent, lost) = transport.counts();
+    assert!(lost > sent / 4, "{lost} of {sent} frames lost");
+    worker.stop();
+    let exit = world.heard_line("exit").await;
+    assert_eq!(exit, "exit boss/worker stopped dropped=0");
+    transport.clear_faults();
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn backpressure_equals_the_childs_capacity() {
+    let world = world().await;
+    let worker = world
+        .worker_with(
+            RemoteOptions::on(HOST)
+                .args(gated(true, false))
+                .child(ChildOptions::new().capacity(4)),
+        )
+        .await;
+    // As a local child of capacity 4: one message being handled, four queued. The fifth
+    // send waits until the host has taken the first.
+    for n in 1..=5 {
+        worker.send(Job(n)).await.unwrap();
+    }
+    assert!(matches!(
+        worker.try_send(Job(6)),
+        Err(TrySendError::Full(Job(6)))
+    ));
+    // A sender waits while the child holds everything.
+    let waiting = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.send(Job(6)).await })
+    };
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!waiting.is_finished());
+    assert!(world.done().is_empty());
+    // One job done: one place, and the waiting sender takes it.
+    world.gate.add_permits(1);
+    waiting.await.unwrap().unwrap();
+    assert_eq!(world.done(), [1]);
+    assert!(matches!(
+        worker.try_send(Job(7)),
+        Err(TrySendError::Full(_))
+    ));
+    world.gate.add_permits(6);
+    assert_eq!(worker.ask(Sum).await.unwrap(), 21);
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_host_is_lost_within_the_documented_time() {
+    let mut world = world().await;
+    let settings = world.settings;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    let died = Instant::now();
+    world.host.take().unwrap().kill().await;
+    // Sent into the void: never taken, so counted as dropped when the host is lost.
+    for n in 2..=4 {
+        worker.send(Job(n)).await.unwrap();
+    }
+    let exit = world.heard_line("exit").await;
+    let waited = died.elapsed();
+    // Lost within `lost_after` and one check of the silence (the test looks every 10 ms).
+    let bound = settings.get_lost_after() + settings.get_retransmit() / 2;
+    assert!(
+        waited <= bound + Duration::from_millis(10),
+        "lost after {waited:?}"
+    );
+    assert!(
+        exit.starts_with("exit boss/worker lost: host `host-a`: no word from the other side for 5"),
+        "{exit}"
+    );
+    assert!(exit.ends_with("dropped=3"), "{exit}");
+    assert_eq!(worker.send(Job(5)).await.unwrap_err().into_inner(), Job(5));
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_that_stays_down_is_lost_on_both_sides() {
+    let world = world().await;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    let host = world.host.as_ref().unwrap();
+    assert_eq!(host.running(), 1);
+    // Both directions down for good.
+    world.transport.cut("host.host-a");
+    for address in parent_addresses(&world.transport) {
+        world.transport.cut(&address);
+    }
+    let exit = world.heard_line("exit").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    // The host stops the subtree whose parent it lost.
+    until(|| (world.host.as_ref().unwrap().running() == 0).then_some(())).await;
+    assert_eq!(world.heard().iter().filter(|l| *l == "Bye").count(), 0);
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_outage_loses_nothing() {
+    let world = world().await;
+    let worker = world.worker(ChildOptions::new().capacity(4)).await;
+    worker.send(Job(1)).await.unwrap();
+    world.transport.cut("host.host-a");
+    for n in 2..=4 {
+        worker.send(Job(n)).await.unwrap();
+    }
+    // Down for less than `lost_after`.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world.transport.heal("host.host-a");
+    assert_eq!(worker.ask(Sum).await.unwrap(), 10);
+    assert_eq!(world.done(), [1, 2, 3, 4]);
+    assert_eq!(worker.state(), ThreadState::Running);
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_past_its_deadline_is_aborted_on_both_sides() {
+    let world = world().await;
+    let deadline = Duration::from_secs(2);
+    let worker = world
+        .worker_with(
+            RemoteOptions::on(HOST)
+                .args(gated(false, true))
+                .child(ChildOptions::new().stop_deadline(deadline)),
+        )
+        .await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    let stopped = Instant::now();
+    // Its exit hook waits for the gate, which never opens.
+    worker.stop();
+    let exit = world.heard_line("exit").await;
+    // Heard within the deadline (the test looks every 10 ms).
+    let heard_after = stopped.elapsed();
+    assert!(
+        heard_after <= deadline + Duration::from_millis(10),
+        "ended after {heard_after:?}"
+    );
+    assert!(exit.starts_with("exit boss/worker aborted"), "{exit}");
+    until(|| (world.host.as_ref().unwrap().running() == 0).then_some(())).await;
+    world.end().await;
+}
+
+/// The addresses parents listen at on `transport` (one per `Remotes`).
+fn parent_addresses(transport: &MemoryTransport) -> Vec<String> {
+    transport
+        .addresses()
+        .into_iter()
+        .filter(|a| a.starts_with("parent."))
+        .collect()
+}

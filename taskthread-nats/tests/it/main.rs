@@ -1,0 +1,10 @@
+//! Integration tests of taskthread-nats through its public API: one test binary, a module
+//! per topic. The protocol's tests run on the memory transport with tokio's paused clock;
+//! `nats.rs` runs against a real `nats-server` on a free loopback port.
+
+mod bad_input;
+mod basics;
+mod guarantees;
+mod nats;
+mod supervision;
+mod world;

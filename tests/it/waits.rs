@@ -1,0 +1,513 @@
+//! Waits between threads: a wait that would close a cycle of waits fails at once and names
+//! it; a wait that is not part of one waits as before; snapshots show who waits on whom.
+
+use std::time::Duration;
+
+use taskthread::prelude::*;
+use taskthread::{AskError, WaitKind, Waiting};
+
+/// Long enough for every other thread to run until it blocks (the clock is paused).
+const SETTLE: Duration = Duration::from_millis(10);
+/// A deadlock would end here instead of failing at once: the tests treat it as failure.
+const HANG: Duration = Duration::from_secs(60);
+
+struct Chat;
+struct Report;
+#[derive(Debug, PartialEq)]
+struct Fill(u32);
+
+/// Sends two messages UP on `Chat`; its parent's queue holds one.
+#[derive(Default)]
+struct Chatty;
+
+#[taskthread(up = u32, capacity = 1)]
+impl Chatty {
+    #[down]
+    async fn chat(&mut self, ctx: &mut Ctx<Self>, _c: Chat) -> Result<()> {
+        ctx.up(1).await?;
+        ctx.up(2).await?;
+        Ok(())
+    }
+
+    #[down]
+    async fn report(&mut self, _ctx: &mut Ctx<Self>, _r: Report) -> Result<&'static str> {
+        Ok("all said")
+    }
+
+    #[down]
+    async fn fill(&mut self, _ctx: &mut Ctx<Self>, _f: Fill) {}
+}
+
+struct AskWhileChatty;
+struct SendWhileChatty;
+struct Heard;
+
+/// Starts its chatty child, lets it fill this thread's queue, then waits on it.
+#[derive(Default)]
+struct Boss {
+    heard: Vec<u32>,
+}
+
+#[taskthread]
+impl Boss {
+    #[down]
+    async fn ask_while_chatty(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _a: AskWhileChatty,
+    ) -> Result<(String, Option<String>, Vec<Waiting>, String)> {
+        let chatty = ctx.spawn(Chatty);
+        chatty.send(Chat).await?;
+        tokio::time::sleep(SETTLE).await; // chatty waits for room UP in this thread now
+        let snapshot = ctx.snapshot();
+        let waiting = snapshot
+            .find("boss/chatty")
+            .expect("chatty")
+            .waiting
+            .clone();
+        let err = chatty.ask(Report).await.unwrap_err();
+        let cycle = err.cycle().map(ToString::to_string);
+        let question_back = err.to_string();
+        match err {
+            AskError::Cycle { question: None, .. } => {}
+            other => panic!("expected a cycle found waiting for the answer, got {other:?}"),
+        }
+        Ok((question_back, cycle, waiting, snapshot.to_string()))
+    }
+
+    #[down]
+    async fn send_while_chatty(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _s: SendWhileChatty,
+    ) -> Result<(Option<String>, Fill)> {
+        let chatty = ctx.spawn(Chatty);
+        chatty.send(Chat).await?;
+        tokio::time::sleep(SETTLE).await; // chatty is in `chat`, waiting UP on this thread
+        chatty.send(Fill(1)).await?; // its one place
+        let err = chatty.send(Fill(2)).await.unwrap_err();
+        let cycle = err.cycle().map(ToString::to_string);
+        Ok((cycle, err.into_inner()))
+    }
+
+    #[down]
+    async fn heard(&mut self, _ctx: &mut Ctx<Self>, _h: Heard) -> Result<Vec<u32>> {
+        Ok(self.heard.clone())
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, n: u32) {
+        self.heard.push(n);
+    }
+}
+
+/// The heard messages, once `n` have arrived.
+async fn heard(boss: &Handle<Boss>, n: usize) -> Vec<u32> {
+    loop {
+        let heard = boss.ask(Heard).await.unwrap();
+        if heard.len() >= n {
+            return heard;
+        }
+        tokio::time::sleep(SETTLE).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn asking_a_child_that_waits_up_on_the_asker_fails_at_once_naming_the_cycle() {
+    let boss = taskthread::spawn_with(Boss::default(), ChildOptions::new().capacity(1));
+    let (message, cycle, waiting, rendered) = tokio::time::timeout(HANG, boss.ask(AskWhileChatty))
+        .await
+        .expect("the ask fails at once instead of waiting forever")
+        .unwrap();
+    assert_eq!(cycle.as_deref(), Some("boss → boss/chatty → boss"));
+    assert!(
+        message.contains("boss → boss/chatty → boss"),
+        "the error names the cycle: {message}"
+    );
+    // Before the ask, the snapshot showed chatty waiting for room UP in the boss.
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].kind, WaitKind::Up);
+    assert_eq!(waiting[0].path, "boss");
+    assert_eq!(waiting[0].on, boss.id());
+    assert!(
+        rendered
+            .lines()
+            .any(|l| l.contains("[boss/chatty]") && l.ends_with(", waits for room UP in boss")),
+        "{rendered}"
+    );
+    // Once the boss's handler returned, chatty's wait ended: nothing was lost.
+    assert_eq!(heard(&boss, 2).await, [1, 2]);
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn sending_to_a_full_child_that_waits_up_on_the_sender_fails_and_gives_the_message_back() {
+    let boss = taskthread::spawn_with(Boss::default(), ChildOptions::new().capacity(1));
+    let (cycle, message) = tokio::time::timeout(HANG, boss.ask(SendWhileChatty))
+        .await
+        .expect("the send fails at once instead of waiting forever")
+        .unwrap();
+    assert_eq!(cycle.as_deref(), Some("boss → boss/chatty → boss"));
+    assert_eq!(message, Fill(2));
+    assert_eq!(heard(&boss, 2).await, [1, 2]);
+    boss.stop();
+    assert!(matches!(boss.join().await, Exit::Stopped));
+}
+
+// ---- a thread waiting on itself --------------------------------------------------------
+
+struct Me(ChildRef<Narcissus>);
+struct Echo(u32);
+
+/// Sends to its own queue (of one place) from a handler: the second send would wait for
+/// room only this thread can make.
+#[derive(Default)]
+struct Narcissus {
+    me: Option<ChildRef<Narcissus>>,
+    echoes: Vec<u32>,
+}
+
+#[taskthread(capacity = 1)]
+impl Narcissus {
+    #[down]
+    async fn me(&mut self, _ctx: &mut Ctx<Self>, Me(me): Me) -> Result<(Option<String>, u32)> {
+        me.send(Echo(1)).await?; // the one place
+        let err = me.send(Echo(2)).await.unwrap_err();
+        self.me = Some(me);
+        Ok((err.cycle().map(ToString::to_string), err.into_inner().0))
+    }
+
+    #[down]
+    async fn echo(&mut self, _ctx: &mut Ctx<Self>, Echo(n): Echo) -> Result<()> {
+        self.echoes.push(n);
+        Ok(())
+    }
+
+    #[down]
+    async fn heard(&mut self, _ctx: &mut Ctx<Self>, _h: Heard) -> Result<Vec<u32>> {
+        Ok(self.echoes.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thread_waiting_for_room_in_its_own_queue_fails_at_once() {
+    let narcissus = taskthread::spawn(Narcissus::default());
+    let me = narcissus.child_ref();
+    let (cycle, back) = tokio::time::timeout(HANG, narcissus.ask(Me(me)))
+        .await
+        .expect("the send fails at once instead of waiting forever")
+        .unwrap();
+    assert_eq!(cycle.as_deref(), Some("narcissus → narcissus"));
+    assert_eq!(back, 2, "the message comes back");
+    assert_eq!(narcissus.ask(Heard).await.unwrap(), [1]);
+    narcissus.stop();
+    assert!(matches!(narcissus.join().await, Exit::Stopped));
+}
+
+// ---- the child's wait closes the cycle ----------------------------------------------------
+
+struct Talk;
+struct Take;
+
+/// Sends two messages UP after a pause; its parent's queue holds one. It keeps the error
+/// of a send that would never end.
+#[derive(Default)]
+struct Late {
+    error: Option<(Option<String>, u32)>,
+}
+
+#[taskthread(up = u32, capacity = 1)]
+impl Late {
+    #[down]
+    async fn talk(&mut self, ctx: &mut Ctx<Self>, _t: Talk) -> Result<()> {
+        tokio::time::sleep(SETTLE).await; // the parent waits for room in this queue now
+        ctx.up(1).await?; // the parent's one place
+        if let Err(err) = ctx.up(2).await {
+            self.error = Some((err.cycle().map(ToString::to_string), err.into_inner()));
+        }
+        Ok(())
+    }
+
+    #[down]
+    async fn take(&mut self, _ctx: &mut Ctx<Self>, _t: Take) {}
+
+    #[down]
+    async fn error(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _h: Heard,
+    ) -> Result<Option<(Option<String>, u32)>> {
+        Ok(self.error.clone())
+    }
+}
+
+struct Flood;
+
+/// Fills its child's queue while the child waits to send UP to it.
+#[derive(Default)]
+struct Flooder;
+
+#[taskthread]
+impl Flooder {
+    #[down]
+    async fn flood(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _f: Flood,
+    ) -> Result<Option<(Option<String>, u32)>> {
+        let late = ctx.spawn(Late::default());
+        late.send(Talk).await?;
+        late.send(Take).await?; // its one place
+        late.send(Take).await?; // waits until the child's up fails and it takes the first
+        Ok(late.ask(Heard).await?)
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _n: u32) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_starts_waiting_up_on_a_parent_waiting_on_it_fails_its_up() {
+    let flooder = taskthread::spawn_with(Flooder, ChildOptions::new().capacity(1));
+    let error = tokio::time::timeout(HANG, flooder.ask(Flood))
+        .await
+        .expect("the child's up fails at once, and the parent's send goes through")
+        .unwrap();
+    assert_eq!(
+        error,
+        Some((Some("flooder/late → flooder → flooder/late".to_owned()), 2))
+    );
+    flooder.stop();
+    assert!(matches!(flooder.join().await, Exit::Stopped));
+}
+
+// ---- waits that are not cycles ----------------------------------------------------------
+
+struct Ping;
+
+/// Answers after a while.
+struct Slow;
+
+#[taskthread]
+impl Slow {
+    #[down]
+    async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: Ping) -> Result<&'static str> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok("pong")
+    }
+}
+
+/// Asks its slow child.
+struct Asker;
+
+#[taskthread]
+impl Asker {
+    #[down]
+    async fn ping(&mut self, ctx: &mut Ctx<Self>, p: Ping) -> Result<&'static str> {
+        let slow = ctx.spawn(Slow);
+        Ok(slow.ask(p).await?)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_that_is_no_cycle_waits_and_the_snapshot_shows_it() {
+    let asker = taskthread::spawn(Asker);
+    let answer = {
+        let asker = asker.child_ref();
+        tokio::spawn(async move { asker.ask(Ping).await })
+    };
+    tokio::time::sleep(SETTLE).await;
+    let snapshot = asker.snapshot();
+    let slow = snapshot.find("asker/slow").expect("the slow child");
+    assert_eq!(snapshot.waiting.len(), 1, "{snapshot}");
+    assert_eq!(snapshot.waiting[0].kind, WaitKind::Answer);
+    assert_eq!(snapshot.waiting[0].on, slow.id);
+    assert_eq!(snapshot.waiting[0].path, "asker/slow");
+    assert!(
+        snapshot
+            .to_string()
+            .contains("waits for an answer from asker/slow"),
+        "{snapshot}"
+    );
+    assert!(slow.waiting.is_empty(), "the slow child waits on nobody");
+    assert_eq!(answer.await.unwrap().unwrap(), "pong");
+    assert!(asker.snapshot().waiting.is_empty(), "the wait is over");
+    asker.stop();
+    assert!(matches!(asker.join().await, Exit::Stopped));
+}
+
+/// Sends UP more than its parent's queue holds while the parent is busy elsewhere.
+struct Talker;
+
+#[taskthread(up = u32)]
+impl Talker {
+    #[down]
+    async fn chat(&mut self, ctx: &mut Ctx<Self>, _c: Chat) -> Result<()> {
+        for n in 1..=3 {
+            ctx.up(n).await?;
+        }
+        Ok(())
+    }
+}
+
+struct Busy;
+
+/// Starts its talker, then sleeps in a handler: the talker waits, but not in a cycle.
+#[derive(Default)]
+struct Sleeper {
+    heard: Vec<u32>,
+}
+
+#[taskthread]
+impl Sleeper {
+    #[down]
+    async fn busy(&mut self, ctx: &mut Ctx<Self>, _b: Busy) -> Result<Vec<Waiting>> {
+        let talker = ctx.spawn(Talker);
+        talker.send(Chat).await?;
+        tokio::time::sleep(SETTLE).await;
+        let snapshot = ctx.snapshot();
+        Ok(snapshot
+            .find("sleeper/talker")
+            .expect("talker")
+            .waiting
+            .clone())
+    }
+
+    #[down]
+    async fn heard(&mut self, _ctx: &mut Ctx<Self>, _h: Heard) -> Result<Vec<u32>> {
+        Ok(self.heard.clone())
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, n: u32) {
+        self.heard.push(n);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_waiting_up_on_a_busy_parent_waits_and_delivers() {
+    let sleeper = taskthread::spawn_with(Sleeper::default(), ChildOptions::new().capacity(1));
+    let waiting = sleeper.ask(Busy).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].kind, WaitKind::Up);
+    assert_eq!(waiting[0].path, "sleeper");
+    loop {
+        let heard = sleeper.ask(Heard).await.unwrap();
+        if heard.len() == 3 {
+            assert_eq!(heard, [1, 2, 3]);
+            break;
+        }
+        tokio::time::sleep(SETTLE).await;
+    }
+    sleeper.stop();
+    assert!(matches!(sleeper.join().await, Exit::Stopped));
+}
+
+// ---- an answered ask is no wait ------------------------------------------------------------
+
+struct FillUp;
+struct Question;
+struct ThenUp;
+struct Outcome;
+
+/// Sends one message UP when told: it fills its parent's queue of one.
+struct Filler;
+
+#[taskthread(up = u32)]
+impl Filler {
+    #[down]
+    async fn fill(&mut self, ctx: &mut Ctx<Self>, _f: FillUp) -> Result<()> {
+        ctx.up(7).await?;
+        Ok(())
+    }
+}
+
+/// Answers a question, then (its next message, handled in the same turn, before the asker
+/// has run again) sends UP into its parent's full queue.
+#[derive(Default)]
+struct Answerer {
+    up: Option<std::result::Result<(), String>>,
+}
+
+#[taskthread(up = u32)]
+impl Answerer {
+    #[down]
+    async fn question(&mut self, _ctx: &mut Ctx<Self>, _q: Question) -> Result<u32> {
+        Ok(1)
+    }
+
+    #[down]
+    async fn then_up(&mut self, ctx: &mut Ctx<Self>, _t: ThenUp) -> Result<()> {
+        self.up = Some(ctx.up(2).await.map_err(|e| e.to_string()));
+        Ok(())
+    }
+
+    #[down]
+    async fn outcome(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _o: Outcome,
+    ) -> Result<Option<std::result::Result<(), String>>> {
+        Ok(self.up.clone())
+    }
+}
+
+struct Go;
+
+/// Fills its own queue with a child's message, then asks the other child and sends it
+/// more while waiting for the answer.
+#[derive(Default)]
+struct Questioner {
+    answerer: Option<ChildRef<Answerer>>,
+    heard: Vec<u32>,
+}
+
+#[taskthread]
+impl Questioner {
+    #[down]
+    async fn go(&mut self, ctx: &mut Ctx<Self>, _g: Go) -> Result<u32> {
+        let filler = ctx.spawn(Filler);
+        let answerer = ctx.spawn(Answerer::default());
+        filler.send(FillUp).await?;
+        tokio::time::sleep(SETTLE).await; // this thread's one place is taken
+        // The answer comes, then the answerer waits for room UP before this thread has
+        // looked at the answer: a wait on a thread that no longer waits on it.
+        let (answer, sent) = tokio::join!(answerer.ask(Question), answerer.send(ThenUp));
+        sent?;
+        self.answerer = Some(answerer);
+        Ok(answer?)
+    }
+
+    #[down]
+    async fn outcome(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _o: Outcome,
+    ) -> Result<Option<std::result::Result<(), String>>> {
+        let _ = ctx;
+        let answerer = self.answerer.as_ref().expect("the answerer");
+        Ok(answerer.ask(Outcome).await?)
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, n: u32) {
+        self.heard.push(n);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thread_that_answered_is_not_waited_on_for_that_answer() {
+    let questioner = taskthread::spawn_with(Questioner::default(), ChildOptions::new().capacity(1));
+    assert_eq!(questioner.ask(Go).await.unwrap(), 1);
+    // The questioner's queue drained: the answerer's `up` went through, not a false cycle.
+    let outcome = loop {
+        if let Some(outcome) = questioner.ask(Outcome).await.unwrap() {
+            break outcome;
+        }
+        tokio::time::sleep(SETTLE).await;
+    };
+    assert_eq!(outcome, Ok(()));
+    questioner.stop();
+    assert!(matches!(questioner.join().await, Exit::Stopped));
+}
