@@ -112,7 +112,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
         }
         self.ctx.begin_stopping();
         if self.stop.failure_closes_queue(&self.node) {
-            self.down.close();
+            // Nothing queued: no turn is needed to find the queue's end.
+            if self.down.close() {
+                self.down_open = false;
+            }
         } else {
             // Restarted on failure: what is queued waits for the next life.
             self.down_open = false;
@@ -151,7 +154,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
         if !ctx.stop_begun() && (ctx.is_completed() || self.node.is_stop_requested()) {
             ctx.begin_stopping();
             if self.stop.stop_closes_queue(&self.node, ctx.is_completed()) {
-                self.down.close();
+                // Nothing queued: no turn is needed to find the queue's end.
+                if self.down.close() {
+                    self.down_open = false;
+                }
             } else {
                 // Starting again: what is queued waits for the next life.
                 self.down_open = false;

@@ -54,8 +54,9 @@ impl<D: Send + 'static> DownReceiver<D> {
             .try_recv_sampled(|queued| node.record_sample(queued))
     }
 
-    pub(crate) fn close(&mut self) {
-        self.node.queue.close();
+    /// Closes the queue; returns whether nothing is left to receive.
+    pub(crate) fn close(&mut self) -> bool {
+        self.node.queue.close()
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -447,29 +447,42 @@ impl<D> DownQueue<D> {
 
     /// Stops accepting messages; what is queued (or sent through a permit taken before)
     /// can still be received. Waiting senders get their messages back.
-    pub(crate) fn close(&self) {
-        let senders = {
+    ///
+    /// Returns whether nothing is left to receive (nothing queued, no place held by a
+    /// [`Permit`]): the receiver need not look again to find the end.
+    pub(crate) fn close(&self) -> bool {
+        let (senders, drained) = {
             let mut state = self.state();
-            self.parked.store(std::ptr::null_mut(), Ordering::Release);
-            state.closed = true;
-            state.promised = 0;
-            state.senders.take_all()
+            let drained = Self::close_locked(&self.parked, &mut state);
+            (state.senders.take_all(), drained)
         };
         for waker in senders {
             waker.wake();
         }
+        drained
+    }
+
+    /// Under the lock: closes the queue; whether nothing is left to receive.
+    fn close_locked(parked: &AtomicPtr<()>, state: &mut State<D>) -> bool {
+        parked.store(std::ptr::null_mut(), Ordering::Release);
+        state.closed = true;
+        state.promised = 0;
+        state.items.is_empty() && state.reserved == 0
     }
 
     /// Closes the queue and drops what is in it: the receiver is gone. Askers whose
     /// questions are dropped see their reply channel close.
     pub(crate) fn close_for_good(&self) {
-        self.close();
-        let left = {
+        let (senders, left) = {
             let mut state = self.state();
+            Self::close_locked(&self.parked, &mut state);
             state.gone = true;
             state.stamps = None;
-            std::mem::take(&mut state.items)
+            (state.senders.take_all(), std::mem::take(&mut state.items))
         };
+        for waker in senders {
+            waker.wake();
+        }
         drop(left);
     }
 
