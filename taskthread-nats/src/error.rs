@@ -124,26 +124,6 @@ impl std::error::Error for HostError {
     }
 }
 
-/// A frame that cannot be read: dropped where it arrives.
-#[derive(Debug)]
-pub(crate) enum FrameError {
-    Head(postcard::Error),
-    Version(u8),
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Head(e) => write!(f, "unreadable frame: {e}"),
-            Self::Version(v) => write!(
-                f,
-                "a frame of format version {v}, not {}",
-                crate::frame::VERSION
-            ),
-        }
-    }
-}
-
 /// Checks that `name` can be a host's name: letters, digits, `-` and `_`, at most 64.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {

@@ -9,10 +9,10 @@
 //! *credit* (how many credited messages the other side may have sent in all: DOWN messages
 //! towards a host, UP messages towards a parent).
 
+use std::fmt;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-
-use crate::error::FrameError;
 
 /// The version of the format; a frame of another version is refused.
 pub(crate) const VERSION: u8 = 1;
@@ -273,6 +273,22 @@ impl FrameInfo {
             ack: head.ack,
             credit: head.credit,
         })
+    }
+}
+
+/// A frame that cannot be read: dropped where it arrives.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    Head(postcard::Error),
+    Version(u8),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Head(e) => write!(f, "unreadable frame: {e}"),
+            Self::Version(v) => write!(f, "a frame of format version {v}, not {}", VERSION),
+        }
     }
 }
 
