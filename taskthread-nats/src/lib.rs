@@ -104,6 +104,7 @@ mod link;
 mod remote;
 mod settings;
 mod transport;
+mod tree;
 
 pub use error::{HostError, SpawnError, TransportError};
 pub use frame::FrameInfo;

@@ -14,7 +14,8 @@ mod waits;
 
 pub(crate) use children::ChildEntry;
 pub(crate) use receiver::DownReceiver;
-pub use snapshot::{TreeSnapshot, Waiting};
+pub(crate) use snapshot::RemoteView;
+pub use snapshot::{RemoteLink, TreeSnapshot, Waiting};
 pub(crate) use waits::{answering, closes_cycle, has_report, report, settle, verdict};
 
 use std::any::Any;
@@ -339,7 +340,6 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// The extension state of type `X` kept with this thread, if any.
-    #[cfg(feature = "control")]
     pub(crate) fn attachment<X: Any + Send + Sync>(&self) -> Option<Arc<X>> {
         Arc::clone(self.attachment.get()?).downcast().ok()
     }
