@@ -30,6 +30,16 @@
 //! cargo run --release --example relay -- --clients 50 --frames 100 --max-frame 1MiB
 //! ```
 //!
+//! The same demo with the `DataProcessor`s in two worker processes (this program run again
+//! as hosts of `taskthread-nats`), over a `nats-server` started on a free loopback port
+//! (Debian's package `nats-server`; `--nats nats://127.0.0.1:4222` uses a running one).
+//! Every process it starts is ended when it ends, Ctrl-C included; a worker that dies has
+//! its processors started again on the other, and the frames lost with it are counted:
+//!
+//! ```text
+//! cargo run --release --example relay -- --processors 2 --nats auto
+//! ```
+//!
 //! Or serve any client that speaks the protocol (a 4-byte big-endian length, then the
 //! payload; the server greets with `{"message": "hello!"}` framed the same way) until
 //! Ctrl-C:
@@ -109,8 +119,10 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::ProgressBar;
 use taskthread_examples::relay::app::{self, DemoOptions, Outcome, ServeOptions};
 use taskthread_examples::relay::budget::DEFAULT_MAX_BUFFERED;
+use taskthread_examples::relay::cluster::{Cluster, NatsServer, stdin_closed};
 use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, Sent};
 use taskthread_examples::relay::observe::ObserveOptions;
+use taskthread_examples::relay::remote::{self, Processors};
 use taskthread_examples::relay::sink::{self, WebsocketSink};
 use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::units::{parse_duration, parse_size};
@@ -138,6 +150,20 @@ enum Command {
     Load(LoadArgs),
     /// Run a websocket destination that counts what it receives, until Ctrl-C.
     Sink(SinkArgs),
+    /// Host remote processors for a relay (what `--processors` starts), until standard
+    /// input closes, Ctrl-C or SIGTERM.
+    #[command(hide = true)]
+    Host(HostArgs),
+}
+
+#[derive(Debug, Args)]
+struct HostArgs {
+    /// The NATS server's URL.
+    #[arg(long)]
+    nats: String,
+    /// The host's name.
+    #[arg(long)]
+    name: String,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +186,14 @@ struct DemoArgs {
     /// The relay's byte budget: frame bytes held at once, e.g. 256MiB.
     #[arg(long, default_value = "256MiB", value_parser = parse_budget)]
     max_buffered: usize,
+    /// Cut the frames out of the clients' streams in this many worker processes (this
+    /// program run again), reached over NATS (0: in the relay's process).
+    #[arg(long, default_value_t = 0)]
+    processors: usize,
+    /// The NATS server for --processors: `auto` starts a nats-server on a free loopback
+    /// port, or give the URL of a running one, e.g. nats://127.0.0.1:4222.
+    #[arg(long, default_value = "auto", value_parser = |s: &str| Ok::<_, String>(NatsServer::parse(s)))]
+    nats: NatsServer,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +264,7 @@ impl LimitArgs {
             frame_timeout: nonzero(self.frame_timeout),
             max_buffered: self.max_buffered,
             receipts,
+            processors: None,
         }
     }
 }
@@ -281,7 +316,10 @@ fn parse_budget(s: &str) -> Result<usize, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbose = !matches!(cli.command, None | Some(Command::Demo(_)));
+    let verbose = !matches!(
+        cli.command,
+        None | Some(Command::Demo(_) | Command::Host(_))
+    );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -293,14 +331,70 @@ async fn main() -> ExitCode {
         .init();
 
     match cli.command.unwrap_or(Command::Demo(cli.demo)) {
-        Command::Demo(args) => report(demo(args).await),
+        Command::Demo(args) => demo(args).await,
         Command::Serve(args) => report(serve(args).await),
         Command::Load(args) => load(args).await,
         Command::Sink(args) => run_sink(args).await,
+        Command::Host(args) => run_host(args).await,
     }
 }
 
-async fn demo(args: DemoArgs) -> Result<Outcome, app::StartError> {
+/// Runs the demo, with its processors in worker processes if asked; the workers and the
+/// NATS server started for them are ended on every way out.
+async fn demo(args: DemoArgs) -> ExitCode {
+    if args.processors == 0 {
+        return report(demo_with(args, None).await);
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("relay: cannot find this program to run its workers");
+        return ExitCode::FAILURE;
+    };
+    let worker = |name: &str, url: &str| {
+        let mut command = tokio::process::Command::new(&exe);
+        command.args(["host", "--nats", url, "--name", name]);
+        command
+    };
+    let cluster = match Cluster::start(&args.nats, args.processors, worker).await {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            eprintln!("relay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match Processors::connect(cluster.url(), cluster.hosts()).await {
+        Ok(processors) => demo_with(args, Some(processors)).await,
+        Err(e) => {
+            cluster.shutdown().await;
+            eprintln!("relay: cannot reach the NATS server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    cluster.shutdown().await;
+    report(outcome)
+}
+
+/// A worker: hosts remote processors until its standard input closes (its relay has ended
+/// or asks it to), Ctrl-C or SIGTERM.
+async fn run_host(args: HostArgs) -> ExitCode {
+    let until = async {
+        tokio::select! {
+            () = stdin_closed() => {}
+            () = shutdown_signal() => {}
+        }
+    };
+    match remote::run_host(&args.nats, &args.name, until).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay host {}: {e}", args.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo_with(
+    args: DemoArgs,
+    processors: Option<Processors>,
+) -> Result<Outcome, app::StartError> {
     let options = DemoOptions {
         clients: args.clients,
         frames: args.frames,
@@ -309,6 +403,7 @@ async fn demo(args: DemoArgs) -> Result<Outcome, app::StartError> {
         seed: args.seed,
         max_buffered: args.max_buffered,
         progress: std::io::stderr().is_terminal(),
+        processors,
     };
     let interrupt = async {
         shutdown_signal().await;

@@ -218,7 +218,7 @@ fn main() {
         );
         println!("| workload | raw async-nats (msg/s) | taskthread-nats (msg/s) | ratio |");
         println!("|---|---:|---:|---:|");
-        for capacity in [64, 1024] {
+        for capacity in [64, 128, 256, 1024] {
             let (tell, ask) = remote(&url, tells, asks, capacity).await;
             let (raw, ours) = (rate(tells, raw_tell), rate(tells, tell));
             println!(

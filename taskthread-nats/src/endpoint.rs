@@ -2,7 +2,9 @@
 //! there, and the task that reads their frames and keeps them alive.
 //!
 //! The endpoint's task hands each edge's frames, in order, to the edge's *life* (a parent's
-//! proxy or a host's agent) as [`Event`]s, acks what arrived, sends unacked frames again,
+//! proxy or a host's agent) as [`Event`]s, acks what arrived (a credited message with the
+//! credit its life returns once its thread has taken it, so one datagram answers both, or
+//! at the next tick if it stays untaken; anything else at once), sends unacked frames again,
 //! sends a ping when an edge has been quiet for a heartbeat, and reports an edge whose other
 //! side has said nothing for `lost_after` as lost. It does all this whatever the lives are
 //! doing, so a busy parent or child never looks dead. A life sends its own frames through
@@ -261,8 +263,9 @@ impl Endpoint {
         self.start + Duration::from_micros(stamp)
     }
 
-    /// Handles one frame; returns the edge it was for, if it has a life here.
-    async fn handle(self: &Arc<Self>, side: &dyn Side, frame: Bytes) -> Option<Arc<Edge>> {
+    /// Handles one frame; returns the edge it was for, if it has a life here, and whether
+    /// it should be acked at once (see [`run`]).
+    async fn handle(self: &Arc<Self>, side: &dyn Side, frame: Bytes) -> Option<(Arc<Edge>, bool)> {
         let (head, payload) = match frame::decode(&frame) {
             Ok(read) => read,
             Err(e) => {
@@ -290,17 +293,22 @@ impl Endpoint {
             }
             _ => None,
         };
+        let reliable = head.seq != 0;
         let arrived = edge.link().receive(head, payload);
         if let Some(stamp) = pong {
             edge.send_bare(Kind::Pong(stamp)).await;
         }
+        // A credited message is acked with the credit its taking returns (the life sends
+        // it); anything else, and a copy of a frame already delivered, at once.
+        let ack_now = reliable
+            && (arrived.frames.is_empty() || arrived.frames.iter().any(|(k, _)| !k.is_credited()));
         for (kind, payload) in arrived.frames {
             let _ = edge.events.send(Event::Frame(kind, payload));
         }
         if arrived.credit_grew {
             edge.credit.wake();
         }
-        Some(edge)
+        Some((edge, ack_now))
     }
 
     /// Once per tick: sends again what is due, pings quiet edges, reports silent ones.
@@ -325,6 +333,10 @@ impl Endpoint {
                 let mut out = link.due(now, self.settings.retransmit);
                 if now.duration_since(link.last_sent) >= edge.heartbeat {
                     out.push(link.bare(Kind::Ping(stamp)));
+                } else if link.owes_ack() {
+                    // What no life acked (a message its thread has not taken yet): acked
+                    // well within the other side's retransmission time.
+                    out.push(link.bare(Kind::Ack));
                 }
                 (link.peer.clone(), out)
             };
@@ -353,14 +365,14 @@ pub(crate) async fn run(endpoint: Arc<Endpoint>, mut frames: Frames, side: impl 
         };
         for datagram in batch {
             for frame in frame::unbundle(&datagram) {
-                if let Some(edge) = endpoint.handle(&side, frame).await
+                if let Some((edge, true)) = endpoint.handle(&side, frame).await
                     && !touched.iter().any(|e| Arc::ptr_eq(e, &edge))
                 {
                     touched.push(edge);
                 }
             }
         }
-        // One ack per edge for the whole batch.
+        // One ack per edge for the whole batch, for what is not acked with a credit.
         for edge in touched.drain(..) {
             edge.send_ack_if_owed().await;
         }

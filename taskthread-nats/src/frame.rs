@@ -14,6 +14,8 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::tree::WireThread;
+
 /// The version of the format; a frame of another version is refused.
 pub(crate) const VERSION: u8 = 1;
 
@@ -68,6 +70,9 @@ pub(crate) enum Kind {
     Ping(u64),
     /// The answer to a `Ping`.
     Pong(u64),
+    /// Host to parent, without guarantee, once per heartbeat: the threads below the hosted
+    /// thread, for the parent's snapshots.
+    Tree(Vec<WireThread>),
 }
 
 impl Kind {
@@ -87,6 +92,7 @@ impl Kind {
             Self::Ack => "ack",
             Self::Ping(_) => "ping",
             Self::Pong(_) => "pong",
+            Self::Tree(_) => "tree",
         }
     }
 

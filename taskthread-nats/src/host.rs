@@ -502,6 +502,9 @@ impl<T: Remote> Agent<T> {
         let mut killed = false;
         // Places freed and not told to the parent yet.
         let mut untold = 0;
+        // The subtree below the thread, reported to the parent once per heartbeat.
+        let mut report = tokio::time::interval(self.edge.heartbeat);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !up_done {
             let has_credit = self.edge.link().has_credit();
             let Some(handle) = self.handle.as_mut() else {
@@ -565,6 +568,10 @@ impl<T: Remote> Agent<T> {
                         self.report(exit, &tally, &mut answers, parent_gone).await;
                         return self.host.agent_ended(id, epoch);
                     }
+                }
+                _ = report.tick(), if !parent_gone => {
+                    let subtree = crate::tree::report(&handle.snapshot());
+                    self.edge.send_bare(Kind::Tree(subtree)).await;
                 }
                 () = std::future::ready(()), if untold > 0 && !parent_gone => {
                     // Nothing else to do: the credit goes now.

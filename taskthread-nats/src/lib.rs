@@ -7,6 +7,9 @@
 //!   local child, its UP messages reach the parent's `#[up]` handlers, and its end arrives
 //!   as a [`ChildExit`](taskthread::ChildExit) — [`Exit::Lost`](taskthread::Exit::Lost)
 //!   if its host dies or the link stays down.
+//! - The parent's [snapshots](taskthread::TreeSnapshot) show a remote child in place, with
+//!   the threads below it as its host reports them and the link's round-trip time
+//!   ([`RemoteLink`](taskthread::RemoteLink)).
 //! - Remote thread types opt in with `#[taskthread(remote)]` (taskthread's feature
 //!   `remote`): their messages, answers and up type are serialised with serde and
 //!   [postcard](https://docs.rs/postcard); one that is not serialisable is a compile error
@@ -104,6 +107,7 @@ mod link;
 mod remote;
 mod settings;
 mod transport;
+mod tree;
 
 pub use error::{HostError, SpawnError, TransportError};
 pub use frame::FrameInfo;

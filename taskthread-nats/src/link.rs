@@ -176,7 +176,7 @@ impl Link {
             arrived.credit_grew = true;
         }
         if head.seq == 0 {
-            if matches!(head.kind, Kind::Refused(_) | Kind::Abort) {
+            if matches!(head.kind, Kind::Refused(_) | Kind::Abort | Kind::Tree(_)) {
                 arrived.frames.push((head.kind, payload));
             }
             return arrived;

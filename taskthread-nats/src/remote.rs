@@ -18,7 +18,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use taskthread::proxy::{Proxy, ProxyEnd, Remote};
 use taskthread::supervise::{AfterLife, RestartPolicy, Restarts};
-use taskthread::{ChildOptions, ChildRef, Ctx, Error, Exit, HandlesUp, Thread, ThreadState};
+use taskthread::{
+    ChildOptions, ChildRef, Ctx, Error, Exit, HandlesUp, RemoteLink, Thread, ThreadState,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
@@ -31,6 +33,7 @@ use crate::host::{SendError, host_address, window};
 use crate::link::Link;
 use crate::settings::Settings;
 use crate::transport::Transport;
+use crate::tree;
 
 /// A process's endpoint for remote children: spawn a child on a [`Host`](crate::Host) and
 /// get an ordinary [`ChildRef`]. Cheap to clone; the endpoint lives while a clone or a
@@ -366,6 +369,9 @@ async fn live<C: Remote>(
         unsent: 0,
         buf: Vec::new(),
     };
+    // Shown on this host from now on; the threads below it come with its host's reports.
+    life.proxy
+        .show_remote(RemoteLink::new(host, None, epoch), Vec::new());
     let sent = life
         .edge
         .send_reliable::<SendError>(Kind::Spawn(Box::new(spawn)), |buf| {
@@ -586,6 +592,13 @@ impl<C: Remote> Life<'_, C> {
         };
         match kind {
             Kind::Spawned => self.proxy.set_state(ThreadState::Running),
+            Kind::Tree(subtree) => {
+                let link = self.edge.link();
+                let shown = RemoteLink::new(self.host.clone(), link.rtt, link.epoch);
+                drop(link);
+                let subtree = tree::entries(&subtree, self.proxy.path());
+                self.proxy.show_remote(shown, subtree);
+            }
             Kind::Up => {
                 self.deliver_up(&payload).await;
                 self.edge.link().grant(1);

@@ -198,7 +198,7 @@ pub use crate::child::{
 pub use crate::ctx::{Ctx, UpFuture};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, FailedMessage, ThreadState};
-pub use crate::node::{TreeSnapshot, Waiting};
+pub use crate::node::{RemoteLink, TreeSnapshot, Waiting};
 pub use crate::reschedule::{Reschedule, TaskRef};
 pub use crate::root::{Handle, run, spawn, spawn_with};
 pub use crate::thread::{

@@ -18,6 +18,7 @@ use super::database::{self, OpenError, Store};
 use super::frame::{Checksum, HEADER_LEN};
 use super::load::{LoadGenerator, LoadOptions, Sent};
 use super::observe::{ObserveError, ObserveOptions, run_observed};
+use super::remote::Processors;
 use super::sink::{self, SinkReport, WebsocketSink};
 use super::tcp_server::{Receipts, ServerConfig};
 use super::websocket::{DEFAULT_BUFFER, SubOptions};
@@ -391,6 +392,9 @@ pub struct DemoOptions {
     pub max_buffered: usize,
     /// Whether to draw a progress bar (on a terminal).
     pub progress: bool,
+    /// Remote processors in worker processes, instead of a `DataProcessor` per connection
+    /// in this one.
+    pub processors: Option<Processors>,
 }
 
 impl Default for DemoOptions {
@@ -403,6 +407,7 @@ impl Default for DemoOptions {
             seed: 1,
             max_buffered: DEFAULT_MAX_BUFFERED,
             progress: false,
+            processors: None,
         }
     }
 }
@@ -443,6 +448,7 @@ pub async fn demo(
             idle_timeout: None,
             max_buffered: options.max_buffered,
             receipts: Receipts::Acks,
+            processors: options.processors.clone(),
             ..ServerConfig::default()
         },
         sub: SubOptions {

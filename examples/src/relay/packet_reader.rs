@@ -15,6 +15,7 @@ use tokio::time::timeout;
 use tokio_util::io::ReaderStream;
 
 use super::receipt::Ledger;
+use super::remote::{FrameScanner, RemoteProcessor, WirePacket};
 use super::{DataProcessor, Packet, RelayStats};
 
 /// How much one socket read takes at most.
@@ -38,6 +39,24 @@ pub enum ReadEnd {
     ProcessorEnded,
 }
 
+/// The processor a [`PacketReader`] reads for: in this process, or in a worker process.
+#[derive(Debug)]
+pub enum Processor {
+    /// A `DataProcessor` child of the connection.
+    Local(ChildRef<DataProcessor>),
+    /// A `RemoteProcessor` on a host, with the scanner that follows the frame boundaries
+    /// of the bytes handed to it, and the count of frames they hold in full, which the
+    /// connection reads when the processor ends.
+    Remote {
+        /// The processor.
+        child: ChildRef<RemoteProcessor>,
+        /// Follows the frames of what was handed over.
+        scanner: FrameScanner,
+        /// Frames the bytes handed over hold in full.
+        frames: Arc<std::sync::atomic::AtomicU64>,
+    },
+}
+
 /// Reads a client's socket for its `DataProcessor`.
 ///
 /// It reads only with a unit of credit in hand; the credit travels with the packet and
@@ -47,11 +66,15 @@ pub enum ReadEnd {
 /// lost on the way. A busy processor keeps the reader waiting for credit, which slows the
 /// client (TCP backpressure) and does not count as the client being idle. So does a
 /// processor waiting for room in the relay's byte budget.
+///
+/// A remote processor's queue is bounded by its capacity across the wire: the reader
+/// waits for room to hand a packet over, and a packet it holds when it is dropped (the
+/// connection stopping) is counted as discarded.
 #[derive(Debug)]
 pub struct PacketReader {
     packets: ReaderStream<OwnedReadHalf>,
     credit: Arc<Semaphore>,
-    processor: ChildRef<DataProcessor>,
+    processor: Processor,
     client: SocketAddr,
     idle_timeout: Option<Duration>,
     ledger: Arc<Ledger>,
@@ -63,7 +86,7 @@ impl PacketReader {
     /// bytes it cannot hand on are recorded in the client's `ledger`.
     pub fn new(
         socket: OwnedReadHalf,
-        processor: ChildRef<DataProcessor>,
+        processor: Processor,
         client: SocketAddr,
         idle_timeout: Option<Duration>,
         ledger: Arc<Ledger>,
@@ -96,7 +119,33 @@ impl PacketReader {
                 Err(_) => return ReadEnd::Idle(self.idle_timeout.unwrap_or_default()),
             };
             self.stats.count_read(bytes.len());
-            if !self.hand_over(Packet::new(bytes, credit)) {
+            let handed = match &mut self.processor {
+                Processor::Local(child) => hand_over(
+                    child,
+                    Packet::new(bytes, credit),
+                    self.client,
+                    &self.ledger,
+                    &self.stats,
+                ),
+                Processor::Remote {
+                    child,
+                    scanner,
+                    frames,
+                } => {
+                    drop(credit); // the remote queue's capacity bounds what is read ahead
+                    let discard = Discard::armed(bytes.len(), &self.ledger, &self.stats);
+                    let packet = WirePacket {
+                        offset: scanner.offset(),
+                        first_frame: scanner.scan(&bytes),
+                        bytes,
+                    };
+                    let sent = child.send(packet).await;
+                    let handed = discard.settle(sent.is_ok(), self.client);
+                    frames.store(scanner.frames(), std::sync::atomic::Ordering::Relaxed);
+                    handed
+                }
+            };
+            if !handed {
                 return ReadEnd::ProcessorEnded;
             }
             if let Some(end) = end {
@@ -104,25 +153,63 @@ impl PacketReader {
             }
         }
     }
+}
 
-    /// Hands a packet to the processor without waiting: the credit it carries guarantees
-    /// room. Fails only once the processor has ended (bad input, or the connection is
-    /// closing); the bytes are then counted as discarded, and logged.
-    fn hand_over(&self, packet: Packet) -> bool {
-        let Err(e) = self.processor.try_send(packet) else {
-            return true;
-        };
-        let why = if e.is_full() {
-            "its queue is full"
-        } else {
-            "it has ended"
-        };
-        let n = e.into_inner().bytes.len();
-        if n > 0 {
-            tracing::info!(client = %self.client, "discarding {n} bytes read: the processor cannot take them ({why})");
-            self.ledger.record_discarded();
-            self.stats.count_discarded(n);
+/// Hands a packet to a local processor without waiting: the credit it carries guarantees
+/// room. Fails only once the processor has ended (bad input, or the connection is
+/// closing); the bytes are then counted as discarded, and logged.
+fn hand_over(
+    processor: &ChildRef<DataProcessor>,
+    packet: Packet,
+    client: SocketAddr,
+    ledger: &Ledger,
+    stats: &RelayStats,
+) -> bool {
+    let Err(e) = processor.try_send(packet) else {
+        return true;
+    };
+    let why = if e.is_full() {
+        "its queue is full"
+    } else {
+        "it has ended"
+    };
+    let n = e.into_inner().bytes.len();
+    if n > 0 {
+        tracing::info!(%client, "discarding {n} bytes read: the processor cannot take them ({why})");
+        ledger.record_discarded();
+        stats.count_discarded(n);
+    }
+    false
+}
+
+/// Counts `n` bytes read as discarded unless they were handed over: when settled with
+/// `false`, or dropped unsettled (the reader dropped while it waited for room).
+struct Discard<'a> {
+    n: usize,
+    ledger: &'a Ledger,
+    stats: &'a RelayStats,
+}
+
+impl<'a> Discard<'a> {
+    fn armed(n: usize, ledger: &'a Ledger, stats: &'a RelayStats) -> Self {
+        Self { n, ledger, stats }
+    }
+
+    fn settle(mut self, handed: bool, client: SocketAddr) -> bool {
+        if handed {
+            self.n = 0;
+        } else if self.n > 0 {
+            tracing::info!(%client, "discarding {} bytes read: the processor has ended", self.n);
         }
-        false
+        handed
+    }
+}
+
+impl Drop for Discard<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.ledger.record_discarded();
+            self.stats.count_discarded(self.n);
+        }
     }
 }

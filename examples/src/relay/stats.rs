@@ -32,12 +32,26 @@ pub struct RelayStats {
     ws_dropped: AtomicU64,
     destination_drops: AtomicU64,
     confirmed: AtomicU64,
+    lost_with_workers: AtomicU64,
+    processor_restarts: AtomicU64,
 }
 
 impl RelayStats {
     /// A new set of counters, all zero.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Counts `n` frames a client sent in full that were lost with a worker process: they
+    /// count as received (the relay read them) and, never stored, as lost.
+    pub fn count_lost_with_worker(&self, n: u64) {
+        self.received.fetch_add(n, Relaxed);
+        self.lost_with_workers.fetch_add(n, Relaxed);
+    }
+
+    /// Counts a remote processor started again after its worker was lost.
+    pub fn count_processor_restart(&self) {
+        self.processor_restarts.fetch_add(1, Relaxed);
     }
 
     /// Counts a frame fully received from a client; returns its id (0, 1, 2, ...).
@@ -202,6 +216,17 @@ impl RelayStats {
     pub fn lost(&self) -> u64 {
         self.received()
             .saturating_sub(self.forwarded().min(self.stored()))
+    }
+
+    /// Frames a client sent in full that were lost with a worker process (with remote
+    /// processors).
+    pub fn lost_with_workers(&self) -> u64 {
+        self.lost_with_workers.load(Relaxed)
+    }
+
+    /// Remote processors started again after their worker was lost.
+    pub fn processor_restarts(&self) -> u64 {
+        self.processor_restarts.load(Relaxed)
     }
 
     /// Client connections accepted.

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::stream;
 use taskthread::prelude::*;
@@ -10,9 +11,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::budget::Budget;
-use super::frame;
-use super::packet_reader::{PacketReader, READ_AHEAD, ReadEnd};
+use super::frame::{self, HEADER_LEN};
+use super::packet_reader::{PacketReader, Processor, READ_AHEAD, ReadEnd};
 use super::receipt::Ledger;
+use super::remote::{Decoded, FrameScanner};
 use super::replies::{Closed, Replies};
 use super::tcp_server::{Receipts, ServerConfig};
 use super::{DataProcessor, Frame, RelayStats};
@@ -31,6 +33,12 @@ use super::{DataProcessor, Frame, RelayStats};
 /// never be (with a reset). The connection reads until the client closes its side, the
 /// processor stops (bad input, a frame over the frame timeout), or `idle_timeout` passes
 /// without data; it ends once its replies have closed the connection.
+///
+/// With [remote processors](ServerConfig::processors), the processor runs in a worker
+/// process: its frames come back here as [`Decoded`] messages, and take their size from
+/// the byte budget as they arrive. A gap in their numbers (frames lost with a worker) is
+/// counted as frames received and lost, as are frames the client sent in full that the
+/// processor never passed back when it ends.
 #[derive(Debug)]
 pub struct TcpConnection {
     socket: Option<TcpStream>,
@@ -39,6 +47,15 @@ pub struct TcpConnection {
     budget: Budget,
     ledger: Arc<Ledger>,
     stats: Arc<RelayStats>,
+    /// With a remote processor: the number of the last frame it passed back, and the
+    /// frames the bytes handed to it hold in full.
+    remote: Option<RemoteFrames>,
+}
+
+#[derive(Debug, Default)]
+struct RemoteFrames {
+    last_seq: u64,
+    handed: Arc<AtomicU64>,
 }
 
 impl TcpConnection {
@@ -62,6 +79,18 @@ impl TcpConnection {
             budget,
             ledger: Arc::new(ledger),
             stats,
+            remote: None,
+        }
+    }
+
+    /// Frames `from` to `to` (numbers among the client's frames) were lost with a worker:
+    /// counted as received and lost.
+    fn count_lost(&self, from: u64, to: u64) {
+        if to >= from {
+            let n = to - from + 1;
+            tracing::warn!(client = %self.client, "{n} frames were lost with a worker process");
+            self.stats.count_lost_with_worker(n);
+            self.ledger.record_lost();
         }
     }
 }
@@ -84,14 +113,26 @@ impl TcpConnection {
         ctx.spawn_task(replies.run());
 
         let ledger = Arc::clone(&self.ledger);
-        let processor = DataProcessor::new(
-            client,
-            config,
-            self.budget.clone(),
-            Arc::clone(&ledger),
-            Arc::clone(stats),
-        );
-        let processor = ctx.spawn_with(processor, ChildOptions::new().capacity(READ_AHEAD));
+        let processor = if let Some(processors) = &config.processors {
+            let remote = RemoteFrames::default();
+            let processor = Processor::Remote {
+                child: processors.spawn(ctx, config.max_frame)?,
+                scanner: FrameScanner::new(config.max_frame),
+                frames: Arc::clone(&remote.handed),
+            };
+            self.remote = Some(remote);
+            processor
+        } else {
+            let processor = DataProcessor::new(
+                client,
+                config,
+                self.budget.clone(),
+                Arc::clone(&ledger),
+                Arc::clone(stats),
+            );
+            Processor::Local(ctx.spawn_with(processor, ChildOptions::new().capacity(READ_AHEAD)))
+        };
+        let config = &self.config;
         let idle = config.idle_timeout;
         let reader = PacketReader::new(reader, processor, client, idle, ledger, Arc::clone(stats));
         // A stream, not a task: a stopping connection drops it instead of waiting for it.
@@ -140,11 +181,75 @@ impl TcpConnection {
         Ok(())
     }
 
+    /// A frame, or news of a frame, from a remote processor.
+    #[up]
+    async fn decoded(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        decoded: Decoded,
+    ) -> Result<()> {
+        let client = self.client;
+        match decoded {
+            Decoded::Frame { seq, payload } => {
+                let last = self.remote.as_ref().map_or(0, |r| r.last_seq);
+                self.count_lost(last + 1, seq.saturating_sub(1));
+                if let Some(remote) = &mut self.remote {
+                    remote.last_seq = remote.last_seq.max(seq);
+                }
+                let size = HEADER_LEN + payload.len();
+                let charge = match self.budget.try_reserve(size) {
+                    Some(charge) => charge,
+                    None => self.budget.reserve(size).await,
+                };
+                let ledger = self.ledger.is_tracked().then(|| Arc::clone(&self.ledger));
+                let frame = Frame::tracked(client, seq, payload, &self.stats, charge, ledger);
+                ctx.up(frame).await?;
+            }
+            Decoded::Truncated { bytes } => {
+                tracing::info!(%client, "an incomplete frame was discarded: {bytes} bytes");
+                self.ledger.record_discarded();
+                self.stats
+                    .count_truncated(usize::try_from(bytes).unwrap_or(usize::MAX));
+            }
+            Decoded::Rejected { reason, discarded } => {
+                tracing::warn!(%client, "closing the connection: {reason}");
+                self.ledger.record_discarded();
+                self.stats
+                    .count_rejected(usize::try_from(discarded).unwrap_or(usize::MAX));
+            }
+        }
+        Ok(())
+    }
+
+    /// A remote processor's worker was lost: it starts again on another.
+    #[up]
+    async fn processor_restarted(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        restart: ChildRestart,
+    ) {
+        tracing::warn!(client = %self.client, "the processor starts again: life {} {}", restart.life, restart.exit);
+        self.stats.count_processor_restart();
+    }
+
     /// The processor ended: it logged why (bad input, or this connection stopping).
     #[up]
     async fn processor_exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
         if exit.exit.is_failure() {
             tracing::error!(client = %self.client, "{exit}");
+        }
+        if let Some(remote) = &self.remote {
+            // Frames the client sent in full that never came back were lost on the way.
+            let handed = remote.handed.load(Ordering::Relaxed);
+            self.count_lost(remote.last_seq + 1, handed);
+            let total = handed.max(remote.last_seq);
+            if exit.exit.is_failure() {
+                self.ledger.abandon(total);
+            } else {
+                self.ledger.finish(total);
+            }
         }
         ctx.stop();
     }

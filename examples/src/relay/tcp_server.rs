@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use super::budget::{Budget, DEFAULT_MAX_BUFFERED};
+use super::remote::Processors;
 use super::{Frame, RelayStats, TcpConnection};
 
 /// The limits the server applies to its clients, and what it tells them.
@@ -30,6 +31,9 @@ pub struct ServerConfig {
     /// What clients are told of their frames (see the
     /// [wire protocol](super::frame#receipts)); by default [`Receipts::Close`].
     pub receipts: Receipts,
+    /// Where the connections' frames are cut out of their byte streams: by default (`None`)
+    /// by a `DataProcessor` in this process, else by remote processors in worker processes.
+    pub processors: Option<Processors>,
 }
 
 /// What a relay tells its clients about their frames.
@@ -56,6 +60,7 @@ impl Default for ServerConfig {
             frame_timeout: Some(Duration::from_secs(10)),
             max_buffered: DEFAULT_MAX_BUFFERED,
             receipts: Receipts::Close,
+            processors: None,
         }
     }
 }

@@ -117,6 +117,7 @@ pub fn server_config() -> ServerConfig {
         frame_timeout: None,
         max_buffered: 64 << 20,
         receipts: Receipts::Close,
+        processors: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod bad_input;
 mod budget;
 mod delivery;
 mod destinations;
+mod distributed;
 mod end_to_end;
 mod frame;
 mod receipts;

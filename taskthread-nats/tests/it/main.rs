@@ -6,5 +6,6 @@ mod bad_input;
 mod basics;
 mod guarantees;
 mod nats;
+mod snapshot;
 mod supervision;
 mod world;

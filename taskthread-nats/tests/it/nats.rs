@@ -14,6 +14,7 @@ use taskthread_nats::{Host, NatsTransport, RemoteOptions, Remotes, Settings};
 use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 
+use crate::snapshot;
 use crate::world::{Boss, Heard, Job, Spawn, Sum, Worker, WorkerArgs, start_host};
 
 /// A `nats-server` of the test's own.
@@ -223,5 +224,28 @@ async fn a_server_restart_shorter_than_the_limit_loses_nothing() {
     boss.join().await;
     host.stop().await;
     let _: Option<Host> = None;
+    server.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_subtree_shows_in_the_parents_snapshot_over_nats() {
+    let server = Server::start(None).await;
+    let host_transport = NatsTransport::connect(&server.url()).await.unwrap();
+    let host = snapshot::foreman_host("nats-tree", host_transport).await;
+    let remotes = Remotes::start_with(
+        NatsTransport::connect(&server.url()).await.unwrap(),
+        quick(),
+    )
+    .await
+    .unwrap();
+    let parent = snapshot::parent(remotes, RemoteOptions::on("nats-tree"));
+    let shown = snapshot::shown_on(&parent, "nats-tree", 1).await;
+    let foreman = shown.find("parent/foreman").unwrap();
+    let paths: Vec<&str> = foreman.children.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, ["parent/foreman/left", "parent/foreman/right"]);
+    assert!(foreman.remote.as_ref().unwrap().rtt.unwrap() > Duration::ZERO);
+    parent.stop();
+    parent.join().await;
+    host.stop().await;
     server.kill().await;
 }

@@ -41,7 +41,9 @@
 //!
 //! Any request may carry [`--json`](JSON_FLAG) to get the answer as JSON: `help` as a
 //! string; `tree` as an object per thread (`id` as a number, [`ChildId::get`](crate::ChildId::get); `name`, `path`, `type`, `down`, `up`,
-//! `state`, `queue_depth`, `queue_capacity`, `handled`, `restarts`, `children`); `stats`
+//! `state`, `queue_depth`, `queue_capacity`, `handled`, `restarts`, `children`, and for a
+//! remote child `remote`: `host`, `rtt_us`, `epoch`, its `children` as its host reported
+//! them); `stats`
 //! as the same object without `children`, with `pool` (`running`, `max`) for a worker
 //! pool; `stop` as `{"stopping": PATH}`; `pool` as `{"pool": PATH, "running": N, "max": N}`;
 //! each message of `watch` as a [`WatchMessage`](crate::watch::WatchMessage) (text: its

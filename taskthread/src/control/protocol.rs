@@ -213,6 +213,9 @@ impl Format {
                 if let Some(p) = pool {
                     let _ = write!(out, "\nworkers: {} running, at most {}", p.running, p.max);
                 }
+                if let Some(remote) = &thread.remote {
+                    let _ = write!(out, "\nremote: {remote} (life {})", remote.epoch);
+                }
                 out
             }
             Self::Json => to_json(&ThreadJson {
@@ -267,6 +270,8 @@ struct ThreadJson<'a> {
     handled: u64,
     restarts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<RemoteJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     children: Option<Vec<ThreadJson<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pool: Option<PoolCountsJson>,
@@ -286,6 +291,13 @@ impl<'a> ThreadJson<'a> {
             queue_capacity: s.queue_capacity,
             handled: s.handled,
             restarts: s.restarts,
+            remote: s.remote.as_ref().map(|r| RemoteJson {
+                host: &r.host,
+                rtt_us: r
+                    .rtt
+                    .map(|rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
+                epoch: r.epoch,
+            }),
             children: None,
             pool: None,
         }
@@ -297,6 +309,14 @@ impl<'a> ThreadJson<'a> {
             ..Self::one(s)
         }
     }
+}
+
+/// A remote child's link: its host, the round-trip time in microseconds, its life.
+#[derive(Serialize)]
+struct RemoteJson<'a> {
+    host: &'a str,
+    rtt_us: Option<u64>,
+    epoch: u32,
 }
 
 #[derive(Serialize)]
@@ -484,8 +504,34 @@ mod tests {
             handled: 7,
             restarts: 0,
             waiting: Vec::new(),
+            remote: None,
             children,
         }
+    }
+
+    #[test]
+    fn a_remote_child_shows_its_host_and_link() {
+        let mut child = snapshot(2, "w", vec![snapshot(9, "below", vec![])]);
+        child.remote = Some(crate::node::RemoteLink::new(
+            "gpu-1",
+            Some(std::time::Duration::from_micros(420)),
+            2,
+        ));
+        let json = Format::Json.tree(&snapshot(1, "p", vec![child.clone()]));
+        assert!(
+            json.contains(r#""restarts":0,"remote":{"host":"gpu-1","rtt_us":420,"epoch":2},"children":[{"id":9,"#),
+            "{json}"
+        );
+        let text = Format::Text.tree(&child);
+        assert!(
+            text.starts_with("Worker: IN: u64, Job [app/w] running, queue 1/64, handled 7, on gpu-1, rtt 0.42 ms\n    Worker"),
+            "{text}"
+        );
+        assert!(
+            Format::Text
+                .stats(&child, None)
+                .ends_with("\nremote: on gpu-1, rtt 0.42 ms (life 2)")
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub(crate) use children::ChildEntry;
 #[cfg_attr(not(feature = "watch"), allow(unused_imports))]
 pub(crate) use probe::{Budget, Kind, Percentiles, Probe, ProbeReading, StopPhase};
 pub(crate) use receiver::DownReceiver;
-pub use snapshot::{TreeSnapshot, Waiting};
+pub(crate) use snapshot::RemoteView;
+pub use snapshot::{RemoteLink, TreeSnapshot, Waiting};
 pub(crate) use waits::{answering, closes_cycle, has_report, report, settle, verdict};
 
 use std::any::Any;
@@ -368,7 +369,6 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// The extension state of type `X` kept with this thread, if any.
-    #[cfg(feature = "watch")]
     pub(crate) fn attachment<X: Any + Send + Sync>(&self) -> Option<Arc<X>> {
         Arc::clone(self.extra.get()?.attachment.get()?)
             .downcast()

@@ -2,6 +2,8 @@
 //! hierarchical notation of the original TaskThread docs.
 
 use std::fmt::{self, Write as _};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use super::{Node, Queue};
 use crate::exit::{ChildId, ThreadState};
@@ -31,6 +33,15 @@ impl<Q: ?Sized + Queue> Node<Q> {
                 .into_iter()
                 .map(|(waiter, kind)| (waiter, self.as_waited_on(kind))),
         );
+        let (remote, reported) = match self.attachment::<RemoteView>() {
+            Some(view) => view.get(),
+            None => (None, Vec::new()),
+        };
+        let mut children: Vec<TreeSnapshot> = children
+            .iter()
+            .map(|c| c.node().snapshot_taking(waits))
+            .collect();
+        children.extend(reported);
         TreeSnapshot {
             id: self.id,
             name: self.name().to_owned(),
@@ -44,11 +55,65 @@ impl<Q: ?Sized + Queue> Node<Q> {
             handled: self.handled(),
             restarts: self.restarts(),
             waiting: Vec::new(),
-            children: children
-                .iter()
-                .map(|c| c.node().snapshot_taking(waits))
-                .collect(),
+            remote,
+            children,
         }
+    }
+}
+
+/// What a remote child's proxy shows in place of the child's subtree, kept on the proxy's
+/// node: the link to the host, and the threads below the child as the host last reported
+/// them.
+#[derive(Debug, Default)]
+pub(crate) struct RemoteView(Mutex<Option<(RemoteLink, Vec<TreeSnapshot>)>>);
+
+impl RemoteView {
+    pub(crate) fn set(&self, link: RemoteLink, subtree: Vec<TreeSnapshot>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((link, subtree));
+    }
+
+    pub(crate) fn get(&self) -> (Option<RemoteLink>, Vec<TreeSnapshot>) {
+        match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((link, subtree)) => (Some(link.clone()), subtree.clone()),
+            None => (None, Vec::new()),
+        }
+    }
+}
+
+/// Where a remote child runs, as its [`TreeSnapshot`] shows it: the host, the round-trip
+/// time of the link to it, and which life of the child the link carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteLink {
+    /// The name of the host that runs the child.
+    pub host: String,
+    /// The link's round-trip time, as its heartbeats last measured it (`None` before the
+    /// first measure).
+    pub rtt: Option<Duration>,
+    /// The child's life the link carries: 1 for the first, one more for each restart.
+    pub epoch: u32,
+}
+
+impl RemoteLink {
+    /// A link to the host named `host`, carrying life `epoch` of the child, with the
+    /// round-trip time `rtt` if measured.
+    pub fn new(host: impl Into<String>, rtt: Option<Duration>, epoch: u32) -> Self {
+        Self {
+            host: host.into(),
+            rtt,
+            epoch,
+        }
+    }
+}
+
+impl fmt::Display for RemoteLink {
+    /// `on worker-1, rtt 0.42 ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "on {}", self.host)?;
+        if let Some(rtt) = self.rtt {
+            write!(f, ", rtt {:.2} ms", rtt.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
     }
 }
 
@@ -92,6 +157,10 @@ pub struct TreeSnapshot {
     /// not come. Usually empty, or one wait; more if a handler awaits several at once.
     /// Only waits that block show (a send that finds room never does).
     pub waiting: Vec<Waiting>,
+    /// For a remote child (see [`proxy`](crate::proxy)): where it runs and how the link to
+    /// its host is. Its `children` are then the threads below it as its host last
+    /// reported them, their counters as the host counts them.
+    pub remote: Option<RemoteLink>,
     /// Its live children, in the order they were spawned.
     pub children: Vec<TreeSnapshot>,
 }
@@ -115,9 +184,43 @@ impl TreeSnapshot {
         self.children.iter().find_map(|c| c.find(path))
     }
 
+    /// A thread that runs in another process, as its host reports it, for a remoting
+    /// crate to show below a remote child ([`Proxy::show_remote`](crate::proxy::Proxy::show_remote)):
+    /// `id` is its id there. It takes no messages and has no counters, no waits and no
+    /// children until they are set.
+    pub fn reported(
+        id: u64,
+        name: String,
+        path: String,
+        type_name: &'static str,
+        state: ThreadState,
+    ) -> Self {
+        Self {
+            id: ChildId::from_raw(id),
+            name,
+            path,
+            type_name,
+            down_types: &[],
+            up_type: None,
+            state,
+            queue_depth: 0,
+            queue_capacity: 0,
+            handled: 0,
+            restarts: 0,
+            waiting: Vec::new(),
+            remote: None,
+            children: Vec::new(),
+        }
+    }
+
     fn find_id_mut(&mut self, id: u64) -> Option<&mut TreeSnapshot> {
         if self.id.as_u64() == id {
             return Some(self);
+        }
+        if self.remote.is_some() {
+            // The threads below a remote child have ids of their host's: none is a waiter
+            // here.
+            return None;
         }
         self.children.iter_mut().find_map(|c| c.find_id_mut(id))
     }
@@ -153,6 +256,9 @@ impl TreeSnapshot {
             );
             if self.restarts > 0 {
                 let _ = write!(out, ", restarts {}", self.restarts);
+            }
+            if let Some(remote) = &self.remote {
+                let _ = write!(out, ", {remote}");
             }
             for wait in &self.waiting {
                 let _ = write!(out, ", waits for {wait}");

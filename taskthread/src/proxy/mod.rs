@@ -98,7 +98,7 @@ use crate::ctx::{Ctx, UpFuture};
 use crate::driver::{DoneSignal, LifeRules, parent_port, report_exit};
 use crate::error::TrySendError;
 use crate::exit::{ChildId, ChildRestart, Exit, ThreadState};
-use crate::node::DownReceiver;
+use crate::node::{DownReceiver, RemoteLink, RemoteView, TreeSnapshot};
 use crate::root::{Handle, spawn_root};
 use crate::thread::{HandlesUp, Thread};
 
@@ -173,6 +173,17 @@ impl<C: Thread> Proxy<C> {
     /// The child's path in the tree.
     pub fn path(&self) -> &str {
         self.ctx.node().path()
+    }
+
+    /// Shows the child in snapshots (and the control endpoint's `tree`) as running
+    /// elsewhere: `link` says where and how the link is, `subtree` holds the threads below
+    /// the child as the other side last reported them (made with
+    /// [`TreeSnapshot::reported`](crate::TreeSnapshot::reported)). Each call replaces the
+    /// last; the parent's snapshots read it as plain data.
+    pub fn show_remote(&self, link: RemoteLink, subtree: Vec<TreeSnapshot>) {
+        if let Some(view) = self.ctx.node().attachment_or_init(RemoteView::default) {
+            view.set(link, subtree);
+        }
     }
 
     /// The capacity of the child's DOWN queue: how many messages may be queued or held at

@@ -76,7 +76,7 @@ pub use self::sample::RECENT_EVENTS;
 pub use self::state::{SequenceGap, WaitChain, WatchedTree};
 pub use self::subtree::{Subtree, SubtreeRoot};
 pub use self::view::{
-    Changes, EventKind, Fill, MessageKind, MessageView, PoolView, RestartBudget, Snapshot,
-    StopStage, StopView, TaskView, ThreadView, Timing, WaitKind, WaitView, WatchEvent,
+    Changes, EventKind, Fill, LinkView, MessageKind, MessageView, PoolView, RestartBudget,
+    Snapshot, StopStage, StopView, TaskView, ThreadView, Timing, WaitKind, WaitView, WatchEvent,
     WatchMessage,
 };

@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::view::{
-    Changes, EventKind, Fill, MessageKind, MessageView, PoolView, RestartBudget, Snapshot,
-    StopStage, StopView, TaskView, ThreadView, Timing, WaitKind, WaitView, WatchEvent,
+    Changes, EventKind, Fill, LinkView, MessageKind, MessageView, PoolView, RestartBudget,
+    Snapshot, StopStage, StopView, TaskView, ThreadView, Timing, WaitKind, WaitView, WatchEvent,
 };
+use crate::TreeSnapshot;
 use crate::exit::ThreadState;
-use crate::node::{Kind, Node, Percentiles, ProbeReading, StopPhase};
+use crate::node::{Kind, Node, Percentiles, ProbeReading, RemoteView, StopPhase};
 use crate::pool::PoolHandle;
 use crate::record::{self, Event};
 
@@ -203,6 +204,7 @@ impl Sampler {
         if let Some(pool) = &mut out[at].pool {
             pool.busy = busy_children.min(pool.running);
         }
+        add_remote(node, out, at);
         busy
     }
 }
@@ -248,6 +250,67 @@ fn base_view(node: &Node, parent: Option<u64>) -> ThreadView {
         }),
         stop: None,
         waits: Vec::new(),
+        remote: None,
+    }
+}
+
+/// A remote child's link, and the threads below it as its host last reported them, added
+/// to `out` below the child's view.
+fn add_remote(node: &Node, out: &mut Vec<ThreadView>, at: usize) {
+    let Some(view) = node.attachment::<RemoteView>() else {
+        return;
+    };
+    let (Some(link), reported) = view.get() else {
+        return;
+    };
+    out[at].remote = Some(LinkView {
+        host: link.host,
+        rtt_us: link
+            .rtt
+            .map(|rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
+        epoch: link.epoch,
+    });
+    let parent = out[at].id;
+    for thread in &reported {
+        add_reported(thread, parent, out);
+    }
+}
+
+/// A thread reported by another process, and its subtree. Its id there may be any
+/// thread's here, so it is shown under one made from its path, with bit 52 set: local ids
+/// count up from 1 and never reach it, and it stays an exact number in JavaScript.
+fn add_reported(thread: &TreeSnapshot, parent: u64, out: &mut Vec<ThreadView>) {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    thread.path.hash(&mut hasher);
+    let id = (hasher.finish() & ((1 << 52) - 1)) | 1 << 52;
+    out.push(ThreadView {
+        id,
+        parent: Some(parent),
+        name: thread.name.clone(),
+        path: thread.path.clone(),
+        type_name: thread.type_name.to_owned(),
+        down: thread.down_types.iter().map(|t| (*t).to_owned()).collect(),
+        up: thread.up_type.map(str::to_owned),
+        state: thread.state.to_string(),
+        handled: thread.handled,
+        queue: Fill {
+            depth: thread.queue_depth,
+            capacity: thread.queue_capacity,
+            waiting: 0,
+        },
+        inbound: None,
+        restarts: thread.restarts,
+        budget: None,
+        messages: Vec::new(),
+        tasks: Vec::new(),
+        pool: None,
+        stop: None,
+        waits: Vec::new(),
+        remote: None,
+    });
+    for child in &thread.children {
+        add_reported(child, id, out);
     }
 }
 

@@ -114,6 +114,23 @@ pub struct ThreadView {
     pub stop: Option<StopView>,
     /// What it waits on now, if anything (empty if it waits for nothing known).
     pub waits: Vec<WaitView>,
+    /// For a child that runs in another process: where, and how the link to it is. The
+    /// threads below it are then as its host last reported them (names, types, states and
+    /// counters; no message figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<LinkView>,
+}
+
+/// Where a remote child runs, and its link's round-trip time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LinkView {
+    /// The name of the host that runs it.
+    pub host: String,
+    /// The link's round-trip time in microseconds, as its heartbeats last measured it.
+    pub rtt_us: Option<u64>,
+    /// Which life of the child the link carries: 1 for the first.
+    pub epoch: u32,
 }
 
 /// How full a queue is.
@@ -442,6 +459,12 @@ impl ThreadView {
             let _ = write!(out, ", inbound {}/{}", inbound.depth, inbound.capacity);
         }
         let _ = write!(out, ", handled {}", self.handled);
+        if let Some(link) = &self.remote {
+            let _ = write!(out, ", on {}", link.host);
+            if let Some(rtt) = link.rtt_us {
+                let _ = write!(out, ", rtt {:.2} ms", rtt as f64 / 1e3);
+            }
+        }
         if let Some(b) = &self.budget {
             let _ = write!(
                 out,
