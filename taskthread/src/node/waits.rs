@@ -69,17 +69,20 @@ thread_local! {
 }
 
 /// A wait of a `ChildRef` on `target` has just blocked (`ticket`: its place in the target's
-/// queue, for a wait for room). Outside a tokio task there is no thread to settle it.
-pub(crate) fn report(target: Arc<Node>, kind: WaitKind, ticket: u64) {
-    if let Some(task) = tokio::task::try_id() {
-        BLOCKED.set(Some(Blocked {
-            task,
-            target,
-            kind,
-            ticket,
-        }));
-        REPORTED.set(true);
-    }
+/// queue, for a wait for room); whether it was reported. Outside a tokio task there is no
+/// thread to settle it, and `target` is not even taken (a reference count less per wait).
+pub(crate) fn report(target: impl FnOnce() -> Arc<Node>, kind: WaitKind, ticket: u64) -> bool {
+    let Some(task) = tokio::task::try_id() else {
+        return false;
+    };
+    BLOCKED.set(Some(Blocked {
+        task,
+        target: target(),
+        kind,
+        ticket,
+    }));
+    REPORTED.set(true);
+    true
 }
 
 /// For a reported wait polled again: the loop's verdict on it, if this poll is the one
