@@ -549,8 +549,9 @@ impl<T: Thread, Q, R> AskFuture<'_, T, Q, R> {
     fn waiting_for_answer(&mut self) -> Poll<Result<R, AskError<Q>>> {
         let node = &self.child.node;
         match self.waiter {
-            // Outside a task (`main`, a `block_on`), nothing in the tree can wait on the
-            // asker: the ask is not marked, and its answer has no mark to take away.
+            // Outside a thread's task (`main`, a `block_on`, a plain tokio task), nothing in
+            // the tree can wait on the asker: the ask is not marked, and its answer has no
+            // mark to take away.
             NOT_BLOCKED
                 if crate::node::report(|| Arc::clone(node) as Arc<Node>, WaitKind::Answer, 0) =>
             {
