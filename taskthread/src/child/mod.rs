@@ -466,7 +466,7 @@ fn room_verdict<D: Send + 'static>(
     node: &Arc<Node<DownQueue<D>>>,
 ) -> Option<WaitCycle> {
     if let Some(ticket) = sending.newly_blocked() {
-        crate::node::report(Arc::clone(node) as Arc<Node>, WaitKind::Down, ticket);
+        crate::node::report(|| Arc::clone(node) as Arc<Node>, WaitKind::Down, ticket);
         return None;
     }
     let ticket = sending.blocked_ticket()?;
@@ -549,8 +549,12 @@ impl<T: Thread, Q, R> AskFuture<'_, T, Q, R> {
     fn waiting_for_answer(&mut self) -> Poll<Result<R, AskError<Q>>> {
         let node = &self.child.node;
         match self.waiter {
-            NOT_BLOCKED => {
-                crate::node::report(Arc::clone(node) as Arc<Node>, WaitKind::Answer, 0);
+            // Outside a thread's task (`main`, a `block_on`, a plain tokio task), nothing in
+            // the tree can wait on the asker: the ask is not marked, and its answer has no
+            // mark to take away.
+            NOT_BLOCKED
+                if crate::node::report(|| Arc::clone(node) as Arc<Node>, WaitKind::Answer, 0) =>
+            {
                 self.waiter = REPORTED;
             }
             REPORTED => {

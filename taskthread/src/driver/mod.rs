@@ -222,6 +222,25 @@ pub(crate) fn prepare<T: Thread>(
     (ChildRef { node }, prepared)
 }
 
+pin_project_lite::pin_project! {
+    /// A thread's task, polled as one: the waits of [`ChildRef`]s that block in it are
+    /// reported to its loop (`node::polling_thread`).
+    struct ThreadTask<F> {
+        #[pin]
+        task: F,
+    }
+}
+
+impl<F: Future> Future for ThreadTask<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let task = self.project().task;
+        crate::node::polling_thread(|| task.poll(cx))
+    }
+}
+
 impl<T: Thread> Prepared<T> {
     /// Spawns the thread's task, made by `task` from the prepared parts, inside the thread's
     /// span.
@@ -236,7 +255,9 @@ impl<T: Thread> Prepared<T> {
         // `parent: None`: the path already says where the thread sits; nesting the spawner's
         // span would repeat it on every line.
         let span = tracing::info_span!(parent: None, "thread", path = %self.ctx.node().path());
-        let task = task(self.ctx, self.rx);
+        let task = ThreadTask {
+            task: task(self.ctx, self.rx),
+        };
         // Bare when no subscriber wants the span: a disabled span would still be entered
         // and left on every poll, and take room in the task.
         if span.is_disabled() {

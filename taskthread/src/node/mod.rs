@@ -20,7 +20,9 @@ pub(crate) use probe::{Budget, Kind, Percentiles, Probe, ProbeReading, StopPhase
 pub(crate) use receiver::DownReceiver;
 pub(crate) use snapshot::RemoteView;
 pub use snapshot::{RemoteLink, TreeSnapshot, Waiting};
-pub(crate) use waits::{answering, closes_cycle, has_report, report, settle, verdict};
+pub(crate) use waits::{
+    answering, closes_cycle, has_report, polling_thread, report, settle, verdict,
+};
 
 use std::any::Any;
 use std::borrow::Cow;

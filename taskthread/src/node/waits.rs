@@ -15,8 +15,9 @@
 //!   `Pending`; the loop of the thread, seeing its user code pending with a report of its
 //!   own task, [settles](settle) it: lists the wait under the thread's id, looks for a
 //!   cycle, and polls the user code again at once with the [`Verdict`], which the wait
-//!   takes. A report from outside threads (`main`, a task of `spawn_task`) is never
-//!   settled: nothing in the tree waits on those.
+//!   takes. Waits outside threads' tasks (`main`, a plain tokio task, a task of
+//!   `spawn_task`) are not reported ([`polling_thread`] says which task is a thread's):
+//!   nothing in the tree waits on those.
 //! - An asker is marked in two steps, so that a mark never outlives its answer: the loop
 //!   marks it *pending*, the ask looks at its answer once more and, still waiting,
 //!   *confirms* the mark; only confirmed marks count. The answering thread's loop takes the
@@ -66,20 +67,43 @@ thread_local! {
     static VERDICT: Cell<Option<Verdict>> = const { Cell::new(None) };
     /// A handler answered an ask since the loop last looked.
     static ANSWERED: Cell<bool> = const { Cell::new(false) };
+    /// The tokio task being polled on this OS thread is a thread's.
+    static IN_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `poll`, a poll of a thread's task: waits that block inside it are reported (see
+/// [`report`]); those of other tasks, which no thread's loop would settle, are not.
+///
+/// Task polls do not nest. A poll that panics leaves the flag set until the next thread's
+/// poll on this OS thread: the waits of other tasks meanwhile are reported as before the
+/// flag existed, and [`settle`] leaves them alone (they are not its task's).
+#[inline]
+pub(crate) fn polling_thread<R>(poll: impl FnOnce() -> R) -> R {
+    IN_THREAD.set(true);
+    let polled = poll();
+    IN_THREAD.set(false);
+    polled
 }
 
 /// A wait of a `ChildRef` on `target` has just blocked (`ticket`: its place in the target's
-/// queue, for a wait for room). Outside a tokio task there is no thread to settle it.
-pub(crate) fn report(target: Arc<Node>, kind: WaitKind, ticket: u64) {
-    if let Some(task) = tokio::task::try_id() {
-        BLOCKED.set(Some(Blocked {
-            task,
-            target,
-            kind,
-            ticket,
-        }));
-        REPORTED.set(true);
+/// queue, for a wait for room); whether it was reported. Outside a thread's task (`main`, a
+/// `block_on`, a plain tokio task) there is no loop to settle it, and `target` is not even
+/// taken (a reference count less per wait).
+pub(crate) fn report(target: impl FnOnce() -> Arc<Node>, kind: WaitKind, ticket: u64) -> bool {
+    if !IN_THREAD.get() {
+        return false;
     }
+    let Some(task) = tokio::task::try_id() else {
+        return false;
+    };
+    BLOCKED.set(Some(Blocked {
+        task,
+        target: target(),
+        kind,
+        ticket,
+    }));
+    REPORTED.set(true);
+    true
 }
 
 /// For a reported wait polled again: the loop's verdict on it, if this poll is the one

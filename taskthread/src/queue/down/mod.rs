@@ -10,7 +10,12 @@
 //! waker, and the senders waiting for room. A send or a receive locks once; nothing is
 //! allocated per message beyond the buffer's growth. A receiver that waits with its waker
 //! stored looks again without the lock: one atomic load says nothing has changed for it,
-//! so a thread woken for something else (a timer, a child) does not touch the lock.
+//! so a thread woken for something else (a timer, a child) does not touch the lock. A
+//! receiver that takes the last message begins to wait under the same lock, so the looks
+//! that follow its handling of the message (is there another? then, wait) need no lock
+//! either: a thread that handles its messages one at a time as they come (an ask, a tell
+//! to many threads) locks once per message instead of three times. A message that comes
+//! while it handles the last one wakes it, as it would wake a waiting receiver.
 //!
 //! Senders that find the queue full wait in arrival order ([`Waiters`]). A place freed while
 //! senders wait is promised to the one that has waited longest, which is woken to take it: a
@@ -45,8 +50,8 @@ const KEEP_BUFFER: usize = 1024;
 pub(crate) struct DownQueue<D> {
     /// The data pointer of the receiver's waker while it waits with the queue empty and
     /// open, its waker stored; null otherwise. Set under the lock by the receiver as it
-    /// begins to wait, cleared under the lock by whatever takes the stored waker or closes
-    /// the queue, before the receiver is woken.
+    /// begins to wait (or takes the last message), cleared under the lock by whatever takes
+    /// the stored waker or closes the queue, before the receiver is woken.
     parked: AtomicPtr<()>,
     capacity: usize,
     state: Mutex<State<D>>,
@@ -343,6 +348,11 @@ impl<D> DownQueue<D> {
         match state.take(sampled) {
             Some(msg) => {
                 let sender = state.promise_next(self.capacity);
+                if sender.is_none() && state.items.is_empty() && !state.closed {
+                    // The last message: the receiver begins to wait now, under this lock,
+                    // so that its next looks (after handling the message) need none.
+                    self.park(&mut state, cx);
+                }
                 drop(state);
                 coop.made_progress();
                 if let Some(sender) = sender {
@@ -355,16 +365,31 @@ impl<D> DownQueue<D> {
                 Poll::Ready(None)
             }
             None => {
-                match &mut state.receiver {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
-                }
-                if !state.closed {
-                    self.parked
-                        .store(cx.waker().data().cast_mut(), Ordering::Release);
+                if state.closed {
+                    Self::store_receiver(&mut state, cx);
+                } else {
+                    self.park(&mut state, cx);
                 }
                 Poll::Pending
             }
+        }
+    }
+
+    /// Under the lock, with the queue empty and open: stores the receiver's waker and
+    /// sets `parked`.
+    #[inline]
+    fn park(&self, state: &mut State<D>, cx: &mut Context<'_>) {
+        Self::store_receiver(state, cx);
+        self.parked
+            .store(cx.waker().data().cast_mut(), Ordering::Release);
+    }
+
+    /// Under the lock: stores the receiver's waker, to be woken by a put.
+    #[inline]
+    fn store_receiver(state: &mut State<D>, cx: &mut Context<'_>) {
+        match &mut state.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
         }
     }
 
@@ -386,10 +411,7 @@ impl<D> DownQueue<D> {
                 Poll::Ready(None)
             }
             None => {
-                match &mut state.receiver {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
-                }
+                Self::store_receiver(&mut state, cx);
                 Poll::Pending
             }
         }
@@ -435,6 +457,10 @@ impl<D> DownQueue<D> {
     /// when it was queued.
     #[inline]
     pub(crate) fn try_recv_sampled(&self, sampled: impl FnOnce(Instant)) -> Option<D> {
+        // The receiver waits with its waker stored: nothing has come since.
+        if !self.parked.load(Ordering::Acquire).is_null() {
+            return None;
+        }
         let mut state = self.state();
         let msg = state.take(sampled)?;
         let sender = state.promise_next(self.capacity);

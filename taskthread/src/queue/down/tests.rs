@@ -216,3 +216,44 @@ fn held_places_keep_senders_waiting_until_released() {
         assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, None);
     });
 }
+
+/// Counts its wake-ups.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_receiver_that_takes_the_last_message_is_woken_by_the_next() {
+    let queue = DownQueue::new(4);
+    let count = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&count));
+    let mut cx = Context::from_waker(&waker);
+    queue.try_send(1).expect("room");
+    queue.try_send(2).expect("room");
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(1)));
+    // Not the last: the receiver does not wait yet, and a send does not wake it.
+    queue.try_send(3).expect("room");
+    assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    assert_eq!(queue.try_recv(), Some(2));
+    // The last one: from now on the receiver waits, and looking again finds nothing.
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(3)));
+    assert_eq!(queue.try_recv(), None);
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Pending);
+    assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    queue.try_send(4).expect("room");
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        1,
+        "woken by the next message"
+    );
+    assert_eq!(queue.try_recv(), Some(4));
+    // A close after the last message is seen too.
+    queue.try_send(5).expect("room");
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(5)));
+    queue.close();
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
+}
