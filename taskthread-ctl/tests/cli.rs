@@ -8,29 +8,16 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use taskthread::control::{ControlClient, ControlEndpoint, MAX_SESSIONS};
-use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 
-#[derive(Default)]
-struct Worker;
-
-#[taskthread]
-impl Worker {
-    #[down]
-    async fn job(&mut self, _ctx: &mut Ctx<Self>, _n: u64) -> Result<()> {
-        Ok(())
-    }
-}
+mod common;
 
 struct App;
 
 #[taskthread]
 impl App {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
-        ctx.spawn_with(
-            WorkerPool::new(|| Worker).size(1).max(3),
-            ChildOptions::new().name("pool"),
-        );
+        ctx.spawn_with(common::pool(1, 3), ChildOptions::new().name("pool"));
         Ok(())
     }
 }

@@ -8,19 +8,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use taskthread::control::ControlEndpoint;
-use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 
-#[derive(Default)]
-struct Worker;
-
-#[taskthread]
-impl Worker {
-    #[down]
-    async fn job(&mut self, _ctx: &mut Ctx<Self>, _n: u64) -> Result<()> {
-        Ok(())
-    }
-}
+mod common;
 
 #[derive(Default)]
 struct Idle;
@@ -33,10 +23,7 @@ struct App;
 #[taskthread]
 impl App {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
-        ctx.spawn_with(
-            WorkerPool::new(|| Worker).size(2).max(4),
-            ChildOptions::new().name("workers"),
-        );
+        ctx.spawn_with(common::pool(2, 4), ChildOptions::new().name("workers"));
         ctx.spawn_with(Idle, ChildOptions::new().name("idle"));
         Ok(())
     }
