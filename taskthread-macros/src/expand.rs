@@ -610,11 +610,12 @@ impl<'a> Generator<'a> {
         if candidates.is_empty() {
             return None;
         }
-        let (ctx, from, value, msg) = (
+        let (ctx, from, value, msg, tried) = (
             local("__ctx"),
             local("__from"),
             local(report.value),
             local("__msg"),
+            local("__tried"),
         );
         let hook = format_ident!("{}", report.hook);
         let report_ty = format_ident!("{}", report.ty);
@@ -630,11 +631,24 @@ impl<'a> Generator<'a> {
             } else {
                 quote!(return ::core::result::Result::Ok(()))
             };
+            // The result is matched without binding and then moved out whole: a binding
+            // would move out of it in part, and keep all of it in the hook's future while
+            // the handler runs (the report a second time, beside the handler's own copy).
             quote! {
                 #cfg
-                let #value = match <#ty>::#from_fn(#value) {
-                    ::core::result::Result::Ok(#msg) => #found,
-                    ::core::result::Result::Err(#value) => #value,
+                let #value = {
+                    let #tried = <#ty>::#from_fn(#value);
+                    match #tried {
+                        ::core::result::Result::Ok(_) => {
+                            let #msg = ::core::option::Option::unwrap(
+                                ::core::result::Result::ok(#tried),
+                            );
+                            #found
+                        }
+                        ::core::result::Result::Err(_) => ::core::option::Option::unwrap(
+                            ::core::result::Result::err(#tried),
+                        ),
+                    }
                 };
             }
         });

@@ -38,8 +38,8 @@ pub(crate) struct Family<P, E> {
     inbox: Inbox<Inbound<E>>,
     /// The children's way UP, shared by all of them.
     sink: Arc<ParentSink<P, E>>,
-    /// How many children each stop stage has; a stage with none is not listed.
-    stage_counts: BTreeMap<u32, usize>,
+    /// How many children each stop stage has.
+    stages: StageCounts,
     children: usize,
     signalled_stage: Option<u32>,
     names: HashMap<Cow<'static, str>, u32>,
@@ -65,7 +65,7 @@ impl<P, E> Family<P, E> {
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
-            stage_counts: BTreeMap::new(),
+            stages: StageCounts::default(),
             children: 0,
             signalled_stage: None,
             names: HashMap::new(),
@@ -148,7 +148,7 @@ impl<P, E> Family<P, E> {
             entry.node().request_stop();
         }
         self.node().add_child(entry);
-        *self.stage_counts.entry(stage).or_default() += 1;
+        self.stages.add(stage);
         self.children += 1;
     }
 
@@ -228,7 +228,7 @@ impl<P, E> Family<P, E> {
 
     /// Signals the lowest stage that still has children, once per stage.
     pub(crate) fn stop_next_stage(&mut self) {
-        let Some((&stage, _)) = self.stage_counts.iter().next() else {
+        let Some(stage) = self.stages.lowest() else {
             return;
         };
         if self.signalled_stage == Some(stage) {
@@ -245,16 +245,16 @@ impl<P, E> Family<P, E> {
     pub(crate) fn on_child_exit(&mut self, id: ChildId) -> Option<Arc<dyn ChildNode>> {
         let entry = self.node().remove_child(id)?;
         self.children -= 1;
-        if let Some(count) = self.stage_counts.get_mut(&entry.stage) {
-            *count -= 1;
-            if *count == 0 {
-                self.stage_counts.remove(&entry.stage);
+        self.stages.remove(entry.stage);
+        // A child reports as its task's last step, so its task has usually finished by
+        // the time its report is handled: its handle is then dropped here, and only the
+        // others are kept to be waited for.
+        if !entry.join.is_finished() {
+            if self.reaping.len() >= 32 {
+                self.reaping.retain(|j| !j.is_finished());
             }
+            self.reaping.push(entry.join);
         }
-        if self.reaping.len() >= 32 {
-            self.reaping.retain(|j| !j.is_finished());
-        }
-        self.reaping.push(entry.join);
         Some(entry.child)
     }
 
@@ -272,7 +272,7 @@ impl<P, E> Family<P, E> {
             self.reaping.push(entry.join);
         }
         self.children = 0;
-        self.stage_counts.clear();
+        self.stages = StageCounts::default();
         for mut source in self.drained.drain(..) {
             source.abort();
         }
@@ -310,6 +310,45 @@ impl<P, E> Family<P, E> {
         }
         for join in self.reaping.drain(..) {
             let _ = join.await;
+        }
+    }
+}
+
+/// How many live children each stop stage has. Stage 0, every child's unless told
+/// otherwise, is counted in place: a family whose children all stop together keeps no map.
+#[derive(Default)]
+struct StageCounts {
+    zero: usize,
+    /// The later stages; a stage with no child left is not listed.
+    later: BTreeMap<u32, usize>,
+}
+
+impl StageCounts {
+    fn add(&mut self, stage: u32) {
+        if stage == 0 {
+            self.zero += 1;
+        } else {
+            *self.later.entry(stage).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, stage: u32) {
+        if stage == 0 {
+            self.zero = self.zero.saturating_sub(1);
+        } else if let Some(count) = self.later.get_mut(&stage) {
+            *count -= 1;
+            if *count == 0 {
+                self.later.remove(&stage);
+            }
+        }
+    }
+
+    /// The lowest stage that still has children.
+    fn lowest(&self) -> Option<u32> {
+        if self.zero > 0 {
+            Some(0)
+        } else {
+            self.later.keys().next().copied()
         }
     }
 }

@@ -89,6 +89,7 @@ pub(crate) fn polling_thread<R>(poll: impl FnOnce() -> R) -> R {
 /// queue, for a wait for room); whether it was reported. Outside a thread's task (`main`, a
 /// `block_on`, a plain tokio task) there is no loop to settle it, and `target` is not even
 /// taken (a reference count less per wait).
+#[inline]
 pub(crate) fn report(target: impl FnOnce() -> Arc<Node>, kind: WaitKind, ticket: u64) -> bool {
     if !IN_THREAD.get() {
         return false;
