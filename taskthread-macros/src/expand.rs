@@ -811,10 +811,17 @@ impl<'a> Generator<'a> {
                 quote_spanned!(remote_span=> __tt::proxy::MessageVisitor::up::<__tt::__private::NoUp>)
             }
         };
+        let declared = self.args.capacity.as_ref().map(|lit| {
+            quote! {
+                const DECLARED_CAPACITY: ::core::option::Option<::core::primitive::usize> =
+                    ::core::option::Option::Some(#lit);
+            }
+        });
         let (into, from) = (local("__into"), local("__from"));
         quote_spanned! {remote_span=>
             #[automatically_derived]
             impl #impl_generics __tt::proxy::Remote for #self_ty #where_clause {
+                #declared
                 #[allow(clippy::identity_op)]
                 fn visit_messages<__V: __tt::proxy::MessageVisitor<Self>>(#visitor: &mut __V) {
                     #(#visits)*

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use taskthread::prelude::*;
-use taskthread_nats::{Host, NatsTransport, RemoteOptions, Remotes};
+use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, Host, NatsTransport, RemoteOptions, Remotes};
 use tokio::process::Command;
 use tokio::sync::Notify;
 
@@ -61,7 +61,8 @@ struct Parent {
     remotes: Remotes,
 }
 
-struct Spawn(usize);
+/// Spawn the counter with this capacity, or with the remote default.
+struct Spawn(Option<usize>);
 
 #[taskthread]
 impl Parent {
@@ -71,7 +72,11 @@ impl Parent {
         ctx: &mut Ctx<Self>,
         Spawn(capacity): Spawn,
     ) -> Result<ChildRef<Counter>> {
-        let options = RemoteOptions::on("bench").child(ChildOptions::new().capacity(capacity));
+        let child = match capacity {
+            Some(capacity) => ChildOptions::new().capacity(capacity),
+            None => ChildOptions::new(),
+        };
+        let options = RemoteOptions::on("bench").child(child);
         self.remotes.spawn(ctx, options).map_err(Error::new)
     }
 }
@@ -138,7 +143,7 @@ async fn raw_request(url: &str, n: u64, payload: &[u8]) -> Duration {
     took
 }
 
-async fn remote(url: &str, tells: u64, asks: u64, capacity: usize) -> (Duration, Duration) {
+async fn remote(url: &str, tells: u64, asks: u64, capacity: Option<usize>) -> (Duration, Duration) {
     let seen = Arc::new(AtomicU64::new(0));
     let done = Arc::new(Notify::new());
     let (counter_seen, counter_done) = (seen.clone(), done.clone());
@@ -218,16 +223,20 @@ fn main() {
         );
         println!("| workload | raw async-nats (msg/s) | taskthread-nats (msg/s) | ratio |");
         println!("|---|---:|---:|---:|");
-        for capacity in [64, 128, 256, 1024] {
+        for capacity in [None, Some(64), Some(128), Some(256)] {
             let (tell, ask) = remote(&url, tells, asks, capacity).await;
+            let capacity = match capacity {
+                Some(capacity) => format!("capacity {capacity}"),
+                None => format!("default capacity ({DEFAULT_REMOTE_CAPACITY})"),
+            };
             let (raw, ours) = (rate(tells, raw_tell), rate(tells, tell));
             println!(
-                "| tell, capacity {capacity} | {raw:.0} | {ours:.0} | {:.2}x |",
+                "| tell, {capacity} | {raw:.0} | {ours:.0} | {:.2}x |",
                 ours / raw
             );
             let (raw, ours) = (rate(asks, raw_ask), rate(asks, ask));
             println!(
-                "| ask, capacity {capacity} | {raw:.0} | {ours:.0} | {:.2}x |",
+                "| ask, {capacity} | {raw:.0} | {ours:.0} | {:.2}x |",
                 ours / raw
             );
         }

@@ -145,9 +145,25 @@ impl Remotes {
             args,
             restart: options.restart,
         };
-        Ok(ctx.spawn_proxy(options.child, move |proxy| run(proxy, plan)))
+        let child = match (options.child.chosen_capacity(), C::DECLARED_CAPACITY) {
+            (None, None) => options.child.capacity(DEFAULT_REMOTE_CAPACITY),
+            _ => options.child,
+        };
+        Ok(ctx.spawn_proxy(child, move |proxy| run(proxy, plan)))
     }
 }
+
+/// The queue capacity of a remote child whose options set none and whose type declares none
+/// (`#[taskthread(capacity = N)]`); a local child's default is
+/// [`taskthread::DEFAULT_CAPACITY`] (64).
+///
+/// The capacity is also the edge's window: a message's credit returns only once the child
+/// has taken it on its host, a round trip later, so a remote child takes at most about
+/// *capacity / round-trip time* messages a second. Across a NATS server on loopback a round
+/// trip takes 100–250 µs; 1 024 keeps a child that takes small messages fast at that,
+/// and costs memory only as messages actually queue. Set a capacity on
+/// [`RemoteOptions::child`] for a tighter bound.
+pub const DEFAULT_REMOTE_CAPACITY: usize = 1024;
 
 /// Where and how to spawn a remote child: see [`Remotes::spawn`].
 ///
@@ -219,7 +235,8 @@ impl RemoteOptions {
 
     /// The child's name, queue capacity, stop stage and stop deadline. The capacity bounds
     /// the messages sent to it and not yet taken by it on the host, and the UP messages
-    /// on their way from it.
+    /// on their way from it. Without one here, the child takes its type's declared
+    /// capacity, else [`DEFAULT_REMOTE_CAPACITY`].
     pub fn child(mut self, options: ChildOptions) -> Self {
         self.child = options;
         self

@@ -7,7 +7,7 @@ use std::time::Duration;
 use taskthread::prelude::*;
 use taskthread::{ThreadState, TrySendError};
 use taskthread_nats::memory::{Fate, MemoryTransport};
-use taskthread_nats::{RemoteOptions, Settings};
+use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, RemoteOptions, Settings};
 use tokio::time::Instant;
 
 use crate::world::{HOST, Job, Sum, WorkerArgs, until, world, world_with};
@@ -81,6 +81,32 @@ async fn backpressure_equals_the_childs_capacity() {
     ));
     world.gate.add_permits(6);
     assert_eq!(worker.ask(Sum).await.unwrap(), 21);
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_child_without_a_capacity_takes_the_remote_default() {
+    let world = world().await;
+    // `Worker` declares no capacity, and these options set none.
+    let worker = world
+        .worker_with(RemoteOptions::on(HOST).args(gated(true, false)))
+        .await;
+    assert_eq!(worker.snapshot().queue_capacity, DEFAULT_REMOTE_CAPACITY);
+    // One job being handled on the host, the default's worth queued, then full.
+    let sent = DEFAULT_REMOTE_CAPACITY as u32 + 1;
+    for n in 1..=sent {
+        worker.send(Job(n)).await.unwrap();
+    }
+    assert!(matches!(
+        worker.try_send(Job(sent + 1)),
+        Err(TrySendError::Full(_))
+    ));
+    // Options that set a capacity win over the default.
+    let small = world.worker(ChildOptions::new().capacity(16)).await;
+    assert_eq!(small.snapshot().queue_capacity, 16);
+    world.gate.add_permits(sent as usize);
+    let all: u64 = (1..=u64::from(sent)).sum();
+    assert_eq!(worker.ask(Sum).await.unwrap(), all);
     world.end().await;
 }
 
@@ -188,4 +214,23 @@ fn parent_addresses(transport: &MemoryTransport) -> Vec<String> {
         .into_iter()
         .filter(|a| a.starts_with("parent."))
         .collect()
+}
+
+/// A remote type that declares its capacity.
+struct Tight;
+
+#[taskthread(remote, capacity = 8)]
+impl Tight {
+    #[down]
+    async fn job(&mut self, _ctx: &mut Ctx<Self>, _job: Job) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_declared_capacity_is_seen_by_the_remote_side() {
+    use taskthread::proxy::Remote;
+    assert_eq!(<Tight as Remote>::DECLARED_CAPACITY, Some(8));
+    assert_eq!(<crate::world::Worker as Remote>::DECLARED_CAPACITY, None);
+    let _ = Tight;
 }

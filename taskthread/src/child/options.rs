@@ -150,6 +150,19 @@ impl ChildOptions {
         self
     }
 
+    /// The capacity set with [`capacity`](Self::capacity), or `None` when the thread takes
+    /// its type's (`#[taskthread(capacity = N)]`, else [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY)).
+    ///
+    /// ```
+    /// use taskthread::ChildOptions;
+    ///
+    /// assert_eq!(ChildOptions::new().chosen_capacity(), None);
+    /// assert_eq!(ChildOptions::new().capacity(8).chosen_capacity(), Some(8));
+    /// ```
+    pub fn chosen_capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
     /// The stage in which the parent stops this child. On a graceful stop, a parent stops its
     /// children stage by stage in ascending order, all children of one stage concurrently,
     /// waiting for every child of a stage to exit before stopping the next. All children are

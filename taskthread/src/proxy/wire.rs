@@ -73,6 +73,12 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> WireMessage for M {}
 /// # let _ = index_of::<Calculator>;
 /// ```
 pub trait Remote: Thread {
+    /// The queue capacity the type declares with `#[taskthread(capacity = N)]`, or `None`
+    /// when it declares none (and takes [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) where
+    /// it runs locally). A transport may choose another default for a remote child of a type
+    /// that declares none, as its link's round trips call for.
+    const DECLARED_CAPACITY: Option<usize> = None;
+
     /// Shows `visitor` each DOWN message type (with its index, and how to make a DOWN
     /// message of it and take it out again) and the up type.
     fn visit_messages<V: MessageVisitor<Self>>(visitor: &mut V);
