@@ -1,25 +1,31 @@
 //! The relay workload: the flagship example's pipeline (TCP → processor → fan-out → sinks),
 //! once with the example's own threads and once as plain tokio tasks and channels.
 //!
-//! Both sides take the same load (the same clients on loopback, the same wire format, the
-//! same `Frame` with its delivery bookkeeping) and hand every frame to the same kind of
-//! in-process sink: the example's websocket and SQLite sinks are left out of both, because
-//! re-writing them by hand would measure tungstenite and SQLite more than the pipeline.
+//! Both sides take the same load (the same clients on loopback, the same wire format), do
+//! the same work per frame (the socket read through the same `ReaderStream` with the same
+//! read-ahead credit, the same `FrameDecoder`, the frame's size taken from the same kind of
+//! byte budget, the same `Frame` with its delivery bookkeeping) and hand every frame to the
+//! same kind of in-process sink: the example's websocket and SQLite sinks are left out of
+//! both, because re-writing them by hand would measure tungstenite and SQLite more than the
+//! pipeline.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use taskthread::prelude::*;
+use taskthread_examples::relay::budget::{Budget, Charge};
 use taskthread_examples::relay::frame::{self, FrameDecoder};
 use taskthread_examples::relay::load::RelayClient;
 use taskthread_examples::relay::packet_reader::READ_AHEAD;
 use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::{Frame, Packet, RelayStats, TcpServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
+use tokio_util::io::ReaderStream;
 
 use crate::model::{Countdown, SMALL_QUEUE, Scale, Value};
 
@@ -208,13 +214,22 @@ pub(crate) async fn run_tokio(scale: Scale) -> Value {
         }
     }));
     let config = server_config(&scale);
+    let budget = Budget::new(config.max_buffered);
     let accept = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         for _ in 0..config.max_clients {
             let (socket, client) = listener.accept().await.expect("a client");
             stats.count_accepted();
             let (frames, stats) = (frames_tx.clone(), Arc::clone(&stats));
-            connections.spawn(connection(socket, client, config.max_frame, frames, stats));
+            let budget = budget.clone();
+            connections.spawn(connection(
+                socket,
+                client,
+                config.max_frame,
+                budget,
+                frames,
+                stats,
+            ));
         }
         while let Some(done) = connections.join_next().await {
             done.expect("a connection ends");
@@ -232,16 +247,19 @@ pub(crate) async fn run_tokio(scale: Scale) -> Value {
     value
 }
 
-/// One client: greets it, reads its socket with the same read-ahead credit as the example
-/// and hands packets to its processor task, which sends the frames on.
+/// One client: greets it, reads its socket as the example's `PacketReader` does (the same
+/// stream, the same read-ahead credit) and hands packets to its processor task, which cuts
+/// the frames as the example's `DataProcessor` does (admitting each into the byte budget)
+/// and sends them on.
 async fn connection(
     socket: TcpStream,
     client: SocketAddr,
     max_frame: usize,
+    budget: Budget,
     frames: mpsc::Sender<Frame>,
     stats: Arc<RelayStats>,
 ) {
-    let (mut reader, mut writer) = socket.into_split();
+    let (reader, mut writer) = socket.into_split();
     writer
         .write_all(&frame::greeting())
         .await
@@ -250,15 +268,35 @@ async fn connection(
     let processor_stats = Arc::clone(&stats);
     let processor = tokio::spawn(async move {
         let mut decoder = FrameDecoder::new(max_frame);
+        // As the example's processor: a frame takes its size from the budget as soon as
+        // its length prefix has arrived, and holds it until its last copy is dropped.
+        let mut admitted: Option<Charge> = None;
         let mut seq = 0;
         while let Some(packet) = packets_rx.recv().await {
             if packet.is_end() {
                 break;
             }
             decoder.push(&packet.bytes);
-            while let Some(payload) = decoder.next_frame().expect("well-formed frames") {
+            drop(packet); // its credit goes back to the reader
+            loop {
+                if admitted.is_none() {
+                    let Some(len) = decoder.frame_len().expect("well-formed frames") else {
+                        break;
+                    };
+                    let size = frame::HEADER_LEN + len;
+                    let charge = match budget.try_reserve(size) {
+                        Some(charge) => charge,
+                        None => budget.reserve(size).await,
+                    };
+                    admitted = Some(charge);
+                    decoder.reserve_frame();
+                }
+                let Some(payload) = decoder.next_frame().expect("well-formed frames") else {
+                    break;
+                };
                 seq += 1;
-                let frame = Frame::received(client, seq, payload, &processor_stats);
+                let charge = admitted.take().unwrap_or_default();
+                let frame = Frame::tracked(client, seq, payload, &processor_stats, charge, None);
                 if frames.send(frame).await.is_err() {
                     return;
                 }
@@ -266,20 +304,19 @@ async fn connection(
         }
     });
     let credit = Arc::new(Semaphore::new(READ_AHEAD));
+    let mut packets = ReaderStream::with_capacity(reader, READ_SIZE);
     loop {
         let permit = Arc::clone(&credit)
             .acquire_owned()
             .await
             .expect("the credit is never closed");
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
-        let n = reader.read_buf(&mut buf).await.unwrap_or(0);
-        stats.count_read(n);
-        if packets_tx
-            .send(Packet::new(buf.freeze(), permit))
-            .await
-            .is_err()
-            || n == 0
-        {
+        let bytes = match packets.next().await {
+            Some(read) => read.expect("the client's socket reads"),
+            None => Bytes::new(),
+        };
+        let end = bytes.is_empty();
+        stats.count_read(bytes.len());
+        if packets_tx.send(Packet::new(bytes, permit)).await.is_err() || end {
             break;
         }
     }
