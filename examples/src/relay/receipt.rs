@@ -69,6 +69,9 @@ impl Receipt {
 #[derive(Debug)]
 pub struct Ledger {
     receipt: watch::Sender<Receipt>,
+    /// The receipt's `tracked`, which never changes: read for every frame, without the
+    /// watch's lock.
+    tracked: bool,
 }
 
 impl Default for Ledger {
@@ -95,13 +98,14 @@ impl Ledger {
                 tracked,
                 ..Receipt::default()
             }),
+            tracked,
         }
     }
 
     /// Whether the client's frames are followed into the database: only then do they
     /// carry the ledger.
     pub fn is_tracked(&self) -> bool {
-        self.receipt.borrow().tracked
+        self.tracked
     }
 
     /// The receipt now.
