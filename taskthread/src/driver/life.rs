@@ -40,7 +40,10 @@ pub(crate) fn run_thread<'a, T: Thread, R: Rules>(
                 life.run_due_task().await;
                 continue;
             }
-            life.turn().await;
+            if life.turn().await {
+                life.task_ran();
+                life.run_due_task().await;
+            }
         }
         life.finish().await
     }
