@@ -122,11 +122,11 @@ struct Slot {
     spec: &'static TaskSpec,
     /// When the next run is due, or [`NEVER`].
     next: u64,
-    /// The period in nanoseconds, if any.
-    every: Option<u64>,
+    /// The period in nanoseconds, or [`NEVER`] for a task without one.
+    every: u64,
+    runs: u64,
     /// Set when ctx changed this task's schedule during its own run: ctx wins over the return.
     touched: bool,
-    runs: u64,
 }
 
 /// A thread's slots: most threads with tasks have one, kept in the table itself.
@@ -298,8 +298,9 @@ impl Timetable {
         self.table_if_any()?.project().schedule.take_due()
     }
 
-    /// Applies what a run returned, reading the clock once, unless ctx already changed the
-    /// task's schedule during the run. Returns `true` if the task asked to stop the thread.
+    /// Applies what a run returned (reading the clock at most once), unless ctx already
+    /// changed the task's schedule during the run. Returns `true` if the task asked to stop
+    /// the thread.
     #[inline]
     pub(crate) fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
         self.table().project().schedule.finish(due, decision)
@@ -308,8 +309,14 @@ impl Timetable {
 
 pin_project_lite::pin_project! {
     /// The tasks of a thread that has some, and their timer, in one allocation.
+    ///
+    /// Aligned to a cache line: with one task, the schedule and the timer take three
+    /// lines and no more. A run touches every line of the table, and with thousands of
+    /// threads none is still cached when its timer fires (the timer wheel's pass over the
+    /// others has evicted it), so each line the table spans costs a miss per run.
     #[derive(Debug)]
     #[project = TableProj]
+    #[repr(align(64))]
     struct Table {
         schedule: Schedule,
         // Set to the earliest run whenever that is ahead of the last clock reading as the
@@ -322,9 +329,9 @@ pin_project_lite::pin_project! {
 /// The tasks of a thread that has some. Kept in a slice scanned linearly: a thread has a
 /// handful of tasks, and the scan only happens when a schedule changes.
 ///
-/// Times are nanoseconds after `base` (cheap to compare and add). Each run costs one clock
-/// reading, taken as it ends: it decides the next tick and whether that is due already;
-/// otherwise the timer says when it is.
+/// Times are nanoseconds after `base` (cheap to compare and add). Each run costs at most one
+/// clock reading, taken as it ends when the next run depends on it: it decides the next
+/// tick and whether that is due already; otherwise the timer says when it is.
 #[derive(Debug)]
 struct Schedule {
     slots: Slots,
@@ -412,7 +419,7 @@ impl Schedule {
         let slot = |spec: &'static TaskSpec| Slot {
             spec,
             next: NEVER,
-            every: spec.every.map(nanos),
+            every: spec.every.map_or(NEVER, nanos),
             touched: false,
             runs: 0,
         };
@@ -517,28 +524,35 @@ impl Schedule {
 
     /// Applies what a run returned, unless ctx already changed the task's schedule during
     /// the run. Returns `true` if the task asked to stop the thread.
+    ///
+    /// Reads the clock only when the next run depends on when this one ended, or may be
+    /// due at once without the timer: not for `Done` or `Stop`, nor for the next tick of a
+    /// task that bursts (it runs every tick, late or not; a tick already past is due as
+    /// soon as the timer is set to it, as for a `tokio::time::interval` that bursts).
     fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
-        let now = self.saw(Instant::now());
         self.dirty = true;
-        let at = match decision {
-            Reschedule::At(at) => self.since_base(at),
-            _ => NEVER,
-        };
         let slot = &mut self.slots[due.index];
         if slot.touched {
             slot.touched = false;
             return matches!(decision, Reschedule::Stop);
         }
-        slot.next = match decision {
-            Reschedule::Again => match slot.every {
-                Some(period) => next_tick(due.at, now, period, slot.spec.missed),
-                None => now,
-            },
-            Reschedule::Now => now,
-            Reschedule::After(d) => now.saturating_add(nanos(d)),
-            Reschedule::At(_) => at,
+        let (every, missed) = (slot.every, slot.spec.missed);
+        let next = match decision {
             Reschedule::Done | Reschedule::Stop => NEVER,
+            Reschedule::Again if every != NEVER && missed == MissedTicks::Burst => {
+                due.at.saturating_add(every)
+            }
+            _ => {
+                let now = self.saw(Instant::now());
+                match decision {
+                    Reschedule::Again if every != NEVER => next_tick(due.at, now, every, missed),
+                    Reschedule::After(d) => now.saturating_add(nanos(d)),
+                    Reschedule::At(at) => self.since_base(at),
+                    _ => now,
+                }
+            }
         };
+        self.slots[due.index].next = next;
         matches!(decision, Reschedule::Stop)
     }
 }

@@ -222,6 +222,54 @@ async fn missed_ticks_follow_the_declared_policy_and_runs_never_overlap() {
     delay.join().await;
 }
 
+/// A task that bursts, in a thread whose DOWN handler keeps its loop busy for a while.
+struct BusyBurst {
+    start: Instant,
+    runs: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Busy(Duration);
+
+#[taskthread]
+impl BusyBurst {
+    #[rescheduling(every = "100ms", missed = "burst")]
+    async fn work(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        self.runs.push(self.start.elapsed().as_millis() as u64);
+        Ok(Reschedule::Again)
+    }
+
+    #[down]
+    async fn busy(&mut self, _ctx: &mut Ctx<Self>, Busy(how_long): Busy) -> Result<()> {
+        tokio::time::sleep(how_long).await;
+        Ok(())
+    }
+
+    #[down]
+    async fn report(&mut self, _ctx: &mut Ctx<Self>, _q: Report) -> Result<Vec<u64>> {
+        Ok(self.runs.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bursting_task_catches_up_the_ticks_its_thread_was_too_busy_for() {
+    let thread = taskthread::spawn(BusyBurst {
+        start: Instant::now(),
+        runs: Vec::new(),
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The handler keeps the loop from 50 ms to 350 ms: the ticks at 100, 200 and 300 ms
+    // are missed.
+    thread.send(Busy(Duration::from_millis(300))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(670)).await;
+    let runs = thread.ask(Report).await.unwrap();
+    let before: Vec<u64> = runs.into_iter().filter(|&t| t < 720).collect();
+    // Each missed tick runs once, back to back as the handler returns, then on time.
+    assert_eq!(before, [0, 350, 350, 350, 400, 500, 600, 700]);
+    thread.stop();
+    thread.join().await;
+}
+
 /// A task that stops its thread.
 #[derive(Default)]
 struct Countdown {

@@ -40,7 +40,10 @@ pub(crate) fn run_thread<'a, T: Thread, R: Rules>(
                 life.run_due_task().await;
                 continue;
             }
-            life.turn().await;
+            if life.turn().await {
+                life.task_ran();
+                life.run_due_task().await;
+            }
         }
         life.finish().await
     }
@@ -178,7 +181,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     /// twice in a row while messages wait, so a task returning `Now` cannot starve the
     /// queues and a busy queue cannot starve the tasks. After a turn without a run this
     /// reads the clock (a task fell due while messages were handled); after a run it does
-    /// not look, so a run costs no clock reading beyond the one as it ends.
+    /// not look, so a run costs no clock reading beyond the one as it ends (if any).
     fn tasks_go_first(&mut self) -> bool {
         if self.ctx.stop_begun() || self.ctx.timetable().is_empty() {
             return false;
