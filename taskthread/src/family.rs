@@ -55,13 +55,19 @@ pub(crate) struct Family<P, E> {
 
 impl<P, E> Family<P, E> {
     /// The family in `slot`, made on first use.
-    pub(crate) fn made<'a>(slot: &'a mut Option<Box<Self>>, node: &Arc<Node>) -> &'a mut Self {
+    pub(crate) fn made<'a>(slot: &'a mut Option<Box<Self>>, node: &Arc<Node>) -> &'a mut Self
+    where
+        E: Send + 'static,
+    {
         slot.get_or_insert_with(|| Box::new(Self::new(node)))
     }
 
-    fn new(node: &Arc<Node>) -> Self {
+    fn new(node: &Arc<Node>) -> Self
+    where
+        E: Send + 'static,
+    {
         let (inbox_tx, inbox) = inbox(node.capacity());
-        node.set_inbound(Arc::clone(inbox.meter()));
+        node.set_inbound(inbox.places());
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),

@@ -9,7 +9,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use super::roster::Roster;
 use super::{ChildNode, Node, Queue};
 use crate::exit::{ChildId, Exit, ThreadState};
-use crate::queue::Meter;
+use crate::queue::Places;
 use crate::record::{self, EventKind, recording};
 
 /// What a thread with children keeps in its node, made with the first child, the thread's
@@ -20,7 +20,7 @@ use crate::record::{self, EventKind, recording};
 pub(crate) struct Kin {
     list: Mutex<Roster<ChildEntry>>,
     /// Made with the thread's inbound queue, again in each life of a supervised thread.
-    inbound: Mutex<Option<Arc<Meter>>>,
+    inbound: Mutex<Option<Places>>,
     /// The thread waiting for an answer of this one, if any (its id; 0: none).
     pub(super) awaited_by: AtomicU64,
 }
@@ -49,9 +49,9 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// Keeps the places of the thread's (new) inbound queue.
-    pub(crate) fn set_inbound(&self, meter: Arc<Meter>) {
+    pub(crate) fn set_inbound(&self, places: Places) {
         let kin = self.kin.get_or_init(Box::default);
-        *kin.inbound.lock().unwrap_or_else(PoisonError::into_inner) = Some(meter);
+        *kin.inbound.lock().unwrap_or_else(PoisonError::into_inner) = Some(places);
     }
 
     /// What the thread keeps for its children and waits, made if need be.
@@ -65,7 +65,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// The places of the thread's inbound queue, if it has one.
-    pub(crate) fn inbound(&self) -> Option<Arc<Meter>> {
+    pub(crate) fn inbound(&self) -> Option<Places> {
         let kin = self.kin.get()?;
         kin.inbound
             .lock()
