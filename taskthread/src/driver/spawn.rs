@@ -168,7 +168,8 @@ impl<T: Thread> Ctx<T> {
         let entry = ChildEntry {
             child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
             stage: options.stage,
-            join,
+            // Dropped now unless the thread stops: see `ChildEntry::join`.
+            join: stopping.then_some(join),
         };
         family.add_child(entry, stopping);
         child_ref

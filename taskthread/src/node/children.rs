@@ -30,14 +30,25 @@ pub(crate) struct ChildEntry {
     pub(crate) child: Arc<dyn ChildNode>,
     /// The stop stage it is stopped in.
     pub(crate) stage: u32,
-    /// Its task, waited for once it has reported its exit.
-    pub(crate) join: JoinHandle<Exit>,
+    /// Its task's handle, kept only for a child spawned while its parent stops (the exit
+    /// hook's children, waited for as the parent finishes). Any other child reports its
+    /// exit as its task's last step, so its parent waits for its report, not its task: the
+    /// handle is dropped as the child starts, as tokio drops a finished task's output
+    /// itself then, while its memory is still in the cache. A handle dropped after its
+    /// task has finished writes over the whole task, cold by then.
+    pub(crate) join: Option<JoinHandle<Exit>>,
 }
 
 impl ChildEntry {
     #[inline]
     pub(crate) fn node(&self) -> &Node {
         self.child.node()
+    }
+
+    /// The handle of its task, to cancel it or see whether it has finished.
+    #[inline]
+    pub(crate) fn task(&self) -> Option<&AbortHandle> {
+        self.node().task.get()
     }
 }
 
@@ -141,8 +152,8 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// outlive it, and a dropped `JoinHandle` would only detach them).
     pub(crate) fn abort_children(&self) {
         if let Some(children) = self.children() {
-            for entry in children.values() {
-                entry.join.abort();
+            for task in children.values().filter_map(ChildEntry::task) {
+                task.abort();
             }
         }
     }
