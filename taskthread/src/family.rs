@@ -50,10 +50,14 @@ pub(crate) struct Family<P, E> {
     blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
     drained: Vec<Box<dyn Drained>>,
-    /// The tasks of children spawned while stopping, to be waited for.
+    /// Whether its children keep their task's `JoinHandle` (see [`ChildEntry::join`]): on a
+    /// multi-thread runtime, where a child's task may still be in its last step on another
+    /// worker when its report is handled.
+    keeps_joins: bool,
+    /// The tasks of ended children still running, to be waited for.
     reaping: Vec<JoinHandle<Exit>>,
-    /// The tasks of other ended children still in their last step when their reports were
-    /// handled (on another worker), or of aborted ones: waited for until they are gone.
+    /// The tasks of aborted children, and of ended ones that kept no handle but were still
+    /// running when their reports were handled: waited for until they are gone.
     finishing: Vec<AbortHandle>,
 }
 
@@ -84,6 +88,10 @@ impl<P, E> Family<P, E> {
             blocking: None,
             stream_aborts: Vec::new(),
             drained: Vec::new(),
+            keeps_joins: !matches!(
+                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+                Ok(tokio::runtime::RuntimeFlavor::CurrentThread)
+            ),
             reaping: Vec::new(),
             finishing: Vec::new(),
         }
@@ -161,6 +169,12 @@ impl<P, E> Family<P, E> {
         self.node().add_child(entry);
         self.stages.add(stage);
         self.children += 1;
+    }
+
+    /// Whether a child spawned now keeps its task's `JoinHandle` (see
+    /// [`ChildEntry::join`]).
+    pub(crate) fn keeps_join(&self, stopping: bool) -> bool {
+        stopping || self.keeps_joins
     }
 
     /// The number of live children.

@@ -30,12 +30,15 @@ pub(crate) struct ChildEntry {
     pub(crate) child: Arc<dyn ChildNode>,
     /// The stop stage it is stopped in.
     pub(crate) stage: u32,
-    /// Its task's handle, kept only for a child spawned while its parent stops (the exit
-    /// hook's children, waited for as the parent finishes). Any other child reports its
-    /// exit as its task's last step, so its parent waits for its report, not its task: the
-    /// handle is dropped as the child starts, as tokio drops a finished task's output
-    /// itself then, while its memory is still in the cache. A handle dropped after its
-    /// task has finished writes over the whole task, cold by then.
+    /// Its task's handle, to wait for the task once the child has reported. A child reports
+    /// its exit as its task's last step, so on a current-thread runtime its task has always
+    /// finished when the report is handled: there the handle is dropped as the child
+    /// starts (unless it is spawned while its parent stops, as the exit hook's children,
+    /// waited for as the parent finishes), and tokio drops the finished task's output
+    /// itself, while the task is still in the cache; a handle dropped after its task has
+    /// finished writes over the whole task, cold by then. On a multi-thread runtime the
+    /// task may still be in that step on another worker, and the parent waits for it
+    /// through its handle.
     pub(crate) join: Option<JoinHandle<Exit>>,
 }
 
