@@ -353,9 +353,22 @@ impl<F> Drop for Wait<'_, F> {
     }
 }
 
-/// Whether a receiver should let go of its emptied buffer rather than keep it: one that
-/// grew past this in a burst is not kept for the rest of the thread's life.
+/// A buffer with room for more items than this is let go once the bursts it was grown for
+/// are over (see [`take_burst`]).
 const KEEP_BUFFER: usize = 1024;
+
+/// Under the lock: takes the burst queued in `items` into the receiver's emptied buffer
+/// `taken`, whose buffer goes to the senders for the next burst. It is kept while it fits
+/// the bursts the thread sees (making a large buffer again for each burst would cost its
+/// pages each time); one far larger than the burst just taken is given back, to be dropped
+/// once the lock is released, so that a single large burst does not keep its memory for
+/// the thread's life.
+#[inline]
+fn take_burst<E>(taken: &mut VecDeque<E>, items: &mut VecDeque<E>) -> Option<VecDeque<E>> {
+    std::mem::swap(taken, items);
+    (items.capacity() > KEEP_BUFFER && items.capacity() / 4 > taken.len())
+        .then(|| std::mem::take(items))
+}
 
 /// What the senders and the receiver of one queue share: its places, and its items under
 /// one short lock.
@@ -583,10 +596,6 @@ impl<E: Metered> Inbox<E> {
     /// after handling it need no lock while nothing comes); with nothing queued, waits, or
     /// sees the end. `Ready` with items in `taken`, or with none at the end.
     fn take_all(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let taken = own(&mut self.taken);
-        if taken.capacity() > KEEP_BUFFER {
-            *taken = VecDeque::new();
-        }
         let mut state = self.shared.state();
         if state.items.is_empty() {
             if self.shared.senders.load(Ordering::Acquire) == 0 {
@@ -595,12 +604,14 @@ impl<E: Metered> Inbox<E> {
             self.shared.park(&mut state, cx);
             return Poll::Pending;
         }
-        std::mem::swap(taken, &mut state.items);
+        let spare = take_burst(own(&mut self.taken), &mut state.items);
         // An item queued from now on wakes the receiver, as it would wake a waiting one.
         // With every sender gone nothing will come: it finds the end under the lock.
         if self.shared.senders.load(Ordering::Acquire) != 0 {
             self.shared.park(&mut state, cx);
         }
+        drop(state);
+        drop(spare);
         Poll::Ready(())
     }
 
@@ -617,7 +628,9 @@ impl<E: Metered> Inbox<E> {
             if state.items.is_empty() {
                 return None;
             }
-            std::mem::swap(taken, &mut state.items);
+            let spare = take_burst(taken, &mut state.items);
+            drop(state);
+            drop(spare);
         }
         self.hand_out()
     }
@@ -870,6 +883,29 @@ mod tests {
         shared::<Inbox<std::cell::Cell<u8>>>();
         shared::<InboxSender<std::cell::Cell<u8>>>();
         shared::<Places>();
+    }
+
+    #[test]
+    fn buffers_are_kept_while_bursts_are_large_and_given_back_after() {
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = inbox::<Item>(4);
+        for _ in 0..2 {
+            for v in 0..5_000 {
+                tx.send_unmetered(Item::Unmetered(v));
+            }
+            for v in 0..5_000 {
+                assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
+            }
+        }
+        // The senders got the buffer of the first burst back for the next one.
+        assert!(rx.shared.state().items.capacity() >= 5_000);
+        for _ in 0..2 {
+            tx.send_unmetered(Item::Unmetered(1));
+            assert_eq!(next_now(&mut rx, &mut cx), Some(Some(1)));
+        }
+        assert!(own(&mut rx.taken).capacity() <= KEEP_BUFFER);
+        assert!(rx.shared.state().items.capacity() <= KEEP_BUFFER);
     }
 
     #[test]
