@@ -13,8 +13,9 @@
 //! buffer of its own and hands the items out from there, so a thread that handles a burst
 //! (many children sending UP, many children ending) locks once per burst. A receiver that
 //! waits looks again with one atomic load while nothing has come. The queue is one
-//! allocation besides its two buffers, which grow with the bursts and change places, so a
-//! parent whose children only report their exits keeps a few words per report.
+//! allocation besides its items, which are kept in chunks below 64 KB, each freed once
+//! handed out (`Chunks`), so a parent whose children only report their exits keeps
+//! a few words per report.
 //!
 //! The meter is a counter, not a semaphore: taking a place is one compare-and-swap, giving
 //! one back is one atomic subtraction, and only senders that found the queue full ever
@@ -353,21 +354,80 @@ impl<F> Drop for Wait<'_, F> {
     }
 }
 
-/// A buffer with room for more items than this is let go once the bursts it was grown for
-/// are over (see [`take_burst`]).
-const KEEP_BUFFER: usize = 1024;
+/// Items in order, in chunks that are each one allocation below 64 KB (of at most
+/// [`Chunks::LIMIT`] items): glibc's `free` of a larger block consolidates the heap and
+/// gives its top back to the system, so a parent taking the exit reports of a large tree
+/// that is freed at the same time would make the next tree fault all its memory in again.
+/// A chunk emptied by the receiver is freed, so a burst leaves at most one chunk behind.
+struct Chunks<E> {
+    /// The oldest items; the only chunk of a queue that never holds more than
+    /// [`LIMIT`](Self::LIMIT) (so a small queue makes one allocation, as it grows).
+    first: VecDeque<E>,
+    /// The chunks after it, each made whole, while a burst is larger.
+    rest: VecDeque<VecDeque<E>>,
+}
 
-/// Under the lock: takes the burst queued in `items` into the receiver's emptied buffer
-/// `taken`, whose buffer goes to the senders for the next burst. It is kept while it fits
-/// the bursts the thread sees (making a large buffer again for each burst would cost its
-/// pages each time); one far larger than the burst just taken is given back, to be dropped
-/// once the lock is released, so that a single large burst does not keep its memory for
-/// the thread's life.
-#[inline]
-fn take_burst<E>(taken: &mut VecDeque<E>, items: &mut VecDeque<E>) -> Option<VecDeque<E>> {
-    std::mem::swap(taken, items);
-    (items.capacity() > KEEP_BUFFER && items.capacity() / 4 > taken.len())
-        .then(|| std::mem::take(items))
+impl<E> Chunks<E> {
+    /// Items per chunk: 32 KB of them, at least one.
+    const LIMIT: usize = {
+        let size = std::mem::size_of::<E>();
+        if size == 0 || size > 32 * 1024 {
+            1
+        } else {
+            32 * 1024 / size
+        }
+    };
+
+    const fn new() -> Self {
+        Self {
+            first: VecDeque::new(),
+            rest: VecDeque::new(),
+        }
+    }
+
+    /// Whether there is no item (the first chunk is empty only when it is the only one).
+    fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    #[inline]
+    fn push_back(&mut self, item: E) {
+        if self.rest.is_empty() && self.first.len() < Self::LIMIT {
+            self.first.push_back(item);
+            return;
+        }
+        self.push_chunked(item);
+    }
+
+    #[cold]
+    fn push_chunked(&mut self, item: E) {
+        match self.rest.back_mut() {
+            Some(last) if last.len() < Self::LIMIT => last.push_back(item),
+            _ => {
+                let mut chunk = VecDeque::with_capacity(Self::LIMIT);
+                chunk.push_back(item);
+                self.rest.push_back(chunk);
+            }
+        }
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<E> {
+        let item = self.first.pop_front()?;
+        if self.first.is_empty()
+            && let Some(next) = self.rest.pop_front()
+        {
+            // The emptied chunk is freed: a burst leaves at most one chunk behind.
+            self.first = next;
+        }
+        Some(item)
+    }
+}
+
+impl<E> Default for Chunks<E> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What the senders and the receiver of one queue share: its places, and its items under
@@ -385,7 +445,7 @@ struct Shared<E> {
 }
 
 struct State<E> {
-    items: VecDeque<E>,
+    items: Chunks<E>,
     /// The receiver, when it waits.
     receiver: Option<Waker>,
     /// The receiver is gone: nothing put in from now on would ever be taken out.
@@ -464,20 +524,19 @@ impl std::ops::Deref for Places {
 ///
 /// It takes everything queued at once, under one lock, into a buffer of its own, and hands
 /// the items out from there: a thread that handles a burst from many children locks once
-/// per burst, not once per item. The two buffers change places, so neither is allocated
-/// again once both have grown to the bursts the thread sees.
+/// per burst, not once per item.
 pub(crate) struct Inbox<E> {
     shared: Arc<Shared<E>>,
     /// Items taken off the shared queue and not yet handed out, in order: all of them came
     /// before anything queued now. Behind a lock only so that the inbox is `Sync` for items
     /// that are `Send` alone (a thread's context is shared across its awaits): the
     /// receiver reaches it through `&mut self`, without locking.
-    taken: Mutex<VecDeque<E>>,
+    taken: Mutex<Chunks<E>>,
 }
 
 /// The receiver's own buffer, reached without locking.
 #[inline]
-fn own<E>(taken: &mut Mutex<VecDeque<E>>) -> &mut VecDeque<E> {
+fn own<E>(taken: &mut Mutex<Chunks<E>>) -> &mut Chunks<E> {
     taken.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -543,7 +602,7 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
         senders: AtomicUsize::new(1),
         meter: Meter::new(capacity),
         state: Mutex::new(State {
-            items: VecDeque::new(),
+            items: Chunks::new(),
             receiver: None,
             gone: false,
         }),
@@ -553,7 +612,7 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
     };
     let inbox = Inbox {
         shared,
-        taken: Mutex::new(VecDeque::new()),
+        taken: Mutex::new(Chunks::new()),
     };
     (sender, inbox)
 }
@@ -604,14 +663,12 @@ impl<E: Metered> Inbox<E> {
             self.shared.park(&mut state, cx);
             return Poll::Pending;
         }
-        let spare = take_burst(own(&mut self.taken), &mut state.items);
+        std::mem::swap(own(&mut self.taken), &mut state.items);
         // An item queued from now on wakes the receiver, as it would wake a waiting one.
         // With every sender gone nothing will come: it finds the end under the lock.
         if self.shared.senders.load(Ordering::Acquire) != 0 {
             self.shared.park(&mut state, cx);
         }
-        drop(state);
-        drop(spare);
         Poll::Ready(())
     }
 
@@ -628,9 +685,7 @@ impl<E: Metered> Inbox<E> {
             if state.items.is_empty() {
                 return None;
             }
-            let spare = take_burst(taken, &mut state.items);
-            drop(state);
-            drop(spare);
+            std::mem::swap(taken, &mut state.items);
         }
         self.hand_out()
     }
@@ -769,12 +824,20 @@ mod tests {
             }
             drop(tx);
             let mut seen = vec![false; (SENDERS * EACH) as usize];
+            let mut last = vec![None; SENDERS as usize];
             let mut max_metered = 0;
             while let Some(inbound) = poll_fn(|cx| rx.poll_recv(cx)).await {
                 let v = match inbound {
                     Item::Metered(v) | Item::Unmetered(v) => v,
                 };
                 assert!(!seen[v as usize], "{v} arrived twice");
+                let sender = (v / EACH) as usize;
+                assert!(
+                    last[sender].is_none_or(|l| l < v),
+                    "{v} arrived after {:?} from the same sender",
+                    last[sender]
+                );
+                last[sender] = Some(v);
                 seen[v as usize] = true;
                 max_metered = max_metered.max(rx.shared.meter.taken.load(Ordering::SeqCst));
             }
@@ -886,26 +949,35 @@ mod tests {
     }
 
     #[test]
-    fn buffers_are_kept_while_bursts_are_large_and_given_back_after() {
+    fn a_large_burst_is_kept_in_chunks_below_64_kb_and_leaves_one_behind() {
         let waker = Waker::from(Arc::new(Count::default()));
         let mut cx = Context::from_waker(&waker);
         let (tx, mut rx) = inbox::<Item>(4);
-        for _ in 0..2 {
-            for v in 0..5_000 {
-                tx.send_unmetered(Item::Unmetered(v));
-            }
-            for v in 0..5_000 {
-                assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
-            }
+        let burst = 3 * Chunks::<Item>::LIMIT + 7;
+        for v in 0..burst as u64 {
+            tx.send_unmetered(Item::Unmetered(v));
         }
-        // The senders got the buffer of the first burst back for the next one.
-        assert!(rx.shared.state().items.capacity() >= 5_000);
-        for _ in 0..2 {
-            tx.send_unmetered(Item::Unmetered(1));
-            assert_eq!(next_now(&mut rx, &mut cx), Some(Some(1)));
+        {
+            let state = rx.shared.state();
+            assert_eq!(state.items.rest.len(), 3);
+            let size = std::mem::size_of::<Item>();
+            assert!(state.items.first.capacity() * size < 64 * 1024);
+            assert!(
+                state
+                    .items
+                    .rest
+                    .iter()
+                    .all(|c| c.capacity() * size < 64 * 1024)
+            );
         }
-        assert!(own(&mut rx.taken).capacity() <= KEEP_BUFFER);
-        assert!(rx.shared.state().items.capacity() <= KEEP_BUFFER);
+        for v in 0..burst as u64 {
+            assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
+        }
+        assert!(
+            own(&mut rx.taken).rest.is_empty(),
+            "emptied chunks are freed"
+        );
+        assert_eq!(next_now(&mut rx, &mut cx), None);
     }
 
     #[test]
