@@ -602,6 +602,12 @@ impl<'a> Generator<'a> {
     /// The override of one of the framework's child reports (see [`ChildReport`]): each
     /// `#[up]` handler whose message may be the report's type is tried by type, in order;
     /// without one the report is logged.
+    ///
+    /// The handler is found before any future is made, and the hook's future is the
+    /// handler's own (its output converted), not an `async` block around it: a block would
+    /// keep the report beside the handler's copy of it, and the hook's future is part of
+    /// every task of the thread's type. Handlers under `#[cfg]`, or in error, are tried in
+    /// an `async` block instead, whose type does not depend on which of them are compiled.
     fn child_report(&self, report: &ChildReport) -> Option<TokenStream> {
         let candidates: Vec<_> = self
             .handlers(Kind::Up)
@@ -622,36 +628,93 @@ impl<'a> Generator<'a> {
         let from_fn = format_ident!("{}", report.from_fn);
         let not_trait = format_ident!("{}", report.not_trait);
         let log = format_ident!("{}", report.log);
-        let tries = candidates.iter().map(|(_, h)| {
-            let ty = self.msg(h);
-            let cfg = h.cfg.attr();
-            let found = if h.callable {
-                let call = self.call_handler(h, quote!(#from, #msg));
-                quote!(return #call)
-            } else {
-                quote!(return ::core::result::Result::Ok(()))
+        let direct = candidates
+            .iter()
+            .all(|(_, h)| h.callable && h.cfg.predicate().is_none());
+        let body = if direct {
+            // Candidate `i` is `Left` under `i` `Right`s; no handler, `Right` under all.
+            let nest = |i: usize, inner: TokenStream| {
+                (0..i).fold(
+                    inner,
+                    |inner, _| quote!(__tt::__private::Either::right(#inner)),
+                )
             };
-            // The result is matched without binding and then moved out whole: a binding
-            // would move out of it in part, and keep all of it in the hook's future while
-            // the handler runs (the report a second time, beside the handler's own copy).
+            let tries = candidates.iter().enumerate().map(|(i, (_, h))| {
+                let ty = self.msg(h);
+                let method = &h.ident;
+                let arg_ctx = local_at("__ctx", h.ctx_span);
+                let out = local("__out");
+                let convert = convert_output(&h.returns, OutputTrait::Unit, &out);
+                let call = quote_spanned!(h.span=> Self::#method(self, #arg_ctx, #from, #msg));
+                let handled = nest(
+                    i,
+                    quote! {
+                        __tt::__private::Either::left(__tt::__private::handled(
+                            #call,
+                            move |#out| #convert,
+                        ))
+                    },
+                );
+                quote! {
+                    let #value = match <#ty>::#from_fn(#value) {
+                        ::core::result::Result::Ok(#msg) => return #handled,
+                        ::core::result::Result::Err(#value) => #value,
+                    };
+                }
+            });
+            let done = nest(
+                candidates.len(),
+                quote!(::core::future::ready(::core::result::Result::Ok(()))),
+            );
             quote! {
-                #cfg
-                let #value = {
-                    let #tried = <#ty>::#from_fn(#value);
-                    match #tried {
-                        ::core::result::Result::Ok(_) => {
-                            let #msg = ::core::option::Option::unwrap(
-                                ::core::result::Result::ok(#tried),
-                            );
-                            #found
-                        }
-                        ::core::result::Result::Err(_) => ::core::option::Option::unwrap(
-                            ::core::result::Result::err(#tried),
-                        ),
-                    }
-                };
+                #[allow(unused_imports)]
+                use __tt::__private::#not_trait as _;
+                #(#tries)*
+                __tt::__private::#log(#ctx, &#value);
+                #done
             }
-        });
+        } else {
+            let tries = candidates.iter().map(|(_, h)| {
+                let ty = self.msg(h);
+                let cfg = h.cfg.attr();
+                let found = if h.callable {
+                    let call = self.call_handler(h, quote!(#from, #msg));
+                    quote!(return #call)
+                } else {
+                    quote!(return ::core::result::Result::Ok(()))
+                };
+                // The result is matched without binding and then moved out whole: a binding
+                // would move out of it in part, and keep all of it in the hook's future
+                // while the handler runs (the report a second time, beside the handler's
+                // own copy).
+                quote! {
+                    #cfg
+                    let #value = {
+                        let #tried = <#ty>::#from_fn(#value);
+                        match #tried {
+                            ::core::result::Result::Ok(_) => {
+                                let #msg = ::core::option::Option::unwrap(
+                                    ::core::result::Result::ok(#tried),
+                                );
+                                #found
+                            }
+                            ::core::result::Result::Err(_) => ::core::option::Option::unwrap(
+                                ::core::result::Result::err(#tried),
+                            ),
+                        }
+                    };
+                }
+            });
+            quote! {
+                async move {
+                    #[allow(unused_imports)]
+                    use __tt::__private::#not_trait as _;
+                    #(#tries)*
+                    __tt::__private::#log(#ctx, &#value);
+                    ::core::result::Result::Ok(())
+                }
+            }
+        };
         Some(quote! {
             #[allow(unreachable_code, unused_variables)]
             fn #hook<'__tt>(
@@ -663,13 +726,7 @@ impl<'a> Generator<'a> {
             where
                 for<'__s> Self: ::core::marker::Send,
             {
-                async move {
-                    #[allow(unused_imports)]
-                    use __tt::__private::#not_trait as _;
-                    #(#tries)*
-                    __tt::__private::#log(#ctx, &#value);
-                    ::core::result::Result::Ok(())
-                }
+                #body
             }
         })
     }

@@ -17,7 +17,9 @@ pub use crate::exit::{ChildExit, ChildId, ChildRestart};
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
 pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Reply, Thread, UpType};
 
+use std::pin::Pin;
 use std::result::Result as StdResult;
+use std::task::{Context, Poll};
 
 /// What a handler that does not answer returns: nothing, or `Result<(), E>`.
 #[diagnostic::on_unimplemented(
@@ -131,6 +133,87 @@ pub trait NotChildExit: Sized {
 }
 
 impl<T> NotChildExit for T {}
+
+pin_project_lite::pin_project! {
+    /// The future of a child-report hook that found the `#[up]` handler taking the report:
+    /// the handler's own future, its output converted.
+    pub struct Handled<F, C> {
+        #[pin]
+        handler: F,
+        convert: Option<C>,
+    }
+}
+
+/// `handler`'s future with its output converted by `convert`.
+pub fn handled<F, C>(handler: F, convert: C) -> Handled<F, C>
+where
+    F: Future,
+    C: FnOnce(F::Output) -> Result<()>,
+{
+    Handled {
+        handler,
+        convert: Some(convert),
+    }
+}
+
+impl<F, C> Future for Handled<F, C>
+where
+    F: Future,
+    C: FnOnce(F::Output) -> Result<()>,
+{
+    type Output = Result<()>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.project();
+        let output = std::task::ready!(this.handler.poll(cx));
+        let convert = this
+            .convert
+            .take()
+            .expect("a child-report hook polled after it finished");
+        Poll::Ready(convert(output))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One of two futures with the same output: a child-report hook's handlers, tried in
+    /// turn, each `Left` under as many `Right`s as handlers come before it.
+    #[project = EitherProj]
+    pub enum Either<A, B> {
+        /// The first.
+        Left { #[pin] first: A },
+        /// The second.
+        Right { #[pin] second: B },
+    }
+}
+
+impl<A, B> Either<A, B> {
+    /// The first.
+    pub fn left(first: A) -> Self {
+        Self::Left { first }
+    }
+
+    /// The second.
+    pub fn right(second: B) -> Self {
+        Self::Right { second }
+    }
+}
+
+impl<A, B> Future for Either<A, B>
+where
+    A: Future,
+    B: Future<Output = A::Output>,
+{
+    type Output = A::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<A::Output> {
+        match self.project() {
+            EitherProj::Left { first } => first.poll(cx),
+            EitherProj::Right { second } => second.poll(cx),
+        }
+    }
+}
 
 /// Logs a child's exit as a thread without an exit handler does.
 pub fn log_exit<T: Thread>(ctx: &Ctx<T>, exit: &ChildExit) {

@@ -50,18 +50,32 @@ pub(crate) struct Family<P, E> {
     blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
     drained: Vec<Box<dyn Drained>>,
+    /// Whether its children keep their task's `JoinHandle` (see [`ChildEntry::join`]): on a
+    /// multi-thread runtime, where a child's task may still be in its last step on another
+    /// worker when its report is handled.
+    keeps_joins: bool,
+    /// The tasks of ended children still running, to be waited for.
     reaping: Vec<JoinHandle<Exit>>,
+    /// The tasks of aborted children, and of ended ones that kept no handle but were still
+    /// running when their reports were handled: waited for until they are gone.
+    finishing: Vec<AbortHandle>,
 }
 
 impl<P, E> Family<P, E> {
     /// The family in `slot`, made on first use.
-    pub(crate) fn made<'a>(slot: &'a mut Option<Box<Self>>, node: &Arc<Node>) -> &'a mut Self {
+    pub(crate) fn made<'a>(slot: &'a mut Option<Box<Self>>, node: &Arc<Node>) -> &'a mut Self
+    where
+        E: Send + 'static,
+    {
         slot.get_or_insert_with(|| Box::new(Self::new(node)))
     }
 
-    fn new(node: &Arc<Node>) -> Self {
+    fn new(node: &Arc<Node>) -> Self
+    where
+        E: Send + 'static,
+    {
         let (inbox_tx, inbox) = inbox(node.capacity());
-        node.set_inbound(Arc::clone(inbox.meter()));
+        node.set_inbound(inbox.places());
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
@@ -74,7 +88,12 @@ impl<P, E> Family<P, E> {
             blocking: None,
             stream_aborts: Vec::new(),
             drained: Vec::new(),
+            keeps_joins: !matches!(
+                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+                Ok(tokio::runtime::RuntimeFlavor::CurrentThread)
+            ),
             reaping: Vec::new(),
+            finishing: Vec::new(),
         }
     }
 
@@ -150,6 +169,12 @@ impl<P, E> Family<P, E> {
         self.node().add_child(entry);
         self.stages.add(stage);
         self.children += 1;
+    }
+
+    /// Whether a child spawned now keeps its task's `JoinHandle` (see
+    /// [`ChildEntry::join`]).
+    pub(crate) fn keeps_join(&self, stopping: bool) -> bool {
+        stopping || self.keeps_joins
     }
 
     /// The number of live children.
@@ -247,13 +272,25 @@ impl<P, E> Family<P, E> {
         self.children -= 1;
         self.stages.remove(entry.stage);
         // A child reports as its task's last step, so its task has usually finished by
-        // the time its report is handled: its handle is then dropped here, and only the
-        // others are kept to be waited for.
-        if !entry.join.is_finished() {
-            if self.reaping.len() >= 32 {
-                self.reaping.retain(|j| !j.is_finished());
+        // the time its report is handled; only the others are kept to be waited for.
+        match &entry.join {
+            Some(join) if !join.is_finished() => {
+                if self.reaping.len() >= 32 {
+                    self.reaping.retain(|j| !j.is_finished());
+                }
+                self.reaping.extend(entry.join);
             }
-            self.reaping.push(entry.join);
+            Some(_) => {}
+            None => {
+                if let Some(task) = entry.task()
+                    && !task.is_finished()
+                {
+                    if self.finishing.len() >= 32 {
+                        self.finishing.retain(|t| !t.is_finished());
+                    }
+                    self.finishing.push(task.clone());
+                }
+            }
         }
         Some(entry.child)
     }
@@ -268,8 +305,11 @@ impl<P, E> Family<P, E> {
             }
         }
         for entry in self.node().take_children() {
-            entry.join.abort();
-            self.reaping.push(entry.join);
+            if let Some(task) = entry.task() {
+                task.abort();
+                self.finishing.push(task.clone());
+            }
+            self.reaping.extend(entry.join);
         }
         self.children = 0;
         self.stages = StageCounts::default();
@@ -292,7 +332,8 @@ impl<P, E> Family<P, E> {
             return false;
         }
         self.reaping.retain(|join| !join.is_finished());
-        self.reaping.is_empty()
+        self.finishing.retain(|task| !task.is_finished());
+        self.reaping.is_empty() && self.finishing.is_empty()
     }
 
     /// Waits for every task this thread owns to be gone, so that after a root is joined no
@@ -302,7 +343,10 @@ impl<P, E> Family<P, E> {
         // late to be handled, but their tasks are waited for like the others.
         for entry in self.node().take_children() {
             entry.node().request_stop();
-            self.reaping.push(entry.join);
+            match entry.join {
+                Some(join) => self.reaping.push(join),
+                None => self.finishing.extend(entry.task().cloned()),
+            }
         }
         self.children = 0;
         if let Some(jobs) = &mut self.jobs {
@@ -310,6 +354,28 @@ impl<P, E> Family<P, E> {
         }
         for join in self.reaping.drain(..) {
             let _ = join.await;
+        }
+        wait_gone(&self.finishing).await;
+        self.finishing.clear();
+    }
+}
+
+/// Waits until tasks that are ending (cancelled, or in their last step) are gone: the
+/// runtime drops a cancelled task when it next gets to it, or when its current poll returns
+/// if it is running on another worker.
+pub(crate) async fn wait_gone(tasks: &[AbortHandle]) {
+    let mut turns = 0u32;
+    while !tasks.iter().all(AbortHandle::is_finished) {
+        turns += 1;
+        if turns <= 64 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if turns == 64 + 5_000 {
+            tracing::warn!(
+                "aborted threads are still running after about 5 s: stuck in blocking code?"
+            );
         }
     }
 }

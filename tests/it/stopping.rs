@@ -183,6 +183,50 @@ async fn a_graceful_stop_drains_the_queue_stops_children_first_and_reports_once(
     );
 }
 
+/// A root whose exit hook starts a leaf and gives it work.
+struct Closer {
+    log: Log,
+}
+
+#[taskthread]
+impl Closer {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let leaf = ctx.spawn(Leaf {
+            log: self.log.clone(),
+        });
+        leaf.send(Work(7)).await?;
+        Ok(())
+    }
+
+    #[up]
+    async fn done(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _d: Done) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_spawned_by_the_exit_hook_is_stopped_and_waited_for() {
+    let start = alive_tasks();
+    let log = Log::default();
+    let root = taskthread::spawn(Closer { log: log.clone() });
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+    assert_eq!(
+        lines(&log),
+        [
+            "enter closer/leaf",
+            "work closer/leaf 7",
+            "exit closer/leaf"
+        ],
+        "the leaf handled its queue and ran its exit hook before the root was joined"
+    );
+    assert_eq!(
+        alive_tasks(),
+        start,
+        "no task of the tree is alive after join"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn stop_stages_stop_children_in_ascending_order() {
     let log = Log::default();

@@ -14,6 +14,7 @@ use super::user::{StopWatch, run_user};
 use super::{LifeRules, Rules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
+use crate::family::wait_gone;
 use crate::node::{DownReceiver, Node, StopPhase};
 use crate::record::recording;
 use crate::thread::Thread;
@@ -289,23 +290,4 @@ async fn abort_rest<T: Thread>(ctx: &mut Ctx<T>, down: &mut DownReceiver<T::Down
         family.reap_all().await;
     }
     dropped
-}
-
-/// Waits until cancelled tasks are gone: the runtime drops each when it next gets to it, or
-/// when its current poll returns if it is running on another worker.
-pub(crate) async fn wait_gone(aborted: &[tokio::task::AbortHandle]) {
-    let mut turns = 0u32;
-    while !aborted.iter().all(tokio::task::AbortHandle::is_finished) {
-        turns += 1;
-        if turns <= 64 {
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        if turns == 64 + 5_000 {
-            tracing::warn!(
-                "aborted threads are still running after about 5 s: stuck in blocking code?"
-            );
-        }
-    }
 }

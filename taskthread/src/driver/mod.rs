@@ -14,7 +14,7 @@ mod spawn;
 mod turn;
 mod user;
 
-pub(crate) use life::{run_thread, wait_gone};
+pub(crate) use life::run_thread;
 pub(crate) use spawn::parent_port;
 pub(crate) use user::panic_message;
 

@@ -168,7 +168,8 @@ impl<T: Thread> Ctx<T> {
         let entry = ChildEntry {
             child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
             stage: options.stage,
-            join,
+            // Dropped now where it is not needed: see `ChildEntry::join`.
+            join: family.keeps_join(stopping).then_some(join),
         };
         family.add_child(entry, stopping);
         child_ref

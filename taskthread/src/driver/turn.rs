@@ -12,8 +12,8 @@ use super::Rules;
 use super::life::Life;
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
-use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, log_exit, log_restart};
-use crate::node::{DownReceiver, Kind};
+use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, ExitReport, log_exit, log_restart};
+use crate::node::{DownReceiver, Kind, Node};
 use crate::port::Inbound;
 use crate::record::recording;
 use crate::thread::Thread;
@@ -93,6 +93,45 @@ fn poll_next<T: Thread>(
         return Poll::Ready(Next::Deadline);
     }
     Poll::Pending
+}
+
+/// A child's exit report: forgets the child and makes its [`ChildExit`], and gives the
+/// future of the `#[up]` handler of `ChildExit` (or of its default, a log line) to run, if
+/// there is one to run. The exit of a supervised child past its limit goes to `escalated`
+/// instead; after a failure of this thread, the exit is logged.
+///
+/// A plain `fn`, so that the report is made straight into the handler's future: made in the
+/// loop's future, it would be kept there beside the handler's copy, in every thread's task.
+fn on_child_exit<'a, T: Thread>(
+    thread: &'a mut T,
+    ctx: &'a mut Ctx<T>,
+    node: &Node,
+    failed: bool,
+    from: ChildId,
+    report: ExitReport,
+    escalated: &mut Option<Box<ChildExit>>,
+) -> Option<impl Future<Output = crate::error::Result<()>> + Send + 'a> {
+    // `None`: forgotten already (an abort of this thread is under way).
+    let child = ctx.family_if_any().and_then(|f| f.on_child_exit(from))?;
+    let (exit, dropped, escalates) = report.into_parts();
+    let exit = ChildExit {
+        id: from,
+        type_name: child.node().meta.type_name,
+        path: child.node().lazy_path(),
+        exit,
+        dropped,
+        escalated: escalates,
+    };
+    drop(child);
+    if failed {
+        log_exit(node.path(), &exit);
+        return None;
+    }
+    if exit.escalated {
+        *escalated = Some(Box::new(exit));
+        return None;
+    }
+    Some(thread.__exited(ctx, from, exit))
 }
 
 impl<T: Thread, R: Rules> Life<'_, T, R> {
@@ -237,44 +276,48 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     }
                 }
                 Inbound::Exit(from, report) => {
-                    let Some(child) = self.ctx.family_if_any().and_then(|f| f.on_child_exit(from))
-                    else {
-                        // Forgotten already (an abort of this thread is under way).
-                        return;
+                    let failed = self.failure.is_some();
+                    let stopping = self.ctx.stop_begun();
+                    let mut escalated = None;
+                    let outcome = {
+                        // The handler's future holds the one copy of the report: made in
+                        // place, with nothing of it left in this future beside it.
+                        let mut handler = pin!(on_child_exit(
+                            &mut *self.thread,
+                            &mut *self.ctx,
+                            &self.node,
+                            failed,
+                            from,
+                            report,
+                            &mut escalated,
+                        ));
+                        match handler.as_mut().as_pin_mut() {
+                            Some(handler) => {
+                                if recording() {
+                                    self.node.record_begin(Kind::Exit);
+                                }
+                                let outcome = run_user(
+                                    handler,
+                                    &self.node,
+                                    self.down,
+                                    stopping,
+                                    &mut self.stop,
+                                )
+                                .await;
+                                if recording() {
+                                    self.node.record_end();
+                                }
+                                Some(outcome)
+                            }
+                            None => None,
+                        }
                     };
-                    let (exit, dropped, escalated) = report.into_parts();
-                    let exit = ChildExit {
-                        id: from,
-                        type_name: child.node().meta.type_name,
-                        path: child.node().lazy_path(),
-                        exit,
-                        dropped,
-                        escalated,
-                    };
-                    drop(child);
-                    if self.failure.is_some() {
-                        log_exit(self.node.path(), &exit);
-                        return;
-                    }
-                    if exit.escalated {
+                    if let Some(Err(exit)) = outcome {
+                        self.fail(exit);
+                    } else if let Some(exit) = escalated {
                         // Boxed, and apart: rare, and the copy it keeps of the exit would
                         // otherwise size every thread's task.
-                        Box::pin(self.handle_escalation(from, exit)).await;
-                        return;
-                    }
-                    if recording() {
-                        self.node.record_begin(Kind::Exit);
-                    }
-                    let outcome = {
-                        let stopping = self.ctx.stop_begun();
-                        let handler = pin!(self.thread.__exited(self.ctx, from, exit));
-                        run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
-                    };
-                    if recording() {
-                        self.node.record_end();
-                    }
-                    if let Err(exit) = outcome {
-                        self.fail(exit);
+                        Box::pin(self.handle_escalation(from, *exit)).await;
                     }
                 }
                 Inbound::Restart(from, restart) => {

@@ -9,7 +9,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use super::roster::Roster;
 use super::{ChildNode, Node, Queue};
 use crate::exit::{ChildId, Exit, ThreadState};
-use crate::queue::Meter;
+use crate::queue::Places;
 use crate::record::{self, EventKind, recording};
 
 /// What a thread with children keeps in its node, made with the first child, the thread's
@@ -20,7 +20,7 @@ use crate::record::{self, EventKind, recording};
 pub(crate) struct Kin {
     list: Mutex<Roster<ChildEntry>>,
     /// Made with the thread's inbound queue, again in each life of a supervised thread.
-    inbound: Mutex<Option<Arc<Meter>>>,
+    inbound: Mutex<Option<Places>>,
     /// The thread waiting for an answer of this one, if any (its id; 0: none).
     pub(super) awaited_by: AtomicU64,
 }
@@ -30,14 +30,28 @@ pub(crate) struct ChildEntry {
     pub(crate) child: Arc<dyn ChildNode>,
     /// The stop stage it is stopped in.
     pub(crate) stage: u32,
-    /// Its task, waited for once it has reported its exit.
-    pub(crate) join: JoinHandle<Exit>,
+    /// Its task's handle, to wait for the task once the child has reported. A child reports
+    /// its exit as its task's last step, so on a current-thread runtime its task has always
+    /// finished when the report is handled: there the handle is dropped as the child
+    /// starts (unless it is spawned while its parent stops, as the exit hook's children,
+    /// waited for as the parent finishes), and tokio drops the finished task's output
+    /// itself, while the task is still in the cache; a handle dropped after its task has
+    /// finished writes over the whole task, cold by then. On a multi-thread runtime the
+    /// task may still be in that step on another worker, and the parent waits for it
+    /// through its handle.
+    pub(crate) join: Option<JoinHandle<Exit>>,
 }
 
 impl ChildEntry {
     #[inline]
     pub(crate) fn node(&self) -> &Node {
         self.child.node()
+    }
+
+    /// The handle of its task, to cancel it or see whether it has finished.
+    #[inline]
+    pub(crate) fn task(&self) -> Option<&AbortHandle> {
+        self.node().task.get()
     }
 }
 
@@ -49,9 +63,9 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// Keeps the places of the thread's (new) inbound queue.
-    pub(crate) fn set_inbound(&self, meter: Arc<Meter>) {
+    pub(crate) fn set_inbound(&self, places: Places) {
         let kin = self.kin.get_or_init(Box::default);
-        *kin.inbound.lock().unwrap_or_else(PoisonError::into_inner) = Some(meter);
+        *kin.inbound.lock().unwrap_or_else(PoisonError::into_inner) = Some(places);
     }
 
     /// What the thread keeps for its children and waits, made if need be.
@@ -65,7 +79,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// The places of the thread's inbound queue, if it has one.
-    pub(crate) fn inbound(&self) -> Option<Arc<Meter>> {
+    pub(crate) fn inbound(&self) -> Option<Places> {
         let kin = self.kin.get()?;
         kin.inbound
             .lock()
@@ -141,8 +155,8 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// outlive it, and a dropped `JoinHandle` would only detach them).
     pub(crate) fn abort_children(&self) {
         if let Some(children) = self.children() {
-            for entry in children.values() {
-                entry.join.abort();
+            for task in children.values().filter_map(ChildEntry::task) {
+                task.abort();
             }
         }
     }

@@ -8,17 +8,26 @@
 //! stop at once: none of them parks on a full queue to say it has ended, and its report
 //! still comes after every UP message it sent before it.
 //!
+//! The items are under one short lock, with the receiver's waker: a send locks once, and
+//! wakes the receiver only if it waits. The receiver takes everything queued at once into a
+//! buffer of its own and hands the items out from there, so a thread that handles a burst
+//! (many children sending UP, many children ending) locks once per burst. A receiver that
+//! waits looks again with one atomic load while nothing has come. The queue is one
+//! allocation besides its items, which are kept in chunks below 64 KB, each freed once
+//! handed out (`Chunks`), so a parent whose children only report their exits keeps
+//! a few words per report.
+//!
 //! The meter is a counter, not a semaphore: taking a place is one compare-and-swap, giving
 //! one back is one atomic subtraction, and only senders that found the queue full ever
-//! touch a lock (the queue of waiting senders). A semaphore would lock on every release,
-//! that is on every UP message handled.
+//! touch its lock (the queue of waiting senders). A semaphore would lock on every release,
+//! that is on every UP message handled. A place is given back as its item is handed out,
+//! not as the burst is taken: the places bound what is queued and not yet handled.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-
-use tokio::sync::mpsc;
 
 use super::waiters::Waiters;
 use crate::error::TrySendError;
@@ -36,6 +45,10 @@ pub(crate) struct Meter {
     capacity: usize,
     /// How many senders are in `waiters` (counted in before they last looked).
     waiting: AtomicUsize,
+    /// One past the highest ticket woken from `waiters` (`u64::MAX` once closed): waiters
+    /// are woken in ticket order, so a sender whose ticket is below it has been woken, and
+    /// sees it without the lock.
+    woken_below: AtomicU64,
     /// Senders waiting for a place, in arrival order. Only senders that found the queue full
     /// ever come here, and only they and a receiver that sees `waiting` above 0 lock it.
     waiters: Mutex<Waiters>,
@@ -54,6 +67,7 @@ impl Meter {
             // `ChildOptions::capacity` refuses 0 and the count must stay below `CLOSED`.
             capacity: capacity.clamp(1, CLOSED - 1),
             waiting: AtomicUsize::new(0),
+            woken_below: AtomicU64::new(0),
             waiters: Mutex::new(Waiters::default()),
         }
     }
@@ -163,6 +177,10 @@ impl Meter {
     /// For a registered sender polled again: whether it is still waiting (not woken); if
     /// so, its waker is brought up to date.
     fn still_waiting(&self, ticket: u64, waker: &Waker) -> bool {
+        // The usual case: polled because it was woken.
+        if ticket < self.woken_below.load(Ordering::Acquire) {
+            return false;
+        }
         self.waiters().refresh(ticket, waker)
     }
 
@@ -196,11 +214,12 @@ impl Meter {
         }
         let woken = {
             let mut waiters = self.waiters();
-            let woken = waiters.pop_front();
-            if woken.is_some() {
+            let woken = waiters.pop_front_ticket();
+            woken.map(|(ticket, waker)| {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
-            }
-            woken
+                self.woken_below.store(ticket + 1, Ordering::Release);
+                waker
+            })
         };
         if let Some(waker) = woken {
             waker.wake();
@@ -220,6 +239,7 @@ impl Meter {
         let woken = {
             let mut waiters = self.waiters();
             self.waiting.fetch_sub(waiters.len(), Ordering::SeqCst);
+            self.woken_below.store(u64::MAX, Ordering::Release);
             waiters.take_all()
         };
         for waker in woken {
@@ -334,31 +354,226 @@ impl<F> Drop for Wait<'_, F> {
     }
 }
 
-/// The receiving side, owned by the thread (or, for a root's UP messages, by its handle).
-pub(crate) struct Inbox<E> {
-    rx: mpsc::UnboundedReceiver<E>,
-    meter: Arc<Meter>,
+/// Items in order, in chunks that are each one allocation below 64 KB (of at most
+/// [`Chunks::LIMIT`] items): glibc's `free` of a larger block consolidates the heap and
+/// gives its top back to the system, so a parent taking the exit reports of a large tree
+/// that is freed at the same time would make the next tree fault all its memory in again.
+/// A chunk emptied by the receiver is freed, so a burst leaves at most one chunk behind.
+struct Chunks<E> {
+    /// The oldest items; the only chunk of a queue that never holds more than
+    /// [`LIMIT`](Self::LIMIT) (so a small queue makes one allocation, as it grows).
+    first: VecDeque<E>,
+    /// The chunks after it, each made whole, while a burst is larger.
+    rest: VecDeque<VecDeque<E>>,
 }
 
-impl<E> Inbox<E> {
+impl<E> Chunks<E> {
+    /// Items per chunk: 32 KB of them, at least one.
+    const LIMIT: usize = {
+        let size = std::mem::size_of::<E>();
+        if size == 0 || size > 32 * 1024 {
+            1
+        } else {
+            32 * 1024 / size
+        }
+    };
+
+    const fn new() -> Self {
+        Self {
+            first: VecDeque::new(),
+            rest: VecDeque::new(),
+        }
+    }
+
+    /// Whether there is no item (the first chunk is empty only when it is the only one).
+    fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    #[inline]
+    fn push_back(&mut self, item: E) {
+        if self.rest.is_empty() && self.first.len() < Self::LIMIT {
+            self.first.push_back(item);
+            return;
+        }
+        self.push_chunked(item);
+    }
+
+    #[cold]
+    fn push_chunked(&mut self, item: E) {
+        match self.rest.back_mut() {
+            Some(last) if last.len() < Self::LIMIT => last.push_back(item),
+            _ => {
+                let mut chunk = VecDeque::with_capacity(Self::LIMIT);
+                chunk.push_back(item);
+                self.rest.push_back(chunk);
+            }
+        }
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<E> {
+        let item = self.first.pop_front()?;
+        if self.first.is_empty()
+            && let Some(next) = self.rest.pop_front()
+        {
+            // The emptied chunk is freed: a burst leaves at most one chunk behind.
+            self.first = next;
+        }
+        Some(item)
+    }
+}
+
+impl<E> Default for Chunks<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the senders and the receiver of one queue share: its places, and its items under
+/// one short lock.
+struct Shared<E> {
+    /// The data pointer of the receiver's waker while it waits with its waker stored and
+    /// nothing queued; null otherwise. Set under the lock by the receiver as it begins to
+    /// wait (or takes everything queued), cleared under the lock by whatever takes the
+    /// stored waker, before the receiver is woken.
+    parked: AtomicPtr<()>,
+    /// Live senders: the receiver sees the end once none is left and all is read.
+    senders: AtomicUsize,
+    meter: Meter,
+    state: Mutex<State<E>>,
+}
+
+struct State<E> {
+    items: Chunks<E>,
+    /// The receiver, when it waits.
+    receiver: Option<Waker>,
+    /// The receiver is gone: nothing put in from now on would ever be taken out.
+    gone: bool,
+}
+
+impl<E> Shared<E> {
+    fn state(&self) -> MutexGuard<'_, State<E>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Under the lock: takes the receiver's waker, to be woken once the lock is released.
+    #[inline]
+    fn take_receiver(&self, state: &mut State<E>) -> Option<Waker> {
+        let receiver = state.receiver.take();
+        if receiver.is_some() {
+            self.parked.store(std::ptr::null_mut(), Ordering::Release);
+        }
+        receiver
+    }
+
+    /// Under the lock, with nothing queued: stores the receiver's waker and sets `parked`.
+    #[inline]
+    fn park(&self, state: &mut State<E>, cx: &Context<'_>) {
+        match &mut state.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        self.parked
+            .store(cx.waker().data().cast_mut(), Ordering::Release);
+    }
+
+    /// Queues `item`; gives it back if the receiver is gone.
+    #[inline]
+    fn put(&self, item: E) -> Result<(), E> {
+        let receiver = {
+            let mut state = self.state();
+            if state.gone {
+                return Err(item);
+            }
+            state.items.push_back(item);
+            self.take_receiver(&mut state)
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+        Ok(())
+    }
+}
+
+/// The places of an inbound queue, as its thread's node keeps them: the node names neither
+/// the queue nor its items.
+#[derive(Clone)]
+pub(crate) struct Places(Arc<dyn HoldsMeter>);
+
+/// A queue, seen only for its places.
+trait HoldsMeter: Send + Sync {
+    fn meter(&self) -> &Meter;
+}
+
+impl<E: Send> HoldsMeter for Shared<E> {
+    fn meter(&self) -> &Meter {
+        &self.meter
+    }
+}
+
+impl std::ops::Deref for Places {
+    type Target = Meter;
+
+    fn deref(&self) -> &Meter {
+        self.0.meter()
+    }
+}
+
+/// The receiving side, owned by the thread (or, for a root's UP messages, by its handle).
+///
+/// It takes everything queued at once, under one lock, into a buffer of its own, and hands
+/// the items out from there: a thread that handles a burst from many children locks once
+/// per burst, not once per item.
+pub(crate) struct Inbox<E> {
+    shared: Arc<Shared<E>>,
+    /// Items taken off the shared queue and not yet handed out, in order: all of them came
+    /// before anything queued now. Behind a lock only so that the inbox is `Sync` for items
+    /// that are `Send` alone (a thread's context is shared across its awaits): the
+    /// receiver reaches it through `&mut self`, without locking.
+    taken: Mutex<Chunks<E>>,
+}
+
+/// The receiver's own buffer, reached without locking.
+#[inline]
+fn own<E>(taken: &mut Mutex<Chunks<E>>) -> &mut Chunks<E> {
+    taken.get_mut().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<E: Send + 'static> Inbox<E> {
     /// The metered places, for the thread's node: who waits on the thread for a place, and
     /// how many places are taken.
-    pub(crate) fn meter(&self) -> &Arc<Meter> {
-        &self.meter
+    pub(crate) fn places(&self) -> Places {
+        Places(Arc::clone(&self.shared) as Arc<dyn HoldsMeter>)
     }
 }
 
 /// A sending side: held by each parent's sink and by stream and job tasks.
 pub(crate) struct InboxSender<E> {
-    tx: mpsc::UnboundedSender<E>,
-    meter: Arc<Meter>,
+    shared: Arc<Shared<E>>,
 }
 
 impl<E> Clone for InboxSender<E> {
     fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
         Self {
-            tx: self.tx.clone(),
-            meter: Arc::clone(&self.meter),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<E> Drop for InboxSender<E> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // The last sender: a waiting receiver is woken to see the end.
+        let receiver = {
+            let mut state = self.shared.state();
+            self.shared.take_receiver(&mut state)
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
         }
     }
 }
@@ -382,50 +597,128 @@ impl Refused {
 /// A queue with `capacity` places for metered items. The receiver sees the end (`None`)
 /// once every sender is gone.
 pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let meter = Arc::new(Meter::new(capacity));
+    let shared = Arc::new(Shared {
+        parked: AtomicPtr::new(std::ptr::null_mut()),
+        senders: AtomicUsize::new(1),
+        meter: Meter::new(capacity),
+        state: Mutex::new(State {
+            items: Chunks::new(),
+            receiver: None,
+            gone: false,
+        }),
+    });
     let sender = InboxSender {
-        tx,
-        meter: Arc::clone(&meter),
+        shared: Arc::clone(&shared),
     };
-    (sender, Inbox { rx, meter })
+    let inbox = Inbox {
+        shared,
+        taken: Mutex::new(Chunks::new()),
+    };
+    (sender, inbox)
 }
 
 impl<E: Metered> Inbox<E> {
+    /// Hands out the next item taken, giving its place back.
     #[inline]
-    fn taken(&self, inbound: &E) {
-        if inbound.is_metered() {
-            self.meter.give_back();
+    fn hand_out(&mut self) -> Option<E> {
+        let item = own(&mut self.taken).pop_front()?;
+        if item.is_metered() {
+            self.shared.meter.give_back();
         }
+        Some(item)
     }
 
+    /// Takes the next item; `Ready(None)` once every sender is gone and all is read.
+    ///
+    /// Spends the task's cooperative budget like tokio's own channels, so a thread whose
+    /// inbound queue never empties still lets the other tasks of its worker run.
     #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<E>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(inbound)) = &polled {
-            self.taken(inbound);
+        let empty = own(&mut self.taken).is_empty();
+        if empty {
+            // Waiting already with this waker, and nothing has come since (whatever would
+            // change that clears `parked` before it wakes the receiver).
+            let parked = self.shared.parked.load(Ordering::Acquire);
+            if !parked.is_null() && std::ptr::eq(parked, cx.waker().data()) {
+                return Poll::Pending;
+            }
         }
-        polled
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        if empty {
+            std::task::ready!(self.take_all(cx));
+        }
+        coop.made_progress();
+        Poll::Ready(self.hand_out())
     }
 
+    /// Under one lock, takes everything queued (and begins to wait, so that the looks
+    /// after handling it need no lock while nothing comes); with nothing queued, waits, or
+    /// sees the end. `Ready` with items in `taken`, or with none at the end.
+    fn take_all(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.shared.state();
+        if state.items.is_empty() {
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(());
+            }
+            self.shared.park(&mut state, cx);
+            return Poll::Pending;
+        }
+        std::mem::swap(own(&mut self.taken), &mut state.items);
+        // An item queued from now on wakes the receiver, as it would wake a waiting one.
+        // With every sender gone nothing will come: it finds the end under the lock.
+        if self.shared.senders.load(Ordering::Acquire) != 0 {
+            self.shared.park(&mut state, cx);
+        }
+        Poll::Ready(())
+    }
+
+    /// Takes the next item if there is one now.
     #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<E> {
-        let inbound = self.rx.try_recv().ok()?;
-        self.taken(&inbound);
-        Some(inbound)
+        let taken = own(&mut self.taken);
+        if taken.is_empty() {
+            // The receiver waits with its waker stored: nothing has come since.
+            if !self.shared.parked.load(Ordering::Acquire).is_null() {
+                return None;
+            }
+            let mut state = self.shared.state();
+            if state.items.is_empty() {
+                return None;
+            }
+            std::mem::swap(taken, &mut state.items);
+        }
+        self.hand_out()
     }
 }
 
 impl<E> Inbox<E> {
+    /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        // Uncontended: only the receiver, which holds the inbox, ever locks `taken`.
+        self.taken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+            && (!self.shared.parked.load(Ordering::Acquire).is_null()
+                || self.shared.state().items.is_empty())
     }
 }
 
 impl<E> Drop for Inbox<E> {
     fn drop(&mut self) {
         // Wakes anyone waiting for room: the queue is gone.
-        self.meter.close();
+        self.shared.meter.close();
+        let left = {
+            let mut state = self.shared.state();
+            state.gone = true;
+            state.receiver = None;
+            self.shared
+                .parked
+                .store(std::ptr::null_mut(), Ordering::Release);
+            std::mem::take(&mut state.items)
+        };
+        // Dropped outside the lock: an item's drop may send (a reply slot closing).
+        drop(left);
     }
 }
 
@@ -438,11 +731,11 @@ impl<E> InboxSender<E> {
         msg: M,
         make: impl FnOnce(M) -> E,
     ) -> Result<(), (Refused, M)> {
-        match self.meter.try_take() {
+        match self.shared.meter.try_take() {
             Ok(()) => {
                 // The receiver only goes away after closing the meter, so this fails only
                 // in a race with it; the thread is gone then and there is no one to tell.
-                let _ = self.tx.send(make(msg));
+                let _ = self.shared.put(make(msg));
                 Ok(())
             }
             Err(refused) => Err((refused, msg)),
@@ -451,18 +744,18 @@ impl<E> InboxSender<E> {
 
     /// The metered places, for a caller that waits for one itself.
     pub(crate) fn meter(&self) -> &Meter {
-        &self.meter
+        &self.shared.meter
     }
 
     /// Queues a metered item for which the caller has taken a place from
     /// [`meter`](Self::meter).
     pub(crate) fn send_permitted(&self, item: E) {
-        let _ = self.tx.send(item);
+        let _ = self.shared.put(item);
     }
 
     /// Queues an item that is not metered; never waits. `false` if the receiver is gone.
     pub(crate) fn send_unmetered(&self, item: E) -> bool {
-        self.tx.send(item).is_ok()
+        self.shared.put(item).is_ok()
     }
 }
 
@@ -531,18 +824,160 @@ mod tests {
             }
             drop(tx);
             let mut seen = vec![false; (SENDERS * EACH) as usize];
+            let mut last = vec![None; SENDERS as usize];
             let mut max_metered = 0;
             while let Some(inbound) = poll_fn(|cx| rx.poll_recv(cx)).await {
                 let v = match inbound {
                     Item::Metered(v) | Item::Unmetered(v) => v,
                 };
                 assert!(!seen[v as usize], "{v} arrived twice");
+                let sender = (v / EACH) as usize;
+                assert!(
+                    last[sender].is_none_or(|l| l < v),
+                    "{v} arrived after {:?} from the same sender",
+                    last[sender]
+                );
+                last[sender] = Some(v);
                 seen[v as usize] = true;
-                max_metered = max_metered.max(rx.meter.taken.load(Ordering::SeqCst));
+                max_metered = max_metered.max(rx.shared.meter.taken.load(Ordering::SeqCst));
             }
             assert!(seen.iter().all(|s| *s), "every message arrived");
             assert!(max_metered <= 2, "at most `capacity` places taken");
         });
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The value of the next item if one is there now; `Some(None)` at the end.
+    fn next_now(rx: &mut Inbox<Item>, cx: &mut Context<'_>) -> Option<Option<u64>> {
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some(Item::Metered(v) | Item::Unmetered(v))) => Some(Some(v)),
+            Poll::Ready(None) => Some(None),
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn the_end_comes_after_the_last_items_whenever_the_senders_left() {
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+
+        // Gone before the receiver took anything.
+        let (tx, mut rx) = inbox::<Item>(4);
+        tx.send_unmetered(Item::Unmetered(1));
+        tx.send_unmetered(Item::Unmetered(2));
+        drop(tx);
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(1)));
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(2)));
+        assert_eq!(next_now(&mut rx, &mut cx), Some(None));
+
+        // Gone while the receiver hands out what it took: it is woken, and sees the end.
+        let (tx, mut rx) = inbox::<Item>(4);
+        let other = tx.clone();
+        tx.send_unmetered(Item::Unmetered(1));
+        tx.send_unmetered(Item::Unmetered(2));
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(1)));
+        drop(tx);
+        other.send_unmetered(Item::Unmetered(3));
+        let woken = count.0.load(Ordering::SeqCst);
+        drop(other);
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(2)));
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(3)));
+        assert_eq!(next_now(&mut rx, &mut cx), Some(None));
+        assert!(
+            woken >= 1,
+            "an item put after a burst was taken wakes the receiver"
+        );
+
+        // Gone while the receiver waits: it is woken to see the end.
+        let (tx, mut rx) = inbox::<Item>(4);
+        assert_eq!(next_now(&mut rx, &mut cx), None);
+        let before = count.0.load(Ordering::SeqCst);
+        drop(tx);
+        assert_eq!(count.0.load(Ordering::SeqCst), before + 1, "woken");
+        assert_eq!(next_now(&mut rx, &mut cx), Some(None));
+    }
+
+    #[test]
+    fn items_keep_their_order_across_bursts_and_places_come_back_as_they_are_handed_out() {
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = inbox::<Item>(2);
+        assert!(tx.try_send_with(1, Item::Metered).is_ok());
+        tx.send_unmetered(Item::Unmetered(2));
+        assert!(tx.try_send_with(3, Item::Metered).is_ok());
+        assert!(matches!(
+            tx.try_send_with(9, Item::Metered),
+            Err((Refused::Full, 9))
+        ));
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(1)));
+        // One place back, though the rest of the burst is taken off the shared queue.
+        assert!(tx.try_send_with(4, Item::Metered).is_ok());
+        assert!(matches!(
+            tx.try_send_with(9, Item::Metered),
+            Err((Refused::Full, 9))
+        ));
+        assert_eq!(
+            rx.try_recv().map(|i| matches!(i, Item::Unmetered(2))),
+            Some(true)
+        );
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(3)));
+        assert!(!rx.is_empty());
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(4)));
+        assert!(rx.is_empty());
+        assert_eq!(next_now(&mut rx, &mut cx), None);
+        assert!(rx.try_recv().is_none());
+    }
+
+    /// A thread's context holds its inbox and is shared across its awaits: the inbox must be
+    /// `Sync` for items that are only `Send`, as its senders are.
+    #[test]
+    fn the_queue_is_shared_across_threads_for_items_that_are_only_send() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Inbox<std::cell::Cell<u8>>>();
+        shared::<InboxSender<std::cell::Cell<u8>>>();
+        shared::<Places>();
+    }
+
+    #[test]
+    fn a_large_burst_is_kept_in_chunks_below_64_kb_and_leaves_one_behind() {
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = inbox::<Item>(4);
+        let burst = 3 * Chunks::<Item>::LIMIT + 7;
+        for v in 0..burst as u64 {
+            tx.send_unmetered(Item::Unmetered(v));
+        }
+        {
+            let state = rx.shared.state();
+            assert_eq!(state.items.rest.len(), 3);
+            let size = std::mem::size_of::<Item>();
+            assert!(state.items.first.capacity() * size < 64 * 1024);
+            assert!(
+                state
+                    .items
+                    .rest
+                    .iter()
+                    .all(|c| c.capacity() * size < 64 * 1024)
+            );
+        }
+        for v in 0..burst as u64 {
+            assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
+        }
+        assert!(
+            own(&mut rx.taken).rest.is_empty(),
+            "emptied chunks are freed"
+        );
+        assert_eq!(next_now(&mut rx, &mut cx), None);
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! - The DOWN queue lives inside its thread's node (no allocation of its own, nothing until
 //!   the first message) under one short lock; a freed place is promised to the sender that
 //!   has waited longest.
-//! - The inbound queue's places are a counter (one compare-and-swap to take, one atomic
-//!   subtraction to give back), and only senders that found it full ever lock anything.
+//! - The inbound queue keeps its items under one short lock, which its receiver takes once
+//!   per burst (everything queued); its places are a counter (one compare-and-swap to take,
+//!   one atomic subtraction to give back), and only senders that found it full wait in a
+//!   list.
 //! - Both spend tokio's cooperative budget like tokio's own channels, so a queue that
 //!   never empties cannot starve the other tasks of its worker.
 //!
@@ -21,4 +23,4 @@ pub(crate) mod inbound;
 pub(crate) mod waiters;
 
 pub(crate) use down::DownQueue;
-pub(crate) use inbound::{Inbox, InboxSender, Meter, Metered, Refused, inbox};
+pub(crate) use inbound::{Inbox, InboxSender, Meter, Metered, Places, Refused, inbox};

@@ -98,6 +98,13 @@ impl Waiters {
         Some(waker)
     }
 
+    /// Takes the waiter that has waited longest out of the list, as
+    /// [`pop_front`](Self::pop_front) does, with its ticket.
+    pub(crate) fn pop_front_ticket(&mut self) -> Option<(u64, Waker)> {
+        let ticket = self.queue.front()?.ticket;
+        self.pop_front().map(|waker| (ticket, waker))
+    }
+
     /// Takes every waiter out of the list (a close), to be woken.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Waker> + use<> {
         std::mem::take(&mut self.queue).into_iter().map(|w| w.waker)

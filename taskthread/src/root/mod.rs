@@ -18,9 +18,10 @@ use std::future::poll_fn;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::child::{ChildOptions, DEFAULT_STOP_DEADLINE};
-use crate::driver::{Prepared, panic_message, prepare, wait_gone};
+use crate::driver::{Prepared, panic_message, prepare};
 use crate::error::{Error, Result};
 use crate::exit::{ChildId, Exit, ThreadState};
+use crate::family::wait_gone;
 use crate::node::{Node, NodeInit, ThreadMeta};
 use crate::port::{Inbound, RootPort};
 use crate::queue::{Inbox, inbox};
