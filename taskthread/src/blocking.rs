@@ -1,7 +1,9 @@
 //! The per-thread limit on [`Ctx::spawn_blocking`](crate::Ctx::spawn_blocking) jobs that run
 //! at once.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -28,9 +30,11 @@ impl BlockingLimit {
     }
 
     /// Starts `job` on the blocking pool now if a slot is free; otherwise queues it on a
-    /// small task that waits for a slot, so the thread's loop never waits. The semaphore is
-    /// fair, so queued jobs start in the order they were spawned, and a new job cannot
-    /// overtake them (no slot is free while any waits).
+    /// small task that waits for a slot, so the thread's loop never waits. A queued job
+    /// takes its place in the semaphore's line here, as it is spawned, not when its task
+    /// first runs: the semaphore is fair, so queued jobs start in the order they were
+    /// spawned, and a new job cannot overtake them (no slot is free while any waits), even
+    /// when a slot frees up before the tasks of the jobs queued earlier have run.
     ///
     /// Either way the job is one entry of `jobs`: a stopping thread waits for it, and an
     /// abort cancels it if it has not started (a started one cannot be cancelled and is left
@@ -44,10 +48,16 @@ impl BlockingLimit {
             });
             return;
         }
-        let slots = Arc::clone(&self.slots);
+        // Polled once now, with a waker that does nothing, to join the line; the task polls
+        // it again with its own waker, and a slot handed over in between is found then.
+        let mut slot = Box::pin(Arc::clone(&self.slots).acquire_owned());
+        let ready = slot.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         jobs.spawn(async move {
             // The semaphore is never closed.
-            let Ok(slot) = slots.acquire_owned().await else {
+            let Ok(slot) = (match ready {
+                Poll::Ready(acquired) => acquired,
+                Poll::Pending => slot.await,
+            }) else {
                 return;
             };
             let ran = tokio::task::spawn_blocking(move || {

@@ -187,3 +187,47 @@ async fn a_panic_in_a_queued_job_fails_the_thread_with_its_message() {
 fn a_zero_limit_is_refused() {
     let _ = ChildOptions::new().blocking_limit(0);
 }
+
+/// Spawns job 1, then job 2 (queued behind it), waits in its `enter` until job 1 is over,
+/// then spawns job 3: a slot is free then while job 2's task has not run yet.
+struct Overtaker;
+
+#[taskthread(up = u32)]
+impl Overtaker {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let (first_done, wait_first) = std::sync::mpsc::channel();
+        ctx.spawn_blocking(move || {
+            first_done.send(()).unwrap();
+            1u32
+        });
+        ctx.spawn_blocking(|| 2u32);
+        // The loop is held here on purpose (a real clock, not the test's): job 1 ends and
+        // gives its slot back while job 2's task waits to be polled.
+        wait_first.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        ctx.spawn_blocking(|| 3u32);
+        Ok(())
+    }
+
+    #[stream]
+    async fn finished(&mut self, ctx: &mut Ctx<Self>, job: u32) -> Result<()> {
+        ctx.up(job).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_queued_job_is_not_overtaken_by_one_spawned_after_a_slot_freed() {
+    let mut root = taskthread::spawn_with(Overtaker, ChildOptions::new().blocking_limit(1));
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(root.recv().await.unwrap());
+    }
+    assert_eq!(
+        order,
+        [1, 2, 3],
+        "the jobs ran in another order than spawned"
+    );
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
