@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use taskthread::prelude::*;
 use taskthread::supervise::RestartPolicy;
 use taskthread_nats::{Host, NatsTransport, RemoteOptions, Remotes, Settings};
+use tokio::time::Instant;
 
 use super::frame::{FrameDecoder, HEADER_LEN};
 use super::packet_reader::READ_AHEAD;
@@ -67,6 +68,19 @@ pub enum Decoded {
         /// The bytes of it that had arrived.
         bytes: u64,
     },
+    /// A frame took longer than the frame timeout to arrive (a slowloris): it was
+    /// discarded, and the processor stops, which closes the connection.
+    TimedOut {
+        /// The frame timeout.
+        timeout: Duration,
+        /// The bytes of the frame that had arrived.
+        bytes: u64,
+    },
+    /// Bytes that came after bad input or a timed-out frame, discarded.
+    Discarded {
+        /// How many.
+        bytes: u64,
+    },
     /// Bad input: the rest of the stream cannot be cut into frames and is discarded.
     Rejected {
         /// What was wrong.
@@ -81,6 +95,8 @@ pub enum Decoded {
 pub struct ProcessorArgs {
     /// The largest frame accepted, in bytes.
     pub max_frame: u64,
+    /// How long a frame that has started may take to arrive in full, if limited.
+    pub frame_timeout: Option<Duration>,
 }
 
 /// Cuts one client's byte stream into frames, in a worker process, and sends each one UP
@@ -88,8 +104,14 @@ pub struct ProcessorArgs {
 ///
 /// A processor that starts mid-stream (the one before it was lost with its host) skips to
 /// the first frame that starts in a packet it is given. Bad input makes it report and stop,
-/// as a local [`DataProcessor`](super::DataProcessor) does; the frame timeout is not
-/// watched here.
+/// as a local [`DataProcessor`](super::DataProcessor) does.
+///
+/// The frame timeout is watched here, where the frames are cut, as a local processor
+/// watches it: a frame that has started must arrive in full within it, and time the relay
+/// makes the client wait does not count (the processor waiting for room UP, which is where
+/// the connection's wait for room in the byte budget reaches it). A frame over the timeout
+/// is discarded and reported ([`Decoded::TimedOut`]), and the processor stops, which
+/// closes the connection.
 #[derive(Debug)]
 pub struct RemoteProcessor {
     decoder: FrameDecoder,
@@ -97,8 +119,13 @@ pub struct RemoteProcessor {
     next_offset: Option<u64>,
     /// The number of the next frame.
     next_seq: u64,
-    /// The stream has ended, or was rejected: nothing after can be a frame.
+    /// The stream has ended, was rejected, or a frame timed out: nothing after can be a
+    /// frame.
     finished: bool,
+    frame_timeout: Option<Duration>,
+    /// While a frame is incomplete: when it started, or when the relay last made the
+    /// client wait, whichever is later.
+    frame_started: Option<Instant>,
 }
 
 impl RemoteProcessor {
@@ -109,6 +136,8 @@ impl RemoteProcessor {
             next_offset: None,
             next_seq: 1,
             finished: false,
+            frame_timeout: args.frame_timeout,
+            frame_started: None,
         }
     }
 }
@@ -118,6 +147,12 @@ impl RemoteProcessor {
     #[down]
     async fn packet(&mut self, ctx: &mut Ctx<Self>, packet: WirePacket) -> Result<()> {
         if self.finished {
+            // After bad input or a timed-out frame nothing is cut any more: the rest,
+            // already on its way, is discarded.
+            if !packet.bytes.is_empty() {
+                let bytes = packet.bytes.len() as u64;
+                ctx.up(Decoded::Discarded { bytes }).await?;
+            }
             return Ok(());
         }
         if packet.bytes.is_empty() {
@@ -131,6 +166,7 @@ impl RemoteProcessor {
             // Out of step (the first packet of this processor's life): start at the first
             // frame that starts here, or wait for one.
             self.decoder.discard();
+            self.frame_started = None;
             let Some((start, seq)) = packet.first_frame else {
                 return Ok(());
             };
@@ -139,6 +175,9 @@ impl RemoteProcessor {
             self.next_seq = seq;
         }
         self.next_offset = Some(end);
+        // A frame that starts in this packet starts its clock now, as does one the relay
+        // makes wait.
+        let mut restart_clock = self.decoder.buffered() == 0;
         self.decoder.push(&bytes);
         loop {
             match self.decoder.next_frame() {
@@ -146,10 +185,15 @@ impl RemoteProcessor {
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     ctx.up(Decoded::Frame { seq, payload }).await?;
+                    restart_clock = true;
                 }
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    self.watch_frame(ctx, restart_clock);
+                    return Ok(());
+                }
                 Err(e) => {
                     let discarded = self.decoder.discard() as u64;
+                    self.frame_started = None;
                     self.finished = true;
                     ctx.up(Decoded::Rejected {
                         reason: e.to_string(),
@@ -163,6 +207,25 @@ impl RemoteProcessor {
         }
     }
 
+    /// Checks the incomplete frame against the frame timeout. Runs at the frame's deadline,
+    /// which moves as frames complete and new ones start.
+    #[rescheduling(manual)]
+    async fn frame_deadline(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        let (Some(started), Some(timeout)) = (self.frame_started, self.frame_timeout) else {
+            return Ok(Reschedule::Done);
+        };
+        let deadline = started + timeout;
+        if Instant::now() < deadline {
+            return Ok(Reschedule::At(deadline));
+        }
+        let bytes = self.decoder.discard() as u64;
+        self.frame_started = None;
+        self.finished = true;
+        ctx.up(Decoded::TimedOut { timeout, bytes }).await?;
+        ctx.stop();
+        Ok(Reschedule::Done)
+    }
+
     /// Stopped (or at the end of the stream) with part of a frame buffered.
     async fn exit(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let bytes = self.decoder.discard() as u64;
@@ -170,6 +233,26 @@ impl RemoteProcessor {
             ctx.up(Decoded::Truncated { bytes }).await?;
         }
         Ok(())
+    }
+}
+
+impl RemoteProcessor {
+    /// Starts, restarts or ends the clock of the incomplete frame, and makes sure its
+    /// deadline is watched.
+    fn watch_frame(&mut self, ctx: &mut Ctx<Self>, restart: bool) {
+        if self.decoder.buffered() == 0 {
+            self.frame_started = None; // the deadline, if watched, finds nothing to check
+            return;
+        }
+        let now = Instant::now();
+        if restart || self.frame_started.is_none() {
+            self.frame_started = Some(now);
+        }
+        if let (Some(timeout), Some(started)) = (self.frame_timeout, self.frame_started)
+            && !ctx.is_task_scheduled(Self::FRAME_DEADLINE)
+        {
+            ctx.reschedule_task_at(Self::FRAME_DEADLINE, started + timeout);
+        }
     }
 }
 
@@ -326,9 +409,13 @@ impl Processors {
         Ok(Self::new(remotes, hosts))
     }
 
-    /// Spawns a supervised processor for a connection whose frames hold at most
-    /// `max_frame` bytes, on the next host in turn.
-    pub fn spawn<P>(&self, ctx: &mut Ctx<P>, max_frame: usize) -> Result<ChildRef<RemoteProcessor>>
+    /// Spawns a supervised processor for a connection with the limits of `args`, on the
+    /// next host in turn.
+    pub fn spawn<P>(
+        &self,
+        ctx: &mut Ctx<P>,
+        args: ProcessorArgs,
+    ) -> Result<ChildRef<RemoteProcessor>>
     where
         P: Thread + taskthread::HandlesUp<Decoded>,
     {
@@ -341,9 +428,7 @@ impl Processors {
             .backoff(Duration::from_millis(50), Duration::from_secs(1))
             .max_restarts(10, Duration::from_secs(60));
         let options = options
-            .args(ProcessorArgs {
-                max_frame: max_frame as u64,
-            })
+            .args(args)
             .restart(restart)
             .child(ChildOptions::new().name("processor").capacity(READ_AHEAD));
         self.remotes.spawn(ctx, options).map_err(Error::new)

@@ -14,7 +14,7 @@ use super::budget::Budget;
 use super::frame::{self, HEADER_LEN};
 use super::packet_reader::{PacketReader, Processor, READ_AHEAD, ReadEnd};
 use super::receipt::Ledger;
-use super::remote::{Decoded, FrameScanner};
+use super::remote::{Decoded, FrameScanner, ProcessorArgs};
 use super::replies::{Closed, Replies};
 use super::tcp_server::{Receipts, ServerConfig};
 use super::{DataProcessor, Frame, RelayStats};
@@ -116,7 +116,13 @@ impl TcpConnection {
         let processor = if let Some(processors) = &config.processors {
             let remote = RemoteFrames::default();
             let processor = Processor::Remote {
-                child: processors.spawn(ctx, config.max_frame)?,
+                child: processors.spawn(
+                    ctx,
+                    ProcessorArgs {
+                        max_frame: config.max_frame as u64,
+                        frame_timeout: config.frame_timeout,
+                    },
+                )?,
                 scanner: FrameScanner::new(config.max_frame),
                 frames: Arc::clone(&remote.handed),
             };
@@ -211,6 +217,19 @@ impl TcpConnection {
                 self.ledger.record_discarded();
                 self.stats
                     .count_truncated(usize::try_from(bytes).unwrap_or(usize::MAX));
+            }
+            Decoded::TimedOut { timeout, bytes } => {
+                tracing::warn!(%client, "closing the connection: a frame took over {timeout:?} (frame timeout); {bytes} bytes of it had arrived");
+                self.stats.count_slow();
+                if bytes > 0 {
+                    self.ledger.record_discarded();
+                    self.stats
+                        .count_truncated(usize::try_from(bytes).unwrap_or(usize::MAX));
+                }
+            }
+            Decoded::Discarded { bytes } => {
+                self.stats
+                    .count_discarded(usize::try_from(bytes).unwrap_or(usize::MAX));
             }
             Decoded::Rejected { reason, discarded } => {
                 tracing::warn!(%client, "closing the connection: {reason}");

@@ -22,7 +22,8 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// How long a client may send nothing before it is disconnected (default 60 s).
     pub idle_timeout: Option<Duration>,
-    /// How long a frame may take to arrive in full once it has started (default 10 s).
+    /// How long a frame may take to arrive in full once it has started (default 10 s);
+    /// watched where the frames are cut, by remote processors too.
     pub frame_timeout: Option<Duration>,
     /// The relay's byte budget: the frame bytes it holds at once, from the moment a frame's
     /// length prefix has arrived until its last copy is dropped (default

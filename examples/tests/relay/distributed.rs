@@ -11,13 +11,18 @@ use taskthread::Exit;
 use taskthread_examples::relay::app::{self, DemoOptions, Relay, RelayConfig};
 use taskthread_examples::relay::cluster::{self, Cluster, NatsServer, stdin_closed};
 use taskthread_examples::relay::database;
-use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, Sent};
+use taskthread_examples::relay::frame;
+use taskthread_examples::relay::load::{LoadGenerator, LoadOptions, RelayClient, Sent};
 use taskthread_examples::relay::remote::{self, Processors};
 use taskthread_examples::relay::tcp_server::{Receipts, ServerConfig};
 use taskthread_examples::relay::websocket::SubOptions;
 use tokio::process::Command;
+use tracing::Level;
 
-use crate::common::{init_tracing, loopback, sub_options};
+use crate::common::{
+    TestRelay, assert_every_byte_accounted, init_tracing, logged_about, loopback, payload,
+    server_config, sub_options, wait_until,
+};
 
 /// What tells a run of this binary that it is a worker: `NAME URL`.
 const WORKER: &str = "RELAY_TEST_WORKER";
@@ -186,6 +191,80 @@ async fn a_worker_killed_mid_run_loses_no_frame_silently() {
         acked <= s.stored && s.acked <= s.stored,
         "acked {acked}: {s}"
     );
+}
+
+/// The frame timeout with the processors in workers: a slowloris (a frame of 100 bytes,
+/// one byte every 100 ms) is closed long before its frame could be complete, counted as
+/// slow, and its partial frame discarded and counted; a client that pauses between frames
+/// for longer than the frame timeout is served. Real time: the workers are processes of
+/// their own, so the paused clock cannot be used; the slowloris would need 10 s to finish
+/// its frame, ten times the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_is_closed_at_the_frame_timeout_with_processors_in_workers() {
+    if !nats_server_present() {
+        return;
+    }
+    let (cluster, processors) = start_cluster().await;
+    let relay = TestRelay::start(
+        ServerConfig {
+            frame_timeout: Some(Duration::from_secs(1)),
+            processors: Some(processors),
+            ..server_config()
+        },
+        1,
+    )
+    .await;
+    let addr = relay.addr();
+
+    let slowloris = tokio::spawn(async move {
+        let mut c = RelayClient::connect(addr).await.unwrap();
+        let me = c.local_addr().unwrap();
+        let mut wire = bytes::BytesMut::new();
+        frame::encode(&payload(1, 0, 100), &mut wire);
+        for (sent, byte) in wire.iter().enumerate() {
+            if c.send_raw(&[*byte]).await.is_err() {
+                return (me, sent);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (me, wire.len())
+    });
+    let patient = tokio::spawn(async move {
+        let mut c = RelayClient::connect(addr).await.unwrap();
+        for n in 0..2 {
+            c.send_frame(&payload(2, n, 100)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        c.finish().await.unwrap()
+    });
+
+    let (slow_addr, sent) = slowloris.await.unwrap();
+    assert!(
+        sent < 104,
+        "closed before its frame was complete: sent {sent}"
+    );
+    let sent_patiently = patient.await.unwrap();
+    let stats = relay.stats().clone();
+    wait_until("both clients to be gone", || stats.clients_closed() == 2).await;
+    let logged = logged_about(slow_addr);
+    let line = logged.iter().find(|l| l.message.contains("frame timeout"));
+    assert_eq!(line.map(|l| l.level), Some(Level::WARN), "{logged:#?}");
+
+    let finished = relay.finish().await;
+    cluster.shutdown().await;
+    assert_eq!(finished.stats.clients_slow(), 1);
+    assert_eq!(finished.stats.received_checksum(), sent_patiently);
+    let s = finished.summary;
+    assert_eq!(
+        (s.received, s.stored, s.truncated, s.lost),
+        (2, 2, 1, 0),
+        "{s}"
+    );
+    assert!(
+        finished.stats.bytes_discarded() > 0,
+        "the partial frame's bytes"
+    );
+    assert_every_byte_accounted(&finished.stats);
 }
 
 /// Polls `done` until it holds (a trigger, not a measurement).
