@@ -42,10 +42,7 @@ pub struct DataProcessor {
     budget: Budget,
     /// The share of the budget the frame at the front holds, once admitted.
     admitted: Option<Charge>,
-    frame_timeout: Option<Duration>,
-    /// While a frame is incomplete: when it started, or when the relay last made the
-    /// client wait, whichever is later.
-    frame_started: Option<Instant>,
+    clock: FrameClock,
     ledger: Arc<Ledger>,
     /// Whether the ledger was told the total (by `exit`).
     ledger_finished: bool,
@@ -69,8 +66,7 @@ impl DataProcessor {
             finished: false,
             budget,
             admitted: None,
-            frame_timeout: config.frame_timeout,
-            frame_started: None,
+            clock: FrameClock::new(config.frame_timeout),
             ledger,
             ledger_finished: false,
             stats,
@@ -137,13 +133,10 @@ impl DataProcessor {
     /// which moves as frames complete and new ones start.
     #[rescheduling(manual)]
     async fn frame_deadline(&mut self, ctx: &mut Ctx<Self>) -> Reschedule {
-        let (Some(started), Some(timeout)) = (self.frame_started, self.frame_timeout) else {
-            return Reschedule::Done;
+        let timeout = match self.clock.overdue() {
+            Ok(timeout) => timeout,
+            Err(next) => return next,
         };
-        let deadline = started + timeout;
-        if Instant::now() < deadline {
-            return Reschedule::At(deadline);
-        }
         let buffered = self.decoder.buffered();
         tracing::warn!(client = %self.client, frames = self.frames, "closing the connection: a frame took over {timeout:?} (frame timeout); {buffered} bytes of it had arrived");
         self.stats.count_slow();
@@ -185,18 +178,10 @@ impl DataProcessor {
     /// Starts, restarts or ends the clock of the incomplete frame, and makes sure its
     /// deadline is watched.
     fn watch_frame(&mut self, ctx: &mut Ctx<Self>, restart: bool) {
-        if self.decoder.buffered() == 0 {
-            self.frame_started = None; // the deadline, if watched, finds nothing to check
-            return;
-        }
-        let now = Instant::now();
-        if restart || self.frame_started.is_none() {
-            self.frame_started = Some(now);
-        }
-        if let (Some(timeout), Some(started)) = (self.frame_timeout, self.frame_started)
+        if let Some(deadline) = self.clock.watch(self.decoder.buffered() > 0, restart)
             && !ctx.is_task_scheduled(Self::FRAME_DEADLINE)
         {
-            ctx.reschedule_task_at(Self::FRAME_DEADLINE, started + timeout);
+            ctx.reschedule_task_at(Self::FRAME_DEADLINE, deadline);
         }
     }
 
@@ -215,7 +200,7 @@ impl DataProcessor {
         self.ledger.record_discarded();
         self.stats.count_rejected(self.decoder.discard());
         self.admitted = None;
-        self.frame_started = None;
+        self.clock.stop();
         self.finished = true;
         ctx.stop();
     }
@@ -224,13 +209,65 @@ impl DataProcessor {
     /// budget back; returns how many bytes it had.
     fn discard_partial(&mut self) -> usize {
         self.admitted = None;
-        self.frame_started = None;
+        self.clock.stop();
         let discarded = self.decoder.discard();
         if discarded > 0 {
             self.ledger.record_discarded();
             self.stats.count_truncated(discarded);
         }
         discarded
+    }
+}
+
+/// The clock of a client's incomplete frame against the frame timeout, for the processors
+/// (local and remote) that cut the client's frames.
+///
+/// It runs while a frame is incomplete, from when the frame started or when the relay last
+/// made the client wait, whichever is later.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FrameClock {
+    timeout: Option<Duration>,
+    started: Option<Instant>,
+}
+
+impl FrameClock {
+    /// A clock against `timeout` (none: never overdue).
+    pub(super) fn new(timeout: Option<Duration>) -> Self {
+        Self {
+            timeout,
+            started: None,
+        }
+    }
+
+    /// Starts the clock if a frame is `incomplete` and it is not running (or `restart`),
+    /// or stops it if none is; returns the deadline to watch, if there is one.
+    pub(super) fn watch(&mut self, incomplete: bool, restart: bool) -> Option<Instant> {
+        if !incomplete {
+            self.started = None; // the deadline, if watched, finds nothing to check
+            return None;
+        }
+        if restart || self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        Some(self.started? + self.timeout?)
+    }
+
+    /// Stops the clock: no frame is incomplete any more.
+    pub(super) fn stop(&mut self) {
+        self.started = None;
+    }
+
+    /// At a deadline: the timeout if the incomplete frame has taken longer, else when to
+    /// look again (never, if the clock has stopped).
+    pub(super) fn overdue(&self) -> Result<Duration, Reschedule> {
+        let (Some(started), Some(timeout)) = (self.started, self.timeout) else {
+            return Err(Reschedule::Done);
+        };
+        let deadline = started + timeout;
+        if Instant::now() < deadline {
+            return Err(Reschedule::At(deadline));
+        }
+        Ok(timeout)
     }
 }
 

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use taskthread::prelude::*;
 use taskthread::supervise::RestartPolicy;
 use taskthread_nats::{Host, NatsTransport, RemoteOptions, Remotes, Settings};
-use tokio::time::Instant;
 
+use super::data_processor::FrameClock;
 use super::frame::{FrameDecoder, HEADER_LEN};
 use super::packet_reader::READ_AHEAD;
 
@@ -122,10 +122,7 @@ pub struct RemoteProcessor {
     /// The stream has ended, was rejected, or a frame timed out: nothing after can be a
     /// frame.
     finished: bool,
-    frame_timeout: Option<Duration>,
-    /// While a frame is incomplete: when it started, or when the relay last made the
-    /// client wait, whichever is later.
-    frame_started: Option<Instant>,
+    clock: FrameClock,
 }
 
 impl RemoteProcessor {
@@ -136,8 +133,7 @@ impl RemoteProcessor {
             next_offset: None,
             next_seq: 1,
             finished: false,
-            frame_timeout: args.frame_timeout,
-            frame_started: None,
+            clock: FrameClock::new(args.frame_timeout),
         }
     }
 }
@@ -166,7 +162,7 @@ impl RemoteProcessor {
             // Out of step (the first packet of this processor's life): start at the first
             // frame that starts here, or wait for one.
             self.decoder.discard();
-            self.frame_started = None;
+            self.clock.stop();
             let Some((start, seq)) = packet.first_frame else {
                 return Ok(());
             };
@@ -193,7 +189,7 @@ impl RemoteProcessor {
                 }
                 Err(e) => {
                     let discarded = self.decoder.discard() as u64;
-                    self.frame_started = None;
+                    self.clock.stop();
                     self.finished = true;
                     ctx.up(Decoded::Rejected {
                         reason: e.to_string(),
@@ -211,15 +207,12 @@ impl RemoteProcessor {
     /// which moves as frames complete and new ones start.
     #[rescheduling(manual)]
     async fn frame_deadline(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
-        let (Some(started), Some(timeout)) = (self.frame_started, self.frame_timeout) else {
-            return Ok(Reschedule::Done);
+        let timeout = match self.clock.overdue() {
+            Ok(timeout) => timeout,
+            Err(next) => return Ok(next),
         };
-        let deadline = started + timeout;
-        if Instant::now() < deadline {
-            return Ok(Reschedule::At(deadline));
-        }
         let bytes = self.decoder.discard() as u64;
-        self.frame_started = None;
+        self.clock.stop();
         self.finished = true;
         ctx.up(Decoded::TimedOut { timeout, bytes }).await?;
         ctx.stop();
@@ -240,18 +233,10 @@ impl RemoteProcessor {
     /// Starts, restarts or ends the clock of the incomplete frame, and makes sure its
     /// deadline is watched.
     fn watch_frame(&mut self, ctx: &mut Ctx<Self>, restart: bool) {
-        if self.decoder.buffered() == 0 {
-            self.frame_started = None; // the deadline, if watched, finds nothing to check
-            return;
-        }
-        let now = Instant::now();
-        if restart || self.frame_started.is_none() {
-            self.frame_started = Some(now);
-        }
-        if let (Some(timeout), Some(started)) = (self.frame_timeout, self.frame_started)
+        if let Some(deadline) = self.clock.watch(self.decoder.buffered() > 0, restart)
             && !ctx.is_task_scheduled(Self::FRAME_DEADLINE)
         {
-            ctx.reschedule_task_at(Self::FRAME_DEADLINE, started + timeout);
+            ctx.reschedule_task_at(Self::FRAME_DEADLINE, deadline);
         }
     }
 }
