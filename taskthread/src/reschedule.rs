@@ -500,18 +500,21 @@ impl Schedule {
     /// must be set to, unless that run is due by the last clock reading (or there is none).
     fn rearm(&mut self) -> Option<Instant> {
         self.dirty = false;
-        let earliest = self.slots.iter().map(|s| s.next).min().unwrap_or(NEVER);
+        let earliest = match &self.slots {
+            Slots::One(slot) => slot.next,
+            Slots::Many(slots) => slots.iter().map(|s| s.next).min().unwrap_or(NEVER),
+        };
         self.armed = earliest;
         (earliest > self.now && earliest != NEVER).then(|| self.instant(earliest))
     }
 
     /// Takes the earliest task off the timetable.
+    #[inline]
     fn take_due(&mut self) -> Option<Due> {
-        let (index, slot) = self
-            .slots
-            .iter_mut()
-            .enumerate()
-            .min_by_key(|(_, s)| s.next)?;
+        let (index, slot) = match &mut self.slots {
+            Slots::One(slot) => (0, slot),
+            Slots::Many(slots) => slots.iter_mut().enumerate().min_by_key(|(_, s)| s.next)?,
+        };
         if slot.next == NEVER {
             return None;
         }
@@ -529,31 +532,56 @@ impl Schedule {
     /// due at once without the timer: not for `Done` or `Stop`, nor for the next tick of a
     /// task that bursts (it runs every tick, late or not; a tick already past is due as
     /// soon as the timer is set to it, as for a `tokio::time::interval` that bursts).
+    #[inline]
     fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
         self.dirty = true;
-        let slot = &mut self.slots[due.index];
+        let slot = self.slot_mut(due.index);
         if slot.touched {
             slot.touched = false;
             return matches!(decision, Reschedule::Stop);
         }
         let (every, missed) = (slot.every, slot.spec.missed);
+        if let Reschedule::Again = decision
+            && every != NEVER
+            && missed == MissedTicks::Burst
+        {
+            slot.next = due.at.saturating_add(every);
+            return false;
+        }
         let next = match decision {
             Reschedule::Done | Reschedule::Stop => NEVER,
-            Reschedule::Again if every != NEVER && missed == MissedTicks::Burst => {
-                due.at.saturating_add(every)
-            }
-            _ => {
-                let now = self.saw(Instant::now());
-                match decision {
-                    Reschedule::Again if every != NEVER => next_tick(due.at, now, every, missed),
-                    Reschedule::After(d) => now.saturating_add(nanos(d)),
-                    Reschedule::At(at) => self.since_base(at),
-                    _ => now,
-                }
-            }
+            _ => self.next_by_clock(due, decision, every, missed),
         };
-        self.slots[due.index].next = next;
+        self.slot_mut(due.index).next = next;
         matches!(decision, Reschedule::Stop)
+    }
+
+    /// The next run of a task whose next run depends on when this one ended: reads the
+    /// clock.
+    #[inline(never)]
+    fn next_by_clock(
+        &mut self,
+        due: Due,
+        decision: Reschedule,
+        every: u64,
+        missed: MissedTicks,
+    ) -> u64 {
+        let now = self.saw(Instant::now());
+        match decision {
+            Reschedule::Again if every != NEVER => next_tick(due.at, now, every, missed),
+            Reschedule::After(d) => now.saturating_add(nanos(d)),
+            Reschedule::At(at) => self.since_base(at),
+            _ => now,
+        }
+    }
+
+    /// The slot of a task: a thread's only task (the common case) is found without indexing.
+    #[inline]
+    fn slot_mut(&mut self, index: usize) -> &mut Slot {
+        match &mut self.slots {
+            Slots::One(slot) => slot,
+            Slots::Many(slots) => &mut slots[index],
+        }
     }
 }
 
@@ -590,5 +618,74 @@ mod tests {
         assert_eq!(next_tick(0, late, p, MissedTicks::Skip), 40 * ms);
         assert_eq!(next_tick(0, late, p, MissedTicks::Burst), p);
         assert_eq!(next_tick(0, late, p, MissedTicks::Delay), 45 * ms);
+    }
+
+    const fn spec(name: &'static str, every_ms: u64, missed: MissedTicks) -> TaskSpec {
+        TaskSpec {
+            name,
+            every: Some(Duration::from_millis(every_ms)),
+            delay: Duration::ZERO,
+            manual: true,
+            missed,
+        }
+    }
+
+    static ONE: [TaskSpec; 1] = [spec("one", 10, MissedTicks::Burst)];
+    static TWO: [TaskSpec; 2] = [
+        spec("slow", 30, MissedTicks::Burst),
+        spec("fast", 10, MissedTicks::Burst),
+    ];
+
+    /// Schedules every task at `at` (nanoseconds of the table), as `ctx` would, and re-arms.
+    fn schedule_all(schedule: &mut Schedule, at: &[u64]) {
+        for (index, at) in at.iter().enumerate() {
+            schedule.schedule(index, *at);
+        }
+        schedule.rearm();
+    }
+
+    #[test]
+    fn one_task_and_many_take_the_earliest_and_burst_on_the_grid() {
+        let ms = 1_000_000;
+        for specs in [&ONE[..], &TWO[..]] {
+            let mut schedule = Schedule::new(specs);
+            let at: Vec<u64> = (0..specs.len() as u64).map(|i| (5 - i) * ms).collect();
+            schedule_all(&mut schedule, &at);
+            let earliest = *at.iter().min().expect("a task");
+            assert_eq!(schedule.armed, earliest);
+            let due = schedule.take_due().expect("a task is scheduled");
+            assert_eq!(due.index, specs.len() - 1);
+            assert_eq!(due.at, earliest);
+            assert_eq!(schedule.slots[due.index].runs, 1);
+            // A bursting `Again` runs on the next tick of the grid, however late it ends.
+            assert!(!schedule.finish(due, Reschedule::Again));
+            assert_eq!(schedule.slots[due.index].next, earliest + 10 * ms);
+            // `Done` takes it off the timetable.
+            let due = schedule.take_due().expect("still scheduled");
+            assert!(!schedule.finish(due, Reschedule::Done));
+            assert_eq!(schedule.slots[due.index].next, NEVER);
+        }
+    }
+
+    #[test]
+    fn a_schedule_changed_during_the_run_wins_over_what_the_run_returns() {
+        let ms = 1_000_000;
+        for specs in [&ONE[..], &TWO[..]] {
+            let mut schedule = Schedule::new(specs);
+            let index = specs.len() - 1;
+            schedule_all(&mut schedule, &vec![2 * ms; specs.len()]);
+            let due = loop {
+                let due = schedule.take_due().expect("scheduled");
+                if due.index == index {
+                    break due;
+                }
+            };
+            schedule.schedule(index, 50 * ms);
+            assert!(schedule.finish(due, Reschedule::Stop));
+            assert_eq!(schedule.slots[index].next, 50 * ms);
+            schedule.rearm();
+            let due = schedule.take_due().expect("rescheduled");
+            assert_eq!((due.index, due.at), (index, 50 * ms));
+        }
     }
 }

@@ -38,6 +38,7 @@ enum Next<T: Thread> {
 /// and the stop signal last — it is also checked with one atomic load at the top of every
 /// turn, so it is only waited on when there is nothing else to do. A hand-written poll
 /// rather than `select!`: it builds no futures per message.
+#[inline]
 fn poll_next<T: Thread>(
     cx: &mut Context<'_>,
     ctx: &mut Ctx<T>,
