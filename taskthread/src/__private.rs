@@ -14,8 +14,9 @@ pub use std::time::Duration;
 pub use crate::ctx::Ctx;
 pub use crate::error::{Error, Result};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart};
+pub use crate::reply::Reply;
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
-pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Reply, Thread, UpType};
+pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Thread, UpType};
 
 use std::pin::Pin;
 use std::result::Result as StdResult;

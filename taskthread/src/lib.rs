@@ -162,6 +162,7 @@ mod path;
 mod port;
 mod queue;
 mod record;
+mod reply;
 mod reschedule;
 mod root;
 mod tasks;

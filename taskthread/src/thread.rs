@@ -1,7 +1,6 @@
 //! The [`Thread`] trait the `#[taskthread]` macro implements, and the traits that wire
 //! messages to handlers by type.
 
-use std::fmt;
 use std::future::Future;
 
 use crate::ctx::Ctx;
@@ -10,6 +9,7 @@ use crate::exit::{ChildExit, ChildId, ChildRestart, ExitReport, log_exit, log_re
 use crate::node::Node;
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::Meter;
+use crate::reply::Reply;
 use crate::reschedule::{Reschedule, TaskSpec};
 
 /// The default capacity of a thread's DOWN queue and of its inbound (UP) queue.
@@ -319,38 +319,6 @@ pub enum NoUp {}
 impl<T: Thread> HandlesUp<NoUp> for T {
     fn __wrap_up(_from: ChildId, msg: NoUp) -> T::Event {
         match msg {}
-    }
-}
-
-/// The reply slot of an asked message: the generated dispatch sends the handler's answer
-/// through it to the asker. A [proxy](crate::proxy) carries it across: it keeps the asker's
-/// slot and answers it when the answer comes back, and the other side makes one with
-/// [`Reply::pair`] to wait for the handler's answer.
-pub struct Reply<R>(pub(crate) tokio::sync::oneshot::Sender<R>);
-
-impl<R> Reply<R> {
-    /// Sends the answer; an asker that gave up is not an error.
-    pub fn send(self, answer: R) {
-        crate::node::answering();
-        let _ = self.0.send(answer);
-    }
-
-    /// A reply slot and the receiver its answer arrives on (closed, without an answer, if
-    /// the slot is dropped: the handler failed or the message was dropped).
-    pub fn pair() -> (Self, tokio::sync::oneshot::Receiver<R>) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        (Self(tx), rx)
-    }
-
-    /// Whether the asker has given up waiting.
-    pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
-}
-
-impl<R> fmt::Debug for Reply<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Reply")
     }
 }
 

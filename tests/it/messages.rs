@@ -140,6 +140,94 @@ async fn an_ask_whose_handler_fails_gets_no_reply_and_the_thread_fails() {
     }
 }
 
+/// A question that is answered with its own number.
+#[derive(Debug, Clone, PartialEq)]
+struct Echo(u64);
+#[derive(Debug, Clone, PartialEq)]
+struct Boom;
+
+struct Echoer;
+
+#[taskthread(capacity = 64)]
+impl Echoer {
+    #[down]
+    async fn echo(&mut self, _ctx: &mut Ctx<Self>, q: Echo) -> Result<u64> {
+        Ok(q.0)
+    }
+
+    #[down]
+    async fn boom(&mut self, _ctx: &mut Ctx<Self>, _b: Boom) {
+        panic!("boom");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_asker_of_one_batch_gets_its_own_answer() {
+    let root = taskthread::spawn(Echoer);
+    let askers: Vec<_> = (0..20u64)
+        .map(|n| {
+            let echo = root.child_ref();
+            tokio::spawn(async move { (n, echo.ask(Echo(n)).await.unwrap()) })
+        })
+        .collect();
+    // Every question is queued before the thread runs again: it answers them in one turn.
+    for asker in askers {
+        let (asked, answered) = asker.await.unwrap();
+        assert_eq!(asked, answered);
+    }
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn askers_on_every_worker_get_every_answer() {
+    let root = taskthread::spawn(Echoer);
+    let askers: Vec<_> = (0..4u64)
+        .map(|task| {
+            let echo = root.child_ref();
+            tokio::spawn(async move {
+                for n in 0..2_000u64 {
+                    let q = task * 1_000_000 + n;
+                    assert_eq!(echo.ask(Echo(q)).await.unwrap(), q);
+                }
+            })
+        })
+        .collect();
+    for asker in askers {
+        asker.await.unwrap();
+    }
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_arrives_when_the_thread_panics_right_after_sending_it() {
+    let root = taskthread::spawn(Echoer);
+    let echo = root.child_ref();
+    let asker = tokio::spawn(async move { echo.ask(Echo(7)).await });
+    tokio::task::yield_now().await; // the question is queued
+    root.send(Boom).await.unwrap();
+    // One turn answers the question and panics on the next message.
+    assert_eq!(asker.await.unwrap().unwrap(), 7);
+    match root.join().await {
+        Exit::Panicked(message) => assert_eq!(message, "boom"),
+        other => panic!("expected a panic, got {other}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ask_given_up_before_its_answer_leaves_the_thread_answering_others() {
+    let root = taskthread::spawn(Counter::default());
+    root.send(Hold(Duration::from_secs(10))).await.unwrap();
+    // The question is queued behind the hold; the asker stops waiting before it is answered.
+    let gave_up = tokio::time::timeout(Duration::from_secs(1), root.ask(Total)).await;
+    assert!(gave_up.is_err());
+    root.send(Add(5)).await.unwrap();
+    assert_eq!(root.ask(Total).await.unwrap(), 5);
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
 // ---- UP, broadcast, lookup ------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq)]

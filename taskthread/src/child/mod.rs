@@ -15,14 +15,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::oneshot;
-
 use crate::error::{AskError, SendError, TrySendError};
 use crate::exit::{ChildId, ThreadState};
 use crate::node::{ChildNode, Node, TreeSnapshot};
 use crate::queue::DownQueue;
 use crate::queue::down::Sending;
-use crate::thread::{Accepts, Asks, Reply, Thread};
+use crate::reply::{Answer, Reply};
+use crate::thread::{Accepts, Asks, Thread};
 use crate::wait::{WaitCycle, WaitKind};
 
 /// The address of a running thread: send it messages, ask it questions, stop it.
@@ -328,8 +327,8 @@ impl<T: Thread> ChildRef<T> {
     where
         T: Asks<Q, Reply = R>,
     {
-        let (reply, answer) = oneshot::channel();
-        let down = T::__wrap_ask(question, Reply(reply));
+        let (reply, answer) = Reply::pair();
+        let down = T::__wrap_ask(question, reply);
         AskFuture {
             child: self,
             sending: Some(self.node.queue.send(down)),
@@ -488,7 +487,7 @@ pub struct AskFuture<'a, T: Thread, Q, R> {
     child: &'a ChildRef<T>,
     /// The question on its way into the queue; `None` once it is queued.
     sending: Option<Sending<'a, T::Down>>,
-    answer: oneshot::Receiver<R>,
+    answer: Answer<R>,
     unwrap: fn(T::Down) -> Q,
     /// The wait for the answer: [`NOT_BLOCKED`], [`REPORTED`], or the id of the thread
     /// that waits, marked in the asked thread's node until the answer comes.

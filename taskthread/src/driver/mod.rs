@@ -224,7 +224,8 @@ pub(crate) fn prepare<T: Thread>(
 
 pin_project_lite::pin_project! {
     /// A thread's task, polled as one: the waits of [`ChildRef`]s that block in it are
-    /// reported to its loop (`node::polling_thread`).
+    /// reported to its loop (`node::polling_thread`), and the askers it answers are woken
+    /// as its poll ends (`reply::holding_answers`).
     struct ThreadTask<F> {
         #[pin]
         task: F,
@@ -237,7 +238,7 @@ impl<F: Future> Future for ThreadTask<F> {
     #[inline]
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let task = self.project().task;
-        crate::node::polling_thread(|| task.poll(cx))
+        crate::node::polling_thread(|| crate::reply::holding_answers(|| task.poll(cx)))
     }
 }
 

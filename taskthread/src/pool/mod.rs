@@ -29,8 +29,9 @@ use crate::ctx::Ctx;
 use crate::driver::{DoneSignal, LifeRules};
 use crate::error::{Result, TrySendError};
 use crate::exit::{ChildExit, ChildId, log_exit};
+use crate::reply::Reply;
 use crate::reschedule::Reschedule;
-use crate::thread::{Accepts, Asks, HandlesStream, Reply, Thread};
+use crate::thread::{Accepts, Asks, HandlesStream, Thread};
 use forward::forward_port;
 use handle::PoolControl;
 

@@ -91,7 +91,7 @@ pub use wire::{
     MessageVisitor, ReadDown, ReadUp, Remote, TakeQuestion, WireMessage, WriteDown, WriteUp,
 };
 
-pub use crate::thread::Reply;
+pub use crate::reply::{Answer, NoAnswer, Reply};
 
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::{Ctx, UpFuture};

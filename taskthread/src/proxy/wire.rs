@@ -8,7 +8,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::thread::{Reply, Thread};
+use crate::reply::Reply;
+use crate::thread::Thread;
 
 /// A type that can cross the wire: a DOWN message, an answer or an up type of a
 /// `#[taskthread(remote)]` thread. Every `Serialize + DeserializeOwned + Send + 'static`

@@ -4,13 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
 use crate::child::ChildRef;
 use crate::error::TrySendError;
 use crate::exit::ChildId;
 use crate::node::TreeSnapshot;
-use crate::thread::{Accepts, Asks, Reply, Thread};
+use crate::reply::Reply;
+use crate::thread::{Accepts, Asks, Thread};
 
 use super::error::{BlockingError, RecvError};
 use super::park;
@@ -329,8 +328,8 @@ impl<T: Thread> BackgroundHandle<T> {
             Some(Err(_)) => return Err(BlockingError::Ended(question)),
             None => return Err(BlockingError::Timeout(question)),
         };
-        let (reply, answer) = oneshot::channel();
-        permit.send(T::__wrap_ask(question, Reply(reply)));
+        let (reply, answer) = Reply::pair();
+        permit.send(T::__wrap_ask(question, reply));
         match park::block_on(answer, deadline) {
             Some(Ok(answer)) => Ok(answer),
             Some(Err(_)) => Err(BlockingError::NoReply),
