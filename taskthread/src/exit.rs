@@ -2,11 +2,12 @@
 //! [`ChildRestart`] reports a parent receives, and [`ThreadState`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::path::LazyPath;
+use crate::path::{LazyPath, Located};
 
 /// The identity of a thread, unique in the process for its lifetime.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,8 +140,8 @@ impl fmt::Display for Count<'_> {
 pub struct ChildExit {
     /// The child's id.
     pub id: ChildId,
-    /// The child's path, built only if asked for.
-    pub(crate) path: LazyPath,
+    /// Where the child's path is kept (its node), built only if asked for.
+    pub(crate) at: Arc<dyn Located>,
     /// The child's type, e.g. `"TcpConnection"`.
     pub type_name: &'static str,
     /// How it ended.
@@ -174,12 +175,12 @@ impl ChildExit {
     /// The child's path in the tree, e.g. `master/tcp_server/conn-17`; [`name`](Self::name)
     /// is its last segment.
     pub fn path(&self) -> &str {
-        self.path.get()
+        self.at.location().get()
     }
 
     /// The child's name among its siblings.
     pub fn name(&self) -> &str {
-        self.path.name()
+        self.at.location().name()
     }
 
     /// What the parent of an [escalated](Self::escalated) child fails with: a copy of
@@ -498,5 +499,18 @@ pub(crate) fn log_exit(parent: &str, exit: &ChildExit) {
         Exit::Failed(e) => tracing::error!(parent, child = %exit.path(), "child failed: {e:#}"),
         Exit::Panicked(m) => tracing::error!(parent, child = %exit.path(), "child panicked: {m}"),
         Exit::Lost(reason) => tracing::error!(parent, child = %exit.path(), "child lost: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A child's exit report is made straight into the parent's handler, whose future is
+    /// part of every task of the parent's type: it keeps the child's node rather than a copy
+    /// of its path, and must stay within 88 bytes.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_child_exit_stays_small() {
+        let size = std::mem::size_of::<super::ChildExit>();
+        assert!(size <= 88, "a ChildExit takes {size} bytes");
     }
 }

@@ -16,6 +16,12 @@ pub(crate) struct LazyPath {
     built: OnceLock<Arc<str>>,
 }
 
+/// What holds a thread's path: its node, which a report on the thread keeps instead of a
+/// copy of the path (no count to raise, nothing to copy as the report is made).
+pub(crate) trait Located: Send + Sync {
+    fn location(&self) -> &LazyPath;
+}
+
 /// A thread's name: its type's default, or one it was given.
 #[derive(Clone)]
 enum Name {

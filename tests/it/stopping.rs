@@ -608,3 +608,76 @@ async fn a_failed_child_reports_how_many_queued_messages_it_dropped() {
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
 }
+
+/// A named child that ends on its own.
+struct Brief;
+
+#[taskthread]
+impl Brief {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.stop();
+        Ok(())
+    }
+}
+
+/// Keeps the exit reports of its children, to read them after the children are gone.
+#[derive(Default)]
+struct Keeper {
+    kept: Vec<ChildExit>,
+}
+
+/// DOWN to `Keeper`: spawn two children named `brief`, one after the other.
+struct SpawnTwo;
+
+/// DOWN to `Keeper`: the kept reports, as `path name type exit`.
+struct Kept;
+
+#[taskthread]
+impl Keeper {
+    #[down]
+    async fn spawn_two(&mut self, ctx: &mut Ctx<Self>, _s: SpawnTwo) -> Result<()> {
+        ctx.spawn_with(Brief, ChildOptions::new().name("brief"));
+        ctx.spawn_with(Brief, ChildOptions::new().name("brief"));
+        Ok(())
+    }
+
+    #[down]
+    async fn kept(&mut self, ctx: &mut Ctx<Self>, _k: Kept) -> Result<(Vec<String>, usize)> {
+        let kept = self
+            .kept
+            .iter()
+            .map(|e| format!("{} {} {} {}", e.path(), e.name(), e.type_name, e.exit))
+            .collect();
+        Ok((kept, ctx.children().len()))
+    }
+
+    #[up]
+    async fn exited(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        self.kept.push(exit);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exit_report_kept_after_its_child_is_gone_still_names_it() {
+    let keeper = taskthread::spawn(Keeper::default());
+    keeper.send(SpawnTwo).await.unwrap();
+    let kept = loop {
+        let (kept, children) = keeper.ask(Kept).await.unwrap();
+        if kept.len() == 2 {
+            assert_eq!(children, 0, "an ended child is no longer listed");
+            break kept;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let mut kept = kept;
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            "keeper/brief brief Brief completed",
+            "keeper/brief-2 brief-2 Brief completed"
+        ]
+    );
+    keeper.stop();
+    assert!(matches!(keeper.join().await, Exit::Stopped));
+}

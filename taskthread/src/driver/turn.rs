@@ -118,12 +118,12 @@ fn on_child_exit<'a, T: Thread>(
     let exit = ChildExit {
         id: from,
         type_name: child.node().meta.type_name,
-        path: child.node().lazy_path(),
+        // The node itself, not a copy of its path: the node goes with the report.
+        at: child,
         exit,
         dropped,
         escalated: escalates,
     };
-    drop(child);
     if failed {
         log_exit(node.path(), &exit);
         return None;
@@ -276,46 +276,10 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         self.fail(exit);
                     }
                 }
+                // Apart, in a future of its own: its locals would otherwise take room
+                // beside an UP handler's future in this one.
                 Inbound::Exit(from, report) => {
-                    let failed = self.failure.is_some();
-                    let stopping = self.ctx.stop_begun();
-                    let mut escalated = None;
-                    let outcome = {
-                        // The handler's future holds the one copy of the report: made in
-                        // place, with nothing of it left in this future beside it.
-                        let mut handler = pin!(on_child_exit(
-                            &mut *self.thread,
-                            &mut *self.ctx,
-                            &self.node,
-                            failed,
-                            from,
-                            report,
-                            &mut escalated,
-                        ));
-                        match handler.as_mut().as_pin_mut() {
-                            Some(handler) => {
-                                if recording() {
-                                    self.node.record_begin(Kind::Exit);
-                                }
-                                let outcome = run_user(
-                                    handler,
-                                    &self.node,
-                                    self.down,
-                                    stopping,
-                                    &mut self.stop,
-                                )
-                                .await;
-                                if recording() {
-                                    self.node.record_end();
-                                }
-                                Some(outcome)
-                            }
-                            None => None,
-                        }
-                    };
-                    if let Some(Err(exit)) = outcome {
-                        self.fail(exit);
-                    } else if let Some(exit) = escalated {
+                    if let Some(exit) = self.handle_exit(from, report).await {
                         // Boxed, and apart: rare, and the copy it keeps of the exit would
                         // otherwise size every thread's task.
                         Box::pin(self.handle_escalation(from, *exit)).await;
@@ -326,6 +290,55 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     Box::pin(self.handle_restart(from, restart)).await;
                 }
             }
+        }
+    }
+
+    /// A child's exit report: the `#[up]` handler of `ChildExit` (or its default, a log
+    /// line) runs on it. Gives the exit back if it is escalated: the caller then ends this
+    /// thread with it (apart, so that nothing of this future is kept across that).
+    #[allow(clippy::manual_async_fn)]
+    fn handle_exit(
+        &mut self,
+        from: ChildId,
+        report: ExitReport,
+    ) -> impl Future<Output = Option<Box<ChildExit>>> + '_ {
+        async move {
+            let failed = self.failure.is_some();
+            let stopping = self.ctx.stop_begun();
+            let mut escalated = None;
+            let outcome = {
+                // The handler's future holds the one copy of the report: made in place,
+                // with nothing of it left in this future beside it.
+                let mut handler = pin!(on_child_exit(
+                    &mut *self.thread,
+                    &mut *self.ctx,
+                    &self.node,
+                    failed,
+                    from,
+                    report,
+                    &mut escalated,
+                ));
+                match handler.as_mut().as_pin_mut() {
+                    Some(handler) => {
+                        if recording() {
+                            self.node.record_begin(Kind::Exit);
+                        }
+                        let outcome =
+                            run_user(handler, &self.node, self.down, stopping, &mut self.stop)
+                                .await;
+                        if recording() {
+                            self.node.record_end();
+                        }
+                        outcome
+                    }
+                    None => Ok(()),
+                }
+            };
+            if let Err(exit) = outcome {
+                self.fail(exit);
+                return None;
+            }
+            escalated
         }
     }
 

@@ -36,7 +36,7 @@ use atomic_waker::AtomicWaker;
 use tokio::task::AbortHandle;
 
 use crate::exit::{ChildId, ThreadState};
-use crate::path::LazyPath;
+use crate::path::{LazyPath, Located};
 use crate::queue::DownQueue;
 use crate::record::{self, EventKind};
 use crate::reschedule::TaskSpec;
@@ -96,10 +96,17 @@ impl<D: Send + 'static> Queue for DownQueue<D> {
 
 /// A child's node as its parent keeps it: untyped for everything the parent does to any
 /// child, and typed again (by a checked downcast) to address the child as its own type.
-pub(crate) trait ChildNode: Send + Sync {
+pub(crate) trait ChildNode: Located + Send + Sync {
     fn node(&self) -> &Node;
     fn into_node(self: Arc<Self>) -> Arc<Node>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<Q: ?Sized + Queue> Located for Node<Q> {
+    #[inline]
+    fn location(&self) -> &LazyPath {
+        &self.path
+    }
 }
 
 impl<Q: Queue + 'static> ChildNode for Node<Q> {
