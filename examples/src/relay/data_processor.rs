@@ -95,6 +95,8 @@ impl DataProcessor {
         loop {
             if self.admitted.is_none() {
                 match self.decoder.frame_len() {
+                    // Room in the budget now (the usual case) needs no future.
+                    Ok(Some(len)) if self.try_admit(len) => {}
                     Ok(Some(len)) => restart_clock |= self.admit(len).await,
                     Ok(None) => break,
                     Err(e) => {
@@ -159,20 +161,28 @@ impl DataProcessor {
 }
 
 impl DataProcessor {
-    /// Takes the size of the frame at the front (`len` bytes of payload) from the budget,
-    /// waiting for room. Returns whether it waited.
-    async fn admit(&mut self, len: usize) -> bool {
-        let size = HEADER_LEN + len;
-        let (charge, waited) = match self.budget.try_reserve(size) {
-            Some(charge) => (charge, false),
-            None => {
-                tracing::debug!(client = %self.client, "the byte budget is spent: waiting for room for a frame of {len} bytes");
-                (self.budget.reserve(size).await, true)
-            }
+    /// Takes the size of the frame at the front (`len` bytes of payload) from the budget if
+    /// there is room now. Returns whether it did.
+    fn try_admit(&mut self, len: usize) -> bool {
+        let Some(charge) = self.budget.try_reserve(HEADER_LEN + len) else {
+            return false;
         };
         self.admitted = Some(charge);
         self.decoder.reserve_frame();
-        waited
+        true
+    }
+
+    /// Takes the size of the frame at the front (`len` bytes of payload) from the budget,
+    /// waiting for room. Returns whether it waited.
+    async fn admit(&mut self, len: usize) -> bool {
+        if self.try_admit(len) {
+            return false;
+        }
+        tracing::debug!(client = %self.client, "the byte budget is spent: waiting for room for a frame of {len} bytes");
+        let charge = self.budget.reserve(HEADER_LEN + len).await;
+        self.admitted = Some(charge);
+        self.decoder.reserve_frame();
+        true
     }
 
     /// Starts, restarts or ends the clock of the incomplete frame, and makes sure its

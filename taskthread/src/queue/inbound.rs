@@ -208,10 +208,17 @@ impl Meter {
     }
 
     /// Wakes the sender that has waited longest, if any.
+    #[inline]
     fn wake_one(&self) {
-        if self.waiting.load(Ordering::SeqCst) == 0 {
-            return;
+        // The usual case, looked at where a place is given back: nobody waits.
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            self.wake_first();
         }
+    }
+
+    /// Wakes the sender that has waited longest: some sender was counted in as waiting.
+    #[inline(never)]
+    fn wake_first(&self) {
         let woken = {
             let mut waiters = self.waiters();
             let woken = waiters.pop_front_ticket();

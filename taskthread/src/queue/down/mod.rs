@@ -539,8 +539,12 @@ impl<D> DownQueue<D> {
         }
     }
 
+    /// Whether nothing is queued. A receiver that waits with its waker stored has nothing
+    /// queued (whatever puts a message clears `parked` first): one atomic load, no lock,
+    /// for the loop that asks between inbound events.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.state().items.is_empty()
+        !self.parked.load(Ordering::Acquire).is_null() || self.state().items.is_empty()
     }
 
     /// A sender queued as `ticket` blocks and says who it is; `false` if it was woken

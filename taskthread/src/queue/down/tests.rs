@@ -257,3 +257,29 @@ fn a_receiver_that_takes_the_last_message_is_woken_by_the_next() {
     queue.close();
     assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
 }
+
+#[test]
+fn a_waiting_receiver_sees_its_queue_empty_until_a_message_comes() {
+    let queue = DownQueue::new(4);
+    let count = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&count));
+    let mut cx = Context::from_waker(&waker);
+    assert!(queue.is_empty());
+    queue.try_send(1).expect("room");
+    assert!(!queue.is_empty(), "a message before the receiver waits");
+    // Taking the last message, the receiver begins to wait: empty, without a lock.
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(1)));
+    assert!(queue.is_empty());
+    queue.try_send(2).expect("room");
+    assert!(!queue.is_empty(), "a message while the receiver waits");
+    assert_eq!(queue.try_recv(), Some(2));
+    assert!(queue.is_empty());
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Pending);
+    assert!(queue.is_empty());
+    queue.try_send(3).expect("room");
+    queue.close();
+    assert!(
+        !queue.is_empty(),
+        "what is queued at the close is still there"
+    );
+}
