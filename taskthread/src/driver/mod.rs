@@ -14,6 +14,7 @@ mod spawn;
 mod turn;
 mod user;
 
+use life::run_owned;
 pub(crate) use life::run_thread;
 pub(crate) use spawn::parent_port;
 pub(crate) use user::panic_message;
@@ -284,20 +285,16 @@ impl<T: Thread> Prepared<T> {
     }
 }
 
-/// The thread's task. A plain `fn` returning an `async move` block, so the arguments are
-/// stored once in the task rather than twice (argument and local) as an `async fn` would.
-#[allow(clippy::manual_async_fn)]
+/// The thread's task: its one life, then its exit reported (a child's) or returned (a
+/// root's).
 fn drive<T: Thread, R: Rules>(
-    mut thread: T,
-    mut ctx: Ctx<T>,
-    mut down: DownReceiver<T::Down>,
+    thread: T,
+    ctx: Ctx<T>,
+    down: DownReceiver<T::Down>,
     rules: R,
     report: bool,
 ) -> impl Future<Output = Exit> + Send {
-    // The block uses the arguments in place (no `let mut x = x;`), so each is stored once.
-    async move {
-        let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, &rules).await;
-        drop(thread);
+    run_owned(thread, ctx, down, rules, move |ctx, exit, dropped| {
         if report {
             report_exit(ctx, exit, dropped, false);
             Exit::Stopped
@@ -308,7 +305,7 @@ fn drive<T: Thread, R: Rules>(
             ctx.node().set_state(ThreadState::Exited);
             exit
         }
-    }
+    })
 }
 
 /// Tells the parent how the thread ended, once.
