@@ -225,7 +225,13 @@ impl LinkTask {
     }
 
     fn done(&mut self, outcome: Result<(), String>) -> Poll<LinkDone> {
-        let conn = self.conn.take().expect("taken once, at the end");
+        let mut conn = self.conn.take().expect("taken once, at the end");
+        // A batch handed over but not started yet is the connection's to send too: the
+        // sub counts it as written, and the next ping's answer confirms it.
+        self.batches.close();
+        while let Ok(batch) = self.batches.try_recv() {
+            conn.queue(batch);
+        }
         Poll::Ready(LinkDone {
             link: self.id,
             outcome: outcome.map(|()| conn),

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use taskthread_examples::relay::frame::Checksum;
+use taskthread_examples::relay::link::{Batch, Connected, LastWords, Link};
 use taskthread_examples::relay::load::RelayClient;
 use taskthread_examples::relay::packet_reader::{READ_AHEAD, READ_SIZE};
 use taskthread_examples::relay::sink::{self, WebsocketSink};
@@ -17,6 +19,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{
@@ -250,4 +253,56 @@ async fn a_destination_whose_buffer_is_the_whole_budget_gets_every_frame() {
         (s.stored, s.forwarded, s.ws_dropped, s.lost),
         (3000, 3000, 0, 0)
     );
+}
+
+/// A batch handed to a link's task as its sub stops, before the task took it, is the
+/// connection's to send on the last flush: the answer to the last ping confirms only
+/// frames the destination has read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_handed_over_as_the_sub_stops_is_written_before_it_is_confirmed() {
+    let sink = WebsocketSink::bind(loopback()).await.unwrap();
+    let url = sink.url();
+    let mut sink = taskthread::spawn(sink);
+    let timeout = Duration::from_secs(30);
+    let Connected(Ok((link, task, events))) = Link::connect(url, timeout, timeout).await else {
+        panic!("the sink accepts the connection");
+    };
+    let payloads: Vec<Bytes> = (0..3u8).map(|n| Bytes::from(vec![n; 100])).collect();
+    let mut sent = Checksum::default();
+    for payload in &payloads {
+        sent.merge(Checksum::of(payload));
+    }
+    let written = payloads.len() as u64;
+    link.write(Batch {
+        payloads,
+        ping: Some(written),
+    })
+    .expect("the task has room for one batch");
+
+    // The sub stops listening before the task has run: the task ends at once and gives
+    // the connection back, with the batch.
+    drop(events);
+    let conn = task.await.outcome.expect("given back, not gone");
+    let mut last = LastWords::new(conn, Instant::now() + timeout);
+    let count = |pong: &[u8]| u64::from_be_bytes(pong.try_into().expect("8 bytes"));
+    let mut confirmed = 0;
+    let asked_again = Batch {
+        payloads: Vec::new(),
+        ping: Some(written),
+    };
+    let open = last
+        .write(asked_again, |pong| confirmed = confirmed.max(count(pong)))
+        .await;
+    assert!(open, "the connection is still open");
+    while confirmed < written {
+        let pong = last.next_pong().await.expect("the sink answers");
+        confirmed = confirmed.max(count(&pong));
+    }
+    last.close().await;
+
+    let report = sink::settle(&mut sink).await.unwrap();
+    assert_eq!(report.received, sent, "every confirmed frame was read");
+    sink.stop();
+    while sink.recv().await.is_some() {}
+    sink.join().await;
 }
