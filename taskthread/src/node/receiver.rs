@@ -54,8 +54,14 @@ impl<D: Send + 'static> DownReceiver<D> {
             .try_recv_sampled(|queued| node.record_sample(queued))
     }
 
+    /// The thread's node, whose queue this is.
+    #[inline]
+    pub(crate) fn node(&self) -> &Node<DownQueue<D>> {
+        &self.node
+    }
+
     /// Closes the queue; returns whether nothing is left to receive.
-    pub(crate) fn close(&mut self) -> bool {
+    pub(crate) fn close(&self) -> bool {
         self.node.queue.close()
     }
 
