@@ -127,6 +127,37 @@ fn a_sender_that_gives_up_passes_its_promise_on() {
     });
 }
 
+/// A send whose turn came (a place was promised to it) but that is dropped, or gives up,
+/// before it runs again has sent nothing, as a dropped send of a tokio channel: the place
+/// goes to the next in line.
+#[test]
+fn a_send_dropped_when_its_turn_came_has_sent_nothing() {
+    block_on(async {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let queue = Arc::new(DownQueue::new(1));
+        queue.try_send(0).expect("room for one");
+        let mut first = queue.send(1);
+        assert!(Pin::new(&mut first).poll(&mut cx).is_pending());
+        let second = sender(&queue, 2);
+        tokio::task::yield_now().await;
+        assert_eq!(queue.try_recv(), Some(0));
+        assert!(matches!(queue.try_send(9), Err(TrySendError::Full(9))));
+        drop(first);
+        assert_eq!(second.await.expect("no panic"), Ok(()));
+        assert_eq!(queue.try_recv(), Some(2));
+        assert_eq!(queue.try_recv(), None, "1 was never sent");
+        // Taken back after its turn came: the message comes back, the place is free.
+        queue.try_send(5).expect("room");
+        let mut sending = queue.send(6);
+        assert!(Pin::new(&mut sending).poll(&mut cx).is_pending());
+        assert_eq!(queue.try_recv(), Some(5));
+        assert_eq!(sending.take_back(), Some(6));
+        assert_eq!(queue.try_recv(), None);
+        assert!(queue.try_send(7).is_ok(), "its place was given back");
+    });
+}
+
 #[test]
 fn a_close_wakes_waiting_senders_with_their_messages() {
     block_on(async {
@@ -282,4 +313,147 @@ fn a_waiting_receiver_sees_its_queue_empty_until_a_message_comes() {
         !queue.is_empty(),
         "what is queued at the close is still there"
     );
+}
+
+/// A multi-thread runtime with four workers, so senders and the receiver run at once.
+fn four_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .expect("a runtime")
+}
+
+/// Sends `msg`, giving up (dropping the send unpolled) once it has been woken `patience`
+/// times without getting in; whether it got in.
+async fn send_or_give_up<D>(queue: &DownQueue<D>, msg: D, patience: usize) -> bool {
+    let mut sending = queue.send(msg);
+    let mut woken = 0;
+    poll_fn(|cx| {
+        if woken == patience {
+            return Poll::Ready(false);
+        }
+        match Pin::new(&mut sending).poll(cx) {
+            Poll::Ready(sent) => Poll::Ready(sent.is_ok()),
+            Poll::Pending => {
+                woken += 1;
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Many senders on a multi-thread runtime, each waiting for room in a small queue and
+/// some giving up when their turn comes: every message sent arrives once, each sender's
+/// in the order sent, none given up arrives, and the queue never holds more than its
+/// capacity.
+#[test]
+fn many_senders_giving_up_on_many_workers_keep_order_and_bounds() {
+    four_workers().block_on(async {
+        const SENDERS: usize = 16;
+        const EACH: usize = 3_000;
+        const CAPACITY: usize = 4;
+        const END: usize = usize::MAX;
+        let queue = Arc::new(DownQueue::new(CAPACITY));
+        let mut tasks = Vec::new();
+        for s in 0..SENDERS {
+            let queue = Arc::clone(&queue);
+            tasks.push(tokio::spawn(async move {
+                let mut given_up = 0;
+                for i in 0..EACH {
+                    // Senders of odd numbers give up now and then, after 1 to 3 wake-ups.
+                    let patience = if s % 2 == 1 && i % 7 == 0 {
+                        1 + i % 3
+                    } else {
+                        usize::MAX
+                    };
+                    if !send_or_give_up(&queue, (s, i), patience).await {
+                        given_up += 1;
+                    }
+                }
+                queue.send((s, END)).await.expect("open");
+                given_up
+            }));
+        }
+        let mut next = [0; SENDERS];
+        let mut got = [0; SENDERS];
+        let mut ended = 0;
+        while ended < SENDERS {
+            let (s, i) = poll_fn(|cx| queue.poll_recv(cx))
+                .await
+                .expect("open while messages come");
+            assert!(
+                queue.len() <= CAPACITY,
+                "never more than the capacity queued"
+            );
+            if i == END {
+                ended += 1;
+                continue;
+            }
+            assert!(i >= next[s], "sender {s}'s messages in order");
+            next[s] = i + 1;
+            got[s] += 1;
+        }
+        for (s, task) in tasks.into_iter().enumerate() {
+            let given_up = task.await.expect("a sender ends");
+            assert_eq!(
+                got[s] + given_up,
+                EACH,
+                "sender {s}: each message in or given up"
+            );
+        }
+        assert_eq!(queue.try_recv(), None);
+        for _ in 0..CAPACITY {
+            assert!(queue.try_send((0, 0)).is_ok(), "every place given back");
+        }
+    });
+}
+
+/// Senders racing a close on a multi-thread runtime: each message is either received or
+/// given back to its sender, never both and never neither.
+#[test]
+fn a_close_among_waiting_senders_loses_nothing() {
+    let runtime = four_workers();
+    for round in 0..20 {
+        runtime.block_on(async {
+            const SENDERS: usize = 8;
+            let queue = Arc::new(DownQueue::new(2));
+            let back = Arc::new(AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for s in 0..SENDERS {
+                let queue = Arc::clone(&queue);
+                let back = Arc::clone(&back);
+                tasks.push(tokio::spawn(async move {
+                    let mut sent = 0;
+                    for i in 0.. {
+                        if queue.send(s * 1_000_000 + i).await.is_err() {
+                            back.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    sent
+                }));
+            }
+            let mut got = 0;
+            while got < 200 + round * 50 {
+                poll_fn(|cx| queue.poll_recv(cx)).await.expect("open");
+                got += 1;
+            }
+            queue.close();
+            while poll_fn(|cx| queue.poll_recv(cx)).await.is_some() {
+                got += 1;
+            }
+            let mut sent = 0;
+            for task in tasks {
+                sent += task.await.expect("a sender ends");
+            }
+            assert_eq!(got, sent, "every accepted message was received");
+            assert_eq!(
+                back.load(Ordering::SeqCst),
+                SENDERS,
+                "every sender was told"
+            );
+        });
+    }
 }
