@@ -124,3 +124,32 @@ fn a_zero_capacity_is_refused() {
 fn a_name_with_a_slash_is_refused() {
     let _ = ChildOptions::new().name("a/b");
 }
+
+/// A root that is handed its own handle, and joins it when told.
+struct Selfish;
+
+struct JoinSelf(Handle<Selfish>);
+
+#[taskthread]
+impl Selfish {
+    #[down]
+    async fn join_self(&mut self, _ctx: &mut Ctx<Self>, JoinSelf(handle): JoinSelf) -> Result<()> {
+        handle.join().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_root_joining_itself_fails_instead_of_hanging() {
+    crate::panics::hide_expected_panics("Handle::join called from");
+    let root = taskthread::spawn(Selfish);
+    let selfish = root.child_ref();
+    selfish.send(JoinSelf(root)).await.unwrap();
+    for _ in 0..100 {
+        if selfish.state() == taskthread::ThreadState::Exited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(selfish.state(), taskthread::ThreadState::Exited);
+}

@@ -243,6 +243,12 @@ impl Meter {
 
     fn close(&self) {
         self.taken.fetch_or(CLOSED, Ordering::SeqCst);
+        // The usual case: nobody waits. A sender that registers from now on sees `CLOSED`
+        // as it looks after registering (SeqCst, as in `try_take`), and gives up.
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            self.woken_below.store(u64::MAX, Ordering::Release);
+            return;
+        }
         let woken = {
             let mut waiters = self.waiters();
             self.waiting.fetch_sub(waiters.len(), Ordering::SeqCst);
@@ -388,6 +394,25 @@ impl<E> Chunks<E> {
     const fn new() -> Self {
         Self {
             first: VecDeque::new(),
+            rest: VecDeque::new(),
+        }
+    }
+
+    /// Items a queue has room for as it is made: what a `VecDeque` makes room for on its
+    /// first push.
+    const FIRST_ROOM: usize = if std::mem::size_of::<E>() > 1024 {
+        1
+    } else {
+        4
+    };
+
+    /// Empty, with room for a few items: a thread's inbound queue is made with its first
+    /// child, and the first items it takes are often the exit reports of a stop, whose
+    /// cost (the stop of a tree) should not include the allocation. The receiver swaps
+    /// its buffer with the queue's, so both are made so.
+    fn with_room() -> Self {
+        Self {
+            first: VecDeque::with_capacity(Self::FIRST_ROOM),
             rest: VecDeque::new(),
         }
     }
@@ -574,7 +599,11 @@ impl<E> Drop for InboxSender<E> {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        // The last sender: a waiting receiver is woken to see the end.
+        // The last sender: a waiting receiver is woken to see the end. One that is gone
+        // (it closed the meter as it went) has nothing to see.
+        if self.shared.meter.taken.load(Ordering::Acquire) & CLOSED != 0 {
+            return;
+        }
         let receiver = {
             let mut state = self.shared.state();
             self.shared.take_receiver(&mut state)
@@ -609,7 +638,7 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
         senders: AtomicUsize::new(1),
         meter: Meter::new(capacity),
         state: Mutex::new(State {
-            items: Chunks::new(),
+            items: Chunks::with_room(),
             receiver: None,
             gone: false,
         }),
@@ -619,7 +648,7 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
     };
     let inbox = Inbox {
         shared,
-        taken: Mutex::new(Chunks::new()),
+        taken: Mutex::new(Chunks::with_room()),
     };
     (sender, inbox)
 }
@@ -1003,6 +1032,24 @@ mod tests {
             drop(rx);
             assert!(waiting.await.expect("no panic"), "woken with Closed");
             assert!(matches!(tx.meter().try_take(), Err(Refused::Closed)));
+        });
+    }
+
+    #[test]
+    fn senders_that_come_after_the_receiver_went_see_it_closed() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let (tx, rx) = inbox::<Item>(1);
+            // Nobody waits as the receiver goes.
+            drop(rx);
+            assert!(matches!(tx.meter().try_take(), Err(Refused::Closed)));
+            assert!(tx.meter().take(0).await.is_err(), "a wait ends with Closed");
+            assert!(tx.meter().wait_for_room().await.is_err());
+            assert!(!tx.send_unmetered(Item::Unmetered(1)), "nothing is queued");
+            // The last sender goes after the receiver.
+            drop(tx);
         });
     }
 }

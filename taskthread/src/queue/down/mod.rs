@@ -42,6 +42,15 @@ use crate::record::{FIRST_SAMPLE_EVERY, recording};
 /// An empty buffer with room for more messages than this is given back.
 const KEEP_BUFFER: usize = 1024;
 
+/// What `parked` points to once the queue is closed with nothing left to receive (by
+/// [`DownQueue::close`]): never a waker's data, and not null, so a look without the lock
+/// sees that nothing will come.
+static ENDED: u8 = 0;
+
+fn ended() -> *mut () {
+    std::ptr::from_ref(&ENDED).cast_mut().cast()
+}
+
 /// The queue itself; the last field of its thread's node.
 ///
 /// `repr(C)`, `parked` first: the node puts the fields its loop reads on every turn right
@@ -49,9 +58,10 @@ const KEEP_BUFFER: usize = 1024;
 #[repr(C)]
 pub(crate) struct DownQueue<D> {
     /// The data pointer of the receiver's waker while it waits with the queue empty and
-    /// open, its waker stored; null otherwise. Set under the lock by the receiver as it
-    /// begins to wait (or takes the last message), cleared under the lock by whatever takes
-    /// the stored waker or closes the queue, before the receiver is woken.
+    /// open, its waker stored; [`ENDED`]'s address once closed with nothing left; null
+    /// otherwise. Set under the lock by the receiver as it begins to wait (or takes the
+    /// last message), cleared under the lock by whatever takes the stored waker or closes
+    /// the queue, before the receiver is woken.
     parked: AtomicPtr<()>,
     capacity: usize,
     state: Mutex<State<D>>,
@@ -477,14 +487,25 @@ impl<D> DownQueue<D> {
     /// Returns whether nothing is left to receive (nothing queued, no place held by a
     /// [`Permit`]): the receiver need not look again to find the end.
     pub(crate) fn close(&self) -> bool {
-        let (senders, drained) = {
+        let (senders, drained, receiver) = {
             let mut state = self.state();
             let drained = Self::close_locked(&self.parked, &mut state);
-            (state.senders.take_all(), drained)
+            // Closed with nothing left: nothing can come any more (sends and reservations
+            // fail, no permit is out), so `parked` says so for good, and the end of the
+            // receiver finds nothing to do. The receiver's waker, its own (only the
+            // receiver closes), is not needed again.
+            let receiver = if drained {
+                self.parked.store(ended(), Ordering::Release);
+                state.receiver.take()
+            } else {
+                None
+            };
+            (state.senders.take_all(), drained, receiver)
         };
         for waker in senders {
             waker.wake();
         }
+        drop(receiver);
         drained
     }
 
@@ -499,6 +520,11 @@ impl<D> DownQueue<D> {
     /// Closes the queue and drops what is in it: the receiver is gone. Askers whose
     /// questions are dropped see their reply channel close.
     pub(crate) fn close_for_good(&self) {
+        // Closed with nothing left already: nothing can have come since. The stop of a
+        // thread closes its queue, then drops its receiver; this spares the second lock.
+        if self.parked.load(Ordering::Acquire) == ended() {
+            return;
+        }
         let (senders, left) = {
             let mut state = self.state();
             Self::close_locked(&self.parked, &mut state);

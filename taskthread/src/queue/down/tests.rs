@@ -39,6 +39,29 @@ fn bounded_fifo_and_closed_gives_messages_back() {
 }
 
 #[test]
+fn a_queue_closed_with_nothing_left_stays_ended() {
+    let queue = DownQueue::new(2);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    // The receiver waits with its waker stored, then closes the queue itself.
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Pending);
+    assert!(queue.close(), "nothing left to receive");
+    assert!(
+        queue.state().receiver.is_none(),
+        "the receiver's waker is let go"
+    );
+    assert!(matches!(queue.try_send(1), Err(TrySendError::Ended(1))));
+    assert!(queue.is_empty());
+    assert_eq!(queue.try_recv(), None);
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
+    // The receiver goes: nothing is left to do, and the queue stays ended.
+    queue.close_for_good();
+    assert!(queue.close());
+    assert!(matches!(queue.try_send(2), Err(TrySendError::Ended(2))));
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
+}
+
+#[test]
 fn a_large_buffer_is_given_back_once_drained() {
     let queue = DownQueue::new(100_000);
     for n in 0..5_000 {
