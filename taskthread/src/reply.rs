@@ -125,10 +125,21 @@ impl<R> Reply<R> {
     /// # }
     /// ```
     pub fn pair() -> (Self, Answer<R>) {
+        Self::pair_with(None)
+    }
+
+    /// A pair whose slot already holds the asker's waker: the answer wakes `asker` without
+    /// a poll of the [`Answer`] first.
+    pub(crate) fn pair_waiting(asker: &Waker) -> (Self, Answer<R>) {
+        Self::pair_with(Some(asker.clone()))
+    }
+
+    #[inline]
+    fn pair_with(asker: Option<Waker>) -> (Self, Answer<R>) {
         let slot = Arc::new(Slot {
             state: Mutex::new(State {
                 answer: None,
-                asker: None,
+                asker,
                 replied: false,
                 given_up: false,
             }),
@@ -332,6 +343,20 @@ mod tests {
         assert!(poll(&mut answer, &waker).is_pending());
         reply.send(8);
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_pair_made_waiting_wakes_its_asker_without_a_poll_first() {
+        let (count, waker) = counting();
+        let (reply, mut answer) = Reply::pair_waiting(&waker);
+        reply.send(5);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(poll(&mut answer, &waker), Poll::Ready(Ok(5)));
+
+        let (reply, mut answer) = Reply::<u32>::pair_waiting(&waker);
+        drop(reply);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(poll(&mut answer, &waker), Poll::Ready(Err(NoAnswer)));
     }
 
     #[test]

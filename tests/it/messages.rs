@@ -201,6 +201,19 @@ async fn askers_on_every_worker_get_every_answer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_ask_first_polled_by_another_waker_is_answered_where_it_is_awaited() {
+    let root = taskthread::spawn(Echoer);
+    let mut ask = Box::pin(root.ask(Echo(9)));
+    // The first poll queues the question with a waker that wakes nobody.
+    let mut elsewhere = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(ask.as_mut().poll(&mut elsewhere).is_pending());
+    // Awaited here, the answer wakes this task.
+    assert_eq!(ask.await.unwrap(), 9);
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_answer_arrives_when_the_thread_panics_right_after_sending_it() {
     let root = taskthread::spawn(Echoer);
     let echo = root.child_ref();

@@ -327,12 +327,12 @@ impl<T: Thread> ChildRef<T> {
     where
         T: Asks<Q, Reply = R>,
     {
-        let (reply, answer) = Reply::pair();
-        let down = T::__wrap_ask(question, reply);
         AskFuture {
             child: self,
-            sending: Some(self.node.queue.send(down)),
-            answer,
+            question: Some(question),
+            sending: None,
+            answer: None,
+            wrap: T::__wrap_ask,
             unwrap: T::__unwrap,
             waiter: NOT_BLOCKED,
         }
@@ -485,9 +485,15 @@ impl<T: Thread, M> fmt::Debug for SendFuture<'_, T, M> {
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct AskFuture<'a, T: Thread, Q, R> {
     child: &'a ChildRef<T>,
-    /// The question on its way into the queue; `None` once it is queued.
+    /// The question until the first poll, which sends it with a reply slot that already
+    /// holds the asker's waker.
+    question: Option<Q>,
+    /// The question on its way into the queue; `None` before the first poll and once it
+    /// is queued.
     sending: Option<Sending<'a, T::Down>>,
-    answer: Answer<R>,
+    /// `None` before the first poll.
+    answer: Option<Answer<R>>,
+    wrap: fn(Q, Reply<R>) -> T::Down,
     unwrap: fn(T::Down) -> Q,
     /// The wait for the answer: [`NOT_BLOCKED`], [`REPORTED`], or the id of the thread
     /// that waits, marked in the asked thread's node until the answer comes.
@@ -499,12 +505,33 @@ const NOT_BLOCKED: u64 = 0;
 /// An [`AskFuture`] reported that it waits for its answer (see `node::settle`).
 const REPORTED: u64 = u64::MAX;
 
+// The question is only moved, never pinned.
+impl<T: Thread, Q, R> Unpin for AskFuture<'_, T, Q, R> {}
+
 impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
     type Output = Result<R, AskError<Q>>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Some(question) = this.question.take() {
+            // The reply slot is made holding this task's waker, so the answer wakes it
+            // from the moment the question is queued: once it is, there is nothing to look
+            // at before the answer comes.
+            let (reply, answer) = Reply::pair_waiting(cx.waker());
+            this.answer = Some(answer);
+            let mut sending = this.child.node.queue.send((this.wrap)(question, reply));
+            match Pin::new(&mut sending).poll(cx) {
+                Poll::Ready(Ok(())) => return this.waiting_for_answer(),
+                Poll::Ready(Err(down)) => {
+                    return Poll::Ready(Err(AskError::Ended((this.unwrap)(down))));
+                }
+                Poll::Pending => {
+                    this.sending = Some(sending);
+                    return this.waiting_for_room();
+                }
+            }
+        }
         if let Some(sending) = &mut this.sending {
             match Pin::new(&mut *sending).poll(cx) {
                 Poll::Pending => return this.waiting_for_room(),
@@ -515,7 +542,10 @@ impl<T: Thread, Q, R> Future for AskFuture<'_, T, Q, R> {
                 Poll::Ready(Ok(())) => this.sending = None,
             }
         }
-        match Pin::new(&mut this.answer).poll(cx) {
+        let Some(answer) = &mut this.answer else {
+            unreachable!("an ask has its answer slot from its first poll")
+        };
+        match Pin::new(answer).poll(cx) {
             Poll::Ready(answer) => {
                 if this.waiter != NOT_BLOCKED {
                     this.answered();
@@ -605,7 +635,10 @@ impl<T: Thread, Q, R> Drop for AskFuture<'_, T, Q, R> {
 impl<T: Thread, Q, R> fmt::Debug for AskFuture<'_, T, Q, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AskFuture")
-            .field("queued", &self.sending.is_none())
+            .field(
+                "queued",
+                &(self.question.is_none() && self.sending.is_none()),
+            )
             .finish_non_exhaustive()
     }
 }
