@@ -132,19 +132,28 @@ impl Packet {
 }
 
 /// One frame received from a client.
+///
+/// A payload and a handle on the state its copies share: what is fixed for the frame's
+/// life (its [`Origin`]) is kept with its [`Delivery`], so a frame is small to move through
+/// the relay's queues, and a copy for another destination clones two handles.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// The payload (without the length prefix).
+    pub payload: Bytes,
+    /// Where it comes from, and how far it has got on its way to the websocket
+    /// destinations and into the database; shared by its copies.
+    pub delivery: Delivery,
+}
+
+/// Where a frame comes from: fixed for its life, and shared by its copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
     /// A number unique in the relay, in the order frames were received.
     pub id: u64,
     /// The address of the client that sent it.
     pub client: SocketAddr,
     /// Its number among that client's frames, from 1.
     pub seq: u64,
-    /// The payload (without the length prefix).
-    pub payload: Bytes,
-    /// How far it has got on its way to the websocket destinations and into the database;
-    /// shared by its copies.
-    pub delivery: Delivery,
 }
 
 impl Frame {
@@ -165,12 +174,29 @@ impl Frame {
         charge: Charge,
         ledger: Option<Arc<Ledger>>,
     ) -> Self {
-        Self {
+        let origin = Origin {
             id: stats.count_received(&payload),
             client,
             seq,
+        };
+        Self {
             payload,
-            delivery: Delivery::tracked(Arc::clone(stats), charge, ledger),
+            delivery: Delivery::tracked(origin, Arc::clone(stats), charge, ledger),
         }
+    }
+
+    /// A number unique in the relay, in the order frames were received.
+    pub fn id(&self) -> u64 {
+        self.delivery.origin().id
+    }
+
+    /// The address of the client that sent it.
+    pub fn client(&self) -> SocketAddr {
+        self.delivery.origin().client
+    }
+
+    /// Its number among that client's frames, from 1.
+    pub fn seq(&self) -> u64 {
+        self.delivery.origin().seq
     }
 }

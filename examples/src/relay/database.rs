@@ -252,8 +252,8 @@ fn insert(conn: &mut Connection, batch: &[Frame]) -> rusqlite::Result<()> {
         )?;
         for frame in batch {
             let len = frame.payload.len() as i64;
-            let seq = frame.seq as i64;
-            insert.execute((frame.client.to_string(), seq, len, &frame.payload[..]))?;
+            let seq = frame.seq() as i64;
+            insert.execute((frame.client().to_string(), seq, len, &frame.payload[..]))?;
         }
     }
     tx.commit()
@@ -268,8 +268,8 @@ fn record_stored(batch: &[Frame]) {
         if let Some(ledger) = frame.delivery.ledger() {
             ranges
                 .entry(Arc::as_ptr(ledger))
-                .and_modify(|range| range.2 = frame.seq)
-                .or_insert((ledger, frame.seq, frame.seq));
+                .and_modify(|range| range.2 = frame.seq())
+                .or_insert((ledger, frame.seq(), frame.seq()));
         }
     }
     for (ledger, first, last) in ranges.into_values() {

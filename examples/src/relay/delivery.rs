@@ -1,16 +1,17 @@
 //! How far a frame has got on its way to the websocket destinations and into the
 //! database: a counter and two flags per frame in flight, shared by the frame's copies, so
 //! the relay's bookkeeping is as large as what is in flight and no larger. The same shared
-//! state holds the frame's bytes in the relay's [`Budget`](super::budget::Budget) until
-//! its last copy is dropped.
+//! state holds the frame's [`Origin`] and its bytes in the relay's
+//! [`Budget`](super::budget::Budget) until its last copy is dropped.
 
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::RelayStats;
 use super::budget::Charge;
 use super::receipt::Ledger;
+use super::{Origin, RelayStats};
 
 /// A frame's delivery to the websocket destinations, shared by every copy of the frame.
 ///
@@ -42,6 +43,8 @@ use super::receipt::Ledger;
 pub struct Delivery(Arc<State>);
 
 struct State {
+    /// Where the frame comes from.
+    origin: Origin,
     /// Destinations that have not settled their share yet.
     pending: AtomicUsize,
     /// Whether a destination lost the frame.
@@ -56,16 +59,27 @@ struct State {
 }
 
 impl Delivery {
-    /// The delivery of a frame just received, not yet on its way, outside any budget or
-    /// ledger.
+    /// The delivery of a frame of no known origin, not yet on its way, outside any budget
+    /// or ledger.
     pub fn new(stats: Arc<RelayStats>) -> Self {
-        Self::tracked(stats, Charge::none(), None)
+        let origin = Origin {
+            id: 0,
+            client: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            seq: 0,
+        };
+        Self::tracked(origin, stats, Charge::none(), None)
     }
 
-    /// The delivery of a frame just received that holds `charge` of the relay's budget and
-    /// is recorded in its client's `ledger`.
-    pub fn tracked(stats: Arc<RelayStats>, charge: Charge, ledger: Option<Arc<Ledger>>) -> Self {
+    /// The delivery of a frame just received from `origin` that holds `charge` of the
+    /// relay's budget and is recorded in its client's `ledger`.
+    pub fn tracked(
+        origin: Origin,
+        stats: Arc<RelayStats>,
+        charge: Charge,
+        ledger: Option<Arc<Ledger>>,
+    ) -> Self {
         Self(Arc::new(State {
+            origin,
             pending: AtomicUsize::new(0),
             lost: AtomicBool::new(false),
             stored: AtomicBool::new(false),
@@ -73,6 +87,11 @@ impl Delivery {
             _charge: charge,
             stats,
         }))
+    }
+
+    /// Where the frame comes from.
+    pub fn origin(&self) -> &Origin {
+        &self.0.origin
     }
 
     /// Puts the frame on its way to `destinations` destinations, each of which must settle
@@ -152,6 +171,7 @@ impl Drop for State {
 impl fmt::Debug for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Delivery")
+            .field("origin", &self.0.origin)
             .field("pending", &self.0.pending)
             .field("lost", &self.0.lost)
             .field("stored", &self.0.stored)
