@@ -443,16 +443,18 @@ impl<E> Chunks<E> {
         }
     }
 
+    /// The item is returned in the `Option` it was taken in, not unwrapped and wrapped
+    /// again: each of those would copy it.
     #[inline]
     fn pop_front(&mut self) -> Option<E> {
-        let item = self.first.pop_front()?;
+        let item = self.first.pop_front();
         if self.first.is_empty()
             && let Some(next) = self.rest.pop_front()
         {
             // The emptied chunk is freed: a burst leaves at most one chunk behind.
             self.first = next;
         }
-        Some(item)
+        item
     }
 }
 
@@ -657,11 +659,12 @@ impl<E: Metered> Inbox<E> {
     /// Hands out the next item taken, giving its place back.
     #[inline]
     fn hand_out(&mut self) -> Option<E> {
-        let item = own(&mut self.taken).pop_front()?;
-        if item.is_metered() {
+        // Looked at in place: moved out of its `Option` and back, an item is copied twice.
+        let item = own(&mut self.taken).pop_front();
+        if item.as_ref().is_some_and(Metered::is_metered) {
             self.shared.meter.give_back();
         }
-        Some(item)
+        item
     }
 
     /// Takes the next item; `Ready(None)` once every sender is gone and all is read.
