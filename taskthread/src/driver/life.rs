@@ -4,11 +4,13 @@
 //! or aborting what remains).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::pin;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::user::{Guard, StopWatch, run_user};
+use super::user::{StopWatch, run_user};
 use super::{LifeRules, Rules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
@@ -50,7 +52,7 @@ pub(crate) fn run_thread<'a, T: Thread, R: Rules>(
     down: &'a mut DownReceiver<T::Down>,
     rules: &'a R,
 ) -> impl Future<Output = (Exit, usize)> + Send + 'a {
-    let mut life = Life::<T, R>::new(thread, ctx, down, rules);
+    let mut life = Life::<T, R>::new(thread, ctx, down, rules.get());
     async move { live!(life) }
 }
 
@@ -74,7 +76,7 @@ pub(crate) fn run_owned<T: Thread, R: Rules, O>(
 ) -> impl Future<Output = O> + Send {
     async move {
         let (exit, dropped) = {
-            let mut life = Life::<T, R>::new(&mut thread, &mut ctx, &mut down, &rules);
+            let mut life = Life::<T, R>::new(&mut thread, &mut ctx, &mut down, rules.get());
             live!(life)
         };
         drop(thread);
@@ -84,12 +86,12 @@ pub(crate) fn run_owned<T: Thread, R: Rules, O>(
 
 /// What the loop holds during one life: the thread, its context and its queue, lent by the
 /// task that runs it, and the loop's own bookkeeping.
-pub(super) struct Life<'a, T: Thread, R: Rules> {
+pub(super) struct Life<'a, T: Thread, R> {
     pub(super) thread: &'a mut T,
     pub(super) ctx: &'a mut Ctx<T>,
-    /// The DOWN queue (and through it the node) and the stop signal, lent as one to each
-    /// run of user code.
-    pub(super) guard: Guard<'a, T::Down>,
+    pub(super) down: &'a mut DownReceiver<T::Down>,
+    pub(super) node: Arc<Node>,
+    pub(super) stop: StopWatch,
     /// The first failure. Boxed: rare, and it would otherwise size every thread's task.
     pub(super) failure: Option<Box<Exit>>,
     /// The stop deadline passed: what remains is aborted.
@@ -103,9 +105,9 @@ pub(super) struct Life<'a, T: Thread, R: Rules> {
     pub(super) family_turns: bool,
     /// The rules, if they are told of each DOWN message (a worker pool's done signal, a
     /// supervisor's log); `None` for most threads, whose loop then looks no further (a
-    /// plain thread's, `R` = [`Plain`](super::Plain), keeps nothing and has no check at
-    /// all).
-    watch: R::Watch<'a>,
+    /// plain thread's, `R` = [`Plain`](super::Plain), has no check at all).
+    watch: Option<&'a LifeRules>,
+    _rules: PhantomData<fn() -> R>,
 }
 
 impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
@@ -113,37 +115,29 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
         thread: &'a mut T,
         ctx: &'a mut Ctx<T>,
         down: &'a mut DownReceiver<T::Down>,
-        rules: &'a R,
+        rules: &'a LifeRules,
     ) -> Self {
-        let watch = rules.watch();
-        let rules = rules.get();
         Self {
+            node: Arc::clone(ctx.node()),
             thread,
             ctx,
-            guard: Guard {
-                down,
-                stop: StopWatch::new(rules.keep_queue),
-            },
+            down,
+            stop: StopWatch::new(rules.keep_queue),
             failure: None,
             aborted: false,
             down_open: true,
             dropped: 0,
             tasks_turn: true,
             family_turns: false,
-            watch,
+            watch: rules.watches_down().then_some(rules),
+            _rules: PhantomData,
         }
-    }
-
-    /// The thread's node.
-    #[inline]
-    pub(super) fn node(&self) -> &Node {
-        self.guard.node()
     }
 
     /// The rules, if they are told of each DOWN message.
     #[inline]
     pub(super) fn watch(&self) -> Option<&'a LifeRules> {
-        R::watching(self.watch)
+        if R::MAY_WATCH { self.watch } else { None }
     }
 
     /// Records the first failure and starts stopping: the queue closes, what is queued is
@@ -155,9 +149,9 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             self.failure = Some(Box::new(exit));
         }
         self.ctx.begin_stopping();
-        if self.guard.stop.failure_closes_queue(self.guard.node()) {
+        if self.stop.failure_closes_queue(&self.node) {
             // Nothing queued: no turn is needed to find the queue's end.
-            if self.guard.down.close() {
+            if self.down.close() {
                 self.down_open = false;
             }
         } else {
@@ -180,10 +174,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             }
             let outcome = {
                 let enter = pin!(self.thread.__enter(self.ctx));
-                run_user(enter, &mut self.guard, false).await
+                run_user(enter, &self.node, self.down, false, &mut self.stop).await
             };
             match outcome {
-                Ok(()) => self.node().set_state(ThreadState::Running),
+                Ok(()) => self.node.set_state(ThreadState::Running),
                 Err(exit) => self.fail(exit),
             }
         }
@@ -198,7 +192,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     /// every turn and task run.
     #[inline]
     fn stop_sequence(&mut self) -> bool {
-        if !self.ctx.stop_begun() && !self.ctx.is_completed() && !self.node().is_stop_requested() {
+        if !self.ctx.stop_begun() && !self.ctx.is_completed() && !self.node.is_stop_requested() {
             return true;
         }
         self.stop_step()
@@ -208,15 +202,11 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     #[inline(never)]
     fn stop_step(&mut self) -> bool {
         let ctx = &mut *self.ctx;
-        let guard = &self.guard;
-        if !ctx.stop_begun() && (ctx.is_completed() || guard.node().is_stop_requested()) {
+        if !ctx.stop_begun() && (ctx.is_completed() || self.node.is_stop_requested()) {
             ctx.begin_stopping();
-            if guard
-                .stop
-                .stop_closes_queue(guard.node(), ctx.is_completed())
-            {
+            if self.stop.stop_closes_queue(&self.node, ctx.is_completed()) {
                 // Nothing queued: no turn is needed to find the queue's end.
-                if guard.down.close() {
+                if self.down.close() {
                     self.down_open = false;
                 }
             } else {
@@ -254,7 +244,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     /// Tells the probe when each task is due next.
     #[cold]
     fn publish_schedule(&mut self) {
-        let probe = self.guard.node().probe();
+        let probe = self.node.probe();
         for index in 0..T::TASKS.len() {
             probe.task_scheduled(index, self.ctx.timetable().next_due(index));
         }
@@ -279,14 +269,14 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             }
             if !self.aborted {
                 if recording() {
-                    self.node().record_phase(StopPhase::ExitHook);
+                    self.node.record_phase(StopPhase::ExitHook);
                 }
                 let outcome = {
                     let exit_hook = pin!(self.thread.__exit(self.ctx));
-                    run_user(exit_hook, &mut self.guard, true).await
+                    run_user(exit_hook, &self.node, self.down, true, &mut self.stop).await
                 };
                 if recording() {
-                    self.node().record_phase(StopPhase::Reaping);
+                    self.node.record_phase(StopPhase::Reaping);
                 }
                 match outcome {
                     Ok(()) => {}
@@ -297,15 +287,15 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                     Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
                 }
             }
-            self.node().forget_waker();
+            self.node.forget_waker();
             if self.aborted {
                 if let Some(failure) = self.failure.take() {
                     tracing::warn!("aborted while stopping after: {failure}");
                 }
                 // Boxed: rare, and its timer would otherwise size every thread's task.
-                let dropped = self.dropped + Box::pin(abort_rest(self.ctx, self.guard.down)).await;
+                let dropped = self.dropped + Box::pin(abort_rest(self.ctx, self.down)).await;
                 tracing::warn!(
-                    deadline = ?self.node().stop_deadline.unwrap_or_default(),
+                    deadline = ?self.node.stop_deadline.unwrap_or_default(),
                     dropped,
                     "the stop took longer than its deadline: aborted what remained"
                 );

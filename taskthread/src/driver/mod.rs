@@ -128,22 +128,17 @@ impl DownLog {
 /// compile time ([`Plain`]), so its task stores nothing for them: every thread's task is a
 /// hot allocation.
 pub(crate) trait Rules: Send + Sync + 'static {
-    /// What a life keeps of the rules to tell them of each DOWN message: nothing for
-    /// [`Plain`] rules, so neither a plain thread's task nor its loop has room or a check
-    /// for it.
-    type Watch<'a>: Copy + Send + Sync;
+    /// Whether the rules may be told of each DOWN message ([`LifeRules::watches_down`]):
+    /// known at compile time, so a plain thread's loop has no check for it.
+    const MAY_WATCH: bool;
     fn get(&self) -> &LifeRules;
-    /// The rules to tell of each DOWN message, if they are to be told
-    /// ([`LifeRules::watches_down`]).
-    fn watch(&self) -> Self::Watch<'_>;
-    fn watching(watch: Self::Watch<'_>) -> Option<&LifeRules>;
 }
 
 /// The default rules: the DOWN queue closes with the life, nobody watches.
 pub(crate) struct Plain;
 
 impl Rules for Plain {
-    type Watch<'a> = ();
+    const MAY_WATCH: bool = false;
 
     #[inline]
     fn get(&self) -> &LifeRules {
@@ -158,32 +153,14 @@ impl Rules for Plain {
         };
         &DEFAULT
     }
-
-    #[inline]
-    fn watch(&self) -> Self::Watch<'_> {}
-
-    #[inline]
-    fn watching(_: Self::Watch<'_>) -> Option<&LifeRules> {
-        None
-    }
 }
 
 impl Rules for LifeRules {
-    type Watch<'a> = Option<&'a LifeRules>;
+    const MAY_WATCH: bool = true;
 
     #[inline]
     fn get(&self) -> &LifeRules {
         self
-    }
-
-    #[inline]
-    fn watch(&self) -> Self::Watch<'_> {
-        self.watches_down().then_some(self)
-    }
-
-    #[inline]
-    fn watching(watch: Self::Watch<'_>) -> Option<&LifeRules> {
-        watch
     }
 }
 

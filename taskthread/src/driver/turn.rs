@@ -10,10 +10,10 @@ use tokio::task::JoinError;
 
 use super::Rules;
 use super::life::Life;
-use super::user::{Guard, panic_message, run_user};
+use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
 use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, ExitReport, log_exit, log_restart};
-use crate::node::{Kind, Node};
+use crate::node::{DownReceiver, Kind, Node};
 use crate::port::Inbound;
 use crate::record::recording;
 use crate::thread::Thread;
@@ -42,11 +42,11 @@ enum Next<T: Thread> {
 fn poll_next<T: Thread>(
     cx: &mut Context<'_>,
     ctx: &mut Ctx<T>,
-    guard: &mut Guard<'_, T::Down>,
+    down: &mut DownReceiver<T::Down>,
     down_open: bool,
     down_first: bool,
+    stop: &mut StopWatch,
 ) -> Poll<Next<T>> {
-    let Guard { down, stop } = guard;
     // DOWN and inbound take turns being polled first, so a busy inbound queue cannot keep
     // a stopping thread from seeing its DOWN queue drained (and so from stopping its
     // children), and neither queue starves the other.
@@ -147,7 +147,14 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
             let down_first = self.family_turns && self.ctx.has_family();
             self.family_turns = !self.family_turns;
             let next = std::future::poll_fn(|cx| {
-                poll_next(cx, self.ctx, &mut self.guard, down_open, down_first)
+                poll_next(
+                    cx,
+                    self.ctx,
+                    self.down,
+                    down_open,
+                    down_first,
+                    &mut self.stop,
+                )
             })
             .await;
             match next {
@@ -162,9 +169,9 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             self.dropped += 1;
                             break;
                         }
-                        self.node().count_handled();
+                        self.node.count_handled();
                         if recording() {
-                            self.node().record_begin(Kind::Down(T::__down_index(&msg)));
+                            self.node.record_begin(Kind::Down(T::__down_index(&msg)));
                         }
                         // Passed through by value, not borrowed: a borrow would keep the
                         // message's place alive across the handler in every thread's task.
@@ -174,10 +181,10 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         let outcome = {
                             let stopping = self.ctx.stop_begun();
                             let handler = pin!(self.thread.__down(self.ctx, msg));
-                            run_user(handler, &mut self.guard, stopping).await
+                            run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                         };
                         if recording() {
-                            self.guard.node().record_end();
+                            self.node.record_end();
                         }
                         if let Some(watch) = self.watch() {
                             watch.handled(outcome.is_err());
@@ -190,13 +197,13 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         if left == 0
                             || self.ctx.stop_begun()
                             || self.ctx.is_completed()
-                            || self.node().is_stop_requested()
+                            || self.node.is_stop_requested()
                             || self.ctx.timetable().is_due()
                             || self.ctx.has_family()
                         {
                             break;
                         }
-                        match self.guard.down.try_recv() {
+                        match self.down.try_recv() {
                             Some(next) => msg = next,
                             None => break,
                         }
@@ -215,9 +222,9 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             || self.failure.is_some()
                             || self.ctx.stop_begun()
                             || self.ctx.is_completed()
-                            || self.node().is_stop_requested()
+                            || self.node.is_stop_requested()
                             || self.ctx.timetable().is_due()
-                            || (self.down_open && !self.guard.down.is_empty())
+                            || (self.down_open && !self.down.is_empty())
                         {
                             break;
                         }
@@ -253,17 +260,17 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         self.dropped += 1;
                         return;
                     }
-                    self.node().count_handled();
+                    self.node.count_handled();
                     if recording() {
-                        self.node().record_begin(Kind::Up);
+                        self.node.record_begin(Kind::Up);
                     }
                     let outcome = {
                         let stopping = self.ctx.stop_begun();
                         let handler = pin!(self.thread.__event(self.ctx, event));
-                        run_user(handler, &mut self.guard, stopping).await
+                        run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
                     };
                     if recording() {
-                        self.node().record_end();
+                        self.node.record_end();
                     }
                     if let Err(exit) = outcome {
                         self.fail(exit);
@@ -305,7 +312,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 let mut handler = pin!(on_child_exit(
                     &mut *self.thread,
                     &mut *self.ctx,
-                    self.guard.node(),
+                    &self.node,
                     failed,
                     from,
                     report,
@@ -314,11 +321,13 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 match handler.as_mut().as_pin_mut() {
                     Some(handler) => {
                         if recording() {
-                            self.guard.node().record_begin(Kind::Exit);
+                            self.node.record_begin(Kind::Exit);
                         }
-                        let outcome = run_user(handler, &mut self.guard, stopping).await;
+                        let outcome =
+                            run_user(handler, &self.node, self.down, stopping, &mut self.stop)
+                                .await;
                         if recording() {
-                            self.guard.node().record_end();
+                            self.node.record_end();
                         }
                         outcome
                     }
@@ -346,7 +355,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
             let outcome = {
                 let stopping = self.ctx.stop_begun();
                 let handler = pin!(self.thread.__exited(self.ctx, from, exit));
-                run_user(handler, &mut self.guard, stopping).await
+                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
             };
             self.fail(outcome.err().unwrap_or(escalation));
         }
@@ -362,19 +371,19 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
     ) -> impl Future<Output = ()> + Send + '_ {
         async move {
             if self.failure.is_some() {
-                log_restart(self.node().path(), &restart);
+                log_restart(self.node.path(), &restart);
                 return;
             }
             if recording() {
-                self.node().record_begin(Kind::Restart);
+                self.node.record_begin(Kind::Restart);
             }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
                 let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
-                run_user(handler, &mut self.guard, stopping).await
+                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
             };
             if recording() {
-                self.node().record_end();
+                self.node.record_end();
             }
             if let Err(exit) = outcome {
                 self.fail(exit);
@@ -384,7 +393,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
 
     #[cold]
     fn record_task_start(&self, index: usize, due: tokio::time::Instant) {
-        let probe = self.node().probe();
+        let probe = self.node.probe();
         probe.task_started(
             index,
             tokio::time::Instant::now().saturating_duration_since(due),
@@ -395,7 +404,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
     #[cold]
     fn record_task_next(&mut self, index: usize) {
         let next = self.ctx.timetable().next_due(index);
-        self.node().probe().task_scheduled(index, next);
+        self.node.probe().task_scheduled(index, next);
     }
 
     /// Runs the task that is due, if one still is, and schedules its next run as it says.
@@ -405,19 +414,20 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
             let Some(due) = self.ctx.timetable().take_due() else {
                 return;
             };
-            self.node().count_handled();
+            self.node.count_handled();
+            let index = due.index;
             if recording()
                 && let Some(at) = self.ctx.timetable().due_at(&due)
             {
-                self.record_task_start(due.index, at);
+                self.record_task_start(index, at);
             }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
-                let task = pin!(self.thread.__task(self.ctx, due.index));
-                run_user(task, &mut self.guard, stopping).await
+                let task = pin!(self.thread.__task(self.ctx, index));
+                run_user(task, &self.node, self.down, stopping, &mut self.stop).await
             };
             if recording() {
-                self.node().record_end();
+                self.node.record_end();
             }
             match outcome {
                 Ok(decision) => {
@@ -425,7 +435,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         self.ctx.stop();
                     }
                     if recording() {
-                        self.record_task_next(due.index);
+                        self.record_task_next(index);
                     }
                 }
                 Err(exit) => self.fail(exit),

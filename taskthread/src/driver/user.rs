@@ -154,45 +154,29 @@ impl StopWatch {
     }
 }
 
-/// What user code runs under, lent to each run as one pointer: the thread's DOWN queue
-/// (whose node is the thread's) and the loop's stop signal.
-pub(crate) struct Guard<'a, D: Send + 'static> {
-    pub(crate) down: &'a mut DownReceiver<D>,
-    pub(crate) stop: StopWatch,
-}
-
-impl<D: Send + 'static> Guard<'_, D> {
-    /// The thread's node.
-    #[inline]
-    pub(crate) fn node(&self) -> &Node {
-        self.down.node()
-    }
-}
-
 /// Runs a handler, hook or task, pinned by the caller so it is stored once. While it
 /// awaits, the thread still reacts to a stop: it stops accepting DOWN messages at once and
 /// shows as stopping; the handler itself is let finish (the framework never drops user code
 /// half-way on a graceful stop) unless the stop deadline passes, which ends the run with
 /// [`Exit::Aborted`] (and drops the handler).
 ///
-/// `stopping`: whether the thread is stopping already. A plain `poll_fn` rather than an
-/// `async fn`: it adds no state of its own to the thread's task, and keeps two pointers
-/// and a flag.
+/// `stopping`: whether the thread is stopping already. `stop` is the loop's own stop
+/// signal. A plain `poll_fn` rather than an `async fn`: it adds no state of its own to the
+/// thread's task.
 pub(crate) fn run_user<'a, R, D: Send + 'static>(
     mut fut: Pin<&'a mut impl Future<Output = Result<R>>>,
-    guard: &'a mut Guard<'_, D>,
+    node: &'a Node,
+    down: &'a mut DownReceiver<D>,
     stopping: bool,
+    stop: &'a mut StopWatch,
 ) -> impl Future<Output = Result<R, Exit>> + 'a {
     let mut stopping = stopping;
     poll_fn(move |cx| {
-        let down = &*guard.down;
-        let node: &Node = down.node();
         if let Poll::Ready(done) = poll_user(fut.as_mut(), node, cx) {
             return Poll::Ready(done);
         }
         // Most handlers finish on their first poll; the stop signal is only looked at for
         // those that wait.
-        let stop = &mut guard.stop;
         if !stopping && stop.requested(node, cx) {
             stopping = true;
             if stop.stop_closes_queue(node, false) {

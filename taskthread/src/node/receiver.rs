@@ -54,14 +54,8 @@ impl<D: Send + 'static> DownReceiver<D> {
             .try_recv_sampled(|queued| node.record_sample(queued))
     }
 
-    /// The thread's node, whose queue this is.
-    #[inline]
-    pub(crate) fn node(&self) -> &Node<DownQueue<D>> {
-        &self.node
-    }
-
     /// Closes the queue; returns whether nothing is left to receive.
-    pub(crate) fn close(&self) -> bool {
+    pub(crate) fn close(&mut self) -> bool {
         self.node.queue.close()
     }
 
