@@ -21,11 +21,14 @@
 //! one back is one atomic subtraction, and only senders that found the queue full ever
 //! touch its lock (the queue of waiting senders). A semaphore would lock on every release,
 //! that is on every UP message handled. A place is given back as its item is handed out,
-//! not as the burst is taken: the places bound what is queued and not yet handled.
+//! not as the burst is taken: the places bound what is queued and not yet handled. When
+//! the waiting senders each take many places (children sending bursts UP), a burst of
+//! places given back wakes one of them, which fills them, rather than one per place, each
+//! of the others then finding the places gone (see [`Wait`]).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -49,6 +52,19 @@ pub(crate) struct Meter {
     /// are woken in ticket order, so a sender whose ticket is below it has been woken, and
     /// sees it without the lock.
     woken_below: AtomicU64,
+    /// A sender has been woken and has not yet looked for a place.
+    woken: AtomicBool,
+    /// Senders take more than one place each (the last one woken came back to wait for
+    /// another): a place given back while a woken sender has yet to look then wakes nobody
+    /// else, as that sender will see every such place when it looks. Decided at each wake.
+    greedy: AtomicBool,
+    /// Who was woken last (0: nobody, or a sender that did not say who it is).
+    last_woken: AtomicU64,
+    /// The sender woken last has queued again since.
+    came_back: AtomicBool,
+    /// A place was given back while a woken sender had yet to look, and woke nobody: that
+    /// sender wakes the next if places are left once it has taken its own.
+    skipped: AtomicBool,
     /// Senders waiting for a place, in arrival order. Only senders that found the queue full
     /// ever come here, and only they and a receiver that sees `waiting` above 0 lock it.
     waiters: Mutex<Waiters>,
@@ -68,6 +84,11 @@ impl Meter {
             capacity: capacity.clamp(1, CLOSED - 1),
             waiting: AtomicUsize::new(0),
             woken_below: AtomicU64::new(0),
+            woken: AtomicBool::new(false),
+            greedy: AtomicBool::new(false),
+            last_woken: AtomicU64::new(0),
+            came_back: AtomicBool::new(false),
+            skipped: AtomicBool::new(false),
             waiters: Mutex::new(Waiters::default()),
         }
     }
@@ -169,6 +190,9 @@ impl Meter {
     /// Queues a waiting sender and counts it in; it must look again afterwards.
     fn register(&self, waker: &Waker, owner: u64) -> u64 {
         let ticket = self.waiters().push(waker, owner);
+        if owner != 0 && owner == self.last_woken.load(Ordering::Relaxed) {
+            self.came_back.store(true, Ordering::Relaxed);
+        }
         // SeqCst pairs with `give_back`: see `try_take`.
         self.waiting.fetch_add(1, Ordering::SeqCst);
         ticket
@@ -177,8 +201,10 @@ impl Meter {
     /// For a registered sender polled again: whether it is still waiting (not woken); if
     /// so, its waker is brought up to date.
     fn still_waiting(&self, ticket: u64, waker: &Waker) -> bool {
-        // The usual case: polled because it was woken.
+        // The usual case: polled because it was woken. It is about to look, so places
+        // given back from now on wake the next sender (SeqCst pairs with `skips_wake`).
         if ticket < self.woken_below.load(Ordering::Acquire) {
+            self.woken.store(false, Ordering::SeqCst);
             return false;
         }
         self.waiters().refresh(ticket, waker)
@@ -193,6 +219,8 @@ impl Meter {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         } else {
             drop(waiters);
+            // Woken, and gone without looking: the next sender looks instead.
+            self.woken.store(false, Ordering::SeqCst);
             self.wake_one();
         }
     }
@@ -207,12 +235,36 @@ impl Meter {
         self.waiters().owners().collect()
     }
 
-    /// Wakes the sender that has waited longest, if any.
+    /// Wakes the sender that has waited longest, if any, unless senders are greedy and
+    /// one woken has yet to look.
     #[inline]
     fn wake_one(&self) {
         // The usual case, looked at where a place is given back: nobody waits.
-        if self.waiting.load(Ordering::SeqCst) != 0 {
+        if self.waiting.load(Ordering::SeqCst) != 0 && !self.skips_wake() {
             self.wake_first();
+        }
+    }
+
+    /// Whether a place given back wakes nobody: senders are greedy and a woken one has yet
+    /// to look. It is told so (`skipped`), then looked at again: a woken sender clears
+    /// `woken` before it looks at `skipped` (all SeqCst), so either it sees `skipped` or
+    /// this sees it gone.
+    #[inline]
+    fn skips_wake(&self) -> bool {
+        if !self.woken.load(Ordering::SeqCst) || !self.greedy.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.skipped.store(true, Ordering::SeqCst);
+        self.woken.load(Ordering::SeqCst)
+    }
+
+    /// For a woken sender that has taken its place: if places given back meanwhile woke
+    /// nobody and some are left, wakes the next, so that no sender waits while a place is
+    /// free.
+    #[inline]
+    fn pass_on(&self) {
+        if self.skipped.swap(false, Ordering::SeqCst) && self.has_room().is_ok() {
+            self.wake_one();
         }
     }
 
@@ -222,8 +274,14 @@ impl Meter {
         let woken = {
             let mut waiters = self.waiters();
             let woken = waiters.pop_front_ticket();
-            woken.map(|(ticket, waker)| {
+            woken.map(|(ticket, owner, waker)| {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
+                // The last one woken came back for more places: senders are greedy.
+                let greedy = self.came_back.swap(false, Ordering::Relaxed);
+                self.greedy.store(greedy, Ordering::Relaxed);
+                self.last_woken.store(owner, Ordering::Relaxed);
+                // Before the sender can see that it was woken: it clears the flag then.
+                self.woken.store(true, Ordering::SeqCst);
                 self.woken_below.store(ticket + 1, Ordering::Release);
                 waker
             })
@@ -267,9 +325,15 @@ impl Meter {
 /// It registers (takes a ticket in the queue) before it looks, so a place given back after
 /// the look wakes it: `give_back` subtracts and then reads `waiting`, the waiter adds to
 /// `waiting` and then reads `taken`, all SeqCst, so at least one of them sees the other.
-/// Every place given back while senders wait wakes the one that has waited longest; one
-/// that is woken but finds the place gone (a sender that did not wait took it first) queues
-/// again, and the next place given back wakes the next in line.
+/// A place given back while senders wait wakes the one that has waited longest. When senders
+/// take more than one place each (the last one woken came back to wait again), a place given
+/// back while a woken sender has yet to look wakes nobody else: that sender will see every
+/// such place, so a burst of places (a receiver handling a burst of items) wakes one sender,
+/// which fills them, rather than one per place, each finding the places gone; once it has
+/// taken its own, it wakes the next if places are left. Senders that take one place each
+/// are woken one per place. One that is woken but finds the place gone (a sender that did
+/// not wait took it first) queues again, and the next place given back wakes the next in
+/// line; one that goes away without looking passes its wake-up on.
 pub(crate) struct Wait<'a, F> {
     meter: &'a Meter,
     look: F,
@@ -340,7 +404,12 @@ impl<F: Look> Future for Wait<'_, F> {
             this.ticket = NO_TICKET;
             match this.look.look(this.meter) {
                 Err(Refused::Full) => {}
-                now => return Poll::Ready(now.map_err(|_| Closed)),
+                Ok(()) => {
+                    // Places this sender will not take may be left: the next one looks.
+                    this.meter.pass_on();
+                    return Poll::Ready(Ok(()));
+                }
+                Err(Refused::Closed) => return Poll::Ready(Err(Closed)),
             }
         }
         let ticket = this.meter.register(cx.waker(), this.owner);
@@ -944,6 +1013,75 @@ mod tests {
         drop(tx);
         assert_eq!(count.0.load(Ordering::SeqCst), before + 1, "woken");
         assert_eq!(next_now(&mut rx, &mut cx), Some(None));
+    }
+
+    #[test]
+    fn a_burst_of_places_wakes_one_greedy_sender_and_none_waits_while_a_place_is_free() {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(2);
+        assert!(tx.try_send_with(1, Item::Metered).is_ok());
+        assert!(tx.try_send_with(2, Item::Metered).is_ok());
+        // Four senders (owners 1 to 4), and the second again later (owner 2).
+        let owners = [1, 2, 3, 4, 2];
+        let counts: Vec<Arc<Count>> = owners.iter().map(|_| Arc::new(Count::default())).collect();
+        let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(Arc::clone(c))).collect();
+        let mut waits: Vec<Take<'_>> = owners.iter().map(|&o| tx.meter().take(o)).collect();
+        let mut poll = |i: usize| {
+            let mut cx = Context::from_waker(&wakers[i]);
+            Pin::new(&mut waits[i]).poll(&mut cx)
+        };
+        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
+        for i in 0..4 {
+            assert!(poll(i).is_pending(), "the queue is full");
+        }
+
+        // Senders that take one place each are woken one per place.
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(1)));
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+        assert_eq!((woken(0), woken(1), woken(2), woken(3)), (1, 1, 0, 0));
+        assert!(matches!(poll(0), Poll::Ready(Ok(()))));
+        tx.send_permitted(Item::Metered(3));
+        assert!(matches!(poll(1), Poll::Ready(Ok(()))));
+        tx.send_permitted(Item::Metered(4));
+
+        // The last one woken comes back for another place: senders are greedy, and two
+        // places back wake the sender that has waited longest, once; it will see both.
+        assert!(poll(4).is_pending(), "the queue is full");
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(4)));
+        assert_eq!((woken(2), woken(3), woken(4)), (1, 0, 0));
+
+        // It takes one place and goes on: the next is woken for the place left.
+        assert!(matches!(poll(2), Poll::Ready(Ok(()))));
+        assert_eq!((woken(3), woken(4)), (1, 0));
+        assert!(matches!(poll(3), Poll::Ready(Ok(()))));
+        assert!(poll(4).is_pending(), "the queue is full");
+    }
+
+    #[test]
+    fn a_woken_sender_that_goes_away_passes_its_wake_up_on() {
+        let (tx, mut rx) = inbox::<Item>(1);
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        assert!(tx.try_send_with(1, Item::Metered).is_ok());
+        let counts: Vec<Arc<Count>> = (0..2).map(|_| Arc::new(Count::default())).collect();
+        let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(Arc::clone(c))).collect();
+        let mut first = tx.meter().take(0);
+        let mut second = tx.meter().take(0);
+        let mut cx = Context::from_waker(&wakers[0]);
+        assert!(Pin::new(&mut first).poll(&mut cx).is_pending());
+        let mut cx = Context::from_waker(&wakers[1]);
+        assert!(Pin::new(&mut second).poll(&mut cx).is_pending());
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(1)));
+        assert_eq!(counts[0].0.load(Ordering::SeqCst), 1);
+        assert_eq!(counts[1].0.load(Ordering::SeqCst), 0);
+        drop(first);
+        assert_eq!(counts[1].0.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            Pin::new(&mut second).poll(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
     }
 
     #[test]

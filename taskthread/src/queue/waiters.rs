@@ -99,10 +99,10 @@ impl Waiters {
     }
 
     /// Takes the waiter that has waited longest out of the list, as
-    /// [`pop_front`](Self::pop_front) does, with its ticket.
-    pub(crate) fn pop_front_ticket(&mut self) -> Option<(u64, Waker)> {
-        let ticket = self.queue.front()?.ticket;
-        self.pop_front().map(|waker| (ticket, waker))
+    /// [`pop_front`](Self::pop_front) does, with its ticket and owner.
+    pub(crate) fn pop_front_ticket(&mut self) -> Option<(u64, u64, Waker)> {
+        let (ticket, owner) = self.queue.front().map(|w| (w.ticket, w.owner))?;
+        self.pop_front().map(|waker| (ticket, owner, waker))
     }
 
     /// Takes every waiter out of the list (a close), to be woken.
