@@ -210,30 +210,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     }
                 }
                 Next::Down(None) => self.down_open = false,
-                Next::Inbound(first) => {
-                    // The same short batch for UP messages and exits from children, while
-                    // DOWN has nothing waiting (the queues keep taking turns).
-                    let mut inbound = first;
-                    let mut left = DOWN_BATCH;
-                    loop {
-                        self.handle_inbound(inbound).await;
-                        left -= 1;
-                        if left == 0
-                            || self.failure.is_some()
-                            || self.ctx.stop_begun()
-                            || self.ctx.is_completed()
-                            || self.node.is_stop_requested()
-                            || self.ctx.timetable().is_due()
-                            || (self.down_open && !self.down.is_empty())
-                        {
-                            break;
-                        }
-                        match self.ctx.family_if_any().and_then(|f| f.try_inbound()) {
-                            Some(next) => inbound = next,
-                            None => break,
-                        }
-                    }
-                }
+                Next::Inbound(first) => self.inbound_batch(first).await,
                 Next::Task => return true,
                 Next::Job(joined) => {
                     if let Err(e) = joined
@@ -249,45 +226,71 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
         }
     }
 
-    /// Handles one inbound event: an UP message or stream item, a job's output, a child's
-    /// exit report, or a supervised child's restart.
+    /// A short batch of inbound events, from `inbound`: UP messages and exits from children
+    /// are taken without a full loop turn while DOWN has nothing waiting (the queues keep
+    /// taking turns) and nothing else is due. A future of its own, made once per batch: the
+    /// turn's stays as small as a DOWN message needs. The argument is the loop's variable:
+    /// a copy of it would be kept beside it in the future, in every thread's task.
     #[allow(clippy::manual_async_fn)]
-    fn handle_inbound(&mut self, inbound: Inbound<T::Event>) -> impl Future<Output = ()> + '_ {
+    fn inbound_batch(&mut self, mut inbound: Inbound<T::Event>) -> impl Future<Output = ()> + '_ {
         async move {
-            match inbound {
-                Inbound::Event(event) | Inbound::Output(event) => {
-                    if self.failure.is_some() {
-                        self.dropped += 1;
-                        return;
+            let mut left = DOWN_BATCH;
+            loop {
+                // An UP message or stream item is handled here, not in a future of its
+                // own: made and dropped for every event, that future would cost more than
+                // the dispatch itself.
+                match inbound {
+                    Inbound::Event(event) | Inbound::Output(event) => {
+                        if self.failure.is_some() {
+                            self.dropped += 1;
+                            break;
+                        }
+                        self.node.count_handled();
+                        if recording() {
+                            self.node.record_begin(Kind::Up);
+                        }
+                        let outcome = {
+                            let stopping = self.ctx.stop_begun();
+                            let handler = pin!(self.thread.__event(self.ctx, event));
+                            run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                        };
+                        if recording() {
+                            self.node.record_end();
+                        }
+                        if let Err(exit) = outcome {
+                            self.fail(exit);
+                            break;
+                        }
                     }
-                    self.node.count_handled();
-                    if recording() {
-                        self.node.record_begin(Kind::Up);
+                    // Apart, in futures of their own: their locals would otherwise take
+                    // room beside an UP handler's future here.
+                    Inbound::Exit(from, report) => {
+                        if let Some(exit) = self.handle_exit(from, report).await {
+                            // Boxed, and apart: rare, and the copy it keeps of the exit
+                            // would otherwise size every thread's task.
+                            Box::pin(self.handle_escalation(from, *exit)).await;
+                        }
                     }
-                    let outcome = {
-                        let stopping = self.ctx.stop_begun();
-                        let handler = pin!(self.thread.__event(self.ctx, event));
-                        run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
-                    };
-                    if recording() {
-                        self.node.record_end();
-                    }
-                    if let Err(exit) = outcome {
-                        self.fail(exit);
+                    Inbound::Restart(from, restart) => {
+                        // Boxed: rare, and its handler would otherwise size every
+                        // thread's task.
+                        Box::pin(self.handle_restart(from, restart)).await;
                     }
                 }
-                // Apart, in a future of its own: its locals would otherwise take room
-                // beside an UP handler's future in this one.
-                Inbound::Exit(from, report) => {
-                    if let Some(exit) = self.handle_exit(from, report).await {
-                        // Boxed, and apart: rare, and the copy it keeps of the exit would
-                        // otherwise size every thread's task.
-                        Box::pin(self.handle_escalation(from, *exit)).await;
-                    }
+                left -= 1;
+                if left == 0
+                    || self.failure.is_some()
+                    || self.ctx.stop_begun()
+                    || self.ctx.is_completed()
+                    || self.node.is_stop_requested()
+                    || self.ctx.timetable().is_due()
+                    || (self.down_open && !self.down.is_empty())
+                {
+                    break;
                 }
-                Inbound::Restart(from, restart) => {
-                    // Boxed: rare, and its handler would otherwise size every thread's task.
-                    Box::pin(self.handle_restart(from, restart)).await;
+                match self.ctx.family_if_any().and_then(|f| f.try_inbound()) {
+                    Some(next) => inbound = next,
+                    None => break,
                 }
             }
         }
