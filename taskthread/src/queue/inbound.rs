@@ -885,11 +885,11 @@ mod tests {
         }
     }
 
-    /// Sends like `Ctx::up`: a place now, or wait for one.
-    async fn send_up(tx: &InboxSender<Item>, v: u64) {
+    /// Sends like `Ctx::up` from the thread `owner`: a place now, or wait for one.
+    async fn send_up(tx: &InboxSender<Item>, owner: u64, v: u64) {
         if let Err((refused, v)) = tx.try_send_with(v, Item::Metered) {
             assert!(matches!(refused, Refused::Full), "the receiver is alive");
-            tx.meter().take(0).await.expect("the receiver is alive");
+            tx.meter().take(owner).await.expect("the receiver is alive");
             tx.send_permitted(Item::Metered(v));
         }
     }
@@ -923,7 +923,9 @@ mod tests {
                     for i in 0..EACH {
                         let v = s * EACH + i;
                         if s % 2 == 0 {
-                            send_up(&tx, v).await;
+                            // Saying who they are, as threads do: they come back for
+                            // more places, so the meter takes them for greedy.
+                            send_up(&tx, s + 1, v).await;
                         } else {
                             send_item(&tx, v).await;
                         }
@@ -1164,7 +1166,7 @@ mod tests {
             .expect("a runtime");
         rt.block_on(async {
             let (tx, rx) = inbox::<Item>(1);
-            send_up(&tx, 1).await;
+            send_up(&tx, 1, 1).await;
             let waiting = {
                 let tx = tx.clone();
                 tokio::spawn(async move { tx.meter().take(0).await.is_err() })
