@@ -50,6 +50,10 @@ pub(crate) struct Family<P, E> {
     blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
     drained: Vec<Box<dyn Drained>>,
+    /// The runtime the thread runs on, which its children's tasks are spawned on through
+    /// it: `tokio::spawn` would look it up in a thread-local for each child, and pass the
+    /// task's future by value through more calls (each a copy of the whole future).
+    runtime: Option<tokio::runtime::Handle>,
     /// Whether its children keep their task's `JoinHandle` (see [`ChildEntry::join`]): on a
     /// multi-thread runtime, where a child's task may still be in its last step on another
     /// worker when its report is handled.
@@ -76,6 +80,11 @@ impl<P, E> Family<P, E> {
     {
         let (inbox_tx, inbox) = inbox(node.capacity());
         node.set_inbound(inbox.places());
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let keeps_joins = !matches!(
+            runtime.as_ref().map(tokio::runtime::Handle::runtime_flavor),
+            Some(tokio::runtime::RuntimeFlavor::CurrentThread)
+        );
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
@@ -88,10 +97,8 @@ impl<P, E> Family<P, E> {
             blocking: None,
             stream_aborts: Vec::new(),
             drained: Vec::new(),
-            keeps_joins: !matches!(
-                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
-                Ok(tokio::runtime::RuntimeFlavor::CurrentThread)
-            ),
+            runtime,
+            keeps_joins,
             reaping: Vec::new(),
             finishing: Vec::new(),
         }
@@ -169,6 +176,11 @@ impl<P, E> Family<P, E> {
         self.node().add_child(entry);
         self.stages.add(stage);
         self.children += 1;
+    }
+
+    /// The runtime the thread runs on, to spawn its children's tasks on.
+    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.as_ref()
     }
 
     /// Whether a child spawned now keeps its task's `JoinHandle` (see
