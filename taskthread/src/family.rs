@@ -33,6 +33,27 @@ pub(crate) trait Drained: Send + Sync {
     fn abort(&mut self);
 }
 
+/// A family's jobs and inputs.
+struct Work {
+    jobs: JoinSet<()>,
+    blocking: Option<BlockingLimit>,
+    stream_aborts: Vec<AbortHandle>,
+    drained: Vec<Box<dyn Drained>>,
+}
+
+impl Work {
+    /// See [`Family::stop_streams`].
+    #[inline(never)]
+    fn stop_streams(&mut self) {
+        for abort in self.stream_aborts.drain(..) {
+            abort.abort();
+        }
+        for source in &mut self.drained {
+            source.stop();
+        }
+    }
+}
+
 /// A thread's family; `P` is the thread's type and `E` its event type.
 pub(crate) struct Family<P, E> {
     inbox: Inbox<Inbound<E>>,
@@ -42,14 +63,20 @@ pub(crate) struct Family<P, E> {
     stages: StageCounts,
     children: usize,
     signalled_stage: Option<u32>,
-    names: HashMap<Cow<'static, str>, u32>,
     /// The last `'static` name given and how many children have had it.
     last_name: Option<(&'static str, u32)>,
-    /// Made with the first job (a `JoinSet` allocates, and most families have no job).
-    jobs: Option<JoinSet<()>>,
-    blocking: Option<BlockingLimit>,
-    stream_aborts: Vec<AbortHandle>,
-    drained: Vec<Box<dyn Drained>>,
+    /// The other names given and how many children have had each: made when a second name
+    /// comes (most families name all their children alike). Boxed so that a family without
+    /// it keeps one pointer, not the map's 48 bytes.
+    #[allow(clippy::box_collection)]
+    names: Option<Box<HashMap<Cow<'static, str>, u32>>>,
+    /// Made with the first job, stream or drained input: most families have none, and
+    /// their stop and drop then look at one pointer for them all.
+    work: Option<Box<Work>>,
+    /// The runtime the thread runs on, which its children's tasks are spawned on through
+    /// it: `tokio::spawn` would look it up in a thread-local for each child, and pass the
+    /// task's future by value through more calls (each a copy of the whole future).
+    runtime: Option<tokio::runtime::Handle>,
     /// Whether its children keep their task's `JoinHandle` (see [`ChildEntry::join`]): on a
     /// multi-thread runtime, where a child's task may still be in its last step on another
     /// worker when its report is handled.
@@ -76,22 +103,22 @@ impl<P, E> Family<P, E> {
     {
         let (inbox_tx, inbox) = inbox(node.capacity());
         node.set_inbound(inbox.places());
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let keeps_joins = !matches!(
+            runtime.as_ref().map(tokio::runtime::Handle::runtime_flavor),
+            Some(tokio::runtime::RuntimeFlavor::CurrentThread)
+        );
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
             stages: StageCounts::default(),
             children: 0,
             signalled_stage: None,
-            names: HashMap::new(),
             last_name: None,
-            jobs: None,
-            blocking: None,
-            stream_aborts: Vec::new(),
-            drained: Vec::new(),
-            keeps_joins: !matches!(
-                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
-                Ok(tokio::runtime::RuntimeFlavor::CurrentThread)
-            ),
+            names: None,
+            work: None,
+            runtime,
+            keeps_joins,
             reaping: Vec::new(),
             finishing: Vec::new(),
         }
@@ -101,13 +128,20 @@ impl<P, E> Family<P, E> {
         &self.sink.parent
     }
 
-    /// The jobs, made on first use.
-    fn jobs(&mut self) -> &mut JoinSet<()> {
-        self.jobs.get_or_insert_with(JoinSet::new)
+    /// The jobs and inputs, made on first use.
+    fn work(&mut self) -> &mut Work {
+        self.work.get_or_insert_with(|| {
+            Box::new(Work {
+                jobs: JoinSet::new(),
+                blocking: None,
+                stream_aborts: Vec::new(),
+                drained: Vec::new(),
+            })
+        })
     }
 
     fn has_jobs(&self) -> bool {
-        self.jobs.as_ref().is_some_and(|jobs| !jobs.is_empty())
+        self.work.as_ref().is_some_and(|work| !work.jobs.is_empty())
     }
 
     /// The sink the children send UP through.
@@ -132,9 +166,11 @@ impl<P, E> Family<P, E> {
             return (base, *count);
         }
         if let Some((last, count)) = self.last_name.take() {
-            self.names.insert(Cow::Borrowed(last), count);
+            self.names
+                .get_or_insert_default()
+                .insert(Cow::Borrowed(last), count);
         }
-        let count = match self.names.get_mut(&*base) {
+        let count = match self.names.as_mut().and_then(|names| names.get_mut(&*base)) {
             Some(count) => {
                 *count += 1;
                 *count
@@ -144,11 +180,13 @@ impl<P, E> Family<P, E> {
         match base {
             Cow::Borrowed(name) => {
                 // Moved aside; `names` gets it back when another name comes.
-                self.names.remove(name);
+                if let Some(names) = &mut self.names {
+                    names.remove(name);
+                }
                 self.last_name = Some((name, count));
             }
             Cow::Owned(_) if count == 1 => {
-                self.names.insert(base.clone(), 1);
+                self.names.get_or_insert_default().insert(base.clone(), 1);
             }
             Cow::Owned(_) => {}
         }
@@ -171,6 +209,11 @@ impl<P, E> Family<P, E> {
         self.children += 1;
     }
 
+    /// The runtime the thread runs on, to spawn its children's tasks on.
+    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.as_ref()
+    }
+
     /// Whether a child spawned now keeps its task's `JoinHandle` (see
     /// [`ChildEntry::join`]).
     pub(crate) fn keeps_join(&self, stopping: bool) -> bool {
@@ -189,14 +232,15 @@ impl<P, E> Family<P, E> {
 
     /// Spawns a job whose output comes back through the inbound queue.
     pub(crate) fn spawn_job(&mut self, job: impl Future<Output = ()> + Send + 'static) {
-        self.jobs().spawn(job);
+        self.work().jobs.spawn(job);
     }
 
     /// Spawns a stream's forwarding task, cancelled when the thread starts stopping.
     pub(crate) fn spawn_stream(&mut self, forward: impl Future<Output = ()> + Send + 'static) {
-        let abort = self.jobs().spawn(forward);
-        self.stream_aborts.retain(|a| !a.is_finished());
-        self.stream_aborts.push(abort);
+        let work = self.work();
+        let abort = work.jobs.spawn(forward);
+        work.stream_aborts.retain(|a| !a.is_finished());
+        work.stream_aborts.push(abort);
     }
 
     /// Spawns the forwarding task of a drained input: a job, waited for at stop, whose
@@ -207,29 +251,28 @@ impl<P, E> Family<P, E> {
         mut source: Box<dyn Drained>,
         stopping: bool,
     ) {
-        self.jobs().spawn(forward);
+        let work = self.work();
+        work.jobs.spawn(forward);
         if stopping {
             source.stop();
         }
-        self.drained.push(source);
+        work.drained.push(source);
     }
 
     /// Runs `job` on tokio's blocking pool, at most `limit` of this thread's at once.
     pub(crate) fn spawn_blocking(&mut self, limit: usize, job: impl FnOnce() + Send + 'static) {
-        let jobs = self.jobs.get_or_insert_with(JoinSet::new);
-        self.blocking
+        let work = self.work();
+        work.blocking
             .get_or_insert_with(|| BlockingLimit::new(limit))
-            .spawn(jobs, job);
+            .spawn(&mut work.jobs, job);
     }
 
     /// Cancels the attached streams (inputs end when the thread starts stopping) and tells
     /// the drained inputs' sources to end theirs.
+    #[inline]
     pub(crate) fn stop_streams(&mut self) {
-        for abort in self.stream_aborts.drain(..) {
-            abort.abort();
-        }
-        for source in &mut self.drained {
-            source.stop();
+        if let Some(work) = &mut self.work {
+            work.stop_streams();
         }
     }
 
@@ -245,8 +288,8 @@ impl<P, E> Family<P, E> {
 
     /// The next finished job, if any has finished.
     pub(crate) fn poll_job(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), JoinError>>> {
-        match &mut self.jobs {
-            Some(jobs) if !jobs.is_empty() => jobs.poll_join_next(cx),
+        match &mut self.work {
+            Some(work) if !work.jobs.is_empty() => work.jobs.poll_join_next(cx),
             _ => Poll::Pending,
         }
     }
@@ -313,14 +356,14 @@ impl<P, E> Family<P, E> {
         }
         self.children = 0;
         self.stages = StageCounts::default();
-        for mut source in self.drained.drain(..) {
-            source.abort();
-        }
-        // `spawn_task` jobs are cancelled; `spawn_blocking` jobs cannot be, and are left to
-        // finish on their own rather than holding up the abort.
-        if let Some(jobs) = &mut self.jobs {
-            jobs.abort_all();
-            jobs.detach_all();
+        if let Some(work) = &mut self.work {
+            for mut source in work.drained.drain(..) {
+                source.abort();
+            }
+            // `spawn_task` jobs are cancelled; `spawn_blocking` jobs cannot be, and are left
+            // to finish on their own rather than holding up the abort.
+            work.jobs.abort_all();
+            work.jobs.detach_all();
         }
         dropped
     }
@@ -349,8 +392,8 @@ impl<P, E> Family<P, E> {
             }
         }
         self.children = 0;
-        if let Some(jobs) = &mut self.jobs {
-            jobs.shutdown().await;
+        if let Some(work) = &mut self.work {
+            work.jobs.shutdown().await;
         }
         for join in self.reaping.drain(..) {
             let _ = join.await;
@@ -427,8 +470,10 @@ impl<P, E> Drop for Family<P, E> {
             self.node().abort_children();
         }
         // Likewise the work of its drained inputs (none is left after a stop).
-        for mut source in self.drained.drain(..) {
-            source.abort();
+        if let Some(work) = &mut self.work {
+            for mut source in work.drained.drain(..) {
+                source.abort();
+            }
         }
     }
 }

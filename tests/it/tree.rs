@@ -79,3 +79,62 @@ async fn the_snapshot_shows_queue_depth_and_state() {
     assert_eq!(root.snapshot().state, ThreadState::Stopping);
     root.join().await;
 }
+
+/// DOWN to a `Namer`: spawn one child per name, in order (a `String` name as given at run
+/// time, a `&'static str` one as written in the code), and answer their paths.
+struct SpawnNamed(Vec<std::borrow::Cow<'static, str>>);
+
+struct Namer;
+
+#[taskthread]
+impl Namer {
+    #[down]
+    async fn spawn_named(&mut self, ctx: &mut Ctx<Self>, s: SpawnNamed) -> Result<Vec<String>> {
+        Ok(s.0
+            .into_iter()
+            .map(|name| {
+                let child = ctx.spawn_with(Leaf, ChildOptions::new().name(name));
+                child.path().to_owned()
+            })
+            .collect())
+    }
+}
+
+struct Leaf;
+
+#[taskthread]
+impl Leaf {}
+
+#[tokio::test(start_paused = true)]
+async fn names_that_come_back_after_others_keep_counting() {
+    use std::borrow::Cow;
+    let root = taskthread::spawn(Namer);
+    let names = vec![
+        Cow::Borrowed("a"),
+        Cow::Borrowed("b"),
+        Cow::Borrowed("a"),
+        Cow::Owned("x".to_owned()),
+        Cow::Owned("x".to_owned()),
+        Cow::Borrowed("b"),
+        Cow::Borrowed("x"),
+        Cow::Borrowed("leaf"),
+        Cow::Borrowed("a"),
+    ];
+    let paths = root.ask(SpawnNamed(names)).await.unwrap();
+    assert_eq!(
+        paths,
+        [
+            "namer/a",
+            "namer/b",
+            "namer/a-2",
+            "namer/x",
+            "namer/x-2",
+            "namer/b-2",
+            "namer/x-3",
+            "namer/leaf",
+            "namer/a-3",
+        ]
+    );
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}

@@ -142,7 +142,7 @@ impl<T: Thread> Ctx<T> {
         &mut self,
         options: ChildOptions,
         port: impl FnOnce(&mut Self) -> Arc<dyn UpPort<C::Up>>,
-        start: impl FnOnce(Prepared<C>) -> JoinHandle<Exit>,
+        start: impl FnOnce(Prepared<'_, C>) -> JoinHandle<Exit>,
     ) -> ChildRef<C> {
         let id = ChildId::next();
         let port = port(self);
@@ -162,7 +162,7 @@ impl<T: Thread> Ctx<T> {
                 .blocking_limit
                 .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
         };
-        let (child_ref, prepared) = prepare::<C>(id, init, port);
+        let (child_ref, prepared) = prepare::<C>(id, init, port, family.runtime());
         let join = start(prepared);
         child_ref.node.set_task(join.abort_handle());
         let entry = ChildEntry {

@@ -66,8 +66,14 @@ impl<V> Roster<V> {
 
     /// Takes the child out; `None` if it is not (or no longer) there.
     pub(crate) fn remove(&mut self, id: ChildId) -> Option<V> {
-        let at = self.position(id)?;
-        let value = self.slots[at].1.take()?;
+        // The first child, as in a stop in spawn order, goes with its slot: no hole is left
+        // to be found and dropped (the ends are never holes).
+        let value = if self.slots.front().is_some_and(|&(first, _)| first == id) {
+            self.slots.pop_front()?.1?
+        } else {
+            let at = self.slots.binary_search_by_key(&id, |&(i, _)| i).ok()?;
+            self.slots[at].1.take()?
+        };
         self.live -= 1;
         while self.slots.front().is_some_and(|(_, v)| v.is_none()) {
             self.slots.pop_front();

@@ -155,7 +155,7 @@ pub fn spawn_with<T: Thread>(thread: T, options: ChildOptions) -> Handle<T> {
 /// Starts a root with `options`, its task launched by `launch`.
 pub(crate) fn spawn_root<T: Thread>(
     options: ChildOptions,
-    launch: impl FnOnce(Prepared<T>) -> JoinHandle<Exit>,
+    launch: impl FnOnce(Prepared<'_, T>) -> JoinHandle<Exit>,
 ) -> Handle<T> {
     let capacity = options.capacity.unwrap_or(T::CAPACITY);
     let (up_tx, up_rx) = inbox(capacity);
@@ -171,7 +171,7 @@ pub(crate) fn spawn_root<T: Thread>(
             .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
     };
     let port = Arc::new(RootPort { tx: up_tx });
-    let (child, prepared) = prepare::<T>(ChildId::next(), init, port);
+    let (child, prepared) = prepare::<T>(ChildId::next(), init, port, None);
     let join = launch(prepared);
     let task = join.abort_handle();
     child.node.set_task(task.clone());
