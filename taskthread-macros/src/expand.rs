@@ -331,6 +331,17 @@ impl<'a> Generator<'a> {
         })
     }
 
+    /// The run of a thread's only `#[rescheduling]` task: the method's future itself,
+    /// its output converted as it comes, so the run keeps nothing beside the method's future.
+    fn task_run(&self, h: &Handler) -> TokenStream {
+        let ctx = local_at("__ctx", h.ctx_span);
+        let out = local("__out");
+        let method = &h.ident;
+        let call = quote_spanned!(h.span=> Self::#method(self, #ctx));
+        let convert = convert_output(&h.returns, OutputTrait::Task, &out);
+        quote!(__tt::__private::TaskRun::__new(#call, |#out| #convert))
+    }
+
     fn call_handler(&self, h: &Handler, args: TokenStream) -> TokenStream {
         let output = match h.kind {
             Kind::Rescheduling => OutputTrait::Task,
@@ -486,6 +497,20 @@ impl<'a> Generator<'a> {
             let call = self.call_handler(h, quote!());
             quote!(#cfg #index => #call,)
         });
+        // A thread's only task (no `#[cfg]` on it) runs as the method's own future;
+        // several are dispatched by index.
+        let mut rescheduling = self.handlers(Kind::Rescheduling);
+        let task_body = match (rescheduling.next(), rescheduling.next()) {
+            (Some((_, h)), None) if h.callable && h.cfg.predicate().is_none() => self.task_run(h),
+            _ => quote! {
+                async move {
+                    match #task {
+                        #(#task_arms)*
+                        _ => ::core::unreachable!("no rescheduling task with index {}", #task),
+                    }
+                }
+            },
+        };
         let exited = self.exited();
         let restarted = self.restarted();
         let down_index = self.down_index();
@@ -558,12 +583,7 @@ impl<'a> Generator<'a> {
 
                 #[allow(unreachable_code, unused_variables)]
                 fn __task<'__tt>(&'__tt mut self, #ctx: &'__tt mut #ctx_ty, #task: ::core::primitive::usize) -> #task_future #send_bound {
-                    async move {
-                        match #task {
-                            #(#task_arms)*
-                            _ => ::core::unreachable!("no rescheduling task with index {}", #task),
-                        }
-                    }
+                    #task_body
                 }
             }
         }

@@ -15,7 +15,7 @@ pub use crate::ctx::Ctx;
 pub use crate::error::{Error, Result};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart};
 pub use crate::reply::Reply;
-pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskSpec};
+pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskRun, TaskSpec};
 pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Thread, UpType};
 
 use std::pin::Pin;

@@ -103,6 +103,55 @@ impl<T> fmt::Debug for TaskRef<T> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The run of a thread's only `#[rescheduling]` task, as the macro generates it: the
+    /// method's future and the conversion of its output, without a future around them that
+    /// would keep `self`, `ctx` and the task's index beside the method's own copies (the
+    /// run's future is in every run's way, and each cache line of it a run touches is a
+    /// miss once thousands of threads take turns).
+    #[doc(hidden)]
+    pub struct TaskRun<F, C> {
+        #[pin]
+        run: F,
+        convert: C,
+    }
+}
+
+impl<F, C> TaskRun<F, C>
+where
+    F: Future,
+    C: Fn(F::Output) -> crate::error::Result<Reschedule>,
+{
+    #[doc(hidden)]
+    #[inline]
+    pub fn __new(run: F, convert: C) -> Self {
+        Self { run, convert }
+    }
+}
+
+impl<F, C> Future for TaskRun<F, C>
+where
+    F: Future,
+    C: Fn(F::Output) -> crate::error::Result<Reschedule>,
+{
+    type Output = crate::error::Result<Reschedule>;
+
+    #[inline]
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        this.run.poll(cx).map(|out| (this.convert)(out))
+    }
+}
+
+impl<F, C> fmt::Debug for TaskRun<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRun").finish_non_exhaustive()
+    }
+}
+
 /// "Not scheduled", as a time of the timetable.
 const NEVER: u64 = u64::MAX;
 
@@ -122,8 +171,6 @@ struct Slot {
     spec: &'static TaskSpec,
     /// When the next run is due, or [`NEVER`].
     next: u64,
-    /// The period in nanoseconds, or [`NEVER`] for a task without one.
-    every: u64,
     runs: u64,
     /// Set when ctx changed this task's schedule during its own run: ctx wins over the return.
     touched: bool,
@@ -164,11 +211,11 @@ impl std::ops::DerefMut for Slots {
 #[derive(Debug)]
 pub(crate) struct Timetable(Option<Pin<Box<Table>>>);
 
-/// The run a timetable took off as due: which task, and when it was due.
+/// The run a timetable took off as due: which task. When it was due stays in the table
+/// (one run is under way at a time), so the loop's run holds one word for it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Due {
     pub(crate) index: usize,
-    at: u64,
 }
 
 impl Timetable {
@@ -192,29 +239,31 @@ impl Timetable {
 
     pub(crate) fn start_automatic(&mut self, now: Instant) {
         if let Some(table) = self.table_if_any() {
-            table.project().schedule.start_automatic(now);
+            table.project().schedule().start_automatic(now);
         }
     }
 
     pub(crate) fn start(&mut self, index: usize, now: Instant) {
-        self.table().project().schedule.start(index, now);
+        self.table().project().schedule().start(index, now);
     }
 
     pub(crate) fn schedule(&mut self, index: usize, at: Instant) {
-        let table = self.table().project().schedule;
-        let at = table.since_base(at);
-        table.schedule(index, at);
+        let mut table = self.table().project();
+        let mut schedule = table.schedule();
+        let at = schedule.times.since_base(at);
+        schedule.schedule(index, at);
     }
 
     /// Schedules the task `after` from `now`, a clock reading the table keeps.
     pub(crate) fn schedule_after(&mut self, index: usize, now: Instant, after: Duration) {
-        let table = self.table().project().schedule;
-        let now = table.saw(now);
-        table.schedule(index, now.saturating_add(nanos(after)));
+        let mut table = self.table().project();
+        let mut schedule = table.schedule();
+        let now = schedule.times.saw(now);
+        schedule.schedule(index, now.saturating_add(nanos(after)));
     }
 
     pub(crate) fn cancel(&mut self, index: usize) {
-        self.table().project().schedule.cancel(index);
+        self.table().project().schedule().cancel(index);
     }
 
     pub(crate) fn cancel_all(&mut self) {
@@ -226,23 +275,24 @@ impl Timetable {
     pub(crate) fn is_scheduled(&self, index: usize) -> bool {
         self.0
             .as_ref()
-            .is_some_and(|t| t.schedule.slots[index].next != NEVER)
+            .is_some_and(|t| t.slots[index].next != NEVER)
     }
 
     /// When the task is due next, if it is scheduled.
     pub(crate) fn next_due(&self, index: usize) -> Option<Instant> {
         let table = self.0.as_ref()?;
-        let next = table.schedule.slots.get(index)?.next;
-        (next != NEVER).then(|| table.schedule.instant(next))
+        let next = table.slots.get(index)?.next;
+        (next != NEVER).then(|| table.times.instant(next))
     }
 
-    /// When the run `due` was due.
-    pub(crate) fn due_at(&self, due: &Due) -> Option<Instant> {
-        Some(self.0.as_ref()?.schedule.instant(due.at))
+    /// When the run under way was due.
+    pub(crate) fn due_at(&self) -> Option<Instant> {
+        let times = &self.0.as_ref()?.times;
+        Some(times.instant(times.running))
     }
 
     pub(crate) fn runs(&self, index: usize) -> u64 {
-        self.0.as_ref().map_or(0, |t| t.schedule.slots[index].runs)
+        self.0.as_ref().map_or(0, |t| t.slots[index].runs)
     }
 
     #[inline]
@@ -254,7 +304,7 @@ impl Timetable {
     #[inline]
     pub(crate) fn rearm(&mut self) {
         if let Some(table) = self.table_if_any()
-            && table.schedule.dirty
+            && table.times.dirty
         {
             table.project().rearm();
         }
@@ -278,7 +328,7 @@ impl Timetable {
 
     #[inline]
     pub(crate) fn is_armed(&self) -> bool {
-        self.0.as_ref().is_some_and(|t| t.schedule.armed != NEVER)
+        self.0.as_ref().is_some_and(|t| t.times.armed != NEVER)
     }
 
     /// Polls the timer of the earliest task. Only polled while armed and not due.
@@ -295,7 +345,7 @@ impl Timetable {
     /// Takes the earliest task off the timetable. Only called once it is due.
     #[inline]
     pub(crate) fn take_due(&mut self) -> Option<Due> {
-        self.table_if_any()?.project().schedule.take_due()
+        self.table_if_any()?.project().schedule().take_due()
     }
 
     /// Applies what a run returned (reading the clock at most once), unless ctx already
@@ -303,7 +353,7 @@ impl Timetable {
     /// the thread.
     #[inline]
     pub(crate) fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
-        self.table().project().schedule.finish(due, decision)
+        self.table().project().schedule().finish(due, decision)
     }
 }
 
@@ -314,31 +364,49 @@ pin_project_lite::pin_project! {
     /// lines and no more. A run touches every line of the table, and with thousands of
     /// threads none is still cached when its timer fires (the timer wheel's pass over the
     /// others has evicted it), so each line the table spans costs a miss per run.
+    ///
+    /// Laid out in order, the timer 32 bytes in: the part of it the timer wheel touches as
+    /// it fires (its entry, 64 bytes that start 32 bytes into tokio's `Sleep` as rustc lays
+    /// it out) is then the table's second line, so a firing costs one miss, under the time
+    /// driver's lock, instead of two.
     #[derive(Debug)]
     #[project = TableProj]
-    #[repr(align(64))]
+    #[repr(C, align(64))]
     struct Table {
-        schedule: Schedule,
+        slots: Slots,
         // Set to the earliest run whenever that is ahead of the last clock reading as the
         // table is re-armed.
         #[pin]
         sleep: Option<Sleep>,
+        times: Times,
     }
 }
 
-/// The tasks of a thread that has some. Kept in a slice scanned linearly: a thread has a
-/// handful of tasks, and the scan only happens when a schedule changes.
+// The timer's place in the table: after the slots, 32 bytes in.
+const _: () = assert!(std::mem::size_of::<Slots>() == 32);
+
+/// The tasks of a thread that has some, as their table keeps them: the slots (kept in a
+/// slice scanned linearly: a thread has a handful of tasks, and the scan only happens when
+/// a schedule changes) and the times, on either side of the timer.
 ///
 /// Times are nanoseconds after `base` (cheap to compare and add). Each run costs at most one
 /// clock reading, taken as it ends when the next run depends on it: it decides the next
 /// tick and whether that is due already; otherwise the timer says when it is.
 #[derive(Debug)]
-struct Schedule {
-    slots: Slots,
+struct Schedule<'a> {
+    slots: &'a mut Slots,
+    times: &'a mut Times,
+}
+
+/// The times of a table.
+#[derive(Debug)]
+struct Times {
     /// The earliest scheduled run, or [`NEVER`].
     armed: u64,
     /// The latest clock reading the table was given: the time is at least this.
     now: u64,
+    /// When the run under way (or the last one) was due.
+    running: u64,
     dirty: bool,
     base: Instant,
 }
@@ -346,22 +414,31 @@ struct Schedule {
 impl Table {
     fn new(specs: &'static [TaskSpec]) -> Self {
         Self {
-            schedule: Schedule::new(specs),
+            slots: Slots::new(specs),
             sleep: None,
+            times: Times::new(),
         }
     }
 }
 
 impl TableProj<'_> {
+    #[inline]
+    fn schedule(&mut self) -> Schedule<'_> {
+        Schedule {
+            slots: self.slots,
+            times: self.times,
+        }
+    }
+
     fn cancel_all(&mut self) {
-        self.schedule.cancel_all();
+        self.schedule().cancel_all();
         self.sleep.set(None);
     }
 
     /// Re-arms the timer on the earliest due task after a schedule changed. A run due by
     /// the last clock reading needs no timer.
     fn rearm(&mut self) {
-        let Some(at) = self.schedule.rearm() else {
+        let Some(at) = self.schedule().rearm() else {
             return;
         };
         match self.sleep.as_mut().as_pin_mut() {
@@ -384,8 +461,8 @@ impl TableProj<'_> {
     /// fired, or, only when it is due within one step of the timer, by a fresh reading.
     #[inline]
     fn is_due(&mut self) -> bool {
-        let at = self.schedule.armed;
-        if at <= self.schedule.now {
+        let at = self.times.armed;
+        if at <= self.times.now {
             return true;
         }
         if at == NEVER {
@@ -394,42 +471,47 @@ impl TableProj<'_> {
         if self.timer_fired() {
             return true;
         }
-        if at - self.schedule.now < TIMER_STEP {
-            self.schedule.saw(Instant::now());
-            return at <= self.schedule.now;
+        if at - self.times.now < TIMER_STEP {
+            self.times.saw(Instant::now());
+            return at <= self.times.now;
         }
         false
     }
 
     fn is_due_now(&mut self) -> bool {
-        let at = self.schedule.armed;
+        let at = self.times.armed;
         if at == NEVER {
             return false;
         }
-        if at <= self.schedule.now || self.timer_fired() {
+        if at <= self.times.now || self.timer_fired() {
             return true;
         }
-        self.schedule.saw(Instant::now());
-        at <= self.schedule.now
+        self.times.saw(Instant::now());
+        at <= self.times.now
     }
 }
 
-impl Schedule {
+impl Slots {
     fn new(specs: &'static [TaskSpec]) -> Self {
         let slot = |spec: &'static TaskSpec| Slot {
             spec,
             next: NEVER,
-            every: spec.every.map_or(NEVER, nanos),
             touched: false,
             runs: 0,
         };
+        match specs {
+            [spec] => Slots::One(slot(spec)),
+            specs => Slots::Many(specs.iter().map(slot).collect()),
+        }
+    }
+}
+
+impl Times {
+    fn new() -> Self {
         Self {
-            slots: match specs {
-                [spec] => Slots::One(slot(spec)),
-                specs => Slots::Many(specs.iter().map(slot).collect()),
-            },
             armed: NEVER,
             now: 0,
+            running: NEVER,
             dirty: false,
             base: Instant::now(),
         }
@@ -453,65 +535,67 @@ impl Schedule {
         self.now = self.now.max(now);
         now
     }
+}
 
+impl Schedule<'_> {
     fn start_automatic(&mut self, now: Instant) {
-        let now = self.saw(now);
+        let now = self.times.saw(now);
         for slot in self.slots.iter_mut() {
             if !slot.spec.manual {
                 slot.next = now.saturating_add(nanos(slot.spec.delay));
             }
         }
-        self.dirty = true;
+        self.times.dirty = true;
     }
 
     fn start(&mut self, index: usize, now: Instant) {
-        let now = self.saw(now);
+        let now = self.times.saw(now);
         let slot = &mut self.slots[index];
         if slot.next == NEVER {
             slot.next = now.saturating_add(nanos(slot.spec.delay));
         }
         slot.touched = true;
-        self.dirty = true;
+        self.times.dirty = true;
     }
 
     fn schedule(&mut self, index: usize, at: u64) {
         let slot = &mut self.slots[index];
         slot.next = at;
         slot.touched = true;
-        self.dirty = true;
+        self.times.dirty = true;
     }
 
     fn cancel(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         slot.next = NEVER;
         slot.touched = true;
-        self.dirty = true;
+        self.times.dirty = true;
     }
 
     fn cancel_all(&mut self) {
         for slot in self.slots.iter_mut() {
             slot.next = NEVER;
         }
-        self.armed = NEVER;
-        self.dirty = false;
+        self.times.armed = NEVER;
+        self.times.dirty = false;
     }
 
     /// Finds the earliest run after a schedule changed; returns the instant the timer
     /// must be set to, unless that run is due by the last clock reading (or there is none).
     fn rearm(&mut self) -> Option<Instant> {
-        self.dirty = false;
-        let earliest = match &self.slots {
+        self.times.dirty = false;
+        let earliest = match &*self.slots {
             Slots::One(slot) => slot.next,
             Slots::Many(slots) => slots.iter().map(|s| s.next).min().unwrap_or(NEVER),
         };
-        self.armed = earliest;
-        (earliest > self.now && earliest != NEVER).then(|| self.instant(earliest))
+        self.times.armed = earliest;
+        (earliest > self.times.now && earliest != NEVER).then(|| self.times.instant(earliest))
     }
 
     /// Takes the earliest task off the timetable.
     #[inline]
     fn take_due(&mut self) -> Option<Due> {
-        let (index, slot) = match &mut self.slots {
+        let (index, slot) = match &mut *self.slots {
             Slots::One(slot) => (0, slot),
             Slots::Many(slots) => slots.iter_mut().enumerate().min_by_key(|(_, s)| s.next)?,
         };
@@ -521,8 +605,9 @@ impl Schedule {
         let at = std::mem::replace(&mut slot.next, NEVER);
         slot.touched = false;
         slot.runs += 1;
-        self.dirty = true;
-        Some(Due { index, at })
+        self.times.running = at;
+        self.times.dirty = true;
+        Some(Due { index })
     }
 
     /// Applies what a run returned, unless ctx already changed the task's schedule during
@@ -534,23 +619,24 @@ impl Schedule {
     /// soon as the timer is set to it, as for a `tokio::time::interval` that bursts).
     #[inline]
     fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
-        self.dirty = true;
+        self.times.dirty = true;
         let slot = self.slot_mut(due.index);
         if slot.touched {
             slot.touched = false;
             return matches!(decision, Reschedule::Stop);
         }
-        let (every, missed) = (slot.every, slot.spec.missed);
+        let (every, missed) = (slot.spec.every, slot.spec.missed);
+        let at = self.times.running;
         if let Reschedule::Again = decision
-            && every != NEVER
+            && let Some(every) = every
             && missed == MissedTicks::Burst
         {
-            slot.next = due.at.saturating_add(every);
+            self.slot_mut(due.index).next = at.saturating_add(nanos(every));
             return false;
         }
         let next = match decision {
             Reschedule::Done | Reschedule::Stop => NEVER,
-            _ => self.next_by_clock(due, decision, every, missed),
+            _ => self.next_by_clock(at, decision, every, missed),
         };
         self.slot_mut(due.index).next = next;
         matches!(decision, Reschedule::Stop)
@@ -561,16 +647,16 @@ impl Schedule {
     #[inline(never)]
     fn next_by_clock(
         &mut self,
-        due: Due,
+        at: u64,
         decision: Reschedule,
-        every: u64,
+        every: Option<Duration>,
         missed: MissedTicks,
     ) -> u64 {
-        let now = self.saw(Instant::now());
-        match decision {
-            Reschedule::Again if every != NEVER => next_tick(due.at, now, every, missed),
-            Reschedule::After(d) => now.saturating_add(nanos(d)),
-            Reschedule::At(at) => self.since_base(at),
+        let now = self.times.saw(Instant::now());
+        match (decision, every) {
+            (Reschedule::Again, Some(every)) => next_tick(at, now, nanos(every), missed),
+            (Reschedule::After(d), _) => now.saturating_add(nanos(d)),
+            (Reschedule::At(at), _) => self.times.since_base(at),
             _ => now,
         }
     }
@@ -578,7 +664,7 @@ impl Schedule {
     /// The slot of a task: a thread's only task (the common case) is found without indexing.
     #[inline]
     fn slot_mut(&mut self, index: usize) -> &mut Slot {
-        match &mut self.slots {
+        match &mut *self.slots {
             Slots::One(slot) => slot,
             Slots::Many(slots) => &mut slots[index],
         }
@@ -637,7 +723,7 @@ mod tests {
     ];
 
     /// Schedules every task at `at` (nanoseconds of the table), as `ctx` would, and re-arms.
-    fn schedule_all(schedule: &mut Schedule, at: &[u64]) {
+    fn schedule_all(schedule: &mut Schedule<'_>, at: &[u64]) {
         for (index, at) in at.iter().enumerate() {
             schedule.schedule(index, *at);
         }
@@ -648,14 +734,18 @@ mod tests {
     fn one_task_and_many_take_the_earliest_and_burst_on_the_grid() {
         let ms = 1_000_000;
         for specs in [&ONE[..], &TWO[..]] {
-            let mut schedule = Schedule::new(specs);
+            let (mut slots, mut times) = (Slots::new(specs), Times::new());
+            let mut schedule = Schedule {
+                slots: &mut slots,
+                times: &mut times,
+            };
             let at: Vec<u64> = (0..specs.len() as u64).map(|i| (5 - i) * ms).collect();
             schedule_all(&mut schedule, &at);
             let earliest = *at.iter().min().expect("a task");
-            assert_eq!(schedule.armed, earliest);
+            assert_eq!(schedule.times.armed, earliest);
             let due = schedule.take_due().expect("a task is scheduled");
             assert_eq!(due.index, specs.len() - 1);
-            assert_eq!(due.at, earliest);
+            assert_eq!(schedule.times.running, earliest);
             assert_eq!(schedule.slots[due.index].runs, 1);
             // A bursting `Again` runs on the next tick of the grid, however late it ends.
             assert!(!schedule.finish(due, Reschedule::Again));
@@ -671,7 +761,11 @@ mod tests {
     fn a_schedule_changed_during_the_run_wins_over_what_the_run_returns() {
         let ms = 1_000_000;
         for specs in [&ONE[..], &TWO[..]] {
-            let mut schedule = Schedule::new(specs);
+            let (mut slots, mut times) = (Slots::new(specs), Times::new());
+            let mut schedule = Schedule {
+                slots: &mut slots,
+                times: &mut times,
+            };
             let index = specs.len() - 1;
             schedule_all(&mut schedule, &vec![2 * ms; specs.len()]);
             let due = loop {
@@ -685,7 +779,7 @@ mod tests {
             assert_eq!(schedule.slots[index].next, 50 * ms);
             schedule.rearm();
             let due = schedule.take_due().expect("rescheduled");
-            assert_eq!((due.index, due.at), (index, 50 * ms));
+            assert_eq!((due.index, schedule.times.running), (index, 50 * ms));
         }
     }
 }
