@@ -207,7 +207,14 @@ impl Meter {
             self.woken.store(false, Ordering::SeqCst);
             return false;
         }
-        self.waiters().refresh(ticket, waker)
+        if self.waiters().refresh(ticket, waker) {
+            return true;
+        }
+        // Woken as it looked, before `woken_below` said so (another worker was waking it,
+        // under the lock just taken): it is about to look all the same. Left set, the
+        // mark would make every place given back from now on wake nobody.
+        self.woken.store(false, Ordering::SeqCst);
+        false
     }
 
     /// For a registered sender that stops waiting without having been woken: takes it out
@@ -1059,6 +1066,49 @@ mod tests {
         assert_eq!((woken(3), woken(4)), (1, 0));
         assert!(matches!(poll(3), Poll::Ready(Ok(()))));
         assert!(poll(4).is_pending(), "the queue is full");
+    }
+
+    /// A sender polled on one worker while the receiver wakes it on another finds itself
+    /// gone from the queue before `woken_below` says it was woken: replayed here by
+    /// holding `woken_below` back. It counts as woken all the same, so with greedy
+    /// senders a place given back later still wakes the next one.
+    #[test]
+    fn a_sender_woken_as_it_looks_does_not_hold_up_the_next() {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(1);
+        assert!(tx.try_send_with(1, Item::Metered).is_ok());
+        // Owner 1 waits, then owner 2, then owner 1 again (so senders are greedy), then 3.
+        let owners = [1, 2, 1, 3];
+        let counts: Vec<Arc<Count>> = owners.iter().map(|_| Arc::new(Count::default())).collect();
+        let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(Arc::clone(c))).collect();
+        let mut waits: Vec<Take<'_>> = owners.iter().map(|&o| tx.meter().take(o)).collect();
+        let mut poll = |waits: &mut Vec<Take<'_>>, i: usize| {
+            let mut cx = Context::from_waker(&wakers[i]);
+            Pin::new(&mut waits[i]).poll(&mut cx)
+        };
+        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
+        assert!(poll(&mut waits, 0).is_pending(), "the queue is full");
+        assert!(poll(&mut waits, 1).is_pending());
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(1)));
+        assert_eq!(woken(0), 1);
+        assert!(matches!(poll(&mut waits, 0), Poll::Ready(Ok(()))));
+        tx.send_permitted(Item::Metered(2));
+        assert!(poll(&mut waits, 2).is_pending(), "owner 1 is back: greedy");
+        assert!(poll(&mut waits, 3).is_pending());
+
+        // The receiver wakes owner 2, which looks before it sees `woken_below` say so.
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+        assert_eq!(woken(1), 1);
+        let ticket = waits[1].ticket & !SEEN;
+        tx.meter().woken_below.store(ticket, Ordering::SeqCst);
+        assert!(matches!(poll(&mut waits, 1), Poll::Ready(Ok(()))));
+        tx.send_permitted(Item::Metered(3));
+
+        // The place given back next wakes owner 1's second wait.
+        assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+        assert_eq!((woken(2), woken(3)), (1, 0), "the next in line is woken");
+        assert!(matches!(poll(&mut waits, 2), Poll::Ready(Ok(()))));
     }
 
     #[test]
