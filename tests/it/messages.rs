@@ -459,3 +459,88 @@ async fn joining_a_root_whose_up_messages_nobody_reads_neither_hangs_nor_fails_i
     let exit = root.join().await;
     assert!(matches!(exit, Exit::Stopped), "{exit}");
 }
+
+/// DOWN to a producer: send this many numbers UP.
+#[derive(Clone)]
+struct Burst(u64);
+
+struct Producer;
+
+#[taskthread(up = u64)]
+impl Producer {
+    #[down]
+    async fn burst(&mut self, ctx: &mut Ctx<Self>, b: Burst) -> Result<()> {
+        for n in 0..b.0 {
+            ctx.up(n).await?;
+        }
+        Ok(())
+    }
+}
+
+/// DOWN to a gatherer: have every producer send this many numbers UP.
+struct Fire(u64);
+
+/// A parent with a queue of two places and many producers sending UP into it at once.
+struct Gatherer {
+    producers: u64,
+    expected: u64,
+    got: u64,
+    sum: u64,
+}
+
+#[taskthread(capacity = 2, up = (u64, u64))]
+impl Gatherer {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for _ in 0..self.producers {
+            ctx.spawn(Producer);
+        }
+        Ok(())
+    }
+
+    #[down]
+    async fn fire(&mut self, ctx: &mut Ctx<Self>, f: Fire) -> Result<()> {
+        self.got = 0;
+        self.sum = 0;
+        self.expected = f.0 * self.producers;
+        ctx.broadcast::<Producer, _>(Burst(f.0)).await;
+        Ok(())
+    }
+
+    #[up]
+    async fn number(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, n: u64) -> Result<()> {
+        self.got += 1;
+        self.sum += n;
+        if self.got == self.expected {
+            ctx.up((self.got, self.sum)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Many children on every worker send UP into a parent whose queue is nearly always full:
+/// round after round, every message arrives, and no child is left asleep while the parent
+/// gives places back (a lost wake-up would leave a round waiting for ever: the guard below
+/// turns that into a failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn children_on_every_worker_sending_up_into_a_full_queue_all_get_through() {
+    const PRODUCERS: u64 = 100;
+    const EACH: u64 = 200;
+    let mut root = taskthread::spawn(Gatherer {
+        producers: PRODUCERS,
+        expected: 0,
+        got: 0,
+        sum: 0,
+    });
+    for round in 0..50 {
+        root.send(Fire(EACH)).await.unwrap();
+        // A guard, not a measure: a round takes milliseconds, and a lost wake-up forever.
+        let report = tokio::time::timeout(Duration::from_secs(120), root.recv()).await;
+        let (got, sum) = report
+            .unwrap_or_else(|_| panic!("round {round}: children left waiting"))
+            .unwrap();
+        assert_eq!(got, PRODUCERS * EACH, "round {round}");
+        assert_eq!(sum, PRODUCERS * (EACH * (EACH - 1) / 2), "round {round}");
+    }
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+}
