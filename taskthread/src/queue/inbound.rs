@@ -1083,7 +1083,7 @@ mod tests {
         let counts: Vec<Arc<Count>> = owners.iter().map(|_| Arc::new(Count::default())).collect();
         let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(Arc::clone(c))).collect();
         let mut waits: Vec<Take<'_>> = owners.iter().map(|&o| tx.meter().take(o)).collect();
-        let mut poll = |waits: &mut Vec<Take<'_>>, i: usize| {
+        let poll = |waits: &mut [Take<'_>], i: usize| {
             let mut cx = Context::from_waker(&wakers[i]);
             Pin::new(&mut waits[i]).poll(&mut cx)
         };
