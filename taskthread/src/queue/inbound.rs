@@ -189,12 +189,16 @@ impl Meter {
 
     /// Queues a waiting sender and counts it in; it must look again afterwards.
     fn register(&self, waker: &Waker, owner: u64) -> u64 {
-        let ticket = self.waiters().push(waker, owner);
+        let mut waiters = self.waiters();
+        let ticket = waiters.push(waker, owner);
         if owner != 0 && owner == self.last_woken.load(Ordering::Relaxed) {
             self.came_back.store(true, Ordering::Relaxed);
         }
-        // SeqCst pairs with `give_back`: see `try_take`.
+        // SeqCst pairs with `give_back`: see `try_take`. Counted in under the lock that
+        // lists it, as a wake counts out under it: `waiting` never falls below the senders
+        // listed, which `has_waiting` (the detection of wait cycles) relies on.
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        drop(waiters);
         ticket
     }
 
