@@ -296,6 +296,74 @@ async fn reschedule_stop_completes_the_thread() {
     assert_eq!(started.elapsed(), Duration::from_secs(3));
 }
 
+/// What the threads of a [`Batch`] did, in order.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A thread whose one run ends it, and says so in the log.
+struct LastRun {
+    name: usize,
+    log: Log,
+}
+
+#[taskthread]
+impl LastRun {
+    #[rescheduling(delay = "10ms")]
+    async fn once(&mut self, _ctx: &mut Ctx<Self>) -> Reschedule {
+        self.log.lock().unwrap().push(format!("run {}", self.name));
+        Reschedule::Stop
+    }
+
+    async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+        self.log.lock().unwrap().push(format!("exit {}", self.name));
+    }
+}
+
+/// Starts `n` [`LastRun`] threads at one instant, and stops once they have all ended.
+struct Batch {
+    n: usize,
+    ended: usize,
+    log: Log,
+}
+
+#[taskthread]
+impl Batch {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for name in 0..self.n {
+            ctx.spawn(LastRun {
+                name,
+                log: Log::clone(&self.log),
+            });
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        assert!(matches!(exit.exit, Exit::Completed), "{exit}");
+        self.ended += 1;
+        if self.ended == self.n {
+            ctx.stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn threads_a_stop_ends_together_let_the_runs_due_with_them_go_first() {
+    let log = Log::default();
+    let root = taskthread::spawn(Batch {
+        n: 8,
+        ended: 0,
+        log: Log::clone(&log),
+    });
+    assert!(matches!(root.join().await, Exit::Completed));
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 16, "{log:?}");
+    // Every run due at the tick comes before the first thread's ending.
+    let (runs, exits) = log.split_at(8);
+    assert!(runs.iter().all(|e| e.starts_with("run ")), "{log:?}");
+    assert!(exits.iter().all(|e| e.starts_with("exit ")), "{log:?}");
+}
+
 /// A task that fails.
 struct Faulty;
 

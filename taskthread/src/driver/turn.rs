@@ -437,6 +437,11 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 Ok(decision) => {
                     if self.ctx.timetable().finish(due, decision) {
                         self.ctx.stop();
+                        // The thread ends with this run. Its ending (the stop sequence, the
+                        // exit report) waits behind the tasks already woken on this worker:
+                        // when many periodic tasks end together, each would otherwise
+                        // delay the runs due after it by its thread's ending.
+                        tokio::task::yield_now().await;
                     }
                     if recording() {
                         self.record_task_next(due.index);
