@@ -17,6 +17,7 @@ use crate::exit::{ChildId, ThreadState};
 use crate::family::Family;
 use crate::node::{Node, TreeSnapshot, closes_cycle};
 use crate::port::UpPort;
+use crate::queue::DownQueue;
 use crate::queue::inbound::Take;
 use crate::record::{self, EventKind, recording};
 use crate::reschedule::Timetable;
@@ -108,7 +109,7 @@ impl<T: Thread> UpFuture<'_, T> {
         let Some(parent) = ctx.up.receiver() else {
             return Poll::Pending; // a root's handle is no thread
         };
-        let Some(cycle) = closes_cycle(&ctx.node, WaitKind::Up, parent) else {
+        let Some(cycle) = closes_cycle(ctx.node(), WaitKind::Up, parent) else {
             return Poll::Pending;
         };
         self.wait = None;
@@ -135,7 +136,9 @@ impl<T: Thread> fmt::Debug for UpFuture<'_, T> {
 /// starts and cancels its `#[rescheduling]` tasks, and attaches streams and background work
 /// whose results come back to its `#[stream]` handlers.
 pub struct Ctx<T: Thread> {
-    node: Arc<Node>,
+    /// Typed (a thin pointer), so the thread's task is a word smaller; [`node`](Self::node)
+    /// gives the untyped view.
+    node: Arc<Node<DownQueue<T::Down>>>,
     up: Arc<dyn UpPort<T::Up>>,
     family: Option<Box<FamilyOf<T>>>,
     timetable: Timetable,
@@ -446,7 +449,7 @@ impl<T: Thread> Ctx<T> {
 
     // ---- the loop's view: what the layers that run a thread use ------------------------
 
-    pub(crate) fn new(node: Arc<Node>, up: Arc<dyn UpPort<T::Up>>) -> Self {
+    pub(crate) fn new(node: Arc<Node<DownQueue<T::Down>>>, up: Arc<dyn UpPort<T::Up>>) -> Self {
         Self {
             node,
             up,
@@ -464,8 +467,14 @@ impl<T: Thread> Ctx<T> {
 
     /// The thread's node.
     #[inline]
-    pub(crate) fn node(&self) -> &Arc<Node> {
-        &self.node
+    pub(crate) fn node(&self) -> &Node {
+        &*self.node
+    }
+
+    /// The thread's node, shared.
+    #[inline]
+    pub(crate) fn node_arc(&self) -> Arc<Node> {
+        Arc::clone(&self.node) as Arc<Node>
     }
 
     /// The thread's way UP.
@@ -484,8 +493,8 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// The family (made on first use) beside this thread's node, borrowed together.
-    pub(crate) fn family_and_node(&mut self) -> (&mut FamilyOf<T>, &Arc<Node>) {
-        (Family::made(&mut self.family, &self.node), &self.node)
+    pub(crate) fn family_and_node(&mut self) -> (&mut FamilyOf<T>, &Node) {
+        (Family::made(&mut self.family, &self.node), &*self.node)
     }
 
     /// The family, if the thread has made one, to look at.

@@ -16,7 +16,7 @@ use tokio::task::{AbortHandle, JoinError, JoinHandle, JoinSet};
 
 use crate::blocking::BlockingLimit;
 use crate::exit::{ChildId, Exit};
-use crate::node::{ChildEntry, ChildNode, Node};
+use crate::node::{ChildEntry, ChildNode, Node, Queue};
 use crate::port::{Inbound, ParentSink};
 use crate::queue::{Inbox, InboxSender, inbox};
 use crate::record::recording;
@@ -90,14 +90,17 @@ pub(crate) struct Family<P, E> {
 
 impl<P, E> Family<P, E> {
     /// The family in `slot`, made on first use.
-    pub(crate) fn made<'a>(slot: &'a mut Option<Box<Self>>, node: &Arc<Node>) -> &'a mut Self
+    pub(crate) fn made<'a, Q: Queue + 'static>(
+        slot: &'a mut Option<Box<Self>>,
+        node: &Arc<Node<Q>>,
+    ) -> &'a mut Self
     where
         E: Send + 'static,
     {
-        slot.get_or_insert_with(|| Box::new(Self::new(node)))
+        slot.get_or_insert_with(|| Box::new(Self::new(Arc::clone(node) as Arc<Node>)))
     }
 
-    fn new(node: &Arc<Node>) -> Self
+    fn new(node: Arc<Node>) -> Self
     where
         E: Send + 'static,
     {
@@ -110,7 +113,7 @@ impl<P, E> Family<P, E> {
         );
         Self {
             inbox,
-            sink: Arc::new(ParentSink::new(inbox_tx, Arc::clone(node))),
+            sink: Arc::new(ParentSink::new(inbox_tx, node)),
             stages: StageCounts::default(),
             children: 0,
             signalled_stage: None,

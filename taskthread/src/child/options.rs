@@ -117,7 +117,8 @@ impl ChildOptions {
         self
     }
 
-    /// The capacity of the thread's DOWN queue and of its inbound queue.
+    /// The capacity of the thread's DOWN queue and of its inbound queue. A DOWN queue holds
+    /// at most 2³¹ − 1 messages: a larger capacity (`usize::MAX`, say) is taken as that.
     ///
     /// # Panics
     /// If `capacity` is 0: a queue must hold at least one message.

@@ -118,7 +118,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
         rules: &'a LifeRules,
     ) -> Self {
         Self {
-            node: Arc::clone(ctx.node()),
+            node: ctx.node_arc(),
             thread,
             ctx,
             down,

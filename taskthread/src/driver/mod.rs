@@ -220,7 +220,7 @@ pub(crate) fn prepare<T: Thread>(
         dynamic.record_spawn(T::TYPE_NAME);
     }
     let prepared = Prepared {
-        ctx: Ctx::new(Arc::clone(&node) as Arc<Node>, up),
+        ctx: Ctx::new(Arc::clone(&node), up),
         rx: DownReceiver::new(Arc::clone(&node)),
         runtime,
     };

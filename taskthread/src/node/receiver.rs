@@ -4,17 +4,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::Node;
-use crate::queue::DownQueue;
+use crate::queue::{Batch, DownQueue};
 
-/// The thread's end of its queue, held by its loop. Dropping it closes the queue and drops
-/// what is left in it, so sends fail from then on and give their message back.
+/// The thread's end of its queue, held by its loop, with the batch of messages it took out
+/// at once and has not handed out yet. Dropping it closes the queue and drops what is left
+/// in it, so sends fail from then on and give their message back.
 pub(crate) struct DownReceiver<D: Send + 'static> {
     node: Arc<Node<DownQueue<D>>>,
+    batch: Batch<D>,
 }
 
 impl<D: Send + 'static> DownReceiver<D> {
     pub(crate) fn new(node: Arc<Node<DownQueue<D>>>) -> Self {
-        Self { node }
+        Self {
+            node,
+            batch: Batch::default(),
+        }
     }
 
     /// The next message; a sampled one (the thread is watched) tells the probe when it
@@ -23,16 +28,16 @@ impl<D: Send + 'static> DownReceiver<D> {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
         let node = &self.node;
         node.queue
-            .poll_recv_sampled(cx, |queued| node.record_sample(queued))
+            .poll_recv_sampled(&mut self.batch, cx, |queued| node.record_sample(queued))
     }
 
     /// Takes the next message, holding its place until [`release_held`](Self::release_held).
     pub(crate) fn poll_recv_held(&mut self, cx: &mut Context<'_>) -> Poll<Option<D>> {
-        self.node.queue.poll_recv_held(cx)
+        self.node.queue.poll_recv_held(&mut self.batch, cx)
     }
 
     pub(crate) fn try_recv_held(&mut self) -> Option<D> {
-        self.node.queue.try_recv_held()
+        self.node.queue.try_recv_held(&mut self.batch)
     }
 
     pub(crate) fn release_held(&self, n: usize) {
@@ -51,7 +56,7 @@ impl<D: Send + 'static> DownReceiver<D> {
     pub(crate) fn try_recv(&mut self) -> Option<D> {
         let node = &self.node;
         node.queue
-            .try_recv_sampled(|queued| node.record_sample(queued))
+            .try_recv_sampled(&mut self.batch, |queued| node.record_sample(queued))
     }
 
     /// Closes the queue; returns whether nothing is left to receive.
@@ -63,12 +68,14 @@ impl<D: Send + 'static> DownReceiver<D> {
         self.node.queue.is_closed()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.node.queue.is_empty()
+    #[inline]
+    pub(crate) fn is_empty(&mut self) -> bool {
+        self.batch.is_empty() && self.node.queue.is_empty()
     }
 }
 
 impl<D: Send + 'static> Drop for DownReceiver<D> {
+    #[inline]
     fn drop(&mut self) {
         self.node.queue.close_for_good();
     }

@@ -338,7 +338,7 @@ impl<W: Thread> WorkerPool<W> {
     /// Hands `job` to a free worker, waiting for one (and applying resize commands) while
     /// every worker is busy.
     async fn dispatch(&mut self, ctx: &mut Ctx<Self>, mut job: W::Down) -> Result<()> {
-        let node = Arc::clone(ctx.node());
+        let node = ctx.node_arc();
         let control = Arc::clone(self.control.as_ref().unwrap_or_else(|| unreachable!()));
         loop {
             self.apply_commands(ctx);

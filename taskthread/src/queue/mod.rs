@@ -6,8 +6,9 @@
 //! explained once, in each module's docs, so the code above them reads plainly:
 //!
 //! - The DOWN queue lives inside its thread's node (no allocation of its own, nothing until
-//!   the first message) under one short lock; a freed place is promised to the sender that
-//!   has waited longest.
+//!   the first message) under one short lock, which its receiver takes once per burst
+//!   (everything queued goes into the receiver's batch, handed out without a lock); a freed
+//!   place is promised to the sender that has waited longest.
 //! - The inbound queue keeps its items under one short lock, which its receiver takes once
 //!   per burst (everything queued); its places are a counter (one compare-and-swap to take,
 //!   one atomic subtraction to give back), and only senders that found it full wait in a
@@ -22,5 +23,5 @@ pub(crate) mod down;
 pub(crate) mod inbound;
 pub(crate) mod waiters;
 
-pub(crate) use down::DownQueue;
+pub(crate) use down::{Batch, DownQueue};
 pub(crate) use inbound::{Inbox, InboxSender, Meter, Metered, Places, Refused, inbox};

@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ where
     F: FnMut() -> C + Send + 'static,
 {
     async move {
-        let node = Arc::clone(ctx.node());
+        let node = ctx.node_arc();
         if let Some(group) = &policy.group {
             group.join(&node);
         }

@@ -43,7 +43,7 @@ impl<T: Thread> Subtree for ChildRef<T> {
 
 impl<T: Thread> Subtree for Ctx<T> {
     fn __root(&self) -> SubtreeRoot {
-        SubtreeRoot(Arc::clone(self.node()))
+        SubtreeRoot(self.node_arc())
     }
 }
 

@@ -7,8 +7,17 @@
 //! common case in a large tree, never pays for a queue it does not use.
 //!
 //! Everything is under one short lock: the messages, the closed flag, the receiver's
-//! waker, and the senders waiting for room. A send or a receive locks once; nothing is
-//! allocated per message beyond the buffer's growth. A receiver that waits with its waker
+//! waker, and the senders waiting for room. A send locks once; nothing is allocated per
+//! message beyond the buffer's growth. A receive that finds more than one message queued
+//! takes them all at once into the receiver's [`Batch`] (kept by the receiver, not in the
+//! queue: the queue's buffer and the batch's change places, so neither is made again) and
+//! hands them out from there without any lock. Each message's place stays taken until it
+//! is handed out, and is then given back with one atomic subtraction
+//! ([`DownQueue::batched`]), which also says whether a sender waits for it. So the
+//! receiver locks once per burst, not once per message, and many senders on several
+//! workers do not queue behind the receiver for the lock; places still come free one
+//! message at a time, so a sender waiting for room gets it as soon as one message is
+//! handled, never only when the whole burst is. A receiver that waits with its waker
 //! stored looks again without the lock: one atomic load says nothing has changed for it,
 //! so a thread woken for something else (a timer, a child) does not touch the lock. A
 //! receiver that takes the last message begins to wait under the same lock, so the looks
@@ -23,13 +32,14 @@
 //!
 //! While the tree is watched ([`recording`]), one message in a few ([`Stamps::every`]) is
 //! stamped with the time it was queued ([`Stamps`], beside the messages, made only then),
-//! and the receiver is told that stamp when it takes the message, to time its wait.
+//! and the receiver is told that stamp when it takes the message, to time its wait; while
+//! stamps are kept, messages are taken one at a time (no batch), each counted.
 //! Unwatched, a send and a receive each look at one more word, and nothing else.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -51,6 +61,92 @@ fn ended() -> *mut () {
     std::ptr::from_ref(&ENDED).cast_mut().cast()
 }
 
+/// The bit of [`DownQueue::batched`] that says senders wait for room.
+const WAITING: u32 = 1 << 31;
+
+/// The largest capacity a queue takes: [`DownQueue::batched`] counts places below
+/// [`WAITING`].
+pub(crate) const MAX_CAPACITY: usize = (WAITING - 1) as usize;
+
+/// The receiver's batch: messages it took out of the queue at once and has not handed out
+/// yet. Kept by the receiver (its `DownReceiver`), which alone uses it, always through
+/// `&mut`; the buffer is made the first time more than one message is taken at once.
+///
+/// The buffer sits in a [`Mutex`] that is never locked ([`Mutex::get_mut`] reaches it
+/// through `&mut`, at no cost): only so that the receiver, and a [`Proxy`](crate::Proxy)
+/// that holds it, can be shared between threads while the messages are only `Send`.
+pub(crate) struct Batch<D>(Option<Box<Mutex<VecDeque<D>>>>);
+
+impl<D> Default for Batch<D> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<D> Drop for Batch<D> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            self.drop_buffer();
+        }
+    }
+}
+
+impl<D> Batch<D> {
+    /// Drops the buffer and what is left in it: out of line, as most threads never make
+    /// one, and the end of a thread's task stays small.
+    #[cold]
+    #[inline(never)]
+    fn drop_buffer(&mut self) {
+        self.0 = None;
+    }
+
+    /// The buffer, if made.
+    #[inline]
+    fn buffer_mut(&mut self) -> Option<&mut VecDeque<D>> {
+        let buffer = self.0.as_mut()?;
+        Some(buffer.get_mut().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whether no message waits in the batch.
+    #[inline]
+    pub(crate) fn is_empty(&mut self) -> bool {
+        self.buffer_mut().is_none_or(|batch| batch.is_empty())
+    }
+
+    /// Hands out the next message, and gives a large buffer back once the batch is empty
+    /// (a thread with a large capacity keeps no burst's worth of memory while idle).
+    #[inline]
+    fn pop(&mut self) -> Option<D> {
+        let batch = self.buffer_mut()?;
+        let msg = batch.pop_front()?;
+        if batch.is_empty() && batch.capacity() > KEEP_BUFFER {
+            *batch = VecDeque::new();
+        }
+        Some(msg)
+    }
+
+    /// Moves everything in `items` into the batch (empty) and hands out the first: the two
+    /// buffers change places, so neither is made again. How many are left in the batch.
+    #[inline]
+    fn fill(&mut self, items: &mut VecDeque<D>) -> Option<(D, usize)> {
+        let batch = self
+            .0
+            .get_or_insert_with(Box::default)
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(items, batch);
+        let msg = batch.pop_front()?;
+        Some((msg, batch.len()))
+    }
+
+    /// The capacity of the batch's buffer.
+    #[cfg(test)]
+    fn buffer(&mut self) -> usize {
+        self.buffer_mut().map_or(0, |batch| batch.capacity())
+    }
+}
+
 /// The queue itself; the last field of its thread's node.
 ///
 /// `repr(C)`, `parked` first: the node puts the fields its loop reads on every turn right
@@ -63,7 +159,15 @@ pub(crate) struct DownQueue<D> {
     /// last message), cleared under the lock by whatever takes the stored waker or closes
     /// the queue, before the receiver is woken.
     parked: AtomicPtr<()>,
-    capacity: usize,
+    /// How many messages the receiver took into its [`Batch`] and has not handed out yet:
+    /// their places stay taken until then. Raised under the lock, lowered by the receiver
+    /// without it. Plus [`WAITING`] while senders wait for room (`State::senders` is not
+    /// empty; set and cleared under the lock): the receiver that hands a message out sees
+    /// in the same atomic subtraction whether a sender waits for the place it frees.
+    batched: AtomicU32,
+    /// At most [`MAX_CAPACITY`]; a `u32`, so that it shares a word with `batched` and the
+    /// node (which holds the queue) stays as small.
+    capacity: u32,
     state: Mutex<State<D>>,
 }
 
@@ -150,21 +254,16 @@ impl Stamps {
 }
 
 impl<D> State<D> {
-    /// Room for a sender that holds no promise.
-    fn has_room(&self, capacity: usize) -> bool {
-        self.items.len() + self.promised + (self.reserved as usize) + (self.held as usize)
-            < capacity
-    }
-
-    /// After a place was freed: promises it to the sender that has waited longest, if any,
-    /// and returns its waker (to be woken once the lock is released).
-    fn promise_next(&mut self, capacity: usize) -> Option<Waker> {
-        if self.senders.is_empty() || !self.has_room(capacity) {
-            return None;
-        }
-        let waker = self.senders.pop_front()?;
-        self.promised += 1;
-        Some(waker)
+    /// Room for a sender that holds no promise, with `batched` messages in the receiver's
+    /// batch.
+    #[inline]
+    fn has_room(&self, capacity: u32, batched: u32) -> bool {
+        self.items.len()
+            + (batched as usize)
+            + self.promised
+            + (self.reserved as usize)
+            + (self.held as usize)
+            < capacity as usize
     }
 
     /// Takes the next message, and gives a large buffer back once it is empty (a thread
@@ -189,7 +288,9 @@ impl<D> DownQueue<D> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             // `ChildOptions::capacity` refuses 0.
-            capacity: capacity.max(1),
+            // Refused or clamped there too; a `u32` below `WAITING` from here on.
+            capacity: capacity.clamp(1, MAX_CAPACITY) as u32,
+            batched: AtomicU32::new(0),
             parked: AtomicPtr::new(std::ptr::null_mut()),
             state: Mutex::new(State {
                 items: VecDeque::new(),
@@ -207,6 +308,57 @@ impl<D> DownQueue<D> {
 
     fn state(&self) -> MutexGuard<'_, State<D>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Under the lock: room for a sender that holds no promise.
+    #[inline]
+    fn has_room(&self, state: &State<D>) -> bool {
+        // SeqCst, as the receiver's subtraction when it hands a message of its batch out:
+        // a sender that queued itself and looks here again sees the place freed, or the
+        // receiver sees the sender waiting.
+        let batched = self.batched.load(Ordering::SeqCst) & !WAITING;
+        state.has_room(self.capacity, batched)
+    }
+
+    /// Under the lock, after `State::senders` changed: says whether senders wait.
+    #[inline]
+    fn count_waiting(&self, state: &State<D>) {
+        if state.senders.is_empty() {
+            self.batched.fetch_and(!WAITING, Ordering::SeqCst);
+        } else {
+            self.batched.fetch_or(WAITING, Ordering::SeqCst);
+        }
+    }
+
+    /// Under the lock, after a place was freed: promises it to the sender that has waited
+    /// longest, if any, and returns its waker (to be woken once the lock is released).
+    #[inline]
+    fn promise_next(&self, state: &mut State<D>) -> Option<Waker> {
+        if state.senders.is_empty() || !self.has_room(state) {
+            return None;
+        }
+        let waker = state.senders.pop_front()?;
+        state.promised += 1;
+        self.count_waiting(state);
+        Some(waker)
+    }
+
+    /// The receiver handed out a message of its batch: its place is free, and goes to the
+    /// sender that has waited longest, if any.
+    #[inline]
+    fn handed_out(&self) {
+        if self.batched.fetch_sub(1, Ordering::SeqCst) & WAITING != 0 {
+            self.promise_freed();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn promise_freed(&self) {
+        let next = self.promise_next(&mut self.state());
+        if let Some(next) = next {
+            next.wake();
+        }
     }
 
     /// Under the lock: takes the receiver's waker, to be woken once the lock is released.
@@ -238,7 +390,7 @@ impl<D> DownQueue<D> {
             if state.closed {
                 return Err(TrySendError::Ended(msg));
             }
-            if !state.senders.is_empty() || !state.has_room(self.capacity) {
+            if !state.senders.is_empty() || !self.has_room(&state) {
                 return Err(TrySendError::Full(msg));
             }
             self.put(&mut state, msg)
@@ -294,11 +446,18 @@ impl<D> DownQueue<D> {
             *wait = Waiting::No;
             return Poll::Ready(Ok(()));
         }
-        if state.senders.is_empty() && state.has_room(self.capacity) {
+        if state.senders.is_empty() && self.has_room(state) {
             return Poll::Ready(Ok(()));
         }
         // Full, or others wait already: queue behind them.
         *wait = Waiting::Queued(state.senders.push(cx.waker(), 0));
+        self.count_waiting(state);
+        // A place of the receiver's batch freed before this sender was counted in went to
+        // nobody: it goes to the longest waiting now (maybe this sender itself, woken at
+        // once to take it).
+        if let Some(next) = self.promise_next(state) {
+            next.wake();
+        }
         Poll::Pending
     }
 
@@ -311,10 +470,11 @@ impl<D> DownQueue<D> {
                 return;
             }
             if state.senders.remove(ticket) {
+                self.count_waiting(&state);
                 None
             } else {
                 state.promised -= 1;
-                state.promise_next(self.capacity)
+                self.promise_next(&mut state)
             }
         };
         if let Some(next) = next {
@@ -322,43 +482,64 @@ impl<D> DownQueue<D> {
         }
     }
 
-    /// Takes the next message; `Ready(None)` once the queue is closed and empty.
+    /// Takes the next message, one at a time (no batch); `Ready(None)` once the queue is
+    /// closed and empty.
     #[cfg(test)]
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
-        self.poll_recv_sampled(cx, |_| {})
+        self.poll_recv_locked(None, cx, |_| {})
     }
 
-    /// Takes the next message; `Ready(None)` once the queue is closed and empty. If the
-    /// message was sampled, `sampled` is told when it was queued.
+    /// Takes the next message, from the receiver's `batch` first; `Ready(None)` once the
+    /// queue is closed and empty. If the message was sampled, `sampled` is told when it was
+    /// queued.
     ///
     /// Spends the task's cooperative budget like tokio's own channels, so a thread whose
     /// queue never empties still lets the other tasks of its worker run.
     #[inline]
     pub(crate) fn poll_recv_sampled(
         &self,
+        batch: &mut Batch<D>,
         cx: &mut Context<'_>,
         sampled: impl FnOnce(Instant),
     ) -> Poll<Option<D>> {
         // Waiting already with this waker, and nothing has come or closed since (whatever
-        // would change that clears `parked` before it wakes the receiver).
+        // would change that clears `parked` before it wakes the receiver; a receiver with
+        // messages in its batch never waits).
         let parked = self.parked.load(Ordering::Acquire);
         if !parked.is_null() && std::ptr::eq(parked, cx.waker().data()) {
             return Poll::Pending;
         }
-        self.poll_recv_locked(cx, sampled)
+        if !batch.is_empty() {
+            return self.poll_batch(batch, cx);
+        }
+        self.poll_recv_locked(Some(batch), cx, sampled)
     }
 
+    /// Hands out the next message of the receiver's batch (not empty). Out of line, so the
+    /// look that leads here stays small enough to be inlined into the loop.
+    #[inline(never)]
+    fn poll_batch(&self, batch: &mut Batch<D>, cx: &mut Context<'_>) -> Poll<Option<D>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let msg = batch.pop();
+        coop.made_progress();
+        self.handed_out();
+        Poll::Ready(msg)
+    }
+
+    /// Takes the next message under the lock; with a `batch` (empty), everything else
+    /// queued goes into it.
     fn poll_recv_locked(
         &self,
+        batch: Option<&mut Batch<D>>,
         cx: &mut Context<'_>,
         sampled: impl FnOnce(Instant),
     ) -> Poll<Option<D>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
-        match state.take(sampled) {
-            Some(msg) => {
-                let sender = state.promise_next(self.capacity);
-                if sender.is_none() && state.items.is_empty() && !state.closed {
+        match self.take_next(&mut state, batch, sampled) {
+            Some((msg, batched)) => {
+                let sender = self.promise_next(&mut state);
+                if sender.is_none() && !batched && state.items.is_empty() && !state.closed {
                     // The last message: the receiver begins to wait now, under this lock,
                     // so that its next looks (after handling the message) need none.
                     self.park(&mut state, cx);
@@ -385,6 +566,36 @@ impl<D> DownQueue<D> {
         }
     }
 
+    /// Under the lock: takes the next message; with a `batch` (empty) and more than one
+    /// message queued, the rest go into it (not while stamps are kept: messages are then
+    /// taken one at a time, counted). The message, and whether a batch was taken.
+    #[inline]
+    fn take_next(
+        &self,
+        state: &mut State<D>,
+        batch: Option<&mut Batch<D>>,
+        sampled: impl FnOnce(Instant),
+    ) -> Option<(D, bool)> {
+        match batch {
+            Some(batch) if state.items.len() > 1 && state.stamps.is_none() && !recording() => {
+                self.take_batch(state, batch).map(|msg| (msg, true))
+            }
+            _ => state.take(sampled).map(|msg| (msg, false)),
+        }
+    }
+
+    /// Under the lock: moves everything queued (more than one message) into the
+    /// receiver's empty `batch`, counted in `batched`, and takes the first. Out of line:
+    /// a thread that takes its messages one at a time (or none, as most) keeps its loop
+    /// small.
+    #[inline(never)]
+    fn take_batch(&self, state: &mut State<D>, batch: &mut Batch<D>) -> Option<D> {
+        let (msg, rest) = batch.fill(&mut state.items)?;
+        // At most the capacity, below `WAITING`.
+        self.batched.fetch_add(rest as u32, Ordering::SeqCst);
+        Some(msg)
+    }
+
     /// Under the lock, with the queue empty and open: stores the receiver's waker and
     /// sets `parked`.
     #[inline]
@@ -403,15 +614,19 @@ impl<D> DownQueue<D> {
         }
     }
 
-    /// Takes the next message as [`poll_recv`](Self::poll_recv) does, but keeps its place
-    /// taken until [`release_held`](Self::release_held) frees it: senders wait while the
-    /// queued messages and the held places fill the capacity.
-    pub(crate) fn poll_recv_held(&self, cx: &mut Context<'_>) -> Poll<Option<D>> {
+    /// Takes the next message as [`poll_recv_sampled`](Self::poll_recv_sampled) does (from
+    /// the receiver's `batch` first), but keeps its place taken until
+    /// [`release_held`](Self::release_held) frees it: senders wait while the queued
+    /// messages and the held places fill the capacity.
+    pub(crate) fn poll_recv_held(
+        &self,
+        batch: &mut Batch<D>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<D>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
-        match state.take(|_| {}) {
+        match self.take_held(&mut state, batch) {
             Some(msg) => {
-                state.held += 1;
                 drop(state);
                 coop.made_progress();
                 Poll::Ready(Some(msg))
@@ -427,6 +642,20 @@ impl<D> DownQueue<D> {
         }
     }
 
+    /// Under the lock: takes the next message (from the receiver's `batch` first, its place
+    /// moving from the batch's count to the held ones), holding its place.
+    fn take_held(&self, state: &mut State<D>, batch: &mut Batch<D>) -> Option<D> {
+        let msg = match batch.pop() {
+            Some(msg) => {
+                self.batched.fetch_sub(1, Ordering::SeqCst);
+                msg
+            }
+            None => state.take(|_| {})?,
+        };
+        state.held += 1;
+        Some(msg)
+    }
+
     /// Frees `n` places held by [`poll_recv_held`](Self::poll_recv_held) (at most as many
     /// as are held), promising them to waiting senders.
     pub(crate) fn release_held(&self, n: usize) {
@@ -434,7 +663,7 @@ impl<D> DownQueue<D> {
         {
             let mut state = self.state();
             state.held -= u32::try_from(n).unwrap_or(u32::MAX).min(state.held);
-            while let Some(waker) = state.promise_next(self.capacity) {
+            while let Some(waker) = self.promise_next(&mut state) {
                 woken.push(waker);
             }
         }
@@ -445,11 +674,8 @@ impl<D> DownQueue<D> {
 
     /// Takes the next message if there is one now, holding its place as
     /// [`poll_recv_held`](Self::poll_recv_held) does.
-    pub(crate) fn try_recv_held(&self) -> Option<D> {
-        let mut state = self.state();
-        let msg = state.take(|_| {})?;
-        state.held += 1;
-        Some(msg)
+    pub(crate) fn try_recv_held(&self, batch: &mut Batch<D>) -> Option<D> {
+        self.take_held(&mut self.state(), batch)
     }
 
     /// How many places are held by taken messages not yet released.
@@ -457,23 +683,49 @@ impl<D> DownQueue<D> {
         self.state().held as usize
     }
 
-    /// Takes the next message if there is one now.
+    /// Takes the next message if there is one now, one at a time (no batch).
     #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<D> {
-        self.try_recv_sampled(|_| {})
+        self.try_recv_locked(None, |_| {})
     }
 
-    /// Takes the next message if there is one now; if it was sampled, `sampled` is told
-    /// when it was queued.
+    /// Takes the next message if there is one now (from the receiver's `batch` first); if
+    /// it was sampled, `sampled` is told when it was queued.
     #[inline]
-    pub(crate) fn try_recv_sampled(&self, sampled: impl FnOnce(Instant)) -> Option<D> {
+    pub(crate) fn try_recv_sampled(
+        &self,
+        batch: &mut Batch<D>,
+        sampled: impl FnOnce(Instant),
+    ) -> Option<D> {
+        if !batch.is_empty() {
+            return self.try_batch(batch);
+        }
         // The receiver waits with its waker stored: nothing has come since.
         if !self.parked.load(Ordering::Acquire).is_null() {
             return None;
         }
+        self.try_recv_locked(Some(batch), sampled)
+    }
+
+    /// Hands out the next message of the receiver's batch (not empty), out of line as
+    /// [`poll_batch`](Self::poll_batch).
+    #[inline(never)]
+    fn try_batch(&self, batch: &mut Batch<D>) -> Option<D> {
+        let msg = batch.pop();
+        self.handed_out();
+        msg
+    }
+
+    /// Takes the next message if there is one now, under the lock; with a `batch` (empty),
+    /// everything else queued goes into it.
+    fn try_recv_locked(
+        &self,
+        batch: Option<&mut Batch<D>>,
+        sampled: impl FnOnce(Instant),
+    ) -> Option<D> {
         let mut state = self.state();
-        let msg = state.take(sampled)?;
-        let sender = state.promise_next(self.capacity);
+        let (msg, _) = self.take_next(&mut state, batch, sampled)?;
+        let sender = self.promise_next(&mut state);
         drop(state);
         if let Some(sender) = sender {
             sender.wake();
@@ -484,12 +736,13 @@ impl<D> DownQueue<D> {
     /// Stops accepting messages; what is queued (or sent through a permit taken before)
     /// can still be received. Waiting senders get their messages back.
     ///
-    /// Returns whether nothing is left to receive (nothing queued, no place held by a
-    /// [`Permit`]): the receiver need not look again to find the end.
+    /// Returns whether nothing is left to receive (nothing queued, none in the receiver's
+    /// batch, no place held by a [`Permit`]): the receiver need not look again to find the
+    /// end.
     pub(crate) fn close(&self) -> bool {
         let (senders, drained, receiver) = {
             let mut state = self.state();
-            let drained = Self::close_locked(&self.parked, &mut state);
+            let drained = self.close_locked(&mut state);
             // Closed with nothing left: nothing can come any more (sends and reservations
             // fail, no permit is out), so `parked` says so for good, and the end of the
             // receiver finds nothing to do. The receiver's waker, its own (only the
@@ -500,7 +753,12 @@ impl<D> DownQueue<D> {
             } else {
                 None
             };
-            (state.senders.take_all(), drained, receiver)
+            let waited = !state.senders.is_empty();
+            let senders = state.senders.take_all();
+            if waited {
+                self.count_waiting(&state);
+            }
+            (senders, drained, receiver)
         };
         for waker in senders {
             waker.wake();
@@ -510,11 +768,13 @@ impl<D> DownQueue<D> {
     }
 
     /// Under the lock: closes the queue; whether nothing is left to receive.
-    fn close_locked(parked: &AtomicPtr<()>, state: &mut State<D>) -> bool {
-        parked.store(std::ptr::null_mut(), Ordering::Release);
+    fn close_locked(&self, state: &mut State<D>) -> bool {
+        self.parked.store(std::ptr::null_mut(), Ordering::Release);
         state.closed = true;
         state.promised = 0;
-        state.items.is_empty() && state.reserved == 0
+        state.items.is_empty()
+            && state.reserved == 0
+            && self.batched.load(Ordering::SeqCst) & !WAITING == 0
     }
 
     /// Closes the queue and drops what is in it: the receiver is gone. Askers whose
@@ -527,9 +787,12 @@ impl<D> DownQueue<D> {
         }
         let (senders, left) = {
             let mut state = self.state();
-            Self::close_locked(&self.parked, &mut state);
+            self.close_locked(&mut state);
             state.gone = true;
             state.stamps = None;
+            // The receiver's batch goes with the receiver. Nothing counts places of a closed
+            // queue any more (a close took every waiting sender off), except `len`.
+            self.batched.store(0, Ordering::Relaxed);
             (state.senders.take_all(), std::mem::take(&mut state.items))
         };
         for waker in senders {
@@ -543,12 +806,13 @@ impl<D> DownQueue<D> {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity as usize
     }
 
-    /// How many messages are queued.
+    /// How many messages are queued, counting those in the receiver's batch.
     pub(crate) fn len(&self) -> usize {
-        self.state().items.len()
+        let state = self.state();
+        state.items.len() + (self.batched.load(Ordering::SeqCst) & !WAITING) as usize
     }
 
     /// How many senders wait for room.
@@ -565,9 +829,9 @@ impl<D> DownQueue<D> {
         }
     }
 
-    /// Whether nothing is queued. A receiver that waits with its waker stored has nothing
-    /// queued (whatever puts a message clears `parked` first): one atomic load, no lock,
-    /// for the loop that asks between inbound events.
+    /// Whether nothing is queued (the receiver's batch aside). A receiver that waits with
+    /// its waker stored has nothing queued (whatever puts a message clears `parked` first):
+    /// one atomic load, no lock, for the loop that asks between inbound events.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         !self.parked.load(Ordering::Acquire).is_null() || self.state().items.is_empty()
@@ -789,7 +1053,7 @@ impl<D> Drop for Permit<'_, D> {
             } else {
                 None
             };
-            (state.promise_next(self.queue.capacity), receiver)
+            (self.queue.promise_next(&mut state), receiver)
         };
         if let Some(next) = next {
             next.wake();

@@ -72,11 +72,29 @@ fn a_large_buffer_is_given_back_once_drained() {
         assert_eq!(queue.try_recv(), Some(n));
     }
     assert!(queue.state().items.capacity() <= KEEP_BUFFER);
-    // A small buffer is kept: a thread with the default capacity never reallocates.
+    // The same through the receiver's batch: the burst goes into it, and its large buffer
+    // is given back once handed out.
+    let mut batch = Batch::default();
+    for n in 0..5_000 {
+        queue.try_send(n).expect("room");
+    }
+    for n in 0..5_000 {
+        assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(n));
+    }
+    assert!(batch.buffer() <= KEEP_BUFFER);
+    assert!(queue.state().items.capacity() <= KEEP_BUFFER);
+    // Small buffers are kept: the queue's and the batch's change places, and a thread with
+    // the default capacity never reallocates once both were used.
     let small = DownQueue::new(64);
-    small.try_send(1).expect("room");
-    assert_eq!(small.try_recv(), Some(1));
+    let mut batch = Batch::default();
+    for _ in 0..2 {
+        small.try_send(1).expect("room");
+        small.try_send(2).expect("room");
+        assert_eq!(small.try_recv_sampled(&mut batch, |_| {}), Some(1));
+        assert_eq!(small.try_recv_sampled(&mut batch, |_| {}), Some(2));
+    }
     assert!(small.state().items.capacity() > 0);
+    assert!(batch.buffer() > 0);
 }
 
 /// A loop over a queue that never waits (it always has a message, or always room)
@@ -227,8 +245,9 @@ fn many_senders_on_many_threads_lose_nothing() {
             });
         }
         let mut seen = vec![false; SENDERS * EACH];
+        let mut batch = Batch::default();
         for _ in 0..SENDERS * EACH {
-            let v = poll_fn(|cx| queue.poll_recv(cx))
+            let v = poll_fn(|cx| queue.poll_recv_sampled(&mut batch, cx, |_| {}))
                 .await
                 .expect("open while messages come");
             assert!(!seen[v], "{v} arrived twice");
@@ -243,12 +262,16 @@ fn many_senders_on_many_threads_lose_nothing() {
 fn held_places_keep_senders_waiting_until_released() {
     block_on(async {
         let queue = Arc::new(DownQueue::new(2));
+        let mut batch = Batch::default();
         queue.try_send(1).unwrap();
         queue.try_send(2).unwrap();
         // Taken, but their places stay held: the queue is still full.
-        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, Some(1));
-        assert_eq!(queue.try_recv_held(), Some(2));
-        assert_eq!(queue.try_recv_held(), None);
+        assert_eq!(
+            poll_fn(|cx| queue.poll_recv_held(&mut batch, cx)).await,
+            Some(1)
+        );
+        assert_eq!(queue.try_recv_held(&mut batch), Some(2));
+        assert_eq!(queue.try_recv_held(&mut batch), None);
         assert_eq!(queue.held(), 2);
         assert!(matches!(queue.try_send(3), Err(TrySendError::Full(3))));
         let waiting = sender(&queue, 3);
@@ -264,10 +287,19 @@ fn held_places_keep_senders_waiting_until_released() {
         assert!(queue.try_send(4).is_ok());
         assert!(matches!(queue.try_send(5), Err(TrySendError::Full(5))));
         // A closed queue ends once empty, whatever is held.
-        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, Some(3));
+        assert_eq!(
+            poll_fn(|cx| queue.poll_recv_held(&mut batch, cx)).await,
+            Some(3)
+        );
         queue.close();
-        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, Some(4));
-        assert_eq!(poll_fn(|cx| queue.poll_recv_held(cx)).await, None);
+        assert_eq!(
+            poll_fn(|cx| queue.poll_recv_held(&mut batch, cx)).await,
+            Some(4)
+        );
+        assert_eq!(
+            poll_fn(|cx| queue.poll_recv_held(&mut batch, cx)).await,
+            None
+        );
     });
 }
 
@@ -401,8 +433,9 @@ fn many_senders_giving_up_on_many_workers_keep_order_and_bounds() {
         let mut next = [0; SENDERS];
         let mut got = [0; SENDERS];
         let mut ended = 0;
+        let mut batch = Batch::default();
         while ended < SENDERS {
-            let (s, i) = poll_fn(|cx| queue.poll_recv(cx))
+            let (s, i) = poll_fn(|cx| queue.poll_recv_sampled(&mut batch, cx, |_| {}))
                 .await
                 .expect("open while messages come");
             assert!(
@@ -459,12 +492,18 @@ fn a_close_among_waiting_senders_loses_nothing() {
                 }));
             }
             let mut got = 0;
+            let mut batch = Batch::default();
             while got < 200 + round * 50 {
-                poll_fn(|cx| queue.poll_recv(cx)).await.expect("open");
+                poll_fn(|cx| queue.poll_recv_sampled(&mut batch, cx, |_| {}))
+                    .await
+                    .expect("open");
                 got += 1;
             }
             queue.close();
-            while poll_fn(|cx| queue.poll_recv(cx)).await.is_some() {
+            while poll_fn(|cx| queue.poll_recv_sampled(&mut batch, cx, |_| {}))
+                .await
+                .is_some()
+            {
                 got += 1;
             }
             let mut sent = 0;
@@ -479,4 +518,116 @@ fn a_close_among_waiting_senders_loses_nothing() {
             );
         });
     }
+}
+
+/// The receiver takes everything queued in one go; each message's place stays taken until
+/// it is handed out, then goes to a waiting sender at once, before the rest is handed out.
+#[test]
+fn a_batch_frees_its_places_one_message_at_a_time() {
+    block_on(async {
+        let queue = Arc::new(DownQueue::new(3));
+        let mut batch = Batch::default();
+        for n in 1..=3 {
+            queue.try_send(n).expect("room");
+        }
+        let waiting = sender(&queue, 4);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "full: it waits");
+        assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(1));
+        assert!(!batch.is_empty(), "2 and 3 went into the batch");
+        assert_eq!(queue.len(), 2, "the messages in the batch are counted");
+        assert!(
+            matches!(queue.try_send(9), Err(TrySendError::Full(9))),
+            "the freed place is the waiting sender's"
+        );
+        assert_eq!(waiting.await.expect("no panic"), Ok(()), "it got the place");
+        assert_eq!(queue.len(), 3);
+        // 2 is handed out from the batch: its place is free at once.
+        assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
+        assert!(queue.try_send(5).is_ok(), "the place of 2 is free");
+        assert!(matches!(queue.try_send(9), Err(TrySendError::Full(9))));
+        let got: Vec<_> =
+            std::iter::from_fn(|| queue.try_recv_sampled(&mut batch, |_| {})).collect();
+        assert_eq!(got, [3, 4, 5], "in order, batch first");
+        assert!(batch.is_empty());
+        for n in 0..3 {
+            assert!(queue.try_send(n).is_ok(), "every place given back");
+        }
+    });
+}
+
+/// A sender waiting for room gets the place of a message handed out of the batch, which
+/// the receiver frees without the queue's lock.
+#[test]
+fn a_place_freed_from_the_batch_goes_to_the_waiting_sender() {
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let queue = DownQueue::new(2);
+    let mut batch = Batch::default();
+    queue.try_send(1).expect("room");
+    queue.try_send(2).expect("room");
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(1));
+    // 2 in the batch, its place taken; one place is free again (1 was handed out).
+    assert!(queue.try_send(3).is_ok());
+    let mut sending = queue.send(4);
+    assert!(Pin::new(&mut sending).poll(&mut cx).is_pending(), "full");
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
+    assert!(
+        Pin::new(&mut sending).poll(&mut cx).is_ready(),
+        "the place of 2 went to the waiting sender"
+    );
+    let got: Vec<_> = std::iter::from_fn(|| queue.try_recv_sampled(&mut batch, |_| {})).collect();
+    assert_eq!(got, [3, 4]);
+}
+
+/// A close with messages in the receiver's batch leaves them to be received: the queue is
+/// not drained until the batch is.
+#[test]
+fn a_close_leaves_the_batch_to_be_received() {
+    block_on(async {
+        let queue = DownQueue::new(4);
+        let mut batch = Batch::default();
+        for n in 1..=3 {
+            queue.try_send(n).expect("room");
+        }
+        assert_eq!(
+            poll_fn(|cx| queue.poll_recv_sampled(&mut batch, cx, |_| {})).await,
+            Some(1)
+        );
+        assert!(!queue.close(), "2 and 3 are left, in the batch");
+        assert!(matches!(queue.try_send(9), Err(TrySendError::Ended(9))));
+        let mut rest = Vec::new();
+        while let Some(n) = poll_fn(|cx| queue.poll_recv_sampled(&mut batch, cx, |_| {})).await {
+            rest.push(n);
+        }
+        assert_eq!(rest, [2, 3]);
+    });
+}
+
+/// A message taken out of the batch to be held keeps its place until released.
+#[test]
+fn a_held_message_from_the_batch_keeps_its_place() {
+    let queue = DownQueue::new(2);
+    let mut batch = Batch::default();
+    queue.try_send(1).expect("room");
+    queue.try_send(2).expect("room");
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(1));
+    assert_eq!(queue.try_recv_held(&mut batch), Some(2), "from the batch");
+    assert_eq!(queue.held(), 1);
+    assert_eq!(queue.len(), 0);
+    assert!(queue.try_send(3).is_ok(), "the place of 1 is free");
+    assert!(
+        matches!(queue.try_send(4), Err(TrySendError::Full(4))),
+        "the place of 2 is held"
+    );
+    queue.release_held(1);
+    assert!(queue.try_send(4).is_ok());
+}
+
+/// A capacity beyond what the queue counts is taken as the largest it does.
+#[test]
+fn a_huge_capacity_is_clamped() {
+    let queue: DownQueue<u8> = DownQueue::new(usize::MAX);
+    assert_eq!(queue.capacity(), MAX_CAPACITY);
+    assert!(queue.try_send(1).is_ok());
 }
