@@ -33,8 +33,8 @@ pub enum Reschedule {
     /// Do not run again until started with [`Ctx::start_task`](crate::Ctx::start_task).
     Done,
     /// Stop the whole thread gracefully; it will end as [`Exit::Completed`](crate::Exit::Completed).
-    /// The stop sequence waits behind the tasks already woken on the thread's worker, so
-    /// that many threads ending together do not delay the runs due with them.
+    /// The stop sequence first lets the other tasks that are ready to run go, so that many
+    /// threads ending together do not delay the runs due with them.
     Stop,
 }
 

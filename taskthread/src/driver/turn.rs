@@ -438,9 +438,9 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     if self.ctx.timetable().finish(due, decision) {
                         self.ctx.stop();
                         // The thread ends with this run. Its ending (the stop sequence, the
-                        // exit report) waits behind the tasks already woken on this worker:
-                        // when many periodic tasks end together, each would otherwise
-                        // delay the runs due after it by its thread's ending.
+                        // exit report) waits behind the other tasks ready to run: when many
+                        // periodic tasks end together, each would otherwise delay the runs
+                        // due after it by its thread's ending.
                         tokio::task::yield_now().await;
                     }
                     if recording() {

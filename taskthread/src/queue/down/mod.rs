@@ -160,8 +160,9 @@ pub(crate) struct DownQueue<D> {
     /// the queue, before the receiver is woken.
     parked: AtomicPtr<()>,
     /// How many messages the receiver took into its [`Batch`] and has not handed out yet:
-    /// their places stay taken until then. Raised under the lock, lowered by the receiver
-    /// without it. Plus [`WAITING`] while senders wait for room (`State::senders` is not
+    /// their places stay taken until then. Raised under the lock; lowered by the receiver as
+    /// it hands a message out, without the lock (and under it when a held message is taken,
+    /// or when the queue is closed for good). Plus [`WAITING`] while senders wait for room (`State::senders` is not
     /// empty; set and cleared under the lock): the receiver that hands a message out sees
     /// in the same atomic subtraction whether a sender waits for the place it frees.
     batched: AtomicU32,
@@ -287,8 +288,8 @@ impl<D> State<D> {
 impl<D> DownQueue<D> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            // `ChildOptions::capacity` refuses 0.
-            // Refused or clamped there too; a `u32` below `WAITING` from here on.
+            // `ChildOptions::capacity` refuses 0; a larger capacity than `MAX_CAPACITY` is
+            // clamped here, so that it is a `u32` below `WAITING` from here on.
             capacity: capacity.clamp(1, MAX_CAPACITY) as u32,
             batched: AtomicU32::new(0),
             parked: AtomicPtr::new(std::ptr::null_mut()),
