@@ -364,6 +364,40 @@ async fn threads_a_stop_ends_together_let_the_runs_due_with_them_go_first() {
     assert!(exits.iter().all(|e| e.starts_with("exit ")), "{log:?}");
 }
 
+/// A thread whose task ends it at 10 ms, and which notes the messages it handles.
+struct Closing {
+    log: Log,
+}
+
+#[taskthread]
+impl Closing {
+    #[rescheduling(delay = "10ms")]
+    async fn last(&mut self, _ctx: &mut Ctx<Self>) -> Reschedule {
+        Reschedule::Stop
+    }
+
+    #[down]
+    async fn note(&mut self, _ctx: &mut Ctx<Self>, n: u32) {
+        self.log.lock().unwrap().push(format!("note {n}"));
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_message_sent_at_the_tick_a_stop_ends_the_thread_is_still_handled() {
+    let log = Log::default();
+    let root = taskthread::spawn(Closing {
+        log: Log::clone(&log),
+    });
+    // Due at the same instant as the thread's task: whichever runs first, the queue is
+    // still open, as the stop sequence has not begun.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    root.send(1u32)
+        .await
+        .expect("the thread takes messages until its stop sequence begins");
+    assert!(matches!(root.join().await, Exit::Completed));
+    assert_eq!(*log.lock().unwrap(), ["note 1"]);
+}
+
 /// A task that fails.
 struct Faulty;
 
