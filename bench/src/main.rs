@@ -12,12 +12,15 @@
 //! ```
 //!
 //! The workloads, the model each system follows and what is not applicable are described in
-//! `docs/benchmarks.md`. Idle memory is measured in a fresh process per figure (this binary
-//! re-runs itself), because a process that has already run other workloads keeps freed
-//! memory resident and would under-count.
+//! `docs/benchmarks.md`. Every figure is measured in a fresh process (this binary re-runs
+//! itself, see [`isolate`]): a process that has already run other workloads keeps their
+//! heap, and a system's figures would depend on what ran before it. Idle memory has a fresh
+//! process of its own too, because a process keeps freed memory resident and would
+//! under-count.
 
 mod actix_sys;
 mod chart;
+mod isolate;
 mod kameo_sys;
 mod model;
 mod probe;
@@ -69,6 +72,13 @@ struct Cli {
     /// Write one SVG bar chart per workload into this directory.
     #[arg(long, value_name = "DIR")]
     charts: Option<PathBuf>,
+    /// Run every figure in this one process instead of a fresh process each: figures then
+    /// depend on what ran before them (the heap other workloads and systems left).
+    #[arg(long)]
+    shared_process: bool,
+    /// Internal: run SYSTEM:WORKLOAD:RUNTIME once in this process and print its figures.
+    #[arg(long, hide = true, value_name = "SYSTEM:WORKLOAD:RUNTIME")]
+    figure: Option<String>,
     /// Internal: measure idle memory of SYSTEM:RUNTIME:N in this process and print
     /// "before after" in bytes.
     #[arg(long, hide = true, value_name = "SYSTEM:RUNTIME:N")]
@@ -106,6 +116,9 @@ fn main() -> ExitCode {
     } else {
         Scale::full()
     };
+    if let Some(spec) = &cli.figure {
+        return isolate::child(spec, systems(), &scale);
+    }
     let rounds = cli
         .rounds
         .map_or(if cli.quick { 3 } else { 5 }, NonZeroU32::get);
@@ -147,7 +160,11 @@ fn main() -> ExitCode {
             for &flavour in &flavours {
                 for (i, system) in systems.iter().enumerate() {
                     let t = Instant::now();
-                    let figures = system.run(workload, flavour, &scale);
+                    let figures = if cli.shared_process {
+                        system.run(workload, flavour, &scale)
+                    } else {
+                        isolate::run(system.as_ref(), workload, flavour, scale.quick)
+                    };
                     let mut line = format!(
                         "[{:>4.0}s] round {round}/{rounds} {workload:?} {} {}:",
                         started.elapsed().as_secs_f64(),

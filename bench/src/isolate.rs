@@ -1,0 +1,182 @@
+//! Each figure in a fresh process: the parent re-runs this program once per system,
+//! workload, runtime flavour and round, and reads the figures back from its output.
+//!
+//! A process that has run other workloads (or other systems) keeps their heap: freed
+//! blocks scattered over many pages, arenas grown by other threads. Every later allocation
+//! then lands on colder memory, and how much that costs depends on the allocation pattern
+//! of the system measured, so in one shared process a system's figures depend on what ran
+//! before it. A fresh process per figure gives every system the same start.
+//!
+//! The child prints one line per figure: `SLUG m VALUE` when measured, `SLUG n WHY` when
+//! not applicable.
+
+use std::collections::HashMap;
+use std::process::{Command, ExitCode};
+use std::sync::{Mutex, OnceLock};
+
+use clap::ValueEnum as _;
+
+use crate::model::{Figures, Flavour, Scale, System, Value, Workload};
+
+/// Runs one workload of one system in a fresh process and returns its figures.
+///
+/// # Panics
+/// If the child fails or prints something other than the figures of `workload`: the
+/// report would otherwise be silently incomplete.
+pub(crate) fn run(
+    system: &dyn System,
+    workload: Workload,
+    flavour: Flavour,
+    quick: bool,
+) -> Figures {
+    let exe = std::env::current_exe().expect("this program's path");
+    let mut command = Command::new(exe);
+    command
+        .arg("--figure")
+        .arg(spec(system.name(), workload, flavour));
+    if quick {
+        command.arg("--quick");
+    }
+    let out = command.output().expect("re-running this program");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        panic!(
+            "the run of {workload:?} {} {} failed ({}): {}",
+            flavour.name(),
+            system.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    match parse(workload, &stdout) {
+        Ok(figures) => figures,
+        Err(e) => panic!(
+            "the run of {workload:?} {} {} printed an unreadable figure ({e}): {stdout:?}",
+            flavour.name(),
+            system.name()
+        ),
+    }
+}
+
+/// Runs in the fresh process: measures `SYSTEM:WORKLOAD:RUNTIME` and prints its figures.
+pub(crate) fn child(spec: &str, systems: Vec<Box<dyn System>>, scale: &Scale) -> ExitCode {
+    let mut parts = spec.split(':');
+    let (Some(name), Some(workload), Some(flavour), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        eprintln!("error: --figure takes SYSTEM:WORKLOAD:RUNTIME");
+        return ExitCode::FAILURE;
+    };
+    let (Some(system), Ok(workload), Some(flavour)) = (
+        systems.into_iter().find(|s| s.name() == name),
+        Workload::from_str(workload, false),
+        Flavour::parse(flavour),
+    ) else {
+        eprintln!("error: unknown system, workload or runtime in {spec:?}");
+        return ExitCode::FAILURE;
+    };
+    for (metric, value) in system.run(workload, flavour, scale) {
+        match value {
+            // `{:?}` prints an `f64` so that it parses back to the same value.
+            Value::Measured(v) => println!("{} m {v:?}", metric.slug()),
+            Value::NotApplicable(why) => println!("{} n {why}", metric.slug()),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The `--figure` argument naming one run.
+fn spec(system: &str, workload: Workload, flavour: Flavour) -> String {
+    let workload = workload
+        .to_possible_value()
+        .expect("every workload has a name");
+    format!("{system}:{}:{}", workload.get_name(), flavour.name())
+}
+
+/// Reads the child's lines back into figures of `workload`.
+fn parse(workload: Workload, out: &str) -> Result<Figures, String> {
+    let mut figures = Figures::new();
+    for line in out.lines() {
+        let mut fields = line.splitn(3, ' ');
+        let (Some(slug), Some(kind), Some(rest)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!("not SLUG KIND VALUE: {line:?}"));
+        };
+        let Some(&metric) = workload.metrics().iter().find(|m| m.slug() == slug) else {
+            return Err(format!("{slug:?} is not a metric of {workload:?}"));
+        };
+        let value = match kind {
+            "m" => Value::Measured(rest.parse().map_err(|e| format!("{rest:?}: {e}"))?),
+            "n" => Value::NotApplicable(intern(rest)),
+            _ => return Err(format!("unknown kind {kind:?}")),
+        };
+        figures.push((metric, value));
+    }
+    if figures.is_empty() {
+        return Err("no figures".into());
+    }
+    Ok(figures)
+}
+
+/// A reason for "not applicable" as the report keeps it (`&'static str`, the type every
+/// system gives in-process). Each distinct reason is kept once, for the life of the run.
+fn intern(why: &str) -> &'static str {
+    static KEPT: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    let mut kept = KEPT
+        .get_or_init(Default::default)
+        .lock()
+        .expect("no panic while interning");
+    if let Some(&why) = kept.get(why) {
+        return why;
+    }
+    let leaked: &'static str = Box::leak(why.to_owned().into_boxed_str());
+    kept.insert(why.to_owned(), leaked);
+    leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Metric;
+
+    #[test]
+    fn figures_read_back_as_printed() {
+        let out = "periodic-cpu m 171.5\nperiodic-p50 m 1.0e-3\nperiodic-p99 n no periodic tasks\n";
+        let figures = parse(Workload::Periodic, out).unwrap();
+        assert_eq!(
+            figures,
+            vec![
+                (Metric::PeriodicCpu, Value::Measured(171.5)),
+                (Metric::PeriodicP50, Value::Measured(0.001)),
+                (
+                    Metric::PeriodicP99,
+                    Value::NotApplicable("no periodic tasks")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reason_is_kept_once() {
+        let a = intern("the same reason");
+        let b = intern(&String::from("the same reason"));
+        assert!(std::ptr::eq(a, b));
+    }
+
+    #[test]
+    fn bad_output_is_an_error() {
+        assert!(parse(Workload::Ask, "").is_err());
+        assert!(parse(Workload::Ask, "ask m fast").is_err());
+        assert!(parse(Workload::Ask, "ask x 1.0").is_err());
+        assert!(parse(Workload::Ask, "tell-64 m 1.0").is_err());
+        assert!(parse(Workload::Ask, "ask").is_err());
+    }
+
+    #[test]
+    fn a_spec_names_workloads_as_the_command_line_does() {
+        let spec = spec("tokio", Workload::FanIn, Flavour::MultiThread);
+        assert_eq!(spec, "tokio:fan-in:multi-thread");
+        let workload = spec.split(':').nth(1).unwrap();
+        assert_eq!(Workload::from_str(workload, false), Ok(Workload::FanIn));
+    }
+}
