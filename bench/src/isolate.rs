@@ -60,10 +60,7 @@ pub(crate) fn run(
 
 /// Runs in the fresh process: measures `SYSTEM:WORKLOAD:RUNTIME` and prints its figures.
 pub(crate) fn child(spec: &str, systems: Vec<Box<dyn System>>, scale: &Scale) -> ExitCode {
-    let mut parts = spec.split(':');
-    let (Some(name), Some(workload), Some(flavour), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some((name, workload, flavour)) = three_fields(spec) else {
         eprintln!("error: --figure takes SYSTEM:WORKLOAD:RUNTIME");
         return ExitCode::FAILURE;
     };
@@ -83,6 +80,15 @@ pub(crate) fn child(spec: &str, systems: Vec<Box<dyn System>>, scale: &Scale) ->
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The fields of a child's `A:B:C` argument, if it has exactly three.
+pub(crate) fn three_fields(spec: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = spec.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(c), None) => Some((a, b, c)),
+        _ => None,
+    }
 }
 
 /// The `--figure` argument naming one run.
@@ -170,6 +176,13 @@ mod tests {
         assert!(parse(Workload::Ask, "ask x 1.0").is_err());
         assert!(parse(Workload::Ask, "tell-64 m 1.0").is_err());
         assert!(parse(Workload::Ask, "ask").is_err());
+    }
+
+    #[test]
+    fn a_spec_has_three_fields() {
+        assert_eq!(three_fields("a:b:c"), Some(("a", "b", "c")));
+        assert_eq!(three_fields("a:b"), None);
+        assert_eq!(three_fields("a:b:c:d"), None);
     }
 
     #[test]

@@ -261,10 +261,7 @@ fn idle_memory(system: &dyn System, flavour: Flavour, n: usize) -> Value {
 
 /// Runs in a fresh process: prints "before after" (bytes).
 fn memory_probe(spec: &str) -> ExitCode {
-    let mut parts = spec.split(':');
-    let (Some(name), Some(flavour), Some(n), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some((name, flavour, n)) = isolate::three_fields(spec) else {
         eprintln!("error: --memory-probe takes SYSTEM:RUNTIME:N");
         return ExitCode::FAILURE;
     };
