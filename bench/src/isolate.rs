@@ -1,39 +1,53 @@
-//! Each figure in a fresh process: the parent re-runs this program once per system,
-//! workload, runtime flavour and round, and reads the figures back from its output.
+//! Each workload in a fresh process: the parent re-runs this program once per round,
+//! workload, runtime flavour and system, and reads the figures back from its output.
 //!
 //! A process that has run other workloads (or other systems) keeps their heap: freed
 //! blocks scattered over many pages, arenas grown by other threads. Every later allocation
 //! then lands on colder memory, and how much that costs depends on the allocation pattern
 //! of the system measured, so in one shared process a system's figures depend on what ran
-//! before it. A fresh process per figure gives every system the same start.
+//! before it. A fresh process per workload gives every system the same start. (The figures
+//! of one workload — tell's two queue sizes, the four shutdown shapes — still share their
+//! process, in a fixed order that is the same for every system.)
 //!
 //! The child prints one line per figure: `SLUG m VALUE` when measured, `SLUG n WHY` when
-//! not applicable.
+//! not applicable. What it writes to stderr goes to the parent's stderr.
 
 use std::collections::HashMap;
-use std::process::{Command, ExitCode};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use clap::ValueEnum as _;
 
-use crate::model::{Figures, Flavour, Scale, System, Value, Workload};
+use crate::model::{Figures, Flavour, Metric, Scale, System, Value, Workload};
+
+/// This program, to run again: `/proc/self/exe` where there is one, which still runs this
+/// very binary if it was rebuilt (replaced) while the run goes on.
+pub(crate) fn this_program() -> PathBuf {
+    let proc_self = PathBuf::from("/proc/self/exe");
+    if proc_self.exists() {
+        proc_self
+    } else {
+        std::env::current_exe().expect("this program's path")
+    }
+}
 
 /// Runs one workload of one system in a fresh process and returns its figures.
 ///
 /// # Panics
-/// If the child fails or prints something other than the figures of `workload`: the
-/// report would otherwise be silently incomplete.
+/// If the child fails, or does not print each figure of `workload` once: the report would
+/// otherwise be silently incomplete.
 pub(crate) fn run(
     system: &dyn System,
     workload: Workload,
     flavour: Flavour,
     quick: bool,
 ) -> Figures {
-    let exe = std::env::current_exe().expect("this program's path");
-    let mut command = Command::new(exe);
+    let mut command = Command::new(this_program());
     command
         .arg("--figure")
-        .arg(spec(system.name(), workload, flavour));
+        .arg(spec(system.name(), workload, flavour))
+        .stderr(Stdio::inherit());
     if quick {
         command.arg("--quick");
     }
@@ -41,11 +55,10 @@ pub(crate) fn run(
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         panic!(
-            "the run of {workload:?} {} {} failed ({}): {}",
+            "the run of {workload:?} {} {} failed ({}; its stderr is above)",
             flavour.name(),
             system.name(),
             out.status,
-            String::from_utf8_lossy(&out.stderr)
         );
     }
     match parse(workload, &stdout) {
@@ -73,13 +86,21 @@ pub(crate) fn child(spec: &str, systems: Vec<Box<dyn System>>, scale: &Scale) ->
         return ExitCode::FAILURE;
     };
     for (metric, value) in system.run(workload, flavour, scale) {
-        match value {
-            // `{:?}` prints an `f64` so that it parses back to the same value.
-            Value::Measured(v) => println!("{} m {v:?}", metric.slug()),
-            Value::NotApplicable(why) => println!("{} n {why}", metric.slug()),
-        }
+        println!("{}", line(metric, value));
     }
     ExitCode::SUCCESS
+}
+
+/// The line the child prints for one figure.
+fn line(metric: Metric, value: Value) -> String {
+    match value {
+        // `{:?}` prints an `f64` so that it parses back to the same value.
+        Value::Measured(v) => format!("{} m {v:?}", metric.slug()),
+        Value::NotApplicable(why) => {
+            assert!(!why.contains('\n'), "a reason for n/a is one line: {why:?}");
+            format!("{} n {why}", metric.slug())
+        }
+    }
 }
 
 /// The fields of a child's `A:B:C` argument, if it has exactly three.
@@ -99,7 +120,8 @@ fn spec(system: &str, workload: Workload, flavour: Flavour) -> String {
     format!("{system}:{}:{}", workload.get_name(), flavour.name())
 }
 
-/// Reads the child's lines back into figures of `workload`.
+/// Reads the child's lines back into figures of `workload`: each of its figures once
+/// (idle memory is measured apart, by the parent).
 fn parse(workload: Workload, out: &str) -> Result<Figures, String> {
     let mut figures = Figures::new();
     for line in out.lines() {
@@ -116,10 +138,19 @@ fn parse(workload: Workload, out: &str) -> Result<Figures, String> {
             "n" => Value::NotApplicable(intern(rest)),
             _ => return Err(format!("unknown kind {kind:?}")),
         };
+        if figures.iter().any(|&(m, _)| m == metric) {
+            return Err(format!("{slug:?} twice"));
+        }
         figures.push((metric, value));
     }
-    if figures.is_empty() {
-        return Err("no figures".into());
+    let missing: Vec<&str> = workload
+        .metrics()
+        .iter()
+        .filter(|&&m| m != Metric::IdleMemory && !figures.iter().any(|&(f, _)| f == m))
+        .map(|m| m.slug())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("no figure for {}", missing.join(", ")));
     }
     Ok(figures)
 }
@@ -143,23 +174,32 @@ fn intern(why: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Metric;
+
+    /// What the child prints for `figures`, as it prints it.
+    fn printed(figures: &[(Metric, Value)]) -> String {
+        figures.iter().map(|&(m, v)| line(m, v) + "\n").collect()
+    }
 
     #[test]
     fn figures_read_back_as_printed() {
-        let out = "periodic-cpu m 171.5\nperiodic-p50 m 1.0e-3\nperiodic-p99 n no periodic tasks\n";
-        let figures = parse(Workload::Periodic, out).unwrap();
-        assert_eq!(
-            figures,
-            vec![
-                (Metric::PeriodicCpu, Value::Measured(171.5)),
-                (Metric::PeriodicP50, Value::Measured(0.001)),
+        let cases = [0.1 + 0.2, 5e-324, 1e300, 162.999_418_000_000_02];
+        for v in cases {
+            let figures = vec![
+                (Metric::PeriodicCpu, Value::Measured(v)),
+                (Metric::PeriodicP50, Value::Measured(v / 3.0)),
                 (
                     Metric::PeriodicP99,
-                    Value::NotApplicable("no periodic tasks")
+                    Value::NotApplicable("no periodic tasks"),
                 ),
-            ]
-        );
+            ];
+            assert_eq!(parse(Workload::Periodic, &printed(&figures)), Ok(figures));
+        }
+    }
+
+    #[test]
+    fn idle_memory_is_not_expected_from_the_child() {
+        let figures = vec![(Metric::Spawn, Value::Measured(0.88))];
+        assert_eq!(parse(Workload::Spawn, &printed(&figures)), Ok(figures));
     }
 
     #[test]
@@ -176,6 +216,14 @@ mod tests {
         assert!(parse(Workload::Ask, "ask x 1.0").is_err());
         assert!(parse(Workload::Ask, "tell-64 m 1.0").is_err());
         assert!(parse(Workload::Ask, "ask").is_err());
+        assert!(parse(Workload::Ask, "ask m 1.0\nask m 2.0").is_err());
+        assert!(parse(Workload::Tell, "tell-64 m 1.0").is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "one line")]
+    fn a_reason_of_two_lines_is_refused() {
+        let _ = line(Metric::Ask, Value::NotApplicable("two\nlines"));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The workloads, the model each system follows and what is not applicable are described in
-//! `docs/benchmarks.md`. Every figure is measured in a fresh process (this binary re-runs
+//! `docs/benchmarks.md`. Every workload is measured in a fresh process (this binary re-runs
 //! itself, see [`isolate`]): a process that has already run other workloads keeps their
 //! heap, and a system's figures would depend on what ran before it. Idle memory has a fresh
 //! process of its own too, because a process keeps freed memory resident and would
@@ -72,7 +72,7 @@ struct Cli {
     /// Write one SVG bar chart per workload into this directory.
     #[arg(long, value_name = "DIR")]
     charts: Option<PathBuf>,
-    /// Run every figure in this one process instead of a fresh process each: figures then
+    /// Run every workload in this one process instead of a fresh process each: figures then
     /// depend on what ran before them (the heap other workloads and systems left).
     #[arg(long)]
     shared_process: bool,
@@ -239,8 +239,7 @@ fn idle_memory(system: &dyn System, flavour: Flavour, n: usize) -> Value {
     if let Some(why) = system.idle_memory_not_applicable() {
         return Value::NotApplicable(why);
     }
-    let exe = std::env::current_exe().expect("this program's path");
-    let out = Command::new(exe)
+    let out = Command::new(isolate::this_program())
         .arg("--memory-probe")
         .arg(format!("{}:{}:{n}", system.name(), flavour.name()))
         .output()
