@@ -85,6 +85,13 @@ pub(crate) fn polling_thread<R>(poll: impl FnOnce() -> R) -> R {
     polled
 }
 
+/// Whether the tokio task being polled on this OS thread is a thread's (or a thread's poll
+/// panicked since, see [`polling_thread`]: then `true` with no thread polled).
+#[inline]
+pub(crate) fn in_thread_task() -> bool {
+    IN_THREAD.get()
+}
+
 /// A wait of a `ChildRef` on `target` has just blocked (`ticket`: its place in the target's
 /// queue, for a wait for room); whether it was reported. Outside a thread's task (`main`, a
 /// `block_on`, a plain tokio task) there is no loop to settle it, and `target` is not even

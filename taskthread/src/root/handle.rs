@@ -427,7 +427,10 @@ impl<T: Thread> Handle<T> {
     /// # }
     /// ```
     pub async fn join(self) -> Exit {
-        if let Some(me) = tokio::task::try_id()
+        // Only a thread's own task can be one of the tree's: from any other task (or
+        // none) the tree is not walked, which for a large tree is most of a join's work.
+        if crate::node::in_thread_task()
+            && let Some(me) = tokio::task::try_id()
             && let Some(path) = self.child.node.path_of_task(me)
         {
             panic!(
