@@ -157,6 +157,7 @@ mod driver;
 mod error;
 mod exit;
 mod family;
+mod lock;
 mod node;
 mod path;
 mod port;

@@ -9,10 +9,11 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
+use crate::lock::lock;
 use crate::path::LazyPath;
 
 /// How many watches are live in the process.
@@ -106,7 +107,7 @@ static EVENTS: Mutex<VecDeque<Event>> = Mutex::new(VecDeque::new());
 #[cold]
 pub(crate) fn event(path: &LazyPath, kind: EventKind, detail: impl Into<Cow<'static, str>>) {
     let detail = detail.into();
-    let mut events = EVENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut events = lock(&EVENTS);
     // Numbered under the lock, so the ring is in order.
     let seq = NEXT_EVENT.fetch_add(1, Ordering::Relaxed);
     if events.len() == EVENT_RING {
@@ -135,7 +136,7 @@ pub(crate) struct Found {
 /// The events after `seq` whose path `keep` accepts.
 #[cfg_attr(not(feature = "watch"), allow(dead_code))]
 pub(crate) fn events_after(seq: u64, keep: impl Fn(&str) -> bool) -> Found {
-    let events = EVENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let events = lock(&EVENTS);
     let missed = events
         .front()
         .map_or(0, |first| first.seq.saturating_sub(seq.saturating_add(1)));
@@ -153,7 +154,7 @@ pub(crate) fn events_after(seq: u64, keep: impl Fn(&str) -> bool) -> Found {
 /// The sequence number of the last event recorded (0 if none).
 #[cfg_attr(not(feature = "watch"), allow(dead_code))]
 pub(crate) fn last_event() -> u64 {
-    let _in_order = EVENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let _in_order = lock(&EVENTS);
     NEXT_EVENT.load(Ordering::Relaxed) - 1
 }
 

@@ -15,8 +15,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+
+use crate::lock::lock;
 
 /// [`HOLDING`]: no thread's task is being polled on this OS thread.
 const NOT_HOLDING: u8 = 0;
@@ -91,7 +93,7 @@ struct State<R> {
 
 impl<R> Slot<R> {
     fn state(&self) -> MutexGuard<'_, State<R>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 

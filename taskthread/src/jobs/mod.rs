@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +27,7 @@ use crate::ctx::Ctx;
 use crate::driver::panic_message;
 use crate::error::Error;
 use crate::family::Drained;
+use crate::lock::lock;
 use crate::thread::{HandlesStream, Thread};
 use state::{
     BoxJob, CatchUnwind, Entry, Finish, GroupState, Inner, LAUNCHING, Launch, Pulled, Source, State,
@@ -97,7 +98,7 @@ impl<T, E> fmt::Debug for JobPool<T, E> {
 
 impl<T, E> Inner<T, E> {
     fn lock(&self) -> MutexGuard<'_, State<T, E>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 

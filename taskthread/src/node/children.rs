@@ -2,13 +2,14 @@
 //! removes from, and that snapshots, aborts and lookups from other threads walk.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::roster::Roster;
 use super::{ChildNode, Node, Queue};
 use crate::exit::{ChildId, Exit, ThreadState};
+use crate::lock::lock;
 use crate::queue::Places;
 use crate::record::{self, EventKind, recording};
 
@@ -59,13 +60,13 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// The list of children, locked; `None` if there never was a child.
     fn children(&self) -> Option<MutexGuard<'_, Roster<ChildEntry>>> {
         let kin = self.kin.get()?;
-        Some(kin.list.lock().unwrap_or_else(PoisonError::into_inner))
+        Some(lock(&kin.list))
     }
 
     /// Keeps the places of the thread's (new) inbound queue.
     pub(crate) fn set_inbound(&self, places: Places) {
         let kin = self.kin.get_or_init(Box::default);
-        *kin.inbound.lock().unwrap_or_else(PoisonError::into_inner) = Some(places);
+        *lock(&kin.inbound) = Some(places);
     }
 
     /// What the thread keeps for its children and waits, made if need be.
@@ -81,20 +82,12 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// The places of the thread's inbound queue, if it has one.
     pub(crate) fn inbound(&self) -> Option<Places> {
         let kin = self.kin.get()?;
-        kin.inbound
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&kin.inbound).clone()
     }
 
     /// Adds a child, last in spawn order.
     pub(crate) fn add_child(&self, entry: ChildEntry) {
-        let mut children = self
-            .kin
-            .get_or_init(Box::default)
-            .list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut children = lock(&self.kin.get_or_init(Box::default).list);
         children.push(entry.node().id, entry);
     }
 

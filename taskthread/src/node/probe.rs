@@ -13,12 +13,13 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::ThreadMeta;
+use crate::lock::lock;
 use crate::path::LazyPath;
 #[cfg(feature = "metrics")]
 use crate::record;
@@ -59,14 +60,11 @@ impl Budget {
 
 impl Extra {
     pub(super) fn budget(&self) -> Option<Budget> {
-        self.budget
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.budget).clone()
     }
 
     pub(super) fn set_budget(&self, budget: Budget) {
-        *self.budget.lock().unwrap_or_else(PoisonError::into_inner) = Some(budget);
+        *lock(&self.budget) = Some(budget);
     }
 }
 

@@ -2,11 +2,12 @@
 //! hierarchical notation of the original TaskThread docs.
 
 use std::fmt::{self, Write as _};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{Node, Queue};
 use crate::exit::{ChildId, ThreadState};
+use crate::lock::lock;
 use crate::wait::WaitKind;
 
 impl<Q: ?Sized + Queue> Node<Q> {
@@ -69,11 +70,11 @@ pub(crate) struct RemoteView(Mutex<Option<(RemoteLink, Vec<TreeSnapshot>)>>);
 
 impl RemoteView {
     pub(crate) fn set(&self, link: RemoteLink, subtree: Vec<TreeSnapshot>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((link, subtree));
+        *lock(&self.0) = Some((link, subtree));
     }
 
     pub(crate) fn get(&self) -> (Option<RemoteLink>, Vec<TreeSnapshot>) {
-        match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+        match &*lock(&self.0) {
             Some((link, subtree)) => (Some(link.clone()), subtree.clone()),
             None => (None, Vec::new()),
         }

@@ -4,12 +4,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{PoolError, WorkerPool};
 use crate::child::ChildRef;
+use crate::lock::lock;
 use crate::node::{Node, Queue};
 use crate::thread::Thread;
 
@@ -63,17 +64,14 @@ impl PoolControl {
     /// A life of the pool begins: commands are taken again, and this wakes it for them.
     pub(super) fn open(&self) -> mpsc::Receiver<()> {
         let (wake, woken) = mpsc::channel(1);
-        let _commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(wake);
+        let _commands = lock(&self.commands);
+        *lock(&self.wake) = Some(wake);
         self.closed.store(false, Ordering::Release);
         woken
     }
 
     pub(super) fn take(&self) -> Option<Pending> {
-        self.commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+        lock(&self.commands).pop_front()
     }
 
     pub(super) fn status(&self) -> PoolStatus {
@@ -85,10 +83,10 @@ impl PoolControl {
 
     /// The pool has ended: commands queued and to come are answered with an error.
     pub(super) fn close(&self) {
-        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut commands = lock(&self.commands);
         self.closed.store(true, Ordering::Release);
         self.running.store(0, Ordering::Release);
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *lock(&self.wake) = None;
         for (_, reply) in commands.drain(..) {
             let _ = reply.send(Err(PoolError::Ended { pool: None }));
         }
@@ -100,7 +98,7 @@ impl PoolControl {
     ) -> oneshot::Receiver<Result<PoolStatus, PoolError>> {
         let (reply, answer) = oneshot::channel();
         {
-            let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut commands = lock(&self.commands);
             if self.closed.load(Ordering::Acquire) {
                 let _ = reply.send(Err(PoolError::Ended { pool: None }));
                 return answer;
@@ -109,7 +107,7 @@ impl PoolControl {
         }
         // A full wake queue already has a wake-up pending; none before the pool starts,
         // which applies what is queued as it starts.
-        if let Some(wake) = &*self.wake.lock().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(wake) = &*lock(&self.wake) {
             let _ = wake.try_send(());
         }
         self.notify.notify_one();

@@ -34,6 +34,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::waiters::Waiters;
 use crate::error::TrySendError;
+use crate::lock::lock;
 
 /// An item of an inbound queue: it says whether it takes one of the queue's places.
 pub(crate) trait Metered {
@@ -111,7 +112,7 @@ impl Meter {
     }
 
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
-        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.waiters)
     }
 
     /// Takes a place if there is one now.
@@ -568,7 +569,7 @@ struct State<E> {
 
 impl<E> Shared<E> {
     fn state(&self) -> MutexGuard<'_, State<E>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Under the lock: takes the receiver's waker, to be woken once the lock is released.
@@ -814,10 +815,7 @@ impl<E> Inbox<E> {
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
         // Uncontended: only the receiver, which holds the inbox, ever locks `taken`.
-        self.taken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        lock(&self.taken).is_empty()
             && (!self.shared.parked.load(Ordering::Acquire).is_null()
                 || self.shared.state().items.is_empty())
     }

@@ -1,9 +1,10 @@
 //! [`RestartGroup`]: siblings restarted together ("one for all").
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::exit::{ChildId, ThreadState};
+use crate::lock::lock;
 use crate::node::Node;
 
 /// Siblings restarted together ("one for all"): see [`RestartPolicy::group`](super::RestartPolicy::group).
@@ -19,16 +20,13 @@ impl RestartGroup {
     }
 
     pub(crate) fn join(&self, node: &Arc<Node>) {
-        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut members = lock(&self.members);
         members.retain(|m| m.strong_count() > 0);
         members.push(Arc::downgrade(node));
     }
 
     pub(crate) fn restart_others(&self, me: ChildId) {
-        let members: Vec<Arc<Node>> = self
-            .members
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let members: Vec<Arc<Node>> = lock(&self.members)
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
@@ -42,11 +40,7 @@ impl RestartGroup {
 
 impl fmt::Debug for RestartGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let members = self
-            .members
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+        let members = lock(&self.members).len();
         f.debug_struct("RestartGroup")
             .field("members", &members)
             .finish()

@@ -11,7 +11,7 @@ mod shared;
 pub use self::error::{BlockingError, JoinError, RecvError};
 pub use self::handle::BackgroundHandle;
 
-use self::shared::{Flow, Shared, forward, lock};
+use self::shared::{Flow, Shared, forward};
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::child::ChildOptions;
 use crate::exit::Exit;
+use crate::lock::lock;
 use crate::root::spawn_with;
 use crate::thread::Thread;
 

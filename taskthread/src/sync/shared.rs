@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use crate::child::ChildRef;
 use crate::driver::panic_message;
 use crate::exit::Exit;
+use crate::lock::lock;
 use crate::root::Handle;
 use crate::thread::Thread;
 
@@ -82,10 +83,6 @@ pub(super) async fn forward<T: Thread>(
     };
     tracing::debug!("background tree ended: {exit}");
     exit
-}
-
-pub(super) fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub(super) fn in_async_context() -> bool {

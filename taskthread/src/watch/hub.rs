@@ -2,7 +2,7 @@
 //! [`WatchStream`]s it hands out.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use super::sample::Sampler;
 use super::subtree::Subtree;
 use super::view::WatchMessage;
+use crate::lock::lock;
 use crate::node::Node;
 use crate::record::Recording;
 
@@ -218,7 +219,7 @@ struct Running {
 
 impl Hub {
     fn state(&self) -> MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// A snapshot of the last sampling and a receiver of the samplings after it, starting

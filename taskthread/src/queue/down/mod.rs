@@ -47,6 +47,7 @@ use tokio::time::Instant;
 
 use super::waiters::Waiters;
 use crate::error::TrySendError;
+use crate::lock::lock;
 use crate::record::{FIRST_SAMPLE_EVERY, recording};
 
 /// An empty buffer with room for more messages than this is given back.
@@ -308,7 +309,7 @@ impl<D> DownQueue<D> {
     }
 
     fn state(&self) -> MutexGuard<'_, State<D>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Under the lock: room for a sender that holds no promise.
