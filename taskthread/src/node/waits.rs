@@ -74,14 +74,17 @@ thread_local! {
 /// Runs `poll`, a poll of a thread's task: waits that block inside it are reported (see
 /// [`report`]); those of other tasks, which no thread's loop would settle, are not.
 ///
-/// Task polls do not nest. A poll that panics leaves the flag set until the next thread's
-/// poll on this OS thread: the waits of other tasks meanwhile are reported as before the
-/// flag existed, and [`settle`] leaves them alone (they are not its task's).
+/// A poll ends with the flag as it found it: polls nest where a thread's poll runs other
+/// tasks in place (`block_in_place` around another runtime's `block_on`), and the outer
+/// poll is still a thread's once the inner ones end. A poll that panics leaves the flag set
+/// until the next thread's poll on this OS thread: the waits of other tasks meanwhile are
+/// reported as before the flag existed, and [`settle`] leaves them alone (they are not its
+/// task's).
 #[inline]
 pub(crate) fn polling_thread<R>(poll: impl FnOnce() -> R) -> R {
-    IN_THREAD.set(true);
+    let outer = IN_THREAD.replace(true);
     let polled = poll();
-    IN_THREAD.set(false);
+    IN_THREAD.set(outer);
     polled
 }
 
@@ -324,4 +327,20 @@ pub(crate) fn closes_cycle<Q: ?Sized + Queue>(
         (me.path().to_string(), kind),
         (target.path().to_string(), back),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{in_thread_task, polling_thread};
+
+    #[test]
+    fn a_poll_inside_a_threads_poll_leaves_it_a_threads_poll() {
+        assert!(!in_thread_task());
+        polling_thread(|| {
+            assert!(in_thread_task());
+            polling_thread(|| assert!(in_thread_task()));
+            assert!(in_thread_task(), "the outer poll is still a thread's");
+        });
+        assert!(!in_thread_task());
+    }
 }
