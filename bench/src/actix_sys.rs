@@ -535,6 +535,7 @@ impl Actor for Ticker {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.started = Instant::now();
+        self.late = Vec::with_capacity(self.ticks as usize);
         ctx.run_interval(PERIOD, |this, ctx| {
             this.runs += 1;
             let due = this.started + PERIOD * this.runs as u32;
@@ -562,7 +563,7 @@ async fn periodic(placement: Placement, tickers: usize, run_for: Duration) -> Fi
             started: Instant::now(),
             runs: 0,
             ticks,
-            late: Vec::with_capacity(ticks as usize),
+            late: Vec::new(),
             lateness: Arc::clone(&lateness),
             ended: Arc::clone(&ended),
         };

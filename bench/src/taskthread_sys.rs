@@ -444,6 +444,7 @@ struct Ticker {
 impl Ticker {
     async fn enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         self.started = Some(Instant::now());
+        self.late = Vec::with_capacity(self.ticks as usize);
         Ok(())
     }
 
@@ -477,7 +478,7 @@ impl Clock {
                 started: None,
                 runs: 0,
                 ticks: self.ticks,
-                late: Vec::with_capacity(self.ticks as usize),
+                late: Vec::new(),
                 lateness: Arc::clone(&self.lateness),
             });
         }

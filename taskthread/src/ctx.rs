@@ -454,7 +454,7 @@ impl<T: Thread> Ctx<T> {
             node,
             up,
             family: None,
-            timetable: Timetable::new(T::TASKS),
+            timetable: Timetable::unmade(),
             stopping: false,
             completed: false,
         }

@@ -209,7 +209,8 @@ impl std::ops::DerefMut for Slots {
 
 /// The timetable of one thread's tasks: boxed with its timer (one allocation), and absent
 /// for a thread without tasks, so it takes one word of the thread's `Ctx` (and so of its
-/// task).
+/// task). The thread's own task makes it as each life starts, not the spawner: a spawn
+/// does less, and the table is allocated by the worker that runs the thread.
 #[derive(Debug)]
 pub(crate) struct Timetable(Option<Pin<Box<Table>>>);
 
@@ -221,8 +222,15 @@ pub(crate) struct Due {
 }
 
 impl Timetable {
-    pub(crate) fn new(specs: &'static [TaskSpec]) -> Self {
-        Self((!specs.is_empty()).then(|| Box::pin(Table::new(specs))))
+    /// A timetable with nothing in it: a thread's until its life starts.
+    pub(crate) const fn unmade() -> Self {
+        Self(None)
+    }
+
+    /// Makes the table afresh for a life of a thread with these tasks (none: it stays
+    /// empty).
+    pub(crate) fn make(&mut self, specs: &'static [TaskSpec]) {
+        self.0 = (!specs.is_empty()).then(|| Box::pin(Table::new(specs)));
     }
 
     /// The table of a thread with tasks: only they have task indices to pass.

@@ -498,3 +498,83 @@ async fn enter_can_cancel_and_reschedule_automatic_tasks() {
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
 }
+
+/// The runs of every life of a [`Flaky`] thread: (life, milliseconds since the test began).
+type Beats = std::sync::Arc<std::sync::Mutex<Vec<(u32, u64)>>>;
+
+/// A thread whose periodic task fails its first life at the third run.
+struct Flaky {
+    life: u32,
+    began: Instant,
+    beats: Beats,
+}
+
+#[taskthread]
+impl Flaky {
+    #[rescheduling(every = "10ms", delay = "5ms")]
+    async fn beat(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        let at = self.began.elapsed().as_millis() as u64;
+        self.beats.lock().unwrap().push((self.life, at));
+        let runs = ctx.task_runs(Self::BEAT);
+        if self.life == 1 && runs == 3 {
+            return Err(Error::msg("the third beat fails"));
+        }
+        Ok(if runs < 3 {
+            Reschedule::Again
+        } else {
+            Reschedule::Stop
+        })
+    }
+}
+
+/// Supervises one [`Flaky`], restarting it at once on failure, and ends with it.
+struct FlakyBoss {
+    began: Instant,
+    beats: Beats,
+}
+
+#[taskthread]
+impl FlakyBoss {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let (began, beats) = (self.began, Beats::clone(&self.beats));
+        let mut life = 0;
+        let factory = move || {
+            life += 1;
+            Flaky {
+                life,
+                began,
+                beats: Beats::clone(&beats),
+            }
+        };
+        let policy = taskthread::supervise::RestartPolicy::on_failure()
+            .backoff(Duration::ZERO, Duration::ZERO);
+        ctx.supervise(factory, policy);
+        Ok(())
+    }
+
+    #[up]
+    async fn restarted(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _r: ChildRestart) {}
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        assert!(matches!(exit.exit, Exit::Completed), "{exit}");
+        ctx.stop();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_thread_starts_its_tasks_afresh() {
+    let beats = Beats::default();
+    let began = Instant::now();
+    let root = taskthread::spawn(FlakyBoss {
+        began,
+        beats: Beats::clone(&beats),
+    });
+    assert!(matches!(root.join().await, Exit::Completed));
+    // The first life fails at its third run (25 ms); the second starts at once, and its
+    // task keeps its initial delay and counts its runs from one again.
+    assert_eq!(
+        *beats.lock().unwrap(),
+        vec![(1, 5), (1, 15), (1, 25), (2, 30), (2, 40), (2, 50)]
+    );
+}

@@ -164,9 +164,11 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     #[allow(clippy::manual_async_fn)]
     fn start(&mut self) -> impl Future<Output = ()> + '_ {
         async move {
-            // Scheduled before `enter` (they cannot run before it returns) so that `enter` can
-            // cancel or reschedule them by name.
-            if !self.ctx.timetable().is_empty() {
+            // The timetable is made here, by the thread's own task, and its tasks scheduled
+            // before `enter` (they cannot run before it returns) so that `enter` can cancel or
+            // reschedule them by name.
+            if !T::TASKS.is_empty() {
+                self.ctx.timetable().make(T::TASKS);
                 self.ctx.timetable().start_automatic(Instant::now());
                 if recording() {
                     self.publish_schedule();
