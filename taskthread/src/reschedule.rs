@@ -370,18 +370,16 @@ impl Timetable {
 pin_project_lite::pin_project! {
     /// The tasks of a thread that has some, and their timer, in one allocation.
     ///
-    /// Aligned to a cache line: with one task, the schedule and the timer take three
-    /// lines and no more. A run touches every line of the table, and with thousands of
-    /// threads none is still cached when its timer fires (the timer wheel's pass over the
-    /// others has evicted it), so each line the table spans costs a miss per run.
-    ///
-    /// Laid out in order, the timer 32 bytes in: the part of it the timer wheel touches as
-    /// it fires (its entry, 64 bytes that start 32 bytes into tokio's `Sleep` as rustc lays
-    /// it out) is then the table's second line, so a firing costs one miss, under the time
-    /// driver's lock, instead of two.
+    /// Laid out in order, the timer 32 bytes in (the slots, then the timer, then the
+    /// times), and not over-aligned. Aligned to a cache line, the table would span three
+    /// lines instead of four, but it would be allocated through the allocator's aligned
+    /// path (`posix_memalign`), which is slower and leaves pieces split off around each
+    /// table: with 10 000 periodic threads that cost far more than the line it saved
+    /// (`taskthread-bench --quick`, builds alternated: current-thread periodic CPU 253 ->
+    /// 198 ms, multi-thread lateness p99 11.0 -> 8.1 ms without it).
     #[derive(Debug)]
     #[project = TableProj]
-    #[repr(C, align(64))]
+    #[repr(C)]
     struct Table {
         slots: Slots,
         // Set to the earliest run whenever that is ahead of the last clock reading as the
