@@ -370,13 +370,12 @@ impl Timetable {
 pin_project_lite::pin_project! {
     /// The tasks of a thread that has some, and their timer, in one allocation.
     ///
-    /// Laid out in order, the timer 32 bytes in (the slots, then the timer, then the
-    /// times), and not over-aligned. Aligned to a cache line, the table would span three
-    /// lines instead of four, but it would be allocated through the allocator's aligned
-    /// path (`posix_memalign`), which is slower and leaves pieces split off around each
-    /// table: with 10 000 periodic threads that cost far more than the line it saved
-    /// (`taskthread-bench --quick`, builds alternated: current-thread periodic CPU 253 ->
-    /// 198 ms, multi-thread lateness p99 11.0 -> 8.1 ms without it).
+    /// Laid out in the order declared (`repr(C)`: the slots, the timer, the times), so its
+    /// layout does not move with the compiler's choices, and not aligned to a cache line:
+    /// an aligned allocation goes through the allocator's aligned path (`posix_memalign`),
+    /// which is slower and leaves pieces split off around each table, and with thousands
+    /// of periodic threads that costs more than the line the alignment would save (the
+    /// table spans three or four lines, by where it lands).
     #[derive(Debug)]
     #[project = TableProj]
     #[repr(C)]
@@ -390,7 +389,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-// The timer's place in the table: after the slots, 32 bytes in.
+// The slots, one task's kept inline, take half a cache line.
 const _: () = assert!(std::mem::size_of::<Slots>() == 32);
 
 /// The tasks of a thread that has some, as their table keeps them: the slots (kept in a
