@@ -207,12 +207,12 @@ impl std::ops::DerefMut for Slots {
     }
 }
 
-/// The timetable of one thread's tasks: boxed with its timer (one allocation), and absent
-/// for a thread without tasks, so it takes one word of the thread's `Ctx` (and so of its
-/// task). The thread's own task makes it as each life starts, not the spawner: a spawn
-/// does less, and the table is allocated by the worker that runs the thread.
+/// The timetable of one thread's tasks: boxed, and absent for a thread without tasks, so it
+/// takes one word of the thread's `Ctx` (and so of its task). The thread's own task makes
+/// it as each life starts, not the spawner: a spawn does less, and the table is allocated
+/// by the worker that runs the thread.
 #[derive(Debug)]
-pub(crate) struct Timetable(Option<Pin<Box<Table>>>);
+pub(crate) struct Timetable(Option<Box<Table>>);
 
 /// The run a timetable took off as due: which task. When it was due stays in the table
 /// (one run is under way at a time), so the loop's run holds one word for it.
@@ -230,55 +230,52 @@ impl Timetable {
     /// Makes the table afresh for a life of a thread with these tasks (none: it stays
     /// empty).
     pub(crate) fn make(&mut self, specs: &'static [TaskSpec]) {
-        self.0 = (!specs.is_empty()).then(|| Box::pin(Table::new(specs)));
+        self.0 = (!specs.is_empty()).then(|| Box::new(Table::new(specs)));
     }
 
     /// The table of a thread with tasks: only they have task indices to pass.
-    fn table(&mut self) -> Pin<&mut Table> {
+    fn table(&mut self) -> &mut Table {
         self.0
-            .as_mut()
+            .as_deref_mut()
             .expect("only a thread with tasks has task indices")
-            .as_mut()
     }
 
     /// The table, if the thread has tasks.
     #[inline]
-    fn table_if_any(&mut self) -> Option<Pin<&mut Table>> {
-        self.0.as_mut().map(Pin::as_mut)
+    fn table_if_any(&mut self) -> Option<&mut Table> {
+        self.0.as_deref_mut()
     }
 
     pub(crate) fn start_automatic(&mut self, now: Instant) {
         if let Some(table) = self.table_if_any() {
-            table.project().schedule().start_automatic(now);
+            table.schedule().start_automatic(now);
         }
     }
 
     pub(crate) fn start(&mut self, index: usize, now: Instant) {
-        self.table().project().schedule().start(index, now);
+        self.table().schedule().start(index, now);
     }
 
     pub(crate) fn schedule(&mut self, index: usize, at: Instant) {
-        let mut table = self.table().project();
-        let mut schedule = table.schedule();
+        let mut schedule = self.table().schedule();
         let at = schedule.times.since_base(at);
         schedule.schedule(index, at);
     }
 
     /// Schedules the task `after` from `now`, a clock reading the table keeps.
     pub(crate) fn schedule_after(&mut self, index: usize, now: Instant, after: Duration) {
-        let mut table = self.table().project();
-        let mut schedule = table.schedule();
+        let mut schedule = self.table().schedule();
         let now = schedule.times.saw(now);
         schedule.schedule(index, now.saturating_add(nanos(after)));
     }
 
     pub(crate) fn cancel(&mut self, index: usize) {
-        self.table().project().schedule().cancel(index);
+        self.table().schedule().cancel(index);
     }
 
     pub(crate) fn cancel_all(&mut self) {
         if let Some(table) = self.table_if_any() {
-            table.project().cancel_all();
+            table.cancel_all();
         }
     }
 
@@ -316,7 +313,7 @@ impl Timetable {
         if let Some(table) = self.table_if_any()
             && table.times.dirty
         {
-            table.project().rearm();
+            table.rearm();
         }
     }
 
@@ -325,15 +322,14 @@ impl Timetable {
     /// within one step of the timer after the last reading.
     #[inline]
     pub(crate) fn is_due(&mut self) -> bool {
-        self.table_if_any().is_some_and(|t| t.project().is_due())
+        self.table_if_any().is_some_and(Table::is_due)
     }
 
     /// Whether the earliest task is due, reading the clock unless the table knows it is:
     /// for the top of a loop turn that follows a turn without a run.
     #[inline]
     pub(crate) fn is_due_now(&mut self) -> bool {
-        self.table_if_any()
-            .is_some_and(|t| t.project().is_due_now())
+        self.table_if_any().is_some_and(Table::is_due_now)
     }
 
     #[inline]
@@ -343,11 +339,8 @@ impl Timetable {
 
     /// Polls the timer of the earliest task. Only polled while armed and not due.
     pub(crate) fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        match self
-            .table_if_any()
-            .and_then(|t| t.project().sleep.as_pin_mut())
-        {
-            Some(sleep) => sleep.poll(cx),
+        match self.table_if_any().and_then(|t| t.sleep.as_mut()) {
+            Some(sleep) => sleep.as_mut().poll(cx),
             None => std::task::Poll::Pending,
         }
     }
@@ -355,7 +348,7 @@ impl Timetable {
     /// Takes the earliest task off the timetable. Only called once it is due.
     #[inline]
     pub(crate) fn take_due(&mut self) -> Option<Due> {
-        self.table_if_any()?.project().schedule().take_due()
+        self.table_if_any()?.schedule().take_due()
     }
 
     /// Applies what a run returned (reading the clock at most once), unless ctx already
@@ -363,34 +356,34 @@ impl Timetable {
     /// the thread.
     #[inline]
     pub(crate) fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
-        self.table().project().schedule().finish(due, decision)
+        self.table().schedule().finish(due, decision)
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The tasks of a thread that has some, and their timer, in one allocation.
-    ///
-    /// Laid out in the order declared (`repr(C)`: the slots, the timer, the times), so its
-    /// layout does not move with the compiler's choices, and not aligned to a cache line:
-    /// an aligned allocation goes through the allocator's aligned path (`posix_memalign`),
-    /// which is slower and leaves pieces split off around each table, and with thousands
-    /// of periodic threads that costs more than the line the alignment would save (the
-    /// table spans three or four lines, by where it lands).
-    #[derive(Debug)]
-    #[project = TableProj]
-    #[repr(C)]
-    struct Table {
-        slots: Slots,
-        // Set to the earliest run whenever that is ahead of the last clock reading as the
-        // table is re-armed.
-        #[pin]
-        sleep: Option<Sleep>,
-        times: Times,
-    }
+/// The tasks of a thread that has some, and their timer.
+///
+/// The timer is boxed apart, made at the first re-arm, so that each of the two allocations
+/// is small enough for the allocator's fast, lock-free free lists: a table with its timer
+/// inside is not, and when thousands of periodic threads end together, freeing their
+/// tables one by one through the allocator's locked path costs more than each thread's
+/// last run. Neither is aligned to a cache line: an aligned allocation goes through the
+/// allocator's aligned path (`posix_memalign`), which is slower and leaves pieces split
+/// off around each one.
+#[derive(Debug)]
+struct Table {
+    slots: Slots,
+    /// Set to the earliest run whenever that is ahead of the last clock reading as the
+    /// table is re-armed.
+    sleep: Option<Pin<Box<Sleep>>>,
+    times: Times,
 }
 
 // The slots, one task's kept inline, take half a cache line.
 const _: () = assert!(std::mem::size_of::<Slots>() == 32);
+// The table and its timer each stay within the allocator's fast free lists (glibc's
+// fastbins take chunks of up to 128 bytes of data by default).
+const _: () = assert!(std::mem::size_of::<Table>() <= 128);
+const _: () = assert!(std::mem::size_of::<Sleep>() <= 128);
 
 /// The tasks of a thread that has some, as their table keeps them: the slots (kept in a
 /// slice scanned linearly: a thread has a handful of tasks, and the scan only happens when
@@ -426,20 +419,18 @@ impl Table {
             times: Times::new(),
         }
     }
-}
 
-impl TableProj<'_> {
     #[inline]
     fn schedule(&mut self) -> Schedule<'_> {
         Schedule {
-            slots: self.slots,
-            times: self.times,
+            slots: &mut self.slots,
+            times: &mut self.times,
         }
     }
 
     fn cancel_all(&mut self) {
         self.schedule().cancel_all();
-        self.sleep.set(None);
+        self.sleep = None;
     }
 
     /// Re-arms the timer on the earliest due task after a schedule changed. A run due by
@@ -448,9 +439,9 @@ impl TableProj<'_> {
         let Some(at) = self.schedule().rearm() else {
             return;
         };
-        match self.sleep.as_mut().as_pin_mut() {
-            Some(sleep) => sleep.reset(at),
-            None => self.sleep.set(Some(tokio::time::sleep_until(at))),
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
         }
     }
 
@@ -458,10 +449,7 @@ impl TableProj<'_> {
     /// the timer is set to it.
     #[inline]
     fn timer_fired(&self) -> bool {
-        self.sleep
-            .as_ref()
-            .as_pin_ref()
-            .is_some_and(|s| s.is_elapsed())
+        self.sleep.as_ref().is_some_and(|s| s.is_elapsed())
     }
 
     /// Whether the earliest run is due: by the last clock reading, or because its timer
