@@ -82,6 +82,9 @@ impl<T: Thread> UpFuture<'_, T> {
                 Poll::Pending
             };
         };
+        // Woken among greedy senders: this one is likely to go on sending, and takes the
+        // places given back until its poll ends.
+        let runs = room.is_ok() && crate::node::in_thread_task() && wait.will_run();
         self.wait = None;
         let ctx = self.ctx;
         let Some(msg) = self.msg.take() else {
@@ -89,6 +92,9 @@ impl<T: Thread> UpFuture<'_, T> {
         };
         Poll::Ready(match room {
             Ok(()) => {
+                if runs {
+                    crate::queue::inbound::run(ctx.up.places());
+                }
                 ctx.up.send_permitted(ctx.node.id, msg);
                 Ok(())
             }

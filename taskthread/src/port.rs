@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::TrySendError;
 use crate::exit::{ChildId, ChildRestart, ExitReport};
 use crate::node::Node;
-use crate::queue::{InboxSender, Meter, Metered};
+use crate::queue::{InboxSender, Meter, Metered, Places};
 
 /// What arrives on a thread's inbound queue.
 pub(crate) enum Inbound<E> {
@@ -41,6 +41,8 @@ pub(crate) trait UpPort<U>: Send + Sync {
     /// The places of the receiver's queue, for the slow path of a send when it is full:
     /// wait for one, then [`send_permitted`](Self::send_permitted).
     fn meter(&self) -> &Meter;
+    /// The same places, held: for a sender that runs after a wait ([`run`](crate::queue::inbound::run)).
+    fn places(&self) -> Places;
     /// Sends with a place taken from [`meter`](Self::meter).
     fn send_permitted(&self, from: ChildId, msg: U);
     /// Reports the exit; never waits.
@@ -97,6 +99,10 @@ impl<U: Send + 'static> UpPort<U> for RootPort<U> {
 
     fn meter(&self) -> &Meter {
         self.tx.meter()
+    }
+
+    fn places(&self) -> Places {
+        self.tx.places()
     }
 
     fn send_permitted(&self, _from: ChildId, msg: U) {

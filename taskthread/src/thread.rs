@@ -8,7 +8,7 @@ use crate::error::{Result, TrySendError};
 use crate::exit::{ChildExit, ChildId, ChildRestart, ExitReport, log_exit, log_restart};
 use crate::node::Node;
 use crate::port::{Inbound, ParentSink, UpPort};
-use crate::queue::Meter;
+use crate::queue::{Meter, Places};
 use crate::reply::Reply;
 use crate::reschedule::{Reschedule, TaskSpec};
 
@@ -337,6 +337,10 @@ where
 
     fn meter(&self) -> &Meter {
         self.tx.meter()
+    }
+
+    fn places(&self) -> Places {
+        self.tx.places()
     }
 
     fn send_permitted(&self, from: ChildId, msg: U) {

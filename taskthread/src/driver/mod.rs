@@ -243,7 +243,9 @@ impl<F: Future> Future for ThreadTask<F> {
     #[inline]
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let task = self.project().task;
-        crate::node::polling_thread(|| crate::reply::holding_answers(|| task.poll(cx)))
+        crate::node::polling_thread(|| {
+            crate::reply::holding_answers(|| crate::queue::inbound::sending_poll(|| task.poll(cx)))
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::TrySendError;
 use crate::exit::{ChildId, ChildRestart, ExitReport};
 use crate::node::Node;
 use crate::port::{Inbound, UpPort};
-use crate::queue::{InboxSender, Meter};
+use crate::queue::{InboxSender, Meter, Places};
 use crate::thread::Thread;
 
 /// A worker's port.
@@ -28,6 +28,10 @@ impl<P: Thread> UpPort<P::Up> for ForwardPort<P> {
 
     fn meter(&self) -> &Meter {
         self.up.meter()
+    }
+
+    fn places(&self) -> Places {
+        self.up.places()
     }
 
     fn send_permitted(&self, _from: ChildId, msg: P::Up) {

@@ -24,8 +24,12 @@
 //! not as the burst is taken: the places bound what is queued and not yet handled. When
 //! the waiting senders each take many places (children sending bursts UP), a burst of
 //! places given back wakes one of them, which fills them, rather than one per place, each
-//! of the others then finding the places gone (see [`Wait`]).
+//! of the others then finding the places gone (see [`Wait`]). For the same reason, places
+//! given back while such a sender, woken, goes on sending in the same poll of its task
+//! wake nobody: it takes them itself, and the end of its poll wakes the next sender if
+//! any are left (see [`sending_poll`]).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -63,9 +67,18 @@ pub(crate) struct Meter {
     last_woken: AtomicU64,
     /// The sender woken last has queued again since.
     came_back: AtomicBool,
-    /// A place was given back while a woken sender had yet to look, and woke nobody: that
-    /// sender wakes the next if places are left once it has taken its own.
+    /// A place was given back while a woken sender had yet to look, or while a sender
+    /// was running, and woke nobody: that sender wakes the next if places are left once
+    /// it has taken its own, or once its poll has ended.
     skipped: AtomicBool,
+    /// Greedy senders, woken, that take places in the poll of their task that found
+    /// them woken: places given back meanwhile wake nobody, as such a sender goes on
+    /// taking them until the queue is full or its poll ends ([`sending_poll`]).
+    running: AtomicUsize,
+    /// Places given back that woke nobody because a sender was running, since senders
+    /// began to run: at [`capacity`](Self::capacity), the others are woken again, so that
+    /// a sender that is never full does not keep them waiting for long.
+    skips: AtomicUsize,
     /// Senders waiting for a place, in arrival order. Only senders that found the queue full
     /// ever come here, and only they and a receiver that sees `waiting` above 0 lock it.
     waiters: Mutex<Waiters>,
@@ -90,6 +103,8 @@ impl Meter {
             last_woken: AtomicU64::new(0),
             came_back: AtomicBool::new(false),
             skipped: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            skips: AtomicUsize::new(0),
             waiters: Mutex::new(Waiters::default()),
         }
     }
@@ -238,8 +253,33 @@ impl Meter {
     }
 
     /// Whether `owner` waits for a place (and has not been woken).
+    ///
+    /// Senders left waiting while places are free, because a sender runs and takes them,
+    /// are not stuck: they would be woken once its poll ends. They are woken now, one per
+    /// free place, so that a wait on this queue's thread (which may keep it from handing
+    /// anything out) is not taken for a cycle; one that finds its place gone queues again,
+    /// and finds any cycle itself.
     pub(crate) fn has_waiting(&self, owner: u64) -> bool {
-        self.waiting.load(Ordering::SeqCst) != 0 && self.waiters().has_owner(owner)
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        if self.running.load(Ordering::SeqCst) != 0 {
+            self.wake_for_free_places();
+        }
+        self.waiters().has_owner(owner)
+    }
+
+    /// Wakes one waiting sender per free place.
+    #[cold]
+    fn wake_for_free_places(&self) {
+        let taken = self.taken.load(Ordering::SeqCst);
+        let free = self.capacity.saturating_sub(taken & !CLOSED);
+        for _ in 0..free {
+            if self.waiting.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            self.wake_first();
+        }
     }
 
     /// Who waits for a place, among the senders that said who they are.
@@ -257,12 +297,16 @@ impl Meter {
         }
     }
 
-    /// Whether a place given back wakes nobody: senders are greedy and a woken one has yet
-    /// to look. It is told so (`skipped`), then looked at again: a woken sender clears
-    /// `woken` before it looks at `skipped` (all SeqCst), so either it sees `skipped` or
-    /// this sees it gone.
+    /// Whether a place given back wakes nobody: a greedy sender runs (it takes the place
+    /// itself), or senders are greedy and a woken one has yet to look. It is told so
+    /// (`skipped`), then looked at again: a running sender counts out, and a woken sender
+    /// clears `woken`, before it looks at `skipped` (all SeqCst), so either it sees
+    /// `skipped` or this sees it gone.
     #[inline]
     fn skips_wake(&self) -> bool {
+        if self.running.load(Ordering::SeqCst) != 0 && self.skips_for_running() {
+            return true;
+        }
         if !self.woken.load(Ordering::SeqCst) || !self.greedy.load(Ordering::Relaxed) {
             return false;
         }
@@ -276,6 +320,40 @@ impl Meter {
     #[inline]
     fn pass_on(&self) {
         if self.skipped.swap(false, Ordering::SeqCst) && self.has_room().is_ok() {
+            self.wake_one();
+        }
+    }
+
+    /// A sender runs: whether this place skips the wake (the running sender will see
+    /// it), unless senders have run past their share of places.
+    #[inline(never)]
+    fn skips_for_running(&self) -> bool {
+        if self.skips.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            return false;
+        }
+        self.skipped.store(true, Ordering::SeqCst);
+        if self.running.load(Ordering::SeqCst) != 0 {
+            return true;
+        }
+        // The running sender ended its poll as this looked. If it took the mark, it wakes
+        // the next; if not, this does.
+        !self.skipped.swap(false, Ordering::SeqCst)
+    }
+
+    /// A greedy sender, woken, has taken its place: it runs until the end of its poll.
+    fn start_running(&self) {
+        if self.running.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.skips.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A running sender's poll has ended: if places given back meanwhile woke nobody and
+    /// some are left, the next sender is woken.
+    fn stop_running(&self) {
+        if self.running.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.skipped.swap(false, Ordering::SeqCst)
+            && self.has_room().is_ok()
+        {
             self.wake_one();
         }
     }
@@ -345,12 +423,14 @@ impl Meter {
 /// taken its own, it wakes the next if places are left. Senders that take one place each
 /// are woken one per place. One that is woken but finds the place gone (a sender that did
 /// not wait took it first) queues again, and the next place given back wakes the next in
-/// line; one that goes away without looking passes its wake-up on.
+/// line; one that goes away without looking passes its wake-up on. A greedy sender woken
+/// that has taken its place may go on to run ([`Wait::will_run`], [`run`]).
 pub(crate) struct Wait<'a, F> {
     meter: &'a Meter,
     look: F,
-    /// Its place in the queue while registered ([`NO_TICKET`] otherwise), with [`SEEN`]
-    /// set once its sender has seen that it blocks.
+    /// Its place in the queue while registered ([`NO_TICKET`] otherwise, or
+    /// [`WOKEN_GREEDY`] once done), with [`SEEN`] set once its sender has seen that it
+    /// blocks.
     ticket: u64,
     /// Who waits: a thread's id, or 0.
     owner: u64,
@@ -363,6 +443,9 @@ const NO_TICKET: u64 = u64::MAX;
 /// The bit of a [`Wait`]'s ticket that says its sender has seen that it blocks.
 const SEEN: u64 = 1 << 62;
 
+/// A [`Wait`] that took its place once woken, while senders were greedy: not registered.
+const WOKEN_GREEDY: u64 = u64::MAX - 1;
+
 impl<F> Wait<'_, F> {
     /// After a `Pending`: whether the sender waits in the queue and has not yet seen it
     /// (then it sees it now: the next call says `false` until the sender queues again).
@@ -372,6 +455,19 @@ impl<F> Wait<'_, F> {
             return false;
         }
         self.ticket |= SEEN;
+        true
+    }
+
+    /// After a `Ready(Ok)`: whether the sender took its place once woken, while senders
+    /// were greedy (each came back for more places). Such a sender is likely to go on
+    /// sending: if it will [`run`], it says so here (and the wait passes nothing on);
+    /// otherwise dropping the wait passes on what the sender will not take.
+    #[inline]
+    pub(crate) fn will_run(&mut self) -> bool {
+        if self.ticket != WOKEN_GREEDY {
+            return false;
+        }
+        self.ticket = NO_TICKET;
         true
     }
 }
@@ -417,8 +513,13 @@ impl<F: Look> Future for Wait<'_, F> {
             match this.look.look(this.meter) {
                 Err(Refused::Full) => {}
                 Ok(()) => {
-                    // Places this sender will not take may be left: the next one looks.
-                    this.meter.pass_on();
+                    if this.meter.greedy.load(Ordering::Relaxed) {
+                        // Its caller decides: it runs, or passes on as it drops this.
+                        this.ticket = WOKEN_GREEDY;
+                    } else {
+                        // Places this sender will not take may be left: the next one looks.
+                        this.meter.pass_on();
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Err(Refused::Closed) => return Poll::Ready(Err(Closed)),
@@ -440,12 +541,64 @@ impl<F: Look> Future for Wait<'_, F> {
 
 impl<F> Drop for Wait<'_, F> {
     fn drop(&mut self) {
+        if self.ticket == WOKEN_GREEDY {
+            // Done, and its sender will not run: places it will not take may be left.
+            self.meter.pass_on();
+            return;
+        }
         // Dropped while waiting (the sender gave up, or its thread was aborted).
         if self.ticket != NO_TICKET {
             self.meter.unregister(self.ticket & !SEEN);
             self.ticket = NO_TICKET;
         }
     }
+}
+
+thread_local! {
+    /// Whether a sender runs in the task being polled on this OS thread ([`run`]): what
+    /// the end of every poll looks at, a flag without a destructor.
+    static RUNS: Cell<bool> = const { Cell::new(false) };
+    /// The places of the queue whose sender runs, while one does.
+    static RUNNING: Cell<Option<Places>> = const { Cell::new(None) };
+}
+
+/// For a sender in a thread's task, woken while senders are greedy, that has taken its
+/// place ([`Wait::will_run`]): it runs until the end of this poll of its task. Places
+/// given back meanwhile wake nobody, as it goes on taking them; the end of the poll
+/// ([`sending_poll`]) wakes the next sender if places are left.
+pub(crate) fn run(places: Places) {
+    places.start_running();
+    RUNS.set(true);
+    if let Some(before) = RUNNING.replace(Some(places)) {
+        before.stop_running();
+    }
+}
+
+/// Ends the run of the sender that runs in the task being polled.
+#[cold]
+#[inline(never)]
+fn end_run() {
+    RUNS.set(false);
+    if let Some(places) = RUNNING.take() {
+        places.stop_running();
+    }
+}
+
+/// Polls a thread's task, ending the run of its sender (if it began one) with the poll,
+/// also when the poll panics.
+#[inline]
+pub(crate) fn sending_poll<R>(poll: impl FnOnce() -> R) -> R {
+    struct End;
+    impl Drop for End {
+        #[inline]
+        fn drop(&mut self) {
+            if RUNS.get() {
+                end_run();
+            }
+        }
+    }
+    let _end = End;
+    poll()
 }
 
 /// Items in order, in chunks that are each one allocation below 64 KB (of at most
@@ -864,6 +1017,14 @@ impl<E> InboxSender<E> {
         &self.shared.meter
     }
 
+    /// The metered places, held.
+    pub(crate) fn places(&self) -> Places
+    where
+        E: Send + 'static,
+    {
+        Places(Arc::clone(&self.shared) as Arc<dyn HoldsMeter>)
+    }
+
     /// Queues a metered item for which the caller has taken a place from
     /// [`meter`](Self::meter).
     pub(crate) fn send_permitted(&self, item: E) {
@@ -903,6 +1064,33 @@ mod tests {
         }
     }
 
+    /// Sends like `Ctx::up` in a thread's task: a place now, or wait for one, and run once
+    /// woken among greedy senders.
+    async fn send_up_running(tx: &InboxSender<Item>, owner: u64, v: u64) {
+        if let Err((refused, v)) = tx.try_send_with(v, Item::Metered) {
+            assert!(matches!(refused, Refused::Full), "the receiver is alive");
+            let mut wait = tx.meter().take(owner);
+            let room = poll_fn(|cx| Pin::new(&mut wait).poll(cx)).await;
+            room.expect("the receiver is alive");
+            if wait.will_run() {
+                run(tx.places());
+            }
+            drop(wait);
+            tx.send_permitted(Item::Metered(v));
+        }
+    }
+
+    /// A task polled as a thread's task is: a sender's run ends with each poll.
+    struct AsThread<F>(Pin<Box<F>>);
+
+    impl<F: Future> Future for AsThread<F> {
+        type Output = F::Output;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            sending_poll(|| self.0.as_mut().poll(cx))
+        }
+    }
+
     /// Sends like an attached stream: queued at once, then wait for room without taking it.
     async fn send_item(tx: &InboxSender<Item>, v: u64) {
         if tx.meter().try_take().is_ok() {
@@ -928,18 +1116,19 @@ mod tests {
             let (tx, mut rx) = inbox::<Item>(2);
             for s in 0..SENDERS {
                 let tx = tx.clone();
-                tokio::spawn(async move {
+                tokio::spawn(AsThread(Box::pin(async move {
                     for i in 0..EACH {
                         let v = s * EACH + i;
-                        if s % 2 == 0 {
+                        match s % 4 {
                             // Saying who they are, as threads do: they come back for
                             // more places, so the meter takes them for greedy.
-                            send_up(&tx, s + 1, v).await;
-                        } else {
-                            send_item(&tx, v).await;
+                            0 => send_up(&tx, s + 1, v).await,
+                            // And, woken, going on to take places until their poll ends.
+                            2 => send_up_running(&tx, s + 1, v).await,
+                            _ => send_item(&tx, v).await,
                         }
                     }
-                });
+                })));
             }
             drop(tx);
             let mut seen = vec![false; (SENDERS * EACH) as usize];
@@ -963,6 +1152,205 @@ mod tests {
             assert!(seen.iter().all(|s| *s), "every message arrived");
             assert!(max_metered <= 2, "at most `capacity` places taken");
         });
+    }
+
+    #[test]
+    fn running_senders_through_a_tiny_queue_lose_nothing_and_never_stall() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            const SENDERS: u64 = 50;
+            const EACH: u64 = 400;
+            let (tx, mut rx) = inbox::<Item>(4);
+            for s in 0..SENDERS {
+                let tx = tx.clone();
+                tokio::spawn(AsThread(Box::pin(async move {
+                    for i in 0..EACH {
+                        send_up_running(&tx, s + 1, s * EACH + i).await;
+                        if i % 100 == 99 {
+                            // Away for a while, as a thread awaiting something else.
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })));
+            }
+            drop(tx);
+            let mut next = vec![0; SENDERS as usize];
+            let mut got = 0;
+            while let Some(inbound) = poll_fn(|cx| rx.poll_recv(cx)).await {
+                let Item::Metered(v) = inbound else {
+                    unreachable!("only metered items are sent")
+                };
+                let sender = (v / EACH) as usize;
+                assert_eq!(v % EACH, next[sender], "in order from each sender");
+                next[sender] += 1;
+                got += 1;
+                assert!(rx.shared.meter.taken.load(Ordering::SeqCst) <= 4);
+            }
+            assert_eq!(got, SENDERS * EACH, "every message arrived");
+            assert_eq!(rx.shared.meter.running.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// Waits for `owners` (each in order) on a full queue, each with a waker that counts.
+    fn waiting<'a>(
+        tx: &'a InboxSender<Item>,
+        owners: &[u64],
+    ) -> (Vec<Take<'a>>, Vec<Arc<Count>>, Vec<Waker>) {
+        let counts: Vec<Arc<Count>> = owners.iter().map(|_| Arc::new(Count::default())).collect();
+        let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(Arc::clone(c))).collect();
+        let mut waits: Vec<Take<'_>> = owners.iter().map(|&o| tx.meter().take(o)).collect();
+        for (wait, waker) in waits.iter_mut().zip(&wakers) {
+            let mut cx = Context::from_waker(waker);
+            assert!(
+                Pin::new(wait).poll(&mut cx).is_pending(),
+                "the queue is full"
+            );
+        }
+        (waits, counts, wakers)
+    }
+
+    /// Readies a queue of capacity 2 for greedy senders: owner 1 is woken for a place and
+    /// takes it, so that it is greedy once it waits again. Leaves items 2 and 3 queued
+    /// (the queue full), 2 of them taken by the receiver.
+    fn greedy_senders(tx: &InboxSender<Item>, rx: &mut Inbox<Item>, rcx: &mut Context<'_>) {
+        assert!(tx.try_send_with(1, Item::Metered).is_ok());
+        assert!(tx.try_send_with(2, Item::Metered).is_ok());
+        let (mut first, counts, wakers) = waiting(tx, &[1]);
+        assert_eq!(next_now(rx, rcx), Some(Some(1)));
+        assert_eq!(counts[0].0.load(Ordering::SeqCst), 1);
+        let mut cx = Context::from_waker(&wakers[0]);
+        assert!(matches!(
+            Pin::new(&mut first[0]).poll(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert!(!first[0].will_run(), "senders are not greedy yet");
+        drop(first);
+        tx.send_permitted(Item::Metered(3));
+    }
+
+    #[test]
+    fn places_given_back_while_a_woken_sender_runs_wake_nobody_until_its_poll_ends() {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(2);
+        greedy_senders(&tx, &mut rx, &mut rcx);
+        // Owner 1 comes back (greedy), then owners 2 and 3 wait behind it.
+        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2, 3]);
+        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
+
+        sending_poll(|| {
+            // A place back wakes owner 1, which takes it and runs.
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+            assert_eq!((woken(0), woken(1), woken(2)), (1, 0, 0));
+            let mut cx = Context::from_waker(&wakers[0]);
+            assert!(matches!(
+                Pin::new(&mut waits[0]).poll(&mut cx),
+                Poll::Ready(Ok(()))
+            ));
+            assert!(waits[0].will_run(), "woken among greedy senders");
+            run(tx.places());
+            tx.send_permitted(Item::Metered(4));
+            // Places given back while it runs wake nobody: it takes them itself.
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+            assert!(tx.try_send_with(5, Item::Metered).is_ok());
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(4)));
+            assert_eq!((woken(1), woken(2)), (0, 0));
+        });
+        // Its poll ended with a place left: the sender that has waited longest is woken.
+        assert_eq!((woken(1), woken(2)), (1, 0));
+        assert!(matches!(
+            Pin::new(&mut waits[1]).poll(&mut Context::from_waker(&wakers[1])),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(tx.meter().running.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_running_sender_that_never_fills_the_queue_holds_the_others_up_for_one_queue_of_places() {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(2);
+        greedy_senders(&tx, &mut rx, &mut rcx);
+        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
+        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
+        sending_poll(|| {
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+            let mut cx = Context::from_waker(&wakers[0]);
+            assert!(matches!(
+                Pin::new(&mut waits[0]).poll(&mut cx),
+                Poll::Ready(Ok(()))
+            ));
+            assert!(waits[0].will_run());
+            run(tx.places());
+            tx.send_permitted(Item::Metered(10));
+            // Two places (the capacity) wake nobody; the third wakes owner 2.
+            for v in [3, 10] {
+                assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(v)));
+                assert!(tx.try_send_with(v + 100, Item::Metered).is_ok());
+                assert_eq!(woken(1), 0);
+            }
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(103)));
+            assert_eq!(woken(1), 1, "woken although the sender still runs");
+        });
+    }
+
+    #[test]
+    fn senders_left_waiting_by_a_running_sender_are_not_taken_for_stuck_while_places_are_free() {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(2);
+        greedy_senders(&tx, &mut rx, &mut rcx);
+        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
+        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
+        sending_poll(|| {
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+            let mut cx = Context::from_waker(&wakers[0]);
+            assert!(Pin::new(&mut waits[0]).poll(&mut cx).is_ready());
+            assert!(waits[0].will_run());
+            run(tx.places());
+            tx.send_permitted(Item::Metered(4));
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+            // The queue is full again: owner 2 waits, and is left waiting.
+            assert!(tx.try_send_with(5, Item::Metered).is_ok());
+            assert!(tx.meter().has_waiting(2));
+            assert_eq!(woken(1), 0);
+            // A place is free, and owner 2 was left waiting for it: it is woken.
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(4)));
+            assert_eq!(woken(1), 0);
+            assert!(!tx.meter().has_waiting(2), "woken for the free place");
+            assert_eq!(woken(1), 1);
+        });
+    }
+
+    #[test]
+    fn a_running_sender_whose_poll_panics_still_ends_its_run() {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(2);
+        greedy_senders(&tx, &mut rx, &mut rcx);
+        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sending_poll(|| {
+                assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+                let mut cx = Context::from_waker(&wakers[0]);
+                assert!(Pin::new(&mut waits[0]).poll(&mut cx).is_ready());
+                assert!(waits[0].will_run());
+                run(tx.places());
+                tx.send_permitted(Item::Metered(4));
+                assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+                panic!("the sender's handler panics");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(tx.meter().running.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            counts[1].0.load(Ordering::SeqCst),
+            1,
+            "the place given back during the poll wakes the next sender"
+        );
     }
 
     /// A waker that counts its wake-ups.
@@ -1038,9 +1426,14 @@ mod tests {
         let counts: Vec<Arc<Count>> = owners.iter().map(|_| Arc::new(Count::default())).collect();
         let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(Arc::clone(c))).collect();
         let mut waits: Vec<Take<'_>> = owners.iter().map(|&o| tx.meter().take(o)).collect();
+        // Polls sender `i`; one that is done drops its wait, as a send does.
         let mut poll = |i: usize| {
             let mut cx = Context::from_waker(&wakers[i]);
-            Pin::new(&mut waits[i]).poll(&mut cx)
+            let polled = Pin::new(&mut waits[i]).poll(&mut cx);
+            if polled.is_ready() {
+                drop(std::mem::replace(&mut waits[i], tx.meter().take(0)));
+            }
+            polled
         };
         let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
         for i in 0..4 {
