@@ -84,7 +84,7 @@ impl<T: Thread> UpFuture<'_, T> {
         };
         // Woken among greedy senders: this one is likely to go on sending, and takes the
         // places given back until its poll ends.
-        let runs = room.is_ok() && crate::node::in_thread_task() && wait.will_run();
+        let runs = room.is_ok() && crate::queue::inbound::may_run() && wait.will_run();
         self.wait = None;
         let ctx = self.ctx;
         let Some(msg) = self.msg.take() else {

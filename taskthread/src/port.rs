@@ -41,7 +41,8 @@ pub(crate) trait UpPort<U>: Send + Sync {
     /// The places of the receiver's queue, for the slow path of a send when it is full:
     /// wait for one, then [`send_permitted`](Self::send_permitted).
     fn meter(&self) -> &Meter;
-    /// The same places, held: for a sender that runs after a wait ([`run`](crate::queue::inbound::run)).
+    /// The same places, held: for a sender that runs after a wait
+    /// ([`run`](crate::queue::inbound::run)).
     fn places(&self) -> Places;
     /// Sends with a place taken from [`meter`](Self::meter).
     fn send_permitted(&self, from: ChildId, msg: U);

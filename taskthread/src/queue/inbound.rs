@@ -26,8 +26,8 @@
 //! places given back wakes one of them, which fills them, rather than one per place, each
 //! of the others then finding the places gone (see [`Wait`]). For the same reason, places
 //! given back while such a sender, woken, goes on sending in the same poll of its task
-//! wake nobody: it takes them itself, and the end of its poll wakes the next sender if
-//! any are left (see [`sending_poll`]).
+//! wake nobody while anything is still queued: it takes them itself, and the end of its
+//! poll wakes the next sender if any are left (see [`run`]).
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -71,13 +71,13 @@ pub(crate) struct Meter {
     /// was running, and woke nobody: that sender wakes the next if places are left once
     /// it has taken its own, or once its poll has ended.
     skipped: AtomicBool,
-    /// Greedy senders, woken, that take places in the poll of their task that found
-    /// them woken: places given back meanwhile wake nobody, as such a sender goes on
-    /// taking them until the queue is full or its poll ends ([`sending_poll`]).
+    /// Greedy senders, woken, that run: they go on taking places until the end of the
+    /// poll of their task that found them woken ([`sending_poll`]), and places given back
+    /// meanwhile wake nobody while something is still queued.
     running: AtomicUsize,
     /// Places given back that woke nobody because a sender was running, since senders
     /// began to run: at [`capacity`](Self::capacity), the others are woken again, so that
-    /// a sender that is never full does not keep them waiting for long.
+    /// a sender that keeps taking places does not keep them waiting for long.
     skips: AtomicUsize,
     /// Senders waiting for a place, in arrival order. Only senders that found the queue full
     /// ever come here, and only they and a receiver that sees `waiting` above 0 lock it.
@@ -255,17 +255,18 @@ impl Meter {
     /// Whether `owner` waits for a place (and has not been woken).
     ///
     /// Senders left waiting while places are free, because a sender runs and takes them,
-    /// are not stuck: they would be woken once its poll ends. They are woken now, one per
-    /// free place, so that a wait on this queue's thread (which may keep it from handing
-    /// anything out) is not taken for a cycle; one that finds its place gone queues again,
-    /// and finds any cycle itself.
+    /// are not stuck: they would be woken once its poll ends. When `owner` is one of them,
+    /// they are woken now, one per free place, so that a wait by this queue's thread
+    /// (which keeps it from handing anything out) is not taken for a cycle; one that finds
+    /// its place gone queues again, and looks for a cycle itself.
     pub(crate) fn has_waiting(&self, owner: u64) -> bool {
-        if self.waiting.load(Ordering::SeqCst) == 0 {
+        if self.waiting.load(Ordering::SeqCst) == 0 || !self.waiters().has_owner(owner) {
             return false;
         }
-        if self.running.load(Ordering::SeqCst) != 0 {
-            self.wake_for_free_places();
+        if self.running.load(Ordering::SeqCst) == 0 && !self.skipped.load(Ordering::SeqCst) {
+            return true;
         }
+        self.wake_for_free_places();
         self.waiters().has_owner(owner)
     }
 
@@ -325,12 +326,17 @@ impl Meter {
     }
 
     /// A sender runs: whether this place skips the wake (the running sender will see
-    /// it), unless senders have run past their share of places.
+    /// it). Not once senders have run past their share of places, nor with nothing
+    /// queued: a place given back then may be the last for a while (the running sender
+    /// may have stopped sending, and the receiver waits).
     #[inline(never)]
     fn skips_for_running(&self) -> bool {
-        if self.skips.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+        if self.taken.load(Ordering::SeqCst) & !CLOSED == 0
+            || self.skips.load(Ordering::Relaxed) >= self.capacity
+        {
             return false;
         }
+        self.skips.fetch_add(1, Ordering::Relaxed);
         self.skipped.store(true, Ordering::SeqCst);
         if self.running.load(Ordering::SeqCst) != 0 {
             return true;
@@ -554,21 +560,37 @@ impl<F> Drop for Wait<'_, F> {
     }
 }
 
+/// Where the task being polled on this OS thread stands ([`POLL`]): outside a
+/// [`sending_poll`], a sender there cannot run.
+const OUTSIDE: u8 = 0;
+/// Inside a [`sending_poll`].
+const INSIDE: u8 = 1;
+/// Inside a [`sending_poll`], with a sender running.
+const RUNS: u8 = 2;
+
 thread_local! {
-    /// Whether a sender runs in the task being polled on this OS thread ([`run`]): what
-    /// the end of every poll looks at, a flag without a destructor.
-    static RUNS: Cell<bool> = const { Cell::new(false) };
+    /// Where the task being polled stands: what the end of every poll looks at, one byte
+    /// without a destructor.
+    static POLL: Cell<u8> = const { Cell::new(OUTSIDE) };
     /// The places of the queue whose sender runs, while one does.
     static RUNNING: Cell<Option<Places>> = const { Cell::new(None) };
 }
 
-/// For a sender in a thread's task, woken while senders are greedy, that has taken its
-/// place ([`Wait::will_run`]): it runs until the end of this poll of its task. Places
-/// given back meanwhile wake nobody, as it goes on taking them; the end of the poll
-/// ([`sending_poll`]) wakes the next sender if places are left.
+/// Whether a sender woken may run: its task is polled in a [`sending_poll`], whose end
+/// ends the run.
+#[inline]
+pub(crate) fn may_run() -> bool {
+    POLL.get() != OUTSIDE
+}
+
+/// For a sender woken while senders are greedy, that has taken its place
+/// ([`Wait::will_run`]) in a [`sending_poll`] ([`may_run`]): it runs until the end of
+/// this poll of its task. Places given back meanwhile wake nobody while something is
+/// queued, as it goes on taking them; the end of the poll wakes the next sender if
+/// places are left.
 pub(crate) fn run(places: Places) {
     places.start_running();
-    RUNS.set(true);
+    POLL.set(RUNS);
     if let Some(before) = RUNNING.replace(Some(places)) {
         before.stop_running();
     }
@@ -578,26 +600,25 @@ pub(crate) fn run(places: Places) {
 #[cold]
 #[inline(never)]
 fn end_run() {
-    RUNS.set(false);
     if let Some(places) = RUNNING.take() {
         places.stop_running();
     }
 }
 
-/// Polls a thread's task, ending the run of its sender (if it began one) with the poll,
-/// also when the poll panics.
+/// Polls a thread's task: a sender woken in it may [`run`], and its run ends with the
+/// poll, also when the poll panics.
 #[inline]
 pub(crate) fn sending_poll<R>(poll: impl FnOnce() -> R) -> R {
-    struct End;
+    struct End(u8);
     impl Drop for End {
         #[inline]
         fn drop(&mut self) {
-            if RUNS.get() {
+            if POLL.replace(self.0) == RUNS {
                 end_run();
             }
         }
     }
-    let _end = End;
+    let _end = End(POLL.replace(INSIDE));
     poll()
 }
 
@@ -1158,40 +1179,47 @@ mod tests {
     fn running_senders_through_a_tiny_queue_lose_nothing_and_never_stall() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .enable_time()
             .build()
             .expect("a runtime");
-        rt.block_on(async {
-            const SENDERS: u64 = 50;
-            const EACH: u64 = 400;
-            let (tx, mut rx) = inbox::<Item>(4);
-            for s in 0..SENDERS {
-                let tx = tx.clone();
-                tokio::spawn(AsThread(Box::pin(async move {
-                    for i in 0..EACH {
-                        send_up_running(&tx, s + 1, s * EACH + i).await;
-                        if i % 100 == 99 {
-                            // Away for a while, as a thread awaiting something else.
-                            tokio::task::yield_now().await;
+        // A stall fails the test rather than hanging it.
+        let _enter = rt.enter();
+        rt.block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            async {
+                const SENDERS: u64 = 50;
+                const EACH: u64 = 400;
+                let (tx, mut rx) = inbox::<Item>(4);
+                for s in 0..SENDERS {
+                    let tx = tx.clone();
+                    tokio::spawn(AsThread(Box::pin(async move {
+                        for i in 0..EACH {
+                            send_up_running(&tx, s + 1, s * EACH + i).await;
+                            if i % 100 == 99 {
+                                // Away for a while, as a thread awaiting something else.
+                                tokio::task::yield_now().await;
+                            }
                         }
-                    }
-                })));
-            }
-            drop(tx);
-            let mut next = vec![0; SENDERS as usize];
-            let mut got = 0;
-            while let Some(inbound) = poll_fn(|cx| rx.poll_recv(cx)).await {
-                let Item::Metered(v) = inbound else {
-                    unreachable!("only metered items are sent")
-                };
-                let sender = (v / EACH) as usize;
-                assert_eq!(v % EACH, next[sender], "in order from each sender");
-                next[sender] += 1;
-                got += 1;
-                assert!(rx.shared.meter.taken.load(Ordering::SeqCst) <= 4);
-            }
-            assert_eq!(got, SENDERS * EACH, "every message arrived");
-            assert_eq!(rx.shared.meter.running.load(Ordering::SeqCst), 0);
-        });
+                    })));
+                }
+                drop(tx);
+                let mut next = vec![0; SENDERS as usize];
+                let mut got = 0;
+                while let Some(inbound) = poll_fn(|cx| rx.poll_recv(cx)).await {
+                    let Item::Metered(v) = inbound else {
+                        unreachable!("only metered items are sent")
+                    };
+                    let sender = (v / EACH) as usize;
+                    assert_eq!(v % EACH, next[sender], "in order from each sender");
+                    next[sender] += 1;
+                    got += 1;
+                    assert!(rx.shared.meter.taken.load(Ordering::SeqCst) <= 4);
+                }
+                assert_eq!(got, SENDERS * EACH, "every message arrived");
+                assert_eq!(rx.shared.meter.running.load(Ordering::SeqCst), 0);
+            },
+        ))
+        .expect("no sender is left waiting while a place is free");
     }
 
     /// Waits for `owners` (each in order) on a full queue, each with a waker that counts.
@@ -1214,7 +1242,7 @@ mod tests {
 
     /// Readies a queue of capacity 2 for greedy senders: owner 1 is woken for a place and
     /// takes it, so that it is greedy once it waits again. Leaves items 2 and 3 queued
-    /// (the queue full), 2 of them taken by the receiver.
+    /// (the queue full), item 2 already in the receiver's own buffer.
     fn greedy_senders(tx: &InboxSender<Item>, rx: &mut Inbox<Item>, rcx: &mut Context<'_>) {
         assert!(tx.try_send_with(1, Item::Metered).is_ok());
         assert!(tx.try_send_with(2, Item::Metered).is_ok());
@@ -1269,7 +1297,7 @@ mod tests {
     }
 
     #[test]
-    fn a_running_sender_that_never_fills_the_queue_holds_the_others_up_for_one_queue_of_places() {
+    fn a_running_sender_that_keeps_taking_places_holds_the_others_up_for_one_queue_of_places() {
         let receiver = Waker::from(Arc::new(Count::default()));
         let mut rcx = Context::from_waker(&receiver);
         let (tx, mut rx) = inbox::<Item>(2);
@@ -1294,6 +1322,31 @@ mod tests {
             }
             assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(103)));
             assert_eq!(woken(1), 1, "woken although the sender still runs");
+        });
+    }
+
+    #[test]
+    fn a_running_sender_that_stops_sending_leaves_nobody_waiting_once_the_queue_is_empty() {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(2);
+        greedy_senders(&tx, &mut rx, &mut rcx);
+        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
+        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
+        sending_poll(|| {
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+            let mut cx = Context::from_waker(&wakers[0]);
+            assert!(Pin::new(&mut waits[0]).poll(&mut cx).is_ready());
+            assert!(waits[0].will_run());
+            run(tx.places());
+            tx.send_permitted(Item::Metered(4));
+            // The sender sends nothing more, and the receiver hands out what is queued:
+            // a place back with item 4 still queued wakes nobody; the last one does.
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+            assert_eq!(woken(1), 0);
+            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(4)));
+            assert_eq!(woken(1), 1, "the queue is empty: the next sender is woken");
+            assert_eq!(next_now(&mut rx, &mut rcx), None);
         });
     }
 
