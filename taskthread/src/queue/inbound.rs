@@ -1259,6 +1259,52 @@ mod tests {
         tx.send_permitted(Item::Metered(3));
     }
 
+    /// In a sending poll, on a queue readied by `greedy_senders`: the receiver hands out
+    /// item 2, which wakes the sender of `wait` (greedy); it takes its place, runs, and
+    /// queues `item`.
+    fn first_runs(
+        tx: &InboxSender<Item>,
+        rx: &mut Inbox<Item>,
+        rcx: &mut Context<'_>,
+        wait: &mut Take<'_>,
+        waker: &Waker,
+        item: u64,
+    ) {
+        assert_eq!(next_now(rx, rcx), Some(Some(2)));
+        let mut cx = Context::from_waker(waker);
+        assert!(matches!(
+            Pin::new(&mut *wait).poll(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert!(wait.will_run(), "woken among greedy senders");
+        run(tx.places());
+        tx.send_permitted(Item::Metered(item));
+    }
+
+    /// On a queue readied by `greedy_senders`, with owners 1 and 2 waiting: in a sending
+    /// poll, owner 1 is woken, runs and queues `item` (`first_runs`); then `then` goes on
+    /// in the same poll, with how often owner `i` has been woken.
+    fn while_owner_1_runs(
+        item: u64,
+        then: impl FnOnce(
+            &InboxSender<Item>,
+            &mut Inbox<Item>,
+            &mut Context<'_>,
+            &dyn Fn(usize) -> usize,
+        ),
+    ) {
+        let receiver = Waker::from(Arc::new(Count::default()));
+        let mut rcx = Context::from_waker(&receiver);
+        let (tx, mut rx) = inbox::<Item>(2);
+        greedy_senders(&tx, &mut rx, &mut rcx);
+        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
+        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
+        sending_poll(|| {
+            first_runs(&tx, &mut rx, &mut rcx, &mut waits[0], &wakers[0], item);
+            then(&tx, &mut rx, &mut rcx, &woken);
+        });
+    }
+
     #[test]
     fn places_given_back_while_a_woken_sender_runs_wake_nobody_until_its_poll_ends() {
         let receiver = Waker::from(Arc::new(Count::default()));
@@ -1271,16 +1317,8 @@ mod tests {
 
         sending_poll(|| {
             // A place back wakes owner 1, which takes it and runs.
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
+            first_runs(&tx, &mut rx, &mut rcx, &mut waits[0], &wakers[0], 4);
             assert_eq!((woken(0), woken(1), woken(2)), (1, 0, 0));
-            let mut cx = Context::from_waker(&wakers[0]);
-            assert!(matches!(
-                Pin::new(&mut waits[0]).poll(&mut cx),
-                Poll::Ready(Ok(()))
-            ));
-            assert!(waits[0].will_run(), "woken among greedy senders");
-            run(tx.places());
-            tx.send_permitted(Item::Metered(4));
             // Places given back while it runs wake nobody: it takes them itself.
             assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
             assert!(tx.try_send_with(5, Item::Metered).is_ok());
@@ -1298,80 +1336,41 @@ mod tests {
 
     #[test]
     fn a_running_sender_that_keeps_taking_places_holds_the_others_up_for_one_queue_of_places() {
-        let receiver = Waker::from(Arc::new(Count::default()));
-        let mut rcx = Context::from_waker(&receiver);
-        let (tx, mut rx) = inbox::<Item>(2);
-        greedy_senders(&tx, &mut rx, &mut rcx);
-        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
-        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
-        sending_poll(|| {
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
-            let mut cx = Context::from_waker(&wakers[0]);
-            assert!(matches!(
-                Pin::new(&mut waits[0]).poll(&mut cx),
-                Poll::Ready(Ok(()))
-            ));
-            assert!(waits[0].will_run());
-            run(tx.places());
-            tx.send_permitted(Item::Metered(10));
+        while_owner_1_runs(10, |tx, rx, rcx, woken| {
             // Two places (the capacity) wake nobody; the third wakes owner 2.
             for v in [3, 10] {
-                assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(v)));
+                assert_eq!(next_now(rx, rcx), Some(Some(v)));
                 assert!(tx.try_send_with(v + 100, Item::Metered).is_ok());
                 assert_eq!(woken(1), 0);
             }
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(103)));
+            assert_eq!(next_now(rx, rcx), Some(Some(103)));
             assert_eq!(woken(1), 1, "woken although the sender still runs");
         });
     }
 
     #[test]
     fn a_running_sender_that_stops_sending_leaves_nobody_waiting_once_the_queue_is_empty() {
-        let receiver = Waker::from(Arc::new(Count::default()));
-        let mut rcx = Context::from_waker(&receiver);
-        let (tx, mut rx) = inbox::<Item>(2);
-        greedy_senders(&tx, &mut rx, &mut rcx);
-        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
-        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
-        sending_poll(|| {
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
-            let mut cx = Context::from_waker(&wakers[0]);
-            assert!(Pin::new(&mut waits[0]).poll(&mut cx).is_ready());
-            assert!(waits[0].will_run());
-            run(tx.places());
-            tx.send_permitted(Item::Metered(4));
+        while_owner_1_runs(4, |tx, rx, rcx, woken| {
             // The sender sends nothing more, and the receiver hands out what is queued:
             // a place back with item 4 still queued wakes nobody; the last one does.
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+            assert_eq!(next_now(rx, rcx), Some(Some(3)));
             assert_eq!(woken(1), 0);
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(4)));
+            assert_eq!(next_now(rx, rcx), Some(Some(4)));
             assert_eq!(woken(1), 1, "the queue is empty: the next sender is woken");
-            assert_eq!(next_now(&mut rx, &mut rcx), None);
+            assert_eq!(next_now(rx, rcx), None);
         });
     }
 
     #[test]
     fn senders_left_waiting_by_a_running_sender_are_not_taken_for_stuck_while_places_are_free() {
-        let receiver = Waker::from(Arc::new(Count::default()));
-        let mut rcx = Context::from_waker(&receiver);
-        let (tx, mut rx) = inbox::<Item>(2);
-        greedy_senders(&tx, &mut rx, &mut rcx);
-        let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
-        let woken = |i: usize| counts[i].0.load(Ordering::SeqCst);
-        sending_poll(|| {
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
-            let mut cx = Context::from_waker(&wakers[0]);
-            assert!(Pin::new(&mut waits[0]).poll(&mut cx).is_ready());
-            assert!(waits[0].will_run());
-            run(tx.places());
-            tx.send_permitted(Item::Metered(4));
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
+        while_owner_1_runs(4, |tx, rx, rcx, woken| {
+            assert_eq!(next_now(rx, rcx), Some(Some(3)));
             // The queue is full again: owner 2 waits, and is left waiting.
             assert!(tx.try_send_with(5, Item::Metered).is_ok());
             assert!(tx.meter().has_waiting(2));
             assert_eq!(woken(1), 0);
             // A place is free, and owner 2 was left waiting for it: it is woken.
-            assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(4)));
+            assert_eq!(next_now(rx, rcx), Some(Some(4)));
             assert_eq!(woken(1), 0);
             assert!(!tx.meter().has_waiting(2), "woken for the free place");
             assert_eq!(woken(1), 1);
@@ -1387,12 +1386,7 @@ mod tests {
         let (mut waits, counts, wakers) = waiting(&tx, &[1, 2]);
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             sending_poll(|| {
-                assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(2)));
-                let mut cx = Context::from_waker(&wakers[0]);
-                assert!(Pin::new(&mut waits[0]).poll(&mut cx).is_ready());
-                assert!(waits[0].will_run());
-                run(tx.places());
-                tx.send_permitted(Item::Metered(4));
+                first_runs(&tx, &mut rx, &mut rcx, &mut waits[0], &wakers[0], 4);
                 assert_eq!(next_now(&mut rx, &mut rcx), Some(Some(3)));
                 panic!("the sender's handler panics");
             })
