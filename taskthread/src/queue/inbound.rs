@@ -1350,7 +1350,7 @@ mod tests {
 
     #[test]
     fn a_running_sender_that_stops_sending_leaves_nobody_waiting_once_the_queue_is_empty() {
-        while_owner_1_runs(4, |tx, rx, rcx, woken| {
+        while_owner_1_runs(4, |_tx, rx, rcx, woken| {
             // The sender sends nothing more, and the receiver hands out what is queued:
             // a place back with item 4 still queued wakes nobody; the last one does.
             assert_eq!(next_now(rx, rcx), Some(Some(3)));
