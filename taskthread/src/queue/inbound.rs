@@ -576,8 +576,8 @@ thread_local! {
     static RUNNING: Cell<Option<Places>> = const { Cell::new(None) };
 }
 
-/// Whether a sender woken may run: its task is polled in a [`sending_poll`], whose end
-/// ends the run.
+/// Whether a sender woken may run: it is polled inside a [`sending_poll`] (a thread's
+/// task, or a task polled in place inside one), whose end ends the run.
 #[inline]
 pub(crate) fn may_run() -> bool {
     POLL.get() != OUTSIDE
@@ -1375,6 +1375,23 @@ mod tests {
             assert!(!tx.meter().has_waiting(2), "woken for the free place");
             assert_eq!(woken(1), 1);
         });
+    }
+
+    #[test]
+    fn a_sender_may_run_only_inside_a_sending_poll_which_leaves_things_as_it_found_them() {
+        assert!(!may_run());
+        sending_poll(|| {
+            assert!(may_run());
+            sending_poll(|| assert!(may_run()));
+            assert!(may_run(), "the outer poll is still a sending poll");
+        });
+        assert!(!may_run());
+        let panicked = std::panic::catch_unwind(|| sending_poll(|| panic!("the poll panics")));
+        assert!(panicked.is_err());
+        assert!(
+            !may_run(),
+            "a poll that panicked leaves no sending poll behind"
+        );
     }
 
     #[test]
