@@ -511,3 +511,105 @@ async fn a_thread_that_answered_is_not_waited_on_for_that_answer() {
     questioner.stop();
     assert!(matches!(questioner.join().await, Exit::Stopped));
 }
+
+struct Spam(u32);
+struct Knock;
+
+/// Sends UP as fast as its parent takes it, until told to stop or a send would close a
+/// cycle; then stops.
+struct Spammer;
+
+#[taskthread(up = u32)]
+impl Spammer {
+    #[down]
+    async fn spam(&mut self, ctx: &mut Ctx<Self>, Spam(n): Spam) -> Result<()> {
+        for i in 0..n {
+            if let Err(e) = ctx.up(i).await {
+                assert!(e.cycle().is_some(), "the parent runs: {e}");
+                break;
+            }
+        }
+        ctx.stop();
+        Ok(())
+    }
+
+    #[down]
+    async fn knock(&mut self, _ctx: &mut Ctx<Self>, _k: Knock) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Takes its spamming child's messages from a queue of one place and, after every third,
+/// asks the child, which by then is waking to send the next or already waits: each wait
+/// either ends or fails, and a round ends when the child has stopped. Counts the asks
+/// answered and those that failed as closing a cycle.
+#[derive(Default)]
+struct Racer {
+    rounds: u32,
+    child: Option<ChildRef<Spammer>>,
+    answered: u32,
+    failed: u32,
+}
+
+impl Racer {
+    fn next_round(&mut self, ctx: &mut Ctx<Self>) {
+        let child = ctx.spawn(Spammer);
+        child.try_send(Spam(30)).expect("an empty queue");
+        self.child = Some(child);
+    }
+}
+
+#[taskthread(up = (u32, u32), capacity = 1)]
+impl Racer {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        self.next_round(ctx);
+        Ok(())
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, n: u32) -> Result<()> {
+        if n % 3 == 1
+            && let Some(child) = &self.child
+        {
+            match child.ask(Knock).await {
+                Ok(_) => self.answered += 1,
+                Err(AskError::Ended(_)) => {}
+                Err(AskError::Cycle { .. }) => self.failed += 1,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn ended(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, _exit: ChildExit) -> Result<()> {
+        self.rounds -= 1;
+        if self.rounds == 0 {
+            ctx.up((self.answered, self.failed)).await?;
+        } else {
+            self.next_round(ctx);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_asking_a_child_as_it_starts_to_wait_up_never_deadlocks() {
+    const ROUNDS: u32 = 10_000;
+    let mut racer = taskthread::spawn(Racer {
+        rounds: ROUNDS,
+        ..Racer::default()
+    });
+    let (answered, failed) = tokio::time::timeout(HANG, racer.recv())
+        .await
+        .expect("every wait ended or failed: no deadlock")
+        .expect("the racer reports");
+    // A cycle is found by the ask or by the child's `up`, whichever looks last; the racer
+    // fails on any other error of an ask.
+    assert!(
+        answered > 0,
+        "the racer asked: {answered} answered, {failed} failed"
+    );
+    racer.stop();
+    assert!(matches!(racer.join().await, Exit::Stopped));
+}

@@ -601,6 +601,21 @@ impl<T: Thread, Q, R> AskFuture<'_, T, Q, R> {
                     }
                 }
             }
+            // Confirmed: the asked thread may have started to wait on the asker before the
+            // mark counted (see `node::settle`).
+            waiter if waiter != NOT_BLOCKED => {
+                if let Some(verdict) =
+                    crate::node::verdict(node.id, WaitKind::Answer, crate::node::CONFIRMED)
+                    && let Some(cycle) = verdict.cycle
+                {
+                    node.unmark_awaited(verdict.me);
+                    self.waiter = NOT_BLOCKED;
+                    return Poll::Ready(Err(AskError::Cycle {
+                        cycle,
+                        question: None,
+                    }));
+                }
+            }
             _ => {}
         }
         Poll::Pending

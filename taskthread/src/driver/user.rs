@@ -53,9 +53,11 @@ fn poll_user_blocked<R>(
     node: &Node,
     cx: &mut Context<'_>,
 ) -> Poll<Result<R, Exit>> {
-    let polled = settle(node, || {
-        catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
-    })
+    let polled = settle(
+        node,
+        || catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))),
+        |polled| matches!(polled, Ok(Poll::Pending)),
+    )
     .unwrap_or(Ok(Poll::Pending));
     if !matches!(polled, Ok(Poll::Pending)) {
         node.after_handler();

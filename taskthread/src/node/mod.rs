@@ -21,7 +21,8 @@ pub(crate) use receiver::DownReceiver;
 pub(crate) use snapshot::RemoteView;
 pub use snapshot::{RemoteLink, TreeSnapshot, Waiting};
 pub(crate) use waits::{
-    answering, closes_cycle, has_report, in_thread_task, polling_thread, report, settle, verdict,
+    CONFIRMED, answering, closes_cycle, has_report, in_thread_task, polling_thread, report, settle,
+    verdict,
 };
 
 use std::any::Any;

@@ -142,10 +142,25 @@ pub(crate) fn has_report() -> bool {
     REPORTED.get()
 }
 
+/// The ticket of the second verdict on an ask (see [`settle`]): its mark is confirmed.
+pub(crate) const CONFIRMED: u64 = 1;
+
 /// Settles the reported wait of the thread of `node` (see the module's docs): lists it
 /// under the thread's id, and polls the user code again with the verdict (`poll`) when
 /// the wait has one to take. `None` if there was nothing to poll again for.
-pub(crate) fn settle<R>(node: &Node, poll: impl FnOnce() -> R) -> Option<R> {
+///
+/// An ask is looked at twice. The first look comes before its mark counts: the asked
+/// thread may start to wait on this one after it and, seeing the mark still pending, wait
+/// all the same. So once the ask has confirmed its mark (`pending` says the user code is
+/// still pending), a wait on this thread by the asked one is looked for again, and a
+/// cycle found now is a second verdict (ticket [`CONFIRMED`]), for one more poll. One of
+/// the two threads always sees the other: each makes its own wait count before it looks
+/// for the other's.
+pub(crate) fn settle<R>(
+    node: &Node,
+    mut poll: impl FnMut() -> R,
+    pending: impl Fn(&R) -> bool,
+) -> Option<R> {
     REPORTED.set(false);
     let blocked = BLOCKED.take()?;
     if tokio::task::try_id() != Some(blocked.task) {
@@ -175,11 +190,31 @@ pub(crate) fn settle<R>(node: &Node, poll: impl FnOnce() -> R) -> Option<R> {
         cycle,
     }));
     let polled = poll();
-    if VERDICT.take().is_some() && blocked.kind == WaitKind::Answer {
+    if blocked.kind != WaitKind::Answer {
+        return Some(polled);
+    }
+    if VERDICT.take().is_some() {
         // The ask was not polled again (its handler awaits something else first): its
         // mark would never be confirmed nor taken away.
         target.unmark_awaited(node.id);
+        return Some(polled);
     }
+    if !pending(&polled) || target.awaited_by() != node.id.as_u64() {
+        return Some(polled); // answered, failed, or not confirmed
+    }
+    let Some(cycle) = closes_cycle(node, WaitKind::Answer, target) else {
+        return Some(polled);
+    };
+    VERDICT.set(Some(Verdict {
+        target: target.id,
+        kind: WaitKind::Answer,
+        ticket: CONFIRMED,
+        me: node.id,
+        cycle: Some(cycle),
+    }));
+    let polled = poll();
+    // Not taken if the answer came first, or if the ask was not polled again.
+    VERDICT.take();
     Some(polled)
 }
 
@@ -331,7 +366,185 @@ pub(crate) fn closes_cycle<Q: ?Sized + Queue>(
 
 #[cfg(test)]
 mod tests {
-    use super::{in_thread_task, polling_thread};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::node::{NodeInit, ThreadMeta};
+    use crate::queue::{DownQueue, Metered, inbox};
+
+    /// An UP message: it takes a place.
+    struct Up;
+
+    impl Metered for Up {
+        fn is_metered(&self) -> bool {
+            true
+        }
+    }
+
+    static META: ThreadMeta = ThreadMeta {
+        type_name: "T",
+        down_types: &[],
+        up_type: None,
+        tasks: &[],
+    };
+
+    fn node(name: &'static str, parent: Option<&Node>) -> Arc<Node> {
+        let init = NodeInit {
+            parent: parent.map(|p| Arc::clone(p.path())),
+            name: name.into(),
+            suffix: 0,
+            meta: &META,
+            capacity: 1,
+            stop_deadline: None,
+            blocking_limit: 1,
+        };
+        Arc::new(Node::new(ChildId::next(), init, DownQueue::<u8>::new(1)))
+    }
+
+    /// A parent whose inbound queue of one place is full, and its child, in a task (the
+    /// waits of a thread are settled in its own tokio task). `body` gets both, and the
+    /// inbound places.
+    async fn parent_and_child(
+        body: impl FnOnce(Arc<Node>, Arc<Node>, &crate::queue::Meter) + Send + 'static,
+    ) {
+        let (tx, _rx) = inbox::<Up>(1);
+        let parent = node("parent", None);
+        let child = node("child", Some(&parent));
+        parent.set_inbound(tx.places());
+        assert!(tx.meter().try_take().is_ok(), "the one place");
+        tokio::spawn(async move { body(parent, child, tx.meter()) })
+            .await
+            .expect("no panic");
+    }
+
+    /// The parent's ask of `child` has queued its question and reports that it waits.
+    fn ask_reports(child: &Arc<Node>) {
+        polling_thread(|| {
+            assert!(report(
+                || Arc::clone(child) as Arc<Node>,
+                WaitKind::Answer,
+                0
+            ));
+        });
+    }
+
+    /// The parent's ask, polled again, takes the first verdict (no cycle) and confirms its
+    /// mark.
+    fn ask_confirms(child: &Node) {
+        let first = verdict(child.id, WaitKind::Answer, 0).expect("a verdict");
+        assert!(first.cycle.is_none(), "no cycle at the first look");
+        assert!(child.confirm_awaited(first.me));
+    }
+
+    /// The child starts to wait for a place in its parent's full inbound queue (listed
+    /// there as long as the wait, returned, lives), and looks for a cycle as `Ctx::up`
+    /// does: whether it found one.
+    fn child_waits_up<'m>(
+        child: &Node,
+        parent: &Node,
+        meter: &'m crate::queue::Meter,
+    ) -> (bool, Pin<Box<impl Future + 'm>>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut up = Box::pin(meter.take(child.id.as_u64()));
+        assert!(up.as_mut().poll(&mut cx).is_pending(), "the queue is full");
+        (closes_cycle(child, WaitKind::Up, parent).is_some(), up)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_child_waiting_up_before_the_askers_mark_counts_fails_the_ask() {
+        parent_and_child(|parent, child, meter| {
+            ask_reports(&child);
+            let mut polls = 0;
+            let mut second = None;
+            let mut up = None;
+            let polled = settle(
+                &parent,
+                || {
+                    polls += 1;
+                    if polls == 1 {
+                        // Between the parent's first look and the ask's confirmation: the
+                        // child sees the mark pending, and waits.
+                        let (cycle, wait) = child_waits_up(&child, &parent, meter);
+                        assert!(!cycle, "the mark is pending");
+                        up = Some(wait);
+                        ask_confirms(&child);
+                        Poll::Pending
+                    } else {
+                        second = verdict(child.id, WaitKind::Answer, CONFIRMED);
+                        Poll::Ready(())
+                    }
+                },
+                |polled| polled.is_pending(),
+            );
+            assert_eq!(polled, Some(Poll::Ready(())), "polled again");
+            assert_eq!(polls, 2);
+            drop(up);
+            let cycle = second
+                .and_then(|v| v.cycle)
+                .expect("the second verdict fails it");
+            assert_eq!(
+                cycle.to_string(),
+                WaitCycle::new(vec![
+                    ("parent".to_owned(), WaitKind::Answer),
+                    ("parent/child".to_owned(), WaitKind::Up),
+                ])
+                .to_string()
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_child_waiting_up_after_the_askers_mark_counts_fails_its_own_wait() {
+        parent_and_child(|parent, child, meter| {
+            ask_reports(&child);
+            let mut polls = 0;
+            settle(
+                &parent,
+                || {
+                    polls += 1;
+                    ask_confirms(&child);
+                    Poll::<()>::Pending
+                },
+                |polled| polled.is_pending(),
+            );
+            assert_eq!(polls, 1, "no cycle yet: no second look");
+            assert!(child_waits_up(&child, &parent, meter).0, "the mark counts");
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_ask_answered_before_the_second_look_is_left_alone() {
+        parent_and_child(|parent, child, meter| {
+            ask_reports(&child);
+            let mut polls = 0;
+            let mut up = None;
+            settle(
+                &parent,
+                || {
+                    polls += 1;
+                    let (cycle, wait) = child_waits_up(&child, &parent, meter);
+                    assert!(!cycle, "the mark is pending");
+                    up = Some(wait);
+                    ask_confirms(&child);
+                    // The child answers (its handler returns) before the parent looks
+                    // again.
+                    answering();
+                    child.after_handler();
+                    Poll::<()>::Pending
+                },
+                |polled| polled.is_pending(),
+            );
+            assert_eq!(polls, 1, "no second verdict");
+            assert_eq!(child.awaited_by(), 0);
+            drop(up);
+        })
+        .await;
+    }
 
     #[test]
     fn a_poll_inside_a_threads_poll_leaves_it_a_threads_poll() {
