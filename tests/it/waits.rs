@@ -582,7 +582,13 @@ impl Racer {
     }
 
     #[up]
-    async fn ended(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, _exit: ChildExit) -> Result<()> {
+    async fn ended(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, ended: ChildExit) -> Result<()> {
+        if !matches!(ended.exit, Exit::Completed) {
+            return Err(taskthread::Error::msg(format!(
+                "a spammer ended: {}",
+                ended.exit
+            )));
+        }
         self.rounds -= 1;
         if self.rounds == 0 {
             ctx.up((self.answered, self.failed)).await?;
@@ -600,12 +606,14 @@ async fn a_parent_asking_a_child_as_it_starts_to_wait_up_never_deadlocks() {
         rounds: ROUNDS,
         ..Racer::default()
     });
-    let (answered, failed) = tokio::time::timeout(HANG, racer.recv())
+    let report = tokio::time::timeout(HANG, racer.recv())
         .await
-        .expect("every wait ended or failed: no deadlock")
-        .expect("the racer reports");
-    // A cycle is found by the ask or by the child's `up`, whichever looks last; the racer
-    // fails on any other error of an ask.
+        .expect("every wait ended or failed: no deadlock");
+    // A cycle is found by the ask, by the child's `up`, or by both; the racer fails on any
+    // other error of an ask, and on a child that did not stop cleanly.
+    let Some((answered, failed)) = report else {
+        panic!("the racer ended: {}", racer.join().await);
+    };
     assert!(
         answered > 0,
         "the racer asked: {answered} answered, {failed} failed"

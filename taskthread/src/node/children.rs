@@ -1,7 +1,7 @@
 //! A thread's children, kept in its node: the one list the parent's loop adds to and
 //! removes from, and that snapshots, aborts and lookups from other threads walk.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::{AbortHandle, JoinHandle};
@@ -65,13 +65,24 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     /// Keeps the places of the thread's (new) inbound queue.
     pub(crate) fn set_inbound(&self, places: Places) {
-        let kin = self.kin.get_or_init(Box::default);
-        *lock(&kin.inbound) = Some(places);
+        *lock(&self.kin().inbound) = Some(places);
     }
 
     /// What the thread keeps for its children and waits, made if need be.
+    #[inline]
     pub(super) fn kin(&self) -> &Kin {
-        self.kin.get_or_init(Box::default)
+        match self.kin.get() {
+            Some(kin) => kin,
+            None => self.make_kin(),
+        }
+    }
+
+    #[cold]
+    fn make_kin(&self) -> &Kin {
+        let kin = self.kin.get_or_init(Box::default);
+        // SeqCst, as the marks made in it: see `Node::may_be_waited_on`.
+        self.kin_made.store(true, Ordering::SeqCst);
+        kin
     }
 
     /// What the thread keeps for its children and waits, if it was made.
@@ -87,7 +98,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     /// Adds a child, last in spawn order.
     pub(crate) fn add_child(&self, entry: ChildEntry) {
-        let mut children = lock(&self.kin.get_or_init(Box::default).list);
+        let mut children = lock(&self.kin().list);
         children.push(entry.node().id, entry);
     }
 

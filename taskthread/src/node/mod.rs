@@ -167,6 +167,9 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// Whether a sender waiting for room in the queue may have said who it is (see
     /// [`DownQueue::own`]): `false` lets a thread see without a lock that none waits on it.
     listed: AtomicBool,
+    /// Whether `kin` was made, set (SeqCst) once it is: a thread starting to wait looks at
+    /// it to see whether it may be waited on (see `Node::may_be_waited_on`).
+    kin_made: AtomicBool,
     pub(crate) queue: Q,
 }
 
@@ -219,6 +222,7 @@ impl<Q: Queue> Node<Q> {
             handled: AtomicU64::new(0),
             kin: OnceLock::new(),
             listed: AtomicBool::new(false),
+            kin_made: AtomicBool::new(false),
             stop_deadline: init.stop_deadline,
             blocking_limit: init.blocking_limit,
             task: OnceLock::new(),

@@ -20,7 +20,9 @@
 //!   nothing in the tree waits on those.
 //! - An asker is marked in two steps, so that a mark never outlives its answer: the loop
 //!   marks it *pending*, the ask looks at its answer once more and, still waiting,
-//!   *confirms* the mark; only confirmed marks count. The answering thread's loop takes the
+//!   *confirms* the mark; only confirmed marks count. A thread that started to wait on the
+//!   asker in between saw no mark that counts, so the loop looks for a cycle a second time
+//!   once the mark is confirmed, and polls once more with a second verdict if it finds one. The answering thread's loop takes the
 //!   mark away when a handler of it has answered (`Node::after_handler`), before it runs
 //!   anything else.
 //!
@@ -290,9 +292,13 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     /// Whether a thread may wait on this one: `false` (most threads that wait are waited
     /// on by nobody) is two loads.
+    ///
+    /// Both are SeqCst, as the marks of a wait: an asker's first mark makes the asked
+    /// thread's `kin`, and a thread that has just made its own wait count must see that
+    /// it was made if the asker, looking after its mark, did not see that wait.
     #[inline]
     pub(crate) fn may_be_waited_on(&self) -> bool {
-        self.kin_if_any().is_some() || self.listed.load(Ordering::SeqCst)
+        self.kin_made.load(Ordering::SeqCst) || self.listed.load(Ordering::SeqCst)
     }
 
     /// How the thread `other` waits on this one right now, if it does: for room in its
