@@ -20,11 +20,11 @@
 //!   nothing in the tree waits on those.
 //! - An asker is marked in two steps, so that a mark never outlives its answer: the loop
 //!   marks it *pending*, the ask looks at its answer once more and, still waiting,
-//!   *confirms* the mark; only confirmed marks count. A thread that started to wait on the
-//!   asker in between saw no mark that counts, so the loop looks for a cycle a second time
-//!   once the mark is confirmed, and polls once more with a second verdict if it finds one. The answering thread's loop takes the
+//!   *confirms* the mark; only confirmed marks count. The answering thread's loop takes the
 //!   mark away when a handler of it has answered (`Node::after_handler`), before it runs
-//!   anything else.
+//!   anything else. A thread that started to wait on the asker between the mark and its
+//!   confirmation saw no mark that counts, so the loop looks for a cycle a second time once
+//!   the mark is confirmed, and polls once more with a second verdict if it finds one.
 //!
 //! Threads talk along the tree, so two waits that are each on a parent or a child can only
 //! form a cycle of two threads (or of one: a thread waiting for room in its own queue, or
@@ -224,8 +224,11 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// Marks the thread `asker` as waiting for an answer of this one (`PENDING`: not
     /// confirmed yet, or 0).
     fn mark_awaited(&self, asker: ChildId, pending: u64) {
-        self.kin()
-            .awaited_by
+        let kin = self.kin();
+        // Stored by every asker, not only the one that made `kin`: the asker's own store
+        // comes before its confirmation and its second look (see `may_be_waited_on`).
+        self.kin_made.store(true, Ordering::SeqCst);
+        kin.awaited_by
             .store(asker.as_u64() | pending, Ordering::SeqCst);
     }
 
