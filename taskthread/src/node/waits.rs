@@ -155,8 +155,8 @@ pub(crate) const CONFIRMED: u64 = 1;
 /// thread may start to wait on this one after it and, seeing the mark still pending, wait
 /// all the same. So once the ask has confirmed its mark (`pending` says the user code is
 /// still pending), a wait on this thread by the asked one is looked for again, and a
-/// cycle found now is a second verdict (ticket [`CONFIRMED`]), for one more poll. One of
-/// the two threads always sees the other: each makes its own wait count before it looks
+/// cycle found now is a second verdict (ticket [`CONFIRMED`]), for one more poll. At least
+/// one of the two threads sees the other: each makes its own wait count before it looks
 /// for the other's.
 pub(crate) fn settle<R>(
     node: &Node,
