@@ -86,9 +86,10 @@ struct Cli {
 }
 
 /// The systems, in column order (the first is the reference).
-const SYSTEM_NAMES: [&str; 6] = [
+const SYSTEM_NAMES: [&str; 7] = [
     "tokio",
     "taskthread",
+    "taskthread-cores",
     "kameo",
     "ractor",
     "actix",
@@ -99,6 +100,7 @@ fn systems() -> Vec<Box<dyn System>> {
     vec![
         Box::new(tokio_hand::TokioHand),
         Box::new(taskthread_sys::TaskthreadSys),
+        Box::new(taskthread_sys::TaskthreadCoresSys),
         Box::new(kameo_sys::KameoSys),
         Box::new(ractor_sys::RactorSys),
         Box::new(actix_sys::ActixSys),

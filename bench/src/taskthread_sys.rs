@@ -1,9 +1,11 @@
 //! taskthread: every unit is a thread; a parent is the root thread (or a thread under it),
 //! children are its children, UP goes over `ctx.up`, stopping is `Handle::stop` + `join`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use taskthread::Cores;
 use taskthread::prelude::*;
 use tokio::time::Instant;
 
@@ -53,6 +55,67 @@ impl System for TaskthreadSys {
     }
 }
 
+/// taskthread on [`Cores`]: on "multi-thread", the driver and the parent on a
+/// current-thread runtime, the children (or the echo, or the counter) spread round-robin
+/// over one more current-thread runtime per core; not run on "current-thread", where it
+/// would be taskthread itself.
+#[derive(Debug)]
+pub(crate) struct TaskthreadCoresSys;
+
+/// Why taskthread on cores has no current-thread figures.
+const CORES_ONE_CORE: &str = "on one core, taskthread on cores is taskthread";
+
+impl System for TaskthreadCoresSys {
+    fn name(&self) -> &'static str {
+        "taskthread-cores"
+    }
+
+    fn note(&self) -> Option<&'static str> {
+        Some(
+            "\"multi-thread\" = parent on a current-thread runtime, children spread over taskthread::Cores (one current-thread runtime per core); n/a on \"current-thread\"",
+        )
+    }
+
+    fn run(&self, workload: Workload, flavour: Flavour, scale: &Scale) -> Figures {
+        match flavour {
+            Flavour::CurrentThread => crate::model::not_applicable(workload, CORES_ONE_CORE),
+            Flavour::MultiThread => {
+                ON_CORES.store(true, Ordering::Relaxed);
+                let figures = SUITE.run(workload, Flavour::CurrentThread, scale);
+                ON_CORES.store(false, Ordering::Relaxed);
+                figures
+            }
+        }
+    }
+
+    fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {
+        ON_CORES.store(flavour == Flavour::MultiThread, Ordering::Relaxed);
+        let figures = TaskthreadSys.idle_memory(Flavour::CurrentThread, n);
+        ON_CORES.store(false, Ordering::Relaxed);
+        figures
+    }
+}
+
+/// Whether units are placed on [`cores`] (taskthread on cores is being measured).
+static ON_CORES: AtomicBool = AtomicBool::new(false);
+
+/// The cores of this process, started when first used.
+fn cores() -> &'static Cores {
+    static CORES: OnceLock<Cores> = OnceLock::new();
+    CORES.get_or_init(|| Cores::new(Flavour::workers()).expect("one OS thread per core"))
+}
+
+/// The options of a unit that taskthread on cores places on a core: on the next core when
+/// it is measured, else the defaults.
+fn placed() -> ChildOptions {
+    let options = ChildOptions::new();
+    if ON_CORES.load(Ordering::Relaxed) {
+        options.runtime(cores().next_handle())
+    } else {
+        options
+    }
+}
+
 /// A question to a root: are you running (and has `enter` returned)?
 struct Ready;
 
@@ -99,7 +162,7 @@ impl TellParent {
                 expected: self.per_child,
                 got: 0,
             };
-            let options = ChildOptions::new().capacity(self.capacity);
+            let options = placed().capacity(self.capacity);
             self.children.push(ctx.spawn_with(child, options));
         }
         Ok(())
@@ -171,7 +234,7 @@ impl Echo {
 }
 
 async fn ask(round_trips: u64) -> Value {
-    let root = taskthread::spawn(Echo::default());
+    let root = taskthread::spawn_with(Echo::default(), placed());
     let start = Instant::now();
     for _ in 0..round_trips {
         std::hint::black_box(root.ask(Ping).await.expect("the echo answers"));
@@ -214,7 +277,7 @@ struct FanIn {
 impl FanIn {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         for _ in 0..CHILDREN {
-            ctx.spawn(Producer);
+            ctx.spawn_with(Producer, placed());
         }
         Ok(())
     }
@@ -283,7 +346,7 @@ impl Counter {
 
 async fn contended(messages: u64) -> Value {
     let expected = messages / SENDERS as u64 * SENDERS as u64;
-    let mut root = taskthread::spawn(Counter { expected, got: 0 });
+    let mut root = taskthread::spawn_with(Counter { expected, got: 0 }, placed());
     assert!(root.ask(Ready).await.expect("the counter answers"));
     let (go, senders) = start_senders(messages, |share| {
         let counter = root.child_ref();
@@ -341,7 +404,7 @@ impl Spawner {
     async fn spawn_idle(&mut self, ctx: &mut Ctx<Self>, s: SpawnIdle) -> Result<()> {
         self.expected += s.0;
         for _ in 0..s.0 {
-            ctx.spawn(Idle);
+            ctx.spawn_with(Idle, placed());
         }
         Ok(())
     }
@@ -384,6 +447,8 @@ struct Node {
     depth: u32,
     breadth: usize,
     entered: Arc<Countdown>,
+    /// Whether this is the tree's root.
+    root: bool,
 }
 
 #[taskthread]
@@ -391,11 +456,19 @@ impl Node {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         if self.depth > 0 {
             for _ in 0..self.breadth {
-                ctx.spawn(Node {
+                let node = Node {
                     depth: self.depth - 1,
                     breadth: self.breadth,
                     entered: Arc::clone(&self.entered),
-                });
+                    root: false,
+                };
+                // The root's children go to the cores; theirs stay with them.
+                let options = if self.root {
+                    placed()
+                } else {
+                    ChildOptions::new()
+                };
+                ctx.spawn_with(node, options);
             }
         }
         self.entered.count();
@@ -418,6 +491,7 @@ async fn shutdown(depth: u32, breadth: usize) -> Value {
         depth,
         breadth,
         entered: Arc::clone(&entered),
+        root: true,
     });
     entered.wait().await;
     let start = Instant::now();
@@ -474,13 +548,14 @@ struct Clock {
 impl Clock {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         for _ in 0..self.tickers {
-            ctx.spawn(Ticker {
+            let ticker = Ticker {
                 started: None,
                 runs: 0,
                 ticks: self.ticks,
                 late: Vec::new(),
                 lateness: Arc::clone(&self.lateness),
-            });
+            };
+            ctx.spawn_with(ticker, placed());
         }
         Ok(())
     }

@@ -152,6 +152,7 @@
 // draws the layers.
 mod blocking;
 mod child;
+mod cores;
 mod ctx;
 mod driver;
 mod error;
@@ -197,6 +198,7 @@ pub use crate::child::{
     AskFuture, BroadcastFuture, ChildInfo, ChildOptions, ChildRef, DEFAULT_STOP_DEADLINE,
     SendFuture,
 };
+pub use crate::cores::Cores;
 pub use crate::ctx::{Ctx, UpFuture};
 pub use crate::error::{AskError, Error, Result, SendError, TrySendError};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, FailedMessage, ThreadState};

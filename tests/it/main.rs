@@ -12,6 +12,7 @@
 mod background;
 mod blocking_limit;
 mod control;
+mod cores;
 mod deadlines;
 mod job_pool;
 mod logging;

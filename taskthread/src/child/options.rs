@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 /// Options for spawning a thread: name, queue capacity, stop stage, stop deadline, blocking
-/// limit.
+/// limit, runtime.
 ///
 /// ```
 /// use taskthread::prelude::*;
@@ -26,6 +26,7 @@ pub struct ChildOptions {
     pub(crate) stage: u32,
     pub(crate) stop_deadline: StopDeadline,
     pub(crate) blocking_limit: Option<usize>,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
 }
 
 /// A thread's stop deadline as given in its options.
@@ -316,6 +317,49 @@ impl ChildOptions {
     pub fn blocking_limit(mut self, limit: usize) -> Self {
         assert!(limit > 0, "a blocking limit must be at least 1");
         self.blocking_limit = Some(limit);
+        self
+    }
+
+    /// The tokio runtime the thread's task runs on. By default a child runs on its parent's
+    /// runtime, and a root on the runtime it is spawned from. Its own children run on the
+    /// runtime it runs on unless their options say otherwise. [`Cores`](crate::Cores) gives
+    /// one current-thread runtime per core to spread threads over.
+    ///
+    /// A thread on another runtime is a thread like any other: its messages, stop, exit
+    /// report and supervision work as they do on its parent's runtime. Its timers are that
+    /// runtime's, so a paused clock (`start_paused`) of the parent's runtime does not hold
+    /// them. The runtime must run until the thread has ended: a runtime shut down first
+    /// cancels the thread's task, whose parent then hears nothing of it.
+    ///
+    /// A root spawned with a runtime may be spawned from outside any runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::prelude::*;
+    ///
+    /// struct Where;
+    ///
+    /// #[taskthread]
+    /// impl Where {
+    ///     #[down]
+    ///     async fn name(&mut self, _ctx: &mut Ctx<Self>, _q: ()) -> Result<String> {
+    ///         Ok(std::thread::current().name().unwrap_or_default().to_owned())
+    ///     }
+    /// }
+    ///
+    /// let cores = taskthread::Cores::new(2).unwrap();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     let options = ChildOptions::new().runtime(cores.next_handle());
+    ///     let on_core = taskthread::spawn_with(Where, options);
+    ///     assert_eq!(on_core.ask(()).await.unwrap(), "taskthread-core-0");
+    ///     on_core.stop();
+    ///     assert!(matches!(on_core.join().await, Exit::Stopped));
+    /// });
+    /// ```
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
         self
     }
 }

@@ -201,7 +201,8 @@ impl DoneSignal {
 pub(crate) struct Prepared<'r, T: Thread> {
     pub(crate) ctx: Ctx<T>,
     pub(crate) rx: DownReceiver<T::Down>,
-    /// The runtime to spawn the task on (its parent's), if known; else the current one.
+    /// The runtime to spawn the task on (its options', else its parent's), if known; else
+    /// the current one.
     runtime: Option<&'r tokio::runtime::Handle>,
 }
 

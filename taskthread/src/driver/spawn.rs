@@ -162,14 +162,18 @@ impl<T: Thread> Ctx<T> {
                 .blocking_limit
                 .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
         };
-        let (child_ref, prepared) = prepare::<C>(id, init, port, family.runtime());
+        // On a runtime of its own, the child's task may still be in its last step on
+        // another OS thread when its report is handled: its `JoinHandle` is kept.
+        let elsewhere = options.runtime.is_some();
+        let runtime = options.runtime.as_ref().or(family.runtime());
+        let (child_ref, prepared) = prepare::<C>(id, init, port, runtime);
         let join = start(prepared);
         child_ref.node.set_task(join.abort_handle());
         let entry = ChildEntry {
             child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
             stage: options.stage,
             // Dropped now where it is not needed: see `ChildEntry::join`.
-            join: family.keeps_join(stopping).then_some(join),
+            join: (elsewhere || family.keeps_join(stopping)).then_some(join),
         };
         family.add_child(entry, stopping);
         child_ref

@@ -37,9 +37,9 @@ pub(crate) struct ChildEntry {
     /// starts (unless it is spawned while its parent stops, as the exit hook's children,
     /// waited for as the parent finishes), and tokio drops the finished task's output
     /// itself, while the task is still in the cache; a handle dropped after its task has
-    /// finished writes over the whole task, cold by then. On a multi-thread runtime the
-    /// task may still be in that step on another worker, and the parent waits for it
-    /// through its handle.
+    /// finished writes over the whole task, cold by then. On a multi-thread runtime, or on a
+    /// runtime other than its parent's, the task may still be in that step on another OS
+    /// thread, and the parent waits for it through its handle.
     pub(crate) join: Option<JoinHandle<Exit>>,
 }
 

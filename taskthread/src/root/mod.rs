@@ -171,7 +171,7 @@ pub(crate) fn spawn_root<T: Thread>(
             .unwrap_or(crate::blocking::DEFAULT_BLOCKING_LIMIT),
     };
     let port = Arc::new(RootPort { tx: up_tx });
-    let (child, prepared) = prepare::<T>(ChildId::next(), init, port, None);
+    let (child, prepared) = prepare::<T>(ChildId::next(), init, port, options.runtime.as_ref());
     let join = launch(prepared);
     let task = join.abort_handle();
     child.node.set_task(task.clone());

@@ -1,0 +1,508 @@
+//! Threads placed on [`Cores`]: they run on the core's OS thread with their children, talk
+//! to threads on other runtimes in order and with backpressure, stop, fail, restart and run
+//! their rescheduling tasks as on their parent's runtime.
+//!
+//! The cores' runtimes have real clocks (a paused clock holds only its own runtime), so
+//! these tests wait for events, never for time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use taskthread::Cores;
+use taskthread::prelude::*;
+use taskthread::supervise::RestartPolicy;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The name of the OS thread this runs on.
+fn os_thread() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned()
+}
+
+/// DOWN: say which OS thread you run on.
+struct WhereAreYou;
+
+/// DOWN: spawn a child with default options and report where it runs.
+struct SpawnInner;
+
+/// UP: where a thread runs.
+#[derive(Debug, PartialEq)]
+struct RunsOn(String);
+
+struct Inner;
+
+#[taskthread(up = RunsOn)]
+impl Inner {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.up(RunsOn(os_thread())).await?;
+        Ok(())
+    }
+}
+
+/// A thread that says where it runs, and spawns an [`Inner`] that says where it runs.
+struct Placed;
+
+#[taskthread(up = RunsOn)]
+impl Placed {
+    #[down]
+    async fn where_are_you(&mut self, _ctx: &mut Ctx<Self>, _q: WhereAreYou) -> Result<String> {
+        Ok(os_thread())
+    }
+
+    #[down]
+    async fn spawn_inner(&mut self, ctx: &mut Ctx<Self>, _q: SpawnInner) -> Result<()> {
+        ctx.spawn(Inner);
+        Ok(())
+    }
+
+    #[up]
+    async fn inner(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, at: RunsOn) -> Result<()> {
+        ctx.up(at).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_thread_on_a_core_runs_on_its_os_thread_with_its_children() {
+    let cores = Cores::new(2).unwrap();
+    let core_1 = cores.handle(1).expect("two cores").clone();
+    let mut placed = taskthread::spawn_with(Placed, ChildOptions::new().runtime(core_1));
+    assert_eq!(placed.ask(WhereAreYou).await.unwrap(), "taskthread-core-1");
+    placed.send(SpawnInner).await.unwrap();
+    assert_eq!(
+        placed.recv().await,
+        Some(RunsOn("taskthread-core-1".into()))
+    );
+    placed.stop();
+    assert!(matches!(placed.join().await, Exit::Stopped));
+}
+
+/// A parent that spawns `n` [`Placed`] children, one per core round-robin, and answers with
+/// where each runs.
+struct Spreader {
+    cores: Cores,
+    children: Vec<ChildRef<Placed>>,
+}
+
+#[taskthread(up = RunsOn)]
+impl Spreader {
+    #[down]
+    async fn spread(&mut self, ctx: &mut Ctx<Self>, n: usize) -> Result<Vec<String>> {
+        for _ in 0..n {
+            let options = ChildOptions::new().runtime(self.cores.next_handle());
+            self.children.push(ctx.spawn_with(Placed, options));
+        }
+        let mut at = Vec::new();
+        for child in &self.children {
+            at.push(child.ask(WhereAreYou).await?);
+        }
+        Ok(at)
+    }
+
+    #[up]
+    async fn inner(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _at: RunsOn) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_handle_spreads_children_round_robin_and_they_stop_with_their_parent() {
+    let cores = Cores::new(3).unwrap();
+    assert_eq!(cores.len(), 3);
+    assert!(!cores.is_empty());
+    let spreader = taskthread::spawn(Spreader {
+        cores,
+        children: Vec::new(),
+    });
+    let at = spreader.ask(4usize).await.unwrap();
+    assert_eq!(
+        at,
+        [
+            "taskthread-core-0",
+            "taskthread-core-1",
+            "taskthread-core-2",
+            "taskthread-core-0"
+        ]
+    );
+    spreader.stop();
+    // The spreader stops its children (on the cores), then drops the cores: no warning
+    // that tasks are cancelled, and the join ends.
+    assert!(matches!(spreader.join().await, Exit::Stopped));
+}
+
+/// DOWN: send `n` numbers UP, in order.
+struct Count(u64);
+
+/// A thread that counts what it is sent and sends numbers UP on request.
+struct Counter {
+    got: Vec<u64>,
+}
+
+#[taskthread(up = u64)]
+impl Counter {
+    #[down]
+    async fn take(&mut self, _ctx: &mut Ctx<Self>, n: u64) -> Result<()> {
+        self.got.push(n);
+        Ok(())
+    }
+
+    #[down]
+    async fn count(&mut self, ctx: &mut Ctx<Self>, c: Count) -> Result<()> {
+        for n in 0..c.0 {
+            ctx.up(n).await?;
+        }
+        Ok(())
+    }
+
+    #[down]
+    async fn received(&mut self, _ctx: &mut Ctx<Self>, _q: ()) -> Result<Vec<u64>> {
+        Ok(std::mem::take(&mut self.got))
+    }
+}
+
+/// A parent on the test's runtime with a [`Counter`] on a core; both queues hold two.
+struct Across {
+    counter: Option<ChildRef<Counter>>,
+    got: Vec<u64>,
+    exit: Option<Exit>,
+}
+
+/// DOWN to [`Across`]: send `n` numbers to the counter, have it send `n` back, answer
+/// with what each side received.
+struct RoundTrip(u64);
+
+#[taskthread(capacity = 2, up = Vec<u64>)]
+impl Across {
+    #[down]
+    async fn round_trip(&mut self, ctx: &mut Ctx<Self>, r: RoundTrip) -> Result<()> {
+        let counter = self.counter.as_ref().expect("spawned");
+        for n in 0..r.0 {
+            counter.send(n).await?;
+        }
+        counter.send(Count(r.0)).await?;
+        let _ = ctx;
+        Ok(())
+    }
+
+    #[down]
+    async fn start(&mut self, ctx: &mut Ctx<Self>, core: tokio::runtime::Handle) -> Result<()> {
+        let options = ChildOptions::new().capacity(2).runtime(core);
+        self.counter = Some(ctx.spawn_with(Counter { got: Vec::new() }, options));
+        Ok(())
+    }
+
+    #[down]
+    async fn downs(&mut self, _ctx: &mut Ctx<Self>, _q: ()) -> Result<Vec<u64>> {
+        let counter = self.counter.as_ref().expect("spawned");
+        Ok(counter.ask(()).await?)
+    }
+
+    #[down]
+    async fn ups(&mut self, _ctx: &mut Ctx<Self>, _q: bool) -> Result<Vec<u64>> {
+        Ok(std::mem::take(&mut self.got))
+    }
+
+    #[down]
+    async fn stop_counter(&mut self, _ctx: &mut Ctx<Self>, _q: u8) -> Result<()> {
+        self.counter.as_ref().expect("spawned").stop();
+        Ok(())
+    }
+
+    #[up]
+    async fn number(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, n: u64) -> Result<()> {
+        self.got.push(n);
+        if self.got.len() == 1000 {
+            ctx.up(self.got.clone()).await?;
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) -> Result<()> {
+        self.exit = Some(exit.exit);
+        ctx.up(Vec::new()).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn messages_cross_runtimes_in_order_with_backpressure_both_ways() {
+    let cores = Cores::new(1).unwrap();
+    let mut across = taskthread::spawn(Across {
+        counter: None,
+        got: Vec::new(),
+        exit: None,
+    });
+    across.send(cores.handle(0).unwrap().clone()).await.unwrap();
+    across.send(RoundTrip(1000)).await.unwrap();
+    // Every number UP, in order, through a queue of two on the test's runtime.
+    let ups = across.recv().await.unwrap();
+    assert_eq!(ups, (0..1000).collect::<Vec<_>>());
+    // Every number DOWN, in order, through a queue of two on the core.
+    assert_eq!(across.ask(()).await.unwrap(), (0..1000).collect::<Vec<_>>());
+    // A stop crosses to the core; the exit report crosses back.
+    across.send(0u8).await.unwrap();
+    assert_eq!(across.recv().await, Some(Vec::new()));
+    across.stop();
+    assert!(matches!(across.join().await, Exit::Stopped));
+}
+
+/// A thread whose task runs `runs` times, 1 ms apart, reporting where each run ran.
+struct Ticker {
+    runs: u32,
+}
+
+#[taskthread(up = RunsOn)]
+impl Ticker {
+    #[rescheduling(every = "1ms")]
+    async fn tick(&mut self, ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        ctx.up(RunsOn(os_thread())).await?;
+        self.runs -= 1;
+        Ok(if self.runs == 0 {
+            Reschedule::Stop
+        } else {
+            Reschedule::Again
+        })
+    }
+}
+
+/// A parent of one [`Ticker`] on a core, forwarding what it hears.
+struct TickerParent {
+    core: tokio::runtime::Handle,
+}
+
+/// UP from [`TickerParent`].
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Ran(String),
+    /// Whether it completed.
+    Ended(bool),
+}
+
+#[taskthread(up = Heard)]
+impl TickerParent {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let options = ChildOptions::new().runtime(self.core.clone());
+        ctx.spawn_with(Ticker { runs: 5 }, options);
+        Ok(())
+    }
+
+    #[up]
+    async fn ran(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, at: RunsOn) -> Result<()> {
+        ctx.up(Heard::Ran(at.0)).await?;
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) -> Result<()> {
+        ctx.up(Heard::Ended(matches!(exit.exit, Exit::Completed)))
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_rescheduling_task_on_a_core_runs_on_the_cores_timer_and_its_end_is_reported() {
+    let cores = Cores::new(1).unwrap();
+    let mut parent = taskthread::spawn(TickerParent {
+        core: cores.next_handle(),
+    });
+    for _ in 0..5 {
+        assert_eq!(
+            parent.recv().await,
+            Some(Heard::Ran("taskthread-core-0".into()))
+        );
+    }
+    assert_eq!(parent.recv().await, Some(Heard::Ended(true)));
+    parent.stop();
+    assert!(matches!(parent.join().await, Exit::Stopped));
+}
+
+/// A thread that fails on `true` and counts its lives.
+struct Fragile {
+    life: u32,
+}
+
+#[taskthread]
+impl Fragile {
+    #[down]
+    async fn poke(&mut self, _ctx: &mut Ctx<Self>, fail: bool) -> Result<(u32, String)> {
+        if fail {
+            return Err(Error::msg("poked to fail"));
+        }
+        Ok((self.life, os_thread()))
+    }
+}
+
+/// A supervisor of one [`Fragile`] on a core.
+struct Supervisor {
+    core: tokio::runtime::Handle,
+    fragile: Option<ChildRef<Fragile>>,
+}
+
+#[taskthread]
+impl Supervisor {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let mut lives = 0;
+        let options = ChildOptions::new().runtime(self.core.clone());
+        let factory = move || {
+            lives += 1;
+            Fragile { life: lives }
+        };
+        self.fragile = Some(ctx.supervise_with(factory, RestartPolicy::on_failure(), options));
+        Ok(())
+    }
+
+    #[down]
+    async fn poke(&mut self, _ctx: &mut Ctx<Self>, fail: bool) -> Result<Option<(u32, String)>> {
+        let fragile = self.fragile.as_ref().expect("spawned");
+        Ok(fragile.ask(fail).await.ok())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_supervised_thread_on_a_core_restarts_there() {
+    let cores = Cores::new(1).unwrap();
+    let supervisor = taskthread::spawn(Supervisor {
+        core: cores.next_handle(),
+        fragile: None,
+    });
+    let on_core = "taskthread-core-0".to_owned();
+    assert_eq!(
+        supervisor.ask(false).await.unwrap(),
+        Some((1, on_core.clone()))
+    );
+    // The failing ask gets no answer; the thread's next life answers, on the same core.
+    assert_eq!(supervisor.ask(true).await.unwrap(), None);
+    let mut answer = None;
+    while answer.is_none() {
+        answer = supervisor.ask(false).await.unwrap();
+    }
+    assert_eq!(answer, Some((2, on_core)));
+    supervisor.stop();
+    assert!(matches!(supervisor.join().await, Exit::Stopped));
+}
+
+/// A thread that panics on any `u8`.
+struct Panicky;
+
+#[taskthread]
+impl Panicky {
+    #[down]
+    async fn boom(&mut self, _ctx: &mut Ctx<Self>, _b: u8) {
+        panic!("boom on a core");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panic_on_a_core_ends_the_thread_as_panicked() {
+    let cores = Cores::new(1).unwrap();
+    let panicky = taskthread::spawn_with(Panicky, ChildOptions::new().runtime(cores.next_handle()));
+    panicky.send(1u8).await.unwrap();
+    match panicky.join().await {
+        Exit::Panicked(message) => assert!(message.contains("boom on a core"), "{message}"),
+        other => panic!("expected a panic, got {other}"),
+    }
+}
+
+#[test]
+fn a_root_placed_on_a_core_is_spawned_from_outside_any_runtime() {
+    let cores = Cores::new(1).unwrap();
+    // No runtime here: the root's task goes straight to the core.
+    let placed = taskthread::spawn_with(Placed, ChildOptions::new().runtime(cores.next_handle()));
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    waiter.block_on(async {
+        assert_eq!(placed.ask(WhereAreYou).await.unwrap(), "taskthread-core-0");
+        placed.stop();
+        assert!(matches!(placed.join().await, Exit::Stopped));
+    });
+}
+
+#[test]
+fn a_set_of_no_cores_is_refused_and_a_missing_core_has_no_handle() {
+    let err = Cores::new(0).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("at least one core"), "{err}");
+    let cores = Cores::new(2).unwrap();
+    assert!(cores.handle(1).is_some());
+    assert!(cores.handle(2).is_none());
+    assert_eq!(format!("{cores:?}"), "Cores { len: 2, .. }");
+}
+
+#[test]
+fn per_cpu_starts_at_least_one_core() {
+    let cores = Cores::per_cpu().unwrap();
+    let expected = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(cores.len(), expected);
+}
+
+/// A thread that never ends on its own and has no stop deadline.
+struct Forever;
+
+#[taskthread]
+impl Forever {
+    #[down]
+    async fn ping(&mut self, _ctx: &mut Ctx<Self>, _p: ()) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+#[test]
+fn dropping_the_cores_under_a_running_thread_cancels_it_and_the_handle_sees_it_end() {
+    let cores = Cores::new(1).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let forever = rt.block_on(async {
+        let forever =
+            taskthread::spawn_with(Forever, ChildOptions::new().runtime(cores.next_handle()));
+        forever.ask(()).await.unwrap();
+        forever
+    });
+    let warned = Warnings::default();
+    let subscriber = tracing_subscriber::registry().with(warned.clone());
+    crate::tracing_interest::share_callsite_interest();
+    tracing::subscriber::with_default(subscriber, || drop(cores));
+    let warned = warned.0.lock().unwrap().clone();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("tasks=1"), "{warned:?}");
+    assert!(warned[0].contains("cancelled"), "{warned:?}");
+    // The task was cancelled with its runtime: the root's join ends (as an abort) rather
+    // than waiting for ever, and the thread takes no more messages.
+    rt.block_on(async {
+        assert!(forever.ask(()).await.is_err());
+        let exit = tokio::time::timeout(Duration::from_secs(60), forever.join())
+            .await
+            .expect("the join ends");
+        assert!(exit.is_failure(), "{exit}");
+    });
+}
+
+/// The warnings logged, each as its fields and message.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Warnings {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().unwrap().push(text.0);
+        }
+    }
+}
