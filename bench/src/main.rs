@@ -238,7 +238,7 @@ fn write_file(path: &PathBuf, bytes: &[u8]) -> bool {
 
 /// Idle memory of one system, per child: the resident growth measured in a fresh process.
 fn idle_memory(system: &dyn System, flavour: Flavour, n: usize) -> Value {
-    if let Some(why) = system.idle_memory_not_applicable() {
+    if let Some(why) = system.idle_memory_not_applicable(flavour) {
         return Value::NotApplicable(why);
     }
     let out = Command::new(isolate::this_program())

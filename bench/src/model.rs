@@ -353,8 +353,8 @@ pub(crate) trait System: Sync {
     /// [`System::idle_memory`], which runs in a fresh process.
     fn run(&self, workload: Workload, flavour: Flavour, scale: &Scale) -> Figures;
 
-    /// Why idle memory cannot be measured for this system, if it cannot.
-    fn idle_memory_not_applicable(&self) -> Option<&'static str> {
+    /// Why idle memory cannot be measured for this system on `flavour`, if it cannot.
+    fn idle_memory_not_applicable(&self, _flavour: Flavour) -> Option<&'static str> {
         None
     }
 

@@ -2,7 +2,7 @@
 //! children are its children, UP goes over `ctx.up`, stopping is `Handle::stop` + `join`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskthread::Cores;
@@ -10,8 +10,8 @@ use taskthread::prelude::*;
 use tokio::time::Instant;
 
 use crate::model::{
-    CHILDREN, Countdown, Figures, Flavour, SENDERS, Scale, Suite, System, Value, Workload, per,
-    periodic_figures, start_senders, ticks, tree_size,
+    CHILDREN, Countdown, Figures, Flavour, SENDERS, Scale, Suite, System, Value, Workload,
+    not_applicable, per, periodic_figures, start_senders, ticks, tree_size,
 };
 use crate::{probe, relay};
 
@@ -62,9 +62,6 @@ impl System for TaskthreadSys {
 #[derive(Debug)]
 pub(crate) struct TaskthreadCoresSys;
 
-/// Why taskthread on cores has no current-thread figures.
-const CORES_ONE_CORE: &str = "on one core, taskthread on cores is taskthread";
-
 impl System for TaskthreadCoresSys {
     fn name(&self) -> &'static str {
         "taskthread-cores"
@@ -72,37 +69,55 @@ impl System for TaskthreadCoresSys {
 
     fn note(&self) -> Option<&'static str> {
         Some(
-            "\"multi-thread\" = parent on a current-thread runtime, children spread over taskthread::Cores (one current-thread runtime per core); n/a on \"current-thread\"",
+            "\"multi-thread\" = driver and parent on a current-thread runtime, children spread over taskthread::Cores (one more current-thread runtime per core, fresh for each workload); n/a on \"current-thread\"",
         )
     }
 
     fn run(&self, workload: Workload, flavour: Flavour, scale: &Scale) -> Figures {
-        match flavour {
-            Flavour::CurrentThread => crate::model::not_applicable(workload, CORES_ONE_CORE),
-            Flavour::MultiThread => {
-                ON_CORES.store(true, Ordering::Relaxed);
-                let figures = SUITE.run(workload, Flavour::CurrentThread, scale);
-                ON_CORES.store(false, Ordering::Relaxed);
-                figures
+        match (flavour, workload) {
+            (Flavour::CurrentThread, _) => not_applicable(workload, CORES_ONE_CORE),
+            (Flavour::MultiThread, Workload::Relay) => not_applicable(workload, CORES_NO_RELAY),
+            (Flavour::MultiThread, _) => {
+                on_cores(|| SUITE.run(workload, Flavour::CurrentThread, scale))
             }
         }
     }
 
-    fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {
-        ON_CORES.store(flavour == Flavour::MultiThread, Ordering::Relaxed);
-        let figures = TaskthreadSys.idle_memory(Flavour::CurrentThread, n);
-        ON_CORES.store(false, Ordering::Relaxed);
-        figures
+    fn idle_memory_not_applicable(&self, flavour: Flavour) -> Option<&'static str> {
+        (flavour == Flavour::CurrentThread).then_some(CORES_ONE_CORE)
+    }
+
+    fn idle_memory(&self, _flavour: Flavour, n: usize) -> (u64, u64) {
+        // The cores are started before the first measure: their OS threads and runtimes
+        // are not the children's.
+        on_cores(|| TaskthreadSys.idle_memory(Flavour::CurrentThread, n))
     }
 }
 
-/// Whether units are placed on [`cores`] (taskthread on cores is being measured).
+/// Why taskthread on cores has no current-thread figures.
+const CORES_ONE_CORE: &str = "on one core, taskthread on cores is taskthread";
+
+/// Why taskthread on cores has no relay figure.
+const CORES_NO_RELAY: &str =
+    "the relay's threads are the example's, which does not place them on cores";
+
+/// The cores units are placed on while taskthread on cores is measured.
+static CORES: Mutex<Option<Cores>> = Mutex::new(None);
+
+/// Whether units are placed on [`CORES`]: one load on the way of every spawn, where the
+/// plain taskthread system is measured too.
 static ON_CORES: AtomicBool = AtomicBool::new(false);
 
-/// The cores of this process, started when first used.
-fn cores() -> &'static Cores {
-    static CORES: OnceLock<Cores> = OnceLock::new();
-    CORES.get_or_init(|| Cores::new(Flavour::workers()).expect("one OS thread per core"))
+/// Runs `f` with units placed on fresh cores, one per worker of the multi-thread runtime;
+/// shuts them down after.
+fn on_cores<R>(f: impl FnOnce() -> R) -> R {
+    *CORES.lock().expect("no panic") =
+        Some(Cores::new(Flavour::workers()).expect("one OS thread per core"));
+    ON_CORES.store(true, Ordering::Relaxed);
+    let out = f();
+    ON_CORES.store(false, Ordering::Relaxed);
+    drop(CORES.lock().expect("no panic").take());
+    out
 }
 
 /// The options of a unit that taskthread on cores places on a core: on the next core when
@@ -110,7 +125,8 @@ fn cores() -> &'static Cores {
 fn placed() -> ChildOptions {
     let options = ChildOptions::new();
     if ON_CORES.load(Ordering::Relaxed) {
-        options.runtime(cores().next_handle())
+        let cores = CORES.lock().expect("no panic");
+        options.runtime(cores.as_ref().expect("cores while on cores").next_handle())
     } else {
         options
     }

@@ -47,7 +47,7 @@ impl System for TgsSys {
         }
     }
 
-    fn idle_memory_not_applicable(&self) -> Option<&'static str> {
+    fn idle_memory_not_applicable(&self, _flavour: Flavour) -> Option<&'static str> {
         Some(SHUTDOWN_ONLY)
     }
 

@@ -4,12 +4,13 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
 /// A set of current-thread tokio runtimes, each driven by an OS thread of its own
-/// (`taskthread-core-0`, `taskthread-core-1`, ...), to spread threads over with
+/// (`tt-core-0`, `tt-core-1`, ...), to spread threads over with
 /// [`ChildOptions::runtime`](crate::ChildOptions::runtime).
 ///
 /// A thread placed on a core runs there with its children (unless their options place them
@@ -17,16 +18,21 @@ use tokio::sync::oneshot;
 /// threads that mostly wait (on timers, sockets, their queues), this costs less than tokio's
 /// multi-thread runtime, whose workers share one timer driver and steal each other's tasks:
 /// each core has its own timer wheel and run queue, and a thread woken on a core is run by
-/// that core. Its price is balance: a core with busier threads is not helped by the others.
-/// Messages between threads on different cores cross OS threads as they do between the
-/// workers of a multi-thread runtime.
+/// that core. Its price is balance: a core with busier threads is not helped by the others,
+/// and a message to a thread on another core wakes that core's OS thread if it sleeps.
+/// "Core" names the share of the machine, not a pinning: the OS threads are not bound to
+/// CPUs.
 ///
 /// Every runtime has tokio's I/O and time drivers enabled.
 ///
 /// Stop the threads placed on the cores, and wait for their ends, before the `Cores` is
-/// dropped: dropping it shuts the runtimes down and cancels the tasks still on them, whose
-/// parents then hear nothing of them. A drop that cancels tasks says how many in a
-/// `tracing` warning.
+/// dropped. Dropping it tells every core to shut its runtime down and blocks until their
+/// OS threads have ended (at once, unless a task is in a long poll). A task still on a
+/// runtime then is cancelled: a thread cancelled so reports [`Exit::Aborted`] to its parent
+/// (with the number of DOWN messages left in its queue), having run no exit hook, and the
+/// drop says in one `tracing` warning how many tasks it cancelled.
+///
+/// [`Exit::Aborted`]: crate::Exit::Aborted
 ///
 /// # Examples
 ///
@@ -101,7 +107,8 @@ struct Core {
     /// Sent (or dropped) to end the OS thread's `block_on`, which then shuts the runtime
     /// down.
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Returns how many tasks were still on the runtime when it was shut down.
+    thread: Option<std::thread::JoinHandle<usize>>,
 }
 
 impl Cores {
@@ -171,25 +178,34 @@ impl Core {
         let (made_tx, made_rx) = mpsc::sync_channel(1);
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name(format!("taskthread-core-{i}"))
+            .name(format!("tt-core-{i}"))
             .spawn(move || {
                 let runtime = match Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(err) => {
                         let _ = made_tx.send(Err(err));
-                        return;
+                        return 0;
                     }
                 };
                 let _ = made_tx.send(Ok(runtime.handle().clone()));
                 // Sent or dropped: either ends the core.
                 let _ = runtime.block_on(stopped);
-                runtime.shutdown_timeout(std::time::Duration::ZERO);
+                // No task is in a poll now: every task that has ended is gone, and what is
+                // left is cancelled by the shutdown.
+                let alive = runtime.metrics().num_alive_tasks();
+                runtime.shutdown_timeout(Duration::ZERO);
+                alive
             })?;
         let handle = match made_rx.recv() {
             Ok(made) => made?,
             Err(_) => {
+                let why = if thread.join().is_err() {
+                    "it panicked"
+                } else {
+                    "it ended"
+                };
                 return Err(io::Error::other(format!(
-                    "the OS thread of core {i} ended before its runtime was made"
+                    "the OS thread of core {i} ended before its runtime was made: {why}"
                 )));
             }
         };
@@ -199,25 +215,46 @@ impl Core {
             thread: Some(thread),
         })
     }
+
+    /// Tells the core's OS thread to shut its runtime down.
+    fn signal(&mut self) {
+        drop(self.stop.take());
+    }
+
+    /// Waits for the core's OS thread to end; how many tasks its shutdown cancelled. A
+    /// core shut down from its own OS thread (a thread on it dropped the `Cores`) ends once
+    /// the running task returns to its `block_on`, and is not waited for.
+    fn join(&mut self) -> usize {
+        match self.thread.take() {
+            Some(thread) if thread.thread().id() != std::thread::current().id() => {
+                thread.join().unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl Drop for Cores {
+    fn drop(&mut self) {
+        // Every core is told first, so that they shut down together.
+        for core in self.cores.iter_mut() {
+            core.signal();
+        }
+        let cancelled: usize = self.cores.iter_mut().map(Core::join).sum();
+        if cancelled > 0 {
+            tracing::warn!(
+                tasks = cancelled,
+                "`taskthread::Cores` dropped with tasks still on its runtimes: they are cancelled"
+            );
+        }
+    }
 }
 
 impl Drop for Core {
+    /// A core dropped on its own (a `Cores` whose making failed part way) is shut down too.
     fn drop(&mut self) {
-        let alive = self.handle.metrics().num_alive_tasks();
-        if alive > 0 {
-            tracing::warn!(
-                tasks = alive,
-                "a core of `taskthread::Cores` shut down with tasks still on it: they are cancelled"
-            );
-        }
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            // A core dropped from its own OS thread (by a thread that owned the `Cores`) ends
-            // once the current task returns to its `block_on`: it is not waited for.
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-        }
+        self.signal();
+        self.join();
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::error::{SendError, TrySendError};
-use crate::exit::{ChildId, ThreadState};
+use crate::exit::{ChildId, Exit, ExitReport, ThreadState};
 use crate::family::Family;
 use crate::node::{Node, TreeSnapshot, closes_cycle};
 use crate::port::UpPort;
@@ -150,6 +150,10 @@ pub struct Ctx<T: Thread> {
     timetable: Timetable,
     stopping: bool,
     completed: bool,
+    /// Whether the thread's end has been told: reported to its parent, or (a root's)
+    /// returned by its task. A context dropped before that belongs to a task cancelled
+    /// from outside (its runtime shut down), and reports the end itself.
+    ended: bool,
 }
 
 impl<T: Thread> fmt::Debug for Ctx<T> {
@@ -160,6 +164,37 @@ impl<T: Thread> fmt::Debug for Ctx<T> {
             .field("stopping", &self.stopping)
             .finish_non_exhaustive()
     }
+}
+
+impl<T: Thread> Drop for Ctx<T> {
+    fn drop(&mut self) {
+        if !self.ended {
+            report_cancelled(self.node(), &*self.up);
+        }
+    }
+}
+
+/// The end of a thread whose task was dropped before it told its end: cancelled from
+/// outside (the runtime it ran on shut down), unless an ancestor aborted it and said so
+/// (its state is `Exited` then). Its parent hears of it as an abort; what was queued for
+/// it is dropped.
+#[cold]
+#[inline(never)]
+fn report_cancelled<U>(node: &Node, up: &dyn UpPort<U>) {
+    if node.state() == ThreadState::Exited {
+        // Aborted by an ancestor, which counted and recorded it.
+        return;
+    }
+    let dropped = node.queue_depth();
+    tracing::debug!(dropped, "thread cancelled before it ended");
+    if recording() {
+        record::event(&node.lazy_path(), EventKind::Failed, "cancelled");
+    }
+    node.set_state(ThreadState::Exited);
+    up.report(
+        node.id,
+        ExitReport::new(Exit::Aborted { dropped }, dropped, false),
+    );
 }
 
 impl<T: Thread> Ctx<T> {
@@ -463,12 +498,17 @@ impl<T: Thread> Ctx<T> {
             timetable: Timetable::unmade(),
             stopping: false,
             completed: false,
+            ended: false,
         }
     }
 
-    /// A fresh context for the next life of a supervised thread: same node, same port.
-    pub(crate) fn renew(self) -> Self {
-        Self::new(self.node, self.up)
+    /// Makes this the fresh context of the next life of a supervised thread: same node,
+    /// same port; the last life's family and timetable are dropped.
+    pub(crate) fn renew(&mut self) {
+        self.family = None;
+        self.timetable = Timetable::unmade();
+        self.stopping = false;
+        self.completed = false;
     }
 
     /// The thread's node.
@@ -488,9 +528,15 @@ impl<T: Thread> Ctx<T> {
         &self.up
     }
 
-    /// Gives up the context for its port, to report the exit through it.
-    pub(crate) fn into_port(self) -> Arc<dyn UpPort<T::Up>> {
-        self.up
+    /// Reports the thread's exit through its port, once; the context goes with it.
+    pub(crate) fn report(mut self, exit: ExitReport) {
+        self.ended = true;
+        self.up.report(self.node.id, exit);
+    }
+
+    /// Marks the end of a root, which its task returns rather than reports.
+    pub(crate) fn set_ended(&mut self) {
+        self.ended = true;
     }
 
     /// The family, made on first use.

@@ -68,12 +68,14 @@ pub enum Exit {
     Panicked(String),
     /// Its stop took longer than its stop deadline (see
     /// [`ChildOptions::stop_deadline`](crate::ChildOptions::stop_deadline)), or the tree was
-    /// aborted (a second Ctrl-C under [`run`](crate::run)): it and what remained of its
-    /// subtree were cancelled without running their `exit` hooks.
+    /// aborted (a second Ctrl-C under [`run`](crate::run)), or the runtime its task ran on
+    /// shut down under it (see [`ChildOptions::runtime`](crate::ChildOptions::runtime)): it
+    /// and what remained of its subtree were cancelled without running their `exit` hooks.
     Aborted {
         /// Messages still queued in the aborted subtree, dropped unhandled: the DOWN
         /// messages of every aborted thread, and the UP messages and stream items queued
         /// for the thread that aborted (those queued for its descendants are not counted).
+        /// A thread cancelled with its runtime counts the DOWN messages of its own queue.
         /// An ask among them fails with [`AskError::NoReply`](crate::AskError::NoReply).
         dropped: usize,
     },

@@ -70,12 +70,9 @@ async fn a_thread_on_a_core_runs_on_its_os_thread_with_its_children() {
     let cores = Cores::new(2).unwrap();
     let core_1 = cores.handle(1).expect("two cores").clone();
     let mut placed = taskthread::spawn_with(Placed, ChildOptions::new().runtime(core_1));
-    assert_eq!(placed.ask(WhereAreYou).await.unwrap(), "taskthread-core-1");
+    assert_eq!(placed.ask(WhereAreYou).await.unwrap(), "tt-core-1");
     placed.send(SpawnInner).await.unwrap();
-    assert_eq!(
-        placed.recv().await,
-        Some(RunsOn("taskthread-core-1".into()))
-    );
+    assert_eq!(placed.recv().await, Some(RunsOn("tt-core-1".into())));
     placed.stop();
     assert!(matches!(placed.join().await, Exit::Stopped));
 }
@@ -106,8 +103,12 @@ impl Spreader {
     async fn inner(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _at: RunsOn) {}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn next_handle_spreads_children_round_robin_and_they_stop_with_their_parent() {
+    let warnings = Warnings::default();
+    crate::tracing_interest::share_callsite_interest();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
     let cores = Cores::new(3).unwrap();
     assert_eq!(cores.len(), 3);
     assert!(!cores.is_empty());
@@ -116,19 +117,12 @@ async fn next_handle_spreads_children_round_robin_and_they_stop_with_their_paren
         children: Vec::new(),
     });
     let at = spreader.ask(4usize).await.unwrap();
-    assert_eq!(
-        at,
-        [
-            "taskthread-core-0",
-            "taskthread-core-1",
-            "taskthread-core-2",
-            "taskthread-core-0"
-        ]
-    );
+    assert_eq!(at, ["tt-core-0", "tt-core-1", "tt-core-2", "tt-core-0"]);
     spreader.stop();
-    // The spreader stops its children (on the cores), then drops the cores: no warning
-    // that tasks are cancelled, and the join ends.
+    // The spreader stops its children (on the cores) and waits for their tasks, then
+    // drops the cores as it ends, on this thread: nothing is left on them to cancel.
     assert!(matches!(spreader.join().await, Exit::Stopped));
+    assert!(warnings.0.lock().unwrap().is_empty(), "{:?}", warnings.0);
 }
 
 /// DOWN: send `n` numbers UP, in order.
@@ -227,7 +221,7 @@ impl Across {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn messages_cross_runtimes_in_order_with_backpressure_both_ways() {
+async fn messages_cross_runtimes_in_order_both_ways_through_queues_of_two() {
     let cores = Cores::new(1).unwrap();
     let mut across = taskthread::spawn(Across {
         counter: None,
@@ -309,10 +303,7 @@ async fn a_rescheduling_task_on_a_core_runs_on_the_cores_timer_and_its_end_is_re
         core: cores.next_handle(),
     });
     for _ in 0..5 {
-        assert_eq!(
-            parent.recv().await,
-            Some(Heard::Ran("taskthread-core-0".into()))
-        );
+        assert_eq!(parent.recv().await, Some(Heard::Ran("tt-core-0".into())));
     }
     assert_eq!(parent.recv().await, Some(Heard::Ended(true)));
     parent.stop();
@@ -368,18 +359,14 @@ async fn a_supervised_thread_on_a_core_restarts_there() {
         core: cores.next_handle(),
         fragile: None,
     });
-    let on_core = "taskthread-core-0".to_owned();
+    let on_core = "tt-core-0".to_owned();
     assert_eq!(
         supervisor.ask(false).await.unwrap(),
         Some((1, on_core.clone()))
     );
     // The failing ask gets no answer; the thread's next life answers, on the same core.
     assert_eq!(supervisor.ask(true).await.unwrap(), None);
-    let mut answer = None;
-    while answer.is_none() {
-        answer = supervisor.ask(false).await.unwrap();
-    }
-    assert_eq!(answer, Some((2, on_core)));
+    assert_eq!(supervisor.ask(false).await.unwrap(), Some((2, on_core)));
     supervisor.stop();
     assert!(matches!(supervisor.join().await, Exit::Stopped));
 }
@@ -397,6 +384,7 @@ impl Panicky {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_panic_on_a_core_ends_the_thread_as_panicked() {
+    crate::panics::hide_expected_panics("boom on a core");
     let cores = Cores::new(1).unwrap();
     let panicky = taskthread::spawn_with(Panicky, ChildOptions::new().runtime(cores.next_handle()));
     panicky.send(1u8).await.unwrap();
@@ -416,7 +404,7 @@ fn a_root_placed_on_a_core_is_spawned_from_outside_any_runtime() {
         .build()
         .unwrap();
     waiter.block_on(async {
-        assert_eq!(placed.ask(WhereAreYou).await.unwrap(), "taskthread-core-0");
+        assert_eq!(placed.ask(WhereAreYou).await.unwrap(), "tt-core-0");
         placed.stop();
         assert!(matches!(placed.join().await, Exit::Stopped));
     });
@@ -470,7 +458,7 @@ fn dropping_the_cores_under_a_running_thread_cancels_it_and_the_handle_sees_it_e
     tracing::subscriber::with_default(subscriber, || drop(cores));
     let warned = warned.0.lock().unwrap().clone();
     assert_eq!(warned.len(), 1, "{warned:?}");
-    assert!(warned[0].contains("tasks=1"), "{warned:?}");
+    assert!(warned[0].contains("tasks=1 "), "{warned:?}");
     assert!(warned[0].contains("cancelled"), "{warned:?}");
     // The task was cancelled with its runtime: the root's join ends (as an abort) rather
     // than waiting for ever, and the thread takes no more messages.
@@ -481,6 +469,87 @@ fn dropping_the_cores_under_a_running_thread_cancels_it_and_the_handle_sees_it_e
             .expect("the join ends");
         assert!(exit.is_failure(), "{exit}");
     });
+}
+
+/// A parent of one [`Forever`] placed on `runtime`, which says how its child ended.
+struct Keeper {
+    runtime: tokio::runtime::Handle,
+}
+
+#[taskthread(up = String)]
+impl Keeper {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let forever = ctx.spawn_with(Forever, ChildOptions::new().runtime(self.runtime.clone()));
+        // Running: it answers (a child on a runtime already down never does).
+        let running = forever.ask(()).await.is_ok();
+        ctx.up(format!("running: {running}")).await?;
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _id: ChildId, exit: ChildExit) -> Result<()> {
+        ctx.up(exit.exit.to_string()).await?;
+        Ok(())
+    }
+}
+
+/// What the keeper says next; a guard against hanging where the child's end is never
+/// heard (a clock that runs: the child is on another runtime).
+async fn heard(keeper: &mut taskthread::Handle<Keeper>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(60), keeper.recv())
+        .await
+        .expect("the child's end is heard")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_child_on_cores_dropped_under_it_is_reported_aborted_to_its_parent() {
+    let cores = Cores::new(1).unwrap();
+    let mut keeper = taskthread::spawn(Keeper {
+        runtime: cores.next_handle(),
+    });
+    assert_eq!(keeper.recv().await.as_deref(), Some("running: true"));
+    drop(cores);
+    assert_eq!(heard(&mut keeper).await.as_deref(), Some("aborted"));
+    keeper.stop();
+    assert!(matches!(keeper.join().await, Exit::Stopped));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_child_placed_on_a_runtime_already_shut_down_is_reported_aborted() {
+    let gone = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let handle = gone.handle().clone();
+    gone.shutdown_background();
+    let mut keeper = taskthread::spawn(Keeper { runtime: handle });
+    assert_eq!(keeper.recv().await.as_deref(), Some("running: false"));
+    assert_eq!(heard(&mut keeper).await.as_deref(), Some("aborted"));
+    keeper.stop();
+    assert!(matches!(keeper.join().await, Exit::Stopped));
+}
+
+/// A root that owns the cores it runs on, and so drops them from one of their own threads.
+struct Owner {
+    _cores: Cores,
+}
+
+#[taskthread]
+impl Owner {
+    #[down]
+    async fn where_are_you(&mut self, _ctx: &mut Ctx<Self>, _q: WhereAreYou) -> Result<String> {
+        Ok(os_thread())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_thread_that_drops_the_cores_it_runs_on_ends_cleanly() {
+    let cores = Cores::new(2).unwrap();
+    let core_0 = cores.next_handle();
+    let owner =
+        taskthread::spawn_with(Owner { _cores: cores }, ChildOptions::new().runtime(core_0));
+    assert_eq!(owner.ask(WhereAreYou).await.unwrap(), "tt-core-0");
+    owner.stop();
+    assert!(matches!(owner.join().await, Exit::Stopped));
 }
 
 /// The warnings logged, each as its fields and message.

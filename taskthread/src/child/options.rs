@@ -327,11 +327,18 @@ impl ChildOptions {
     ///
     /// A thread on another runtime is a thread like any other: its messages, stop, exit
     /// report and supervision work as they do on its parent's runtime. Its timers are that
-    /// runtime's, so a paused clock (`start_paused`) of the parent's runtime does not hold
-    /// them. The runtime must run until the thread has ended: a runtime shut down first
-    /// cancels the thread's task, whose parent then hears nothing of it.
+    /// runtime's, which must have tokio's time driver enabled (`enable_time` or
+    /// `enable_all`; [`Cores`](crate::Cores) does). A paused clock (`start_paused`) holds
+    /// only its own runtime: it does not hold the thread's timers, and a parent on it, when
+    /// idle, moves its clock on to its own next timer (a stop deadline, say) while the thread
+    /// on the other runtime still works, so keep paused clocks for trees on one runtime.
     ///
-    /// A root spawned with a runtime may be spawned from outside any runtime.
+    /// The runtime must run until the thread has ended. One shut down first cancels the
+    /// thread's task: the thread ends as [`Exit::Aborted`](crate::Exit::Aborted), without its
+    /// exit hook, and its parent hears of it so.
+    ///
+    /// A root spawned with a runtime may be spawned from outside any runtime. A
+    /// [pool](crate::pool) placed on a runtime starts all its workers on that runtime.
     ///
     /// # Examples
     ///
@@ -353,7 +360,7 @@ impl ChildOptions {
     /// rt.block_on(async {
     ///     let options = ChildOptions::new().runtime(cores.next_handle());
     ///     let on_core = taskthread::spawn_with(Where, options);
-    ///     assert_eq!(on_core.ask(()).await.unwrap(), "taskthread-core-0");
+    ///     assert_eq!(on_core.ask(()).await.unwrap(), "tt-core-0");
     ///     on_core.stop();
     ///     assert!(matches!(on_core.join().await, Exit::Stopped));
     /// });

@@ -315,7 +315,7 @@ fn drive<T: Thread, R: Rules>(
     rules: R,
     report: bool,
 ) -> impl Future<Output = Exit> + Send {
-    run_owned(thread, ctx, down, rules, move |ctx, exit, dropped| {
+    run_owned(thread, ctx, down, rules, move |mut ctx, exit, dropped| {
         if report {
             report_exit(ctx, exit, dropped, false);
             Exit::Stopped
@@ -324,6 +324,7 @@ fn drive<T: Thread, R: Rules>(
                 record_exit(ctx.node(), &exit);
             }
             ctx.node().set_state(ThreadState::Exited);
+            ctx.set_ended();
             exit
         }
     })
@@ -338,9 +339,7 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, es
         record_exit(ctx.node(), &exit);
     }
     ctx.node().set_state(ThreadState::Exited);
-    let from = ctx.node().id;
-    ctx.into_port()
-        .report(from, ExitReport::new(exit, dropped, escalated));
+    ctx.report(ExitReport::new(exit, dropped, escalated));
 }
 
 /// Records how a thread ended, for watchers.

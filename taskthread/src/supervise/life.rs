@@ -142,7 +142,7 @@ where
             }
             node.count_restart();
             node.set_state(ThreadState::Starting);
-            ctx = ctx.renew();
+            ctx.renew();
         };
         // For good now: what is still queued will not be handled.
         down.close();
