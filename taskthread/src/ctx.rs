@@ -176,25 +176,33 @@ impl<T: Thread> Drop for Ctx<T> {
 
 /// The end of a thread whose task was dropped before it told its end: cancelled from
 /// outside (the runtime it ran on shut down), unless an ancestor aborted it and said so
-/// (its state is `Exited` then). Its parent hears of it as an abort; what was queued for
-/// it is dropped.
+/// (its state is `Exited` then), or unwinding from a panic outside its handlers. Its
+/// parent hears of it as an abort (or a panic); what was queued for it is dropped.
 #[cold]
 #[inline(never)]
 fn report_cancelled<U>(node: &Node, up: &dyn UpPort<U>) {
-    if node.state() == ThreadState::Exited {
+    if !node.mark_exited() {
         // Aborted by an ancestor, which counted and recorded it.
         return;
     }
     let dropped = node.queue_depth();
-    tracing::debug!(dropped, "thread cancelled before it ended");
+    // A panic outside the thread's handlers and hooks (in dropping its state, say)
+    // unwinds through the task: the thread did not end by a cancel.
+    let exit = if std::thread::panicking() {
+        Exit::Panicked("panicked outside its handlers, as its task ended".to_owned())
+    } else {
+        Exit::Aborted { dropped }
+    };
+    tracing::debug!(dropped, "thread ended before it could report: {exit}");
     if recording() {
-        record::event(&node.lazy_path(), EventKind::Failed, "cancelled");
+        let detail = if matches!(exit, Exit::Aborted { .. }) {
+            "cancelled"
+        } else {
+            "panicked"
+        };
+        record::event(&node.lazy_path(), EventKind::Failed, detail);
     }
-    node.set_state(ThreadState::Exited);
-    up.report(
-        node.id,
-        ExitReport::new(Exit::Aborted { dropped }, dropped, false),
-    );
+    up.report(node.id, ExitReport::new(exit, dropped, false));
 }
 
 impl<T: Thread> Ctx<T> {

@@ -528,6 +528,74 @@ async fn a_child_placed_on_a_runtime_already_shut_down_is_reported_aborted() {
     assert!(matches!(keeper.join().await, Exit::Stopped));
 }
 
+/// A thread whose first message holds its handler for ever, so that later ones stay queued.
+struct Stuck;
+
+#[taskthread]
+impl Stuck {
+    #[down]
+    async fn take(&mut self, _ctx: &mut Ctx<Self>, _n: u32) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A parent of one [`Stuck`] on a core, which says how many messages its child dropped.
+struct StuckKeeper {
+    runtime: tokio::runtime::Handle,
+}
+
+#[taskthread(up = String)]
+impl StuckKeeper {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let options = ChildOptions::new()
+            .capacity(8)
+            .runtime(self.runtime.clone());
+        let stuck = ctx.spawn_with(Stuck, options);
+        for n in 0..4u32 {
+            stuck.send(n).await?;
+        }
+        ctx.up("sent".to_owned()).await?;
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, ctx: &mut Ctx<Self>, _id: ChildId, exit: ChildExit) -> Result<()> {
+        let aborted = matches!(exit.exit, Exit::Aborted { .. });
+        ctx.up(format!("aborted: {aborted}, dropped: {}", exit.dropped))
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_thread_cancelled_with_its_core_counts_the_messages_left_in_its_queue() {
+    let cores = Cores::new(1).unwrap();
+    let mut keeper = taskthread::spawn(StuckKeeper {
+        runtime: cores.next_handle(),
+    });
+    assert_eq!(keeper.recv().await.as_deref(), Some("sent"));
+    // The first message holds the handler; the other three wait in the queue (or in the
+    // thread's hands, not yet handed out): all three are dropped with the core.
+    let dropped = async {
+        loop {
+            tokio::task::yield_now().await;
+            if keeper.child_ref().snapshot().children[0].queue_depth == 3 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), dropped)
+        .await
+        .expect("the child takes its first message");
+    drop(cores);
+    let heard = tokio::time::timeout(Duration::from_secs(60), keeper.recv())
+        .await
+        .expect("the child's end is heard");
+    assert_eq!(heard.as_deref(), Some("aborted: true, dropped: 3"));
+    keeper.stop();
+    assert!(matches!(keeper.join().await, Exit::Stopped));
+}
+
 /// A root that owns the cores it runs on, and so drops them from one of their own threads.
 struct Owner {
     _cores: Cores,

@@ -69,19 +69,31 @@ pub(crate) fn run_thread<'a, T: Thread, R: Rules>(
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run_owned<T: Thread, R: Rules, O>(
     mut thread: T,
-    mut ctx: Ctx<T>,
-    mut down: DownReceiver<T::Down>,
+    ctx: Ctx<T>,
+    down: DownReceiver<T::Down>,
     rules: R,
     then: impl FnOnce(Ctx<T>, Exit, usize) -> O + Send,
 ) -> impl Future<Output = O> + Send {
+    let mut owned = Owned { ctx, down };
     async move {
         let (exit, dropped) = {
-            let mut life = Life::<T, R>::new(&mut thread, &mut ctx, &mut down, rules.get());
+            let Owned { ctx, down } = &mut owned;
+            let mut life = Life::<T, R>::new(&mut thread, ctx, down, rules.get());
             live!(life)
         };
         drop(thread);
-        then(ctx, exit, dropped)
+        then(owned.ctx, exit, dropped)
     }
+}
+
+/// A thread's context and the receiving end of its DOWN queue, held by its task as one
+/// value: a task dropped unfinished (cancelled from outside) drops the context first, which
+/// reports the end with the number of messages still queued, and then the receiver, which
+/// empties the queue. Kept as two values, their order of drop in an unfinished task would
+/// be the compiler's choice.
+pub(crate) struct Owned<T: Thread> {
+    pub(crate) ctx: Ctx<T>,
+    pub(crate) down: DownReceiver<T::Down>,
 }
 
 /// What the loop holds during one life: the thread, its context and its queue, lent by the

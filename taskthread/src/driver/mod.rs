@@ -15,7 +15,7 @@ mod turn;
 mod user;
 
 use life::run_owned;
-pub(crate) use life::run_thread;
+pub(crate) use life::{Owned, run_thread};
 pub(crate) use spawn::parent_port;
 pub(crate) use user::panic_message;
 

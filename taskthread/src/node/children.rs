@@ -8,7 +8,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use super::roster::Roster;
 use super::{ChildNode, Node, Queue};
-use crate::exit::{ChildId, Exit, ThreadState};
+use crate::exit::{ChildId, Exit};
 use crate::lock::lock;
 use crate::queue::Places;
 use crate::record::{self, EventKind, recording};
@@ -174,10 +174,10 @@ impl<Q: ?Sized + Queue> Node<Q> {
             let child = child.node();
             dropped += child.abort_descendants(aborted);
             dropped += child.queue_depth();
-            if recording() {
+            // A thread that already reported its end itself (cancelled) is not aborted.
+            if child.mark_exited() && recording() {
                 record::event(&child.lazy_path(), EventKind::Failed, "aborted");
             }
-            child.set_state(ThreadState::Exited);
             if let Some(task) = child.task.get() {
                 task.abort();
                 aborted.push(task.clone());

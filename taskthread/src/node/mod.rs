@@ -339,6 +339,11 @@ impl<Q: ?Sized + Queue> Node<Q> {
         self.state.store(state as u8, Ordering::Release);
     }
 
+    /// Sets the state to `Exited`; whether it was not already.
+    pub(crate) fn mark_exited(&self) -> bool {
+        self.state.swap(ThreadState::Exited as u8, Ordering::AcqRel) != ThreadState::Exited as u8
+    }
+
     pub(crate) fn state(&self) -> ThreadState {
         ThreadState::from_u8(self.state.load(Ordering::Acquire))
     }

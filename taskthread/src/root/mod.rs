@@ -203,12 +203,14 @@ pub(super) async fn abort_tree(
 ) -> Exit {
     let mut aborted = Vec::new();
     let dropped = root.abort_descendants(&mut aborted) + root.queue_depth();
+    // Before the cancel, so that the root's task, dropped, does not report a cancel of
+    // its own.
+    root.set_state(ThreadState::Exited);
     task.abort();
     aborted.push(task.clone());
     join.abort();
     let joined = join.await;
     wait_gone(&aborted).await;
-    root.set_state(ThreadState::Exited);
     match joined {
         Err(e) if e.is_cancelled() => Exit::Aborted { dropped },
         other => exit_of(other),

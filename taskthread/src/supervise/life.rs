@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::RestartPolicy;
 use crate::ctx::Ctx;
-use crate::driver::{DownLog, LifeRules, panic_message, report_exit, run_thread};
+use crate::driver::{DownLog, LifeRules, Owned, panic_message, report_exit, run_thread};
 use crate::error::Error;
 use crate::exit::{ChildRestart, Count, Exit, FailedMessage, ThreadState};
 use crate::node::{Budget, DownReceiver, Node};
@@ -24,8 +24,8 @@ use crate::thread::Thread;
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn supervise<C, F>(
     mut factory: F,
-    mut ctx: Ctx<C>,
-    mut down: DownReceiver<C::Down>,
+    ctx: Ctx<C>,
+    down: DownReceiver<C::Down>,
     rules: LifeRules,
     policy: RestartPolicy,
 ) -> impl Future<Output = Exit> + Send
@@ -33,7 +33,11 @@ where
     C: Thread,
     F: FnMut() -> C + Send + 'static,
 {
+    // One value, so that an unfinished task drops the context before the queue (see
+    // `Owned`).
+    let mut owned = Owned { ctx, down };
     async move {
+        let Owned { ctx, down } = &mut owned;
         let node = ctx.node_arc();
         if let Some(group) = &policy.group {
             group.join(&node);
@@ -63,7 +67,7 @@ where
                     break (Exit::Failed(error), true);
                 }
             };
-            let (exit, dropped) = run_thread(&mut thread, &mut ctx, &mut down, &rules).await;
+            let (exit, dropped) = run_thread(&mut thread, ctx, down, &rules).await;
             dropped_before += dropped;
             drop(thread);
             let failed_on = rules.log.as_ref().and_then(DownLog::end_life);
@@ -156,7 +160,7 @@ where
                 "supervised thread ended for good: dropped queued messages"
             );
         }
-        report_exit(ctx, exit, dropped_before + dropped, escalated);
+        report_exit(owned.ctx, exit, dropped_before + dropped, escalated);
         Exit::Stopped
     }
 }
