@@ -164,6 +164,12 @@ impl Cores {
         self.cores.get(i).map(|core| &core.handle)
     }
 
+    /// The runtimes of every core, in order: for
+    /// [`WorkerPool::spread_over`](crate::pool::WorkerPool::spread_over), say.
+    pub fn handles(&self) -> impl ExactSizeIterator<Item = &Handle> {
+        self.cores.iter().map(|core| &core.handle)
+    }
+
     /// The runtime of the next core, round-robin: core 0, 1, ..., then 0 again. Shared
     /// between callers on any OS thread.
     pub fn next_handle(&self) -> Handle {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskthread::Cores;
+use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 use taskthread::supervise::RestartPolicy;
 use tracing_subscriber::Layer;
@@ -618,6 +619,55 @@ async fn a_thread_that_drops_the_cores_it_runs_on_ends_cleanly() {
     assert_eq!(owner.ask(WhereAreYou).await.unwrap(), "tt-core-0");
     owner.stop();
     assert!(matches!(owner.join().await, Exit::Stopped));
+}
+
+/// A pool worker that says where it runs as it starts.
+struct PoolWorker;
+
+#[taskthread(up = String)]
+impl PoolWorker {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.up(os_thread()).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pool_spread_over_cores_starts_its_workers_round_robin_and_when_resized() {
+    let cores = Cores::new(2).unwrap();
+    let pool = WorkerPool::new(|| PoolWorker)
+        .size(3)
+        .spread_over(cores.handles().cloned());
+    let mut pool = taskthread::spawn(pool);
+    let mut at = Vec::new();
+    for _ in 0..3 {
+        at.push(pool.recv().await.unwrap());
+    }
+    // Resized: the next workers go on where the last left off.
+    assert_eq!(pool.child_ref().pool().start(3).await.unwrap().running, 6);
+    for _ in 0..3 {
+        at.push(pool.recv().await.unwrap());
+    }
+    at.sort();
+    assert_eq!(
+        at,
+        [
+            "tt-core-0",
+            "tt-core-0",
+            "tt-core-0",
+            "tt-core-1",
+            "tt-core-1",
+            "tt-core-1"
+        ]
+    );
+    pool.stop();
+    assert!(matches!(pool.join().await, Exit::Stopped));
+}
+
+#[test]
+#[should_panic(expected = "needs at least one runtime")]
+fn a_pool_spread_over_no_runtimes_is_refused() {
+    let _ = WorkerPool::new(|| PoolWorker).spread_over(Vec::new());
 }
 
 /// The warnings logged, each as its fields and message.

@@ -338,7 +338,8 @@ impl ChildOptions {
     /// exit hook, and its parent hears of it so.
     ///
     /// A root spawned with a runtime may be spawned from outside any runtime. A
-    /// [pool](crate::pool) placed on a runtime starts all its workers on that runtime.
+    /// [pool](crate::pool) placed on a runtime starts its workers on that runtime, unless
+    /// [`spread_over`](crate::pool::WorkerPool::spread_over) spreads them over others.
     ///
     /// # Examples
     ///

@@ -96,6 +96,10 @@ pub struct WorkerPool<W: Thread> {
     factory: Box<dyn FnMut() -> W + Send>,
     size: usize,
     max: usize,
+    /// The runtimes workers are started on, round-robin; none: the pool's own.
+    runtimes: Vec<tokio::runtime::Handle>,
+    /// The runtime the next worker is started on, modulo their number.
+    next_runtime: usize,
     /// Workers that take jobs, oldest first; stopped ones are removed at once.
     workers: Vec<ChildRef<W>>,
     /// Workers that have finished every job they were given, in the order they became free.
@@ -156,6 +160,8 @@ impl<W: Thread> WorkerPool<W> {
             factory: Box::new(factory),
             size: 1,
             max: DEFAULT_MAX_WORKERS,
+            runtimes: Vec::new(),
+            next_runtime: 0,
             workers: Vec::new(),
             free: VecDeque::new(),
             given: HashMap::new(),
@@ -233,6 +239,60 @@ impl<W: Thread> WorkerPool<W> {
         self
     }
 
+    /// Starts its workers on these runtimes, round-robin (each worker on the runtime after
+    /// the last one's), rather than on the pool's own: the handles of
+    /// [`Cores`](crate::Cores) spread a pool over one runtime per core. Each runtime must
+    /// run until the workers on it have ended (see
+    /// [`ChildOptions::runtime`](crate::ChildOptions::runtime)).
+    ///
+    /// # Panics
+    /// If `runtimes` is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskthread::pool::WorkerPool;
+    /// use taskthread::prelude::*;
+    /// use taskthread::Cores;
+    ///
+    /// struct Worker;
+    ///
+    /// #[taskthread(up = String)]
+    /// impl Worker {
+    ///     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+    ///         ctx.up(std::thread::current().name().unwrap_or_default().to_owned()).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cores = Cores::new(2).unwrap();
+    /// let pool = WorkerPool::new(|| Worker).size(4).spread_over(cores.handles().cloned());
+    /// let mut pool = taskthread::spawn(pool);
+    /// let mut at = Vec::new();
+    /// for _ in 0..4 {
+    ///     at.push(pool.recv().await.unwrap());
+    /// }
+    /// at.sort();
+    /// assert_eq!(at, ["tt-core-0", "tt-core-0", "tt-core-1", "tt-core-1"]);
+    /// pool.stop();
+    /// pool.join().await;
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn spread_over(
+        mut self,
+        runtimes: impl IntoIterator<Item = tokio::runtime::Handle>,
+    ) -> Self {
+        self.runtimes = runtimes.into_iter().collect();
+        assert!(
+            !self.runtimes.is_empty(),
+            "a worker pool spread over runtimes needs at least one runtime"
+        );
+        self
+    }
+
     fn control(&self) -> &PoolControl {
         self.control
             .as_deref()
@@ -246,7 +306,12 @@ impl<W: Thread> WorkerPool<W> {
                 done: Some(Arc::clone(&done)),
                 ..LifeRules::default()
             };
-            let options = ChildOptions::new().name(W::DEFAULT_NAME).capacity(1);
+            let mut options = ChildOptions::new().name(W::DEFAULT_NAME).capacity(1);
+            if !self.runtimes.is_empty() {
+                let runtime = &self.runtimes[self.next_runtime % self.runtimes.len()];
+                self.next_runtime = self.next_runtime.wrapping_add(1);
+                options = options.runtime(runtime.clone());
+            }
             let worker = (self.factory)();
             let worker = ctx.launch_child(options, forward_port, |prepared| {
                 prepared.launch_by(worker, rules)
