@@ -23,6 +23,9 @@ pub(crate) struct ThreadArgs {
     pub(crate) krate: Option<Path>,
     /// `remote`: the thread's messages can cross a process boundary.
     pub(crate) remote: Option<Span>,
+    /// `pass_up`: the children's messages of the thread's up type go straight to its
+    /// parent, as its own.
+    pub(crate) pass_up: Option<Span>,
 }
 
 /// What a periodic task does with missed ticks.
@@ -69,6 +72,26 @@ fn string_value(
             format!("expected a string, e.g. `{example}`"),
         )),
     })
+}
+
+/// Reads a flag option (`remote`, `pass_up`): no value, given once.
+fn flag(
+    meta: &ParseNestedMeta<'_>,
+    name: &str,
+    slot: &mut Option<Span>,
+    found: &mut Errors,
+) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) || !(meta.input.is_empty() || meta.input.peek(Token![,])) {
+        found.push(meta.error(format!(
+            "`{name}` is a flag and takes no value: write `{name}`"
+        )));
+        skip_rest(meta)?;
+    } else if slot.is_some() {
+        found.push(duplicate(meta, name));
+    } else {
+        *slot = Some(meta.path.span());
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> ThreadArgs {
@@ -155,23 +178,20 @@ pub(crate) fn parse_thread_args(args: TokenStream, errors: &mut Errors) -> Threa
                 },
             }
         } else if meta.path.is_ident("remote") {
-            if meta.input.peek(Token![=]) || !(meta.input.is_empty() || meta.input.peek(Token![,]))
-            {
-                found.push(meta.error("`remote` is a flag and takes no value: write `remote`"));
-                skip_rest(&meta)?;
-            } else if out.remote.is_some() {
-                found.push(duplicate(&meta, "remote"));
-            } else {
-                out.remote = Some(meta.path.span());
-            }
+            flag(&meta, "remote", &mut out.remote, &mut found)?;
+        } else if meta.path.is_ident("pass_up") {
+            flag(&meta, "pass_up", &mut out.pass_up, &mut found)?;
         } else {
             let name = path_name(&meta.path);
-            let message = match closest(&name, &["up", "capacity", "name", "crate", "remote"]) {
+            let message = match closest(
+                &name,
+                &["up", "capacity", "name", "crate", "remote", "pass_up"],
+            ) {
                 Some(known) => {
                     format!("unknown `#[taskthread]` option `{name}`; did you mean `{known}`?")
                 }
                 None => format!(
-                    "unknown `#[taskthread]` option `{name}`; expected `up = Type`, `capacity = N`, `name = \"...\"`, `crate = \"path\"` or `remote`"
+                    "unknown `#[taskthread]` option `{name}`; expected `up = Type`, `capacity = N`, `name = \"...\"`, `crate = \"path\"`, `remote` or `pass_up`"
                 ),
             };
             found.push(syn::Error::new_spanned(&meta.path, message));

@@ -20,10 +20,11 @@ use crate::diag::{Errors, type_string};
 pub(crate) fn taskthread(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
     let mut item: ItemImpl = syn::parse2(input)?;
     let mut errors = Errors::default();
-    let args = attr::parse_thread_args(args, &mut errors);
+    let mut args = attr::parse_thread_args(args, &mut errors);
     let can_generate = crate::valid::check_impl(&item, &mut errors);
     let mut model = ast::parse(&mut item, &mut errors);
     crate::valid::check_model(&item, &mut model, &mut errors);
+    crate::valid::check_pass_up(&item, &mut args, &mut model, &mut errors);
     // On error, still emit the item (handler attributes stripped) and the code for every
     // handler, next to the errors: IDEs keep working, and the user sees the errors that
     // matter rather than follow-on ones about a missing `Thread` impl or handler.
@@ -282,6 +283,12 @@ impl<'a> Generator<'a> {
             let cfg = h.cfg.attr();
             quote!(#cfg #v(#ty),)
         });
+        // A message of the up type that reaches a `pass_up` thread's own queue all the same
+        // goes on UP from its loop.
+        let pass_variant = self.passes_up().then(|| {
+            let up_ty = self.up_ty();
+            quote!(__Pass(__tt::__private::ChildId, #up_ty),)
+        });
         let attrs = quote! {
             #[doc(hidden)]
             #[allow(non_camel_case_types, private_interfaces, unreachable_pub, dead_code, missing_docs, missing_debug_implementations, clippy::large_enum_variant)]
@@ -295,6 +302,7 @@ impl<'a> Generator<'a> {
             #attrs
             pub enum __Event<#enum_params> #where_clause {
                 #(#up_variants)*
+                #pass_variant
                 #(#stream_variants)*
                 #phantom
             }
@@ -485,6 +493,9 @@ impl<'a> Generator<'a> {
             let call = self.call_handler(h, quote!(#item));
             quote!(#cfg __Event::#v(#item) => #call,)
         });
+        let pass_arm = self.passes_up().then(
+            || quote!(__Event::__Pass(_, #msg) => __tt::__private::pass_up(#ctx, #msg).await,),
+        );
         let event_phantom = self.phantom_arm(quote!(__Event));
         let task_arms = self.handlers(Kind::Rescheduling).map(|(i, h)| {
             let index = format_ident!("__TASK_{}", i);
@@ -569,6 +580,7 @@ impl<'a> Generator<'a> {
                     async move {
                         match #event {
                             #(#up_arms)*
+                            #pass_arm
                             #(#stream_arms)*
                             #event_phantom
                         }
@@ -984,11 +996,46 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// Whether the thread passes its children's messages of its up type on (`pass_up`,
+    /// with an up type declared; without one, the option is reported).
+    fn passes_up(&self) -> bool {
+        self.args.pass_up.is_some() && self.args.up.is_some()
+    }
+
+    /// For a `pass_up` thread: its children's messages of its up type are routed straight
+    /// to its own way UP.
+    fn pass_impl(&self) -> Option<TokenStream> {
+        if !self.passes_up() {
+            return None;
+        }
+        let self_ty = &self.item.self_ty;
+        let (impl_generics, _, _) = self.item.generics.split_for_impl();
+        let where_clause = self.routing_where_clause();
+        let (from, msg, ctx) = (local("__from"), local("__msg"), local("__ctx"));
+        let up_ty = self.up_ty();
+        Some(quote! {
+            #[automatically_derived]
+            impl #impl_generics __tt::__private::HandlesUp<#up_ty> for #self_ty #where_clause {
+                fn __wrap_up(#from: __tt::__private::ChildId, #msg: #up_ty) -> Self::Event {
+                    __Event::__Pass(#from, #msg)
+                }
+
+                #[inline]
+                fn __route(
+                    #ctx: &mut __tt::__private::Ctx<Self>,
+                ) -> __tt::__private::Option<__tt::__private::UpRoute<#up_ty>> {
+                    __tt::__private::Option::Some(__tt::__private::pass_route(#ctx))
+                }
+            }
+        })
+    }
+
     fn up_impls(&self) -> TokenStream {
         let self_ty = &self.item.self_ty;
         let (impl_generics, _, _) = self.item.generics.split_for_impl();
         let where_clause = self.routing_where_clause();
         let (from, msg, item) = (local("__from"), local("__msg"), local("__item"));
+        let pass = self.pass_impl();
         let ups = self.handlers(Kind::Up).map(|(i, h)| {
             let v = format_ident!("U{}", i);
             let ty = self.msg(h);
@@ -1024,7 +1071,7 @@ impl<'a> Generator<'a> {
                 }
             }
         });
-        quote!(#(#ups)* #(#streams)*)
+        quote!(#(#ups)* #pass #(#streams)*)
     }
 
     /// The message types checked to be `Send + 'static` (see [`Self::message_checks`]),

@@ -50,6 +50,10 @@ use proc_macro::TokenStream;
 /// - `remote`: its messages can cross a process boundary (taskthread's feature `remote`):
 ///   implements `taskthread::proxy::Remote`, and every `#[down]` message type, every answer
 ///   and the up type must be serde-serialisable, else a compile error names the type.
+/// - `pass_up`: its children's messages of its up type go straight to its parent, as its
+///   own (the parent's `from` is this thread's id), without passing through this thread's
+///   queue or loop; its children's exits still come to it. It needs `up = Type`, and no
+///   `#[up]` handler of its own for that type.
 ///
 /// # Options of `#[rescheduling(...)]`
 /// - `every = "5s"`: run periodically (units ns, us, ms, s, m, h; decimals allowed).

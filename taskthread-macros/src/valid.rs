@@ -6,6 +6,7 @@ use syn::ext::IdentExt;
 use syn::{GenericParam, ItemImpl, Type};
 
 use crate::ast::{Kind, Model};
+use crate::attr::ThreadArgs;
 use crate::diag::{Errors, type_string};
 
 /// Checks the impl block itself. Returns whether the thread's code can still be generated
@@ -101,4 +102,64 @@ fn bare_type_param<'a>(item: &'a ItemImpl, ty: &Type) -> Option<&'a syn::Ident> 
         GenericParam::Type(t) if t.ident == *ident => Some(&t.ident),
         _ => None,
     })
+}
+
+/// Checks `pass_up` against the up type and the `#[up]` handlers: there must be an up type
+/// to pass, a concrete one (a type parameter could be `NoUp`, which every thread already
+/// handles), and no handler of its own for it, which would never run. Such a handler is
+/// taken out of the dispatch, whose impl would conflict with the one that passes.
+pub(crate) fn check_pass_up(
+    item: &ItemImpl,
+    args: &mut ThreadArgs,
+    model: &mut Model,
+    errors: &mut Errors,
+) {
+    let Some(span) = args.pass_up else {
+        return;
+    };
+    let Some(up) = &args.up else {
+        errors.push(syn::Error::new(
+            span,
+            "`pass_up` passes the children's messages of this thread's up type on to its parent, and this thread declares none: add `up = Type`",
+        ));
+        return;
+    };
+    let up_name = type_string(up);
+    let anything = match up {
+        Type::Path(p) => {
+            p.qself.is_some()
+                || p.path.segments[0].ident == "Self"
+                || bare_type_param(item, up).is_some()
+                || p.path.segments.last().is_some_and(|s| s.ident == "NoUp")
+        }
+        Type::Macro(_) | Type::Verbatim(_) => true,
+        _ => false,
+    };
+    if anything {
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`pass_up` needs a named up type: `{up_name}` could be `NoUp`, which every thread already handles; wrap it in a type, e.g. `up = Data<...>`"
+            ),
+        ));
+        args.pass_up = None;
+        return;
+    }
+    for handler in &mut model.handlers {
+        if handler.kind != Kind::Up || handler.cfg.predicate().is_some() {
+            continue;
+        }
+        let Some(msg) = &handler.msg else { continue };
+        if type_string(msg) == up_name {
+            errors.spanned(
+                msg,
+                format!(
+                    "`pass_up` sends the children's `{up_name}` straight to the parent, so `{}` would never run: remove it, or remove `pass_up` to handle `{up_name}` here",
+                    handler.ident.unraw()
+                ),
+            );
+            handler.msg = None;
+            handler.callable = false;
+        }
+    }
 }

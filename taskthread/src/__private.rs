@@ -16,7 +16,7 @@ pub use crate::error::{Error, Result};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart};
 pub use crate::reply::Reply;
 pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskRun, TaskSpec};
-pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Thread, UpType};
+pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Thread, UpRoute, UpType};
 
 use std::pin::Pin;
 use std::result::Result as StdResult;
@@ -407,4 +407,18 @@ where
     fn __wrap_up(_: ChildId, msg: Never) -> T::Event {
         match msg {}
     }
+}
+
+/// For a thread declared `pass_up`: its children's messages of its up type go straight to
+/// its parent, as its own.
+#[inline]
+pub fn pass_route<T: Thread>(ctx: &mut Ctx<T>) -> UpRoute<T::Up> {
+    UpRoute(ctx.forward_port())
+}
+
+/// For a thread declared `pass_up`, a message of its up type that reached its own queue all
+/// the same: it goes on UP.
+pub async fn pass_up<T: Thread>(ctx: &mut Ctx<T>, msg: T::Up) -> Result<()> {
+    ctx.up(msg).await?;
+    Ok(())
 }

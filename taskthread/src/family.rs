@@ -6,6 +6,7 @@
 //! listed once, in the thread's node (see [`Node::add_child`]), where snapshots and aborts
 //! from other threads find them.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -17,7 +18,7 @@ use tokio::task::{AbortHandle, JoinError, JoinHandle, JoinSet};
 use crate::blocking::BlockingLimit;
 use crate::exit::{ChildId, Exit};
 use crate::node::{ChildEntry, ChildNode, Node, Queue};
-use crate::port::{Inbound, ParentSink};
+use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::{Inbox, InboxSender, inbox};
 use crate::record::recording;
 
@@ -59,6 +60,9 @@ pub(crate) struct Family<P, E> {
     inbox: Inbox<Inbound<E>>,
     /// The children's way UP, shared by all of them.
     sink: Arc<ParentSink<P, E>>,
+    /// The port through which children send UP as the thread itself (a
+    /// [`ForwardPort`](crate::port::ForwardPort)), made for the first child that does.
+    forward: Option<Arc<dyn Any + Send + Sync>>,
     /// How many children each stop stage has.
     stages: StageCounts,
     children: usize,
@@ -114,6 +118,7 @@ impl<P, E> Family<P, E> {
         Self {
             inbox,
             sink: Arc::new(ParentSink::new(inbox_tx, node)),
+            forward: None,
             stages: StageCounts::default(),
             children: 0,
             signalled_stage: None,
@@ -150,6 +155,26 @@ impl<P, E> Family<P, E> {
     /// The sink the children send UP through.
     pub(crate) fn sink(&self) -> &Arc<ParentSink<P, E>> {
         &self.sink
+    }
+
+    /// The port through which children send UP as the thread itself, made once by `make`.
+    pub(crate) fn forward_port<U: 'static>(
+        &mut self,
+        make: impl FnOnce(InboxSender<Inbound<E>>) -> Arc<dyn UpPort<U>>,
+    ) -> Arc<dyn UpPort<U>>
+    where
+        E: Send + 'static,
+    {
+        if let Some(port) = self
+            .forward
+            .as_ref()
+            .and_then(|any| any.downcast_ref::<Arc<dyn UpPort<U>>>())
+        {
+            return Arc::clone(port);
+        }
+        let port = make(self.sender());
+        self.forward = Some(Arc::new(Arc::clone(&port)));
+        port
     }
 
     /// A sender into the thread's inbound queue, for a stream or a job.

@@ -1,6 +1,7 @@
 //! The way UP: what arrives on a thread's inbound queue ([`Inbound`]), and the ports
 //! through which a thread sends UP ([`UpPort`]) — a parent's [`ParentSink`], shared by all
-//! its children, or a root's [`RootPort`] to its handle.
+//! its children, a root's [`RootPort`] to its handle, or a [`ForwardPort`] through which a
+//! thread's children send UP as the thread itself.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -121,5 +122,53 @@ impl<U: Send + 'static> UpPort<U> for RootPort<U> {
 
     fn receiver(&self) -> Option<&Node> {
         None
+    }
+}
+
+/// The port of the children of a thread that passes their UP messages on (a worker pool,
+/// a thread declared `pass_up`): their messages go straight to the thread's own way UP
+/// `up`, with the thread's id `id`, as if the thread sent them; their exits and restarts
+/// go to the thread itself. One per thread, shared by its children.
+pub(crate) struct ForwardPort<U, E> {
+    /// The thread's own way UP.
+    pub(crate) up: Arc<dyn UpPort<U>>,
+    /// The thread's id: what its parent sees as the sender.
+    pub(crate) id: ChildId,
+    /// The thread's inbound queue, for its children's exits and restarts.
+    pub(crate) exits: InboxSender<Inbound<E>>,
+}
+
+impl<U: Send + 'static, E: Send + 'static> UpPort<U> for ForwardPort<U, E> {
+    #[inline]
+    fn try_send(&self, _from: ChildId, msg: U) -> Result<(), TrySendError<U>> {
+        self.up.try_send(self.id, msg)
+    }
+
+    fn meter(&self) -> &Meter {
+        self.up.meter()
+    }
+
+    fn places(&self) -> Places {
+        self.up.places()
+    }
+
+    fn send_permitted(&self, _from: ChildId, msg: U) {
+        self.up.send_permitted(self.id, msg);
+    }
+
+    fn report(&self, from: ChildId, exit: ExitReport) {
+        self.exits.send_unmetered(Inbound::Exit(from, exit));
+    }
+
+    fn report_restart(&self, from: ChildId, restart: Box<ChildRestart>) {
+        self.exits.send_unmetered(Inbound::Restart(from, restart));
+    }
+
+    fn target(&self) -> &str {
+        self.up.target()
+    }
+
+    fn receiver(&self) -> Option<&Node> {
+        self.up.receiver()
     }
 }

@@ -230,6 +230,26 @@ pub trait Asks<Q>: Accepts<Q> {
 pub trait HandlesUp<U>: Thread {
     #[doc(hidden)]
     fn __wrap_up(from: ChildId, msg: U) -> Self::Event;
+
+    /// The way UP of a child that sends `U`, if not this thread's inbound queue: a thread
+    /// declared `pass_up` passes its children's messages of its own up type straight to
+    /// its parent.
+    #[doc(hidden)]
+    #[inline]
+    fn __route(_ctx: &mut Ctx<Self>) -> Option<UpRoute<U>> {
+        None
+    }
+}
+
+/// A way UP for a child other than its parent's inbound queue (see
+/// [`HandlesUp::__route`]).
+#[doc(hidden)]
+pub struct UpRoute<U>(pub(crate) std::sync::Arc<dyn UpPort<U>>);
+
+impl<U> std::fmt::Debug for UpRoute<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UpRoute").field(&self.0.target()).finish()
+    }
 }
 
 /// `Self`, the up type of a child, is handled by its parent `P`: `P` has an `#[up]` handler
@@ -247,12 +267,19 @@ pub trait HandlesUp<U>: Thread {
 pub trait UpHandledBy<P: Thread>: Sized {
     #[doc(hidden)]
     fn __wrap_up_to(from: ChildId, msg: Self) -> P::Event;
+    #[doc(hidden)]
+    fn __route_to(ctx: &mut Ctx<P>) -> Option<UpRoute<Self>>;
 }
 
 impl<P: HandlesUp<U>, U> UpHandledBy<P> for U {
     #[inline]
     fn __wrap_up_to(from: ChildId, msg: U) -> P::Event {
         P::__wrap_up(from, msg)
+    }
+
+    #[inline]
+    fn __route_to(ctx: &mut Ctx<P>) -> Option<UpRoute<U>> {
+        P::__route(ctx)
     }
 }
 

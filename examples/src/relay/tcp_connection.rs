@@ -1,5 +1,6 @@
 //! `TcpConnection: UP: Frame` — one client: greets it, reads its socket, passes the frames
-//! its `DataProcessor` rebuilds UP, and tells the client what became of them.
+//! its `DataProcessor` rebuilds UP (`pass_up`: straight on, past its own loop), and tells
+//! the client what became of them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,9 +24,9 @@ use super::{DataProcessor, Frame, RelayStats};
 ///
 /// Its socket is read by a [`PacketReader`], attached as a stream, that hands each packet
 /// straight to the `DataProcessor`'s queue: a busy processor slows the reader, which slows
-/// the client (TCP backpressure), while this thread's loop stays free to pass frames UP.
-/// Were the connection itself to wait on its child's full queue while the child waits on
-/// the connection's full queue to send a frame UP, both would wait forever.
+/// the client (TCP backpressure), and this thread's loop never waits on its child. The
+/// processor's frames pass through this thread (`pass_up`): they go to the server's parent
+/// as the server's own, without a hop through this thread's or the server's queue.
 ///
 /// The writing half goes to the connection's [`Replies`], a task of the thread: they
 /// follow the client's [`Ledger`], acknowledge what is stored (with acknowledgements on),
@@ -95,7 +96,7 @@ impl TcpConnection {
     }
 }
 
-#[taskthread(up = Frame)]
+#[taskthread(up = Frame, pass_up)]
 impl TcpConnection {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let socket = self.socket.take().expect("enter runs once");
@@ -179,12 +180,6 @@ impl TcpConnection {
                 tracing::debug!(%client, stored = receipt.stored, "reset the connection: not everything the client sent became a frame");
             }
         }
-    }
-
-    #[up]
-    async fn frame(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, frame: Frame) -> Result<()> {
-        ctx.up(frame).await?;
-        Ok(())
     }
 
     /// A frame, or news of a frame, from a remote processor.

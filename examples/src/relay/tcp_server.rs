@@ -1,4 +1,5 @@
-//! `TcpServer: UP: Frame` — accepts clients and spawns one `TcpConnection` per client.
+//! `TcpServer: UP: Frame` — accepts clients and spawns one `TcpConnection` per client,
+//! whose frames pass through it UP (`pass_up`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -109,7 +110,7 @@ impl TcpServer {
     }
 }
 
-#[taskthread(up = Frame)]
+#[taskthread(up = Frame, pass_up)]
 impl TcpServer {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         let listener = self.listener.take().expect("enter runs once");
@@ -136,12 +137,6 @@ impl TcpServer {
         let stats = Arc::clone(&self.stats);
         let connection = TcpConnection::new(socket, client, &self.config, budget, stats);
         ctx.spawn_with(connection, ChildOptions::new().name("conn"));
-    }
-
-    #[up]
-    async fn frame(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, frame: Frame) -> Result<()> {
-        ctx.up(frame).await?;
-        Ok(())
     }
 
     /// A connection ended: count it, and log it if it failed (a bug, not bad input: that

@@ -12,7 +12,7 @@ use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
 use crate::exit::{ChildId, Exit};
 use crate::node::{ChildEntry, ChildNode, NodeInit, ThreadMeta};
-use crate::port::UpPort;
+use crate::port::{ForwardPort, UpPort};
 use crate::thread::{Thread, UpHandledBy};
 
 impl ThreadMeta {
@@ -36,17 +36,32 @@ impl<T: Thread> MetaOf for T {
 }
 
 /// The port of an ordinary child: its UP messages and its exit go to its parent `T`,
-/// through the sink all of `T`'s children share (no allocation per child).
+/// through the sink all of `T`'s children share (no allocation per child) — unless `T`
+/// passes messages of the child's up type on to its own parent (`pass_up`): then they go
+/// there, as `T`'s own, through a port `T`'s children share.
 pub(crate) fn parent_port<T, C>(ctx: &mut Ctx<T>) -> Arc<dyn UpPort<C::Up>>
 where
     T: Thread,
     C: Thread,
     C::Up: UpHandledBy<T>,
 {
-    Arc::clone(ctx.family().sink()) as Arc<dyn UpPort<C::Up>>
+    match <C::Up as UpHandledBy<T>>::__route_to(ctx) {
+        Some(route) => route.0,
+        None => Arc::clone(ctx.family().sink()) as Arc<dyn UpPort<C::Up>>,
+    }
 }
 
 impl<T: Thread> Ctx<T> {
+    /// The port through which this thread's children send UP as the thread itself: their
+    /// messages go to this thread's parent with this thread's id, their exits to this
+    /// thread. Made once per life of the thread, shared by its children.
+    pub(crate) fn forward_port(&mut self) -> Arc<dyn UpPort<T::Up>> {
+        let up = Arc::clone(self.up_port());
+        let id = self.node().id;
+        self.family()
+            .forward_port(|exits| Arc::new(ForwardPort { up, id, exits }) as Arc<dyn UpPort<T::Up>>)
+    }
+
     /// Spawns a child with default options and returns its address.
     ///
     /// `Self` must have an `#[up]` handler for the child's up type; this is checked at

@@ -7,7 +7,6 @@
 //! - [`PoolError`]: a resize command it refused.
 
 mod error;
-mod forward;
 mod handle;
 
 pub use error::PoolError;
@@ -32,7 +31,6 @@ use crate::exit::{ChildExit, ChildId, log_exit};
 use crate::reply::Reply;
 use crate::reschedule::Reschedule;
 use crate::thread::{Accepts, Asks, HandlesStream, Thread};
-use forward::forward_port;
 use handle::PoolControl;
 
 /// A pool of identical worker threads of type `W`, itself a thread: its workers are its
@@ -313,7 +311,7 @@ impl<W: Thread> WorkerPool<W> {
                 options = options.runtime(runtime.clone());
             }
             let worker = (self.factory)();
-            let worker = ctx.launch_child(options, forward_port, |prepared| {
+            let worker = ctx.launch_child(options, Ctx::forward_port, |prepared| {
                 prepared.launch_by(worker, rules)
             });
             self.given.insert(worker.id(), Tally { given: 0, done });

@@ -1,0 +1,8 @@
+use taskthread::prelude::*;
+
+struct Middle;
+
+#[taskthread(pass_up)]
+impl Middle {}
+
+fn main() {}
