@@ -284,10 +284,11 @@ impl<'a> Generator<'a> {
             quote!(#cfg #v(#ty),)
         });
         // A message of the up type that reaches a `pass_up` thread's own queue all the same
-        // goes on UP from its loop.
+        // goes on UP from its loop. Boxed: never reached by the children `parent_port`
+        // starts, it would otherwise size every slot of the thread's inbound queue.
         let pass_variant = self.passes_up().then(|| {
             let up_ty = self.up_ty();
-            quote!(__Pass(__tt::__private::ChildId, #up_ty),)
+            quote!(__Pass(__tt::__private::ChildId, ::std::boxed::Box<#up_ty>),)
         });
         let attrs = quote! {
             #[doc(hidden)]
@@ -494,7 +495,7 @@ impl<'a> Generator<'a> {
             quote!(#cfg __Event::#v(#item) => #call,)
         });
         let pass_arm = self.passes_up().then(
-            || quote!(__Event::__Pass(_, #msg) => __tt::__private::pass_up(#ctx, #msg).await,),
+            || quote!(__Event::__Pass(_, #msg) => __tt::__private::pass_up(#ctx, *#msg).await,),
         );
         let event_phantom = self.phantom_arm(quote!(__Event));
         let task_arms = self.handlers(Kind::Rescheduling).map(|(i, h)| {
@@ -1017,7 +1018,7 @@ impl<'a> Generator<'a> {
             #[automatically_derived]
             impl #impl_generics __tt::__private::HandlesUp<#up_ty> for #self_ty #where_clause {
                 fn __wrap_up(#from: __tt::__private::ChildId, #msg: #up_ty) -> Self::Event {
-                    __Event::__Pass(#from, #msg)
+                    __Event::__Pass(#from, ::std::boxed::Box::new(#msg))
                 }
 
                 #[inline]
@@ -1155,26 +1156,9 @@ impl<'a> Generator<'a> {
             .all(|(_, h)| !h.msg.as_ref().is_some_and(|ty| self.may_be_anything(ty)))
     }
 
-    /// Whether a handler's type could be any type (a type parameter, a projection, a
-    /// macro): then impls for other types could overlap with its impl.
+    /// Whether a handler's type could be any type (see [`crate::valid::may_be_anything`]).
     fn may_be_anything(&self, ty: &Type) -> bool {
-        match ty {
-            Type::Paren(t) => self.may_be_anything(&t.elem),
-            Type::Group(t) => self.may_be_anything(&t.elem),
-            Type::Path(p) => {
-                let first = &p.path.segments[0].ident;
-                p.qself.is_some()
-                    || first == "Self"
-                    || self
-                        .item
-                        .generics
-                        .params
-                        .iter()
-                        .any(|param| matches!(param, GenericParam::Type(t) if t.ident == *first))
-            }
-            Type::Macro(_) | Type::Verbatim(_) => true,
-            _ => false,
-        }
+        crate::valid::may_be_anything(self.item, ty)
     }
 
     /// The index of every task among the tasks compiled in (`#[cfg]` may leave some out),

@@ -125,28 +125,25 @@ pub(crate) fn check_pass_up(
         return;
     };
     let up_name = type_string(up);
-    let anything = match up {
-        Type::Path(p) => {
-            p.qself.is_some()
-                || p.path.segments[0].ident == "Self"
-                || bare_type_param(item, up).is_some()
-                || p.path.segments.last().is_some_and(|s| s.ident == "NoUp")
-        }
-        Type::Macro(_) | Type::Verbatim(_) => true,
-        _ => false,
+    let no_up =
+        matches!(up, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "NoUp"));
+    let refused = if no_up {
+        Some("`pass_up` has nothing to pass: the up type `NoUp` has no values".to_owned())
+    } else if may_be_anything(item, up) {
+        Some(format!(
+            "`pass_up` needs a named up type: `{up_name}` could be `NoUp`, which every thread already handles; wrap it in a type, e.g. `up = Data<...>`"
+        ))
+    } else {
+        None
     };
-    if anything {
-        errors.push(syn::Error::new(
-            span,
-            format!(
-                "`pass_up` needs a named up type: `{up_name}` could be `NoUp`, which every thread already handles; wrap it in a type, e.g. `up = Data<...>`"
-            ),
-        ));
+    if let Some(message) = refused {
+        errors.push(syn::Error::new(span, message));
         args.pass_up = None;
         return;
     }
     for handler in &mut model.handlers {
-        if handler.kind != Kind::Up || handler.cfg.predicate().is_some() {
+        // Under a `#[cfg]` too: whenever it is compiled in, it would never run.
+        if handler.kind != Kind::Up {
             continue;
         }
         let Some(msg) = &handler.msg else { continue };
@@ -161,5 +158,26 @@ pub(crate) fn check_pass_up(
             handler.msg = None;
             handler.callable = false;
         }
+    }
+}
+
+/// Whether a type could be any type (a type parameter of the impl, `Self`, a projection, a
+/// macro): then impls for other types could overlap with an impl for it.
+pub(crate) fn may_be_anything(item: &ItemImpl, ty: &Type) -> bool {
+    match ty {
+        Type::Paren(t) => may_be_anything(item, &t.elem),
+        Type::Group(t) => may_be_anything(item, &t.elem),
+        Type::Path(p) => {
+            let first = &p.path.segments[0].ident;
+            p.qself.is_some()
+                || first == "Self"
+                || item
+                    .generics
+                    .params
+                    .iter()
+                    .any(|param| matches!(param, GenericParam::Type(t) if t.ident == *first))
+        }
+        Type::Macro(_) | Type::Verbatim(_) => true,
+        _ => false,
     }
 }

@@ -557,6 +557,14 @@ impl<T: Thread> Ctx<T> {
         (Family::made(&mut self.family, &self.node), &*self.node)
     }
 
+    /// The family (made on first use) beside this thread's way UP and id, borrowed together.
+    pub(crate) fn family_up_and_id(
+        &mut self,
+    ) -> (&mut FamilyOf<T>, &Arc<dyn UpPort<T::Up>>, ChildId) {
+        let id = self.node.id;
+        (Family::made(&mut self.family, &self.node), &self.up, id)
+    }
+
     /// The family, if the thread has made one, to look at.
     pub(crate) fn family_ref(&self) -> Option<&FamilyOf<T>> {
         self.family.as_deref()

@@ -225,7 +225,7 @@ pub trait Asks<Q>: Accepts<Q> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no `#[up]` handler for `{U}`, the up type of the child it spawns",
     label = "the child sends `{U}` up, and `{Self}` has no handler for it",
-    note = "add `#[up] async fn name(&mut self, ctx: &mut Ctx<Self>, from: ChildId, msg: {U}) -> Result<()>` to the `#[taskthread]` impl of `{Self}`"
+    note = "add `#[up] async fn name(&mut self, ctx: &mut Ctx<Self>, from: ChildId, msg: {U}) -> Result<()>` to the `#[taskthread]` impl of `{Self}`, or pass it on to the parent of `{Self}` with `#[taskthread(up = {U}, pass_up)]`"
 )]
 pub trait HandlesUp<U>: Thread {
     #[doc(hidden)]
@@ -262,7 +262,7 @@ impl<U> std::fmt::Debug for UpRoute<U> {
 #[diagnostic::on_unimplemented(
     message = "`{P}` has no `#[up]` handler for `{Self}`, the up type of the child it spawns",
     label = "the child sends `{Self}` up, and `{P}` has no handler for it",
-    note = "add `#[up] async fn name(&mut self, ctx: &mut Ctx<Self>, from: ChildId, msg: {Self}) -> Result<()>` to the `#[taskthread]` impl of `{P}`"
+    note = "add `#[up] async fn name(&mut self, ctx: &mut Ctx<Self>, from: ChildId, msg: {Self}) -> Result<()>` to the `#[taskthread]` impl of `{P}`, or pass it on to the parent of `{P}` with `#[taskthread(up = {Self}, pass_up)]`"
 )]
 pub trait UpHandledBy<P: Thread>: Sized {
     #[doc(hidden)]

@@ -11,7 +11,8 @@ pub enum WaitKind {
     /// ([`ChildRef::send`](crate::ChildRef::send), the question of
     /// [`ChildRef::ask`](crate::ChildRef::ask), [`Ctx::broadcast`](crate::Ctx::broadcast)).
     Down,
-    /// For room in the parent's inbound queue ([`Ctx::up`](crate::Ctx::up)).
+    /// For room in the parent's inbound queue ([`Ctx::up`](crate::Ctx::up)): the
+    /// grandparent's, or higher, when the parent passes the message on (`pass_up`).
     Up,
     /// For the answer to a question ([`ChildRef::ask`](crate::ChildRef::ask)).
     Answer,

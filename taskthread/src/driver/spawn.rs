@@ -56,16 +56,17 @@ impl<T: Thread> Ctx<T> {
     /// messages go to this thread's parent with this thread's id, their exits to this
     /// thread. Made once per life of the thread, shared by its children.
     pub(crate) fn forward_port(&mut self) -> Arc<dyn UpPort<T::Up>> {
-        let up = Arc::clone(self.up_port());
-        let id = self.node().id;
-        self.family()
-            .forward_port(|exits| Arc::new(ForwardPort { up, id, exits }) as Arc<dyn UpPort<T::Up>>)
+        let (family, up, id) = self.family_up_and_id();
+        family.forward_port(|exits| {
+            let up = Arc::clone(up);
+            Arc::new(ForwardPort { up, id, exits }) as Arc<dyn UpPort<T::Up>>
+        })
     }
 
     /// Spawns a child with default options and returns its address.
     ///
-    /// `Self` must have an `#[up]` handler for the child's up type; this is checked at
-    /// compile time.
+    /// `Self` must have an `#[up]` handler for the child's up type, or pass it on
+    /// (`#[taskthread(up = ..., pass_up)]` with that type); this is checked at compile time.
     ///
     /// # Examples
     ///

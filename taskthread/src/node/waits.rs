@@ -29,7 +29,9 @@
 //! Threads talk along the tree, so two waits that are each on a parent or a child can only
 //! form a cycle of two threads (or of one: a thread waiting for room in its own queue, or
 //! for its own answer). Those are the cycles found here; a thread that waits on a third
-//! thread through an address handed to it is not followed further than that thread.
+//! thread through an address handed to it is not followed further than that thread, nor
+//! is a child of a `pass_up` thread, which waits for room UP in its grandparent (or
+//! higher): a ring through the thread that passes is three threads long.
 
 use std::cell::Cell;
 use std::sync::Arc;
