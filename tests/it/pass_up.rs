@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskthread::prelude::*;
+use taskthread::supervise::RestartPolicy;
 use taskthread::{WaitKind, Waiting};
 use tokio::sync::Notify;
 
@@ -205,6 +206,82 @@ async fn a_child_waiting_for_room_waits_in_the_grandparents_queue_and_the_snapsh
     let (_, heard) = root.recv().await.expect("the top has every note");
     assert_eq!(heard.len(), count as usize);
     release.notify_one();
+    root.stop();
+    let exit = root.join().await;
+    assert!(matches!(exit, Exit::Stopped), "{exit}");
+}
+
+/// Sends its life's number up, then fails in its first life.
+struct Flaky {
+    lives: Arc<std::sync::atomic::AtomicU32>,
+}
+
+#[taskthread(up = Note)]
+impl Flaky {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let life = self.lives.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ctx.up(Note::N(life)).await?;
+        if life == 0 {
+            return Err(Error::msg("first life fails"));
+        }
+        Ok(())
+    }
+}
+
+/// Supervises a `Flaky` and passes its notes up; tells of each restart itself.
+struct Supervisor {
+    lives: Arc<std::sync::atomic::AtomicU32>,
+}
+
+#[taskthread(up = Note, pass_up)]
+impl Supervisor {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let lives = Arc::clone(&self.lives);
+        let policy = RestartPolicy::on_failure().backoff(Duration::ZERO, Duration::ZERO);
+        ctx.supervise(
+            move || Flaky {
+                lives: Arc::clone(&lives),
+            },
+            policy,
+        );
+        Ok(())
+    }
+
+    #[up]
+    async fn restarted(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        _from: ChildId,
+        restart: ChildRestart,
+    ) -> Result<()> {
+        ctx.up(Note::LeafEnded(format!("restart {}", restart.life)))
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn a_supervised_child_passes_its_messages_in_every_life_and_its_restarts_come_to_the_middle_thread()
+ {
+    // A root that passes: the notes come to its handle.
+    let mut root = taskthread::spawn(Supervisor {
+        lives: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+    });
+    let mut notes = Vec::new();
+    for _ in 0..3 {
+        let note = tokio::time::timeout(Duration::from_secs(60), root.recv())
+            .await
+            .expect("the notes come")
+            .expect("the root runs");
+        notes.push(note);
+    }
+    // The child's own notes in order; the restart, from another sender, anywhere among them.
+    let lives: Vec<&Note> = notes.iter().filter(|n| matches!(n, Note::N(_))).collect();
+    assert_eq!(lives, vec![&Note::N(0), &Note::N(1)], "{notes:?}");
+    assert!(
+        notes.contains(&Note::LeafEnded("restart 1".to_owned())),
+        "{notes:?}"
+    );
     root.stop();
     let exit = root.join().await;
     assert!(matches!(exit, Exit::Stopped), "{exit}");
