@@ -17,8 +17,8 @@ use crate::exit::{ChildId, Exit, ExitReport, ThreadState};
 use crate::family::Family;
 use crate::node::{Node, TreeSnapshot, closes_cycle};
 use crate::port::UpPort;
-use crate::queue::DownQueue;
 use crate::queue::inbound::Take;
+use crate::queue::{DownQueue, HoldsOwnPlace};
 use crate::record::{self, EventKind, recording};
 use crate::reschedule::Timetable;
 use crate::thread::{SendsUp, Thread};
@@ -57,11 +57,18 @@ impl<T: Thread> Future for UpFuture<'_, T> {
                 Err(TrySendError::Ended(msg)) => {
                     return Poll::Ready(Err(SendError::new(msg, ctx.up.target())));
                 }
-                // The parent's queue is full: wait for room.
-                Err(TrySendError::Full(msg)) => {
-                    this.msg = Some(msg);
-                    this.wait = Some(ctx.up.meter().take(ctx.node.id.as_u64()));
-                }
+                // The parent's queue is full: this thread's own place there, if it is
+                // free, or wait for room.
+                Err(TrySendError::Full(msg)) => match ctx.up_in_own_place(msg) {
+                    Ok(()) => return Poll::Ready(Ok(())),
+                    Err(TrySendError::Ended(msg)) => {
+                        return Poll::Ready(Err(SendError::new(msg, ctx.up.target())));
+                    }
+                    Err(TrySendError::Full(msg)) => {
+                        this.msg = Some(msg);
+                        this.wait = Some(ctx.up.meter().take(ctx.node.id.as_u64()));
+                    }
+                },
             }
         }
         this.wait(cx)
@@ -378,6 +385,15 @@ impl<T: Thread> Ctx<T> {
     /// The message is of the thread's up type, declared with `#[taskthread(up = Type)]`.
     /// Fails, giving the message back, if the parent no longer exists.
     ///
+    /// The parent's inbound queue has its capacity in places its children share, and one
+    /// place of each child's own: a message that finds the shared places all taken, with no
+    /// sender waiting for one, goes in the child's own place if its last message there has
+    /// been handed to the parent; otherwise it waits. So the queue holds at most one UP
+    /// message per child beyond its capacity, a child does not go ahead of senders already
+    /// waiting, and many children that each send once (as each starts, say) do not wait
+    /// while none does. (A child of a `pass_up` thread or of a worker pool has its own
+    /// place in the queue its messages reach.)
+    ///
     /// # Examples
     ///
     /// ```
@@ -424,7 +440,8 @@ impl<T: Thread> Ctx<T> {
         }
     }
 
-    /// Sends a message UP if the parent's queue has room now.
+    /// Sends a message UP if the parent's queue has room now: a shared place, or else this
+    /// thread's own place, free and with nobody waiting (see [`up`](Self::up)).
     ///
     /// # Examples
     ///
@@ -439,8 +456,9 @@ impl<T: Thread> Ctx<T> {
     /// impl Sensor {
     ///     #[down]
     ///     async fn burst(&mut self, ctx: &mut Ctx<Self>, _b: Burst) -> Result<Option<u32>> {
-    ///         ctx.try_up(1)?;
-    ///         match ctx.try_up(2) {
+    ///         ctx.try_up(1)?; // the one shared place
+    ///         ctx.try_up(2)?; // the sensor's own place
+    ///         match ctx.try_up(3) {
     ///             Err(TrySendError::Full(n)) => Ok(Some(n)), // no room: the message comes back
     ///             _ => Ok(None),
     ///         }
@@ -449,17 +467,42 @@ impl<T: Thread> Ctx<T> {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// // Room for one UP message only.
+    /// // One shared place for UP messages.
     /// let mut sensor = taskthread::spawn_with(Sensor, ChildOptions::new().capacity(1));
-    /// assert_eq!(sensor.ask(Burst).await.unwrap(), Some(2));
+    /// assert_eq!(sensor.ask(Burst).await.unwrap(), Some(3));
     /// assert_eq!(sensor.recv().await, Some(1));
+    /// assert_eq!(sensor.recv().await, Some(2));
     /// # }
     /// ```
     pub fn try_up<M>(&self, msg: M) -> Result<(), TrySendError<T::Up>>
     where
         T: SendsUp<M>,
     {
-        self.up.try_send(self.node.id, T::__into_up(msg))
+        self.try_up_raw(T::__into_up(msg))
+    }
+
+    /// [`try_up`](Self::try_up) of a message of the up type itself.
+    pub(crate) fn try_up_raw(&self, msg: T::Up) -> Result<(), TrySendError<T::Up>> {
+        match self.up.try_send(self.node.id, msg) {
+            Err(TrySendError::Full(msg)) => self.up_in_own_place(msg),
+            sent_or_ended => sent_or_ended,
+        }
+    }
+
+    /// With the metered places of the parent's queue all taken: queues `msg` in this
+    /// thread's own place there, if that is free (its last message in it has been handed
+    /// out) and no sender waits for a place (it would go ahead of them). `Full` if not,
+    /// `Ended` if the parent is gone.
+    #[cold]
+    #[inline(never)]
+    fn up_in_own_place(&self, msg: T::Up) -> Result<(), TrySendError<T::Up>> {
+        if self.up.meter().waiting() != 0 || !self.node.up_place().try_take() {
+            return Err(TrySendError::Full(msg));
+        }
+        let owner = Arc::clone(&self.node) as Arc<dyn HoldsOwnPlace>;
+        self.up
+            .send_own(self.node.id, msg, owner)
+            .map_err(TrySendError::Ended)
     }
 
     // ---- lifecycle ----------------------------------------------------------------------

@@ -164,11 +164,12 @@ impl<M> SendError<M> {
     /// impl Chatty {
     ///     #[down]
     ///     async fn chat(&mut self, ctx: &mut Ctx<Self>, _c: Chat) -> Result<()> {
-    ///         ctx.up(1).await?; // takes the boss's one place
-    ///         // The boss waits for our answer and cannot take it off: no room, ever.
-    ///         let err = ctx.up(2).await.unwrap_err();
+    ///         ctx.up(1).await?; // takes the boss's one shared place
+    ///         ctx.up(2).await?; // and chatty's own place
+    ///         // The boss waits for our answer and cannot take them off: no room, ever.
+    ///         let err = ctx.up(3).await.unwrap_err();
     ///         assert_eq!(err.cycle().unwrap().to_string(), "boss/chatty → boss → boss/chatty");
-    ///         assert_eq!(err.into_inner(), 2); // the message comes back
+    ///         assert_eq!(err.into_inner(), 3); // the message comes back
     ///         Ok(())
     ///     }
     ///     #[down]

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use crate::error::TrySendError;
 use crate::exit::{ChildId, ChildRestart, ExitReport};
 use crate::node::Node;
-use crate::queue::{InboxSender, Meter, Metered, Places};
+use crate::queue::{HoldsOwnPlace, InboxSender, Meter, Metered, Places};
 
 /// What arrives on a thread's inbound queue.
 pub(crate) enum Inbound<E> {
     /// An UP message from a child or an item from an attached stream (metered).
     Event(E),
-    /// The output of a `spawn_task` / `spawn_blocking` job (not metered: one per job).
-    Output(E),
+    /// Not metered: the output of a `spawn_task` / `spawn_blocking` job (one per job), a
+    /// stream's item that came with the queue full (one per stream), or an UP message in
+    /// its sender's own place (one per sender).
+    Unmetered(E),
     /// A child's exit report.
     Exit(ChildId, ExitReport),
     /// A supervised child's restart (not metered: bounded by its restart limit). Boxed: rare,
@@ -47,6 +49,10 @@ pub(crate) trait UpPort<U>: Send + Sync {
     fn places(&self) -> Places;
     /// Sends with a place taken from [`meter`](Self::meter).
     fn send_permitted(&self, from: ChildId, msg: U);
+    /// Sends in the sender's own place, which it has taken and `owner` (its node) holds:
+    /// for a sender that found the metered places all taken. Never waits. If the receiver
+    /// is gone, frees the place and gives the message back.
+    fn send_own(&self, from: ChildId, msg: U, owner: Arc<dyn HoldsOwnPlace>) -> Result<(), U>;
     /// Reports the exit; never waits.
     fn report(&self, from: ChildId, exit: ExitReport);
     /// Reports a restart of a supervised child; never waits.
@@ -111,6 +117,10 @@ impl<U: Send + 'static> UpPort<U> for RootPort<U> {
         self.tx.send_permitted(Inbound::Event(msg));
     }
 
+    fn send_own(&self, _from: ChildId, msg: U, owner: Arc<dyn HoldsOwnPlace>) -> Result<(), U> {
+        self.tx.send_own(msg, Inbound::Unmetered, owner)
+    }
+
     fn report(&self, _from: ChildId, _exit: ExitReport) {}
 
     // A root is never supervised: nothing to report.
@@ -154,6 +164,10 @@ impl<U: Send + 'static, E: Send + 'static> UpPort<U> for ForwardPort<U, E> {
 
     fn send_permitted(&self, _from: ChildId, msg: U) {
         self.up.send_permitted(self.id, msg);
+    }
+
+    fn send_own(&self, _from: ChildId, msg: U, owner: Arc<dyn HoldsOwnPlace>) -> Result<(), U> {
+        self.up.send_own(self.id, msg, owner)
     }
 
     fn report(&self, from: ChildId, exit: ExitReport) {

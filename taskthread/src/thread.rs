@@ -2,13 +2,14 @@
 //! messages to handlers by type.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::ctx::Ctx;
 use crate::error::{Result, TrySendError};
 use crate::exit::{ChildExit, ChildId, ChildRestart, ExitReport, log_exit, log_restart};
 use crate::node::Node;
 use crate::port::{Inbound, ParentSink, UpPort};
-use crate::queue::{Meter, Places};
+use crate::queue::{HoldsOwnPlace, Meter, Places};
 use crate::reply::Reply;
 use crate::reschedule::{Reschedule, TaskSpec};
 
@@ -373,6 +374,11 @@ where
     fn send_permitted(&self, from: ChildId, msg: U) {
         self.tx
             .send_permitted(Inbound::Event(U::__wrap_up_to(from, msg)));
+    }
+
+    fn send_own(&self, from: ChildId, msg: U, owner: Arc<dyn HoldsOwnPlace>) -> Result<(), U> {
+        self.tx
+            .send_own(msg, |m| Inbound::Unmetered(U::__wrap_up_to(from, m)), owner)
     }
 
     fn report(&self, from: ChildId, exit: ExitReport) {

@@ -145,7 +145,7 @@ impl<T: Thread> Ctx<T> {
         let tx = family.sender();
         let task = async move {
             let output = future.await;
-            tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
+            tx.send_unmetered(Inbound::Unmetered(T::__wrap_item(output)));
         };
         family.spawn_job(task.in_current_span());
     }
@@ -204,7 +204,7 @@ impl<T: Thread> Ctx<T> {
         let job = move || {
             let _entered = span.enter();
             let output = f();
-            tx.send_unmetered(Inbound::Output(T::__wrap_item(output)));
+            tx.send_unmetered(Inbound::Unmetered(T::__wrap_item(output)));
         };
         family.spawn_blocking(limit, job);
     }
@@ -228,7 +228,7 @@ where
             Ok(()) => tx.send_permitted(Inbound::Event(T::__wrap_item(item))),
             Err(Refused::Closed) => break,
             Err(Refused::Full) => {
-                tx.send_unmetered(Inbound::Output(T::__wrap_item(item)));
+                tx.send_unmetered(Inbound::Unmetered(T::__wrap_item(item)));
                 if tx.meter().wait_for_room().await.is_err() {
                     break;
                 }

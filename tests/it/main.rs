@@ -18,6 +18,7 @@ mod job_pool;
 mod logging;
 mod messages;
 mod misuse;
+mod own_places;
 mod pass_up;
 mod proptest_supervision;
 mod proptest_tree;

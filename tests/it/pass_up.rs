@@ -180,7 +180,8 @@ async fn a_child_waiting_for_room_waits_in_the_grandparents_queue_and_the_snapsh
     let count = 10;
     let (top, go, release) = top(count, count as usize);
     let mut root = taskthread::spawn_with(top, ChildOptions::new().capacity(4));
-    // The top's loop is held: the leaf fills its 4 places and waits for a fifth.
+    // The top's loop is held: the leaf fills its 4 shared places and its own, and waits
+    // for a sixth.
     let unhold = Arc::new(Notify::new());
     root.send(Hold(Arc::clone(&unhold))).await.unwrap();
     go.notify_one();

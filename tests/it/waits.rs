@@ -16,7 +16,8 @@ struct Report;
 #[derive(Debug, PartialEq)]
 struct Fill(u32);
 
-/// Sends two messages UP on `Chat`; its parent's queue holds one.
+/// Sends three messages UP on `Chat`; its parent's queue holds one, and its own place
+/// there one more.
 #[derive(Default)]
 struct Chatty;
 
@@ -26,6 +27,7 @@ impl Chatty {
     async fn chat(&mut self, ctx: &mut Ctx<Self>, _c: Chat) -> Result<()> {
         ctx.up(1).await?;
         ctx.up(2).await?;
+        ctx.up(3).await?;
         Ok(())
     }
 
@@ -136,7 +138,7 @@ async fn asking_a_child_that_waits_up_on_the_asker_fails_at_once_naming_the_cycl
         "{rendered}"
     );
     // Once the boss's handler returned, chatty's wait ended: nothing was lost.
-    assert_eq!(heard(&boss, 2).await, [1, 2]);
+    assert_eq!(heard(&boss, 3).await, [1, 2, 3]);
     boss.stop();
     assert!(matches!(boss.join().await, Exit::Stopped));
 }
@@ -150,7 +152,7 @@ async fn sending_to_a_full_child_that_waits_up_on_the_sender_fails_and_gives_the
         .unwrap();
     assert_eq!(cycle.as_deref(), Some("boss → boss/chatty → boss"));
     assert_eq!(message, Fill(2));
-    assert_eq!(heard(&boss, 2).await, [1, 2]);
+    assert_eq!(heard(&boss, 3).await, [1, 2, 3]);
     boss.stop();
     assert!(matches!(boss.join().await, Exit::Stopped));
 }
@@ -210,8 +212,8 @@ async fn a_thread_waiting_for_room_in_its_own_queue_fails_at_once() {
 struct Talk;
 struct Take;
 
-/// Sends two messages UP after a pause; its parent's queue holds one. It keeps the error
-/// of a send that would never end.
+/// Sends three messages UP after a pause; its parent's queue holds one, and its own place
+/// one more. It keeps the error of a send that would never end.
 #[derive(Default)]
 struct Late {
     error: Option<(Option<String>, u32)>,
@@ -222,8 +224,9 @@ impl Late {
     #[down]
     async fn talk(&mut self, ctx: &mut Ctx<Self>, _t: Talk) -> Result<()> {
         tokio::time::sleep(SETTLE).await; // the parent waits for room in this queue now
-        ctx.up(1).await?; // the parent's one place
-        if let Err(err) = ctx.up(2).await {
+        ctx.up(1).await?; // the parent's one shared place
+        ctx.up(2).await?; // this thread's own place there
+        if let Err(err) = ctx.up(3).await {
             self.error = Some((err.cycle().map(ToString::to_string), err.into_inner()));
         }
         Ok(())
@@ -276,7 +279,7 @@ async fn a_child_that_starts_waiting_up_on_a_parent_waiting_on_it_fails_its_up()
         .unwrap();
     assert_eq!(
         error,
-        Some((Some("flooder/late → flooder → flooder/late".to_owned()), 2))
+        Some((Some("flooder/late → flooder → flooder/late".to_owned()), 3))
     );
     flooder.stop();
     assert!(matches!(flooder.join().await, Exit::Stopped));

@@ -120,6 +120,8 @@ impl ChildOptions {
 
     /// The capacity of the thread's DOWN queue and of its inbound queue. A DOWN queue holds
     /// at most 2³¹ − 1 messages: a larger capacity (`usize::MAX`, say) is taken as that.
+    /// The inbound queue's capacity is in places its children and streams share; each
+    /// child also has one place of its own there (see [`Ctx::up`](crate::Ctx::up)).
     ///
     /// # Panics
     /// If `capacity` is 0: a queue must hold at least one message.

@@ -240,7 +240,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 // own: made and dropped for every event, that future would cost more than
                 // the dispatch itself.
                 match inbound {
-                    Inbound::Event(event) | Inbound::Output(event) => {
+                    Inbound::Event(event) | Inbound::Unmetered(event) => {
                         if self.failure.is_some() {
                             self.dropped += 1;
                             break;

@@ -28,7 +28,7 @@ pub(crate) use waits::{
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,7 +38,7 @@ use tokio::task::AbortHandle;
 
 use crate::exit::{ChildId, ThreadState};
 use crate::path::{LazyPath, Located};
-use crate::queue::DownQueue;
+use crate::queue::{DownQueue, HoldsOwnPlace, OwnPlace};
 use crate::record::{self, EventKind};
 use crate::reschedule::TaskSpec;
 use children::Kin;
@@ -159,8 +159,6 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// thread's probe), made by whichever asks first.
     extra: OnceLock<Box<Extra>>,
     handled: AtomicU64,
-    /// How many lives it has had after its first (a supervisor starting it again).
-    restarts: AtomicU32,
     /// [`STOP`] and [`RESTART`] requests.
     stop_requested: AtomicU8,
     state: AtomicU8,
@@ -170,7 +168,16 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// Whether `kin` was made, set (SeqCst) once it is: a thread starting to wait looks at
     /// it to see whether it may be waited on (see `Node::may_be_waited_on`).
     kin_made: AtomicBool,
+    /// The thread's own place in the inbound queue it sends UP to (see
+    /// [`OwnPlace`]).
+    up_place: OwnPlace,
     pub(crate) queue: Q,
+}
+
+impl<Q: ?Sized + Queue> HoldsOwnPlace for Node<Q> {
+    fn own_place(&self) -> &OwnPlace {
+        &self.up_place
+    }
 }
 
 /// What a thread's type says of it, shared by every thread of the type: one pointer in
@@ -226,7 +233,7 @@ impl<Q: Queue> Node<Q> {
             stop_deadline: init.stop_deadline,
             blocking_limit: init.blocking_limit,
             task: OnceLock::new(),
-            restarts: AtomicU32::new(0),
+            up_place: OwnPlace::default(),
             extra: OnceLock::new(),
             queue,
         }
@@ -312,11 +319,19 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     /// Counts one more life after the first.
     pub(crate) fn count_restart(&self) {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
+        self.extra().restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn restarts(&self) -> u32 {
-        self.restarts.load(Ordering::Relaxed)
+        self.extra
+            .get()
+            .map_or(0, |extra| extra.restarts.load(Ordering::Relaxed))
+    }
+
+    /// The thread's own place in the inbound queue it sends UP to.
+    #[inline]
+    pub(crate) fn up_place(&self) -> &OwnPlace {
+        &self.up_place
     }
 
     /// Whether a stop (or restart) was requested; if not, `cx`'s task is woken by the next

@@ -26,12 +26,14 @@ use crate::record;
 use crate::record::FIRST_SAMPLE_EVERY;
 
 /// The part of a node most threads never need, made on first use: an extension's
-/// attachment (a worker pool's control), a supervised thread's restart budget, and the
-/// probe of a watched thread.
+/// attachment (a worker pool's control), a supervised thread's restart budget and count,
+/// and the probe of a watched thread.
 #[derive(Default)]
 pub(crate) struct Extra {
     pub(super) attachment: OnceLock<Arc<dyn Any + Send + Sync>>,
     pub(super) budget: Mutex<Option<Budget>>,
+    /// How many lives the thread has had after its first (a supervisor starting it again).
+    pub(super) restarts: AtomicU32,
     /// Inline: a thread that is watched has it made once its stop begins, even if it
     /// handled nothing, and that should cost one allocation (of `Extra`), not more.
     pub(super) probe: OnceLock<Probe>,

@@ -42,7 +42,8 @@ use handle::PoolControl;
 ///   busy the pool holds the job, and once its own queue is full too, senders wait
 ///   (backpressure).
 /// - **UP**: the workers' UP messages go straight to the pool's parent, as if the pool sent
-///   them, so the pool's up type is `W`'s.
+///   them, so the pool's up type is `W`'s; each worker has its own place in the parent's
+///   queue (see [`Ctx::up`](crate::Ctx::up)).
 /// - **Resizing**: [`ChildRef::pool`] gives a [`PoolHandle`] that starts and stops workers
 ///   while the pool works (also from the control endpoint, `taskthread::control`).
 ///   Stopping a worker is graceful: it finishes the jobs it holds, and jobs still waiting in

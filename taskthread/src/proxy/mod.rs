@@ -272,14 +272,16 @@ impl<C: Thread> Proxy<C> {
     }
 
     /// Sends an UP message to the parent, waiting while the parent's queue is full; gives it
-    /// back if the parent is gone.
+    /// back if the parent is gone. The child has its own place in the parent's queue, as a
+    /// local child has (see [`Ctx::up`](crate::Ctx::up)).
     pub fn up(&self, msg: C::Up) -> UpFuture<'_, C> {
         self.ctx.up_raw(msg)
     }
 
-    /// Sends an UP message to the parent if its queue has room now.
+    /// Sends an UP message to the parent if its queue has room now: a shared place, or the
+    /// child's own (see [`Ctx::up`](crate::Ctx::up)).
     pub fn try_up(&self, msg: C::Up) -> Result<(), TrySendError<C::Up>> {
-        self.ctx.up_port().try_send(self.id(), msg)
+        self.ctx.try_up_raw(msg)
     }
 
     /// One of the child's lives ended with `exit` and another will start after

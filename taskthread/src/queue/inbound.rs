@@ -28,6 +28,18 @@
 //! given back while such a sender, woken, goes on sending in the same poll of its task
 //! wake nobody while anything is still queued: it takes them itself, and the end of its
 //! poll wakes the next sender if any are left (see [`run`]).
+//!
+//! Besides the metered places, each sender of UP messages has one place of its own
+//! ([`OwnPlace`], kept in its node): with the metered places all taken and no sender
+//! waiting for one, a sender whose own place is free queues its message there and goes on
+//! without waiting; the place is free again once that message is handed out. So a parent's
+//! queue holds at most its capacity in metered items plus one message per sender, and a
+//! burst of children that each send once (as each reports that it has started) does not
+//! wait while none does, nor is each polled again for it. With senders waiting, a sender waits behind them
+//! rather than overtake them through its own place: children that send streams UP keep to
+//! the places and their order of waiting. The items in own places are not metered; the
+//! queue lists where they are (`owned`, positions in the items it holds), and the receiver,
+//! as it hands the items of a burst out, frees each own place with its item.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -90,6 +102,38 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 #[derive(Debug)]
 pub(crate) struct Closed;
 
+/// A sender's own place in the inbound queue it sends to: one message beyond the metered
+/// places, taken when they are all taken, free again once that message is handed out.
+#[derive(Debug, Default)]
+pub(crate) struct OwnPlace(AtomicBool);
+
+impl OwnPlace {
+    /// Takes the place if it is free.
+    #[inline]
+    pub(crate) fn try_take(&self) -> bool {
+        self.0
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Frees the place: its message has been handed out.
+    fn free(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// What keeps a sender's [`OwnPlace`] (its node), held by the queue while the place's
+/// message is in it.
+pub(crate) trait HoldsOwnPlace: Send + Sync {
+    fn own_place(&self) -> &OwnPlace;
+}
+
+/// What holds a sender's own place while its message is queued.
+type Owner = Arc<dyn HoldsOwnPlace>;
+
+/// Messages in their senders' own places, by position among the items queued with them.
+type Owned = VecDeque<(usize, Owner)>;
+
 impl Meter {
     fn new(capacity: usize) -> Self {
         Self {
@@ -121,7 +165,6 @@ impl Meter {
     }
 
     /// How many senders wait for a place.
-    #[cfg(feature = "watch")]
     pub(crate) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
@@ -677,6 +720,11 @@ impl<E> Chunks<E> {
         self.first.is_empty()
     }
 
+    /// How many items there are.
+    fn len(&self) -> usize {
+        self.first.len() + self.rest.iter().map(VecDeque::len).sum::<usize>()
+    }
+
     #[inline]
     fn push_back(&mut self, item: E) {
         if self.rest.is_empty() && self.first.len() < Self::LIMIT {
@@ -735,6 +783,8 @@ struct Shared<E> {
 
 struct State<E> {
     items: Chunks<E>,
+    /// Which of `items` are in their senders' own places.
+    owned: Owned,
     /// The receiver, when it waits.
     receiver: Option<Waker>,
     /// The receiver is gone: nothing put in from now on would ever be taken out.
@@ -785,6 +835,33 @@ impl<E> Shared<E> {
     }
 }
 
+impl<E> Shared<E> {
+    /// Queues the item `make` makes of `msg` in its sender's own place, taken by the sender
+    /// and held by `owner`; gives both back if the receiver is gone.
+    #[cold]
+    fn put_own<M>(
+        &self,
+        msg: M,
+        make: impl FnOnce(M) -> E,
+        owner: Arc<dyn HoldsOwnPlace>,
+    ) -> Result<(), (M, Owner)> {
+        let receiver = {
+            let mut state = self.state();
+            if state.gone {
+                return Err((msg, owner));
+            }
+            let at = state.items.len();
+            state.owned.push_back((at, owner));
+            state.items.push_back(make(msg));
+            self.take_receiver(&mut state)
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+        Ok(())
+    }
+}
+
 /// The places of an inbound queue, as its thread's node keeps them: the node names neither
 /// the queue nor its items.
 #[derive(Clone)]
@@ -820,12 +897,59 @@ pub(crate) struct Inbox<E> {
     /// before anything queued now. Behind a lock only so that the inbox is `Sync` for items
     /// that are `Send` alone (a thread's context is shared across its awaits): the
     /// receiver reaches it through `&mut self`, without locking.
-    taken: Mutex<Chunks<E>>,
+    taken: Mutex<Taken<E>>,
+}
+
+/// The receiver's buffer: items taken off the shared queue and not yet handed out, and
+/// which of them are in their senders' own places.
+struct Taken<E> {
+    items: Chunks<E>,
+    /// The items in their senders' own places, by position from the first item taken with
+    /// them; each place is freed as its item is handed out.
+    owned: Owned,
+    /// How many items are to be handed out up to the first of `owned`, that one included;
+    /// 0 with none (one test per item).
+    until_own: usize,
+}
+
+impl<E> Taken<E> {
+    fn new() -> Self {
+        Self {
+            items: Chunks::with_room(),
+            owned: Owned::new(),
+            until_own: 0,
+        }
+    }
+
+    /// Takes the queue's items into this empty buffer, with the list of those in their
+    /// senders' own places (every own place of the last burst was freed as its item was
+    /// handed out, so this one's list is empty).
+    #[inline]
+    fn swap_in(&mut self, state: &mut State<E>) {
+        debug_assert!(self.owned.is_empty() && self.until_own == 0);
+        std::mem::swap(&mut self.items, &mut state.items);
+        if !state.owned.is_empty() {
+            std::mem::swap(&mut self.owned, &mut state.owned);
+            self.until_own = self.owned.front().map_or(0, |(at, _)| at + 1);
+        }
+    }
+
+    /// The item just handed out was in its sender's own place: frees the place.
+    #[cold]
+    fn free_own_place(&mut self) {
+        if let Some((at, owner)) = self.owned.pop_front() {
+            owner.own_place().free();
+            self.until_own = self.owned.front().map_or(0, |(next, _)| {
+                debug_assert!(*next > at, "one item per position");
+                next - at
+            });
+        }
+    }
 }
 
 /// The receiver's own buffer, reached without locking.
 #[inline]
-fn own<E>(taken: &mut Mutex<Chunks<E>>) -> &mut Chunks<E> {
+fn own<E>(taken: &mut Mutex<Taken<E>>) -> &mut Taken<E> {
     taken.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -896,6 +1020,7 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
         meter: Meter::new(capacity),
         state: Mutex::new(State {
             items: Chunks::with_room(),
+            owned: Owned::new(),
             receiver: None,
             gone: false,
         }),
@@ -905,7 +1030,7 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
     };
     let inbox = Inbox {
         shared,
-        taken: Mutex::new(Chunks::with_room()),
+        taken: Mutex::new(Taken::new()),
     };
     (sender, inbox)
 }
@@ -915,9 +1040,18 @@ impl<E: Metered> Inbox<E> {
     #[inline]
     fn hand_out(&mut self) -> Option<E> {
         // Looked at in place: moved out of its `Option` and back, an item is copied twice.
-        let item = own(&mut self.taken).pop_front();
-        if item.as_ref().is_some_and(Metered::is_metered) {
-            self.shared.meter.give_back();
+        let taken = own(&mut self.taken);
+        let item = taken.items.pop_front();
+        if let Some(handed) = &item {
+            if handed.is_metered() {
+                self.shared.meter.give_back();
+            }
+            if taken.until_own != 0 {
+                taken.until_own -= 1;
+                if taken.until_own == 0 {
+                    taken.free_own_place();
+                }
+            }
         }
         item
     }
@@ -928,7 +1062,7 @@ impl<E: Metered> Inbox<E> {
     /// inbound queue never empties still lets the other tasks of its worker run.
     #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<E>> {
-        let empty = own(&mut self.taken).is_empty();
+        let empty = own(&mut self.taken).items.is_empty();
         if empty {
             // Waiting already with this waker, and nothing has come since (whatever would
             // change that clears `parked` before it wakes the receiver).
@@ -957,7 +1091,7 @@ impl<E: Metered> Inbox<E> {
             self.shared.park(&mut state, cx);
             return Poll::Pending;
         }
-        std::mem::swap(own(&mut self.taken), &mut state.items);
+        own(&mut self.taken).swap_in(&mut state);
         // An item queued from now on wakes the receiver, as it would wake a waiting one.
         // With every sender gone nothing will come: it finds the end under the lock.
         if self.shared.senders.load(Ordering::Acquire) != 0 {
@@ -969,8 +1103,7 @@ impl<E: Metered> Inbox<E> {
     /// Takes the next item if there is one now.
     #[inline]
     pub(crate) fn try_recv(&mut self) -> Option<E> {
-        let taken = own(&mut self.taken);
-        if taken.is_empty() {
+        if own(&mut self.taken).items.is_empty() {
             // The receiver waits with its waker stored: nothing has come since.
             if !self.shared.parked.load(Ordering::Acquire).is_null() {
                 return None;
@@ -979,7 +1112,7 @@ impl<E: Metered> Inbox<E> {
             if state.items.is_empty() {
                 return None;
             }
-            std::mem::swap(taken, &mut state.items);
+            own(&mut self.taken).swap_in(&mut state);
         }
         self.hand_out()
     }
@@ -989,7 +1122,7 @@ impl<E> Inbox<E> {
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
         // Uncontended: only the receiver, which holds the inbox, ever locks `taken`.
-        lock(&self.taken).is_empty()
+        lock(&self.taken).items.is_empty()
             && (!self.shared.parked.load(Ordering::Acquire).is_null()
                 || self.shared.state().items.is_empty())
     }
@@ -1006,7 +1139,10 @@ impl<E> Drop for Inbox<E> {
             self.shared
                 .parked
                 .store(std::ptr::null_mut(), Ordering::Release);
-            std::mem::take(&mut state.items)
+            (
+                std::mem::take(&mut state.items),
+                std::mem::take(&mut state.owned),
+            )
         };
         // Dropped outside the lock: an item's drop may send (a reply slot closing).
         drop(left);
@@ -1055,6 +1191,23 @@ impl<E> InboxSender<E> {
     /// Queues an item that is not metered; never waits. `false` if the receiver is gone.
     pub(crate) fn send_unmetered(&self, item: E) -> bool {
         self.shared.put(item).is_ok()
+    }
+
+    /// Queues the item `make` makes of `msg`, not metered, in its sender's own place, which
+    /// the sender has taken and `owner` holds; the place is freed as the item is handed
+    /// out. If the receiver is gone, frees the place and gives `msg` back.
+    pub(crate) fn send_own<M>(
+        &self,
+        msg: M,
+        make: impl FnOnce(M) -> E,
+        owner: Arc<dyn HoldsOwnPlace>,
+    ) -> Result<(), M> {
+        self.shared
+            .put_own(msg, make, owner)
+            .map_err(|(msg, owner)| {
+                owner.own_place().free();
+                msg
+            })
     }
 }
 
@@ -1436,6 +1589,159 @@ mod tests {
         }
     }
 
+    /// A sender with an own place, as a thread's node keeps it.
+    #[derive(Default)]
+    struct Sender(OwnPlace);
+
+    impl HoldsOwnPlace for Sender {
+        fn own_place(&self) -> &OwnPlace {
+            &self.0
+        }
+    }
+
+    /// Sends like `Ctx::try_up` from `sender`: a metered place, else its own place, else
+    /// the value back.
+    fn try_up(tx: &InboxSender<Item>, sender: &Arc<Sender>, v: u64) -> Result<(), u64> {
+        match tx.try_send_with(v, Item::Metered) {
+            Ok(()) => Ok(()),
+            Err((_, v)) if sender.0.try_take() => {
+                let owner = Arc::clone(sender) as Arc<dyn HoldsOwnPlace>;
+                tx.send_own(v, Item::Unmetered, owner)
+            }
+            Err((_, v)) => Err(v),
+        }
+    }
+
+    #[test]
+    fn each_sender_has_one_place_of_its_own_beyond_the_capacity() {
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = inbox::<Item>(2);
+        let senders: Vec<Arc<Sender>> = (0..3).map(|_| Arc::default()).collect();
+
+        // Two metered places, then each sender's own place, then nothing.
+        for (v, sender) in [(1, 0), (2, 1), (3, 0), (4, 1), (5, 2)] {
+            assert_eq!(try_up(&tx, &senders[sender], v), Ok(()), "item {v}");
+        }
+        assert_eq!(try_up(&tx, &senders[0], 6), Err(6));
+        assert_eq!(try_up(&tx, &senders[2], 7), Err(7));
+
+        // In order; each own place is free again once its item is handed out, not before.
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(1)));
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(2)));
+        assert!(!senders[0].0.try_take(), "item 3 is still queued");
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(3)));
+        assert_eq!(try_up(&tx, &senders[0], 8), Ok(()), "in a metered place");
+        assert_eq!(try_up(&tx, &senders[0], 9), Ok(()), "in a metered place");
+        assert_eq!(
+            try_up(&tx, &senders[0], 10),
+            Ok(()),
+            "in its own place again"
+        );
+        assert_eq!(try_up(&tx, &senders[0], 11), Err(11));
+        for v in [4, 5, 8, 9, 10] {
+            assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
+        }
+        assert_eq!(next_now(&mut rx, &mut cx), None);
+        assert!(
+            senders.iter().all(|s| s.0.try_take()),
+            "every own place is free"
+        );
+    }
+
+    #[test]
+    fn own_places_are_freed_across_bursts_and_by_try_recv() {
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = inbox::<Item>(1);
+        let a: Arc<Sender> = Arc::default();
+        let b: Arc<Sender> = Arc::default();
+        // A burst: an exit-like unmetered item first, then a metered item, then two in
+        // own places.
+        assert!(tx.send_unmetered(Item::Unmetered(0)));
+        assert_eq!(try_up(&tx, &a, 1), Ok(()));
+        assert_eq!(try_up(&tx, &a, 2), Ok(()));
+        assert_eq!(try_up(&tx, &b, 3), Ok(()));
+        let next = |rx: &mut Inbox<Item>| match rx.try_recv() {
+            Some(Item::Metered(v) | Item::Unmetered(v)) => Some(v),
+            None => None,
+        };
+        assert_eq!(next(&mut rx), Some(0));
+        assert_eq!(next(&mut rx), Some(1));
+        assert_eq!(next(&mut rx), Some(2));
+        // The next burst comes while `b`'s item is still to be handed out.
+        assert_eq!(try_up(&tx, &a, 4), Ok(()), "a's own place is free");
+        assert!(!b.0.try_take());
+        assert_eq!(next(&mut rx), Some(3));
+        assert!(b.0.try_take(), "freed with its item");
+        assert_eq!(next_now(&mut rx, &mut cx), Some(Some(4)));
+        assert!(a.0.try_take(), "freed with its item, in the next burst");
+    }
+
+    #[test]
+    fn an_own_place_is_freed_and_the_message_given_back_if_the_receiver_is_gone() {
+        let (tx, rx) = inbox::<Item>(1);
+        let a: Arc<Sender> = Arc::default();
+        assert_eq!(try_up(&tx, &a, 1), Ok(()));
+        // The receiver goes between a sender finding the places taken and its send.
+        assert!(a.0.try_take());
+        drop(rx);
+        let owner = Arc::clone(&a) as Arc<dyn HoldsOwnPlace>;
+        assert!(matches!(tx.send_own(2, Item::Unmetered, owner), Err(2)));
+        assert!(a.0.try_take(), "the place was freed");
+        assert_eq!(Arc::strong_count(&a), 1);
+    }
+
+    #[test]
+    fn own_places_are_freed_past_a_chunk_boundary() {
+        let limit = Chunks::<Item>::LIMIT;
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = inbox::<Item>(limit + 1);
+        let senders: Vec<Arc<Sender>> = (0..3).map(|_| Arc::default()).collect();
+        let mut sent = 0;
+        for _ in 0..=limit {
+            assert_eq!(try_up(&tx, &senders[0], sent), Ok(()));
+            sent += 1;
+        }
+        // The own items come after the first chunk, in the second.
+        for sender in &senders {
+            assert_eq!(try_up(&tx, sender, sent), Ok(()));
+            sent += 1;
+        }
+        for v in 0..sent {
+            assert!(
+                !senders[2].0.try_take(),
+                "freed before item {v} was handed out"
+            );
+            assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
+        }
+        assert!(
+            senders.iter().all(|s| s.0.try_take()),
+            "every own place is free"
+        );
+    }
+
+    #[test]
+    fn own_places_of_items_left_behind_go_with_the_receiver() {
+        let (tx, rx) = inbox::<Item>(1);
+        let a: Arc<Sender> = Arc::default();
+        assert_eq!(try_up(&tx, &a, 1), Ok(()));
+        assert_eq!(try_up(&tx, &a, 2), Ok(()));
+        drop(rx);
+        assert_eq!(
+            Arc::strong_count(&a),
+            1,
+            "the queue holds the sender no more"
+        );
+        // Nothing will be taken out: the place stays taken, and a send finds the end.
+        assert!(!a.0.try_take());
+        assert!(matches!(
+            tx.try_send_with(3, Item::Metered),
+            Err((Refused::Closed, 3))
+        ));
+    }
+
     #[test]
     fn the_end_comes_after_the_last_items_whenever_the_senders_left() {
         let count = Arc::new(Count::default());
@@ -1662,7 +1968,7 @@ mod tests {
             assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
         }
         assert!(
-            own(&mut rx.taken).rest.is_empty(),
+            own(&mut rx.taken).items.rest.is_empty(),
             "emptied chunks are freed"
         );
         assert_eq!(next_now(&mut rx, &mut cx), None);

@@ -24,4 +24,6 @@ pub(crate) mod inbound;
 pub(crate) mod waiters;
 
 pub(crate) use down::{Batch, DownQueue};
-pub(crate) use inbound::{Inbox, InboxSender, Meter, Metered, Places, Refused, inbox};
+pub(crate) use inbound::{
+    HoldsOwnPlace, Inbox, InboxSender, Meter, Metered, OwnPlace, Places, Refused, inbox,
+};

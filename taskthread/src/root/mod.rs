@@ -187,7 +187,7 @@ pub(crate) fn spawn_root<T: Thread>(
 pub(super) async fn recv_up<U>(up: &mut Inbox<Inbound<U>>) -> Option<U> {
     loop {
         match poll_fn(|cx| up.poll_recv(cx)).await? {
-            Inbound::Event(msg) | Inbound::Output(msg) => return Some(msg),
+            Inbound::Event(msg) | Inbound::Unmetered(msg) => return Some(msg),
             // A root has no parent to report to: its port never sends these.
             Inbound::Exit(..) | Inbound::Restart(..) => {}
         }

@@ -98,7 +98,8 @@ pub struct ThreadView {
     pub handled: u64,
     /// Its DOWN queue.
     pub queue: Fill,
-    /// Its inbound queue (UP messages and stream items), once it has one.
+    /// Its inbound queue (UP messages and stream items), once it has one. Its depth counts
+    /// the shared places taken, not the messages in children's own places.
     pub inbound: Option<Fill>,
     /// How often its supervisor has started it again.
     pub restarts: u32,
