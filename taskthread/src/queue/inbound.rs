@@ -944,7 +944,15 @@ impl<E> Taken<E> {
                 next - at
             });
         }
+        // The list of a large burst is freed with its last item, as the items' chunks
+        // are: kept, it would hold a few words per child of the burst for good.
+        if self.owned.is_empty() && self.owned.capacity() > Self::OWNED_KEPT {
+            self.owned = Owned::new();
+        }
     }
+
+    /// The room kept in a list of items in own places once it is empty.
+    const OWNED_KEPT: usize = 64;
 }
 
 /// The receiver's own buffer, reached without locking.
@@ -1716,6 +1724,26 @@ mod tests {
             );
             assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
         }
+        assert!(
+            senders.iter().all(|s| s.0.try_take()),
+            "every own place is free"
+        );
+    }
+
+    #[test]
+    fn the_list_of_a_large_burst_of_own_places_is_freed_with_its_last_item() {
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let (tx, mut rx) = inbox::<Item>(1);
+        let senders: Vec<Arc<Sender>> = (0..1_000).map(|_| Arc::default()).collect();
+        for (v, sender) in (0..).zip(&senders) {
+            assert_eq!(try_up(&tx, sender, v), Ok(()));
+        }
+        for v in 0..1_000 {
+            assert_eq!(next_now(&mut rx, &mut cx), Some(Some(v)));
+        }
+        assert_eq!(own(&mut rx.taken).owned.capacity(), 0);
+        assert!(lock(&rx.shared.state).owned.capacity() <= Taken::<Item>::OWNED_KEPT);
         assert!(
             senders.iter().all(|s| s.0.try_take()),
             "every own place is free"
