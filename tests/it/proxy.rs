@@ -1,5 +1,6 @@
 //! The seams of remoting (`taskthread::proxy`): a child whose life a `Proxy` carries out
-//! (held places, UP messages, stop, its end as a `ChildExit`, `Exit::Lost`), a hosted root
+//! (held places, UP messages and its own place in the parent's queue, stop, its end as a
+//! `ChildExit`, `Exit::Lost`), a hosted root
 //! whose taken messages are counted, and the `Remote` impl of `#[taskthread(remote)]`.
 
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ enum Step {
     Release(usize),
     /// Send a line UP.
     Up(String),
+    /// `try_up` each line, at once, and say which were sent.
+    TryUps(Vec<String>, mpsc::UnboundedSender<Vec<bool>>),
     /// Wait for a stop request, then say so.
     AwaitStop(mpsc::UnboundedSender<()>),
     /// End with this exit and these dropped messages.
@@ -48,6 +51,10 @@ fn scripted(mut steps: mpsc::UnboundedReceiver<Step>) -> impl FnOnce(Proxy<Far>)
                     }
                     Step::Release(n) => proxy.release(n),
                     Step::Up(line) => proxy.up(line).await.expect("the parent is there"),
+                    Step::TryUps(lines, told) => {
+                        let sent = lines.into_iter().map(|l| proxy.try_up(l).is_ok()).collect();
+                        let _ = told.send(sent);
+                    }
                     Step::AwaitStop(told) => {
                         std::future::poll_fn(|cx| proxy.poll_stop_requested(cx)).await;
                         let _ = told.send(());
@@ -108,10 +115,18 @@ struct Setup {
 }
 
 async fn setup(capacity: usize) -> Setup {
+    setup_under(capacity, ChildOptions::new()).await
+}
+
+/// [`setup`], the parent started with `parent_options`.
+async fn setup_under(capacity: usize, parent_options: ChildOptions) -> Setup {
     let heard = Arc::new(Mutex::new(Vec::new()));
-    let parent = taskthread::spawn(Parent {
-        heard: heard.clone(),
-    });
+    let parent = taskthread::spawn_with(
+        Parent {
+            heard: heard.clone(),
+        },
+        parent_options,
+    );
     let (steps, rx) = mpsc::unbounded_channel();
     let child = parent.ask(Spawn(rx, capacity)).await.unwrap();
     Setup {
@@ -174,6 +189,21 @@ async fn a_proxy_child_is_a_child_of_its_parent() {
     assert_eq!(err.into_inner(), 7);
     parent.stop();
     assert!(matches!(parent.join().await, Exit::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proxy_child_has_its_own_place_in_its_parents_queue() {
+    // One shared place in the parent's queue: the second line goes in the child's own
+    // place, the third finds no room (the parent has not run in between).
+    let s = setup_under(8, ChildOptions::new().capacity(1)).await;
+    let (told, mut sent) = mpsc::unbounded_channel();
+    let lines = ["a", "b", "c"].map(String::from).to_vec();
+    s.steps.send(Step::TryUps(lines, told)).unwrap();
+    assert_eq!(sent.recv().await.unwrap(), [true, true, false]);
+    until(|| s.heard.lock().unwrap().len() == 2).await;
+    assert_eq!(*s.heard.lock().unwrap(), ["a", "b"]);
+    s.parent.stop();
+    s.parent.join().await;
 }
 
 #[tokio::test(start_paused = true)]
