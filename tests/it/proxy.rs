@@ -1,7 +1,7 @@
 //! The seams of remoting (`taskthread::proxy`): a child whose life a `Proxy` carries out
 //! (held places, UP messages and its own place in the parent's queue, stop, its end as a
-//! `ChildExit`, `Exit::Lost`), a hosted root
-//! whose taken messages are counted, and the `Remote` impl of `#[taskthread(remote)]`.
+//! `ChildExit`, `Exit::Lost`), a hosted root whose taken messages are counted, and the
+//! `Remote` impl of `#[taskthread(remote)]`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
