@@ -1,10 +1,12 @@
 //! Typed DOWN and UP messages: send, try_send, ask, backpressure, errors that give the
 //! message back, broadcast, lookup by id, the root's UP messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use taskthread::prelude::*;
-use taskthread::{AskError, TrySendError};
+use taskthread::{AskError, Handle, TrySendError};
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Add(u64);
@@ -543,4 +545,81 @@ async fn children_on_every_worker_sending_up_into_a_full_queue_all_get_through()
     }
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
+}
+
+/// Messages for [`Gate`]: one whose handler waits for the gate to open, and numbers.
+#[derive(Debug)]
+struct WaitForGate(Arc<Notify>);
+#[derive(Debug)]
+struct Number(u32);
+#[derive(Debug)]
+struct Seen;
+
+/// A thread with three places whose handler of [`WaitForGate`] awaits the gate.
+#[derive(Default)]
+struct Gate {
+    seen: Vec<u32>,
+}
+
+#[taskthread(capacity = 3)]
+impl Gate {
+    #[down]
+    async fn wait_for_gate(&mut self, _ctx: &mut Ctx<Self>, gate: WaitForGate) -> Result<()> {
+        gate.0.notified().await;
+        Ok(())
+    }
+
+    #[down]
+    async fn number(&mut self, _ctx: &mut Ctx<Self>, n: Number) -> Result<()> {
+        self.seen.push(n.0);
+        Ok(())
+    }
+
+    #[down]
+    async fn seen(&mut self, _ctx: &mut Ctx<Self>, _q: Seen) -> Result<Vec<u32>> {
+        Ok(self.seen.clone())
+    }
+}
+
+/// Sends `n` to `gate` from a task of its own; whether it was sent.
+fn send_from_a_task(gate: &Handle<Gate>, n: u32) -> tokio::task::JoinHandle<bool> {
+    let gate = gate.child_ref();
+    tokio::spawn(async move { gate.send(Number(n)).await.is_ok() })
+}
+
+/// A handler that waits, with messages taken out behind it, does not keep a sender waiting
+/// for the place its own message freed: the place is promised before the thread waits.
+#[tokio::test(start_paused = true)]
+async fn a_sender_waiting_for_room_gets_the_place_of_a_message_whose_handler_waits() {
+    let (first_gate, second_gate) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let root = taskthread::spawn(Gate::default());
+    root.try_send(WaitForGate(Arc::clone(&first_gate))).unwrap();
+    tokio::task::yield_now().await;
+    // The thread waits at the first gate; the queue fills, and two senders wait for room.
+    root.try_send(Number(1)).unwrap();
+    root.try_send(WaitForGate(Arc::clone(&second_gate)))
+        .unwrap();
+    root.try_send(Number(3)).unwrap();
+    let first = send_from_a_task(&root, 10);
+    let second = send_from_a_task(&root, 11);
+    tokio::task::yield_now().await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "the queue is full"
+    );
+    // The thread takes the three queued messages at once and stops at the second gate with
+    // 3 still taken out: the place of the gate's message is the second sender's. The paused
+    // clock runs ahead only once every task is idle, so the send must end while the gate's
+    // handler waits.
+    first_gate.notify_one();
+    assert!(first.await.unwrap(), "the place of 1");
+    let sent = tokio::time::timeout(Duration::from_secs(60), second).await;
+    assert!(
+        matches!(sent, Ok(Ok(true))),
+        "the place of the second gate's message"
+    );
+    second_gate.notify_one();
+    assert_eq!(root.ask(Seen).await.unwrap(), [1, 3, 10, 11]);
+    root.stop();
+    root.join().await;
 }

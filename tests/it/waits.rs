@@ -624,3 +624,115 @@ async fn a_parent_asking_a_child_as_it_starts_to_wait_up_never_deadlocks() {
     racer.stop();
     assert!(matches!(racer.join().await, Exit::Stopped));
 }
+
+/// Messages for [`Relayer`]: hold until the gate opens; nothing; three messages UP.
+struct HoldAt(std::sync::Arc<tokio::sync::Notify>);
+struct Nothing;
+struct SayThree;
+
+/// A child with three places in its queue that says three things UP on [`SayThree`].
+struct Relayer;
+
+#[taskthread(up = u32, capacity = 3)]
+impl Relayer {
+    #[down]
+    async fn hold_at(&mut self, _ctx: &mut Ctx<Self>, gate: HoldAt) -> Result<()> {
+        gate.0.notified().await;
+        Ok(())
+    }
+
+    #[down]
+    async fn nothing(&mut self, _ctx: &mut Ctx<Self>, _n: Nothing) -> Result<()> {
+        Ok(())
+    }
+
+    #[down]
+    async fn say_three(&mut self, ctx: &mut Ctx<Self>, _s: SayThree) -> Result<()> {
+        for n in 1..=3 {
+            ctx.up(n).await?;
+        }
+        Ok(())
+    }
+}
+
+/// DOWN to [`Listener`]: its child.
+struct TheChild;
+/// DOWN to [`Listener`]: send [`Nothing`] to the child, waiting for room.
+struct SendNothing;
+/// DOWN to [`Listener`]: what it heard.
+struct WhatHeard;
+
+/// A parent with one place in its queue, whose child is a [`Relayer`].
+#[derive(Default)]
+struct Listener {
+    child: Option<ChildRef<Relayer>>,
+    heard: Vec<u32>,
+}
+
+#[taskthread(capacity = 1)]
+impl Listener {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        self.child = Some(ctx.spawn(Relayer));
+        Ok(())
+    }
+
+    #[down]
+    async fn the_child(&mut self, _ctx: &mut Ctx<Self>, _q: TheChild) -> Result<ChildRef<Relayer>> {
+        Ok(self.child.clone().expect("spawned in enter"))
+    }
+
+    #[down]
+    async fn send_nothing(&mut self, _ctx: &mut Ctx<Self>, _s: SendNothing) -> Result<()> {
+        self.child
+            .as_ref()
+            .expect("spawned in enter")
+            .send(Nothing)
+            .await?;
+        Ok(())
+    }
+
+    #[down]
+    async fn heard(&mut self, _ctx: &mut Ctx<Self>, _q: WhatHeard) -> Result<Vec<u32>> {
+        Ok(self.heard.clone())
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, n: u32) {
+        self.heard.push(n);
+    }
+}
+
+/// A parent waits for room in its child's queue; the child hands out a message of its batch,
+/// whose place is owed to the parent, and its handler then waits for room in the parent's
+/// full queue. Not a cycle: the parent's place is free, and a look for a cycle promises it.
+#[tokio::test(start_paused = true)]
+async fn a_parent_owed_a_place_in_its_childs_queue_is_not_taken_for_waiting() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let root = taskthread::spawn(Listener::default());
+    let child = root.ask(TheChild).await.unwrap();
+    child
+        .try_send(HoldAt(std::sync::Arc::clone(&gate)))
+        .unwrap_or_else(|_| panic!("room"));
+    tokio::time::sleep(SETTLE).await;
+    // The child holds at the gate with its three places taken; a task, then the parent,
+    // wait for room in its queue, in that order.
+    assert!(child.try_send(Nothing).is_ok() && child.try_send(SayThree).is_ok());
+    assert!(child.try_send(Nothing).is_ok());
+    let first = tokio::spawn({
+        let child = child.clone();
+        async move { child.send(Nothing).await.is_ok() }
+    });
+    tokio::time::sleep(SETTLE).await;
+    root.send(SendNothing).await.unwrap();
+    tokio::time::sleep(SETTLE).await;
+    // The child takes the three queued messages at once: the place of the first goes to the
+    // task, that of `SayThree` is owed to the parent as its handler says three things UP
+    // into the parent's one place and its own, and waits for the third.
+    gate.notify_one();
+    assert!(tokio::time::timeout(HANG, first).await.unwrap().unwrap());
+    let heard = tokio::time::timeout(HANG, root.ask(WhatHeard)).await;
+    assert_eq!(heard.expect("no hang").unwrap(), [1, 2, 3]);
+    assert!(!child.is_closed(), "the child did not fail");
+    root.stop();
+    root.join().await;
+}

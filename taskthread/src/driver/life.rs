@@ -167,7 +167,9 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 self.down_open = false;
             }
         } else {
-            // Restarted on failure: what is queued waits for the next life.
+            // Restarted on failure: what is queued waits for the next life, and places freed
+            // by what this one took go to waiting senders at once.
+            self.down.give_back();
             self.down_open = false;
         }
     }
@@ -224,7 +226,9 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                     self.down_open = false;
                 }
             } else {
-                // Starting again: what is queued waits for the next life.
+                // Starting again: what is queued waits for the next life, and places freed
+                // by what this one took go to waiting senders at once.
+                self.down.give_back();
                 self.down_open = false;
             }
         }

@@ -437,6 +437,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 Ok(decision) => {
                     if self.ctx.timetable().finish(due, decision) {
                         self.ctx.stop();
+                        self.down.give_back();
                         // The thread ends with this run. Its ending (the stop sequence, the
                         // exit report) waits behind the other tasks ready to run: when many
                         // periodic tasks end together, each would otherwise delay the runs

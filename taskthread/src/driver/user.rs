@@ -27,17 +27,24 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// Polls user code once, turning its error or panic into the exit it causes.
+///
+/// Pending, the code waits: places freed in the DOWN queue are promised to the senders
+/// waiting for them first, so that no sender (this thread's own code among them) is kept
+/// waiting while this thread waits, and a wait that has just blocked is judged with them
+/// promised.
 #[inline]
-fn poll_user<R>(
+fn poll_user<R, D: Send + 'static>(
     mut fut: Pin<&mut impl Future<Output = Result<R>>>,
     node: &Node,
+    down: &mut DownReceiver<D>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<R, Exit>> {
     let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
-    if let Ok(Poll::Pending) = polled
-        && has_report()
-    {
-        return poll_user_blocked(fut, node, cx);
+    if let Ok(Poll::Pending) = polled {
+        down.give_back();
+        if has_report() {
+            return poll_user_blocked(fut, node, cx);
+        }
     }
     if !matches!(polled, Ok(Poll::Pending)) {
         node.after_handler();
@@ -174,7 +181,7 @@ pub(crate) fn run_user<'a, R, D: Send + 'static>(
 ) -> impl Future<Output = Result<R, Exit>> + 'a {
     let mut stopping = stopping;
     poll_fn(move |cx| {
-        if let Poll::Ready(done) = poll_user(fut.as_mut(), node, cx) {
+        if let Poll::Ready(done) = poll_user(fut.as_mut(), node, down, cx) {
             return Poll::Ready(done);
         }
         // Most handlers finish on their first poll; the stop signal is only looked at for

@@ -61,7 +61,16 @@ impl<D: Send + 'static> DownReceiver<D> {
 
     /// Closes the queue; returns whether nothing is left to receive.
     pub(crate) fn close(&mut self) -> bool {
+        self.give_back();
         self.node.queue.close()
+    }
+
+    /// Promises the places freed by the messages handed out to the senders waiting for them
+    /// (see [`DownQueue::give_back`]): before the thread's task waits with messages left in
+    /// its batch.
+    #[inline]
+    pub(crate) fn give_back(&mut self) {
+        self.node.queue.give_back(&mut self.batch);
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -68,6 +68,8 @@ where
                 }
             };
             let (exit, dropped) = run_thread(&mut thread, ctx, down, &rules).await;
+            // Places freed by what this life took go to waiting senders before any backoff.
+            down.give_back();
             dropped_before += dropped;
             drop(thread);
             let failed_on = rules.log.as_ref().and_then(DownLog::end_life);

@@ -6,29 +6,34 @@
 //! on demand, up to the capacity), and it goes when the node goes. An idle child, the
 //! common case in a large tree, never pays for a queue it does not use.
 //!
-//! Everything is under one short lock: the messages, the closed flag, the receiver's
-//! waker, and the senders waiting for room. A send locks once; nothing is allocated per
-//! message beyond the buffer's growth. A receive that finds more than one message queued
-//! takes them all at once into the receiver's [`Batch`] (kept by the receiver, not in the
-//! queue: the queue's buffer and the batch's change places, so neither is made again) and
-//! hands them out from there without any lock. Each message's place stays taken until it
-//! is handed out, and is then given back with one atomic subtraction
-//! ([`DownQueue::batched`]), which also says whether a sender waits for it. So the
-//! receiver locks once per burst, not once per message, and many senders on several
-//! workers do not queue behind the receiver for the lock; places still come free one
-//! message at a time, so a sender waiting for room gets it as soon as one message is
-//! handled, never only when the whole burst is. A receiver that waits with its waker
-//! stored looks again without the lock: one atomic load says nothing has changed for it,
-//! so a thread woken for something else (a timer, a child) does not touch the lock. A
-//! receiver that takes the last message begins to wait under the same lock, so the looks
-//! that follow its handling of the message (is there another? then, wait) need no lock
-//! either: a thread that handles its messages one at a time as they come (an ask, a tell
-//! to many threads) locks once per message instead of three times. A message that comes
-//! while it handles the last one wakes it, as it would wake a waiting receiver.
+//! Everything is under one short lock: the messages, the closed flag, the receiver's waker,
+//! and the senders waiting for room. A send locks once; nothing is allocated per message
+//! beyond the buffer's growth. A receive that finds more than one message queued takes them
+//! all at once into the receiver's [`Batch`] (kept by the receiver, not in the queue: the
+//! queue's buffer and the batch's change places, so neither is made again) and hands them
+//! out from there without any lock. Each message's place stays taken until it is handed
+//! out, and is then given back with one atomic subtraction ([`DownQueue::batched`]), which
+//! also says whether a sender waits for it. So the receiver locks once per burst, not once
+//! per message, and many senders on several workers do not queue behind the receiver for
+//! the lock; places still come free one message at a time: with no sender waiting, a place
+//! is free to `send` and `try_send` as soon as its message is handed out, never only when
+//! the whole burst is. A receiver that waits with its waker stored looks again without the
+//! lock: one atomic load says nothing has changed for it, so a thread woken for something
+//! else (a timer, a child) does not touch the lock. A receiver that takes the last message
+//! begins to wait under the same lock, so the looks that follow its handling of the message
+//! (is there another? then, wait) need no lock either: a thread that handles its messages
+//! one at a time as they come (an ask, a tell to many threads) locks once per message
+//! instead of three times. A message that comes while it handles the last one wakes it, as
+//! it would wake a waiting receiver.
 //!
-//! Senders that find the queue full wait in arrival order ([`Waiters`]). A place freed while
-//! senders wait is promised to the one that has waited longest, which is woken to take it: a
-//! sender that arrives later cannot take it first, so no waiting sender starves.
+//! Senders that find the queue full wait in arrival order ([`Waiters`]). A place freed
+//! while senders wait is promised to the one that has waited longest, which is woken to
+//! take it: a sender that arrives later cannot take it first, so no waiting sender starves.
+//! The places freed as the receiver hands out a batch are promised together, under one
+//! lock, once the batch is empty or before the receiver's task waits or yields, whichever
+//! comes first ([`DownQueue::give_back`]): with many senders waiting on several workers,
+//! the receiver would otherwise lock once per message against senders that lock once per
+//! message too.
 //!
 //! While the tree is watched ([`recording`]), one message in a few ([`Stamps::every`]) is
 //! stamped with the time it was queued ([`Stamps`], beside the messages, made only then),
@@ -76,18 +81,29 @@ pub(crate) const MAX_CAPACITY: usize = (WAITING - 1) as usize;
 /// The buffer sits in a [`Mutex`] that is never locked ([`Mutex::get_mut`] reaches it
 /// through `&mut`, at no cost): only so that the receiver, and a [`Proxy`](crate::Proxy)
 /// that holds it, can be shared between threads while the messages are only `Send`.
-pub(crate) struct Batch<D>(Option<Box<Mutex<VecDeque<D>>>>);
+///
+/// The batch also says whether places freed as its messages were handed out are owed to
+/// waiting senders ([`DownQueue::give_back`]).
+pub(crate) struct Batch<D> {
+    buffer: Option<Box<Mutex<VecDeque<D>>>>,
+    /// A message was handed out while senders waited: the places free now are to be
+    /// promised to them.
+    owed: bool,
+}
 
 impl<D> Default for Batch<D> {
     fn default() -> Self {
-        Self(None)
+        Self {
+            buffer: None,
+            owed: false,
+        }
     }
 }
 
 impl<D> Drop for Batch<D> {
     #[inline]
     fn drop(&mut self) {
-        if self.0.is_some() {
+        if self.buffer.is_some() {
             self.drop_buffer();
         }
     }
@@ -99,13 +115,13 @@ impl<D> Batch<D> {
     #[cold]
     #[inline(never)]
     fn drop_buffer(&mut self) {
-        self.0 = None;
+        self.buffer = None;
     }
 
     /// The buffer, if made.
     #[inline]
     fn buffer_mut(&mut self) -> Option<&mut VecDeque<D>> {
-        let buffer = self.0.as_mut()?;
+        let buffer = self.buffer.as_mut()?;
         Some(buffer.get_mut().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -132,7 +148,7 @@ impl<D> Batch<D> {
     #[inline]
     fn fill(&mut self, items: &mut VecDeque<D>) -> Option<(D, usize)> {
         let batch = self
-            .0
+            .buffer
             .get_or_insert_with(Box::default)
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
@@ -163,9 +179,10 @@ pub(crate) struct DownQueue<D> {
     /// How many messages the receiver took into its [`Batch`] and has not handed out yet:
     /// their places stay taken until then. Raised under the lock; lowered by the receiver as
     /// it hands a message out, without the lock (and under it when a held message is taken,
-    /// or when the queue is closed for good). Plus [`WAITING`] while senders wait for room (`State::senders` is not
-    /// empty; set and cleared under the lock): the receiver that hands a message out sees
-    /// in the same atomic subtraction whether a sender waits for the place it frees.
+    /// or when the queue is closed for good). Plus [`WAITING`] while senders wait for room
+    /// (`State::senders` is not empty; set and cleared under the lock): the receiver that
+    /// hands a message out sees in the same atomic subtraction whether the place it frees
+    /// is owed to a waiting sender.
     batched: AtomicU32,
     /// At most [`MAX_CAPACITY`]; a `u32`, so that it shares a word with `batched` and the
     /// node (which holds the queue) stays as small.
@@ -345,21 +362,63 @@ impl<D> DownQueue<D> {
         Some(waker)
     }
 
-    /// The receiver handed out a message of its batch: its place is free, and goes to the
-    /// sender that has waited longest, if any.
+    /// The receiver handed out a message of its `batch`: its place is free at once. If
+    /// senders wait for room, it is owed to them, and promised with the others freed
+    /// meanwhile once the batch is empty (or before the receiver's task waits, see
+    /// [`give_back`](Self::give_back)).
     #[inline]
-    fn handed_out(&self) {
+    fn handed_out(&self, batch: &mut Batch<D>) {
         if self.batched.fetch_sub(1, Ordering::SeqCst) & WAITING != 0 {
+            batch.owed = true;
+        }
+        if batch.owed && batch.is_empty() {
+            self.give_back(batch);
+        }
+    }
+
+    /// Promises the places freed as messages of `batch` were handed out to the senders
+    /// that have waited longest, if any are owed.
+    ///
+    /// The receiver does so once its batch is empty, and before its task waits or yields
+    /// with messages left in it (the loop calls this whenever a handler is pending,
+    /// [`poll_recv_sampled`](Self::poll_recv_sampled) when the task's budget is spent), so
+    /// that no sender waits on a thread that waits itself. Places freed while senders wait
+    /// are promised together, under one lock, and their senders woken together: a
+    /// receiver handing out a burst to many waiting senders does not lock once per message
+    /// against the senders, which also lock once per message. A sender that begins to wait
+    /// meanwhile promises the first free place at once (see `poll_place`), and a look for a
+    /// cycle of waits through this queue promises them all (see
+    /// [`has_waiting`](Self::has_waiting)).
+    #[inline]
+    pub(crate) fn give_back(&self, batch: &mut Batch<D>) {
+        if std::mem::take(&mut batch.owed) {
             self.promise_freed();
         }
     }
 
-    #[cold]
+    /// Promises the free places to the senders that have waited longest, and wakes them
+    /// (a few at a time, with the lock released).
     #[inline(never)]
     fn promise_freed(&self) {
-        let next = self.promise_next(&mut self.state());
-        if let Some(next) = next {
-            next.wake();
+        const AT_ONCE: usize = 16;
+        loop {
+            let mut woken: [Option<Waker>; AT_ONCE] = Default::default();
+            let mut n = 0;
+            {
+                let mut state = self.state();
+                while n < AT_ONCE
+                    && let Some(next) = self.promise_next(&mut state)
+                {
+                    woken[n] = Some(next);
+                    n += 1;
+                }
+            }
+            for next in woken.into_iter().flatten() {
+                next.wake();
+            }
+            if n < AT_ONCE {
+                return;
+            }
         }
     }
 
@@ -521,10 +580,14 @@ impl<D> DownQueue<D> {
     /// look that leads here stays small enough to be inlined into the loop.
     #[inline(never)]
     fn poll_batch(&self, batch: &mut Batch<D>, cx: &mut Context<'_>) -> Poll<Option<D>> {
-        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
+            // The task yields: places owed to waiting senders are promised first.
+            self.give_back(batch);
+            return Poll::Pending;
+        };
         let msg = batch.pop();
         coop.made_progress();
-        self.handed_out();
+        self.handed_out(batch);
         Poll::Ready(msg)
     }
 
@@ -626,6 +689,7 @@ impl<D> DownQueue<D> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<D>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        self.give_back(batch);
         let mut state = self.state();
         match self.take_held(&mut state, batch) {
             Some(msg) => {
@@ -677,6 +741,7 @@ impl<D> DownQueue<D> {
     /// Takes the next message if there is one now, holding its place as
     /// [`poll_recv_held`](Self::poll_recv_held) does.
     pub(crate) fn try_recv_held(&self, batch: &mut Batch<D>) -> Option<D> {
+        self.give_back(batch);
         self.take_held(&mut self.state(), batch)
     }
 
@@ -714,7 +779,7 @@ impl<D> DownQueue<D> {
     #[inline(never)]
     fn try_batch(&self, batch: &mut Batch<D>) -> Option<D> {
         let msg = batch.pop();
-        self.handed_out();
+        self.handed_out(batch);
         msg
     }
 
@@ -860,12 +925,24 @@ impl<D> DownQueue<D> {
         if !listed.load(Ordering::SeqCst) {
             return false;
         }
-        let state = self.state();
+        let mut state = self.state();
         if state.senders.owners().next().is_none() {
             listed.store(false, Ordering::SeqCst);
             return false;
         }
-        state.senders.has_owner(owner)
+        // Places freed and owed to waiting senders, not promised yet (the receiver promises
+        // them together, see `give_back`): promised now, so that a sender owed one is not
+        // taken for waiting, and a wait on this thread for a cycle.
+        let mut woken = Vec::new();
+        while let Some(next) = self.promise_next(&mut state) {
+            woken.push(next);
+        }
+        let waits = state.senders.has_owner(owner);
+        drop(state);
+        for next in woken {
+            next.wake();
+        }
+        waits
     }
 
     /// Who waits for room, among the senders that said who they are.

@@ -521,7 +521,8 @@ fn a_close_among_waiting_senders_loses_nothing() {
 }
 
 /// The receiver takes everything queued in one go; each message's place stays taken until
-/// it is handed out, then goes to a waiting sender at once, before the rest is handed out.
+/// it is handed out, and the place of the one it takes with the batch goes to a waiting
+/// sender at once.
 #[test]
 fn a_batch_frees_its_places_one_message_at_a_time() {
     block_on(async {
@@ -542,7 +543,7 @@ fn a_batch_frees_its_places_one_message_at_a_time() {
         );
         assert_eq!(waiting.await.expect("no panic"), Ok(()), "it got the place");
         assert_eq!(queue.len(), 3);
-        // 2 is handed out from the batch: its place is free at once.
+        // 2 is handed out from the batch, with nobody waiting: its place is free at once.
         assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
         assert!(queue.try_send(5).is_ok(), "the place of 2 is free");
         assert!(matches!(queue.try_send(9), Err(TrySendError::Full(9))));
@@ -578,6 +579,58 @@ fn a_place_freed_from_the_batch_goes_to_the_waiting_sender() {
     );
     let got: Vec<_> = std::iter::from_fn(|| queue.try_recv_sampled(&mut batch, |_| {})).collect();
     assert_eq!(got, [3, 4]);
+}
+
+/// Places freed as messages are handed out of a batch while senders wait are promised to
+/// them once the batch is empty, or before the receiver's task waits (`give_back`), in the
+/// order the senders came.
+#[test]
+fn places_freed_from_a_batch_while_senders_wait_are_theirs_once_it_is_empty() {
+    block_on(async {
+        let queue = Arc::new(DownQueue::new(4));
+        let mut batch = Batch::default();
+        for n in 1..=4 {
+            queue.try_send(n).expect("room");
+        }
+        let first = sender(&queue, 5);
+        tokio::task::yield_now().await;
+        let second = sender(&queue, 6);
+        tokio::task::yield_now().await;
+        let third = sender(&queue, 7);
+        tokio::task::yield_now().await;
+        assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(1));
+        assert_eq!(
+            first.await.expect("no panic"),
+            Ok(()),
+            "taken with the batch"
+        );
+        assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "owed, not promised yet");
+        assert!(matches!(queue.try_send(9), Err(TrySendError::Full(9))));
+        queue.give_back(&mut batch);
+        assert_eq!(
+            second.await.expect("no panic"),
+            Ok(()),
+            "promised as the receiver waits"
+        );
+        assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(3));
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished(), "owed, not promised yet");
+        assert_eq!(
+            queue.try_recv_sampled(&mut batch, |_| {}),
+            Some(4),
+            "the last"
+        );
+        assert_eq!(
+            third.await.expect("no panic"),
+            Ok(()),
+            "promised as the batch is empty"
+        );
+        let got: Vec<_> =
+            std::iter::from_fn(|| queue.try_recv_sampled(&mut batch, |_| {})).collect();
+        assert_eq!(got, [5, 6, 7], "in the order the senders came");
+    });
 }
 
 /// A close with messages in the receiver's batch leaves them to be received: the queue is
