@@ -616,3 +616,121 @@ async fn the_failed_message_is_named_by_its_type_whether_sent_or_asked() {
     boss.stop();
     assert!(matches!(boss.join().await, Exit::Stopped));
 }
+
+/// What a [`Keeper`] is told: wait at the gate, nothing, or end this life.
+enum Turn {
+    Gate(Arc<tokio::sync::Notify>),
+    Nothing,
+    End,
+}
+
+/// A child whose exit hook waits until `held` is closed: its parent's stop waits for it.
+struct Lingering {
+    held: Arc<tokio::sync::Semaphore>,
+}
+
+#[taskthread]
+impl Lingering {
+    async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+        let _closed = self.held.acquire().await;
+    }
+}
+
+/// Restarted always, with its queue kept across lives; each life has a [`Lingering`] child.
+struct Keeper {
+    held: Arc<tokio::sync::Semaphore>,
+}
+
+#[taskthread(capacity = 3)]
+impl Keeper {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.spawn(Lingering {
+            held: Arc::clone(&self.held),
+        });
+        Ok(())
+    }
+
+    #[down]
+    async fn turn(&mut self, ctx: &mut Ctx<Self>, turn: Turn) -> Result<()> {
+        match turn {
+            Turn::Gate(gate) => gate.notified().await,
+            Turn::Nothing => {}
+            Turn::End => ctx.stop(),
+        }
+        Ok(())
+    }
+}
+
+/// DOWN to [`KeeperHome`]: its keeper.
+struct TheKeeper;
+
+/// Supervises one [`Keeper`].
+struct KeeperHome {
+    held: Arc<tokio::sync::Semaphore>,
+    keeper: Option<ChildRef<Keeper>>,
+}
+
+#[taskthread]
+impl KeeperHome {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let held = Arc::clone(&self.held);
+        let factory = move || Keeper {
+            held: Arc::clone(&held),
+        };
+        let policy = RestartPolicy::new(Restart::Always);
+        self.keeper = Some(ctx.supervise_with(factory, policy, ChildOptions::new()));
+        Ok(())
+    }
+
+    #[down]
+    async fn the_keeper(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        _q: TheKeeper,
+    ) -> Result<ChildRef<Keeper>> {
+        Ok(self.keeper.clone().expect("supervised in enter"))
+    }
+}
+
+/// Sends `turn` to `keeper` from a task of its own; whether it was sent.
+fn send_from_a_task(keeper: &ChildRef<Keeper>, turn: Turn) -> tokio::task::JoinHandle<bool> {
+    let keeper = keeper.clone();
+    tokio::spawn(async move { keeper.send(turn).await.is_ok() })
+}
+
+/// A life that ends with messages still taken out of its queue, which is kept for the next
+/// life, gives the places its messages freed to the senders waiting for them at once, not
+/// once its stop (here, a child lingering in its exit hook) is over.
+#[tokio::test(start_paused = true)]
+async fn a_life_that_ends_keeping_its_queue_gives_waiting_senders_their_places_at_once() {
+    let held = Arc::new(tokio::sync::Semaphore::new(0));
+    let home = taskthread::spawn(KeeperHome {
+        held: Arc::clone(&held),
+        keeper: None,
+    });
+    let keeper = home.ask(TheKeeper).await.unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    assert!(keeper.try_send(Turn::Gate(Arc::clone(&gate))).is_ok());
+    settle().await;
+    for turn in [Turn::Nothing, Turn::End, Turn::Nothing] {
+        assert!(keeper.try_send(turn).is_ok(), "room");
+    }
+    let first = send_from_a_task(&keeper, Turn::Nothing);
+    settle().await;
+    let second = send_from_a_task(&keeper, Turn::Nothing);
+    settle().await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "the queue is full"
+    );
+    // The keeper takes the three queued turns at once: the place of the first goes to the
+    // first sender; `End` ends the life with the last still taken out, and the place of
+    // `End` is the second sender's while the life's stop waits for its lingering child.
+    gate.notify_one();
+    assert!(first.await.unwrap());
+    let sent = tokio::time::timeout(Duration::from_secs(1), second).await;
+    assert!(matches!(sent, Ok(Ok(true))), "the place of `End`");
+    held.close();
+    home.stop();
+    home.join().await;
+}
