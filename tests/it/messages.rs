@@ -547,15 +547,19 @@ async fn children_on_every_worker_sending_up_into_a_full_queue_all_get_through()
     assert!(matches!(root.join().await, Exit::Stopped));
 }
 
-/// Messages for [`Gate`]: one whose handler waits for the gate to open, and numbers.
+/// Messages for [`Gate`]: one whose handler waits for the gate to open, one whose handler
+/// holds its worker at a barrier, and numbers.
 #[derive(Debug)]
 struct WaitForGate(Arc<Notify>);
+#[derive(Debug)]
+struct Block(Arc<std::sync::Barrier>);
 #[derive(Debug)]
 struct Number(u32);
 #[derive(Debug)]
 struct Seen;
 
-/// A thread with three places whose handler of [`WaitForGate`] awaits the gate.
+/// A thread with three places whose handler of [`WaitForGate`] awaits the gate, and whose
+/// handler of [`Block`] holds its worker.
 #[derive(Default)]
 struct Gate {
     seen: Vec<u32>,
@@ -572,6 +576,15 @@ impl Gate {
     #[down]
     async fn number(&mut self, _ctx: &mut Ctx<Self>, n: Number) -> Result<()> {
         self.seen.push(n.0);
+        Ok(())
+    }
+
+    /// Holds the worker without waiting: meets the test at the barrier twice, once on
+    /// entering, once to go on.
+    #[down]
+    async fn block(&mut self, _ctx: &mut Ctx<Self>, block: Block) -> Result<()> {
+        block.0.wait();
+        block.0.wait();
         Ok(())
     }
 
@@ -620,6 +633,45 @@ async fn a_sender_waiting_for_room_gets_the_place_of_a_message_whose_handler_wai
     );
     second_gate.notify_one();
     assert_eq!(root.ask(Seen).await.unwrap(), [1, 3, 10, 11]);
+    root.stop();
+    root.join().await;
+}
+
+/// A place is free to `try_send` as soon as its message is handed out, while the thread
+/// still handles, without waiting, the messages it took out with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_is_free_to_try_send_as_soon_as_its_message_is_handed_out() {
+    let (first, second) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    let root = taskthread::spawn(Gate::default());
+    root.try_send(Block(Arc::clone(&first))).unwrap();
+    first.wait();
+    // The thread is held in the first handler; the queue fills. (What is seen is judged
+    // once the thread is let go: a failed assertion must not leave it held.)
+    root.try_send(Number(1)).unwrap();
+    root.try_send(Block(Arc::clone(&second))).unwrap();
+    root.try_send(Number(3)).unwrap();
+    let full = root.try_send(Number(9));
+    first.wait();
+    // The thread takes the three at once, handles 1 and is held in the second handler,
+    // with 3 still taken out.
+    second.wait();
+    let (fourth, fifth, sixth) = (
+        root.try_send(Number(4)),
+        root.try_send(Number(5)),
+        root.try_send(Number(6)),
+    );
+    second.wait();
+    assert!(matches!(full, Err(TrySendError::Full(_))));
+    assert!(fourth.is_ok(), "the place of 1");
+    assert!(fifth.is_ok(), "the place of the second handler's message");
+    assert!(
+        matches!(sixth, Err(TrySendError::Full(_))),
+        "3 and the two sent keep the three places"
+    );
+    assert_eq!(root.ask(Seen).await.unwrap(), [1, 3, 4, 5]);
     root.stop();
     root.join().await;
 }

@@ -65,9 +65,9 @@ impl<D: Send + 'static> DownReceiver<D> {
         self.node.queue.close()
     }
 
-    /// Promises the places freed by the messages handed out to the senders waiting for them
-    /// (see [`DownQueue::give_back`]): before the thread's task waits with messages left in
-    /// its batch.
+    /// Gives back the places of the messages handed out of the batch, promising them to the
+    /// senders waiting for them (see [`DownQueue::give_back`]): before the thread's task
+    /// waits, or its life ends, with messages handed out of its batch.
     #[inline]
     pub(crate) fn give_back(&mut self) {
         self.node.queue.give_back(&mut self.batch);

@@ -11,29 +11,33 @@
 //! beyond the buffer's growth. A receive that finds more than one message queued takes them
 //! all at once into the receiver's [`Batch`] (kept by the receiver, not in the queue: the
 //! queue's buffer and the batch's change places, so neither is made again) and hands them
-//! out from there without any lock. Each message's place stays taken until it is handed
-//! out, and is then given back with one atomic subtraction ([`DownQueue::batched`]), which
-//! also says whether a sender waits for it. So the receiver locks once per burst, not once
-//! per message, and many senders on several workers do not queue behind the receiver for
-//! the lock; places still come free one message at a time: with no sender waiting, a place
-//! is free to `send` and `try_send` as soon as its message is handed out, never only when
-//! the whole burst is. A receiver that waits with its waker stored looks again without the
-//! lock: one atomic load says nothing has changed for it, so a thread woken for something
-//! else (a timer, a child) does not touch the lock. A receiver that takes the last message
-//! begins to wait under the same lock, so the looks that follow its handling of the message
-//! (is there another? then, wait) need no lock either: a thread that handles its messages
-//! one at a time as they come (an ask, a tell to many threads) locks once per message
-//! instead of three times. A message that comes while it handles the last one wakes it, as
-//! it would wake a waiting receiver.
+//! out from there without any lock. So the receiver locks once per burst, not once per
+//! message, and many senders on several workers do not queue behind the receiver for the
+//! lock. A receiver that waits with its waker stored looks again without the lock: one
+//! atomic load says nothing has changed for it, so a thread woken for something else (a
+//! timer, a child) does not touch the lock. A receiver that takes the last message begins
+//! to wait under the same lock, so the looks that follow its handling of the message (is
+//! there another? then, wait) need no lock either: a thread that handles its messages one
+//! at a time as they come (an ask, a tell to many threads) locks once per message instead of
+//! three times. A message that comes while it handles the last one wakes it, as it would
+//! wake a waiting receiver.
+//!
+//! The places of a batch's messages stay taken, for `send`, until the receiver gives them
+//! back ([`DownQueue::give_back`]), together and under one lock: when it looks for more
+//! messages once the batch is handed out, and before its task waits or yields with
+//! messages left in it, whichever comes first. Handing a message out touches nothing the
+//! senders touch: it counts the message in [`Handed`], on a line of the receiver's own, so
+//! that a receiver handing out a burst does not take the lock's line from senders on other
+//! workers once per message. A place is nonetheless free as soon as its message is handed
+//! out to those that cannot wait: `try_send` takes it from [`Handed`] (under the lock, and
+//! not while senders wait), and so does a look for a cycle of waits through the queue,
+//! which promises it to a waiting sender. A `send` that finds the queue full waits at most
+//! until the receiver has handled, without waiting itself, the messages it took with the
+//! one whose place it gets.
 //!
 //! Senders that find the queue full wait in arrival order ([`Waiters`]). A place freed
 //! while senders wait is promised to the one that has waited longest, which is woken to
 //! take it: a sender that arrives later cannot take it first, so no waiting sender starves.
-//! The places freed as the receiver hands out a batch are promised together, under one
-//! lock, once the batch is empty or before the receiver's task waits or yields, whichever
-//! comes first ([`DownQueue::give_back`]): with many senders waiting on several workers,
-//! the receiver would otherwise lock once per message against senders that lock once per
-//! message too.
 //!
 //! While the tree is watched ([`recording`]), one message in a few ([`Stamps::every`]) is
 //! stamped with the time it was queued ([`Stamps`], beside the messages, made only then),
@@ -45,7 +49,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tokio::time::Instant;
@@ -67,35 +71,59 @@ fn ended() -> *mut () {
     std::ptr::from_ref(&ENDED).cast_mut().cast()
 }
 
-/// The bit of [`DownQueue::batched`] that says senders wait for room.
-const WAITING: u32 = 1 << 31;
-
-/// The largest capacity a queue takes: [`DownQueue::batched`] counts places below
-/// [`WAITING`].
-pub(crate) const MAX_CAPACITY: usize = (WAITING - 1) as usize;
+/// The largest capacity a queue takes: its places are counted in `u32`s.
+pub(crate) const MAX_CAPACITY: usize = (u32::MAX >> 1) as usize;
 
 /// The receiver's batch: messages it took out of the queue at once and has not handed out
 /// yet. Kept by the receiver (its `DownReceiver`), which alone uses it, always through
 /// `&mut`; the buffer is made the first time more than one message is taken at once.
 ///
-/// The buffer sits in a [`Mutex`] that is never locked ([`Mutex::get_mut`] reaches it
+/// The batch also counts the messages handed out of it since their places were last given
+/// back to the queue ([`DownQueue::give_back`]), and shares that count with the queue
+/// ([`Handed`]) so that `try_send` finds those places free.
+pub(crate) struct Batch<D> {
+    buffer: Option<Box<BatchBuffer<D>>>,
+    /// Messages handed out whose places the queue still counts as taken.
+    handed: u32,
+}
+
+/// The messages of a [`Batch`], and the count it shares with the queue.
+///
+/// The messages sit in a [`Mutex`] that is never locked ([`Mutex::get_mut`] reaches them
 /// through `&mut`, at no cost): only so that the receiver, and a [`Proxy`](crate::Proxy)
 /// that holds it, can be shared between threads while the messages are only `Send`.
+struct BatchBuffer<D> {
+    messages: Mutex<VecDeque<D>>,
+    handed: Arc<Handed>,
+}
+
+/// How many messages the receiver handed out of its batch since it last gave their places
+/// back to the queue: those places are free, though the queue's count of the batch
+/// (`DownQueue::batched`) still holds them. Made with the receiver's first batch, and
+/// shared by it with the queue.
 ///
-/// The batch also says whether places freed as its messages were handed out are owed to
-/// waiting senders ([`DownQueue::give_back`]).
-pub(crate) struct Batch<D> {
-    buffer: Option<Box<Mutex<VecDeque<D>>>>,
-    /// A message was handed out while senders waited: the places free now are to be
-    /// promised to them.
-    owed: bool,
+/// Senders do not look here: a `send` that finds the queue full waits, and is promised a
+/// place when the receiver gives them back (once its batch is handed out and it looks for
+/// more, or before its task waits). `try_send`, which cannot wait, and a look for a cycle
+/// of waits ([`DownQueue::has_waiting`]) take such a place from here, under the queue's
+/// lock. On a cache line of its own: the receiver writes `count` for every message it hands
+/// out, while senders come and go on the queue's lock.
+#[derive(Default)]
+pub(crate) struct Handed {
+    /// Written by the receiver alone: a store as it hands a message out, and back to 0,
+    /// under the queue's lock, as it gives the places back.
+    count: AtomicU32,
+    /// How many of those places were taken already (by `try_send`, or promised by a look
+    /// for a cycle): given back to the queue's count at once, under its lock, and so not
+    /// again by the receiver. Read and written under the queue's lock only.
+    claimed: AtomicU32,
 }
 
 impl<D> Default for Batch<D> {
     fn default() -> Self {
         Self {
             buffer: None,
-            owed: false,
+            handed: 0,
         }
     }
 }
@@ -122,7 +150,23 @@ impl<D> Batch<D> {
     #[inline]
     fn buffer_mut(&mut self) -> Option<&mut VecDeque<D>> {
         let buffer = self.buffer.as_mut()?;
-        Some(buffer.get_mut().unwrap_or_else(PoisonError::into_inner))
+        Some(
+            buffer
+                .messages
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// A message was handed out: counted, and the count shared with the queue.
+    #[inline]
+    fn count_handed(&mut self) {
+        self.handed += 1;
+        if let Some(buffer) = &self.buffer {
+            // Release: a `try_send` that learnt of the handing out (through a message the
+            // receiver sent since) finds the place free.
+            buffer.handed.count.store(self.handed, Ordering::Release);
+        }
     }
 
     /// Whether no message waits in the batch.
@@ -145,11 +189,22 @@ impl<D> Batch<D> {
 
     /// Moves everything in `items` into the batch (empty) and hands out the first: the two
     /// buffers change places, so neither is made again. How many are left in the batch.
+    /// The first batch shares its count of handed out messages with the queue (`handed`).
     #[inline]
-    fn fill(&mut self, items: &mut VecDeque<D>) -> Option<(D, usize)> {
+    fn fill(
+        &mut self,
+        items: &mut VecDeque<D>,
+        handed: &mut Option<Arc<Handed>>,
+    ) -> Option<(D, usize)> {
         let batch = self
             .buffer
-            .get_or_insert_with(Box::default)
+            .get_or_insert_with(|| {
+                Box::new(BatchBuffer {
+                    messages: Mutex::default(),
+                    handed: Arc::clone(handed.get_or_insert_with(Arc::default)),
+                })
+            })
+            .messages
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
         std::mem::swap(items, batch);
@@ -176,16 +231,13 @@ pub(crate) struct DownQueue<D> {
     /// last message), cleared under the lock by whatever takes the stored waker or closes
     /// the queue, before the receiver is woken.
     parked: AtomicPtr<()>,
-    /// How many messages the receiver took into its [`Batch`] and has not handed out yet:
-    /// their places stay taken until then. Raised under the lock; lowered by the receiver as
-    /// it hands a message out, without the lock (and under it when a held message is taken,
-    /// or when the queue is closed for good). Plus [`WAITING`] while senders wait for room
-    /// (`State::senders` is not empty; set and cleared under the lock): the receiver that
-    /// hands a message out sees in the same atomic subtraction whether the place it frees
-    /// is owed to a waiting sender.
-    batched: AtomicU32,
-    /// At most [`MAX_CAPACITY`]; a `u32`, so that it shares a word with `batched` and the
+    /// How many messages the receiver took into its [`Batch`] whose places it has not
+    /// given back yet: handed out or not, their places count as taken for `send` until the
+    /// receiver gives them back ([`DownQueue::give_back`]). Read and written under the lock
+    /// only; an atomic outside the lock so that it shares a word with `capacity` and the
     /// node (which holds the queue) stays as small.
+    batched: AtomicU32,
+    /// At most [`MAX_CAPACITY`].
     capacity: u32,
     state: Mutex<State<D>>,
 }
@@ -200,8 +252,9 @@ struct State<D> {
     receiver: Option<Waker>,
     /// Senders waiting for room, in arrival order.
     senders: Waiters,
-    /// Places promised to senders woken from `senders` that have not taken them yet.
-    promised: usize,
+    /// Places promised to senders woken from `senders` that have not taken them yet. A
+    /// `u32`, as `reserved`.
+    promised: u32,
     /// Places held by [`Permit`]s. A `u32`, as `held`: the two share the word the flags
     /// above are padded to, so the node (which holds the queue) stays as small.
     reserved: u32,
@@ -210,6 +263,8 @@ struct State<D> {
     held: u32,
     /// The stamps of sampled messages, while watched.
     stamps: Option<Box<Stamps>>,
+    /// The receiver's count of messages handed out of its batch, once it has taken one.
+    handed: Option<Arc<Handed>>,
 }
 
 /// Which queued messages are sampled, and when they were queued. Messages are counted as
@@ -273,13 +328,13 @@ impl Stamps {
 }
 
 impl<D> State<D> {
-    /// Room for a sender that holds no promise, with `batched` messages in the receiver's
-    /// batch.
+    /// Room for a sender that holds no promise, with the places of `batched` messages of
+    /// the receiver's batch taken.
     #[inline]
     fn has_room(&self, capacity: u32, batched: u32) -> bool {
         self.items.len()
             + (batched as usize)
-            + self.promised
+            + (self.promised as usize)
             + (self.reserved as usize)
             + (self.held as usize)
             < capacity as usize
@@ -307,7 +362,7 @@ impl<D> DownQueue<D> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             // `ChildOptions::capacity` refuses 0; a larger capacity than `MAX_CAPACITY` is
-            // clamped here, so that it is a `u32` below `WAITING` from here on.
+            // clamped here, so that it is a `u32` from here on.
             capacity: capacity.clamp(1, MAX_CAPACITY) as u32,
             batched: AtomicU32::new(0),
             parked: AtomicPtr::new(std::ptr::null_mut()),
@@ -321,6 +376,7 @@ impl<D> DownQueue<D> {
                 reserved: 0,
                 held: 0,
                 stamps: None,
+                handed: None,
             }),
         }
     }
@@ -332,21 +388,7 @@ impl<D> DownQueue<D> {
     /// Under the lock: room for a sender that holds no promise.
     #[inline]
     fn has_room(&self, state: &State<D>) -> bool {
-        // SeqCst, as the receiver's subtraction when it hands a message of its batch out:
-        // a sender that queued itself and looks here again sees the place freed, or the
-        // receiver sees the sender waiting.
-        let batched = self.batched.load(Ordering::SeqCst) & !WAITING;
-        state.has_room(self.capacity, batched)
-    }
-
-    /// Under the lock, after `State::senders` changed: says whether senders wait.
-    #[inline]
-    fn count_waiting(&self, state: &State<D>) {
-        if state.senders.is_empty() {
-            self.batched.fetch_and(!WAITING, Ordering::SeqCst);
-        } else {
-            self.batched.fetch_or(WAITING, Ordering::SeqCst);
-        }
+        state.has_room(self.capacity, self.batched.load(Ordering::Relaxed))
     }
 
     /// Under the lock, after a place was freed: promises it to the sender that has waited
@@ -358,65 +400,90 @@ impl<D> DownQueue<D> {
         }
         let waker = state.senders.pop_front()?;
         state.promised += 1;
-        self.count_waiting(state);
         Some(waker)
     }
 
-    /// The receiver handed out a message of its `batch`: its place is free at once. If
-    /// senders wait for room, it is owed to them, and promised with the others freed
-    /// meanwhile once the batch is empty (or before the receiver's task waits, see
-    /// [`give_back`](Self::give_back)).
-    #[inline]
-    fn handed_out(&self, batch: &mut Batch<D>) {
-        if self.batched.fetch_sub(1, Ordering::SeqCst) & WAITING != 0 {
-            batch.owed = true;
+    /// Under the lock: takes the place of a message the receiver handed out of its batch
+    /// and has not given back yet, if there is one, giving it back to the queue's count
+    /// now (see [`Handed`]). For `try_send`, which cannot wait for the receiver, and for a
+    /// look for a cycle of waits.
+    #[inline(never)]
+    fn claim_handed(&self, state: &State<D>) -> bool {
+        let Some(handed) = &state.handed else {
+            return false;
+        };
+        // Acquire: pairs with the receiver's store as it hands a message out.
+        let count = handed.count.load(Ordering::Acquire);
+        let claimed = handed.claimed.load(Ordering::Relaxed);
+        if count <= claimed {
+            return false;
         }
-        if batch.owed && batch.is_empty() {
-            self.give_back(batch);
-        }
+        handed.claimed.store(claimed + 1, Ordering::Relaxed);
+        self.batched.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 
-    /// Promises the places freed as messages of `batch` were handed out to the senders
-    /// that have waited longest, if any are owed.
+    /// The receiver handed out a message of its `batch`. Its place stays taken for `send`
+    /// until the receiver gives it back ([`give_back`](Self::give_back)); `try_send` may
+    /// take it at once.
+    #[inline]
+    fn handed_out(batch: &mut Batch<D>) {
+        batch.count_handed();
+    }
+
+    /// Under the lock (`_locked` says it is held): gives back to the queue the places of
+    /// the messages handed out of the receiver's `batch` since it last did (but those taken
+    /// already, see [`claim_handed`](Self::claim_handed)). Whether it gave any back.
+    #[inline]
+    fn settle(&self, _locked: &State<D>, batch: &mut Batch<D>) -> bool {
+        let handed = std::mem::take(&mut batch.handed);
+        if handed == 0 {
+            return false;
+        }
+        let mut claimed = 0;
+        if let Some(buffer) = &batch.buffer {
+            claimed = buffer.handed.claimed.swap(0, Ordering::Relaxed);
+            buffer.handed.count.store(0, Ordering::Relaxed);
+        }
+        self.batched.fetch_sub(handed - claimed, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives back to the queue the places of the messages handed out of `batch` since the
+    /// receiver last did, and promises them to the senders that have waited longest.
     ///
-    /// The receiver does so once its batch is empty, and before its task waits or yields
-    /// with messages left in it (the loop calls this whenever a handler is pending,
-    /// [`poll_recv_sampled`](Self::poll_recv_sampled) when the task's budget is spent), so
-    /// that no sender waits on a thread that waits itself. Places freed while senders wait
-    /// are promised together, under one lock, and their senders woken together: a
-    /// receiver handing out a burst to many waiting senders does not lock once per message
-    /// against the senders, which also lock once per message. A sender that begins to wait
-    /// meanwhile promises the first free place at once (see `poll_place`), and a look for a
-    /// cycle of waits through this queue promises them all (see
-    /// [`has_waiting`](Self::has_waiting)).
+    /// The receiver does so when it looks for more messages once its batch is handed out,
+    /// and before its task waits or yields with messages left in it (the loop calls this
+    /// whenever a handler is pending, [`poll_recv_sampled`](Self::poll_recv_sampled) when
+    /// the task's budget is spent), so that no sender waits on a thread that waits itself.
+    /// Between those, handing a message out touches nothing the senders touch (one store
+    /// to a line of its own, [`Handed`]), and the places come back, and their senders are
+    /// woken, together, under one lock: a receiver handing out a burst does not take the
+    /// line of the lock from senders on other workers once per message. A look for a cycle
+    /// of waits through this queue promises such places at once (see
+    /// [`has_waiting`](Self::has_waiting)), and `try_send` takes one.
     #[inline]
     pub(crate) fn give_back(&self, batch: &mut Batch<D>) {
-        if std::mem::take(&mut batch.owed) {
-            self.promise_freed();
+        if batch.handed != 0 {
+            self.promise_freed(Some(batch));
         }
     }
 
-    /// Promises the free places to the senders that have waited longest, and wakes them
-    /// (a few at a time, with the lock released).
+    /// Gives back the places of `batch` (if given) and promises the free places to the
+    /// senders that have waited longest, and wakes them (a few at a time, with the lock
+    /// released).
     #[inline(never)]
-    fn promise_freed(&self) {
-        const AT_ONCE: usize = 16;
+    fn promise_freed(&self, mut batch: Option<&mut Batch<D>>) {
         loop {
-            let mut woken: [Option<Waker>; AT_ONCE] = Default::default();
-            let mut n = 0;
+            let mut woken = Woken::default();
             {
                 let mut state = self.state();
-                while n < AT_ONCE
-                    && let Some(next) = self.promise_next(&mut state)
-                {
-                    woken[n] = Some(next);
-                    n += 1;
+                if let Some(batch) = batch.take() {
+                    self.settle(&state, batch);
                 }
+                woken.promise(self, &mut state);
             }
-            for next in woken.into_iter().flatten() {
-                next.wake();
-            }
-            if n < AT_ONCE {
+            if !woken.wake() {
                 return;
             }
         }
@@ -451,7 +518,9 @@ impl<D> DownQueue<D> {
             if state.closed {
                 return Err(TrySendError::Ended(msg));
             }
-            if !state.senders.is_empty() || !self.has_room(&state) {
+            // A place the receiver freed as it handed a message out, and has not given back
+            // yet, is free for a `try_send`, as long as no sender waits for one.
+            if !state.senders.is_empty() || !self.has_room(&state) && !self.claim_handed(&state) {
                 return Err(TrySendError::Full(msg));
             }
             self.put(&mut state, msg)
@@ -510,15 +579,10 @@ impl<D> DownQueue<D> {
         if state.senders.is_empty() && self.has_room(state) {
             return Poll::Ready(Ok(()));
         }
-        // Full, or others wait already: queue behind them.
+        // Full, or others wait already: queue behind them, to be promised a place as one
+        // comes free (the receiver gives back the places of its batch together, see
+        // `give_back`).
         *wait = Waiting::Queued(state.senders.push(cx.waker(), 0));
-        self.count_waiting(state);
-        // A place of the receiver's batch freed before this sender was counted in went to
-        // nobody: it goes to the longest waiting now (maybe this sender itself, woken at
-        // once to take it).
-        if let Some(next) = self.promise_next(state) {
-            next.wake();
-        }
         Poll::Pending
     }
 
@@ -531,7 +595,6 @@ impl<D> DownQueue<D> {
                 return;
             }
             if state.senders.remove(ticket) {
-                self.count_waiting(&state);
                 None
             } else {
                 state.promised -= 1;
@@ -587,21 +650,31 @@ impl<D> DownQueue<D> {
         };
         let msg = batch.pop();
         coop.made_progress();
-        self.handed_out(batch);
+        Self::handed_out(batch);
         Poll::Ready(msg)
     }
 
     /// Takes the next message under the lock; with a `batch` (empty), everything else
-    /// queued goes into it.
+    /// queued goes into it, once the places of the messages handed out of it are given
+    /// back.
     fn poll_recv_locked(
         &self,
-        batch: Option<&mut Batch<D>>,
+        mut batch: Option<&mut Batch<D>>,
         cx: &mut Context<'_>,
         sampled: impl FnOnce(Instant),
     ) -> Poll<Option<D>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
+        let promise_all = batch
+            .as_deref_mut()
+            .is_some_and(|batch| self.settle(&state, batch) && !state.senders.is_empty());
         match self.take_next(&mut state, batch, sampled) {
+            Some((msg, _)) if promise_all => {
+                drop(state);
+                coop.made_progress();
+                self.promise_freed(None);
+                Poll::Ready(Some(msg))
+            }
             Some((msg, batched)) => {
                 let sender = self.promise_next(&mut state);
                 if sender.is_none() && !batched && state.items.is_empty() && !state.closed {
@@ -625,6 +698,10 @@ impl<D> DownQueue<D> {
                     Self::store_receiver(&mut state, cx);
                 } else {
                     self.park(&mut state, cx);
+                }
+                drop(state);
+                if promise_all {
+                    self.promise_freed(None);
                 }
                 Poll::Pending
             }
@@ -655,9 +732,9 @@ impl<D> DownQueue<D> {
     /// small.
     #[inline(never)]
     fn take_batch(&self, state: &mut State<D>, batch: &mut Batch<D>) -> Option<D> {
-        let (msg, rest) = batch.fill(&mut state.items)?;
-        // At most the capacity, below `WAITING`.
-        self.batched.fetch_add(rest as u32, Ordering::SeqCst);
+        let (msg, rest) = batch.fill(&mut state.items, &mut state.handed)?;
+        // At most the capacity.
+        self.batched.fetch_add(rest as u32, Ordering::Relaxed);
         Some(msg)
     }
 
@@ -713,7 +790,7 @@ impl<D> DownQueue<D> {
     fn take_held(&self, state: &mut State<D>, batch: &mut Batch<D>) -> Option<D> {
         let msg = match batch.pop() {
             Some(msg) => {
-                self.batched.fetch_sub(1, Ordering::SeqCst);
+                self.batched.fetch_sub(1, Ordering::Relaxed);
                 msg
             }
             None => state.take(|_| {})?,
@@ -779,7 +856,7 @@ impl<D> DownQueue<D> {
     #[inline(never)]
     fn try_batch(&self, batch: &mut Batch<D>) -> Option<D> {
         let msg = batch.pop();
-        self.handed_out(batch);
+        Self::handed_out(batch);
         msg
     }
 
@@ -787,11 +864,20 @@ impl<D> DownQueue<D> {
     /// everything else queued goes into it.
     fn try_recv_locked(
         &self,
-        batch: Option<&mut Batch<D>>,
+        mut batch: Option<&mut Batch<D>>,
         sampled: impl FnOnce(Instant),
     ) -> Option<D> {
         let mut state = self.state();
-        let (msg, _) = self.take_next(&mut state, batch, sampled)?;
+        let promise_all = batch
+            .as_deref_mut()
+            .is_some_and(|batch| self.settle(&state, batch) && !state.senders.is_empty());
+        let taken = self.take_next(&mut state, batch, sampled);
+        if promise_all {
+            drop(state);
+            self.promise_freed(None);
+            return taken.map(|(msg, _)| msg);
+        }
+        let (msg, _) = taken?;
         let sender = self.promise_next(&mut state);
         drop(state);
         if let Some(sender) = sender {
@@ -820,11 +906,7 @@ impl<D> DownQueue<D> {
             } else {
                 None
             };
-            let waited = !state.senders.is_empty();
             let senders = state.senders.take_all();
-            if waited {
-                self.count_waiting(&state);
-            }
             (senders, drained, receiver)
         };
         for waker in senders {
@@ -839,9 +921,7 @@ impl<D> DownQueue<D> {
         self.parked.store(std::ptr::null_mut(), Ordering::Release);
         state.closed = true;
         state.promised = 0;
-        state.items.is_empty()
-            && state.reserved == 0
-            && self.batched.load(Ordering::SeqCst) & !WAITING == 0
+        state.items.is_empty() && state.reserved == 0 && Self::batch_left(state, &self.batched) == 0
     }
 
     /// Closes the queue and drops what is in it: the receiver is gone. Askers whose
@@ -860,6 +940,7 @@ impl<D> DownQueue<D> {
             // The receiver's batch goes with the receiver. Nothing counts places of a closed
             // queue any more (a close took every waiting sender off), except `len`.
             self.batched.store(0, Ordering::Relaxed);
+            state.handed = None;
             (state.senders.take_all(), std::mem::take(&mut state.items))
         };
         for waker in senders {
@@ -879,7 +960,17 @@ impl<D> DownQueue<D> {
     /// How many messages are queued, counting those in the receiver's batch.
     pub(crate) fn len(&self) -> usize {
         let state = self.state();
-        state.items.len() + (self.batched.load(Ordering::SeqCst) & !WAITING) as usize
+        state.items.len() + Self::batch_left(&state, &self.batched) as usize
+    }
+
+    /// Under the lock: how many messages are left in the receiver's batch (`batched`
+    /// counts those handed out too until the receiver gives their places back).
+    fn batch_left(state: &State<D>, batched: &AtomicU32) -> u32 {
+        let handed = state.handed.as_ref().map_or(0, |handed| {
+            // Acquire, as `claim_handed`.
+            handed.count.load(Ordering::Acquire) - handed.claimed.load(Ordering::Relaxed)
+        });
+        batched.load(Ordering::Relaxed) - handed
     }
 
     /// How many senders wait for room.
@@ -930,12 +1021,16 @@ impl<D> DownQueue<D> {
             listed.store(false, Ordering::SeqCst);
             return false;
         }
-        // Places freed and owed to waiting senders, not promised yet (the receiver promises
-        // them together, see `give_back`): promised now, so that a sender owed one is not
-        // taken for waiting, and a wait on this thread for a cycle.
+        // Places the receiver freed as it handed messages out, not given back yet (it gives
+        // them back together, see `give_back`): promised now, so that a sender that would
+        // have one is not taken for waiting, and a wait on this thread for a cycle.
         let mut woken = Vec::new();
-        while let Some(next) = self.promise_next(&mut state) {
-            woken.push(next);
+        loop {
+            if let Some(next) = self.promise_next(&mut state) {
+                woken.push(next);
+            } else if state.senders.is_empty() || !self.claim_handed(&state) {
+                break;
+            }
         }
         let waits = state.senders.has_owner(owner);
         drop(state);
@@ -948,6 +1043,39 @@ impl<D> DownQueue<D> {
     /// Who waits for room, among the senders that said who they are.
     pub(crate) fn waiting_owners(&self) -> Vec<u64> {
         self.state().senders.owners().collect()
+    }
+}
+
+/// Senders promised a place under the lock, to be woken once it is released: a few at a
+/// time, on the stack, so that promising allocates nothing.
+#[derive(Default)]
+struct Woken {
+    wakers: [Option<Waker>; Woken::AT_ONCE],
+    n: usize,
+}
+
+impl Woken {
+    const AT_ONCE: usize = 16;
+
+    /// Under the lock: promises the free places to the senders that have waited longest,
+    /// up to [`AT_ONCE`](Self::AT_ONCE) of them.
+    fn promise<D>(&mut self, queue: &DownQueue<D>, state: &mut State<D>) {
+        while self.n < Self::AT_ONCE
+            && let Some(next) = queue.promise_next(state)
+        {
+            self.wakers[self.n] = Some(next);
+            self.n += 1;
+        }
+    }
+
+    /// Wakes them, with the lock released; whether more may be owed a place (as many were
+    /// promised as fit).
+    fn wake(self) -> bool {
+        let full = self.n == Self::AT_ONCE;
+        for waker in self.wakers.into_iter().flatten() {
+            waker.wake();
+        }
+        full
     }
 }
 

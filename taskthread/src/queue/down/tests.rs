@@ -557,8 +557,8 @@ fn a_batch_frees_its_places_one_message_at_a_time() {
     });
 }
 
-/// A sender waiting for room gets the place of a message handed out of the batch, which
-/// the receiver frees without the queue's lock.
+/// A sender waiting for room gets the place of a message handed out of the batch once the
+/// receiver gives the places back (here, as it looks for more).
 #[test]
 fn a_place_freed_from_the_batch_goes_to_the_waiting_sender() {
     let waker = Waker::noop();
@@ -574,15 +574,65 @@ fn a_place_freed_from_the_batch_goes_to_the_waiting_sender() {
     assert!(Pin::new(&mut sending).poll(&mut cx).is_pending(), "full");
     assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
     assert!(
+        Pin::new(&mut sending).poll(&mut cx).is_pending(),
+        "the place of 2 is not given back yet"
+    );
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(3));
+    assert!(
         Pin::new(&mut sending).poll(&mut cx).is_ready(),
         "the place of 2 went to the waiting sender"
     );
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(4));
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), None);
+}
+
+/// A place freed as a message is handed out of the batch is free at once to `try_send`,
+/// which cannot wait; a `send` that finds the queue full waits for the receiver to give the
+/// places back, and is then promised one.
+#[test]
+fn a_place_handed_out_is_free_to_try_send_at_once_and_to_send_once_given_back() {
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let queue = DownQueue::new(3);
+    let mut batch = Batch::default();
+    for n in 1..=3 {
+        queue.try_send(n).expect("room");
+    }
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(1));
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
+    assert_eq!(queue.len(), 1, "only 3 is left");
+    assert!(queue.try_send(4).is_ok(), "the place of 1");
+    assert!(queue.try_send(5).is_ok(), "the place of 2, handed out");
+    assert!(
+        matches!(queue.try_send(6), Err(TrySendError::Full(6))),
+        "no place is taken twice"
+    );
+    assert_eq!(queue.len(), 3);
+    assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(3));
+    let mut sending = queue.send(6);
+    assert!(
+        Pin::new(&mut sending).poll(&mut cx).is_pending(),
+        "a send waits for the place of 3 to be given back"
+    );
+    assert!(
+        matches!(queue.try_send(7), Err(TrySendError::Full(7))),
+        "a try_send does not take it from the waiting sender"
+    );
+    queue.give_back(&mut batch);
+    assert!(
+        Pin::new(&mut sending).poll(&mut cx).is_ready(),
+        "promised the place of 3"
+    );
+    assert_eq!(queue.len(), 3);
     let got: Vec<_> = std::iter::from_fn(|| queue.try_recv_sampled(&mut batch, |_| {})).collect();
-    assert_eq!(got, [3, 4]);
+    assert_eq!(got, [4, 5, 6]);
+    for n in 0..3 {
+        assert!(queue.try_send(n).is_ok(), "every place given back");
+    }
 }
 
 /// Places freed as messages are handed out of a batch while senders wait are promised to
-/// them once the batch is empty, or before the receiver's task waits (`give_back`), in the
+/// them once the receiver looks for more, or before its task waits (`give_back`), in the
 /// order the senders came.
 #[test]
 fn places_freed_from_a_batch_while_senders_wait_are_theirs_once_it_is_empty() {
@@ -622,14 +672,21 @@ fn places_freed_from_a_batch_while_senders_wait_are_theirs_once_it_is_empty() {
             Some(4),
             "the last"
         );
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished(), "owed, not promised yet");
+        assert_eq!(
+            queue.try_recv_sampled(&mut batch, |_| {}),
+            Some(5),
+            "the receiver looks for more"
+        );
         assert_eq!(
             third.await.expect("no panic"),
             Ok(()),
-            "promised as the batch is empty"
+            "promised as the receiver looked for more"
         );
         let got: Vec<_> =
             std::iter::from_fn(|| queue.try_recv_sampled(&mut batch, |_| {})).collect();
-        assert_eq!(got, [5, 6, 7], "in the order the senders came");
+        assert_eq!(got, [6, 7], "in the order the senders came");
     });
 }
 
