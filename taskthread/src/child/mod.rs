@@ -210,6 +210,11 @@ impl<T: Thread> ChildRef<T> {
 
     /// Sends a message DOWN, waiting while the queue is full (backpressure).
     ///
+    /// The thread takes what is queued at once and gives the places back together, when it
+    /// looks for more messages or waits: a send that finds the queue full may wait until the
+    /// thread has handled, without waiting, the messages it took with the one whose place
+    /// this send gets. Waiting senders get places in the order they came.
+    ///
     /// Fails, giving the message back, if the thread no longer accepts messages.
     ///
     /// # Examples

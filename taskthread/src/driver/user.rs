@@ -28,10 +28,10 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
 
 /// Polls user code once, turning its error or panic into the exit it causes.
 ///
-/// Pending, the code waits: places freed in the DOWN queue are promised to the senders
-/// waiting for them first, so that no sender (this thread's own code among them) is kept
-/// waiting while this thread waits, and a wait that has just blocked is judged with them
-/// promised.
+/// Pending, the code waits: the places of the messages handed out of the DOWN queue's
+/// batch are given back first and promised to the senders waiting for them, so that no
+/// sender (this thread's own code among them) is kept waiting while this thread waits, and
+/// a wait that has just blocked is judged with them promised.
 #[inline]
 fn poll_user<R, D: Send + 'static>(
     mut fut: Pin<&mut impl Future<Output = Result<R>>>,

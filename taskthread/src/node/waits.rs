@@ -182,7 +182,13 @@ pub(crate) fn settle<R>(
             }
         }
     }
-    let cycle = closes_cycle(node, blocked.kind, target);
+    // A place the target freed as it handed a message out, and has not given back yet (see
+    // `DownQueue::give_back`), may be this sender's: the look promises such places, and a
+    // wait that has one is no cycle. The target counts the message handed out before it
+    // starts to wait on this thread, so a look that sees it wait sees the place.
+    let cycle = closes_cycle(node, blocked.kind, target).filter(|_| {
+        blocked.kind != WaitKind::Down || target.queue.has_waiting(node.id.as_u64(), &target.listed)
+    });
     if cycle.is_none() && blocked.kind != WaitKind::Answer {
         return None; // listed; it waits
     }
@@ -555,6 +561,55 @@ mod tests {
             drop(up);
         })
         .await;
+    }
+
+    /// A parent waits for room in its child's queue while the child, with a message handed
+    /// out of its batch whose place it has not given back yet, waits for room in the
+    /// parent's inbound queue: the parent's look finds that place, and no cycle.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sender_owed_a_place_handed_out_is_in_no_cycle() {
+        let (tx, _rx) = inbox::<Up>(1);
+        let parent = node("parent", None);
+        let init = NodeInit {
+            parent: Some(Arc::clone(parent.path())),
+            name: "child".into(),
+            suffix: 0,
+            meta: &META,
+            capacity: 2,
+            stop_deadline: None,
+            blocking_limit: 1,
+        };
+        let child = Arc::new(Node::new(ChildId::next(), init, DownQueue::<u8>::new(2)));
+        parent.set_inbound(tx.places());
+        assert!(tx.meter().try_take().is_ok(), "the one place");
+        tokio::spawn(async move {
+            let queue = &child.queue;
+            let mut batch = crate::queue::Batch::default();
+            queue.try_send(1).expect("room");
+            queue.try_send(2).expect("room");
+            assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(1));
+            assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
+            queue.try_send(3).expect("the place of 1");
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut sending = queue.send(9);
+            assert!(Pin::new(&mut sending).poll(&mut cx).is_pending(), "full");
+            let ticket = sending.newly_blocked().expect("it blocks");
+            let target: Arc<Node> = Arc::clone(&child) as Arc<Node>;
+            polling_thread(|| {
+                assert!(report(|| Arc::clone(&target), WaitKind::Down, ticket));
+            });
+            let (cycle, up) = child_waits_up(&target, &parent, tx.meter());
+            assert!(!cycle, "the parent has not said who it is yet");
+            let verdict = settle(&parent, || (), |()| false);
+            assert!(verdict.is_none(), "promised the place of 2: no cycle");
+            assert!(
+                Pin::new(&mut sending).poll(&mut cx).is_ready(),
+                "the place of 2"
+            );
+            drop(up);
+        })
+        .await
+        .expect("no panic");
     }
 
     #[test]

@@ -109,6 +109,7 @@ struct BatchBuffer<D> {
 /// lock. On a cache line of its own: the receiver writes `count` for every message it hands
 /// out, while senders come and go on the queue's lock.
 #[derive(Default)]
+#[repr(align(64))]
 pub(crate) struct Handed {
     /// Written by the receiver alone: a store as it hands a message out, and back to 0,
     /// under the queue's lock, as it gives the places back.
@@ -163,8 +164,9 @@ impl<D> Batch<D> {
     fn count_handed(&mut self) {
         self.handed += 1;
         if let Some(buffer) = &self.buffer {
-            // Release: a `try_send` that learnt of the handing out (through a message the
-            // receiver sent since) finds the place free.
+            // Release, as the lock would be: a `try_send` that learnt of the handing out
+            // (from the thread's handler, through anything that orders the two) finds the
+            // place free.
             buffer.handed.count.store(self.handed, Ordering::Release);
         }
     }
@@ -453,7 +455,7 @@ impl<D> DownQueue<D> {
     /// receiver last did, and promises them to the senders that have waited longest.
     ///
     /// The receiver does so when it looks for more messages once its batch is handed out,
-    /// and before its task waits or yields with messages left in it (the loop calls this
+    /// and before its task waits or yields with messages handed out (the loop calls this
     /// whenever a handler is pending, [`poll_recv_sampled`](Self::poll_recv_sampled) when
     /// the task's budget is spent), so that no sender waits on a thread that waits itself.
     /// Between those, handing a message out touches nothing the senders touch (one store
@@ -644,7 +646,7 @@ impl<D> DownQueue<D> {
     #[inline(never)]
     fn poll_batch(&self, batch: &mut Batch<D>, cx: &mut Context<'_>) -> Poll<Option<D>> {
         let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
-            // The task yields: places owed to waiting senders are promised first.
+            // The task yields: the places of the messages handed out are given back first.
             self.give_back(batch);
             return Poll::Pending;
         };
@@ -663,16 +665,23 @@ impl<D> DownQueue<D> {
         cx: &mut Context<'_>,
         sampled: impl FnOnce(Instant),
     ) -> Poll<Option<D>> {
-        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
+            // The task yields: the places of the messages handed out are given back first.
+            if let Some(batch) = batch {
+                self.give_back(batch);
+            }
+            return Poll::Pending;
+        };
         let mut state = self.state();
-        let promise_all = batch
+        let settled = batch
             .as_deref_mut()
             .is_some_and(|batch| self.settle(&state, batch) && !state.senders.is_empty());
         match self.take_next(&mut state, batch, sampled) {
-            Some((msg, _)) if promise_all => {
+            Some((msg, _)) if settled => {
+                let woken = Woken::promising(self, &mut state);
                 drop(state);
                 coop.made_progress();
-                self.promise_freed(None);
+                woken.wake_all(self);
                 Poll::Ready(Some(msg))
             }
             Some((msg, batched)) => {
@@ -699,9 +708,10 @@ impl<D> DownQueue<D> {
                 } else {
                     self.park(&mut state, cx);
                 }
-                drop(state);
-                if promise_all {
-                    self.promise_freed(None);
+                if settled {
+                    let woken = Woken::promising(self, &mut state);
+                    drop(state);
+                    woken.wake_all(self);
                 }
                 Poll::Pending
             }
@@ -765,8 +775,8 @@ impl<D> DownQueue<D> {
         batch: &mut Batch<D>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<D>> {
-        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         self.give_back(batch);
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.state();
         match self.take_held(&mut state, batch) {
             Some(msg) => {
@@ -868,13 +878,14 @@ impl<D> DownQueue<D> {
         sampled: impl FnOnce(Instant),
     ) -> Option<D> {
         let mut state = self.state();
-        let promise_all = batch
+        let settled = batch
             .as_deref_mut()
             .is_some_and(|batch| self.settle(&state, batch) && !state.senders.is_empty());
         let taken = self.take_next(&mut state, batch, sampled);
-        if promise_all {
+        if settled {
+            let woken = Woken::promising(self, &mut state);
             drop(state);
-            self.promise_freed(None);
+            woken.wake_all(self);
             return taken.map(|(msg, _)| msg);
         }
         let (msg, _) = taken?;
@@ -1068,6 +1079,16 @@ impl Woken {
         }
     }
 
+    /// Under the lock: the senders promised the free places, up to
+    /// [`AT_ONCE`](Self::AT_ONCE) of them. Out of line: only a receiver that gave places
+    /// back with senders waiting needs it.
+    #[inline(never)]
+    fn promising<D>(queue: &DownQueue<D>, state: &mut State<D>) -> Self {
+        let mut woken = Self::default();
+        woken.promise(queue, state);
+        woken
+    }
+
     /// Wakes them, with the lock released; whether more may be owed a place (as many were
     /// promised as fit).
     fn wake(self) -> bool {
@@ -1076,6 +1097,15 @@ impl Woken {
             waker.wake();
         }
         full
+    }
+
+    /// Wakes them, with the lock released, and promises the places left to the senders
+    /// that wait still, if as many were promised as fit.
+    #[inline(never)]
+    fn wake_all<D>(self, queue: &DownQueue<D>) {
+        if self.wake() {
+            queue.promise_freed(None);
+        }
     }
 }
 

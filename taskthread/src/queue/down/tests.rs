@@ -521,8 +521,8 @@ fn a_close_among_waiting_senders_loses_nothing() {
 }
 
 /// The receiver takes everything queued in one go; each message's place stays taken until
-/// it is handed out, and the place of the one it takes with the batch goes to a waiting
-/// sender at once.
+/// it is handed out (for `try_send`), and the place of the one it takes with the batch goes
+/// to a waiting sender at once.
 #[test]
 fn a_batch_frees_its_places_one_message_at_a_time() {
     block_on(async {
@@ -543,7 +543,8 @@ fn a_batch_frees_its_places_one_message_at_a_time() {
         );
         assert_eq!(waiting.await.expect("no panic"), Ok(()), "it got the place");
         assert_eq!(queue.len(), 3);
-        // 2 is handed out from the batch, with nobody waiting: its place is free at once.
+        // 2 is handed out from the batch, with nobody waiting: its place is free at once to
+        // `try_send`.
         assert_eq!(queue.try_recv_sampled(&mut batch, |_| {}), Some(2));
         assert!(queue.try_send(5).is_ok(), "the place of 2 is free");
         assert!(matches!(queue.try_send(9), Err(TrySendError::Full(9))));
@@ -635,7 +636,7 @@ fn a_place_handed_out_is_free_to_try_send_at_once_and_to_send_once_given_back() 
 /// them once the receiver looks for more, or before its task waits (`give_back`), in the
 /// order the senders came.
 #[test]
-fn places_freed_from_a_batch_while_senders_wait_are_theirs_once_it_is_empty() {
+fn places_freed_from_a_batch_while_senders_wait_are_theirs_once_given_back() {
     block_on(async {
         let queue = Arc::new(DownQueue::new(4));
         let mut batch = Batch::default();
