@@ -154,11 +154,11 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
 
     /// Records the first failure and starts stopping: the queue closes, what is queued is
     /// dropped (and counted), children are stopped.
-    pub(super) fn fail(&mut self, exit: Exit) {
-        if let Exit::Aborted { .. } = exit {
+    pub(super) fn fail(&mut self, exit: Box<Exit>) {
+        if let Exit::Aborted { .. } = *exit {
             self.aborted = true;
         } else if self.failure.is_none() {
-            self.failure = Some(Box::new(exit));
+            self.failure = Some(exit);
         }
         self.ctx.begin_stopping();
         if self.stop.failure_closes_queue(&self.node) {
@@ -298,8 +298,8 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 }
                 match outcome {
                     Ok(()) => {}
-                    Err(Exit::Aborted { .. }) => self.aborted = true,
-                    Err(exit) if self.failure.is_none() => self.failure = Some(Box::new(exit)),
+                    Err(exit) if matches!(*exit, Exit::Aborted { .. }) => self.aborted = true,
+                    Err(exit) if self.failure.is_none() => self.failure = Some(exit),
                     // The exit hook runs after a failure too, so resources are released; its own
                     // error cannot replace the first failure.
                     Err(exit) => tracing::warn!("exit hook after failure: {exit}"),

@@ -216,7 +216,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     if let Err(e) = joined
                         && e.is_panic()
                     {
-                        self.fail(Exit::Panicked(panic_message(e.into_panic())));
+                        self.fail(Box::new(Exit::Panicked(panic_message(e.into_panic()))));
                     }
                 }
                 Next::Stop => {}
@@ -360,7 +360,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 let handler = pin!(self.thread.__exited(self.ctx, from, exit));
                 run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
             };
-            self.fail(outcome.err().unwrap_or(escalation));
+            self.fail(outcome.err().unwrap_or_else(|| Box::new(escalation)));
         }
     }
 

@@ -38,7 +38,7 @@ fn poll_user<R, D: Send + 'static>(
     node: &Node,
     down: &mut DownReceiver<D>,
     cx: &mut Context<'_>,
-) -> Poll<Result<R, Exit>> {
+) -> Poll<Result<R, Box<Exit>>> {
     let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
     if let Ok(Poll::Pending) = polled {
         down.give_back();
@@ -59,7 +59,7 @@ fn poll_user_blocked<R>(
     mut fut: Pin<&mut impl Future<Output = Result<R>>>,
     node: &Node,
     cx: &mut Context<'_>,
-) -> Poll<Result<R, Exit>> {
+) -> Poll<Result<R, Box<Exit>>> {
     let polled = settle(
         node,
         || catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))),
@@ -73,13 +73,17 @@ fn poll_user_blocked<R>(
 }
 
 /// The outcome of a poll of user code: its error or panic is the exit it causes.
+///
+/// The exit is boxed: an outcome so stays within two registers for the common results
+/// (none, or a task's [`Reschedule`](crate::Reschedule)), returned in them rather than
+/// through memory the loop reads back at once after every handler and task run.
 #[inline]
-fn exit_of<R>(polled: std::thread::Result<Poll<Result<R>>>) -> Poll<Result<R, Exit>> {
+fn exit_of<R>(polled: std::thread::Result<Poll<Result<R>>>) -> Poll<Result<R, Box<Exit>>> {
     match polled {
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(Ok(r))) => Poll::Ready(Ok(r)),
-        Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Exit::Failed(e))),
-        Err(payload) => Poll::Ready(Err(Exit::Panicked(panic_message(payload)))),
+        Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Box::new(Exit::Failed(e)))),
+        Err(payload) => Poll::Ready(Err(Box::new(Exit::Panicked(panic_message(payload))))),
     }
 }
 
@@ -178,7 +182,7 @@ pub(crate) fn run_user<'a, R, D: Send + 'static>(
     down: &'a mut DownReceiver<D>,
     stopping: bool,
     stop: &'a mut StopWatch,
-) -> impl Future<Output = Result<R, Exit>> + 'a {
+) -> impl Future<Output = Result<R, Box<Exit>>> + 'a {
     let mut stopping = stopping;
     poll_fn(move |cx| {
         if let Poll::Ready(done) = poll_user(fut.as_mut(), node, down, cx) {
@@ -194,7 +198,7 @@ pub(crate) fn run_user<'a, R, D: Send + 'static>(
             node.set_state(ThreadState::Stopping);
         }
         if stopping && stop.deadline_passed(node, cx) {
-            return Poll::Ready(Err(Exit::Aborted { dropped: 0 }));
+            return Poll::Ready(Err(Box::new(Exit::Aborted { dropped: 0 })));
         }
         Poll::Pending
     })
