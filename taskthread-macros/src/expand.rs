@@ -434,6 +434,13 @@ impl<'a> Generator<'a> {
             let spec = task_spec(h);
             quote!(#cfg #spec)
         });
+        // Room for a timetable in the thread's task only if it declares tasks (some may be
+        // left out by `#[cfg]`: their room then stays empty).
+        let timetable = if self.handlers(Kind::Rescheduling).next().is_some() {
+            quote!(__tt::__private::InTask)
+        } else {
+            quote!(__tt::__private::NoTasks)
+        };
 
         let enter = self.hook(&self.model.enter);
         let exit = self.hook(&self.model.exit);
@@ -549,6 +556,7 @@ impl<'a> Generator<'a> {
                 type Down = __Down #ty_generics;
                 type Up = #up_ty;
                 type Event = __Event #ty_generics;
+                type Timetable = #timetable;
                 const TYPE_NAME: &'static ::core::primitive::str = #type_name;
                 const DEFAULT_NAME: &'static ::core::primitive::str = #default_name;
                 const DOWN_TYPES: &'static [&'static ::core::primitive::str] = &[#(#down_types),*];

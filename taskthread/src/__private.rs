@@ -15,7 +15,9 @@ pub use crate::ctx::Ctx;
 pub use crate::error::{Error, Result};
 pub use crate::exit::{ChildExit, ChildId, ChildRestart};
 pub use crate::reply::Reply;
-pub use crate::reschedule::{MissedTicks, Reschedule, TaskRef, TaskRun, TaskSpec};
+pub use crate::reschedule::{
+    InTask, MissedTicks, NoTasks, Reschedule, Room, TaskRef, TaskRun, TaskSpec, TimetableRoom,
+};
 pub use crate::thread::{Accepts, Asks, HandlesStream, HandlesUp, NoUp, Thread, UpRoute, UpType};
 
 use std::pin::Pin;

@@ -154,7 +154,7 @@ pub struct Ctx<T: Thread> {
     node: Arc<Node<DownQueue<T::Down>>>,
     up: Arc<dyn UpPort<T::Up>>,
     family: Option<Box<FamilyOf<T>>>,
-    timetable: Timetable,
+    timetable: Timetable<T::Timetable>,
     stopping: bool,
     completed: bool,
     /// Whether the thread's end has been told: reported to its parent, or (a root's)
@@ -614,7 +614,7 @@ impl<T: Thread> Ctx<T> {
     }
 
     /// The timetable of its tasks, to look at.
-    pub(crate) fn timetable_ref(&self) -> &Timetable {
+    pub(crate) fn timetable_ref(&self) -> &Timetable<T::Timetable> {
         &self.timetable
     }
 
@@ -630,7 +630,7 @@ impl<T: Thread> Ctx<T> {
     }
 
     #[inline]
-    pub(crate) fn timetable(&mut self) -> &mut Timetable {
+    pub(crate) fn timetable(&mut self) -> &mut Timetable<T::Timetable> {
         &mut self.timetable
     }
 

@@ -207,12 +207,101 @@ impl std::ops::DerefMut for Slots {
     }
 }
 
-/// The timetable of one thread's tasks: boxed, and absent for a thread without tasks, so it
-/// takes one word of the thread's `Ctx` (and so of its task). The thread's own task makes
-/// it as each life starts, not the spawner: a spawn does less, and the table is allocated
-/// by the worker that runs the thread.
+/// Where a thread's task keeps the timetable of its `#[rescheduling]` tasks, chosen by
+/// `#[taskthread]` for the thread's type: in the task itself for a thread that has tasks
+/// ([`InTask`]), nowhere for one that has none ([`NoTasks`]). A run then reads its
+/// schedule from the cache lines of the task it runs in, and a thread without tasks carries
+/// no room for one.
+#[doc(hidden)]
+pub trait TimetableRoom: 'static {
+    /// The room: `Option<X>` in the task, or `()`.
+    #[doc(hidden)]
+    type Room<X: Send + Sync + 'static>: Room<X>;
+}
+
+/// Room for one value, or none.
+#[doc(hidden)]
+pub trait Room<X>: Send + Sync + 'static {
+    /// Nothing in it.
+    #[doc(hidden)]
+    const EMPTY: Self;
+    #[doc(hidden)]
+    fn get(&self) -> Option<&X>;
+    #[doc(hidden)]
+    fn get_mut(&mut self) -> Option<&mut X>;
+    /// Keeps `value`; only a room that holds one is given `Some`.
+    #[doc(hidden)]
+    fn put(&mut self, value: Option<X>);
+}
+
+/// The timetable of a thread with `#[rescheduling]` tasks lives in its task.
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct Timetable(Option<Box<Table>>);
+pub struct InTask;
+
+/// A thread without `#[rescheduling]` tasks keeps no timetable.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct NoTasks;
+
+impl TimetableRoom for InTask {
+    type Room<X: Send + Sync + 'static> = Option<X>;
+}
+
+impl TimetableRoom for NoTasks {
+    type Room<X: Send + Sync + 'static> = ();
+}
+
+impl<X: Send + Sync + 'static> Room<X> for Option<X> {
+    const EMPTY: Self = None;
+
+    #[inline]
+    fn get(&self) -> Option<&X> {
+        self.as_ref()
+    }
+
+    #[inline]
+    fn get_mut(&mut self) -> Option<&mut X> {
+        self.as_mut()
+    }
+
+    #[inline]
+    fn put(&mut self, value: Option<X>) {
+        *self = value;
+    }
+}
+
+impl<X> Room<X> for () {
+    const EMPTY: Self = ();
+
+    #[inline]
+    fn get(&self) -> Option<&X> {
+        None
+    }
+
+    #[inline]
+    fn get_mut(&mut self) -> Option<&mut X> {
+        None
+    }
+
+    fn put(&mut self, value: Option<X>) {
+        assert!(
+            value.is_none(),
+            "a thread type declared without tasks was given a timetable"
+        );
+    }
+}
+
+/// The timetable of one thread's tasks, kept where its type's [`TimetableRoom`] says: in
+/// the thread's task (and so in its `Ctx`) for a thread with tasks, absent for one without.
+/// The thread's own task makes it as each life starts, not the spawner: a spawn does less.
+pub(crate) struct Timetable<R: TimetableRoom>(R::Room<Table>);
+
+impl<R: TimetableRoom> fmt::Debug for Timetable<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Timetable").field(&self.0.get()).finish()
+    }
+}
 
 /// The run a timetable took off as due: which task. When it was due stays in the table
 /// (one run is under way at a time), so the loop's run holds one word for it.
@@ -221,29 +310,35 @@ pub(crate) struct Due {
     pub(crate) index: usize,
 }
 
-impl Timetable {
+impl<R: TimetableRoom> Timetable<R> {
     /// A timetable with nothing in it: a thread's until its life starts.
     pub(crate) const fn unmade() -> Self {
-        Self(None)
+        Self(<R::Room<Table> as Room<Table>>::EMPTY)
     }
 
     /// Makes the table afresh for a life of a thread with these tasks (none: it stays
     /// empty).
     pub(crate) fn make(&mut self, specs: &'static [TaskSpec]) {
-        self.0 = (!specs.is_empty()).then(|| Box::new(Table::new(specs)));
+        self.0.put((!specs.is_empty()).then(|| Table::new(specs)));
     }
 
     /// The table of a thread with tasks: only they have task indices to pass.
     fn table(&mut self) -> &mut Table {
         self.0
-            .as_deref_mut()
+            .get_mut()
             .expect("only a thread with tasks has task indices")
     }
 
     /// The table, if the thread has tasks.
     #[inline]
     fn table_if_any(&mut self) -> Option<&mut Table> {
-        self.0.as_deref_mut()
+        self.0.get_mut()
+    }
+
+    /// The table, if the thread has tasks, to look at.
+    #[inline]
+    fn table_ref(&self) -> Option<&Table> {
+        self.0.get()
     }
 
     pub(crate) fn start_automatic(&mut self, now: Instant) {
@@ -280,31 +375,30 @@ impl Timetable {
     }
 
     pub(crate) fn is_scheduled(&self, index: usize) -> bool {
-        self.0
-            .as_ref()
+        self.table_ref()
             .is_some_and(|t| t.slots[index].next != NEVER)
     }
 
     /// When the task is due next, if it is scheduled.
     pub(crate) fn next_due(&self, index: usize) -> Option<Instant> {
-        let table = self.0.as_ref()?;
+        let table = self.table_ref()?;
         let next = table.slots.get(index)?.next;
         (next != NEVER).then(|| table.times.instant(next))
     }
 
     /// When the run under way was due.
     pub(crate) fn due_at(&self) -> Option<Instant> {
-        let times = &self.0.as_ref()?.times;
+        let times = &self.table_ref()?.times;
         Some(times.instant(times.running))
     }
 
     pub(crate) fn runs(&self, index: usize) -> u64 {
-        self.0.as_ref().map_or(0, |t| t.slots[index].runs)
+        self.table_ref().map_or(0, |t| t.slots[index].runs)
     }
 
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.table_ref().is_none()
     }
 
     /// Re-arms the timer on the earliest due task after a schedule changed.
@@ -334,7 +428,7 @@ impl Timetable {
 
     #[inline]
     pub(crate) fn is_armed(&self) -> bool {
-        self.0.as_ref().is_some_and(|t| t.times.armed != NEVER)
+        self.table_ref().is_some_and(|t| t.times.armed != NEVER)
     }
 
     /// Polls the timer of the earliest task. Only polled while armed and not due.
@@ -362,16 +456,15 @@ impl Timetable {
 
 /// The tasks of a thread that has some, and their timer.
 ///
-/// The timer is boxed apart, made at the first re-arm that sets it (the earliest run ahead
-/// of the last clock reading) and again after `cancel_all`, so that each of the two
-/// allocations is small enough for the allocator's fast, lock-free free lists: a table
-/// with its timer inside is not, and when thousands of periodic threads end together,
-/// freeing their tables one by one through the allocator's locked path costs more than the
-/// last run itself. Neither is aligned to a cache line: an aligned allocation goes through
-/// the allocator's aligned path (`posix_memalign`), which is slower and leaves pieces
-/// split off around each one.
+/// The table lives in the thread's task, beside the rest of its context: with thousands of
+/// periodic threads, a table in a block of its own is one more cache line each run misses.
+/// The timer is boxed apart (tokio's `Sleep` must stay pinned, and the context is reached
+/// only by `&mut`), made at the first re-arm that sets it (the earliest run ahead of the
+/// last clock reading) and again after `cancel_all`. Its block is small enough for the
+/// allocator's fast, lock-free free lists, so when thousands of periodic threads end
+/// together, freeing their timers costs less than their last runs.
 #[derive(Debug)]
-struct Table {
+pub(crate) struct Table {
     slots: Slots,
     /// Set to the earliest run whenever that is ahead of the last clock reading as the
     /// table is re-armed.
@@ -379,19 +472,14 @@ struct Table {
     times: Times,
 }
 
-// The slots, one task's kept inline, take half a cache line, and the table stays within the
-// allocator's fast free lists: glibc's fastbins take blocks of up to 128 bytes with its own
-// 8-byte header, so requests of up to 120 bytes (`M_MXFAST`, see mallopt(3):
-// <https://man7.org/linux/man-pages/man3/mallopt.3.html>). The timer's block is tokio's,
-// and a test checks it.
+// The slots, one task's kept inline, take half a cache line, and the whole table under a
+// cache line and a half of the task of a thread with tasks.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Slots>() == 32);
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Table>() <= FAST_BLOCK);
-
-/// The largest request glibc's fast free lists take by default on a 64-bit target.
-#[cfg(target_pointer_width = "64")]
-const FAST_BLOCK: usize = 128 - std::mem::size_of::<usize>();
+const _: () = assert!(std::mem::size_of::<Timetable<InTask>>() <= 88);
+// A thread without tasks carries none of it.
+const _: () = assert!(std::mem::size_of::<Timetable<NoTasks>>() == 0);
 
 /// The tasks of a thread that has some, as their table keeps them: the slots (kept in a
 /// slice scanned linearly: a thread has a handful of tasks, and the scan only happens when
@@ -695,6 +783,12 @@ fn next_tick(due: u64, now: u64, period: u64, missed: MissedTicks) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The largest request glibc's fast free lists take by default on a 64-bit target:
+    /// blocks of up to 128 bytes with the allocator's own 8-byte header (`M_MXFAST`, see
+    /// mallopt(3): <https://man7.org/linux/man-pages/man3/mallopt.3.html>).
+    #[cfg(target_pointer_width = "64")]
+    const FAST_BLOCK: usize = 128 - std::mem::size_of::<usize>();
 
     /// The timer's block stays within glibc's fast free lists as well, with tokio's
     /// features as this workspace builds it (tokio's own tracing, an unstable option, would

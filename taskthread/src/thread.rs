@@ -11,7 +11,7 @@ use crate::node::Node;
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::{HoldsOwnPlace, Meter, Places};
 use crate::reply::Reply;
-use crate::reschedule::{Reschedule, TaskSpec};
+use crate::reschedule::{Reschedule, TaskSpec, TimetableRoom};
 
 /// The default capacity of a thread's DOWN queue and of its inbound (UP) queue.
 ///
@@ -50,6 +50,10 @@ pub trait Thread: Send + Sized + 'static {
     /// Its `#[rescheduling]` tasks, in declaration order.
     #[doc(hidden)]
     const TASKS: &'static [TaskSpec] = &[];
+    /// Where its task keeps the timetable of those tasks: in the task if it has any,
+    /// nowhere if it has none.
+    #[doc(hidden)]
+    type Timetable: TimetableRoom;
 
     // The methods that run the thread's code declare `for<'s> Self: Send`, which the
     // supertrait implies: the generated impl assumes it, so its futures, which hold `self`,
@@ -148,6 +152,7 @@ macro_rules! serving_thread_items {
         type Down = ::std::convert::Infallible;
         type Up = $crate::thread::NoUp;
         type Event = ::std::convert::Infallible;
+        type Timetable = $crate::reschedule::NoTasks;
 
         const DOWN_TYPES: &'static [&'static str] = &[];
         const UP_TYPE: Option<&'static str> = None;

@@ -496,6 +496,7 @@ impl<W: Thread> Thread for WorkerPool<W> {
     type Down = W::Down;
     type Up = W::Up;
     type Event = PoolEvent;
+    type Timetable = crate::reschedule::NoTasks;
 
     const TYPE_NAME: &'static str = "WorkerPool";
     const DEFAULT_NAME: &'static str = "worker_pool";
