@@ -888,4 +888,32 @@ mod tests {
             assert_eq!((due.index, schedule.times.running), (index, 50 * ms));
         }
     }
+
+    #[test]
+    fn a_timetable_in_the_task_is_made_for_each_life_and_one_with_no_room_stays_empty() {
+        let now = Instant::now();
+        let mut kept = Timetable::<InTask>::unmade();
+        assert!(kept.is_empty());
+        kept.make(&ONE);
+        assert!(!kept.is_empty());
+        kept.start(0, now);
+        kept.rearm();
+        assert!(kept.is_scheduled(0) && kept.is_armed());
+        // A life without tasks compiled in makes none.
+        kept.make(&[]);
+        assert!(kept.is_empty() && !kept.is_armed());
+
+        let mut none = Timetable::<NoTasks>::unmade();
+        none.make(&[]);
+        assert!(none.is_empty() && !none.is_armed() && !none.is_due());
+        assert_eq!(none.next_due(0), None);
+        none.rearm();
+        none.cancel_all();
+    }
+
+    #[test]
+    #[should_panic(expected = "declared without tasks")]
+    fn a_thread_type_without_room_cannot_be_given_tasks() {
+        Timetable::<NoTasks>::unmade().make(&ONE);
+    }
 }

@@ -38,7 +38,7 @@ enum Next<T: Thread> {
 /// and the stop signal last — it is also checked with one atomic load at the top of every
 /// turn, so it is only waited on when there is nothing else to do. A hand-written poll
 /// rather than `select!`: it builds no futures per message.
-#[inline]
+#[inline(always)]
 fn poll_next<T: Thread>(
     cx: &mut Context<'_>,
     ctx: &mut Ctx<T>,
@@ -96,6 +96,34 @@ fn poll_next<T: Thread>(
     Poll::Pending
 }
 
+/// The wait of one turn of the loop, for [`poll_next`]. A future of its own rather than a
+/// `poll_fn`, so that its poll is inlined into the loop's: called apart, it returned what
+/// came through memory, which the loop read back at once.
+struct Waiting<'a, T: Thread> {
+    ctx: &'a mut Ctx<T>,
+    down: &'a mut DownReceiver<T::Down>,
+    down_open: bool,
+    down_first: bool,
+    stop: &'a mut StopWatch,
+}
+
+impl<T: Thread> Future for Waiting<'_, T> {
+    type Output = Next<T>;
+
+    #[inline(always)]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next<T>> {
+        let this = self.get_mut();
+        poll_next(
+            cx,
+            this.ctx,
+            this.down,
+            this.down_open,
+            this.down_first,
+            this.stop,
+        )
+    }
+}
+
 /// A child's exit report: forgets the child and makes its [`ChildExit`], and gives the
 /// future of the `#[up]` handler of `ChildExit` (or of its default, a log line) to run, if
 /// there is one to run. The exit of a supervised child past its limit goes to `escalated`
@@ -146,16 +174,13 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
             let down_open = self.down_open;
             let down_first = self.family_turns && self.ctx.has_family();
             self.family_turns = !self.family_turns;
-            let next = std::future::poll_fn(|cx| {
-                poll_next(
-                    cx,
-                    self.ctx,
-                    self.down,
-                    down_open,
-                    down_first,
-                    &mut self.stop,
-                )
-            })
+            let next = Waiting {
+                ctx: self.ctx,
+                down: self.down,
+                down_open,
+                down_first,
+                stop: &mut self.stop,
+            }
             .await;
             match next {
                 Next::Down(Some(first)) => {
