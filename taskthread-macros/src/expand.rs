@@ -434,12 +434,28 @@ impl<'a> Generator<'a> {
             let spec = task_spec(h);
             quote!(#cfg #spec)
         });
-        // Room for a timetable in the thread's task only if it declares tasks (some may be
-        // left out by `#[cfg]`: their room then stays empty).
-        let timetable = if self.handlers(Kind::Rescheduling).next().is_some() {
-            quote!(__tt::__private::InTask)
+        // Room for a timetable in the thread's task only if a task is compiled in.
+        let task_cfgs: Vec<_> = self
+            .handlers(Kind::Rescheduling)
+            .map(|(_, h)| h.cfg.predicate())
+            .collect();
+        let timetable = if task_cfgs.is_empty() {
+            quote!(
+                type Timetable = __tt::__private::NoTasks;
+            )
+        } else if task_cfgs.iter().any(Option::is_none) {
+            quote!(
+                type Timetable = __tt::__private::InTask;
+            )
         } else {
-            quote!(__tt::__private::NoTasks)
+            let any = task_cfgs.iter().flatten();
+            let not_any = any.clone();
+            quote! {
+                #[cfg(any(#(#any),*))]
+                type Timetable = __tt::__private::InTask;
+                #[cfg(not(any(#(#not_any),*)))]
+                type Timetable = __tt::__private::NoTasks;
+            }
         };
 
         let enter = self.hook(&self.model.enter);
@@ -556,7 +572,7 @@ impl<'a> Generator<'a> {
                 type Down = __Down #ty_generics;
                 type Up = #up_ty;
                 type Event = __Event #ty_generics;
-                type Timetable = #timetable;
+                #timetable
                 const TYPE_NAME: &'static ::core::primitive::str = #type_name;
                 const DEFAULT_NAME: &'static ::core::primitive::str = #default_name;
                 const DOWN_TYPES: &'static [&'static ::core::primitive::str] = &[#(#down_types),*];

@@ -97,8 +97,8 @@ fn poll_next<T: Thread>(
 }
 
 /// The wait of one turn of the loop, for [`poll_next`]. A future of its own rather than a
-/// `poll_fn`, so that its poll is inlined into the loop's: called apart, it returned what
-/// came through memory, which the loop read back at once.
+/// `poll_fn`, so that its poll is inlined into the loop's: called apart, it would return
+/// what came through memory, for the loop to read back at once.
 struct Waiting<'a, T: Thread> {
     ctx: &'a mut Ctx<T>,
     down: &'a mut DownReceiver<T::Down>,

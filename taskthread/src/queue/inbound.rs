@@ -1045,7 +1045,7 @@ pub(crate) fn inbox<E>(capacity: usize) -> (InboxSender<E>, Inbox<E>) {
 
 impl<E: Metered> Inbox<E> {
     /// Hands out the next item taken, giving its place back. Always inlined: called apart,
-    /// it returns the item through memory, which the loop reads back at once.
+    /// it would return the item through memory, for its caller to read back at once.
     #[inline(always)]
     fn hand_out(&mut self) -> Option<E> {
         // Looked at in place: moved out of its `Option` and back, an item is copied twice.

@@ -1,5 +1,7 @@
-//! `#[cfg]` on handlers, tasks and hooks: the generated dispatch follows it.
+//! `#[cfg]` on handlers, tasks and hooks: the generated dispatch follows it, and so does the
+//! room for a timetable in the thread's task.
 
+use std::any::TypeId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -74,8 +76,42 @@ impl Worker {
     }
 }
 
+/// A thread whose only task is configured out: it keeps no timetable, and runs.
+struct Plain;
+
+#[taskthread]
+impl Plain {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.stop();
+        Ok(())
+    }
+
+    #[cfg(any())]
+    #[rescheduling(every = "1ms")]
+    async fn skipped(&mut self, _ctx: &mut Ctx<Self>) -> Result<Reschedule> {
+        unreachable!("configured out")
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    use taskthread::__private::{InTask, NoTasks};
+    assert_eq!(
+        TypeId::of::<<Worker as Thread>::Timetable>(),
+        TypeId::of::<InTask>()
+    );
+    assert_eq!(
+        TypeId::of::<<Plain as Thread>::Timetable>(),
+        TypeId::of::<NoTasks>()
+    );
+    assert!(<Plain as Thread>::TASKS.is_empty());
+    let plain = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        taskthread::spawn(Plain).join(),
+    )
+    .await;
+    assert!(matches!(plain, Ok(Exit::Completed)));
+
     assert_eq!(<Worker as Thread>::DOWN_TYPES, &["Ping"]);
     let names: Vec<_> = <Worker as Thread>::TASKS.iter().map(|t| t.name).collect();
     assert_eq!(names, ["count", "stop"]);
