@@ -691,17 +691,26 @@ mod tests {
         schedule.rearm();
     }
 
+    /// Runs `check` on a fresh schedule of one task and on one of two.
+    fn for_one_and_many(check: impl Fn(&'static [TaskSpec], &mut Schedule<'_>)) {
+        for specs in [&ONE[..], &TWO[..]] {
+            let (mut slots, mut times) = (Slots::new(specs), Times::new());
+            check(
+                specs,
+                &mut Schedule {
+                    slots: &mut slots,
+                    times: &mut times,
+                },
+            );
+        }
+    }
+
     #[test]
     fn one_task_and_many_take_the_earliest_and_burst_on_the_grid() {
         let ms = 1_000_000;
-        for specs in [&ONE[..], &TWO[..]] {
-            let (mut slots, mut times) = (Slots::new(specs), Times::new());
-            let mut schedule = Schedule {
-                slots: &mut slots,
-                times: &mut times,
-            };
+        for_one_and_many(|specs, schedule| {
             let at: Vec<u64> = (0..specs.len() as u64).map(|i| (5 - i) * ms).collect();
-            schedule_all(&mut schedule, &at);
+            schedule_all(schedule, &at);
             let earliest = *at.iter().min().expect("a task");
             assert_eq!(schedule.times.armed, earliest);
             let due = schedule.take_due().expect("a task is scheduled");
@@ -715,20 +724,15 @@ mod tests {
             let due = schedule.take_due().expect("still scheduled");
             assert!(!schedule.finish(due, Reschedule::Done));
             assert_eq!(schedule.slots[due.index].next, NEVER);
-        }
+        });
     }
 
     #[test]
     fn a_schedule_changed_during_the_run_wins_over_what_the_run_returns() {
         let ms = 1_000_000;
-        for specs in [&ONE[..], &TWO[..]] {
-            let (mut slots, mut times) = (Slots::new(specs), Times::new());
-            let mut schedule = Schedule {
-                slots: &mut slots,
-                times: &mut times,
-            };
+        for_one_and_many(|specs, schedule| {
             let index = specs.len() - 1;
-            schedule_all(&mut schedule, &vec![2 * ms; specs.len()]);
+            schedule_all(schedule, &vec![2 * ms; specs.len()]);
             let due = loop {
                 let due = schedule.take_due().expect("scheduled");
                 if due.index == index {
@@ -741,7 +745,7 @@ mod tests {
             schedule.rearm();
             let due = schedule.take_due().expect("rescheduled");
             assert_eq!((due.index, schedule.times.running), (index, 50 * ms));
-        }
+        });
     }
 
     #[test]
