@@ -87,8 +87,8 @@ pub(crate) struct Family<P, E> {
     keeps_joins: bool,
     /// The tasks of ended children still running, to be waited for.
     reaping: Vec<JoinHandle<Exit>>,
-    /// The tasks of aborted children, and of ended ones that kept no handle but were still
-    /// running when their reports were handled: waited for until they are gone.
+    /// The tasks of aborted children, and of the exit hook's children that kept no handle:
+    /// waited for until they are gone.
     finishing: Vec<AbortHandle>,
 }
 
@@ -343,25 +343,16 @@ impl<P, E> Family<P, E> {
         self.children -= 1;
         self.stages.remove(entry.stage);
         // A child reports as its task's last step, so its task has usually finished by
-        // the time its report is handled; only the others are kept to be waited for.
-        match &entry.join {
-            Some(join) if !join.is_finished() => {
-                if self.reaping.len() >= 32 {
-                    self.reaping.retain(|j| !j.is_finished());
-                }
-                self.reaping.extend(entry.join);
+        // the time its report is handled; only the others are kept to be waited for. A
+        // child that kept no handle runs on this thread's current-thread runtime: its task
+        // finished before this thread could handle its report.
+        if let Some(join) = entry.join
+            && !join.is_finished()
+        {
+            if self.reaping.len() >= 32 {
+                self.reaping.retain(|j| !j.is_finished());
             }
-            Some(_) => {}
-            None => {
-                if let Some(task) = entry.task()
-                    && !task.is_finished()
-                {
-                    if self.finishing.len() >= 32 {
-                        self.finishing.retain(|t| !t.is_finished());
-                    }
-                    self.finishing.push(task.clone());
-                }
-            }
+            self.reaping.push(join);
         }
         Some(entry.child)
     }
@@ -376,10 +367,7 @@ impl<P, E> Family<P, E> {
             }
         }
         for entry in self.node().take_children() {
-            if let Some(task) = entry.task() {
-                task.abort();
-                self.finishing.push(task.clone());
-            }
+            self.finishing.extend(entry.node().abort_task());
             self.reaping.extend(entry.join);
         }
         self.children = 0;
@@ -416,7 +404,7 @@ impl<P, E> Family<P, E> {
             entry.node().request_stop();
             match entry.join {
                 Some(join) => self.reaping.push(join),
-                None => self.finishing.extend(entry.task().cloned()),
+                None => self.finishing.extend(entry.node().task()),
             }
         }
         self.children = 0;

@@ -339,6 +339,7 @@ pub(crate) fn report_exit<T: Thread>(ctx: Ctx<T>, exit: Exit, dropped: usize, es
         record_exit(ctx.node(), &exit);
     }
     ctx.node().set_state(ThreadState::Exited);
+    ctx.node().release_at_end();
     ctx.report(ExitReport::new(exit, dropped, escalated));
 }
 

@@ -184,12 +184,13 @@ impl<T: Thread> Ctx<T> {
         let runtime = options.runtime.as_ref().or(family.runtime());
         let (child_ref, prepared) = prepare::<C>(id, init, port, runtime);
         let join = start(prepared);
-        child_ref.node.set_task(join.abort_handle());
+        // Dropped now where it is not needed: see `ChildEntry::join`.
+        let keep_join = elsewhere || family.keeps_join(stopping);
+        child_ref.node.set_task(join.abort_handle(), !keep_join);
         let entry = ChildEntry {
             child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
             stage: options.stage,
-            // Dropped now where it is not needed: see `ChildEntry::join`.
-            join: (elsewhere || family.keeps_join(stopping)).then_some(join),
+            join: keep_join.then_some(join),
         };
         family.add_child(entry, stopping);
         child_ref

@@ -37,9 +37,10 @@ pub(crate) struct ChildEntry {
     /// starts (unless it is spawned while its parent stops, as the exit hook's children,
     /// waited for as the parent finishes), and tokio drops the finished task's output
     /// itself, while the task is still in the cache; a handle dropped after its task has
-    /// finished writes over the whole task, cold by then. On a multi-thread runtime, or on a
-    /// runtime other than its parent's, the task may still be in that step on another OS
-    /// thread, and the parent waits for it through its handle.
+    /// finished writes over the whole task, cold by then. For the same reason such a child's
+    /// task drops its abort handle itself as it reports ([`Node::release_at_end`]). On a
+    /// multi-thread runtime, or on a runtime other than its parent's, the task may still be
+    /// in that step on another OS thread, and the parent waits for it through its handle.
     pub(crate) join: Option<JoinHandle<Exit>>,
 }
 
@@ -48,11 +49,15 @@ impl ChildEntry {
     pub(crate) fn node(&self) -> &Node {
         self.child.node()
     }
+}
 
-    /// The handle of its task, to cancel it or see whether it has finished.
-    #[inline]
-    pub(crate) fn task(&self) -> Option<&AbortHandle> {
-        self.node().task.get()
+impl Kin {
+    /// Lets go of the room of the list (empty once the thread has ended) and of the
+    /// places of the inbound queue: see [`Node::release_at_end`].
+    pub(super) fn release(&self) {
+        let list = std::mem::take(&mut *lock(&self.list));
+        let inbound = lock(&self.inbound).take();
+        drop((list, inbound));
     }
 }
 
@@ -159,8 +164,8 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// outlive it, and a dropped `JoinHandle` would only detach them).
     pub(crate) fn abort_children(&self) {
         if let Some(children) = self.children() {
-            for task in children.values().filter_map(ChildEntry::task) {
-                task.abort();
+            for entry in children.values() {
+                entry.node().abort_task();
             }
         }
     }
@@ -178,17 +183,14 @@ impl<Q: ?Sized + Queue> Node<Q> {
             if child.mark_exited() && recording() {
                 record::event(&child.lazy_path(), EventKind::Failed, "aborted");
             }
-            if let Some(task) = child.task.get() {
-                task.abort();
-                aborted.push(task.clone());
-            }
+            aborted.extend(child.abort_task());
         }
         dropped
     }
 
     /// The path of the thread of this subtree that runs as task `task`, if any.
     pub(crate) fn path_of_task(&self, task: tokio::task::Id) -> Option<Arc<str>> {
-        if self.task.get().is_some_and(|t| t.id() == task) {
+        if self.runs_as(task) {
             return Some(Arc::clone(self.path()));
         }
         // Walked under the locks, top down (nothing takes a parent's lock while holding a

@@ -29,7 +29,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use atomic_waker::AtomicWaker;
 use tokio::task::AbortHandle;
 
 use crate::exit::{ChildId, ThreadState};
+use crate::lock::lock;
 use crate::path::{LazyPath, Located};
 use crate::queue::{DownQueue, HoldsOwnPlace, OwnPlace};
 use crate::record::{self, EventKind};
@@ -138,26 +139,28 @@ impl<Q: Queue + 'static> ChildNode for Node<Q> {
 #[repr(C)]
 pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     pub(crate) id: ChildId,
+    pub(crate) meta: &'static ThreadMeta,
     /// Built on first use: a thread nobody names in a log, a span, a snapshot or an error
     /// never pays for it (spawning is a hot path).
     path: LazyPath,
-    pub(crate) meta: &'static ThreadMeta,
-    /// The thread's task, woken by a request. Only that task waits for one, so a single
-    /// waker slot does (no waiter list, no lock, nothing stored in the task per waiter).
-    stop_waker: AtomicWaker,
     /// The one list of the thread's children, in spawn order, the places of its inbound
     /// queue, and who waits for its answer; made when the first child is spawned, or an
     /// asker first waits (most threads never need it).
     kin: OnceLock<Box<Kin>>,
-    /// How long a stop may take before what remains of the subtree is aborted.
-    pub(crate) stop_deadline: Option<Duration>,
     /// How many `spawn_blocking` jobs run at once.
     pub(crate) blocking_limit: usize,
-    /// The thread's task, for aborting it from above.
-    task: OnceLock<AbortHandle>,
+    /// The thread's task, for aborting it from above. Taken out by the task itself as it
+    /// reports its end if [`task_ends_alone`](Self::task_ends_alone): see
+    /// [`Node::set_task`].
+    task: Mutex<Option<AbortHandle>>,
     /// What few threads need (an extension's attachment, a restart budget, a watched
     /// thread's probe), made by whichever asks first.
     extra: OnceLock<Box<Extra>>,
+    /// How long a stop may take before what remains of the subtree is aborted.
+    pub(crate) stop_deadline: Option<Duration>,
+    /// The thread's task, woken by a request. Only that task waits for one, so a single
+    /// waker slot does (no waiter list, no lock, nothing stored in the task per waiter).
+    stop_waker: AtomicWaker,
     handled: AtomicU64,
     /// [`STOP`] and [`RESTART`] requests.
     stop_requested: AtomicU8,
@@ -171,6 +174,9 @@ pub(crate) struct Node<Q: ?Sized + Queue = dyn Queue> {
     /// The thread's own place in the inbound queue it sends UP to (see
     /// [`OwnPlace`]).
     up_place: OwnPlace,
+    /// Whether nothing waits for the thread's task once it has reported its end, so that
+    /// it drops its own handle then (see [`Node::set_task`]).
+    task_ends_alone: AtomicBool,
     pub(crate) queue: Q,
 }
 
@@ -232,8 +238,9 @@ impl<Q: Queue> Node<Q> {
             kin_made: AtomicBool::new(false),
             stop_deadline: init.stop_deadline,
             blocking_limit: init.blocking_limit,
-            task: OnceLock::new(),
+            task: Mutex::new(None),
             up_place: OwnPlace::default(),
+            task_ends_alone: AtomicBool::new(false),
             extra: OnceLock::new(),
             queue,
         }
@@ -384,8 +391,47 @@ impl<Q: ?Sized + Queue> Node<Q> {
         self.queue.capacity()
     }
 
-    pub(crate) fn set_task(&self, task: AbortHandle) {
-        let _ = self.task.set(task);
+    /// Keeps the handle of the thread's task. `ends_alone`: nothing will wait for the
+    /// task once the thread has reported its end — its parent kept no `JoinHandle`, since on
+    /// a current-thread runtime, its parent's, the task has always finished by the time the
+    /// report is handled (see `ChildEntry::join`). The task then drops the handle itself as
+    /// it reports ([`Node::release_at_end`]), so that tokio frees the finished task at once,
+    /// while it is still in the cache, rather than the parent as it drops the node, cold by
+    /// then.
+    pub(crate) fn set_task(&self, task: AbortHandle, ends_alone: bool) {
+        self.task_ends_alone.store(ends_alone, Ordering::Relaxed);
+        *lock(&self.task) = Some(task);
+    }
+
+    /// The handle of the thread's task, if it still has one.
+    pub(crate) fn task(&self) -> Option<AbortHandle> {
+        lock(&self.task).clone()
+    }
+
+    /// Whether the thread runs as task `id`.
+    pub(crate) fn runs_as(&self, id: tokio::task::Id) -> bool {
+        lock(&self.task).as_ref().is_some_and(|t| t.id() == id)
+    }
+
+    /// Cancels the thread's task, if it still has one; its handle, to wait until it is gone.
+    pub(crate) fn abort_task(&self) -> Option<AbortHandle> {
+        let task = self.task()?;
+        task.abort();
+        Some(task)
+    }
+
+    /// Lets go, as the thread reports its end, of what only its life needed: the handle of
+    /// its task if nothing waits for the task after the report, the room of its list of
+    /// children and the places of its inbound queue. Each is freed here, by the thread's own
+    /// task while it is in the cache, instead of by whoever drops the node last (its parent,
+    /// as it handles the report), to whom it would be cold.
+    pub(crate) fn release_at_end(&self) {
+        if self.task_ends_alone.load(Ordering::Relaxed) {
+            drop(lock(&self.task).take());
+        }
+        if let Some(kin) = self.kin.get() {
+            kin.release();
+        }
     }
 
     fn extra(&self) -> &Extra {
@@ -489,6 +535,70 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::{ChildEntry, ChildNode, Node, NodeInit, ThreadMeta};
+    use crate::exit::ChildId;
+    use crate::queue::{DownQueue, inbox};
+
+    static META: ThreadMeta = ThreadMeta {
+        type_name: "T",
+        down_types: &[],
+        up_type: None,
+        tasks: &[],
+    };
+
+    fn node() -> Arc<Node<DownQueue<u8>>> {
+        let init = NodeInit {
+            parent: None,
+            name: "t".into(),
+            suffix: 0,
+            meta: &META,
+            capacity: 1,
+            stop_deadline: None,
+            blocking_limit: 1,
+        };
+        Arc::new(Node::new(ChildId::next(), init, DownQueue::new(1)))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn only_a_task_nothing_waits_for_lets_go_of_its_handle_as_it_reports() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        let alone = node();
+        alone.set_task(task.abort_handle(), true);
+        let waited = node();
+        waited.set_task(task.abort_handle(), false);
+        alone.release_at_end();
+        waited.release_at_end();
+        assert!(alone.task().is_none(), "dropped by the task itself");
+        assert_eq!(waited.task().map(|t| t.id()), Some(task.id()), "kept");
+        task.abort();
+    }
+
+    #[test]
+    fn a_thread_that_ended_lets_go_of_its_list_of_children_and_its_inbound_places() {
+        let parent = node();
+        let (tx, _rx) = inbox::<u8>(4);
+        parent.set_inbound(tx.places());
+        let child = node();
+        parent.add_child(ChildEntry {
+            child: Arc::clone(&child) as Arc<dyn ChildNode>,
+            stage: 0,
+            join: None,
+        });
+        parent.release_at_end();
+        assert!(parent.inbound().is_none());
+        assert!(parent.children_now().is_empty());
+        assert_eq!(
+            Arc::strong_count(&child),
+            1,
+            "the list's handle on the child is gone"
+        );
+        // A thread that never had children has nothing to let go of.
+        child.release_at_end();
+        assert!(child.inbound().is_none());
+    }
+
     /// Every thread has a node, and spawning many is a hot path: a larger node slows spawn
     /// and stop of many children measurably (with glibc's allocator, 296 bytes against 224
     /// cost about a fifth). The node holds the DOWN queue too (in place of a channel

@@ -174,7 +174,7 @@ pub(crate) fn spawn_root<T: Thread>(
     let (child, prepared) = prepare::<T>(ChildId::next(), init, port, options.runtime.as_ref());
     let join = launch(prepared);
     let task = join.abort_handle();
-    child.node.set_task(task.clone());
+    child.node.set_task(task.clone(), false);
     Handle {
         child,
         up: up_rx,
