@@ -87,8 +87,8 @@ pub(crate) struct Family<P, E> {
     keeps_joins: bool,
     /// The tasks of ended children still running, to be waited for.
     reaping: Vec<JoinHandle<Exit>>,
-    /// The tasks of aborted children, and of the exit hook's children that kept no handle:
-    /// waited for until they are gone.
+    /// The tasks of aborted children, and of ended ones that kept no handle but were still
+    /// running when their reports were handled: waited for until they are gone.
     finishing: Vec<AbortHandle>,
 }
 
@@ -344,15 +344,28 @@ impl<P, E> Family<P, E> {
         self.stages.remove(entry.stage);
         // A child reports as its task's last step, so its task has usually finished by
         // the time its report is handled; only the others are kept to be waited for. A
-        // child that kept no handle runs on this thread's current-thread runtime: its task
-        // finished before this thread could handle its report.
-        if let Some(join) = entry.join
-            && !join.is_finished()
-        {
-            if self.reaping.len() >= 32 {
-                self.reaping.retain(|j| !j.is_finished());
+        // child that kept no handle runs on this thread's current-thread runtime and has
+        // dropped its task's handle as it reported; one that still has it reported from
+        // elsewhere (its context dropped outside its task) and is waited for.
+        match entry.join {
+            Some(join) => {
+                if !join.is_finished() {
+                    if self.reaping.len() >= 32 {
+                        self.reaping.retain(|j| !j.is_finished());
+                    }
+                    self.reaping.push(join);
+                }
             }
-            self.reaping.push(join);
+            None => {
+                if let Some(task) = entry.child.node().task()
+                    && !task.is_finished()
+                {
+                    if self.finishing.len() >= 32 {
+                        self.finishing.retain(|t| !t.is_finished());
+                    }
+                    self.finishing.push(task);
+                }
+            }
         }
         Some(entry.child)
     }

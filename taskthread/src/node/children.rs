@@ -38,7 +38,8 @@ pub(crate) struct ChildEntry {
     /// waited for as the parent finishes), and tokio drops the finished task's output
     /// itself, while the task is still in the cache; a handle dropped after its task has
     /// finished writes over the whole task, cold by then. For the same reason such a child's
-    /// task drops its abort handle itself as it reports ([`Node::release_at_end`]). On a
+    /// task drops its abort handle itself as it reports from its last step
+    /// ([`Node::release_at_end`]). On a
     /// multi-thread runtime, or on a runtime other than its parent's, the task may still be
     /// in that step on another OS thread, and the parent waits for it through its handle.
     pub(crate) join: Option<JoinHandle<Exit>>,
@@ -52,10 +53,18 @@ impl ChildEntry {
 }
 
 impl Kin {
-    /// Lets go of the room of the list (empty once the thread has ended) and of the
+    /// Lets go of the room of the list, if it is empty (as it is once the thread has
+    /// ended: a child still listed is left to whoever stops or aborts it), and of the
     /// places of the inbound queue: see [`Node::release_at_end`].
     pub(super) fn release(&self) {
-        let list = std::mem::take(&mut *lock(&self.list));
+        let list = {
+            let mut list = lock(&self.list);
+            if list.is_empty() {
+                std::mem::take(&mut *list)
+            } else {
+                Roster::default()
+            }
+        };
         let inbound = lock(&self.inbound).take();
         drop((list, inbound));
     }
