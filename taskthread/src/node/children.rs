@@ -52,24 +52,6 @@ impl ChildEntry {
     }
 }
 
-impl Kin {
-    /// Lets go of the room of the list, if it is empty (as it is once the thread has
-    /// ended: a child still listed is left to whoever stops or aborts it), and of the
-    /// places of the inbound queue: see [`Node::release_at_end`].
-    pub(super) fn release(&self) {
-        let list = {
-            let mut list = lock(&self.list);
-            if list.is_empty() {
-                std::mem::take(&mut *list)
-            } else {
-                Roster::default()
-            }
-        };
-        let inbound = lock(&self.inbound).take();
-        drop((list, inbound));
-    }
-}
-
 impl<Q: ?Sized + Queue> Node<Q> {
     /// The list of children, locked; `None` if there never was a child.
     fn children(&self) -> Option<MutexGuard<'_, Roster<ChildEntry>>> {

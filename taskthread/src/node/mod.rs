@@ -423,17 +423,11 @@ impl<Q: ?Sized + Queue> Node<Q> {
         Some(task)
     }
 
-    /// Lets go, as the thread reports its end, of what only its life needed: the handle of
-    /// its task if nothing waits for the task after the report, the room of its list of
-    /// children and the places of its inbound queue. Each is freed here, by the thread's own
-    /// task while it is in the cache, instead of by whoever drops the node last (its parent,
-    /// as it handles the report), to whom it would be cold.
+    /// Drops the handle of the thread's task as the thread reports its end from its last
+    /// step, if nothing waits for the task after that (see [`Node::set_task`]).
     pub(crate) fn release_at_end(&self) {
         if self.task_ends_alone.load(Ordering::Relaxed) {
             drop(lock(&self.task).take());
-        }
-        if let Some(kin) = self.kin.get() {
-            kin.release();
         }
     }
 
@@ -540,9 +534,9 @@ impl Node {
 mod tests {
     use std::sync::Arc;
 
-    use super::{ChildEntry, ChildNode, Node, NodeInit, ThreadMeta};
+    use super::{Node, NodeInit, ThreadMeta};
     use crate::exit::ChildId;
-    use crate::queue::{DownQueue, inbox};
+    use crate::queue::DownQueue;
 
     static META: ThreadMeta = ThreadMeta {
         type_name: "T",
@@ -576,32 +570,6 @@ mod tests {
         assert!(alone.task().is_none(), "dropped by the task itself");
         assert_eq!(waited.task().map(|t| t.id()), Some(task.id()), "kept");
         task.abort();
-    }
-
-    #[test]
-    fn a_thread_that_ended_lets_go_of_its_inbound_places_and_keeps_a_child_still_listed() {
-        let parent = node();
-        let (tx, _rx) = inbox::<u8>(4);
-        parent.set_inbound(tx.places());
-        let child = node();
-        parent.add_child(ChildEntry {
-            child: Arc::clone(&child) as Arc<dyn ChildNode>,
-            stage: 0,
-            join: None,
-        });
-        parent.release_at_end();
-        assert!(parent.inbound().is_none());
-        assert_eq!(
-            parent.children_now().len(),
-            1,
-            "a child still listed is left to whoever stops or aborts it"
-        );
-        assert!(parent.remove_child(child.id).is_some());
-        parent.release_at_end();
-        assert!(parent.children_now().is_empty());
-        // A thread that never had children has nothing to let go of.
-        child.release_at_end();
-        assert!(child.inbound().is_none());
     }
 
     /// Every thread has a node, and spawning many is a hot path: a larger node slows spawn

@@ -105,8 +105,8 @@ impl<V> Roster<V> {
         self.live
     }
 
-    /// Whether no child is listed.
-    pub(crate) fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.live == 0
     }
 
