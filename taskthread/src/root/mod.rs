@@ -288,3 +288,77 @@ pub async fn run<T: Thread>(thread: T) -> Result<()> {
     }
     exit.into_result()
 }
+
+#[cfg(all(test, feature = "macros"))]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use taskthread_macros::taskthread;
+
+    use crate::child::ChildRef;
+    use crate::ctx::Ctx;
+    use crate::error::Result;
+    use crate::exit::{ChildExit, ChildId};
+
+    /// A child that ends as soon as it has entered.
+    struct Brief;
+
+    #[taskthread(crate = "crate")]
+    impl Brief {
+        async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+            ctx.stop();
+            Ok(())
+        }
+    }
+
+    /// Starts a `Brief` child, lends its address to the test, and says UP once it has
+    /// handled the child's exit.
+    struct Parent {
+        child: Arc<Mutex<Option<ChildRef<Brief>>>>,
+    }
+
+    #[taskthread(crate = "crate", up = ())]
+    impl Parent {
+        async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+            let child = ctx.spawn(Brief);
+            *self.child.lock().expect("no panic") = Some(child);
+            Ok(())
+        }
+
+        #[up]
+        async fn exited(
+            &mut self,
+            ctx: &mut Ctx<Self>,
+            _from: ChildId,
+            _e: ChildExit,
+        ) -> Result<()> {
+            ctx.up(()).await?;
+            Ok(())
+        }
+    }
+
+    /// Runs a parent whose child ends at once; whether the child's node still holds its
+    /// task's handle once the parent has handled the child's exit.
+    async fn child_keeps_its_task_handle() -> bool {
+        let slot = Arc::new(Mutex::new(None));
+        let mut parent = super::spawn(Parent {
+            child: Arc::clone(&slot),
+        });
+        parent.recv().await.expect("the child's exit is handled");
+        let child = slot.lock().expect("no panic").take().expect("spawned");
+        let kept = child.node.task().is_some();
+        parent.stop();
+        parent.join().await;
+        kept
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_a_current_thread_runtime_an_ended_childs_task_drops_its_own_handle() {
+        assert!(!child_keeps_its_task_handle().await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_multi_thread_runtime_an_ended_childs_handle_is_kept_for_its_parent() {
+        assert!(child_keeps_its_task_handle().await);
+    }
+}
