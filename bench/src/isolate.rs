@@ -13,7 +13,7 @@
 //! not applicable. What it writes to stderr goes to the parent's stderr.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Mutex, OnceLock};
 
@@ -43,31 +43,79 @@ pub(crate) fn run(
     flavour: Flavour,
     quick: bool,
 ) -> Figures {
-    let mut command = Command::new(this_program());
+    run_in(&this_program(), system.name(), workload, flavour, quick)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs one workload of the system named `system` in a fresh process of `program` (this
+/// program, or another build of it) and returns its figures; an error says which run failed
+/// and how.
+pub(crate) fn run_in(
+    program: &Path,
+    system: &str,
+    workload: Workload,
+    flavour: Flavour,
+    quick: bool,
+) -> Result<Figures, String> {
+    let mut command = Command::new(program);
     command
         .arg("--figure")
-        .arg(spec(system.name(), workload, flavour))
+        .arg(spec(system, workload, flavour))
         .stderr(Stdio::inherit());
     if quick {
         command.arg("--quick");
     }
-    let out = command.output().expect("re-running this program");
+    let what = format!(
+        "the run of {workload:?} {} {system} by {}",
+        flavour.name(),
+        program.display()
+    );
+    let out = command
+        .output()
+        .map_err(|e| format!("{what} could not start: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        panic!(
-            "the run of {workload:?} {} {} failed ({}; its stderr is above)",
-            flavour.name(),
-            system.name(),
-            out.status,
-        );
+        return Err(format!(
+            "{what} failed ({}; its stderr is above)",
+            out.status
+        ));
     }
-    match parse(workload, &stdout) {
-        Ok(figures) => figures,
-        Err(e) => panic!(
-            "the run of {workload:?} {} {} printed an unreadable figure ({e}): {stdout:?}",
-            flavour.name(),
-            system.name()
-        ),
+    parse(workload, &stdout)
+        .map_err(|e| format!("{what} printed an unreadable figure ({e}): {stdout:?}"))
+}
+
+/// Idle memory of one system, per child, measured in a fresh process of `program` (this
+/// program, or another build of it).
+pub(crate) fn idle_memory_in(
+    program: &Path,
+    system: &dyn System,
+    flavour: Flavour,
+    n: usize,
+) -> Result<Value, String> {
+    if let Some(why) = system.idle_memory_not_applicable(flavour) {
+        return Ok(Value::NotApplicable(why));
+    }
+    let what = format!(
+        "the memory probe of {} {} by {}",
+        system.name(),
+        flavour.name(),
+        program.display()
+    );
+    let out = Command::new(program)
+        .arg("--memory-probe")
+        .arg(format!("{}:{}:{n}", system.name(), flavour.name()))
+        .output()
+        .map_err(|e| format!("{what} could not start: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    match (out.status.success(), fields.next(), fields.next()) {
+        (true, Some(Ok(before)), Some(Ok(after))) => Ok(Value::Measured(
+            after.saturating_sub(before) as f64 / n as f64,
+        )),
+        _ => Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod actix_sys;
 mod chart;
+mod compare;
 mod isolate;
 mod kameo_sys;
 mod model;
@@ -34,7 +35,7 @@ mod tokio_hand;
 use std::io::Write as _;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
@@ -76,6 +77,11 @@ struct Cli {
     /// depend on what ran before them (the heap other workloads and systems left).
     #[arg(long)]
     shared_process: bool,
+    /// Compare this build with another build of taskthread-bench (the one at PATH, built
+    /// before a change, say): run every selected figure in both, in turn, each in a fresh
+    /// process, and report both medians and their ratio instead of the ratios to tokio.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["shared_process", "json", "charts"])]
+    against: Option<PathBuf>,
     /// Internal: run SYSTEM:WORKLOAD:RUNTIME once in this process and print its figures.
     #[arg(long, hide = true, value_name = "SYSTEM:WORKLOAD:RUNTIME")]
     figure: Option<String>,
@@ -152,6 +158,18 @@ fn main() -> ExitCode {
         );
     }
 
+    if let Some(other) = &cli.against {
+        return against(
+            other,
+            &systems,
+            &workloads,
+            &flavours,
+            rounds,
+            &scale,
+            cli.markdown.as_ref(),
+        );
+    }
+
     let started = Instant::now();
     let mut results = Results::new(
         systems.iter().map(|s| (s.name(), s.note())).collect(),
@@ -214,6 +232,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--against`: compares this build with the one at `other`, prints the table, and writes it
+/// to `markdown` if asked.
+fn against(
+    other: &std::path::Path,
+    systems: &[Box<dyn System>],
+    workloads: &[Workload],
+    flavours: &[Flavour],
+    rounds: u32,
+    scale: &Scale,
+    markdown: Option<&PathBuf>,
+) -> ExitCode {
+    if let Err(e) = compare::check(other) {
+        eprintln!("error: --against: {e}");
+        return ExitCode::FAILURE;
+    }
+    let plan = compare::Plan {
+        other,
+        systems,
+        workloads,
+        flavours,
+        rounds,
+        scale,
+    };
+    let table = match compare::run(&plan) {
+        Ok(comparison) => comparison.markdown(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{table}");
+    match markdown {
+        Some(path) if !write_file(path, table.as_bytes()) => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 fn describe(metric: Metric, value: Value) -> String {
     match value {
         Value::Measured(v) => format!(
@@ -238,26 +293,8 @@ fn write_file(path: &PathBuf, bytes: &[u8]) -> bool {
 
 /// Idle memory of one system, per child: the resident growth measured in a fresh process.
 fn idle_memory(system: &dyn System, flavour: Flavour, n: usize) -> Value {
-    if let Some(why) = system.idle_memory_not_applicable(flavour) {
-        return Value::NotApplicable(why);
-    }
-    let out = Command::new(isolate::this_program())
-        .arg("--memory-probe")
-        .arg(format!("{}:{}:{n}", system.name(), flavour.name()))
-        .output()
-        .expect("re-running this program");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.split_whitespace().map(str::parse::<u64>);
-    match (out.status.success(), fields.next(), fields.next()) {
-        (true, Some(Ok(before)), Some(Ok(after))) => {
-            Value::Measured(after.saturating_sub(before) as f64 / n as f64)
-        }
-        _ => panic!(
-            "the memory probe of {} failed: {}",
-            system.name(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    isolate::idle_memory_in(&isolate::this_program(), system, flavour, n)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs in a fresh process: prints "before after" (bytes).
