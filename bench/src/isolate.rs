@@ -1,5 +1,6 @@
-//! Each workload in a fresh process: the parent re-runs this program once per round,
-//! workload, runtime flavour and system, and reads the figures back from its output.
+//! Each workload in a fresh process: the parent re-runs this program (or, for `--against`,
+//! another build of it) once per round, workload, runtime flavour and system, and reads the
+//! figures back from its output.
 //!
 //! A process that has run other workloads (or other systems) keeps their heap: freed
 //! blocks scattered over many pages, arenas grown by other threads. Every later allocation

@@ -17,6 +17,13 @@
 //! heap, and a system's figures would depend on what ran before it. Idle memory has a fresh
 //! process of its own too, because a process keeps freed memory resident and would
 //! under-count.
+//!
+//! `--against PATH` compares this build with another build of the program instead, figure
+//! by figure, in turn (see [`compare`]):
+//!
+//! ```text
+//! cargo run --release -p taskthread-bench -- --against /tmp/before --only shutdown --rounds 10
+//! ```
 
 mod actix_sys;
 mod chart;
@@ -34,7 +41,7 @@ mod tokio_hand;
 
 use std::io::Write as _;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -159,14 +166,14 @@ fn main() -> ExitCode {
     }
 
     if let Some(other) = &cli.against {
-        return against(
+        return compare_against(
             other,
             &systems,
             &workloads,
             &flavours,
             rounds,
             &scale,
-            cli.markdown.as_ref(),
+            cli.markdown.as_deref(),
         );
     }
 
@@ -193,12 +200,12 @@ fn main() -> ExitCode {
                     );
                     for (metric, value) in figures {
                         results.record(metric, flavour, i, value);
-                        line.push_str(&describe(metric, value));
+                        line.push_str(&report::describe(metric, value));
                     }
                     if workload == Workload::Spawn {
                         let value = idle_memory(system.as_ref(), flavour, scale.spawn_children);
                         results.record(Metric::IdleMemory, flavour, i, value);
-                        line.push_str(&describe(Metric::IdleMemory, value));
+                        line.push_str(&report::describe(Metric::IdleMemory, value));
                     }
                     eprintln!("{line} ({:.1}s)", t.elapsed().as_secs_f64());
                 }
@@ -233,55 +240,54 @@ fn main() -> ExitCode {
 }
 
 /// `--against`: compares this build with the one at `other`, prints the table, and writes it
-/// to `markdown` if asked.
-fn against(
-    other: &std::path::Path,
+/// to `markdown` if asked. A run that fails stops the comparison: what was compared until
+/// then is printed before the error.
+fn compare_against(
+    other: &Path,
     systems: &[Box<dyn System>],
     workloads: &[Workload],
     flavours: &[Flavour],
     rounds: u32,
     scale: &Scale,
-    markdown: Option<&PathBuf>,
+    markdown: Option<&Path>,
 ) -> ExitCode {
-    if let Err(e) = compare::check(other) {
-        eprintln!("error: --against: {e}");
-        return ExitCode::FAILURE;
+    let other = match compare::resolve(other) {
+        Ok(other) => other,
+        Err(e) => {
+            eprintln!("error: --against: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if rounds != compare::even_rounds(rounds) {
+        eprintln!(
+            "comparing over {} rounds, so that each build goes first as often",
+            compare::even_rounds(rounds)
+        );
     }
     let plan = compare::Plan {
-        other,
+        other: &other,
         systems,
         workloads,
         flavours,
         rounds,
         scale,
     };
-    let table = match compare::run(&plan) {
-        Ok(comparison) => comparison.markdown(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (comparison, failure) = compare::run(&plan);
+    let table = comparison.markdown();
     println!("{table}");
-    match markdown {
-        Some(path) if !write_file(path, table.as_bytes()) => ExitCode::FAILURE,
-        _ => ExitCode::SUCCESS,
+    let written = markdown.is_none_or(|path| write_file(path, table.as_bytes()));
+    if let Some(e) = failure {
+        eprintln!("error: the comparison stopped: {e}");
+        return ExitCode::FAILURE;
+    }
+    if written {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
-fn describe(metric: Metric, value: Value) -> String {
-    match value {
-        Value::Measured(v) => format!(
-            " {}={} {}",
-            metric.slug(),
-            report::format_value(v),
-            metric.unit()
-        ),
-        Value::NotApplicable(_) => format!(" {} n/a", metric.slug()),
-    }
-}
-
-fn write_file(path: &PathBuf, bytes: &[u8]) -> bool {
+fn write_file(path: &Path, bytes: &[u8]) -> bool {
     match std::fs::File::create(path).and_then(|mut f| f.write_all(bytes)) {
         Ok(()) => true,
         Err(e) => {
@@ -314,4 +320,18 @@ fn memory_probe(spec: &str) -> ExitCode {
     let (before, after) = system.idle_memory(flavour, n);
     println!("{before} {after}");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// `--against` takes a build for one whose `--version` says so.
+    #[test]
+    fn the_version_names_the_program() {
+        let version = Cli::command().render_version();
+        assert!(version.starts_with("taskthread-bench "), "{version:?}");
+    }
 }

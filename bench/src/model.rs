@@ -156,12 +156,13 @@ impl Metric {
         matches!(self, Metric::Relay)
     }
 
-    /// The figure's cost relative to hand-written tokio's: above 1 is worse than tokio.
-    pub(crate) fn ratio(self, value: f64, tokio: f64) -> f64 {
+    /// The figure's cost relative to a reference figure (hand-written tokio's, or another
+    /// build's): above 1 is worse than the reference.
+    pub(crate) fn ratio(self, value: f64, reference: f64) -> f64 {
         if self.higher_is_better() {
-            tokio / value
+            reference / value
         } else {
-            value / tokio
+            value / reference
         }
     }
 }

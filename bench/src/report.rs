@@ -208,6 +208,14 @@ impl Results {
     }
 }
 
+/// A figure as a progress line shows it: ` SLUG=VALUE UNIT`, or ` SLUG n/a`.
+pub(crate) fn describe(metric: Metric, value: Value) -> String {
+    match value {
+        Value::Measured(v) => format!(" {}={} {}", metric.slug(), format_value(v), metric.unit()),
+        Value::NotApplicable(_) => format!(" {} n/a", metric.slug()),
+    }
+}
+
 /// A figure with three significant digits or so, without a thousands separator.
 pub(crate) fn format_value(v: f64) -> String {
     let a = v.abs();
