@@ -82,7 +82,7 @@ pub(crate) struct Family<P, E> {
     /// task's future by value through more calls (each a copy of the whole future).
     runtime: Option<tokio::runtime::Handle>,
     /// The other runtimes its children were placed on, in the order first used: a child's
-    /// [`ChildEntry::place`] counts from 1 in it. Made with the first such child.
+    /// [`ChildEntry::elsewhere`] counts from 1 in it. Made with the first such child.
     #[allow(clippy::box_collection)]
     elsewhere: Option<Box<Vec<tokio::runtime::Handle>>>,
     /// Whether its children keep their task's `JoinHandle` (see [`ChildEntry::join`]): on a
@@ -247,7 +247,7 @@ impl<P, E> Family<P, E> {
         self.runtime.as_ref()
     }
 
-    /// Where a child placed on `runtime` runs, for its [`ChildEntry::place`]: 0 if that
+    /// Where a child placed on `runtime` runs, for its [`ChildEntry::elsewhere`]: 0 if that
     /// is the thread's own runtime, else its place (from 1) among the other runtimes the
     /// thread's children were placed on, listed on first use.
     pub(crate) fn place_of(&mut self, runtime: &tokio::runtime::Handle) -> u32 {
@@ -529,46 +529,5 @@ impl<P, E> Drop for Family<P, E> {
                 source.abort();
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::Family;
-    use crate::node::Node;
-    use crate::node::testing::node;
-
-    fn current_thread() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn other_runtimes_are_placed_in_the_order_first_used_and_the_own_one_at_zero() {
-        let node: Arc<Node> = node(None);
-        let mut family = Family::<(), ()>::new(node);
-        let (a, b) = (current_thread(), current_thread());
-        let own = tokio::runtime::Handle::current();
-        assert_eq!(family.place_of(&own), 0);
-        assert_eq!(family.place_of(a.handle()), 1);
-        assert_eq!(family.place_of(b.handle()), 2);
-        assert_eq!(
-            family.place_of(&a.handle().clone()),
-            1,
-            "the same runtime, by its id"
-        );
-        assert_eq!(family.place_of(&own), 0);
-        let listed: Vec<_> = family
-            .elsewhere
-            .iter()
-            .flat_map(|e| e.iter().map(|r| r.id()))
-            .collect();
-        assert_eq!(listed, [a.handle().id(), b.handle().id()]);
-        drop(family);
-        a.shutdown_background();
-        b.shutdown_background();
     }
 }

@@ -191,7 +191,7 @@ impl<T: Thread> Ctx<T> {
         let entry = ChildEntry {
             child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
             stage: options.stage,
-            place,
+            elsewhere: place,
             join: keep_join.then_some(join),
         };
         family.add_child(entry, stopping);

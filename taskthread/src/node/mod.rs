@@ -12,8 +12,6 @@ mod probe;
 mod receiver;
 mod roster;
 mod snapshot;
-#[cfg(test)]
-pub(crate) mod testing;
 mod waits;
 
 pub(crate) use children::ChildEntry;
@@ -292,9 +290,8 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// Asks the thread to stop as [`request_stop`](Self::request_stop) does (or as
     /// [`request_covered_stop`](Self::request_covered_stop) does if `covered`), but hands its
     /// task's waker back instead of waking it, for the caller to wake on the thread's own
-    /// runtime. `None` if the thread was asked already, has not waited yet (it sees the
-    /// request as it first looks), or is registering its waker right now (it then wakes
-    /// itself).
+    /// runtime. `None` if the thread was asked already, or has not waited yet (it sees the
+    /// request as it first looks).
     pub(crate) fn request_stop_deferred(&self, covered: bool) -> Option<Waker> {
         if self.ask_stop(covered) {
             self.stop_waker.take()
@@ -557,12 +554,29 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::task::Context;
 
-    use super::testing::{Counted, waiting};
+    use super::{Node, NodeInit, ThreadMeta};
+    use crate::exit::ChildId;
+    use crate::queue::DownQueue;
 
-    fn node() -> Arc<super::Node<crate::queue::DownQueue<u8>>> {
-        super::testing::node(None)
+    static META: ThreadMeta = ThreadMeta {
+        type_name: "T",
+        down_types: &[],
+        up_type: None,
+        tasks: &[],
+    };
+
+    fn node() -> Arc<Node<DownQueue<u8>>> {
+        let init = NodeInit {
+            parent: None,
+            name: "t".into(),
+            suffix: 0,
+            meta: &META,
+            capacity: 1,
+            stop_deadline: None,
+            blocking_limit: 1,
+        };
+        Arc::new(Node::new(ChildId::next(), init, DownQueue::new(1)))
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -579,19 +593,40 @@ mod tests {
         task.abort();
     }
 
+    /// A waker that counts its wakes.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn waiting(node: &Node<DownQueue<u8>>) -> Arc<Counted> {
+        let counted = Arc::new(Counted(0.into()));
+        let waker = std::task::Waker::from(Arc::clone(&counted));
+        let pending = node.poll_stop_requested(&mut std::task::Context::from_waker(&waker));
+        assert!(pending.is_pending());
+        counted
+    }
+
+    fn wakes(counted: &Counted) -> usize {
+        counted.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     #[test]
     fn a_deferred_stop_hands_the_waker_back_once_instead_of_waking_it() {
         let node = node();
         let counted = waiting(&node);
         let waker = node.request_stop_deferred(false).expect("it waits");
-        assert_eq!(counted.wakes(), 0, "not woken by the request");
+        assert_eq!(wakes(&counted), 0, "not woken by the request");
         assert!(node.is_stop_requested());
         assert!(!node.is_stop_covered());
         assert!(node.request_stop_deferred(false).is_none(), "asked already");
         node.request_stop();
-        assert_eq!(counted.wakes(), 0, "asked already: no second wake");
+        assert_eq!(wakes(&counted), 0, "asked already: no second wake");
         waker.wake();
-        assert_eq!(counted.wakes(), 1);
+        assert_eq!(wakes(&counted), 1);
     }
 
     #[test]
@@ -604,10 +639,10 @@ mod tests {
         let restarting = self::node();
         let counted = waiting(&restarting);
         restarting.request_restart();
-        assert_eq!(counted.wakes(), 1);
+        assert_eq!(wakes(&counted), 1);
         // Waiting again (the restart request is seen at once, and the waker kept).
-        let (_again, waker) = Counted::new();
-        let seen = restarting.poll_stop_requested(&mut Context::from_waker(&waker));
+        let waker = std::task::Waker::from(Arc::clone(&counted));
+        let seen = restarting.poll_stop_requested(&mut std::task::Context::from_waker(&waker));
         assert!(seen.is_ready());
         assert!(
             restarting.request_stop_deferred(true).is_some(),
@@ -620,8 +655,9 @@ mod tests {
     fn a_deferred_stop_of_a_thread_not_yet_waiting_has_no_waker_but_is_seen() {
         let node = node();
         assert!(node.request_stop_deferred(false).is_none());
-        let (_counted, waker) = Counted::new();
-        let ready = node.poll_stop_requested(&mut Context::from_waker(&waker));
+        let counted = Arc::new(Counted(0.into()));
+        let waker = std::task::Waker::from(counted);
+        let ready = node.poll_stop_requested(&mut std::task::Context::from_waker(&waker));
         assert!(ready.is_ready(), "seen as it first looks");
     }
 
