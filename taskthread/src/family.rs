@@ -81,10 +81,6 @@ pub(crate) struct Family<P, E> {
     /// it: `tokio::spawn` would look it up in a thread-local for each child, and pass the
     /// task's future by value through more calls (each a copy of the whole future).
     runtime: Option<tokio::runtime::Handle>,
-    /// The other runtimes its children were placed on, in the order first used: a child's
-    /// [`ChildEntry::elsewhere`] counts from 1 in it. Made with the first such child.
-    #[allow(clippy::box_collection)]
-    elsewhere: Option<Box<Vec<tokio::runtime::Handle>>>,
     /// Whether its children keep their task's `JoinHandle` (see [`ChildEntry::join`]): on a
     /// multi-thread runtime, where a child's task may still be in its last step on another
     /// worker when its report is handled.
@@ -130,7 +126,6 @@ impl<P, E> Family<P, E> {
             names: None,
             work: None,
             runtime,
-            elsewhere: None,
             keeps_joins,
             reaping: Vec::new(),
             finishing: Vec::new(),
@@ -247,25 +242,6 @@ impl<P, E> Family<P, E> {
         self.runtime.as_ref()
     }
 
-    /// Where a child placed on `runtime` runs, for its [`ChildEntry::elsewhere`]: 0 if that
-    /// is the thread's own runtime, else its place (from 1) among the other runtimes the
-    /// thread's children were placed on, listed on first use.
-    pub(crate) fn place_of(&mut self, runtime: &tokio::runtime::Handle) -> u32 {
-        let id = runtime.id();
-        if self.runtime.as_ref().is_some_and(|own| own.id() == id) {
-            return 0;
-        }
-        let elsewhere = self.elsewhere.get_or_insert_default();
-        let at = match elsewhere.iter().position(|r| r.id() == id) {
-            Some(at) => at,
-            None => {
-                elsewhere.push(runtime.clone());
-                elsewhere.len() - 1
-            }
-        };
-        u32::try_from(at + 1).unwrap_or(u32::MAX)
-    }
-
     /// Whether a child spawned now keeps its task's `JoinHandle` (see
     /// [`ChildEntry::join`]).
     pub(crate) fn keeps_join(&self, stopping: bool) -> bool {
@@ -358,8 +334,7 @@ impl<P, E> Family<P, E> {
         if recording() {
             self.node().record_stop_stage(stage);
         }
-        let elsewhere = self.elsewhere.as_deref().map_or(&[][..], Vec::as_slice);
-        self.node().stop_stage(stage, elsewhere);
+        self.node().stop_stage(stage);
     }
 
     /// Forgets an ended child; its node, if it was still known.

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
 
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -32,9 +31,6 @@ pub(crate) struct ChildEntry {
     pub(crate) child: Arc<dyn ChildNode>,
     /// The stop stage it is stopped in.
     pub(crate) stage: u32,
-    /// Where its task runs: 0 on its parent's runtime, `k` on the `k`-th of the other
-    /// runtimes the parent's children were placed on (see [`Node::stop_stage`]).
-    pub(crate) elsewhere: u32,
     /// Its task's handle, to wait for the task once the child has reported. A child reports
     /// its exit as its task's last step, so on a current-thread runtime its task has always
     /// finished when the report is handled: there the handle is dropped as the child
@@ -143,46 +139,14 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// Asks every child of stop stage `stage` to stop, as part of this thread's own stop.
     /// A child whose stop deadline is no shorter than this thread's is covered by it
     /// ([`Node::request_covered_stop`]).
-    ///
-    /// The children placed on other runtimes, `elsewhere` (a child's
-    /// [`ChildEntry::elsewhere`] counts from 1 in it), are woken from there: a task woken
-    /// from outside its runtime is scheduled through the runtime's remote queue, and tokio
-    /// wakes a runtime driving its I/O with a system call each time, so the wakers of each
-    /// runtime's children are handed to one task spawned on it, which wakes them all. A
-    /// stop of many children spread over a few cores then costs a few system calls, not one
-    /// per child.
-    pub(crate) fn stop_stage(&self, stage: u32, elsewhere: &[tokio::runtime::Handle]) {
-        let Some(children) = self.children() else {
-            return;
-        };
-        let mut batches: Vec<Vec<Waker>> = Vec::new();
-        for entry in children.values().filter(|e| e.stage == stage) {
-            let child = entry.node();
-            let covered = matches!(
-                (self.stop_deadline, child.stop_deadline),
-                (Some(mine), Some(theirs)) if theirs >= mine
-            );
-            let Some(at) = (entry.elsewhere as usize).checked_sub(1) else {
-                if covered {
-                    child.request_covered_stop();
-                } else {
-                    child.request_stop();
+    pub(crate) fn stop_stage(&self, stage: u32) {
+        if let Some(children) = self.children() {
+            for entry in children.values().filter(|e| e.stage == stage) {
+                let child = entry.node();
+                match (self.stop_deadline, child.stop_deadline) {
+                    (Some(mine), Some(theirs)) if theirs >= mine => child.request_covered_stop(),
+                    _ => child.request_stop(),
                 }
-                continue;
-            };
-            if let Some(waker) = child.request_stop_deferred(covered) {
-                if batches.len() <= at {
-                    batches.resize_with(at + 1, Vec::new);
-                }
-                batches[at].push(waker);
-            }
-        }
-        drop(children);
-        for (runtime, wakers) in elsewhere.iter().zip(batches) {
-            if !wakers.is_empty() {
-                // Dropped, not awaited: the task runs on its own. On a runtime shut down
-                // it never runs, and neither do the children it would have woken.
-                drop(runtime.spawn(async move { wakers.into_iter().for_each(Waker::wake) }));
             }
         }
     }
@@ -242,16 +206,5 @@ impl Node {
                 .then(|| node.find(path))
                 .flatten()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// A parent keeps an entry per child: where the child runs fits beside its stop stage,
-    /// in what was padding.
-    #[test]
-    #[cfg(target_pointer_width = "64")]
-    fn a_child_entry_stays_small() {
-        assert_eq!(std::mem::size_of::<super::ChildEntry>(), 32);
     }
 }
