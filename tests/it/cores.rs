@@ -670,6 +670,140 @@ fn a_pool_spread_over_no_runtimes_is_refused() {
     let _ = WorkerPool::new(|| PoolWorker).spread_over(Vec::new());
 }
 
+/// An idle child that says when it has started (and so waits for its queue).
+struct Waits;
+
+#[taskthread(up = ())]
+impl Waits {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.up(()).await?;
+        Ok(())
+    }
+}
+
+/// A parent that spreads `per_stage` [`Waits`] over its cores in each of two stop stages,
+/// says when all have started, and keeps the stage of each child's end, in order.
+struct Staged {
+    cores: Cores,
+    per_stage: usize,
+    stop_at_once: bool,
+    stage_of: std::collections::HashMap<ChildId, u32>,
+    started: usize,
+    ended: Arc<Mutex<Vec<(u32, String)>>>,
+}
+
+#[taskthread(up = usize)]
+impl Staged {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for stage in [0, 1] {
+            for _ in 0..self.per_stage {
+                let options = ChildOptions::new()
+                    .runtime(self.cores.next_handle())
+                    .stop_stage(stage);
+                let child = ctx.spawn_with(Waits, options);
+                self.stage_of.insert(child.id(), stage);
+            }
+        }
+        if self.stop_at_once {
+            ctx.stop();
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn started(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, _s: ()) -> Result<()> {
+        self.started += 1;
+        if self.started == 2 * self.per_stage {
+            ctx.up(self.started).await?;
+        }
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, _ctx: &mut Ctx<Self>, from: ChildId, exit: ChildExit) {
+        let stage = self.stage_of[&from];
+        self.ended
+            .lock()
+            .unwrap()
+            .push((stage, exit.exit.to_string()));
+    }
+}
+
+/// Spawns a [`Staged`] over two cores, with `deadline` as its stop deadline if any, and
+/// stops it once its children have all started (or it stops itself at once); returns the
+/// stage and exit of each child's end, in order.
+async fn stop_staged(
+    per_stage: usize,
+    deadline: Option<Duration>,
+    stop_at_once: bool,
+) -> Vec<(u32, String)> {
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let mut options = ChildOptions::new();
+    if let Some(deadline) = deadline {
+        options = options.stop_deadline(deadline);
+    }
+    let mut staged = taskthread::spawn_with(
+        Staged {
+            cores: Cores::new(2).unwrap(),
+            per_stage,
+            stop_at_once,
+            stage_of: std::collections::HashMap::new(),
+            started: 0,
+            ended: Arc::clone(&ended),
+        },
+        options,
+    );
+    if !stop_at_once {
+        let started = tokio::time::timeout(Duration::from_secs(60), staged.recv()).await;
+        assert_eq!(started.expect("every child starts"), Some(2 * per_stage));
+        staged.stop();
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(60), staged.join())
+        .await
+        .expect("the stop ends");
+    // A thread that stops itself has completed; one stopped from outside has stopped.
+    if stop_at_once {
+        assert!(matches!(exit, Exit::Completed), "{exit}");
+    } else {
+        assert!(matches!(exit, Exit::Stopped), "{exit}");
+    }
+    ended.lock().unwrap().clone()
+}
+
+/// Every child ended stopped, all of stage 0 before any of stage 1.
+fn in_stage_order(ended: &[(u32, String)], per_stage: usize) {
+    assert_eq!(ended.len(), 2 * per_stage, "{ended:?}");
+    assert!(ended.iter().all(|(_, exit)| exit == "stopped"), "{ended:?}");
+    let first_of_1 = ended.iter().position(|&(stage, _)| stage == 1).unwrap();
+    assert!(
+        ended[first_of_1..].iter().all(|&(stage, _)| stage == 1),
+        "{ended:?}"
+    );
+    assert_eq!(first_of_1, per_stage, "{ended:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn many_waiting_children_spread_over_cores_stop_stage_by_stage() {
+    let ended = stop_staged(150, None, false).await;
+    in_stage_order(&ended, 150);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn children_on_cores_covered_by_their_parents_deadline_stop_stage_by_stage() {
+    // The children inherit the deadline, so it covers them: they start no timer of their
+    // own, and the long deadline is never reached.
+    let ended = stop_staged(150, Some(Duration::from_secs(600)), false).await;
+    in_stage_order(&ended, 150);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn children_on_cores_asked_to_stop_before_they_wait_stop_too() {
+    // The parent stops as it spawns them: some have not run yet when it asks, and see the
+    // request as they first look.
+    let ended = stop_staged(150, None, true).await;
+    in_stage_order(&ended, 150);
+}
+
 /// The warnings logged, each as its fields and message.
 #[derive(Clone, Default)]
 struct Warnings(Arc<Mutex<Vec<String>>>);
