@@ -34,8 +34,12 @@ pub(crate) trait Drained: Send + Sync {
     fn abort(&mut self);
 }
 
-/// A family's jobs and inputs.
+/// A family's jobs and inputs, and the other runtimes its children were placed on: what
+/// most families never need.
 struct Work {
+    /// The other runtimes the thread's children were placed on, in the order first used: a
+    /// child's [`ChildEntry::place`] counts from 1 in it.
+    elsewhere: Vec<tokio::runtime::Handle>,
     jobs: JoinSet<()>,
     blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
@@ -74,8 +78,9 @@ pub(crate) struct Family<P, E> {
     /// it keeps one pointer, not the map's 48 bytes.
     #[allow(clippy::box_collection)]
     names: Option<Box<HashMap<Cow<'static, str>, u32>>>,
-    /// Made with the first job, stream or drained input: most families have none, and
-    /// their stop and drop then look at one pointer for them all.
+    /// Made with the first job, stream, drained input or child placed on another runtime:
+    /// most families have none, and their stop and drop then look at one pointer for them
+    /// all.
     work: Option<Box<Work>>,
     /// The runtime the thread runs on, which its children's tasks are spawned on through
     /// it: `tokio::spawn` would look it up in a thread-local for each child, and pass the
@@ -140,6 +145,7 @@ impl<P, E> Family<P, E> {
     fn work(&mut self) -> &mut Work {
         self.work.get_or_insert_with(|| {
             Box::new(Work {
+                elsewhere: Vec::new(),
                 jobs: JoinSet::new(),
                 blocking: None,
                 stream_aborts: Vec::new(),
@@ -242,6 +248,25 @@ impl<P, E> Family<P, E> {
         self.runtime.as_ref()
     }
 
+    /// Where a child placed on `runtime` runs, for its [`ChildEntry::place`]: 0 if that
+    /// is the thread's own runtime, else its place (from 1) among the other runtimes the
+    /// thread's children were placed on, listed on first use.
+    pub(crate) fn place_of(&mut self, runtime: &tokio::runtime::Handle) -> u32 {
+        let id = runtime.id();
+        if self.runtime.as_ref().is_some_and(|own| own.id() == id) {
+            return 0;
+        }
+        let elsewhere = &mut self.work().elsewhere;
+        let at = match elsewhere.iter().position(|r| r.id() == id) {
+            Some(at) => at,
+            None => {
+                elsewhere.push(runtime.clone());
+                elsewhere.len() - 1
+            }
+        };
+        u32::try_from(at + 1).unwrap_or(u32::MAX)
+    }
+
     /// Whether a child spawned now keeps its task's `JoinHandle` (see
     /// [`ChildEntry::join`]).
     pub(crate) fn keeps_join(&self, stopping: bool) -> bool {
@@ -334,7 +359,11 @@ impl<P, E> Family<P, E> {
         if recording() {
             self.node().record_stop_stage(stage);
         }
-        self.node().stop_stage(stage);
+        let elsewhere = self
+            .work
+            .as_deref()
+            .map_or(&[][..], |w| w.elsewhere.as_slice());
+        self.node().stop_stage(stage, elsewhere);
     }
 
     /// Forgets an ended child; its node, if it was still known.
@@ -504,5 +533,46 @@ impl<P, E> Drop for Family<P, E> {
                 source.abort();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Family;
+    use crate::node::Node;
+    use crate::node::testing::node;
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn other_runtimes_are_placed_in_the_order_first_used_and_the_own_one_at_zero() {
+        let node: Arc<Node> = node(None);
+        let mut family = Family::<(), ()>::new(node);
+        let (a, b) = (current_thread(), current_thread());
+        let own = tokio::runtime::Handle::current();
+        assert_eq!(family.place_of(&own), 0);
+        assert_eq!(family.place_of(a.handle()), 1);
+        assert_eq!(family.place_of(b.handle()), 2);
+        assert_eq!(
+            family.place_of(&a.handle().clone()),
+            1,
+            "the same runtime, by its id"
+        );
+        assert_eq!(family.place_of(&own), 0);
+        let listed: Vec<_> = family
+            .work
+            .iter()
+            .flat_map(|w| w.elsewhere.iter().map(|r| r.id()))
+            .collect();
+        assert_eq!(listed, [a.handle().id(), b.handle().id()]);
+        drop(family);
+        a.shutdown_background();
+        b.shutdown_background();
     }
 }

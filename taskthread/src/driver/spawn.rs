@@ -181,6 +181,7 @@ impl<T: Thread> Ctx<T> {
         // On a runtime of its own, the child's task may still be in its last step on
         // another OS thread when its report is handled: its `JoinHandle` is kept.
         let elsewhere = options.runtime.is_some();
+        let place = options.runtime.as_ref().map_or(0, |r| family.place_of(r));
         let runtime = options.runtime.as_ref().or(family.runtime());
         let (child_ref, prepared) = prepare::<C>(id, init, port, runtime);
         let join = start(prepared);
@@ -190,6 +191,7 @@ impl<T: Thread> Ctx<T> {
         let entry = ChildEntry {
             child: Arc::clone(&child_ref.node) as Arc<dyn ChildNode>,
             stage: options.stage,
+            place,
             join: keep_join.then_some(join),
         };
         family.add_child(entry, stopping);

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -31,6 +32,9 @@ pub(crate) struct ChildEntry {
     pub(crate) child: Arc<dyn ChildNode>,
     /// The stop stage it is stopped in.
     pub(crate) stage: u32,
+    /// Where its task runs: 0 on its parent's runtime, `k` on the `k`-th of the other
+    /// runtimes the parent's children were placed on (see [`Node::stop_stage`]).
+    pub(crate) place: u32,
     /// Its task's handle, to wait for the task once the child has reported. A child reports
     /// its exit as its task's last step, so on a current-thread runtime its task has always
     /// finished when the report is handled: there the handle is dropped as the child
@@ -44,6 +48,11 @@ pub(crate) struct ChildEntry {
     /// in that step on another OS thread, and the parent waits for it through its handle.
     pub(crate) join: Option<JoinHandle<Exit>>,
 }
+
+// A parent keeps an entry per child: where the child runs fits beside its stop stage, in
+// what would be padding.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<ChildEntry>() == 32);
 
 impl ChildEntry {
     #[inline]
@@ -139,16 +148,54 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// Asks every child of stop stage `stage` to stop, as part of this thread's own stop.
     /// A child whose stop deadline is no shorter than this thread's is covered by it
     /// ([`Node::request_covered_stop`]).
-    pub(crate) fn stop_stage(&self, stage: u32) {
-        if let Some(children) = self.children() {
-            for entry in children.values().filter(|e| e.stage == stage) {
-                let child = entry.node();
-                match (self.stop_deadline, child.stop_deadline) {
-                    (Some(mine), Some(theirs)) if theirs >= mine => child.request_covered_stop(),
-                    _ => child.request_stop(),
+    ///
+    /// The children placed on other runtimes, `elsewhere` (a child's [`ChildEntry::place`]
+    /// counts from 1 in it), are woken from there: a task woken from another OS thread is
+    /// scheduled through its runtime's remote queue, and a current-thread runtime driving
+    /// I/O is woken with a system call each time, so the wakers of each runtime's children
+    /// are handed to one task spawned on it, which wakes them all. A stop of many children
+    /// spread over a few cores then costs a few system calls, not one per child.
+    pub(crate) fn stop_stage(&self, stage: u32, elsewhere: &[tokio::runtime::Handle]) {
+        let Some(children) = self.children() else {
+            return;
+        };
+        let mut batches: Vec<Vec<Waker>> = Vec::new();
+        for entry in children.values().filter(|e| e.stage == stage) {
+            let child = entry.node();
+            let covered = matches!(
+                (self.stop_deadline, child.stop_deadline),
+                (Some(mine), Some(theirs)) if theirs >= mine
+            );
+            let Some(at) = (entry.place as usize).checked_sub(1) else {
+                if covered {
+                    child.request_covered_stop();
+                } else {
+                    child.request_stop();
                 }
+                continue;
+            };
+            if let Some(waker) = child.request_stop_deferred(covered) {
+                if batches.len() <= at {
+                    batches.resize_with(at + 1, Vec::new);
+                }
+                batches[at].push(waker);
             }
         }
+        drop(children);
+        debug_assert!(
+            batches.len() <= elsewhere.len(),
+            "a child placed on an unlisted runtime"
+        );
+        let mut batches = batches.into_iter();
+        for (runtime, wakers) in elsewhere.iter().zip(batches.by_ref()) {
+            if !wakers.is_empty() {
+                // Dropped, not awaited: the task runs on its own. On a runtime shut down
+                // it never runs, and neither do the children it would have woken.
+                drop(runtime.spawn(async move { wakers.into_iter().for_each(Waker::wake) }));
+            }
+        }
+        // Children whose runtime is not listed (none should be) are woken from here.
+        batches.flatten().for_each(Waker::wake);
     }
 
     /// Cancels the children's tasks (their parent's task was cancelled: they must not
@@ -206,5 +253,53 @@ impl Node {
                 .then(|| node.find(path))
                 .flatten()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::ChildEntry;
+    use crate::node::testing::{Counted, node, waiting};
+    use crate::node::{ChildNode, Node};
+    use crate::queue::DownQueue;
+
+    /// A child of `parent` in stop stage 0 at `place`, waiting for a stop request.
+    fn waiting_child(
+        parent: &Node<DownQueue<u8>>,
+        place: u32,
+    ) -> (Arc<Node<DownQueue<u8>>>, Arc<Counted>) {
+        let child = node(Some(Duration::from_secs(60)));
+        let counted = waiting(&child);
+        parent.add_child(ChildEntry {
+            child: Arc::clone(&child) as Arc<dyn ChildNode>,
+            stage: 0,
+            place,
+            join: None,
+        });
+        (child, counted)
+    }
+
+    #[test]
+    fn children_on_other_runtimes_are_woken_there_and_the_rest_at_once() {
+        let other = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let parent = node(Some(Duration::from_secs(60)));
+        let (here, woken_here) = waiting_child(&parent, 0);
+        let (there, woken_there) = waiting_child(&parent, 1);
+        parent.stop_stage(0, &[other.handle().clone()]);
+        assert_eq!(woken_here.wakes(), 1, "woken at once");
+        assert!(here.is_stop_requested() && here.is_stop_covered());
+        assert!(
+            there.is_stop_requested() && there.is_stop_covered(),
+            "asked at once"
+        );
+        assert_eq!(woken_there.wakes(), 0, "not woken from here");
+        // The other runtime runs the task that wakes its children.
+        other.block_on(tokio::task::yield_now());
+        assert_eq!(woken_there.wakes(), 1, "woken there");
     }
 }

@@ -12,6 +12,8 @@ mod probe;
 mod receiver;
 mod roster;
 mod snapshot;
+#[cfg(test)]
+pub(crate) mod testing;
 mod waits;
 
 pub(crate) use children::ChildEntry;
@@ -30,7 +32,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
@@ -268,7 +270,7 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     /// Asks the thread to stop. Idempotent.
     pub(crate) fn request_stop(&self) {
-        if self.stop_requested.fetch_or(STOP, Ordering::AcqRel) & STOP == 0 {
+        if self.ask_stop(false) {
             self.stop_waker.wake();
         }
     }
@@ -282,15 +284,37 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// to ask the rest of its children): a stopping tree keeps one timer, not one per
     /// thread that has children. A thread already asked to stop or restart keeps its own.
     pub(crate) fn request_covered_stop(&self) {
-        match self.stop_requested.compare_exchange(
-            0,
-            STOP | COVERED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => self.stop_waker.wake(),
-            Err(_) => self.request_stop(),
+        if self.ask_stop(true) {
+            self.stop_waker.wake();
         }
+    }
+
+    /// Asks the thread to stop as [`request_stop`](Self::request_stop) does (or as
+    /// [`request_covered_stop`](Self::request_covered_stop) does if `covered`), but hands its
+    /// task's waker back instead of waking it, for the caller to wake on the thread's own
+    /// runtime. `None` if the thread was asked already, has not waited yet (it sees the
+    /// request as it first looks), or is registering its waker right now (it then wakes
+    /// itself).
+    pub(crate) fn request_stop_deferred(&self, covered: bool) -> Option<Waker> {
+        if self.ask_stop(covered) {
+            self.stop_waker.take()
+        } else {
+            None
+        }
+    }
+
+    /// Marks the stop as asked (and covered by an ancestor's deadline if `covered`, unless
+    /// the thread was asked to stop or restart already); whether it was newly asked.
+    fn ask_stop(&self, covered: bool) -> bool {
+        if covered
+            && self
+                .stop_requested
+                .compare_exchange(0, STOP | COVERED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return true;
+        }
+        self.stop_requested.fetch_or(STOP, Ordering::AcqRel) & STOP == 0
     }
 
     /// Whether a stopping ancestor's deadline covers this thread's stop.
@@ -533,29 +557,12 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::task::Context;
 
-    use super::{Node, NodeInit, ThreadMeta};
-    use crate::exit::ChildId;
-    use crate::queue::DownQueue;
+    use super::testing::{Counted, waiting};
 
-    static META: ThreadMeta = ThreadMeta {
-        type_name: "T",
-        down_types: &[],
-        up_type: None,
-        tasks: &[],
-    };
-
-    fn node() -> Arc<Node<DownQueue<u8>>> {
-        let init = NodeInit {
-            parent: None,
-            name: "t".into(),
-            suffix: 0,
-            meta: &META,
-            capacity: 1,
-            stop_deadline: None,
-            blocking_limit: 1,
-        };
-        Arc::new(Node::new(ChildId::next(), init, DownQueue::new(1)))
+    fn node() -> Arc<super::Node<crate::queue::DownQueue<u8>>> {
+        super::testing::node(None)
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -570,6 +577,52 @@ mod tests {
         assert!(alone.task().is_none(), "dropped by the task itself");
         assert_eq!(waited.task().map(|t| t.id()), Some(task.id()), "kept");
         task.abort();
+    }
+
+    #[test]
+    fn a_deferred_stop_hands_the_waker_back_once_instead_of_waking_it() {
+        let node = node();
+        let counted = waiting(&node);
+        let waker = node.request_stop_deferred(false).expect("it waits");
+        assert_eq!(counted.wakes(), 0, "not woken by the request");
+        assert!(node.is_stop_requested());
+        assert!(!node.is_stop_covered());
+        assert!(node.request_stop_deferred(false).is_none(), "asked already");
+        node.request_stop();
+        assert_eq!(counted.wakes(), 0, "asked already: no second wake");
+        waker.wake();
+        assert_eq!(counted.wakes(), 1);
+    }
+
+    #[test]
+    fn a_deferred_covered_stop_is_covered_unless_asked_before() {
+        let node = node();
+        let _counted = waiting(&node);
+        assert!(node.request_stop_deferred(true).is_some());
+        assert!(node.is_stop_requested() && node.is_stop_covered());
+
+        let restarting = self::node();
+        let counted = waiting(&restarting);
+        restarting.request_restart();
+        assert_eq!(counted.wakes(), 1);
+        // Waiting again (the restart request is seen at once, and the waker kept).
+        let (_again, waker) = Counted::new();
+        let seen = restarting.poll_stop_requested(&mut Context::from_waker(&waker));
+        assert!(seen.is_ready());
+        assert!(
+            restarting.request_stop_deferred(true).is_some(),
+            "a stop after a restart"
+        );
+        assert!(restarting.is_stop_requested() && !restarting.is_stop_covered());
+    }
+
+    #[test]
+    fn a_deferred_stop_of_a_thread_not_yet_waiting_has_no_waker_but_is_seen() {
+        let node = node();
+        assert!(node.request_stop_deferred(false).is_none());
+        let (_counted, waker) = Counted::new();
+        let ready = node.poll_stop_requested(&mut Context::from_waker(&waker));
+        assert!(ready.is_ready(), "seen as it first looks");
     }
 
     /// Every thread has a node, and spawning many is a hot path: a larger node slows spawn
