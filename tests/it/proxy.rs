@@ -36,6 +36,8 @@ enum Step {
     AwaitStop(mpsc::UnboundedSender<()>),
     /// End with this exit and these dropped messages.
     End(Exit, usize),
+    /// Show this state.
+    SetState(ThreadState),
 }
 
 /// A proxy driven step by step by the test.
@@ -60,6 +62,7 @@ fn scripted(mut steps: mpsc::UnboundedReceiver<Step>) -> impl FnOnce(Proxy<Far>)
                         let _ = told.send(());
                     }
                     Step::End(exit, dropped) => return proxy.end(exit, dropped),
+                    Step::SetState(state) => proxy.set_state(state),
                 }
             }
             proxy.end(Exit::Stopped, 0)
@@ -256,6 +259,26 @@ async fn a_proxy_sees_its_stop_and_its_parent_waits_for_its_end() {
     steps.send(Step::End(Exit::Stopped, 0)).unwrap();
     assert!(matches!(parent.join().await, Exit::Stopped));
     assert_eq!(*heard.lock().unwrap(), ["parent/far stopped dropped=0"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proxy_may_not_show_its_child_exited_before_it_ends() {
+    let Setup {
+        parent,
+        child,
+        steps,
+        heard,
+    } = setup(4).await;
+    steps.send(Step::SetState(ThreadState::Stopping)).unwrap();
+    until(|| child.state() == ThreadState::Stopping).await;
+    // Refused: the proxy's life panics, and the parent hears of its end all the same.
+    steps.send(Step::SetState(ThreadState::Exited)).unwrap();
+    until(|| !heard.lock().unwrap().is_empty()).await;
+    let line = heard.lock().unwrap()[0].clone();
+    assert!(line.starts_with("parent/far panicked"), "{line}");
+    assert_eq!(child.state(), ThreadState::Exited);
+    parent.stop();
+    assert!(matches!(parent.join().await, Exit::Stopped));
 }
 
 #[test]

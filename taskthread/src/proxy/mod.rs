@@ -201,7 +201,19 @@ impl<C: Thread> Proxy<C> {
     /// Sets the state the child shows (its `ChildRef::state` and snapshots). It starts as
     /// [`ThreadState::Starting`]; [`end`](Self::end) makes it
     /// [`Exited`](ThreadState::Exited).
+    ///
+    /// # Panics
+    ///
+    /// If `state` is [`Exited`](ThreadState::Exited): a child ends through
+    /// [`end`](Self::end), which also tells its parent. Shown as exited before that, the
+    /// child would be taken for one that has told its end already, and an end by a cancel
+    /// (its runtime shutting down) would never reach its parent.
+    #[track_caller]
     pub fn set_state(&self, state: ThreadState) {
+        assert!(
+            state != ThreadState::Exited,
+            "Proxy::set_state(ThreadState::Exited): a proxied child ends through Proxy::end"
+        );
         self.ctx.node().set_state(state);
     }
 
