@@ -35,7 +35,10 @@
 //! one group in turns, an iteration each, and prints the median ratio of the rounds.
 //!
 //! Built with the `watch` feature (`--features watch`), `VS_TOKIO_WATCH=1` keeps a watch
-//! stream open during the paired runs, so the figures are those of a watched process.
+//! stream open during the paired runs and the runs for a profiler, so the figures are those
+//! of a watched process; `VS_TOKIO_WATCH=turns` makes the paired runs pair taskthread with
+//! itself instead, an iteration unwatched and one with a stream open, and print the median
+//! ratio of watched to unwatched: what watching costs, measured in one process.
 //!
 //! Run: `cargo bench -p taskthread --bench vs_tokio`. Results are in `docs/benchmarks.md`.
 
@@ -65,8 +68,8 @@ const MEMORY_ENV: &str = "VS_TOKIO_MEMORY";
 const RUN_ENV: &str = "VS_TOKIO_RUN";
 /// The environment variable that runs both sides of one group in turns ([`run_paired`]).
 const PAIRED_ENV: &str = "VS_TOKIO_PAIRED";
-/// The environment variable that keeps a watch stream open during the paired runs.
-#[cfg(feature = "watch")]
+/// The environment variable that keeps a watch stream open during the paired runs and the
+/// runs for a profiler, or pairs taskthread watched against unwatched (`turns`).
 const WATCH_ENV: &str = "VS_TOKIO_WATCH";
 
 fn runtime() -> Runtime {
@@ -920,6 +923,8 @@ fn run_one(spec: &str) {
         None => (spec, 1),
     };
     let rt = runtime_for(name);
+    #[cfg(feature = "watch")]
+    let _watching = std::env::var_os(WATCH_ENV).map(|_| Watching::open(&rt));
     let elapsed = rt.block_on(async {
         match name {
             "down_throughput/taskthread" => down_throughput_taskthread(iters).await,
@@ -940,6 +945,32 @@ fn run_one(spec: &str) {
     println!("{name}: {iters} iterations in {elapsed:?}");
 }
 
+/// A watch stream open on a tree of its own, which turns recording on for every tree of
+/// the process (watching is process-wide) while it is open.
+#[cfg(feature = "watch")]
+struct Watching {
+    watched: Handle<Sink>,
+    stream: taskthread::watch::WatchStream,
+}
+
+#[cfg(feature = "watch")]
+impl Watching {
+    fn open(rt: &Runtime) -> Self {
+        rt.block_on(async {
+            let watched = taskthread::spawn(Sink::default());
+            let stream = taskthread::watch::Watcher::new(&watched).subscribe();
+            Self { watched, stream }
+        })
+    }
+
+    /// Closes the stream, and stops and joins the watched tree.
+    fn close(self, rt: &Runtime) {
+        drop(self.stream);
+        self.watched.stop();
+        rt.block_on(self.watched.join());
+    }
+}
+
 /// Runs both sides of one group in turns, one iteration at a time, on one runtime, and
 /// prints the median of each side and of the per-round ratios:
 /// `VS_TOKIO_PAIRED=spawn_stop_10k:200 <bench binary>`.
@@ -947,21 +978,16 @@ fn run_one(spec: &str) {
 /// On a machine whose speed drifts (a shared VM), criterion's two sides run seconds apart
 /// and can see different machines; a round's two iterations run milliseconds apart, so the
 /// median of the rounds' ratios is steadier. The side that goes first alternates.
+///
+/// With `VS_TOKIO_WATCH=turns` (`watch` feature) the two sides are taskthread unwatched and
+/// taskthread with a watch stream open, opened before its iteration and dropped after it.
 fn run_paired(spec: &str) {
     let (group, rounds) = match spec.split_once(':') {
         Some((group, rounds)) => (group, rounds.parse().expect("a number of rounds")),
         None => (spec, 100),
     };
+    assert!(rounds > 0, "{PAIRED_ENV}: at least one round");
     let rt = runtime_for(group);
-    // Watching is process-wide: a stream of any tree turns recording on for all of them.
-    #[cfg(feature = "watch")]
-    let _watching = std::env::var_os(WATCH_ENV).map(|_| {
-        rt.block_on(async {
-            let watched = taskthread::spawn(Sink::default());
-            let stream = taskthread::watch::Watcher::new(&watched).subscribe();
-            (watched, stream)
-        })
-    });
     // One iteration is 10 000 messages or children; an ask is one round trip, so a round
     // asks 1 000 times.
     let iters = if group == "ask_round_trip" { 1_000 } else { 1 };
@@ -984,36 +1010,76 @@ fn run_paired(spec: &str) {
             }
         })
     };
-    // Warm-up: both sides grow the heap to their working size first.
-    for _ in 0..rounds.min(20) {
-        one("taskthread");
-        one("tokio");
+    #[cfg(feature = "watch")]
+    match std::env::var(WATCH_ENV).as_deref() {
+        Ok("turns") => {
+            in_turns(
+                group,
+                rounds,
+                ("unwatched", &mut || one("taskthread")),
+                ("watched", &mut || {
+                    let watching = Watching::open(&rt);
+                    let watched = one("taskthread");
+                    watching.close(&rt);
+                    watched
+                }),
+            );
+            return;
+        }
+        Ok(_) => {
+            let _watching = Watching::open(&rt);
+            return taskthread_against_tokio(group, rounds, one);
+        }
+        Err(_) => {}
     }
-    let mut framework = Vec::with_capacity(rounds);
-    let mut hand = Vec::with_capacity(rounds);
+    taskthread_against_tokio(group, rounds, one);
+}
+
+/// The rounds of taskthread against hand-written tokio, and their report.
+fn taskthread_against_tokio(group: &str, rounds: usize, one: impl Fn(&str) -> Duration) {
+    in_turns(
+        group,
+        rounds,
+        ("taskthread", &mut || one("taskthread")),
+        ("tokio", &mut || one("tokio")),
+    );
+}
+
+/// One named side of a paired run: an iteration of it, timed.
+type Side<'a> = (&'a str, &'a mut dyn FnMut() -> Duration);
+
+/// Runs `a` and `b` in turns for `rounds` rounds, after up to 20 rounds of warm-up (both
+/// grow the heap to their working size first), `a` first in even rounds and `b` in odd
+/// ones, and prints each one's median and the median and quartiles of the rounds' ratios
+/// of `b` to `a`.
+fn in_turns(group: &str, rounds: usize, (a_name, a): Side<'_>, (b_name, b): Side<'_>) {
+    for _ in 0..rounds.min(20) {
+        a();
+        b();
+    }
+    let mut a_times = Vec::with_capacity(rounds);
+    let mut b_times = Vec::with_capacity(rounds);
     let mut ratios = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let (t, h) = if round % 2 == 0 {
-            let t = one("taskthread");
-            (t, one("tokio"))
+        let (x, y) = if round % 2 == 0 {
+            let x = a();
+            (x, b())
         } else {
-            let h = one("tokio");
-            (one("taskthread"), h)
+            let y = b();
+            (a(), y)
         };
-        ratios.push(h.as_secs_f64() / t.as_secs_f64());
-        framework.push(t);
-        hand.push(h);
+        ratios.push(y.as_secs_f64() / x.as_secs_f64());
+        a_times.push(x);
+        b_times.push(y);
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
+    a_times.sort();
+    b_times.sort();
     ratios.sort_by(f64::total_cmp);
     println!(
-        "{group}: {rounds} rounds, median taskthread {:?}, tokio {:?}, \
-         ratio (tokio / taskthread) median {:.2}, quartiles {:.2} .. {:.2}",
-        median(&mut framework),
-        median(&mut hand),
+        "{group}: {rounds} rounds, median {a_name} {:?}, {b_name} {:?}, \
+         ratio ({b_name} / {a_name}) median {:.2}, quartiles {:.2} .. {:.2}",
+        a_times[rounds / 2],
+        b_times[rounds / 2],
         ratios[rounds / 2],
         ratios[rounds / 4],
         ratios[rounds * 3 / 4],
@@ -1021,6 +1087,12 @@ fn run_paired(spec: &str) {
 }
 
 fn main() {
+    if !cfg!(feature = "watch") && std::env::var_os(WATCH_ENV).is_some() {
+        eprintln!(
+            "{WATCH_ENV} needs the watch feature: cargo bench -p taskthread --bench vs_tokio --features watch"
+        );
+        std::process::exit(2);
+    }
     if let Ok(spec) = std::env::var(RUN_ENV) {
         run_one(&spec);
         return;

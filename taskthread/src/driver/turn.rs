@@ -421,12 +421,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
 
     #[cold]
     fn record_task_start(&self, index: usize, due: tokio::time::Instant) {
-        let probe = self.node.probe();
-        probe.task_started(
-            index,
-            tokio::time::Instant::now().saturating_duration_since(due),
-        );
-        probe.begin(Kind::Task(index));
+        self.node.probe().begin_task(index, due);
     }
 
     #[cold]

@@ -380,9 +380,24 @@ impl Probe {
     }
 
     /// A handler of `kind` begins. DOWN messages are timed when their queue sampled them,
-    /// task runs always, the others one in [`every`](Self::sample_every).
+    /// task runs always (see [`begin_task`](Self::begin_task)), the others one in
+    /// [`every`](Self::sample_every).
     #[inline]
     pub(crate) fn begin(&self, kind: Kind) {
+        self.begin_at(kind, None);
+    }
+
+    /// The run of task `index`, due at `due`, begins: one clock reading for how late it
+    /// began and for the start of its time.
+    pub(crate) fn begin_task(&self, index: usize, due: Instant) {
+        let now = Instant::now();
+        self.task_started(index, now.saturating_duration_since(due));
+        self.begin_at(Kind::Task(index), Some(now));
+    }
+
+    /// As [`begin`](Self::begin), with the clock read already if `now` says when.
+    #[inline]
+    fn begin_at(&self, kind: Kind, now: Option<Instant>) {
         let Some(stats) = self.stats(kind) else {
             return;
         };
@@ -396,13 +411,13 @@ impl Probe {
             _ => n & (self.every.load(Ordering::Relaxed) - 1) == 0,
         };
         if sampled {
-            self.begin_sample(stats, queued);
+            self.begin_sample(stats, queued, now);
         }
     }
 
     #[cold]
-    fn begin_sample(&self, stats: &KindStats, queued: u64) {
-        let now = Instant::now();
+    fn begin_sample(&self, stats: &KindStats, queued: u64, now: Option<Instant>) {
+        let now = now.unwrap_or_else(Instant::now);
         if let Some(queued) = self.instant(queued) {
             let times = stats.times.get_or_init(|| Box::new(Times::new()));
             let wait = now.saturating_duration_since(queued);
@@ -463,7 +478,7 @@ impl Probe {
     }
 
     /// A task's run begins `late` after it was due.
-    pub(crate) fn task_started(&self, index: usize, late: Duration) {
+    fn task_started(&self, index: usize, late: Duration) {
         let Some(task) = self.tasks().get(index) else {
             return;
         };

@@ -38,6 +38,7 @@ impl<V> Default for Roster<V> {
 
 impl<V> Roster<V> {
     /// Adds a child. Its id is normally the highest yet; one that is not is put in its place.
+    #[inline]
     pub(crate) fn push(&mut self, id: ChildId, value: V) {
         match self.slots.back() {
             Some(&(last, _)) if last >= id => {
@@ -74,6 +75,7 @@ impl<V> Roster<V> {
     }
 
     /// Takes the child out; `None` if it is not (or no longer) there.
+    #[inline]
     pub(crate) fn remove(&mut self, id: ChildId) -> Option<V> {
         // The first child, as in a stop in spawn order, goes with its slot: no hole is left
         // to be found and dropped (the ends are never holes).

@@ -45,10 +45,12 @@
 //! Nothing is recorded while no stream is open: each place that would record first asks
 //! whether anyone watches, one relaxed load of a counter nobody writes. While a stream is
 //! open, every thread of the process (not only those of the watched subtree) counts what
-//! it handles by kind and notes the handler running now; one message in 16 is timed (its
-//! wait in the queue and its handler), and events (spawns, stops, exits, failures,
-//! restarts) go to a ring of the last 1 024 in the process. `docs/benchmarks.md` has the
-//! figures.
+//! it handles by kind and notes the handler running now. One message in a few is timed
+//! (its handler, and a DOWN message's wait in the queue): one in 64 at first, then, for the
+//! threads of the watched subtree, as many as make about 32 a sampling, at most one in
+//! 1 024, so that a quiet thread has every message timed. Every run of a task is timed.
+//! Events (spawns, stops, exits, failures, restarts) go to a ring of the last 1 024 in the
+//! process. `docs/benchmarks.md` has the figures.
 //!
 //! # Reading the figures
 //!

@@ -41,9 +41,10 @@
 //!
 //! While the tree is watched ([`recording`]), one message in a few ([`Stamps::every`]) is
 //! stamped with the time it was queued ([`Stamps`], beside the messages, made only then),
-//! and the receiver is told that stamp when it takes the message, to time its wait; while
-//! stamps are kept, messages are taken one at a time (no batch), each counted.
-//! Unwatched, a send and a receive each look at one more word, and nothing else.
+//! and the receiver is told that stamp when it hands the message out, to time its wait:
+//! the stamps of the messages taken into the receiver's batch go into the batch with them.
+//! Unwatched, a send and a receive each look at one more word, and nothing else; without
+//! the `watch` feature, not even that.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -95,6 +96,9 @@ pub(crate) struct Batch<D> {
 struct BatchBuffer<D> {
     messages: Mutex<VecDeque<D>>,
     handed: Arc<Handed>,
+    /// The stamps of the sampled messages in the batch, in order, each with how many
+    /// messages are left in the batch once it is handed out (while watched).
+    stamps: VecDeque<(usize, Instant)>,
 }
 
 /// How many messages the receiver handed out of its batch since it last gave their places
@@ -178,13 +182,22 @@ impl<D> Batch<D> {
     }
 
     /// Hands out the next message, and gives a large buffer back once the batch is empty
-    /// (a thread with a large capacity keeps no burst's worth of memory while idle).
+    /// (a thread with a large capacity keeps no burst's worth of memory while idle). If it
+    /// was sampled, `sampled` is told when it was queued.
     #[inline]
-    fn pop(&mut self) -> Option<D> {
-        let batch = self.buffer_mut()?;
+    fn pop(&mut self, sampled: impl FnOnce(Instant)) -> Option<D> {
+        let buffer = &mut **self.buffer.as_mut()?;
+        let batch = buffer
+            .messages
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         let msg = batch.pop_front()?;
-        if batch.is_empty() && batch.capacity() > KEEP_BUFFER {
+        let left = batch.len();
+        if left == 0 && batch.capacity() > KEEP_BUFFER {
             *batch = VecDeque::new();
+        }
+        if cfg!(feature = "watch") && !buffer.stamps.is_empty() {
+            hand_stamp(&mut buffer.stamps, left, sampled);
         }
         Some(msg)
     }
@@ -204,6 +217,7 @@ impl<D> Batch<D> {
                 Box::new(BatchBuffer {
                     messages: Mutex::default(),
                     handed: Arc::clone(handed.get_or_insert_with(Arc::default)),
+                    stamps: VecDeque::new(),
                 })
             })
             .messages
@@ -214,10 +228,33 @@ impl<D> Batch<D> {
         Some((msg, batch.len()))
     }
 
+    /// Where the stamps of the messages in the batch go (made with the batch).
+    fn stamps_mut(&mut self) -> Option<&mut VecDeque<(usize, Instant)>> {
+        Some(&mut self.buffer.as_mut()?.stamps)
+    }
+
     /// The capacity of the batch's buffer.
     #[cfg(test)]
     fn buffer(&mut self) -> usize {
         self.buffer_mut().map_or(0, |batch| batch.capacity())
+    }
+}
+
+/// A message was handed out of a batch, `left` messages before its end: if the first of
+/// the batch's `stamps` is its own, `sampled` is told when it was queued. A large buffer
+/// of stamps is given back once empty, as the batch's own. Out of line: only the batches
+/// of a watched thread have stamps.
+#[cold]
+#[inline(never)]
+fn hand_stamp(stamps: &mut VecDeque<(usize, Instant)>, left: usize, sampled: impl FnOnce(Instant)) {
+    if let Some(&(at_left, queued)) = stamps.front()
+        && at_left == left
+    {
+        stamps.pop_front();
+        if stamps.is_empty() && stamps.capacity() > KEEP_BUFFER {
+            *stamps = VecDeque::new();
+        }
+        sampled(queued);
     }
 }
 
@@ -327,6 +364,39 @@ impl Stamps {
         }
         None
     }
+
+    /// Counts the first message of a batch, handed out now (`sampled` is told its stamp,
+    /// if it has one), and the `rest` taken into the batch after it, whose stamps go into
+    /// `batch`, each with how many messages are left in the batch once it is handed out.
+    #[cold]
+    #[inline(never)]
+    fn take_batch(
+        stamps: &mut Option<Box<Self>>,
+        rest: usize,
+        batch: &mut VecDeque<(usize, Instant)>,
+        sampled: impl FnOnce(Instant),
+    ) {
+        batch.clear();
+        if let Some(queued) = Self::take(stamps) {
+            sampled(queued);
+        }
+        let Some(this) = stamps.as_mut() else {
+            return;
+        };
+        // The number of the first message of the batch, as counted when put.
+        let first = this.taken.wrapping_add(1);
+        this.taken = this.taken.wrapping_add(rest as u64);
+        while let Some(&(n, queued)) = this.sampled.front()
+            && n.wrapping_sub(first) < rest as u64
+        {
+            this.sampled.pop_front();
+            let at = n.wrapping_sub(first) as usize;
+            batch.push_back((rest - 1 - at, queued));
+        }
+        if this.taken == this.put && this.sampled.is_empty() && !recording() {
+            *stamps = None;
+        }
+    }
 }
 
 impl<D> State<D> {
@@ -351,7 +421,8 @@ impl<D> State<D> {
         if self.items.is_empty() && self.items.capacity() > KEEP_BUFFER {
             self.items = VecDeque::new();
         }
-        if self.stamps.is_some()
+        if cfg!(feature = "watch")
+            && self.stamps.is_some()
             && let Some(at) = Stamps::take(&mut self.stamps)
         {
             sampled(at);
@@ -506,7 +577,7 @@ impl<D> DownQueue<D> {
     #[inline]
     fn put(&self, state: &mut State<D>, msg: D) -> Option<Waker> {
         state.items.push_back(msg);
-        if state.stamps.is_some() || recording() {
+        if cfg!(feature = "watch") && (state.stamps.is_some() || recording()) {
             Stamps::put(&mut state.stamps, state.items.len());
         }
         self.take_receiver(state)
@@ -636,7 +707,7 @@ impl<D> DownQueue<D> {
             return Poll::Pending;
         }
         if !batch.is_empty() {
-            return self.poll_batch(batch, cx);
+            return self.poll_batch(batch, cx, sampled);
         }
         self.poll_recv_locked(Some(batch), cx, sampled)
     }
@@ -644,13 +715,18 @@ impl<D> DownQueue<D> {
     /// Hands out the next message of the receiver's batch (not empty). Out of line, so the
     /// look that leads here stays small enough to be inlined into the loop.
     #[inline(never)]
-    fn poll_batch(&self, batch: &mut Batch<D>, cx: &mut Context<'_>) -> Poll<Option<D>> {
+    fn poll_batch(
+        &self,
+        batch: &mut Batch<D>,
+        cx: &mut Context<'_>,
+        sampled: impl FnOnce(Instant),
+    ) -> Poll<Option<D>> {
         let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
             // The task yields: the places of the messages handed out are given back first.
             self.give_back(batch);
             return Poll::Pending;
         };
-        let msg = batch.pop();
+        let msg = batch.pop(sampled);
         coop.made_progress();
         Self::handed_out(batch);
         Poll::Ready(msg)
@@ -719,8 +795,8 @@ impl<D> DownQueue<D> {
     }
 
     /// Under the lock: takes the next message; with a `batch` (empty) and more than one
-    /// message queued, the rest go into it (not while stamps are kept: messages are then
-    /// taken one at a time, counted). The message, and whether a batch was taken.
+    /// message queued, the rest go into it, with their stamps. The message, and whether a
+    /// batch was taken.
     #[inline]
     fn take_next(
         &self,
@@ -729,9 +805,9 @@ impl<D> DownQueue<D> {
         sampled: impl FnOnce(Instant),
     ) -> Option<(D, bool)> {
         match batch {
-            Some(batch) if state.items.len() > 1 && state.stamps.is_none() && !recording() => {
-                self.take_batch(state, batch).map(|msg| (msg, true))
-            }
+            Some(batch) if state.items.len() > 1 => self
+                .take_batch(state, batch, sampled)
+                .map(|msg| (msg, true)),
             _ => state.take(sampled).map(|msg| (msg, false)),
         }
     }
@@ -741,10 +817,21 @@ impl<D> DownQueue<D> {
     /// a thread that takes its messages one at a time (or none, as most) keeps its loop
     /// small.
     #[inline(never)]
-    fn take_batch(&self, state: &mut State<D>, batch: &mut Batch<D>) -> Option<D> {
+    fn take_batch(
+        &self,
+        state: &mut State<D>,
+        batch: &mut Batch<D>,
+        sampled: impl FnOnce(Instant),
+    ) -> Option<D> {
         let (msg, rest) = batch.fill(&mut state.items, &mut state.handed)?;
         // At most the capacity.
         self.batched.fetch_add(rest as u32, Ordering::Relaxed);
+        if cfg!(feature = "watch")
+            && state.stamps.is_some()
+            && let Some(stamps) = batch.stamps_mut()
+        {
+            Stamps::take_batch(&mut state.stamps, rest, stamps, sampled);
+        }
         Some(msg)
     }
 
@@ -798,7 +885,7 @@ impl<D> DownQueue<D> {
     /// Under the lock: takes the next message (from the receiver's `batch` first, its place
     /// moving from the batch's count to the held ones), holding its place.
     fn take_held(&self, state: &mut State<D>, batch: &mut Batch<D>) -> Option<D> {
-        let msg = match batch.pop() {
+        let msg = match batch.pop(|_| {}) {
             Some(msg) => {
                 self.batched.fetch_sub(1, Ordering::Relaxed);
                 msg
@@ -852,7 +939,7 @@ impl<D> DownQueue<D> {
         sampled: impl FnOnce(Instant),
     ) -> Option<D> {
         if !batch.is_empty() {
-            return self.try_batch(batch);
+            return self.try_batch(batch, sampled);
         }
         // The receiver waits with its waker stored: nothing has come since.
         if !self.parked.load(Ordering::Acquire).is_null() {
@@ -864,8 +951,8 @@ impl<D> DownQueue<D> {
     /// Hands out the next message of the receiver's batch (not empty), out of line as
     /// [`poll_batch`](Self::poll_batch).
     #[inline(never)]
-    fn try_batch(&self, batch: &mut Batch<D>) -> Option<D> {
-        let msg = batch.pop();
+    fn try_batch(&self, batch: &mut Batch<D>, sampled: impl FnOnce(Instant)) -> Option<D> {
+        let msg = batch.pop(sampled);
         Self::handed_out(batch);
         msg
     }

@@ -3,6 +3,8 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+#[cfg(feature = "watch")]
+use std::time::Duration;
 
 use super::*;
 
@@ -741,4 +743,126 @@ fn a_huge_capacity_is_clamped() {
     let queue: DownQueue<u8> = DownQueue::new(usize::MAX);
     assert_eq!(queue.capacity(), MAX_CAPACITY);
     assert!(queue.try_send(1).is_ok());
+}
+
+/// Receives what is queued through a batch, the way the loop does: each message with the
+/// time it was queued, if it was sampled.
+#[cfg(feature = "watch")]
+fn receive_sampled(queue: &DownQueue<i32>, batch: &mut Batch<i32>) -> Vec<(i32, Option<Instant>)> {
+    let mut got = Vec::new();
+    loop {
+        let mut stamp = None;
+        let Some(msg) = queue.try_recv_sampled(batch, |queued| stamp = Some(queued)) else {
+            return got;
+        };
+        got.push((msg, stamp));
+    }
+}
+
+/// A watched queue (recording must be on) that stamps one message in `every`, with 0
+/// queued (the first put counts the queue in, unstamped), then `1..=n`, one a millisecond
+/// after the other. Returns the time `ms(k)` says message `k` was queued at.
+#[cfg(feature = "watch")]
+async fn watched_burst(every: u64, n: i32) -> (DownQueue<i32>, impl Fn(u64) -> Option<Instant>) {
+    let queue = DownQueue::new(64);
+    queue.try_send(0).expect("room");
+    queue.sample_every(every);
+    let start = Instant::now();
+    for k in 1..=n {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        queue.try_send(k).expect("room");
+    }
+    (queue, move |k| Some(start + Duration::from_millis(k)))
+}
+
+/// While watched, a burst is taken into the receiver's batch at once, and each sampled
+/// message of it is told when it was queued as it is handed out, not before.
+#[cfg(feature = "watch")]
+#[tokio::test(start_paused = true)]
+async fn a_burst_taken_at_once_keeps_the_stamps_of_its_sampled_messages() {
+    let _recording = crate::record::Recording::start();
+    // One message in two stamped: the second put, the fourth, ...
+    let (queue, ms) = watched_burst(2, 8).await;
+    let mut batch = Batch::default();
+    assert_eq!(
+        queue.try_recv_sampled(&mut batch, |_| panic!("not sampled")),
+        Some(0)
+    );
+    assert_eq!(
+        queue.batched.load(Ordering::Relaxed),
+        8,
+        "the rest taken at once"
+    );
+    assert_eq!(
+        receive_sampled(&queue, &mut batch),
+        [
+            (1, ms(1)),
+            (2, None),
+            (3, ms(3)),
+            (4, None),
+            (5, ms(5)),
+            (6, None),
+            (7, ms(7)),
+            (8, None),
+        ]
+    );
+
+    // A second burst, whose first message (handed out as the batch is taken) is sampled.
+    for n in 9..=12 {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        queue.try_send(n).expect("room");
+    }
+    assert_eq!(
+        receive_sampled(&queue, &mut batch),
+        [(9, ms(9)), (10, None), (11, ms(11)), (12, None)]
+    );
+}
+
+/// A message held from the batch (a proxy's) tells no stamp, and the sampled messages after
+/// it still tell theirs.
+#[cfg(feature = "watch")]
+#[tokio::test(start_paused = true)]
+async fn a_held_message_from_the_batch_passes_its_stamp_by() {
+    let _recording = crate::record::Recording::start();
+    let (queue, ms) = watched_burst(1, 3).await;
+    let mut batch = Batch::default();
+    let mut first = None;
+    assert_eq!(
+        queue.try_recv_sampled(&mut batch, |queued| first = Some(queued)),
+        Some(0)
+    );
+    assert_eq!(first, None, "put before the stamps were kept");
+    assert_eq!(queue.try_recv_held(&mut batch), Some(1));
+    assert_eq!(
+        receive_sampled(&queue, &mut batch),
+        [(2, ms(2)), (3, ms(3))]
+    );
+}
+
+/// Stamps first kept with messages queued already (put before anyone watched) count those
+/// in below zero: the stamps of a burst taken across that start still go to their own
+/// messages.
+#[cfg(feature = "watch")]
+#[tokio::test(start_paused = true)]
+async fn stamps_counted_from_below_zero_go_to_their_own_messages() {
+    let _recording = crate::record::Recording::start();
+    let queue = DownQueue::new(64);
+    let mut batch = Batch::default();
+    queue.try_send(0).expect("room");
+    queue.try_send(1).expect("room");
+    // As if 0 and 1 had been put before anyone watched.
+    queue.state().stamps = None;
+    // Counts 0 and 1 in: the first message taken is numbered two below the first put.
+    queue.try_send(2).expect("room");
+    queue.sample_every(1);
+    let start = Instant::now();
+    for n in 3..=4 {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        queue.try_send(n).expect("room");
+    }
+    let ms = |n: u64| Some(start + Duration::from_millis(n - 2));
+    assert_eq!(
+        receive_sampled(&queue, &mut batch),
+        [(0, None), (1, None), (2, None), (3, ms(3)), (4, ms(4))]
+    );
 }
