@@ -474,6 +474,17 @@ impl ExitReport {
         }
     }
 
+    /// Whether the child made this report from its task's last step, having dropped its
+    /// task's handle there if its parent keeps none ([`Node::release_at_end`]): a graceful
+    /// end reported with nothing dropped. The other reports may come from elsewhere (a
+    /// task cancelled, or unwinding), and the parent looks for the handle.
+    ///
+    /// [`Node::release_at_end`]: crate::node::Node::release_at_end
+    #[inline]
+    pub(crate) fn released_task(&self) -> bool {
+        !matches!(self, Self::Other(_))
+    }
+
     /// `(exit, dropped, escalated)`.
     pub(crate) fn into_parts(self) -> (Exit, usize, bool) {
         match self {

@@ -366,8 +366,14 @@ impl<P, E> Family<P, E> {
         self.node().stop_stage(stage, elsewhere);
     }
 
-    /// Forgets an ended child; its node, if it was still known.
-    pub(crate) fn on_child_exit(&mut self, id: ChildId) -> Option<Arc<dyn ChildNode>> {
+    /// Forgets an ended child; its node, if it was still known. `released`: the child
+    /// reported from its task's last step, having dropped its task's handle there if its
+    /// parent keeps none (see [`ExitReport::released_task`]).
+    pub(crate) fn on_child_exit(
+        &mut self,
+        id: ChildId,
+        released: bool,
+    ) -> Option<Arc<dyn ChildNode>> {
         let entry = self.node().remove_child(id)?;
         self.children -= 1;
         self.stages.remove(entry.stage);
@@ -385,6 +391,8 @@ impl<P, E> Family<P, E> {
                     self.reaping.push(join);
                 }
             }
+            // Not looked for when the child says it dropped it: its node is cold by now.
+            None if released => {}
             None => {
                 if let Some(task) = entry.child.node().task()
                     && !task.is_finished()

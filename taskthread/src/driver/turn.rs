@@ -141,7 +141,10 @@ fn on_child_exit<'a, T: Thread>(
     escalated: &mut Option<Box<ChildExit>>,
 ) -> Option<impl Future<Output = crate::error::Result<()>> + Send + 'a> {
     // `None`: forgotten already (an abort of this thread is under way).
-    let child = ctx.family_if_any().and_then(|f| f.on_child_exit(from))?;
+    let released = report.released_task();
+    let child = ctx
+        .family_if_any()
+        .and_then(|f| f.on_child_exit(from, released))?;
     let (exit, dropped, escalates) = report.into_parts();
     let exit = ChildExit {
         id: from,
