@@ -474,12 +474,12 @@ impl ExitReport {
         }
     }
 
-    /// Whether the child made this report from its task's last step, having dropped its
-    /// task's handle there if its parent keeps none ([`Node::release_at_end`]): a graceful
-    /// end reported with nothing dropped. The other reports may come from elsewhere (a
-    /// task cancelled, or unwinding), and the parent looks for the handle.
-    ///
-    /// [`Node::release_at_end`]: crate::node::Node::release_at_end
+    /// Whether the report is a graceful end with nothing dropped: only
+    /// [`report_exit`](crate::driver::report_exit) makes those, right after
+    /// [`Node::release_at_end`](crate::node::Node::release_at_end), so a child whose parent
+    /// keeps no handle of its task has dropped that handle already. The other reports come
+    /// from there too, or from a task cancelled or unwinding, and the parent looks for the
+    /// handle.
     #[inline]
     pub(crate) fn released_task(&self) -> bool {
         !matches!(self, Self::Other(_))
@@ -525,5 +525,17 @@ mod tests {
     fn a_child_exit_stays_small() {
         let size = std::mem::size_of::<super::ChildExit>();
         assert!(size <= 88, "a ChildExit takes {size} bytes");
+    }
+
+    /// Only a graceful end with nothing dropped says the child's task handle is gone.
+    #[test]
+    fn only_graceful_reports_say_the_task_handle_is_released() {
+        use super::{Exit, ExitReport};
+        assert!(ExitReport::new(Exit::Completed, 0, false).released_task());
+        assert!(ExitReport::new(Exit::Stopped, 0, false).released_task());
+        assert!(!ExitReport::new(Exit::Completed, 1, false).released_task());
+        assert!(!ExitReport::new(Exit::Stopped, 0, true).released_task());
+        assert!(!ExitReport::new(Exit::Aborted { dropped: 0 }, 0, false).released_task());
+        assert!(!ExitReport::new(Exit::Panicked("p".to_owned()), 0, false).released_task());
     }
 }

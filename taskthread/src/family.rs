@@ -366,9 +366,9 @@ impl<P, E> Family<P, E> {
         self.node().stop_stage(stage, elsewhere);
     }
 
-    /// Forgets an ended child; its node, if it was still known. `released`: the child
-    /// reported from its task's last step, having dropped its task's handle there if its
-    /// parent keeps none (see [`ExitReport::released_task`]).
+    /// Forgets an ended child; its node, if it was still known. `released`: the report is a
+    /// graceful end, made after the child dropped its task's handle if it keeps no join
+    /// handle here (see [`ExitReport::released_task`](crate::exit::ExitReport::released_task)).
     pub(crate) fn on_child_exit(
         &mut self,
         id: ChildId,
@@ -391,7 +391,8 @@ impl<P, E> Family<P, E> {
                     self.reaping.push(join);
                 }
             }
-            // Not looked for when the child says it dropped it: its node is cold by now.
+            // A graceful report: the handle is gone already, and the child's node is cold
+            // by now, so it is not looked for.
             None if released => {}
             None => {
                 if let Some(task) = entry.child.node().task()

@@ -140,8 +140,8 @@ fn on_child_exit<'a, T: Thread>(
     report: ExitReport,
     escalated: &mut Option<Box<ChildExit>>,
 ) -> Option<impl Future<Output = crate::error::Result<()>> + Send + 'a> {
-    // `None`: forgotten already (an abort of this thread is under way).
     let released = report.released_task();
+    // `None`: forgotten already (an abort of this thread is under way).
     let child = ctx
         .family_if_any()
         .and_then(|f| f.on_child_exit(from, released))?;
