@@ -628,7 +628,12 @@ mod tests {
     /// Every thread has a node, and spawning many is a hot path: a larger node slows spawn
     /// and stop of many children measurably (with glibc's allocator, 296 bytes against 224
     /// cost about a fifth). The node holds the DOWN queue too (in place of a channel
-    /// allocated apart), and must stay within 344 bytes.
+    /// allocated apart), and must stay within 344 bytes. Smaller is not always less
+    /// memory: each node is allocated next to its thread's task, which is aligned to 128
+    /// bytes, and with glibc's allocator a node of 328 bytes leaves gaps that no later
+    /// allocation uses: about 180 bytes more per idle thread in the spawn benchmark than a
+    /// node of 344. Measure idle memory (`taskthread-bench --only spawn`) before changing
+    /// its size.
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_node_stays_small() {
