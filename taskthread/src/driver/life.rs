@@ -1,12 +1,10 @@
 //! One life of a thread, in four steps: [start](Life::start) (`enter`), the
-//! [turns](Life::turn) of the loop, the [stop sequence](Life::stop_sequence) run at the top
+//! [turns](Life::wait) of the loop, the [stop sequence](Life::stop_sequence) run at the top
 //! of every turn once a stop has begun, and [finish](Life::finish) (`exit`, then waiting for
 //! or aborting what remains).
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::pin;
-use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -15,7 +13,7 @@ use super::{LifeRules, Rules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
 use crate::family::wait_gone;
-use crate::node::{DownReceiver, Node, StopPhase};
+use crate::node::{DownReceiver, StopPhase};
 use crate::record::recording;
 use crate::thread::Thread;
 
@@ -29,10 +27,14 @@ macro_rules! live {
                 $life.run_due_task().await;
                 continue;
             }
-            if $life.turn().await {
-                $life.task_ran();
-                $life.run_due_task().await;
+            // Handed on whole, and dropped before the run: what came is not kept in the
+            // loop's future across a task's run.
+            if let Some(next) = $life.wait().await.unless_task() {
+                $life.handle(next).await;
+                continue;
             }
+            $life.task_ran();
+            $life.run_due_task().await;
         }
         $life.finish().await
     }};
@@ -52,7 +54,7 @@ pub(crate) fn run_thread<'a, T: Thread, R: Rules>(
     down: &'a mut DownReceiver<T::Down>,
     rules: &'a R,
 ) -> impl Future<Output = (Exit, usize)> + Send + 'a {
-    let mut life = Life::<T, R>::new(thread, ctx, down, rules.get());
+    let mut life = Life::<T, R>::new(thread, ctx, down, rules);
     async move { live!(life) }
 }
 
@@ -78,7 +80,7 @@ pub(crate) fn run_owned<T: Thread, R: Rules, O>(
     async move {
         let (exit, dropped) = {
             let Owned { ctx, down } = &mut owned;
-            let mut life = Life::<T, R>::new(&mut thread, ctx, down, rules.get());
+            let mut life = Life::<T, R>::new(&mut thread, ctx, down, &rules);
             live!(life)
         };
         drop(thread);
@@ -98,11 +100,10 @@ pub(crate) struct Owned<T: Thread> {
 
 /// What the loop holds during one life: the thread, its context and its queue, lent by the
 /// task that runs it, and the loop's own bookkeeping.
-pub(super) struct Life<'a, T: Thread, R> {
+pub(super) struct Life<'a, T: Thread, R: Rules> {
     pub(super) thread: &'a mut T,
     pub(super) ctx: &'a mut Ctx<T>,
     pub(super) down: &'a mut DownReceiver<T::Down>,
-    pub(super) node: Arc<Node>,
     pub(super) stop: StopWatch,
     /// The first failure. Boxed: rare, and it would otherwise size every thread's task.
     pub(super) failure: Option<Box<Exit>>,
@@ -116,10 +117,9 @@ pub(super) struct Life<'a, T: Thread, R> {
     /// Whether DOWN is polled before the inbound queue next turn (they take turns).
     pub(super) family_turns: bool,
     /// The rules, if they are told of each DOWN message (a worker pool's done signal, a
-    /// supervisor's log); `None` for most threads, whose loop then looks no further (a
-    /// plain thread's, `R` = [`Plain`](super::Plain), has no check at all).
-    watch: Option<&'a LifeRules>,
-    _rules: PhantomData<fn() -> R>,
+    /// supervisor's log); nothing for a plain thread, `R` = [`Plain`](super::Plain), whose
+    /// loop then has no check at all.
+    watch: R::Watch<'a>,
 }
 
 impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
@@ -127,29 +127,27 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
         thread: &'a mut T,
         ctx: &'a mut Ctx<T>,
         down: &'a mut DownReceiver<T::Down>,
-        rules: &'a LifeRules,
+        rules: &'a R,
     ) -> Self {
         Self {
-            node: ctx.node_arc(),
             thread,
             ctx,
             down,
-            stop: StopWatch::new(rules.keep_queue),
+            stop: StopWatch::new(rules.get().keep_queue),
             failure: None,
             aborted: false,
             down_open: true,
             dropped: 0,
             tasks_turn: true,
             family_turns: false,
-            watch: rules.watches_down().then_some(rules),
-            _rules: PhantomData,
+            watch: rules.watch(),
         }
     }
 
     /// The rules, if they are told of each DOWN message.
     #[inline]
     pub(super) fn watch(&self) -> Option<&'a LifeRules> {
-        if R::MAY_WATCH { self.watch } else { None }
+        R::watching(self.watch)
     }
 
     /// Records the first failure and starts stopping: the queue closes, what is queued is
@@ -161,7 +159,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             self.failure = Some(exit);
         }
         self.ctx.begin_stopping();
-        if self.stop.failure_closes_queue(&self.node) {
+        if self.stop.failure_closes_queue(self.down.node()) {
             // Nothing queued: no turn is needed to find the queue's end.
             if self.down.close() {
                 self.down_open = false;
@@ -190,10 +188,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             }
             let outcome = {
                 let enter = pin!(self.thread.__enter(self.ctx));
-                run_user(enter, &self.node, self.down, false, &mut self.stop).await
+                run_user(enter, self.down, false, &mut self.stop).await
             };
             match outcome {
-                Ok(()) => self.node.set_state(ThreadState::Running),
+                Ok(()) => self.down.node().set_state(ThreadState::Running),
                 Err(exit) => self.fail(exit),
             }
         }
@@ -208,7 +206,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     /// every turn and task run.
     #[inline]
     fn stop_sequence(&mut self) -> bool {
-        if !self.ctx.stop_begun() && !self.ctx.is_completed() && !self.node.is_stop_requested() {
+        if !self.ctx.stop_begun()
+            && !self.ctx.is_completed()
+            && !self.down.node().is_stop_requested()
+        {
             return true;
         }
         self.stop_step()
@@ -218,9 +219,12 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     #[inline(never)]
     fn stop_step(&mut self) -> bool {
         let ctx = &mut *self.ctx;
-        if !ctx.stop_begun() && (ctx.is_completed() || self.node.is_stop_requested()) {
+        if !ctx.stop_begun() && (ctx.is_completed() || self.down.node().is_stop_requested()) {
             ctx.begin_stopping();
-            if self.stop.stop_closes_queue(&self.node, ctx.is_completed()) {
+            if self
+                .stop
+                .stop_closes_queue(self.down.node(), ctx.is_completed())
+            {
                 // Nothing queued: no turn is needed to find the queue's end.
                 if self.down.close() {
                     self.down_open = false;
@@ -262,7 +266,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     /// Tells the probe when each task is due next.
     #[cold]
     fn publish_schedule(&mut self) {
-        let probe = self.node.probe();
+        let probe = self.down.node().probe();
         for index in 0..T::TASKS.len() {
             probe.task_scheduled(index, self.ctx.timetable().next_due(index));
         }
@@ -287,14 +291,14 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             }
             if !self.aborted {
                 if recording() {
-                    self.node.record_phase(StopPhase::ExitHook);
+                    self.down.node().record_phase(StopPhase::ExitHook);
                 }
                 let outcome = {
                     let exit_hook = pin!(self.thread.__exit(self.ctx));
-                    run_user(exit_hook, &self.node, self.down, true, &mut self.stop).await
+                    run_user(exit_hook, self.down, true, &mut self.stop).await
                 };
                 if recording() {
-                    self.node.record_phase(StopPhase::Reaping);
+                    self.down.node().record_phase(StopPhase::Reaping);
                 }
                 match outcome {
                     Ok(()) => {}
@@ -305,7 +309,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                     Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
                 }
             }
-            self.node.forget_waker();
+            self.down.node().forget_waker();
             if self.aborted {
                 if let Some(failure) = self.failure.take() {
                     tracing::warn!("aborted while stopping after: {failure}");
@@ -313,7 +317,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 // Boxed: rare, and its timer would otherwise size every thread's task.
                 let dropped = self.dropped + Box::pin(abort_rest(self.ctx, self.down)).await;
                 tracing::warn!(
-                    deadline = ?self.node.stop_deadline.unwrap_or_default(),
+                    deadline = ?self.down.node().stop_deadline.unwrap_or_default(),
                     dropped,
                     "the stop took longer than its deadline: aborted what remained"
                 );

@@ -128,17 +128,21 @@ impl DownLog {
 /// compile time ([`Plain`]), so its task stores nothing for them: every thread's task is a
 /// hot allocation.
 pub(crate) trait Rules: Send + Sync + 'static {
-    /// Whether the rules may be told of each DOWN message ([`LifeRules::watches_down`]):
-    /// known at compile time, so a plain thread's loop has no check for it.
-    const MAY_WATCH: bool;
+    /// What a life keeps of the rules to tell them of each DOWN message: nothing for
+    /// [`Plain`], whose loop then has no check for it.
+    type Watch<'a>: Copy + Send + Sync;
     fn get(&self) -> &LifeRules;
+    /// What a life keeps, made as it starts.
+    fn watch(&self) -> Self::Watch<'_>;
+    /// The rules to tell of each DOWN message ([`LifeRules::watches_down`]), if any.
+    fn watching<'a>(watch: Self::Watch<'a>) -> Option<&'a LifeRules>;
 }
 
 /// The default rules: the DOWN queue closes with the life, nobody watches.
 pub(crate) struct Plain;
 
 impl Rules for Plain {
-    const MAY_WATCH: bool = false;
+    type Watch<'a> = ();
 
     #[inline]
     fn get(&self) -> &LifeRules {
@@ -153,14 +157,32 @@ impl Rules for Plain {
         };
         &DEFAULT
     }
+
+    #[inline]
+    fn watch(&self) {}
+
+    #[inline]
+    fn watching<'a>(_: Self::Watch<'a>) -> Option<&'a LifeRules> {
+        None
+    }
 }
 
 impl Rules for LifeRules {
-    const MAY_WATCH: bool = true;
+    type Watch<'a> = Option<&'a LifeRules>;
 
     #[inline]
     fn get(&self) -> &LifeRules {
         self
+    }
+
+    #[inline]
+    fn watch(&self) -> Option<&LifeRules> {
+        self.watches_down().then_some(self)
+    }
+
+    #[inline]
+    fn watching<'a>(watch: Self::Watch<'a>) -> Option<&'a LifeRules> {
+        watch
     }
 }
 

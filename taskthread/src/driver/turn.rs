@@ -23,7 +23,7 @@ use crate::thread::Thread;
 const DOWN_BATCH: usize = 16;
 
 /// What woke the loop.
-enum Next<T: Thread> {
+pub(super) enum Next<T: Thread> {
     Inbound(Inbound<T::Event>),
     Down(Option<T::Down>),
     Task,
@@ -31,6 +31,18 @@ enum Next<T: Thread> {
     Stop,
     /// The stop deadline passed while the thread waited.
     Deadline,
+}
+
+impl<T: Thread> Next<T> {
+    /// What the loop hands to [`Life::handle`]: anything but a due task, which it runs
+    /// itself. By value: a borrow would keep the loop's variable in its future.
+    #[inline]
+    pub(super) fn unless_task(self) -> Option<Self> {
+        match self {
+            Self::Task => None,
+            next => Some(next),
+        }
+    }
 }
 
 /// One turn of the loop's wait, in priority order: DOWN and children (taking turns), then
@@ -96,30 +108,30 @@ fn poll_next<T: Thread>(
     Poll::Pending
 }
 
-/// The wait of one turn of the loop, for [`poll_next`]. A future of its own rather than a
-/// `poll_fn`, so that its poll is inlined into the loop's: called apart, it would return
-/// what came through memory, for the loop to read back at once.
-struct Waiting<'a, T: Thread> {
-    ctx: &'a mut Ctx<T>,
-    down: &'a mut DownReceiver<T::Down>,
-    down_open: bool,
-    down_first: bool,
-    stop: &'a mut StopWatch,
+/// The wait of one turn of the loop, for [`poll_next`], awaited by the loop itself: a
+/// timer's or a message's wake-up goes through no future of the turn's. Its poll is inlined
+/// into the loop's: called apart, it would return what came through memory, for the loop
+/// to read back at once.
+pub(super) struct Waiting<'w, 'a, T: Thread, R: Rules> {
+    life: &'w mut Life<'a, T, R>,
 }
 
-impl<T: Thread> Future for Waiting<'_, T> {
+impl<T: Thread, R: Rules> Future for Waiting<'_, '_, T, R> {
     type Output = Next<T>;
 
     #[inline(always)]
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next<T>> {
-        let this = self.get_mut();
+        let life = &mut *self.get_mut().life;
+        // [`Life::wait`] flips `family_turns` before it makes this future: DOWN goes first
+        // every other turn.
+        let down_first = !life.family_turns && life.ctx.has_family();
         poll_next(
             cx,
-            this.ctx,
-            this.down,
-            this.down_open,
-            this.down_first,
-            this.stop,
+            life.ctx,
+            life.down,
+            life.down_open,
+            down_first,
+            &mut life.stop,
         )
     }
 }
@@ -166,25 +178,22 @@ fn on_child_exit<'a, T: Thread>(
     Some(thread.__exited(ctx, from, exit))
 }
 
-impl<T: Thread, R: Rules> Life<'_, T, R> {
-    /// Waits for the next thing to do and does it, except a task run: it returns `true`
-    /// when a task is due, for the loop to run it. The run's future then takes the place of
-    /// this turn's in the loop's state instead of nesting inside it: a timer's wake-up
-    /// goes through one future less, and the turn's future does not hold the run's.
+impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
+    /// The wait of one turn: for the next thing to do, in [`poll_next`]'s order. What
+    /// comes is handled by the loop: a due task's run, or [`handle`](Self::handle).
+    #[inline]
+    pub(super) fn wait(&mut self) -> Waiting<'_, 'a, T, R> {
+        self.family_turns = !self.family_turns;
+        Waiting { life: self }
+    }
+
+    /// Handles what came in a turn's wait, except a due task (the loop runs it): a short
+    /// batch of DOWN messages or of inbound events, the end of the DOWN queue, a finished
+    /// job, a stop or the stop deadline. The argument is the loop's variable, handed on
+    /// whole: a copy of it would be kept beside it in the future.
     #[allow(clippy::manual_async_fn)]
-    pub(super) fn turn(&mut self) -> impl Future<Output = bool> + '_ {
+    pub(super) fn handle(&mut self, next: Next<T>) -> impl Future<Output = ()> + '_ {
         async move {
-            let down_open = self.down_open;
-            let down_first = self.family_turns && self.ctx.has_family();
-            self.family_turns = !self.family_turns;
-            let next = Waiting {
-                ctx: self.ctx,
-                down: self.down,
-                down_open,
-                down_first,
-                stop: &mut self.stop,
-            }
-            .await;
             match next {
                 Next::Down(Some(first)) => {
                     // A short batch: while only DOWN has work (no due task, no inbound
@@ -197,9 +206,11 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             self.dropped += 1;
                             break;
                         }
-                        self.node.count_handled();
+                        self.down.node().count_handled();
                         if recording() {
-                            self.node.record_begin(Kind::Down(T::__down_index(&msg)));
+                            self.down
+                                .node()
+                                .record_begin(Kind::Down(T::__down_index(&msg)));
                         }
                         // Passed through by value, not borrowed: a borrow would keep the
                         // message's place alive across the handler in every thread's task.
@@ -209,10 +220,10 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         let outcome = {
                             let stopping = self.ctx.stop_begun();
                             let handler = pin!(self.thread.__down(self.ctx, msg));
-                            run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                            run_user(handler, self.down, stopping, &mut self.stop).await
                         };
                         if recording() {
-                            self.node.record_end();
+                            self.down.node().record_end();
                         }
                         if let Some(watch) = self.watch() {
                             watch.handled(outcome.is_err());
@@ -225,7 +236,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         if left == 0
                             || self.ctx.stop_begun()
                             || self.ctx.is_completed()
-                            || self.node.is_stop_requested()
+                            || self.down.node().is_stop_requested()
                             || self.ctx.timetable().is_due()
                             || self.ctx.has_family()
                         {
@@ -239,7 +250,6 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 }
                 Next::Down(None) => self.down_open = false,
                 Next::Inbound(first) => self.inbound_batch(first).await,
-                Next::Task => return true,
                 Next::Job(joined) => {
                     if let Err(e) = joined
                         && e.is_panic()
@@ -247,18 +257,20 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                         self.fail(Box::new(Exit::Panicked(panic_message(e.into_panic()))));
                     }
                 }
-                Next::Stop => {}
                 Next::Deadline => self.aborted = true,
+                // The next turn's stop sequence takes it from here.
+                Next::Stop => {}
+                // Never handed here: the loop runs a due task itself (`Next::unless_task`).
+                Next::Task => {}
             }
-            false
         }
     }
 
     /// A short batch of inbound events, from `inbound`: UP messages and exits from children
     /// are taken without a full loop turn while DOWN has nothing waiting (the queues keep
-    /// taking turns) and nothing else is due. A future of its own, made once per batch: the
-    /// turn's stays as small as a DOWN message needs. The argument is the loop's variable:
-    /// a copy of it would be kept beside it in the future, in every thread's task.
+    /// taking turns) and nothing else is due. A future of its own, made once per batch in
+    /// [`handle`](Self::handle)'s. The argument is the batch's loop variable: a copy of it
+    /// would be kept beside it in the future, in every thread's task.
     #[allow(clippy::manual_async_fn)]
     fn inbound_batch(&mut self, mut inbound: Inbound<T::Event>) -> impl Future<Output = ()> + '_ {
         async move {
@@ -273,17 +285,17 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                             self.dropped += 1;
                             break;
                         }
-                        self.node.count_handled();
+                        self.down.node().count_handled();
                         if recording() {
-                            self.node.record_begin(Kind::Up);
+                            self.down.node().record_begin(Kind::Up);
                         }
                         let outcome = {
                             let stopping = self.ctx.stop_begun();
                             let handler = pin!(self.thread.__event(self.ctx, event));
-                            run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                            run_user(handler, self.down, stopping, &mut self.stop).await
                         };
                         if recording() {
-                            self.node.record_end();
+                            self.down.node().record_end();
                         }
                         if let Err(exit) = outcome {
                             self.fail(exit);
@@ -310,7 +322,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                     || self.failure.is_some()
                     || self.ctx.stop_begun()
                     || self.ctx.is_completed()
-                    || self.node.is_stop_requested()
+                    || self.down.node().is_stop_requested()
                     || self.ctx.timetable().is_due()
                     || (self.down_open && !self.down.is_empty())
                 {
@@ -343,7 +355,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 let mut handler = pin!(on_child_exit(
                     &mut *self.thread,
                     &mut *self.ctx,
-                    &self.node,
+                    self.down.node(),
                     failed,
                     from,
                     report,
@@ -352,13 +364,11 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
                 match handler.as_mut().as_pin_mut() {
                     Some(handler) => {
                         if recording() {
-                            self.node.record_begin(Kind::Exit);
+                            self.down.node().record_begin(Kind::Exit);
                         }
-                        let outcome =
-                            run_user(handler, &self.node, self.down, stopping, &mut self.stop)
-                                .await;
+                        let outcome = run_user(handler, self.down, stopping, &mut self.stop).await;
                         if recording() {
-                            self.node.record_end();
+                            self.down.node().record_end();
                         }
                         outcome
                     }
@@ -386,7 +396,7 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
             let outcome = {
                 let stopping = self.ctx.stop_begun();
                 let handler = pin!(self.thread.__exited(self.ctx, from, exit));
-                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                run_user(handler, self.down, stopping, &mut self.stop).await
             };
             self.fail(outcome.err().unwrap_or_else(|| Box::new(escalation)));
         }
@@ -402,19 +412,19 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
     ) -> impl Future<Output = ()> + Send + '_ {
         async move {
             if self.failure.is_some() {
-                log_restart(self.node.path(), &restart);
+                log_restart(self.down.node().path(), &restart);
                 return;
             }
             if recording() {
-                self.node.record_begin(Kind::Restart);
+                self.down.node().record_begin(Kind::Restart);
             }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
                 let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
-                run_user(handler, &self.node, self.down, stopping, &mut self.stop).await
+                run_user(handler, self.down, stopping, &mut self.stop).await
             };
             if recording() {
-                self.node.record_end();
+                self.down.node().record_end();
             }
             if let Err(exit) = outcome {
                 self.fail(exit);
@@ -424,54 +434,63 @@ impl<T: Thread, R: Rules> Life<'_, T, R> {
 
     #[cold]
     fn record_task_start(&self, index: usize, due: tokio::time::Instant) {
-        self.node.probe().begin_task(index, due);
+        self.down.node().probe().begin_task(index, due);
     }
 
     #[cold]
-    fn record_task_next(&mut self, index: usize) {
+    fn record_task_next(&mut self) {
+        let index = self.ctx.timetable().running_task();
         let next = self.ctx.timetable().next_due(index);
-        self.node.probe().task_scheduled(index, next);
+        self.down.node().probe().task_scheduled(index, next);
     }
 
     /// Runs the task that is due, if one still is, and schedules its next run as it says.
     #[allow(clippy::manual_async_fn)]
     pub(super) fn run_due_task(&mut self) -> impl Future<Output = ()> + '_ {
         async move {
-            // `due` is all the run keeps of the timetable across the task's await: with
-            // thousands of threads, each cache line of its task a run touches is a miss.
-            let Some(due) = self.ctx.timetable().take_due() else {
+            let Some(index) = self.ctx.timetable().take_due() else {
                 return;
             };
-            self.node.count_handled();
+            self.down.node().count_handled();
             if recording()
                 && let Some(at) = self.ctx.timetable().due_at()
             {
-                self.record_task_start(due.index, at);
+                self.record_task_start(index, at);
             }
-            let outcome = {
-                let stopping = self.ctx.stop_begun();
-                let task = pin!(self.thread.__task(self.ctx, due.index));
-                run_user(task, &self.node, self.down, stopping, &mut self.stop).await
-            };
-            if recording() {
-                self.node.record_end();
-            }
-            match outcome {
-                Ok(decision) => {
-                    if self.ctx.timetable().finish(due, decision) {
-                        self.ctx.stop();
-                        self.down.give_back();
-                        // The thread ends with this run. Its ending (the stop sequence, the
-                        // exit report) waits behind the other tasks ready to run: when many
-                        // periodic tasks end together, each would otherwise delay the runs
-                        // due after it by its thread's ending.
-                        tokio::task::yield_now().await;
+            // In a block of its own, so the outcome is not kept across the yield below.
+            let ends = {
+                let outcome = {
+                    let stopping = self.ctx.stop_begun();
+                    let task = pin!(self.thread.__task(self.ctx, index));
+                    run_user(task, self.down, stopping, &mut self.stop).await
+                };
+                if recording() {
+                    self.down.node().record_end();
+                }
+                match outcome {
+                    Ok(decision) => {
+                        let ends = self.ctx.timetable().finish(decision);
+                        if ends {
+                            self.ctx.stop();
+                            self.down.give_back();
+                        }
+                        if recording() {
+                            self.record_task_next();
+                        }
+                        ends
                     }
-                    if recording() {
-                        self.record_task_next(due.index);
+                    Err(exit) => {
+                        self.fail(exit);
+                        false
                     }
                 }
-                Err(exit) => self.fail(exit),
+            };
+            if ends {
+                // The thread ends with this run. Its ending (the stop sequence, the exit
+                // report) waits behind the other tasks ready to run: when many periodic
+                // tasks end together, each would otherwise delay the runs due after it by
+                // its thread's ending.
+                tokio::task::yield_now().await;
             }
         }
     }

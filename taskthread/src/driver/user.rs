@@ -35,7 +35,6 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
 #[inline]
 fn poll_user<R, D: Send + 'static>(
     mut fut: Pin<&mut impl Future<Output = Result<R>>>,
-    node: &Node,
     down: &mut DownReceiver<D>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<R, Box<Exit>>> {
@@ -43,11 +42,11 @@ fn poll_user<R, D: Send + 'static>(
     if let Ok(Poll::Pending) = polled {
         down.give_back();
         if has_report() {
-            return poll_user_blocked(fut, node, cx);
+            return poll_user_blocked(fut, down.node(), cx);
         }
     }
     if !matches!(polled, Ok(Poll::Pending)) {
-        node.after_handler();
+        down.node().after_handler();
     }
     exit_of(polled)
 }
@@ -178,26 +177,25 @@ impl StopWatch {
 /// thread's task.
 pub(crate) fn run_user<'a, R, D: Send + 'static>(
     mut fut: Pin<&'a mut impl Future<Output = Result<R>>>,
-    node: &'a Node,
     down: &'a mut DownReceiver<D>,
     stopping: bool,
     stop: &'a mut StopWatch,
 ) -> impl Future<Output = Result<R, Box<Exit>>> + 'a {
     let mut stopping = stopping;
     poll_fn(move |cx| {
-        if let Poll::Ready(done) = poll_user(fut.as_mut(), node, down, cx) {
+        if let Poll::Ready(done) = poll_user(fut.as_mut(), down, cx) {
             return Poll::Ready(done);
         }
         // Most handlers finish on their first poll; the stop signal is only looked at for
         // those that wait.
-        if !stopping && stop.requested(node, cx) {
+        if !stopping && stop.requested(down.node(), cx) {
             stopping = true;
-            if stop.stop_closes_queue(node, false) {
+            if stop.stop_closes_queue(down.node(), false) {
                 down.close();
             }
-            node.set_state(ThreadState::Stopping);
+            down.node().set_state(ThreadState::Stopping);
         }
-        if stopping && stop.deadline_passed(node, cx) {
+        if stopping && stop.deadline_passed(down.node(), cx) {
             return Poll::Ready(Err(Box::new(Exit::Aborted { dropped: 0 })));
         }
         Poll::Pending

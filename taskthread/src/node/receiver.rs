@@ -22,6 +22,12 @@ impl<D: Send + 'static> DownReceiver<D> {
         }
     }
 
+    /// The thread's node, which holds the queue.
+    #[inline]
+    pub(crate) fn node(&self) -> &Node {
+        &*self.node
+    }
+
     /// The next message; a sampled one (the thread is watched) tells the probe when it
     /// was queued.
     #[inline]

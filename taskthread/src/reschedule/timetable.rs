@@ -158,13 +158,6 @@ impl<R: TimetableRoom> fmt::Debug for Timetable<R> {
     }
 }
 
-/// The run a timetable took off as due: which task. When it was due stays in the table
-/// (one run is under way at a time), so the loop's run holds one word for it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Due {
-    pub(crate) index: usize,
-}
-
 impl<R: TimetableRoom> Timetable<R> {
     /// A timetable with nothing in it: a thread's until its life starts.
     pub(crate) const fn unmade() -> Self {
@@ -294,9 +287,12 @@ impl<R: TimetableRoom> Timetable<R> {
         }
     }
 
-    /// Takes the earliest task off the timetable. Only called once it is due.
+    /// Takes the earliest task off the timetable, and gives its index. Only called once it
+    /// is due. The table keeps which task runs (one run is under way at a time), so the
+    /// loop's run keeps nothing of it across the task's await: with thousands of threads,
+    /// each cache line of its task a run touches is a miss.
     #[inline]
-    pub(crate) fn take_due(&mut self) -> Option<Due> {
+    pub(crate) fn take_due(&mut self) -> Option<usize> {
         self.table_if_any()?.schedule().take_due()
     }
 
@@ -304,8 +300,13 @@ impl<R: TimetableRoom> Timetable<R> {
     /// changed the task's schedule during the run. Returns `true` if the task asked to stop
     /// the thread.
     #[inline]
-    pub(crate) fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
-        self.table().schedule().finish(due, decision)
+    pub(crate) fn finish(&mut self, decision: Reschedule) -> bool {
+        self.table().schedule().finish(decision)
+    }
+
+    /// The task whose run is under way (or ran last).
+    pub(crate) fn running_task(&self) -> usize {
+        self.table_ref().map_or(0, |t| t.times.task as usize)
     }
 }
 
@@ -359,6 +360,8 @@ struct Times {
     /// When the run under way (or the last one) was due.
     running: u64,
     dirty: bool,
+    /// The task of the run under way (or of the last one).
+    task: u32,
     base: Instant,
 }
 
@@ -459,6 +462,7 @@ impl Times {
             now: 0,
             running: NEVER,
             dirty: false,
+            task: 0,
             base: Instant::now(),
         }
     }
@@ -540,7 +544,7 @@ impl Schedule<'_> {
 
     /// Takes the earliest task off the timetable.
     #[inline]
-    fn take_due(&mut self) -> Option<Due> {
+    fn take_due(&mut self) -> Option<usize> {
         let (index, slot) = match &mut *self.slots {
             Slots::One(slot) => (0, slot),
             Slots::Many(slots) => slots.iter_mut().enumerate().min_by_key(|(_, s)| s.next)?,
@@ -553,7 +557,10 @@ impl Schedule<'_> {
         slot.runs += 1;
         self.times.running = at;
         self.times.dirty = true;
-        Some(Due { index })
+        // A thread's tasks are the methods of its `impl` block: their indices fit.
+        debug_assert!(u32::try_from(index).is_ok());
+        self.times.task = index as u32;
+        Some(index)
     }
 
     /// Applies what a run returned, unless ctx already changed the task's schedule during
@@ -564,9 +571,10 @@ impl Schedule<'_> {
     /// task that bursts (it runs every tick, late or not; a tick already past is due as
     /// soon as the timer is set to it, as for a `tokio::time::interval` that bursts).
     #[inline]
-    fn finish(&mut self, due: Due, decision: Reschedule) -> bool {
+    fn finish(&mut self, decision: Reschedule) -> bool {
         self.times.dirty = true;
-        let slot = self.slot_mut(due.index);
+        let index = self.times.task as usize;
+        let slot = self.slot_mut(index);
         if slot.touched {
             slot.touched = false;
             return matches!(decision, Reschedule::Stop);
@@ -577,14 +585,14 @@ impl Schedule<'_> {
             && let Some(every) = every
             && missed == MissedTicks::Burst
         {
-            self.slot_mut(due.index).next = at.saturating_add(nanos(every));
+            self.slot_mut(index).next = at.saturating_add(nanos(every));
             return false;
         }
         let next = match decision {
             Reschedule::Done | Reschedule::Stop => NEVER,
             _ => self.next_by_clock(at, decision, every, missed),
         };
-        self.slot_mut(due.index).next = next;
+        self.slot_mut(index).next = next;
         matches!(decision, Reschedule::Stop)
     }
 
@@ -714,16 +722,16 @@ mod tests {
             let earliest = *at.iter().min().expect("a task");
             assert_eq!(schedule.times.armed, earliest);
             let due = schedule.take_due().expect("a task is scheduled");
-            assert_eq!(due.index, specs.len() - 1);
+            assert_eq!(due, specs.len() - 1);
             assert_eq!(schedule.times.running, earliest);
-            assert_eq!(schedule.slots[due.index].runs, 1);
+            assert_eq!(schedule.slots[due].runs, 1);
             // A bursting `Again` runs on the next tick of the grid, however late it ends.
-            assert!(!schedule.finish(due, Reschedule::Again));
-            assert_eq!(schedule.slots[due.index].next, earliest + 10 * ms);
+            assert!(!schedule.finish(Reschedule::Again));
+            assert_eq!(schedule.slots[due].next, earliest + 10 * ms);
             // `Done` takes it off the timetable.
             let due = schedule.take_due().expect("still scheduled");
-            assert!(!schedule.finish(due, Reschedule::Done));
-            assert_eq!(schedule.slots[due.index].next, NEVER);
+            assert!(!schedule.finish(Reschedule::Done));
+            assert_eq!(schedule.slots[due].next, NEVER);
         });
     }
 
@@ -733,18 +741,13 @@ mod tests {
         for_one_and_many(|specs, schedule| {
             let index = specs.len() - 1;
             schedule_all(schedule, &vec![2 * ms; specs.len()]);
-            let due = loop {
-                let due = schedule.take_due().expect("scheduled");
-                if due.index == index {
-                    break due;
-                }
-            };
+            while schedule.take_due().expect("scheduled") != index {}
             schedule.schedule(index, 50 * ms);
-            assert!(schedule.finish(due, Reschedule::Stop));
+            assert!(schedule.finish(Reschedule::Stop));
             assert_eq!(schedule.slots[index].next, 50 * ms);
             schedule.rearm();
             let due = schedule.take_due().expect("rescheduled");
-            assert_eq!((due.index, schedule.times.running), (index, 50 * ms));
+            assert_eq!((due, schedule.times.running), (index, 50 * ms));
         });
     }
 
@@ -760,8 +763,8 @@ mod tests {
         kept.start(0, now);
         kept.rearm();
         assert!(kept.is_scheduled(0) && kept.is_armed() && kept.is_due());
-        let due = kept.take_due().expect("due");
-        assert!(!kept.finish(due, Reschedule::After(10 * ms)));
+        kept.take_due().expect("due");
+        assert!(!kept.finish(Reschedule::After(10 * ms)));
         assert_eq!(kept.runs(0), 1);
         // The next life (a restart) starts from a table made anew: no runs, nothing
         // scheduled until it starts its tasks again.
