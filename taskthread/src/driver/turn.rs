@@ -109,29 +109,31 @@ fn poll_next<T: Thread>(
 }
 
 /// The wait of one turn of the loop, for [`poll_next`], awaited by the loop itself: a
-/// timer's or a message's wake-up goes through no future of the turn's. Its poll is inlined
-/// into the loop's: called apart, it would return what came through memory, for the loop
-/// to read back at once.
-pub(super) struct Waiting<'w, 'a, T: Thread, R: Rules> {
-    life: &'w mut Life<'a, T, R>,
+/// timer's or a message's wake-up goes through no future of the turn's. It holds what the
+/// wait reads rather than the life, so a wake-up reaches the context and the queue with one
+/// dependent load less. Its poll is inlined into the loop's: called apart, it would return
+/// what came through memory, for the loop to read back at once.
+pub(super) struct Waiting<'w, T: Thread> {
+    ctx: &'w mut Ctx<T>,
+    down: &'w mut DownReceiver<T::Down>,
+    stop: &'w mut StopWatch,
+    down_open: bool,
+    down_first: bool,
 }
 
-impl<T: Thread, R: Rules> Future for Waiting<'_, '_, T, R> {
+impl<T: Thread> Future for Waiting<'_, T> {
     type Output = Next<T>;
 
     #[inline(always)]
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next<T>> {
-        let life = &mut *self.get_mut().life;
-        // [`Life::wait`] flips `family_turns` before it makes this future: DOWN goes first
-        // every other turn.
-        let down_first = !life.family_turns && life.ctx.has_family();
+        let this = self.get_mut();
         poll_next(
             cx,
-            life.ctx,
-            life.down,
-            life.down_open,
-            down_first,
-            &mut life.stop,
+            this.ctx,
+            this.down,
+            this.down_open,
+            this.down_first,
+            this.stop,
         )
     }
 }
@@ -182,9 +184,16 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     /// The wait of one turn: for the next thing to do, in [`poll_next`]'s order. What
     /// comes is handled by the loop: a due task's run, or [`handle`](Self::handle).
     #[inline]
-    pub(super) fn wait(&mut self) -> Waiting<'_, 'a, T, R> {
+    pub(super) fn wait(&mut self) -> Waiting<'_, T> {
+        let down_first = self.family_turns && self.ctx.has_family();
         self.family_turns = !self.family_turns;
-        Waiting { life: self }
+        Waiting {
+            ctx: self.ctx,
+            down: self.down,
+            stop: &mut self.stop,
+            down_open: self.down_open,
+            down_first,
+        }
     }
 
     /// Handles what came in a turn's wait, except a due task (the loop runs it): a short
