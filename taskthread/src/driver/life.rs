@@ -1,11 +1,16 @@
 //! One life of a thread, in four steps: [start](Life::start) (`enter`), the
-//! [turns](Life::wait) of the loop, the [stop sequence](Life::stop_sequence) run at the top
-//! of every turn once a stop has begun, and [finish](Life::finish) (`exit`, then waiting for
-//! or aborting what remains).
+//! [turns](Life::wait) of the loop (`live!`), the [stop sequence](Life::stop_sequence) run at
+//! the top of every turn once a stop has begun, and [finish](Life::finish) (`exit`, then
+//! waiting for or aborting what remains). The life holds the thread, its context and its
+//! queue: in place for a plain thread's only life ([`Own`]), lent for a supervised one's
+//! ([`Lent`]).
 
 use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::pin::pin;
 
+use tokio::task::JoinError;
 use tokio::time::Instant;
 
 use super::user::{StopWatch, run_user};
@@ -14,6 +19,7 @@ use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
 use crate::family::wait_gone;
 use crate::node::{DownReceiver, StopPhase};
+use crate::port::Inbound;
 use crate::record::recording;
 use crate::thread::Thread;
 
@@ -23,25 +29,112 @@ macro_rules! live {
     ($life:ident) => {{
         $life.start().await;
         while !$life.aborted && $life.stop_sequence() {
-            if $life.tasks_go_first() {
-                $life.run_due_task().await;
-                continue;
+            if !$life.tasks_go_first() {
+                // What came is handed on whole (by value) once checked, so nothing of it is
+                // kept in the loop's future across the handlers below.
+                let next = $life.wait().await;
+                if matches!(next, Next::Down(Some(_))) {
+                    // A short batch of DOWN messages, their handlers' futures right past
+                    // the life in the loop's own future.
+                    let mut msg = next.into_message();
+                    if $life.drops_message() {
+                        continue;
+                    }
+                    let mut left = DOWN_BATCH;
+                    loop {
+                        $life.count_message(&msg);
+                        msg = $life.watched(msg);
+                        let outcome = {
+                            let stopping = $life.ctx.stop_begun();
+                            let handler = pin!($life.thread.__down(&mut *$life.ctx, msg));
+                            run_user(handler, &mut *$life.down, stopping, &mut $life.stop).await
+                        };
+                        left -= 1;
+                        match $life.message_done(outcome, left) {
+                            Some(next) => msg = next,
+                            None => break,
+                        }
+                    }
+                    continue;
+                }
+                if matches!(next, Next::Inbound(_)) {
+                    $life.inbound_batch(next.into_inbound()).await;
+                    continue;
+                }
+                if $life.handle_rest(next) {
+                    continue;
+                }
+                $life.task_ran();
             }
-            // Handed on whole, and dropped before the run: what came is not kept in the
-            // loop's future across a task's run.
-            if let Some(next) = $life.wait().await.unless_task() {
-                $life.handle(next).await;
+            // The due task's run, in the loop's own future rather than one nested in it:
+            // the task's future sits right past the life, and a run goes through one
+            // future less. The outcome, in a block of its own, is not kept across the
+            // yield that follows a thread's last run.
+            let Some(index) = $life.take_due_task() else {
                 continue;
+            };
+            let ends = {
+                let outcome = {
+                    let stopping = $life.ctx.stop_begun();
+                    let task = pin!($life.thread.__task(&mut *$life.ctx, index));
+                    run_user(task, &mut *$life.down, stopping, &mut $life.stop).await
+                };
+                $life.task_done(outcome)
+            };
+            if ends {
+                // The thread ends with this run. Its ending (the stop sequence, the exit
+                // report) waits behind the other tasks ready to run: when many periodic
+                // tasks end together, each would otherwise delay the runs due after it by
+                // its thread's ending.
+                tokio::task::yield_now().await;
             }
-            $life.task_ran();
-            $life.run_due_task().await;
         }
         $life.finish().await
     }};
 }
 
+/// What woke the loop.
+pub(super) enum Next<T: Thread> {
+    Inbound(Inbound<T::Event>),
+    Down(Option<T::Down>),
+    Task,
+    Job(Result<(), JoinError>),
+    Stop,
+    /// The stop deadline passed while the thread waited.
+    Deadline,
+}
+
+// The loop checks what came by its pattern, then hands it on whole (by value), so that
+// nothing of its variable is kept in the loop's future across the handlers that follow: a
+// borrow of it, or a message or event moved out of it in place, would keep the variable's
+// room in the future, beside the handler's.
+impl<T: Thread> Next<T> {
+    /// The DOWN message that came (`Next::Down(Some(_))`).
+    #[inline]
+    pub(super) fn into_message(self) -> T::Down {
+        match self {
+            Self::Down(Some(msg)) => msg,
+            _ => unreachable!("the loop checks for a message first"),
+        }
+    }
+
+    /// The inbound event that came (`Next::Inbound(_)`).
+    #[inline]
+    pub(super) fn into_inbound(self) -> Inbound<T::Event> {
+        match self {
+            Self::Inbound(inbound) => inbound,
+            _ => unreachable!("the loop checks for an inbound event first"),
+        }
+    }
+}
+
+/// How many DOWN messages (or inbound events) a thread handles back to back before a full
+/// loop turn.
+pub(super) const DOWN_BATCH: usize = 16;
+
 /// One life of a thread, from `enter` to its exit value and the number of queued messages
-/// it dropped.
+/// it dropped, with the thread, its context and its queue lent by the supervisor that runs
+/// one life after another.
 ///
 /// The steps are plain `fn`s returning `async move` blocks (not `async fn`s), and the life
 /// is made before the block: each future stores what it captures once — here the life,
@@ -54,109 +147,171 @@ pub(crate) fn run_thread<'a, T: Thread, R: Rules>(
     down: &'a mut DownReceiver<T::Down>,
     rules: &'a R,
 ) -> impl Future<Output = (Exit, usize)> + Send + 'a {
-    let mut life = Life::<T, R>::new(thread, ctx, down, rules);
+    let mut life = Life::<T, R, Lent<'a>>::new(thread, ctx, down, rules);
     async move { live!(life) }
 }
 
-/// A thread's only life, run in the future that owns the thread, its context and its queue:
-/// the task of a thread that is not started again. No future is nested around the loop's,
-/// so a wake-up (a timer's, a message's) goes through one future less, and the context
-/// sits beside the life rather than past the loop's state: with thousands of threads, each
+/// A thread's only life, run in the future that owns it: the task of a thread that is not
+/// started again. The life holds the thread, its context, its queue and its rules itself,
+/// so the loop reaches each at a fixed place beside its own bookkeeping, with no pointer to
+/// follow, and no future is nested around the loop's: with thousands of threads, each
 /// cache line of its task a wake-up touches is a miss. `then` is given the context and how
 /// the life ended, once the thread is dropped.
 ///
-/// A plain `fn` returning an `async move` block that uses the arguments in place, so each
-/// is stored once in the task rather than twice (argument and local) as an `async fn`
-/// would.
+/// A plain `fn` returning an `async move` block that uses the life in place, so it is
+/// stored once in the task rather than twice (argument and local) as an `async fn` would.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run_owned<T: Thread, R: Rules, O>(
-    mut thread: T,
+    thread: T,
     ctx: Ctx<T>,
     down: DownReceiver<T::Down>,
     rules: R,
     then: impl FnOnce(Ctx<T>, Exit, usize) -> O + Send,
 ) -> impl Future<Output = O> + Send {
-    let mut owned = Owned { ctx, down };
+    let mut life = Life::<T, R, Own>::new(Inline(thread), Inline(ctx), Inline(down), Inline(rules));
     async move {
-        let (exit, dropped) = {
-            let Owned { ctx, down } = &mut owned;
-            let mut life = Life::<T, R>::new(&mut thread, ctx, down, &rules);
-            live!(life)
-        };
+        let (exit, dropped) = live!(life);
+        let Life { thread, ctx, .. } = life;
         drop(thread);
-        then(owned.ctx, exit, dropped)
+        then(ctx.0, exit, dropped)
     }
 }
 
-/// A thread's context and the receiving end of its DOWN queue, held by its task as one
-/// value: a task dropped unfinished (cancelled from outside) drops the context first, which
-/// reports the end with the number of messages still queued, and then the receiver, which
-/// empties the queue. Kept as two values, their order of drop in an unfinished task would
-/// be the compiler's choice.
+/// A thread's context and the receiving end of its DOWN queue, held by a supervisor's task
+/// as one value: a task dropped unfinished (cancelled from outside) drops the context
+/// first, which reports the end with the number of messages still queued, and then the
+/// receiver, which empties the queue. Kept as two values, their order of drop in an
+/// unfinished task would be the compiler's choice.
 pub(crate) struct Owned<T: Thread> {
     pub(crate) ctx: Ctx<T>,
     pub(crate) down: DownReceiver<T::Down>,
 }
 
-/// What the loop holds during one life: the thread, its context and its queue, lent by the
-/// task that runs it, and the loop's own bookkeeping.
-pub(super) struct Life<'a, T: Thread, R: Rules> {
-    pub(super) thread: &'a mut T,
-    pub(super) ctx: &'a mut Ctx<T>,
-    pub(super) down: &'a mut DownReceiver<T::Down>,
+/// Where a life finds the thread, its context, its queue and its rules: in itself
+/// ([`Own`]: a thread's only life) or lent by the task that runs one life after another
+/// ([`Lent`]: a supervised thread's). Either way the loop uses them as fields of the life.
+pub(super) trait Hold<T: Thread, R: Rules> {
+    type Thread: DerefMut<Target = T> + Send;
+    type Ctx: DerefMut<Target = Ctx<T>> + Send;
+    type Down: DerefMut<Target = DownReceiver<T::Down>> + Send;
+    type Rules: Deref<Target = R> + Send + Sync;
+}
+
+/// A life that holds the thread and its parts itself.
+pub(super) struct Own;
+
+impl<T: Thread, R: Rules> Hold<T, R> for Own {
+    type Thread = Inline<T>;
+    type Ctx = Inline<Ctx<T>>;
+    type Down = Inline<DownReceiver<T::Down>>;
+    type Rules = Inline<R>;
+}
+
+/// A life that borrows the thread and its parts for `'a`.
+pub(super) struct Lent<'a>(PhantomData<&'a ()>);
+
+impl<'a, T: Thread, R: Rules> Hold<T, R> for Lent<'a> {
+    type Thread = &'a mut T;
+    type Ctx = &'a mut Ctx<T>;
+    type Down = &'a mut DownReceiver<T::Down>;
+    type Rules = &'a R;
+}
+
+/// A value held in place, used through `Deref` like the borrows of [`Lent`].
+#[repr(transparent)]
+pub(super) struct Inline<V>(V);
+
+impl<V> Deref for Inline<V> {
+    type Target = V;
+
+    #[inline(always)]
+    fn deref(&self) -> &V {
+        &self.0
+    }
+}
+
+impl<V> DerefMut for Inline<V> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut V {
+        &mut self.0
+    }
+}
+
+/// A life's first failure, and the messages dropped unhandled after it.
+pub(super) struct Failure {
+    exit: Exit,
+    /// Messages dropped unhandled after the failure.
+    pub(super) dropped: usize,
+}
+
+impl Failure {
+    fn new(exit: Exit) -> Box<Self> {
+        Box::new(Self { exit, dropped: 0 })
+    }
+}
+
+/// What the loop holds during one life: the thread, its context, its queue and its rules
+/// (held as `H` says), and the loop's own bookkeeping.
+///
+/// Fields drop in the order written: a task dropped unfinished drops the thread, then the
+/// context (which reports the end with the number of messages still queued), then the
+/// queue's receiver (which empties the queue).
+pub(super) struct Life<T: Thread, R: Rules, H: Hold<T, R>> {
+    pub(super) thread: H::Thread,
+    pub(super) ctx: H::Ctx,
+    pub(super) down: H::Down,
+    /// The rules: a supervised thread's, or a worker's; nothing for a plain thread,
+    /// `R` = [`Plain`](super::Plain), whose loop then checks nothing for them.
+    rules: H::Rules,
     pub(super) stop: StopWatch,
-    /// The first failure. Boxed: rare, and it would otherwise size every thread's task.
-    pub(super) failure: Option<Box<Exit>>,
+    /// The first failure, and the messages dropped unhandled after it. Boxed: rare, and
+    /// it would otherwise size every thread's task.
+    pub(super) failure: Option<Box<Failure>>,
     /// The stop deadline passed: what remains is aborted.
     pub(super) aborted: bool,
     pub(super) down_open: bool,
-    /// Messages dropped unhandled after a failure.
-    pub(super) dropped: usize,
     /// Whether a due task may run before the next message.
     tasks_turn: bool,
     /// Whether DOWN is polled before the inbound queue next turn (they take turns).
     pub(super) family_turns: bool,
-    /// The rules, if they are told of each DOWN message (a worker pool's done signal, a
-    /// supervisor's log); nothing for a plain thread, `R` = [`Plain`](super::Plain), whose
-    /// loop then has no check at all.
-    watch: R::Watch<'a>,
 }
 
-impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
-    fn new(
-        thread: &'a mut T,
-        ctx: &'a mut Ctx<T>,
-        down: &'a mut DownReceiver<T::Down>,
-        rules: &'a R,
-    ) -> Self {
+impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
+    fn new(thread: H::Thread, ctx: H::Ctx, down: H::Down, rules: H::Rules) -> Self {
+        let stop = StopWatch::new(rules.get().keep_queue);
         Self {
             thread,
             ctx,
             down,
-            stop: StopWatch::new(rules.get().keep_queue),
+            rules,
+            stop,
             failure: None,
             aborted: false,
             down_open: true,
-            dropped: 0,
             tasks_turn: true,
             family_turns: false,
-            watch: rules.watch(),
         }
     }
 
-    /// The rules, if they are told of each DOWN message.
+    /// The rules, if they are told of each DOWN message (a worker pool's done signal, a
+    /// supervisor's log).
     #[inline]
-    pub(super) fn watch(&self) -> Option<&'a LifeRules> {
-        R::watching(self.watch)
+    pub(super) fn watch(&self) -> Option<&LifeRules> {
+        self.rules.watching()
+    }
+
+    /// Messages dropped unhandled after a failure.
+    fn dropped(&self) -> usize {
+        self.failure.as_ref().map_or(0, |failure| failure.dropped)
     }
 
     /// Records the first failure and starts stopping: the queue closes, what is queued is
     /// dropped (and counted), children are stopped.
-    pub(super) fn fail(&mut self, exit: Box<Exit>) {
-        if let Exit::Aborted { .. } = *exit {
+    pub(super) fn fail(&mut self, exit: Exit) {
+        if let Exit::Aborted { .. } = exit {
             self.aborted = true;
         } else if self.failure.is_none() {
-            self.failure = Some(exit);
+            self.failure = Some(Failure::new(exit));
         }
         self.ctx.begin_stopping();
         if self.stop.failure_closes_queue(self.down.node()) {
@@ -187,12 +342,12 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 }
             }
             let outcome = {
-                let enter = pin!(self.thread.__enter(self.ctx));
-                run_user(enter, self.down, false, &mut self.stop).await
+                let enter = pin!(self.thread.__enter(&mut *self.ctx));
+                run_user(enter, &mut *self.down, false, &mut self.stop).await
             };
             match outcome {
                 Ok(()) => self.down.node().set_state(ThreadState::Running),
-                Err(exit) => self.fail(exit),
+                Err(exit) => self.fail(*exit),
             }
         }
     }
@@ -283,9 +438,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     #[allow(clippy::manual_async_fn)]
     fn finish(&mut self) -> impl Future<Output = (Exit, usize)> + '_ {
         async move {
-            if self.dropped > 0 {
+            let dropped = self.dropped();
+            if dropped > 0 {
                 tracing::warn!(
-                    dropped = self.dropped,
+                    dropped,
                     "dropped messages that arrived after the thread failed"
                 );
             }
@@ -294,8 +450,8 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                     self.down.node().record_phase(StopPhase::ExitHook);
                 }
                 let outcome = {
-                    let exit_hook = pin!(self.thread.__exit(self.ctx));
-                    run_user(exit_hook, self.down, true, &mut self.stop).await
+                    let exit_hook = pin!(self.thread.__exit(&mut *self.ctx));
+                    run_user(exit_hook, &mut *self.down, true, &mut self.stop).await
                 };
                 if recording() {
                     self.down.node().record_phase(StopPhase::Reaping);
@@ -303,7 +459,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 match outcome {
                     Ok(()) => {}
                     Err(exit) if matches!(*exit, Exit::Aborted { .. }) => self.aborted = true,
-                    Err(exit) if self.failure.is_none() => self.failure = Some(exit),
+                    Err(exit) if self.failure.is_none() => self.failure = Some(Failure::new(*exit)),
                     // The exit hook runs after a failure too, so resources are released; its own
                     // error cannot replace the first failure.
                     Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
@@ -312,10 +468,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             self.down.node().forget_waker();
             if self.aborted {
                 if let Some(failure) = self.failure.take() {
-                    tracing::warn!("aborted while stopping after: {failure}");
+                    tracing::warn!("aborted while stopping after: {}", failure.exit);
                 }
                 // Boxed: rare, and its timer would otherwise size every thread's task.
-                let dropped = self.dropped + Box::pin(abort_rest(self.ctx, self.down)).await;
+                let dropped = dropped + Box::pin(abort_rest(&mut *self.ctx, &mut *self.down)).await;
                 tracing::warn!(
                     deadline = ?self.down.node().stop_deadline.unwrap_or_default(),
                     dropped,
@@ -330,12 +486,11 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 // has anything to wait for.
                 Box::pin(family.reap_all()).await;
             }
-            let exit = match self.failure.take() {
-                Some(failure) => *failure,
-                None if self.ctx.is_completed() => Exit::Completed,
-                None => Exit::Stopped,
-            };
-            (exit, self.dropped)
+            match self.failure.take() {
+                Some(failure) => (failure.exit, failure.dropped),
+                None if self.ctx.is_completed() => (Exit::Completed, 0),
+                None => (Exit::Stopped, 0),
+            }
         }
     }
 }

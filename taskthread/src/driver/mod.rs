@@ -128,22 +128,15 @@ impl DownLog {
 /// compile time ([`Plain`]), so its task stores nothing for them: every thread's task is a
 /// hot allocation.
 pub(crate) trait Rules: Send + Sync + 'static {
-    /// What a life keeps of the rules to tell them of each DOWN message: nothing for
-    /// [`Plain`], whose loop then has no check for it.
-    type Watch<'a>: Copy + Send + Sync;
     fn get(&self) -> &LifeRules;
-    /// What a life keeps, made as it starts.
-    fn watch(&self) -> Self::Watch<'_>;
     /// The rules to tell of each DOWN message ([`LifeRules::watches_down`]), if any.
-    fn watching<'a>(watch: Self::Watch<'a>) -> Option<&'a LifeRules>;
+    fn watching(&self) -> Option<&LifeRules>;
 }
 
 /// The default rules: the DOWN queue closes with the life, nobody watches.
 pub(crate) struct Plain;
 
 impl Rules for Plain {
-    type Watch<'a> = ();
-
     #[inline]
     fn get(&self) -> &LifeRules {
         static DEFAULT: LifeRules = LifeRules {
@@ -159,30 +152,20 @@ impl Rules for Plain {
     }
 
     #[inline]
-    fn watch(&self) {}
-
-    #[inline]
-    fn watching<'a>(_: Self::Watch<'a>) -> Option<&'a LifeRules> {
+    fn watching(&self) -> Option<&LifeRules> {
         None
     }
 }
 
 impl Rules for LifeRules {
-    type Watch<'a> = Option<&'a LifeRules>;
-
     #[inline]
     fn get(&self) -> &LifeRules {
         self
     }
 
     #[inline]
-    fn watch(&self) -> Option<&LifeRules> {
+    fn watching(&self) -> Option<&LifeRules> {
         self.watches_down().then_some(self)
-    }
-
-    #[inline]
-    fn watching<'a>(watch: Self::Watch<'a>) -> Option<&'a LifeRules> {
-        watch
     }
 }
 

@@ -1,49 +1,22 @@
-//! One turn of a thread's loop: what it waits for, in which order ([`poll_next`]), and the
-//! handling of what came — a short batch of DOWN messages, of inbound events, a finished
-//! job — and the run of a due task, which the loop awaits on its own.
+//! One turn of a thread's loop: what it waits for, in which order ([`poll_next`]), and what
+//! it does with what came — the bookkeeping before and after a DOWN message's handler and a
+//! due task's run (the loop awaits those itself), a short batch of inbound events in a
+//! future of its own, a finished job, a stop.
 
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll};
 
-use tokio::task::JoinError;
-
 use super::Rules;
-use super::life::Life;
+use super::life::{DOWN_BATCH, Hold, Life, Next};
 use super::user::{StopWatch, panic_message, run_user};
 use crate::ctx::Ctx;
 use crate::exit::{ChildExit, ChildId, ChildRestart, Exit, ExitReport, log_exit, log_restart};
 use crate::node::{DownReceiver, Kind, Node};
 use crate::port::Inbound;
 use crate::record::recording;
+use crate::reschedule::Reschedule;
 use crate::thread::Thread;
-
-/// How many DOWN messages (or inbound events) a thread handles back to back before a full
-/// loop turn.
-const DOWN_BATCH: usize = 16;
-
-/// What woke the loop.
-pub(super) enum Next<T: Thread> {
-    Inbound(Inbound<T::Event>),
-    Down(Option<T::Down>),
-    Task,
-    Job(Result<(), JoinError>),
-    Stop,
-    /// The stop deadline passed while the thread waited.
-    Deadline,
-}
-
-impl<T: Thread> Next<T> {
-    /// What the loop hands to [`Life::handle`]: anything but a due task, which it runs
-    /// itself. By value: a borrow would keep the loop's variable in its future.
-    #[inline]
-    pub(super) fn unless_task(self) -> Option<Self> {
-        match self {
-            Self::Task => None,
-            next => Some(next),
-        }
-    }
-}
 
 /// One turn of the loop's wait, in priority order: DOWN and children (taking turns), then
 /// the timer (due tasks also get their turn at the top of the loop), then finished jobs,
@@ -180,108 +153,129 @@ fn on_child_exit<'a, T: Thread>(
     Some(thread.__exited(ctx, from, exit))
 }
 
-impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
+impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
     /// The wait of one turn: for the next thing to do, in [`poll_next`]'s order. What
-    /// comes is handled by the loop: a due task's run, or [`handle`](Self::handle).
+    /// comes is handled by the loop: a batch of DOWN messages, a batch of inbound events
+    /// ([`inbound_batch`](Self::inbound_batch)), a due task's run, or the rest
+    /// ([`handle_rest`](Self::handle_rest)).
     #[inline]
     pub(super) fn wait(&mut self) -> Waiting<'_, T> {
         let down_first = self.family_turns && self.ctx.has_family();
         self.family_turns = !self.family_turns;
         Waiting {
-            ctx: self.ctx,
-            down: self.down,
+            ctx: &mut *self.ctx,
+            down: &mut *self.down,
             stop: &mut self.stop,
             down_open: self.down_open,
             down_first,
         }
     }
 
-    /// Handles what came in a turn's wait, except a due task (the loop runs it): a short
-    /// batch of DOWN messages or of inbound events, the end of the DOWN queue, a finished
-    /// job, a stop or the stop deadline. The argument is the loop's variable, handed on
-    /// whole: a copy of it would be kept beside it in the future.
-    #[allow(clippy::manual_async_fn)]
-    pub(super) fn handle(&mut self, next: Next<T>) -> impl Future<Output = ()> + '_ {
-        async move {
-            match next {
-                Next::Down(Some(first)) => {
-                    // A short batch: while only DOWN has work (no due task, no inbound
-                    // event, no stop), the next message is taken without a full loop turn.
-                    // Bounded so the runtime's cooperative budget still applies.
-                    let mut msg = first;
-                    let mut left = DOWN_BATCH;
-                    loop {
-                        if self.failure.is_some() {
-                            self.dropped += 1;
-                            break;
-                        }
-                        self.down.node().count_handled();
-                        if recording() {
-                            self.down
-                                .node()
-                                .record_begin(Kind::Down(T::__down_index(&msg)));
-                        }
-                        // Passed through by value, not borrowed: a borrow would keep the
-                        // message's place alive across the handler in every thread's task.
-                        if let Some(watch) = self.watch() {
-                            msg = watch.taking::<T>(msg);
-                        }
-                        let outcome = {
-                            let stopping = self.ctx.stop_begun();
-                            let handler = pin!(self.thread.__down(self.ctx, msg));
-                            run_user(handler, self.down, stopping, &mut self.stop).await
-                        };
-                        if recording() {
-                            self.down.node().record_end();
-                        }
-                        if let Some(watch) = self.watch() {
-                            watch.handled(outcome.is_err());
-                        }
-                        if let Err(exit) = outcome {
-                            self.fail(exit);
-                            break;
-                        }
-                        left -= 1;
-                        if left == 0
-                            || self.ctx.stop_begun()
-                            || self.ctx.is_completed()
-                            || self.down.node().is_stop_requested()
-                            || self.ctx.timetable().is_due()
-                            || self.ctx.has_family()
-                        {
-                            break;
-                        }
-                        match self.down.try_recv() {
-                            Some(next) => msg = next,
-                            None => break,
-                        }
-                    }
+    /// Handles what came in a turn's wait, other than a DOWN message, an inbound event and
+    /// a due task (the loop handles those): the end of the DOWN queue, a finished job, a
+    /// stop or the stop deadline. Whether a due task came instead (`false`), for the loop
+    /// to run.
+    #[inline]
+    pub(super) fn handle_rest(&mut self, next: Next<T>) -> bool {
+        match next {
+            Next::Task => return false,
+            Next::Down(None) => self.down_open = false,
+            Next::Job(joined) => {
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    self.fail(Exit::Panicked(panic_message(e.into_panic())));
                 }
-                Next::Down(None) => self.down_open = false,
-                Next::Inbound(first) => self.inbound_batch(first).await,
-                Next::Job(joined) => {
-                    if let Err(e) = joined
-                        && e.is_panic()
-                    {
-                        self.fail(Box::new(Exit::Panicked(panic_message(e.into_panic()))));
-                    }
-                }
-                Next::Deadline => self.aborted = true,
-                // The next turn's stop sequence takes it from here.
-                Next::Stop => {}
-                // Never handed here: the loop runs a due task itself (`Next::unless_task`).
-                Next::Task => {}
+            }
+            Next::Deadline => self.aborted = true,
+            // The next turn's stop sequence takes it from here.
+            Next::Stop => {}
+            Next::Down(Some(_)) | Next::Inbound(_) => {
+                unreachable!("the loop handles messages and inbound events")
             }
         }
+        true
+    }
+
+    /// Whether a DOWN message that came is dropped rather than handled: it is once the
+    /// thread has failed (and counted). A batch starts only with a message that is not: a
+    /// failure during the batch ends it.
+    #[inline]
+    pub(super) fn drops_message(&mut self) -> bool {
+        match &mut self.failure {
+            Some(failure) => {
+                failure.dropped += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Before a DOWN message's handler: counts it (and records it, if recording).
+    #[inline]
+    pub(super) fn count_message(&mut self, msg: &T::Down) {
+        self.down.node().count_handled();
+        if recording() {
+            self.down
+                .node()
+                .record_begin(Kind::Down(T::__down_index(msg)));
+        }
+    }
+
+    /// A DOWN message about to be handled, told to the rules that watch DOWN messages (if
+    /// any): passed through by value (nothing, for a plain thread's rules).
+    #[inline]
+    pub(super) fn watched(&self, msg: T::Down) -> T::Down {
+        match self.watch() {
+            Some(watch) => watch.taking::<T>(msg),
+            None => msg,
+        }
+    }
+
+    /// After a DOWN message's handler: its failure, if it failed, and the batch's next
+    /// message. A short batch: while only DOWN has work (no due task, no inbound event, no
+    /// stop), the next message is taken without a full loop turn, `left` more at most, so
+    /// the runtime's cooperative budget still applies.
+    #[inline]
+    pub(super) fn message_done(
+        &mut self,
+        outcome: Result<(), Box<Exit>>,
+        left: usize,
+    ) -> Option<T::Down> {
+        if recording() {
+            self.down.node().record_end();
+        }
+        if let Some(watch) = self.watch() {
+            watch.handled(outcome.is_err());
+        }
+        if let Err(exit) = outcome {
+            self.fail(*exit);
+            return None;
+        }
+        if left == 0
+            || self.ctx.stop_begun()
+            || self.ctx.is_completed()
+            || self.down.node().is_stop_requested()
+            || self.ctx.timetable().is_due()
+            || self.ctx.has_family()
+        {
+            return None;
+        }
+        self.down.try_recv()
     }
 
     /// A short batch of inbound events, from `inbound`: UP messages and exits from children
     /// are taken without a full loop turn while DOWN has nothing waiting (the queues keep
     /// taking turns) and nothing else is due. A future of its own, made once per batch in
-    /// [`handle`](Self::handle)'s. The argument is the batch's loop variable: a copy of it
-    /// would be kept beside it in the future, in every thread's task.
+    /// the loop's: its four waits (an UP handler, an exit's handler, an escalation, a
+    /// restart) would otherwise keep its variables in every state of the loop's future. The
+    /// argument is the batch's loop variable: a copy of it would be kept beside it in the
+    /// future, in every thread's task.
     #[allow(clippy::manual_async_fn)]
-    fn inbound_batch(&mut self, mut inbound: Inbound<T::Event>) -> impl Future<Output = ()> + '_ {
+    pub(super) fn inbound_batch(
+        &mut self,
+        mut inbound: Inbound<T::Event>,
+    ) -> impl Future<Output = ()> + '_ {
         async move {
             let mut left = DOWN_BATCH;
             loop {
@@ -290,8 +284,8 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 // the dispatch itself.
                 match inbound {
                     Inbound::Event(event) | Inbound::Unmetered(event) => {
-                        if self.failure.is_some() {
-                            self.dropped += 1;
+                        if let Some(failure) = &mut self.failure {
+                            failure.dropped += 1;
                             break;
                         }
                         self.down.node().count_handled();
@@ -300,14 +294,14 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                         }
                         let outcome = {
                             let stopping = self.ctx.stop_begun();
-                            let handler = pin!(self.thread.__event(self.ctx, event));
-                            run_user(handler, self.down, stopping, &mut self.stop).await
+                            let handler = pin!(self.thread.__event(&mut *self.ctx, event));
+                            run_user(handler, &mut *self.down, stopping, &mut self.stop).await
                         };
                         if recording() {
                             self.down.node().record_end();
                         }
                         if let Err(exit) = outcome {
-                            self.fail(exit);
+                            self.fail(*exit);
                             break;
                         }
                     }
@@ -316,8 +310,10 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                     Inbound::Exit(from, report) => {
                         if let Some(exit) = self.handle_exit(from, report).await {
                             // Boxed, and apart: rare, and the copy it keeps of the exit
-                            // would otherwise size every thread's task.
-                            Box::pin(self.handle_escalation(from, *exit)).await;
+                            // would otherwise size every thread's task. The child's id
+                            // comes with its exit: kept apart, it would take room beside
+                            // the exit handler's future here.
+                            Box::pin(self.handle_escalation(*exit)).await;
                         }
                     }
                     Inbound::Restart(from, restart) => {
@@ -375,7 +371,8 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                         if recording() {
                             self.down.node().record_begin(Kind::Exit);
                         }
-                        let outcome = run_user(handler, self.down, stopping, &mut self.stop).await;
+                        let outcome =
+                            run_user(handler, &mut *self.down, stopping, &mut self.stop).await;
                         if recording() {
                             self.down.node().record_end();
                         }
@@ -385,7 +382,7 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
                 }
             };
             if let Err(exit) = outcome {
-                self.fail(exit);
+                self.fail(*exit);
                 return None;
             }
             escalated
@@ -395,19 +392,15 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
     /// A supervised child past its restart limit: once the `#[up]` handler of its exit has
     /// seen it, this thread fails with it (or with the handler's own error).
     #[allow(clippy::manual_async_fn)]
-    fn handle_escalation(
-        &mut self,
-        from: ChildId,
-        exit: ChildExit,
-    ) -> impl Future<Output = ()> + Send + '_ {
+    fn handle_escalation(&mut self, exit: ChildExit) -> impl Future<Output = ()> + Send + '_ {
         async move {
             let escalation = exit.escalation();
             let outcome = {
                 let stopping = self.ctx.stop_begun();
-                let handler = pin!(self.thread.__exited(self.ctx, from, exit));
-                run_user(handler, self.down, stopping, &mut self.stop).await
+                let handler = pin!(self.thread.__exited(&mut *self.ctx, exit.id, exit));
+                run_user(handler, &mut *self.down, stopping, &mut self.stop).await
             };
-            self.fail(outcome.err().unwrap_or_else(|| Box::new(escalation)));
+            self.fail(outcome.map_or_else(|exit| *exit, |()| escalation));
         }
     }
 
@@ -429,14 +422,14 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
             }
             let outcome = {
                 let stopping = self.ctx.stop_begun();
-                let handler = pin!(self.thread.__restarted(self.ctx, from, *restart));
-                run_user(handler, self.down, stopping, &mut self.stop).await
+                let handler = pin!(self.thread.__restarted(&mut *self.ctx, from, *restart));
+                run_user(handler, &mut *self.down, stopping, &mut self.stop).await
             };
             if recording() {
                 self.down.node().record_end();
             }
             if let Err(exit) = outcome {
-                self.fail(exit);
+                self.fail(*exit);
             }
         }
     }
@@ -453,53 +446,41 @@ impl<'a, T: Thread, R: Rules> Life<'a, T, R> {
         self.down.node().probe().task_scheduled(index, next);
     }
 
-    /// Runs the task that is due, if one still is, and schedules its next run as it says.
-    #[allow(clippy::manual_async_fn)]
-    pub(super) fn run_due_task(&mut self) -> impl Future<Output = ()> + '_ {
-        async move {
-            let Some(index) = self.ctx.timetable().take_due() else {
-                return;
-            };
-            self.down.node().count_handled();
-            if recording()
-                && let Some(at) = self.ctx.timetable().due_at()
-            {
-                self.record_task_start(index, at);
-            }
-            // In a block of its own, so the outcome is not kept across the yield below.
-            let ends = {
-                let outcome = {
-                    let stopping = self.ctx.stop_begun();
-                    let task = pin!(self.thread.__task(self.ctx, index));
-                    run_user(task, self.down, stopping, &mut self.stop).await
-                };
+    /// Takes the task that is due to run, if one still is (its index).
+    #[inline]
+    pub(super) fn take_due_task(&mut self) -> Option<usize> {
+        let index = self.ctx.timetable().take_due()?;
+        self.down.node().count_handled();
+        if recording()
+            && let Some(at) = self.ctx.timetable().due_at()
+        {
+            self.record_task_start(index, at);
+        }
+        Some(index)
+    }
+
+    /// After a task's run: schedules its next run as it says, or fails the thread with
+    /// the run's error. Whether the thread ends with this run (its last task stopped).
+    #[inline]
+    pub(super) fn task_done(&mut self, outcome: Result<Reschedule, Box<Exit>>) -> bool {
+        if recording() {
+            self.down.node().record_end();
+        }
+        match outcome {
+            Ok(decision) => {
+                let ends = self.ctx.timetable().finish(decision);
+                if ends {
+                    self.ctx.stop();
+                    self.down.give_back();
+                }
                 if recording() {
-                    self.down.node().record_end();
+                    self.record_task_next();
                 }
-                match outcome {
-                    Ok(decision) => {
-                        let ends = self.ctx.timetable().finish(decision);
-                        if ends {
-                            self.ctx.stop();
-                            self.down.give_back();
-                        }
-                        if recording() {
-                            self.record_task_next();
-                        }
-                        ends
-                    }
-                    Err(exit) => {
-                        self.fail(exit);
-                        false
-                    }
-                }
-            };
-            if ends {
-                // The thread ends with this run. Its ending (the stop sequence, the exit
-                // report) waits behind the other tasks ready to run: when many periodic
-                // tasks end together, each would otherwise delay the runs due after it by
-                // its thread's ending.
-                tokio::task::yield_now().await;
+                ends
+            }
+            Err(exit) => {
+                self.fail(*exit);
+                false
             }
         }
     }
