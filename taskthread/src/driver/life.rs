@@ -253,9 +253,10 @@ impl Failure {
 /// What the loop holds during one life: the thread, its context, its queue and its rules
 /// (held as `H` says), and the loop's own bookkeeping.
 ///
-/// Fields drop in the order written: a task dropped unfinished drops the thread, then the
-/// context (which reports the end with the number of messages still queued), then the
-/// queue's receiver (which empties the queue).
+/// For a life that holds them ([`Own`]), fields drop in the order written: a task dropped
+/// unfinished drops the thread, then the context (which reports the end with the number of
+/// messages still queued), then the queue's receiver (which empties the queue). A lent
+/// life's are dropped by their owner (the supervisor's [`Owned`]).
 pub(super) struct Life<T: Thread, R: Rules, H: Hold<T, R>> {
     pub(super) thread: H::Thread,
     pub(super) ctx: H::Ctx,
