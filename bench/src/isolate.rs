@@ -135,7 +135,9 @@ pub(crate) fn child(spec: &str, systems: Vec<Box<dyn System>>, scale: &Scale) ->
         return ExitCode::FAILURE;
     };
     for (metric, value) in system.run(workload, flavour, scale) {
-        println!("{}", line(metric, value));
+        if !crate::print_out(&line(metric, value)) {
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
 }

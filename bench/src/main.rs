@@ -215,8 +215,7 @@ fn main() -> ExitCode {
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
 
     let table = results.markdown();
-    println!("{table}");
-    let mut ok = true;
+    let mut ok = print_out(&table);
     if let Some(path) = &cli.markdown {
         ok &= write_file(path, table.as_bytes());
     }
@@ -274,16 +273,29 @@ fn compare_against(
     };
     let (comparison, failure) = compare::run(&plan);
     let table = comparison.markdown();
-    println!("{table}");
+    let printed = print_out(&table);
     let written = markdown.is_none_or(|path| write_file(path, table.as_bytes()));
     if let Some(e) = failure {
         eprintln!("error: the comparison stopped: {e}");
         return ExitCode::FAILURE;
     }
-    if written {
+    if printed && written {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Prints `text` and a newline on stdout. A stdout closed early (the table piped into
+/// `head`, say) is an error reported on stderr rather than a panic, so that the files asked
+/// for after the table are still written.
+pub(crate) fn print_out(text: &str) -> bool {
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: cannot print to stdout: {e}");
+            false
+        }
     }
 }
 
@@ -318,8 +330,11 @@ fn memory_probe(spec: &str) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let (before, after) = system.idle_memory(flavour, n);
-    println!("{before} {after}");
-    ExitCode::SUCCESS
+    if print_out(&format!("{before} {after}")) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 #[cfg(test)]
