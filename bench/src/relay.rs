@@ -51,6 +51,9 @@ async fn load(addr: SocketAddr, scale: &Scale) {
         let stream = stream.clone();
         clients.spawn(async move {
             let mut client = RelayClient::connect(addr).await.expect("the relay accepts");
+            // The stream goes out in 64 KiB writes: with Nagle's algorithm the short tail
+            // of a write can wait for the relay's delayed acknowledgement (40 ms on Linux).
+            client.set_nodelay(true).expect("a connected socket");
             for chunk in stream.chunks(READ_SIZE) {
                 client.send_raw(chunk).await.expect("the relay reads");
             }

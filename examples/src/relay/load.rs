@@ -98,6 +98,17 @@ impl RelayClient {
         self.stream.write_all(bytes).await
     }
 
+    /// Sets `TCP_NODELAY` on the connection: every write goes out at once instead of a
+    /// short tail waiting for the acknowledgement of what is in flight (Nagle's algorithm).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.stream.set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set on the connection.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.stream.nodelay()
+    }
+
     /// The client's own address: the relay's `client` in its logs.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()

@@ -171,6 +171,29 @@ async fn clients_after_clients_are_all_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_nagle_delivers_a_stream_cut_anywhere() {
+    let relay = TestRelay::start(server_config(), 1).await;
+    let mut client = RelayClient::connect(relay.addr()).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    let mut wire = bytes::BytesMut::new();
+    let mut sent = taskthread_examples::relay::frame::Checksum::default();
+    for n in 0..50 {
+        let payload = payload(7, n, 1 + n as usize * 13);
+        taskthread_examples::relay::frame::encode(&payload, &mut wire);
+        sent.add(&payload);
+    }
+    // Odd-sized writes, each sent at once: frames and length prefixes arrive in pieces.
+    for chunk in wire.chunks(97) {
+        client.send_raw(chunk).await.unwrap();
+    }
+    assert!(client.nodelay().unwrap());
+    client.finish().await.unwrap();
+    let finished = relay.finish().await;
+    finished.assert_nothing_lost();
+    assert_eq!(finished.stats.received_checksum(), sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_checks_pass_on_a_small_load() {
     crate::common::init_tracing();
     let options = DemoOptions {
