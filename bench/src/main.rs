@@ -37,6 +37,7 @@ mod relay;
 mod report;
 mod taskthread_sys;
 mod tgs_sys;
+mod tokio_cores;
 mod tokio_hand;
 
 use std::io::Write as _;
@@ -65,7 +66,9 @@ struct Cli {
     /// Run only this workload (repeat for several).
     #[arg(long, value_enum, value_name = "WORKLOAD")]
     only: Vec<Workload>,
-    /// Run only this system (repeat for several); include tokio for the ratios.
+    /// Run only this system (repeat for several); include tokio for the ratios. By default
+    /// every system runs but tokio-cores, a control for the periodic workload (hand-written
+    /// tokio on one current-thread runtime per core), run only when named.
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(SYSTEM_NAMES))]
     system: Vec<String>,
     /// Run only on this runtime flavour (repeat for both, the default).
@@ -99,8 +102,9 @@ struct Cli {
 }
 
 /// The systems, in column order (the first is the reference).
-const SYSTEM_NAMES: [&str; 7] = [
+const SYSTEM_NAMES: [&str; 8] = [
     "tokio",
+    "tokio-cores",
     "taskthread",
     "taskthread-cores",
     "kameo",
@@ -109,9 +113,14 @@ const SYSTEM_NAMES: [&str; 7] = [
     "tokio-graceful-shutdown",
 ];
 
+/// The systems run only when named with `--system`: controls, not frameworks users would
+/// pick.
+const OPT_IN: [&str; 1] = ["tokio-cores"];
+
 fn systems() -> Vec<Box<dyn System>> {
     vec![
         Box::new(tokio_hand::TokioHand),
+        Box::new(tokio_cores::TokioCores),
         Box::new(taskthread_sys::TaskthreadSys),
         Box::new(taskthread_sys::TaskthreadCoresSys),
         Box::new(kameo_sys::KameoSys),
@@ -119,6 +128,21 @@ fn systems() -> Vec<Box<dyn System>> {
         Box::new(actix_sys::ActixSys),
         Box::new(tgs_sys::TgsSys),
     ]
+}
+
+/// The systems `--system` names, in column order; with none named, every system but the
+/// [`OPT_IN`] ones.
+fn selected(named: &[String]) -> Vec<Box<dyn System>> {
+    systems()
+        .into_iter()
+        .filter(|s| {
+            if named.is_empty() {
+                !OPT_IN.contains(&s.name())
+            } else {
+                named.iter().any(|n| n == s.name())
+            }
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -145,10 +169,7 @@ fn main() -> ExitCode {
             .filter(|w| cli.only.contains(w))
             .collect()
     };
-    let systems: Vec<Box<dyn System>> = systems()
-        .into_iter()
-        .filter(|s| cli.system.is_empty() || cli.system.iter().any(|n| n == s.name()))
-        .collect();
+    let systems = selected(&cli.system);
     let flavours: Vec<Flavour> = Flavour::ALL
         .into_iter()
         .filter(|f| cli.runtime.is_empty() || cli.runtime.iter().any(|r| r == f.name()))
@@ -341,7 +362,33 @@ fn memory_probe(spec: &str) -> ExitCode {
 mod tests {
     use clap::CommandFactory as _;
 
-    use super::Cli;
+    use super::{Cli, OPT_IN, SYSTEM_NAMES, selected, systems};
+
+    /// The names `--system` accepts are the systems', in column order.
+    #[test]
+    fn every_system_has_its_name_in_column_order() {
+        let names: Vec<&str> = systems().iter().map(|s| s.name()).collect();
+        assert_eq!(names, SYSTEM_NAMES);
+        assert!(OPT_IN.iter().all(|name| SYSTEM_NAMES.contains(name)));
+    }
+
+    /// A run that names no system runs every one but the controls; a control runs when
+    /// named, with the others named beside it.
+    #[test]
+    fn controls_run_only_when_named() {
+        let default: Vec<&str> = selected(&[]).iter().map(|s| s.name()).collect();
+        assert_eq!(default.len(), SYSTEM_NAMES.len() - OPT_IN.len());
+        assert!(!default.contains(&"tokio-cores"), "{default:?}");
+        assert!(default.contains(&"tokio") && default.contains(&"taskthread-cores"));
+
+        let named = [
+            "taskthread".to_owned(),
+            "tokio-cores".into(),
+            "tokio".into(),
+        ];
+        let chosen: Vec<&str> = selected(&named).iter().map(|s| s.name()).collect();
+        assert_eq!(chosen, ["tokio", "tokio-cores", "taskthread"]);
+    }
 
     /// `--against` takes a build for one whose `--version` says so.
     #[test]

@@ -355,23 +355,26 @@ async fn shutdown(depth: u32, breadth: usize) -> Value {
 
 // ---- periodic --------------------------------------------------------------------------------
 
+/// One periodic task: an interval loop of `ticks` ticks that adds how late each was to
+/// `lateness` as it ends.
+pub(crate) async fn ticker(ticks: u64, lateness: Arc<Mutex<Vec<u64>>>) {
+    let mut interval = tokio::time::interval_at(Instant::now() + PERIOD, PERIOD);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut late = Vec::with_capacity(ticks as usize);
+    for _ in 0..ticks {
+        let due = interval.tick().await;
+        late.push(due.elapsed().as_nanos() as u64);
+    }
+    lateness.lock().expect("no panic").extend(late);
+}
+
 async fn periodic(tasks: usize, run_for: Duration) -> Figures {
     let ticks = ticks(run_for);
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(tasks * ticks as usize)));
     let cpu = probe::cpu_time();
     let tracker = TaskTracker::new();
     for _ in 0..tasks {
-        let lateness = Arc::clone(&lateness);
-        tracker.spawn(async move {
-            let mut interval = tokio::time::interval_at(Instant::now() + PERIOD, PERIOD);
-            interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
-            let mut late = Vec::with_capacity(ticks as usize);
-            for _ in 0..ticks {
-                let due = interval.tick().await;
-                late.push(due.elapsed().as_nanos() as u64);
-            }
-            lateness.lock().expect("no panic").extend(late);
-        });
+        tracker.spawn(ticker(ticks, Arc::clone(&lateness)));
     }
     tracker.close();
     tracker.wait().await;
