@@ -113,9 +113,9 @@ const SYSTEM_NAMES: [&str; 8] = [
     "tokio-graceful-shutdown",
 ];
 
-/// The systems run only when named with `--system`: controls, not frameworks users would
+/// The controls: systems run only when named with `--system`, not frameworks users would
 /// pick.
-const OPT_IN: [&str; 1] = ["tokio-cores"];
+const CONTROLS: [&str; 1] = ["tokio-cores"];
 
 fn systems() -> Vec<Box<dyn System>> {
     vec![
@@ -131,13 +131,13 @@ fn systems() -> Vec<Box<dyn System>> {
 }
 
 /// The systems `--system` names, in column order; with none named, every system but the
-/// [`OPT_IN`] ones.
-fn selected(named: &[String]) -> Vec<Box<dyn System>> {
+/// [`CONTROLS`] ones.
+fn select_systems(named: &[String]) -> Vec<Box<dyn System>> {
     systems()
         .into_iter()
         .filter(|s| {
             if named.is_empty() {
-                !OPT_IN.contains(&s.name())
+                !CONTROLS.contains(&s.name())
             } else {
                 named.iter().any(|n| n == s.name())
             }
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
             .filter(|w| cli.only.contains(w))
             .collect()
     };
-    let systems = selected(&cli.system);
+    let systems = select_systems(&cli.system);
     let flavours: Vec<Flavour> = Flavour::ALL
         .into_iter()
         .filter(|f| cli.runtime.is_empty() || cli.runtime.iter().any(|r| r == f.name()))
@@ -362,22 +362,22 @@ fn memory_probe(spec: &str) -> ExitCode {
 mod tests {
     use clap::CommandFactory as _;
 
-    use super::{Cli, OPT_IN, SYSTEM_NAMES, selected, systems};
+    use super::{CONTROLS, Cli, SYSTEM_NAMES, select_systems, systems};
 
     /// The names `--system` accepts are the systems', in column order.
     #[test]
     fn every_system_has_its_name_in_column_order() {
         let names: Vec<&str> = systems().iter().map(|s| s.name()).collect();
         assert_eq!(names, SYSTEM_NAMES);
-        assert!(OPT_IN.iter().all(|name| SYSTEM_NAMES.contains(name)));
+        assert!(CONTROLS.iter().all(|name| SYSTEM_NAMES.contains(name)));
     }
 
     /// A run that names no system runs every one but the controls; a control runs when
     /// named, with the others named beside it.
     #[test]
     fn controls_run_only_when_named() {
-        let default: Vec<&str> = selected(&[]).iter().map(|s| s.name()).collect();
-        assert_eq!(default.len(), SYSTEM_NAMES.len() - OPT_IN.len());
+        let default: Vec<&str> = select_systems(&[]).iter().map(|s| s.name()).collect();
+        assert_eq!(default.len(), SYSTEM_NAMES.len() - CONTROLS.len());
         assert!(!default.contains(&"tokio-cores"), "{default:?}");
         assert!(default.contains(&"tokio") && default.contains(&"taskthread-cores"));
 
@@ -386,7 +386,7 @@ mod tests {
             "tokio-cores".into(),
             "tokio".into(),
         ];
-        let chosen: Vec<&str> = selected(&named).iter().map(|s| s.name()).collect();
+        let chosen: Vec<&str> = select_systems(&named).iter().map(|s| s.name()).collect();
         assert_eq!(chosen, ["tokio", "tokio-cores", "taskthread"]);
     }
 

@@ -6,6 +6,11 @@
 //! control runs hand-written tokio's periodic tasks (the same `tokio::time::interval` loop
 //! as [`crate::tokio_hand`]'s) spread the same way, so that a run tells how much of a
 //! figure is the runtime's way of running timers and how much is the framework's.
+//!
+//! Its runtimes are started by hand, as a tokio user would start them, not through
+//! `taskthread::Cores`: the control measures tokio alone. They are built as `Cores` builds
+//! its own (current-thread, every driver enabled, one OS thread each), so that the two
+//! differ in the framework only.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +21,7 @@ use crate::model::{
     Countdown, Figures, Flavour, Scale, System, Workload, not_applicable, periodic_figures, ticks,
 };
 use crate::probe;
-use crate::tokio_hand::ticker;
+use crate::tokio_hand::run_ticker;
 
 /// Hand-written tokio on one current-thread runtime per core.
 #[derive(Debug)]
@@ -46,10 +51,10 @@ impl System for TokioCores {
                 let (tasks, run_for) = (scale.periodic_tasks, scale.periodic_for);
                 let cores = CoreRuntimes::start(Flavour::workers());
                 let handles = cores.handles.clone();
-                let figures = Flavour::CurrentThread
+                let (cpu, mut lateness) = Flavour::CurrentThread
                     .block_on(move || async move { periodic(&handles, tasks, run_for).await });
                 drop(cores);
-                figures
+                periodic_figures(cpu, &mut lateness)
             }
             (Flavour::MultiThread, _) => not_applicable(workload, PERIODIC_ONLY),
         }
@@ -72,7 +77,7 @@ struct CoreRuntimes {
 }
 
 impl CoreRuntimes {
-    /// Starts `n` runtimes and waits until each runs.
+    /// Starts `n` runtimes and waits until each is built.
     fn start(n: usize) -> Self {
         let mut cores = Self {
             handles: Vec::with_capacity(n),
@@ -113,14 +118,19 @@ impl Drop for CoreRuntimes {
             let _ = stop.send(());
         }
         for thread in self.threads.drain(..) {
-            let _ = thread.join();
+            thread.join().expect("a core's thread ends without a panic");
         }
     }
 }
 
 /// The periodic workload with the tasks spread round-robin over the runtimes of `cores`,
-/// measured while they run: their OS threads' CPU time counts.
-async fn periodic(cores: &[tokio::runtime::Handle], tasks: usize, run_for: Duration) -> Figures {
+/// measured while they run (their OS threads' CPU time counts): the CPU time and each
+/// tick's lateness in nanoseconds.
+async fn periodic(
+    cores: &[tokio::runtime::Handle],
+    tasks: usize,
+    run_for: Duration,
+) -> (Duration, Vec<u64>) {
     let ticks = ticks(run_for);
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(tasks * ticks as usize)));
     let ended = Arc::new(Countdown::new(tasks));
@@ -129,14 +139,14 @@ async fn periodic(cores: &[tokio::runtime::Handle], tasks: usize, run_for: Durat
         let lateness = Arc::clone(&lateness);
         let ended = Arc::clone(&ended);
         cores[i % cores.len()].spawn(async move {
-            ticker(ticks, lateness).await;
+            run_ticker(ticks, lateness).await;
             ended.count();
         });
     }
     ended.wait().await;
     let cpu = probe::cpu_time().saturating_sub(cpu);
-    let mut lateness = std::mem::take(&mut *lateness.lock().expect("no panic"));
-    periodic_figures(cpu, &mut lateness)
+    let lateness = std::mem::take(&mut *lateness.lock().expect("no panic"));
+    (cpu, lateness)
 }
 
 #[cfg(test)]
@@ -144,30 +154,61 @@ mod tests {
     use super::*;
     use crate::model::{Metric, Value};
 
-    /// A small periodic run: every figure measured, each task's ticks counted in the
-    /// lateness samples (the run would hang if a task never ended).
+    /// Each runtime runs on an OS thread of its own, one per core asked for.
     #[test]
-    fn the_periodic_tasks_run_on_cores_and_are_measured() {
+    fn each_runtime_has_a_thread_of_its_own() {
+        let cores = CoreRuntimes::start(3);
+        let handles = cores.handles.clone();
+        let names = Flavour::CurrentThread.block_on(move || async move {
+            let mut names = Vec::new();
+            for handle in &handles {
+                let name = handle
+                    .spawn(async { std::thread::current().name().map(str::to_owned) })
+                    .await
+                    .expect("the task ends");
+                names.push(name);
+            }
+            names
+        });
+        drop(cores);
+        let expected: Vec<Option<String>> =
+            (0..3).map(|i| Some(format!("tokio-core-{i}"))).collect();
+        assert_eq!(names, expected);
+    }
+
+    /// A small periodic run on two cores gives every tick of every task, and the figures
+    /// measured from them.
+    #[test]
+    fn every_tick_of_every_task_is_measured() {
+        let (tasks, run_for) = (8, Duration::from_millis(30));
+        let cores = CoreRuntimes::start(2);
+        let handles = cores.handles.clone();
+        let (cpu, lateness) = Flavour::CurrentThread.block_on(move || async move {
+            // Generous: a task that never ends fails the test rather than hanging it.
+            tokio::time::timeout(Duration::from_secs(60), periodic(&handles, tasks, run_for))
+                .await
+                .expect("every task ends")
+        });
+        drop(cores);
+        assert_eq!(lateness.len(), tasks * ticks(run_for) as usize);
+        assert!(cpu > Duration::ZERO, "the cores' CPU time is counted");
+
         let scale = Scale {
-            periodic_tasks: 8,
-            periodic_for: Duration::from_millis(30),
+            periodic_tasks: tasks,
+            periodic_for: run_for,
             ..Scale::quick()
         };
         let figures = TokioCores.run(Workload::Periodic, Flavour::MultiThread, &scale);
         let metrics: Vec<Metric> = figures.iter().map(|(m, _)| *m).collect();
         assert_eq!(metrics, Workload::Periodic.metrics());
-        for (metric, value) in &figures {
-            assert!(
-                matches!(value, Value::Measured(v) if *v >= 0.0),
-                "{metric:?}: {value:?}"
-            );
-        }
-        let cpu = figures[0].1;
-        assert!(matches!(cpu, Value::Measured(ms) if ms > 0.0), "{cpu:?}");
+        assert!(
+            figures.iter().all(|(_, v)| matches!(v, Value::Measured(_))),
+            "{figures:?}"
+        );
     }
 
     /// Nothing but periodic tasks, and only where there is more than one core to spread
-    /// them over: every other figure says why not, without starting a runtime.
+    /// them over: every other figure says why not.
     #[test]
     fn every_other_figure_is_not_applicable_with_its_reason() {
         let scale = Scale::quick();

@@ -357,7 +357,7 @@ async fn shutdown(depth: u32, breadth: usize) -> Value {
 
 /// One periodic task: an interval loop of `ticks` ticks that adds how late each was to
 /// `lateness` as it ends.
-pub(crate) async fn ticker(ticks: u64, lateness: Arc<Mutex<Vec<u64>>>) {
+pub(crate) async fn run_ticker(ticks: u64, lateness: Arc<Mutex<Vec<u64>>>) {
     let mut interval = tokio::time::interval_at(Instant::now() + PERIOD, PERIOD);
     interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut late = Vec::with_capacity(ticks as usize);
@@ -374,7 +374,7 @@ async fn periodic(tasks: usize, run_for: Duration) -> Figures {
     let cpu = probe::cpu_time();
     let tracker = TaskTracker::new();
     for _ in 0..tasks {
-        tracker.spawn(ticker(ticks, Arc::clone(&lateness)));
+        tracker.spawn(run_ticker(ticks, Arc::clone(&lateness)));
     }
     tracker.close();
     tracker.wait().await;
