@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use crate::error::{SendError, TrySendError};
 use crate::exit::{ChildId, Exit, ExitReport, ThreadState};
-use crate::family::Family;
+use crate::family::{Family, FamilySlot};
 use crate::node::{Node, TreeSnapshot, closes_cycle};
 use crate::port::UpPort;
 use crate::queue::inbound::Take;
@@ -153,7 +153,7 @@ pub struct Ctx<T: Thread> {
     /// gives the untyped view.
     node: Arc<Node<DownQueue<T::Down>>>,
     up: Arc<dyn UpPort<T::Up>>,
-    family: Option<Box<FamilyOf<T>>>,
+    family: FamilySlot<T, T::Event>,
     timetable: Timetable<T::Timetable>,
     stopping: bool,
     completed: bool,
@@ -541,11 +541,16 @@ impl<T: Thread> Ctx<T> {
 
     // ---- the loop's view: what the layers that run a thread use ------------------------
 
-    pub(crate) fn new(node: Arc<Node<DownQueue<T::Down>>>, up: Arc<dyn UpPort<T::Up>>) -> Self {
+    /// The context of a thread spawned on `runtime`, the one it runs on.
+    pub(crate) fn new(
+        node: Arc<Node<DownQueue<T::Down>>>,
+        up: Arc<dyn UpPort<T::Up>>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Self {
         Self {
             node,
             up,
-            family: None,
+            family: FamilySlot::Unmade(runtime),
             timetable: Timetable::unmade(),
             stopping: false,
             completed: false,
@@ -556,7 +561,7 @@ impl<T: Thread> Ctx<T> {
     /// Makes this the fresh context of the next life of a supervised thread: same node,
     /// same port; the last life's family and timetable are dropped.
     pub(crate) fn renew(&mut self) {
-        self.family = None;
+        self.family.renew();
         self.timetable = Timetable::unmade();
         self.stopping = false;
         self.completed = false;
@@ -592,12 +597,12 @@ impl<T: Thread> Ctx<T> {
 
     /// The family, made on first use.
     pub(crate) fn family(&mut self) -> &mut FamilyOf<T> {
-        Family::made(&mut self.family, &self.node)
+        self.family.made(&self.node)
     }
 
     /// The family (made on first use) beside this thread's node, borrowed together.
     pub(crate) fn family_and_node(&mut self) -> (&mut FamilyOf<T>, &Node) {
-        (Family::made(&mut self.family, &self.node), &*self.node)
+        (self.family.made(&self.node), &*self.node)
     }
 
     /// The family (made on first use) beside this thread's way UP and id, borrowed together.
@@ -605,12 +610,12 @@ impl<T: Thread> Ctx<T> {
         &mut self,
     ) -> (&mut FamilyOf<T>, &Arc<dyn UpPort<T::Up>>, ChildId) {
         let id = self.node.id;
-        (Family::made(&mut self.family, &self.node), &self.up, id)
+        (self.family.made(&self.node), &self.up, id)
     }
 
     /// The family, if the thread has made one, to look at.
     pub(crate) fn family_ref(&self) -> Option<&FamilyOf<T>> {
-        self.family.as_deref()
+        self.family.get()
     }
 
     /// The timetable of its tasks, to look at.
@@ -621,12 +626,12 @@ impl<T: Thread> Ctx<T> {
     /// The family, if the thread has made one.
     #[inline]
     pub(crate) fn family_if_any(&mut self) -> Option<&mut FamilyOf<T>> {
-        self.family.as_deref_mut()
+        self.family.get_mut()
     }
 
     #[inline]
     pub(crate) fn has_family(&self) -> bool {
-        self.family.is_some()
+        self.family.get().is_some()
     }
 
     #[inline]
@@ -657,7 +662,7 @@ impl<T: Thread> Ctx<T> {
             self.record_stopping();
         }
         self.timetable.cancel_all();
-        if let Some(family) = &mut self.family {
+        if let Some(family) = self.family.get_mut() {
             family.stop_streams();
         }
     }
@@ -672,6 +677,6 @@ impl<T: Thread> Ctx<T> {
 
     /// Whether nothing of the thread's family is left: no child, no job, no queued event.
     pub(crate) fn family_idle(&self) -> bool {
-        self.family.as_ref().is_none_or(|f| f.is_idle())
+        self.family.get().is_none_or(|f| f.is_idle())
     }
 }

@@ -97,25 +97,70 @@ pub(crate) struct Family<P, E> {
     finishing: Vec<AbortHandle>,
 }
 
-impl<P, E> Family<P, E> {
-    /// The family in `slot`, made on first use.
-    pub(crate) fn made<'a, Q: Queue + 'static>(
-        slot: &'a mut Option<Box<Self>>,
-        node: &Arc<Node<Q>>,
-    ) -> &'a mut Self
+/// Where a thread keeps its family: until the family is made, the runtime the thread runs
+/// on (known when it is spawned, whatever runtime a handler enters later), which the family
+/// takes when it is made. A word more than the family's box alone: the handle's niche says
+/// which of the two the slot holds.
+pub(crate) enum FamilySlot<P, E> {
+    /// No family yet; the runtime the thread runs on.
+    Unmade(Option<tokio::runtime::Handle>),
+    /// The family, which holds the runtime.
+    Made(Box<Family<P, E>>),
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<FamilySlot<(), ()>>() == 16);
+
+impl<P, E> FamilySlot<P, E> {
+    /// The family, made on first use.
+    pub(crate) fn made<Q: Queue + 'static>(&mut self, node: &Arc<Node<Q>>) -> &mut Family<P, E>
     where
         E: Send + 'static,
     {
-        slot.get_or_insert_with(|| Box::new(Self::new(Arc::clone(node) as Arc<Node>)))
+        if let Self::Unmade(runtime) = self {
+            let family = Family::new(Arc::clone(node) as Arc<Node>, runtime.take());
+            *self = Self::Made(Box::new(family));
+        }
+        match self {
+            Self::Made(family) => family,
+            Self::Unmade(_) => unreachable!("the family was made above"),
+        }
     }
 
-    fn new(node: Arc<Node>) -> Self
+    /// The family, if it has been made.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&Family<P, E>> {
+        match self {
+            Self::Made(family) => Some(family),
+            Self::Unmade(_) => None,
+        }
+    }
+
+    /// The family, if it has been made.
+    #[inline]
+    pub(crate) fn get_mut(&mut self) -> Option<&mut Family<P, E>> {
+        match self {
+            Self::Made(family) => Some(family),
+            Self::Unmade(_) => None,
+        }
+    }
+
+    /// Drops the family, for the thread's next life; the runtime stays.
+    pub(crate) fn renew(&mut self) {
+        if let Self::Made(family) = self {
+            let runtime = family.runtime.take();
+            *self = Self::Unmade(runtime);
+        }
+    }
+}
+
+impl<P, E> Family<P, E> {
+    fn new(node: Arc<Node>, runtime: Option<tokio::runtime::Handle>) -> Self
     where
         E: Send + 'static,
     {
         let (inbox_tx, inbox) = inbox(node.capacity());
         node.set_inbound(inbox.places());
-        let runtime = tokio::runtime::Handle::try_current().ok();
         let keeps_joins = !matches!(
             runtime.as_ref().map(tokio::runtime::Handle::runtime_flavor),
             Some(tokio::runtime::RuntimeFlavor::CurrentThread)
@@ -549,7 +594,7 @@ impl<P, E> Drop for Family<P, E> {
 mod tests {
     use std::sync::Arc;
 
-    use super::Family;
+    use super::{Family, FamilySlot};
     use crate::node::Node;
     use crate::node::testing::node;
 
@@ -559,12 +604,31 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn a_family_takes_the_runtime_given_at_spawn_and_a_new_life_keeps_it() {
+        let (own, other) = (current_thread(), current_thread());
+        let node = node(None);
+        let mut slot = FamilySlot::<(), ()>::Unmade(Some(own.handle().clone()));
+        let _entered = other.enter();
+        for life in 0..2 {
+            assert!(
+                slot.get().is_none(),
+                "life {life}: no family before first use"
+            );
+            let family = slot.made(&node);
+            let runtime = family.runtime().map(tokio::runtime::Handle::id);
+            assert_eq!(runtime, Some(own.handle().id()), "life {life}");
+            assert!(slot.get_mut().is_some());
+            slot.renew();
+        }
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn other_runtimes_are_placed_in_the_order_first_used_and_the_own_one_at_zero() {
         let node: Arc<Node> = node(None);
-        let mut family = Family::<(), ()>::new(node);
-        let (a, b) = (current_thread(), current_thread());
         let own = tokio::runtime::Handle::current();
+        let mut family = Family::<(), ()>::new(node, Some(own.clone()));
+        let (a, b) = (current_thread(), current_thread());
         assert_eq!(family.place_of(&own), 0);
         assert_eq!(family.place_of(a.handle()), 1);
         assert_eq!(family.place_of(b.handle()), 2);

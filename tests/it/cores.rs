@@ -29,6 +29,9 @@ struct WhereAreYou;
 /// DOWN: spawn a child with default options and report where it runs.
 struct SpawnInner;
 
+/// DOWN: spawn a child while this other runtime is entered, then one after.
+struct SpawnUnderGuard(tokio::runtime::Handle);
+
 /// UP: where a thread runs.
 #[derive(Debug, PartialEq)]
 struct RunsOn(String);
@@ -43,7 +46,7 @@ impl Inner {
     }
 }
 
-/// A thread that says where it runs, and spawns an [`Inner`] that says where it runs.
+/// A thread that says where it runs, and spawns [`Inner`]s that say where they run.
 struct Placed;
 
 #[taskthread(up = RunsOn)]
@@ -55,6 +58,16 @@ impl Placed {
 
     #[down]
     async fn spawn_inner(&mut self, ctx: &mut Ctx<Self>, _q: SpawnInner) -> Result<()> {
+        ctx.spawn(Inner);
+        Ok(())
+    }
+
+    #[down]
+    async fn spawn_under_guard(&mut self, ctx: &mut Ctx<Self>, s: SpawnUnderGuard) -> Result<()> {
+        {
+            let _entered = s.0.enter();
+            ctx.spawn(Inner);
+        }
         ctx.spawn(Inner);
         Ok(())
     }
@@ -826,4 +839,33 @@ impl<S: tracing::Subscriber> Layer<S> for Warnings {
             self.0.lock().unwrap().push(text.0);
         }
     }
+}
+
+#[test]
+fn children_run_on_their_parents_runtime_even_when_a_handler_enters_another() {
+    let cores = Cores::new(1).unwrap();
+    let own = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The thread's own runtime runs its tasks on the OS thread that blocks on it.
+    std::thread::Builder::new()
+        .name("own".into())
+        .spawn(move || {
+            own.block_on(async {
+                let mut placed = taskthread::spawn(Placed);
+                placed
+                    .send(SpawnUnderGuard(cores.next_handle()))
+                    .await
+                    .unwrap();
+                let first = placed.recv().await.unwrap();
+                let second = placed.recv().await.unwrap();
+                assert_eq!((first.0.as_str(), second.0.as_str()), ("own", "own"));
+                placed.stop();
+                assert!(matches!(placed.join().await, Exit::Stopped));
+            })
+        })
+        .unwrap()
+        .join()
+        .unwrap();
 }

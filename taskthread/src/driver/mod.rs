@@ -211,6 +211,16 @@ pub(crate) struct Prepared<'r, T: Thread> {
     runtime: Option<&'r tokio::runtime::Handle>,
 }
 
+/// The runtime a thread spawned on `runtime` runs on: that one, or without one the
+/// current runtime, where `tokio::spawn` puts its task.
+#[inline]
+fn own_runtime(runtime: Option<&tokio::runtime::Handle>) -> Option<tokio::runtime::Handle> {
+    match runtime {
+        Some(runtime) => Some(runtime.clone()),
+        None => tokio::runtime::Handle::try_current().ok(),
+    }
+}
+
 /// Makes a thread's node and queue, its address and its context.
 #[inline]
 pub(crate) fn prepare<T: Thread>(
@@ -226,7 +236,7 @@ pub(crate) fn prepare<T: Thread>(
         dynamic.record_spawn(T::TYPE_NAME);
     }
     let prepared = Prepared {
-        ctx: Ctx::new(Arc::clone(&node), up),
+        ctx: Ctx::new(Arc::clone(&node), up, own_runtime(runtime)),
         rx: DownReceiver::new(Arc::clone(&node)),
         runtime,
     };
