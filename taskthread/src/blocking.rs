@@ -40,19 +40,32 @@ impl BlockingLimit {
     /// abort cancels it if it has not started (a started one cannot be cancelled and is left
     /// to finish, as before). A panic in the job reaches `jobs` with its payload, so the
     /// thread ends as `Panicked` with the job's message.
-    pub(crate) fn spawn(&self, jobs: &mut JoinSet<()>, job: impl FnOnce() + Send + 'static) {
+    ///
+    /// Both run on `runtime`, the one the thread runs on (not on one a handler has
+    /// entered), or without one on the current runtime; the task's own `spawn_blocking`
+    /// runs where the task does.
+    pub(crate) fn spawn(
+        &self,
+        jobs: &mut JoinSet<()>,
+        runtime: Option<&tokio::runtime::Handle>,
+        job: impl FnOnce() + Send + 'static,
+    ) {
         if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
-            jobs.spawn_blocking(move || {
+            let job = move || {
                 let _slot = slot;
                 job();
-            });
+            };
+            match runtime {
+                Some(runtime) => jobs.spawn_blocking_on(job, runtime),
+                None => jobs.spawn_blocking(job),
+            };
             return;
         }
         // Polled once now, with a waker that does nothing, to join the line; the task polls
         // it again with its own waker, and a slot handed over in between is found then.
         let mut slot = Box::pin(Arc::clone(&self.slots).acquire_owned());
         let ready = slot.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        jobs.spawn(async move {
+        let queued = async move {
             // The semaphore is never closed.
             let Ok(slot) = (match ready {
                 Poll::Ready(acquired) => acquired,
@@ -70,6 +83,10 @@ impl BlockingLimit {
             {
                 std::panic::resume_unwind(e.into_panic());
             }
-        });
+        };
+        match runtime {
+            Some(runtime) => jobs.spawn_on(queued, runtime),
+            None => jobs.spawn(queued),
+        };
     }
 }

@@ -613,6 +613,11 @@ impl<T: Thread> Ctx<T> {
         (self.family.made(&self.node), &self.up, id)
     }
 
+    /// The runtime the thread runs on.
+    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.family.runtime()
+    }
+
     /// The family, if the thread has made one, to look at.
     pub(crate) fn family_ref(&self) -> Option<&FamilyOf<T>> {
         self.family.get()

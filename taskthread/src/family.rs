@@ -127,6 +127,14 @@ impl<P, E> FamilySlot<P, E> {
         }
     }
 
+    /// The runtime the thread runs on.
+    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        match self {
+            Self::Unmade(runtime) => runtime.as_ref(),
+            Self::Made(family) => family.runtime(),
+        }
+    }
+
     /// The family, if it has been made.
     #[inline]
     pub(crate) fn get(&self) -> Option<&Family<P, E>> {
@@ -188,7 +196,13 @@ impl<P, E> Family<P, E> {
 
     /// The jobs and inputs, made on first use.
     fn work(&mut self) -> &mut Work {
-        self.work.get_or_insert_with(|| {
+        self.work_and_runtime().0
+    }
+
+    /// The jobs and inputs (made on first use) beside the runtime the thread runs on, which
+    /// its jobs are spawned on.
+    fn work_and_runtime(&mut self) -> (&mut Work, Option<&tokio::runtime::Handle>) {
+        let work = self.work.get_or_insert_with(|| {
             Box::new(Work {
                 elsewhere: Vec::new(),
                 jobs: JoinSet::new(),
@@ -196,7 +210,8 @@ impl<P, E> Family<P, E> {
                 stream_aborts: Vec::new(),
                 drained: Vec::new(),
             })
-        })
+        });
+        (work, self.runtime.as_ref())
     }
 
     fn has_jobs(&self) -> bool {
@@ -330,13 +345,14 @@ impl<P, E> Family<P, E> {
 
     /// Spawns a job whose output comes back through the inbound queue.
     pub(crate) fn spawn_job(&mut self, job: impl Future<Output = ()> + Send + 'static) {
-        self.work().jobs.spawn(job);
+        let (work, runtime) = self.work_and_runtime();
+        spawn_job_on(&mut work.jobs, runtime, job);
     }
 
     /// Spawns a stream's forwarding task, cancelled when the thread starts stopping.
     pub(crate) fn spawn_stream(&mut self, forward: impl Future<Output = ()> + Send + 'static) {
-        let work = self.work();
-        let abort = work.jobs.spawn(forward);
+        let (work, runtime) = self.work_and_runtime();
+        let abort = spawn_job_on(&mut work.jobs, runtime, forward);
         work.stream_aborts.retain(|a| !a.is_finished());
         work.stream_aborts.push(abort);
     }
@@ -349,8 +365,8 @@ impl<P, E> Family<P, E> {
         mut source: Box<dyn Drained>,
         stopping: bool,
     ) {
-        let work = self.work();
-        work.jobs.spawn(forward);
+        let (work, runtime) = self.work_and_runtime();
+        spawn_job_on(&mut work.jobs, runtime, forward);
         if stopping {
             source.stop();
         }
@@ -359,10 +375,10 @@ impl<P, E> Family<P, E> {
 
     /// Runs `job` on tokio's blocking pool, at most `limit` of this thread's at once.
     pub(crate) fn spawn_blocking(&mut self, limit: usize, job: impl FnOnce() + Send + 'static) {
-        let work = self.work();
+        let (work, runtime) = self.work_and_runtime();
         work.blocking
             .get_or_insert_with(|| BlockingLimit::new(limit))
-            .spawn(&mut work.jobs, job);
+            .spawn(&mut work.jobs, runtime, job);
     }
 
     /// Cancels the attached streams (inputs end when the thread starts stopping) and tells
@@ -571,6 +587,19 @@ impl StageCounts {
         } else {
             self.later.keys().next().copied()
         }
+    }
+}
+
+/// Spawns a job of the thread into `jobs` on `runtime`, the one the thread runs on (not on
+/// one a handler has entered), or without one on the current runtime.
+fn spawn_job_on(
+    jobs: &mut JoinSet<()>,
+    runtime: Option<&tokio::runtime::Handle>,
+    job: impl Future<Output = ()> + Send + 'static,
+) -> AbortHandle {
+    match runtime {
+        Some(runtime) => jobs.spawn_on(job, runtime),
+        None => jobs.spawn(job),
     }
 }
 

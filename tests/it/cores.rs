@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskthread::Cores;
+use taskthread::jobs::{JobOutcome, JobPool, JobResult};
 use taskthread::pool::WorkerPool;
 use taskthread::prelude::*;
 use taskthread::supervise::RestartPolicy;
@@ -31,6 +32,12 @@ struct SpawnInner;
 
 /// DOWN: spawn a child while this other runtime is entered, then one after.
 struct SpawnUnderGuard(tokio::runtime::Handle);
+
+/// DOWN: start a task, a blocking job and a pool's job while this other runtime is entered.
+struct WorkUnderGuard(tokio::runtime::Handle);
+
+/// What a task or a job of a thread reports: the OS thread it ran on.
+struct RanOn(String);
 
 /// UP: where a thread runs.
 #[derive(Debug, PartialEq)]
@@ -69,6 +76,31 @@ impl Placed {
             ctx.spawn(Inner);
         }
         ctx.spawn(Inner);
+        Ok(())
+    }
+
+    #[down]
+    async fn work_under_guard(&mut self, ctx: &mut Ctx<Self>, w: WorkUnderGuard) -> Result<()> {
+        let _entered = w.0.enter();
+        ctx.spawn_task(async { RanOn(os_thread()) });
+        ctx.spawn_blocking(|| RanOn(os_thread()));
+        let pool = JobPool::<String>::new_in(ctx, 1);
+        pool.submit(async { Ok(os_thread()) })?;
+        Ok(())
+    }
+
+    #[stream]
+    async fn ran_on(&mut self, ctx: &mut Ctx<Self>, RanOn(at): RanOn) -> Result<()> {
+        ctx.up(RunsOn(at)).await?;
+        Ok(())
+    }
+
+    #[stream]
+    async fn job_ended(&mut self, ctx: &mut Ctx<Self>, ended: JobResult<String>) -> Result<()> {
+        let JobOutcome::Ok(at) = ended.outcome else {
+            return Err(Error::msg("the job failed"));
+        };
+        ctx.up(RunsOn(at)).await?;
         Ok(())
     }
 
@@ -841,31 +873,55 @@ impl<S: tracing::Subscriber> Layer<S> for Warnings {
     }
 }
 
-#[test]
-fn children_run_on_their_parents_runtime_even_when_a_handler_enters_another() {
-    let cores = Cores::new(1).unwrap();
+/// Runs `body` on a current-thread runtime of its own, which runs its tasks on an OS
+/// thread named `own` (the one blocking on it) and its blocking jobs on OS threads named
+/// `own-blocking`.
+fn on_own_runtime<F>(body: impl FnOnce() -> F + Send + 'static)
+where
+    F: Future<Output = ()>,
+{
     let own = tokio::runtime::Builder::new_current_thread()
+        .thread_name("own-blocking")
         .enable_all()
         .build()
         .unwrap();
-    // The thread's own runtime runs its tasks on the OS thread that blocks on it.
     std::thread::Builder::new()
         .name("own".into())
-        .spawn(move || {
-            own.block_on(async {
-                let mut placed = taskthread::spawn(Placed);
-                placed
-                    .send(SpawnUnderGuard(cores.next_handle()))
-                    .await
-                    .unwrap();
-                let first = placed.recv().await.unwrap();
-                let second = placed.recv().await.unwrap();
-                assert_eq!((first.0.as_str(), second.0.as_str()), ("own", "own"));
-                placed.stop();
-                assert!(matches!(placed.join().await, Exit::Stopped));
-            })
-        })
+        .spawn(move || own.block_on(body()))
         .unwrap()
         .join()
         .unwrap();
+}
+
+#[test]
+fn a_threads_tasks_and_jobs_run_on_its_runtime_even_when_a_handler_enters_another() {
+    let cores = Cores::new(1).unwrap();
+    on_own_runtime(move || async move {
+        let mut placed = taskthread::spawn(Placed);
+        let other = cores.next_handle();
+        placed.send(WorkUnderGuard(other)).await.unwrap();
+        let mut ran_on = Vec::new();
+        for _ in 0..3 {
+            ran_on.push(placed.recv().await.unwrap().0);
+        }
+        ran_on.sort();
+        assert_eq!(ran_on, ["own", "own", "own-blocking"]);
+        placed.stop();
+        assert!(matches!(placed.join().await, Exit::Stopped));
+    });
+}
+
+#[test]
+fn children_run_on_their_parents_runtime_even_when_a_handler_enters_another() {
+    let cores = Cores::new(1).unwrap();
+    on_own_runtime(move || async move {
+        let mut placed = taskthread::spawn(Placed);
+        let other = cores.next_handle();
+        placed.send(SpawnUnderGuard(other)).await.unwrap();
+        let first = placed.recv().await.unwrap();
+        let second = placed.recv().await.unwrap();
+        assert_eq!((first.0.as_str(), second.0.as_str()), ("own", "own"));
+        placed.stop();
+        assert!(matches!(placed.join().await, Exit::Stopped));
+    });
 }

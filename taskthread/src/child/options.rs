@@ -324,10 +324,12 @@ impl ChildOptions {
 
     /// The tokio runtime the thread's task runs on. By default a child runs on its parent's
     /// runtime, and a root on the runtime it is spawned from. Its own children run on the
-    /// runtime it runs on unless their options say otherwise, even when spawned from code
-    /// that has entered another runtime ([`Handle::enter`](tokio::runtime::Handle::enter)).
-    /// [`Cores`](crate::Cores) gives one current-thread runtime per core to spread threads
-    /// over.
+    /// runtime it runs on unless their options say otherwise, and so do its jobs (from
+    /// [`spawn_task`](crate::Ctx::spawn_task), [`spawn_blocking`](crate::Ctx::spawn_blocking),
+    /// a [`JobPool::new_in`](crate::jobs::JobPool::new_in)) and the tasks that forward its
+    /// streams, even when started from code that has entered another runtime
+    /// ([`Handle::enter`](tokio::runtime::Handle::enter)). [`Cores`](crate::Cores) gives one
+    /// current-thread runtime per core to spread threads over.
     ///
     /// A thread on another runtime is a thread like any other: its messages, stop, exit
     /// report and supervision work as they do on its parent's runtime. Its timers are that

@@ -214,7 +214,7 @@ pub(crate) struct Prepared<'r, T: Thread> {
 /// The runtime a thread spawned on `runtime` runs on: that one, or without one the
 /// current runtime, where `tokio::spawn` puts its task.
 #[inline]
-fn own_runtime(runtime: Option<&tokio::runtime::Handle>) -> Option<tokio::runtime::Handle> {
+fn resolve_runtime(runtime: Option<&tokio::runtime::Handle>) -> Option<tokio::runtime::Handle> {
     match runtime {
         Some(runtime) => Some(runtime.clone()),
         None => tokio::runtime::Handle::try_current().ok(),
@@ -236,7 +236,7 @@ pub(crate) fn prepare<T: Thread>(
         dynamic.record_spawn(T::TYPE_NAME);
     }
     let prepared = Prepared {
-        ctx: Ctx::new(Arc::clone(&node), up, own_runtime(runtime)),
+        ctx: Ctx::new(Arc::clone(&node), up, resolve_runtime(runtime)),
         rx: DownReceiver::new(Arc::clone(&node)),
         runtime,
     };

@@ -125,6 +125,11 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// # }
     /// ```
     pub fn new(limit: usize) -> (Self, JobResults<T, E>) {
+        Self::new_on(limit, tokio::runtime::Handle::current())
+    }
+
+    /// A pool whose jobs run on `runtime`, and the stream of their results.
+    fn new_on(limit: usize, runtime: tokio::runtime::Handle) -> (Self, JobResults<T, E>) {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let (live, live_rx) = watch::channel(0);
         let inner = Inner {
@@ -140,7 +145,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 results: Some(results_tx),
                 counts: JobCounts::default(),
             }),
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             live,
         };
         let pool = Self {
@@ -164,10 +169,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// thread, aborted, handles no more results). So no job is lost: once the pool is idle,
     /// [`JobCounts::ended`] equals [`JobCounts::submitted`]. The pool lives as long as the
     /// thread, even if every handle to it is dropped; one made while the thread stops (in
-    /// its `exit` hook, say) is closed at once.
-    ///
-    /// # Panics
-    /// If called outside a tokio runtime: the jobs run on it.
+    /// its `exit` hook, say) is closed at once. Its jobs run on the runtime the thread runs
+    /// on.
     ///
     /// # Examples
     ///
@@ -217,7 +220,10 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     where
         Th: Thread + HandlesStream<JobResult<T, E>>,
     {
-        let (pool, results) = Self::new(limit);
+        let runtime = ctx
+            .runtime()
+            .map_or_else(tokio::runtime::Handle::current, Clone::clone);
+        let (pool, results) = Self::new_on(limit, runtime);
         ctx.attach_drained(results, Box::new(pool.clone()));
         pool
     }
