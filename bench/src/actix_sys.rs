@@ -75,11 +75,11 @@ impl BenchSystem for ActixSys {
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {
         run_on(flavour, move |placement| async move {
             let parent = Spawner::default().start();
-            let before = probe::resident_bytes();
+            let before = probe::resident_anon_bytes();
             let (reply, entered) = oneshot::channel();
             parent.do_send(SpawnIdle(n, placement, reply));
             entered.await.expect("the spawner reports");
-            let after = probe::resident_bytes();
+            let after = probe::resident_anon_bytes();
             (before, after)
         })
     }

@@ -50,14 +50,14 @@ impl System for KameoSys {
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {
         flavour.block_on(move || async move {
             let parent = Spawner::spawn(Spawner::default());
-            let before = probe::resident_bytes();
+            let before = probe::resident_anon_bytes();
             let (reply, entered) = oneshot::channel();
             parent
                 .tell(SpawnIdle(n, reply))
                 .await
                 .expect("the spawner runs");
             entered.await.expect("the spawner reports");
-            let after = probe::resident_bytes();
+            let after = probe::resident_anon_bytes();
             let _ = parent.stop_gracefully().await;
             parent.wait_for_shutdown().await;
             (before, after)

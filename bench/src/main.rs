@@ -330,7 +330,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> bool {
     }
 }
 
-/// Idle memory of one system, per child: the resident growth measured in a fresh process.
+/// Idle memory of one system, per child: the growth of its anonymous resident memory
+/// (heap and stacks, not code), measured in a fresh process.
 fn idle_memory(system: &dyn System, flavour: Flavour, n: usize) -> Value {
     isolate::idle_memory_in(&isolate::this_program(), system, flavour, n)
         .unwrap_or_else(|e| panic!("{e}"))

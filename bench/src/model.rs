@@ -71,7 +71,7 @@ pub(crate) enum Metric {
     Contended,
     /// Spawn until entered, per child.
     Spawn,
-    /// Resident memory per idle child.
+    /// Anonymous resident memory (heap and stacks, not code) per idle child.
     IdleMemory,
     /// Graceful stop of a tree of depth 3, breadth 10.
     ShutdownD3B10,
@@ -359,9 +359,10 @@ pub(crate) trait System: Sync {
         None
     }
 
-    /// Resident memory before and after starting `n` idle children that have all entered,
-    /// in a process that has done nothing else (called only when
-    /// [`System::idle_memory_not_applicable`] is `None`).
+    /// Anonymous resident memory ([`resident_anon_bytes`](crate::probe::resident_anon_bytes))
+    /// before and after starting `n` idle children that have all entered, in a process that
+    /// has done nothing else (called only when [`System::idle_memory_not_applicable`] is
+    /// `None`).
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64);
 }
 

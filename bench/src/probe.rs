@@ -1,17 +1,21 @@
-//! Reading the process: resident memory, CPU time, and percentiles of samples.
+//! Reading the process: anonymous resident memory, CPU time, and percentiles of samples.
 
 use std::time::Duration;
 
-/// Resident memory of this process in bytes (`/proc/self/statm`, resident pages × page
-/// size).
-pub(crate) fn resident_bytes() -> u64 {
+/// Anonymous resident memory of this process in bytes: its heap, stacks and other private
+/// memory, not the pages of its program and libraries (`/proc/self/statm`, resident pages
+/// less file-backed and shared ones, × page size). Code run for the first time maps its
+/// pages in, a few at a time, and would count as memory of what is measured.
+pub(crate) fn resident_anon_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
+    let mut fields = statm
         .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("the resident field of /proc/self/statm");
-    pages * page_size()
+        .skip(1)
+        .map(|s| s.parse::<u64>().ok());
+    let (Some(Some(resident)), Some(Some(shared))) = (fields.next(), fields.next()) else {
+        panic!("no resident and shared fields in /proc/self/statm: {statm:?}");
+    };
+    resident.saturating_sub(shared) * page_size()
 }
 
 /// The page size, from the first `KernelPageSize` line of `/proc/self/smaps` (4 KiB if
@@ -63,5 +67,23 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
         0 => f64::NAN,
         _ if n % 2 == 1 => values[n / 2],
         _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resident_anon_bytes;
+
+    #[test]
+    fn anonymous_memory_grows_with_the_heap_pages_written() {
+        let before = resident_anon_bytes();
+        let block = std::hint::black_box(vec![1u8; 32 << 20]);
+        let after = resident_anon_bytes();
+        let grown = after.saturating_sub(before);
+        assert!(
+            grown >= 30 << 20,
+            "grew by {grown} bytes ({before} then {after})"
+        );
+        drop(block);
     }
 }

@@ -53,13 +53,13 @@ impl System for RactorSys {
             let (parent, handle) = Actor::spawn(None, Spawner, ())
                 .await
                 .expect("the spawner starts");
-            let before = probe::resident_bytes();
+            let before = probe::resident_anon_bytes();
             let (reply, entered) = oneshot::channel();
             parent
                 .cast(SpawnerMsg::SpawnIdle(n, reply))
                 .expect("the spawner runs");
             entered.await.expect("the spawner reports");
-            let after = probe::resident_bytes();
+            let after = probe::resident_anon_bytes();
             parent.stop(None);
             handle.await.expect("the spawner ends");
             (before, after)

@@ -45,9 +45,9 @@ impl System for TaskthreadSys {
         flavour.block_on(move || async move {
             let mut root = taskthread::spawn(Spawner::default());
             assert!(root.ask(Ready).await.expect("the spawner answers"));
-            let before = probe::resident_bytes();
+            let before = probe::resident_anon_bytes();
             spawn_idle(&mut root, n).await;
-            let after = probe::resident_bytes();
+            let after = probe::resident_anon_bytes();
             root.stop();
             root.join().await;
             (before, after)

@@ -46,9 +46,9 @@ impl System for TokioHand {
 
     fn idle_memory(&self, flavour: Flavour, n: usize) -> (u64, u64) {
         flavour.block_on(move || async move {
-            let before = probe::resident_bytes();
+            let before = probe::resident_anon_bytes();
             let idle = start_idle(n).await;
-            let after = probe::resident_bytes();
+            let after = probe::resident_anon_bytes();
             idle.stop().await;
             (before, after)
         })

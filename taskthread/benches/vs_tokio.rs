@@ -22,9 +22,10 @@
 //!    every task waits, so the time taken is the work of the runs alone (and of spawning
 //!    and ending the 10 000), not the periods.
 //!
-//! Before criterion runs, the binary measures the resident memory of 10 000 idle threads
-//! against 10 000 idle hand-written tasks with their `mpsc`, each in a fresh process (it
-//! re-runs itself with `VS_TOKIO_MEMORY=taskthread|tokio`), and prints bytes per thread.
+//! Before criterion runs, the binary measures the anonymous resident memory (heap and
+//! stacks, not code) of 10 000 idle threads against 10 000 idle hand-written tasks with
+//! their `mpsc`, each in a fresh process (it re-runs itself with
+//! `VS_TOKIO_MEMORY=taskthread|tokio`), and prints bytes per thread.
 //! Set `VS_TOKIO_MEMORY=skip` to leave it out.
 //!
 //! For a profiler, `VS_TOKIO_RUN=<group>/<side>[:iterations]` runs one workload a fixed
@@ -813,15 +814,20 @@ fn periodic(c: &mut Criterion) {
 
 // ---- 7. memory per idle thread ---------------------------------------------------------------
 
-/// Resident memory of this process in bytes, from `/proc/self/statm`.
-fn resident_bytes() -> u64 {
+/// Anonymous resident memory of this process in bytes: its heap, stacks and other private
+/// memory, not the pages of its program and libraries (`/proc/self/statm`, resident pages
+/// less file-backed and shared ones). Code run for the first time maps its pages in, a few
+/// at a time, and would count as memory of the idle threads.
+fn resident_anon_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
+    let mut fields = statm
         .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("the resident field of statm");
-    pages * page_size()
+        .skip(1)
+        .map(|s| s.parse::<u64>().ok());
+    let (Some(Some(resident)), Some(Some(shared))) = (fields.next(), fields.next()) else {
+        panic!("no resident and shared fields in /proc/self/statm: {statm:?}");
+    };
+    resident.saturating_sub(shared) * page_size()
 }
 
 /// The page size, from the first `KernelPageSize` line of `/proc/self/smaps` (4 KiB if absent).
@@ -845,9 +851,9 @@ fn memory_child(side: &str) {
             "taskthread" => {
                 let mut root = taskthread::spawn(Spawner::default());
                 assert!(root.ask(Ready).await.expect("the spawner answers"));
-                let before = resident_bytes();
+                let before = resident_anon_bytes();
                 taskthread_spawn_idle(&mut root, MANY).await;
-                let after = resident_bytes();
+                let after = resident_anon_bytes();
                 root.stop();
                 root.join().await;
                 (before, after)
@@ -861,9 +867,9 @@ fn memory_child(side: &str) {
                     panic!("the echo runs");
                 }
                 answer.await.expect("the echo answers");
-                let before = resident_bytes();
+                let before = resident_anon_bytes();
                 let idle = tokio_spawn_idle(MANY).await;
-                let after = resident_bytes();
+                let after = resident_anon_bytes();
                 idle.stop_and_join().await;
                 drop(tx);
                 echo.await.expect("the echo ends");
@@ -905,7 +911,7 @@ fn memory_report() {
     let taskthread = measure_side("taskthread", RUNS);
     let tokio = measure_side("tokio", RUNS);
     println!(
-        "memory per idle thread ({MANY} idle, RSS from /proc/self/statm, median of {RUNS} processes):"
+        "memory per idle thread ({MANY} idle, anonymous resident memory from /proc/self/statm, median of {RUNS} processes):"
     );
     println!("  taskthread: {taskthread:>8.0} bytes");
     println!("  tokio:      {tokio:>8.0} bytes");
