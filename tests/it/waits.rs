@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use taskthread::prelude::*;
+use taskthread::proxy::Reply;
 use taskthread::{AskError, WaitKind, Waiting};
 
 /// Long enough for every other thread to run until it blocks (the clock is paused).
@@ -234,6 +235,11 @@ impl Late {
 
     #[down]
     async fn take(&mut self, _ctx: &mut Ctx<Self>, _t: Take) {}
+
+    #[down]
+    async fn pause(&mut self, _ctx: &mut Ctx<Self>, _p: Pause) {
+        tokio::time::sleep(SETTLE).await;
+    }
 
     #[down]
     async fn error(
@@ -513,6 +519,51 @@ async fn a_thread_that_answered_is_not_waited_on_for_that_answer() {
     assert_eq!(outcome, Ok(()));
     questioner.stop();
     assert!(matches!(questioner.join().await, Exit::Stopped));
+}
+
+struct Pause;
+
+/// Asks its child while the child pauses (its queue holds the question), then leaves the
+/// child's UP messages in its own queue.
+#[derive(Default)]
+struct Patient;
+
+#[taskthread]
+impl Patient {
+    #[down]
+    async fn go(&mut self, ctx: &mut Ctx<Self>, _g: Go) -> Result<Option<(Option<String>, u32)>> {
+        let late = ctx.spawn_with(Late::default(), ChildOptions::new().capacity(4));
+        late.send(Pause).await?;
+        late.send(Talk).await?;
+        Ok(late.ask(Heard).await?)
+    }
+
+    #[up]
+    async fn said(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _n: u32) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_sent_by_other_code_does_not_take_a_threads_asker_away() {
+    let patient = taskthread::spawn_with(Patient, ChildOptions::new().capacity(1));
+    // While the child pauses, with its parent's ask waiting, other code on this OS thread
+    // answers an ask of its own, as a proxy answers for a thread elsewhere.
+    let other = tokio::spawn(async {
+        tokio::time::sleep(SETTLE / 2).await;
+        let (reply, answer) = Reply::<u32>::pair();
+        reply.send(7);
+        answer.await
+    });
+    let error = tokio::time::timeout(HANG, patient.ask(Go))
+        .await
+        .expect("the child's third send fails at once, and it answers")
+        .unwrap();
+    assert_eq!(
+        error,
+        Some((Some("patient/late → patient → patient/late".to_owned()), 3))
+    );
+    assert_eq!(other.await.unwrap().unwrap(), 7);
+    patient.stop();
+    assert!(matches!(patient.join().await, Exit::Stopped));
 }
 
 struct Spam(u32);

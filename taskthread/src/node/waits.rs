@@ -69,8 +69,9 @@ thread_local! {
     /// Whether `BLOCKED` holds a report: one look after a poll that is pending.
     static REPORTED: Cell<bool> = const { Cell::new(false) };
     static VERDICT: Cell<Option<Verdict>> = const { Cell::new(None) };
-    /// A handler answered an ask since the loop last looked.
-    static ANSWERED: Cell<bool> = const { Cell::new(false) };
+    /// The tokio task whose code answered an ask last on this OS thread, since a thread's
+    /// loop last looked.
+    static ANSWERED: Cell<Option<tokio::task::Id>> = const { Cell::new(None) };
     /// The tokio task being polled on this OS thread is a thread's.
     static IN_THREAD: Cell<bool> = const { Cell::new(false) };
 }
@@ -133,10 +134,11 @@ pub(crate) fn verdict(target: ChildId, kind: WaitKind, ticket: u64) -> Option<Ve
     }
 }
 
-/// A handler is about to send an answer.
+/// An answer is about to be sent, by the task being polled on this OS thread: a thread's
+/// handler, or other code (a proxy's, answering for a thread elsewhere).
 #[inline]
 pub(crate) fn answering() {
-    ANSWERED.set(true);
+    ANSWERED.set(tokio::task::try_id());
 }
 
 /// After a poll of user code of the thread of `node` that is pending: whether a wait of
@@ -272,18 +274,23 @@ impl<Q: ?Sized + Queue> Node<Q> {
     }
 
     /// After a handler of this thread returned: if it answered an ask, no thread waits for
-    /// an answer of this one any more. One thread-local look: the answer was sent by this
-    /// handler, in this poll, on this OS thread.
+    /// an answer of this one any more. One thread-local look: a handler answers in the poll
+    /// in which it returns, on this OS thread.
     #[inline]
     pub(crate) fn after_handler(&self) {
-        if ANSWERED.get() {
+        if ANSWERED.get().is_some() {
             self.clear_answered();
         }
     }
 
+    /// Takes the mark away if the answer was this thread's: sent by its own task. One sent
+    /// by another task polled on this OS thread since (a proxy's, say) leaves it.
     #[inline(never)]
     fn clear_answered(&self) {
-        ANSWERED.set(false);
+        let answered = ANSWERED.take();
+        if answered.is_none() || answered != tokio::task::try_id() {
+            return;
+        }
         if let Some(kin) = self.kin_if_any() {
             kin.awaited_by.store(0, Ordering::SeqCst);
         }
