@@ -843,3 +843,41 @@ fn a_wait_cycle_is_found_and_shown() {
     assert_eq!((refused.expected, refused.received), (2, 5));
     assert_eq!(tree.len(), 4);
 }
+
+#[test]
+fn a_sampling_whose_runtime_shut_down_starts_again_where_the_streams_run() {
+    let own = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = own.block_on(async { taskthread::spawn(Worker) });
+    let watcher = Watcher::with_interval(&root, TICK);
+    // The first stream is opened on a runtime that then shuts down, with the stream still
+    // open: the sampling task it started is gone with that runtime.
+    let brief = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut first = brief.block_on(async {
+        let mut stream = watcher.subscribe();
+        assert!(matches!(stream.next().await, WatchMessage::Snapshot(_)));
+        stream
+    });
+    drop(brief);
+    own.block_on(async {
+        let mut stream = watcher.subscribe();
+        assert!(matches!(stream.next().await, WatchMessage::Snapshot(_)));
+        // Generous: a sampling comes every TICK; none would ever come without the fix.
+        let next = tokio::time::timeout(TICK * 50, stream.next())
+            .await
+            .expect("samplings go on, on this runtime");
+        assert!(matches!(next, WatchMessage::Changes(_)), "{next:?}");
+        // The stream opened on the gone runtime starts afresh here, with a snapshot.
+        let again = tokio::time::timeout(TICK * 50, first.next())
+            .await
+            .expect("the first stream goes on too");
+        assert!(matches!(again, WatchMessage::Snapshot(_)), "{again:?}");
+        root.stop();
+        assert!(matches!(root.join().await, Exit::Stopped));
+    });
+}

@@ -89,7 +89,12 @@ impl Watcher {
     }
 
     /// Opens a stream: a snapshot of the last sampling first, then the changes of each
-    /// sampling. The first stream starts the sampling (and recording).
+    /// sampling. The first stream starts the sampling (and recording), as a task on the
+    /// runtime it is opened on, which must be driven for the samplings to come. Should that
+    /// runtime shut down while streams are open, the sampling starts again with the next
+    /// stream opened or read, on its runtime, and each open stream goes on with a fresh
+    /// snapshot; a stream read on a runtime that is shutting down gets a fresh snapshot
+    /// each time.
     ///
     /// # Panics
     /// If called outside a tokio runtime.
@@ -209,12 +214,17 @@ struct HubState {
     sampler: Option<Sampler>,
     /// While sampling: the streams' channel, the recording switch, the sampling task.
     running: Option<Running>,
+    /// How many times the sampling has started.
+    runs: u64,
 }
 
 struct Running {
     tx: broadcast::Sender<Arc<Update>>,
     _recording: Recording,
-    ticker: AbortHandle,
+    /// The sampling task, once spawned.
+    ticker: Option<AbortHandle>,
+    /// Which start of the sampling this is (see [`TickerGone`]).
+    run: u64,
 }
 
 impl Hub {
@@ -225,8 +235,11 @@ impl Hub {
     /// A snapshot of the last sampling and a receiver of the samplings after it, starting
     /// the sampling if it is not running.
     fn subscribe(self: &Arc<Self>) -> (Arc<Update>, broadcast::Receiver<Arc<Update>>) {
-        let mut state = self.state();
-        let state = &mut *state;
+        // Outside a runtime this panics here, before the state changes.
+        let runtime = tokio::runtime::Handle::current();
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let mut started = None;
         if state.running.is_none() {
             // Recording first, so the first sampling sees what happens from now on.
             let recording = Recording::start();
@@ -237,18 +250,42 @@ impl Hub {
                 None => state.sampler = Some(Sampler::new(Arc::clone(&self.root))),
             }
             let (tx, _) = broadcast::channel(BEHIND);
-            let ticker = tokio::spawn(tick(Arc::downgrade(self), self.interval));
+            state.runs += 1;
             state.running = Some(Running {
                 tx,
                 _recording: recording,
-                ticker: ticker.abort_handle(),
+                ticker: None,
+                run: state.runs,
             });
+            started = Some(state.runs);
         }
         let (Some(sampler), Some(running)) = (&state.sampler, &state.running) else {
             unreachable!("started above")
         };
         let snapshot = WatchMessage::Snapshot(sampler.snapshot());
-        (Update::new(snapshot), running.tx.subscribe())
+        let subscribed = (Update::new(snapshot), running.tx.subscribe());
+        drop(guard);
+        if let Some(run) = started {
+            self.start_ticker(&runtime, run);
+        }
+        subscribed
+    }
+
+    /// Spawns the sampling task of `run`, with the state unlocked: on a runtime that is
+    /// shutting down, tokio drops the task's future at once, and with it the task's
+    /// [`TickerGone`], which takes the state's lock to stop its run.
+    fn start_ticker(self: &Arc<Self>, runtime: &tokio::runtime::Handle, run: u64) {
+        let gone = TickerGone {
+            hub: Arc::downgrade(self),
+            run,
+        };
+        let ticker = runtime.spawn(tick(gone, self.interval)).abort_handle();
+        let mut state = self.state();
+        match &mut state.running {
+            Some(running) if running.run == run => running.ticker = Some(ticker),
+            // Stopped already (its task gone, or no stream left), and maybe started again.
+            _ => ticker.abort(),
+        }
     }
 
     /// One sampling, sent to the streams; `false` once no stream is left (the sampling
@@ -271,24 +308,52 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        if let Some(running) = &self.state().running {
-            running.ticker.abort();
+        let state = self.state();
+        if let Some(ticker) = state.running.as_ref().and_then(|r| r.ticker.as_ref()) {
+            ticker.abort();
         }
     }
 }
 
 /// The sampling task: one sampling every `interval` until no stream is left.
-async fn tick(hub: Weak<Hub>, interval: Duration) {
+async fn tick(gone: TickerGone, interval: Duration) {
     let start = tokio::time::Instant::now() + interval;
     let mut ticks = tokio::time::interval_at(start, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Some(hub) = hub.upgrade() else {
+        let Some(hub) = gone.hub.upgrade() else {
             return;
         };
         if !hub.tick() {
             return;
         }
+    }
+}
+
+/// Owned by the sampling task (its future holds it from the spawn on, polled or not): when
+/// the task is gone, ended or dropped with the runtime it ran on, its run of the sampling
+/// stops. The streams then find their channel closed and start the sampling again, on the
+/// runtime they run on, rather than wait for samplings that no task takes any more.
+struct TickerGone {
+    hub: Weak<Hub>,
+    /// The start of the sampling the task belongs to: a later start is left alone.
+    run: u64,
+}
+
+impl Drop for TickerGone {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let ended = {
+            let mut state = hub.state();
+            if state.running.as_ref().is_some_and(|r| r.run == self.run) {
+                state.running.take()
+            } else {
+                None
+            }
+        };
+        drop(ended);
     }
 }
