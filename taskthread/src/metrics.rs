@@ -42,7 +42,10 @@
 //! The web view's `/metrics` (feature `web`) writes the same series as Prometheus text,
 //! the two histograms as summaries (their 50th and 99th percentiles). The histograms are
 //! recorded as the durations are sampled, by the threads themselves, while anything
-//! watches the tree (a publisher, a `taskthread-ctl top`, a web page).
+//! watches the tree (a publisher, a `taskthread-ctl top`, a web page). Install the recorder
+//! before anything watches the tree: a thread registers its histograms with the recorder
+//! it finds when it first samples a duration and keeps them for its life, so a recorder
+//! installed after a watch began gets none of that thread's histograms.
 
 use std::fmt;
 use std::time::Duration;
