@@ -29,6 +29,9 @@ struct Finish;
 struct Crash;
 struct JoinSelf(BackgroundHandle<Counter>);
 
+/// DOWN: have a child on this core join the tree through this handle.
+struct JoinFromCore(BackgroundHandle<Counter>, tokio::runtime::Handle);
+
 /// What the tests drive: adds numbers, answers totals, echoes UP, waits on gates, panics.
 #[derive(Default)]
 struct Counter {
@@ -90,6 +93,16 @@ impl Counter {
         })
     }
 
+    #[down]
+    async fn join_from_core(
+        &mut self,
+        ctx: &mut Ctx<Self>,
+        JoinFromCore(me, core): JoinFromCore,
+    ) -> Result<String> {
+        let joiner = ctx.spawn_with(Joiner, ChildOptions::new().runtime(core));
+        Ok(joiner.ask(JoinSelf(me)).await?)
+    }
+
     #[up]
     async fn exited(&mut self, ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) -> Result<()> {
         self.crasher = None;
@@ -110,6 +123,20 @@ impl Crasher {
     #[down]
     async fn crash(&mut self, _ctx: &mut Ctx<Self>, _c: Crash) -> Result<()> {
         panic!("the child blew up");
+    }
+}
+
+/// A child that joins the tree it belongs to, from wherever it runs.
+struct Joiner;
+
+#[taskthread]
+impl Joiner {
+    #[down]
+    async fn join_self(&mut self, _ctx: &mut Ctx<Self>, JoinSelf(me): JoinSelf) -> Result<String> {
+        Ok(match me.join_async().await {
+            Err(e) => e.to_string(),
+            Ok(exit) => format!("joined itself: {exit}"),
+        })
     }
 }
 
@@ -322,6 +349,21 @@ fn blocking_calls_inside_an_async_context_are_refused_with_a_clear_error() {
 fn a_join_from_inside_the_tree_is_refused() {
     let counter = taskthread::sync::background(Counter::default());
     let answer = counter.ask(JoinSelf(counter.clone())).unwrap();
+    assert!(answer.contains("wait for itself"), "{answer}");
+    assert!(matches!(counter.stop_and_join(), Ok(Exit::Stopped)));
+}
+
+#[test]
+fn a_join_from_a_thread_of_the_tree_on_another_runtime_is_refused() {
+    let cores = taskthread::Cores::new(1).unwrap();
+    let counter = taskthread::sync::background(Counter::default());
+    // Generous: the refusal is at once; a join that waited for itself would never end.
+    let answer = counter
+        .ask_timeout(
+            JoinFromCore(counter.clone(), cores.next_handle()),
+            Duration::from_secs(30),
+        )
+        .unwrap();
     assert!(answer.contains("wait for itself"), "{answer}");
     assert!(matches!(counter.stop_and_join(), Ok(Exit::Stopped)));
 }

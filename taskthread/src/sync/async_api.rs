@@ -5,7 +5,6 @@ use crate::child::{AskFuture, SendFuture};
 use crate::exit::Exit;
 use crate::thread::{Accepts, Asks, Thread};
 
-use super::TREE_OF_THREAD;
 use super::error::JoinError;
 use super::handle::BackgroundHandle;
 use super::shared::Flow;
@@ -121,7 +120,8 @@ impl<T: Thread> BackgroundHandle<T> {
     /// [`join`](Self::join) from async code on any runtime.
     ///
     /// # Errors
-    /// [`InsideTree`](JoinError::InsideTree) if called from the tree's own runtime;
+    /// [`InsideTree`](JoinError::InsideTree) if called from the tree's own runtime, or from
+    /// a thread of the tree placed on another;
     /// [`AlreadyJoined`](JoinError::AlreadyJoined) if another clone took the exit first.
     ///
     /// # Examples
@@ -150,7 +150,7 @@ impl<T: Thread> BackgroundHandle<T> {
     /// # }
     /// ```
     pub async fn join_async(self) -> Result<Exit, JoinError> {
-        if TREE_OF_THREAD.get() == self.shared.tree {
+        if self.shared.joined_from_inside() {
             return Err(JoinError::InsideTree);
         }
         self.shared.request(Flow::Join);

@@ -106,6 +106,16 @@ pub(super) struct Shared<T: Thread> {
 }
 
 impl<T: Thread> Shared<T> {
+    /// Whether the caller is part of the tree: on an OS thread of its runtime, or a thread
+    /// of it placed on another runtime (only a thread's own task can be one, so no other
+    /// task walks the tree).
+    pub(super) fn joined_from_inside(&self) -> bool {
+        TREE_OF_THREAD.get() == self.tree
+            || (crate::node::in_thread_task()
+                && tokio::task::try_id()
+                    .is_some_and(|me| self.child.node.path_of_task(me).is_some()))
+    }
+
     /// Switches the forwarding to `mode` unless it is already more final.
     pub(super) fn request(&self, mode: Flow) {
         self.control.send_if_modified(|current| {
