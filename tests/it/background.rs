@@ -27,7 +27,10 @@ struct Echo(u64);
 struct Boom;
 struct Finish;
 struct Crash;
+/// DOWN: join the tree of this handle (the asked thread's own, in most tests).
 struct JoinSelf(BackgroundHandle<Counter>);
+/// DOWN: stop and join the tree of this handle.
+struct StopAndJoinSelf(BackgroundHandle<Counter>);
 
 /// DOWN: have a child on this core join the tree through this handle.
 struct JoinFromCore(BackgroundHandle<Counter>, tokio::runtime::Handle);
@@ -89,7 +92,19 @@ impl Counter {
     async fn join_self(&mut self, _ctx: &mut Ctx<Self>, JoinSelf(me): JoinSelf) -> Result<String> {
         Ok(match me.join_async().await {
             Err(e) => e.to_string(),
-            Ok(exit) => format!("joined itself: {exit}"),
+            Ok(exit) => format!("joined: {exit}"),
+        })
+    }
+
+    #[down]
+    async fn stop_and_join_self(
+        &mut self,
+        _ctx: &mut Ctx<Self>,
+        StopAndJoinSelf(me): StopAndJoinSelf,
+    ) -> Result<String> {
+        Ok(match me.stop_and_join_async().await {
+            Err(e) => e.to_string(),
+            Ok(exit) => format!("joined: {exit}"),
         })
     }
 
@@ -135,7 +150,7 @@ impl Joiner {
     async fn join_self(&mut self, _ctx: &mut Ctx<Self>, JoinSelf(me): JoinSelf) -> Result<String> {
         Ok(match me.join_async().await {
             Err(e) => e.to_string(),
-            Ok(exit) => format!("joined itself: {exit}"),
+            Ok(exit) => format!("joined: {exit}"),
         })
     }
 }
@@ -349,8 +364,16 @@ fn blocking_calls_inside_an_async_context_are_refused_with_a_clear_error() {
 fn a_join_from_inside_the_tree_is_refused() {
     let counter = taskthread::sync::background(Counter::default());
     let answer = counter.ask(JoinSelf(counter.clone())).unwrap();
-    assert!(answer.contains("wait for itself"), "{answer}");
+    assert_eq!(answer, JoinError::InsideTree.to_string());
     assert!(matches!(counter.stop_and_join(), Ok(Exit::Stopped)));
+}
+
+#[test]
+fn a_stop_and_join_from_inside_the_tree_is_refused_and_still_stops_it() {
+    let counter = taskthread::sync::background(Counter::default());
+    let answer = counter.ask(StopAndJoinSelf(counter.clone())).unwrap();
+    assert_eq!(answer, JoinError::InsideTree.to_string());
+    assert!(matches!(counter.join(), Ok(Exit::Stopped)));
 }
 
 #[test]
@@ -364,8 +387,24 @@ fn a_join_from_a_thread_of_the_tree_on_another_runtime_is_refused() {
             Duration::from_secs(30),
         )
         .unwrap();
-    assert!(answer.contains("wait for itself"), "{answer}");
+    assert_eq!(answer, JoinError::InsideTree.to_string());
     assert!(matches!(counter.stop_and_join(), Ok(Exit::Stopped)));
+}
+
+#[test]
+fn a_thread_of_another_tree_on_another_runtime_joins_the_tree() {
+    let cores = taskthread::Cores::new(1).unwrap();
+    let joined = taskthread::sync::background(Counter::default());
+    let joining = taskthread::sync::background(Counter::default());
+    joined.send(Finish).unwrap();
+    let answer = joining
+        .ask_timeout(
+            JoinFromCore(joined.clone(), cores.next_handle()),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert_eq!(answer, "joined: completed");
+    assert!(matches!(joining.stop_and_join(), Ok(Exit::Stopped)));
 }
 
 #[test]

@@ -121,7 +121,8 @@ impl<T: Thread> BackgroundHandle<T> {
     ///
     /// # Errors
     /// [`InsideTree`](JoinError::InsideTree) if called from the tree's own runtime, or from
-    /// a thread of the tree placed on another;
+    /// a thread of the tree placed on another (a task such a thread started with
+    /// `spawn_task` is not detected, and waits until the tree is stopped);
     /// [`AlreadyJoined`](JoinError::AlreadyJoined) if another clone took the exit first.
     ///
     /// # Examples
@@ -160,6 +161,10 @@ impl<T: Thread> BackgroundHandle<T> {
     }
 
     /// [`stop_and_join`](Self::stop_and_join) from async code on any runtime.
+    ///
+    /// # Errors
+    /// As [`join_async`](Self::join_async). The stop is asked for first, so a refused join
+    /// still stops the tree.
     ///
     /// # Examples
     ///

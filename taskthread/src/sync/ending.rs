@@ -117,6 +117,10 @@ impl<T: Thread> BackgroundHandle<T> {
     /// then [`join`](Self::join). The tree's [stop deadline](super::Background::stop_deadline)
     /// bounds the wait: past it, what remains is aborted and the exit says so.
     ///
+    /// # Errors
+    /// As [`join`](Self::join). The stop is asked for first, so a refused join still stops
+    /// the tree.
+    ///
     /// # Examples
     ///
     /// ```

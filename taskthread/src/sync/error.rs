@@ -115,8 +115,10 @@ pub enum JoinError {
     /// A blocking join was made from inside an async context, where it could deadlock; use
     /// [`join_async`](super::BackgroundHandle::join_async) there.
     InAsyncContext,
-    /// The join was made from a thread or task of the very tree it joins: it would wait for
-    /// itself forever.
+    /// The join was made from a thread of the very tree it joins, or from any task on the
+    /// tree's own runtime: it would wait for itself forever. A task that a thread placed on
+    /// another runtime started with `spawn_task` is not a thread and is not detected: such a
+    /// join waits until the tree is stopped.
     InsideTree,
     /// The tree had not ended by the deadline. It goes on; join again, or
     /// [`abort`](super::BackgroundHandle::abort) it.
