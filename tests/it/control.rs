@@ -234,6 +234,20 @@ async fn pool_commands_resize_a_live_pool() {
         err(c.request("pool app/workers stop 9").await.unwrap()),
         "pool `app/workers` runs 3 workers: cannot stop 9"
     );
+    assert_eq!(
+        err(c
+            .request(&format!("pool app/workers start {}", usize::MAX))
+            .await
+            .unwrap()),
+        format!(
+            "pool `app/workers` may run at most 4 workers: cannot run {} (3 running)",
+            usize::MAX
+        )
+    );
+    assert_eq!(
+        ok(c.request("pool app/workers running").await.unwrap()),
+        "pool `app/workers`: 3 running, at most 4"
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
     let live = f.app.snapshot().children[0].children.len();
     assert_eq!(live, 3);

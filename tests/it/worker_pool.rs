@@ -282,6 +282,18 @@ async fn refused_commands_say_why() {
         err.to_string(),
         format!("pool `{path}` runs 2 workers: cannot stop 3")
     );
+    // Past what a count can hold: refused like any other, and the pool goes on.
+    let err = handle.start(usize::MAX).await.unwrap_err();
+    assert_eq!(
+        err,
+        PoolError::TooMany {
+            pool: path.clone(),
+            requested: usize::MAX,
+            running: 2,
+            max: 3
+        }
+    );
+    assert_eq!(handle.running(), 2);
     // Counts of one read in the singular.
     let one = PoolError::TooMany {
         pool: path.clone(),

@@ -12,7 +12,7 @@ pub enum PoolError {
     TooMany {
         /// The pool's path.
         pool: String,
-        /// The number of workers the command asked for in all.
+        /// The number of workers the command asked for in all (at most `usize::MAX`).
         requested: usize,
         /// The number running.
         running: usize,

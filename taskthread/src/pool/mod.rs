@@ -350,7 +350,9 @@ impl<W: Thread> WorkerPool<W> {
             max: self.max,
         };
         match command {
-            PoolCommand::Start(n) if running + n > self.max => return Err(too_many(running + n)),
+            PoolCommand::Start(n) if n > self.max.saturating_sub(running) => {
+                return Err(too_many(running.saturating_add(n)));
+            }
             PoolCommand::Start(n) => self.start_workers(ctx, n),
             PoolCommand::Stop(n) if n > running => {
                 return Err(PoolError::TooFew {
