@@ -149,9 +149,11 @@ pub struct ChildExit {
     /// How it ended.
     pub exit: Exit,
     /// Messages queued for it that it dropped unhandled: those still queued (or arriving)
-    /// after it failed, those lost in an abort, and, for a supervised child ended for good
-    /// between two lives (stopped during its backoff), what was queued for the next life.
-    /// Zero after a graceful stop of a running thread, which handles everything queued.
+    /// after it failed, those lost in an abort, UP messages and results from the children
+    /// and tasks its `exit` hook started (no handler runs after the hook), and, for a
+    /// supervised child ended for good between two lives (stopped during its backoff), what
+    /// was queued for the next life. Zero after a graceful stop of a running thread whose
+    /// `exit` hook started nothing, which handles everything queued.
     pub dropped: usize,
     /// Whether a supervised child ended for good past its restart limit (or because its
     /// factory panicked): [`exit`](Self::exit) is then the error that names it and its last

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use tokio::task::{AbortHandle, JoinError, JoinHandle, JoinSet};
 
 use crate::blocking::BlockingLimit;
-use crate::exit::{ChildId, Exit};
+use crate::exit::{ChildExit, ChildId, Exit, log_exit};
 use crate::node::{ChildEntry, ChildNode, Node, Queue};
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::{Inbox, InboxSender, inbox};
@@ -214,7 +214,7 @@ impl<P, E> Family<P, E> {
         (work, self.runtime.as_ref())
     }
 
-    fn has_jobs(&self) -> bool {
+    pub(crate) fn has_jobs(&self) -> bool {
         self.work.as_ref().is_some_and(|work| !work.jobs.is_empty())
     }
 
@@ -508,16 +508,20 @@ impl<P, E> Family<P, E> {
     }
 
     /// Waits for every task this thread owns to be gone, so that after a root is joined no
-    /// task of the tree is alive.
-    pub(crate) async fn reap_all(&mut self) {
-        // Children spawned by the `exit` hook (stopped at once): their reports come too
-        // late to be handled, but their tasks are waited for like the others.
-        for entry in self.node().take_children() {
+    /// task of the tree is alive. Returns how many UP messages and task results reached the
+    /// thread after its `exit` hook: see [`drop_unheard`](Self::drop_unheard).
+    pub(crate) async fn reap_all(&mut self) -> usize {
+        // Children spawned by the `exit` hook, stopped now: their tasks are waited for like
+        // the others, and their exits logged, but no handler hears them.
+        let late = self.node().take_children();
+        let mut late_children = Vec::with_capacity(late.len());
+        for entry in late {
             entry.node().request_stop();
             match entry.join {
                 Some(join) => self.reaping.push(join),
                 None => self.finishing.extend(entry.node().task()),
             }
+            late_children.push(entry.child);
         }
         self.children = 0;
         if let Some(work) = &mut self.work {
@@ -528,6 +532,44 @@ impl<P, E> Family<P, E> {
         }
         wait_gone(&self.finishing).await;
         self.finishing.clear();
+        self.drop_unheard(&late_children)
+    }
+
+    /// Empties the inbox once the thread's tasks are gone: what is left came after the
+    /// `exit` hook ran, from children and tasks it started, and no handler runs any more.
+    /// UP messages and results are dropped, counted in one warning, and their number
+    /// returned; the exits of `late_children` are logged, as those of a failed thread are.
+    fn drop_unheard(&mut self, late_children: &[Arc<dyn ChildNode>]) -> usize {
+        let mut unheard = 0;
+        while let Some(inbound) = self.inbox.try_recv() {
+            match inbound {
+                Inbound::Event(_) | Inbound::Unmetered(_) => unheard += 1,
+                Inbound::Exit(from, report) => {
+                    let Some(child) = late_children.iter().find(|c| c.node().id == from) else {
+                        continue;
+                    };
+                    let (exit, dropped, escalated) = report.into_parts();
+                    let exit = ChildExit {
+                        id: from,
+                        type_name: child.node().meta.type_name,
+                        at: Arc::clone(child) as Arc<dyn ChildNode>,
+                        exit,
+                        dropped,
+                        escalated,
+                    };
+                    log_exit(self.node().path(), &exit);
+                }
+                Inbound::Restart(..) => {}
+            }
+        }
+        if unheard > 0 {
+            tracing::warn!(
+                unheard,
+                "dropped UP messages and task results that came after the exit hook: no \
+                 handler runs after it"
+            );
+        }
+        unheard
     }
 }
 

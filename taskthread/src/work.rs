@@ -100,7 +100,10 @@ impl<T: Thread> Ctx<T> {
     /// handler for its type.
     ///
     /// The task belongs to the thread: a stopping thread waits for it (and handles its
-    /// result) before running `exit`. A panic in it fails the thread.
+    /// result) before running `exit`. A panic in it fails the thread. One started by `exit`
+    /// itself is waited for after the hook, within the stop deadline, but its result is
+    /// dropped (and counted in [`ChildExit::dropped`](crate::ChildExit::dropped)): no
+    /// handler runs after the hook.
     ///
     /// # Examples
     ///
@@ -159,7 +162,8 @@ impl<T: Thread> Ctx<T> {
     ///
     /// Blocking code cannot be interrupted: a stopping thread waits for it, and for the jobs
     /// still waiting their turn. An abort cancels the jobs that have not started and leaves
-    /// the running ones to finish on their own.
+    /// the running ones to finish on their own. As with [`spawn_task`](Self::spawn_task),
+    /// the result of a job started by `exit` is dropped and counted.
     ///
     /// # Examples
     ///

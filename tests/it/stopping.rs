@@ -204,6 +204,150 @@ impl Closer {
     }
 }
 
+/// The result of a blocking job.
+struct Checked;
+
+/// A thread whose exit hook starts a leaf (which sends UP from its own exit), a blocking job
+/// and a task: all answer after the hook, when no handler runs any more.
+struct LateStarter {
+    log: Log,
+}
+
+#[taskthread]
+impl LateStarter {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.spawn(Leaf {
+            log: self.log.clone(),
+        });
+        ctx.spawn_blocking(|| Checked);
+        ctx.spawn_task(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Checked
+        });
+    }
+
+    #[up]
+    async fn done(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, d: Done) -> Result<()> {
+        log(&self.log, format!("heard done {}", d.0));
+        Ok(())
+    }
+
+    #[stream]
+    async fn checked(&mut self, _ctx: &mut Ctx<Self>, _c: Checked) -> Result<()> {
+        log(&self.log, "heard checked");
+        Ok(())
+    }
+}
+
+/// A root that logs its children's exits with what they dropped.
+struct Holder {
+    log: Log,
+}
+
+#[taskthread]
+impl Holder {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.spawn(LateStarter {
+            log: self.log.clone(),
+        });
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        log(
+            &self.log,
+            format!(
+                "exited {} {}, {} dropped",
+                exit.path(),
+                exit.exit,
+                exit.dropped
+            ),
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_reaches_a_thread_after_its_exit_hook_is_counted_as_dropped() {
+    let start = alive_tasks();
+    let log = Log::default();
+    let root = taskthread::spawn(Holder { log: log.clone() });
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+    assert_eq!(
+        lines(&log),
+        [
+            "enter holder/late_starter/leaf",
+            "exit holder/late_starter/leaf",
+            // The leaf's `Done` and the two results: no handler of the starter ran.
+            "exited holder/late_starter stopped, 3 dropped",
+        ]
+    );
+    assert_eq!(
+        alive_tasks(),
+        start,
+        "no task of the tree is alive after join"
+    );
+}
+
+/// A thread whose exit hook starts a task that never ends.
+struct Hanger;
+
+#[taskthread]
+impl Hanger {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.spawn_task(std::future::pending::<Checked>());
+    }
+
+    #[stream]
+    async fn checked(&mut self, _ctx: &mut Ctx<Self>, _c: Checked) {}
+}
+
+/// A thread whose exit hook starts a task that panics.
+struct LateBomber;
+
+async fn explode() {
+    tokio::task::yield_now().await;
+    panic!("cleanup went wrong");
+}
+
+#[taskthread]
+impl LateBomber {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.spawn_task(explode());
+    }
+
+    #[stream]
+    async fn checked(&mut self, _ctx: &mut Ctx<Self>, _c: ()) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_task_started_by_the_exit_hook_fails_the_thread() {
+    let root = taskthread::spawn(LateBomber);
+    root.stop();
+    let exit = root.join().await;
+    assert!(
+        matches!(&exit, Exit::Panicked(m) if m == "cleanup went wrong"),
+        "{exit}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_started_by_the_exit_hook_is_waited_for_within_the_stop_deadline() {
+    let start = alive_tasks();
+    let root = taskthread::spawn_with(
+        Hanger,
+        ChildOptions::new().stop_deadline(Duration::from_secs(5)),
+    );
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Aborted { dropped: 0 }));
+    assert_eq!(
+        alive_tasks(),
+        start,
+        "no task of the tree is alive after join"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_child_spawned_by_the_exit_hook_is_stopped_and_waited_for() {
     let start = alive_tasks();

@@ -6,14 +6,16 @@
 //! ([`Lent`]).
 
 use std::future::Future;
+use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::pin::pin;
+use std::task::Poll;
 
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
-use super::user::{StopWatch, run_user};
+use super::user::{StopWatch, panic_message, run_user};
 use super::{LifeRules, Rules};
 use crate::ctx::Ctx;
 use crate::exit::{Exit, ThreadState};
@@ -465,6 +467,10 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                     // error cannot replace the first failure.
                     Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
                 }
+                if !self.aborted && self.ctx.family_if_any().is_some_and(|f| f.has_jobs()) {
+                    // Boxed: only an `exit` hook that started tasks has any to wait for.
+                    Box::pin(self.wait_for_late_jobs()).await;
+                }
             }
             self.down.node().forget_waker();
             if self.aborted {
@@ -480,18 +486,58 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                 );
                 return (Exit::Aborted { dropped }, dropped);
             }
+            let mut unheard = 0;
             if let Some(family) = self.ctx.family_if_any()
                 && !family.is_reaped()
             {
                 // Boxed: only a thread whose children's or jobs' tasks are still running
-                // has anything to wait for.
-                Box::pin(family.reap_all()).await;
+                // has anything to wait for (those started by the `exit` hook, or after an
+                // abort); what they send is counted as dropped.
+                unheard = Box::pin(family.reap_all()).await;
             }
             match self.failure.take() {
-                Some(failure) => (failure.exit, failure.dropped),
-                None if self.ctx.is_completed() => (Exit::Completed, 0),
-                None => (Exit::Stopped, 0),
+                Some(failure) => (failure.exit, failure.dropped + unheard),
+                None if self.ctx.is_completed() => (Exit::Completed, unheard),
+                None => (Exit::Stopped, unheard),
             }
+        }
+    }
+}
+
+impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
+    /// Waits, within the stop deadline, for the tasks the `exit` hook started: they belong to
+    /// the thread like the others, so they run to their end (and a panic in one fails the
+    /// thread), but no handler runs after the hook to take their results, which are dropped
+    /// and counted as the thread finishes. Past the deadline, what remains is aborted.
+    #[cold]
+    async fn wait_for_late_jobs(&mut self) {
+        let (ctx, stop, failure) = (&mut *self.ctx, &mut self.stop, &mut self.failure);
+        let node = self.down.node();
+        let passed = poll_fn(|cx| {
+            let Some(family) = ctx.family_if_any() else {
+                return Poll::Ready(false);
+            };
+            while family.has_jobs() {
+                match family.poll_job(cx) {
+                    Poll::Ready(Some(Err(e))) if e.is_panic() => {
+                        let exit = Exit::Panicked(panic_message(e.into_panic()));
+                        match failure {
+                            None => *failure = Some(Failure::new(exit)),
+                            Some(_) => {
+                                tracing::warn!("task of the exit hook after failure: {exit}")
+                            }
+                        }
+                    }
+                    Poll::Ready(_) => {}
+                    Poll::Pending if stop.deadline_passed(node, cx) => return Poll::Ready(true),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Poll::Ready(false)
+        })
+        .await;
+        if passed {
+            self.aborted = true;
         }
     }
 }
@@ -512,7 +558,7 @@ async fn abort_rest<T: Thread>(ctx: &mut Ctx<T>, down: &mut DownReceiver<T::Down
     }
     wait_gone(&aborted).await;
     if let Some(family) = ctx.family_if_any() {
-        family.reap_all().await;
+        dropped += family.reap_all().await;
     }
     dropped
 }
