@@ -613,8 +613,15 @@ impl<C: Remote> Life<'_, C> {
                 let link = self.edge.link();
                 let shown = RemoteLink::new(self.host.clone(), link.rtt, link.epoch);
                 drop(link);
-                let subtree = tree::entries(&subtree, self.proxy.path());
-                self.proxy.show_remote(shown, subtree);
+                match tree::entries(&subtree, self.proxy.path()) {
+                    Ok(subtree) => self.proxy.show_remote(shown, subtree),
+                    // The last report that kept the rules stays shown.
+                    Err(why) => tracing::debug!(
+                        child = %self.proxy.path(),
+                        host = %self.host,
+                        "a report of the remote subtree was refused: {why}"
+                    ),
+                }
             }
             Kind::Up => {
                 self.deliver_up(&payload).await;
