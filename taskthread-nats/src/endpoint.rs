@@ -294,7 +294,7 @@ impl Endpoint {
             _ => None,
         };
         let reliable = head.seq != 0;
-        let arrived = edge.link().receive(head, payload);
+        let arrived = edge.link().receive(head, payload, frame.len());
         if let Some(stamp) = pong {
             edge.send_bare(Kind::Pong(stamp)).await;
         }

@@ -24,6 +24,7 @@ use crate::endpoint::{self, Edge, Endpoint, Event, Side};
 use crate::error::{HostError, check_name};
 use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
 use crate::link::Link;
+use crate::remote::MAX_REMOTE_CAPACITY;
 use crate::settings::Settings;
 use crate::transport::Transport;
 
@@ -328,8 +329,8 @@ impl Side for HostSide {
         if let Some(old) = shared.agents().remove(&head.edge) {
             old.edge.tell(Event::Kill);
         }
-        let spawn = spawn.clone();
-        let capacity = u64::from(spawn.capacity.max(1));
+        let spawn = within_limits(spawn);
+        let capacity = u64::from(spawn.capacity);
         let link = Link::new(
             head.edge,
             head.epoch,
@@ -348,6 +349,7 @@ impl Side for HostSide {
                 ..head
             },
             Bytes::new(),
+            0,
         );
         debug_assert!(arrived.frames.len() == 1);
         let task = match factory.start(
@@ -371,6 +373,16 @@ impl Side for HostSide {
                 task,
             },
         );
+    }
+}
+
+/// The spawn request with what the parent asked for brought within this side's limits: a
+/// queue capacity of 1 to [`MAX_REMOTE_CAPACITY`].
+fn within_limits(spawn: &SpawnHead) -> SpawnHead {
+    let most = u32::try_from(MAX_REMOTE_CAPACITY).unwrap_or(u32::MAX);
+    SpawnHead {
+        capacity: spawn.capacity.clamp(1, most),
+        ..spawn.clone()
     }
 }
 
@@ -444,7 +456,7 @@ where
         let name = if name.is_empty() { "remote" } else { name };
         let options = ChildOptions::new()
             .name(name.to_owned())
-            .capacity(spawn.capacity.max(1) as usize)
+            .capacity(spawn.capacity as usize)
             .no_stop_deadline();
         let (handle, taken) = spawn_hosted(thread, options);
         let agent = Agent {
@@ -721,5 +733,32 @@ impl fmt::Display for SendError {
             Self::Write(e) => write!(f, "it cannot be written: {e}"),
             Self::Transport(e) => write!(f, "{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(capacity: u32) -> SpawnHead {
+        SpawnHead {
+            type_name: "Worker".into(),
+            down_types: Vec::new(),
+            up_type: None,
+            path: "app/worker".into(),
+            reply_to: "parent.1".into(),
+            capacity,
+            heartbeat_ms: 1_000,
+            lost_after_ms: 5_000,
+        }
+    }
+
+    #[test]
+    fn a_parent_gets_no_more_than_the_limits() {
+        let most = MAX_REMOTE_CAPACITY as u32;
+        assert_eq!(within_limits(&asked(u32::MAX)).capacity, most);
+        assert_eq!(within_limits(&asked(most + 1)).capacity, most);
+        assert_eq!(within_limits(&asked(0)).capacity, 1);
+        assert_eq!(within_limits(&asked(64)), asked(64));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use taskthread::prelude::*;
 use taskthread::{ThreadState, TrySendError};
 use taskthread_nats::memory::{Fate, MemoryTransport};
-use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, RemoteOptions, Settings};
+use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, RemoteOptions, Settings};
 use tokio::time::Instant;
 
 use crate::world::{HOST, Job, Sum, WorkerArgs, until, world, world_with};
@@ -107,6 +107,18 @@ async fn a_remote_child_without_a_capacity_takes_the_remote_default() {
     world.gate.add_permits(sent as usize);
     let all: u64 = (1..=u64::from(sent)).sum();
     assert_eq!(worker.ask(Sum).await.unwrap(), all);
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_capacity_above_the_remote_maximum_is_taken_as_the_maximum() {
+    let world = world().await;
+    let worker = world
+        .worker(ChildOptions::new().capacity(MAX_REMOTE_CAPACITY * 64))
+        .await;
+    assert_eq!(worker.snapshot().queue_capacity, MAX_REMOTE_CAPACITY);
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
     world.end().await;
 }
 
