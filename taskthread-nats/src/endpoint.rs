@@ -35,8 +35,9 @@ pub(crate) enum Event {
     Frame(Kind, Bytes),
     /// The other side has been silent past `lost_after`: the reason.
     Lost(String),
-    /// The host is stopping: stop the subtree gracefully.
-    HostStopping,
+    /// The host is stopping: stop the subtree gracefully, by the instant given (then abort
+    /// it).
+    HostStopping(Instant),
     /// The life is over without a word: its process is going away, or a later life of
     /// the edge replaced it.
     Kill,

@@ -618,7 +618,7 @@ impl<C: Remote> Life<'_, C> {
                     dropped,
                 });
             }
-            Event::HostStopping | Event::Kill => return None,
+            Event::HostStopping(_) | Event::Kill => return None,
         };
         match kind {
             Kind::Spawned => self.proxy.set_state(ThreadState::Running),
