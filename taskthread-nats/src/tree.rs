@@ -8,7 +8,7 @@
 //! [`MAX_REPORTED_DEPTH`], each at most one level below the one before it) and refuses one
 //! that breaks a rule whole.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -178,13 +178,28 @@ fn state_of(code: u8) -> ThreadState {
 }
 
 /// How many distinct names (and lists of names) are kept for snapshots; past it, a new one
-/// shows as `?`. Type names are few; the limit keeps a host that reports garbage from
-/// growing the parent's memory.
+/// shows as [`UNKNOWN`]. Type names are few; this and the limits below keep a host that
+/// reports garbage from growing the parent's memory: what is kept for the life of the
+/// process is at most 1 MiB of names and 8 MiB of lists.
 const MAX_NAMES: usize = 4_096;
+
+/// The longest type name kept, in bytes. A longer one shows as [`UNKNOWN`]: refused whole
+/// rather than cut, so that no two names show alike.
+const MAX_NAME_LEN: usize = 256;
+
+/// The most names a list kept holds (a thread's DOWN types); a longer list shows as
+/// [`UNKNOWN`] alone.
+const MAX_LISTED: usize = 128;
+
+/// What shows in place of a name or a list past the limits.
+const UNKNOWN: &str = "?";
 
 /// A type name as a `&'static str`, as snapshots hold them: each distinct name is kept once
 /// for the life of the process.
 fn intern(name: &str) -> &'static str {
+    if name.len() > MAX_NAME_LEN {
+        return UNKNOWN;
+    }
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(Mutex::default)
@@ -194,36 +209,36 @@ fn intern(name: &str) -> &'static str {
         return known;
     }
     if names.len() >= MAX_NAMES {
-        return "?";
+        return UNKNOWN;
     }
     let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
     names.insert(kept);
     kept
 }
 
-/// A list of type names as a `&'static [&'static str]`, kept once as [`intern`] does.
+/// A list of type names as a `&'static [&'static str]`, its names kept by [`intern`] and
+/// each distinct list once.
 fn intern_list(list: &[String]) -> &'static [&'static str] {
     if list.is_empty() {
         return &[];
     }
-    static LISTS: OnceLock<Mutex<HashMap<Vec<String>, &'static [&'static str]>>> = OnceLock::new();
+    if list.len() > MAX_LISTED {
+        return &[UNKNOWN];
+    }
+    let names: Vec<&'static str> = list.iter().map(|t| intern(t)).collect();
+    static LISTS: OnceLock<Mutex<HashSet<&'static [&'static str]>>> = OnceLock::new();
     let mut lists = LISTS
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if let Some(&known) = lists.get(list) {
+    if let Some(&known) = lists.get(names.as_slice()) {
         return known;
     }
     if lists.len() >= MAX_NAMES {
-        return &[];
+        return &[UNKNOWN];
     }
-    let kept: &'static [&'static str] = Box::leak(
-        list.iter()
-            .map(|t| intern(t))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    lists.insert(list.to_vec(), kept);
+    let kept: &'static [&'static str] = Box::leak(names.into_boxed_slice());
+    lists.insert(kept);
     kept
 }
 
@@ -323,6 +338,25 @@ mod tests {
         // Within the rules.
         let fine = entries(&forged([0, 1, 2, 1, 0, 1]), "p").unwrap();
         assert_eq!(shape(&fine), "x(x(x()) x()) x(x())");
+    }
+
+    #[test]
+    fn names_too_long_and_lists_too_long_show_as_unknown() {
+        let long = "T".repeat(MAX_NAME_LEN + 1);
+        let longest = "U".repeat(MAX_NAME_LEN);
+        let mut report = forged([0, 0]);
+        report[0].type_name = long.clone();
+        report[0].up_type = Some(longest.clone());
+        report[0].down_types = vec!["A".to_owned(); MAX_LISTED + 1];
+        report[1].down_types = vec![long, "B".to_owned()];
+        let threads = entries(&report, "p").unwrap();
+        assert_eq!(threads[0].type_name, UNKNOWN);
+        assert_eq!(threads[0].up_type, Some(longest.as_str()));
+        assert_eq!(threads[0].down_types, [UNKNOWN]);
+        assert_eq!(threads[1].down_types, [UNKNOWN, "B"]);
+        // A list within the limits is kept once.
+        let again = entries(&report[1..], "p").unwrap();
+        assert!(std::ptr::eq(again[0].down_types, threads[1].down_types));
     }
 
     #[test]
