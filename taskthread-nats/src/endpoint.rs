@@ -35,8 +35,9 @@ pub(crate) enum Event {
     Frame(Kind, Bytes),
     /// The other side has been silent past `lost_after`: the reason.
     Lost(String),
-    /// The host is stopping: stop the subtree gracefully.
-    HostStopping,
+    /// The host is stopping: stop the subtree gracefully, by the instant given (then abort
+    /// it).
+    HostStopping(Instant),
     /// The life is over without a word: its process is going away, or a later life of
     /// the edge replaced it.
     Kill,
@@ -294,7 +295,7 @@ impl Endpoint {
             _ => None,
         };
         let reliable = head.seq != 0;
-        let arrived = edge.link().receive(head, payload);
+        let arrived = edge.link().receive(head, payload, frame.len());
         if let Some(stamp) = pong {
             edge.send_bare(Kind::Pong(stamp)).await;
         }

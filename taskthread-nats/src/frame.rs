@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::tree::WireThread;
 
 /// The version of the format; a frame of another version is refused.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 
 /// Identifies one remote child for its whole life under its parent, across restarts.
 pub(crate) type EdgeId = u64;
@@ -71,7 +71,8 @@ pub(crate) enum Kind {
     /// The answer to a `Ping`.
     Pong(u64),
     /// Host to parent, without guarantee, once per heartbeat: the threads below the hosted
-    /// thread, for the parent's snapshots.
+    /// thread, for the parent's snapshots, depth first and each with its depth (no type of
+    /// a frame nests itself, so reading one never recurses).
     Tree(Vec<WireThread>),
 }
 
@@ -244,7 +245,7 @@ pub(crate) fn decode(frame: &Bytes) -> Result<(Head, Bytes), FrameError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameInfo {
     /// `"spawn"`, `"spawned"`, `"refused"`, `"tell"`, `"ask"`, `"answer"`, `"up"`, `"stop"`,
-    /// `"abort"`, `"exit"`, `"ack"`, `"ping"` or `"pong"`.
+    /// `"abort"`, `"exit"`, `"ack"`, `"ping"`, `"pong"` or `"tree"`.
     pub kind: &'static str,
     /// The edge: one remote child under its parent.
     pub edge: u64,

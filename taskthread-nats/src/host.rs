@@ -14,16 +14,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use taskthread::proxy::{Remote, spawn_hosted};
-use taskthread::{ChildOptions, Exit, Handle, TrySendError};
+use taskthread::{ChildOptions, DEFAULT_STOP_DEADLINE, Exit, Handle, TrySendError};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::codec::{Answering, Decoder, UpEncoder};
 use crate::endpoint::{self, Edge, Endpoint, Event, Side};
 use crate::error::{HostError, check_name};
 use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
 use crate::link::Link;
+use crate::remote::MAX_REMOTE_CAPACITY;
 use crate::settings::Settings;
 use crate::transport::Transport;
 
@@ -86,6 +87,7 @@ pub struct HostBuilder {
     name: String,
     transport: Arc<dyn Transport>,
     settings: Settings,
+    stop_deadline: Duration,
     types: HashMap<String, Arc<dyn Factory>>,
     duplicate: Option<String>,
 }
@@ -107,6 +109,7 @@ impl Host {
             name: name.into(),
             transport: Arc::new(transport),
             settings: Settings::default(),
+            stop_deadline: DEFAULT_STOP_DEADLINE,
             types: HashMap::new(),
             duplicate: None,
         }
@@ -119,24 +122,40 @@ impl Host {
 
     /// How many subtrees it runs now.
     pub fn running(&self) -> usize {
-        self.shared.agents().len()
+        self.shared.agents().running.len()
     }
 
     /// Stops every subtree it runs, gracefully (each reports its exit to its parent), and
     /// then the host.
+    ///
+    /// It returns within the host's [stop deadline](HostBuilder::stop_deadline) plus its
+    /// [`Settings`]' `lost_after`, whatever the subtrees and their parents do:
+    ///
+    /// - Each subtree has until the stop deadline to stop (or the earlier deadline its
+    ///   parent gave it); past it, it is aborted there, and its parent gets
+    ///   [`Exit::Aborted`].
+    /// - Its exit is then sent to its parent until the parent acks it, for at most the
+    ///   host's `lost_after` (or the parent's, if shorter); a parent that never acks it
+    ///   finds the child lost instead.
+    /// - Spawn requests that arrive meanwhile are not answered: their parents find the host
+    ///   lost, as they would once it is gone.
     pub async fn stop(self) {
-        let agents: Vec<Arc<Edge>> = self
-            .shared
-            .agents()
-            .values()
-            .map(|a| a.edge.clone())
-            .collect();
+        let now = Instant::now();
+        // A deadline past what the clock counts to is as good as thirty years.
+        let by = now
+            .checked_add(self.shared.stop_deadline)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600));
+        let agents: Vec<Arc<Edge>> = {
+            let mut agents = self.shared.agents();
+            agents.stop_by = Some(by);
+            agents.running.values().map(|a| a.edge.clone()).collect()
+        };
         for edge in agents {
-            edge.tell(Event::HostStopping);
+            edge.tell(Event::HostStopping(by));
         }
         poll_fn(|cx| {
             self.shared.all_gone.register(cx.waker());
-            if self.shared.agents().is_empty() {
+            if self.shared.agents().running.is_empty() {
                 std::task::Poll::Ready(())
             } else {
                 std::task::Poll::Pending
@@ -155,7 +174,11 @@ impl Host {
         self.task.abort();
         let agents: Vec<(Arc<Edge>, JoinHandle<()>)> = {
             let mut agents = self.shared.agents();
-            agents.drain().map(|(_, a)| (a.edge, a.task)).collect()
+            agents
+                .running
+                .drain()
+                .map(|(_, a)| (a.edge, a.task))
+                .collect()
         };
         for (edge, task) in agents {
             edge.tell(Event::Kill);
@@ -194,9 +217,32 @@ impl HostBuilder {
         self
     }
 
-    /// The timing of its edges' pings (each edge's limit of silence is its parent's).
+    /// The timing of its edges' pings (each edge's limit of silence is its parent's), and
+    /// with `lost_after` how long it sends an exit its parent does not ack.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// How long [`Host::stop`] gives the subtrees to stop before it aborts them; by default
+    /// [`DEFAULT_STOP_DEADLINE`] (30 s), as for a local root.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread_nats::{Host, memory::MemoryTransport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let host = Host::builder("worker-1", MemoryTransport::new())
+    ///     .stop_deadline(Duration::from_secs(5))
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// host.stop().await; // within 5 s and the settings' `lost_after`
+    /// # }
+    /// ```
+    pub fn stop_deadline(mut self, deadline: Duration) -> Self {
+        self.stop_deadline = deadline;
         self
     }
 
@@ -214,6 +260,7 @@ impl HostBuilder {
             name: self.name,
             endpoint: Arc::clone(&endpoint),
             types: self.types,
+            stop_deadline: self.stop_deadline,
             agents: Mutex::default(),
             finished: Mutex::default(),
             all_gone: atomic_waker::AtomicWaker::new(),
@@ -233,18 +280,27 @@ struct AgentEntry {
     task: JoinHandle<()>,
 }
 
+/// The agents of a host, and whether it is stopping.
+#[derive(Default)]
+struct Agents {
+    running: HashMap<EdgeId, AgentEntry>,
+    /// Once the host stops: when its subtrees must have stopped.
+    stop_by: Option<Instant>,
+}
+
 struct HostShared {
     name: String,
     endpoint: Arc<Endpoint>,
     types: HashMap<String, Arc<dyn Factory>>,
-    agents: Mutex<HashMap<EdgeId, AgentEntry>>,
+    stop_deadline: Duration,
+    agents: Mutex<Agents>,
     /// Edges whose epoch ended here, the latest epoch of each, oldest first.
     finished: Mutex<(HashMap<EdgeId, u32>, VecDeque<EdgeId>)>,
     all_gone: atomic_waker::AtomicWaker,
 }
 
 impl HostShared {
-    fn agents(&self) -> MutexGuard<'_, HashMap<EdgeId, AgentEntry>> {
+    fn agents(&self) -> MutexGuard<'_, Agents> {
         self.agents.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -256,8 +312,8 @@ impl HostShared {
     fn agent_ended(&self, edge: EdgeId, epoch: u32) {
         {
             let mut agents = self.agents();
-            if agents.get(&edge).is_some_and(|a| a.epoch == epoch) {
-                agents.remove(&edge);
+            if agents.running.get(&edge).is_some_and(|a| a.epoch == epoch) {
+                agents.running.remove(&edge);
             }
         }
         self.endpoint.remove_edge(edge, epoch);
@@ -289,6 +345,10 @@ impl Side for HostSide {
             return;
         }
         let shared = &self.0;
+        if shared.agents().stop_by.is_some() {
+            // Stopping: no new life starts, and its parent finds the host lost.
+            return;
+        }
         if shared
             .finished()
             .0
@@ -325,11 +385,11 @@ impl Side for HostSide {
             return;
         }
         // A later life of an edge replaces the earlier one, whose agent aborts its subtree.
-        if let Some(old) = shared.agents().remove(&head.edge) {
+        if let Some(old) = shared.agents().running.remove(&head.edge) {
             old.edge.tell(Event::Kill);
         }
-        let spawn = spawn.clone();
-        let capacity = u64::from(spawn.capacity.max(1));
+        let spawn = within_limits(spawn);
+        let capacity = u64::from(spawn.capacity);
         let link = Link::new(
             head.edge,
             head.epoch,
@@ -337,8 +397,8 @@ impl Side for HostSide {
             capacity,
             window(capacity),
         );
-        let heartbeat = Duration::from_millis(spawn.heartbeat_ms.max(1));
-        let lost_after = Duration::from_millis(spawn.lost_after_ms.max(1));
+        let heartbeat = Duration::from_millis(spawn.heartbeat_ms);
+        let lost_after = Duration::from_millis(spawn.lost_after_ms);
         let (edge, events) = endpoint.add_edge(link, heartbeat, lost_after);
         // The spawn itself is the edge's first frame: delivered through the link, so it
         // is acked like any other.
@@ -348,6 +408,7 @@ impl Side for HostSide {
                 ..head
             },
             Bytes::new(),
+            0,
         );
         debug_assert!(arrived.frames.len() == 1);
         let task = match factory.start(
@@ -363,7 +424,12 @@ impl Side for HostSide {
                 return refuse(reason);
             }
         };
-        shared.agents().insert(
+        let mut agents = shared.agents();
+        if let Some(by) = agents.stop_by {
+            // The host began to stop while this one started.
+            edge.tell(Event::HostStopping(by));
+        }
+        agents.running.insert(
             head.edge,
             AgentEntry {
                 epoch: head.epoch,
@@ -371,6 +437,22 @@ impl Side for HostSide {
                 task,
             },
         );
+    }
+}
+
+/// The spawn request with what the parent asked for brought within this side's limits: a
+/// queue capacity of 1 to [`MAX_REMOTE_CAPACITY`], a heartbeat and a limit of silence of
+/// 1 ms to [`Settings::MAX_HEARTBEAT`] and [`Settings::MAX_LOST_AFTER`].
+fn within_limits(spawn: &SpawnHead) -> SpawnHead {
+    let most = u32::try_from(MAX_REMOTE_CAPACITY).unwrap_or(u32::MAX);
+    let millis = |limit: Duration| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    SpawnHead {
+        capacity: spawn.capacity.clamp(1, most),
+        heartbeat_ms: spawn.heartbeat_ms.clamp(1, millis(Settings::MAX_HEARTBEAT)),
+        lost_after_ms: spawn
+            .lost_after_ms
+            .clamp(1, millis(Settings::MAX_LOST_AFTER)),
+        ..spawn.clone()
     }
 }
 
@@ -444,7 +526,7 @@ where
         let name = if name.is_empty() { "remote" } else { name };
         let options = ChildOptions::new()
             .name(name.to_owned())
-            .capacity(spawn.capacity.max(1) as usize)
+            .capacity(spawn.capacity as usize)
             .no_stop_deadline();
         let (handle, taken) = spawn_hosted(thread, options);
         let agent = Agent {
@@ -521,7 +603,10 @@ impl<T: Remote> Agent<T> {
                         parent_gone = true;
                         handle.stop();
                     }
-                    Some(Event::HostStopping) => handle.stop(),
+                    Some(Event::HostStopping(by)) => {
+                        handle.stop();
+                        arm(&mut deadline, by);
+                    }
                     Some(Event::Kill) | None => {
                         parent_gone = true;
                         killed = true;
@@ -604,13 +689,16 @@ impl<T: Remote> Agent<T> {
             Kind::Ask { index, ask } => (index, Some(ask)),
             Kind::Stop { deadline_ms } => {
                 handle.stop();
-                if let Some(ms) = deadline_ms {
-                    *deadline = Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms))));
+                // A deadline too far to tell from none is none.
+                if let Some(by) =
+                    deadline_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)))
+                {
+                    arm(deadline, by);
                 }
                 return;
             }
             Kind::Abort => {
-                *deadline = Some(Box::pin(tokio::time::sleep(Duration::ZERO)));
+                arm(deadline, Instant::now());
                 return;
             }
             _ => return,
@@ -656,8 +744,9 @@ impl<T: Remote> Agent<T> {
         }
     }
 
-    /// The thread has ended: the last answers, then the exit, sent until acked (or the
-    /// parent is lost).
+    /// The thread has ended: the last answers, then the exit, sent until acked, the parent
+    /// is lost, or the host's patience runs out (its `lost_after`, or the parent's if
+    /// shorter): a parent that keeps the edge alive and never acks cannot hold the agent.
     async fn report(
         &mut self,
         exit: Exit,
@@ -669,9 +758,23 @@ impl<T: Remote> Agent<T> {
         if parent_gone {
             return;
         }
-        while let Some(answered) = answers.join_next().await {
-            if let Ok(answer) = answered {
-                self.answer(answer).await;
+        let patience = self
+            .edge
+            .lost_after
+            .min(self.edge.endpoint().settings.lost_after);
+        let give_up = tokio::time::sleep(patience);
+        tokio::pin!(give_up);
+        loop {
+            tokio::select! {
+                answered = answers.join_next() => match answered {
+                    Some(Ok(answer)) => self.answer(answer).await,
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                event = self.events.recv() => if ends_report(event.as_ref()) {
+                    return;
+                },
+                () = &mut give_up => return self.give_up(patience),
             }
         }
         // Queued for the thread and never taken (it failed or was aborted first): dropped
@@ -686,14 +789,37 @@ impl<T: Remote> Agent<T> {
         let retransmit = self.edge.endpoint().settings.retransmit;
         while !self.edge.link().all_acked() {
             tokio::select! {
-                event = self.events.recv() => match event {
-                    Some(Event::Frame(..) | Event::HostStopping) => {}
-                    Some(Event::Lost(_) | Event::Kill) | None => return,
+                event = self.events.recv() => if ends_report(event.as_ref()) {
+                    return;
                 },
                 () = tokio::time::sleep(retransmit) => {}
+                () = &mut give_up => return self.give_up(patience),
             }
         }
     }
+
+    fn give_up(&self, patience: Duration) {
+        tracing::warn!(
+            host = %self.host.name,
+            "the parent acked no exit within {patience:?}: it is left to find the child lost"
+        );
+    }
+}
+
+/// Whether an event ends an agent's report of its thread's exit: its parent is gone.
+fn ends_report(event: Option<&Event>) -> bool {
+    matches!(event, Some(Event::Lost(_) | Event::Kill) | None)
+}
+
+/// Arms `deadline` for `by`, unless it is armed for earlier already.
+fn arm(deadline: &mut Option<Pin<Box<Sleep>>>, by: Instant) {
+    if deadline
+        .as_ref()
+        .is_some_and(|armed| armed.deadline() <= by)
+    {
+        return;
+    }
+    *deadline = Some(Box::pin(tokio::time::sleep_until(by)));
 }
 
 /// Why a frame could not be sent.
@@ -721,5 +847,49 @@ impl fmt::Display for SendError {
             Self::Write(e) => write!(f, "it cannot be written: {e}"),
             Self::Transport(e) => write!(f, "{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(capacity: u32) -> SpawnHead {
+        SpawnHead {
+            type_name: "Worker".into(),
+            down_types: Vec::new(),
+            up_type: None,
+            path: "app/worker".into(),
+            reply_to: "parent.1".into(),
+            capacity,
+            heartbeat_ms: 1_000,
+            lost_after_ms: 5_000,
+        }
+    }
+
+    #[test]
+    fn a_parent_gets_no_more_than_the_limits() {
+        let most = MAX_REMOTE_CAPACITY as u32;
+        assert_eq!(within_limits(&asked(u32::MAX)).capacity, most);
+        assert_eq!(within_limits(&asked(most + 1)).capacity, most);
+        assert_eq!(within_limits(&asked(0)).capacity, 1);
+        assert_eq!(within_limits(&asked(64)), asked(64));
+        let impatient = SpawnHead {
+            heartbeat_ms: 0,
+            lost_after_ms: 0,
+            ..asked(64)
+        };
+        let limited = within_limits(&impatient);
+        assert_eq!((limited.heartbeat_ms, limited.lost_after_ms), (1, 1));
+        let patient = SpawnHead {
+            heartbeat_ms: u64::MAX,
+            lost_after_ms: u64::MAX,
+            ..asked(64)
+        };
+        let limited = within_limits(&patient);
+        assert_eq!(
+            (limited.heartbeat_ms, limited.lost_after_ms),
+            (60_000, 300_000)
+        );
     }
 }

@@ -112,7 +112,7 @@ mod tree;
 pub use error::{HostError, SpawnError, TransportError};
 pub use frame::FrameInfo;
 pub use host::{Host, HostBuilder};
-pub use remote::{DEFAULT_REMOTE_CAPACITY, RemoteOptions, Remotes};
+pub use remote::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, RemoteOptions, Remotes};
 pub use settings::Settings;
 pub use transport::memory;
 pub use transport::nats::NatsTransport;

@@ -5,8 +5,10 @@
 //! - Each reliable frame gets the next sequence number and is kept until the other side
 //!   acks it; [`Link::due`] gives the frames to send again.
 //! - Arriving reliable frames are delivered in sequence order, each once: early ones wait
-//!   in a bounded reorder buffer, duplicates and frames beyond the window are dropped (and
-//!   sent again by the other side).
+//!   in a reorder buffer, duplicates are dropped, and so are frames beyond the window or
+//!   past [`MAX_EARLY_BYTES`] (the other side sends them again, as it does every frame not
+//!   acked, so nothing is lost while the edge lives). The frame next in order is always
+//!   taken, so the edge moves on whatever the buffer holds.
 //! - Credits: the other side tells, in every frame, how many credited frames (DOWN or UP
 //!   messages) it allows in all; [`Link::has_credit`] says whether one more may go.
 
@@ -17,6 +19,14 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::frame::{self, EdgeId, Head, Kind, VERSION};
+
+/// The most bytes of early frames an edge keeps, waiting for the frames before them: each
+/// counts its size and [`EARLY_FRAME_COST`]. It bounds what a peer can make this side hold
+/// whatever window the edge has.
+pub(crate) const MAX_EARLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What keeping one early frame costs beyond its bytes: its place in the buffer.
+const EARLY_FRAME_COST: usize = 128;
 
 /// A reliable frame sent and not acked yet.
 struct Unacked {
@@ -47,7 +57,10 @@ pub(crate) struct Link {
     peer_credit: u64,
     /// The highest sequence number delivered in order.
     delivered: u64,
-    reorder: BTreeMap<u64, (Kind, Bytes)>,
+    /// Early frames by sequence number, each with its cost against [`MAX_EARLY_BYTES`].
+    reorder: BTreeMap<u64, (Kind, Bytes, usize)>,
+    /// What the frames in `reorder` cost.
+    reorder_bytes: usize,
     /// How far past `delivered` a frame may be and still wait in `reorder`.
     window: u64,
     /// The credit this end allows the other (cumulative).
@@ -74,6 +87,7 @@ impl Link {
             peer_credit: 0,
             delivered: 0,
             reorder: BTreeMap::new(),
+            reorder_bytes: 0,
             window: window.max(16),
             grant,
             told: (0, 0),
@@ -161,8 +175,8 @@ impl Link {
         self.unacked.is_empty()
     }
 
-    /// A frame of this epoch arrived.
-    pub(crate) fn receive(&mut self, head: Head, payload: Bytes) -> Arrived {
+    /// A frame of this epoch arrived, `size` bytes in all.
+    pub(crate) fn receive(&mut self, head: Head, payload: Bytes, size: usize) -> Arrived {
         let mut arrived = Arrived::default();
         if self.lost {
             return arrived;
@@ -187,18 +201,36 @@ impl Link {
             self.told = (u64::MAX, u64::MAX);
             return arrived;
         }
-        if head.seq == self.delivered + 1 && self.reorder.is_empty() {
-            // In order, the usual case: no reordering to do.
-            self.delivered += 1;
-            arrived.frames.push((head.kind, payload));
+        if head.seq != self.delivered + 1 {
+            self.keep_early(head, payload, size);
             return arrived;
         }
-        self.reorder.insert(head.seq, (head.kind, payload));
-        while let Some(next) = self.reorder.remove(&(self.delivered + 1)) {
+        self.delivered += 1;
+        arrived.frames.push((head.kind, payload));
+        // Those that came early and are next now.
+        while let Some((kind, payload, cost)) = self.reorder.remove(&(self.delivered + 1)) {
+            self.reorder_bytes -= cost;
             self.delivered += 1;
-            arrived.frames.push(next);
+            arrived.frames.push((kind, payload));
         }
         arrived
+    }
+
+    /// Keeps a frame that came before the ones it follows, if the buffer has room for it.
+    fn keep_early(&mut self, head: Head, payload: Bytes, size: usize) {
+        if self.reorder.contains_key(&head.seq) {
+            return;
+        }
+        let cost = size.saturating_add(EARLY_FRAME_COST);
+        if self.reorder_bytes.saturating_add(cost) > MAX_EARLY_BYTES {
+            // As a frame beyond the window: it will come again.
+            self.told = (u64::MAX, u64::MAX);
+            return;
+        }
+        self.reorder_bytes += cost;
+        // A copy: the payload shares the datagram it came in, which may be much larger.
+        let payload = Bytes::copy_from_slice(&payload);
+        self.reorder.insert(head.seq, (head.kind, payload, cost));
     }
 
     /// The reliable frames not acked `after` they were (last) sent, to send again.
@@ -233,7 +265,7 @@ mod tests {
 
     fn arrive(to: &mut Link, frame: &Bytes) -> Arrived {
         let (head, payload) = frame::decode(frame).unwrap();
-        to.receive(head, payload)
+        to.receive(head, payload, frame.len())
     }
 
     fn tell(from: &mut Link, n: u8) -> Bytes {
@@ -296,5 +328,54 @@ mod tests {
         for frame in &frames[16..] {
             assert_eq!(arrive(&mut host, frame).frames.len(), 1);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn early_frames_are_kept_within_a_byte_bound_and_the_rest_come_again() {
+        // A window as wide as the largest capacity allows, and frames of 64 KiB: more than
+        // the buffer keeps come early.
+        let window = crate::host::window(crate::MAX_REMOTE_CAPACITY as u64);
+        let mut parent = Link::new(1, 1, "host".into(), 0, window);
+        let mut host = Link::new(1, 1, "parent".into(), 1_000, window);
+        arrive(&mut parent, &host.bare(Kind::Ack));
+        let count: u16 = 400;
+        let frames: Vec<Bytes> = (0..count)
+            .map(|n| {
+                parent
+                    .reliable::<postcard::Error>(Kind::Tell { index: 0 }, |buf| {
+                        buf.extend_from_slice(&n.to_le_bytes());
+                        buf.resize(64 * 1024, 0);
+                        Ok(())
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let numbers = |arrived: &Arrived| -> Vec<u16> {
+            arrived
+                .frames
+                .iter()
+                .map(|(_, p)| u16::from_le_bytes([p[0], p[1]]))
+                .collect()
+        };
+        // The first is lost; the others come early.
+        for frame in &frames[1..] {
+            assert!(arrive(&mut host, frame).frames.is_empty());
+        }
+        assert!(host.reorder_bytes <= MAX_EARLY_BYTES);
+        // The first comes again: it and what was kept go on, in order.
+        let mut delivered = numbers(&arrive(&mut host, &frames[0]));
+        let kept = delivered.len();
+        assert!(kept > 1 && kept < usize::from(count), "{kept} delivered");
+        assert_eq!(delivered, (0..kept as u16).collect::<Vec<_>>());
+        // The rest were not acked, so they come again, and none is lost or doubled.
+        while delivered.len() < usize::from(count) {
+            arrive(&mut parent, &host.bare(Kind::Ack));
+            tokio::time::advance(Duration::from_millis(200)).await;
+            for frame in parent.due(Instant::now(), Duration::from_millis(200)) {
+                delivered.extend(numbers(&arrive(&mut host, &frame)));
+            }
+        }
+        assert_eq!(delivered, (0..count).collect::<Vec<_>>());
+        assert_eq!(host.reorder_bytes, 0);
     }
 }

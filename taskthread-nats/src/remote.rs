@@ -145,10 +145,14 @@ impl Remotes {
             args,
             restart: options.restart,
         };
-        let child = match (options.child.chosen_capacity(), C::DECLARED_CAPACITY) {
-            (None, None) => options.child.capacity(DEFAULT_REMOTE_CAPACITY),
-            _ => options.child,
-        };
+        let capacity = options
+            .child
+            .chosen_capacity()
+            .or(C::DECLARED_CAPACITY)
+            .unwrap_or(DEFAULT_REMOTE_CAPACITY);
+        let child = options
+            .child
+            .capacity(capacity.clamp(1, MAX_REMOTE_CAPACITY));
         Ok(ctx.spawn_proxy(child, move |proxy| run(proxy, plan)))
     }
 }
@@ -164,6 +168,14 @@ impl Remotes {
 /// and costs memory only as messages actually queue. Set a capacity on
 /// [`RemoteOptions::child`] for a tighter bound.
 pub const DEFAULT_REMOTE_CAPACITY: usize = 1024;
+
+/// The largest queue capacity of a remote child: a larger one, set on its options or
+/// declared by its type, is taken as this.
+///
+/// A host holds what a parent sends up to the child's capacity (queued for the thread, and
+/// early frames waiting for a lost one before them), so it grants no parent more than this,
+/// whatever the parent asks for. 65 536 places are 64 times the default's window.
+pub const MAX_REMOTE_CAPACITY: usize = 65_536;
 
 /// Where and how to spawn a remote child: see [`Remotes::spawn`].
 ///
@@ -236,7 +248,8 @@ impl RemoteOptions {
     /// The child's name, queue capacity, stop stage and stop deadline. The capacity bounds
     /// the messages sent to it and not yet taken by it on the host, and the UP messages
     /// on their way from it. Without one here, the child takes its type's declared
-    /// capacity, else [`DEFAULT_REMOTE_CAPACITY`].
+    /// capacity, else [`DEFAULT_REMOTE_CAPACITY`]; either way at most
+    /// [`MAX_REMOTE_CAPACITY`].
     pub fn child(mut self, options: ChildOptions) -> Self {
         self.child = options;
         self
@@ -605,7 +618,7 @@ impl<C: Remote> Life<'_, C> {
                     dropped,
                 });
             }
-            Event::HostStopping | Event::Kill => return None,
+            Event::HostStopping(_) | Event::Kill => return None,
         };
         match kind {
             Kind::Spawned => self.proxy.set_state(ThreadState::Running),
@@ -613,8 +626,15 @@ impl<C: Remote> Life<'_, C> {
                 let link = self.edge.link();
                 let shown = RemoteLink::new(self.host.clone(), link.rtt, link.epoch);
                 drop(link);
-                let subtree = tree::entries(&subtree, self.proxy.path());
-                self.proxy.show_remote(shown, subtree);
+                match tree::entries(&subtree, self.proxy.path()) {
+                    Ok(subtree) => self.proxy.show_remote(shown, subtree),
+                    // The last report that kept the rules stays shown.
+                    Err(why) => tracing::debug!(
+                        child = %self.proxy.path(),
+                        host = %self.host,
+                        "a report of the remote subtree was refused: {why}"
+                    ),
+                }
             }
             Kind::Up => {
                 self.deliver_up(&payload).await;

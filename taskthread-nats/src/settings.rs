@@ -6,7 +6,9 @@ use std::time::Duration;
 /// The timing of the edges of a [`Remotes`](crate::Remotes) or a [`Host`](crate::Host).
 ///
 /// A parent's settings hold for each of its remote children: the host follows the
-/// heartbeat and the limit the parent asked for.
+/// heartbeat and the limit the parent asked for, up to [`MAX_HEARTBEAT`](Self::MAX_HEARTBEAT)
+/// and [`MAX_LOST_AFTER`](Self::MAX_LOST_AFTER), which no parent can go past. A host's own
+/// `lost_after` bounds how long it sends an exit nobody acks (see [`Host::stop`](crate::Host::stop)).
 ///
 /// **When an edge is lost.** Each side pings an edge it has sent nothing on for a
 /// `heartbeat`, and is answered at once. A side that has heard nothing at all on an edge for
@@ -42,29 +44,48 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The longest heartbeat: a longer one is taken as this, and a host takes a longer one
+    /// a parent asks for as this too.
+    pub const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
+
+    /// The longest `lost_after`: a longer one is taken as this, and a host takes a longer one
+    /// a parent asks for as this too, so that a host finds a parent that has gone quiet
+    /// lost within five minutes whatever it asked for.
+    pub const MAX_LOST_AFTER: Duration = Duration::from_secs(300);
+
     /// The defaults: a heartbeat every second, lost after 5 s of silence, unacked frames
     /// sent again after 200 ms.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// How long an edge may be quiet before a ping is sent on it.
+    /// How long an edge may be quiet before a ping is sent on it; at most
+    /// [`MAX_HEARTBEAT`](Self::MAX_HEARTBEAT), which a longer one is taken as.
     ///
     /// # Panics
     /// If `every` is zero.
     pub fn heartbeat(mut self, every: Duration) -> Self {
         assert!(!every.is_zero(), "a heartbeat must be longer than zero");
-        self.heartbeat = every;
+        self.heartbeat = every.min(Self::MAX_HEARTBEAT);
         self
     }
 
-    /// How long a silence of the other side makes an edge lost.
+    /// How long a silence of the other side makes an edge lost; at most
+    /// [`MAX_LOST_AFTER`](Self::MAX_LOST_AFTER), which a longer one is taken as.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread_nats::Settings;
+    ///
+    /// let patient = Settings::new().lost_after(Duration::from_secs(24 * 3600));
+    /// assert_eq!(patient.get_lost_after(), Settings::MAX_LOST_AFTER);
+    /// ```
     ///
     /// # Panics
     /// If `after` is zero.
     pub fn lost_after(mut self, after: Duration) -> Self {
         assert!(!after.is_zero(), "`lost_after` must be longer than zero");
-        self.lost_after = after;
+        self.lost_after = after.min(Self::MAX_LOST_AFTER);
         self
     }
 

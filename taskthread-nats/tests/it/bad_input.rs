@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use taskthread::AskError;
 use taskthread::prelude::*;
-use taskthread_nats::memory::MemoryTransport;
+use taskthread_nats::memory::{self, Fate, MemoryTransport};
 use taskthread_nats::{Host, HostError, RemoteOptions, Remotes, SpawnError, Transport};
 
 use crate::world::{Echo, HOST, Job, Sum, WorkerArgs, world, world_with};
@@ -228,4 +228,65 @@ async fn an_ask_too_large_to_carry_has_no_answer() {
     asker.stop();
     asker.join().await;
     host.stop().await;
+}
+
+/// Where the frames of the worker's edge go to its parent, and what they carry: the
+/// parent's address, the edge, the epoch and the format's version (the first byte of a
+/// frame).
+async fn learn_the_edge(world: &crate::world::World) -> (String, u64, u32, u8) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    world.transport.set_faults(move |d| {
+        if d.to.starts_with("parent.")
+            && let [info] = d.frames.as_slice()
+        {
+            *record.lock().unwrap() = Some((d.to.to_owned(), info.edge, info.epoch, d.frame[0]));
+        }
+        Fate::Deliver
+    });
+    let learnt = crate::world::until(|| seen.lock().unwrap().clone()).await;
+    world.transport.clear_faults();
+    learnt
+}
+
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tree_report_nested_deeper_than_any_stack_is_refused_without_harm() {
+    let world = world().await;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    let (parent, edge, epoch, version) = learn_the_edge(&world).await;
+    // A tree report whose every thread holds the next as its only child, as deep as the
+    // largest frame allows (some 87 000 levels): a frame head, then each level's fields,
+    // all empty or zero, and a list of one child.
+    let mut frame = vec![version];
+    for field in [edge, u64::from(epoch), 0, 0, 0] {
+        varint(field, &mut frame);
+    }
+    frame.extend([13, 1]); // a tree report of one thread
+    const LEVEL: [u8; 12] = [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+    while frame.len() + LEVEL.len() < memory::DEFAULT_MAX_FRAME {
+        frame.extend(LEVEL);
+    }
+    for address in [parent, format!("host.{HOST}")] {
+        world
+            .transport
+            .send(&address, Bytes::from(frame.clone()))
+            .await
+            .unwrap();
+    }
+    // Both sides read it, refused it, and go on.
+    worker.send(Job(2)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 3);
+    let snapshot = world.boss.snapshot();
+    assert!(snapshot.find("boss/worker").is_some(), "{snapshot}");
+    world.end().await;
 }

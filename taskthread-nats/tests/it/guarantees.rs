@@ -7,10 +7,10 @@ use std::time::Duration;
 use taskthread::prelude::*;
 use taskthread::{ThreadState, TrySendError};
 use taskthread_nats::memory::{Fate, MemoryTransport};
-use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, RemoteOptions, Settings};
+use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, RemoteOptions, Settings};
 use tokio::time::Instant;
 
-use crate::world::{HOST, Job, Sum, WorkerArgs, until, world, world_with};
+use crate::world::{HOST, Job, Sum, WorkerArgs, until, worker_host, world, world_with};
 
 fn gated(gated: bool, gated_exit: bool) -> WorkerArgs {
     WorkerArgs { gated, gated_exit }
@@ -111,6 +111,18 @@ async fn a_remote_child_without_a_capacity_takes_the_remote_default() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_capacity_above_the_remote_maximum_is_taken_as_the_maximum() {
+    let world = world().await;
+    let worker = world
+        .worker(ChildOptions::new().capacity(MAX_REMOTE_CAPACITY * 64))
+        .await;
+    assert_eq!(worker.snapshot().queue_capacity, MAX_REMOTE_CAPACITY);
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dead_host_is_lost_within_the_documented_time() {
     let mut world = world().await;
     let settings = world.settings;
@@ -204,6 +216,83 @@ async fn a_stop_past_its_deadline_is_aborted_on_both_sides() {
     );
     assert!(exit.starts_with("exit boss/worker aborted"), "{exit}");
     until(|| (world.host.as_ref().unwrap().running() == 0).then_some(())).await;
+    world.end().await;
+}
+
+/// What `Host::stop` may wait for is bounded: the host's stop deadline, then a parent's
+/// ack of the exit for at most the host's `lost_after`.
+async fn stop_returns(stop: impl Future<Output = ()>) {
+    let stopped = tokio::time::timeout(Duration::from_secs(3600), stop).await;
+    assert!(stopped.is_ok(), "`Host::stop` never returned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_stops_though_a_parent_never_acks_the_exit() {
+    let mut world = world().await;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    // The parent never hears the exit, so never acks it, and keeps the edge alive.
+    world.transport.set_faults(|d| {
+        if d.frames.iter().any(|f| f.kind == "exit") {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    stop_returns(world.host.take().unwrap().stop()).await;
+    // Without the exit, the parent finds the child lost once the host is gone.
+    let exit = world.heard_line("exit").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    world.transport.clear_faults();
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_stops_a_subtree_past_its_stop_deadline() {
+    let world = world().await;
+    let host = worker_host("host-b", &world.transport, &world.gate, &world.done)
+        .stop_deadline(Duration::from_secs(2))
+        .start()
+        .await
+        .unwrap();
+    let worker = world
+        .worker_with(RemoteOptions::on("host-b").args(gated(false, true)))
+        .await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    // Its exit hook waits for the gate, which never opens: aborted on the host.
+    stop_returns(host.stop()).await;
+    let exit = world.heard_line("exit").await;
+    assert!(exit.starts_with("exit boss/worker aborted"), "{exit}");
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spawn_that_reaches_a_stopping_host_is_not_started() {
+    let mut world = world().await;
+    let first = world
+        .worker_with(RemoteOptions::on(HOST).args(gated(false, true)))
+        .await;
+    assert_eq!(first.ask(Sum).await.unwrap(), 0);
+    // The second's spawn request reaches the host only once it stops.
+    world.transport.set_faults(|d| {
+        if d.frames.iter().any(|f| f.kind == "spawn") {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    let _second = world.worker(ChildOptions::new().name("second")).await;
+    let stopping = tokio::spawn(world.host.take().unwrap().stop());
+    // The host stops; the first waits in its exit hook, and the request comes again.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    world.transport.clear_faults();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.gate.add_permits(1);
+    stop_returns(async { stopping.await.unwrap() }).await;
+    let exit = world.heard_line("exit boss/second").await;
+    assert!(exit.starts_with("exit boss/second lost: "), "{exit}");
     world.end().await;
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use taskthread::prelude::*;
-use taskthread_nats::{Host, RemoteOptions, Remotes, Settings, Transport, memory::MemoryTransport};
+use taskthread_nats::{
+    Host, HostBuilder, RemoteOptions, Remotes, Settings, Transport, memory::MemoryTransport,
+};
 use tokio::sync::Semaphore;
 
 /// A job: the worker writes its number down.
@@ -200,16 +202,25 @@ pub(crate) async fn start_host<T: Transport + Clone>(
     gate: &Arc<Semaphore>,
     done: &Arc<Mutex<Vec<u32>>>,
 ) -> Host {
-    let (gate, done) = (gate.clone(), done.clone());
-    Host::builder(name, transport.clone())
-        .register(move |args: WorkerArgs| Worker {
-            args,
-            gate: gate.clone(),
-            done: done.clone(),
-        })
+    worker_host(name, transport, gate, done)
         .start()
         .await
         .expect("the host starts")
+}
+
+/// A host named `name`, with `Worker` registered, on `transport`, to be started.
+pub(crate) fn worker_host<T: Transport + Clone>(
+    name: &str,
+    transport: &T,
+    gate: &Arc<Semaphore>,
+    done: &Arc<Mutex<Vec<u32>>>,
+) -> HostBuilder {
+    let (gate, done) = (gate.clone(), done.clone());
+    Host::builder(name, transport.clone()).register(move |args: WorkerArgs| Worker {
+        args,
+        gate: gate.clone(),
+        done: done.clone(),
+    })
 }
 
 pub(crate) async fn world() -> World {
