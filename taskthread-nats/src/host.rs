@@ -24,8 +24,7 @@ use crate::endpoint::{self, Edge, Endpoint, Event, Side};
 use crate::error::{HostError, check_name};
 use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
 use crate::link::Link;
-use crate::remote::MAX_REMOTE_CAPACITY;
-use crate::settings::Settings;
+use crate::settings::{MAX_REMOTE_CAPACITY, Settings};
 use crate::transport::Transport;
 
 /// The transport address of the host named `name`.

@@ -31,7 +31,7 @@ use crate::error::{SpawnError, TransportError, check_name};
 use crate::frame::{EdgeId, Head, Kind, SpawnHead};
 use crate::host::{SendError, host_address, window};
 use crate::link::Link;
-use crate::settings::Settings;
+use crate::settings::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, Settings};
 use crate::transport::Transport;
 use crate::tree;
 
@@ -156,26 +156,6 @@ impl Remotes {
         Ok(ctx.spawn_proxy(child, move |proxy| run(proxy, plan)))
     }
 }
-
-/// The queue capacity of a remote child whose options set none and whose type declares none
-/// (`#[taskthread(capacity = N)]`); a local child's default is
-/// [`taskthread::DEFAULT_CAPACITY`] (64).
-///
-/// The capacity is also the edge's window: a message's credit returns only once the child
-/// has taken it on its host, a round trip later, so a remote child takes at most about
-/// *capacity / round-trip time* messages a second. Across a NATS server on loopback a round
-/// trip takes 100–250 µs; 1 024 keeps a child that takes small messages fast at that,
-/// and costs memory only as messages actually queue. Set a capacity on
-/// [`RemoteOptions::child`] for a tighter bound.
-pub const DEFAULT_REMOTE_CAPACITY: usize = 1024;
-
-/// The largest queue capacity of a remote child: a larger one, set on its options or
-/// declared by its type, is taken as this.
-///
-/// A host holds what a parent sends up to the child's capacity (queued for the thread, and
-/// early frames waiting for a lost one before them), so it grants no parent more than this,
-/// whatever the parent asks for. 65 536 places are 64 times the default's window.
-pub const MAX_REMOTE_CAPACITY: usize = 65_536;
 
 /// Where and how to spawn a remote child: see [`Remotes::spawn`].
 ///
