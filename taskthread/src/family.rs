@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use tokio::task::{AbortHandle, JoinError, JoinHandle, JoinSet};
 
 use crate::blocking::BlockingLimit;
-use crate::exit::{ChildExit, ChildId, Exit, log_exit};
+use crate::exit::{ChildExit, ChildId, Exit, log_exit, log_restart};
 use crate::node::{ChildEntry, ChildNode, Node, Queue};
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::{Inbox, InboxSender, inbox};
@@ -43,7 +43,9 @@ struct Work {
     jobs: JoinSet<()>,
     blocking: Option<BlockingLimit>,
     stream_aborts: Vec<AbortHandle>,
-    drained: Vec<Box<dyn Drained>>,
+    /// The drained inputs whose forwarding task may still run: an input whose stream has
+    /// ended (a closed, idle pool) is forgotten as the next one comes.
+    drained: Vec<(AbortHandle, Box<dyn Drained>)>,
 }
 
 impl Work {
@@ -53,7 +55,7 @@ impl Work {
         for abort in self.stream_aborts.drain(..) {
             abort.abort();
         }
-        for source in &mut self.drained {
+        for (_, source) in &mut self.drained {
             source.stop();
         }
     }
@@ -366,11 +368,13 @@ impl<P, E> Family<P, E> {
         stopping: bool,
     ) {
         let (work, runtime) = self.work_and_runtime();
-        spawn_job_on(&mut work.jobs, runtime, forward);
+        let forwarding = spawn_job_on(&mut work.jobs, runtime, forward);
         if stopping {
             source.stop();
         }
-        work.drained.push(source);
+        work.drained
+            .retain(|(forwarding, _)| !forwarding.is_finished());
+        work.drained.push((forwarding, source));
     }
 
     /// Runs `job` on tokio's blocking pool, at most `limit` of this thread's at once.
@@ -485,7 +489,7 @@ impl<P, E> Family<P, E> {
         self.children = 0;
         self.stages = StageCounts::default();
         if let Some(work) = &mut self.work {
-            for mut source in work.drained.drain(..) {
+            for (_, mut source) in work.drained.drain(..) {
                 source.abort();
             }
             // `spawn_task` jobs are cancelled; `spawn_blocking` jobs cannot be, and are left
@@ -535,11 +539,21 @@ impl<P, E> Family<P, E> {
         self.drop_unheard(&late_children)
     }
 
+    /// Asks the children the `exit` hook spawned to stop (those of a stage already stopped
+    /// are stopping already).
+    pub(crate) fn stop_late_children(&self) {
+        if self.children > 0 {
+            for child in self.node().children_now() {
+                child.node().request_stop();
+            }
+        }
+    }
+
     /// Empties the inbox once the thread's tasks are gone: what is left came after the
     /// `exit` hook ran, from children and tasks it started, and no handler runs any more.
     /// UP messages and results are dropped, counted in one warning, and their number
     /// returned; the exits of `late_children` are logged, as those of a failed thread are.
-    fn drop_unheard(&mut self, late_children: &[Arc<dyn ChildNode>]) -> usize {
+    pub(crate) fn drop_unheard(&mut self, late_children: &[Arc<dyn ChildNode>]) -> usize {
         let mut unheard = 0;
         while let Some(inbound) = self.inbox.try_recv() {
             match inbound {
@@ -559,14 +573,14 @@ impl<P, E> Family<P, E> {
                     };
                     log_exit(self.node().path(), &exit);
                 }
-                Inbound::Restart(..) => {}
+                Inbound::Restart(_, restart) => log_restart(self.node().path(), &restart),
             }
         }
         if unheard > 0 {
             tracing::warn!(
                 unheard,
-                "dropped UP messages and task results that came after the exit hook: no \
-                 handler runs after it"
+                "dropped UP messages and task results that came after the thread's last \
+                 handler ran"
             );
         }
         unheard
@@ -654,7 +668,7 @@ impl<P, E> Drop for Family<P, E> {
         }
         // Likewise the work of its drained inputs (none is left after a stop).
         if let Some(work) = &mut self.work {
-            for mut source in work.drained.drain(..) {
+            for (_, mut source) in work.drained.drain(..) {
                 source.abort();
             }
         }
@@ -692,6 +706,35 @@ mod tests {
             assert!(slot.get_mut().is_some());
             slot.renew();
         }
+    }
+
+    /// A drained input that only holds a count of its holders.
+    struct Source(Arc<()>);
+
+    impl super::Drained for Source {
+        fn stop(&mut self) {}
+        fn abort(&mut self) {}
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_drained_input_whose_stream_ended_is_forgotten_as_the_next_comes() {
+        let node: Arc<Node> = node(None);
+        let mut family = Family::<(), ()>::new(node, Some(tokio::runtime::Handle::current()));
+        let first = Arc::new(());
+        family.spawn_drained(async {}, Box::new(Source(Arc::clone(&first))), false);
+        // Its forwarding task runs to its end (a pool's results stream ended).
+        while family.has_jobs() {
+            std::future::poll_fn(|cx| family.poll_job(cx)).await;
+        }
+        let second = Arc::new(());
+        family.spawn_drained(
+            std::future::pending(),
+            Box::new(Source(Arc::clone(&second))),
+            false,
+        );
+        assert_eq!(Arc::strong_count(&first), 1, "the ended input is forgotten");
+        assert_eq!(Arc::strong_count(&second), 2, "the running one is kept");
+        family.abort();
     }
 
     #[tokio::test(flavor = "current_thread")]

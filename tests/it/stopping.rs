@@ -207,18 +207,21 @@ impl Closer {
 /// The result of a blocking job.
 struct Checked;
 
-/// A thread whose exit hook starts a leaf (which sends UP from its own exit), a blocking job
-/// and a task: all answer after the hook, when no handler runs any more.
+/// A thread whose exit hook starts a leaf (which sends UP from its own exit), if told to, a
+/// blocking job and a task: all answer after the hook, when no handler runs any more.
 struct LateStarter {
     log: Log,
+    with_leaf: bool,
 }
 
 #[taskthread]
 impl LateStarter {
     async fn exit(&mut self, ctx: &mut Ctx<Self>) {
-        ctx.spawn(Leaf {
-            log: self.log.clone(),
-        });
+        if self.with_leaf {
+            ctx.spawn(Leaf {
+                log: self.log.clone(),
+            });
+        }
         ctx.spawn_blocking(|| Checked);
         ctx.spawn_task(async {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -242,6 +245,7 @@ impl LateStarter {
 /// A root that logs its children's exits with what they dropped.
 struct Holder {
     log: Log,
+    with_leaf: bool,
 }
 
 #[taskthread]
@@ -249,6 +253,7 @@ impl Holder {
     async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
         ctx.spawn(LateStarter {
             log: self.log.clone(),
+            with_leaf: self.with_leaf,
         });
         Ok(())
     }
@@ -271,7 +276,10 @@ impl Holder {
 async fn what_reaches_a_thread_after_its_exit_hook_is_counted_as_dropped() {
     let start = alive_tasks();
     let log = Log::default();
-    let root = taskthread::spawn(Holder { log: log.clone() });
+    let root = taskthread::spawn(Holder {
+        log: log.clone(),
+        with_leaf: true,
+    });
     root.stop();
     assert!(matches!(root.join().await, Exit::Stopped));
     assert_eq!(
@@ -287,6 +295,21 @@ async fn what_reaches_a_thread_after_its_exit_hook_is_counted_as_dropped() {
         alive_tasks(),
         start,
         "no task of the tree is alive after join"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_of_tasks_an_exit_hook_started_are_counted_as_dropped() {
+    let log = Log::default();
+    let root = taskthread::spawn(Holder {
+        log: log.clone(),
+        with_leaf: false,
+    });
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Stopped));
+    assert_eq!(
+        lines(&log),
+        ["exited holder/late_starter stopped, 2 dropped"]
     );
 }
 

@@ -238,6 +238,41 @@ async fn stopping_workers_finish_the_jobs_they_hold() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_worker_aborted_with_a_job_in_hand_leaves_no_task_behind() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let seen = Seen::default();
+    // The workers inherit the pool's stop deadline.
+    let root = taskthread::spawn_with(
+        pool(&seen).size(1),
+        ChildOptions::new().stop_deadline(Duration::from_secs(1)),
+    );
+    let handle = root.child_ref().pool();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let start = alive();
+    for n in 0..5 {
+        root.send(Job(n, Duration::from_secs(3600))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Stopped with the job in hand, then aborted at its deadline.
+        assert_eq!(handle.resize(0).await.unwrap().running, 0);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(handle.resize(1).await.unwrap().running, 1);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        alive(),
+        start,
+        "nothing waits for the aborted workers' jobs"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+    root.stop();
+    root.join().await.into_result().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn start_stop_and_resize_report_the_new_size() {
     let seen = Seen::default();
     let root = taskthread::spawn(pool(&seen).size(2).max(5));

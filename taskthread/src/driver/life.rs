@@ -442,6 +442,7 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
     fn finish(&mut self) -> impl Future<Output = (Exit, usize)> + '_ {
         async move {
             let dropped = self.dropped();
+            let mut late_jobs = false;
             if dropped > 0 {
                 tracing::warn!(
                     dropped,
@@ -468,6 +469,7 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                     Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
                 }
                 if !self.aborted && self.ctx.family_if_any().is_some_and(|f| f.has_jobs()) {
+                    late_jobs = true;
                     // Boxed: only an `exit` hook that started tasks has any to wait for.
                     Box::pin(self.wait_for_late_jobs()).await;
                 }
@@ -487,13 +489,15 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                 return (Exit::Aborted { dropped }, dropped);
             }
             let mut unheard = 0;
-            if let Some(family) = self.ctx.family_if_any()
-                && !family.is_reaped()
-            {
-                // Boxed: only a thread whose children's or jobs' tasks are still running
-                // has anything to wait for (those started by the `exit` hook, or after an
-                // abort); what they send is counted as dropped.
-                unheard = Box::pin(family.reap_all()).await;
+            if let Some(family) = self.ctx.family_if_any() {
+                if !family.is_reaped() {
+                    // Boxed: only a thread whose children's or jobs' tasks are still running
+                    // has anything to wait for (those started by the `exit` hook); what
+                    // they send is counted as dropped.
+                    unheard = Box::pin(family.reap_all()).await;
+                } else if late_jobs {
+                    unheard = family.drop_unheard(&[]);
+                }
             }
             match self.failure.take() {
                 Some(failure) => (failure.exit, failure.dropped + unheard),
@@ -509,10 +513,13 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
     /// the thread like the others, so they run to their end (and a panic in one fails the
     /// thread), but no handler runs after the hook to take their results, which are dropped
     /// and counted as the thread finishes. Past the deadline, what remains is aborted.
-    #[cold]
     async fn wait_for_late_jobs(&mut self) {
         let (ctx, stop, failure) = (&mut *self.ctx, &mut self.stop, &mut self.failure);
         let node = self.down.node();
+        // Children the hook spawned stop meanwhile, not after.
+        if let Some(family) = ctx.family_if_any() {
+            family.stop_late_children();
+        }
         let passed = poll_fn(|cx| {
             let Some(family) = ctx.family_if_any() else {
                 return Poll::Ready(false);

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::child::{ChildOptions, ChildRef};
 use crate::ctx::Ctx;
@@ -315,7 +315,14 @@ impl<W: Thread> WorkerPool<W> {
             let worker = ctx.launch_child(options, Ctx::forward_port, |prepared| {
                 prepared.launch_by(worker, rules)
             });
-            self.given.insert(worker.id(), Tally { given: 0, done });
+            self.given.insert(
+                worker.id(),
+                Tally {
+                    given: 0,
+                    done,
+                    watcher: None,
+                },
+            );
             self.free.push_back(worker.id());
             self.workers.push(worker);
         }
@@ -326,7 +333,7 @@ impl<W: Thread> WorkerPool<W> {
         for worker in self.workers.drain(self.workers.len() - n..).rev() {
             worker.stop();
             self.free.retain(|&id| id != worker.id());
-            self.given.remove(&worker.id());
+            forget(&mut self.given, worker.id());
         }
         self.publish();
     }
@@ -390,15 +397,15 @@ impl<W: Thread> WorkerPool<W> {
     /// Marks the worker free again once it has finished every job it was given.
     fn watch(&mut self, worker: &ChildRef<W>) {
         let id = worker.id();
-        let Some(tally) = self.given.get(&id) else {
+        let Some(tally) = self.given.get_mut(&id) else {
             return;
         };
         let (given, done) = (tally.given, Arc::clone(&tally.done));
         let ready = self.ready_tx.clone();
-        self.watchers.spawn(async move {
+        tally.watcher = Some(self.watchers.spawn(async move {
             std::future::poll_fn(|cx| done.poll_finished(given, cx)).await;
             let _ = ready.send(id);
-        });
+        }));
     }
 
     /// Hands `job` to a free worker, waiting for one (and applying resize commands) while
@@ -544,7 +551,7 @@ impl<W: Thread> Thread for WorkerPool<W> {
             // Not stopped by the pool: it ended on its own.
             self.workers.remove(at);
             self.free.retain(|&id| id != from);
-            self.given.remove(&from);
+            forget(&mut self.given, from);
             self.publish();
             if exit.exit.is_failure() {
                 log_exit(ctx.path(), &exit);
@@ -596,10 +603,24 @@ impl Stream for WakeStream {
     }
 }
 
+/// Forgets a worker's jobs: its watcher, if any, is cancelled. A worker that ended with a
+/// job queued (it failed from a task, say) would never finish it.
+fn forget(given: &mut HashMap<ChildId, Tally>, id: ChildId) {
+    if let Some(Tally {
+        watcher: Some(watcher),
+        ..
+    }) = given.remove(&id)
+    {
+        watcher.abort();
+    }
+}
+
 /// What a pool knows of one worker's jobs.
 struct Tally {
     /// Jobs handed to it.
     given: u64,
     /// Counts the jobs it has finished.
     done: Arc<DoneSignal>,
+    /// The task waiting for it to finish the last job it was given.
+    watcher: Option<AbortHandle>,
 }
