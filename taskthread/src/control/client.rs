@@ -118,9 +118,26 @@ impl ControlClient {
 }
 
 impl ControlClient {
+    /// Tells a watching endpoint that its messages were taken: any line acknowledges them.
+    /// A failure to send is left to the next read to report, as the message in hand is
+    /// whole.
+    async fn acknowledge(&mut self) {
+        let out = self.session.get_mut();
+        let _ = async {
+            out.write_all(b"\n").await?;
+            out.flush().await
+        }
+        .await;
+    }
+
     /// Turns the session into a watch: sends `watch --json` and returns the stream of
     /// [`WatchMessage`]s, a snapshot first. The watch lasts until the stream is dropped
     /// (the session is closed); open another client for requests meanwhile.
+    ///
+    /// [`ControlWatch::next`] acknowledges each message it reads, so the endpoint keeps the
+    /// watch open for as long as the messages are taken; a watch whose messages are not
+    /// taken for the endpoint's idle timeout is closed by the endpoint (see the protocol's
+    /// [sessions](crate::control#sessions)).
     ///
     /// ```no_run
     /// # // `no_run`: it needs a live endpoint; the tests run one.
@@ -160,6 +177,7 @@ impl ControlWatch {
         if !answer.ok {
             return Err(io::Error::other(answer.payload));
         }
+        self.client.acknowledge().await;
         serde_json::from_str(&answer.payload).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
