@@ -925,3 +925,62 @@ async fn a_pool_command_the_pool_does_not_apply_is_refused_after_the_idle_timeou
     control.join().await.into_result().unwrap();
     pool.join().await.into_result().unwrap();
 }
+
+/// A fake endpoint on loopback TCP that reads each session's request and then sends
+/// `reply` and nothing more, holding the session open.
+async fn stalling_endpoint(reply: &'static [u8]) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut session, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 64];
+            let _ = session.read(&mut request).await;
+            session.write_all(reply).await.unwrap();
+            held.push(session);
+        }
+    });
+    addr
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_gives_up_on_an_endpoint_that_stops_answering() {
+    // Without a timeout of its own, the client would wait for ever: this bounds the test.
+    async fn bounded<T>(what: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(3600), what)
+            .await
+            .expect("the client gives up by itself")
+    }
+    let timed_out = |e: std::io::Error, after: &str| {
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(
+            e.to_string(),
+            format!("no answer from the control endpoint within {after}")
+        );
+    };
+
+    // Silent.
+    let silent = stalling_endpoint(b"").await;
+    let mut client = ControlClient::connect_tcp(silent).await.unwrap();
+    timed_out(bounded(client.request("tree")).await.unwrap_err(), "30s");
+    // The session is out of step: later requests fail at once.
+    let again = client.request("tree").await.unwrap_err();
+    assert!(again.to_string().contains("connect again"), "{again}");
+
+    // A header that announces a large answer, a few bytes of it, and silence.
+    let stalled = stalling_endpoint(b"OK 60000000\nabc").await;
+    let mut client = ControlClient::connect_tcp(stalled)
+        .await
+        .unwrap()
+        .timeout(Duration::from_secs(5));
+    timed_out(bounded(client.request("tree")).await.unwrap_err(), "5s");
+
+    // A watch whose messages stop coming.
+    let watch = ControlClient::connect_tcp(silent)
+        .await
+        .unwrap()
+        .timeout(Duration::from_secs(5));
+    let mut watch = watch.watch().await.unwrap();
+    timed_out(bounded(watch.next()).await.unwrap_err(), "5s");
+}

@@ -21,7 +21,9 @@
 //! ```
 //!
 //! and drive it with `taskthread-ctl --unix /run/app/control.sock tree`, or with a
-//! [`ControlClient`].
+//! [`ControlClient`]. The client waits at most [`DEFAULT_REQUEST_TIMEOUT`] (30 seconds; see
+//! [`ControlClient::timeout`]) for each answer, so an endpoint that has stopped answering
+//! cannot hang it.
 //!
 //! # Protocol
 //!
@@ -91,7 +93,7 @@ mod connection;
 mod protocol;
 mod server;
 
-pub use self::client::{Answer, ControlClient, ControlWatch, MAX_ANSWER};
+pub use self::client::{Answer, ControlClient, ControlWatch, DEFAULT_REQUEST_TIMEOUT, MAX_ANSWER};
 pub use self::protocol::{JSON_FLAG, MAX_LINE};
 pub use self::server::{
     ControlEndpoint, ControlError, ControlServer, DEFAULT_IDLE_TIMEOUT, MAX_SESSIONS,
