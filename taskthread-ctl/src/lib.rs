@@ -7,6 +7,7 @@ pub mod top;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use taskthread::control::{Answer, ControlClient, JSON_FLAG};
@@ -46,28 +47,65 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
 
+    /// How long to wait for the endpoint, in seconds (fractions allowed): to connect, and
+    /// for each answer, from the request to its last byte (for `watch` and `top`, for each
+    /// message, which comes every sampling interval of the endpoint: keep it longer).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "30",
+        value_parser = parse_seconds
+    )]
+    pub timeout: Duration,
+
     /// The command to run once; none opens the prompt.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
 
+/// Reads `--timeout`: a positive number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(timeout) if !timeout.is_zero() => Ok(timeout),
+        _ => Err(format!("`{text}`: the timeout must be more than 0 seconds")),
+    }
+}
+
 impl Args {
-    /// Connects to the endpoint the arguments name.
+    /// Connects to the endpoint the arguments name, waiting at most the timeout, and gives
+    /// the client that timeout.
     pub async fn connect(&self) -> io::Result<ControlClient> {
-        match (&self.unix, self.tcp) {
+        let (connected, endpoint) = match (&self.unix, self.tcp) {
             #[cfg(unix)]
-            (Some(path), _) => ControlClient::connect_unix(path).await.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to {}: {e}", path.display()),
-                )
-            }),
-            (_, Some(addr)) => ControlClient::connect_tcp(addr)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}"))),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no endpoint: give --unix PATH or --tcp ADDR",
+            (Some(path), _) => (
+                tokio::time::timeout(self.timeout, ControlClient::connect_unix(path)).await,
+                path.display().to_string(),
+            ),
+            (_, Some(addr)) => (
+                tokio::time::timeout(self.timeout, ControlClient::connect_tcp(addr)).await,
+                addr.to_string(),
+            ),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no endpoint: give --unix PATH or --tcp ADDR",
+                ));
+            }
+        };
+        let connected = connected.unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out after {:?}", self.timeout),
+            ))
+        });
+        match connected {
+            Ok(client) => Ok(client.timeout(self.timeout)),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("cannot connect to {endpoint}: {e}"),
             )),
         }
     }

@@ -1,6 +1,6 @@
 //! `taskthread-ctl` run as a process against a live control endpoint: one-shot commands
-//! (output, exit status, `--json`, unreachable endpoints, refused sessions, bad arguments),
-//! the prompt, and `watch`.
+//! (output, exit status, `--json`, unreachable endpoints, refused sessions, bad arguments,
+//! an endpoint that does not answer), the prompt, and `watch`.
 
 #![cfg(unix)]
 
@@ -160,6 +160,42 @@ async fn the_endpoint_is_required_and_only_one() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_does_not_answer_is_given_up_after_the_timeout() {
+    // Accepts sessions, reads their requests and answers nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (session, _) = listener.accept().await.unwrap();
+            held.push(session);
+        }
+    });
+    let out = ctl(&["--tcp", &addr, "--timeout", "0.5", "tree"]).await;
+    assert_eq!(
+        text(&out.stderr),
+        "error: no answer from the control endpoint within 500ms\n"
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = ctl(&["--tcp", &addr, "--timeout", "0.5", "watch"]).await;
+    assert_eq!(
+        text(&out.stderr),
+        "error: no answer from the control endpoint within 500ms\n"
+    );
+    assert_eq!(out.status.code(), Some(2));
+    for bad in ["0", "-1", "soon"] {
+        let out = ctl(&["--tcp", &addr, "--timeout", bad, "tree"]).await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("invalid value"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    silent.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

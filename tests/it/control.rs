@@ -2,7 +2,9 @@
 //! framing of large answers, bad input (the session goes on), many concurrent sessions and
 //! a slow one, the Unix socket's mode and its stale / live / foreign file handling, the
 //! loopback rule of TCP, the server ending its sessions when it stops, the limit on
-//! sessions (a closed one frees its place at once) and the idle timeout.
+//! sessions (a closed one frees its place at once) and the idle timeout, for requests, for
+//! `watch` sessions (acknowledged or not, half-closed) and for a pool that does not apply a
+//! command.
 
 #![cfg(unix)]
 
@@ -804,4 +806,181 @@ async fn a_supervised_child_between_lives_shows_as_restarting() {
     control.join().await.into_result().unwrap();
     keeper.stop();
     keeper.join().await.into_result().unwrap();
+}
+
+/// A control endpoint on loopback TCP for the subtree of `tree`, closing sessions idle
+/// for `idle`.
+async fn tcp_endpoint(
+    tree: &impl taskthread::control::Subtree,
+    idle: Duration,
+) -> (
+    std::net::SocketAddr,
+    Handle<taskthread::control::ControlServer>,
+) {
+    let server = ControlEndpoint::tcp("127.0.0.1:0".parse().unwrap())
+        .idle_timeout(idle)
+        .bind(tree)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    (addr, taskthread::spawn(server))
+}
+
+/// Reads one framed answer off a raw session: its header line and payload.
+async fn read_frame(session: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut header = String::new();
+    if session.read_line(&mut header).await.ok()? == 0 {
+        return None;
+    }
+    let len: usize = header.trim_end().strip_prefix("OK ")?.parse().ok()?;
+    let mut payload = vec![0; len];
+    session.read_exact(&mut payload).await.ok()?;
+    Some(String::from_utf8(payload).unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_whose_messages_are_not_acknowledged_is_closed_after_the_idle_timeout() {
+    let app = taskthread::spawn(App { extra: 0 });
+    let idle = Duration::from_secs(5);
+    let (addr, control) = tcp_endpoint(&app, idle).await;
+
+    // A client that reads the messages and never sends anything: it looks the same as one
+    // that stopped reading long ago, with the socket's buffers not yet full.
+    let session = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut session = tokio::io::BufReader::new(session);
+    session.get_mut().write_all(b"watch\n").await.unwrap();
+    let ended = tokio::time::timeout(idle * 20, async {
+        let mut messages = 0;
+        while read_frame(&mut session).await.is_some() {
+            messages += 1;
+        }
+        messages
+    })
+    .await;
+    let messages = ended.expect("an unacknowledged watch is closed");
+    assert!(messages > 1, "the watch streamed before it was closed");
+
+    // A client that acknowledges each message keeps its watch far past the idle timeout.
+    let mut watch = ControlClient::connect_tcp(addr)
+        .await
+        .unwrap()
+        .watch()
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < idle * 4 {
+        watch.next().await.unwrap();
+    }
+    drop(watch);
+
+    // A client that closes its end ends the watch at once.
+    let session = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut session = tokio::io::BufReader::new(session);
+    session.get_mut().write_all(b"watch\n").await.unwrap();
+    assert!(read_frame(&mut session).await.is_some());
+    session.get_mut().shutdown().await.unwrap();
+    let closed = tokio::time::timeout(idle / 2, async {
+        while read_frame(&mut session).await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a half-closed watch ends before the idle timeout"
+    );
+
+    control.stop();
+    control.join().await.into_result().unwrap();
+    app.stop();
+    app.join().await.into_result().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_command_the_pool_does_not_apply_is_refused_after_the_idle_timeout() {
+    // A pool whose only worker is in an hour-long job, asked to stop: it waits for the job
+    // and applies no command meanwhile.
+    let pool = taskthread::spawn_with(
+        WorkerPool::new(|| Sleeper).size(1),
+        ChildOptions::new()
+            .name("stuck")
+            .stop_deadline(Duration::from_secs(24 * 3600)),
+    );
+    pool.send(3_600_000u64).await.unwrap();
+    let idle = Duration::from_secs(5);
+    let (addr, control) = tcp_endpoint(&pool, idle).await;
+    let mut client = ControlClient::connect_tcp(addr).await.unwrap();
+    while !ok(client.request("pool stuck running").await.unwrap()).contains("1 running") {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pool.stop();
+
+    assert_eq!(
+        err(client.request("pool stuck size 2").await.unwrap()),
+        "the pool `stuck` did not apply the command within 5s; it may still apply it later"
+    );
+    // The session goes on.
+    assert!(ok(client.request("tree").await.unwrap()).starts_with("WorkerPool"));
+
+    control.stop();
+    control.join().await.into_result().unwrap();
+    pool.join().await.into_result().unwrap();
+}
+
+/// A fake endpoint on loopback TCP that reads each session's request and then sends
+/// `reply` and nothing more, holding the session open.
+async fn stalling_endpoint(reply: &'static [u8]) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut session, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 64];
+            let _ = session.read(&mut request).await;
+            session.write_all(reply).await.unwrap();
+            held.push(session);
+        }
+    });
+    addr
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_gives_up_on_an_endpoint_that_stops_answering() {
+    // Without a timeout of its own, the client would wait for ever: this bounds the test.
+    async fn bounded<T>(what: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(3600), what)
+            .await
+            .expect("the client gives up by itself")
+    }
+    let timed_out = |e: std::io::Error, after: &str| {
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(
+            e.to_string(),
+            format!("no answer from the control endpoint within {after}")
+        );
+    };
+
+    // Silent.
+    let silent = stalling_endpoint(b"").await;
+    let mut client = ControlClient::connect_tcp(silent).await.unwrap();
+    timed_out(bounded(client.request("tree")).await.unwrap_err(), "30s");
+    // The session is out of step: later requests fail at once.
+    let again = client.request("tree").await.unwrap_err();
+    assert!(again.to_string().contains("connect again"), "{again}");
+
+    // A header that announces a large answer, a few bytes of it, and silence.
+    let stalled = stalling_endpoint(b"OK 60000000\nabc").await;
+    let mut client = ControlClient::connect_tcp(stalled)
+        .await
+        .unwrap()
+        .timeout(Duration::from_secs(5));
+    timed_out(bounded(client.request("tree")).await.unwrap_err(), "5s");
+
+    // A watch whose messages stop coming.
+    let watch = ControlClient::connect_tcp(silent)
+        .await
+        .unwrap()
+        .timeout(Duration::from_secs(5));
+    let mut watch = watch.watch().await.unwrap();
+    timed_out(bounded(watch.next()).await.unwrap_err(), "5s");
 }

@@ -1,7 +1,9 @@
 //! The web view (`taskthread::web`) end to end: the page in a real headless browser
 //! (Chromium, driven over its DevTools protocol) shows the tree and follows it as a thread
 //! is spawned and stopped; `/tree.json`, `/metrics` and `/events` over plain HTTP; the
-//! loopback rule, the token, unknown paths and methods.
+//! loopback rule, the token, unknown paths and methods; the limit on connections, the idle
+//! timeout (a slow request head, an idle keep-alive connection, an `/events` stream that is
+//! not read) and an `/events` stream that lasts while it is read.
 //!
 //! The browser test needs Chromium: Debian's `chromium` package (`.ci/run` installs it), or
 //! the binary named by `TASKTHREAD_CHROMIUM`.
@@ -402,4 +404,134 @@ async fn the_page_shows_the_tree_in_a_browser_and_follows_a_spawn_and_a_stop() {
             .await,
         2
     );
+}
+
+/// Connects with a small receive buffer, so that a client that does not read fills the
+/// socket's buffers after a few events.
+async fn connect_small(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Reads what is left until the server closes the connection.
+async fn until_closed(stream: &mut TcpStream) {
+    let mut rest = Vec::new();
+    // A reset (the server had not read all we sent) is a close too.
+    let _ = stream.read_to_end(&mut rest).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_over_the_limit_are_refused_and_a_closed_one_frees_its_place() {
+    let site = taskthread::spawn_with(Site::default(), ChildOptions::new().name("web-cap"));
+    let web = WebEndpoint::new(loopback())
+        .max_connections(2)
+        .bind(&site)
+        .await
+        .unwrap();
+    let addr = web.local_addr();
+    let web = taskthread::spawn(web);
+    // Two clients hold both places: they opened a connection and are taking their time.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let (status, head, body) = get(addr, &request("/tree.json")).await;
+    assert_eq!(status, 503, "{head}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert_eq!(body, "too many connections (at most 2): try again later\n");
+    // One closes: the next connection is served.
+    drop(held.pop());
+    assert_eq!(get(addr, &request("/tree.json")).await.0, 200);
+    drop(held);
+    web.stop();
+    web.join().await.into_result().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_request_head_and_an_idle_keep_alive_connection_are_closed() {
+    let site = taskthread::spawn_with(Site::default(), ChildOptions::new().name("web-idle"));
+    let web = WebEndpoint::new(loopback())
+        .max_connections(2)
+        .bind(&site)
+        .await
+        .unwrap();
+    let addr = web.local_addr();
+    let web = taskthread::spawn(web);
+    // One client begins its request's head and never ends it.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nX: ").await.unwrap();
+    // Another asks once on a keep-alive connection, takes its answer, and stays.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /tree.json HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n0\r\n\r\n") {
+        let mut buf = [0; 4096];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert_ne!(
+            n, 0,
+            "the keep-alive connection stays open after its answer"
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(get(addr, &request("/tree.json")).await.0, 503);
+
+    tokio::time::sleep(taskthread::web::DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1)).await;
+    // Both were closed, and their places are free again: one for a client that holds
+    // it, one for a request.
+    let _third = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(get(addr, &request("/tree.json")).await.0, 200);
+    until_closed(&mut slow).await;
+    until_closed(&mut kept).await;
+    web.stop();
+    web.join().await.into_result().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_events_stream_lasts_while_read_and_is_closed_once_its_client_stops_reading() {
+    let site = taskthread::spawn_with(Site::default(), ChildOptions::new().name("web-sse"));
+    let idle = Duration::from_secs(5);
+    let web = WebEndpoint::new(loopback())
+        .interval(Duration::from_millis(10))
+        .idle_timeout(idle)
+        .max_connections(1)
+        .bind(&site)
+        .await
+        .unwrap();
+    let addr = web.local_addr();
+    let web = taskthread::spawn(web);
+
+    // Read, a stream goes on long past the idle timeout.
+    let mut stream = connect_small(addr).await;
+    stream
+        .write_all(request("/events").as_bytes())
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    assert!(
+        lines
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("HTTP/1.0 200")
+    );
+    // It holds its connection's place.
+    assert_eq!(get(addr, &request("/tree.json")).await.0, 503);
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < idle * 4 {
+        let line = lines.next_line().await.unwrap();
+        assert!(line.is_some(), "the stream goes on while it is read");
+    }
+    // Not read any more: once the socket's buffers are full (a few megabytes at most) and
+    // the client has taken nothing for the idle timeout, the server closes the stream,
+    // and its place is free.
+    let _stream = lines.into_inner().into_inner();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(get(addr, &request("/tree.json")).await.0, 200);
+    web.stop();
+    web.join().await.into_result().unwrap();
 }

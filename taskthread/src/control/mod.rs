@@ -21,7 +21,9 @@
 //! ```
 //!
 //! and drive it with `taskthread-ctl --unix /run/app/control.sock tree`, or with a
-//! [`ControlClient`].
+//! [`ControlClient`]. The client waits at most [`DEFAULT_REQUEST_TIMEOUT`] (30 seconds; see
+//! [`ControlClient::timeout`]) for each answer, so an endpoint that has stopped answering
+//! cannot hang it.
 //!
 //! # Protocol
 //!
@@ -33,7 +35,7 @@
 //! |---|---|
 //! | `help` | the commands |
 //! | `tree` | the [snapshot](crate::TreeSnapshot) of the tree, in the hierarchical notation |
-//! | `watch` | a stream: a snapshot, then the changes of each sampling (see [`crate::watch`]), one framed answer each, until the client closes the session |
+//! | `watch` | a stream: a snapshot, then the changes of each sampling (see [`crate::watch`]), one framed answer each, until the client closes the session; the client acknowledges what it has taken by sending a line (see [Sessions](#sessions)) |
 //! | `stats PATH` | the counters of the thread at `PATH` (and its pool's, for a worker pool) |
 //! | `stop PATH` | stops the thread at `PATH` gracefully |
 //! | `pool PATH start N` / `stop N` / `size N` | resizes the [worker pool](crate::pool::WorkerPool) at `PATH` |
@@ -51,13 +53,28 @@
 //!
 //! Every answer is framed, so one of any size arrives whole: a header line `OK <len>` or
 //! `ERR <len>`, then exactly `<len>` bytes of payload (UTF-8, ending with `\n`). A malformed
-//! or unknown request, or one too long, gets an `ERR` answer and the session goes on. Each
-//! session runs on its own task, so a slow one never holds up another; at most
+//! or unknown request, or one too long, gets an `ERR` answer and the session goes on. A
+//! pool command the pool has not applied within the idle timeout (a pool that is
+//! stopping applies none) gets an `ERR` answer too; the command stays with the pool.
+//!
+//! # Sessions
+//!
+//! Each session runs on its own task, so a slow one never holds up another; at most
 //! [`MAX_SESSIONS`] run at once (a session frees its place as soon as it is closed), and
 //! all of them end with the server's thread. A session idle for
 //! [`DEFAULT_IDLE_TIMEOUT`] (one minute; see [`ControlEndpoint::idle_timeout`]) is closed,
-//! so forgotten sessions cannot hold every place. A connection over the limit waits up to
-//! a second for a place, then is answered `ERR` with the refusal and closed.
+//! so forgotten sessions cannot hold every place: idle is sending no request for that
+//! long, or not taking an answer. A connection over the limit waits up to a second for a
+//! place, then is answered `ERR` with the refusal and closed.
+//!
+//! A `watch` session is idle when its client does not show that it takes the messages:
+//! the client acknowledges them by sending a line (any line: an empty one will do; what a
+//! watching client sends is otherwise ignored), which acknowledges every message sent
+//! before it. A message left unacknowledged for the idle timeout, or not taken from the
+//! socket for that long, ends the watch, and so does the client closing (or half-closing)
+//! its end. A client that takes each message and acknowledges it keeps the watch for as
+//! long as it likes. [`ControlClient::watch`] acknowledges each message as it reads it, and
+//! so do `taskthread-ctl watch` and `top`.
 //!
 //! # Security
 //!
@@ -76,7 +93,7 @@ mod connection;
 mod protocol;
 mod server;
 
-pub use self::client::{Answer, ControlClient, ControlWatch, MAX_ANSWER};
+pub use self::client::{Answer, ControlClient, ControlWatch, DEFAULT_REQUEST_TIMEOUT, MAX_ANSWER};
 pub use self::protocol::{JSON_FLAG, MAX_LINE};
 pub use self::server::{
     ControlEndpoint, ControlError, ControlServer, DEFAULT_IDLE_TIMEOUT, MAX_SESSIONS,

@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io;
+use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,7 +22,9 @@ const HELP: &str = "\
 commands (add --json to any for JSON):
   help                       this text
   tree                       the tree, one thread per line
-  watch                      a snapshot, then the changes of each sampling, until closed
+  watch                      a snapshot, then the changes of each sampling, until closed;
+                             send a line (an empty one) to acknowledge what came, or the
+                             watch ends after the idle timeout
   stats PATH                 the counters of the thread at PATH
   stop PATH                  stop the thread at PATH gracefully
   pool PATH start N          start N more workers in the pool at PATH
@@ -149,6 +152,7 @@ pub(crate) enum Refusal {
     TooLong,
     NotUtf8,
     TooManySessions { max: usize },
+    PoolTimedOut { pool: String, after: Duration },
 }
 
 impl fmt::Display for Refusal {
@@ -173,6 +177,10 @@ impl fmt::Display for Refusal {
             Self::TooManySessions { max } => {
                 write!(f, "too many sessions (at most {max}): try again later")
             }
+            Self::PoolTimedOut { pool, after } => write!(
+                f,
+                "the pool `{pool}` did not apply the command within {after:?}; it may still apply it later"
+            ),
         }
     }
 }

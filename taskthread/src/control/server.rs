@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::connection::Connection;
 use super::protocol::{self, Command, Format, Line, Refusal, Request};
@@ -25,9 +26,11 @@ use crate::watch::{DEFAULT_INTERVAL, Subtree, SubtreeRoot, Watcher};
 /// answered with an error and closed.
 pub const MAX_SESSIONS: usize = 64;
 
-/// How long a session may stay idle (no request coming in, or an answer not taken) before
-/// the endpoint closes it, unless [`ControlEndpoint::idle_timeout`] says otherwise: one
-/// minute. Idle sessions are closed so that forgotten ones cannot hold every place.
+/// How long a session may stay idle (no request coming in, an answer not taken, or in a
+/// `watch`, a message not acknowledged) before the endpoint closes it, unless
+/// [`ControlEndpoint::idle_timeout`] says otherwise: one minute. Idle sessions are closed
+/// so that forgotten ones cannot hold every place. It also bounds the wait for a pool to
+/// apply a command.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a connection over the limit waits for a place before it is refused.
@@ -82,8 +85,11 @@ impl ControlEndpoint {
         self
     }
 
-    /// Closes a session that stays idle for `timeout`: no request comes in, or the client
-    /// does not take its answer. The default is [`DEFAULT_IDLE_TIMEOUT`] (one minute).
+    /// Closes a session that stays idle for `timeout`: no request comes in, the client
+    /// does not take its answer, or a `watch` client leaves a message unacknowledged (see
+    /// the protocol's [sessions](crate::control#sessions)). A pool command the pool has not
+    /// applied within `timeout` is answered `ERR`. The default is [`DEFAULT_IDLE_TIMEOUT`]
+    /// (one minute).
     ///
     /// ```
     /// use std::time::Duration;
@@ -422,7 +428,7 @@ impl Sessions {
                 Line::TooLong => Err(Refusal::TooLong),
                 Line::Request(line) => match watch_request(&line) {
                     Some(format) => return self.stream_watch(session, format).await,
-                    None => answer(&self.tree, &line).await,
+                    None => answer(&self.tree, self.idle_timeout, &line).await,
                 },
             };
             let write = protocol::write_answer(session.get_mut(), &answer);
@@ -434,22 +440,42 @@ impl Sessions {
 }
 
 impl Sessions {
-    /// Sends the watch stream, one framed answer per message, until the client closes the
-    /// session (what it sends meanwhile is read and dropped) or stops taking the messages
+    /// Sends the watch stream, one framed answer per message, until the client closes or
+    /// half-closes its end, leaves a message unacknowledged for the idle timeout (any line
+    /// it sends acknowledges every message sent before it), or does not take a message
     /// for the idle timeout.
     async fn stream_watch(
         &self,
         mut session: BufReader<Connection>,
         format: Format,
     ) -> io::Result<()> {
+        let closed = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("watch messages {what} for {:?}: closed", self.idle_timeout),
+            )
+        };
         let mut stream = self.watcher.subscribe();
+        // While a message waits for its acknowledgement: the time it must come by.
+        let mut ack_by: Option<Instant> = None;
         loop {
+            let unacknowledged = async move {
+                match ack_by {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let update = tokio::select! {
                 update = stream.next_update() => update,
+                // Reading all along also sees a client that closes its end at once.
                 read = protocol::read_line(&mut session) => match read? {
                     Line::End => return Ok(()),
-                    _ => continue,
+                    Line::Request(_) | Line::TooLong => {
+                        ack_by = None;
+                        continue;
+                    }
                 },
+                () = unacknowledged => return Err(closed("not acknowledged")),
             };
             let payload = match format {
                 Format::Json => update.json(),
@@ -458,15 +484,8 @@ impl Sessions {
             let write = protocol::write_frame(session.get_mut(), "OK", payload);
             tokio::time::timeout(self.idle_timeout, write)
                 .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "watch messages not taken for {:?}: closed",
-                            self.idle_timeout
-                        ),
-                    )
-                })??;
+                .map_err(|_| closed("not taken"))??;
+            ack_by.get_or_insert_with(|| Instant::now() + self.idle_timeout);
         }
     }
 }
@@ -477,8 +496,13 @@ fn watch_request(line: &[u8]) -> Option<Format> {
     (request.command == Command::Watch).then_some(request.format)
 }
 
-/// Answers one request line: the payload of an `OK` answer, or why it is refused.
-async fn answer(tree: &SubtreeRoot, line: &[u8]) -> Result<String, Refusal> {
+/// Answers one request line: the payload of an `OK` answer, or why it is refused. A pool
+/// command not applied within `idle_timeout` is refused.
+async fn answer(
+    tree: &SubtreeRoot,
+    idle_timeout: Duration,
+    line: &[u8],
+) -> Result<String, Refusal> {
     let line = std::str::from_utf8(line).map_err(|_| Refusal::NotUtf8)?;
     let Request { command, format } = Request::parse(line)?;
     let find = |path: String| tree.find(&path).ok_or(Refusal::NoThread(path));
@@ -501,7 +525,15 @@ async fn answer(tree: &SubtreeRoot, line: &[u8]) -> Result<String, Refusal> {
                 .pool()
                 .ok_or_else(|| Refusal::NotAPool(thread.path().to_owned()))?;
             let status = match action {
-                Some(action) => pool.command(action).await.map_err(Refusal::Pool)?,
+                // A pool applies a command between its messages: one that is stopping, or
+                // stuck in a long step, may not get to it soon.
+                Some(action) => tokio::time::timeout(idle_timeout, pool.command(action))
+                    .await
+                    .map_err(|_| Refusal::PoolTimedOut {
+                        pool: thread.path().to_owned(),
+                        after: idle_timeout,
+                    })?
+                    .map_err(Refusal::Pool)?,
                 None => pool.status(),
             };
             format.pool(thread.path(), status)

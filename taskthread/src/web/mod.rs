@@ -31,6 +31,25 @@
 //!
 //! Only `GET` (and `HEAD`) is answered; anything else gets `405`, an unknown path `404`.
 //!
+//! # Limits
+//!
+//! At most [`DEFAULT_MAX_CONNECTIONS`] connections (64; see
+//! [`WebEndpoint::max_connections`]) are served at once, and one that ends frees its place
+//! at once. A connection over the limit waits up to a second for a place, then is answered
+//! `503 Service Unavailable` and closed.
+//!
+//! A connection idle for [`DEFAULT_IDLE_TIMEOUT`] (one minute; see
+//! [`WebEndpoint::idle_timeout`]) is closed: one that has not sent a whole request head
+//! that long after it opened or after its last answer (an idle keep-alive connection, or a
+//! client sending its head a byte at a time), or one whose client takes nothing of an
+//! answer for that long. So neither forgotten nor slow clients can hold every place.
+//!
+//! An `/events` stream holds its connection's place for as long as it lasts. It is not
+//! idle while its client takes the events (one at least every sampling interval), however
+//! long that is; a client that stops reading loses it once the socket's buffers are full
+//! and it has then taken nothing for the idle timeout. A browser's `EventSource` connects
+//! again by itself after a stream is closed.
+//!
 //! # Security
 //!
 //! The view shows the tree's paths, types and figures, and nothing on it changes the tree.
@@ -41,6 +60,7 @@
 //! clear: put a TLS proxy in front for anything but a trusted network.
 
 mod body;
+mod conn;
 mod metrics_text;
 mod routes;
 
@@ -59,6 +79,18 @@ use crate::error::Result;
 use crate::thread::{Thread, serving_thread_items};
 use crate::watch::{DEFAULT_INTERVAL, Subtree, Watcher};
 
+/// The most connections a web view serves at once, unless
+/// [`WebEndpoint::max_connections`] says otherwise: 64, as many as the control endpoint's
+/// sessions. A browser opens at most a few to one server (the page and its `/events`
+/// stream take two).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may stay idle before the web view closes it, unless
+/// [`WebEndpoint::idle_timeout`] says otherwise: one minute, as for the control endpoint's
+/// sessions (longer than a browser keeps an idle connection to reuse). See the
+/// [module's docs](crate::web#limits) for what idle means.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Where the web view listens, before it is bound: `WebEndpoint::new(addr)`, then
 /// [`bind`](Self::bind) it to a subtree to get the [`WebServer`].
 #[derive(Clone)]
@@ -66,6 +98,8 @@ pub struct WebEndpoint {
     addr: SocketAddr,
     token: Option<Arc<str>>,
     interval: Duration,
+    max_connections: usize,
+    idle_timeout: Duration,
 }
 
 impl fmt::Debug for WebEndpoint {
@@ -74,6 +108,8 @@ impl fmt::Debug for WebEndpoint {
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "..."))
             .field("interval", &self.interval)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }
@@ -87,6 +123,8 @@ impl WebEndpoint {
             addr,
             token: None,
             interval: DEFAULT_INTERVAL,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -110,6 +148,50 @@ impl WebEndpoint {
         self
     }
 
+    /// Serves at most `max` connections at once; one over the limit waits up to a second
+    /// for a place, then is answered `503` and closed. The default is
+    /// [`DEFAULT_MAX_CONNECTIONS`] (64).
+    ///
+    /// # Panics
+    /// If `max` is zero.
+    ///
+    /// ```
+    /// use taskthread::web::WebEndpoint;
+    ///
+    /// let endpoint = WebEndpoint::new("127.0.0.1:0".parse().unwrap()).max_connections(8);
+    /// ```
+    #[track_caller]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        assert!(max > 0, "a web view must serve at least one connection");
+        self.max_connections = max;
+        self
+    }
+
+    /// Closes a connection that stays idle for `timeout`: it sends no whole request head
+    /// within `timeout` of opening or of its last answer, or its client takes nothing of
+    /// an answer for that long (an `/events` stream that is read is never idle). The
+    /// default is [`DEFAULT_IDLE_TIMEOUT`] (one minute).
+    ///
+    /// # Panics
+    /// If `timeout` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskthread::web::WebEndpoint;
+    ///
+    /// let endpoint = WebEndpoint::new("127.0.0.1:0".parse().unwrap())
+    ///     .idle_timeout(Duration::from_secs(10));
+    /// ```
+    #[track_caller]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "a web view's idle timeout must not be zero"
+        );
+        self.idle_timeout = timeout;
+        self
+    }
+
     /// Binds the view for the subtree of `tree`; spawn the server to serve it.
     pub async fn bind(self, tree: &impl Subtree) -> Result<WebServer, WebError> {
         match &self.token {
@@ -128,6 +210,7 @@ impl WebEndpoint {
                 watcher: Watcher::with_interval(tree, self.interval),
                 token: self.token,
             }),
+            limits: conn::Limits::new(self.max_connections, self.idle_timeout),
             tasks: JoinSet::new(),
             stop: Arc::new(Notify::new()),
         })
@@ -171,12 +254,14 @@ impl std::error::Error for WebError {
 /// A bound web view: a thread that serves it until it stops. Spawn it like any thread.
 ///
 /// Its connections run on tasks it owns: they end when it stops (open `/events` streams
-/// are closed).
+/// are closed). How many it serves at once, and how long one may stay idle, are set on the
+/// [`WebEndpoint`] (see the [module's docs](crate::web#limits)).
 pub struct WebServer {
     /// Moved into the accept task when the thread starts.
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
     site: Arc<routes::Site>,
+    limits: conn::Limits,
     tasks: JoinSet<()>,
     stop: Arc<Notify>,
 }
@@ -207,8 +292,9 @@ impl Thread for WebServer {
     async fn __enter(&mut self, _ctx: &mut Ctx<Self>) -> Result<()> {
         if let Some(listener) = self.listener.take() {
             let site = Arc::clone(&self.site);
+            let limits = self.limits.clone();
             self.tasks
-                .spawn(accept_loop(listener, site, Arc::clone(&self.stop)));
+                .spawn(accept_loop(listener, site, limits, Arc::clone(&self.stop)));
         }
         Ok(())
     }
@@ -221,9 +307,14 @@ impl Thread for WebServer {
     }
 }
 
-/// Accepts connections, each served on its own task, until `stop`; then ends them all
-/// before returning.
-async fn accept_loop(listener: TcpListener, site: Arc<routes::Site>, stop: Arc<Notify>) {
+/// Accepts connections, each served (or refused, over the limit) on its own task, until
+/// `stop`; then ends them all before returning.
+async fn accept_loop(
+    listener: TcpListener,
+    site: Arc<routes::Site>,
+    limits: conn::Limits,
+    stop: Arc<Notify>,
+) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -234,7 +325,7 @@ async fn accept_loop(listener: TcpListener, site: Arc<routes::Site>, stop: Arc<N
         };
         match accepted {
             Ok((stream, _)) => {
-                connections.spawn(routes::serve(stream, Arc::clone(&site)));
+                connections.spawn(limits.clone().admit(stream, Arc::clone(&site)));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, do not spin.

@@ -2,14 +2,15 @@
 //! the checks before them (the token, the method).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::body::{Events, Page};
+use super::conn::Connection;
 use super::metrics_text;
 use crate::watch::Watcher;
 
@@ -23,14 +24,21 @@ pub(super) struct Site {
     pub(super) token: Option<Arc<str>>,
 }
 
-/// Serves one connection until the client closes it.
-pub(super) async fn serve(stream: TcpStream, site: Arc<Site>) {
+/// Serves one connection until the client closes it, or it stays idle for `idle_timeout`.
+///
+/// hyper's header timeout runs from when the connection begins to wait for a request
+/// (as it opens, and after each answer) until the request's head is read whole, so one
+/// timeout closes both a client that sends its head too slowly and an idle keep-alive
+/// connection; it does not run while an answer (an `/events` stream) is being sent.
+pub(super) async fn serve(connection: Connection, site: Arc<Site>, idle_timeout: Duration) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let response = answer(&site, &request);
         async move { Ok::<_, std::convert::Infallible>(response) }
     });
     let served = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .serve_connection(TokioIo::new(connection), service)
         .await;
     if let Err(e) = served {
         tracing::debug!("web view: connection ended: {e}");
