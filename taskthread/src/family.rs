@@ -709,7 +709,7 @@ mod tests {
     }
 
     /// A drained input that only holds a count of its holders.
-    struct Source(Arc<()>);
+    struct Source(#[allow(dead_code, reason = "held for its count")] Arc<()>);
 
     impl super::Drained for Source {
         fn stop(&mut self) {}
