@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Sleep;
-
-use super::routes::{self, Site};
 
 /// How long a connection over the limit waits for a place before it is refused.
 const PLACE_WAIT: Duration = Duration::from_secs(1);
@@ -41,9 +39,14 @@ impl Limits {
         }
     }
 
-    /// Serves `stream` if it gets a place: at once, or within [`PLACE_WAIT`] as another
-    /// connection ends; refuses it with `503` otherwise.
-    pub(super) async fn admit(self, stream: TcpStream, site: Arc<Site>) {
+    /// Serves `stream` with `serve` (given the connection and the idle timeout) if it gets
+    /// a place: at once, or within [`PLACE_WAIT`] as another connection ends; refuses it
+    /// with `503` otherwise.
+    pub(super) async fn admit<S, F>(self, stream: TcpStream, serve: S)
+    where
+        S: FnOnce(Connection, Duration) -> F,
+        F: Future<Output = ()>,
+    {
         let place = match Arc::clone(&self.places).try_acquire_owned() {
             Ok(place) => Some(place),
             Err(_) => {
@@ -55,19 +58,16 @@ impl Limits {
             }
         };
         match place {
-            Some(place) => self.serve(stream, site, place).await,
+            Some(place) => {
+                serve(
+                    Connection::new(stream, self.idle_timeout),
+                    self.idle_timeout,
+                )
+                .await;
+                drop(place);
+            }
             None => self.refuse(stream).await,
         }
-    }
-
-    async fn serve(&self, stream: TcpStream, site: Arc<Site>, place: OwnedSemaphorePermit) {
-        routes::serve(
-            Connection::new(stream, self.idle_timeout),
-            site,
-            self.idle_timeout,
-        )
-        .await;
-        drop(place);
     }
 
     /// Answers `503` before reading the request, then reads (and drops) what the client

@@ -325,7 +325,10 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, _)) => {
-                connections.spawn(limits.clone().admit(stream, Arc::clone(&site)));
+                let site = Arc::clone(&site);
+                connections.spawn(limits.clone().admit(stream, |connection, idle_timeout| {
+                    routes::serve(connection, site, idle_timeout)
+                }));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, do not spin.
