@@ -67,9 +67,27 @@ const FINISHED_KEPT: usize = 4096;
 /// host.stop().await;
 /// # }
 /// ```
+#[must_use = "a host dropped at once ends at once: keep it, and `stop` it at the end"]
 pub struct Host {
     shared: Arc<HostShared>,
     task: JoinHandle<()>,
+}
+
+/// A host dropped without [`stop`](Host::stop) or [`kill`](Host::kill) ends as `kill` ends
+/// it, without waiting for its subtrees' tasks: its address is given up, nothing more is
+/// sent, and its parents find their children lost.
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shared.endpoint.close();
+        self.task.abort();
+        let edges: Vec<Arc<Edge>> = {
+            let agents = self.shared.agents();
+            agents.running.values().map(|a| a.edge.clone()).collect()
+        };
+        for edge in edges {
+            edge.tell(Event::Kill);
+        }
+    }
 }
 
 impl fmt::Debug for Host {

@@ -2,6 +2,7 @@
 //! delivery over lost, duplicated and reordered frames; backpressure equal to the child's
 //! capacity; lost hosts and links within the documented time; stop deadlines.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use taskthread::prelude::*;
@@ -322,4 +323,25 @@ fn a_declared_capacity_is_seen_by_the_remote_side() {
     assert_eq!(<Tight as Remote>::DECLARED_CAPACITY, Some(8));
     assert_eq!(<crate::world::Worker as Remote>::DECLARED_CAPACITY, None);
     let _ = Tight;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_dropped_without_a_stop_ends_as_if_killed_and_frees_its_name() {
+    let mut world = world().await;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    drop(world.host.take().unwrap());
+    let exit = world.heard_line("exit").await;
+    assert!(
+        exit.starts_with("exit boss/worker lost: host `host-a`"),
+        "{exit}"
+    );
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let again = worker_host(HOST, &world.transport, &world.gate, &done)
+        .start()
+        .await;
+    assert!(again.is_ok(), "the name is free again: {:?}", again.err());
+    again.unwrap().stop().await;
+    world.end().await;
 }
