@@ -194,7 +194,7 @@ impl TcpConnection {
         match decoded {
             Decoded::Frame { seq, payload } => {
                 let last = self.remote.as_ref().map_or(0, |r| r.last_seq);
-                self.count_lost(last + 1, seq.saturating_sub(1));
+                self.count_lost(last.saturating_add(1), seq.saturating_sub(1));
                 if let Some(remote) = &mut self.remote {
                     remote.last_seq = remote.last_seq.max(seq);
                 }
@@ -257,7 +257,7 @@ impl TcpConnection {
         if let Some(remote) = &self.remote {
             // Frames the client sent in full that never came back were lost on the way.
             let handed = remote.handed.load(Ordering::Relaxed);
-            self.count_lost(remote.last_seq + 1, handed);
+            self.count_lost(remote.last_seq.saturating_add(1), handed);
             let total = handed.max(remote.last_seq);
             if exit.exit.is_failure() {
                 self.ledger.abandon(total);
