@@ -78,6 +78,11 @@ impl ChildOptions {
 
     /// The base name; siblings with the same name get a numeric suffix (`conn`, `conn-2`, ...).
     ///
+    /// Names are not reused: a parent keeps each name it has given, and how many children
+    /// had it, for as long as it runs. A parent that gives each child a name of its own
+    /// (`format!("conn-{id}")`) keeps one entry per child it ever had; give such children
+    /// one shared name, and the suffix numbers them for free.
+    ///
     /// # Panics
     /// If the name is empty or contains `/` (the path separator).
     ///
