@@ -303,6 +303,7 @@ async fn a_stop_that_finishes_in_time_is_not_aborted() {
 async fn handle_abort_cancels_the_tree_at_once() {
     let baseline = alive_tasks();
     let root = taskthread::spawn(Top);
+    let top = root.child_ref();
     let middle = root.ask(Grow).await.unwrap();
     let leaf = middle.ask(Grow).await.unwrap();
     leaf.send(Hang).await.unwrap();
@@ -314,6 +315,9 @@ async fn handle_abort_cancels_the_tree_at_once() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert!(leaf.is_closed());
     assert_eq!(alive_tasks(), baseline);
+    // What is still held of the tree keeps nothing below it.
+    assert!(top.snapshot().children.is_empty());
+    assert!(middle.snapshot().children.is_empty());
 }
 
 #[test]

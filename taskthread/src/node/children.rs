@@ -210,11 +210,13 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     /// Aborts the tasks of this thread's descendants (not its own), deepest first, and
     /// returns how many DOWN messages were queued for them. Their handles are pushed to
-    /// `aborted`, so the caller can wait until the tasks are gone.
+    /// `aborted`, so the caller can wait until the tasks are gone. The lists are emptied on
+    /// the way: no exit report will take an aborted thread out of its parent's, and a node
+    /// still held (by a `ChildRef`, a watcher) must not keep the aborted subtree.
     pub(crate) fn abort_descendants(&self, aborted: &mut Vec<AbortHandle>) -> usize {
         let mut dropped = 0;
-        for child in self.children_now() {
-            let child = child.node();
+        for entry in self.take_children() {
+            let child = entry.node();
             dropped += child.abort_descendants(aborted);
             dropped += child.queue_depth();
             // A thread that already reported its end itself (cancelled) is not aborted.
