@@ -81,7 +81,8 @@ impl Drop for Host {
         self.shared.endpoint.close();
         self.task.abort();
         let edges: Vec<Arc<Edge>> = {
-            let agents = self.shared.agents();
+            let mut agents = self.shared.agents();
+            agents.killed = true;
             agents.running.values().map(|a| a.edge.clone()).collect()
         };
         for edge in edges {
@@ -191,14 +192,18 @@ impl Host {
         self.task.abort();
         let agents: Vec<(Arc<Edge>, JoinHandle<()>)> = {
             let mut agents = self.shared.agents();
+            agents.killed = true;
             agents
                 .running
                 .drain()
                 .map(|(_, a)| (a.edge, a.task))
                 .collect()
         };
-        for (edge, task) in agents {
+        // All told before any is waited for: a `kill` cancelled part-way leaves none running.
+        for (edge, _) in &agents {
             edge.tell(Event::Kill);
+        }
+        for (_, task) in agents {
             let _ = task.await;
         }
     }
@@ -303,6 +308,8 @@ struct Agents {
     running: HashMap<EdgeId, AgentEntry>,
     /// Once the host stops: when its subtrees must have stopped.
     stop_by: Option<Instant>,
+    /// The host was killed (or dropped): a subtree that starts meanwhile is killed too.
+    killed: bool,
 }
 
 struct HostShared {
@@ -442,7 +449,10 @@ impl Side for HostSide {
             }
         };
         let mut agents = shared.agents();
-        if let Some(by) = agents.stop_by {
+        if agents.killed {
+            // The host was killed while this one started.
+            edge.tell(Event::Kill);
+        } else if let Some(by) = agents.stop_by {
             // The host began to stop while this one started.
             edge.tell(Event::HostStopping(by));
         }

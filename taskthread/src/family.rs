@@ -372,8 +372,15 @@ impl<P, E> Family<P, E> {
         if stopping {
             source.stop();
         }
-        work.drained
-            .retain(|(forwarding, _)| !forwarding.is_finished());
+        // An input forgotten is told to abort: nothing of a closed, idle pool, but what
+        // still runs of one whose forwarding task panicked.
+        work.drained.retain_mut(|(forwarding, source)| {
+            let ended = forwarding.is_finished();
+            if ended {
+                source.abort();
+            }
+            !ended
+        });
         work.drained.push((forwarding, source));
     }
 

@@ -320,6 +320,23 @@ async fn handle_abort_cancels_the_tree_at_once() {
     assert!(middle.snapshot().children.is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_stop_past_its_deadline_leaves_no_aborted_thread_listed() {
+    let root = taskthread::spawn_with(
+        Top,
+        ChildOptions::new().stop_deadline(Duration::from_secs(1)),
+    );
+    let top = root.child_ref();
+    let middle = root.ask(Grow).await.unwrap();
+    let leaf = middle.ask(Grow).await.unwrap();
+    leaf.send(Hang).await.unwrap();
+    tokio::task::yield_now().await;
+    root.stop();
+    assert!(matches!(root.join().await, Exit::Aborted { .. }));
+    assert!(top.snapshot().children.is_empty());
+    assert!(middle.snapshot().children.is_empty());
+}
+
 #[test]
 fn an_abort_counts_its_dropped_messages_in_words() {
     assert_eq!(Exit::Aborted { dropped: 0 }.to_string(), "aborted");

@@ -449,6 +449,24 @@ async fn connections_over_the_limit_are_refused_and_a_closed_one_frees_its_place
 }
 
 #[tokio::test(start_paused = true)]
+async fn limits_past_what_the_clock_and_a_semaphore_count_are_taken_as_their_longest() {
+    let site = taskthread::spawn_with(Site::default(), ChildOptions::new().name("web-huge"));
+    let web = WebEndpoint::new(loopback())
+        .idle_timeout(Duration::MAX)
+        .max_connections(usize::MAX)
+        .bind(&site)
+        .await
+        .unwrap();
+    let addr = web.local_addr();
+    let web = taskthread::spawn(web);
+    for _ in 0..2 {
+        assert_eq!(get(addr, &request("/tree.json")).await.0, 200);
+    }
+    web.stop();
+    web.join().await.into_result().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_slow_request_head_and_an_idle_keep_alive_connection_are_closed() {
     let site = taskthread::spawn_with(Site::default(), ChildOptions::new().name("web-idle"));
     let web = WebEndpoint::new(loopback())

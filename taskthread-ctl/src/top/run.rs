@@ -113,10 +113,18 @@ struct Commands<'a> {
 
 impl Commands<'_> {
     async fn request(&mut self, line: &str) -> io::Result<taskthread::control::Answer> {
-        if let Some(client) = &mut self.client
-            && let Ok(answer) = client.request(line).await
-        {
-            return Ok(answer);
+        if let Some(client) = &mut self.client {
+            match client.request(line).await {
+                Ok(answer) => return Ok(answer),
+                // Sent, and perhaps applied: never sent twice. The next command connects
+                // again (the session is out of step).
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    self.client = None;
+                    return Err(e);
+                }
+                // The endpoint closed the session: the command is sent on a new one.
+                Err(_) => {}
+            }
         }
         self.client = None;
         let mut client = self.args.connect().await?;

@@ -93,7 +93,12 @@ impl ControlClient {
     ///
     /// A request or message not answered in time fails with
     /// [`TimedOut`](io::ErrorKind::TimedOut), and the session cannot be used any more (an
-    /// answer may be half read): every later request fails at once; connect again.
+    /// answer may be half read): every later request fails at once; connect again. So does
+    /// a session whose last request failed part-way (an answer not framed as the protocol
+    /// says) or was cancelled (its future dropped) before its answer was read whole.
+    ///
+    /// # Panics
+    /// If `timeout` is zero: no answer could ever arrive in time.
     ///
     /// ```no_run
     /// # // `no_run`: it needs a live endpoint; the tests run one.
@@ -107,7 +112,12 @@ impl ControlClient {
     /// let tree = client.request("tree").await?;
     /// # Ok(()) }
     /// ```
+    #[track_caller]
     pub fn timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "a control client's timeout must not be zero"
+        );
         self.timeout = timeout;
         self
     }
@@ -129,8 +139,13 @@ impl ControlClient {
         request.extend_from_slice(line.as_bytes());
         request.push(b'\n');
         self.in_step()?;
+        // Out of step until the answer is read whole: a request cancelled part-way, or
+        // whose answer is malformed, leaves the session so.
+        self.out_of_step = true;
         let answered = tokio::time::timeout(self.timeout, self.exchange(&request)).await;
-        self.unless_timed_out(answered)
+        let answer = self.unless_timed_out(answered)?;
+        self.out_of_step = false;
+        Ok(answer)
     }
 
     /// Sends `request` and reads its answer.
@@ -153,7 +168,7 @@ impl ControlClient {
         if self.out_of_step {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "an earlier answer of the control endpoint timed out: this session cannot be used any more; connect again",
+                "an earlier request to the control endpoint timed out, failed part-way or was cancelled: this session cannot be used any more; connect again",
             ));
         }
         Ok(())

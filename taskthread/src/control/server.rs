@@ -33,6 +33,10 @@ pub const MAX_SESSIONS: usize = 64;
 /// apply a command.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest idle timeout: a longer one is taken as this, so a deadline computed from it
+/// stays within what the clock counts to.
+pub(crate) const LONGEST_IDLE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How long a connection over the limit waits for a place before it is refused.
 const PLACE_WAIT: Duration = Duration::from_secs(1);
 
@@ -89,7 +93,7 @@ impl ControlEndpoint {
     /// does not take its answer, or a `watch` client leaves a message unacknowledged (see
     /// the protocol's [sessions](crate::control#sessions)). A pool command the pool has not
     /// applied within `timeout` is answered `ERR`. The default is [`DEFAULT_IDLE_TIMEOUT`]
-    /// (one minute).
+    /// (one minute). A timeout over a year is taken as a year (as good as never).
     ///
     /// ```
     /// use std::time::Duration;
@@ -99,7 +103,7 @@ impl ControlEndpoint {
     ///     .idle_timeout(Duration::from_secs(10));
     /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.idle_timeout = timeout.min(LONGEST_IDLE_TIMEOUT);
         self
     }
 

@@ -560,10 +560,16 @@ async fn abort_rest<T: Thread>(ctx: &mut Ctx<T>, down: &mut DownReceiver<T::Down
     }
     let mut aborted = Vec::new();
     dropped += ctx.node().abort_descendants(&mut aborted);
+    // `family.abort` takes this thread's own list; the children's are emptied once every
+    // task is gone.
+    let children = ctx.node().children_now();
     if let Some(family) = ctx.family_if_any() {
         dropped += family.abort();
     }
     wait_gone(&aborted).await;
+    for child in children {
+        child.node().forget_aborted();
+    }
     if let Some(family) = ctx.family_if_any() {
         dropped += family.reap_all().await;
     }

@@ -210,12 +210,11 @@ impl<Q: ?Sized + Queue> Node<Q> {
 
     /// Aborts the tasks of this thread's descendants (not its own), deepest first, and
     /// returns how many DOWN messages were queued for them. Their handles are pushed to
-    /// `aborted`, so the caller can wait until the tasks are gone. The lists are emptied on
-    /// the way: no exit report will take an aborted thread out of its parent's, and a node
-    /// still held (by a `ChildRef`, a watcher) must not keep the aborted subtree.
+    /// `aborted`, so the caller can wait until the tasks are gone, and then empty the lists
+    /// with [`forget_aborted`](Self::forget_aborted).
     pub(crate) fn abort_descendants(&self, aborted: &mut Vec<AbortHandle>) -> usize {
         let mut dropped = 0;
-        for entry in self.take_children() {
+        for entry in self.children_now() {
             let child = entry.node();
             dropped += child.abort_descendants(aborted);
             dropped += child.queue_depth();
@@ -226,6 +225,16 @@ impl<Q: ?Sized + Queue> Node<Q> {
             aborted.extend(child.abort_task());
         }
         dropped
+    }
+
+    /// Once the tasks of an aborted subtree are gone (nothing adds to its lists any more),
+    /// empties its child lists, deepest first: no exit report takes an aborted thread out
+    /// of its parent's, and a node still held (by a `ChildRef`, a watcher) must not keep
+    /// the aborted subtree.
+    pub(crate) fn forget_aborted(&self) {
+        for entry in self.take_children() {
+            entry.node().forget_aborted();
+        }
     }
 
     /// The path of the thread of this subtree that runs as task `task`, if any.

@@ -211,6 +211,7 @@ pub(super) async fn abort_tree(
     join.abort();
     let joined = join.await;
     wait_gone(&aborted).await;
+    root.forget_aborted();
     match joined {
         Err(e) if e.is_cancelled() => Exit::Aborted { dropped },
         other => exit_of(other),

@@ -91,6 +91,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// [module's docs](crate::web#limits) for what idle means.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest idle timeout: a longer one is taken as this, so a deadline computed from it
+/// stays within what the clock counts to.
+pub(crate) const LONGEST_IDLE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Where the web view listens, before it is bound: `WebEndpoint::new(addr)`, then
 /// [`bind`](Self::bind) it to a subtree to get the [`WebServer`].
 #[derive(Clone)]
@@ -150,7 +154,8 @@ impl WebEndpoint {
 
     /// Serves at most `max` connections at once; one over the limit waits up to a second
     /// for a place, then is answered `503` and closed. The default is
-    /// [`DEFAULT_MAX_CONNECTIONS`] (64).
+    /// [`DEFAULT_MAX_CONNECTIONS`] (64). A limit over
+    /// [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS) is taken as that.
     ///
     /// # Panics
     /// If `max` is zero.
@@ -163,14 +168,15 @@ impl WebEndpoint {
     #[track_caller]
     pub fn max_connections(mut self, max: usize) -> Self {
         assert!(max > 0, "a web view must serve at least one connection");
-        self.max_connections = max;
+        self.max_connections = max.min(tokio::sync::Semaphore::MAX_PERMITS);
         self
     }
 
     /// Closes a connection that stays idle for `timeout`: it sends no whole request head
     /// within `timeout` of opening or of its last answer, or its client takes nothing of
     /// an answer for that long (an `/events` stream that is read is never idle). The
-    /// default is [`DEFAULT_IDLE_TIMEOUT`] (one minute).
+    /// default is [`DEFAULT_IDLE_TIMEOUT`] (one minute). A timeout over a year is taken as a
+    /// year (as good as never).
     ///
     /// # Panics
     /// If `timeout` is zero.
@@ -188,7 +194,7 @@ impl WebEndpoint {
             !timeout.is_zero(),
             "a web view's idle timeout must not be zero"
         );
-        self.idle_timeout = timeout;
+        self.idle_timeout = timeout.min(LONGEST_IDLE_TIMEOUT);
         self
     }
 
