@@ -673,6 +673,14 @@ impl<P, E> Drop for Family<P, E> {
         if self.children > 0 {
             self.node().abort_children();
         }
+        // Nor those it had taken off its list to wait for as it finished (children spawned
+        // by its `exit` hook): an abort that lands meanwhile no longer finds them there.
+        for join in &self.reaping {
+            join.abort();
+        }
+        for task in &self.finishing {
+            task.abort();
+        }
         // Likewise the work of its drained inputs (none is left after a stop).
         if let Some(work) = &mut self.work {
             for (_, mut source) in work.drained.drain(..) {

@@ -855,11 +855,18 @@ async fn a_watch_whose_messages_are_not_acknowledged_is_closed_after_the_idle_ti
         while read_frame(&mut session).await.is_some() {
             messages += 1;
         }
-        messages
+        // The frame that ended the loop was not `OK`: the rest of the session is why.
+        let mut rest = String::new();
+        session.read_to_string(&mut rest).await.unwrap();
+        (messages, rest)
     })
     .await;
-    let messages = ended.expect("an unacknowledged watch is closed");
+    let (messages, why) = ended.expect("an unacknowledged watch is closed");
     assert!(messages > 1, "the watch streamed before it was closed");
+    assert!(
+        why.contains("watch messages not acknowledged for 5s: closed"),
+        "told why: {why:?}"
+    );
 
     // A client that acknowledges each message keeps its watch far past the idle timeout.
     let mut watch = ControlClient::connect_tcp(addr)

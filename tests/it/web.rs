@@ -440,6 +440,19 @@ async fn connections_over_the_limit_are_refused_and_a_closed_one_frees_its_place
     assert_eq!(status, 503, "{head}");
     assert!(head.contains("retry-after: 1"), "{head}");
     assert_eq!(body, "too many connections (at most 2): try again later\n");
+    // With as many waiting as there are places, the next is closed at once, unanswered.
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        waiting.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Less than the wait for a place: both are waiting.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut closed = TcpStream::connect(addr).await.unwrap();
+    let _ = closed.write_all(request("/tree.json").as_bytes()).await;
+    let mut answer = String::new();
+    let _ = closed.read_to_string(&mut answer).await;
+    assert_eq!(answer, "", "closed without an answer");
+    drop(waiting);
     // One closes: the next connection is served.
     drop(held.pop());
     assert_eq!(get(addr, &request("/tree.json")).await.0, 200);

@@ -71,8 +71,8 @@
 //! the client acknowledges them by sending a line (any line: an empty one will do; what a
 //! watching client sends is otherwise ignored), which acknowledges every message sent
 //! before it. A message left unacknowledged for the idle timeout, or not taken from the
-//! socket for that long, ends the watch, and so does the client closing (or half-closing)
-//! its end. A client that takes each message and acknowledges it keeps the watch for as
+//! socket for that long, ends the watch (the first with a last `ERR` frame saying why, if
+//! the client still reads), and so does the client closing (or half-closing) its end. A client that takes each message and acknowledges it keeps the watch for as
 //! long as it likes. [`ControlClient::watch`] acknowledges each message as it reads it, and
 //! so do `taskthread-ctl watch` and `top`.
 //!

@@ -33,6 +33,9 @@ pub const MAX_SESSIONS: usize = 64;
 /// apply a command.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long the endpoint tries to tell a `watch` client why it closes the session.
+const TELL_BEFORE_CLOSING: Duration = Duration::from_secs(1);
+
 /// The longest idle timeout: a longer one is taken as this, so a deadline computed from it
 /// stays within what the clock counts to.
 pub(crate) const LONGEST_IDLE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -446,8 +449,9 @@ impl Sessions {
 impl Sessions {
     /// Sends the watch stream, one framed answer per message, until the client closes or
     /// half-closes its end, leaves a message unacknowledged for the idle timeout (any line
-    /// it sends acknowledges every message sent before it), or does not take a message
-    /// for the idle timeout.
+    /// it sends acknowledges every message sent before it; the session then ends with an
+    /// `ERR` saying so, if the client still reads), or does not take a message for the
+    /// idle timeout.
     async fn stream_watch(
         &self,
         mut session: BufReader<Connection>,
@@ -479,7 +483,14 @@ impl Sessions {
                         continue;
                     }
                 },
-                () = unacknowledged => return Err(closed("not acknowledged")),
+                () = unacknowledged => {
+                    let error = closed("not acknowledged");
+                    // Told, if it still reads, so the end is not taken for a normal one.
+                    let message = error.to_string();
+                    let told = protocol::write_frame(session.get_mut(), "ERR", &message);
+                    let _ = tokio::time::timeout(TELL_BEFORE_CLOSING, told).await;
+                    return Err(error);
+                }
             };
             let payload = match format {
                 Format::Json => update.json(),

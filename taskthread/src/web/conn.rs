@@ -28,6 +28,10 @@ pub(super) struct Limits {
     /// One permit per connection served: held by its task, so a connection that ends
     /// frees its place at once.
     pub(super) places: Arc<Semaphore>,
+    /// One permit per connection over the limit waiting for a place or being refused, as
+    /// many as there are places: past those, a connection is closed at once, so a flood
+    /// costs no more tasks and sockets than twice the limit.
+    pub(super) waiting: Arc<Semaphore>,
 }
 
 impl Limits {
@@ -36,20 +40,27 @@ impl Limits {
             max_connections,
             idle_timeout,
             places: Arc::new(Semaphore::new(max_connections)),
+            waiting: Arc::new(Semaphore::new(max_connections)),
         }
     }
 
     /// Serves `stream` with `serve` (given the connection and the idle timeout) if it gets
     /// a place: at once, or within [`PLACE_WAIT`] as another connection ends; refuses it
-    /// with `503` otherwise.
+    /// with `503` otherwise. With as many connections waiting or being refused as there
+    /// are places, it is closed at once.
     pub(super) async fn admit<S, F>(self, stream: TcpStream, serve: S)
     where
         S: FnOnce(Connection, Duration) -> F,
         F: Future<Output = ()>,
     {
+        let mut waiting = None;
         let place = match Arc::clone(&self.places).try_acquire_owned() {
             Ok(place) => Some(place),
             Err(_) => {
+                let Ok(wait) = Arc::clone(&self.waiting).try_acquire_owned() else {
+                    return;
+                };
+                waiting = Some(wait);
                 let places = Arc::clone(&self.places);
                 tokio::time::timeout(PLACE_WAIT, places.acquire_owned())
                     .await
@@ -59,6 +70,7 @@ impl Limits {
         };
         match place {
             Some(place) => {
+                drop(waiting);
                 serve(
                     Connection::new(stream, self.idle_timeout),
                     self.idle_timeout,
@@ -66,7 +78,10 @@ impl Limits {
                 .await;
                 drop(place);
             }
-            None => self.refuse(stream).await,
+            None => {
+                self.refuse(stream).await;
+                drop(waiting);
+            }
         }
     }
 

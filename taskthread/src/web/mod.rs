@@ -153,7 +153,9 @@ impl WebEndpoint {
     }
 
     /// Serves at most `max` connections at once; one over the limit waits up to a second
-    /// for a place, then is answered `503` and closed. The default is
+    /// for a place, then is answered `503` and closed. At most `max` more wait or are
+    /// being refused at once: past those, a connection is closed as soon as it is
+    /// accepted, so a flood holds no more than twice `max` sockets. The default is
     /// [`DEFAULT_MAX_CONNECTIONS`] (64). A limit over
     /// [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS) is taken as that.
     ///
