@@ -46,6 +46,13 @@
 //! before anything watches the tree: a thread registers its histograms with the recorder
 //! it finds when it first samples a duration and keeps them for its life, so a recorder
 //! installed after a watch began gets none of that thread's histograms.
+//!
+//! A thread that is gone keeps its series, with `taskthread_thread_up` at 0: the `metrics`
+//! crate has no way to remove a series, so how long the recorder keeps it is the
+//! exporter's choice (Prometheus's exporter, for one, can drop series idle for a while).
+//! Since every thread that lived while watched has series of its own, a subtree that
+//! spawns a child per request adds series as it goes; watch the long-lived part of such a
+//! tree, or give the exporter an idle timeout.
 
 use std::fmt;
 use std::time::Duration;
