@@ -61,6 +61,12 @@ fn pool(seen: &Seen) -> WorkerPool<Worker> {
     })
 }
 
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
 fn counts(seen: &Seen) -> HashMap<u64, usize> {
     let mut counts = HashMap::new();
     for (job, _) in seen.lock().unwrap().iter() {
@@ -237,13 +243,64 @@ async fn stopping_workers_finish_the_jobs_they_hold() {
     root.join().await.into_result().unwrap();
 }
 
+/// What a `Brittle` worker's task gives it, to fail on.
+struct Cracked;
+
+/// A worker whose jobs start a task; the task's result fails it once `fail` is opened.
+struct Brittle {
+    started: Arc<tokio::sync::Notify>,
+    fail: Arc<tokio::sync::Semaphore>,
+}
+
+#[taskthread]
+impl Brittle {
+    #[down]
+    async fn job(&mut self, ctx: &mut Ctx<Self>, _job: Job) {
+        ctx.spawn_task(async { Cracked });
+    }
+
+    #[stream]
+    async fn cracked(&mut self, _ctx: &mut Ctx<Self>, _c: Cracked) -> Result<()> {
+        self.started.notify_one();
+        let _ = self.fail.acquire().await;
+        Err(Error::msg("cracked"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_fails_with_a_job_queued_leaves_no_task_behind() {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let fail = Arc::new(tokio::sync::Semaphore::new(0));
+    let (s, f) = (Arc::clone(&started), Arc::clone(&fail));
+    let root = taskthread::spawn(WorkerPool::new(move || Brittle {
+        started: Arc::clone(&s),
+        fail: Arc::clone(&f),
+    }));
+    let handle = root.child_ref().pool();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let start = alive_tasks();
+    // The first job is done at once; its task's result holds the worker in a handler.
+    root.send(Job(1, Duration::ZERO)).await.unwrap();
+    started.notified().await;
+    // Free as far as the pool knows: the second job is queued, not started.
+    root.send(Job(2, Duration::ZERO)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    fail.add_permits(1);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(handle.running(), 0, "the worker failed");
+    assert_eq!(handle.resize(1).await.unwrap().running, 1);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        alive_tasks(),
+        start,
+        "nothing waits for the failed worker's queued job"
+    );
+    root.stop();
+    root.join().await.into_result().unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_worker_aborted_with_a_job_in_hand_leaves_no_task_behind() {
-    let alive = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
     let seen = Seen::default();
     // The workers inherit the pool's stop deadline.
     let root = taskthread::spawn_with(
@@ -252,7 +309,7 @@ async fn a_worker_aborted_with_a_job_in_hand_leaves_no_task_behind() {
     );
     let handle = root.child_ref().pool();
     tokio::time::sleep(Duration::from_millis(1)).await;
-    let start = alive();
+    let start = alive_tasks();
     for n in 0..5 {
         root.send(Job(n, Duration::from_secs(3600))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -263,7 +320,7 @@ async fn a_worker_aborted_with_a_job_in_hand_leaves_no_task_behind() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(
-        alive(),
+        alive_tasks(),
         start,
         "nothing waits for the aborted workers' jobs"
     );
