@@ -190,10 +190,9 @@ impl<T: Thread> BackgroundHandle<T> {
         }
         // A permit first, the message after: a timeout never loses the message.
         match park::block_on(self.shared.child.node.queue.reserve(), deadline) {
-            Some(Ok(permit)) => {
-                permit.send(T::__wrap(msg));
-                Ok(())
-            }
+            Some(Ok(permit)) => permit
+                .send(T::__wrap(msg))
+                .map_err(|down| BlockingError::Ended(T::__unwrap(down))),
             Some(Err(_)) => Err(BlockingError::Ended(msg)),
             None => Err(BlockingError::Timeout(msg)),
         }
@@ -329,7 +328,9 @@ impl<T: Thread> BackgroundHandle<T> {
             None => return Err(BlockingError::Timeout(question)),
         };
         let (reply, answer) = Reply::pair();
-        permit.send(T::__wrap_ask(question, reply));
+        if let Err(down) = permit.send(T::__wrap_ask(question, reply)) {
+            return Err(BlockingError::Ended(T::__unwrap(down)));
+        }
         match park::block_on(answer, deadline) {
             Some(Ok(answer)) => Ok(answer),
             Some(Err(_)) => Err(BlockingError::NoReply),

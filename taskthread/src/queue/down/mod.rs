@@ -1344,24 +1344,23 @@ pub(crate) struct Permit<'a, D> {
 
 impl<D> Permit<'_, D> {
     /// Puts `msg` in the held place. Even if the queue closed since, the message is
-    /// received (the place was taken before the close); if the receiver is gone it is
-    /// dropped at once.
-    pub(crate) fn send(self, msg: D) {
+    /// received (the place was taken before the close); if the receiver is gone (the
+    /// thread was aborted while the place was held), `msg` comes back.
+    pub(crate) fn send(self, msg: D) -> Result<(), D> {
         let queue = self.queue;
         std::mem::forget(self);
-        let (receiver, dropped) = {
+        let receiver = {
             let mut state = queue.state();
             state.reserved -= 1;
             if state.gone {
-                (None, Some(msg))
-            } else {
-                (queue.put(&mut state, msg), None)
+                return Err(msg);
             }
+            queue.put(&mut state, msg)
         };
-        drop(dropped);
         if let Some(receiver) = receiver {
             receiver.wake();
         }
+        Ok(())
     }
 }
 

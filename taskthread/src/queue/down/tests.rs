@@ -64,6 +64,27 @@ fn a_queue_closed_with_nothing_left_stays_ended() {
 }
 
 #[test]
+fn a_held_place_delivers_after_a_close_and_gives_the_message_back_once_the_receiver_went() {
+    let queue = DownQueue::new(2);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let permit = block_on(queue.reserve()).expect("open");
+    assert!(!queue.close(), "a place is held: the end is not reached");
+    // Taken before the close, the place still delivers.
+    assert_eq!(permit.send(1), Ok(()));
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(Some(1)));
+    assert_eq!(queue.poll_recv(&mut cx), Poll::Ready(None));
+
+    let queue = DownQueue::new(2);
+    let permit = block_on(queue.reserve()).expect("open");
+    // The receiver goes (an abort) while the place is held: the message comes back
+    // instead of being dropped with no one told.
+    queue.close_for_good();
+    assert_eq!(permit.send(2), Err(2));
+    assert!(queue.is_empty());
+}
+
+#[test]
 fn a_large_buffer_is_given_back_once_drained() {
     let queue = DownQueue::new(100_000);
     for n in 0..5_000 {
