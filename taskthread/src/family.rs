@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use tokio::task::{AbortHandle, JoinError, JoinHandle, JoinSet};
 
 use crate::blocking::BlockingLimit;
-use crate::exit::{ChildExit, ChildId, Exit, log_exit, log_restart};
+use crate::exit::{ChildExit, ChildId, Exit, ExitReport, log_exit, log_restart};
 use crate::node::{ChildEntry, ChildNode, Node, Queue};
 use crate::port::{Inbound, ParentSink, UpPort};
 use crate::queue::{Inbox, InboxSender, inbox};
@@ -97,6 +97,10 @@ pub(crate) struct Family<P, E> {
     /// The tasks of aborted children, and of ended ones that kept no handle but were still
     /// running when their reports were handled: waited for until they are gone.
     finishing: Vec<AbortHandle>,
+    /// UP messages and task results taken after the `exit` hook ran, while the thread waited
+    /// for what the hook started (see [`poll_late`](Self::poll_late)): counted in with the
+    /// rest as the thread finishes.
+    unheard: usize,
 }
 
 /// Where a thread keeps its family: until the family is made, the runtime the thread runs
@@ -189,6 +193,7 @@ impl<P, E> Family<P, E> {
             keeps_joins,
             reaping: Vec::new(),
             finishing: Vec::new(),
+            unheard: 0,
         }
     }
 
@@ -481,9 +486,10 @@ impl<P, E> Family<P, E> {
     }
 
     /// For an abort: forgets the children (their tasks are being cancelled), cancels the
-    /// jobs, and returns how many events were still queued in the inbox (dropped).
+    /// jobs, and returns how many events were still queued in the inbox, or taken after the
+    /// `exit` hook (dropped).
     pub(crate) fn abort(&mut self) -> usize {
-        let mut dropped = 0;
+        let mut dropped = std::mem::take(&mut self.unheard);
         while let Some(inbound) = self.inbox.try_recv() {
             if !matches!(inbound, Inbound::Exit(..) | Inbound::Restart(..)) {
                 dropped += 1;
@@ -556,29 +562,43 @@ impl<P, E> Family<P, E> {
         }
     }
 
+    /// Takes one item from the inbox while the thread waits, after its `exit` hook, for the
+    /// children and tasks the hook started: a late child's exit is handled (the child leaves
+    /// the list, its task is waited for later, its exit logged, as those of a failed
+    /// thread are); an UP message or a task result, which no handler can take any more, is
+    /// dropped and counted as [`drop_unheard`](Self::drop_unheard) reports it. Taking them
+    /// as they come keeps the places free that late children wait for to send UP.
+    pub(crate) fn poll_late(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // The family holds a sender of its own inbox: it never ends while the family lives.
+        let Poll::Ready(Some(inbound)) = self.inbox.poll_recv(cx) else {
+            return Poll::Pending;
+        };
+        match inbound {
+            Inbound::Event(_) | Inbound::Unmetered(_) => self.unheard += 1,
+            Inbound::Exit(from, report) => {
+                if let Some(child) = self.on_child_exit(from, report.released_task()) {
+                    self.log_late_exit(from, &child, report);
+                }
+            }
+            Inbound::Restart(_, restart) => log_restart(self.node().path(), &restart),
+        }
+        Poll::Ready(())
+    }
+
     /// Empties the inbox once the thread's tasks are gone: what is left came after the
     /// `exit` hook ran, from children and tasks it started, and no handler runs any more.
-    /// UP messages and results are dropped, counted in one warning, and their number
-    /// returned; the exits of `late_children` are logged, as those of a failed thread are.
+    /// UP messages and results are dropped and counted, with those
+    /// [`poll_late`](Self::poll_late) took, in one warning, and their number returned; the
+    /// exits of `late_children` are logged, as those of a failed thread are.
     pub(crate) fn drop_unheard(&mut self, late_children: &[Arc<dyn ChildNode>]) -> usize {
-        let mut unheard = 0;
+        let mut unheard = std::mem::take(&mut self.unheard);
         while let Some(inbound) = self.inbox.try_recv() {
             match inbound {
                 Inbound::Event(_) | Inbound::Unmetered(_) => unheard += 1,
                 Inbound::Exit(from, report) => {
-                    let Some(child) = late_children.iter().find(|c| c.node().id == from) else {
-                        continue;
-                    };
-                    let (exit, dropped, escalated) = report.into_parts();
-                    let exit = ChildExit {
-                        id: from,
-                        type_name: child.node().meta.type_name,
-                        at: Arc::clone(child) as Arc<dyn ChildNode>,
-                        exit,
-                        dropped,
-                        escalated,
-                    };
-                    log_exit(self.node().path(), &exit);
+                    if let Some(child) = late_children.iter().find(|c| c.node().id == from) {
+                        self.log_late_exit(from, child, report);
+                    }
                 }
                 Inbound::Restart(_, restart) => log_restart(self.node().path(), &restart),
             }
@@ -591,6 +611,20 @@ impl<P, E> Family<P, E> {
             );
         }
         unheard
+    }
+
+    /// Logs the exit of a child the `exit` hook spawned: no handler hears it.
+    fn log_late_exit(&self, from: ChildId, child: &Arc<dyn ChildNode>, report: ExitReport) {
+        let (exit, dropped, escalated) = report.into_parts();
+        let exit = ChildExit {
+            id: from,
+            type_name: child.node().meta.type_name,
+            at: Arc::clone(child) as Arc<dyn ChildNode>,
+            exit,
+            dropped,
+            escalated,
+        };
+        log_exit(self.node().path(), &exit);
     }
 }
 
@@ -686,6 +720,17 @@ impl<P, E> Drop for Family<P, E> {
             for (_, mut source) in work.drained.drain(..) {
                 source.abort();
             }
+        }
+        // What the inbox still holds (nothing after a stop, which empties it) is dropped
+        // unread with it: counted, for an abort from the root to report.
+        let mut unread = 0;
+        while let Some(inbound) = self.inbox.try_recv() {
+            if matches!(inbound, Inbound::Event(_) | Inbound::Unmetered(_)) {
+                unread += 1;
+            }
+        }
+        if unread > 0 {
+            self.node().count_unread(unread);
         }
     }
 }

@@ -320,6 +320,59 @@ async fn handle_abort_cancels_the_tree_at_once() {
     assert!(middle.snapshot().children.is_empty());
 }
 
+/// Sends three numbers UP as it starts.
+struct Chatty;
+
+#[taskthread(up = u32)]
+impl Chatty {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        for n in 0..3 {
+            ctx.up(n).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A thread whose `Hang` handler spawns a [`Chatty`], then never returns: what the child
+/// sends UP stays queued.
+struct Busy;
+
+#[taskthread]
+impl Busy {
+    #[down]
+    async fn hang(&mut self, ctx: &mut Ctx<Self>, _h: Hang) -> Result<()> {
+        ctx.spawn(Chatty);
+        pending::<()>().await;
+        Ok(())
+    }
+
+    #[up]
+    async fn number(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _n: u32) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_counts_the_up_messages_queued_for_the_root() {
+    // Through the handle, and past a stop deadline: the same count.
+    for through_handle in [true, false] {
+        let root = taskthread::spawn_with(
+            Busy,
+            ChildOptions::new().stop_deadline(Duration::from_secs(1)),
+        );
+        root.send(Hang).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let exit = if through_handle {
+            root.abort().await
+        } else {
+            root.stop();
+            root.join().await
+        };
+        assert!(
+            matches!(exit, Exit::Aborted { dropped: 3 }),
+            "{through_handle}: {exit}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stop_past_its_deadline_leaves_no_aborted_thread_listed() {
     let root = taskthread::spawn_with(

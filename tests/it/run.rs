@@ -149,3 +149,39 @@ async fn a_root_that_stops_on_signals_keeps_its_handle() {
     // The root's task is gone, and the thread with it.
     assert_eq!(Arc::strong_count(&exiting), 1);
 }
+
+struct Fail;
+
+/// A root that fails when told to.
+struct Fragile;
+
+#[taskthread(up = u8)]
+impl Fragile {
+    #[down]
+    async fn fail(&mut self, _ctx: &mut Ctx<Self>, _f: Fail) -> Result<()> {
+        Err(Error::msg("told to fail"))
+    }
+}
+
+/// A root watched for signals that ended before its handle aborts it: the abort finds
+/// nothing left to cancel and says how the root ended, although the watcher had not yet
+/// seen the end.
+#[tokio::test(flavor = "current_thread")]
+async fn an_abort_of_a_root_that_ended_first_says_how_it_ended() {
+    // On a task of its own, so that it runs before the watcher once the root has ended.
+    tokio::spawn(async {
+        let mut root = taskthread::spawn(Fragile).stop_on_signals();
+        tokio::task::yield_now().await;
+        root.send(Fail).await.unwrap();
+        // The root's way UP closes in its last step, which wakes this task before the
+        // watcher, woken as the root's task finishes.
+        assert!(root.recv().await.is_none());
+        let exit = root.abort().await;
+        assert!(
+            matches!(&exit, Exit::Failed(e) if e.to_string() == "told to fail"),
+            "{exit}"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -371,6 +371,129 @@ async fn a_task_started_by_the_exit_hook_is_waited_for_within_the_stop_deadline(
     );
 }
 
+/// A thread whose `exit` hook never returns.
+struct Stubborn;
+
+#[taskthread]
+impl Stubborn {
+    async fn exit(&mut self, _ctx: &mut Ctx<Self>) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A thread whose `exit` hook takes a while, then spawns a [`Stubborn`] with `options`.
+struct LateSpawner {
+    options: ChildOptions,
+}
+
+#[taskthread]
+impl LateSpawner {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        ctx.spawn_with(Stubborn, self.options.clone());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_spawned_by_the_exit_hook_is_bounded_by_the_threads_stop_deadline() {
+    // The child's own deadline, started with its own stop, would pass 0.9 s after the
+    // thread's; with none, nothing but the thread's deadline ends the wait.
+    for options in [ChildOptions::new(), ChildOptions::new().no_stop_deadline()] {
+        let start = alive_tasks();
+        let began = tokio::time::Instant::now();
+        let root = taskthread::spawn_with(
+            LateSpawner { options },
+            ChildOptions::new().stop_deadline(Duration::from_secs(1)),
+        );
+        root.stop();
+        let exit = tokio::time::timeout(Duration::from_secs(3600), root.join()).await;
+        assert!(
+            matches!(exit, Ok(Exit::Aborted { dropped: 0 })),
+            "aborted at the thread's deadline: {exit:?}"
+        );
+        assert_eq!(began.elapsed(), Duration::from_secs(1));
+        assert_eq!(
+            alive_tasks(),
+            start,
+            "no task of the tree is alive after join"
+        );
+    }
+}
+
+/// A leaf that sends three `Done`s UP from its `exit` hook.
+struct Loud;
+
+#[taskthread(up = Done)]
+impl Loud {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        for n in 0..3 {
+            let _ = ctx.up(Done(format!("{n}"))).await;
+        }
+    }
+}
+
+/// A thread with one place for UP messages whose `exit` hook spawns a [`Loud`].
+struct LoudStarter;
+
+#[taskthread]
+impl LoudStarter {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.spawn(Loud);
+    }
+
+    #[up]
+    async fn done(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _d: Done) {}
+}
+
+/// A root that logs its children's exits with what they dropped.
+struct LoudHolder {
+    log: Log,
+}
+
+#[taskthread]
+impl LoudHolder {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.spawn_with(LoudStarter, ChildOptions::new().capacity(1));
+        Ok(())
+    }
+
+    #[up]
+    async fn exited(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, exit: ChildExit) {
+        log(
+            &self.log,
+            format!(
+                "exited {} {}, {} dropped",
+                exit.path(),
+                exit.exit,
+                exit.dropped
+            ),
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_spawned_by_the_exit_hook_is_not_held_up_sending_up() {
+    let log = Log::default();
+    let root = taskthread::spawn_with(
+        LoudHolder { log: log.clone() },
+        ChildOptions::new().no_stop_deadline(),
+    );
+    root.stop();
+    let began = tokio::time::Instant::now();
+    let exit = tokio::time::timeout(Duration::from_secs(3600), root.join()).await;
+    assert!(matches!(exit, Ok(Exit::Stopped)), "{exit:?}");
+    assert_eq!(
+        lines(&log),
+        ["exited loud_holder/loud_starter stopped, 3 dropped"],
+        "what the late child sent was taken as it came, and counted"
+    );
+    assert_eq!(
+        began.elapsed(),
+        Duration::ZERO,
+        "nothing waited for a deadline"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_child_spawned_by_the_exit_hook_is_stopped_and_waited_for() {
     let start = alive_tasks();

@@ -347,7 +347,9 @@ impl<T: Thread> ChildRef<T> {
     ///
     /// The thread takes the stop at its loop's next turn; until then it still accepts
     /// messages, and it handles every message it accepted before it ends. Stopping a thread
-    /// that is already stopping or has ended does nothing.
+    /// that is already stopping or has ended does nothing. A supervised thread stopped while
+    /// it waits out its backoff between two lives starts no further life: what was queued
+    /// for it is dropped and counted in [`ChildExit::dropped`](crate::ChildExit::dropped).
     ///
     /// # Examples
     ///

@@ -442,7 +442,7 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
     fn finish(&mut self) -> impl Future<Output = (Exit, usize)> + '_ {
         async move {
             let dropped = self.dropped();
-            let mut late_jobs = false;
+            let mut late_work = false;
             if dropped > 0 {
                 tracing::warn!(
                     dropped,
@@ -468,10 +468,16 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                     // error cannot replace the first failure.
                     Err(exit) => tracing::warn!("exit hook after failure: {exit}"),
                 }
-                if !self.aborted && self.ctx.family_if_any().is_some_and(|f| f.has_jobs()) {
-                    late_jobs = true;
-                    // Boxed: only an `exit` hook that started tasks has any to wait for.
-                    Box::pin(self.wait_for_late_jobs()).await;
+                if !self.aborted
+                    && self
+                        .ctx
+                        .family_if_any()
+                        .is_some_and(|f| f.has_jobs() || f.child_count() > 0)
+                {
+                    late_work = true;
+                    // Boxed: only an `exit` hook that started tasks or spawned children has
+                    // any to wait for.
+                    Box::pin(self.wait_for_late_work()).await;
                 }
             }
             self.down.node().forget_waker();
@@ -492,10 +498,10 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
             if let Some(family) = self.ctx.family_if_any() {
                 if !family.is_reaped() {
                     // Boxed: only a thread whose children's or jobs' tasks are still running
-                    // has anything to wait for (those started by the `exit` hook); what
-                    // they send is counted as dropped.
+                    // has anything to wait for (those started by the `exit` hook, in their
+                    // last step by now); what they send is counted as dropped.
                     unheard = Box::pin(family.reap_all()).await;
-                } else if late_jobs {
+                } else if late_work {
                     unheard = family.drop_unheard(&[]);
                 }
             }
@@ -509,11 +515,12 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
 }
 
 impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
-    /// Waits, within the stop deadline, for the tasks the `exit` hook started: they belong to
-    /// the thread like the others, so they run to their end (and a panic in one fails the
-    /// thread), but no handler runs after the hook to take their results, which are dropped
-    /// and counted as the thread finishes. Past the deadline, what remains is aborted.
-    async fn wait_for_late_jobs(&mut self) {
+    /// Waits, within the stop deadline, for the tasks the `exit` hook started and the
+    /// children it spawned, which are asked to stop: they belong to the thread like the
+    /// others, so they run to their end (and a panic in a task fails the thread), but no
+    /// handler runs after the hook to take what they send, which is dropped and counted as
+    /// the thread finishes. Past the deadline, what remains is aborted.
+    async fn wait_for_late_work(&mut self) {
         let (ctx, stop, failure) = (&mut *self.ctx, &mut self.stop, &mut self.failure);
         let node = self.down.node();
         // Children the hook spawned stop meanwhile, not after.
@@ -524,23 +531,39 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
             let Some(family) = ctx.family_if_any() else {
                 return Poll::Ready(false);
             };
-            while family.has_jobs() {
-                match family.poll_job(cx) {
-                    Poll::Ready(Some(Err(e))) if e.is_panic() => {
-                        let exit = Exit::Panicked(panic_message(e.into_panic()));
-                        match failure {
-                            None => *failure = Some(Failure::new(exit)),
-                            Some(_) => {
-                                tracing::warn!("task of the exit hook after failure: {exit}")
+            loop {
+                let mut took = false;
+                if family.has_jobs() {
+                    match family.poll_job(cx) {
+                        Poll::Ready(Some(Err(e))) if e.is_panic() => {
+                            took = true;
+                            let exit = Exit::Panicked(panic_message(e.into_panic()));
+                            match failure {
+                                None => *failure = Some(Failure::new(exit)),
+                                Some(_) => {
+                                    tracing::warn!("task of the exit hook after failure: {exit}")
+                                }
                             }
                         }
+                        Poll::Ready(_) => took = true,
+                        Poll::Pending => {}
                     }
-                    Poll::Ready(_) => {}
-                    Poll::Pending if stop.deadline_passed(node, cx) => return Poll::Ready(true),
-                    Poll::Pending => return Poll::Pending,
+                }
+                // Results, UP messages and the late children's exits, as they come.
+                if family.poll_late(cx).is_ready() {
+                    took = true;
+                }
+                if !family.has_jobs() && family.child_count() == 0 {
+                    return Poll::Ready(false);
+                }
+                if !took {
+                    return if stop.deadline_passed(node, cx) {
+                        Poll::Ready(true)
+                    } else {
+                        Poll::Pending
+                    };
                 }
             }
-            Poll::Ready(false)
         })
         .await;
         if passed {

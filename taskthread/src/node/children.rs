@@ -1,7 +1,7 @@
 //! A thread's children, kept in its node: the one list the parent's loop adds to and
 //! removes from, and that snapshots, aborts and lookups from other threads walk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -25,6 +25,9 @@ pub(crate) struct Kin {
     inbound: Mutex<Option<Places>>,
     /// The thread waiting for an answer of this one, if any (its id; 0: none).
     pub(super) awaited_by: AtomicU64,
+    /// UP messages and stream items dropped unread with the thread's family, as its task
+    /// was cancelled: an abort of the tree from its root counts them in.
+    unread: AtomicUsize,
 }
 
 /// A child as its parent keeps it.
@@ -93,6 +96,18 @@ impl<Q: ?Sized + Queue> Node<Q> {
     /// What the thread keeps for its children and waits, if it was made.
     pub(super) fn kin_if_any(&self) -> Option<&Kin> {
         self.kin.get().map(|kin| &**kin)
+    }
+
+    /// Counts UP messages and stream items dropped unread with the thread's family.
+    pub(crate) fn count_unread(&self, n: usize) {
+        self.kin().unread.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// How many UP messages and stream items were dropped unread with the thread's family
+    /// since this was last asked.
+    pub(crate) fn take_unread(&self) -> usize {
+        self.kin_if_any()
+            .map_or(0, |kin| kin.unread.swap(0, Ordering::Relaxed))
     }
 
     /// The places of the thread's inbound queue, if it has one.

@@ -351,9 +351,12 @@ impl<Q: ?Sized + Queue> Node<Q> {
         self.stop_requested.fetch_and(!RESTART, Ordering::AcqRel) == RESTART
     }
 
-    /// Counts one more life after the first.
+    /// Counts one more life after the first (the count stops at `u32::MAX`).
     pub(crate) fn count_restart(&self) {
-        self.extra().restarts.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .extra()
+            .restarts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
     }
 
     pub(crate) fn restarts(&self) -> u32 {

@@ -254,8 +254,11 @@ impl<T: Thread> Handle<T> {
     ///
     /// The signals are listened for from the moment this returns: one that arrives later is
     /// never missed, and no longer ends the process at once (Ctrl-C is SIGINT on Unix; on
-    /// other systems only Ctrl-C is listened for). The listening ends with the tree. Call it
-    /// once per process: every tree listening would stop on the same signal.
+    /// other systems only Ctrl-C is listened for). The listening ends with the tree, but
+    /// the signals do not go back to ending the process: tokio keeps the handler it
+    /// installed, so one that comes once no tree listens does nothing. A program that goes
+    /// on after the tree ends listens again, or ends. Call it once per process: every tree
+    /// listening would stop on the same signal.
     ///
     /// # Panics
     /// If called outside a tokio runtime.

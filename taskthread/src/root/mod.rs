@@ -201,6 +201,11 @@ pub(super) async fn abort_tree(
     task: &AbortHandle,
     join: &mut JoinHandle<Exit>,
 ) -> Exit {
+    if task.is_finished() {
+        // The root ended first (whatever watches it for signals may not have seen it yet):
+        // how it ended, not an abort.
+        return exit_of(join.await);
+    }
     let mut aborted = Vec::new();
     let dropped = root.abort_descendants(&mut aborted) + root.queue_depth();
     // Before the cancel, so that the root's task, dropped, does not report a cancel of
@@ -213,7 +218,10 @@ pub(super) async fn abort_tree(
     wait_gone(&aborted).await;
     root.forget_aborted();
     match joined {
-        Err(e) if e.is_cancelled() => Exit::Aborted { dropped },
+        // With the UP messages and stream items the root's family dropped as it went.
+        Err(e) if e.is_cancelled() => Exit::Aborted {
+            dropped: dropped + root.take_unread(),
+        },
         other => exit_of(other),
     }
 }

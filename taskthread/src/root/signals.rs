@@ -20,6 +20,8 @@ pub(super) async fn stop_on<T: Thread>(
     let mut stopping = false;
     loop {
         tokio::select! {
+            // The end first: a signal that comes as the root ends aborts nothing.
+            biased;
             joined = &mut join => {
                 let exit = exit_of(joined);
                 tracing::info!(root = %child.path(), "tree ended: {exit}");

@@ -121,7 +121,7 @@ where
                 id: node.id,
                 path: node.lazy_path(),
                 type_name: node.meta.type_name,
-                life: node.restarts() + 1,
+                life: node.restarts().saturating_add(1),
                 exit,
                 message: failed_on.and_then(|(index, position)| {
                     Some(FailedMessage {

@@ -104,7 +104,10 @@ impl RestartPolicy {
     /// Makes the child a member of `group`: when any member is restarted after ending, the
     /// others are stopped gracefully and started again too (keeping their queues), at once:
     /// a member waiting out its own backoff starts without waiting further. A restart asked
-    /// by the group does not count towards the member's restart limit.
+    /// by the group does not count towards the member's restart limit. A member whose stop
+    /// for the restart takes longer than its stop deadline is aborted, which is final: it
+    /// ends for good, its queue dropped (counted in
+    /// [`ChildExit::dropped`](crate::ChildExit::dropped)).
     pub fn group(mut self, group: &RestartGroup) -> Self {
         self.group = Some(group.clone());
         self

@@ -158,7 +158,8 @@ impl Background {
     }
 
     /// Lets Ctrl-C and SIGTERM stop the tree gracefully, as [`BackgroundHandle::stop`] does
-    /// (by default a signal ends the process at once, and no `exit` hook runs). A second
+    /// (by default a signal ends the process at once, and no `exit` hook runs; once a tree
+    /// has listened, one that comes after it ended does nothing). A second
     /// signal during the graceful stop aborts the tree. The synchronous code waiting on the
     /// tree sees it end: [`join`](BackgroundHandle::join) returns, [`recv`](BackgroundHandle::recv)
     /// gives the last UP messages, then an error. See [`Handle::stop_on_signals`](crate::Handle::stop_on_signals).
