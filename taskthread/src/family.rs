@@ -528,8 +528,9 @@ impl<P, E> Family<P, E> {
     /// task of the tree is alive. Returns how many UP messages and task results reached the
     /// thread after its `exit` hook: see [`drop_unheard`](Self::drop_unheard).
     pub(crate) async fn reap_all(&mut self) -> usize {
-        // Children spawned by the `exit` hook, stopped now: their tasks are waited for like
-        // the others, and their exits logged, but no handler hears them.
+        // Children still listed: none once the thread has waited, within its deadline, for
+        // those its `exit` hook spawned, or an abort has taken them. Any other is stopped
+        // and waited for here like the rest, its exit logged.
         let late = self.node().take_children();
         let mut late_children = Vec::with_capacity(late.len());
         for entry in late {
@@ -569,9 +570,13 @@ impl<P, E> Family<P, E> {
     /// dropped and counted as [`drop_unheard`](Self::drop_unheard) reports it. Taking them
     /// as they come keeps the places free that late children wait for to send UP.
     pub(crate) fn poll_late(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // The family holds a sender of its own inbox: it never ends while the family lives.
-        let Poll::Ready(Some(inbound)) = self.inbox.poll_recv(cx) else {
-            return Poll::Pending;
+        let inbound = match self.inbox.poll_recv(cx) {
+            Poll::Ready(Some(inbound)) => inbound,
+            Poll::Ready(None) => {
+                debug_assert!(false, "the family holds a sender of its own inbox");
+                return Poll::Pending;
+            }
+            Poll::Pending => return Poll::Pending,
         };
         match inbound {
             Inbound::Event(_) | Inbound::Unmetered(_) => self.unheard += 1,
@@ -722,8 +727,9 @@ impl<P, E> Drop for Family<P, E> {
             }
         }
         // What the inbox still holds (nothing after a stop, which empties it) is dropped
-        // unread with it: counted, for an abort from the root to report.
-        let mut unread = 0;
+        // unread with it, with what was taken after the `exit` hook: counted, for an abort
+        // from the root to report.
+        let mut unread = std::mem::take(&mut self.unheard);
         while let Some(inbound) = self.inbox.try_recv() {
             if matches!(inbound, Inbound::Event(_) | Inbound::Unmetered(_)) {
                 unread += 1;

@@ -11,6 +11,10 @@ use std::time::Duration;
 use taskthread::prelude::*;
 use tokio::sync::Notify;
 
+/// Held by each test that listens for signals or sends one: the tests of a binary run at
+/// once, and a signal reaches every tree of the process that listens.
+static SIGNALS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn send_sigterm() {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &std::process::id().to_string()])
@@ -45,6 +49,7 @@ impl Service {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_signal_stops_the_tree_gracefully_and_a_second_one_aborts_it() {
+    let _signals = SIGNALS.lock().await;
     // One graceful stop.
     let started = Arc::new(Notify::new());
     let exited = Arc::new(AtomicBool::new(false));
@@ -104,6 +109,7 @@ impl Finisher {
 
 #[tokio::test(start_paused = true)]
 async fn run_returns_when_the_root_ends_with_its_outcome() {
+    let _signals = SIGNALS.lock().await;
     taskthread::run(Finisher { fail: false }).await.unwrap();
     let err = taskthread::run(Finisher { fail: true }).await.unwrap_err();
     assert_eq!(err.to_string(), "out of disk");
@@ -134,6 +140,7 @@ struct Ping;
 /// aborts through its handle (no signal is sent here).
 #[tokio::test]
 async fn a_root_that_stops_on_signals_keeps_its_handle() {
+    let _signals = SIGNALS.lock().await;
     let exiting = Arc::new(Notify::new());
     let mut root = taskthread::spawn(Stuck {
         exiting: exiting.clone(),
@@ -168,6 +175,7 @@ impl Fragile {
 /// seen the end.
 #[tokio::test(flavor = "current_thread")]
 async fn an_abort_of_a_root_that_ended_first_says_how_it_ended() {
+    let _signals = SIGNALS.lock().await;
     // On a task of its own, so that it runs before the watcher once the root has ended.
     tokio::spawn(async {
         let mut root = taskthread::spawn(Fragile).stop_on_signals();

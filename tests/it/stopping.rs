@@ -494,6 +494,53 @@ async fn a_child_spawned_by_the_exit_hook_is_not_held_up_sending_up() {
     );
 }
 
+/// A leaf whose `exit` hook sends UP without end.
+struct Flood;
+
+#[taskthread(up = Done)]
+impl Flood {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        while ctx.up(Done(String::new())).await.is_ok() {}
+    }
+}
+
+/// A thread with room for many UP messages whose `exit` hook spawns a [`Flood`], which
+/// has no stop deadline of its own.
+struct FloodStarter;
+
+#[taskthread]
+impl FloodStarter {
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        ctx.spawn_with(Flood, ChildOptions::new().no_stop_deadline());
+    }
+
+    #[up]
+    async fn done(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _d: Done) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_spawned_by_the_exit_hook_that_keeps_sending_is_bounded_by_the_deadline() {
+    let root = taskthread::spawn_with(
+        FloodStarter,
+        ChildOptions::new()
+            .capacity(1024)
+            .stop_deadline(Duration::from_secs(1)),
+    );
+    root.stop();
+    let join = tokio::spawn(root.join());
+    // The runtime is never idle while the child sends, so the paused clock is moved by
+    // hand.
+    for _ in 0..100 {
+        if join.is_finished() {
+            break;
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+    }
+    assert!(join.is_finished(), "the stop ended at its deadline");
+    let exit = join.await.unwrap();
+    assert!(matches!(exit, Exit::Aborted { .. }), "{exit}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_child_spawned_by_the_exit_hook_is_stopped_and_waited_for() {
     let start = alive_tasks();

@@ -531,6 +531,12 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
             let Some(family) = ctx.family_if_any() else {
                 return Poll::Ready(false);
             };
+            // First, while the task's budget is whole: a late child that keeps sending UP
+            // would otherwise use it up below each time, and the timer, which spends it
+            // too, would never be seen to fire.
+            if stop.deadline_passed(node, cx) {
+                return Poll::Ready(true);
+            }
             loop {
                 let mut took = false;
                 if family.has_jobs() {
@@ -557,11 +563,8 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                     return Poll::Ready(false);
                 }
                 if !took {
-                    return if stop.deadline_passed(node, cx) {
-                        Poll::Ready(true)
-                    } else {
-                        Poll::Pending
-                    };
+                    // The timer's waker is registered above.
+                    return Poll::Pending;
                 }
             }
         })

@@ -309,7 +309,7 @@ impl<C: Thread> Proxy<C> {
             id: node.id,
             path: node.lazy_path(),
             type_name: node.meta.type_name,
-            life: node.restarts() + 1,
+            life: node.restarts().saturating_add(1),
             exit,
             message: None,
             backoff,

@@ -346,7 +346,7 @@ impl<T: Thread> Handle<T> {
             task,
             ..
         } = self;
-        abort_tree(&*child.node, &task, &mut join).await
+        abort_tree(&*child.node, &task, &mut join).await.0
     }
 
     /// A snapshot of the whole tree.

@@ -195,34 +195,39 @@ pub(super) async fn recv_up<U>(up: &mut Inbox<Inbound<U>>) -> Option<U> {
 }
 
 /// Cancels the root's task and every task below it; waits until they are gone. `join` is
-/// the root's task or the one watching it for signals.
+/// the root's task or the one watching it for signals. Returns how the tree ended, and
+/// whether this aborted it (not if the root had ended first).
 pub(super) async fn abort_tree(
     root: &Node,
     task: &AbortHandle,
     join: &mut JoinHandle<Exit>,
-) -> Exit {
-    if task.is_finished() {
-        // The root ended first (whatever watches it for signals may not have seen it yet):
-        // how it ended, not an abort.
-        return exit_of(join.await);
-    }
+) -> (Exit, bool) {
+    // The root may have ended first, and whatever watches it for signals not have seen
+    // it yet: then it is joined, not cancelled, and gives how it ended. Its descendants are
+    // gone already, unless a panic escaped its loop and left them cancelled but listed.
+    let ended = task.is_finished();
     let mut aborted = Vec::new();
     let dropped = root.abort_descendants(&mut aborted) + root.queue_depth();
-    // Before the cancel, so that the root's task, dropped, does not report a cancel of
-    // its own.
-    root.set_state(ThreadState::Exited);
-    task.abort();
-    aborted.push(task.clone());
-    join.abort();
+    if !ended {
+        // Before the cancel, so that the root's task, dropped, does not report a cancel
+        // of its own.
+        root.set_state(ThreadState::Exited);
+        task.abort();
+        aborted.push(task.clone());
+        join.abort();
+    }
     let joined = join.await;
     wait_gone(&aborted).await;
     root.forget_aborted();
     match joined {
         // With the UP messages and stream items the root's family dropped as it went.
-        Err(e) if e.is_cancelled() => Exit::Aborted {
-            dropped: dropped + root.take_unread(),
-        },
-        other => exit_of(other),
+        Err(e) if e.is_cancelled() => (
+            Exit::Aborted {
+                dropped: dropped + root.take_unread(),
+            },
+            true,
+        ),
+        other => (exit_of(other), false),
     }
 }
 

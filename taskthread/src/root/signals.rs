@@ -30,9 +30,9 @@ pub(super) async fn stop_on<T: Thread>(
             signal = signals.recv() => {
                 if stopping {
                     tracing::warn!(root = %child.path(), "second signal ({signal}): aborting the tree");
-                    let exit = abort_tree(&*child.node, task, &mut join).await;
+                    let (exit, aborted) = abort_tree(&*child.node, task, &mut join).await;
                     tracing::warn!(root = %child.path(), "tree ended: {exit}");
-                    return (exit, true);
+                    return (exit, aborted);
                 }
                 stopping = true;
                 tracing::info!(root = %child.path(), "{signal} received: stopping the tree gracefully (signal again to give up)");
