@@ -3,7 +3,9 @@
 //! the limit changed at run time, lock / close / join, and jobs never outliving the pool; a
 //! pool that belongs to a thread (`JobPool::new_in`) accounting for every job at the
 //! thread's stop, stop deadline and abort (with a property test over random job mixes and
-//! stop timings).
+//! stop timings); and every value of the user's that the pool drops (refused, cancelled and
+//! finished jobs, `map` sources, undelivered results) dropped outside its lock, so that a
+//! `Drop` may use the pool and one that panics loses no other job.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -785,4 +787,306 @@ proptest::proptest! {
         let plan = plan.into_iter().map(|(ms, kind)| (Duration::from_millis(ms), kind)).collect();
         check_stop_accounts_for_every_job(plan, limit, Duration::from_millis(at), how)?;
     }
+}
+
+/// Runs `scenario` on an OS thread of its own, on a current-thread runtime, and fails if it
+/// has not finished within a few seconds. This guards against a deadlock, which would
+/// otherwise hang the test binary; the stuck thread is left behind.
+fn finishes<F, Fut>(what: &str, scenario: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (done, finished) = std::sync::mpsc::channel();
+    let scenario = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(scenario());
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(5)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: not finished within 5 s, deadlocked")
+        }
+        // The scenario panicked (a failed assertion): fail with its panic.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = scenario.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+/// A value whose `Drop` uses the pool it belongs to, as an RAII guard that cancels "its"
+/// jobs or logs the pool would: a pool that dropped it under its own lock would deadlock.
+/// Counts the drops that got through.
+struct UsesPool {
+    pool: JobPool<u64>,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl UsesPool {
+    fn new(pool: &JobPool<u64>, dropped: &Arc<AtomicUsize>) -> Self {
+        Self {
+            pool: pool.clone(),
+            dropped: Arc::clone(dropped),
+        }
+    }
+}
+
+impl Drop for UsesPool {
+    fn drop(&mut self) {
+        let _ = format!("{:?}", self.pool);
+        let _ = (self.pool.running(), self.pool.waiting(), self.pool.counts());
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A job that holds `guard` and ends with `Ok(1)`.
+async fn holding(guard: UsesPool) -> Result<u64> {
+    let _guard = guard;
+    Ok(1)
+}
+
+/// A job that never ends.
+fn forever() -> impl std::future::Future<Output = Result<u64>> + Send {
+    std::future::pending()
+}
+
+#[test]
+fn refused_jobs_and_sources_are_dropped_outside_the_pools_lock() {
+    finishes("a refused submit, apply or map", || async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (pool, _results) = JobPool::<u64>::new(1);
+        pool.apply(forever, 1, Some("taken")).unwrap();
+
+        let guard = UsesPool::new(&pool, &dropped);
+        let refused = pool.map(
+            move |n| {
+                let _ = &guard;
+                async move { Ok(n) }
+            },
+            0..3u64,
+            1,
+            Some("taken"),
+        );
+        let refused = refused.unwrap_err();
+        assert_eq!(refused, JobPoolError::DuplicateGroup("taken".into()));
+
+        pool.pause();
+        let refused = pool.apply(|| holding(UsesPool::new(&pool, &dropped)), 2, None);
+        assert_eq!(refused.unwrap_err(), JobPoolError::Paused);
+
+        pool.close();
+        let refused = pool.submit(holding(UsesPool::new(&pool, &dropped)));
+        assert_eq!(refused, Err(JobPoolError::Closed));
+        assert_eq!(dropped.load(Ordering::SeqCst), 4);
+    });
+}
+
+#[test]
+fn a_cancelled_waiting_job_is_dropped_outside_the_pools_lock() {
+    finishes("cancel of a waiting job", || async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (pool, mut results) = JobPool::<u64>::new(1);
+        pool.submit(forever()).unwrap();
+        let waiting = pool
+            .submit(holding(UsesPool::new(&pool, &dropped)))
+            .unwrap();
+        pool.cancel(waiting).unwrap();
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        let result = results.next().await.unwrap();
+        assert_eq!(result.id, waiting);
+        assert!(matches!(result.outcome, JobOutcome::Cancelled));
+    });
+}
+
+#[test]
+fn jobs_and_sources_cancelled_by_group_or_all_are_dropped_outside_the_pools_lock() {
+    finishes("cancel_group and cancel_all", || async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (pool, _results) = JobPool::<u64>::new(1);
+        pool.apply(forever, 1, Some("running")).unwrap();
+        pool.apply(
+            || holding(UsesPool::new(&pool, &dropped)),
+            2,
+            Some("waiting"),
+        )
+        .unwrap();
+        let guard = UsesPool::new(&pool, &dropped);
+        pool.map(
+            move |n| {
+                let _ = &guard;
+                async move { Ok(n) }
+            },
+            0..3u64,
+            1,
+            Some("mapped"),
+        )
+        .unwrap();
+        assert_eq!(pool.cancel_group("waiting"), Ok(2));
+        assert_eq!(dropped.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.cancel_all(), 1, "the running job; the map pulled none");
+        assert_eq!(dropped.load(Ordering::SeqCst), 3, "the map's source");
+        pool.join().await;
+        assert_eq!(pool.counts().ended(), pool.counts().submitted);
+    });
+}
+
+/// Owns a pool (`JobPool::new_in`) of limit 0, so that every job it submits waits, each
+/// holding a [`UsesPool`], as does its `map`'s function; sends UP the number of jobs
+/// reported cancelled.
+struct Holder {
+    jobs: usize,
+    dropped: Arc<AtomicUsize>,
+    cancelled: usize,
+}
+
+#[taskthread(up = usize)]
+impl Holder {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        let pool = JobPool::new_in(ctx, 0);
+        for _ in 0..self.jobs {
+            pool.submit(holding(UsesPool::new(&pool, &self.dropped)))?;
+        }
+        let guard = UsesPool::new(&pool, &self.dropped);
+        let mapped = move |n| {
+            let _ = &guard;
+            async move { Ok(n) }
+        };
+        pool.map(mapped, 0..3u64, 1, None)?;
+        Ok(())
+    }
+
+    #[stream]
+    async fn result(&mut self, _ctx: &mut Ctx<Self>, result: JobResult<u64>) -> Result<()> {
+        if matches!(result.outcome, JobOutcome::Cancelled) {
+            self.cancelled += 1;
+        }
+        Ok(())
+    }
+
+    async fn exit(&mut self, ctx: &mut Ctx<Self>) {
+        let _ = ctx.up(self.cancelled).await;
+    }
+}
+
+#[test]
+fn a_stopping_threads_waiting_jobs_are_dropped_outside_the_pools_lock() {
+    finishes("the stop of a thread that owns a pool", || async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let mut root = taskthread::spawn(Holder {
+            jobs: 2,
+            dropped: Arc::clone(&dropped),
+            cancelled: 0,
+        });
+        root.stop();
+        assert_eq!(root.recv().await, Some(2));
+        assert!(matches!(root.join().await, Exit::Stopped));
+        assert_eq!(dropped.load(Ordering::SeqCst), 3, "two jobs and the source");
+    });
+}
+
+#[test]
+fn an_ended_map_source_is_dropped_outside_the_pools_lock() {
+    crate::panics::hide_expected_panics("no more items");
+    finishes("a map source that runs out or panics", || async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (pool, mut results) = JobPool::<u64>::new(4);
+        let mapped = |guard: UsesPool| {
+            move |n| {
+                let _ = &guard;
+                async move { Ok(n) }
+            }
+        };
+        let guard = UsesPool::new(&pool, &dropped);
+        pool.map(mapped(guard), 0..2u64, 1, Some("runs out"))
+            .unwrap();
+        let guard = UsesPool::new(&pool, &dropped);
+        let items = (0..).map(|n| if n == 1 { panic!("no more items") } else { n });
+        pool.map(mapped(guard), items, 1, Some("panics")).unwrap();
+        pool.close();
+        pool.join().await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 2);
+        let all = results.flush().await;
+        assert_eq!(ok_values(&all), [0, 0, 1]);
+        assert!(
+            all.iter()
+                .any(|r| matches!(&r.outcome, JobOutcome::Panicked(m) if m == "no more items"))
+        );
+    });
+}
+
+#[test]
+fn an_undeliverable_result_is_dropped_outside_the_pools_lock() {
+    /// An output whose `Drop` uses the pool that made it.
+    struct Output {
+        pool: Arc<std::sync::OnceLock<JobPool<Output>>>,
+        dropped: Arc<AtomicUsize>,
+    }
+    impl Drop for Output {
+        fn drop(&mut self) {
+            if let Some(pool) = self.pool.get() {
+                let _ = (format!("{pool:?}"), pool.running());
+                self.dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    finishes("a result sent after the results were dropped", || async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let cell = Arc::new(std::sync::OnceLock::new());
+        let (pool, results) = JobPool::<Output>::new(1);
+        let _ = cell.set(pool.clone());
+        drop(results); // which discards every result
+        let output = Output {
+            pool: Arc::clone(&cell),
+            dropped: Arc::clone(&dropped),
+        };
+        pool.submit(async move { Ok(output) }).unwrap();
+        pool.join().await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn a_panicking_drop_of_a_cancelled_job_loses_no_other_job() {
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("boom as the job is dropped");
+        }
+    }
+    crate::panics::hide_expected_panics("boom as the job is dropped");
+    finishes("a cancel whose drop panics", || async {
+        let (pool, mut results) = JobPool::<u64>::new(1);
+        pool.apply(forever, 1, Some("running")).unwrap();
+        let boom = || {
+            let boom = Boom;
+            async move {
+                let _boom = boom;
+                Ok(0)
+            }
+        };
+        pool.apply(boom, 1, Some("a")).unwrap();
+        pool.apply(|| async { Ok(1) }, 2, Some("b")).unwrap();
+        let cancel = std::panic::AssertUnwindSafe(|| pool.cancel_group("a"));
+        assert!(std::panic::catch_unwind(cancel).is_err());
+        assert_eq!(pool.waiting(), 2, "group b's jobs still wait");
+        assert_eq!(
+            pool.groups().len(),
+            2,
+            "group a is gone: {:?}",
+            pool.groups()
+        );
+        assert_eq!(pool.cancel_group("b"), Ok(2));
+        assert_eq!(pool.cancel_all(), 1);
+        pool.join().await;
+        let counts = pool.counts();
+        assert_eq!((counts.submitted, counts.cancelled), (4, 4));
+        assert_eq!(results.flush().await.len(), 4);
+        pool.apply(|| async { Ok(2) }, 1, Some("a")).unwrap();
+    });
 }

@@ -1,7 +1,7 @@
 //! Managing a [`JobPool`]: cancel jobs, change its limit, pause and resume its intake,
 //! close it, wait for it, and count what became of its jobs.
 
-use super::outcome::{JobCounts, JobId, JobOutcome, JobPoolError};
+use super::outcome::{JobCounts, JobId, JobPoolError};
 use super::state::Entry;
 
 use std::sync::Arc;
@@ -35,7 +35,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     }
 
     /// Cancels a job: one waiting never starts, one running is dropped at its next await.
-    /// Its result is [`Cancelled`](JobOutcome::Cancelled).
+    /// Its result is [`Cancelled`](super::JobOutcome::Cancelled).
     ///
     /// # Examples
     ///
@@ -65,8 +65,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 .iter()
                 .position(|e| matches!(e, Entry::Job { id, .. } if *id == job))
                 .ok_or(JobPoolError::UnknownJob(job))?;
-            if let Some(Entry::Job { id, group, .. }) = state.waiting.remove(at) {
-                state.finish(id, group, JobOutcome::Cancelled, false);
+            if let Some(entry) = state.waiting.remove(at) {
+                state.withdraw(entry);
             }
             Ok(())
         })

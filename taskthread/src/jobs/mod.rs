@@ -30,7 +30,8 @@ use crate::family::Drained;
 use crate::lock::lock;
 use crate::thread::{HandlesStream, Thread};
 use state::{
-    BoxJob, CatchUnwind, Entry, Finish, GroupState, Inner, LAUNCHING, Launch, Pulled, Source, State,
+    BoxJob, CatchUnwind, Entry, Finish, Graveyard, GroupState, Inner, LAUNCHING, Launch, Pulled,
+    Source, State,
 };
 
 /// A pool of ad-hoc async jobs, run at most `limit` at a time: for work that is not a
@@ -55,6 +56,13 @@ use state::{
 /// jobs still running are cancelled, so none outlives it. A pool kept in a thread is best
 /// made with [`new_in`](Self::new_in): it then takes part in the thread's stop, and every
 /// job's result reaches the thread before its `exit` hook.
+///
+/// The pool never drops a value of yours while it holds its internal lock: a job it refuses
+/// or cancels before it started, a `map`'s iterator and function, and a result no one will
+/// receive (the [`JobResults`] were dropped) are dropped once the lock is released. So their
+/// `Drop` may use the pool, and one that panics does so with the pool's state whole: the
+/// panic goes on from the call that dropped the value ([`cancel_group`](Self::cancel_group),
+/// say), and no other job is lost.
 ///
 /// ```
 /// use taskthread::jobs::{JobOutcome, JobPool};
@@ -144,6 +152,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 closed: false,
                 results: Some(results_tx),
                 counts: JobCounts::default(),
+                graveyard: Graveyard::default(),
             }),
             runtime,
             live,
@@ -253,7 +262,10 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     {
         let job: BoxJob<T, E> = Box::pin(job);
         self.update(|state| {
-            let group = state.new_group(None, "submit")?;
+            let group = match state.new_group(None, "submit") {
+                Ok(group) => group,
+                Err(refused) => return Err((refused, job)),
+            };
             let id = state.next_id();
             state
                 .groups
@@ -261,6 +273,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             state.waiting.push_back(Entry::Job { id, group, job });
             Ok(id)
         })
+        // The refused job drops here, outside the lock.
+        .map_err(|(refused, _job)| refused)
     }
 
     /// Adds `n` jobs, each running the future `f()` makes, in a new group named `group` (or
@@ -296,7 +310,10 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
         // Made before taking the lock: `f` is the caller's code.
         let made: Vec<BoxJob<T, E>> = (0..n).map(|_| Box::pin(f()) as BoxJob<T, E>).collect();
         self.update(|state| {
-            let name = state.new_group(group, "apply")?;
+            let name = match state.new_group(group, "apply") {
+                Ok(name) => name,
+                Err(refused) => return Err((refused, made)),
+            };
             let mut jobs = Vec::with_capacity(n);
             for job in made {
                 let id = state.next_id();
@@ -309,6 +326,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 .insert(Arc::clone(&name), GroupState::new(n, 0));
             Ok(Group { name, jobs })
         })
+        // The refused jobs drop here, outside the lock.
+        .map_err(|(refused, _made)| refused)
     }
 
     /// Runs `f(item)` for each item of `items`, in a new group named `group` (or a generated
@@ -316,9 +335,12 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     ///
     /// The iterator is pulled lazily, one item each time a slot frees, so it may be
     /// infinite. It and `f` are called while the pool holds its internal lock: they must not
-    /// call the pool. A panic in either ends the group's source and is reported as a
-    /// [`Panicked`](JobOutcome::Panicked) result. For Python's `starmap`, destructure in
-    /// the closure: `pool.map(|(a, b)| job(a, b), pairs, 4, None)`.
+    /// call the pool, and neither may the `Drop` of anything they drop as they run (an item
+    /// `f` does not keep, say). The iterator and `f` themselves are dropped outside the lock,
+    /// so their `Drop` may use the pool: when the iterator ends or panics, when the group is
+    /// cancelled or the map refused, or with the pool. A panic in either ends the group's
+    /// source and is reported as a [`Panicked`](JobOutcome::Panicked) result. For Python's
+    /// `starmap`, destructure in the closure: `pool.map(|(a, b)| job(a, b), pairs, 4, None)`.
     ///
     /// Fails if the pool is paused or closed, a group of that name is still in the pool, or
     /// `limit` is 0.
@@ -369,7 +391,10 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 },
             );
         self.update(|state| {
-            let name = state.new_group(group, "map")?;
+            let name = match state.new_group(group, "map") {
+                Ok(name) => name,
+                Err(refused) => return Err((refused, source)),
+            };
             state
                 .groups
                 .insert(Arc::clone(&name), GroupState::new(0, limit));
@@ -378,6 +403,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             let jobs = Vec::new();
             Ok(Group { name, jobs })
         })
+        // The refused source (the iterator and `f`) drops here, outside the lock.
+        .map_err(|(refused, _source)| refused)
     }
 }
 
@@ -397,15 +424,25 @@ impl<T: Send + 'static, E: Send + 'static> Drained for JobPool<T, E> {
 }
 
 /// The pool's engine: every change to its state goes through [`update`](Self::update),
-/// which starts the jobs the change lets start once the lock is released.
+/// which starts the jobs the change lets start, and drops what it took out of the state,
+/// once the lock is released.
 impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
-    /// Changes the state under the lock, then starts what may start, outside it.
+    /// Changes the state under the lock, then starts what may start and drops what the
+    /// change and the start took out of the state, outside it.
+    ///
+    /// Nothing of the user's is dropped under the lock: a `Drop` may call the pool (std's
+    /// mutex is not re-entrant, so that would deadlock the OS thread), and one that panics
+    /// does so once the state is whole and the jobs it lets start have started. So `change`
+    /// hands back, in `R`, any user value it does not keep (a refused job), and the state
+    /// puts what it takes out in its graveyard.
     fn update<R>(&self, change: impl FnOnce(&mut State<T, E>) -> R) -> R {
         let mut state = self.inner.lock();
         let out = change(&mut state);
         let launches = self.settle(&mut state);
+        let graveyard = state.take_graveyard();
         drop(state);
         self.launch_all(launches);
+        drop(graveyard);
         out
     }
 
@@ -427,7 +464,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
         let live = state.live();
         self.inner.live.send_replace(live);
         if state.closed && live == 0 {
-            state.results = None;
+            state.end_results();
         }
         launches
     }

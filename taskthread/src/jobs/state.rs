@@ -1,5 +1,5 @@
-//! The pool's shared state: the waiting line, the running jobs, the groups, and the tasks
-//! that run and report each job.
+//! The pool's shared state: the waiting line, the running jobs, the groups, what they leave
+//! to drop once the lock is released, and the tasks that run and report each job.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -84,6 +84,30 @@ impl RunningJob {
     }
 }
 
+/// What the pool takes out of its state under its lock and drops only once the lock is
+/// released: waiting jobs that were cancelled (the futures and what they capture) and `map`
+/// sources that ended (the iterator and the function), whose `Drop` is the user's and may
+/// call the pool, or panic. A result that cannot be delivered is handed back by
+/// [`State::send`] instead, and a refused job goes back to the caller.
+///
+/// Empty on the hot paths (adding, starting and ending jobs), where it allocates nothing: it
+/// fills only when jobs are cancelled or a source ends.
+pub(super) struct Graveyard<T, E> {
+    entries: Vec<Entry<T, E>>,
+    /// The results sender, once a closed pool is idle. With the receiver gone, dropping it
+    /// frees the channel, and with it any result a send slipped in as the receiver dropped.
+    results: Option<mpsc::UnboundedSender<JobResult<T, E>>>,
+}
+
+impl<T, E> Default for Graveyard<T, E> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            results: None,
+        }
+    }
+}
+
 /// A job to spawn once the lock is released.
 pub(super) struct Launch<T, E> {
     pub(super) id: JobId,
@@ -109,6 +133,9 @@ pub(super) struct State<T, E> {
     pub(super) results: Option<mpsc::UnboundedSender<JobResult<T, E>>>,
     /// How the jobs that ended ended.
     pub(super) counts: JobCounts,
+    /// What changes to the state took out of it, for [`JobPool::update`] to drop once it
+    /// has released the lock: always empty with the lock free.
+    pub(super) graveyard: Graveyard<T, E>,
 }
 
 pub(super) struct Inner<T, E> {
@@ -137,7 +164,8 @@ impl<T, E> State<T, E> {
     }
 
     /// Takes the first job that may start off the waiting line and counts it as running:
-    /// `None` if none may start, `Some(None)` if a `map` source ended instead.
+    /// `None` if none may start, `Some(None)` if a `map` source ended instead (it goes to
+    /// the graveyard).
     pub(super) fn take_next(&mut self) -> Option<Option<Launch<T, E>>> {
         let at = self.waiting.iter().position(|e| match e {
             Entry::Job { .. } => true,
@@ -164,12 +192,15 @@ impl<T, E> State<T, E> {
                 }
                 Pulled::End => {
                     self.end_source(&group);
+                    self.bury(Entry::Source { group, source });
                     return Some(None);
                 }
                 Pulled::Panicked(message) => {
                     let id = self.next_id();
-                    self.send(id, &group, JobOutcome::Panicked(message));
+                    // A panic's result holds no user value: undelivered, it may drop here.
+                    let _ = self.send(id, &group, JobOutcome::Panicked(message));
                     self.end_source(&group);
+                    self.bury(Entry::Source { group, source });
                     return Some(None);
                 }
             },
@@ -215,35 +246,49 @@ impl<T, E> State<T, E> {
         }
     }
 
-    pub(super) fn send(&mut self, id: JobId, group: &Arc<str>, outcome: JobOutcome<T, E>) {
+    /// Counts a job's outcome and sends its result. Returns the result if no one will
+    /// receive it (the results were dropped), for the caller to drop once the lock is
+    /// released: its output or error is the user's.
+    #[must_use]
+    pub(super) fn send(
+        &mut self,
+        id: JobId,
+        group: &Arc<str>,
+        outcome: JobOutcome<T, E>,
+    ) -> Option<JobResult<T, E>> {
         self.counts.count(&outcome);
-        if let Some(results) = &self.results {
-            let _ = results.send(JobResult {
-                id,
-                group: Arc::clone(group),
-                outcome,
-            });
+        let result = JobResult {
+            id,
+            group: Arc::clone(group),
+            outcome,
+        };
+        match &self.results {
+            Some(results) => results.send(result).err().map(|unsent| unsent.0),
+            None => Some(result),
         }
     }
 
     /// Reports a job that ended (or was cancelled before starting) and updates its group.
+    /// Returns its result if no one will receive it, as [`send`](Self::send) does.
+    #[must_use]
     pub(super) fn finish(
         &mut self,
         id: JobId,
-        group: Arc<str>,
+        group: &Arc<str>,
         outcome: JobOutcome<T, E>,
         ran: bool,
-    ) {
-        self.send(id, &group, outcome);
-        if let Some(g) = self.groups.get_mut(&group) {
+    ) -> Option<JobResult<T, E>> {
+        let unsent = self.send(id, group, outcome);
+        if let Some(g) = self.groups.get_mut(group) {
             g.live -= 1;
             if ran && g.map_limit > 0 {
                 g.map_running -= 1;
             }
             if g.live == 0 && !g.source {
-                self.groups.remove(&group);
+                self.groups.remove(group);
             }
         }
+        unsent
     }
 
     pub(super) fn end_source(&mut self, group: &Arc<str>) {
@@ -255,17 +300,42 @@ impl<T, E> State<T, E> {
         }
     }
 
+    /// Puts an entry taken out of the state in the graveyard, to be dropped once the lock
+    /// is released.
+    pub(super) fn bury(&mut self, entry: Entry<T, E>) {
+        self.graveyard.entries.push(entry);
+    }
+
+    /// Takes out what the changes since the lock was taken left to drop.
+    pub(super) fn take_graveyard(&mut self) -> Graveyard<T, E> {
+        std::mem::take(&mut self.graveyard)
+    }
+
+    /// Withdraws an entry taken off the waiting line: its job is reported cancelled, its
+    /// source ends, and the entry goes to the graveyard. Returns whether it was a job.
+    pub(super) fn withdraw(&mut self, entry: Entry<T, E>) -> bool {
+        let job = match &entry {
+            Entry::Job { id, group, .. } => {
+                // A cancellation holds no user value: undelivered, it may drop here.
+                let _ = self.finish(*id, group, JobOutcome::Cancelled, false);
+                true
+            }
+            Entry::Source { group, .. } => {
+                self.end_source(group);
+                false
+            }
+        };
+        self.bury(entry);
+        job
+    }
+
     /// Takes no new job and cancels the waiting ones; the running ones go on.
     pub(super) fn stop_intake(&mut self) {
         self.closed = true;
         let waiting = std::mem::take(&mut self.waiting);
+        self.graveyard.entries.reserve(waiting.len());
         for entry in waiting {
-            match entry {
-                Entry::Job { id, group, .. } => {
-                    self.finish(id, group, JobOutcome::Cancelled, false)
-                }
-                Entry::Source { group, .. } => self.end_source(&group),
-            }
+            self.withdraw(entry);
         }
     }
 
@@ -279,17 +349,18 @@ impl<T, E> State<T, E> {
         for entry in waiting {
             if !hit(entry.group()) {
                 self.waiting.push_back(entry);
-                continue;
-            }
-            match entry {
-                Entry::Job { id, group, .. } => {
-                    cancelled += 1;
-                    self.finish(id, group, JobOutcome::Cancelled, false);
-                }
-                Entry::Source { group, .. } => self.end_source(&group),
+            } else if self.withdraw(entry) {
+                cancelled += 1;
             }
         }
         cancelled
+    }
+
+    /// Ends the results stream of a closed, idle pool.
+    pub(super) fn end_results(&mut self) {
+        if let Some(results) = self.results.take() {
+            self.graveyard.results = Some(results);
+        }
     }
 }
 
@@ -307,11 +378,15 @@ impl<T: Send + 'static, E: Send + 'static> Drop for Finish<T, E> {
             return;
         };
         let outcome = self.outcome.take().unwrap_or(JobOutcome::Cancelled);
-        JobPool { inner }.update(|state| {
-            if let Some(job) = state.running.remove(&self.id) {
-                state.finish(self.id, job.group, outcome, true);
-            }
+        let pool = JobPool { inner };
+        // The outcome comes back if no one will receive it, to drop once the lock is free.
+        let unsent = pool.update(|state| match state.running.remove(&self.id) {
+            Some(job) => state
+                .finish(self.id, &job.group, outcome, true)
+                .map(|unsent| unsent.outcome),
+            None => Some(outcome),
         });
+        drop(unsent);
     }
 }
 
