@@ -152,8 +152,16 @@ impl Edge {
 
 /// What a side (host or parent) does with a frame for an edge it has no life for.
 pub(crate) trait Side: Send + Sync + 'static {
-    /// `head` names an edge, or an epoch of one, that has no life here.
-    fn unknown(&self, endpoint: &Arc<Endpoint>, head: Head, payload: Bytes);
+    /// `head` names an edge, or an epoch of one, that has no life here. Returns a frame to
+    /// send in answer and its address, if any: the endpoint's task sends it before it
+    /// reads on, so a flood of such frames is answered no faster than the transport takes
+    /// the answers.
+    fn unknown(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        head: Head,
+        payload: Bytes,
+    ) -> Option<(String, Bytes)>;
 }
 
 /// A process's place on the transport.
@@ -275,13 +283,13 @@ impl Endpoint {
             }
         };
         let Some(edge) = self.edge(head.edge) else {
-            side.unknown(self, head, payload);
+            self.answer_unknown(side, head, payload).await;
             return None;
         };
         let epoch = edge.link().epoch;
         if head.epoch != epoch {
             if head.epoch > epoch {
-                side.unknown(self, head, payload);
+                self.answer_unknown(side, head, payload).await;
             }
             // Else a frame of an earlier life: dropped, so no stale frame reaches this one.
             return None;
@@ -310,6 +318,13 @@ impl Endpoint {
             edge.credit.wake();
         }
         Some((edge, ack_now))
+    }
+
+    /// Hands a frame of an edge with no life here to the side, and sends its answer.
+    async fn answer_unknown(self: &Arc<Self>, side: &dyn Side, head: Head, payload: Bytes) {
+        if let Some((address, answer)) = side.unknown(self, head, payload) {
+            self.send_to(&address, answer).await;
+        }
     }
 
     /// Once per tick: sends again what is due, pings quiet edges, reports silent ones.

@@ -24,7 +24,7 @@ use crate::endpoint::{self, Edge, Endpoint, Event, Side};
 use crate::error::{HostError, check_name};
 use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
 use crate::link::Link;
-use crate::settings::{MAX_REMOTE_CAPACITY, Settings};
+use crate::settings::{DEFAULT_MAX_REMOTE_CHILDREN, MAX_REMOTE_CAPACITY, Settings};
 use crate::transport::Transport;
 
 /// The transport address of the host named `name`.
@@ -32,9 +32,9 @@ pub(crate) fn host_address(name: &str) -> String {
     format!("host.{name}")
 }
 
-/// Finished epochs remembered per host, so that a late copy of a spawn request never
-/// starts a life again.
-const FINISHED_KEPT: usize = 4096;
+/// Edges whose latest epoch a host remembers as finished (so that a late copy of a spawn
+/// request never starts a life again), and as refused (so that a refusal is logged once).
+const EPOCHS_KEPT: usize = 4096;
 
 /// A process that runs the subtrees parents elsewhere ask for.
 ///
@@ -106,6 +106,7 @@ pub struct HostBuilder {
     transport: Arc<dyn Transport>,
     settings: Settings,
     stop_deadline: Duration,
+    max_remote_children: usize,
     types: HashMap<String, Arc<dyn Factory>>,
     duplicate: Option<String>,
 }
@@ -128,6 +129,7 @@ impl Host {
             transport: Arc::new(transport),
             settings: Settings::default(),
             stop_deadline: DEFAULT_STOP_DEADLINE,
+            max_remote_children: DEFAULT_MAX_REMOTE_CHILDREN,
             types: HashMap::new(),
             duplicate: None,
         }
@@ -268,6 +270,38 @@ impl HostBuilder {
         self
     }
 
+    /// How many remote children it runs at once, for all its parents together; by default
+    /// [`DEFAULT_MAX_REMOTE_CHILDREN`] (4 096).
+    ///
+    /// A spawn request past the limit is refused, as one for a type it does not know: the
+    /// parent's child ends [`Exit::Failed`] with the reason, the messages sent to it
+    /// counted as dropped, and the host logs the refusal once at `WARN`. A remote child's
+    /// place is free again once it has ended and its exit has been acked (or given up on,
+    /// after the host's `lost_after`); a later life of a child (a restart) takes the place
+    /// of the earlier one.
+    ///
+    /// ```
+    /// use taskthread_nats::{Host, memory::MemoryTransport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let host = Host::builder("worker-1", MemoryTransport::new())
+    ///     .max_remote_children(100)
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// # host.stop().await;
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// If `max` is zero.
+    pub fn max_remote_children(mut self, max: usize) -> Self {
+        assert!(max > 0, "a host must take at least one remote child");
+        self.max_remote_children = max;
+        self
+    }
+
     /// Starts listening for spawn requests.
     pub async fn start(self) -> Result<Host, HostError> {
         check_name(&self.name).map_err(HostError::Name)?;
@@ -283,8 +317,10 @@ impl HostBuilder {
             endpoint: Arc::clone(&endpoint),
             types: self.types,
             stop_deadline: self.stop_deadline,
+            max_remote_children: self.max_remote_children,
             agents: Mutex::default(),
             finished: Mutex::default(),
+            refused: Mutex::default(),
             all_gone: atomic_waker::AtomicWaker::new(),
         });
         let task = tokio::spawn(endpoint::run(
@@ -317,10 +353,45 @@ struct HostShared {
     endpoint: Arc<Endpoint>,
     types: HashMap<String, Arc<dyn Factory>>,
     stop_deadline: Duration,
+    max_remote_children: usize,
     agents: Mutex<Agents>,
-    /// Edges whose epoch ended here, the latest epoch of each, oldest first.
-    finished: Mutex<(HashMap<EdgeId, u32>, VecDeque<EdgeId>)>,
+    /// Edges whose epoch ended here.
+    finished: Mutex<Epochs>,
+    /// Edges whose spawn request was refused here.
+    refused: Mutex<Epochs>,
     all_gone: atomic_waker::AtomicWaker,
+}
+
+/// The latest epoch of each of the last [`EPOCHS_KEPT`] edges noted.
+#[derive(Default)]
+struct Epochs {
+    latest: HashMap<EdgeId, u32>,
+    /// The edges noted, oldest first.
+    order: VecDeque<EdgeId>,
+}
+
+impl Epochs {
+    /// The latest epoch noted of `edge`.
+    fn get(&self, edge: EdgeId) -> Option<u32> {
+        self.latest.get(&edge).copied()
+    }
+
+    /// Notes `epoch` of `edge`; `true` if that epoch of it was not noted yet. The oldest
+    /// edge is forgotten past [`EPOCHS_KEPT`].
+    fn note(&mut self, edge: EdgeId, epoch: u32) -> bool {
+        match self.latest.insert(edge, epoch) {
+            Some(before) => before != epoch,
+            None => {
+                self.order.push_back(edge);
+                if self.order.len() > EPOCHS_KEPT
+                    && let Some(oldest) = self.order.pop_front()
+                {
+                    self.latest.remove(&oldest);
+                }
+                true
+            }
+        }
+    }
 }
 
 impl HostShared {
@@ -328,8 +399,28 @@ impl HostShared {
         self.agents.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn finished(&self) -> MutexGuard<'_, (HashMap<EdgeId, u32>, VecDeque<EdgeId>)> {
+    fn finished(&self) -> MutexGuard<'_, Epochs> {
         self.finished.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn refused(&self) -> MutexGuard<'_, Epochs> {
+        self.refused.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a life of `edge` may start: the host runs fewer remote children than it
+    /// takes, not counting an earlier life of the edge, which a later one replaces. Only
+    /// the endpoint's task starts lives, so none can take the place before this one does.
+    fn has_room_for(&self, edge: EdgeId) -> Result<(), String> {
+        let agents = self.agents();
+        let others = agents.running.len() - usize::from(agents.running.contains_key(&edge));
+        if others < self.max_remote_children {
+            Ok(())
+        } else {
+            Err(format!(
+                "it runs as many remote children as it takes ({})",
+                self.max_remote_children
+            ))
+        }
     }
 
     /// An agent's life ended.
@@ -341,17 +432,7 @@ impl HostShared {
             }
         }
         self.endpoint.remove_edge(edge, epoch);
-        let mut finished = self.finished();
-        let (epochs, order) = &mut *finished;
-        if epochs.insert(edge, epoch).is_none() {
-            order.push_back(edge);
-            if order.len() > FINISHED_KEPT
-                && let Some(oldest) = order.pop_front()
-            {
-                epochs.remove(&oldest);
-            }
-        }
-        drop(finished);
+        self.finished().note(edge, epoch);
         self.all_gone.wake();
     }
 }
@@ -359,30 +440,40 @@ impl HostShared {
 struct HostSide(Arc<HostShared>);
 
 impl Side for HostSide {
-    fn unknown(&self, endpoint: &Arc<Endpoint>, head: Head, payload: Bytes) {
+    fn unknown(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        head: Head,
+        payload: Bytes,
+    ) -> Option<(String, Bytes)> {
         let Kind::Spawn(spawn) = &head.kind else {
             // A frame of an edge that has ended here, or whose spawn has not arrived yet
             // (it will come again): nothing to do.
-            return;
+            return None;
         };
         if head.seq != 1 {
-            return;
+            return None;
         }
         let shared = &self.0;
         if shared.agents().stop_by.is_some() {
             // Stopping: no new life starts, and its parent finds the host lost.
-            return;
+            return None;
         }
         if shared
             .finished()
-            .0
-            .get(&head.edge)
-            .is_some_and(|&ended| head.epoch <= ended)
+            .get(head.edge)
+            .is_some_and(|ended| head.epoch <= ended)
         {
-            return;
+            return None;
         }
+        // Answered each time the request comes (the parent sends it again until it hears),
+        // logged the first time.
         let refuse = |reason: String| {
-            tracing::warn!(host = %shared.name, "refused to run `{}`: {reason}", spawn.type_name);
+            if shared.refused().note(head.edge, head.epoch) {
+                tracing::warn!(host = %shared.name, path = %spawn.path, "refused to run `{}`: {reason}", spawn.type_name);
+            } else {
+                tracing::debug!(host = %shared.name, path = %spawn.path, "refused to run `{}` again: {reason}", spawn.type_name);
+            }
             let frame = frame::encode_bare(&Head {
                 version: VERSION,
                 edge: head.edge,
@@ -392,9 +483,7 @@ impl Side for HostSide {
                 credit: 0,
                 kind: Kind::Refused(reason),
             });
-            let endpoint = Arc::clone(endpoint);
-            let to = spawn.reply_to.clone();
-            tokio::spawn(async move { endpoint.send_to(&to, frame).await });
+            Some((spawn.reply_to.clone(), frame))
         };
         let Some(factory) = shared.types.get(&spawn.type_name) else {
             return refuse(format!(
@@ -406,7 +495,10 @@ impl Side for HostSide {
             return refuse(reason);
         }
         if crate::transport::check_address(&spawn.reply_to).is_err() {
-            return;
+            return None;
+        }
+        if let Err(reason) = shared.has_room_for(head.edge) {
+            return refuse(reason);
         }
         // A later life of an edge replaces the earlier one, whose agent aborts its subtree.
         if let Some(old) = shared.agents().running.remove(&head.edge) {
@@ -464,6 +556,7 @@ impl Side for HostSide {
                 task,
             },
         );
+        None
     }
 }
 

@@ -677,5 +677,12 @@ impl<C: Remote> Life<'_, C> {
 struct ParentSide;
 
 impl Side for ParentSide {
-    fn unknown(&self, _endpoint: &Arc<Endpoint>, _head: Head, _payload: Bytes) {}
+    fn unknown(
+        &self,
+        _endpoint: &Arc<Endpoint>,
+        _head: Head,
+        _payload: Bytes,
+    ) -> Option<(String, Bytes)> {
+        None
+    }
 }
