@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::TransportError;
@@ -174,6 +174,8 @@ pub(crate) struct Endpoint {
     start: Instant,
     /// Nothing is sent any more.
     closed: AtomicBool,
+    /// Wakes the sends waiting for the transport when the endpoint closes.
+    closing: Notify,
 }
 
 impl Endpoint {
@@ -191,6 +193,7 @@ impl Endpoint {
             edges: Mutex::default(),
             start: Instant::now(),
             closed: AtomicBool::new(false),
+            closing: Notify::new(),
         });
         Ok((endpoint, frames))
     }
@@ -239,9 +242,22 @@ impl Endpoint {
         self.edges().len()
     }
 
-    /// Sends nothing from now on.
+    /// Sends nothing from now on: a send waiting for the transport to take its datagram is
+    /// given up too, so nothing waits on a transport that takes nothing more.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
+    }
+
+    /// Ready once the endpoint is closed.
+    async fn until_closed(&self) {
+        let closing = self.closing.notified();
+        let mut closing = std::pin::pin!(closing);
+        // Registered before the flag is read, so a close in between is not missed.
+        closing.as_mut().enable();
+        if !self.closed.load(Ordering::Acquire) {
+            closing.await;
+        }
     }
 
     /// Sends frames to an address, as few datagrams as the transport's size allows.
@@ -259,7 +275,12 @@ impl Endpoint {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = self.transport.send(address, frame).await {
+        let sent = tokio::select! {
+            biased;
+            sent = self.transport.send(address, frame) => sent,
+            () = self.until_closed() => return,
+        };
+        if let Err(e) = sent {
             tracing::debug!("send to `{address}`: {e}");
         }
     }

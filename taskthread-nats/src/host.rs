@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use taskthread::proxy::{Remote, spawn_hosted};
 use taskthread::{ChildOptions, DEFAULT_STOP_DEADLINE, Exit, Handle, TrySendError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 
@@ -149,7 +149,8 @@ impl Host {
     /// then the host.
     ///
     /// It returns within the host's [stop deadline](HostBuilder::stop_deadline) plus its
-    /// [`Settings`]' `lost_after`, whatever the subtrees and their parents do:
+    /// [`Settings`]' `lost_after`, whatever the subtrees, their parents and the transport
+    /// do:
     ///
     /// - Each subtree has until the stop deadline to stop (or the earlier deadline its
     ///   parent gave it); past it, it is aborted there, and its parent gets
@@ -157,6 +158,11 @@ impl Host {
     /// - Its exit is then sent to its parent until the parent acks it, for at most the
     ///   host's `lost_after` (or the parent's, if shorter); a parent that never acks it
     ///   finds the child lost instead.
+    /// - A send the transport does not take (a NATS server that has stopped reading, and
+    ///   the client's buffer is full) waits at most until the stop deadline while the
+    ///   subtrees stop, and at most until the end of that `lost_after` while their exits
+    ///   are sent; then it is given up as if the frame were lost on the way, and a parent
+    ///   that hears nothing more finds its child lost.
     /// - Spawn requests that arrive meanwhile are not answered: their parents find the host
     ///   lost, as they would once it is gone.
     pub async fn stop(self) {
@@ -170,6 +176,8 @@ impl Host {
             agents.stop_by = Some(by);
             agents.running.values().map(|a| a.edge.clone()).collect()
         };
+        // Reaches the agents' sends that wait for the transport now, before their events.
+        self.shared.stopping.send_replace(Some(by));
         for edge in agents {
             edge.tell(Event::HostStopping(by));
         }
@@ -187,8 +195,8 @@ impl Host {
     }
 
     /// Ends the host at once, as if its process died: its subtrees are aborted and nothing
-    /// more is sent, so their parents find them lost. For tests of what a dead host does to
-    /// its parents.
+    /// more is sent (a send waiting for the transport to take it is given up), so their
+    /// parents find them lost. For tests of what a dead host does to its parents.
     pub async fn kill(self) {
         self.shared.endpoint.close();
         self.task.abort();
@@ -319,6 +327,7 @@ impl HostBuilder {
             stop_deadline: self.stop_deadline,
             max_remote_children: self.max_remote_children,
             agents: Mutex::default(),
+            stopping: watch::Sender::new(None),
             finished: Mutex::default(),
             refused: Mutex::default(),
             all_gone: atomic_waker::AtomicWaker::new(),
@@ -355,6 +364,9 @@ struct HostShared {
     stop_deadline: Duration,
     max_remote_children: usize,
     agents: Mutex<Agents>,
+    /// Once the host stops: when its subtrees must have stopped, for the agents' sends
+    /// that wait for the transport.
+    stopping: watch::Sender<Option<Instant>>,
     /// Edges whose epoch ended here.
     finished: Mutex<Epochs>,
     /// Edges whose spawn request was refused here.
@@ -690,10 +702,10 @@ impl<T: Remote> Agent<T> {
             let link = self.edge.link();
             (link.edge, link.epoch)
         };
-        let _ = self
+        let spawned = self
             .edge
-            .send_reliable::<SendError>(Kind::Spawned, |_| Ok(()))
-            .await;
+            .send_reliable::<SendError>(Kind::Spawned, |_| Ok(()));
+        let _ = self.bounded(Patience::UntilHostStops, spawned).await;
         let mut tally = Tally::default();
         let mut answers: JoinSet<Answering> = JoinSet::new();
         let mut deadline: Option<Pin<Box<Sleep>>> = None;
@@ -741,19 +753,19 @@ impl<T: Remote> Agent<T> {
                     tally.taken = n;
                     if untold >= self.credit_batch && !parent_gone {
                         untold = 0;
-                        self.edge.send_ack_if_owed().await;
+                        let ack = self.edge.send_ack_if_owed();
+                        self.bounded(Patience::UntilHostStops, ack).await;
                     }
                 }
                 up = handle.recv(), if has_credit || parent_gone => match up {
                     Some(msg) if !parent_gone => {
-                        let sent = self
+                        let send = self
                             .edge
                             .send_reliable::<SendError>(Kind::Up, move |buf| {
                                 T::write_up(msg, UpEncoder(buf))?;
                                 Ok(())
-                            })
-                            .await;
-                        if let Err(e) = sent {
+                            });
+                        if let Some(Err(e)) = self.bounded(Patience::UntilHostStops, send).await {
                             tracing::error!(host = %self.host.name, "an UP message not sent: {e}");
                         }
                     }
@@ -763,7 +775,7 @@ impl<T: Remote> Agent<T> {
                 () = poll_fn(|cx| self.edge.poll_credit(cx)), if !has_credit && !parent_gone => {}
                 Some(answered) = answers.join_next(), if !answers.is_empty() => {
                     if let Ok(answer) = answered && !parent_gone {
-                        self.answer(answer).await;
+                        self.answer(answer, Patience::UntilHostStops).await;
                     }
                 }
                 () = async { deadline.as_mut().expect("armed").await }, if deadline.is_some() => {
@@ -776,12 +788,14 @@ impl<T: Remote> Agent<T> {
                 }
                 _ = report.tick(), if !parent_gone => {
                     let subtree = crate::tree::report(&handle.snapshot());
-                    self.edge.send_bare(Kind::Tree(subtree)).await;
+                    let send = self.edge.send_bare(Kind::Tree(subtree));
+                    self.bounded(Patience::UntilHostStops, send).await;
                 }
                 () = std::future::ready(()), if untold > 0 && !parent_gone => {
                     // Nothing else to do: the credit goes now.
                     untold = 0;
-                    self.edge.send_ack_if_owed().await;
+                    let ack = self.edge.send_ack_if_owed();
+                    self.bounded(Patience::UntilHostStops, ack).await;
                 }
             }
         }
@@ -844,22 +858,21 @@ impl<T: Remote> Agent<T> {
         // Its place is free again.
         self.edge.link().grant(1);
         if let Some(ask) = ask {
-            self.answer((ask, None)).await;
+            self.answer((ask, None), Patience::UntilHostStops).await;
         }
     }
 
-    async fn answer(&self, (ask, bytes): Answering) {
+    async fn answer(&self, (ask, bytes): Answering, patience: Patience) {
         let answered = bytes.is_some();
-        let sent = self
+        let send = self
             .edge
             .send_reliable::<SendError>(Kind::Answer { ask, answered }, |buf| {
                 if let Some(bytes) = bytes {
                     buf.extend_from_slice(&bytes);
                 }
                 Ok(())
-            })
-            .await;
-        if let Err(e) = sent {
+            });
+        if let Some(Err(e)) = self.bounded(patience, send).await {
             tracing::error!(host = %self.host.name, "an answer not sent: {e}");
         }
     }
@@ -882,12 +895,14 @@ impl<T: Remote> Agent<T> {
             .edge
             .lost_after
             .min(self.edge.endpoint().settings.lost_after);
-        let give_up = tokio::time::sleep(patience);
+        // At most `Settings::MAX_LOST_AFTER` away.
+        let give_up_at = Instant::now() + patience;
+        let give_up = tokio::time::sleep_until(give_up_at);
         tokio::pin!(give_up);
         loop {
             tokio::select! {
                 answered = answers.join_next() => match answered {
-                    Some(Ok(answer)) => self.answer(answer).await,
+                    Some(Ok(answer)) => self.answer(answer, Patience::Until(give_up_at)).await,
                     Some(Err(_)) => {}
                     None => break,
                 },
@@ -902,10 +917,10 @@ impl<T: Remote> Agent<T> {
         let queued = tally.received - tally.dropped;
         let untaken = queued.saturating_sub(self.taken.count());
         let exit = WireExit::new(&exit, tally.dropped + untaken, tally.received);
-        let _ = self
+        let send = self
             .edge
-            .send_reliable::<SendError>(Kind::Exit(exit), |_| Ok(()))
-            .await;
+            .send_reliable::<SendError>(Kind::Exit(exit), |_| Ok(()));
+        let _ = self.bounded(Patience::Until(give_up_at), send).await;
         let retransmit = self.edge.endpoint().settings.retransmit;
         while !self.edge.link().all_acked() {
             tokio::select! {
@@ -918,12 +933,54 @@ impl<T: Remote> Agent<T> {
         }
     }
 
+    /// Waits for `send` until the transport takes its frames, or until `patience` runs out:
+    /// then the send is given up, as if its frames were lost on the way (a reliable frame
+    /// is kept to be sent again until acked).
+    async fn bounded<F: Future>(&self, patience: Patience, send: F) -> Option<F::Output> {
+        // Whatever else the agent does waits meanwhile, the thread's stop and its deadline
+        // too: only a bound reached from outside ends the wait.
+        let run_out = async {
+            let by = match patience {
+                Patience::Until(by) => Some(by),
+                Patience::UntilHostStops => {
+                    let mut stopping = self.host.stopping.subscribe();
+                    stopping
+                        .wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|by| *by)
+                }
+            };
+            match by {
+                Some(by) => tokio::time::sleep_until(by).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            sent = send => Some(sent),
+            () = run_out => {
+                tracing::debug!(host = %self.host.name, "a send the transport did not take in time was given up");
+                None
+            }
+        }
+    }
+
     fn give_up(&self, patience: Duration) {
         tracing::warn!(
             host = %self.host.name,
             "the parent acked no exit within {patience:?}: it is left to find the child lost"
         );
     }
+}
+
+/// How long an agent's send may wait for the transport to take its frames.
+#[derive(Debug, Clone, Copy)]
+enum Patience {
+    /// While the thread runs or stops: until the host's stop deadline, once it stops.
+    UntilHostStops,
+    /// While the thread's exit is reported: until then.
+    Until(Instant),
 }
 
 /// Whether an event ends an agent's report of its thread's exit: its parent is gone.

@@ -220,11 +220,11 @@ async fn a_stop_past_its_deadline_is_aborted_on_both_sides() {
     world.end().await;
 }
 
-/// What `Host::stop` may wait for is bounded: the host's stop deadline, then a parent's
-/// ack of the exit for at most the host's `lost_after`.
+/// What `Host::stop` (or `Host::kill`) may wait for is bounded: the host's stop deadline,
+/// then a parent's ack of the exit for at most the host's `lost_after`.
 async fn stop_returns(stop: impl Future<Output = ()>) {
     let stopped = tokio::time::timeout(Duration::from_secs(3600), stop).await;
-    assert!(stopped.is_ok(), "`Host::stop` never returned");
+    assert!(stopped.is_ok(), "the host never ended");
 }
 
 #[tokio::test(start_paused = true)]
@@ -294,6 +294,54 @@ async fn a_spawn_that_reaches_a_stopping_host_is_not_started() {
     stop_returns(async { stopping.await.unwrap() }).await;
     let exit = world.heard_line("exit boss/second").await;
     assert!(exit.starts_with("exit boss/second lost: "), "{exit}");
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_stops_within_its_bound_though_the_transport_takes_nothing_more() {
+    let mut world = world().await;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    // From now on the host's sends to the parent wait, without end; past a heartbeat, its
+    // side of the edge waits in one (the report of the subtree).
+    for address in parent_addresses(&world.transport) {
+        world.transport.stall(&address);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopping = Instant::now();
+    stop_returns(world.host.take().unwrap().stop()).await;
+    // The subtree had the stop deadline, its exit the host's `lost_after`.
+    let bound = taskthread::DEFAULT_STOP_DEADLINE + Settings::new().get_lost_after();
+    let took = stopping.elapsed();
+    assert!(took <= bound, "stopped after {took:?}");
+    // The host sent nothing more: the parent finds its child lost.
+    for address in parent_addresses(&world.transport) {
+        world.transport.resume(&address);
+    }
+    let exit = world.heard_line("exit").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_is_killed_at_once_though_the_transport_takes_nothing_more() {
+    let mut world = world().await;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    for address in parent_addresses(&world.transport) {
+        world.transport.stall(&address);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killing = Instant::now();
+    stop_returns(world.host.take().unwrap().kill()).await;
+    assert_eq!(killing.elapsed(), Duration::ZERO);
+    for address in parent_addresses(&world.transport) {
+        world.transport.resume(&address);
+    }
+    let exit = world.heard_line("exit").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
     world.end().await;
 }
 
