@@ -11,6 +11,7 @@
 //! [`Edge::send_reliable`] and [`Edge::send_bare`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,6 +28,11 @@ use crate::frame::{self, EdgeId, Head, Kind};
 use crate::link::Link;
 use crate::settings::Settings;
 use crate::transport::{Frames, Transport};
+
+/// The transport address of the host named `name`.
+pub(crate) fn host_address(name: &str) -> String {
+    format!("host.{name}")
+}
 
 /// What an edge's life hears from the endpoint.
 #[derive(Debug)]
@@ -378,6 +384,34 @@ impl Endpoint {
                 (link.peer.clone(), out)
             };
             self.send_frames(&peer, out).await;
+        }
+    }
+}
+
+/// Why a frame could not be sent.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Write(postcard::Error),
+    Transport(TransportError),
+}
+
+impl From<postcard::Error> for SendError {
+    fn from(e: postcard::Error) -> Self {
+        Self::Write(e)
+    }
+}
+
+impl From<TransportError> for SendError {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Write(e) => write!(f, "it cannot be written: {e}"),
+            Self::Transport(e) => write!(f, "{e}"),
         }
     }
 }

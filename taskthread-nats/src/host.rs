@@ -20,17 +20,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 
 use crate::codec::{Answering, Decoder, UpEncoder};
-use crate::endpoint::{self, Edge, Endpoint, Event, Side};
+use crate::endpoint::{self, Edge, Endpoint, Event, SendError, Side, host_address};
 use crate::error::{HostError, check_name};
 use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
-use crate::link::Link;
+use crate::link::{Link, window};
 use crate::settings::{DEFAULT_MAX_REMOTE_CHILDREN, MAX_REMOTE_CAPACITY, Settings};
 use crate::transport::Transport;
-
-/// The transport address of the host named `name`.
-pub(crate) fn host_address(name: &str) -> String {
-    format!("host.{name}")
-}
 
 /// Edges whose latest epoch a host remembers as finished (so that a late copy of a spawn
 /// request never starts a life again), and as refused (so that a refusal is logged once).
@@ -588,11 +583,6 @@ fn within_limits(spawn: &SpawnHead) -> SpawnHead {
     }
 }
 
-/// How far ahead of the last frame delivered an edge keeps frames that came early.
-pub(crate) fn window(capacity: u64) -> u64 {
-    capacity.saturating_mul(2).saturating_add(64)
-}
-
 /// A registered thread type.
 trait Factory: Send + Sync {
     /// Whether the parent knows the type's messages as the host does.
@@ -997,34 +987,6 @@ fn arm(deadline: &mut Option<Pin<Box<Sleep>>>, by: Instant) {
         return;
     }
     *deadline = Some(Box::pin(tokio::time::sleep_until(by)));
-}
-
-/// Why a frame could not be sent.
-#[derive(Debug)]
-pub(crate) enum SendError {
-    Write(postcard::Error),
-    Transport(crate::error::TransportError),
-}
-
-impl From<postcard::Error> for SendError {
-    fn from(e: postcard::Error) -> Self {
-        Self::Write(e)
-    }
-}
-
-impl From<crate::error::TransportError> for SendError {
-    fn from(e: crate::error::TransportError) -> Self {
-        Self::Transport(e)
-    }
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Write(e) => write!(f, "it cannot be written: {e}"),
-            Self::Transport(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 #[cfg(test)]
