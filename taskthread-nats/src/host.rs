@@ -147,17 +147,19 @@ impl Host {
     /// [`Settings`]' `lost_after`, whatever the subtrees, their parents and the transport
     /// do:
     ///
-    /// - Each subtree has until the stop deadline to stop (or the earlier deadline its
-    ///   parent gave it); past it, it is aborted there, and its parent gets
-    ///   [`Exit::Aborted`].
+    /// - Each subtree is told to stop at once, and has until the stop deadline to stop (or
+    ///   the earlier deadline its parent gave it); past it, it is aborted there, and its
+    ///   parent gets [`Exit::Aborted`].
     /// - Its exit is then sent to its parent until the parent acks it, for at most the
-    ///   host's `lost_after` (or the parent's, if shorter); a parent that never acks it
-    ///   finds the child lost instead.
+    ///   host's `lost_after` (or the parent's, if shorter) and never past the stop deadline
+    ///   plus the host's `lost_after`; a parent that never acks it finds the child lost
+    ///   instead.
     /// - A send the transport does not take (a NATS server that has stopped reading, and
     ///   the client's buffer is full) waits at most until the stop deadline while the
-    ///   subtrees stop, and at most until the end of that `lost_after` while their exits
-    ///   are sent; then it is given up as if the frame were lost on the way, and a parent
-    ///   that hears nothing more finds its child lost.
+    ///   subtrees stop (they are told to stop all the same, and their `exit` hooks run),
+    ///   and at most until the end of that `lost_after` while their exits are sent; then
+    ///   it is given up as if the frame were lost on the way, and a parent that hears
+    ///   nothing more finds its child lost.
     /// - Spawn requests that arrive meanwhile are not answered: their parents find the host
     ///   lost, as they would once it is gone.
     pub async fn stop(self) {
@@ -869,7 +871,8 @@ impl<T: Remote> Agent<T> {
 
     /// The thread has ended: the last answers, then the exit, sent until acked, the parent
     /// is lost, or the host's patience runs out (its `lost_after`, or the parent's if
-    /// shorter): a parent that keeps the edge alive and never acks cannot hold the agent.
+    /// shorter, and once the host stops no later than its `lost_after` past the stop
+    /// deadline): a parent that keeps the edge alive and never acks cannot hold the agent.
     async fn report(
         &mut self,
         exit: Exit,
@@ -881,12 +884,18 @@ impl<T: Remote> Agent<T> {
         if parent_gone {
             return;
         }
-        let patience = self
-            .edge
-            .lost_after
-            .min(self.edge.endpoint().settings.lost_after);
-        // At most `Settings::MAX_LOST_AFTER` away.
-        let give_up_at = Instant::now() + patience;
+        let host_patience = self.edge.endpoint().settings.lost_after;
+        let start = Instant::now();
+        // At most `Settings::MAX_LOST_AFTER` away; once the host stops, at most its own
+        // `lost_after` past its stop deadline, however late the thread ended, so that
+        // `Host::stop` returns within its bound.
+        let mut give_up_at = start + self.edge.lost_after.min(host_patience);
+        if let Some(by) = *self.host.stopping.borrow()
+            && let Some(latest) = by.checked_add(host_patience)
+        {
+            give_up_at = give_up_at.min(latest);
+        }
+        let patience = give_up_at.saturating_duration_since(start);
         let give_up = tokio::time::sleep_until(give_up_at);
         tokio::pin!(give_up);
         loop {
@@ -927,18 +936,24 @@ impl<T: Remote> Agent<T> {
     /// then the send is given up, as if its frames were lost on the way (a reliable frame
     /// is kept to be sent again until acked).
     async fn bounded<F: Future>(&self, patience: Patience, send: F) -> Option<F::Output> {
-        // Whatever else the agent does waits meanwhile, the thread's stop and its deadline
-        // too: only a bound reached from outside ends the wait.
+        // Whatever else the agent does waits meanwhile: only a bound reached from outside
+        // ends the wait. The host's stop does not wait for it: the thread is told to stop
+        // at once, so that its subtree stops gracefully (its `exit` hooks run) while the
+        // send waits on, until the stop deadline.
         let run_out = async {
             let by = match patience {
                 Patience::Until(by) => Some(by),
                 Patience::UntilHostStops => {
                     let mut stopping = self.host.stopping.subscribe();
-                    stopping
+                    let by = stopping
                         .wait_for(Option::is_some)
                         .await
                         .ok()
-                        .and_then(|by| *by)
+                        .and_then(|by| *by);
+                    if let Some(handle) = &self.handle {
+                        handle.stop();
+                    }
+                    by
                 }
             };
             match by {

@@ -300,9 +300,13 @@ async fn a_spawn_that_reaches_a_stopping_host_is_not_started() {
 #[tokio::test(start_paused = true)]
 async fn a_host_stops_within_its_bound_though_the_transport_takes_nothing_more() {
     let mut world = world().await;
-    let worker = world.worker(ChildOptions::new()).await;
+    // Its exit hook takes a permit of the gate: the one given here.
+    let worker = world
+        .worker_with(RemoteOptions::on(HOST).args(gated(false, true)))
+        .await;
     worker.send(Job(1)).await.unwrap();
     assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    world.gate.add_permits(1);
     // From now on the host's sends to the parent wait, without end; past a heartbeat, its
     // side of the edge waits in one (the report of the subtree).
     for address in parent_addresses(&world.transport) {
@@ -315,6 +319,9 @@ async fn a_host_stops_within_its_bound_though_the_transport_takes_nothing_more()
     let bound = taskthread::DEFAULT_STOP_DEADLINE + Settings::new().get_lost_after();
     let took = stopping.elapsed();
     assert!(took <= bound, "stopped after {took:?}");
+    // The subtree was told to stop while the host's side of the edge waited on the
+    // transport: it stopped gracefully, its exit hook ran.
+    assert_eq!(world.gate.available_permits(), 0, "the exit hook never ran");
     // The host sent nothing more: the parent finds its child lost.
     for address in parent_addresses(&world.transport) {
         world.transport.resume(&address);
