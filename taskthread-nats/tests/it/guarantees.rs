@@ -8,10 +8,15 @@ use std::time::Duration;
 use taskthread::prelude::*;
 use taskthread::{ThreadState, TrySendError};
 use taskthread_nats::memory::{Fate, MemoryTransport};
-use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, RemoteOptions, Settings};
+use taskthread_nats::{
+    DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, RemoteOptions, Remotes, Settings,
+};
 use tokio::time::Instant;
 
-use crate::world::{HOST, Job, Sum, WorkerArgs, until, worker_host, world, world_with};
+use crate::world::{
+    Boss, HOST, Heard, Job, Spawn, Sum, Worker, WorkerArgs, World, until, worker_host, world,
+    world_with,
+};
 
 fn gated(gated: bool, gated_exit: bool) -> WorkerArgs {
     WorkerArgs { gated, gated_exit }
@@ -349,6 +354,85 @@ async fn a_host_is_killed_at_once_though_the_transport_takes_nothing_more() {
     }
     let exit = world.heard_line("exit").await;
     assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    world.end().await;
+}
+
+/// A second parent on `world`'s transport, on an address of its own, with a worker on the
+/// world's host that has done one job: the parent, what it hears, and the worker.
+async fn another_parent(world: &World) -> (Handle<Boss>, Heard, ChildRef<Worker>) {
+    let remotes = Remotes::start(world.transport.clone()).await.unwrap();
+    let (boss, heard) = Boss::new(remotes);
+    let boss = taskthread::spawn(boss);
+    let options = RemoteOptions::on(HOST).args(gated(false, false));
+    let worker = boss.ask(Spawn(options)).await.unwrap();
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    (boss, heard, worker)
+}
+
+/// `worker`, of the parent that heard `heard`, goes on working on the host for well past
+/// `lost_after`.
+async fn keeps_working(worker: &ChildRef<Worker>, heard: &Heard) {
+    for n in 2..=20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        worker.send(Job(n)).await.unwrap();
+    }
+    let sum = tokio::time::timeout(Duration::from_secs(10), worker.ask(Sum)).await;
+    assert_eq!(sum.expect("answered").unwrap(), (1..=20).sum::<u64>());
+    assert_eq!(worker.state(), ThreadState::Running);
+    let heard = heard.lock().unwrap();
+    assert!(!heard.iter().any(|l| l.starts_with("exit")), "{heard:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parent_that_takes_nothing_holds_up_no_other_parents_child() {
+    let world = world().await;
+    let stalled = world.worker(ChildOptions::new().name("stalled")).await;
+    assert_eq!(stalled.ask(Sum).await.unwrap(), 0);
+    let stalled_parent = parent_addresses(&world.transport);
+    let (boss, heard, worker) = another_parent(&world).await;
+    // What the host sends to the first parent waits from now on: the pongs and acks its
+    // endpoint answers the parent's frames with, its pings and the frames it sends again.
+    for address in &stalled_parent {
+        world.transport.stall(address);
+    }
+    keeps_working(&worker, &heard).await;
+    // The first parent heard nothing more from the host.
+    let exit = world.heard_line("exit boss/stalled").await;
+    assert!(exit.starts_with("exit boss/stalled lost: "), "{exit}");
+    for address in &stalled_parent {
+        world.transport.resume(address);
+    }
+    boss.stop();
+    boss.join().await;
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_to_a_parent_that_takes_nothing_holds_up_no_other_edge() {
+    let world = world().await;
+    let stalled_parent = parent_addresses(&world.transport);
+    let (boss, heard, worker) = another_parent(&world).await;
+    for address in &stalled_parent {
+        world.transport.stall(address);
+    }
+    // Refused, again each time the request comes, to an address that takes nothing.
+    let _refused = world
+        .worker_with(
+            RemoteOptions::on(HOST)
+                .args(gated(false, false))
+                .type_name("Nobody"),
+        )
+        .await;
+    keeps_working(&worker, &heard).await;
+    // Its parent heard no refusal: it found the host lost.
+    let exit = world.heard_line("exit boss/worker").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    for address in &stalled_parent {
+        world.transport.resume(address);
+    }
+    boss.stop();
+    boss.join().await;
     world.end().await;
 }
 
