@@ -282,7 +282,9 @@ impl HostBuilder {
     /// parent's child ends [`Exit::Failed`] with the reason, the messages sent to it
     /// counted as dropped, and the host logs the refusal once at `WARN`. A remote child's
     /// place is free again once it has ended and its exit has been acked (or given up on,
-    /// after the host's `lost_after`); a later life of a child (a restart) takes the place
+    /// after the host's `lost_after`), or once the host's side of its edge fails (a
+    /// message type's `Serialize` or `Deserialize` panics there: its subtree is aborted,
+    /// and its parent finds it lost); a later life of a child (a restart) takes the place
     /// of the earlier one.
     ///
     /// ```
@@ -432,8 +434,12 @@ impl HostShared {
         }
     }
 
-    /// An agent's life ended.
+    /// An agent's life ended. It is noted finished before its place and its edge go, so
+    /// that a copy of its spawn request read in between does not start it again, and so
+    /// that an agent that ends before it is registered is not registered (see
+    /// [`HostSide::unknown`]).
     fn agent_ended(&self, edge: EdgeId, epoch: u32) {
+        self.finished().note(edge, epoch);
         {
             let mut agents = self.agents();
             if agents.running.get(&edge).is_some_and(|a| a.epoch == epoch) {
@@ -441,7 +447,6 @@ impl HostShared {
             }
         }
         self.endpoint.remove_edge(edge, epoch);
-        self.finished().note(edge, epoch);
         self.all_gone.wake();
     }
 }
@@ -550,6 +555,15 @@ impl Side for HostSide {
             }
         };
         let mut agents = shared.agents();
+        // The agent runs from the moment it is spawned: one that has ended already has
+        // noted its life finished, and has no place to free.
+        if shared
+            .finished()
+            .get(head.edge)
+            .is_some_and(|ended| head.epoch <= ended)
+        {
+            return None;
+        }
         if agents.killed {
             // The host was killed while this one started.
             edge.tell(Event::Kill);
@@ -653,7 +667,13 @@ where
             .capacity(spawn.capacity as usize)
             .no_stop_deadline();
         let (handle, taken) = spawn_hosted(thread, options);
+        let (id, epoch) = {
+            let link = edge.link();
+            (link.edge, link.epoch)
+        };
         let agent = Agent {
+            id,
+            epoch,
             edge,
             events,
             handle: Some(handle),
@@ -667,6 +687,9 @@ where
 
 /// The host's side of one remote child.
 struct Agent<T: Remote> {
+    /// The edge's id and epoch, the agent's place among the host's.
+    id: EdgeId,
+    epoch: u32,
     edge: Arc<Edge>,
     events: mpsc::UnboundedReceiver<Event>,
     handle: Option<Handle<T>>,
@@ -690,10 +713,6 @@ struct Tally {
 
 impl<T: Remote> Agent<T> {
     async fn run(mut self) {
-        let (id, epoch) = {
-            let link = self.edge.link();
-            (link.edge, link.epoch)
-        };
         let spawned = self
             .edge
             .send_reliable::<SendError>(Kind::Spawned, |_| Ok(()));
@@ -775,7 +794,7 @@ impl<T: Remote> Agent<T> {
                     if let Some(handle) = self.handle.take() {
                         let exit = handle.abort().await;
                         self.report(exit, &tally, &mut answers, parent_gone).await;
-                        return self.host.agent_ended(id, epoch);
+                        return;
                     }
                 }
                 _ = report.tick(), if !parent_gone => {
@@ -795,7 +814,6 @@ impl<T: Remote> Agent<T> {
             let exit = handle.join().await;
             self.report(exit, &tally, &mut answers, parent_gone).await;
         }
-        self.host.agent_ended(id, epoch);
     }
 
     /// A frame from the parent, in order.
@@ -976,6 +994,22 @@ impl<T: Remote> Agent<T> {
             host = %self.host.name,
             "the parent acked no exit within {patience:?}: it is left to find the child lost"
         );
+    }
+}
+
+/// However an agent ends (its task returns, panics in a message type's `Serialize` or
+/// `Deserialize`, or is aborted), its place is free again, and a thread it still holds is
+/// aborted: nobody would carry that thread's messages any more.
+impl<T: Remote> Drop for Agent<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = handle.abort().await;
+            });
+        }
+        self.host.agent_ended(self.id, self.epoch);
     }
 }
 

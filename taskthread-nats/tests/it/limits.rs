@@ -13,7 +13,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
-use crate::world::{Fail, Job, Sum, WorkerArgs, World, until, worker_host, world};
+use crate::world::{Fail, Job, Poison, Sum, WorkerArgs, World, until, worker_host, world};
 
 const SMALL: &str = "host-small";
 
@@ -177,6 +177,25 @@ async fn a_child_restarting_in_place_takes_its_earlier_lifes_place() {
         world.heard()
     );
     assert_eq!(host.running(), 1);
+    host.stop().await;
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_child_whose_message_panics_on_the_host_frees_its_place() {
+    let world = world().await;
+    let host = small_host(&world, 1).await;
+    let first = world.worker_with(on_small("first")).await;
+    assert_eq!(first.ask(Sum).await.unwrap(), 0);
+    // Its reading panics in the host's side of the edge: the subtree is aborted, and its
+    // parent, which hears nothing more, finds it lost.
+    first.send(Poison).await.unwrap();
+    let exit = world.heard_line("exit boss/first").await;
+    assert!(exit.starts_with("exit boss/first lost: "), "{exit}");
+    until(|| (host.running() == 0).then_some(())).await;
+    let next = world.worker_with(on_small("next")).await;
+    next.send(Job(3)).await.unwrap();
+    assert_eq!(next.ask(Sum).await.unwrap(), 3);
     host.stop().await;
     world.end().await;
 }
