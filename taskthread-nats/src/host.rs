@@ -373,11 +373,11 @@ struct HostShared {
     all_gone: atomic_waker::AtomicWaker,
 }
 
-/// The latest epoch of each of the last [`EPOCHS_KEPT`] edges noted.
+/// The latest epoch of each of the last [`EPOCHS_KEPT`] edges whose latest epoch grew.
 #[derive(Default)]
 struct Epochs {
     latest: HashMap<EdgeId, u32>,
-    /// The edges noted, oldest first.
+    /// The edges kept, the one whose latest epoch grew longest ago first.
     order: VecDeque<EdgeId>,
 }
 
@@ -387,21 +387,31 @@ impl Epochs {
         self.latest.get(&edge).copied()
     }
 
-    /// Notes `epoch` of `edge`; `true` if that epoch of it was not noted yet. The oldest
-    /// edge is forgotten past [`EPOCHS_KEPT`].
+    /// Notes `epoch` of `edge`; `true` if it is later than every epoch of it noted yet. An
+    /// epoch no later changes nothing: a late copy of an earlier life's frame never makes
+    /// an edge look younger. Past [`EPOCHS_KEPT`] edges, the one whose latest epoch grew
+    /// longest ago is forgotten.
     fn note(&mut self, edge: EdgeId, epoch: u32) -> bool {
-        match self.latest.insert(edge, epoch) {
-            Some(before) => before != epoch,
-            None => {
-                self.order.push_back(edge);
-                if self.order.len() > EPOCHS_KEPT
-                    && let Some(oldest) = self.order.pop_front()
-                {
-                    self.latest.remove(&oldest);
+        match self.latest.get_mut(&edge) {
+            Some(latest) if *latest >= epoch => return false,
+            Some(latest) => {
+                *latest = epoch;
+                // A later life of a kept edge: rare, so the walk costs little.
+                if let Some(at) = self.order.iter().position(|&e| e == edge) {
+                    self.order.remove(at);
                 }
-                true
+            }
+            None => {
+                self.latest.insert(edge, epoch);
             }
         }
+        self.order.push_back(edge);
+        if self.order.len() > EPOCHS_KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.latest.remove(&oldest);
+        }
+        true
     }
 }
 
@@ -1053,6 +1063,41 @@ mod tests {
             heartbeat_ms: 1_000,
             lost_after_ms: 5_000,
         }
+    }
+
+    #[test]
+    fn epochs_keep_the_latest_life_of_each_edge() {
+        let mut epochs = Epochs::default();
+        assert!(epochs.note(1, 2));
+        assert!(!epochs.note(1, 2));
+        // A late copy of an earlier life makes the edge no younger.
+        assert!(!epochs.note(1, 1));
+        assert_eq!(epochs.get(1), Some(2));
+        assert!(epochs.note(1, 3));
+        assert_eq!(epochs.get(1), Some(3));
+        assert_eq!(epochs.get(2), None);
+    }
+
+    #[test]
+    fn epochs_forget_the_edge_whose_latest_life_is_oldest() {
+        let mut epochs = Epochs::default();
+        let kept = EPOCHS_KEPT as EdgeId;
+        for edge in 0..kept {
+            assert!(epochs.note(edge, 1));
+        }
+        // Edge 0, the first noted, starts a later life: it is kept the longest now.
+        assert!(epochs.note(0, 2));
+        // And an earlier one again changes nothing.
+        assert!(!epochs.note(1, 1));
+        assert!(epochs.note(kept, 1));
+        assert_eq!(epochs.get(0), Some(2));
+        assert_eq!(epochs.get(1), None);
+        assert_eq!(epochs.get(2), Some(1));
+        assert_eq!(epochs.get(kept), Some(1));
+        assert_eq!(
+            (epochs.latest.len(), epochs.order.len()),
+            (EPOCHS_KEPT, EPOCHS_KEPT)
+        );
     }
 
     #[test]
