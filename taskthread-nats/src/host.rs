@@ -135,7 +135,10 @@ impl Host {
         &self.shared.name
     }
 
-    /// How many subtrees it runs now.
+    /// How many of its [places](HostBuilder::max_remote_children) are taken: the remote
+    /// children it runs, those whose thread has ended and whose exit waits for its
+    /// parent's ack included. A child's earlier life that a restart replaced is not
+    /// counted while its subtree is being aborted.
     pub fn running(&self) -> usize {
         self.shared.agents().running.len()
     }

@@ -30,9 +30,11 @@ pub const MAX_REMOTE_CAPACITY: usize = 65_536;
 ///
 /// Each remote child may make its host hold up to [`MAX_REMOTE_CAPACITY`] queued messages
 /// and 16 MiB of frames that came early, besides its subtree, so this limit is what bounds
-/// what parents, however many and however they behave, can make a host hold. 4 096 lets a
-/// host serve a remote child for each of thousands of connections; set a lower limit where
-/// a host's memory is tight, a higher one where it serves more.
+/// what parents, however many and however they behave, can make a host hold. At the
+/// default that bound is far above most hosts' memory: 4 096 × 16 MiB = 64 GiB of early
+/// frames, and 4 096 × 65 536 ≈ 268 million queued messages. 4 096 lets a host serve a
+/// remote child for each of thousands of connections; where peers are not trusted, set a
+/// limit whose worst case the host's memory holds, and a higher one where it serves more.
 pub const DEFAULT_MAX_REMOTE_CHILDREN: usize = 4096;
 
 /// The timing of the edges of a [`Remotes`](crate::Remotes) or a [`Host`](crate::Host).

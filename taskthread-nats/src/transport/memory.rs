@@ -132,10 +132,13 @@ impl MemoryTransport {
         self.inner().cut.remove(address);
     }
 
-    /// Takes no frame for `address` until [`resume`](Self::resume): a send to it waits, as
-    /// a send through a NATS client waits once its server has stopped reading and the
-    /// client's buffer is full. A send given up while it waits (its future dropped)
-    /// delivers nothing.
+    /// Takes no frame for `address` until [`resume`](Self::resume): every send to it waits,
+    /// whoever sends it, while other addresses take frames as before. It is a destination
+    /// that has stopped taking frames, as with a transport that keeps a connection per
+    /// peer. A NATS client waits otherwise: for every subject at once, once its server has
+    /// stopped reading and its buffer is full; stalling every address a process sends to
+    /// comes closest to that. A send given up while it waits (its future dropped) delivers
+    /// nothing.
     ///
     /// ```
     /// use std::time::Duration;
