@@ -7,10 +7,13 @@
 //! at the next tick if it stays untaken; anything else at once), sends unacked frames again,
 //! sends a ping when an edge has been quiet for a heartbeat, and reports an edge whose other
 //! side has said nothing for `lost_after` as lost. It does all this whatever the lives are
-//! doing, so a busy parent or child never looks dead. A life sends its own frames through
-//! [`Edge::send_reliable`] and [`Edge::send_bare`].
+//! doing, so a busy parent or child never looks dead, and whatever one destination does: a
+//! send of its own that the transport does not take within a tick is given up (see
+//! [`Endpoint::send_by`]), so a peer that takes nothing holds up no other edge. A life sends
+//! its own frames through [`Edge::send_reliable`] and [`Edge::send_bare`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::TransportError;
@@ -27,6 +30,11 @@ use crate::frame::{self, EdgeId, Head, Kind};
 use crate::link::Link;
 use crate::settings::Settings;
 use crate::transport::{Frames, Transport};
+
+/// The transport address of the host named `name`.
+pub(crate) fn host_address(name: &str) -> String {
+    format!("host.{name}")
+}
 
 /// What an edge's life hears from the endpoint.
 #[derive(Debug)]
@@ -119,23 +127,29 @@ impl Edge {
 
     /// Sends a frame without delivery guarantee.
     pub(crate) async fn send_bare(&self, kind: Kind) {
-        let (peer, frame) = {
-            let mut link = self.link();
-            (link.peer.clone(), link.bare(kind))
-        };
+        let (peer, frame) = self.bare(kind);
         self.endpoint.send_to(&peer, frame).await;
+    }
+
+    /// A frame without delivery guarantee, and where it goes.
+    fn bare(&self, kind: Kind) -> (String, Bytes) {
+        let mut link = self.link();
+        (link.peer.clone(), link.bare(kind))
     }
 
     /// Sends an ack if the other side has not been told the latest ack or credit.
     pub(crate) async fn send_ack_if_owed(&self) {
-        let owed = {
-            let mut link = self.link();
-            link.owes_ack()
-                .then(|| (link.peer.clone(), link.bare(Kind::Ack)))
-        };
-        if let Some((peer, frame)) = owed {
+        if let Some((peer, frame)) = self.owed_ack() {
             self.endpoint.send_to(&peer, frame).await;
         }
+    }
+
+    /// An ack, and where it goes, if the other side has not been told the latest ack or
+    /// credit.
+    fn owed_ack(&self) -> Option<(String, Bytes)> {
+        let mut link = self.link();
+        link.owes_ack()
+            .then(|| (link.peer.clone(), link.bare(Kind::Ack)))
     }
 
     /// Ready once one more credited frame may be sent; else the task is woken when the
@@ -152,8 +166,16 @@ impl Edge {
 
 /// What a side (host or parent) does with a frame for an edge it has no life for.
 pub(crate) trait Side: Send + Sync + 'static {
-    /// `head` names an edge, or an epoch of one, that has no life here.
-    fn unknown(&self, endpoint: &Arc<Endpoint>, head: Head, payload: Bytes);
+    /// `head` names an edge, or an epoch of one, that has no life here. Returns a frame to
+    /// send in answer and its address, if any: the endpoint's task sends it before it
+    /// reads on, so a flood of such frames is answered no faster than the transport takes
+    /// the answers (or the task gives them up, see [`Endpoint::send_by`]).
+    fn unknown(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        head: Head,
+        payload: Bytes,
+    ) -> Option<(String, Bytes)>;
 }
 
 /// A process's place on the transport.
@@ -166,6 +188,8 @@ pub(crate) struct Endpoint {
     start: Instant,
     /// Nothing is sent any more.
     closed: AtomicBool,
+    /// Wakes the sends waiting for the transport when the endpoint closes.
+    closing: Notify,
 }
 
 impl Endpoint {
@@ -183,6 +207,7 @@ impl Endpoint {
             edges: Mutex::default(),
             start: Instant::now(),
             closed: AtomicBool::new(false),
+            closing: Notify::new(),
         });
         Ok((endpoint, frames))
     }
@@ -231,9 +256,22 @@ impl Endpoint {
         self.edges().len()
     }
 
-    /// Sends nothing from now on.
+    /// Sends nothing from now on: a send waiting for the transport to take its datagram is
+    /// given up too, so nothing waits on a transport that takes nothing more.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
+    }
+
+    /// Ready once the endpoint is closed.
+    async fn until_closed(&self) {
+        let closing = self.closing.notified();
+        let mut closing = std::pin::pin!(closing);
+        // Registered before the flag is read, so a close in between is not missed.
+        closing.as_mut().enable();
+        if !self.closed.load(Ordering::Acquire) {
+            closing.await;
+        }
     }
 
     /// Sends frames to an address, as few datagrams as the transport's size allows.
@@ -246,12 +284,47 @@ impl Endpoint {
         }
     }
 
+    /// How often the endpoint's task ticks; also how long it waits for the transport to
+    /// take what it sends in one tick, or in answer to one batch of frames.
+    fn tick_period(&self) -> Duration {
+        (self.settings.retransmit / 2).max(Duration::from_millis(1))
+    }
+
+    /// Sends a datagram from the endpoint's task, given up if the transport has not taken it
+    /// by `by` (the end of the tick or batch it belongs to). The transport is asked first,
+    /// so a destination that takes frames at once gets them even past `by`, and a
+    /// destination that takes nothing holds up every other edge for at most one tick at a
+    /// time.
+    ///
+    /// Whatever the task sends can be given up as a datagram lost on the way, which the
+    /// protocol is made to survive: a frame sent again is kept until acked and goes again
+    /// at a later tick; an ack or a credit is carried by the edge's next frame, at the
+    /// latest the ping a heartbeat later, and the other side sends again what it has not
+    /// heard acked, which owes the ack again; a ping is sent again at the next heartbeat,
+    /// and a pong only measures the round trip; a refusal is sent again each time the
+    /// parent sends its spawn request again.
+    async fn send_by(&self, address: &str, frame: Bytes, by: Instant) {
+        tokio::select! {
+            biased;
+            () = self.send_to(address, frame) => {}
+            // Made only if the transport does not take the datagram at once.
+            () = async { tokio::time::sleep_until(by).await } => {
+                tracing::debug!(address = %self.address, "a send to `{address}` the transport did not take in time was given up");
+            }
+        }
+    }
+
     /// Sends a datagram (one frame, or a bundle of them) to an address.
     pub(crate) async fn send_to(&self, address: &str, frame: Bytes) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = self.transport.send(address, frame).await {
+        let sent = tokio::select! {
+            biased;
+            sent = self.transport.send(address, frame) => sent,
+            () = self.until_closed() => return,
+        };
+        if let Err(e) = sent {
             tracing::debug!("send to `{address}`: {e}");
         }
     }
@@ -265,8 +338,14 @@ impl Endpoint {
     }
 
     /// Handles one frame; returns the edge it was for, if it has a life here, and whether
-    /// it should be acked at once (see [`run`]).
-    async fn handle(self: &Arc<Self>, side: &dyn Side, frame: Bytes) -> Option<(Arc<Edge>, bool)> {
+    /// it should be acked at once (see [`run`]). What it sends in answer is given up at
+    /// `by`.
+    async fn handle(
+        self: &Arc<Self>,
+        side: &dyn Side,
+        frame: Bytes,
+        by: Instant,
+    ) -> Option<(Arc<Edge>, bool)> {
         let (head, payload) = match frame::decode(&frame) {
             Ok(read) => read,
             Err(e) => {
@@ -275,13 +354,13 @@ impl Endpoint {
             }
         };
         let Some(edge) = self.edge(head.edge) else {
-            side.unknown(self, head, payload);
+            self.answer_unknown(side, head, payload, by).await;
             return None;
         };
         let epoch = edge.link().epoch;
         if head.epoch != epoch {
             if head.epoch > epoch {
-                side.unknown(self, head, payload);
+                self.answer_unknown(side, head, payload, by).await;
             }
             // Else a frame of an earlier life: dropped, so no stale frame reaches this one.
             return None;
@@ -297,7 +376,8 @@ impl Endpoint {
         let reliable = head.seq != 0;
         let arrived = edge.link().receive(head, payload, frame.len());
         if let Some(stamp) = pong {
-            edge.send_bare(Kind::Pong(stamp)).await;
+            let (peer, frame) = edge.bare(Kind::Pong(stamp));
+            self.send_by(&peer, frame, by).await;
         }
         // A credited message is acked with the credit its taking returns (the life sends
         // it); anything else, and a copy of a frame already delivered, at once.
@@ -312,10 +392,25 @@ impl Endpoint {
         Some((edge, ack_now))
     }
 
+    /// Hands a frame of an edge with no life here to the side, and sends its answer, given
+    /// up at `by`.
+    async fn answer_unknown(
+        self: &Arc<Self>,
+        side: &dyn Side,
+        head: Head,
+        payload: Bytes,
+        by: Instant,
+    ) {
+        if let Some((address, answer)) = side.unknown(self, head, payload) {
+            self.send_by(&address, answer, by).await;
+        }
+    }
+
     /// Once per tick: sends again what is due, pings quiet edges, reports silent ones.
     async fn tick(self: &Arc<Self>) {
         let edges: Vec<Arc<Edge>> = self.edges().values().cloned().collect();
         let now = Instant::now();
+        let by = now + self.tick_period();
         let stamp = self.stamp();
         for edge in edges {
             let (peer, out) = {
@@ -341,15 +436,44 @@ impl Endpoint {
                 }
                 (link.peer.clone(), out)
             };
-            self.send_frames(&peer, out).await;
+            for datagram in frame::bundles(out, self.transport.max_frame()) {
+                self.send_by(&peer, datagram, by).await;
+            }
+        }
+    }
+}
+
+/// Why a frame could not be sent.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Write(postcard::Error),
+    Transport(TransportError),
+}
+
+impl From<postcard::Error> for SendError {
+    fn from(e: postcard::Error) -> Self {
+        Self::Write(e)
+    }
+}
+
+impl From<TransportError> for SendError {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Write(e) => write!(f, "it cannot be written: {e}"),
+            Self::Transport(e) => write!(f, "{e}"),
         }
     }
 }
 
 /// The endpoint's task: reads frames and ticks until the frames end.
 pub(crate) async fn run(endpoint: Arc<Endpoint>, mut frames: Frames, side: impl Side) {
-    let period = (endpoint.settings.retransmit / 2).max(Duration::from_millis(1));
-    let mut tick = tokio::time::interval(period);
+    let mut tick = tokio::time::interval(endpoint.tick_period());
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut touched: Vec<Arc<Edge>> = Vec::new();
     loop {
@@ -364,9 +488,10 @@ pub(crate) async fn run(endpoint: Arc<Endpoint>, mut frames: Frames, side: impl 
             tracing::debug!(address = %endpoint.address, "the transport closed");
             return;
         };
+        let by = Instant::now() + endpoint.tick_period();
         for datagram in batch {
             for frame in frame::unbundle(&datagram) {
-                if let Some((edge, true)) = endpoint.handle(&side, frame).await
+                if let Some((edge, true)) = endpoint.handle(&side, frame, by).await
                     && !touched.iter().any(|e| Arc::ptr_eq(e, &edge))
                 {
                     touched.push(edge);
@@ -375,7 +500,9 @@ pub(crate) async fn run(endpoint: Arc<Endpoint>, mut frames: Frames, side: impl 
         }
         // One ack per edge for the whole batch, for what is not acked with a credit.
         for edge in touched.drain(..) {
-            edge.send_ack_if_owed().await;
+            if let Some((peer, ack)) = edge.owed_ack() {
+                endpoint.send_by(&peer, ack, by).await;
+            }
         }
     }
 }

@@ -15,26 +15,21 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use taskthread::proxy::{Remote, spawn_hosted};
 use taskthread::{ChildOptions, DEFAULT_STOP_DEADLINE, Exit, Handle, TrySendError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 
 use crate::codec::{Answering, Decoder, UpEncoder};
-use crate::endpoint::{self, Edge, Endpoint, Event, Side};
+use crate::endpoint::{self, Edge, Endpoint, Event, SendError, Side, host_address};
 use crate::error::{HostError, check_name};
 use crate::frame::{self, EdgeId, Head, Kind, SpawnHead, VERSION, WireExit};
-use crate::link::Link;
-use crate::settings::{MAX_REMOTE_CAPACITY, Settings};
+use crate::link::{Link, window};
+use crate::settings::{DEFAULT_MAX_REMOTE_CHILDREN, MAX_REMOTE_CAPACITY, Settings};
 use crate::transport::Transport;
 
-/// The transport address of the host named `name`.
-pub(crate) fn host_address(name: &str) -> String {
-    format!("host.{name}")
-}
-
-/// Finished epochs remembered per host, so that a late copy of a spawn request never
-/// starts a life again.
-const FINISHED_KEPT: usize = 4096;
+/// Edges whose latest epoch a host remembers as finished (so that a late copy of a spawn
+/// request never starts a life again), and as refused (so that a refusal is logged once).
+const EPOCHS_KEPT: usize = 4096;
 
 /// A process that runs the subtrees parents elsewhere ask for.
 ///
@@ -106,6 +101,7 @@ pub struct HostBuilder {
     transport: Arc<dyn Transport>,
     settings: Settings,
     stop_deadline: Duration,
+    max_remote_children: usize,
     types: HashMap<String, Arc<dyn Factory>>,
     duplicate: Option<String>,
 }
@@ -128,6 +124,7 @@ impl Host {
             transport: Arc::new(transport),
             settings: Settings::default(),
             stop_deadline: DEFAULT_STOP_DEADLINE,
+            max_remote_children: DEFAULT_MAX_REMOTE_CHILDREN,
             types: HashMap::new(),
             duplicate: None,
         }
@@ -138,7 +135,10 @@ impl Host {
         &self.shared.name
     }
 
-    /// How many subtrees it runs now.
+    /// How many of its [places](HostBuilder::max_remote_children) are taken: the remote
+    /// children it runs, those whose thread has ended and whose exit waits for its
+    /// parent's ack included. A child's earlier life that a restart replaced is not
+    /// counted while its subtree is being aborted.
     pub fn running(&self) -> usize {
         self.shared.agents().running.len()
     }
@@ -147,14 +147,22 @@ impl Host {
     /// then the host.
     ///
     /// It returns within the host's [stop deadline](HostBuilder::stop_deadline) plus its
-    /// [`Settings`]' `lost_after`, whatever the subtrees and their parents do:
+    /// [`Settings`]' `lost_after`, whatever the subtrees, their parents and the transport
+    /// do:
     ///
-    /// - Each subtree has until the stop deadline to stop (or the earlier deadline its
-    ///   parent gave it); past it, it is aborted there, and its parent gets
-    ///   [`Exit::Aborted`].
+    /// - Each subtree is told to stop at once, and has until the stop deadline to stop (or
+    ///   the earlier deadline its parent gave it); past it, it is aborted there, and its
+    ///   parent gets [`Exit::Aborted`].
     /// - Its exit is then sent to its parent until the parent acks it, for at most the
-    ///   host's `lost_after` (or the parent's, if shorter); a parent that never acks it
-    ///   finds the child lost instead.
+    ///   host's `lost_after` (or the parent's, if shorter) and never past the stop deadline
+    ///   plus the host's `lost_after`; a parent that never acks it finds the child lost
+    ///   instead.
+    /// - A send the transport does not take (a NATS server that has stopped reading, and
+    ///   the client's buffer is full) waits at most until the stop deadline while the
+    ///   subtrees stop (they are told to stop all the same, and their `exit` hooks run),
+    ///   and at most until the end of that `lost_after` while their exits are sent; then
+    ///   it is given up as if the frame were lost on the way, and a parent that hears
+    ///   nothing more finds its child lost.
     /// - Spawn requests that arrive meanwhile are not answered: their parents find the host
     ///   lost, as they would once it is gone.
     pub async fn stop(self) {
@@ -168,6 +176,8 @@ impl Host {
             agents.stop_by = Some(by);
             agents.running.values().map(|a| a.edge.clone()).collect()
         };
+        // Reaches the agents' sends that wait for the transport now, before their events.
+        self.shared.stopping.send_replace(Some(by));
         for edge in agents {
             edge.tell(Event::HostStopping(by));
         }
@@ -185,8 +195,8 @@ impl Host {
     }
 
     /// Ends the host at once, as if its process died: its subtrees are aborted and nothing
-    /// more is sent, so their parents find them lost. For tests of what a dead host does to
-    /// its parents.
+    /// more is sent (a send waiting for the transport to take it is given up), so their
+    /// parents find them lost. For tests of what a dead host does to its parents.
     pub async fn kill(self) {
         self.shared.endpoint.close();
         self.task.abort();
@@ -268,6 +278,40 @@ impl HostBuilder {
         self
     }
 
+    /// How many remote children it runs at once, for all its parents together; by default
+    /// [`DEFAULT_MAX_REMOTE_CHILDREN`] (4 096).
+    ///
+    /// A spawn request past the limit is refused, as one for a type it does not know: the
+    /// parent's child ends [`Exit::Failed`] with the reason, the messages sent to it
+    /// counted as dropped, and the host logs the refusal once at `WARN`. A remote child's
+    /// place is free again once it has ended and its exit has been acked (or given up on,
+    /// after the host's `lost_after`), or once the host's side of its edge fails (a
+    /// message type's `Serialize` or `Deserialize` panics there: its subtree is aborted,
+    /// and its parent finds it lost); a later life of a child (a restart) takes the place
+    /// of the earlier one.
+    ///
+    /// ```
+    /// use taskthread_nats::{Host, memory::MemoryTransport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let host = Host::builder("worker-1", MemoryTransport::new())
+    ///     .max_remote_children(100)
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// # host.stop().await;
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// If `max` is zero.
+    pub fn max_remote_children(mut self, max: usize) -> Self {
+        assert!(max > 0, "a host must take at least one remote child");
+        self.max_remote_children = max;
+        self
+    }
+
     /// Starts listening for spawn requests.
     pub async fn start(self) -> Result<Host, HostError> {
         check_name(&self.name).map_err(HostError::Name)?;
@@ -283,8 +327,11 @@ impl HostBuilder {
             endpoint: Arc::clone(&endpoint),
             types: self.types,
             stop_deadline: self.stop_deadline,
+            max_remote_children: self.max_remote_children,
             agents: Mutex::default(),
+            stopping: watch::Sender::new(None),
             finished: Mutex::default(),
+            refused: Mutex::default(),
             all_gone: atomic_waker::AtomicWaker::new(),
         });
         let task = tokio::spawn(endpoint::run(
@@ -317,10 +364,58 @@ struct HostShared {
     endpoint: Arc<Endpoint>,
     types: HashMap<String, Arc<dyn Factory>>,
     stop_deadline: Duration,
+    max_remote_children: usize,
     agents: Mutex<Agents>,
-    /// Edges whose epoch ended here, the latest epoch of each, oldest first.
-    finished: Mutex<(HashMap<EdgeId, u32>, VecDeque<EdgeId>)>,
+    /// Once the host stops: when its subtrees must have stopped, for the agents' sends
+    /// that wait for the transport.
+    stopping: watch::Sender<Option<Instant>>,
+    /// Edges whose epoch ended here.
+    finished: Mutex<Epochs>,
+    /// Edges whose spawn request was refused here.
+    refused: Mutex<Epochs>,
     all_gone: atomic_waker::AtomicWaker,
+}
+
+/// The latest epoch of each of the last [`EPOCHS_KEPT`] edges whose latest epoch grew.
+#[derive(Default)]
+struct Epochs {
+    latest: HashMap<EdgeId, u32>,
+    /// The edges kept, the one whose latest epoch grew longest ago first.
+    order: VecDeque<EdgeId>,
+}
+
+impl Epochs {
+    /// The latest epoch noted of `edge`.
+    fn get(&self, edge: EdgeId) -> Option<u32> {
+        self.latest.get(&edge).copied()
+    }
+
+    /// Notes `epoch` of `edge`; `true` if it is later than every epoch of it noted yet. An
+    /// epoch no later changes nothing: a late copy of an earlier life's frame never makes
+    /// an edge look younger. Past [`EPOCHS_KEPT`] edges, the one whose latest epoch grew
+    /// longest ago is forgotten.
+    fn note(&mut self, edge: EdgeId, epoch: u32) -> bool {
+        match self.latest.get_mut(&edge) {
+            Some(latest) if *latest >= epoch => return false,
+            Some(latest) => {
+                *latest = epoch;
+                // A later life of a kept edge: rare, so the walk costs little.
+                if let Some(at) = self.order.iter().position(|&e| e == edge) {
+                    self.order.remove(at);
+                }
+            }
+            None => {
+                self.latest.insert(edge, epoch);
+            }
+        }
+        self.order.push_back(edge);
+        if self.order.len() > EPOCHS_KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.latest.remove(&oldest);
+        }
+        true
+    }
 }
 
 impl HostShared {
@@ -328,12 +423,36 @@ impl HostShared {
         self.agents.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn finished(&self) -> MutexGuard<'_, (HashMap<EdgeId, u32>, VecDeque<EdgeId>)> {
+    fn finished(&self) -> MutexGuard<'_, Epochs> {
         self.finished.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An agent's life ended.
+    fn refused(&self) -> MutexGuard<'_, Epochs> {
+        self.refused.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a life of `edge` may start: the host runs fewer remote children than it
+    /// takes, not counting an earlier life of the edge, which a later one replaces. Only
+    /// the endpoint's task starts lives, so none can take the place before this one does.
+    fn has_room_for(&self, edge: EdgeId) -> Result<(), String> {
+        let agents = self.agents();
+        let others = agents.running.len() - usize::from(agents.running.contains_key(&edge));
+        if others < self.max_remote_children {
+            Ok(())
+        } else {
+            Err(format!(
+                "it runs as many remote children as it takes ({})",
+                self.max_remote_children
+            ))
+        }
+    }
+
+    /// An agent's life ended. It is noted finished before its place and its edge go, so
+    /// that a copy of its spawn request read in between does not start it again, and so
+    /// that an agent that ends before it is registered is not registered (see
+    /// [`HostSide::unknown`]).
     fn agent_ended(&self, edge: EdgeId, epoch: u32) {
+        self.finished().note(edge, epoch);
         {
             let mut agents = self.agents();
             if agents.running.get(&edge).is_some_and(|a| a.epoch == epoch) {
@@ -341,17 +460,6 @@ impl HostShared {
             }
         }
         self.endpoint.remove_edge(edge, epoch);
-        let mut finished = self.finished();
-        let (epochs, order) = &mut *finished;
-        if epochs.insert(edge, epoch).is_none() {
-            order.push_back(edge);
-            if order.len() > FINISHED_KEPT
-                && let Some(oldest) = order.pop_front()
-            {
-                epochs.remove(&oldest);
-            }
-        }
-        drop(finished);
         self.all_gone.wake();
     }
 }
@@ -359,30 +467,40 @@ impl HostShared {
 struct HostSide(Arc<HostShared>);
 
 impl Side for HostSide {
-    fn unknown(&self, endpoint: &Arc<Endpoint>, head: Head, payload: Bytes) {
+    fn unknown(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        head: Head,
+        payload: Bytes,
+    ) -> Option<(String, Bytes)> {
         let Kind::Spawn(spawn) = &head.kind else {
             // A frame of an edge that has ended here, or whose spawn has not arrived yet
             // (it will come again): nothing to do.
-            return;
+            return None;
         };
         if head.seq != 1 {
-            return;
+            return None;
         }
         let shared = &self.0;
         if shared.agents().stop_by.is_some() {
             // Stopping: no new life starts, and its parent finds the host lost.
-            return;
+            return None;
         }
         if shared
             .finished()
-            .0
-            .get(&head.edge)
-            .is_some_and(|&ended| head.epoch <= ended)
+            .get(head.edge)
+            .is_some_and(|ended| head.epoch <= ended)
         {
-            return;
+            return None;
         }
+        // Answered each time the request comes (the parent sends it again until it hears),
+        // logged the first time.
         let refuse = |reason: String| {
-            tracing::warn!(host = %shared.name, "refused to run `{}`: {reason}", spawn.type_name);
+            if shared.refused().note(head.edge, head.epoch) {
+                tracing::warn!(host = %shared.name, path = %spawn.path, "refused to run `{}`: {reason}", spawn.type_name);
+            } else {
+                tracing::debug!(host = %shared.name, path = %spawn.path, "refused to run `{}` again: {reason}", spawn.type_name);
+            }
             let frame = frame::encode_bare(&Head {
                 version: VERSION,
                 edge: head.edge,
@@ -392,9 +510,7 @@ impl Side for HostSide {
                 credit: 0,
                 kind: Kind::Refused(reason),
             });
-            let endpoint = Arc::clone(endpoint);
-            let to = spawn.reply_to.clone();
-            tokio::spawn(async move { endpoint.send_to(&to, frame).await });
+            Some((spawn.reply_to.clone(), frame))
         };
         let Some(factory) = shared.types.get(&spawn.type_name) else {
             return refuse(format!(
@@ -406,7 +522,10 @@ impl Side for HostSide {
             return refuse(reason);
         }
         if crate::transport::check_address(&spawn.reply_to).is_err() {
-            return;
+            return None;
+        }
+        if let Err(reason) = shared.has_room_for(head.edge) {
+            return refuse(reason);
         }
         // A later life of an edge replaces the earlier one, whose agent aborts its subtree.
         if let Some(old) = shared.agents().running.remove(&head.edge) {
@@ -449,6 +568,15 @@ impl Side for HostSide {
             }
         };
         let mut agents = shared.agents();
+        // The agent runs from the moment it is spawned: one that has ended already has
+        // noted its life finished, and has no place to free.
+        if shared
+            .finished()
+            .get(head.edge)
+            .is_some_and(|ended| head.epoch <= ended)
+        {
+            return None;
+        }
         if agents.killed {
             // The host was killed while this one started.
             edge.tell(Event::Kill);
@@ -464,6 +592,7 @@ impl Side for HostSide {
                 task,
             },
         );
+        None
     }
 }
 
@@ -481,11 +610,6 @@ fn within_limits(spawn: &SpawnHead) -> SpawnHead {
             .clamp(1, millis(Settings::MAX_LOST_AFTER)),
         ..spawn.clone()
     }
-}
-
-/// How far ahead of the last frame delivered an edge keeps frames that came early.
-pub(crate) fn window(capacity: u64) -> u64 {
-    capacity.saturating_mul(2).saturating_add(64)
 }
 
 /// A registered thread type.
@@ -556,7 +680,13 @@ where
             .capacity(spawn.capacity as usize)
             .no_stop_deadline();
         let (handle, taken) = spawn_hosted(thread, options);
+        let (id, epoch) = {
+            let link = edge.link();
+            (link.edge, link.epoch)
+        };
         let agent = Agent {
+            id,
+            epoch,
             edge,
             events,
             handle: Some(handle),
@@ -570,6 +700,9 @@ where
 
 /// The host's side of one remote child.
 struct Agent<T: Remote> {
+    /// The edge's id and epoch, the agent's place among the host's.
+    id: EdgeId,
+    epoch: u32,
     edge: Arc<Edge>,
     events: mpsc::UnboundedReceiver<Event>,
     handle: Option<Handle<T>>,
@@ -593,14 +726,10 @@ struct Tally {
 
 impl<T: Remote> Agent<T> {
     async fn run(mut self) {
-        let (id, epoch) = {
-            let link = self.edge.link();
-            (link.edge, link.epoch)
-        };
-        let _ = self
+        let spawned = self
             .edge
-            .send_reliable::<SendError>(Kind::Spawned, |_| Ok(()))
-            .await;
+            .send_reliable::<SendError>(Kind::Spawned, |_| Ok(()));
+        let _ = self.bounded(Patience::UntilHostStops, spawned).await;
         let mut tally = Tally::default();
         let mut answers: JoinSet<Answering> = JoinSet::new();
         let mut deadline: Option<Pin<Box<Sleep>>> = None;
@@ -648,19 +777,19 @@ impl<T: Remote> Agent<T> {
                     tally.taken = n;
                     if untold >= self.credit_batch && !parent_gone {
                         untold = 0;
-                        self.edge.send_ack_if_owed().await;
+                        let ack = self.edge.send_ack_if_owed();
+                        self.bounded(Patience::UntilHostStops, ack).await;
                     }
                 }
                 up = handle.recv(), if has_credit || parent_gone => match up {
                     Some(msg) if !parent_gone => {
-                        let sent = self
+                        let send = self
                             .edge
                             .send_reliable::<SendError>(Kind::Up, move |buf| {
                                 T::write_up(msg, UpEncoder(buf))?;
                                 Ok(())
-                            })
-                            .await;
-                        if let Err(e) = sent {
+                            });
+                        if let Some(Err(e)) = self.bounded(Patience::UntilHostStops, send).await {
                             tracing::error!(host = %self.host.name, "an UP message not sent: {e}");
                         }
                     }
@@ -670,7 +799,7 @@ impl<T: Remote> Agent<T> {
                 () = poll_fn(|cx| self.edge.poll_credit(cx)), if !has_credit && !parent_gone => {}
                 Some(answered) = answers.join_next(), if !answers.is_empty() => {
                     if let Ok(answer) = answered && !parent_gone {
-                        self.answer(answer).await;
+                        self.answer(answer, Patience::UntilHostStops).await;
                     }
                 }
                 () = async { deadline.as_mut().expect("armed").await }, if deadline.is_some() => {
@@ -678,17 +807,19 @@ impl<T: Remote> Agent<T> {
                     if let Some(handle) = self.handle.take() {
                         let exit = handle.abort().await;
                         self.report(exit, &tally, &mut answers, parent_gone).await;
-                        return self.host.agent_ended(id, epoch);
+                        return;
                     }
                 }
                 _ = report.tick(), if !parent_gone => {
                     let subtree = crate::tree::report(&handle.snapshot());
-                    self.edge.send_bare(Kind::Tree(subtree)).await;
+                    let send = self.edge.send_bare(Kind::Tree(subtree));
+                    self.bounded(Patience::UntilHostStops, send).await;
                 }
                 () = std::future::ready(()), if untold > 0 && !parent_gone => {
                     // Nothing else to do: the credit goes now.
                     untold = 0;
-                    self.edge.send_ack_if_owed().await;
+                    let ack = self.edge.send_ack_if_owed();
+                    self.bounded(Patience::UntilHostStops, ack).await;
                 }
             }
         }
@@ -696,7 +827,6 @@ impl<T: Remote> Agent<T> {
             let exit = handle.join().await;
             self.report(exit, &tally, &mut answers, parent_gone).await;
         }
-        self.host.agent_ended(id, epoch);
     }
 
     /// A frame from the parent, in order.
@@ -751,29 +881,29 @@ impl<T: Remote> Agent<T> {
         // Its place is free again.
         self.edge.link().grant(1);
         if let Some(ask) = ask {
-            self.answer((ask, None)).await;
+            self.answer((ask, None), Patience::UntilHostStops).await;
         }
     }
 
-    async fn answer(&self, (ask, bytes): Answering) {
+    async fn answer(&self, (ask, bytes): Answering, patience: Patience) {
         let answered = bytes.is_some();
-        let sent = self
+        let send = self
             .edge
             .send_reliable::<SendError>(Kind::Answer { ask, answered }, |buf| {
                 if let Some(bytes) = bytes {
                     buf.extend_from_slice(&bytes);
                 }
                 Ok(())
-            })
-            .await;
-        if let Err(e) = sent {
+            });
+        if let Some(Err(e)) = self.bounded(patience, send).await {
             tracing::error!(host = %self.host.name, "an answer not sent: {e}");
         }
     }
 
     /// The thread has ended: the last answers, then the exit, sent until acked, the parent
     /// is lost, or the host's patience runs out (its `lost_after`, or the parent's if
-    /// shorter): a parent that keeps the edge alive and never acks cannot hold the agent.
+    /// shorter, and once the host stops no later than its `lost_after` past the stop
+    /// deadline): a parent that keeps the edge alive and never acks cannot hold the agent.
     async fn report(
         &mut self,
         exit: Exit,
@@ -785,16 +915,24 @@ impl<T: Remote> Agent<T> {
         if parent_gone {
             return;
         }
-        let patience = self
-            .edge
-            .lost_after
-            .min(self.edge.endpoint().settings.lost_after);
-        let give_up = tokio::time::sleep(patience);
+        let host_patience = self.edge.endpoint().settings.lost_after;
+        let start = Instant::now();
+        // At most `Settings::MAX_LOST_AFTER` away; once the host stops, at most its own
+        // `lost_after` past its stop deadline, however late the thread ended, so that
+        // `Host::stop` returns within its bound.
+        let mut give_up_at = start + self.edge.lost_after.min(host_patience);
+        if let Some(by) = *self.host.stopping.borrow()
+            && let Some(latest) = by.checked_add(host_patience)
+        {
+            give_up_at = give_up_at.min(latest);
+        }
+        let patience = give_up_at.saturating_duration_since(start);
+        let give_up = tokio::time::sleep_until(give_up_at);
         tokio::pin!(give_up);
         loop {
             tokio::select! {
                 answered = answers.join_next() => match answered {
-                    Some(Ok(answer)) => self.answer(answer).await,
+                    Some(Ok(answer)) => self.answer(answer, Patience::Until(give_up_at)).await,
                     Some(Err(_)) => {}
                     None => break,
                 },
@@ -809,10 +947,10 @@ impl<T: Remote> Agent<T> {
         let queued = tally.received - tally.dropped;
         let untaken = queued.saturating_sub(self.taken.count());
         let exit = WireExit::new(&exit, tally.dropped + untaken, tally.received);
-        let _ = self
+        let send = self
             .edge
-            .send_reliable::<SendError>(Kind::Exit(exit), |_| Ok(()))
-            .await;
+            .send_reliable::<SendError>(Kind::Exit(exit), |_| Ok(()));
+        let _ = self.bounded(Patience::Until(give_up_at), send).await;
         let retransmit = self.edge.endpoint().settings.retransmit;
         while !self.edge.link().all_acked() {
             tokio::select! {
@@ -825,12 +963,76 @@ impl<T: Remote> Agent<T> {
         }
     }
 
+    /// Waits for `send` until the transport takes its frames, or until `patience` runs out:
+    /// then the send is given up, as if its frames were lost on the way (a reliable frame
+    /// is kept to be sent again until acked).
+    async fn bounded<F: Future>(&self, patience: Patience, send: F) -> Option<F::Output> {
+        // Whatever else the agent does waits meanwhile: only a bound reached from outside
+        // ends the wait. The host's stop does not wait for it: the thread is told to stop
+        // at once, so that its subtree stops gracefully (its `exit` hooks run) while the
+        // send waits on, until the stop deadline.
+        let run_out = async {
+            let by = match patience {
+                Patience::Until(by) => Some(by),
+                Patience::UntilHostStops => {
+                    let mut stopping = self.host.stopping.subscribe();
+                    let by = stopping
+                        .wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|by| *by);
+                    if let Some(handle) = &self.handle {
+                        handle.stop();
+                    }
+                    by
+                }
+            };
+            match by {
+                Some(by) => tokio::time::sleep_until(by).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            sent = send => Some(sent),
+            () = run_out => {
+                tracing::debug!(host = %self.host.name, "a send the transport did not take in time was given up");
+                None
+            }
+        }
+    }
+
     fn give_up(&self, patience: Duration) {
         tracing::warn!(
             host = %self.host.name,
             "the parent acked no exit within {patience:?}: it is left to find the child lost"
         );
     }
+}
+
+/// However an agent ends (its task returns, panics in a message type's `Serialize` or
+/// `Deserialize`, or is aborted), its place is free again, and a thread it still holds is
+/// aborted: nobody would carry that thread's messages any more.
+impl<T: Remote> Drop for Agent<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = handle.abort().await;
+            });
+        }
+        self.host.agent_ended(self.id, self.epoch);
+    }
+}
+
+/// How long an agent's send may wait for the transport to take its frames.
+#[derive(Debug, Clone, Copy)]
+enum Patience {
+    /// While the thread runs or stops: until the host's stop deadline, once it stops.
+    UntilHostStops,
+    /// While the thread's exit is reported: until then.
+    Until(Instant),
 }
 
 /// Whether an event ends an agent's report of its thread's exit: its parent is gone.
@@ -849,34 +1051,6 @@ fn arm(deadline: &mut Option<Pin<Box<Sleep>>>, by: Instant) {
     *deadline = Some(Box::pin(tokio::time::sleep_until(by)));
 }
 
-/// Why a frame could not be sent.
-#[derive(Debug)]
-pub(crate) enum SendError {
-    Write(postcard::Error),
-    Transport(crate::error::TransportError),
-}
-
-impl From<postcard::Error> for SendError {
-    fn from(e: postcard::Error) -> Self {
-        Self::Write(e)
-    }
-}
-
-impl From<crate::error::TransportError> for SendError {
-    fn from(e: crate::error::TransportError) -> Self {
-        Self::Transport(e)
-    }
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Write(e) => write!(f, "it cannot be written: {e}"),
-            Self::Transport(e) => write!(f, "{e}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -892,6 +1066,41 @@ mod tests {
             heartbeat_ms: 1_000,
             lost_after_ms: 5_000,
         }
+    }
+
+    #[test]
+    fn epochs_keep_the_latest_life_of_each_edge() {
+        let mut epochs = Epochs::default();
+        assert!(epochs.note(1, 2));
+        assert!(!epochs.note(1, 2));
+        // A late copy of an earlier life makes the edge no younger.
+        assert!(!epochs.note(1, 1));
+        assert_eq!(epochs.get(1), Some(2));
+        assert!(epochs.note(1, 3));
+        assert_eq!(epochs.get(1), Some(3));
+        assert_eq!(epochs.get(2), None);
+    }
+
+    #[test]
+    fn epochs_forget_the_edge_whose_latest_life_is_oldest() {
+        let mut epochs = Epochs::default();
+        let kept = EPOCHS_KEPT as EdgeId;
+        for edge in 0..kept {
+            assert!(epochs.note(edge, 1));
+        }
+        // Edge 0, the first noted, starts a later life: it is kept the longest now.
+        assert!(epochs.note(0, 2));
+        // And an earlier one again changes nothing.
+        assert!(!epochs.note(1, 1));
+        assert!(epochs.note(kept, 1));
+        assert_eq!(epochs.get(0), Some(2));
+        assert_eq!(epochs.get(1), None);
+        assert_eq!(epochs.get(2), Some(1));
+        assert_eq!(epochs.get(kept), Some(1));
+        assert_eq!(
+            (epochs.latest.len(), epochs.order.len()),
+            (EPOCHS_KEPT, EPOCHS_KEPT)
+        );
     }
 
     #[test]

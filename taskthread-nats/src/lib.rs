@@ -113,7 +113,9 @@ pub use error::{HostError, SpawnError, TransportError};
 pub use frame::FrameInfo;
 pub use host::{Host, HostBuilder};
 pub use remote::{RemoteOptions, Remotes};
-pub use settings::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, Settings};
+pub use settings::{
+    DEFAULT_MAX_REMOTE_CHILDREN, DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, Settings,
+};
 pub use transport::memory;
 pub use transport::nats::NatsTransport;
 pub use transport::{BoxFuture, DEFAULT_PREFIX, Frames, Transport};

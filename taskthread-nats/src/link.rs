@@ -28,6 +28,11 @@ pub(crate) const MAX_EARLY_BYTES: usize = 16 * 1024 * 1024;
 /// What keeping one early frame costs beyond its bytes: its place in the buffer.
 const EARLY_FRAME_COST: usize = 128;
 
+/// How far ahead of the last frame delivered an edge keeps frames that came early.
+pub(crate) fn window(capacity: u64) -> u64 {
+    capacity.saturating_mul(2).saturating_add(64)
+}
+
 /// A reliable frame sent and not acked yet.
 struct Unacked {
     seq: u64,
@@ -334,7 +339,7 @@ mod tests {
     async fn early_frames_are_kept_within_a_byte_bound_and_the_rest_come_again() {
         // A window as wide as the largest capacity allows, and frames of 64 KiB: more than
         // the buffer keeps come early.
-        let window = crate::host::window(crate::MAX_REMOTE_CAPACITY as u64);
+        let window = window(crate::MAX_REMOTE_CAPACITY as u64);
         let mut parent = Link::new(1, 1, "host".into(), 0, window);
         let mut host = Link::new(1, 1, "parent".into(), 1_000, window);
         arrive(&mut parent, &host.bare(Kind::Ack));

@@ -26,11 +26,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
 use crate::codec::{Encoder, PendingAnswer, UpDecoder};
-use crate::endpoint::{self, Edge, Endpoint, Event, Side};
+use crate::endpoint::{self, Edge, Endpoint, Event, SendError, Side, host_address};
 use crate::error::{SpawnError, TransportError, check_name};
 use crate::frame::{EdgeId, Head, Kind, SpawnHead};
-use crate::host::{SendError, host_address, window};
-use crate::link::Link;
+use crate::link::{Link, window};
 use crate::settings::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, Settings};
 use crate::transport::Transport;
 use crate::tree;
@@ -677,5 +676,12 @@ impl<C: Remote> Life<'_, C> {
 struct ParentSide;
 
 impl Side for ParentSide {
-    fn unknown(&self, _endpoint: &Arc<Endpoint>, _head: Head, _payload: Bytes) {}
+    fn unknown(
+        &self,
+        _endpoint: &Arc<Endpoint>,
+        _head: Head,
+        _payload: Bytes,
+    ) -> Option<(String, Bytes)> {
+        None
+    }
 }

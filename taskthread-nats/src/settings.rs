@@ -1,5 +1,6 @@
 //! [`Settings`]: how often each side of an edge speaks, and how long a silence may last
-//! before the edge is lost; and the bounds of a remote child's queue capacity.
+//! before the edge is lost; the bounds of a remote child's queue capacity; and how many
+//! remote children a host runs at once.
 
 use std::time::Duration;
 
@@ -22,6 +23,19 @@ pub const DEFAULT_REMOTE_CAPACITY: usize = 1024;
 /// early frames waiting for a lost one before them), so it grants no parent more than this,
 /// whatever the parent asks for. 65 536 places are 64 times the default's window.
 pub const MAX_REMOTE_CAPACITY: usize = 65_536;
+
+/// How many remote children a [`Host`](crate::Host) runs at once, for all its parents
+/// together, unless set otherwise with
+/// [`HostBuilder::max_remote_children`](crate::HostBuilder::max_remote_children).
+///
+/// Each remote child may make its host hold up to [`MAX_REMOTE_CAPACITY`] queued messages
+/// and 16 MiB of frames that came early, besides its subtree, so this limit is what bounds
+/// what parents, however many and however they behave, can make a host hold. At the
+/// default that bound is far above most hosts' memory: 4 096 × 16 MiB = 64 GiB of early
+/// frames, and 4 096 × 65 536 ≈ 268 million queued messages. 4 096 lets a host serve a
+/// remote child for each of thousands of connections; where peers are not trusted, set a
+/// limit whose worst case the host's memory holds, and a higher one where it serves more.
+pub const DEFAULT_MAX_REMOTE_CHILDREN: usize = 4096;
 
 /// The timing of the edges of a [`Remotes`](crate::Remotes) or a [`Host`](crate::Host).
 ///

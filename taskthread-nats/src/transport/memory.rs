@@ -1,6 +1,6 @@
 //! [`MemoryTransport`]: frames carried inside one process, with faults injected on demand
-//! (lost frames, frames out of order, addresses cut off), so the protocol is tested
-//! deterministically, with tokio's paused clock, and without a server.
+//! (lost frames, frames out of order, addresses cut off, sends that wait), so the protocol
+//! is tested deterministically, with tokio's paused clock, and without a server.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::{BoxFuture, Frames, Transport, check_address};
 use crate::error::TransportError;
@@ -37,6 +37,8 @@ pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
 #[derive(Clone, Default)]
 pub struct MemoryTransport {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes the sends waiting for a stalled address when one is resumed.
+    resumed: Arc<Notify>,
 }
 
 /// Decides each frame's fate.
@@ -49,6 +51,7 @@ struct Inner {
     /// Frames held back by [`Fate::Hold`], by address.
     held: HashMap<String, Vec<Bytes>>,
     cut: HashSet<String>,
+    stalled: HashSet<String>,
     max_frame: Option<usize>,
     sent: u64,
     dropped: u64,
@@ -127,6 +130,54 @@ impl MemoryTransport {
     /// Delivers to `address` again.
     pub fn heal(&self, address: &str) {
         self.inner().cut.remove(address);
+    }
+
+    /// Takes no frame for `address` until [`resume`](Self::resume): every send to it waits,
+    /// whoever sends it, while other addresses take frames as before. It is a destination
+    /// that has stopped taking frames, as with a transport that keeps a connection per
+    /// peer. A NATS client waits otherwise: for every subject at once, once its server has
+    /// stopped reading and its buffer is full; stalling every address a process sends to
+    /// comes closest to that. A send given up while it waits (its future dropped) delivers
+    /// nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use taskthread_nats::{Transport, memory::MemoryTransport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let transport = MemoryTransport::new();
+    /// transport.stall("host.gpu-1");
+    /// let send = transport.send("host.gpu-1", Bytes::from("frame"));
+    /// assert!(tokio::time::timeout(Duration::from_secs(60), send).await.is_err());
+    /// transport.resume("host.gpu-1");
+    /// assert!(transport.send("host.gpu-1", Bytes::from("frame")).await.is_ok());
+    /// # }
+    /// ```
+    pub fn stall(&self, address: &str) {
+        self.inner().stalled.insert(address.to_owned());
+    }
+
+    /// Takes frames for `address` again: the sends waiting for it go on.
+    pub fn resume(&self, address: &str) {
+        self.inner().stalled.remove(address);
+        self.resumed.notify_waiters();
+    }
+
+    /// Ready once `address` is not stalled.
+    async fn until_resumed(&self, address: &str) {
+        while self.inner().stalled.contains(address) {
+            let resumed = self.resumed.notified();
+            let mut resumed = std::pin::pin!(resumed);
+            // Registered before the address is looked at again, so a resume in between is
+            // not missed.
+            resumed.as_mut().enable();
+            if !self.inner().stalled.contains(address) {
+                return;
+            }
+            resumed.await;
+        }
     }
 
     /// Delivers the frames held back by [`Fate::Hold`].
@@ -219,8 +270,10 @@ impl Transport for MemoryTransport {
         address: &'a str,
         frame: Bytes,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        let sent = self.deliver(address, frame);
-        Box::pin(std::future::ready(sent))
+        Box::pin(async move {
+            self.until_resumed(address).await;
+            self.deliver(address, frame)
+        })
     }
 
     fn max_frame(&self) -> usize {

@@ -35,6 +35,10 @@ pub trait Transport: fmt::Debug + Send + Sync + 'static {
 
     /// Sends one frame to `address`. Returns once the transport has taken it; that it
     /// arrives is not promised (nobody may be listening).
+    ///
+    /// It may wait until the transport can take the frame, for one address or for all (a
+    /// NATS client waits for every subject at once, when its buffer is full). The protocol
+    /// gives up a send that waits past its bound, as a frame lost on the way.
     fn send<'a>(
         &'a self,
         address: &'a str,

@@ -8,10 +8,15 @@ use std::time::Duration;
 use taskthread::prelude::*;
 use taskthread::{ThreadState, TrySendError};
 use taskthread_nats::memory::{Fate, MemoryTransport};
-use taskthread_nats::{DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, RemoteOptions, Settings};
+use taskthread_nats::{
+    DEFAULT_REMOTE_CAPACITY, MAX_REMOTE_CAPACITY, RemoteOptions, Remotes, Settings,
+};
 use tokio::time::Instant;
 
-use crate::world::{HOST, Job, Sum, WorkerArgs, until, worker_host, world, world_with};
+use crate::world::{
+    Boss, HOST, Heard, Job, Spawn, Sum, Worker, WorkerArgs, World, until, worker_host, world,
+    world_with,
+};
 
 fn gated(gated: bool, gated_exit: bool) -> WorkerArgs {
     WorkerArgs { gated, gated_exit }
@@ -220,11 +225,11 @@ async fn a_stop_past_its_deadline_is_aborted_on_both_sides() {
     world.end().await;
 }
 
-/// What `Host::stop` may wait for is bounded: the host's stop deadline, then a parent's
-/// ack of the exit for at most the host's `lost_after`.
+/// What `Host::stop` (or `Host::kill`) may wait for is bounded: the host's stop deadline,
+/// then a parent's ack of the exit for at most the host's `lost_after`.
 async fn stop_returns(stop: impl Future<Output = ()>) {
     let stopped = tokio::time::timeout(Duration::from_secs(3600), stop).await;
-    assert!(stopped.is_ok(), "`Host::stop` never returned");
+    assert!(stopped.is_ok(), "the host never ended");
 }
 
 #[tokio::test(start_paused = true)]
@@ -294,6 +299,140 @@ async fn a_spawn_that_reaches_a_stopping_host_is_not_started() {
     stop_returns(async { stopping.await.unwrap() }).await;
     let exit = world.heard_line("exit boss/second").await;
     assert!(exit.starts_with("exit boss/second lost: "), "{exit}");
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_stops_within_its_bound_though_the_transport_takes_nothing_more() {
+    let mut world = world().await;
+    // Its exit hook takes a permit of the gate: the one given here.
+    let worker = world
+        .worker_with(RemoteOptions::on(HOST).args(gated(false, true)))
+        .await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    world.gate.add_permits(1);
+    // From now on the host's sends to the parent wait, without end; past a heartbeat, its
+    // side of the edge waits in one (the report of the subtree).
+    for address in parent_addresses(&world.transport) {
+        world.transport.stall(&address);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopping = Instant::now();
+    stop_returns(world.host.take().unwrap().stop()).await;
+    // The subtree had the stop deadline, its exit the host's `lost_after`.
+    let bound = taskthread::DEFAULT_STOP_DEADLINE + Settings::new().get_lost_after();
+    let took = stopping.elapsed();
+    assert!(took <= bound, "stopped after {took:?}");
+    // The subtree was told to stop while the host's side of the edge waited on the
+    // transport: it stopped gracefully, its exit hook ran.
+    assert_eq!(world.gate.available_permits(), 0, "the exit hook never ran");
+    // The host sent nothing more: the parent finds its child lost.
+    for address in parent_addresses(&world.transport) {
+        world.transport.resume(&address);
+    }
+    let exit = world.heard_line("exit").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_is_killed_at_once_though_the_transport_takes_nothing_more() {
+    let mut world = world().await;
+    let worker = world.worker(ChildOptions::new()).await;
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    for address in parent_addresses(&world.transport) {
+        world.transport.stall(&address);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killing = Instant::now();
+    stop_returns(world.host.take().unwrap().kill()).await;
+    assert_eq!(killing.elapsed(), Duration::ZERO);
+    for address in parent_addresses(&world.transport) {
+        world.transport.resume(&address);
+    }
+    let exit = world.heard_line("exit").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    world.end().await;
+}
+
+/// A second parent on `world`'s transport, on an address of its own, with a worker on the
+/// world's host that has done one job: the parent, what it hears, and the worker.
+async fn another_parent(world: &World) -> (Handle<Boss>, Heard, ChildRef<Worker>) {
+    let remotes = Remotes::start(world.transport.clone()).await.unwrap();
+    let (boss, heard) = Boss::new(remotes);
+    let boss = taskthread::spawn(boss);
+    let options = RemoteOptions::on(HOST).args(gated(false, false));
+    let worker = boss.ask(Spawn(options)).await.unwrap();
+    worker.send(Job(1)).await.unwrap();
+    assert_eq!(worker.ask(Sum).await.unwrap(), 1);
+    (boss, heard, worker)
+}
+
+/// `worker`, of the parent that heard `heard`, goes on working on the host for well past
+/// `lost_after`.
+async fn keeps_working(worker: &ChildRef<Worker>, heard: &Heard) {
+    for n in 2..=20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        worker.send(Job(n)).await.unwrap();
+    }
+    let sum = tokio::time::timeout(Duration::from_secs(10), worker.ask(Sum)).await;
+    assert_eq!(sum.expect("answered").unwrap(), (1..=20).sum::<u64>());
+    assert_eq!(worker.state(), ThreadState::Running);
+    let heard = heard.lock().unwrap();
+    assert!(!heard.iter().any(|l| l.starts_with("exit")), "{heard:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parent_that_takes_nothing_holds_up_no_other_parents_child() {
+    let world = world().await;
+    let stalled = world.worker(ChildOptions::new().name("stalled")).await;
+    assert_eq!(stalled.ask(Sum).await.unwrap(), 0);
+    let stalled_parent = parent_addresses(&world.transport);
+    let (boss, heard, worker) = another_parent(&world).await;
+    // What the host sends to the first parent waits from now on: the pongs and acks its
+    // endpoint answers the parent's frames with, its pings and the frames it sends again.
+    for address in &stalled_parent {
+        world.transport.stall(address);
+    }
+    keeps_working(&worker, &heard).await;
+    // The first parent heard nothing more from the host.
+    let exit = world.heard_line("exit boss/stalled").await;
+    assert!(exit.starts_with("exit boss/stalled lost: "), "{exit}");
+    for address in &stalled_parent {
+        world.transport.resume(address);
+    }
+    boss.stop();
+    boss.join().await;
+    world.end().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_to_a_parent_that_takes_nothing_holds_up_no_other_edge() {
+    let world = world().await;
+    let stalled_parent = parent_addresses(&world.transport);
+    let (boss, heard, worker) = another_parent(&world).await;
+    for address in &stalled_parent {
+        world.transport.stall(address);
+    }
+    // Refused, again each time the request comes, to an address that takes nothing.
+    let _refused = world
+        .worker_with(
+            RemoteOptions::on(HOST)
+                .args(gated(false, false))
+                .type_name("Nobody"),
+        )
+        .await;
+    keeps_working(&worker, &heard).await;
+    // Its parent heard no refusal: it found the host lost.
+    let exit = world.heard_line("exit boss/worker").await;
+    assert!(exit.starts_with("exit boss/worker lost: "), "{exit}");
+    for address in &stalled_parent {
+        world.transport.resume(address);
+    }
+    boss.stop();
+    boss.join().await;
     world.end().await;
 }
 

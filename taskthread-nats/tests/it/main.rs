@@ -5,6 +5,7 @@
 mod bad_input;
 mod basics;
 mod guarantees;
+mod limits;
 mod nats;
 mod snapshot;
 mod supervision;

@@ -27,6 +27,16 @@ pub(crate) struct Fail;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Divide(pub(crate) u64);
 
+/// Read on the host, it panics, as a faulty `Deserialize` impl does.
+#[derive(Debug, Serialize)]
+pub(crate) struct Poison;
+
+impl<'de> Deserialize<'de> for Poison {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("a faulty `Deserialize`")
+    }
+}
+
 /// Sends a text back UP.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Echo(pub(crate) String);
@@ -91,6 +101,11 @@ impl Worker {
         100u64
             .checked_div(n)
             .ok_or_else(|| Error::msg("division by zero"))
+    }
+
+    #[down]
+    async fn poison(&mut self, _ctx: &mut Ctx<Self>, _p: Poison) -> Result<()> {
+        Ok(())
     }
 
     #[down]
