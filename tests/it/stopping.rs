@@ -541,6 +541,44 @@ async fn a_child_spawned_by_the_exit_hook_that_keeps_sending_is_bounded_by_the_d
     assert!(matches!(exit, Exit::Aborted { .. }), "{exit}");
 }
 
+/// A thread whose child sends UP without end once it is stopping.
+struct FloodParent;
+
+#[taskthread]
+impl FloodParent {
+    async fn enter(&mut self, ctx: &mut Ctx<Self>) -> Result<()> {
+        ctx.spawn_with(Flood, ChildOptions::new().no_stop_deadline());
+        Ok(())
+    }
+
+    #[up]
+    async fn done(&mut self, _ctx: &mut Ctx<Self>, _from: ChildId, _d: Done) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_keeps_sending_up_cannot_hold_off_its_parents_deadline() {
+    let root = taskthread::spawn_with(
+        FloodParent,
+        ChildOptions::new()
+            .capacity(1024)
+            .stop_deadline(Duration::from_secs(1)),
+    );
+    tokio::task::yield_now().await;
+    root.stop();
+    let join = tokio::spawn(root.join());
+    // The runtime is never idle while the child sends, so the paused clock is moved by
+    // hand.
+    for _ in 0..100 {
+        if join.is_finished() {
+            break;
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+    }
+    assert!(join.is_finished(), "the stop ended at its deadline");
+    let exit = join.await.unwrap();
+    assert!(matches!(exit, Exit::Aborted { .. }), "{exit}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_child_spawned_by_the_exit_hook_is_stopped_and_waited_for() {
     let start = alive_tasks();

@@ -32,6 +32,13 @@ fn poll_next<T: Thread>(
     down_first: bool,
     stop: &mut StopWatch,
 ) -> Poll<Next<T>> {
+    // Once its deadline runs, a stopping thread looks at it first: UP messages that keep
+    // coming would otherwise hold it off, the deadline being looked at below only when
+    // nothing else is ready (and the runtime's budget, which they use up, is spent by the
+    // timer too).
+    if stop.deadline_runs() && stop.deadline_passed(ctx.node(), cx) {
+        return Poll::Ready(Next::Deadline);
+    }
     // DOWN and inbound take turns being polled first, so a busy inbound queue cannot keep
     // a stopping thread from seeing its DOWN queue drained (and so from stopping its
     // children), and neither queue starves the other.

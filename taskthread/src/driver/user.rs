@@ -142,6 +142,12 @@ impl StopWatch {
         false
     }
 
+    /// Whether the stop deadline runs: the thread is stopping and has had to wait since.
+    #[inline(always)]
+    pub(crate) fn deadline_runs(&self) -> bool {
+        self.deadline.is_some()
+    }
+
     /// For a stopping thread about to wait: whether its stop deadline has passed. The first
     /// call starts the deadline, unless a stopping ancestor's covers it (the ancestor then
     /// aborts what remains when its own passes).
