@@ -313,7 +313,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// an infinite `map` in the pool, that is after it is cancelled; with a limit of 0 and
     /// jobs waiting, after the limit is raised.
     ///
-    /// By then, every value of yours the pool has let go of is dropped: cancelled jobs, ended
+    /// By then, the values of yours the pool has ended are dropped: cancelled jobs, ended
     /// `map` sources and what they panicked with, results no one receives. So an [`Arc`]
     /// they shared with the caller is the caller's alone again.
     ///

@@ -66,7 +66,8 @@ use state::{
 /// ([`cancel_group`](Self::cancel_group), say, or the task of the job whose result it is),
 /// and no other job is lost. For a pool made with [`new_in`](Self::new_in), that call may be
 /// the thread's own stop, and the panic then fails the thread. [`join`](Self::join) returns,
-/// and the results stream ends, only once every such value is dropped.
+/// and the results stream ends, only once the cancelled jobs, ended sources and undelivered
+/// results are dropped.
 ///
 /// ```
 /// use taskthread::jobs::{JobOutcome, JobPool};
@@ -189,8 +190,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// its `exit` hook, say) is closed at once. Its jobs run on the runtime the thread runs
     /// on.
     ///
-    /// The waiting jobs and `map` sources are dropped in the thread's stop (or abort): a
-    /// `Drop` among them that panics fails the thread, which ends
+    /// The waiting jobs and `map` sources are dropped in the thread's stop: a `Drop` among
+    /// them that panics fails the thread, which ends
     /// [`Panicked`](crate::Exit::Panicked) without running its `exit` hook.
     ///
     /// # Examples
