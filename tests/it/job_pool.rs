@@ -3,13 +3,14 @@
 //! the limit changed at run time, lock / close / join, and jobs never outliving the pool; a
 //! pool that belongs to a thread (`JobPool::new_in`) accounting for every job at the
 //! thread's stop, stop deadline and abort (with a property test over random job mixes and
-//! stop timings); and every value of the user's that the pool drops (refused, cancelled and
-//! finished jobs, `map` sources, undelivered results) dropped outside its lock, so that a
-//! `Drop` may use the pool and one that panics loses no other job.
+//! stop timings); and every value of the user's that the pool drops (refused and cancelled
+//! jobs, `map` sources and what they panic with, undelivered results) dropped outside its
+//! lock, so that a `Drop` may use the pool and one that panics loses no other job, and
+//! dropped before `join()` returns and the results stream ends.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use taskthread::jobs::{JobOutcome, JobPool, JobPoolError, JobResult};
@@ -790,8 +791,8 @@ proptest::proptest! {
 }
 
 /// Runs `scenario` on an OS thread of its own, on a current-thread runtime, and fails if it
-/// has not finished within a few seconds. This guards against a deadlock, which would
-/// otherwise hang the test binary; the stuck thread is left behind.
+/// and the runtime's shutdown have not finished within a few seconds. This guards against
+/// a deadlock, which would otherwise hang the test binary; the stuck thread is left behind.
 fn finishes<F, Fut>(what: &str, scenario: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -804,10 +805,13 @@ where
             .build()
             .unwrap();
         runtime.block_on(scenario());
+        // The tasks left are dropped with the runtime, and their jobs' reports run then:
+        // inside the guard too.
+        drop(runtime);
         let _ = done.send(());
     });
     match finished.recv_timeout(Duration::from_secs(5)) {
-        Ok(()) => {}
+        Ok(()) => scenario.join().expect("the scenario has finished"),
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
             panic!("{what}: not finished within 5 s, deadlocked")
         }
@@ -1089,4 +1093,203 @@ fn a_panicking_drop_of_a_cancelled_job_loses_no_other_job() {
         assert_eq!(results.flush().await.len(), 4);
         pool.apply(|| async { Ok(2) }, 1, Some("a")).unwrap();
     });
+}
+
+#[test]
+fn a_map_panic_payload_is_dropped_outside_the_pools_lock() {
+    finishes(
+        "a map whose function panics with a value that uses the pool",
+        || async {
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let (pool, mut results) = JobPool::<u64>::new(1);
+            let mut payload = Some(UsesPool::new(&pool, &dropped));
+            let mapped = move |n| {
+                if let Some(guard) = payload.take() {
+                    std::panic::panic_any(guard);
+                }
+                async move { Ok(n) }
+            };
+            pool.map(mapped, 0..3u64, 1, Some("panics")).unwrap();
+            pool.join().await;
+            assert_eq!(dropped.load(Ordering::SeqCst), 1);
+            let all = results.flush().await;
+            assert_eq!(all.len(), 1);
+            let message = "a panic with a non-string payload";
+            assert!(matches!(&all[0].outcome, JobOutcome::Panicked(m) if m == message));
+            assert!(pool.groups().is_empty(), "the group ended with its source");
+        },
+    );
+}
+
+/// Whether `join()` is ready at once.
+fn join_is_ready<T: Send + 'static, E: Send + 'static>(pool: &JobPool<T, E>) -> bool {
+    let join = std::pin::pin!(pool.join());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::future::Future::poll(join, &mut cx).is_ready()
+}
+
+/// Looks at `join()` from inside its own `Drop`: ready there, `join()` could return while a
+/// value the pool dropped was still alive. Counts its drops, and the early joins it saw.
+struct SeesJoin {
+    pool: JobPool<u64>,
+    dropped: Arc<AtomicUsize>,
+    early: Arc<AtomicBool>,
+}
+
+impl Drop for SeesJoin {
+    fn drop(&mut self) {
+        if join_is_ready(&self.pool) {
+            self.early.store(true, Ordering::SeqCst);
+        }
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn join_returns_once_what_the_pool_drops_is_dropped() {
+    /// An output that looks at `join()` of the pool that made it as it is dropped.
+    struct Output {
+        pool: Arc<std::sync::OnceLock<JobPool<Output>>>,
+        early: Arc<AtomicBool>,
+    }
+    impl Drop for Output {
+        fn drop(&mut self) {
+            if self.pool.get().is_some_and(join_is_ready) {
+                self.early.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    finishes("join and the values the pool drops", || async {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let early = Arc::new(AtomicBool::new(false));
+        let sees_join = |pool: &JobPool<u64>| SeesJoin {
+            pool: pool.clone(),
+            dropped: Arc::clone(&dropped),
+            early: Arc::clone(&early),
+        };
+
+        // A map source that runs out.
+        let (pool, _results) = JobPool::<u64>::new(1);
+        let guard = sees_join(&pool);
+        let mapped = move |n| {
+            let _ = &guard;
+            async move { Ok(n) }
+        };
+        pool.map(mapped, 0..1u64, 1, None).unwrap();
+        pool.join().await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        assert!(
+            !early.load(Ordering::SeqCst),
+            "join() ready with a source alive"
+        );
+
+        // A waiting job cancelled (a limit of 0 keeps it waiting).
+        let (pool, _results) = JobPool::<u64>::new(0);
+        let guard = sees_join(&pool);
+        let waiting = pool
+            .submit(async move {
+                let _guard = guard;
+                Ok(1)
+            })
+            .unwrap();
+        pool.cancel(waiting).unwrap();
+        assert_eq!(dropped.load(Ordering::SeqCst), 2);
+        assert!(
+            !early.load(Ordering::SeqCst),
+            "join() ready with a job alive"
+        );
+
+        // An output no one will receive.
+        let cell = Arc::new(std::sync::OnceLock::new());
+        let (pool, results) = JobPool::<Output>::new(1);
+        let _ = cell.set(pool.clone());
+        drop(results);
+        let output = Output {
+            pool: Arc::clone(&cell),
+            early: Arc::clone(&early),
+        };
+        pool.submit(async move { Ok(output) }).unwrap();
+        pool.join().await;
+        assert_eq!(pool.counts().succeeded, 1);
+        assert!(
+            !early.load(Ordering::SeqCst),
+            "join() ready with an output alive"
+        );
+    });
+}
+
+#[test]
+fn the_results_stream_ends_once_what_the_pool_drops_is_dropped() {
+    /// A `map` function that, as it is dropped, cancels the last job of the pool and looks
+    /// at the results stream: ended there, it ended with this function alive.
+    struct Probe {
+        pool: JobPool<u64>,
+        results: Arc<std::sync::Mutex<taskthread::jobs::JobResults<u64>>>,
+        early: Arc<AtomicBool>,
+    }
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            assert_eq!(self.pool.cancel_group("waits"), Ok(1));
+            let mut results = self.results.lock().unwrap();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            loop {
+                let next = std::pin::pin!(results.next());
+                match std::future::Future::poll(next, &mut cx) {
+                    std::task::Poll::Ready(Some(_)) => continue,
+                    std::task::Poll::Ready(None) => self.early.store(true, Ordering::SeqCst),
+                    std::task::Poll::Pending => {}
+                }
+                break;
+            }
+        }
+    }
+    finishes(
+        "the results stream and the values the pool drops",
+        || async {
+            let early = Arc::new(AtomicBool::new(false));
+            // A limit of 0: the map's source and the job both wait.
+            let (pool, results) = JobPool::<u64>::new(0);
+            let results = Arc::new(std::sync::Mutex::new(results));
+            let probe = Probe {
+                pool: pool.clone(),
+                results: Arc::clone(&results),
+                early: Arc::clone(&early),
+            };
+            let mapped = move |n| {
+                let _ = &probe;
+                async move { Ok(n) }
+            };
+            pool.map(mapped, 0..1u64, 1, Some("mapped")).unwrap();
+            pool.apply(|| async { Ok(1) }, 1, Some("waits")).unwrap();
+            pool.close();
+            assert_eq!(pool.cancel_group("mapped"), Ok(0));
+            assert!(
+                !early.load(Ordering::SeqCst),
+                "the stream ended with a source alive"
+            );
+            let results = Arc::try_unwrap(results).expect("the source is dropped");
+            let mut results = results.into_inner().unwrap();
+            assert!(
+                results.next().await.is_none(),
+                "the stream ends after the drop"
+            );
+        },
+    );
+}
+
+#[test]
+fn an_apply_of_no_job_leaves_no_group() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let (pool, _results) = JobPool::<u64>::new(1);
+    let group = pool.apply(|| async { Ok(1) }, 0, Some("none")).unwrap();
+    assert!(group.jobs.is_empty());
+    assert!(pool.groups().is_empty());
+    assert!(pool.apply(|| async { Ok(1) }, 0, Some("none")).is_ok());
+    assert_eq!(
+        pool.cancel_group("none"),
+        Err(JobPoolError::UnknownGroup("none".into()))
+    );
 }

@@ -543,7 +543,7 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                     match family.poll_job(cx) {
                         Poll::Ready(Some(Err(e))) if e.is_panic() => {
                             took = true;
-                            let exit = Exit::Panicked(panic_message(e.into_panic()));
+                            let exit = Exit::Panicked(panic_message(&*e.into_panic()));
                             match failure {
                                 None => *failure = Some(Failure::new(exit)),
                                 Some(_) => {

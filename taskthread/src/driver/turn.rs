@@ -191,7 +191,7 @@ impl<T: Thread, R: Rules, H: Hold<T, R>> Life<T, R, H> {
                 if let Err(e) = joined
                     && e.is_panic()
                 {
-                    self.fail(Exit::Panicked(panic_message(e.into_panic())));
+                    self.fail(Exit::Panicked(panic_message(&*e.into_panic())));
                 }
             }
             Next::Deadline => self.aborted = true,

@@ -16,7 +16,9 @@ use crate::exit::{Exit, ThreadState};
 use crate::node::{DownReceiver, Node, has_report, settle};
 use crate::record::recording;
 
-pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+/// The message of a panic: its payload if a string. Borrows the payload, for the caller to
+/// drop where it may.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -82,7 +84,7 @@ fn exit_of<R>(polled: std::thread::Result<Poll<Result<R>>>) -> Poll<Result<R, Bo
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(Ok(r))) => Poll::Ready(Ok(r)),
         Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Box::new(Exit::Failed(e)))),
-        Err(payload) => Poll::Ready(Err(Box::new(Exit::Panicked(panic_message(payload))))),
+        Err(payload) => Poll::Ready(Err(Box::new(Exit::Panicked(panic_message(&*payload))))),
     }
 }
 

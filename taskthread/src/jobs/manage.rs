@@ -2,7 +2,7 @@
 //! close it, wait for it, and count what became of its jobs.
 
 use super::outcome::{JobCounts, JobId, JobPoolError};
-use super::state::Entry;
+use super::state::{Entry, Live};
 
 use std::sync::Arc;
 
@@ -313,6 +313,10 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// an infinite `map` in the pool, that is after it is cancelled; with a limit of 0 and
     /// jobs waiting, after the limit is raised.
     ///
+    /// By then, the values of yours the pool has ended are dropped: cancelled jobs, ended
+    /// `map` sources and what they panicked with, results no one receives. So an [`Arc`]
+    /// they shared with the caller is the caller's alone again.
+    ///
     /// # Examples
     ///
     /// ```
@@ -329,6 +333,6 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// ```
     pub async fn join(&self) {
         let mut live = self.inner.live.subscribe();
-        let _ = live.wait_for(|&n| n == 0).await;
+        let _ = live.wait_for(Live::is_idle).await;
     }
 }

@@ -18,7 +18,7 @@ pub use results::JobResults;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
@@ -30,8 +30,8 @@ use crate::family::Drained;
 use crate::lock::lock;
 use crate::thread::{HandlesStream, Thread};
 use state::{
-    BoxJob, CatchUnwind, Entry, Finish, Graveyard, GroupState, Inner, LAUNCHING, Launch, Pulled,
-    Source, State,
+    BoxJob, CatchUnwind, Entry, Finish, Graveyard, GroupState, Inner, LAUNCHING, Launch, Live,
+    Pulled, Source, State,
 };
 
 /// A pool of ad-hoc async jobs, run at most `limit` at a time: for work that is not a
@@ -58,11 +58,16 @@ use state::{
 /// job's result reaches the thread before its `exit` hook.
 ///
 /// The pool never drops a value of yours while it holds its internal lock: a job it refuses
-/// or cancels before it started, a `map`'s iterator and function, and a result no one will
-/// receive (the [`JobResults`] were dropped) are dropped once the lock is released. So their
-/// `Drop` may use the pool, and one that panics does so with the pool's state whole: the
-/// panic goes on from the call that dropped the value ([`cancel_group`](Self::cancel_group),
-/// say), and no other job is lost.
+/// or cancels before it started, a `map`'s iterator and function and what either panics
+/// with, and a result no one will receive (the [`JobResults`] were dropped) are dropped once
+/// the lock is released. (What a `map`'s iterator and function drop as they run is the
+/// exception: see [`map`](Self::map).) So their `Drop` may use the pool, and one that panics
+/// does so with the pool's state whole: the panic goes on from the call that ended the value
+/// ([`cancel_group`](Self::cancel_group), say, or the task of the job whose result it is),
+/// and no other job is lost. For a pool made with [`new_in`](Self::new_in), that call may be
+/// the thread's own stop, and the panic then fails the thread. [`join`](Self::join) returns,
+/// and the results stream ends, only once the cancelled jobs, ended sources and undelivered
+/// results are dropped.
 ///
 /// ```
 /// use taskthread::jobs::{JobOutcome, JobPool};
@@ -95,11 +100,15 @@ impl<T, E> Clone for JobPool<T, E> {
 
 impl<T, E> fmt::Debug for JobPool<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.inner.lock();
+        // Copied out first: the formatter writes to the caller's sink, run without the lock.
+        let (limit, running, groups) = {
+            let state = self.inner.lock();
+            (state.limit, state.running.len(), state.groups.len())
+        };
         f.debug_struct("JobPool")
-            .field("limit", &state.limit)
-            .field("running", &state.running.len())
-            .field("groups", &state.groups.len())
+            .field("limit", &limit)
+            .field("running", &running)
+            .field("groups", &groups)
             .finish_non_exhaustive()
     }
 }
@@ -139,7 +148,7 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// A pool whose jobs run on `runtime`, and the stream of their results.
     fn new_on(limit: usize, runtime: tokio::runtime::Handle) -> (Self, JobResults<T, E>) {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let (live, live_rx) = watch::channel(0);
+        let (live, live_rx) = watch::channel(Live::default());
         let inner = Inner {
             state: Mutex::new(State {
                 limit,
@@ -180,6 +189,10 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// thread, even if every handle to it is dropped; one made while the thread stops (in
     /// its `exit` hook, say) is closed at once. Its jobs run on the runtime the thread runs
     /// on.
+    ///
+    /// The waiting jobs and `map` sources are dropped in the thread's stop: a `Drop` among
+    /// them that panics fails the thread, which ends
+    /// [`Panicked`](crate::Exit::Panicked) without running its `exit` hook.
     ///
     /// # Examples
     ///
@@ -321,9 +334,12 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 let group = Arc::clone(&name);
                 state.waiting.push_back(Entry::Job { id, group, job });
             }
-            state
-                .groups
-                .insert(Arc::clone(&name), GroupState::new(n, 0));
+            // A group with no job would never end, and keep its name taken.
+            if n > 0 {
+                state
+                    .groups
+                    .insert(Arc::clone(&name), GroupState::new(n, 0));
+            }
             Ok(Group { name, jobs })
         })
         // The refused jobs drop here, outside the lock.
@@ -339,7 +355,8 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// `f` does not keep, say). The iterator and `f` themselves are dropped outside the lock,
     /// so their `Drop` may use the pool: when the iterator ends or panics, when the group is
     /// cancelled or the map refused, or with the pool. A panic in either ends the group's
-    /// source and is reported as a [`Panicked`](JobOutcome::Panicked) result. For Python's
+    /// source and is reported as a [`Panicked`](JobOutcome::Panicked) result; the value it
+    /// panicked with is dropped outside the lock too. For Python's
     /// `starmap`, destructure in the closure: `pool.map(|(a, b)| job(a, b), pairs, 4, None)`.
     ///
     /// Fails if the pool is paused or closed, a group of that name is still in the pool, or
@@ -387,7 +404,10 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 move || match catch_unwind(AssertUnwindSafe(|| items.next().map(&mut f))) {
                     Ok(Some(job)) => Pulled::Job(Box::pin(job)),
                     Ok(None) => Pulled::End,
-                    Err(payload) => Pulled::Panicked(panic_message(payload)),
+                    Err(payload) => Pulled::Panicked {
+                        message: panic_message(&*payload),
+                        payload,
+                    },
                 },
             );
         self.update(|state| {
@@ -423,9 +443,10 @@ impl<T: Send + 'static, E: Send + 'static> Drained for JobPool<T, E> {
     }
 }
 
-/// The pool's engine: every change to its state goes through [`update`](Self::update),
-/// which starts the jobs the change lets start, and drops what it took out of the state,
-/// once the lock is released.
+/// The pool's engine: every change to its state that can take a value of the user's out of
+/// it, or let a job start, goes through [`update`](Self::update), which starts the jobs the
+/// change lets start and drops what it took out of the state, once the lock is released.
+/// (`pause`, `resume` and the spawn of a job only set a flag or a handle, under the lock.)
 impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// Changes the state under the lock, then starts what may start and drops what the
     /// change and the start took out of the state, outside it.
@@ -434,21 +455,25 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     /// mutex is not re-entrant, so that would deadlock the OS thread), and one that panics
     /// does so once the state is whole and the jobs it lets start have started. So `change`
     /// hands back, in `R`, any user value it does not keep (a refused job), and the state
-    /// puts what it takes out in its graveyard.
+    /// puts what it takes out in its graveyard, which counts as live until it is dropped.
     fn update<R>(&self, change: impl FnOnce(&mut State<T, E>) -> R) -> R {
         let mut state = self.inner.lock();
         let out = change(&mut state);
         let launches = self.settle(&mut state);
-        let graveyard = state.take_graveyard();
+        let burial = Burial {
+            pool: self,
+            graveyard: state.take_graveyard(),
+        };
         drop(state);
         self.launch_all(launches);
-        drop(graveyard);
+        drop(burial);
         out
     }
 
     /// Takes what may start now off the waiting line (to be spawned by the caller, once it
-    /// has released the lock), publishes the count of live work and ends the results stream
-    /// of a closed, idle pool. Called after every change, with the lock held.
+    /// has released the lock), publishes whether the pool is idle, ends the results stream of
+    /// a closed, idle pool, and counts the graveyard, if any, as live. Called after every
+    /// change, with the lock held.
     #[must_use]
     fn settle(&self, state: &mut State<T, E>) -> Vec<Launch<T, E>> {
         let mut launches = Vec::new();
@@ -461,12 +486,33 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 }
             }
         }
-        let live = state.live();
-        self.inner.live.send_replace(live);
-        if state.closed && live == 0 {
-            state.end_results();
-        }
+        // All in one modification of the watch: a burial that ends on another OS thread
+        // meanwhile sees either none of it or all of it.
+        self.inner.live.send_if_modified(|live| {
+            let was = *live;
+            live.work = state.live();
+            if state.closed && live.is_idle() {
+                state.end_results();
+            }
+            live.burials += usize::from(!state.graveyard.is_empty());
+            live.ending = state.closed && state.results.is_some();
+            *live != was
+        });
         launches
+    }
+
+    /// Counts a graveyard as dropped; if that leaves a closed pool idle with its results
+    /// stream not ended, ends it.
+    fn end_burial(&self) {
+        let mut end_results = false;
+        self.inner.live.send_if_modified(|live| {
+            live.burials -= 1;
+            end_results = live.ending && live.is_idle();
+            live.is_idle()
+        });
+        if end_results {
+            self.update(|_| ());
+        }
     }
 
     /// Spawns the jobs [`settle`](Self::settle) took, without the lock held.
@@ -500,5 +546,26 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
             }
         }
         LAUNCHING.set(was);
+    }
+}
+
+/// A graveyard taken out of a pool's state, dropped once the lock is released, and counted
+/// as live until then (even when a `Drop` in it panics: the pool would never be idle again).
+struct Burial<'a, T: Send + 'static, E: Send + 'static> {
+    pool: &'a JobPool<T, E>,
+    graveyard: Graveyard<T, E>,
+}
+
+impl<T: Send + 'static, E: Send + 'static> Drop for Burial<'_, T, E> {
+    fn drop(&mut self) {
+        if self.graveyard.is_empty() {
+            return;
+        }
+        let graveyard = std::mem::take(&mut self.graveyard);
+        let dropped = catch_unwind(AssertUnwindSafe(move || drop(graveyard)));
+        self.pool.end_burial();
+        if let Err(panic) = dropped {
+            resume_unwind(panic);
+        }
     }
 }

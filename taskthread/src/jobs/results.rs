@@ -8,13 +8,14 @@ use futures_core::Stream;
 use tokio::sync::{mpsc, watch};
 
 use super::JobResult;
+use super::state::Live;
 use crate::error::Error;
 
 /// The results of a [`JobPool`](super::JobPool)'s jobs, in the order they end: a [`Stream`] of
 /// [`JobResult`]s that ends once the pool is closed and idle (or dropped).
 pub struct JobResults<T, E = Error> {
     pub(super) rx: mpsc::UnboundedReceiver<JobResult<T, E>>,
-    pub(super) live: watch::Receiver<usize>,
+    pub(super) live: watch::Receiver<Live>,
 }
 
 impl<T, E> fmt::Debug for JobResults<T, E> {
@@ -69,7 +70,7 @@ impl<T, E> JobResults<T, E> {
     /// # }
     /// ```
     pub async fn flush(&mut self) -> Vec<JobResult<T, E>> {
-        let _ = self.live.wait_for(|&n| n == 0).await;
+        let _ = self.live.wait_for(Live::is_idle).await;
         let mut results = Vec::with_capacity(self.rx.len());
         while let Ok(result) = self.rx.try_recv() {
             results.push(result);

@@ -1,6 +1,8 @@
 //! The pool's shared state: the waiting line, the running jobs, the groups, what they leave
-//! to drop once the lock is released, and the tasks that run and report each job.
+//! to drop once the lock is released, whether the pool is idle, and the tasks that run and
+//! report each job.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -18,11 +20,14 @@ use crate::driver::panic_message;
 pub(super) type BoxJob<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 /// What pulling a `map` source gives: the next job, the end, or the panic of the iterator
-/// or of the function.
+/// or of the function, with its payload (the user's, to drop once the lock is released).
 pub(super) enum Pulled<T, E> {
     Job(BoxJob<T, E>),
     End,
-    Panicked(String),
+    Panicked {
+        message: String,
+        payload: Box<dyn Any + Send>,
+    },
 }
 
 pub(super) type Source<T, E> = Box<dyn FnMut() -> Pulled<T, E> + Send>;
@@ -85,15 +90,21 @@ impl RunningJob {
 }
 
 /// What the pool takes out of its state under its lock and drops only once the lock is
-/// released: waiting jobs that were cancelled (the futures and what they capture) and `map`
-/// sources that ended (the iterator and the function), whose `Drop` is the user's and may
-/// call the pool, or panic. A result that cannot be delivered is handed back by
-/// [`State::send`] instead, and a refused job goes back to the caller.
+/// released: waiting jobs that were cancelled (the futures and what they capture), `map`
+/// sources that ended (the iterator and the function) and what one panicked with, and the
+/// outcome of a job no one will receive. Their `Drop` is the user's and may call the pool,
+/// or panic. A refused job goes back to the caller instead.
 ///
 /// Empty on the hot paths (adding, starting and ending jobs), where it allocates nothing: it
-/// fills only when jobs are cancelled or a source ends.
+/// fills only when jobs are cancelled, a source ends, or the results were dropped.
+///
+/// The fields drop in the order they are declared, and `results` must stay last: a receiver
+/// then sees the stream end only once the rest is dropped.
 pub(super) struct Graveyard<T, E> {
     entries: Vec<Entry<T, E>>,
+    payloads: Vec<Box<dyn Any + Send>>,
+    /// The outcome of the job that ended in this change, if no one will receive it.
+    outcome: Option<JobOutcome<T, E>>,
     /// The results sender, once a closed pool is idle. With the receiver gone, dropping it
     /// frees the channel, and with it any result a send slipped in as the receiver dropped.
     results: Option<mpsc::UnboundedSender<JobResult<T, E>>>,
@@ -103,8 +114,39 @@ impl<T, E> Default for Graveyard<T, E> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
+            payloads: Vec::new(),
+            outcome: None,
             results: None,
         }
+    }
+}
+
+impl<T, E> Graveyard<T, E> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+            && self.payloads.is_empty()
+            && self.outcome.is_none()
+            && self.results.is_none()
+    }
+}
+
+/// Whether the pool is idle, for [`JobPool::join`] and the end of the results stream to
+/// wait on. Each change publishes it under the pool's lock, and each graveyard as it is
+/// dropped: a graveyard counts as live until then, so the pool is idle only once nothing it
+/// took out of its work is alive any more.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Live {
+    /// Jobs waiting or running, plus `map` sources still pulled.
+    pub(super) work: usize,
+    /// Graveyards taken out of the state and not yet dropped.
+    pub(super) burials: usize,
+    /// Closed with the results stream not ended yet: it ends once the pool is idle.
+    pub(super) ending: bool,
+}
+
+impl Live {
+    pub(super) fn is_idle(&self) -> bool {
+        self.work == 0 && self.burials == 0
     }
 }
 
@@ -141,8 +183,7 @@ pub(super) struct State<T, E> {
 pub(super) struct Inner<T, E> {
     pub(super) state: Mutex<State<T, E>>,
     pub(super) runtime: tokio::runtime::Handle,
-    /// Jobs waiting or running, plus `map` sources still pulled: 0 when the pool is idle.
-    pub(super) live: watch::Sender<usize>,
+    pub(super) live: watch::Sender<Live>,
 }
 
 impl<T, E> Drop for Inner<T, E> {
@@ -195,12 +236,13 @@ impl<T, E> State<T, E> {
                     self.bury(Entry::Source { group, source });
                     return Some(None);
                 }
-                Pulled::Panicked(message) => {
+                Pulled::Panicked { message, payload } => {
                     let id = self.next_id();
                     // A panic's result holds no user value: undelivered, it may drop here.
                     let _ = self.send(id, &group, JobOutcome::Panicked(message));
                     self.end_source(&group);
                     self.bury(Entry::Source { group, source });
+                    self.graveyard.payloads.push(payload);
                     return Some(None);
                 }
             },
@@ -306,6 +348,13 @@ impl<T, E> State<T, E> {
         self.graveyard.entries.push(entry);
     }
 
+    /// Puts the outcome of a job no one will receive in the graveyard. A change ends one job
+    /// at most.
+    pub(super) fn bury_outcome(&mut self, outcome: JobOutcome<T, E>) {
+        debug_assert!(self.graveyard.outcome.is_none(), "one job ends per change");
+        self.graveyard.outcome = Some(outcome);
+    }
+
     /// Takes out what the changes since the lock was taken left to drop.
     pub(super) fn take_graveyard(&mut self) -> Graveyard<T, E> {
         std::mem::take(&mut self.graveyard)
@@ -379,14 +428,18 @@ impl<T: Send + 'static, E: Send + 'static> Drop for Finish<T, E> {
         };
         let outcome = self.outcome.take().unwrap_or(JobOutcome::Cancelled);
         let pool = JobPool { inner };
-        // The outcome comes back if no one will receive it, to drop once the lock is free.
-        let unsent = pool.update(|state| match state.running.remove(&self.id) {
-            Some(job) => state
-                .finish(self.id, &job.group, outcome, true)
-                .map(|unsent| unsent.outcome),
-            None => Some(outcome),
+        pool.update(|state| {
+            let unsent = match state.running.remove(&self.id) {
+                Some(job) => state
+                    .finish(self.id, &job.group, outcome, true)
+                    .map(|unsent| unsent.outcome),
+                None => Some(outcome),
+            };
+            // No one will receive it: it drops once the lock is released.
+            if let Some(outcome) = unsent {
+                state.bury_outcome(outcome);
+            }
         });
-        drop(unsent);
     }
 }
 
@@ -402,7 +455,7 @@ impl<T, E> Future for CatchUnwind<T, E> {
         match catch_unwind(AssertUnwindSafe(|| self.job.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-            Err(payload) => Poll::Ready(Err(panic_message(payload))),
+            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
         }
     }
 }

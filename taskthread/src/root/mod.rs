@@ -234,7 +234,7 @@ pub(super) async fn abort_tree(
 pub(super) fn exit_of(joined: Result<Exit, tokio::task::JoinError>) -> Exit {
     match joined {
         Ok(exit) => exit,
-        Err(e) if e.is_panic() => Exit::Panicked(panic_message(e.into_panic())),
+        Err(e) if e.is_panic() => Exit::Panicked(panic_message(&*e.into_panic())),
         Err(_) => Exit::Aborted { dropped: 0 },
     }
 }

@@ -62,7 +62,7 @@ where
                         "supervised `{}` ({}): its factory panicked: {}",
                         node.path(),
                         node.meta.type_name,
-                        panic_message(payload)
+                        panic_message(&*payload)
                     ));
                     break (Exit::Failed(error), true);
                 }

@@ -139,7 +139,7 @@ impl<T: Thread> Shared<T> {
             return Ok(exit);
         }
         match panicked {
-            Some(payload) => Ok(Exit::Panicked(panic_message(payload))),
+            Some(payload) => Ok(Exit::Panicked(panic_message(&*payload))),
             None => Err(JoinError::AlreadyJoined),
         }
     }
@@ -192,7 +192,7 @@ impl<T: Thread> Shared<T> {
             (None, Some(payload)) => tracing::error!(
                 root = %self.child.path(),
                 "background tree's thread panicked: {}",
-                panic_message(payload)
+                panic_message(&*payload)
             ),
             _ => {}
         }
