@@ -1199,6 +1199,23 @@ fn join_returns_once_what_the_pool_drops_is_dropped() {
             "join() ready with a job alive"
         );
 
+        // A job started, then cancelled before its task first ran.
+        let (pool, _results) = JobPool::<u64>::new(1);
+        let guard = sees_join(&pool);
+        let started = pool
+            .submit(async move {
+                let _guard = guard;
+                Ok(1)
+            })
+            .unwrap();
+        pool.cancel(started).unwrap();
+        pool.join().await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 3);
+        assert!(
+            !early.load(Ordering::SeqCst),
+            "join() ready with a cancelled job alive"
+        );
+
         // An output no one will receive.
         let cell = Arc::new(std::sync::OnceLock::new());
         let (pool, results) = JobPool::<Output>::new(1);

@@ -315,7 +315,9 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
     ///
     /// By then, the values of yours the pool has ended are dropped: cancelled jobs, ended
     /// `map` sources and what they panicked with, results no one receives. So an [`Arc`]
-    /// they shared with the caller is the caller's alone again.
+    /// they shared with the caller is the caller's alone again. It follows that the `Drop`
+    /// of such a value must not wait for `join` itself (from a blocking wrapper, say): the
+    /// pool waits for that drop to end.
     ///
     /// # Examples
     ///

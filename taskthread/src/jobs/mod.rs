@@ -528,8 +528,13 @@ impl<T: Send + 'static, E: Send + 'static> JobPool<T, E> {
                 outcome: None,
             };
             let task = self.inner.runtime.spawn(async move {
+                // `job` named first: a task cancelled before it first runs drops what the
+                // block took in the order the block names it, and the job, the user's, must
+                // be gone before `Finish` reports it ended. Once running, the job being
+                // awaited is dropped before `guard`, as a temporary of the statement.
+                let job = CatchUnwind { job };
                 let mut guard = guard;
-                let outcome = match (CatchUnwind { job }).await {
+                let outcome = match job.await {
                     Ok(Ok(t)) => JobOutcome::Ok(t),
                     Ok(Err(e)) => JobOutcome::Err(e),
                     Err(message) => JobOutcome::Panicked(message),
